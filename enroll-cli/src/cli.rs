@@ -1,0 +1,92 @@
+//! The command line, as scripts rely on it: global options first, then the command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mfa",
+    version,
+    about = "Register and manage the devices pam_mfa asks for at login",
+    long_about = "Register and manage the devices (authenticator apps) that pam_mfa asks for \
+                  at login.\n\nWithout --user, mfa acts on the account that runs it."
+)]
+pub struct Cli {
+    /// Device store to use (root only)
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Act on this user's devices instead of your own (root only)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register a new device
+    #[command(subcommand)]
+    Enroll(Enroll),
+    /// List devices (never shows secrets)
+    List {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a device a new name
+    Rename { name: String, new_name: String },
+    /// Remove a device
+    Remove {
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Bring a device whose clock drifted back in sync with two consecutive codes
+    Resync {
+        name: String,
+        code1: String,
+        code2: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Enroll {
+    /// Register an authenticator app (TOTP): shows a QR code, then asks for two codes
+    Totp(EnrollTotp),
+    /// Activate a device registered with --begin, with two consecutive codes
+    Finish {
+        name: String,
+        code1: String,
+        code2: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollTotp {
+    /// A name for the device, e.g. "pixel-7" (1-64 characters)
+    pub name: String,
+    /// Issuer shown in the app [default: this host's name]
+    #[arg(long, value_name = "TEXT")]
+    pub issuer: Option<String>,
+    /// Also print the secret key, for typing into an app by hand
+    #[arg(long)]
+    pub show_secret: bool,
+    /// Only create the pending device and print its secret and URI, then exit; activate
+    /// it with `mfa enroll finish` within 10 minutes
+    #[arg(long)]
+    pub begin: bool,
+    /// With --begin: print JSON (name, secret, uri, ...)
+    #[arg(long, requires = "begin")]
+    pub json: bool,
+    /// Also write the QR code as a PNG image to FILE
+    #[arg(long, value_name = "FILE")]
+    pub qr_png: Option<PathBuf>,
+    /// Also write the QR code as an SVG image to FILE
+    #[arg(long, value_name = "FILE")]
+    pub qr_svg: Option<PathBuf>,
+    /// Overwrite an existing QR image file
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,231 @@
+//! `mfa enroll`: registering an authenticator app, interactively or in two scripted steps.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use pam_mfa::clock;
+use pam_mfa::enrollment::{self, PendingTotp};
+use pam_mfa::names::DeviceName;
+use pam_mfa::store::Store;
+use zeroize::Zeroizing;
+
+use crate::cli::EnrollTotp;
+use crate::identity::Target;
+use crate::{CliError, audit, private_file, prompt, qr};
+
+/// How many times an interactive registration lets a person retype the two codes.
+const INTERACTIVE_ATTEMPTS: usize = 3;
+
+pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
+    let name = DeviceName::parse(&args.name)?;
+    let issuer = match &args.issuer {
+        Some(i) => check_issuer(i)?,
+        None => host_name(),
+    };
+    let mut store = Store::open_or_create(&target.db)?;
+    let now = clock::now()?;
+    let pending = enrollment::begin_totp(&mut store, &target.user, &name, &issuer, now)?;
+    audit::record(
+        target,
+        &format!("began registering device {:?}", name.as_str()),
+    );
+
+    write_qr_files(&pending, args)?;
+    if args.begin {
+        return print_begin(&pending, args.json);
+    }
+
+    let mut out = std::io::stdout().lock();
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let qr = Zeroizing::new(qr::terminal(&pending.uri, color).map_err(qr_error)?);
+    let mut text = Zeroizing::new(String::new());
+    text.push_str(&format!(
+        "Registering authenticator app \"{}\" for {}.\n\
+         Scan this QR code with your authenticator app:\n\n",
+        pending.name, pending.user
+    ));
+    text.push_str(&qr);
+    text.push('\n');
+    if args.show_secret {
+        text.push_str(&format!(
+            "Secret key (for manual entry): {}\n\
+             Type: time-based, {}, {} digits, every {} seconds\n\n",
+            pending.secret.to_base32_grouped().as_str(),
+            pending.params.algorithm,
+            pending.params.digits,
+            pending.params.period
+        ));
+    } else {
+        text.push_str(
+            "Cannot scan it? Run again with --show-secret to type the key in instead.\n\n",
+        );
+    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::msg(format!("cannot write to standard output: {e}")))?;
+    drop(out);
+
+    let attempts = if prompt::stdin_is_terminal() {
+        INTERACTIVE_ATTEMPTS
+    } else {
+        1
+    };
+    let unfinished = || {
+        CliError::msg(format!(
+            "registration not finished; within 10 minutes run `mfa enroll finish {} CODE1 \
+             CODE2`, or start again",
+            shell_word(&pending.name)
+        ))
+    };
+    for attempt in 1..=attempts {
+        let Some(first) = prompt::ask("Enter the code the app shows: ")? else {
+            return Err(unfinished());
+        };
+        let Some(second) = prompt::ask("Wait for the next code and enter it: ")? else {
+            return Err(unfinished());
+        };
+        match enrollment::finish_totp(
+            &mut store,
+            &target.user,
+            &name,
+            first.as_bytes(),
+            second.as_bytes(),
+            clock::now()?,
+        ) {
+            Ok(()) => {
+                audit::record(target, &format!("activated device {:?}", name.as_str()));
+                println!(
+                    "Device \"{}\" is active for {}.",
+                    pending.name, pending.user
+                );
+                return Ok(());
+            }
+            Err(e) if attempt < attempts && is_retryable(&e) => {
+                eprintln!("mfa: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(unfinished())
+}
+
+fn is_retryable(e: &pam_mfa::Error) -> bool {
+    use pam_mfa::Error as E;
+    matches!(
+        e,
+        E::MalformedCode { .. }
+            | E::FirstCodeWrong
+            | E::SecondCodeWrong
+            | E::NotConsecutive
+            | E::ClockSkew { .. }
+    )
+}
+
+pub fn finish(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(), CliError> {
+    let name = DeviceName::parse(name)?;
+    let mut store = Store::open_or_create(&target.db)?;
+    enrollment::finish_totp(
+        &mut store,
+        &target.user,
+        &name,
+        code1.as_bytes(),
+        code2.as_bytes(),
+        clock::now()?,
+    )?;
+    audit::record(target, &format!("activated device {:?}", name.as_str()));
+    println!("Device \"{}\" is active for {}.", name, target.user);
+    Ok(())
+}
+
+fn print_begin(p: &PendingTotp, json: bool) -> Result<(), CliError> {
+    let text = if json {
+        let value = serde_json::json!({
+            "user": p.user,
+            "name": p.name,
+            "secret": p.secret.to_base32().as_str(),
+            "uri": p.uri.as_str(),
+            "algorithm": p.params.algorithm.as_str(),
+            "digits": p.params.digits,
+            "period": p.params.period,
+            "expires_at": p.expires_at,
+        });
+        let mut s = Zeroizing::new(value.to_string());
+        s.push('\n');
+        s
+    } else {
+        Zeroizing::new(format!(
+            "Pending device \"{}\" for {} (expires {}).\n\
+             Secret key: {}\n\
+             URI: {}\n\
+             Activate it with: mfa enroll finish {} CODE1 CODE2\n",
+            p.name,
+            p.user,
+            clock::format_local(p.expires_at),
+            p.secret.to_base32_grouped().as_str(),
+            p.uri.as_str(),
+            shell_word(&p.name),
+        ))
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::msg(format!("cannot write to standard output: {e}")))
+}
+
+fn write_qr_files(p: &PendingTotp, args: &EnrollTotp) -> Result<(), CliError> {
+    if let Some(path) = &args.qr_png {
+        let png = Zeroizing::new(qr::png(&p.uri).map_err(qr_error)?);
+        write_file(path, &png, args.force)?;
+    }
+    if let Some(path) = &args.qr_svg {
+        let svg = Zeroizing::new(qr::svg(&p.uri).map_err(qr_error)?);
+        write_file(path, svg.as_bytes(), args.force)?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
+    private_file::write_private(path, bytes, force).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            " (it exists; use --force to overwrite)"
+        } else if e.raw_os_error() == Some(libc::ELOOP) {
+            " (it is a symbolic link)"
+        } else {
+            ""
+        };
+        CliError::msg(format!("cannot write {}: {e}{hint}", path.display()))
+    })
+}
+
+fn qr_error(e: qr::QrError) -> CliError {
+    CliError::msg(e.to_string())
+}
+
+fn check_issuer(issuer: &str) -> Result<String, CliError> {
+    if issuer.is_empty() || issuer.chars().count() > 64 || issuer.chars().any(char::is_control) {
+        return Err(CliError::msg(
+            "--issuer must be 1 to 64 printable characters",
+        ));
+    }
+    Ok(issuer.to_owned())
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
+        .unwrap_or_else(|| "pam_mfa".to_owned())
+}
+
+/// Quotes a device name for a command line the person can paste.
+pub fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,+@%/:".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}

@@ -1,0 +1,101 @@
+//! The library's one error type. Messages are written for the person reading them (an
+//! administrator in syslog, a user at the `mfa` prompt) and never include a secret or code.
+
+use std::path::PathBuf;
+
+use crate::code::CodeError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("refusing device store {path}: {reason}")]
+    UnsafeStore { path: PathBuf, reason: String },
+    #[error("device store {path} is not a pam_mfa database ({detail})")]
+    NotADatabase { path: PathBuf, detail: String },
+    #[error("device store {path} has not been initialised; run `mfa` as root to create it")]
+    Uninitialised { path: PathBuf },
+    #[error(
+        "device store {path} has schema version {found}, newer than this pam_mfa understands \
+         ({known}); upgrade pam_mfa"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("device store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("device store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("device store holds an invalid record: {0}")]
+    CorruptRecord(String),
+    #[error("the system clock is before 1970")]
+    Clock,
+    #[error("cannot get random bytes from the kernel: {0}")]
+    Random(String),
+    #[error("invalid device name: {0}")]
+    InvalidDeviceName(String),
+    #[error("invalid user name")]
+    InvalidUserName,
+    #[error("invalid secret (expected base32)")]
+    InvalidSecret,
+    #[error("invalid otpauth URI: {0}")]
+    InvalidUri(String),
+    #[error("unsupported OTP parameters: {0}")]
+    InvalidParameters(String),
+    #[error("{user} already has a device named \"{name}\"")]
+    DuplicateName { user: String, name: String },
+    #[error("{user} has no device named \"{name}\"")]
+    NoSuchDevice { user: String, name: String },
+    #[error(
+        "{user} has no pending registration named \"{name}\" (it may have expired after 10 \
+         minutes; start again with `mfa enroll totp`)"
+    )]
+    NoPendingDevice { user: String, name: String },
+    #[error("device \"{name}\" is still pending; finish its registration first")]
+    DeviceNotActive { name: String },
+    #[error("{user} already has {max} active devices, the most allowed; remove one first")]
+    TooManyDevices { user: String, max: u32 },
+    #[error("{which} code: {problem}")]
+    MalformedCode {
+        which: &'static str,
+        problem: CodeError,
+    },
+    #[error(
+        "the first code is not valid for this device right now; enter the code the app shows, \
+         then the next one"
+    )]
+    FirstCodeWrong,
+    #[error(
+        "the first code is valid but the second code is not; enter the next code the app \
+         shows after the first one"
+    )]
+    SecondCodeWrong,
+    #[error(
+        "both codes are valid but they are not consecutive; enter a code, wait for the app \
+         to show the next one, and enter that"
+    )]
+    NotConsecutive,
+    #[error(
+        "the codes belong to a time about {minutes} minutes {direction} this host's clock; \
+         check the clock of the device (or this host's)"
+    )]
+    ClockSkew {
+        minutes: i64,
+        direction: &'static str,
+    },
+    #[error(
+        "no two consecutive codes found within 12 hours of this host's clock; check the \
+         codes and the device's clock"
+    )]
+    ResyncFailed,
+    #[error(
+        "these codes are not newer than the last code accepted from this device; wait for \
+         new codes and try again"
+    )]
+    CodesAlreadyUsed,
+}

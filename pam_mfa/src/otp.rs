@@ -1,0 +1,291 @@
+//! One-time password checking (RFC 6238 TOTP, over RFC 4226 HOTP).
+//!
+//! The HMAC truncation itself comes from the `totp-rs` crate; this module decides which
+//! time steps to try. Every comparison goes through `totp-rs`'s constant-time token
+//! equality, so how much of a wrong code matched is not observable.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+use totp_rs::Builder;
+
+use crate::code::Code;
+use crate::secret::Secret;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    /// The spelling used in `otpauth://` URIs and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha512 => "SHA512",
+        }
+    }
+
+    fn to_totp_rs(self) -> totp_rs::Algorithm {
+        match self {
+            Self::Sha1 => totp_rs::Algorithm::SHA1,
+            Self::Sha256 => totp_rs::Algorithm::SHA256,
+            Self::Sha512 => totp_rs::Algorithm::SHA512,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "SHA1" => Ok(Self::Sha1),
+            "SHA256" => Ok(Self::Sha256),
+            "SHA512" => Ok(Self::Sha512),
+            _ => Err(Error::InvalidParameters(format!("unknown algorithm {s:?}"))),
+        }
+    }
+}
+
+/// The public parameters of a TOTP device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotpParams {
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+}
+
+impl TotpParams {
+    /// What every authenticator app supports; anything else breaks some of them.
+    pub const DEFAULT: Self = Self {
+        algorithm: Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+    };
+
+    pub fn validate(self) -> Result<Self> {
+        if !(6..=8).contains(&self.digits) {
+            return Err(Error::InvalidParameters(format!(
+                "{} digits (6 to 8 are supported)",
+                self.digits
+            )));
+        }
+        if !(1..=300).contains(&self.period) {
+            return Err(Error::InvalidParameters(format!(
+                "a period of {} s (1 to 300 are supported)",
+                self.period
+            )));
+        }
+        Ok(self)
+    }
+
+    /// The time step that contains `unix` (RFC 6238 T = floor(unix / period)).
+    pub fn step_at(self, unix: i64) -> i64 {
+        unix.div_euclid(i64::from(self.period.max(1)))
+    }
+}
+
+/// A TOTP key ready to check codes: the secret plus its parameters.
+pub struct TotpKey {
+    totp: totp_rs::Totp,
+    params: TotpParams,
+}
+
+impl TotpKey {
+    pub fn new(secret: &Secret, params: TotpParams) -> Result<Self> {
+        let params = params.validate()?;
+        let totp = Builder::new()
+            .with_algorithm(params.algorithm.to_totp_rs())
+            .with_digits(params.digits)
+            .with_step_duration(u64::from(params.period))
+            .with_skew(0)
+            .with_secret(totp_rs::Secret::new(secret.as_bytes().into()))
+            .build()
+            .map_err(|e| Error::InvalidParameters(e.to_string()))?;
+        Ok(Self { totp, params })
+    }
+
+    pub fn params(&self) -> TotpParams {
+        self.params
+    }
+
+    /// Whether `code` is this key's code for time step `step`, compared in constant time.
+    pub fn matches(&self, code: &Code, step: i64) -> bool {
+        let Ok(step) = u64::try_from(step) else {
+            return false;
+        };
+        let Some(time) = step.checked_mul(u64::from(self.params.period)) else {
+            return false;
+        };
+        self.totp.check(code.as_str(), time).is_some()
+    }
+
+    /// The first step in `steps` whose code is `code`.
+    pub fn find(&self, code: &Code, steps: RangeInclusive<i64>) -> Option<i64> {
+        steps.into_iter().find(|&s| self.matches(code, s))
+    }
+
+    /// Finds the step `t` in `steps` where `first` is the code of `t` and `second` the code
+    /// of `t + 1`: the proof that a person is reading codes off this device right now.
+    pub fn find_consecutive(
+        &self,
+        first: &Code,
+        second: &Code,
+        steps: RangeInclusive<i64>,
+    ) -> std::result::Result<i64, PairError> {
+        let (lo, hi) = (*steps.start(), *steps.end());
+        let mut first_seen = false;
+        for t in lo..=hi {
+            if self.matches(first, t) {
+                first_seen = true;
+                if self.matches(second, t.saturating_add(1)) {
+                    return Ok(t);
+                }
+            }
+        }
+        if !first_seen {
+            return Err(PairError::FirstWrong);
+        }
+        if self.find(second, lo..=hi.saturating_add(1)).is_some() {
+            Err(PairError::NotConsecutive)
+        } else {
+            Err(PairError::SecondWrong)
+        }
+    }
+}
+
+/// Why two codes did not prove a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairError {
+    FirstWrong,
+    SecondWrong,
+    NotConsecutive,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code;
+
+    /// RFC 6238 Appendix B: the seeds are the ASCII digits repeated to the hash size.
+    fn rfc_key(alg: Algorithm) -> TotpKey {
+        let seed: &[u8] = match alg {
+            Algorithm::Sha1 => b"12345678901234567890",
+            Algorithm::Sha256 => b"12345678901234567890123456789012",
+            Algorithm::Sha512 => {
+                b"1234567890123456789012345678901234567890123456789012345678901234"
+            }
+        };
+        let params = TotpParams {
+            algorithm: alg,
+            digits: 8,
+            period: 30,
+        };
+        TotpKey::new(&Secret::from_bytes(seed.to_vec()), params).unwrap()
+    }
+
+    #[test]
+    fn rfc6238_appendix_b_vectors() {
+        let vectors: &[(i64, &str, &str, &str)] = &[
+            (59, "94287082", "46119246", "90693936"),
+            (1111111109, "07081804", "68084774", "25091201"),
+            (1111111111, "14050471", "67062674", "99943326"),
+            (1234567890, "89005924", "91819424", "93441116"),
+            (2000000000, "69279037", "90698825", "38618901"),
+            (20000000000, "65353130", "77737706", "47863826"),
+        ];
+        for &(time, sha1, sha256, sha512) in vectors {
+            for (alg, expected) in [
+                (Algorithm::Sha1, sha1),
+                (Algorithm::Sha256, sha256),
+                (Algorithm::Sha512, sha512),
+            ] {
+                let key = rfc_key(alg);
+                let step = key.params().step_at(time);
+                let code = code::parse(expected.as_bytes()).unwrap();
+                assert!(key.matches(&code, step), "{alg} at {time}");
+                assert!(!key.matches(&code, step + 1), "{alg} at {time} + 1 step");
+            }
+        }
+    }
+
+    #[test]
+    fn six_digit_codes_are_the_low_digits() {
+        let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
+        let key = TotpKey::new(&secret, TotpParams::DEFAULT).unwrap();
+        // 94287082 truncated to 6 digits.
+        let code = code::parse(b"287082").unwrap();
+        assert!(key.matches(&code, 1));
+        let eight = code::parse(b"94287082").unwrap();
+        assert!(
+            !key.matches(&eight, 1),
+            "an 8-digit answer to a 6-digit device"
+        );
+    }
+
+    #[test]
+    fn consecutive_pairs() {
+        let key = rfc_key(Algorithm::Sha1);
+        // Steps 37037036 and 37037037 hold 1111111109 and 1111111111.
+        let c1 = code::parse(b"07081804").unwrap();
+        let c2 = code::parse(b"14050471").unwrap();
+        let now = key.params().step_at(1111111111);
+        assert_eq!(
+            key.find_consecutive(&c1, &c2, now - 10..=now + 1),
+            Ok(now - 1)
+        );
+        // Both valid, in the wrong order.
+        assert_eq!(
+            key.find_consecutive(&c2, &c1, now - 10..=now + 1),
+            Err(PairError::NotConsecutive)
+        );
+        let wrong = code::parse(b"00000000").unwrap();
+        assert_eq!(
+            key.find_consecutive(&wrong, &c2, now - 10..=now + 1),
+            Err(PairError::FirstWrong)
+        );
+        assert_eq!(
+            key.find_consecutive(&c1, &wrong, now - 10..=now + 1),
+            Err(PairError::SecondWrong)
+        );
+        // The same code twice: the person did not wait for the next one.
+        assert_eq!(
+            key.find_consecutive(&c1, &c1, now - 10..=now + 1),
+            Err(PairError::NotConsecutive)
+        );
+    }
+
+    #[test]
+    fn negative_and_huge_steps_never_match() {
+        let key = rfc_key(Algorithm::Sha1);
+        let c = code::parse(b"94287082").unwrap();
+        assert!(!key.matches(&c, -1));
+        assert!(!key.matches(&c, i64::MAX));
+    }
+
+    #[test]
+    fn parameters_are_validated() {
+        let s = Secret::from_bytes(vec![7; 20]);
+        for (digits, period) in [(5, 30), (9, 30), (6, 0), (6, 301)] {
+            let p = TotpParams {
+                algorithm: Algorithm::Sha1,
+                digits,
+                period,
+            };
+            assert!(TotpKey::new(&s, p).is_err(), "{digits} {period}");
+        }
+        assert_eq!("sha256".parse::<Algorithm>().unwrap(), Algorithm::Sha256);
+        assert!("md5".parse::<Algorithm>().is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! Module arguments from the PAM service file, parsed strictly.
+//!
+//! A typo in a security module's arguments must not silently fall back to a default (think
+//! `nulok` or `windw=3`): every unknown, repeated or malformed argument is an error, which
+//! the entry point turns into a refusal and a syslog line naming the argument.
+
+use std::path::PathBuf;
+
+use crate::lockout::LockoutPolicy;
+use crate::login::{LoginSettings, MAX_WINDOW};
+use crate::store::DEFAULT_PATH;
+
+pub const DEFAULT_PROMPT: &str = "Verification code: ";
+const MAX_PROMPT_CHARS: usize = 200;
+/// A week: longer lock-outs are an administrator's job, not a rate limit.
+const MAX_LOCKOUT_SECS: i64 = 7 * 86_400;
+const MAX_MAX_FAILURES: u32 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleArgs {
+    pub db: PathBuf,
+    /// A user without an active device is let through (`PAM_IGNORE`).
+    pub nullok: bool,
+    pub settings: LoginSettings,
+    pub prompt: String,
+    pub echo_code: bool,
+    pub debug: bool,
+}
+
+impl Default for ModuleArgs {
+    fn default() -> Self {
+        Self {
+            db: PathBuf::from(DEFAULT_PATH),
+            nullok: false,
+            settings: LoginSettings::default(),
+            prompt: DEFAULT_PROMPT.to_owned(),
+            echo_code: false,
+            debug: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("module argument is not valid UTF-8")]
+    NotUtf8,
+    #[error("unknown module argument {0:?}")]
+    Unknown(String),
+    #[error("module argument {0:?} is given more than once")]
+    Repeated(String),
+    #[error("module argument {name}: {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ArgError {
+    ArgError::Invalid {
+        name,
+        problem: problem.into(),
+    }
+}
+
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    name: &'static str,
+    value: &str,
+    min: T,
+    max: T,
+) -> Result<T, ArgError> {
+    // Only plain decimal digits: "+5", " 5" and "0x5" are typos, not numbers.
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(name, format!("{value:?} is not a number")));
+    }
+    let n: T = value
+        .parse()
+        .map_err(|_| invalid(name, format!("{value:?} is out of range")))?;
+    if n < min || n > max {
+        return Err(invalid(name, format!("must be from {min} to {max}")));
+    }
+    Ok(n)
+}
+
+/// Parses the arguments as PAM hands them over (one C string each; PAM has already
+/// joined `[prompt=Two words]` bracketed values).
+pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs, ArgError> {
+    let mut out = ModuleArgs::default();
+    let mut seen: Vec<String> = Vec::new();
+    for raw in args {
+        let arg = std::str::from_utf8(raw).map_err(|_| ArgError::NotUtf8)?;
+        let (key, value) = match arg.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (arg, None),
+        };
+        if seen.iter().any(|s| s == key) {
+            return Err(ArgError::Repeated(key.to_owned()));
+        }
+        seen.push(key.to_owned());
+        let flag = |name: &'static str| match value {
+            None => Ok(true),
+            Some(_) => Err(invalid(name, "takes no value")),
+        };
+        let value_of = |name: &'static str| value.ok_or_else(|| invalid(name, "needs a value"));
+        match key {
+            "db" => {
+                let v = value_of("db")?;
+                let p = PathBuf::from(v);
+                if !p.is_absolute() || p.file_name().is_none() {
+                    return Err(invalid("db", "must be an absolute path to a file"));
+                }
+                out.db = p;
+            }
+            "nullok" => out.nullok = flag("nullok")?,
+            "echo_code" => out.echo_code = flag("echo_code")?,
+            "debug" => out.debug = flag("debug")?,
+            "window" => out.settings.window = number("window", value_of("window")?, 0, MAX_WINDOW)?,
+            "max_failures" => {
+                out.settings.lockout.max_failures = number(
+                    "max_failures",
+                    value_of("max_failures")?,
+                    1,
+                    MAX_MAX_FAILURES,
+                )?;
+            }
+            "lockout" => {
+                out.settings.lockout.lockout_secs =
+                    number("lockout", value_of("lockout")?, 1, MAX_LOCKOUT_SECS)?;
+            }
+            "prompt" => {
+                let v = value_of("prompt")?;
+                if v.trim().is_empty() {
+                    return Err(invalid("prompt", "must not be empty"));
+                }
+                if v.chars().count() > MAX_PROMPT_CHARS || v.chars().any(char::is_control) {
+                    return Err(invalid(
+                        "prompt",
+                        "must be at most 200 printable characters",
+                    ));
+                }
+                out.prompt = v.to_owned();
+            }
+            _ => return Err(ArgError::Unknown(arg.chars().take(64).collect())),
+        }
+    }
+    Ok(out)
+}
+
+impl ModuleArgs {
+    pub fn lockout(&self) -> LockoutPolicy {
+        self.settings.lockout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<ModuleArgs, ArgError> {
+        parse(args.iter().map(|a| a.as_bytes()))
+    }
+
+    #[test]
+    fn defaults() {
+        let a = p(&[]).unwrap();
+        assert_eq!(a, ModuleArgs::default());
+        assert_eq!(a.db, PathBuf::from("/var/lib/pam_mfa/devices.db"));
+        assert_eq!(a.settings.window, 1);
+        assert_eq!(a.settings.lockout.max_failures, 5);
+        assert_eq!(a.settings.lockout.lockout_secs, 300);
+        assert_eq!(a.prompt, "Verification code: ");
+        assert!(!a.nullok && !a.echo_code && !a.debug);
+    }
+
+    #[test]
+    fn every_argument() {
+        let a = p(&[
+            "db=/tmp/x/devices.db",
+            "nullok",
+            "window=10",
+            "max_failures=3",
+            "lockout=60",
+            "prompt=Enter code: ",
+            "echo_code",
+            "debug",
+        ])
+        .unwrap();
+        assert_eq!(a.db, PathBuf::from("/tmp/x/devices.db"));
+        assert!(a.nullok && a.echo_code && a.debug);
+        assert_eq!(a.settings.window, 10);
+        assert_eq!(a.settings.lockout.max_failures, 3);
+        assert_eq!(a.settings.lockout.lockout_secs, 60);
+        assert_eq!(a.prompt, "Enter code: ");
+    }
+
+    #[test]
+    fn strictness() {
+        let bad: &[&[&str]] = &[
+            &["nulok"],
+            &["frobnicate"],
+            &["nullok=1"],
+            &["window"],
+            &["window="],
+            &["window=11"],
+            &["window=-1"],
+            &["window=+1"],
+            &["window= 1"],
+            &["window=0x1"],
+            &["window=99999999999999999999"],
+            &["max_failures=0"],
+            &["lockout=0"],
+            &["lockout=604801"],
+            &["db=relative/devices.db"],
+            &["db=/"],
+            &["prompt="],
+            &["prompt=a\x07b"],
+            &["window=1", "window=2"],
+            &["nullok", "nullok"],
+        ];
+        for args in bad {
+            assert!(p(args).is_err(), "{args:?} accepted");
+        }
+        assert_eq!(parse([&b"\xff"[..]]), Err(ArgError::NotUtf8));
+        assert_eq!(
+            p(&["frobnicate"]),
+            Err(ArgError::Unknown("frobnicate".to_owned()))
+        );
+    }
+}

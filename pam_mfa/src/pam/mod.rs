@@ -1,0 +1,251 @@
+//! The PAM entry points: a thin layer that turns PAM's calling convention into calls to
+//! [`crate::login`], and every outcome into a PAM result plus one syslog line.
+//!
+//! Rules for code in here, because it runs inside sshd, sudo and login: never print, never
+//! exit, never panic (the `pam_hooks!` guard turns a stray one into `PAM_ABORT`, and the
+//! crate denies the constructs that cause them), start no threads, and never return
+//! `PAM_SUCCESS` from an error path.
+
+pub mod args;
+mod syslog;
+
+use std::ffi::CStr;
+
+use pam::constants::{
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PamFlag, PamResultCode,
+};
+use pam::conv::Conv;
+use pam::items::RHost;
+use pam::module::{PamHandle, PamHooks};
+
+use crate::clock;
+use crate::login::{self, Outcome, Readiness, Refusal};
+use crate::names::{UserName, escape_for_log};
+use crate::store::Store;
+use args::ModuleArgs;
+use syslog::{Level, Logger};
+
+pub struct PamMfa;
+pam::pam_hooks!(PamMfa);
+
+impl PamHooks for PamMfa {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        authenticate(pamh, &args, flags)
+    }
+
+    /// There are no credentials to set; success keeps stacks with `setcred` working.
+    fn sm_setcred(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+}
+
+/// Everything a log line needs to say who and from where.
+struct Context {
+    user: String,
+    rhost: String,
+}
+
+impl Context {
+    fn describe(&self) -> String {
+        if self.rhost.is_empty() {
+            format!("user={}", self.user)
+        } else {
+            format!("user={} rhost={}", self.user, self.rhost)
+        }
+    }
+}
+
+fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let args = match args::parse(raw_args.iter().map(|a| a.to_bytes())) {
+        Ok(a) => a,
+        Err(e) => {
+            Logger::new(pamh).log(
+                Level::Error,
+                &format!("{e}; refusing all logins until fixed"),
+            );
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let raw_user = match user_bytes(pamh) {
+        Ok(u) => u,
+        Err(code) => {
+            Logger::new(pamh).log(Level::Error, "cannot determine the user name");
+            return code;
+        }
+    };
+    let rhost = match pamh.get_item::<RHost>() {
+        Ok(Some(h)) => escape_for_log(h.0.to_bytes()),
+        _ => String::new(),
+    };
+    let ctx = Context {
+        user: escape_for_log(&raw_user),
+        rhost,
+    };
+    let user = match UserName::from_bytes(&raw_user) {
+        Ok(u) => u,
+        Err(_) => {
+            Logger::new(pamh).log(
+                Level::Error,
+                &format!("refusing invalid user name ({})", ctx.describe()),
+            );
+            return PamResultCode::PAM_USER_UNKNOWN;
+        }
+    };
+    let silent = flags & PAM_SILENT != 0;
+    let result = run(pamh, &args, &user, &ctx, silent);
+    result.unwrap_or_else(|(level, message, code)| {
+        let mut log = Logger::new(pamh);
+        log.set_debug(args.debug);
+        log.log(level, &format!("{message} ({})", ctx.describe()));
+        code
+    })
+}
+
+type Failure = (Level, String, PamResultCode);
+
+fn store_error(e: crate::Error) -> Failure {
+    (
+        Level::Error,
+        format!("{e}; refusing"),
+        PamResultCode::PAM_AUTHINFO_UNAVAIL,
+    )
+}
+
+/// The login flow of ARCHITECTURE.md. `Err` carries the log line for a refusal.
+fn run(
+    pamh: &mut PamHandle,
+    args: &ModuleArgs,
+    user: &UserName,
+    ctx: &Context,
+    silent: bool,
+) -> Result<PamResultCode, Failure> {
+    let now = clock::now().map_err(store_error)?;
+    let mut store = Store::open_existing(&args.db).map_err(store_error)?;
+
+    let readiness = match &store {
+        None => Readiness::NoDevices,
+        Some(s) => login::readiness(s, user, now).map_err(store_error)?,
+    };
+    match readiness {
+        Readiness::Locked { until } => return Err(locked(pamh, until, silent)),
+        Readiness::NoDevices if args.nullok => {
+            let mut log = Logger::new(pamh);
+            log.set_debug(args.debug);
+            log.log(
+                Level::Debug,
+                &format!("no active device, nullok: ignoring ({})", ctx.describe()),
+            );
+            return Ok(PamResultCode::PAM_IGNORE);
+        }
+        Readiness::NoDevices | Readiness::Ready => {}
+    }
+
+    // Users without a device are prompted too, so the prompt does not tell an attacker
+    // who has enrolled.
+    let answer = ask(pamh, args)?;
+
+    let Some(store) = store.as_mut() else {
+        return Err((
+            Level::Notice,
+            "authentication failure: no active device".to_owned(),
+            PamResultCode::PAM_AUTH_ERR,
+        ));
+    };
+    let outcome =
+        login::verify(store, user, answer.as_bytes(), args.settings, now).map_err(store_error)?;
+    match outcome {
+        Outcome::Accepted { device } => {
+            Logger::new(pamh).log(
+                Level::Info,
+                &format!(
+                    "authenticated with device \"{}\" ({})",
+                    device.escape_debug(),
+                    ctx.describe()
+                ),
+            );
+            Ok(PamResultCode::PAM_SUCCESS)
+        }
+        Outcome::Locked { until } => Err(locked(pamh, until, silent)),
+        Outcome::Refused {
+            reason,
+            locked_until,
+        } => {
+            let why = match reason {
+                Refusal::Malformed(e) => format!("malformed code: {e}"),
+                Refusal::WrongCode => "wrong code".to_owned(),
+                Refusal::Replayed { device } => format!(
+                    "replayed code of device \"{}\" (already used)",
+                    device.escape_debug()
+                ),
+                Refusal::NoDevices => "no active device".to_owned(),
+            };
+            let lock = match locked_until {
+                Some(t) => format!("; locked out until {}", clock::format_local(t)),
+                None => String::new(),
+            };
+            Err((
+                Level::Notice,
+                format!("authentication failure: {why}{lock}"),
+                PamResultCode::PAM_AUTH_ERR,
+            ))
+        }
+    }
+}
+
+fn locked(pamh: &mut PamHandle, until: i64, silent: bool) -> Failure {
+    let when = clock::format_local(until);
+    if !silent {
+        let text = format!("Too many failed attempts: verification is locked until {when}.");
+        // The refusal stands whether or not the message got through.
+        let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &text));
+    }
+    (
+        Level::Notice,
+        format!("refused: locked out until {when}"),
+        PamResultCode::PAM_MAXTRIES,
+    )
+}
+
+fn conversation(pamh: &PamHandle) -> Result<Conv<'_>, PamResultCode> {
+    pamh.get_item::<Conv>()?.ok_or(PamResultCode::PAM_CONV_ERR)
+}
+
+fn ask(pamh: &mut PamHandle, args: &ModuleArgs) -> Result<pam::secret::SecretBytes, Failure> {
+    let style = if args.echo_code {
+        PAM_PROMPT_ECHO_ON
+    } else {
+        PAM_PROMPT_ECHO_OFF
+    };
+    let conv_failed = |code: PamResultCode| {
+        (
+            Level::Error,
+            format!("conversation failed ({code:?})"),
+            PamResultCode::PAM_CONV_ERR,
+        )
+    };
+    let conv = conversation(pamh).map_err(conv_failed)?;
+    match conv.send(style, &args.prompt) {
+        Ok(Some(answer)) => Ok(answer),
+        // An application that answers with no response at all gets an empty answer,
+        // which is refused (and counted) like any wrong one.
+        Ok(None) => Err((
+            Level::Notice,
+            "authentication failure: no answer to the prompt".to_owned(),
+            PamResultCode::PAM_AUTH_ERR,
+        )),
+        Err(code) => Err(conv_failed(code)),
+    }
+}
+
+/// The user name as raw bytes, asking the application for it if it has not set one.
+fn user_bytes(pamh: &mut PamHandle) -> Result<Vec<u8>, PamResultCode> {
+    // pam_get_user prompts when needed; the item then holds the bytes unaltered, which the
+    // string-returning wrapper would refuse to show us when they are not UTF-8.
+    match pamh.get_user(None) {
+        Ok(u) => Ok(u.into_bytes()),
+        Err(_) => match pamh.get_item::<pam::items::User>() {
+            Ok(Some(u)) => Ok(u.0.to_bytes().to_vec()),
+            _ => Err(PamResultCode::PAM_USER_UNKNOWN),
+        },
+    }
+}

@@ -1,0 +1,335 @@
+//! Device records: the queries behind listing, registering, renaming, removing and
+//! checking devices. Functions take a `&Connection` so callers decide the transaction;
+//! anything that reads then writes is called inside [`super::Store::write`].
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::otp::{TotpParams, TotpParams as P};
+use crate::secret::Secret;
+use crate::{Error, MAX_DEVICES, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// An authenticator app or hardware token showing time-based codes.
+    Totp,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "totp" => Ok(Self::Totp),
+            other => Err(Error::CorruptRecord(format!(
+                "unknown device kind {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    /// Created, waiting for two consecutive codes; expires and never counts toward 8.
+    Pending,
+    Active,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "active" => Ok(Self::Active),
+            other => Err(Error::CorruptRecord(format!(
+                "unknown device state {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What may be shown about a device: everything but its secret.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub kind: DeviceKind,
+    pub state: DeviceState,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// A TOTP device with what is needed to check its codes.
+#[derive(Debug)]
+pub struct TotpDevice {
+    pub id: i64,
+    pub name: String,
+    pub state: DeviceState,
+    pub secret: Secret,
+    pub params: TotpParams,
+    /// How many steps the device's clock runs ahead of ours (negative: behind).
+    pub drift: i64,
+    /// The newest step whose code was accepted; no step at or before it ever is again.
+    pub last_step: Option<i64>,
+}
+
+const TOTP_COLUMNS: &str =
+    "id, name, state, secret, algorithm, digits, period, drift, last_step, kind";
+
+fn totp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TotpDevice>> {
+    let kind: String = r.get(9)?;
+    let state: String = r.get(2)?;
+    let secret: Option<Vec<u8>> = r.get(3)?;
+    let algorithm: Option<String> = r.get(4)?;
+    let digits: Option<i64> = r.get(5)?;
+    let period: Option<i64> = r.get(6)?;
+    let (id, name, drift, last_step) = (r.get(0)?, r.get(1)?, r.get(7)?, r.get(8)?);
+    Ok((|| {
+        if DeviceKind::parse(&kind)? != DeviceKind::Totp {
+            return Err(Error::CorruptRecord("not a TOTP device".to_owned()));
+        }
+        let corrupt = |what: &str| Error::CorruptRecord(format!("device {name:?}: bad {what}"));
+        let secret = secret
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| corrupt("secret"))?;
+        let params = P {
+            algorithm: algorithm.ok_or_else(|| corrupt("algorithm"))?.parse()?,
+            digits: digits
+                .and_then(|d| u8::try_from(d).ok())
+                .ok_or_else(|| corrupt("digits"))?,
+            period: period
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| corrupt("period"))?,
+        }
+        .validate()?;
+        Ok(TotpDevice {
+            id,
+            state: DeviceState::parse(&state)?,
+            name,
+            secret: Secret::from_bytes(secret),
+            params,
+            drift,
+            last_step,
+        })
+    })())
+}
+
+fn collect_totp(rows: Vec<Result<TotpDevice>>) -> Result<Vec<TotpDevice>> {
+    rows.into_iter().collect()
+}
+
+/// The user's active TOTP devices, oldest first.
+pub fn active_totp(conn: &Connection, user: &str) -> Result<Vec<TotpDevice>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TOTP_COLUMNS} FROM devices
+         WHERE user = ?1 AND state = 'active' AND kind = 'totp' ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map([user], totp_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    collect_totp(rows)
+}
+
+/// Whether the user has any active device (of any kind).
+pub fn has_active(conn: &Connection, user: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE user = ?1 AND state = 'active')",
+        )?
+        .query_row([user], |r| r.get(0))?)
+}
+
+pub fn count_active(conn: &Connection, user: &str) -> Result<u32> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM devices WHERE user = ?1 AND state = 'active'")?
+        .query_row([user], |r| r.get(0))?)
+}
+
+/// One TOTP device by name, in any state (expired pending ones excluded).
+pub fn totp_by_name(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    now: i64,
+) -> Result<Option<TotpDevice>> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {TOTP_COLUMNS} FROM devices WHERE user = ?1 AND name = ?2
+               AND (state = 'active' OR expires_at > ?3)"
+        ))?
+        .query_row(params![user, name, now], totp_from_row)
+        .optional()?;
+    row.transpose()
+}
+
+/// All of the user's devices (pending ones until they expire), oldest first.
+pub fn list(conn: &Connection, user: &str, now: i64) -> Result<Vec<DeviceInfo>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, kind, state, created_at, last_used_at, expires_at FROM devices
+         WHERE user = ?1 AND (state = 'active' OR expires_at > ?2) ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map(params![user, now], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(
+            |(name, kind, state, created_at, last_used_at, expires_at)| {
+                Ok(DeviceInfo {
+                    name,
+                    kind: DeviceKind::parse(&kind)?,
+                    state: DeviceState::parse(&state)?,
+                    created_at,
+                    last_used_at,
+                    expires_at,
+                })
+            },
+        )
+        .collect()
+}
+
+/// Drops pending registrations that were never finished in time.
+pub fn purge_expired(conn: &Connection, now: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM devices WHERE state = 'pending' AND expires_at <= ?1")?
+        .execute([now])?;
+    Ok(())
+}
+
+/// Records a new pending TOTP device, replacing an unfinished registration of the same
+/// name (starting over is what a person does after closing the terminal by mistake).
+pub fn insert_pending_totp(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    secret: &Secret,
+    params: TotpParams,
+    now: i64,
+    expires_at: i64,
+) -> Result<()> {
+    purge_expired(conn, now)?;
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT state FROM devices WHERE user = ?1 AND name = ?2")?
+        .query_row([user, name], |r| r.get(0))
+        .optional()?;
+    match existing.as_deref() {
+        Some("pending") => {
+            conn.prepare_cached("DELETE FROM devices WHERE user = ?1 AND name = ?2")?
+                .execute([user, name])?;
+        }
+        Some(_) => {
+            return Err(Error::DuplicateName {
+                user: user.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        None => {}
+    }
+    conn.prepare_cached(
+        "INSERT INTO devices (user, name, kind, state, secret, algorithm, digits, period,
+                              created_at, expires_at)
+         VALUES (?1, ?2, 'totp', 'pending', ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        user,
+        name,
+        secret.as_bytes(),
+        params.algorithm.as_str(),
+        params.digits,
+        params.period,
+        now,
+        expires_at
+    ])?;
+    Ok(())
+}
+
+/// Makes a pending device active, enforcing the per-user limit inside the caller's
+/// transaction. `last_step` burns the codes used to confirm it.
+pub fn activate(conn: &Connection, user: &str, id: i64, last_step: i64, now: i64) -> Result<()> {
+    if count_active(conn, user)? >= MAX_DEVICES {
+        return Err(Error::TooManyDevices {
+            user: user.to_owned(),
+            max: MAX_DEVICES,
+        });
+    }
+    conn.prepare_cached(
+        "UPDATE devices SET state = 'active', last_step = ?2, expires_at = NULL
+         WHERE id = ?1 AND state = 'pending' AND expires_at > ?3",
+    )?
+    .execute(params![id, last_step, now])?;
+    Ok(())
+}
+
+/// Records an accepted code: the step (for the replay check), the device's observed drift
+/// and when it was used.
+pub fn record_use(conn: &Connection, id: i64, step: i64, drift: i64, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE devices SET last_step = ?2, drift = ?3, last_used_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, step, drift, now])?;
+    Ok(())
+}
+
+pub fn rename(conn: &Connection, user: &str, old: &str, new: &str, now: i64) -> Result<()> {
+    purge_expired(conn, now)?;
+    let taken: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE user = ?1 AND name = ?2)")?
+        .query_row([user, new], |r| r.get(0))?;
+    if taken && old != new {
+        return Err(Error::DuplicateName {
+            user: user.to_owned(),
+            name: new.to_owned(),
+        });
+    }
+    let n = conn
+        .prepare_cached("UPDATE devices SET name = ?3 WHERE user = ?1 AND name = ?2")?
+        .execute([user, old, new])?;
+    if n == 0 {
+        return Err(Error::NoSuchDevice {
+            user: user.to_owned(),
+            name: old.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+pub fn remove(conn: &Connection, user: &str, name: &str, now: i64) -> Result<()> {
+    purge_expired(conn, now)?;
+    let n = conn
+        .prepare_cached("DELETE FROM devices WHERE user = ?1 AND name = ?2")?
+        .execute([user, name])?;
+    if n == 0 {
+        return Err(Error::NoSuchDevice {
+            user: user.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Stores the outcome of a resync: the new drift, and the step of the second code so it
+/// cannot be replayed (never moving the replay mark backwards).
+pub fn resync(conn: &Connection, id: i64, drift: i64, used_step: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE devices SET drift = ?2, last_step = MAX(COALESCE(last_step, ?3), ?3)
+         WHERE id = ?1",
+    )?
+    .execute(params![id, drift, used_step])?;
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! The device store: one root-owned SQLite file holding every user's devices and
+//! authentication state.
+//!
+//! Opening always checks who can reach the file first ([`safety`]), refuses files that are
+//! not ours or are newer than this code ([`schema`]), and sets the connection up for
+//! concurrent, durable use: WAL so readers never block the writer, `synchronous=FULL` so a
+//! committed replay step survives a power cut, and a busy timeout so that simultaneous
+//! logins queue instead of failing.
+
+pub mod auth_state;
+pub mod devices;
+mod safety;
+mod schema;
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::{Error, Result};
+use safety::Presence;
+
+/// Where the store lives unless `db=` / `--db` says otherwise.
+pub const DEFAULT_PATH: &str = "/var/lib/pam_mfa/devices.db";
+
+/// How long a login waits for another process's write before giving up. Commits take
+/// milliseconds, so this only runs out if something is badly wrong; it is generous because
+/// a spurious refusal of a right code is a failure the user cannot do anything about.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store for a login. A store that does not exist yet means nobody has
+    /// registered a device (`Ok(None)`); one that exists but was never initialised, is
+    /// not ours, or is unsafe is an error, so that a truncated file can never look like
+    /// "no devices".
+    pub fn open_existing(path: &Path) -> Result<Option<Self>> {
+        match safety::check(path)? {
+            Presence::Absent => Ok(None),
+            Presence::Present => {
+                let mut store = Self::connect(path, OpenFlags::empty())?;
+                store.check_schema(false)?;
+                Ok(Some(store))
+            }
+        }
+    }
+
+    /// Opens the store for `mfa`, creating the directory (0700) and file (0600) first if
+    /// they do not exist. Creation never widens the modes of anything that exists.
+    pub fn open_or_create(path: &Path) -> Result<Self> {
+        if let Presence::Absent = safety::check(path)? {
+            create_private(path)?;
+            safety::check(path)?;
+        }
+        let mut store = Self::connect(path, OpenFlags::empty())?;
+        store.check_schema(true)?;
+        Ok(store)
+    }
+
+    fn connect(path: &Path, extra: OpenFlags) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW
+            | extra;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Io {
+            path: path.to_owned(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let store = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        store
+            .conn
+            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+            .map_err(|e| store.classify(e))?;
+        Ok(store)
+    }
+
+    /// Turns "file is not a database" from any statement into the error that names it.
+    fn classify(&self, e: rusqlite::Error) -> Error {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => Error::NotADatabase {
+                path: self.path.clone(),
+                detail: "not an SQLite database".to_owned(),
+            },
+            _ => Error::Sqlite(e),
+        }
+    }
+
+    fn check_schema(&mut self, may_initialise: bool) -> Result<()> {
+        let header = schema::read_header(&self.conn).map_err(|e| self.classify(e))?;
+        if header.user_version == 0 && !may_initialise {
+            return Err(Error::Uninitialised {
+                path: self.path.clone(),
+            });
+        }
+        if header.user_version != 0 && header.application_id != schema::APPLICATION_ID {
+            return Err(Error::NotADatabase {
+                path: self.path.clone(),
+                detail: "an SQLite database of another program".to_owned(),
+            });
+        }
+        if header.user_version > schema::CURRENT_VERSION {
+            return Err(Error::SchemaTooNew {
+                path: self.path.clone(),
+                found: header.user_version,
+                known: schema::CURRENT_VERSION,
+            });
+        }
+        if header.user_version < schema::CURRENT_VERSION {
+            if header.user_version == 0 {
+                // WAL is a property of the file; it cannot be switched inside the
+                // migration's transaction, so it is set first, once.
+                let mode: String = self
+                    .conn
+                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    return Err(Error::Io {
+                        path: self.path.clone(),
+                        source: io::Error::other(format!("cannot enable WAL (mode {mode})")),
+                    });
+                }
+            }
+            schema::migrate(&mut self.conn, &self.path)?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read-only view for queries that need no transaction.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Starts a write transaction that takes the write lock up front (`BEGIN IMMEDIATE`),
+    /// so check-then-update sequences such as the replay check cannot interleave with
+    /// another process's.
+    pub fn write(&mut self) -> Result<Transaction<'_>> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+}
+
+/// Creates the store's directory (0700) and an empty file (0600), never following a
+/// symlink and never touching anything that already exists.
+fn create_private(path: &Path) -> Result<()> {
+    let io_err = |source: io::Error| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    pub(crate) fn temp_store() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store/devices.db");
+        (dir, path)
+    }
+
+    #[test]
+    fn creates_private_files_and_reopens() {
+        let (_dir, path) = temp_store();
+        assert!(Store::open_existing(&path).unwrap().is_none());
+        let store = Store::open_or_create(&path).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        let jm: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(jm, "wal");
+        drop(store);
+        let store = Store::open_existing(&path).unwrap().unwrap();
+        let v: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema::CURRENT_VERSION);
+    }
+
+    #[test]
+    fn refuses_garbage_empty_foreign_and_future_files() {
+        let (_dir, path) = temp_store();
+        drop(Store::open_or_create(&path).unwrap());
+
+        // A schema from the future.
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", 99).unwrap();
+        }
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(Error::SchemaTooNew { found: 99, .. })
+        ));
+        assert!(matches!(
+            Store::open_or_create(&path),
+            Err(Error::SchemaTooNew { .. })
+        ));
+
+        // Random bytes.
+        for f in ["devices.db-wal", "devices.db-shm"] {
+            let _ = fs::remove_file(path.with_file_name(f));
+        }
+        fs::write(&path, vec![0x5a; 8192]).unwrap();
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(Error::NotADatabase { .. })
+        ));
+        assert!(matches!(
+            Store::open_or_create(&path),
+            Err(Error::NotADatabase { .. })
+        ));
+
+        // Truncated to nothing: never "no devices" for a login.
+        fs::write(&path, b"").unwrap();
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(Error::Uninitialised { .. })
+        ));
+
+        // Another program's database.
+        fs::remove_file(&path).unwrap();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE t (x); PRAGMA user_version = 1;")
+                .unwrap();
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(Error::NotADatabase { .. })
+        ));
+        fs::remove_file(&path).unwrap();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE t (x);").unwrap();
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            Store::open_or_create(&path),
+            Err(Error::NotADatabase { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_unsafe_modes() {
+        let (_dir, path) = temp_store();
+        drop(Store::open_or_create(&path).unwrap());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(Error::UnsafeStore { .. })
+        ));
+        assert!(matches!(
+            Store::open_or_create(&path),
+            Err(Error::UnsafeStore { .. })
+        ));
+        // Creation never widened it back nor narrowed it silently.
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Refusing a store that someone other than root could have read or written.
+//!
+//! The store holds every user's OTP secrets and the replay state that keeps codes single
+//! use. If a non-root account can read it, secrets leak; if one can write it (or the
+//! directory it lives in, which lets them swap the file), they can enroll themselves or
+//! reset replay state. So both the directory and the file must be owned by uid 0 with no
+//! group or other permission bits, and the file must be a regular file, not a symlink.
+
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// What was found at the store's path.
+pub(crate) enum Presence {
+    Present,
+    /// The file (or its directory) does not exist.
+    Absent,
+}
+
+fn unsafe_store(path: &Path, reason: String) -> Error {
+    Error::UnsafeStore {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+fn check_owner_and_mode(path: &Path, what: &str, meta: &Metadata) -> Result<()> {
+    if meta.uid() != 0 {
+        return Err(unsafe_store(
+            path,
+            format!("{what} is owned by uid {}, not root", meta.uid()),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_store(
+            path,
+            format!(
+                "{what} has mode {mode:04o}; group and others must have no access (chmod go-rwx)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the store's directory and, if present, the file itself.
+pub(crate) fn check(path: &Path) -> Result<Presence> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .ok_or_else(|| unsafe_store(path, "the path has no directory".to_owned()))?;
+    let io_err = |source: io::Error| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    // The directory may be reached through a symlink (e.g. /var/lib on another volume):
+    // what matters is who can change the directory it resolves to.
+    let dir_meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Presence::Absent),
+        Err(e) => return Err(io_err(e)),
+    };
+    if !dir_meta.is_dir() {
+        return Err(unsafe_store(
+            path,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    check_owner_and_mode(path, "its directory", &dir_meta)?;
+
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Presence::Absent),
+        Err(e) => return Err(io_err(e)),
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        return Err(unsafe_store(path, "it is a symbolic link".to_owned()));
+    }
+    if !ft.is_file() || ft.is_fifo() || ft.is_socket() {
+        return Err(unsafe_store(path, "it is not a regular file".to_owned()));
+    }
+    check_owner_and_mode(path, "the file", &meta)?;
+    Ok(Presence::Present)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn reason(r: Result<Presence>) -> String {
+        match r {
+            Err(Error::UnsafeStore { reason, .. }) => reason,
+            Err(e) => format!("other error: {e}"),
+            Ok(_) => "accepted".to_owned(),
+        }
+    }
+
+    #[test]
+    fn modes_and_kinds() {
+        // Ownership by root can only be arranged as root; the suite runs as root in CI.
+        assert!(is_root(), "store safety tests must run as root");
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s");
+        fs::create_dir(&store).unwrap();
+        fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+        let db = store.join("devices.db");
+        assert!(matches!(check(&db), Ok(Presence::Absent)));
+        assert!(matches!(
+            check(&dir.path().join("missing/devices.db")),
+            Ok(Presence::Absent)
+        ));
+
+        fs::write(&db, b"").unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(check(&db), Ok(Presence::Present)));
+
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(reason(check(&db)).contains("mode 0640"));
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o602)).unwrap();
+        assert!(reason(check(&db)).contains("mode 0602"));
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o600)).unwrap();
+
+        fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(reason(check(&db)).contains("directory has mode 0755"));
+        fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+
+        std::os::unix::fs::chown(&db, Some(65534), None).unwrap();
+        assert!(reason(check(&db)).contains("owned by uid 65534"));
+        std::os::unix::fs::chown(&db, Some(0), None).unwrap();
+        std::os::unix::fs::chown(&store, Some(65534), None).unwrap();
+        assert!(reason(check(&db)).contains("directory is owned by uid 65534"));
+        std::os::unix::fs::chown(&store, Some(0), None).unwrap();
+
+        let link = store.join("link.db");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        assert!(reason(check(&link)).contains("symbolic link"));
+
+        let sub = store.join("sub.db");
+        fs::create_dir(&sub).unwrap();
+        assert!(reason(check(&sub)).contains("not a regular file"));
+
+        let file_as_dir = db.join("x.db");
+        assert!(reason(check(&file_as_dir)).contains("not a directory"));
+    }
+}

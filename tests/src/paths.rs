@@ -1,0 +1,167 @@
+//! Where the artifacts under test and the system tools live.
+//!
+//! The tests never build anything themselves: they drive whatever `cargo build --workspace`
+//! left next to the test binary, so they test exactly the files that would be installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Overrides the directory holding `libpam_mfa.so`, `mfa` and `pam-client` (for example to
+/// run the suite against a release build); by default it is found from the test binary.
+pub const ARTIFACT_DIR_VAR: &str = "PAM_MFA_ARTIFACT_DIR";
+
+/// The cargo profile directory the current test binary was built into (`target/debug`).
+///
+/// Integration tests live in `target/<profile>/deps/<name>-<hash>`, binaries in
+/// `target/<profile>/<name>`; both resolve to `target/<profile>`, wherever
+/// `CARGO_TARGET_DIR` points and whichever directory the test runs from.
+pub fn artifact_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(ARTIFACT_DIR_VAR) {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("cannot find the running test executable");
+    let mut dir = exe
+        .parent()
+        .expect("the test executable has no parent directory")
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// An artifact of the workspace build, or a panic that says how to make it.
+fn artifact(name: &str) -> PathBuf {
+    let path = artifact_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace` first (or set {ARTIFACT_DIR_VAR})",
+        path.display()
+    );
+    path
+}
+
+/// The built PAM module, by absolute path as a PAM service file needs it.
+pub fn pam_module() -> PathBuf {
+    artifact("libpam_mfa.so")
+}
+
+/// The built `mfa` command.
+pub fn mfa_bin() -> PathBuf {
+    artifact("mfa")
+}
+
+/// The `pam-client` test program of this crate (cargo builds it before integration tests).
+pub fn pam_client_bin() -> PathBuf {
+    artifact("pam-client")
+}
+
+/// The first existing file among `candidates`, or a panic naming the package to install.
+fn first_existing(what: &str, package: &str, candidates: &[PathBuf]) -> PathBuf {
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("{what} not found (looked in {candidates:?}): install the Debian package `{package}`")
+        })
+}
+
+/// The Debian multiarch library directories to search, most specific first.
+fn lib_dirs() -> Vec<PathBuf> {
+    let arch = std::env::consts::ARCH;
+    let mut dirs = vec![
+        PathBuf::from(format!("/usr/lib/{arch}-linux-gnu")),
+        PathBuf::from(format!("/lib/{arch}-linux-gnu")),
+        PathBuf::from("/usr/lib64"),
+        PathBuf::from("/usr/lib"),
+    ];
+    if arch == "arm" {
+        dirs.insert(0, PathBuf::from("/usr/lib/arm-linux-gnueabihf"));
+    }
+    dirs
+}
+
+/// `libpam_wrapper.so`, which redirects libpam to a private service directory so that no
+/// test touches the machine's own `/etc/pam.d`.
+pub fn pam_wrapper_lib() -> PathBuf {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    // pkg-config knows the exact file where the package ships one.
+    if let Ok(out) = Command::new("pkg-config")
+        .args(["--libs", "pam_wrapper"])
+        .output()
+        && out.status.success()
+    {
+        let libs = String::from_utf8_lossy(&out.stdout).into_owned();
+        candidates.extend(
+            libs.split_whitespace()
+                .filter(|w| w.ends_with(".so"))
+                .map(PathBuf::from),
+        );
+    }
+    candidates.extend(lib_dirs().into_iter().map(|d| d.join("libpam_wrapper.so")));
+    first_existing("libpam_wrapper.so", "libpam-wrapper", &candidates)
+}
+
+/// `libfaketime.so.1`, preloaded to give a child process a clock of the test's choosing.
+pub fn faketime_lib() -> PathBuf {
+    let candidates: Vec<PathBuf> = lib_dirs()
+        .into_iter()
+        .map(|d| d.join("faketime").join("libfaketime.so.1"))
+        .collect();
+    first_existing("libfaketime.so.1", "libfaketime", &candidates)
+}
+
+/// A module of the system's Linux-PAM (`pam_permit.so`, `pam_deny.so`, `pam_debug.so`, …).
+pub fn system_pam_module(name: &str) -> PathBuf {
+    let candidates: Vec<PathBuf> = lib_dirs()
+        .into_iter()
+        .chain([PathBuf::from("/lib64"), PathBuf::from("/lib")])
+        .map(|d| d.join("security").join(name))
+        .collect();
+    first_existing(name, "libpam-modules", &candidates)
+}
+
+/// A test module shipped with pam_wrapper (`pam_chatty.so`, `pam_matrix.so`, …).
+pub fn pam_wrapper_module(name: &str) -> PathBuf {
+    let candidates: Vec<PathBuf> = lib_dirs()
+        .into_iter()
+        .map(|d| d.join("pam_wrapper").join(name))
+        .collect();
+    first_existing(name, "libpam-wrapper", &candidates)
+}
+
+/// An executable found on `PATH` or in the system directories (root's tools live in sbin,
+/// which a CI `PATH` may lack).
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let candidates: Vec<PathBuf> = path_dirs
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .collect();
+    first_existing(name, package, &candidates)
+}
+
+/// Panics unless the tests run as root: they create root-owned stores and real accounts,
+/// which is what the product insists on.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these tests must run as root (they create real user accounts with useradd and \
+         root-owned device stores); run `cargo test` as root, e.g. in CI or a container"
+    );
+}
+
+/// The mode bits (`0o7777`) of a file, without following a final symlink.
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .mode()
+        & 0o7777
+}
