@@ -18,6 +18,8 @@ pub mod otpauth;
 pub mod pam;
 pub mod secret;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};
 

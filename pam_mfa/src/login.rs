@@ -117,7 +117,7 @@ pub fn verify(
                     // never accepted again.
                     let fresh_from = device.last_step.map_or(lo, |last| lo.max(last + 1));
                     if let Some(step) = key.find(&code, fresh_from..=hi) {
-                        return accept(tx, user, device, step, now_step, now);
+                        return accept(tx, user, device, step, now);
                     }
                     if fresh_from > lo && key.find(&code, lo..=(fresh_from - 1).min(hi)).is_some() {
                         replayed.get_or_insert_with(|| device.name.clone());
@@ -145,15 +145,282 @@ fn accept(
     user: &str,
     device: &devices::TotpDevice,
     step: i64,
-    now_step: i64,
     now: i64,
 ) -> Result<Outcome> {
-    // Following the device's observed offset keeps slowly drifting hardware clocks in
-    // sync (RFC 6238 section 6) without anyone running a resync.
-    devices::record_use(&tx, device.id, step, step - now_step, now)?;
+    // The drift is left as `mfa resync` set it: following every login's offset would let
+    // one early or late code shift the window for all later ones.
+    devices::record_use(&tx, device.id, step, now)?;
     auth_state::clear(&tx, user)?;
     tx.commit()?;
     Ok(Outcome::Accepted {
         device: device.name.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrollment::{begin_totp, finish_totp, resync};
+    use crate::test_support::*;
+
+    /// Alice with one active device registered at T0 − 1 h; returns its secret.
+    fn enrolled(ts: &mut TempStore, who: &str, name: &str) -> String {
+        let t = T0 - 3600;
+        let p = begin_totp(&mut ts.store, &user(who), &device(name), "host", t).unwrap();
+        let s = p.secret.to_base32().to_string();
+        let (c1, c2) = (oathtool(&s, t - 30), oathtool(&s, t));
+        finish_totp(
+            &mut ts.store,
+            &user(who),
+            &device(name),
+            c1.as_bytes(),
+            c2.as_bytes(),
+            t,
+        )
+        .unwrap();
+        s
+    }
+
+    fn try_code(ts: &mut TempStore, who: &str, code: &str, at: i64, window: u32) -> Outcome {
+        let settings = LoginSettings {
+            window,
+            ..LoginSettings::default()
+        };
+        verify(&mut ts.store, &user(who), code.as_bytes(), settings, at).unwrap()
+    }
+
+    fn accepted(o: &Outcome) -> bool {
+        matches!(o, Outcome::Accepted { .. })
+    }
+
+    #[test]
+    fn right_code_once_then_replay_refused() {
+        let mut ts = temp_store();
+        let s = enrolled(&mut ts, "alice", "phone");
+        let code = oathtool(&s, T0);
+        assert_eq!(
+            try_code(&mut ts, "alice", &code, T0, 1),
+            Outcome::Accepted {
+                device: "phone".into()
+            }
+        );
+        assert!(matches!(
+            try_code(&mut ts, "alice", &code, T0 + 1, 1),
+            Outcome::Refused {
+                reason: Refusal::Replayed { .. },
+                ..
+            }
+        ));
+        // An older code (still inside the window) is refused too.
+        let older = oathtool(&s, T0 - 30);
+        assert!(!accepted(&try_code(&mut ts, "alice", &older, T0 + 2, 1)));
+        // The next step's code works.
+        let next = oathtool(&s, T0 + 30);
+        assert!(accepted(&try_code(&mut ts, "alice", &next, T0 + 30, 1)));
+    }
+
+    #[test]
+    fn window_bounds() {
+        let mut ts = temp_store();
+        let s = enrolled(&mut ts, "alice", "phone");
+        let two_ahead = oathtool(&s, T0 + 60);
+        assert!(!accepted(&try_code(&mut ts, "alice", &two_ahead, T0, 1)));
+        assert!(accepted(&try_code(&mut ts, "alice", &two_ahead, T0, 2)));
+        let two_behind = oathtool(&s, T0 + 300 - 60);
+        assert!(!accepted(&try_code(
+            &mut ts,
+            "alice",
+            &two_behind,
+            T0 + 300,
+            0
+        )));
+        assert!(!accepted(&try_code(
+            &mut ts,
+            "alice",
+            &two_behind,
+            T0 + 300,
+            1
+        )));
+        assert!(accepted(&try_code(
+            &mut ts,
+            "alice",
+            &two_behind,
+            T0 + 300,
+            2
+        )));
+    }
+
+    #[test]
+    fn codes_of_other_users_and_wrong_codes_are_refused() {
+        let mut ts = temp_store();
+        let _alice = enrolled(&mut ts, "alice", "phone");
+        let bob = enrolled(&mut ts, "bob", "phone");
+        let bobs = oathtool(&bob, T0);
+        assert!(matches!(
+            try_code(&mut ts, "alice", &bobs, T0, 1),
+            Outcome::Refused {
+                reason: Refusal::WrongCode,
+                ..
+            }
+        ));
+        for junk in ["", "abcdef", "12345", "123456789", "12 34 5x"] {
+            assert!(matches!(
+                try_code(&mut ts, "bob", junk, T0, 1),
+                Outcome::Refused {
+                    reason: Refusal::Malformed(_),
+                    ..
+                }
+            ));
+        }
+        assert!(matches!(
+            try_code(&mut ts, "nobody", "123456", T0, 1),
+            Outcome::Refused {
+                reason: Refusal::NoDevices,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn any_of_several_devices_and_each_keeps_its_own_replay_mark() {
+        let mut ts = temp_store();
+        let phone = enrolled(&mut ts, "alice", "phone");
+        let tablet = enrolled(&mut ts, "alice", "tablet");
+        let o = try_code(&mut ts, "alice", &oathtool(&tablet, T0), T0, 1);
+        assert_eq!(
+            o,
+            Outcome::Accepted {
+                device: "tablet".into()
+            }
+        );
+        let o = try_code(&mut ts, "alice", &oathtool(&phone, T0), T0, 1);
+        assert_eq!(
+            o,
+            Outcome::Accepted {
+                device: "phone".into()
+            }
+        );
+    }
+
+    #[test]
+    fn lockout_counts_refuses_and_releases() {
+        let mut ts = temp_store();
+        let s = enrolled(&mut ts, "alice", "phone");
+        let settings = LoginSettings {
+            window: 1,
+            lockout: LockoutPolicy {
+                max_failures: 3,
+                lockout_secs: 300,
+            },
+        };
+        let u = user("alice");
+        for i in 0..3 {
+            let o = verify(&mut ts.store, &u, b"000000", settings, T0 + i).unwrap();
+            let locked = matches!(
+                o,
+                Outcome::Refused {
+                    locked_until: Some(_),
+                    ..
+                }
+            );
+            assert_eq!(locked, i == 2, "attempt {i}: {o:?}");
+        }
+        assert_eq!(
+            readiness(&ts.store, &u, T0 + 10).unwrap(),
+            Readiness::Locked { until: T0 + 302 }
+        );
+        // The right code while locked is refused without being checked or counted.
+        let right = oathtool(&s, T0 + 60);
+        assert_eq!(
+            verify(&mut ts.store, &u, right.as_bytes(), settings, T0 + 60).unwrap(),
+            Outcome::Locked { until: T0 + 302 }
+        );
+        // After the lock-out it works, and a success clears the counter.
+        let later = T0 + 302;
+        let right = oathtool(&s, later);
+        assert!(accepted(
+            &verify(&mut ts.store, &u, right.as_bytes(), settings, later).unwrap()
+        ));
+        assert_eq!(readiness(&ts.store, &u, later).unwrap(), Readiness::Ready);
+        // Other users are never affected by alice's lock.
+        assert_eq!(
+            readiness(&ts.store, &user("bob"), T0 + 10).unwrap(),
+            Readiness::NoDevices
+        );
+    }
+
+    #[test]
+    fn resync_moves_the_window_to_the_device_clock() {
+        let mut ts = temp_store();
+        let s = enrolled(&mut ts, "alice", "phone");
+        let ahead = |t: i64| oathtool(&s, t + 600);
+        assert!(!accepted(&try_code(&mut ts, "alice", &ahead(T0), T0, 1)));
+        let (r1, r2) = (ahead(T0 + 30), ahead(T0 + 60));
+        resync(
+            &mut ts.store,
+            &user("alice"),
+            &device("phone"),
+            r1.as_bytes(),
+            r2.as_bytes(),
+            T0 + 60,
+        )
+        .unwrap();
+        assert!(accepted(&try_code(
+            &mut ts,
+            "alice",
+            &ahead(T0 + 90),
+            T0 + 90,
+            1
+        )));
+        assert!(accepted(&try_code(
+            &mut ts,
+            "alice",
+            &ahead(T0 + 120),
+            T0 + 120,
+            1
+        )));
+    }
+
+    #[test]
+    fn eight_digit_sha256_devices() {
+        let mut ts = temp_store();
+        let secret = crate::secret::Secret::generate().unwrap();
+        let params = crate::otp::TotpParams {
+            algorithm: crate::otp::Algorithm::Sha256,
+            digits: 8,
+            period: 30,
+        };
+        crate::store::devices::insert_pending_totp(
+            ts.store.conn(),
+            "dave",
+            "token",
+            &secret,
+            params,
+            T0,
+            T0 + 600,
+        )
+        .unwrap();
+        let s = secret.to_base32().to_string();
+        let code = |t: i64| oathtool_with(&s, t, &["--digits=8", "--totp=sha256"]);
+        let (c1, c2) = (code(T0 - 30), code(T0));
+        finish_totp(
+            &mut ts.store,
+            &user("dave"),
+            &device("token"),
+            c1.as_bytes(),
+            c2.as_bytes(),
+            T0,
+        )
+        .unwrap();
+        assert!(accepted(&try_code(
+            &mut ts,
+            "dave",
+            &code(T0 + 30),
+            T0 + 30,
+            1
+        )));
+        // Its 6-digit truncation is not a valid answer.
+        let six = &code(T0 + 60)[2..];
+        assert!(!accepted(&try_code(&mut ts, "dave", six, T0 + 60, 1)));
+    }
 }

@@ -276,13 +276,10 @@ pub fn activate(conn: &Connection, user: &str, id: i64, last_step: i64, now: i64
     Ok(())
 }
 
-/// Records an accepted code: the step (for the replay check), the device's observed drift
-/// and when it was used.
-pub fn record_use(conn: &Connection, id: i64, step: i64, drift: i64, now: i64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE devices SET last_step = ?2, drift = ?3, last_used_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![id, step, drift, now])?;
+/// Records an accepted code: its step (for the replay check) and when it was used.
+pub fn record_use(conn: &Connection, id: i64, step: i64, now: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE devices SET last_step = ?2, last_used_at = ?3 WHERE id = ?1")?
+        .execute(params![id, step, now])?;
     Ok(())
 }
 

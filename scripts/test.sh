@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs what the tests need and runs all of them: formatting, lints, unit tests and
+# the end-to-end tests that drive the real pam_mfa.so through libpam under pam_wrapper.
+# Needs root: the tests create and remove test users, and the store must be root-owned.
+set -eu
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+require_root "creates test users"
+apt_install $BUILD_PACKAGES passwd oathtool pamtester libpam-wrapper faketime zbar-tools \
+    libmagickcore-6.q16-6-extra librsvg2-common
+ensure_cargo
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests load target/debug/libpam_mfa.so and run target/debug/mfa, which
+# `cargo test` alone does not rebuild.
+cargo build --workspace --locked
+cargo test --workspace --locked
