@@ -1,7 +1,6 @@
 //! Helpers for the library's own tests: temporary stores, and codes from `oathtool` (an
 //! independent implementation) so the tests never check our TOTP code against itself.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::names::{DeviceName, UserName};
@@ -9,7 +8,6 @@ use crate::store::Store;
 
 pub struct TempStore {
     _dir: tempfile::TempDir,
-    pub path: PathBuf,
     pub store: Store,
 }
 
@@ -19,7 +17,6 @@ pub fn temp_store() -> TempStore {
     let store = Store::open_or_create(&path).unwrap();
     TempStore {
         _dir: dir,
-        path,
         store,
     }
 }
