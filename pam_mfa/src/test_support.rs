@@ -15,10 +15,7 @@ pub fn temp_store() -> TempStore {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store/devices.db");
     let store = Store::open_or_create(&path).unwrap();
-    TempStore {
-        _dir: dir,
-        store,
-    }
+    TempStore { _dir: dir, store }
 }
 
 /// The TOTP code of `secret_b32` at Unix time `at`, from oathtool.

@@ -4,7 +4,8 @@
 //! Opening always checks who can reach the file first ([`safety`]), refuses files that are
 //! not ours or are newer than this code ([`schema`]), and sets the connection up for
 //! concurrent, durable use: WAL so readers never block the writer, `synchronous=FULL` so a
-//! committed replay step survives a power cut, and a busy timeout so that simultaneous
+//! committed replay step survives a power cut, `secure_delete` so a removed device's secret
+//! is overwritten rather than left in a free page, and a busy timeout so that simultaneous
 //! logins queue instead of failing.
 
 pub mod auth_state;
@@ -79,7 +80,9 @@ impl Store {
         };
         store
             .conn
-            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+            .execute_batch(
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;",
+            )
             .map_err(|e| store.classify(e))?;
         Ok(store)
     }
@@ -296,5 +299,41 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o644
         );
+    }
+
+    #[test]
+    fn removed_secrets_do_not_linger_in_the_file() {
+        let (_dir, path) = temp_store();
+        let mut store = Store::open_or_create(&path).unwrap();
+        let marker = b"SECRET-MARKER-0123456789".to_vec();
+        let secret = crate::secret::Secret::from_bytes(marker.clone());
+        let tx = store.write().unwrap();
+        devices::insert_pending_totp(
+            &tx,
+            "alice",
+            "phone",
+            &secret,
+            crate::otp::TotpParams::DEFAULT,
+            100,
+            700,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let checkpoint = |s: &Store| {
+            s.conn()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .unwrap();
+        };
+        let contains = |hay: &[u8]| hay.windows(marker.len()).any(|w| w == marker.as_slice());
+        checkpoint(&store);
+        assert!(
+            contains(&fs::read(&path).unwrap()),
+            "the test cannot see the secret at all"
+        );
+        let tx = store.write().unwrap();
+        devices::remove(&tx, "alice", "phone", 100).unwrap();
+        tx.commit().unwrap();
+        checkpoint(&store);
+        assert!(!contains(&fs::read(&path).unwrap()));
     }
 }
