@@ -26,7 +26,7 @@ pub const STEP: i64 = 30;
 pub const STEP_OFFSET: i64 = 3;
 
 /// The time step every [`crate::TestEnv`] starts at: 63,000,000 × 30 s is
-/// 2029-11-21 03:20:00 UTC, a fixed, reproducible moment unrelated to the real date.
+/// 2029-11-22 00:00:00 UTC, a fixed, reproducible moment unrelated to the real date.
 pub const BASE_STEP: i64 = 63_000_000;
 
 /// The time step that contains the unix time `t`.
@@ -42,7 +42,10 @@ pub fn at_step(step: i64) -> i64 {
 /// Unix time of a UTC calendar date and time (proleptic Gregorian), for tests that want to
 /// name a moment readably.
 pub fn unix_at(year: i64, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> i64 {
-    assert!((1..=12).contains(&month) && (1..=31).contains(&day), "bad date");
+    assert!(
+        (1..=12).contains(&month) && (1..=31).contains(&day),
+        "bad date"
+    );
     // Days from civil, counting years from March so the leap day is last.
     let m = i64::from(month);
     let y = if m <= 2 { year - 1 } else { year };

@@ -41,14 +41,79 @@ fn artifact(name: &str) -> PathBuf {
     path
 }
 
+/// The source files cargo recorded for an artifact in its dep-info file (`mfa.d`,
+/// `libpam_mfa.d` next to it): every path after a `target:` on each line, with `\ `
+/// standing for a space inside a path.
+fn recorded_sources(dep_info: &str) -> Vec<PathBuf> {
+    let mut sources = Vec::new();
+    for line in dep_info.lines() {
+        let Some((_, deps)) = line.split_once(": ") else {
+            continue;
+        };
+        let mut current = String::new();
+        let mut chars = deps.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&' ') => {
+                    current.push(' ');
+                    chars.next();
+                }
+                ' ' => {
+                    if !current.is_empty() {
+                        sources.push(PathBuf::from(std::mem::take(&mut current)));
+                    }
+                }
+                c => current.push(c),
+            }
+        }
+        if !current.is_empty() {
+            sources.push(PathBuf::from(current));
+        }
+    }
+    sources
+}
+
+/// A product artifact, checked once per test process to be at least as new as every source
+/// file cargo built it from: `cargo test` alone does not rebuild `mfa` or the cdylib, and
+/// testing a stale build would report on code that no longer exists.
+fn product_artifact(name: &str, dep_info: &str, checked: &std::sync::OnceLock<PathBuf>) -> PathBuf {
+    checked
+        .get_or_init(|| {
+            let path = artifact(name);
+            let Ok(info) = std::fs::read_to_string(artifact_dir().join(dep_info)) else {
+                // Not a cargo build directory (e.g. installed files): nothing to compare.
+                return path;
+            };
+            let built = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+            for src in recorded_sources(&info) {
+                let fresh = std::fs::metadata(&src)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t <= built);
+                assert!(
+                    fresh,
+                    "{} is older than {} (or that file is gone): run `cargo build --workspace` \
+                     first",
+                    path.display(),
+                    src.display()
+                );
+            }
+            path
+        })
+        .clone()
+}
+
 /// The built PAM module, by absolute path as a PAM service file needs it.
 pub fn pam_module() -> PathBuf {
-    artifact("libpam_mfa.so")
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    product_artifact("libpam_mfa.so", "libpam_mfa.d", &CHECKED)
 }
 
 /// The built `mfa` command.
 pub fn mfa_bin() -> PathBuf {
-    artifact("mfa")
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    product_artifact("mfa", "mfa.d", &CHECKED)
 }
 
 /// The `pam-client` test program of this crate (cargo builds it before integration tests).

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub const CHILD_DEADLINE: Duration = Duration::from_secs(180);
 
 /// How often a waiting test looks at a child again.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(5);
 
 /// Output collected from a pipe by a background thread.
 type Sink = Arc<Mutex<Vec<u8>>>;
@@ -48,7 +48,10 @@ fn collect(mut from: impl Read + Send + 'static, into: Sink) -> JoinHandle<()> {
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => into.lock().expect("output sink poisoned").extend_from_slice(&buf[..n]),
+                Ok(n) => into
+                    .lock()
+                    .expect("output sink poisoned")
+                    .extend_from_slice(&buf[..n]),
             }
         }
     })
@@ -67,8 +70,14 @@ impl Running {
         let stdout: Sink = Arc::default();
         let stderr: Sink = Arc::default();
         let readers = vec![
-            collect(child.stdout.take().expect("stdout is piped"), stdout.clone()),
-            collect(child.stderr.take().expect("stderr is piped"), stderr.clone()),
+            collect(
+                child.stdout.take().expect("stdout is piped"),
+                stdout.clone(),
+            ),
+            collect(
+                child.stderr.take().expect("stderr is piped"),
+                stderr.clone(),
+            ),
         ];
         Self {
             what,

@@ -39,7 +39,9 @@ pub fn random_hex(digits: usize) -> String {
 /// A short pause that differs between threads, so retrying writers do not stay in step.
 fn backoff(attempt: u32) {
     let jitter = u64::from_str_radix(&random_hex(2), 16).unwrap_or(0);
-    std::thread::sleep(Duration::from_millis(20 + u64::from(attempt.min(10)) * 10 + jitter));
+    std::thread::sleep(Duration::from_millis(
+        20 + u64::from(attempt.min(10)) * 10 + jitter,
+    ));
 }
 
 impl TestUser {
@@ -78,6 +80,19 @@ impl TestUser {
     /// The login name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The numeric user id (for making files owned by this user).
+    pub fn uid(&self) -> u32 {
+        let out = Command::new("id")
+            .args(["-u", &self.name])
+            .output()
+            .expect("cannot run id");
+        assert!(out.status.success(), "id -u {} failed", self.name);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("id -u printed a number")
     }
 }
 

@@ -21,6 +21,8 @@
 //! styles: `unknown-style-N: TEXT`). TEXT has `\` `\n` `\r` `\t` and other control
 //! characters escaped (`\\`, `\n`, `\r`, `\t`, `\u{XX}`), so one message is always one line.
 //! After `pam_authenticate` it prints `result: NAME` and exits with the numeric PAM code.
+//! As soon as `main` runs it prints `pam-client: started` on stderr (see `main`), then
+//! `pam-client: time SECONDS`, the wall clock it sees (a fake one under libfaketime).
 //! Errors of the client itself (bad usage, `pam_start` failing) exit with 64 / 70, values
 //! no PAM code takes, and print no `result:` line.
 //!
@@ -358,9 +360,11 @@ unsafe extern "C" fn conversation(
 /// # Safety
 /// Called by libpam only.
 unsafe extern "C" fn no_fail_delay(retval: c_int, usec_delay: c_uint, _appdata_ptr: *mut c_void) {
-    let _ = std::panic::catch_unwind(|| {
-        eprintln!("pam-client: fail delay of {usec_delay} us after {retval} skipped");
-    });
+    if usec_delay > 0 {
+        let _ = std::panic::catch_unwind(|| {
+            eprintln!("pam-client: fail delay of {usec_delay} us after {retval} skipped");
+        });
+    }
 }
 
 /// The text libpam gives for a code.
@@ -376,6 +380,15 @@ fn strerror(pamh: *mut PamHandle, code: c_int) -> String {
 }
 
 fn main() -> ExitCode {
+    // By now every preloaded library's constructor has run (pam_wrapper sets up its
+    // private copy of the service directory in its constructor); the harness waits for
+    // this line before it lets the next client start, see `STARTED_MARK` in the harness.
+    eprintln!("pam-client: started");
+    // The clock this process (and so the module inside it) sees, for the harness to check
+    // that a fake clock took effect.
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        eprintln!("pam-client: time {}", now.as_secs());
+    }
     let args = match parse_args(std::env::args_os().skip(1)) {
         Ok(a) => a,
         Err(e) => {
@@ -425,6 +438,7 @@ fn main() -> ExitCode {
         );
     }
     if args.wait_stdin {
+        eprintln!("pam-client: waiting for stdin to close");
         let mut sink = Vec::new();
         if let Err(e) = std::io::stdin().read_to_end(&mut sink) {
             eprintln!("pam-client: reading stdin: {e}");
@@ -444,5 +458,9 @@ fn main() -> ExitCode {
     // SAFETY: `pamh` is live and ended exactly once; the conversation state outlives it.
     unsafe { pam_end(pamh, rc) };
     drop(state);
+    // A module must not leave threads running in its host; the tests check this count.
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        eprintln!("pam-client: threads after pam_end {}", tasks.count());
+    }
     ExitCode::from(u8::try_from(rc).unwrap_or(EXIT_SOFTWARE))
 }

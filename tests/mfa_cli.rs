@@ -1,0 +1,894 @@
+//! The `mfa` command as a script or an administrator uses it: enrollment in two steps and
+//! interactively, the two-code rule, QR codes, the device limit, rename / remove / list,
+//! and the store it creates. Codes come from `oathtool`, QR codes are read by `zbarimg`.
+
+use pam_mfa_tests::{
+    OtpauthUri, TestEnv, TestUser, TotpParams, decode_qr_image, mode_of, totp_with,
+    wait_for_terminal_qr, wrong_code,
+};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+
+/// Base32 as `mfa` must print secrets: upper-case RFC 4648 alphabet, no padding.
+fn is_base32(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+}
+
+/// `s` without any whitespace (secrets may be printed in groups).
+fn squeeze(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// The host name, the default issuer.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn state_of(env: &TestEnv, user: &str, name: &str) -> Option<String> {
+    env.listed(user, name)
+        .and_then(|d| d.get("state").and_then(Value::as_str).map(str::to_owned))
+}
+
+// ----- --begin / finish -----
+
+#[test]
+fn begin_json_describes_a_pending_device() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    let j = &dev.json;
+    assert_eq!(j["user"], user.name(), "{j}");
+    assert_eq!(j["name"], "phone", "{j}");
+    assert_eq!(j["algorithm"], "SHA1", "{j}");
+    assert_eq!(j["digits"], 6, "{j}");
+    assert_eq!(j["period"], 30, "{j}");
+    // 160 random bits are 32 base32 characters.
+    assert!(is_base32(&dev.secret) && dev.secret.len() == 32, "{j}");
+    let expires = j["expires_at"].as_i64().unwrap_or_else(|| panic!("{j}"));
+    assert!(
+        (env.now() + 590..=env.now() + 610).contains(&expires),
+        "pending devices expire after 10 minutes: {j} at {}",
+        env.now()
+    );
+
+    let uri = dev.parsed_uri();
+    let issuer = host_name();
+    assert_eq!(uri.kind, "totp", "{}", dev.uri);
+    assert_eq!(
+        uri.label,
+        format!("{issuer}:{}", user.name()),
+        "{}",
+        dev.uri
+    );
+    assert_eq!(
+        uri.param("secret"),
+        Some(dev.secret.as_str()),
+        "{}",
+        dev.uri
+    );
+    assert_eq!(uri.param("issuer"), Some(issuer.as_str()), "{}", dev.uri);
+    assert_eq!(uri.param("algorithm"), Some("SHA1"), "{}", dev.uri);
+    assert_eq!(uri.param("digits"), Some("6"), "{}", dev.uri);
+    assert_eq!(uri.param("period"), Some("30"), "{}", dev.uri);
+
+    let listed = env.listed(user.name(), "phone").expect("listed");
+    assert_eq!(listed["state"], "pending", "{listed}");
+    assert_eq!(listed["kind"], "totp", "{listed}");
+}
+
+#[test]
+fn issuer_option_is_percent_encoded_in_the_uri() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &["--issuer", "Acme Corp"]);
+    assert!(
+        !dev.uri.contains(' '),
+        "a URI has no raw spaces: {}",
+        dev.uri
+    );
+    let uri = dev.parsed_uri();
+    assert_eq!(
+        uri.label,
+        format!("Acme Corp:{}", user.name()),
+        "{}",
+        dev.uri
+    );
+    assert_eq!(uri.param("issuer"), Some("Acme Corp"), "{}", dev.uri);
+}
+
+#[test]
+fn every_device_gets_its_own_secret() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let a = env.begin(user.name(), "a", &[]);
+    let b = env.begin(user.name(), "b", &[]);
+    assert_ne!(a.secret, b.secret);
+}
+
+#[test]
+fn two_step_enrollment_activates_the_device() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("pending")
+    );
+    let c1 = env.code_at_step(&dev.secret, -1);
+    let c2 = env.code(&dev.secret);
+    env.finish(user.name(), "phone", &c1, &c2).assert_success();
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("active")
+    );
+}
+
+#[test]
+fn codes_from_ten_steps_back_to_one_step_ahead_are_accepted() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let old = env.begin(user.name(), "old", &[]);
+    let ahead = env.begin(user.name(), "ahead", &[]);
+    env.finish(
+        user.name(),
+        "old",
+        &env.code_at_step(&old.secret, -10),
+        &env.code_at_step(&old.secret, -9),
+    )
+    .assert_success();
+    env.finish(
+        user.name(),
+        "ahead",
+        &env.code_at_step(&ahead.secret, 1),
+        &env.code_at_step(&ahead.secret, 2),
+    )
+    .assert_success();
+    assert_eq!(env.names_in_state(user.name(), "active").len(), 2);
+}
+
+#[test]
+fn codes_outside_that_range_are_refused() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    env.ensure_distinct_codes(&dev.secret, -20..=6);
+    let pair = |t: i64| {
+        (
+            env.code_at_step(&dev.secret, t),
+            env.code_at_step(&dev.secret, t + 1),
+        )
+    };
+    for t in [-11, -20, 2, 5] {
+        let (c1, c2) = pair(t);
+        let out = env.finish(user.name(), "phone", &c1, &c2);
+        assert_eq!(out.code, Some(1), "codes of steps {t}, {}: {out:?}", t + 1);
+    }
+    // Nothing changed: the right codes still finish the enrollment.
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("pending")
+    );
+    let (c1, c2) = pair(-1);
+    env.finish(user.name(), "phone", &c1, &c2).assert_success();
+}
+
+#[test]
+fn stale_codes_are_refused() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    env.finish(
+        user.name(),
+        "phone",
+        &env.code_at_step(&dev.secret, -20),
+        &env.code_at_step(&dev.secret, -19),
+    )
+    .assert_error(&[]);
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("pending")
+    );
+}
+
+#[test]
+fn non_consecutive_codes_are_refused() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    // Steps t and t+2 (t = now-1), with no step in between sharing a code with either.
+    env.ensure_distinct_codes(&dev.secret, -1..=1);
+    let c1 = env.code_at_step(&dev.secret, -1);
+    let c3 = env.code_at_step(&dev.secret, 1);
+    env.finish(user.name(), "phone", &c1, &c3)
+        .assert_error(&["consecutive"]);
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("pending")
+    );
+}
+
+#[test]
+fn a_wrong_first_code_is_named() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    let wrong = wrong_code(&dev.secret, env.now(), 12);
+    env.finish(user.name(), "phone", &wrong, &env.code(&dev.secret))
+        .assert_error(&["first code"]);
+}
+
+#[test]
+fn a_wrong_second_code_is_named() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    let wrong = wrong_code(&dev.secret, env.now(), 12);
+    env.finish(
+        user.name(),
+        "phone",
+        &env.code_at_step(&dev.secret, -1),
+        &wrong,
+    )
+    .assert_error(&["second code"]);
+}
+
+#[test]
+fn codes_with_spaces_are_accepted() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    let spaced = |c: String| format!("{} {}", &c[..3], &c[3..]);
+    env.finish(
+        user.name(),
+        "phone",
+        &spaced(env.code_at_step(&dev.secret, -1)),
+        &spaced(env.code(&dev.secret)),
+    )
+    .assert_success();
+}
+
+#[test]
+fn codes_that_are_not_digits_are_refused() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    let good = env.code(&dev.secret);
+    for bad in ["12a456", "abcdef", "12345", "1234567", ""] {
+        let out = env.finish(user.name(), "phone", bad, &good);
+        assert!(
+            matches!(out.code, Some(1 | 2)) && !out.stderr.trim().is_empty(),
+            "code {bad:?} should be refused with a message: {out:?}"
+        );
+    }
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("pending")
+    );
+}
+
+#[test]
+fn finish_for_an_unknown_name_fails() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.begin(user.name(), "phone", &[]);
+    env.finish(user.name(), "tablet", "123456", "234567")
+        .assert_error(&[]);
+}
+
+#[test]
+fn a_pending_device_expires_after_ten_minutes() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let early = env.begin(user.name(), "early", &[]);
+    let late = env.begin(user.name(), "late", &[]);
+    env.advance_secs(9 * 60);
+    env.finish(
+        user.name(),
+        "early",
+        &env.code_at_step(&early.secret, -1),
+        &env.code(&early.secret),
+    )
+    .assert_success();
+    env.advance_secs(2 * 60);
+    env.finish(
+        user.name(),
+        "late",
+        &env.code_at_step(&late.secret, -1),
+        &env.code(&late.secret),
+    )
+    .assert_error(&[]);
+    assert_eq!(env.names_in_state(user.name(), "active"), ["early"]);
+}
+
+// ----- QR codes -----
+
+#[test]
+fn qr_png_decodes_to_the_uri() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let png = env.path("phone.png");
+    let dev = env.begin(user.name(), "phone", &["--qr-png", png.to_str().unwrap()]);
+    assert_eq!(decode_qr_image(&png, env.root()).unwrap(), dev.uri);
+    assert_eq!(mode_of(&png), 0o600, "the QR code holds the secret");
+}
+
+#[test]
+fn qr_svg_decodes_to_the_uri() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let svg = env.path("phone.svg");
+    let dev = env.begin(user.name(), "phone", &["--qr-svg", svg.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let decoded = decode_qr_image(&svg, env.root()).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n(zbarimg reads SVG through ImageMagick's SVG coder: libmagickcore-6.q16-6-extra)"
+        )
+    });
+    assert_eq!(decoded, dev.uri);
+    assert_eq!(mode_of(&svg), 0o600, "the QR code holds the secret");
+}
+
+#[test]
+fn qr_png_does_not_overwrite_without_force() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let png = env.path("existing.png");
+    std::fs::write(&png, "keep me").unwrap();
+    let out = env.mfa(&[
+        "--user",
+        user.name(),
+        "enroll",
+        "totp",
+        "phone",
+        "--begin",
+        "--json",
+        "--qr-png",
+        png.to_str().unwrap(),
+    ]);
+    out.assert_error(&[]);
+    assert_eq!(std::fs::read_to_string(&png).unwrap(), "keep me");
+
+    let dev = env.begin(
+        user.name(),
+        "tablet",
+        &["--qr-png", png.to_str().unwrap(), "--force"],
+    );
+    assert_eq!(decode_qr_image(&png, env.root()).unwrap(), dev.uri);
+}
+
+#[test]
+fn qr_png_never_follows_a_symlink() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let victim = env.path("victim");
+    let link = env.path("link.png");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let args = |name: &'static str, force: bool| {
+        let mut a = vec![
+            "--user".to_owned(),
+            user.name().to_owned(),
+            "enroll".into(),
+            "totp".into(),
+            name.into(),
+            "--begin".into(),
+            "--json".into(),
+            "--qr-png".into(),
+            link.to_str().unwrap().to_owned(),
+        ];
+        if force {
+            a.push("--force".into());
+        }
+        a
+    };
+    let run = |a: Vec<String>| env.mfa(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // A dangling link is an existing file name: refused without --force.
+    run(args("a", false)).assert_error(&[]);
+    assert!(!victim.exists(), "the link was followed");
+    // With --force the link may be replaced or refused, but never written through.
+    let _ = run(args("b", true));
+    assert!(!victim.exists(), "the link was followed");
+
+    std::fs::write(&victim, "keep me").unwrap();
+    let _ = run(args("c", true));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+}
+
+#[test]
+fn the_uri_imports_into_oathtool_and_its_codes_log_in() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    let dev = env.begin(user.name(), "phone", &[]);
+    // Take everything from the URI, as an authenticator app scanning the QR code would.
+    let uri = OtpauthUri::parse(&dev.uri).unwrap();
+    let secret = uri.param("secret").unwrap().to_owned();
+    let params = TotpParams {
+        digits: uri.param("digits").unwrap().parse().unwrap(),
+        algorithm: match uri.param("algorithm").unwrap() {
+            "SHA1" => "SHA1",
+            "SHA256" => "SHA256",
+            "SHA512" => "SHA512",
+            other => panic!("unknown algorithm {other}"),
+        },
+        period: uri.param("period").unwrap().parse().unwrap(),
+    };
+    let code = |at: i64| totp_with(&secret, at, params);
+    env.finish(
+        user.name(),
+        "phone",
+        &code(env.now() - 30),
+        &code(env.now()),
+    )
+    .assert_success();
+    env.advance_steps(1);
+    env.login(user.name(), &code(env.now())).assert_success();
+}
+
+// ----- interactive enrollment -----
+
+/// Runs `mfa enroll totp phone EXTRA…` interactively: reads the QR code it prints,
+/// answers with the two codes for its secret, and returns the run and the secret.
+fn interactive_enroll(
+    env: &TestEnv,
+    user: &TestUser,
+    extra: &[&str],
+) -> (pam_mfa_tests::MfaOutput, String) {
+    let mut args = vec!["--user", user.name(), "enroll", "totp", "phone"];
+    args.extend_from_slice(extra);
+    let mut child = env.spawn_mfa(&args);
+    let uri = wait_for_terminal_qr(&mut child, env.root()).unwrap_or_else(|| {
+        panic!(
+            "no readable QR code on stdout\nstdout:\n{}\nstderr:\n{}",
+            child.stdout(),
+            child.stderr()
+        )
+    });
+    let secret = OtpauthUri::parse(&uri)
+        .unwrap()
+        .param("secret")
+        .expect("the URI has a secret")
+        .to_owned();
+    let c1 = env.code_at_step(&secret, -1);
+    let c2 = env.code(&secret);
+    child.write_stdin(format!("{c1}\n{c2}\n").as_bytes());
+    let out =
+        pam_mfa_tests::MfaOutput::from_finished("mfa enroll totp (interactive)", child.wait());
+    (out, secret)
+}
+
+#[test]
+fn interactive_enrollment_shows_a_qr_code_and_never_the_secret() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let (out, secret) = interactive_enroll(&env, &user, &[]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains(['▀', '▄', '█']),
+        "the QR code is drawn with half blocks\n{out:?}"
+    );
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !squeeze(text).contains(&secret) && !squeeze(text).contains(&secret.to_lowercase()),
+            "the secret was printed without --show-secret\n{out:?}"
+        );
+    }
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("active")
+    );
+}
+
+#[test]
+fn interactive_enrollment_with_show_secret_prints_it() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let (out, secret) = interactive_enroll(&env, &user, &["--show-secret"]);
+    out.assert_success();
+    assert!(
+        squeeze(&out.stdout).contains(&secret),
+        "--show-secret did not print the secret {secret}\n{out:?}"
+    );
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("active")
+    );
+}
+
+#[test]
+fn interactive_enrollment_with_wrong_codes_does_not_activate() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let mut child = env.spawn_mfa(&["--user", user.name(), "enroll", "totp", "phone"]);
+    let uri = wait_for_terminal_qr(&mut child, env.root()).expect("a QR code");
+    let secret = OtpauthUri::parse(&uri)
+        .unwrap()
+        .param("secret")
+        .unwrap()
+        .to_owned();
+    let wrong = wrong_code(&secret, env.now(), 12);
+    child.write_stdin(format!("{wrong}\n{wrong}\n").as_bytes());
+    let out =
+        pam_mfa_tests::MfaOutput::from_finished("mfa enroll totp (interactive)", child.wait());
+    out.assert_failure();
+    assert_ne!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("active")
+    );
+}
+
+// ----- the device limit and names -----
+
+#[test]
+fn a_ninth_device_is_refused() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    for i in 0..8 {
+        env.enroll(user.name(), &format!("dev{i}"));
+    }
+    let begin = env.mfa(&[
+        "--user",
+        user.name(),
+        "enroll",
+        "totp",
+        "dev8",
+        "--begin",
+        "--json",
+    ]);
+    // Refusing already at --begin is fine; if the device was begun, finishing must fail.
+    if begin.code == Some(0) {
+        let dev = pam_mfa_tests::Enrolled::from_begin_json(begin.json());
+        env.finish(
+            user.name(),
+            "dev8",
+            &env.code_at_step(&dev.secret, -1),
+            &env.code(&dev.secret),
+        )
+        .assert_error(&[]);
+    } else {
+        begin.assert_error(&[]);
+    }
+    let active = env.names_in_state(user.name(), "active");
+    assert_eq!(active.len(), 8, "{active:?}");
+    assert!(!active.contains(&"dev8".to_owned()));
+
+    // Removing one makes room again.
+    env.mfa(&["--user", user.name(), "remove", "dev0", "--yes"])
+        .assert_success();
+    env.enroll(user.name(), "dev9");
+    assert_eq!(env.names_in_state(user.name(), "active").len(), 8);
+}
+
+#[test]
+fn a_duplicate_name_is_refused_but_other_users_may_use_it() {
+    let env = TestEnv::new();
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    let first = env.enroll(alice.name(), "phone");
+    env.mfa(&[
+        "--user",
+        alice.name(),
+        "enroll",
+        "totp",
+        "phone",
+        "--begin",
+        "--json",
+    ])
+    .assert_error(&[]);
+    let listed = env.list(alice.name());
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    // The refused attempt did not replace the device's secret: its codes still work.
+    env.write_service(&[]);
+    env.advance_steps(1);
+    env.login(alice.name(), &env.code(&first.secret))
+        .assert_success();
+
+    env.enroll(bob.name(), "phone");
+    assert_eq!(env.names_in_state(bob.name(), "active"), ["phone"]);
+}
+
+#[test]
+fn names_must_be_1_to_64_printable_characters() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let longest = "n".repeat(64);
+    env.begin(user.name(), &longest, &[]);
+    for bad in [
+        String::new(),
+        "n".repeat(65),
+        "bell\u{7}".into(),
+        "new\nline".into(),
+    ] {
+        let out = env.mfa(&[
+            "--user",
+            user.name(),
+            "enroll",
+            "totp",
+            &bad,
+            "--begin",
+            "--json",
+        ]);
+        assert!(
+            matches!(out.code, Some(1 | 2)),
+            "name {bad:?} should be refused: {out:?}"
+        );
+    }
+    assert_eq!(env.list(user.name()).len(), 1);
+}
+
+#[test]
+fn rename_a_device() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    let dev = env.enroll(user.name(), "phone");
+    env.enroll(user.name(), "watch");
+    env.mfa(&["--user", user.name(), "rename", "phone", "tablet"])
+        .assert_success();
+    let mut active = env.names_in_state(user.name(), "active");
+    active.sort();
+    assert_eq!(active, ["tablet", "watch"]);
+    // Same device, same secret.
+    env.advance_steps(1);
+    env.login(user.name(), &env.code(&dev.secret))
+        .assert_success();
+
+    env.mfa(&["--user", user.name(), "rename", "tablet", "watch"])
+        .assert_error(&[]);
+    env.mfa(&["--user", user.name(), "rename", "nosuch", "other"])
+        .assert_error(&[]);
+    let out = env.mfa(&["--user", user.name(), "rename", "tablet", &"n".repeat(65)]);
+    assert!(matches!(out.code, Some(1 | 2)), "{out:?}");
+    let mut active = env.names_in_state(user.name(), "active");
+    active.sort();
+    assert_eq!(active, ["tablet", "watch"]);
+}
+
+#[test]
+fn remove_a_device() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.enroll(user.name(), "phone");
+    env.enroll(user.name(), "tablet");
+    env.mfa(&["--user", user.name(), "remove", "phone", "--yes"])
+        .assert_success();
+    assert_eq!(env.names_in_state(user.name(), "active"), ["tablet"]);
+    env.mfa(&["--user", user.name(), "remove", "phone", "--yes"])
+        .assert_error(&[]);
+}
+
+#[test]
+fn remove_without_yes_is_refused_when_stdin_is_not_a_terminal() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.enroll(user.name(), "phone");
+    for input in ["", "y\n", "yes\n"] {
+        let out = env
+            .mfa_cmd(&["--user", user.name(), "remove", "phone"])
+            .stdin(input)
+            .run();
+        out.assert_failure();
+    }
+    assert_eq!(env.names_in_state(user.name(), "active"), ["phone"]);
+}
+
+#[test]
+fn list_shows_devices_but_never_a_secret() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let phone = env.enroll(user.name(), "phone");
+    let tablet = env.begin(user.name(), "tablet", &[]);
+    let created = env.now();
+
+    let plain = env.mfa(&["--user", user.name(), "list"]);
+    plain.assert_success();
+    for word in ["phone", "tablet", "totp", "active", "pending"] {
+        assert!(plain.stdout.contains(word), "{word} missing\n{plain:?}");
+    }
+
+    let json = env.mfa(&["--user", user.name(), "list", "--json"]);
+    json.assert_success();
+    for text in [&plain.stdout, &json.stdout] {
+        for secret in [&phone.secret, &tablet.secret] {
+            assert!(
+                !squeeze(text).contains(secret.as_str()),
+                "secret listed\n{text}"
+            );
+        }
+    }
+    let items = env.list(user.name());
+    assert_eq!(items.len(), 2, "{items:?}");
+    for item in &items {
+        let obj = item.as_object().unwrap_or_else(|| panic!("{item}"));
+        for key in ["name", "kind", "state", "created", "last_used"] {
+            assert!(obj.contains_key(key), "{key} missing in {item}");
+        }
+        assert!(!obj.contains_key("secret"), "{item}");
+        assert_eq!(item["kind"], "totp");
+        let c = item["created"].as_i64().unwrap_or_else(|| panic!("{item}"));
+        assert!(
+            (created..created + 10).contains(&c),
+            "created {c}, expected ~{created}"
+        );
+        assert!(
+            item["last_used"].is_null() || item["last_used"].is_i64(),
+            "{item}"
+        );
+    }
+}
+
+#[test]
+fn list_of_a_user_without_devices_is_empty() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    assert!(env.list(user.name()).is_empty());
+}
+
+#[test]
+fn last_used_records_a_login() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    let dev = env.enroll(user.name(), "phone");
+    env.advance_steps(3);
+    let login_time = env.now();
+    env.login(user.name(), &env.code(&dev.secret))
+        .assert_success();
+    env.advance_steps(1);
+    let item = env.listed(user.name(), "phone").unwrap();
+    let used = item["last_used"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{item}"));
+    assert!(
+        (login_time..login_time + 10).contains(&used),
+        "last_used {used}, login at {login_time}"
+    );
+}
+
+// ----- resync errors -----
+
+#[test]
+fn resync_refuses_bad_codes_and_unknown_devices() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+    let at = |steps: i64| env.code_at_step(&dev.secret, steps);
+    let resync =
+        |name: &str, c1: &str, c2: &str| env.mfa(&["--user", user.name(), "resync", name, c1, c2]);
+    // Not consecutive (a step in between).
+    env.ensure_distinct_codes(&dev.secret, 40..=42);
+    resync("phone", &at(40), &at(42)).assert_error(&[]);
+    // Beyond the ±1,500 steps searched.
+    resync("phone", &at(1600), &at(1601)).assert_error(&[]);
+    resync("tablet", &at(40), &at(41)).assert_error(&[]);
+    resync("phone", "12a456", &at(41)).assert_failure();
+}
+
+// ----- the store and the accounts -----
+
+#[test]
+fn the_store_is_created_private_even_with_a_permissive_umask() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    // A store directory that does not exist yet: mfa creates both.
+    let dir = env.path("newstore");
+    let db = dir.join("devices.db");
+    let out = env
+        .mfa_cmd(&[
+            "--user",
+            user.name(),
+            "enroll",
+            "totp",
+            "phone",
+            "--begin",
+            "--json",
+        ])
+        .db(&db)
+        .umask(0)
+        .run();
+    out.assert_success();
+    assert_eq!(mode_of(&dir), 0o700, "store directory");
+    assert_eq!(mode_of(&db), 0o600, "store file");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(
+            mode_of(&path) & 0o077,
+            0,
+            "{} is open to group/other",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_store_file_is_private_in_an_existing_directory() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.mfa_cmd(&["--user", user.name(), "list"])
+        .umask(0)
+        .run()
+        .assert_success();
+    env.mfa_cmd(&[
+        "--user",
+        user.name(),
+        "enroll",
+        "totp",
+        "phone",
+        "--begin",
+        "--json",
+    ])
+    .umask(0)
+    .run()
+    .assert_success();
+    assert!(env.db().exists());
+    assert_eq!(mode_of(env.db()), 0o600);
+    assert_eq!(mode_of(env.store()), 0o700);
+}
+
+#[test]
+fn an_unsafe_store_is_refused_and_left_alone() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.enroll(user.name(), "phone");
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    chmod(env.db(), 0o640);
+    env.mfa(&["--user", user.name(), "list"]).assert_error(&[]);
+    assert_eq!(
+        mode_of(env.db()),
+        0o640,
+        "mfa must refuse, not silently fix"
+    );
+    chmod(env.db(), 0o600);
+    chmod(env.store(), 0o755);
+    env.mfa(&["--user", user.name(), "list"]).assert_error(&[]);
+    chmod(env.store(), 0o700);
+    std::os::unix::fs::chown(env.db(), Some(user.uid()), None).unwrap();
+    env.mfa(&["--user", user.name(), "list"]).assert_error(&[]);
+    std::os::unix::fs::chown(env.db(), Some(0), None).unwrap();
+    assert_eq!(env.names_in_state(user.name(), "active"), ["phone"]);
+}
+
+#[test]
+fn a_store_that_is_not_a_database_is_refused() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    std::fs::write(env.db(), "not a database at all, just text\n".repeat(200)).unwrap();
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.mfa(&["--user", user.name(), "list"]).assert_error(&[]);
+}
+
+#[test]
+fn an_unknown_user_is_refused() {
+    let env = TestEnv::new();
+    env.mfa(&["--user", "mfat-no-such-user", "list"])
+        .assert_error(&[]);
+    env.mfa(&[
+        "--user",
+        "mfat-no-such-user",
+        "enroll",
+        "totp",
+        "phone",
+        "--begin",
+        "--json",
+    ])
+    .assert_error(&[]);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.mfa(&["--user", user.name(), "frobnicate"])
+        .assert_exit(2);
+    env.mfa(&["--user", user.name(), "enroll", "finish", "phone", "123456"])
+        .assert_exit(2);
+    env.mfa(&["--user", user.name(), "list", "--bogus"])
+        .assert_exit(2);
+}

@@ -1,0 +1,162 @@
+//! How the module behaves as a guest in its host process: what it logs (through
+//! `pam_syslog`, captured by pam_wrapper), that it never puts a code in a log line, never
+//! prints, leaves no thread behind, and exports nothing but the PAM entry points.
+
+use std::process::Command;
+
+use pam_mfa_tests::{TestEnv, TestUser, pam_module, wrong_code};
+use std::os::unix::fs::PermissionsExt;
+
+/// LOG_ERR, LOG_NOTICE and LOG_INFO.
+const ERR: u8 = 3;
+const NOTICE: u8 = 5;
+const INFO: u8 = 6;
+
+fn priority_of(out: &pam_mfa_tests::PamOutcome, line: &str) -> u8 {
+    out.syslog()
+        .into_iter()
+        .find(|(_, m)| m == line)
+        .map(|(p, _)| p)
+        .unwrap_or(255)
+}
+
+/// Neither the code typed nor the secret may appear anywhere the stack wrote to.
+fn assert_no_secrets(out: &pam_mfa_tests::PamOutcome, secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            !out.stderr.contains(s),
+            "{s:?} appears on stderr:\n{}",
+            out.stderr
+        );
+        let stdout_without_answers: String = out
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with("result: "))
+            .collect();
+        assert!(
+            !stdout_without_answers.contains(s),
+            "{s:?} appears in the conversation:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn success_is_logged_with_device_user_and_host_and_nothing_else_leaks() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    let dev = env.enroll(user.name(), "pixel 7");
+    env.advance_steps(1);
+    let code = env.code(&dev.secret);
+    let out = env.pam(user.name()).rhost("192.0.2.7").answer(&code).run();
+    out.assert_success();
+    let line = out.assert_logged(&[
+        "authenticated with device \"pixel 7\"",
+        &format!("user={}", user.name()),
+        "rhost=192.0.2.7",
+    ]);
+    assert_eq!(priority_of(&out, &line), INFO);
+    assert_no_secrets(&out, &[&code, &dev.secret]);
+    out.assert_module_silent();
+    assert_eq!(out.threads_after_end(), Some(1), "{}", out.stderr);
+}
+
+#[test]
+fn failures_are_logged_with_their_reason_but_never_the_code() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&["max_failures=3"]);
+    let dev = env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+
+    let wrong = wrong_code(&dev.secret, env.now(), 3);
+    let out = env.login(user.name(), &wrong);
+    out.assert_result("PAM_AUTH_ERR");
+    let line = out.assert_logged(&[
+        "authentication failure: wrong code",
+        &format!("user={}", user.name()),
+    ]);
+    assert_eq!(priority_of(&out, &line), NOTICE);
+    assert_no_secrets(&out, &[&wrong, &dev.secret]);
+    out.assert_module_silent();
+
+    let right = env.code(&dev.secret);
+    env.login(user.name(), &right).assert_success();
+    let out = env.login(user.name(), &right);
+    out.assert_result("PAM_AUTH_ERR");
+    out.assert_logged(&["replayed code of device \"phone\"", user.name()]);
+    assert_no_secrets(&out, &[&right, &dev.secret]);
+
+    let out = env.login(user.name(), "12ab56");
+    out.assert_logged(&["malformed code: a code contains only digits", user.name()]);
+    assert_no_secrets(&out, &["12ab56"]);
+
+    // The third failure in a row starts the lock-out, and the log says so.
+    let out = env.login(user.name(), &wrong);
+    out.assert_logged(&["locked out until", user.name()]);
+    let out = env.login(user.name(), &env.code(&dev.secret));
+    out.assert_result("PAM_MAXTRIES");
+    out.assert_logged(&["refused: locked out until", user.name()]);
+    out.assert_module_silent();
+}
+
+#[test]
+fn configuration_and_store_errors_are_logged_at_error_priority() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+
+    env.write_service(&["nulok"]);
+    let out = env.login(user.name(), &env.code(&dev.secret));
+    out.assert_result("PAM_SERVICE_ERR");
+    let line = out.assert_logged(&["unknown module argument \"nulok\""]);
+    assert_eq!(priority_of(&out, &line), ERR);
+    out.assert_module_silent();
+
+    env.write_service(&[]);
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = env.login(user.name(), &env.code(&dev.secret));
+    out.assert_result("PAM_AUTHINFO_UNAVAIL");
+    let line = out.assert_logged(&["refusing device store", "mode 0640", user.name()]);
+    assert_eq!(priority_of(&out, &line), ERR);
+    out.assert_module_silent();
+}
+
+#[test]
+fn a_user_name_with_control_characters_is_refused_and_logged_escaped() {
+    let env = TestEnv::new();
+    env.write_service(&["nullok"]);
+    let out = env.pam("evil\u{1b}[2Juser").answer("123456").run();
+    out.assert_result("PAM_USER_UNKNOWN").assert_not_prompted();
+    out.assert_logged(&["refusing invalid user name", "user=evil\\x1b[2Juser"]);
+    out.assert_module_silent();
+}
+
+#[test]
+fn only_the_pam_entry_points_are_exported() {
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only", "--format=just-symbols"])
+        .arg(pam_module())
+        .output()
+        .expect("nm (binutils) is installed");
+    assert!(out.status.success(), "{out:?}");
+    let mut symbols: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    symbols.sort();
+    assert_eq!(
+        symbols,
+        [
+            "pam_sm_acct_mgmt",
+            "pam_sm_authenticate",
+            "pam_sm_chauthtok",
+            "pam_sm_close_session",
+            "pam_sm_open_session",
+            "pam_sm_setcred",
+        ]
+    );
+}
