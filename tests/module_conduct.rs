@@ -160,3 +160,83 @@ fn only_the_pam_entry_points_are_exported() {
         ]
     );
 }
+
+#[test]
+fn another_name_for_the_same_account_finds_its_devices_and_cannot_skip_them() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let alias = TestUser::alias_of(&user);
+    env.write_service(&["nullok"]);
+    let dev = env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+    // Without a code the alias is refused, not waved through as "no devices".
+    let out = env.login(alias.name(), "000000");
+    out.assert_result("PAM_AUTH_ERR");
+    // With the account's code it gets in, as the account.
+    let out = env.login(alias.name(), &env.code(&dev.secret));
+    out.assert_success();
+    out.assert_logged(&["authenticated with device \"phone\"", alias.name()]);
+    // And mfa --user ALIAS manages the same devices.
+    let listed = env.mfa(&["--user", alias.name(), "list", "--json"]);
+    listed.assert_success();
+    assert!(listed.stdout.contains("\"phone\""), "{}", listed.stdout);
+}
+
+#[test]
+fn an_unknown_account_is_prompted_and_refused_even_with_nullok() {
+    let env = TestEnv::new();
+    let somebody = TestUser::new();
+    env.enroll(somebody.name(), "phone");
+    env.write_service(&["nullok"]);
+    let out = env.login("no-such-account-pam-mfa", "123456");
+    out.assert_result("PAM_AUTH_ERR");
+    out.assert_logged(&["no such account", "user=no-such-account-pam-mfa"]);
+}
+
+#[test]
+fn a_missing_store_directory_is_an_error_but_a_missing_store_is_no_devices() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    // The store directory exists but holds no store yet: nobody has a device, and nullok
+    // lets the user through — with a notice in the log, as a mistyped path looks the same.
+    env.write_service_observing_ignore(&["nullok"]);
+    let out = env.login(user.name(), "123456");
+    assert_eq!(
+        out.result,
+        "PAM_CRED_INSUFFICIENT",
+        "ignored\n{}",
+        out.transcript()
+    );
+    let line = out.assert_logged(&["does not exist yet; nullok lets the user through"]);
+    assert!(out.syslog().contains(&(NOTICE, line)));
+    // A store directory that does not exist is a broken installation or a wrong path.
+    let missing = env.path("nowhere/devices.db");
+    let line = format!(
+        "auth required {} db={} nullok",
+        pam_module().display(),
+        missing.display()
+    );
+    env.write_service_lines(&[line]);
+    let out = env.login(user.name(), "123456");
+    out.assert_result("PAM_AUTHINFO_UNAVAIL");
+    out.assert_logged(&["does not exist", "refusing"]);
+}
+
+#[test]
+fn mfa_never_turns_a_truncated_store_into_an_empty_one() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&["nullok"]);
+    env.enroll(user.name(), "phone");
+    std::fs::write(env.db(), b"").unwrap();
+    for args in [
+        vec!["--user", user.name(), "list"],
+        vec!["--user", user.name(), "enroll", "totp", "tablet", "--begin"],
+    ] {
+        env.mfa(&args).assert_error(&["empty (truncated?)"]);
+        assert_eq!(std::fs::metadata(env.db()).unwrap().len(), 0, "{args:?}");
+    }
+    let out = env.login(user.name(), "123456");
+    out.assert_result("PAM_AUTHINFO_UNAVAIL");
+    out.assert_logged(&["empty (truncated?)"]);
+}

@@ -38,7 +38,9 @@ pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let qr = Zeroizing::new(qr::terminal(&pending.uri, color).map_err(qr_error)?);
-    let mut text = Zeroizing::new(String::new());
+    // Everything that holds the secret is built in one buffer sized up front, so no
+    // reallocation leaves an unwiped copy behind.
+    let mut text = Zeroizing::new(String::with_capacity(qr.len() + 1024));
     text.push_str(&format!(
         "Registering authenticator app \"{}\" for {}.\n\
          Scan this QR code with your authenticator app:\n\n",
@@ -47,13 +49,11 @@ pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
     text.push_str(&qr);
     text.push('\n');
     if args.show_secret {
+        text.push_str("Secret key (for manual entry): ");
+        text.push_str(&pending.secret.to_base32_grouped());
         text.push_str(&format!(
-            "Secret key (for manual entry): {}\n\
-             Type: time-based, {}, {} digits, every {} seconds\n\n",
-            pending.secret.to_base32_grouped().as_str(),
-            pending.params.algorithm,
-            pending.params.digits,
-            pending.params.period
+            "\nType: time-based, {}, {} digits, every {} seconds\n\n",
+            pending.params.algorithm, pending.params.digits, pending.params.period
         ));
     } else {
         text.push_str(
@@ -137,37 +137,60 @@ pub fn finish(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(
     Ok(())
 }
 
+/// What `--begin --json` prints; borrowed fields, so serialising makes no extra copies of
+/// the secret beyond the zeroized output buffer.
+#[derive(serde::Serialize)]
+struct BeginJson<'a> {
+    user: &'a str,
+    name: &'a str,
+    secret: &'a str,
+    uri: &'a str,
+    algorithm: &'a str,
+    digits: u8,
+    period: u32,
+    expires_at: i64,
+}
+
 fn print_begin(p: &PendingTotp, json: bool) -> Result<(), CliError> {
-    let text = if json {
-        let value = serde_json::json!({
-            "user": p.user,
-            "name": p.name,
-            "secret": p.secret.to_base32().as_str(),
-            "uri": p.uri.as_str(),
-            "algorithm": p.params.algorithm.as_str(),
-            "digits": p.params.digits,
-            "period": p.params.period,
-            "expires_at": p.expires_at,
-        });
-        let mut s = Zeroizing::new(value.to_string());
-        s.push('\n');
-        s
+    let secret = p.secret.to_base32();
+    let mut text = Zeroizing::new(Vec::with_capacity(1024));
+    if json {
+        let value = BeginJson {
+            user: &p.user,
+            name: &p.name,
+            secret: &secret,
+            uri: &p.uri,
+            algorithm: p.params.algorithm.as_str(),
+            digits: p.params.digits,
+            period: p.params.period,
+            expires_at: p.expires_at,
+        };
+        serde_json::to_writer(&mut *text, &value)
+            .map_err(|e| CliError::msg(format!("cannot encode JSON: {e}")))?;
+        text.push(b'\n');
     } else {
-        Zeroizing::new(format!(
-            "Pending device \"{}\" for {} (expires {}).\n\
-             Secret key: {}\n\
-             URI: {}\n\
-             Activate it with: mfa enroll finish {} CODE1 CODE2\n",
-            p.name,
-            p.user,
-            clock::format_local(p.expires_at),
-            p.secret.to_base32_grouped().as_str(),
-            p.uri.as_str(),
-            shell_word(&p.name),
-        ))
-    };
+        text.extend_from_slice(
+            format!(
+                "Pending device \"{}\" for {} (expires {}).\nSecret key: ",
+                p.name,
+                p.user,
+                clock::format_local(p.expires_at)
+            )
+            .as_bytes(),
+        );
+        text.extend_from_slice(p.secret.to_base32_grouped().as_bytes());
+        text.extend_from_slice(b"\nURI: ");
+        text.extend_from_slice(p.uri.as_bytes());
+        text.extend_from_slice(
+            format!(
+                "\nActivate it with: mfa enroll finish {} CODE1 CODE2\n",
+                shell_word(&p.name)
+            )
+            .as_bytes(),
+        );
+    }
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
+    out.write_all(&text)
         .and_then(|()| out.flush())
         .map_err(|e| CliError::msg(format!("cannot write to standard output: {e}")))
 }

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use nix::unistd::{User, getuid};
-use pam_mfa::names::UserName;
+use pam_mfa::names::{self, UserName};
 use pam_mfa::store::DEFAULT_PATH;
 
 use crate::CliError;
@@ -30,22 +30,25 @@ pub fn resolve(user: Option<&str>, db: Option<PathBuf>) -> Result<Target, CliErr
     if !is_root && db.is_some() {
         return Err(CliError::msg("--db is for root only"));
     }
-    let name = match user {
-        Some(u) if u != caller.name && !is_root => {
-            return Err(CliError::msg(
-                "only root can manage another user's devices (--user)",
-            ));
-        }
+    let user = match user {
         Some(u) => {
-            let account = User::from_name(u)
-                .map_err(|e| CliError::msg(format!("cannot look up user {u:?}: {e}")))?
+            let given =
+                UserName::parse(u).map_err(|_| CliError::msg(format!("no such user: {u:?}")))?;
+            // Devices are keyed by the account's canonical name, exactly as the module
+            // looks them up, so `--user toor` and `--user root` mean the same account.
+            let account = names::canonical_account(&given)?
                 .ok_or_else(|| CliError::msg(format!("no such user: {u:?}")))?;
-            account.name
+            if !is_root && account.as_str() != caller.name {
+                return Err(CliError::msg(
+                    "only root can manage another user's devices (--user)",
+                ));
+            }
+            account
         }
-        None => caller.name,
+        None => UserName::parse(&caller.name).map_err(|_| {
+            CliError::msg(format!("user name {:?} cannot have devices", caller.name))
+        })?,
     };
-    let user = UserName::parse(&name)
-        .map_err(|_| CliError::msg(format!("user name {name:?} cannot have devices")))?;
     Ok(Target {
         caller_uid: uid.as_raw(),
         user,

@@ -17,6 +17,7 @@ mod qr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use zeroize::Zeroizing;
 
 /// An error for the person at the terminal: one line, no secrets.
 #[derive(Debug)]
@@ -51,12 +52,14 @@ fn run(cli: cli::Cli) -> Result<(), CliError> {
     match cli.command {
         cli::Command::Enroll(cli::Enroll::Totp(args)) => enroll::totp(&target, &args),
         cli::Command::Enroll(cli::Enroll::Finish { name, code1, code2 }) => {
+            let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
             enroll::finish(&target, &name, &code1, &code2)
         }
         cli::Command::List { json } => manage::list(&target, json),
         cli::Command::Rename { name, new_name } => manage::rename(&target, &name, &new_name),
         cli::Command::Remove { name, yes } => manage::remove(&target, &name, yes),
         cli::Command::Resync { name, code1, code2 } => {
+            let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
             manage::resync(&target, &name, &code1, &code2)
         }
     }

@@ -10,8 +10,11 @@ use crate::identity::Target;
 use crate::{CliError, audit, prompt};
 
 pub fn list(target: &Target, json: bool) -> Result<(), CliError> {
-    let store = Store::open_or_create(&target.db)?;
-    let list = devices::list(store.conn(), target.user.as_str(), clock::now()?)?;
+    // Listing never creates a store; no store means no devices.
+    let list = match Store::open_existing(&target.db)? {
+        Some(store) => devices::list(store.conn(), target.user.as_str(), clock::now()?)?,
+        None => Vec::new(),
+    };
     if json {
         let items: Vec<_> = list
             .iter()

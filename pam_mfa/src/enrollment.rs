@@ -98,8 +98,10 @@ pub fn finish_totp(
     now: i64,
 ) -> Result<()> {
     let (c1, c2) = parse_pair(first, second)?;
-    let tx = store.write()?;
-    let device = devices::totp_by_name(&tx, user.as_str(), name.as_str(), now)?
+    // The codes are searched for before taking the write lock, so logins never wait on
+    // this; activation then re-checks, inside the transaction, that the same pending
+    // device is still there.
+    let device = devices::totp_by_name(store.conn(), user.as_str(), name.as_str(), now)?
         .filter(|d| d.state == devices::DeviceState::Pending)
         .ok_or_else(|| Error::NoPendingDevice {
             user: user.to_string(),
@@ -124,7 +126,13 @@ pub fn finish_totp(
             return Err(pair_error(e));
         }
     };
-    devices::activate(&tx, user.as_str(), device.id, t + 1, now)?;
+    let tx = store.write()?;
+    if !devices::activate(&tx, user.as_str(), device.id, t + 1, now)? {
+        return Err(Error::NoPendingDevice {
+            user: user.to_string(),
+            name: name.to_string(),
+        });
+    }
     tx.commit()?;
     Ok(())
 }
@@ -148,26 +156,32 @@ pub fn resync(
     now: i64,
 ) -> Result<i64> {
     let (c1, c2) = parse_pair(first, second)?;
-    let tx = store.write()?;
-    let device =
-        devices::totp_by_name(&tx, user.as_str(), name.as_str(), now)?.ok_or_else(|| {
-            Error::NoSuchDevice {
-                user: user.to_string(),
-                name: name.to_string(),
-            }
+    let device = devices::totp_by_name(store.conn(), user.as_str(), name.as_str(), now)?
+        .ok_or_else(|| Error::NoSuchDevice {
+            user: user.to_string(),
+            name: name.to_string(),
         })?;
     if device.state != devices::DeviceState::Active {
         return Err(Error::DeviceNotActive {
             name: name.to_string(),
         });
     }
+    // Thousands of HMACs: done before taking the write lock, so logins never wait on it.
     let key = TotpKey::new(&device.secret, device.params)?;
     let now_step = device.params.step_at(now);
     let t = key
         .find_consecutive(&c1, &c2, now_step - RESYNC_STEPS..=now_step + RESYNC_STEPS)
         .map_err(|_| Error::ResyncFailed)?;
-    // Resync codes are codes like any other: never accepted twice.
-    if device.last_step.is_some_and(|last| t <= last) {
+    let tx = store.write()?;
+    // Re-read inside the transaction: a login may have used a newer code meanwhile, and
+    // resync codes are codes like any other, never accepted twice.
+    let current = devices::totp_by_name(&tx, user.as_str(), name.as_str(), now)?
+        .filter(|d| d.id == device.id && d.state == devices::DeviceState::Active)
+        .ok_or_else(|| Error::NoSuchDevice {
+            user: user.to_string(),
+            name: name.to_string(),
+        })?;
+    if current.last_step.is_some_and(|last| t <= last) {
         return Err(Error::CodesAlreadyUsed);
     }
     let drift = t + 1 - now_step;

@@ -13,7 +13,10 @@ pub enum Error {
     UnsafeStore { path: PathBuf, reason: String },
     #[error("device store {path} is not a pam_mfa database ({detail})")]
     NotADatabase { path: PathBuf, detail: String },
-    #[error("device store {path} has not been initialised; run `mfa` as root to create it")]
+    #[error(
+        "device store {path} is empty (truncated?); restore it from a backup, or remove it to \
+         start again with no devices"
+    )]
     Uninitialised { path: PathBuf },
     #[error(
         "device store {path} has schema version {found}, newer than this pam_mfa understands \
@@ -41,6 +44,8 @@ pub enum Error {
     InvalidDeviceName(String),
     #[error("invalid user name")]
     InvalidUserName,
+    #[error("cannot look up the account in the password database: {0}")]
+    AccountLookup(String),
     #[error("invalid secret (expected base32)")]
     InvalidSecret,
     #[error("invalid otpauth URI: {0}")]

@@ -5,12 +5,12 @@
 //! SQLite and the second sees the first one's step: a code is accepted at most once.
 //! The lock-out state is re-read inside the same transaction for the same reason.
 
-use crate::Result;
 use crate::code::{self, CodeError};
 use crate::lockout::LockoutPolicy;
 use crate::names::UserName;
 use crate::otp::TotpKey;
 use crate::store::{Store, auth_state, devices};
+use crate::{Error, Result};
 
 /// Largest `window` accepted: ±10 steps is ±5 minutes, already generous.
 pub const MAX_WINDOW: u32 = 10;
@@ -109,17 +109,24 @@ pub fn verify(
                 let mut replayed = None;
                 for device in &devices {
                     let key = TotpKey::new(&device.secret, device.params)?;
-                    let now_step = device.params.step_at(now);
-                    let centre = now_step.saturating_add(device.drift);
-                    let (lo, hi) = (centre - window, centre + window);
+                    let Some((lo, hi)) = search_range(device, now, window) else {
+                        return Err(Error::CorruptRecord(format!(
+                            "device {:?}: drift out of range",
+                            device.name
+                        )));
+                    };
                     // The replay check: only steps after the last accepted one are
                     // searched, so a code that was already used (or an older one) is
                     // never accepted again.
-                    let fresh_from = device.last_step.map_or(lo, |last| lo.max(last + 1));
+                    let fresh_from = match device.last_step {
+                        None => lo,
+                        Some(last) => lo.max(last.saturating_add(1)),
+                    };
                     if let Some(step) = key.find(&code, fresh_from..=hi) {
                         return accept(tx, user, device, step, now);
                     }
-                    if fresh_from > lo && key.find(&code, lo..=(fresh_from - 1).min(hi)).is_some() {
+                    let used_up_to = fresh_from.saturating_sub(1).min(hi);
+                    if fresh_from > lo && key.find(&code, lo..=used_up_to).is_some() {
                         replayed.get_or_insert_with(|| device.name.clone());
                     }
                 }
@@ -138,6 +145,13 @@ pub fn verify(
         reason: refusal,
         locked_until: next.locked_until,
     })
+}
+
+/// The steps a login may match for `device`: `window` either side of now plus its drift;
+/// `None` only for values no store we wrote can hold.
+fn search_range(device: &devices::TotpDevice, now: i64, window: i64) -> Option<(i64, i64)> {
+    let centre = device.params.step_at(now).checked_add(device.drift)?;
+    Some((centre.checked_sub(window)?, centre.checked_add(window)?))
 }
 
 fn accept(
@@ -422,5 +436,33 @@ mod tests {
         // Its 6-digit truncation is not a valid answer.
         let six = &code(T0 + 60)[2..];
         assert!(!accepted(&try_code(&mut ts, "dave", six, T0 + 60, 1)));
+    }
+
+    #[test]
+    fn corrupt_replay_state_is_refused_not_wrapped_around() {
+        let mut ts = temp_store();
+        let s = enrolled(&mut ts, "alice", "phone");
+        let code = oathtool(&s, T0);
+        for (column, value) in [
+            ("last_step", i64::MAX),
+            ("drift", i64::MIN),
+            ("drift", 5000),
+        ] {
+            ts.store
+                .conn()
+                .execute(&format!("UPDATE devices SET {column} = ?1"), [value])
+                .unwrap();
+            let settings = LoginSettings::default();
+            let r = verify(&mut ts.store, &user("alice"), code.as_bytes(), settings, T0);
+            assert!(
+                matches!(r, Err(crate::Error::CorruptRecord(_))),
+                "{column}={value}: {r:?}"
+            );
+            ts.store
+                .conn()
+                .execute("UPDATE devices SET last_step = 0, drift = 0", [])
+                .unwrap();
+        }
+        assert!(accepted(&try_code(&mut ts, "alice", &code, T0, 1)));
     }
 }

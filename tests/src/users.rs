@@ -47,6 +47,17 @@ fn backoff(attempt: u32) {
 impl TestUser {
     /// Creates a new account with no home directory, the default group and no login shell.
     pub fn new() -> Self {
+        Self::create(&[])
+    }
+
+    /// Creates a second name for `other`'s account: a passwd entry with the same uid (as
+    /// `toor` is for root on some systems).
+    pub fn alias_of(other: &TestUser) -> Self {
+        let uid = other.uid().to_string();
+        Self::create(&["-o", "-u", &uid])
+    }
+
+    fn create(extra: &[&str]) -> Self {
         paths::require_root();
         let useradd = paths::tool("useradd", "passwd");
         let nologin = ["/usr/sbin/nologin", "/sbin/nologin"]
@@ -57,6 +68,7 @@ impl TestUser {
         for attempt in 0..ATTEMPTS {
             let name = format!("{USER_PREFIX}{}", random_hex(8));
             let out = Command::new(&useradd)
+                .args(extra)
                 .args(["-M", "-N", "-s", nologin, &name])
                 .output()
                 .expect("cannot run useradd");

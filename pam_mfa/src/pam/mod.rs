@@ -7,6 +7,7 @@
 //! `PAM_SUCCESS` from an error path.
 
 pub mod args;
+mod panic_guard;
 mod syslog;
 
 use std::ffi::CStr;
@@ -20,7 +21,7 @@ use pam::module::{PamHandle, PamHooks};
 
 use crate::clock;
 use crate::login::{self, Outcome, Readiness, Refusal};
-use crate::names::{UserName, escape_for_log};
+use crate::names::{self, UserName, escape_for_log};
 use crate::store::Store;
 use args::ModuleArgs;
 use syslog::{Level, Logger};
@@ -92,7 +93,14 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         }
     };
     let silent = flags & PAM_SILENT != 0;
-    let result = run(pamh, &args, &user, &ctx, silent);
+    let result =
+        panic_guard::catch(|| run(pamh, &args, &user, &ctx, silent)).unwrap_or_else(|panic| {
+            Err((
+                Level::Error,
+                format!("internal error ({panic}); refusing"),
+                PamResultCode::PAM_AUTHINFO_UNAVAIL,
+            ))
+        });
     result.unwrap_or_else(|(level, message, code)| {
         let mut log = Logger::new(pamh);
         log.set_debug(args.debug);
@@ -115,26 +123,44 @@ fn store_error(e: crate::Error) -> Failure {
 fn run(
     pamh: &mut PamHandle,
     args: &ModuleArgs,
-    user: &UserName,
+    given: &UserName,
     ctx: &Context,
     silent: bool,
 ) -> Result<PamResultCode, Failure> {
-    let now = clock::now().map_err(store_error)?;
     let mut store = Store::open_existing(&args.db).map_err(store_error)?;
+    let account = names::canonical_account(given).map_err(store_error)?;
 
-    let readiness = match &store {
-        None => Readiness::NoDevices,
-        Some(s) => login::readiness(s, user, now).map_err(store_error)?,
+    let readiness = match (&store, &account) {
+        // An unknown account is prompted and refused like any other failure, whatever
+        // nullok says: it has no devices, but it is not an account that may skip them.
+        (_, None) => Readiness::Ready,
+        (None, Some(_)) => Readiness::NoDevices,
+        (Some(s), Some(user)) => {
+            login::readiness(s, user, clock::now().map_err(store_error)?).map_err(store_error)?
+        }
     };
     match readiness {
         Readiness::Locked { until } => return Err(locked(pamh, until, silent)),
         Readiness::NoDevices if args.nullok => {
             let mut log = Logger::new(pamh);
             log.set_debug(args.debug);
-            log.log(
-                Level::Debug,
-                &format!("no active device, nullok: ignoring ({})", ctx.describe()),
-            );
+            if store.is_none() {
+                // Routine right after installation, but also what a mistyped db= looks
+                // like, so it is never silent.
+                log.log(
+                    Level::Notice,
+                    &format!(
+                        "device store {} does not exist yet; nullok lets the user through ({})",
+                        args.db.display(),
+                        ctx.describe()
+                    ),
+                );
+            } else {
+                log.log(
+                    Level::Debug,
+                    &format!("no active device, nullok: ignoring ({})", ctx.describe()),
+                );
+            }
             return Ok(PamResultCode::PAM_IGNORE);
         }
         Readiness::NoDevices | Readiness::Ready => {}
@@ -143,7 +169,17 @@ fn run(
     // Users without a device are prompted too, so the prompt does not tell an attacker
     // who has enrolled.
     let answer = ask(pamh, args)?;
+    // The person may have waited at the prompt: the code is checked against the time it
+    // was typed, not the time the prompt appeared.
+    let now = clock::now().map_err(store_error)?;
 
+    let Some(user) = account else {
+        return Err((
+            Level::Notice,
+            "authentication failure: no such account".to_owned(),
+            PamResultCode::PAM_AUTH_ERR,
+        ));
+    };
     let Some(store) = store.as_mut() else {
         return Err((
             Level::Notice,
@@ -152,7 +188,7 @@ fn run(
         ));
     };
     let outcome =
-        login::verify(store, user, answer.as_bytes(), args.settings, now).map_err(store_error)?;
+        login::verify(store, &user, answer.as_bytes(), args.settings, now).map_err(store_error)?;
     match outcome {
         Outcome::Accepted { device } => {
             Logger::new(pamh).log(

@@ -82,17 +82,22 @@ pub struct TotpDevice {
     pub last_step: Option<i64>,
 }
 
+/// No time step is larger: 2^40 one-second steps is about 35,000 years.
+pub const MAX_STEP: i64 = 1 << 40;
+
 const TOTP_COLUMNS: &str =
     "id, name, state, secret, algorithm, digits, period, drift, last_step, kind";
 
 fn totp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TotpDevice>> {
     let kind: String = r.get(9)?;
     let state: String = r.get(2)?;
-    let secret: Option<Vec<u8>> = r.get(3)?;
+    let secret: Option<zeroize::Zeroizing<Vec<u8>>> =
+        r.get::<_, Option<Vec<u8>>>(3)?.map(zeroize::Zeroizing::new);
     let algorithm: Option<String> = r.get(4)?;
     let digits: Option<i64> = r.get(5)?;
     let period: Option<i64> = r.get(6)?;
-    let (id, name, drift, last_step) = (r.get(0)?, r.get(1)?, r.get(7)?, r.get(8)?);
+    let (id, name, drift, last_step): (i64, String, i64, Option<i64>) =
+        (r.get(0)?, r.get(1)?, r.get(7)?, r.get(8)?);
     Ok((|| {
         if DeviceKind::parse(&kind)? != DeviceKind::Totp {
             return Err(Error::CorruptRecord("not a TOTP device".to_owned()));
@@ -111,11 +116,20 @@ fn totp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TotpDevice>> {
                 .ok_or_else(|| corrupt("period"))?,
         }
         .validate()?;
+        // Bounds that every value we write respects; anything else is corruption, refused
+        // here so that step arithmetic never has to cope with extreme values.
+        let max_drift = crate::enrollment::RESYNC_STEPS + 1;
+        if !(-max_drift..=max_drift).contains(&drift) {
+            return Err(corrupt("drift"));
+        }
+        if last_step.is_some_and(|s: i64| !(0..=MAX_STEP).contains(&s)) {
+            return Err(corrupt("last used step"));
+        }
         Ok(TotpDevice {
             id,
             state: DeviceState::parse(&state)?,
             name,
-            secret: Secret::from_bytes(secret),
+            secret: Secret::from_bytes(secret.to_vec()),
             params,
             drift,
             last_step,
@@ -260,20 +274,22 @@ pub fn insert_pending_totp(
 }
 
 /// Makes a pending device active, enforcing the per-user limit inside the caller's
-/// transaction. `last_step` burns the codes used to confirm it.
-pub fn activate(conn: &Connection, user: &str, id: i64, last_step: i64, now: i64) -> Result<()> {
+/// transaction. `last_step` burns the codes used to confirm it. `false` when the pending
+/// device is gone (expired, or replaced by a new registration of the same name).
+pub fn activate(conn: &Connection, user: &str, id: i64, last_step: i64, now: i64) -> Result<bool> {
     if count_active(conn, user)? >= MAX_DEVICES {
         return Err(Error::TooManyDevices {
             user: user.to_owned(),
             max: MAX_DEVICES,
         });
     }
-    conn.prepare_cached(
-        "UPDATE devices SET state = 'active', last_step = ?2, expires_at = NULL
-         WHERE id = ?1 AND state = 'pending' AND expires_at > ?3",
-    )?
-    .execute(params![id, last_step, now])?;
-    Ok(())
+    let n = conn
+        .prepare_cached(
+            "UPDATE devices SET state = 'active', last_step = ?2, expires_at = NULL
+             WHERE id = ?1 AND state = 'pending' AND expires_at > ?3",
+        )?
+        .execute(params![id, last_step, now])?;
+    Ok(n == 1)
 }
 
 /// Records an accepted code: its step (for the replay check) and when it was used.

@@ -46,21 +46,24 @@ impl Store {
             Presence::Absent => Ok(None),
             Presence::Present => {
                 let mut store = Self::connect(path, OpenFlags::empty())?;
-                store.check_schema(false)?;
+                store.check_schema()?;
                 Ok(Some(store))
             }
         }
     }
 
-    /// Opens the store for `mfa`, creating the directory (0700) and file (0600) first if
-    /// they do not exist. Creation never widens the modes of anything that exists.
+    /// Opens the store for `mfa`, creating the directory (0700) and the store (0600) if
+    /// they do not exist. Creation never widens the modes of anything that exists, and
+    /// never initialises a file it did not create: an existing empty file is a truncated
+    /// store, which only a backup can bring back.
     pub fn open_or_create(path: &Path) -> Result<Self> {
+        create_directory(path)?;
         if let Presence::Absent = safety::check(path)? {
-            create_private(path)?;
+            initialise_new(path)?;
             safety::check(path)?;
         }
         let mut store = Self::connect(path, OpenFlags::empty())?;
-        store.check_schema(true)?;
+        store.check_schema()?;
         Ok(store)
     }
 
@@ -98,14 +101,23 @@ impl Store {
         }
     }
 
-    fn check_schema(&mut self, may_initialise: bool) -> Result<()> {
+    /// Refuses files that are empty, foreign or too new, and migrates older schemas
+    /// forward (an upgrade keeps the store and brings it up to date on first use).
+    fn check_schema(&mut self) -> Result<()> {
         let header = schema::read_header(&self.conn).map_err(|e| self.classify(e))?;
-        if header.user_version == 0 && !may_initialise {
-            return Err(Error::Uninitialised {
-                path: self.path.clone(),
+        if header.user_version == 0 {
+            return Err(if header.objects == 0 {
+                Error::Uninitialised {
+                    path: self.path.clone(),
+                }
+            } else {
+                Error::NotADatabase {
+                    path: self.path.clone(),
+                    detail: "an SQLite database of another program".to_owned(),
+                }
             });
         }
-        if header.user_version != 0 && header.application_id != schema::APPLICATION_ID {
+        if header.application_id != schema::APPLICATION_ID {
             return Err(Error::NotADatabase {
                 path: self.path.clone(),
                 detail: "an SQLite database of another program".to_owned(),
@@ -119,19 +131,6 @@ impl Store {
             });
         }
         if header.user_version < schema::CURRENT_VERSION {
-            if header.user_version == 0 {
-                // WAL is a property of the file; it cannot be switched inside the
-                // migration's transaction, so it is set first, once.
-                let mode: String = self
-                    .conn
-                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(Error::Io {
-                        path: self.path.clone(),
-                        source: io::Error::other(format!("cannot enable WAL (mode {mode})")),
-                    });
-                }
-            }
             schema::migrate(&mut self.conn, &self.path)?;
         }
         Ok(())
@@ -156,30 +155,102 @@ impl Store {
     }
 }
 
-/// Creates the store's directory (0700) and an empty file (0600), never following a
-/// symlink and never touching anything that already exists.
-fn create_private(path: &Path) -> Result<()> {
-    let io_err = |source: io::Error| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
+/// Creates the store's directory (0700) if it is missing; its parent must exist.
+fn create_directory(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(e)),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         }
     }
-    match std::fs::OpenOptions::new()
+    Ok(())
+}
+
+/// Creates a new, fully initialised store at `path`, atomically: the schema is written to
+/// a private temporary file in the same directory, which is then renamed into place
+/// without replacing anything. A crash leaves either no store or a complete one, never the
+/// empty file that would be indistinguishable from a truncated store.
+fn initialise_new(path: &Path) -> Result<()> {
+    let io_err = |source: io::Error| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| Error::Random(e.to_string()))?;
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(
+        ".{file_name}.new-{}",
+        data_encoding::HEXLOWER.encode(&nonce)
+    ));
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_err(e)),
+        .open(&temp)
+        .map_err(io_err)?;
+    let result = (|| {
+        let mut conn = Connection::open_with_flags(
+            &temp,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )?;
+        // WAL is a property of the file and cannot be switched inside a transaction.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(io_err(io::Error::other(format!(
+                "cannot enable WAL (journal mode {mode})"
+            ))));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        schema::migrate(&mut conn, path)?;
+        // Closing checkpoints the WAL into the file and removes it, so the one file
+        // renamed below holds everything.
+        conn.close().map_err(|(_, e)| Error::Sqlite(e))?;
+        rename_noreplace(&temp, path).map_err(io_err)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+        for suffix in ["-wal", "-shm"] {
+            let mut p = temp.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    match result {
+        // Another `mfa` created the store first: use theirs.
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// `rename` that fails with `AlreadyExists` instead of replacing the target.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call;
+    // renameat2 with AT_FDCWD only reads them.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -198,6 +269,12 @@ mod tests {
     #[test]
     fn creates_private_files_and_reopens() {
         let (_dir, path) = temp_store();
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(Error::UnsafeStore { .. })
+        ));
+        fs::create_dir(path.parent().unwrap()).unwrap();
+        fs::set_permissions(path.parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
         assert!(Store::open_existing(&path).unwrap().is_none());
         let store = Store::open_or_create(&path).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
@@ -215,6 +292,13 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, schema::CURRENT_VERSION);
+        // Only the store is left in the directory: no temporary file, no stray WAL.
+        let names: Vec<String> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with("-wal") && !n.ends_with("-shm"))
+            .collect();
+        assert_eq!(names, ["devices.db"]);
     }
 
     #[test]
@@ -250,12 +334,18 @@ mod tests {
             Err(Error::NotADatabase { .. })
         ));
 
-        // Truncated to nothing: never "no devices" for a login.
+        // Truncated to nothing: never "no devices" for a login, and `mfa` does not quietly
+        // re-create it either.
         fs::write(&path, b"").unwrap();
         assert!(matches!(
             Store::open_existing(&path),
             Err(Error::Uninitialised { .. })
         ));
+        assert!(matches!(
+            Store::open_or_create(&path),
+            Err(Error::Uninitialised { .. })
+        ));
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
 
         // Another program's database.
         fs::remove_file(&path).unwrap();

@@ -46,7 +46,41 @@ fn check_owner_and_mode(path: &Path, what: &str, meta: &Metadata) -> Result<()> 
     Ok(())
 }
 
-/// Checks the store's directory and, if present, the file itself.
+/// Checks every directory above the store's: each must be root-owned and writable by
+/// nobody else, unless it is sticky (like /tmp), where others cannot rename or delete
+/// root's entries. Otherwise whoever can write there could swap the store's directory
+/// between this check and the open.
+fn check_ancestors(path: &Path, dir: &Path) -> Result<()> {
+    let real = std::fs::canonicalize(dir).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    for ancestor in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mode = meta.permissions().mode();
+        let sticky = mode & 0o1000 != 0;
+        if meta.uid() != 0 || (mode & 0o022 != 0 && !sticky) {
+            return Err(unsafe_store(
+                path,
+                format!(
+                    "{} (above its directory) is owned by uid {} with mode {:04o}; only root \
+                     may be able to change it",
+                    ancestor.display(),
+                    meta.uid(),
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the store's directory and, if present, the file itself. A missing directory is
+/// an error (installation creates it, so its absence means a wrong `db=` path or a broken
+/// installation); a missing file in a sound directory means nobody has a device yet.
 pub(crate) fn check(path: &Path) -> Result<Presence> {
     let dir = path
         .parent()
@@ -57,12 +91,17 @@ pub(crate) fn check(path: &Path) -> Result<Presence> {
         source,
     };
     // The directory may be reached through a symlink (e.g. /var/lib on another volume):
-    // what matters is who can change the directory it resolves to.
-    let dir_meta = match std::fs::metadata(dir) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Presence::Absent),
-        Err(e) => return Err(io_err(e)),
-    };
+    // what matters is who can change the directory it resolves to, and its ancestors.
+    let dir_meta = std::fs::metadata(dir).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            unsafe_store(
+                path,
+                format!("its directory {} does not exist", dir.display()),
+            )
+        } else {
+            io_err(e)
+        }
+    })?;
     if !dir_meta.is_dir() {
         return Err(unsafe_store(
             path,
@@ -70,6 +109,7 @@ pub(crate) fn check(path: &Path) -> Result<Presence> {
         ));
     }
     check_owner_and_mode(path, "its directory", &dir_meta)?;
+    check_ancestors(path, dir)?;
 
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -115,10 +155,7 @@ mod tests {
         fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
         let db = store.join("devices.db");
         assert!(matches!(check(&db), Ok(Presence::Absent)));
-        assert!(matches!(
-            check(&dir.path().join("missing/devices.db")),
-            Ok(Presence::Absent)
-        ));
+        assert!(reason(check(&dir.path().join("missing/devices.db"))).contains("does not exist"));
 
         fs::write(&db, b"").unwrap();
         fs::set_permissions(&db, fs::Permissions::from_mode(0o600)).unwrap();
@@ -151,5 +188,34 @@ mod tests {
 
         let file_as_dir = db.join("x.db");
         assert!(reason(check(&file_as_dir)).contains("not a directory"));
+    }
+
+    #[test]
+    fn ancestors_writable_by_others_are_refused_unless_sticky() {
+        assert!(is_root(), "store safety tests must run as root");
+        let dir = tempfile::tempdir().unwrap();
+        let mid = dir.path().join("mid");
+        let store = mid.join("store");
+        fs::create_dir_all(&store).unwrap();
+        fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(&mid, fs::Permissions::from_mode(0o755)).unwrap();
+        let db = store.join("devices.db");
+        assert!(matches!(check(&db), Ok(Presence::Absent)));
+        fs::set_permissions(&mid, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(reason(check(&db)).contains("above its directory"));
+        // Sticky and world-writable, as /tmp is: others cannot move root's directory.
+        fs::set_permissions(&mid, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(matches!(check(&db), Ok(Presence::Absent)));
+        fs::set_permissions(&mid, fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&mid, Some(65534), None).unwrap();
+        assert!(reason(check(&db)).contains("owned by uid 65534"));
+        // Through a symlinked path, what counts is where it leads.
+        std::os::unix::fs::chown(&mid, Some(0), None).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&store, &link).unwrap();
+        assert!(matches!(
+            check(&link.join("devices.db")),
+            Ok(Presence::Absent)
+        ));
     }
 }
