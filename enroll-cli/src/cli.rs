@@ -49,6 +49,20 @@ pub enum Command {
         code1: String,
         code2: String,
     },
+    /// Check the store, the clock, PAM and sshd configuration, and who would be locked
+    /// out (root only; changes nothing)
+    Doctor(Doctor),
+}
+
+#[derive(Debug, Args)]
+pub struct Doctor {
+    /// Check the configuration under DIR (DIR/etc/pam.d, DIR/etc/ssh, ...) instead of /;
+    /// --db is still taken as given
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print JSON for scripts: [{"check","status","message","fix"}]
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

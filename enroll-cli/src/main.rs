@@ -6,6 +6,7 @@
 
 mod audit;
 mod cli;
+mod doctor;
 mod enroll;
 mod hardening;
 mod identity;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
     hardening::apply();
     let cli = cli::Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(CliError(message)) => {
             eprintln!("mfa: {message}");
             ExitCode::FAILURE
@@ -47,9 +48,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: cli::Cli) -> Result<(), CliError> {
+fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
+    // The doctor acts on no one's devices, so it needs no target (and refuses non-root
+    // callers itself).
+    if let cli::Command::Doctor(args) = &cli.command {
+        return doctor::run(cli.db.clone(), cli.user.as_deref(), args);
+    }
     let target = identity::resolve(cli.user.as_deref(), cli.db)?;
     match cli.command {
+        cli::Command::Doctor(_) => Ok(()),
         cli::Command::Enroll(cli::Enroll::Totp(args)) => enroll::totp(&target, &args),
         cli::Command::Enroll(cli::Enroll::Finish { name, code1, code2 }) => {
             let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
@@ -63,4 +70,5 @@ fn run(cli: cli::Cli) -> Result<(), CliError> {
             manage::resync(&target, &name, &code1, &code2)
         }
     }
+    .map(|()| ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@
 
 pub mod auth_state;
 pub mod devices;
+pub mod health;
 mod safety;
 mod schema;
 
