@@ -48,4 +48,4 @@ ensure_cargo() {
     export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 }
 
-BUILD_PACKAGES="gcc libc6-dev make pkg-config libpam0g-dev"
+BUILD_PACKAGES="gcc libc6-dev make pkg-config libpam0g-dev libudev-dev"

@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
     name = "mfa",
     version,
     about = "Register and manage the devices pam_mfa asks for at login",
-    long_about = "Register and manage the devices (authenticator apps) that pam_mfa asks for \
-                  at login.\n\nWithout --user, mfa acts on the account that runs it."
+    long_about = "Register and manage the devices (authenticator apps, security keys) that \
+                  pam_mfa asks for at login.\n\nWithout --user, mfa acts on the account that \
+                  runs it."
 )]
 pub struct Cli {
     /// Device store to use (root only)
@@ -69,6 +70,8 @@ pub struct Doctor {
 pub enum Enroll {
     /// Register an authenticator app (TOTP): shows a QR code, then asks for two codes
     Totp(EnrollTotp),
+    /// Register a FIDO2 security key: asks for a touch (and its PIN where it has one)
+    Fido2(EnrollFido2),
     /// Activate a device registered with --begin, with two consecutive codes
     Finish {
         name: String,
@@ -103,4 +106,24 @@ pub struct EnrollTotp {
     /// Overwrite an existing QR image file
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollFido2 {
+    /// A name for the key, e.g. "yubikey-blue" (1-64 characters)
+    pub name: String,
+    /// Require the key's PIN at every login (the key must have a PIN set)
+    #[arg(long, conflicts_with = "uv")]
+    pub pin: bool,
+    /// Require user verification at every login: the key's PIN, or its built-in
+    /// verification (e.g. a fingerprint)
+    #[arg(long)]
+    pub uv: bool,
+    /// The relying-party id stored with the key [default: pam://HOSTNAME]
+    #[arg(long, value_name = "ID")]
+    pub rp_id: Option<String>,
+    /// Seconds to wait for the touch (1-120)
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub timeout: u32,
 }

@@ -233,7 +233,7 @@ fn check_issuer(issuer: &str) -> Result<String, CliError> {
     Ok(issuer.to_owned())
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

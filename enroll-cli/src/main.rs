@@ -8,6 +8,7 @@ mod audit;
 mod cli;
 mod doctor;
 mod enroll;
+mod enroll_fido2;
 mod hardening;
 mod identity;
 mod manage;
@@ -58,6 +59,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         cli::Command::Doctor(_) => Ok(()),
         cli::Command::Enroll(cli::Enroll::Totp(args)) => enroll::totp(&target, &args),
+        cli::Command::Enroll(cli::Enroll::Fido2(args)) => enroll_fido2::fido2(&target, &args),
         cli::Command::Enroll(cli::Enroll::Finish { name, code1, code2 }) => {
             let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
             enroll::finish(&target, &name, &code1, &code2)

@@ -36,6 +36,30 @@ pub fn ask(question: &str) -> Result<Option<Zeroizing<String>>, CliError> {
     Ok(Some(Zeroizing::new(text)))
 }
 
+/// Prints `question` on stderr and reads one line without echoing it when stdin is a
+/// terminal (a PIN); from a pipe it reads one line as [`ask`] does.
+pub fn ask_secret(question: &str) -> Result<Option<Zeroizing<String>>, CliError> {
+    use nix::sys::termios::{self, LocalFlags, SetArg};
+
+    let stdin = std::io::stdin();
+    let saved = if stdin.is_terminal() {
+        termios::tcgetattr(&stdin).ok()
+    } else {
+        None
+    };
+    if let Some(saved) = &saved {
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        quiet.local_flags.insert(LocalFlags::ECHONL);
+        let _ = termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, &quiet);
+    }
+    let answer = ask(question);
+    if let Some(saved) = &saved {
+        let _ = termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, saved);
+    }
+    answer
+}
+
 /// A yes/no question that defaults to no.
 pub fn confirm(question: &str) -> Result<bool, CliError> {
     Ok(ask(&format!("{question} [y/N] "))?

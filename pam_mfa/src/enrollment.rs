@@ -8,6 +8,7 @@
 use zeroize::Zeroizing;
 
 use crate::code::{self, Code};
+use crate::fido2::{self, Fido2Error};
 use crate::names::{DeviceName, UserName};
 use crate::otp::{PairError, TotpKey, TotpParams};
 use crate::otpauth;
@@ -137,6 +138,109 @@ pub fn finish_totp(
     Ok(())
 }
 
+/// How to register a security key.
+#[derive(Debug, Clone, Copy)]
+pub struct Fido2Options<'a> {
+    /// Stored with the credential; `pam://HOSTNAME` unless the administrator chose one.
+    pub rp_id: &'a str,
+    /// `--pin`: the key must have a PIN, and logging in will ask for it.
+    pub require_pin: bool,
+    /// `--uv`: logging in requires user verification (the PIN, or the key's own).
+    pub require_uv: bool,
+    pub timeout: std::time::Duration,
+}
+
+/// Registers a FIDO2 key for `user`: makeCredential with a fresh challenge and user
+/// handle and the user's existing credentials excluded, the answer verified, and the
+/// device activated in one transaction.
+///
+/// `ask_pin` is called when the key has a PIN (`None`: nothing was typed); `cue` just
+/// before the key waits for a touch.
+#[allow(clippy::too_many_arguments)]
+pub fn register_fido2(
+    store: &mut Store,
+    transport: &dyn fido2::Transport,
+    user: &UserName,
+    name: &DeviceName,
+    options: Fido2Options<'_>,
+    ask_pin: &mut dyn FnMut() -> Option<fido2::Pin>,
+    cue: &mut dyn FnMut(),
+    now: i64,
+) -> Result<fido2::verify::Registration> {
+    fido2::check_rp_id(options.rp_id)?;
+    // The cheap refusals first, so nobody touches a key for nothing.
+    if devices::count_active(store.conn(), user.as_str())? >= MAX_DEVICES {
+        return Err(Error::TooManyDevices {
+            user: user.to_string(),
+            max: MAX_DEVICES,
+        });
+    }
+    if devices::list(store.conn(), user.as_str(), now)?
+        .iter()
+        .any(|d| d.name == name.as_str() && d.state == devices::DeviceState::Active)
+    {
+        return Err(Error::DuplicateName {
+            user: user.to_string(),
+            name: name.to_string(),
+        });
+    }
+    let exclude: Vec<Vec<u8>> = devices::active_fido2(store.conn(), user.as_str())?
+        .into_iter()
+        .map(|d| d.credential_id)
+        .collect();
+    if !transport.present() {
+        return Err(Fido2Error::NoKey.into());
+    }
+    let info = transport.info().map_err(Fido2Error::from)?;
+    let needs_uv = options.require_pin || options.require_uv;
+    if options.require_pin && !info.pin_set {
+        return Err(Fido2Error::NoPinSet.into());
+    }
+    let pin = if info.pin_set {
+        Some(ask_pin().ok_or(Fido2Error::PinRequired)?)
+    } else if needs_uv && !info.builtin_uv {
+        return Err(Fido2Error::NoPinSet.into());
+    } else {
+        None
+    };
+    let challenge = fido2::random32()?;
+    let user_id = fido2::random32()?;
+    let request = fido2::transport::MakeCredentialRequest {
+        rp_id: options.rp_id,
+        challenge,
+        user_id,
+        user_name: user.as_str(),
+        exclude: &exclude,
+        pin: pin.as_ref().map(|p| p.as_str()),
+        uv: needs_uv && pin.is_none(),
+        timeout: options.timeout,
+    };
+    cue();
+    let attestation = transport
+        .make_credential(&request)
+        .map_err(Fido2Error::from)?;
+    drop(pin);
+    let registration =
+        fido2::verify::verify_registration(&attestation, options.rp_id, &challenge, needs_uv)
+            .map_err(Fido2Error::Rejected)?;
+    let tx = store.write()?;
+    devices::insert_fido2(
+        &tx,
+        user.as_str(),
+        name.as_str(),
+        &devices::NewFido2 {
+            credential_id: &registration.credential_id,
+            cose_public_key: &registration.cose_public_key,
+            sign_count: registration.sign_count,
+            rp_id: options.rp_id,
+            uv_required: needs_uv,
+        },
+        now,
+    )?;
+    tx.commit()?;
+    Ok(registration)
+}
+
 fn pair_error(e: PairError) -> Error {
     match e {
         PairError::FirstWrong => Error::FirstCodeWrong,
@@ -156,6 +260,14 @@ pub fn resync(
     now: i64,
 ) -> Result<i64> {
     let (c1, c2) = parse_pair(first, second)?;
+    if devices::kind_of(store.conn(), user.as_str(), name.as_str(), now)?
+        == Some(devices::DeviceKind::Fido2)
+    {
+        return Err(Error::NotTotp {
+            name: name.to_string(),
+            action: "resynced",
+        });
+    }
     let device = devices::totp_by_name(store.conn(), user.as_str(), name.as_str(), now)?
         .ok_or_else(|| Error::NoSuchDevice {
             user: user.to_string(),

@@ -103,4 +103,8 @@ pub enum Error {
          new codes and try again"
     )]
     CodesAlreadyUsed,
+    #[error("{0}")]
+    Fido2(#[from] crate::fido2::Fido2Error),
+    #[error("device \"{name}\" is a security key; only code devices can be {action}")]
+    NotTotp { name: String, action: &'static str },
 }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod code;
 pub mod enrollment;
 pub mod error;
+pub mod fido2;
 pub mod lockout;
 pub mod login;
 pub mod names;

@@ -6,6 +6,8 @@
 //! The lock-out state is re-read inside the same transaction for the same reason.
 
 use crate::code::{self, CodeError};
+use crate::fido2::transport::RawAssertion;
+use crate::fido2::verify::{self as fido2_verify, Rejection, StoredCredential};
 use crate::lockout::LockoutPolicy;
 use crate::names::UserName;
 use crate::otp::TotpKey;
@@ -81,6 +83,145 @@ pub enum Refusal {
         device: String,
     },
     NoDevices,
+    /// A security-key login failed.
+    Key(KeyFailure),
+}
+
+/// Why a security-key login failed; every one is a refusal that counts toward the
+/// lock-out like a wrong code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFailure {
+    /// No key is plugged in (and there is no code device to fall back to).
+    NoKey,
+    /// The login is remote: a key on this host cannot be touched from there.
+    Remote,
+    /// The service requires a security key and the user has none registered.
+    NoneRegistered,
+    /// Not touched within the timeout.
+    Timeout,
+    /// The key holds none of the user's credentials (someone else's key).
+    NotRegistered,
+    /// The key answered with a credential that is not one of the user's.
+    UnknownCredential,
+    PinRequired,
+    PinInvalid,
+    PinBlocked,
+    /// The credential requires verification but the key has no PIN and no built-in UV.
+    NoVerification,
+    /// No PIN was typed at the prompt.
+    NoPin,
+    /// The key reported an error.
+    Device(String),
+    /// The key's answer did not verify.
+    Rejected {
+        device: String,
+        why: Rejection,
+    },
+}
+
+/// What a user can log in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Factors {
+    pub fido2: Vec<devices::Fido2Device>,
+    pub has_totp: bool,
+}
+
+/// The user's active security keys and whether they also have a code device.
+pub fn factors(store: &Store, user: &UserName) -> Result<Factors> {
+    Ok(Factors {
+        fido2: devices::active_fido2(store.conn(), user.as_str())?,
+        has_totp: devices::has_active_totp(store.conn(), user.as_str())?,
+    })
+}
+
+/// Checks a key's assertion for `user` and records the outcome (the new sign count, the
+/// failure counter, the last-used time), all in one write transaction.
+///
+/// `allow` is the allow list the request was made with: a key may leave the credential
+/// out of its answer only when the list had a single entry.
+pub fn verify_assertion(
+    store: &mut Store,
+    user: &UserName,
+    challenge: &[u8; 32],
+    allow: &[Vec<u8>],
+    assertion: &RawAssertion,
+    settings: LoginSettings,
+    now: i64,
+) -> Result<Outcome> {
+    let user = user.as_str();
+    let tx = store.write()?;
+    let state = auth_state::load(&tx, user)?;
+    if let Some(until) = state.locked_at(now) {
+        return Ok(Outcome::Locked { until });
+    }
+    let credential_id = match (&assertion.credential_id, allow) {
+        (Some(id), _) => Some(id.as_slice()),
+        (None, [only]) => Some(only.as_slice()),
+        (None, _) => None,
+    };
+    // Re-read inside the transaction: the sign count compared is the one stored now.
+    let devices = devices::active_fido2(&tx, user)?;
+    let device = credential_id.and_then(|id| {
+        devices
+            .iter()
+            .find(|d| d.credential_id == id && allow.iter().any(|a| a == id))
+    });
+    let failure = match device {
+        None => KeyFailure::UnknownCredential,
+        Some(device) => {
+            let stored = StoredCredential {
+                cose_public_key: &device.cose_public_key,
+                rp_id: &device.rp_id,
+                sign_count: device.sign_count,
+                uv_required: device.uv_required,
+            };
+            match fido2_verify::verify_assertion(&stored, assertion, challenge) {
+                Ok(count) => {
+                    devices::record_fido2_use(&tx, device.id, count, now)?;
+                    auth_state::clear(&tx, user)?;
+                    tx.commit()?;
+                    return Ok(Outcome::Accepted {
+                        device: device.name.clone(),
+                    });
+                }
+                Err(why) => KeyFailure::Rejected {
+                    device: device.name.clone(),
+                    why,
+                },
+            }
+        }
+    };
+    let next = state.after_failure(now, settings.lockout);
+    auth_state::save(&tx, user, &next, now)?;
+    tx.commit()?;
+    Ok(Outcome::Refused {
+        reason: Refusal::Key(failure),
+        locked_until: next.locked_until,
+    })
+}
+
+/// Records a security-key login that failed before there was an answer to check (no
+/// key, timeout, wrong PIN…): it counts toward the lock-out like a wrong code.
+pub fn key_failure(
+    store: &mut Store,
+    user: &UserName,
+    failure: KeyFailure,
+    settings: LoginSettings,
+    now: i64,
+) -> Result<Outcome> {
+    let user = user.as_str();
+    let tx = store.write()?;
+    let state = auth_state::load(&tx, user)?;
+    if let Some(until) = state.locked_at(now) {
+        return Ok(Outcome::Locked { until });
+    }
+    let next = state.after_failure(now, settings.lockout);
+    auth_state::save(&tx, user, &next, now)?;
+    tx.commit()?;
+    Ok(Outcome::Refused {
+        reason: Refusal::Key(failure),
+        locked_until: next.locked_until,
+    })
 }
 
 /// Checks `answer` for `user` and records the outcome, all in one write transaction.
@@ -464,5 +605,280 @@ mod tests {
                 .unwrap();
         }
         assert!(accepted(&try_code(&mut ts, "alice", &code, T0, 1)));
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+    use crate::fido2::auth_data::{FLAG_UP, build};
+    use crate::fido2::cose::CoseKey;
+    use crate::fido2::verify::{client_data_hash, rp_id_hash};
+    use crate::test_support::*;
+    use p256::ecdsa::signature::Signer as _;
+
+    const RP: &str = "pam://host";
+
+    struct TestKey {
+        sk: p256::ecdsa::SigningKey,
+        id: Vec<u8>,
+        counter: u32,
+    }
+
+    impl TestKey {
+        fn register(ts: &mut TempStore, who: &str, name: &str, seed: u8) -> Self {
+            let sk = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+            let id = format!("cred-{who}-{name}").into_bytes();
+            let cose = CoseKey::Es256(*sk.verifying_key()).to_cose();
+            let tx = ts.store.write().unwrap();
+            devices::insert_fido2(
+                &tx,
+                who,
+                name,
+                &devices::NewFido2 {
+                    credential_id: &id,
+                    cose_public_key: &cose,
+                    sign_count: 1,
+                    rp_id: RP,
+                    uv_required: false,
+                },
+                T0,
+            )
+            .unwrap();
+            tx.commit().unwrap();
+            Self { sk, id, counter: 1 }
+        }
+
+        fn answer(&mut self, challenge: &[u8; 32], step: i64) -> RawAssertion {
+            self.counter = self.counter.saturating_add_signed(step as i32);
+            let ad = build(&rp_id_hash(RP), FLAG_UP, self.counter, None);
+            let mut m = ad.clone();
+            m.extend_from_slice(&client_data_hash(challenge));
+            let sig: p256::ecdsa::Signature = self.sk.sign(&m);
+            RawAssertion {
+                credential_id: Some(self.id.clone()),
+                auth_data: ad,
+                signature: sig.to_der().as_bytes().to_vec(),
+            }
+        }
+    }
+
+    fn check(
+        ts: &mut TempStore,
+        who: &str,
+        allow: &[Vec<u8>],
+        a: &RawAssertion,
+        ch: &[u8; 32],
+    ) -> Outcome {
+        let settings = LoginSettings {
+            lockout: LockoutPolicy {
+                max_failures: 10,
+                lockout_secs: 300,
+            },
+            ..LoginSettings::default()
+        };
+        verify_assertion(&mut ts.store, &user(who), ch, allow, a, settings, T0).unwrap()
+    }
+
+    fn refused_with(o: &Outcome) -> Option<&KeyFailure> {
+        match o {
+            Outcome::Refused {
+                reason: Refusal::Key(f),
+                ..
+            } => Some(f),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn accepted_assertion_stores_the_count_and_a_regression_is_refused() {
+        let mut ts = temp_store();
+        let mut key = TestKey::register(&mut ts, "alice", "yubi", 3);
+        let allow = vec![key.id.clone()];
+        let ch = [7; 32];
+        let a = key.answer(&ch, 4);
+        assert_eq!(
+            check(&mut ts, "alice", &allow, &a, &ch),
+            Outcome::Accepted {
+                device: "yubi".into()
+            }
+        );
+        let stored = devices::active_fido2(ts.store.conn(), "alice").unwrap();
+        assert_eq!(stored[0].sign_count, 5);
+        // The same answer again (a replay), and an older count: refused.
+        let o = check(&mut ts, "alice", &allow, &a, &ch);
+        assert!(
+            matches!(
+                refused_with(&o),
+                Some(KeyFailure::Rejected {
+                    why: Rejection::CounterRegression { stored: 5, got: 5 },
+                    ..
+                })
+            ),
+            "{o:?}"
+        );
+        // A failure was counted; a good answer clears it.
+        assert_eq!(
+            auth_state::load(ts.store.conn(), "alice").unwrap().failures,
+            1
+        );
+        let a = key.answer(&ch, 1);
+        assert!(matches!(
+            check(&mut ts, "alice", &allow, &a, &ch),
+            Outcome::Accepted { .. }
+        ));
+        assert_eq!(
+            auth_state::load(ts.store.conn(), "alice").unwrap().failures,
+            0
+        );
+        // A key omitting the credential with a one-entry allow list is fine.
+        let mut a = key.answer(&ch, 1);
+        a.credential_id = None;
+        assert!(matches!(
+            check(&mut ts, "alice", &allow, &a, &ch),
+            Outcome::Accepted { .. }
+        ));
+    }
+
+    #[test]
+    fn credentials_of_other_users_or_outside_the_allow_list_are_refused() {
+        let mut ts = temp_store();
+        let mut alice = TestKey::register(&mut ts, "alice", "yubi", 3);
+        let mut bob = TestKey::register(&mut ts, "bob", "yubi", 4);
+        let ch = [1; 32];
+        let b = bob.answer(&ch, 1);
+        assert_eq!(
+            refused_with(&check(&mut ts, "alice", &[alice.id.clone()], &b, &ch)),
+            Some(&KeyFailure::UnknownCredential)
+        );
+        assert_eq!(
+            refused_with(&check(&mut ts, "alice", &[bob.id.clone()], &b, &ch)),
+            Some(&KeyFailure::UnknownCredential)
+        );
+        // Alice's own credential, but not in the allow list of this request.
+        let a = alice.answer(&ch, 1);
+        assert_eq!(
+            refused_with(&check(&mut ts, "alice", &[b"other".to_vec()], &a, &ch)),
+            Some(&KeyFailure::UnknownCredential)
+        );
+        // No credential id with two allowed: which one was it?
+        let mut a2 = alice.answer(&ch, 1);
+        a2.credential_id = None;
+        let two = vec![alice.id.clone(), b"x".to_vec()];
+        assert_eq!(
+            refused_with(&check(&mut ts, "alice", &two, &a2, &ch)),
+            Some(&KeyFailure::UnknownCredential)
+        );
+        // A wrong challenge.
+        let a = alice.answer(&ch, 1);
+        assert!(matches!(
+            refused_with(&check(&mut ts, "alice", &[alice.id.clone()], &a, &[2; 32])),
+            Some(KeyFailure::Rejected {
+                why: Rejection::Signature(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn keys_count_toward_the_eight_devices() {
+        let mut ts = temp_store();
+        for i in 0..8u8 {
+            TestKey::register(&mut ts, "alice", &format!("key{i}"), i + 1);
+        }
+        let tx = ts.store.write().unwrap();
+        let r = devices::insert_fido2(
+            &tx,
+            "alice",
+            "key9",
+            &devices::NewFido2 {
+                credential_id: b"nine",
+                cose_public_key: &[0xa0],
+                sign_count: 0,
+                rp_id: RP,
+                uv_required: false,
+            },
+            T0,
+        );
+        assert!(
+            matches!(r, Err(crate::Error::TooManyDevices { .. })),
+            "{r:?}"
+        );
+        drop(tx);
+        let r =
+            crate::enrollment::begin_totp(&mut ts.store, &user("alice"), &device("app"), "h", T0);
+        assert!(matches!(r, Err(crate::Error::TooManyDevices { .. })));
+        // A duplicate credential id (another user) is refused as already registered.
+        let tx = ts.store.write().unwrap();
+        let r = devices::insert_fido2(
+            &tx,
+            "bob",
+            "key",
+            &devices::NewFido2 {
+                credential_id: b"cred-alice-key0",
+                cose_public_key: &[0xa0],
+                sign_count: 0,
+                rp_id: RP,
+                uv_required: false,
+            },
+            T0,
+        );
+        assert!(
+            matches!(
+                r,
+                Err(crate::Error::Fido2(
+                    crate::fido2::Fido2Error::AlreadyRegistered
+                ))
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn key_failures_lock_the_user_out_like_wrong_codes() {
+        let mut ts = temp_store();
+        let mut key = TestKey::register(&mut ts, "alice", "yubi", 3);
+        let settings = LoginSettings {
+            lockout: LockoutPolicy {
+                max_failures: 2,
+                lockout_secs: 300,
+            },
+            ..LoginSettings::default()
+        };
+        let u = user("alice");
+        let o = key_failure(&mut ts.store, &u, KeyFailure::Timeout, settings, T0).unwrap();
+        assert!(matches!(
+            o,
+            Outcome::Refused {
+                locked_until: None,
+                ..
+            }
+        ));
+        let o = key_failure(&mut ts.store, &u, KeyFailure::NoKey, settings, T0 + 1).unwrap();
+        assert!(matches!(
+            o,
+            Outcome::Refused {
+                locked_until: Some(_),
+                ..
+            }
+        ));
+        let ch = [3; 32];
+        let a = key.answer(&ch, 1);
+        assert_eq!(
+            verify_assertion(
+                &mut ts.store,
+                &u,
+                &ch,
+                &[key.id.clone()],
+                &a,
+                settings,
+                T0 + 2
+            )
+            .unwrap(),
+            Outcome::Locked { until: T0 + 301 }
+        );
+        let f = factors(&ts.store, &u).unwrap();
+        assert_eq!(f.fido2.len(), 1);
+        assert!(!f.has_totp);
     }
 }

@@ -241,6 +241,7 @@ impl TestEnv {
             answers: Vec::new(),
             rhost: None,
             at: Some(self.now()),
+            envs: Vec::new(),
         }
     }
 
@@ -260,6 +261,7 @@ impl TestEnv {
             stdin: Vec::new(),
             at: Some(self.now()),
             umask: None,
+            envs: Vec::new(),
         }
     }
 
@@ -373,6 +375,16 @@ fn apply_fake_time(cmd: &mut Command, at: Option<i64>, preload: &[&Path]) {
     }
 }
 
+/// Applies a test's environment changes to a child's command.
+fn apply_envs(cmd: &mut Command, envs: &[(OsString, Option<OsString>)]) {
+    for (name, value) in envs {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+}
+
 /// One attempt to authenticate through `pam-client`; see [`TestEnv::pam`].
 #[derive(Clone)]
 pub struct PamRun<'a> {
@@ -382,6 +394,8 @@ pub struct PamRun<'a> {
     answers: Vec<Answer>,
     rhost: Option<String>,
     at: Option<i64>,
+    /// Environment changes for the client: `(name, Some(value))` sets, `None` removes.
+    envs: Vec<(OsString, Option<OsString>)>,
 }
 
 #[derive(Clone)]
@@ -427,6 +441,18 @@ impl PamRun<'_> {
         self
     }
 
+    /// Sets an environment variable for the client (and so for the module inside it).
+    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> Self {
+        self.envs.push((name.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes an environment variable the test process has from the client's.
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.envs.push((name.into(), None));
+        self
+    }
+
     fn command(&self, wait_stdin: bool) -> Command {
         let mut cmd = Command::new(paths::pam_client_bin());
         cmd.arg("--service")
@@ -454,6 +480,7 @@ impl PamRun<'_> {
             .env("PAM_WRAPPER_DEBUGLEVEL", "2")
             .env("PAM_WRAPPER_SERVICE_DIR", self.env.pam_dir())
             .current_dir(self.env.root());
+        apply_envs(&mut cmd, &self.envs);
         cmd
     }
 
@@ -824,6 +851,8 @@ pub struct MfaRun<'a> {
     stdin: Vec<u8>,
     at: Option<i64>,
     umask: Option<libc::mode_t>,
+    /// Environment changes: `(name, Some(value))` sets, `None` removes.
+    envs: Vec<(OsString, Option<OsString>)>,
 }
 
 impl MfaRun<'_> {
@@ -851,6 +880,12 @@ impl MfaRun<'_> {
         self
     }
 
+    /// Sets an environment variable for `mfa`.
+    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> Self {
+        self.envs.push((name.into(), Some(value.into())));
+        self
+    }
+
     /// Runs with this umask (e.g. 0 to check that the product sets modes itself).
     pub fn umask(mut self, mask: libc::mode_t) -> Self {
         self.umask = Some(mask);
@@ -865,6 +900,7 @@ impl MfaRun<'_> {
         cmd.args(&self.args);
         apply_fake_time(&mut cmd, self.at, &[]);
         cmd.current_dir(self.env.root());
+        apply_envs(&mut cmd, &self.envs);
         if let Some(mask) = self.umask {
             // SAFETY: umask is async-signal-safe and touches no memory of the parent; it
             // runs in the forked child just before exec.

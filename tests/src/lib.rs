@@ -12,8 +12,10 @@
 //! `cargo build --workspace`, on a machine with the Debian packages `oathtool`,
 //! `libpam-wrapper`, `faketime` (libfaketime), `zbar-tools` with
 //! `libmagickcore-6.q16-6-extra` (SVG reading), `libpam0g-dev` (pam-client links libpam),
-//! `libpam-modules` and `passwd`. A missing piece makes the first test that needs it
-//! panic with the package to install.
+//! `libpam-modules` and `passwd`; the real-login tests (`real_logins.rs`) also need
+//! `openssh-server`, `openssh-client`, `sudo`, `util-linux`, `mount` and `libpam-runtime`
+//! (`pam-auth-update`), and a kernel with overlayfs. A missing piece makes the first test
+//! that needs it panic with the package to install.
 //!
 //! Every test builds its own world ([`TestEnv`], [`TestUser`]), so tests run in parallel
 //! threads; the one shared resource, pam_wrapper's directories in `/tmp`, is guarded
@@ -31,11 +33,18 @@
 //! env.login(user.name(), &env.code(&dev.secret)).assert_success();
 //! ```
 
+pub mod accounts;
 pub mod clock;
 pub mod env;
+pub mod guide;
+pub mod namespace;
 pub mod paths;
 pub mod process;
+pub mod pty;
 pub mod qr;
+pub mod realtime;
+pub mod sshd;
+pub mod syslog;
 pub mod uri;
 pub mod users;
 
@@ -55,3 +64,12 @@ pub use process::{Finished, Running};
 pub use qr::{decode_qr_image, decode_terminal_qr, terminal_qr_grid, wait_for_terminal_qr};
 pub use uri::{OtpauthUri, percent_decode};
 pub use users::{TestUser, user_exists};
+
+// Real logins (sshd, sudo, su) in a private mount namespace: see `namespace`.
+pub use accounts::{as_user, give_password, give_shell};
+pub use guide::{snippet, snippet_names, unmarked_blocks, workspace_root};
+pub use namespace::{Namespace, replace_line};
+pub use pty::{PtyFinished, PtySession};
+pub use realtime::{enroll_now, next_code, real_now, wrong_code_now};
+pub use sshd::{SshKey, SshOutcome, Sshd, keygen};
+pub use syslog::{SyslogListener, SyslogRecord, assert_code_not_logged, module_lines};

@@ -34,6 +34,8 @@ const KNOWN_ARGUMENTS: &[(&str, &str)] = &[
     ("prompt", "prompt=TEXT"),
     ("echo_code", "echo_code"),
     ("debug", "debug"),
+    ("fido2", "fido2=off|prefer|require"),
+    ("fido2_timeout", "fido2_timeout=SECONDS"),
 ];
 
 /// A line that loads pam_mfa.
@@ -551,7 +553,8 @@ mod tests {
         for (name, _) in KNOWN_ARGUMENTS {
             let example = match *name {
                 "db" => "db=/var/lib/x/devices.db".to_owned(),
-                "window" | "max_failures" | "lockout" => format!("{name}=3"),
+                "window" | "max_failures" | "lockout" | "fido2_timeout" => format!("{name}=3"),
+                "fido2" => "fido2=require".to_owned(),
                 "prompt" => "prompt=Code: ".to_owned(),
                 flag => flag.to_owned(),
             };

@@ -25,6 +25,23 @@ pub struct ModuleArgs {
     pub prompt: String,
     pub echo_code: bool,
     pub debug: bool,
+    /// Whether this service asks for a security key touch.
+    pub fido2: Fido2Mode,
+    /// How long to wait for the touch, in seconds (1 to 120).
+    pub fido2_timeout: u32,
+}
+
+/// `fido2=off|prefer|require`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fido2Mode {
+    /// Security keys are not used here; users log in with codes.
+    Off,
+    /// A user with a security key, at this computer, with the key plugged in, touches it;
+    /// otherwise (remote, no key) they type a code, if they have a code device.
+    #[default]
+    Prefer,
+    /// Only a security key touch is accepted here: no code prompt, ever.
+    Require,
 }
 
 impl Default for ModuleArgs {
@@ -36,6 +53,8 @@ impl Default for ModuleArgs {
             prompt: DEFAULT_PROMPT.to_owned(),
             echo_code: false,
             debug: false,
+            fido2: Fido2Mode::default(),
+            fido2_timeout: crate::fido2::DEFAULT_TIMEOUT_SECS,
         }
     }
 }
@@ -123,6 +142,27 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
                 out.settings.lockout.lockout_secs =
                     number("lockout", value_of("lockout")?, 1, MAX_LOCKOUT_SECS)?;
             }
+            "fido2" => {
+                out.fido2 = match value_of("fido2")? {
+                    "off" => Fido2Mode::Off,
+                    "prefer" => Fido2Mode::Prefer,
+                    "require" => Fido2Mode::Require,
+                    other => {
+                        return Err(invalid(
+                            "fido2",
+                            format!("{other:?} is not one of off, prefer, require"),
+                        ));
+                    }
+                };
+            }
+            "fido2_timeout" => {
+                out.fido2_timeout = number(
+                    "fido2_timeout",
+                    value_of("fido2_timeout")?,
+                    1,
+                    crate::fido2::MAX_TIMEOUT_SECS,
+                )?;
+            }
             "prompt" => {
                 let v = value_of("prompt")?;
                 if v.trim().is_empty() {
@@ -166,6 +206,8 @@ mod tests {
         assert_eq!(a.settings.lockout.lockout_secs, 300);
         assert_eq!(a.prompt, "Verification code: ");
         assert!(!a.nullok && !a.echo_code && !a.debug);
+        assert_eq!(a.fido2, Fido2Mode::Prefer);
+        assert_eq!(a.fido2_timeout, 30);
     }
 
     #[test]
@@ -179,8 +221,14 @@ mod tests {
             "prompt=Enter code: ",
             "echo_code",
             "debug",
+            "fido2=require",
+            "fido2_timeout=120",
         ])
         .unwrap();
+        assert_eq!(a.fido2, Fido2Mode::Require);
+        assert_eq!(a.fido2_timeout, 120);
+        assert_eq!(p(&["fido2=off"]).unwrap().fido2, Fido2Mode::Off);
+        assert_eq!(p(&["fido2=prefer"]).unwrap().fido2, Fido2Mode::Prefer);
         assert_eq!(a.db, PathBuf::from("/tmp/x/devices.db"));
         assert!(a.nullok && a.echo_code && a.debug);
         assert_eq!(a.settings.window, 10);
@@ -212,6 +260,15 @@ mod tests {
             &["prompt=a\x07b"],
             &["window=1", "window=2"],
             &["nullok", "nullok"],
+            &["fido2"],
+            &["fido2="],
+            &["fido2=on"],
+            &["fido2=Require"],
+            &["fido2=off", "fido2=prefer"],
+            &["fido2_timeout=0"],
+            &["fido2_timeout=121"],
+            &["fido2_timeout"],
+            &["fido2_timeout=3s"],
         ];
         for args in bad {
             assert!(p(args).is_err(), "{args:?} accepted");

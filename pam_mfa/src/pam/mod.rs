@@ -8,22 +8,26 @@
 
 pub mod args;
 mod panic_guard;
+mod security_key;
 mod syslog;
 
 use std::ffi::CStr;
 
 use pam::constants::{
-    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PamFlag, PamResultCode,
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
+    PamResultCode,
 };
 use pam::conv::Conv;
 use pam::items::RHost;
 use pam::module::{PamHandle, PamHooks};
 
 use crate::clock;
-use crate::login::{self, Outcome, Readiness, Refusal};
+use crate::fido2::{self, TransportError};
+use crate::login::{self, Factors, KeyFailure, Outcome, Readiness, Refusal};
 use crate::names::{self, UserName, escape_for_log};
 use crate::store::Store;
-use args::ModuleArgs;
+use args::{Fido2Mode, ModuleArgs};
+use security_key::{key_log, key_refused, security_key};
 use syslog::{Level, Logger};
 
 pub struct PamMfa;
@@ -44,6 +48,8 @@ impl PamHooks for PamMfa {
 struct Context {
     user: String,
     rhost: String,
+    /// Whether the person is not at this computer (see [`fido2::is_remote`]).
+    remote: bool,
 }
 
 impl Context {
@@ -74,13 +80,16 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
             return code;
         }
     };
-    let rhost = match pamh.get_item::<RHost>() {
-        Ok(Some(h)) => escape_for_log(h.0.to_bytes()),
-        _ => String::new(),
+    let raw_rhost = match pamh.get_item::<RHost>() {
+        Ok(Some(h)) => Some(h.0.to_bytes().to_vec()),
+        _ => None,
     };
+    let in_ssh_session =
+        std::env::var_os("SSH_CONNECTION").is_some() || std::env::var_os("SSH_CLIENT").is_some();
     let ctx = Context {
         user: escape_for_log(&raw_user),
-        rhost,
+        rhost: raw_rhost.as_deref().map(escape_for_log).unwrap_or_default(),
+        remote: fido2::is_remote(raw_rhost.as_deref(), in_ssh_session),
     };
     let user = match UserName::from_bytes(&raw_user) {
         Ok(u) => u,
@@ -156,14 +165,43 @@ fn run(
                     ),
                 );
             } else {
+                // Every login that skips the second factor leaves a trace, so an
+                // administrator can see who still has to register before nullok goes.
                 log.log(
-                    Level::Debug,
-                    &format!("no active device, nullok: ignoring ({})", ctx.describe()),
+                    Level::Info,
+                    &format!(
+                        "no active device; nullok lets the user through ({})",
+                        ctx.describe()
+                    ),
                 );
             }
             return Ok(PamResultCode::PAM_IGNORE);
         }
         Readiness::NoDevices | Readiness::Ready => {}
+    }
+
+    if args.fido2 != Fido2Mode::Off {
+        match (store.as_mut(), &account) {
+            (Some(store), Some(user)) => {
+                let factors = login::factors(store, user).map_err(store_error)?;
+                if let Some(result) = security_key(pamh, args, store, user, &factors, ctx, silent)?
+                {
+                    return Ok(result);
+                }
+            }
+            // No store or no such account: nobody here has a key, and this service
+            // accepts nothing else.
+            _ if args.fido2 == Fido2Mode::Require => {
+                return Err(key_refused(
+                    pamh,
+                    &KeyFailure::NoneRegistered,
+                    None,
+                    given,
+                    silent,
+                ));
+            }
+            _ => {}
+        }
     }
 
     // Users without a device are prompted too, so the prompt does not tell an attacker
@@ -189,6 +227,18 @@ fn run(
     };
     let outcome =
         login::verify(store, &user, answer.as_bytes(), args.settings, now).map_err(store_error)?;
+    finish(pamh, outcome, &user, ctx, silent)
+}
+
+/// Turns a login outcome into the PAM result, the syslog line and, for a security key's
+/// failure, a message to the person.
+fn finish(
+    pamh: &mut PamHandle,
+    outcome: Outcome,
+    user: &UserName,
+    ctx: &Context,
+    silent: bool,
+) -> Result<PamResultCode, Failure> {
     match outcome {
         Outcome::Accepted { device } => {
             Logger::new(pamh).log(
@@ -203,6 +253,10 @@ fn run(
         }
         Outcome::Locked { until } => Err(locked(pamh, until, silent)),
         Outcome::Refused {
+            reason: Refusal::Key(failure),
+            locked_until,
+        } => Err(key_refused(pamh, &failure, locked_until, user, silent)),
+        Outcome::Refused {
             reason,
             locked_until,
         } => {
@@ -214,17 +268,21 @@ fn run(
                     device.escape_debug()
                 ),
                 Refusal::NoDevices => "no active device".to_owned(),
-            };
-            let lock = match locked_until {
-                Some(t) => format!("; locked out until {}", clock::format_local(t)),
-                None => String::new(),
+                Refusal::Key(f) => key_log(&f),
             };
             Err((
                 Level::Notice,
-                format!("authentication failure: {why}{lock}"),
+                format!("authentication failure: {why}{}", lock_note(locked_until)),
                 PamResultCode::PAM_AUTH_ERR,
             ))
         }
+    }
+}
+
+pub(super) fn lock_note(locked_until: Option<i64>) -> String {
+    match locked_until {
+        Some(t) => format!("; locked out until {}", clock::format_local(t)),
+        None => String::new(),
     }
 }
 

@@ -12,18 +12,22 @@ use crate::{Error, MAX_DEVICES, Result};
 pub enum DeviceKind {
     /// An authenticator app or hardware token showing time-based codes.
     Totp,
+    /// A FIDO2 security key (or a platform authenticator reachable over CTAP2 HID).
+    Fido2,
 }
 
 impl DeviceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::Fido2 => "fido2",
         }
     }
 
     fn parse(s: &str) -> Result<Self> {
         match s {
             "totp" => Ok(Self::Totp),
+            "fido2" => Ok(Self::Fido2),
             other => Err(Error::CorruptRecord(format!(
                 "unknown device kind {other:?}"
             ))),
@@ -178,7 +182,7 @@ pub fn totp_by_name(
     let row = conn
         .prepare_cached(&format!(
             "SELECT {TOTP_COLUMNS} FROM devices WHERE user = ?1 AND name = ?2
-               AND (state = 'active' OR expires_at > ?3)"
+               AND kind = 'totp' AND (state = 'active' OR expires_at > ?3)"
         ))?
         .query_row(params![user, name, now], totp_from_row)
         .optional()?;
@@ -344,5 +348,180 @@ pub fn resync(conn: &Connection, id: i64, drift: i64, used_step: i64) -> Result<
          WHERE id = ?1",
     )?
     .execute(params![id, drift, used_step])?;
+    Ok(())
+}
+
+/// The kind of the user's device `name` (active, or pending and not expired), if any.
+pub fn kind_of(conn: &Connection, user: &str, name: &str, now: i64) -> Result<Option<DeviceKind>> {
+    let kind: Option<String> = conn
+        .prepare_cached(
+            "SELECT kind FROM devices WHERE user = ?1 AND name = ?2
+               AND (state = 'active' OR expires_at > ?3)",
+        )?
+        .query_row(params![user, name, now], |r| r.get(0))
+        .optional()?;
+    kind.as_deref().map(DeviceKind::parse).transpose()
+}
+
+/// A registered FIDO2 credential with what is needed to check its assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fido2Device {
+    pub id: i64,
+    pub name: String,
+    pub credential_id: Vec<u8>,
+    /// The COSE public key (checked to parse when read).
+    pub cose_public_key: Vec<u8>,
+    /// The last sign count seen; a key that counts must go above it.
+    pub sign_count: u32,
+    /// The RP id the credential was registered under (e.g. `pam://host`).
+    pub rp_id: String,
+    /// Whether logging in with it requires user verification (the key's PIN).
+    pub uv_required: bool,
+}
+
+/// What registration stores for a new FIDO2 credential.
+#[derive(Debug, Clone)]
+pub struct NewFido2<'a> {
+    pub credential_id: &'a [u8],
+    pub cose_public_key: &'a [u8],
+    pub sign_count: u32,
+    pub rp_id: &'a str,
+    pub uv_required: bool,
+}
+
+const FIDO2_COLUMNS: &str =
+    "id, name, kind, state, credential_id, cose_public_key, sign_count, rp_id, uv_required";
+
+fn fido2_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Fido2Device>> {
+    let (id, name, kind, state): (i64, String, String, String) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    let credential_id: Option<Vec<u8>> = r.get(4)?;
+    let cose_public_key: Option<Vec<u8>> = r.get(5)?;
+    let sign_count: Option<i64> = r.get(6)?;
+    let rp_id: Option<String> = r.get(7)?;
+    let uv_required: Option<i64> = r.get(8)?;
+    Ok((|| {
+        if DeviceKind::parse(&kind)? != DeviceKind::Fido2
+            || DeviceState::parse(&state)? != DeviceState::Active
+        {
+            return Err(Error::CorruptRecord(
+                "not an active FIDO2 device".to_owned(),
+            ));
+        }
+        let corrupt = |what: &str| Error::CorruptRecord(format!("device {name:?}: bad {what}"));
+        let credential_id = credential_id
+            .filter(|c| (1..=crate::fido2::MAX_CREDENTIAL_ID_LEN).contains(&c.len()))
+            .ok_or_else(|| corrupt("credential id"))?;
+        let cose_public_key = cose_public_key.ok_or_else(|| corrupt("public key"))?;
+        crate::fido2::cose::CoseKey::parse(&cose_public_key).map_err(|_| corrupt("public key"))?;
+        let sign_count = sign_count
+            .and_then(|c| u32::try_from(c).ok())
+            .ok_or_else(|| corrupt("sign count"))?;
+        let rp_id = rp_id
+            .filter(|r| crate::fido2::check_rp_id(r).is_ok())
+            .ok_or_else(|| corrupt("RP id"))?;
+        let uv_required = match uv_required {
+            Some(0) => false,
+            Some(1) => true,
+            _ => return Err(corrupt("uv_required")),
+        };
+        Ok(Fido2Device {
+            id,
+            name,
+            credential_id,
+            cose_public_key,
+            sign_count,
+            rp_id,
+            uv_required,
+        })
+    })())
+}
+
+/// The user's active FIDO2 devices, oldest first.
+pub fn active_fido2(conn: &Connection, user: &str) -> Result<Vec<Fido2Device>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {FIDO2_COLUMNS} FROM devices
+         WHERE user = ?1 AND state = 'active' AND kind = 'fido2' ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map([user], fido2_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().collect()
+}
+
+/// Whether the user has an active TOTP device.
+pub fn has_active_totp(conn: &Connection, user: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM devices
+                            WHERE user = ?1 AND state = 'active' AND kind = 'totp')",
+        )?
+        .query_row([user], |r| r.get(0))?)
+}
+
+/// Registers an active FIDO2 device, enforcing the per-user limit and unique names inside
+/// the caller's transaction. An unfinished TOTP registration of the same name is replaced,
+/// as a new TOTP registration would replace it.
+pub fn insert_fido2(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    new: &NewFido2<'_>,
+    now: i64,
+) -> Result<()> {
+    purge_expired(conn, now)?;
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT state FROM devices WHERE user = ?1 AND name = ?2")?
+        .query_row([user, name], |r| r.get(0))
+        .optional()?;
+    match existing.as_deref() {
+        Some("pending") => {
+            conn.prepare_cached("DELETE FROM devices WHERE user = ?1 AND name = ?2")?
+                .execute([user, name])?;
+        }
+        Some(_) => {
+            return Err(Error::DuplicateName {
+                user: user.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        None => {}
+    }
+    if count_active(conn, user)? >= MAX_DEVICES {
+        return Err(Error::TooManyDevices {
+            user: user.to_owned(),
+            max: MAX_DEVICES,
+        });
+    }
+    let taken: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE credential_id = ?1)")?
+        .query_row([new.credential_id], |r| r.get(0))?;
+    if taken {
+        return Err(crate::fido2::Fido2Error::AlreadyRegistered.into());
+    }
+    conn.prepare_cached(
+        "INSERT INTO devices (user, name, kind, state, created_at, credential_id,
+                              cose_public_key, sign_count, rp_id, uv_required)
+         VALUES (?1, ?2, 'fido2', 'active', ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        user,
+        name,
+        now,
+        new.credential_id,
+        new.cose_public_key,
+        new.sign_count,
+        new.rp_id,
+        new.uv_required
+    ])?;
+    Ok(())
+}
+
+/// Records an accepted assertion: the new sign count and when the key was used.
+pub fn record_fido2_use(conn: &Connection, id: i64, sign_count: u32, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE devices SET sign_count = ?2, last_used_at = ?3 WHERE id = ?1 AND kind = 'fido2'",
+    )?
+    .execute(params![id, sign_count, now])?;
     Ok(())
 }

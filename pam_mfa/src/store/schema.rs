@@ -58,6 +58,30 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX auth_state_by_window ON auth_state (window_start);
     ",
+    // 2: FIDO2 security keys (kind 'fido2'): the credential, its public key, the RP id it
+    // was registered under, the last sign count, and whether it requires PIN/UV. TOTP rows
+    // leave these NULL.
+    "
+    ALTER TABLE devices ADD COLUMN credential_id BLOB
+        CHECK (credential_id IS NULL OR length(credential_id) BETWEEN 1 AND 1023);
+    ALTER TABLE devices ADD COLUMN cose_public_key BLOB
+        CHECK (cose_public_key IS NULL OR length(cose_public_key) BETWEEN 1 AND 1024);
+    ALTER TABLE devices ADD COLUMN sign_count INTEGER
+        CHECK (sign_count IS NULL OR sign_count BETWEEN 0 AND 4294967295);
+    ALTER TABLE devices ADD COLUMN rp_id TEXT
+        CHECK (rp_id IS NULL OR length(rp_id) BETWEEN 1 AND 255);
+    ALTER TABLE devices ADD COLUMN uv_required INTEGER
+        CHECK (uv_required IS NULL OR uv_required IN (0, 1));
+    -- A credential belongs to one device of one user.
+    CREATE UNIQUE INDEX devices_by_credential_id ON devices (credential_id)
+        WHERE credential_id IS NOT NULL;
+    CREATE TRIGGER devices_fido2_complete
+    BEFORE INSERT ON devices
+    WHEN NEW.kind = 'fido2'
+     AND (NEW.credential_id IS NULL OR NEW.cose_public_key IS NULL OR NEW.sign_count IS NULL
+          OR NEW.rp_id IS NULL OR NEW.uv_required IS NULL OR NEW.secret IS NOT NULL)
+    BEGIN SELECT RAISE(ABORT, 'pam_mfa: incomplete FIDO2 device'); END;
+    ",
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -112,4 +136,86 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     tx.pragma_update(None, "user_version", CURRENT_VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store as version 1 of pam_mfa left it, with one active TOTP device.
+    fn version_1_store(path: &Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO devices (user, name, kind, state, secret, algorithm, digits, period,
+                                  created_at, last_step)
+             VALUES ('alice', 'phone', 'totp', 'active', x'0102030405', 'SHA1', 6, 30, 100, 7)",
+            [],
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn version_1_migrates_to_2_keeping_totp_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.db");
+        let mut conn = version_1_store(&path);
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(read_header(&conn).unwrap().user_version, 2);
+        assert_eq!(CURRENT_VERSION, 2);
+        let row: (String, Vec<u8>, i64, Option<Vec<u8>>, Option<i64>) = conn
+            .query_row(
+                "SELECT kind, secret, last_step, credential_id, sign_count FROM devices",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("totp".into(), vec![1, 2, 3, 4, 5], 7, None, None));
+        let totp = crate::store::devices::active_totp(&conn, "alice").unwrap();
+        assert_eq!(totp.len(), 1);
+        // Migrating again is a no-op.
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(read_header(&conn).unwrap().user_version, 2);
+    }
+
+    #[test]
+    fn fido2_rows_must_be_complete_and_credentials_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.db");
+        let mut conn = version_1_store(&path);
+        migrate(&mut conn, &path).unwrap();
+        let insert = |name: &str, cred: Option<&[u8]>, count: i64| {
+            conn.execute(
+                "INSERT INTO devices (user, name, kind, state, created_at, credential_id,
+                                      cose_public_key, sign_count, rp_id, uv_required)
+                 VALUES ('alice', ?1, 'fido2', 'active', 1, ?2, x'a0', ?3, 'pam://h', 0)",
+                rusqlite::params![name, cred, count],
+            )
+        };
+        insert("k1", Some(b"id-1"), 0).unwrap();
+        assert!(insert("k2", None, 0).is_err(), "no credential id");
+        assert!(
+            insert("k3", Some(b"id-1"), 0).is_err(),
+            "duplicate credential id"
+        );
+        assert!(insert("k4", Some(b""), 0).is_err(), "empty credential id");
+        assert!(insert("k5", Some(b"id-5"), -1).is_err(), "negative count");
+        assert!(
+            insert("k6", Some(b"id-6"), 1 << 32).is_err(),
+            "count too large"
+        );
+        // A TOTP row still needs its secret, and does not need FIDO2 columns.
+        assert!(
+            conn.execute(
+                "INSERT INTO devices (user, name, kind, state, created_at)
+                 VALUES ('alice', 't', 'totp', 'active', 1)",
+                [],
+            )
+            .is_err()
+        );
+    }
 }

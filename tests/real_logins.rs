@@ -1,0 +1,757 @@
+//! Real logins: the built `pam_mfa.so` inside the real `sshd` (logged into with the real
+//! `ssh`), `sudo` and `su`, configured with the deployment guide's snippets verbatim.
+//!
+//! Each test runs its programs in a private mount namespace ([`Namespace`]) where the
+//! guide's lines are applied to the machine's own `/etc/pam.d` files as the guide tells an
+//! administrator to, the module is at `pam_mfa.so` in the PAM module directory, the test's
+//! store is at the default path, and `/dev/log` is a socket the test reads. Nothing of the
+//! machine's configuration changes. Users are real accounts, codes come from `oathtool`
+//! for the real clock (setuid programs ignore libfaketime), and each successful login uses
+//! a device of its own (see [`pam_mfa_tests::realtime`]).
+
+use std::path::Path;
+
+use pam_mfa_tests::guide::{snippet, snippet_names, unmarked_blocks, workspace_root};
+use pam_mfa_tests::syslog::AUTHPRIV;
+use pam_mfa_tests::{
+    Namespace, PtySession, SshKey, Sshd, SyslogRecord, TestEnv, TestUser, assert_code_not_logged,
+    enroll_now, give_password, give_shell, keygen, module_lines, next_code, paths, wrong_code_now,
+};
+
+/// The module's default prompt.
+const CODE_PROMPT: &str = "Verification code: ";
+/// pam_unix's prompt.
+const PASSWORD_PROMPT: &str = "Password: ";
+/// The line of Debian's service files the guide's PAM snippets replace.
+const COMMON_AUTH: &str = "@include common-auth";
+
+/// The guide's snippets, by marker. Every marker in the guide must be one of these
+/// (checked by `every_block_of_the_guide_is_a_tested_snippet`), and every one of these is
+/// used by a test below.
+const SNIPPETS: &[&str] = &[
+    "sshd-config-pubkey",
+    "sshd-pam-pubkey",
+    "sshd-pam-pubkey-nullok",
+    "sshd-config-password",
+    "sshd-pam-password",
+    "sudo-pam",
+    "pam-configs-mfa",
+    "pam-auth-update-enable",
+    "common-auth-result",
+    "pam-auth-update-strict",
+    "pam-auth-update-disable",
+];
+
+// ----- helpers -----
+
+/// A test account that can log in: a shell, and a password if asked for.
+struct Person {
+    user: TestUser,
+    password: String,
+}
+
+impl Person {
+    fn new() -> Self {
+        let user = TestUser::new();
+        give_shell(&user);
+        let password = give_password(&user);
+        Self { user, password }
+    }
+
+    fn name(&self) -> &str {
+        self.user.name()
+    }
+}
+
+/// The records that are pam_mfa's lines for `service`, checked to be at facility authpriv.
+fn mfa_lines(records: &[SyslogRecord], service: &str) -> Vec<String> {
+    let prefix = format!("pam_mfa({service}:auth): ");
+    for r in records.iter().filter(|r| r.message.starts_with(&prefix)) {
+        assert_eq!(
+            r.facility(),
+            AUTHPRIV,
+            "pam_mfa logged outside authpriv: {r}"
+        );
+    }
+    module_lines(records, "pam_mfa", service)
+}
+
+/// Asserts pam_mfa logged exactly `expected` for `service` in `records`, and that none of
+/// `codes` appears anywhere in them.
+#[track_caller]
+fn assert_mfa_logged(records: &[SyslogRecord], service: &str, expected: &[String], codes: &[&str]) {
+    let got = mfa_lines(records, service);
+    assert_eq!(
+        got,
+        expected,
+        "pam_mfa's syslog lines for {service}; everything logged:\n{}",
+        records
+            .iter()
+            .map(|r| r.raw.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for code in codes {
+        assert_code_not_logged(records, code);
+    }
+}
+
+/// pam_mfa's line for an accepted code (what the README and the guide promise).
+fn authenticated(device: &str, user: &str, rhost: Option<&str>) -> String {
+    match rhost {
+        Some(h) => format!("authenticated with device \"{device}\" (user={user} rhost={h})"),
+        None => format!("authenticated with device \"{device}\" (user={user})"),
+    }
+}
+
+/// pam_mfa's line for a refusal.
+fn failed(why: &str, user: &str, rhost: Option<&str>) -> String {
+    match rhost {
+        Some(h) => format!("authentication failure: {why} (user={user} rhost={h})"),
+        None => format!("authentication failure: {why} (user={user})"),
+    }
+}
+
+/// pam_mfa's line for a user without a device let through by `nullok`.
+fn let_through(user: &str, rhost: Option<&str>) -> String {
+    match rhost {
+        Some(h) => {
+            format!("no active device; nullok lets the user through (user={user} rhost={h})")
+        }
+        None => format!("no active device; nullok lets the user through (user={user})"),
+    }
+}
+
+/// The remote host sshd reports for our client.
+const LOCAL: Option<&str> = Some("127.0.0.1");
+
+/// An sshd person: a key in `~/.ssh/authorized_keys` (in the namespace's `/home`).
+fn with_key(ns: &Namespace, person: &Person) -> SshKey {
+    let key = keygen(&ns.dir().join(format!("key-{}", person.name())));
+    ns.authorize_key(&person.user, &key.public);
+    key
+}
+
+// ----- sshd -----
+
+/// (a) and (c) of the issue: public key, then the code from pam_mfa alone in the stack.
+#[test]
+fn ssh_public_key_then_code() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-pubkey"));
+    let sshd = Sshd::start(&ns, "pubkey", &snippet("sshd-config-pubkey"));
+
+    let alice = Person::new();
+    let alice_key = with_key(&ns, &alice);
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let bob = Person::new(); // no device
+    let bob_key = with_key(&ns, &bob);
+    let log = ns.syslog();
+
+    // The right code: the command runs, after exactly one prompt (no password).
+    let mark = log.mark();
+    let out = sshd
+        .login(alice.name())
+        .key(&alice_key)
+        .next_code_of(&phone.secret)
+        .run();
+    out.assert_ran(&format!("logged-in-as-{}", alice.name()))
+        .assert_prompts(&[CODE_PROMPT]);
+    let codes: Vec<&str> = out.codes_given.iter().map(String::as_str).collect();
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[authenticated("phone", alice.name(), LOCAL)],
+        &codes,
+    );
+
+    // A wrong code: refused after the same prompt.
+    let mark = log.mark();
+    let wrong = wrong_code_now(&phone.secret);
+    sshd.login(alice.name())
+        .key(&alice_key)
+        .code(&wrong)
+        .run()
+        .assert_refused()
+        .assert_prompts(&[CODE_PROMPT]);
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[failed("wrong code", alice.name(), LOCAL)],
+        &[&wrong],
+    );
+
+    // Without the key there is no code prompt at all: the key comes first.
+    let mark = log.mark();
+    sshd.login(alice.name())
+        .next_code_of(&phone.secret)
+        .run()
+        .assert_refused()
+        .assert_prompts(&[]);
+    assert_mfa_logged(&log.since(mark), "sshd", &[], &[]);
+
+    // (c) without nullok: a user with no device is asked like everyone else, and refused.
+    let mark = log.mark();
+    sshd.login(bob.name())
+        .key(&bob_key)
+        .code("123456")
+        .run()
+        .assert_refused()
+        .assert_prompts(&[CODE_PROMPT]);
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[failed("no active device", bob.name(), LOCAL)],
+        &["123456"],
+    );
+}
+
+/// (c) of the issue: the roll-out configuration lets a user without a device in with the
+/// key alone, and still holds everyone with a device to a right code.
+#[test]
+fn ssh_public_key_roll_out_with_nullok() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-pubkey-nullok"));
+    let sshd = Sshd::start(&ns, "nullok", &snippet("sshd-config-pubkey"));
+
+    let alice = Person::new();
+    let alice_key = with_key(&ns, &alice);
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let bob = Person::new(); // no device
+    let bob_key = with_key(&ns, &bob);
+    let log = ns.syslog();
+
+    // No device: in with the key, without a prompt.
+    let mark = log.mark();
+    sshd.login(bob.name())
+        .key(&bob_key)
+        .run()
+        .assert_ran(&format!("logged-in-as-{}", bob.name()))
+        .assert_prompts(&[]);
+    // Skipping the second factor always leaves a trace.
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[let_through(bob.name(), LOCAL)],
+        &[],
+    );
+
+    // A device: pam_permit.so after pam_mfa must not open the door to a wrong code.
+    let mark = log.mark();
+    let wrong = wrong_code_now(&phone.secret);
+    sshd.login(alice.name())
+        .key(&alice_key)
+        .code(&wrong)
+        .run()
+        .assert_refused()
+        .assert_prompts(&[CODE_PROMPT]);
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[failed("wrong code", alice.name(), LOCAL)],
+        &[&wrong],
+    );
+
+    let mark = log.mark();
+    let out = sshd
+        .login(alice.name())
+        .key(&alice_key)
+        .next_code_of(&phone.secret)
+        .run();
+    out.assert_ran(&format!("logged-in-as-{}", alice.name()))
+        .assert_prompts(&[CODE_PROMPT]);
+    let codes: Vec<&str> = out.codes_given.iter().map(String::as_str).collect();
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[authenticated("phone", alice.name(), LOCAL)],
+        &codes,
+    );
+}
+
+/// (b) of the issue: password, then code; both prompts in order, and a wrong password, a
+/// wrong code and an unknown user all end the same way for the client.
+#[test]
+fn ssh_password_then_code() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-password"));
+    let sshd = Sshd::start(&ns, "password", &snippet("sshd-config-password"));
+
+    let alice = Person::new();
+    ns.create_home(&alice.user);
+    // One device per login that gets a right code (a code is good once per step).
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let tablet = enroll_now(&env, alice.name(), "tablet");
+    let log = ns.syslog();
+    let user = alice.name();
+
+    // Both right: the command runs; the password is asked first, then the code.
+    let mark = log.mark();
+    let out = sshd
+        .login(user)
+        .password(&alice.password)
+        .next_code_of(&phone.secret)
+        .run();
+    out.assert_ran(&format!("logged-in-as-{user}"))
+        .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    let codes: Vec<&str> = out.codes_given.iter().map(String::as_str).collect();
+    let records = log.since(mark);
+    assert_mfa_logged(
+        &records,
+        "sshd",
+        &[authenticated("phone", user, LOCAL)],
+        &codes,
+    );
+    assert!(
+        !records.iter().any(|r| r.message.contains(&alice.password)),
+        "the password was logged"
+    );
+
+    // A wrong password with a right code: still asked for the code, then refused.
+    let mark = log.mark();
+    let wrong_password = sshd
+        .login(user)
+        .password("not-the-password")
+        .next_code_of(&tablet.secret)
+        .run();
+    wrong_password
+        .assert_refused()
+        .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    let records = log.since(mark);
+    assert_eq!(
+        module_lines(&records, "pam_unix", "sshd")
+            .iter()
+            .filter(|l| l.starts_with("authentication failure;")
+                && l.ends_with(&format!("user={user}")))
+            .count(),
+        1,
+        "pam_unix should log the wrong password: {records:#?}"
+    );
+    // pam_mfa judged only the code, which was right.
+    let codes: Vec<&str> = wrong_password
+        .codes_given
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_mfa_logged(
+        &records,
+        "sshd",
+        &[authenticated("tablet", user, LOCAL)],
+        &codes,
+    );
+
+    // A right password with a wrong code.
+    let mark = log.mark();
+    let wrong = wrong_code_now(&phone.secret);
+    let wrong_code = sshd
+        .login(user)
+        .password(&alice.password)
+        .code(&wrong)
+        .run();
+    wrong_code
+        .assert_refused()
+        .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[failed("wrong code", user, LOCAL)],
+        &[&wrong],
+    );
+
+    // The client cannot tell the two refusals apart.
+    assert_eq!(wrong_password.status.code(), wrong_code.status.code());
+    assert_eq!(wrong_password.stdout, wrong_code.stdout);
+    assert_eq!(wrong_password.stderr, wrong_code.stderr);
+    assert_eq!(wrong_password.prompts, wrong_code.prompts);
+
+    // Nor a refusal of an account that does not exist (same prompts, same message but for
+    // the name it was given).
+    let ghost = format!("mfatnone{}", &user[4..]);
+    let mark = log.mark();
+    let nobody = sshd.login(&ghost).password("whatever").code(&wrong).run();
+    nobody
+        .assert_refused()
+        .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert_eq!(nobody.stderr.replace(&ghost, user), wrong_code.stderr);
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[failed("no such account", &ghost, LOCAL)],
+        &[&wrong],
+    );
+}
+
+/// What the guide says the password-then-code stack costs: wrong codes typed after wrong
+/// passwords still count, so someone without the password can lock a user's codes out.
+#[test]
+fn ssh_password_then_code_lock_out_needs_no_password() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-password"));
+    let sshd = Sshd::start(&ns, "lockout", &snippet("sshd-config-password"));
+    let alice = Person::new();
+    ns.create_home(&alice.user);
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let log = ns.syslog();
+    let user = alice.name();
+
+    let mark = log.mark();
+    let wrong = wrong_code_now(&phone.secret);
+    // The module's default max_failures.
+    for _ in 0..5 {
+        sshd.login(user)
+            .password("not-the-password")
+            .code(&wrong)
+            .run()
+            .assert_refused()
+            .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    }
+    let lines = mfa_lines(&log.since(mark), "sshd");
+    assert!(
+        lines.len() == 5 && lines[4].contains("locked out until"),
+        "five wrong codes should lock the user out: {lines:#?}"
+    );
+
+    // Now the right password and the right code are refused too, without a code prompt.
+    let mark = log.mark();
+    let out = sshd
+        .login(user)
+        .password(&alice.password)
+        .next_code_of(&phone.secret)
+        .run();
+    out.assert_refused().assert_prompts(&[PASSWORD_PROMPT]);
+    let lines = mfa_lines(&log.since(mark), "sshd");
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("refused: locked out until"),
+        "the locked-out user should be refused: {lines:#?}"
+    );
+}
+
+// ----- sudo -----
+
+/// `sudo -S -k CMD` as `person` with `input` on stdin (`-k`: ignore a cached
+/// authentication, so every run asks).
+fn sudo_piped(ns: &Namespace, person: &Person, input: &str) -> pam_mfa_tests::process::Finished {
+    let mut cmd = ns.command_as(&person.user, &paths::tool("sudo", "sudo"));
+    cmd.args(["-S", "-k", "id", "-un"]);
+    pam_mfa_tests::process::run(cmd, format!("sudo as {}", person.name()), input.into())
+}
+
+#[test]
+fn sudo_asks_for_the_code_after_the_password() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service("sudo", COMMON_AUTH, &snippet("sudo-pam"));
+    let alice = Person::new();
+    ns.write(
+        "/etc/sudoers.d/pam_mfa_tests",
+        &format!("{} ALL=(ALL:ALL) ALL\n", alice.name()),
+        0o440,
+    );
+    let devices: Vec<_> = ["one", "two", "three"]
+        .iter()
+        .map(|d| enroll_now(&env, alice.name(), d))
+        .collect();
+    let log = ns.syslog();
+    let user = alice.name();
+
+    // Piped (sudo -S): a wrong code, then the right one.
+    let mark = log.mark();
+    let wrong = wrong_code_now(&devices[0].secret);
+    let out = sudo_piped(&ns, &alice, &format!("{}\n{wrong}\n", alice.password));
+    assert!(
+        !out.status.success() && !out.stdout.contains("root"),
+        "sudo ran the command with a wrong code: {out:?}"
+    );
+    assert!(out.stderr.contains(CODE_PROMPT), "no code prompt: {out:?}");
+    assert_mfa_logged(
+        &log.since(mark),
+        "sudo",
+        &[failed("wrong code", user, None)],
+        &[&wrong],
+    );
+
+    let mark = log.mark();
+    let code = next_code(&devices[0].secret);
+    let out = sudo_piped(&ns, &alice, &format!("{}\n{code}\n", alice.password));
+    assert!(
+        out.status.success() && out.stdout.trim() == "root",
+        "sudo with the right password and code: {out:?}"
+    );
+    let password_at = out.stderr.find(&format!("password for {user}"));
+    let code_at = out.stderr.find(CODE_PROMPT);
+    assert!(
+        matches!((password_at, code_at), (Some(p), Some(c)) if p < c),
+        "expected the password prompt, then the code prompt: {:?}",
+        out.stderr
+    );
+    assert_mfa_logged(
+        &log.since(mark),
+        "sudo",
+        &[authenticated("one", user, None)],
+        &[&code],
+    );
+
+    // On a terminal: sudo caches the authentication, `sudo -k` forgets it.
+    let script = "sudo id -un; echo \"first=$?\"; \
+                  sudo -n id -un; echo \"second=$?\"; \
+                  sudo -k; sudo -n true; echo \"third=$?\"; \
+                  sudo id -un; echo \"fourth=$?\"";
+    let mut cmd = ns.command_as(&alice.user, Path::new("/bin/sh"));
+    cmd.args(["-c", script]);
+    let mark = log.mark();
+    let mut term = PtySession::spawn(cmd, format!("sudo on a terminal as {user}"));
+    let mut given = Vec::new();
+    let mut answer = |term: &mut PtySession, secret: &str| {
+        term.expect(&format!("[sudo] password for {user}: "));
+        term.send_line(&alice.password);
+        term.expect(CODE_PROMPT);
+        let code = next_code(secret);
+        term.send_line(&code);
+        given.push(code);
+    };
+    answer(&mut term, &devices[1].secret);
+    assert_eq!(term.expect_value("first="), "0", "{}", term.transcript());
+    // Cached: the second sudo does not ask (nothing between the two markers asks).
+    let cached = term.expect("second=");
+    assert!(
+        !cached.contains("password for") && !cached.contains(CODE_PROMPT),
+        "the second sudo asked again:\n{cached}"
+    );
+    assert_eq!(term.expect("\n").trim(), "0", "{}", term.transcript());
+    // After -k, `sudo -n` (which may not ask) fails, and the next sudo asks for both.
+    assert_eq!(term.expect_value("third="), "1", "{}", term.transcript());
+    answer(&mut term, &devices[2].secret);
+    assert_eq!(term.expect_value("fourth="), "0", "{}", term.transcript());
+    let done = term.finish();
+    assert!(done.status.success(), "{}", done.transcript);
+    assert_eq!(
+        done.transcript
+            .lines()
+            .filter(|l| l.trim() == "root")
+            .count(),
+        3,
+        "three commands should have run as root:\n{}",
+        done.transcript
+    );
+    let codes: Vec<&str> = given.iter().map(String::as_str).collect();
+    assert_mfa_logged(
+        &log.since(mark),
+        "sudo",
+        &[
+            authenticated("two", user, None),
+            authenticated("three", user, None),
+        ],
+        &codes,
+    );
+}
+
+// ----- su, and common-auth through pam-auth-update -----
+
+/// Runs one of the guide's shell snippets, verbatim, as root in the namespace from the
+/// repository's root directory (where `packaging/` is).
+fn run_guide_commands(ns: &Namespace, name: &str) {
+    let commands = snippet(name);
+    // Not part of the snippet: an administrator at a terminal gets no question either
+    // (the commands ask none), but debconf would complain that there is no terminal.
+    let out = ns.sh(
+        &format!("export DEBIAN_FRONTEND=noninteractive\n{commands}"),
+        &workspace_root(),
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "the guide's {name} commands failed:\n{commands}\n{out:?}"
+    );
+    assert!(
+        !format!("{}{}", out.stdout, out.stderr)
+            .to_lowercase()
+            .contains("local modifications"),
+        "pam-auth-update refuses to touch this machine's hand-edited /etc/pam.d/common-* \
+         files (the tests start from the machine's own): {out:?}"
+    );
+}
+
+/// The `auth` lines of a PAM file, whitespace-normalised, comments left out.
+fn auth_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("auth"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// `su - TARGET -c CMD` typed by `caller` (not root, so su authenticates) on a terminal,
+/// answering the password prompt and, if `code` is given, the code prompt.
+fn su(
+    ns: &Namespace,
+    caller: &Person,
+    target: &Person,
+    code: Option<&str>,
+) -> pam_mfa_tests::PtyFinished {
+    let mut cmd = ns.command_as(&caller.user, &paths::tool("su", "util-linux"));
+    cmd.args(["-", target.name(), "-c", "echo su-ran-as-$(id -un)"]);
+    let mut term = PtySession::spawn(cmd, format!("su - {}", target.name()));
+    term.expect(PASSWORD_PROMPT);
+    term.send_line(&target.password);
+    if let Some(code) = code {
+        term.expect(CODE_PROMPT);
+        term.send_line(code);
+    }
+    term.finish()
+}
+
+#[track_caller]
+fn assert_su_ran(out: &pam_mfa_tests::PtyFinished, target: &Person, asked_code: bool) {
+    assert!(
+        out.status.success()
+            && out
+                .transcript
+                .contains(&format!("su-ran-as-{}", target.name())),
+        "su should have run the command:\n{}",
+        out.transcript
+    );
+    assert_eq!(
+        out.transcript.contains(CODE_PROMPT),
+        asked_code,
+        "code prompt shown: expected {asked_code}\n{}",
+        out.transcript
+    );
+}
+
+#[track_caller]
+fn assert_su_refused(out: &pam_mfa_tests::PtyFinished) {
+    assert!(
+        !out.status.success()
+            && out.transcript.contains("Authentication failure")
+            && !out.transcript.contains("su-ran-as-"),
+        "su should have been refused:\n{}",
+        out.transcript
+    );
+}
+
+#[test]
+fn su_and_common_auth_through_pam_auth_update() {
+    // The profile the guide shows is the one in packaging/.
+    let packaged = std::fs::read_to_string(workspace_root().join("packaging/pam-configs/mfa"))
+        .expect("cannot read packaging/pam-configs/mfa");
+    assert_eq!(packaged, snippet("pam-configs-mfa"));
+
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    run_guide_commands(&ns, "pam-auth-update-enable");
+    let common_auth = auth_lines(&ns.read("/etc/pam.d/common-auth"));
+    let expected = auth_lines(&snippet("common-auth-result"));
+    let mut rest = common_auth.iter();
+    for line in &expected {
+        assert!(
+            rest.any(|l| l == line),
+            "common-auth lacks {line:?} (in this order: {expected:#?}):\n{common_auth:#?}"
+        );
+    }
+
+    let carol = Person::new(); // the one who types su
+    let alice = Person::new();
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let bob = Person::new(); // no device
+    // `su -` changes to the target's home directory (and only warns without one).
+    ns.create_home(&alice.user);
+    ns.create_home(&bob.user);
+    let log = ns.syslog();
+
+    // The password, then the code.
+    let mark = log.mark();
+    let code = next_code(&phone.secret);
+    assert_su_ran(&su(&ns, &carol, &alice, Some(&code)), &alice, true);
+    assert_mfa_logged(
+        &log.since(mark),
+        "su-l",
+        &[authenticated("phone", alice.name(), None)],
+        &[&code],
+    );
+
+    // A wrong code.
+    let mark = log.mark();
+    let wrong = wrong_code_now(&phone.secret);
+    assert_su_refused(&su(&ns, &carol, &alice, Some(&wrong)));
+    assert_mfa_logged(
+        &log.since(mark),
+        "su-l",
+        &[failed("wrong code", alice.name(), None)],
+        &[&wrong],
+    );
+
+    // The profile's nullok: no device, no code prompt.
+    let mark = log.mark();
+    assert_su_ran(&su(&ns, &carol, &bob, None), &bob, false);
+    assert_mfa_logged(
+        &log.since(mark),
+        "su-l",
+        &[let_through(bob.name(), None)],
+        &[],
+    );
+
+    // The end of the roll-out: now bob is asked for a code, and refused.
+    run_guide_commands(&ns, "pam-auth-update-strict");
+    let strict = auth_lines(&ns.read("/etc/pam.d/common-auth"));
+    assert!(
+        strict.iter().any(|l| l == "auth required pam_mfa.so")
+            && !strict.iter().any(|l| l.contains("pam_mfa.so nullok")),
+        "the strict profile should require pam_mfa without nullok:\n{strict:#?}"
+    );
+    let mark = log.mark();
+    assert_su_refused(&su(&ns, &carol, &bob, Some("123456")));
+    assert_mfa_logged(
+        &log.since(mark),
+        "su-l",
+        &[failed("no active device", bob.name(), None)],
+        &["123456"],
+    );
+
+    // Off again: only the password.
+    run_guide_commands(&ns, "pam-auth-update-disable");
+    let off = ns.read("/etc/pam.d/common-auth");
+    assert!(
+        !off.contains("pam_mfa"),
+        "pam_mfa is still in common-auth:\n{off}"
+    );
+    let mark = log.mark();
+    assert_su_ran(&su(&ns, &carol, &alice, None), &alice, false);
+    assert_mfa_logged(&log.since(mark), "su-l", &[], &[]);
+}
+
+// ----- the guide itself -----
+
+#[test]
+fn every_block_of_the_guide_is_a_tested_snippet() {
+    let unmarked = unmarked_blocks();
+    assert!(
+        unmarked.is_empty(),
+        "docs/deployment.md has code blocks without a `<!-- snippet: NAME -->` marker, which \
+         no test uses: {unmarked:#?}"
+    );
+    let mut names = snippet_names();
+    let mut listed: Vec<String> = SNIPPETS.iter().map(|s| (*s).to_owned()).collect();
+    names.sort();
+    listed.sort();
+    assert_eq!(
+        names, listed,
+        "the guide's snippets and the ones these tests use differ"
+    );
+    // And each listed one is really used by a test in this file.
+    let source = include_str!("real_logins.rs");
+    for name in SNIPPETS {
+        let uses = source.matches(&format!("\"{name}\"")).count();
+        assert!(uses >= 2, "snippet {name:?} is listed but no test uses it");
+    }
+}
+
+#[test]
+fn the_readme_points_to_the_guide() {
+    let readme =
+        std::fs::read_to_string(workspace_root().join("README.md")).expect("cannot read README.md");
+    assert!(readme.contains("docs/deployment.md"));
+}
