@@ -17,7 +17,8 @@ unix_so=$(find /usr/lib /lib /usr/lib64 /lib64 -name pam_unix.so -path '*/securi
 moddir=$(dirname "$unix_so")
 
 install -m 0644 -o root -g root target/release/libpam_mfa.so "$moddir/pam_mfa.so"
-install -m 0755 -o root -g root target/release/mfa /usr/local/bin/mfa
+# setuid root, as passwd is: users register their own devices in the root-only store.
+install -m 4755 -o root -g root target/release/mfa /usr/local/bin/mfa
 install -d -m 0700 -o root -g root /var/lib/pam_mfa
 if [ -d /etc/tmpfiles.d ]; then
     install -m 0644 packaging/tmpfiles.d/pam_mfa.conf /etc/tmpfiles.d/pam_mfa.conf

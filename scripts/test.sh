@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 require_root "creates test users"
 apt_install $BUILD_PACKAGES passwd oathtool pamtester libpam-wrapper faketime zbar-tools \
     libmagickcore-6.q16-6-extra librsvg2-common \
-    openssh-server openssh-client sudo util-linux mount libpam-runtime
+    openssh-server openssh-client sudo util-linux mount libpam-runtime valgrind
 ensure_cargo
 
 cargo fmt --all --check
@@ -17,3 +17,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # `cargo test` alone does not rebuild.
 cargo build --workspace --locked
 cargo test --workspace --locked
+scripts/fuzz.sh 60

@@ -53,6 +53,74 @@ pub enum Command {
     /// Check the store, the clock, PAM and sshd configuration, and who would be locked
     /// out (root only; changes nothing)
     Doctor(Doctor),
+    /// Administration: policy, every user's devices, lock-outs, the audit trail (root
+    /// only)
+    #[command(subcommand)]
+    Admin(Admin),
+    /// One-time recovery codes, for logging in after losing every device
+    #[command(subcommand)]
+    Recovery(Recovery),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Recovery {
+    /// Make 10 new recovery codes, replacing any earlier set, and show them once
+    Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Admin {
+    /// Show or change the policy every service and `mfa` follow
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Every user's devices: names, kinds, states, last use (never secrets)
+    List {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove USER's device NAME
+    Remove { user: String, name: String },
+    /// Clear USER's failed attempts and lock-out
+    Unlock { user: String },
+    /// Issue a temporary code for USER to log in with instead of a verification code
+    /// (read it to them over the phone); also clears their lock-out
+    Bypass {
+        user: String,
+        /// How many logins it is good for (1-100)
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u32).range(1..=100))]
+        uses: u32,
+        /// How long it is valid: 90s, 30m, 12h, 7d at most
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        expires: String,
+    },
+    /// Who changed what, when and from which uid
+    Audit {
+        /// Only changes to this user's devices
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Only changes since TIME: unix seconds, or an age such as 30m, 12h, 7d
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Print every setting
+    Show {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change one setting: self_service allow|deny, max_devices 1..8, no_device
+    /// allow|deny|enroll, max_failures 1..1000, lockout_seconds 1..604800, window 0..10
+    /// ("default" for the built-in value of the last three)
+    Set { key: String, value: String },
 }
 
 #[derive(Debug, Args)]

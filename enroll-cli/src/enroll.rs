@@ -6,12 +6,11 @@ use std::path::Path;
 use pam_mfa::clock;
 use pam_mfa::enrollment::{self, PendingTotp};
 use pam_mfa::names::DeviceName;
-use pam_mfa::store::Store;
 use zeroize::Zeroizing;
 
 use crate::cli::EnrollTotp;
 use crate::identity::Target;
-use crate::{CliError, audit, private_file, prompt, qr};
+use crate::{CliError, audit, hardening, private_file, prompt, qr};
 
 /// How many times an interactive registration lets a person retype the two codes.
 const INTERACTIVE_ATTEMPTS: usize = 3;
@@ -22,7 +21,7 @@ pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
         Some(i) => check_issuer(i)?,
         None => host_name(),
     };
-    let mut store = Store::open_or_create(&target.db)?;
+    let mut store = crate::open_store(target)?;
     let now = clock::now()?;
     let pending = enrollment::begin_totp(&mut store, &target.user, &name, &issuer, now)?;
     audit::record(
@@ -30,7 +29,7 @@ pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
         &format!("began registering device {:?}", name.as_str()),
     );
 
-    write_qr_files(&pending, args)?;
+    write_qr_files(target, &pending, args)?;
     if args.begin {
         return print_begin(&pending, args.json);
     }
@@ -123,7 +122,7 @@ fn is_retryable(e: &pam_mfa::Error) -> bool {
 
 pub fn finish(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(), CliError> {
     let name = DeviceName::parse(name)?;
-    let mut store = Store::open_or_create(&target.db)?;
+    let mut store = crate::open_store(target)?;
     enrollment::finish_totp(
         &mut store,
         &target.user,
@@ -195,20 +194,27 @@ fn print_begin(p: &PendingTotp, json: bool) -> Result<(), CliError> {
         .map_err(|e| CliError::msg(format!("cannot write to standard output: {e}")))
 }
 
-fn write_qr_files(p: &PendingTotp, args: &EnrollTotp) -> Result<(), CliError> {
+fn write_qr_files(target: &Target, p: &PendingTotp, args: &EnrollTotp) -> Result<(), CliError> {
     if let Some(path) = &args.qr_png {
         let png = Zeroizing::new(qr::png(&p.uri).map_err(qr_error)?);
-        write_file(path, &png, args.force)?;
+        write_file(target, path, &png, args.force)?;
     }
     if let Some(path) = &args.qr_svg {
         let svg = Zeroizing::new(qr::svg(&p.uri).map_err(qr_error)?);
-        write_file(path, svg.as_bytes(), args.force)?;
+        write_file(target, path, svg.as_bytes(), args.force)?;
     }
     Ok(())
 }
 
-fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
-    private_file::write_private(path, bytes, force).map_err(|e| {
+/// Writes a QR image with the caller's file-system ids (see [`hardening::as_caller`]):
+/// the file is theirs, and a path they could not write to themselves fails as it would
+/// for them.
+fn write_file(target: &Target, path: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
+    hardening::as_caller(target.caller_uid, target.caller_gid, || {
+        private_file::check_ancestors(path, target.caller_uid)
+            .and_then(|()| private_file::write_private(path, bytes, force))
+    })
+    .map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
             " (it exists; use --force to overwrite)"
         } else if e.raw_os_error() == Some(libc::ELOOP) {

@@ -8,7 +8,6 @@ use pam_mfa::clock;
 use pam_mfa::enrollment::{self, Fido2Options};
 use pam_mfa::fido2;
 use pam_mfa::names::DeviceName;
-use pam_mfa::store::Store;
 
 use crate::cli::EnrollFido2;
 use crate::identity::Target;
@@ -21,7 +20,7 @@ pub fn fido2(target: &Target, args: &EnrollFido2) -> Result<(), CliError> {
         None => fido2::default_rp_id(&enroll::host_name()),
     };
     fido2::check_rp_id(&rp_id).map_err(pam_mfa::Error::from)?;
-    let mut store = Store::open_or_create(&target.db)?;
+    let mut store = crate::open_store(target)?;
     let transport = fido2::transport();
     println!(
         "Registering security key \"{name}\" for {} (relying party {rp_id}).",

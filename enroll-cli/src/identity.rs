@@ -7,15 +7,17 @@
 
 use std::path::PathBuf;
 
-use nix::unistd::{User, getuid};
+use nix::unistd::{User, getgid, getuid};
 use pam_mfa::names::{self, UserName};
 use pam_mfa::store::DEFAULT_PATH;
 
 use crate::CliError;
 
 pub struct Target {
-    /// The real uid of the caller, for audit lines.
+    /// The real uid of the caller, for audit lines and for writing files as them.
     pub caller_uid: u32,
+    /// The real gid of the caller, for writing files as them.
+    pub caller_gid: u32,
     /// The account whose devices are being managed.
     pub user: UserName,
     pub db: PathBuf,
@@ -28,7 +30,14 @@ pub fn resolve(user: Option<&str>, db: Option<PathBuf>) -> Result<Target, CliErr
         .map_err(|e| CliError::msg(format!("cannot look up uid {uid}: {e}")))?
         .ok_or_else(|| CliError::msg(format!("uid {uid} has no account name")))?;
     if !is_root && db.is_some() {
-        return Err(CliError::msg("--db is for root only"));
+        return Err(CliError::msg(
+            "--db is for root only; mfa always uses the system device store for you",
+        ));
+    }
+    if !is_root && user.is_some() {
+        return Err(CliError::msg(
+            "--user is for root only; without it mfa manages your own devices",
+        ));
     }
     let user = match user {
         Some(u) => {
@@ -36,14 +45,8 @@ pub fn resolve(user: Option<&str>, db: Option<PathBuf>) -> Result<Target, CliErr
                 UserName::parse(u).map_err(|_| CliError::msg(format!("no such user: {u:?}")))?;
             // Devices are keyed by the account's canonical name, exactly as the module
             // looks them up, so `--user toor` and `--user root` mean the same account.
-            let account = names::canonical_account(&given)?
-                .ok_or_else(|| CliError::msg(format!("no such user: {u:?}")))?;
-            if !is_root && account.as_str() != caller.name {
-                return Err(CliError::msg(
-                    "only root can manage another user's devices (--user)",
-                ));
-            }
-            account
+            names::canonical_account(&given)?
+                .ok_or_else(|| CliError::msg(format!("no such user: {u:?}")))?
         }
         None => UserName::parse(&caller.name).map_err(|_| {
             CliError::msg(format!("user name {:?} cannot have devices", caller.name))
@@ -51,6 +54,7 @@ pub fn resolve(user: Option<&str>, db: Option<PathBuf>) -> Result<Target, CliErr
     };
     Ok(Target {
         caller_uid: uid.as_raw(),
+        caller_gid: getgid().as_raw(),
         user,
         db: db.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
     })

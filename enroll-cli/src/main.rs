@@ -4,6 +4,7 @@
 //! that the PAM module uses too; this binary only parses the command line, talks to the
 //! person at the terminal and prints results.
 
+mod admin;
 mod audit;
 mod cli;
 mod doctor;
@@ -15,6 +16,8 @@ mod manage;
 mod private_file;
 mod prompt;
 mod qr;
+mod reauth;
+mod recovery;
 
 use std::process::ExitCode;
 
@@ -49,6 +52,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Opens (creating if needed) the store for a change, with every device change through
+/// this connection recorded in the audit table as the caller, in the change's own
+/// transaction (see `pam_mfa::audit::attach`).
+pub fn open_store(target: &identity::Target) -> Result<pam_mfa::store::Store, CliError> {
+    let store = pam_mfa::store::Store::open_or_create(&target.db)?;
+    pam_mfa::audit::attach(store.conn(), target.caller_uid)?;
+    Ok(store)
+}
+
+/// Refuses a non-root caller's change when the administrator turned self-service off
+/// (the "greyed-out" case).
+fn check_self_service(target: &identity::Target) -> Result<(), CliError> {
+    if target.caller_uid == 0 {
+        return Ok(());
+    }
+    let Some(store) = pam_mfa::store::Store::open_existing(&target.db)? else {
+        return Ok(());
+    };
+    if pam_mfa::policy::load(store.conn())?.self_service == pam_mfa::policy::SelfService::Deny {
+        return Err(CliError::msg(pam_mfa::policy::MANAGED_BY_ADMIN));
+    }
+    Ok(())
+}
+
 fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
     // The doctor acts on no one's devices, so it needs no target (and refuses non-root
     // callers itself).
@@ -56,8 +83,39 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
         return doctor::run(cli.db.clone(), cli.user.as_deref(), args);
     }
     let target = identity::resolve(cli.user.as_deref(), cli.db)?;
+    if matches!(cli.command, cli::Command::Admin(_)) && target.caller_uid != 0 {
+        return Err(CliError::msg(
+            "mfa admin is for root only; ask your administrator",
+        ));
+    }
+    // From here on the caller is `target.caller_uid`, whatever getuid() says.
+    hardening::become_root_entirely().map_err(CliError::msg)?;
+    if matches!(
+        cli.command,
+        cli::Command::Enroll(_)
+            | cli::Command::Rename { .. }
+            | cli::Command::Remove { .. }
+            | cli::Command::Resync { .. }
+            | cli::Command::Recovery(_)
+    ) {
+        check_self_service(&target)?;
+    }
+    // Changing devices needs a current code of one of them; finishing a registration
+    // does not, as beginning it did.
+    if matches!(
+        cli.command,
+        cli::Command::Enroll(cli::Enroll::Totp(_) | cli::Enroll::Fido2(_))
+            | cli::Command::Rename { .. }
+            | cli::Command::Remove { .. }
+            | cli::Command::Resync { .. }
+            | cli::Command::Recovery(_)
+    ) {
+        reauth::prove_existing_device(&target)?;
+    }
     match cli.command {
         cli::Command::Doctor(_) => Ok(()),
+        cli::Command::Admin(cmd) => admin::run(&target, cmd),
+        cli::Command::Recovery(cli::Recovery::Generate) => recovery::generate(&target),
         cli::Command::Enroll(cli::Enroll::Totp(args)) => enroll::totp(&target, &args),
         cli::Command::Enroll(cli::Enroll::Fido2(args)) => enroll_fido2::fido2(&target, &args),
         cli::Command::Enroll(cli::Enroll::Finish { name, code1, code2 }) => {

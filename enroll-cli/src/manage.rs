@@ -80,7 +80,7 @@ fn table(list: &[DeviceInfo]) -> String {
 pub fn rename(target: &Target, name: &str, new_name: &str) -> Result<(), CliError> {
     let old = DeviceName::parse(name)?;
     let new = DeviceName::parse(new_name)?;
-    let mut store = Store::open_or_create(&target.db)?;
+    let mut store = crate::open_store(target)?;
     let tx = store.write()?;
     devices::rename(
         &tx,
@@ -100,7 +100,7 @@ pub fn rename(target: &Target, name: &str, new_name: &str) -> Result<(), CliErro
 
 pub fn remove(target: &Target, name: &str, yes: bool) -> Result<(), CliError> {
     let name = DeviceName::parse(name)?;
-    let mut store = Store::open_or_create(&target.db)?;
+    let mut store = crate::open_store(target)?;
     let now = clock::now()?;
     if !devices::list(store.conn(), target.user.as_str(), now)?
         .iter()
@@ -135,7 +135,7 @@ pub fn remove(target: &Target, name: &str, yes: bool) -> Result<(), CliError> {
 
 pub fn resync(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(), CliError> {
     let name = DeviceName::parse(name)?;
-    let mut store = Store::open_or_create(&target.db)?;
+    let mut store = crate::open_store(target)?;
     let drift = enrollment::resync(
         &mut store,
         &target.user,

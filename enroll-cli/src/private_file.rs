@@ -55,6 +55,39 @@ pub fn write_private(path: &Path, bytes: &[u8], force: bool) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Refuses a path whose directories pass through a symbolic link owned by anyone but
+/// `uid` or root.
+///
+/// The write itself runs with the caller's file-system ids, so it can only reach what the
+/// caller could; this check adds that a link someone else planted (in a shared directory
+/// such as /tmp) cannot redirect the caller's QR image, with its secret, to a place that
+/// other person chose and can read.
+pub fn check_ancestors(path: &Path, uid: u32) -> io::Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let mut prefix = std::path::PathBuf::new();
+    for component in parent.components() {
+        prefix.push(component);
+        let meta = match std::fs::symlink_metadata(&prefix) {
+            Ok(m) => m,
+            // Missing or unreadable: the open that follows reports it.
+            Err(_) => return Ok(()),
+        };
+        if meta.file_type().is_symlink() && meta.uid() != uid && meta.uid() != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is a symbolic link owned by uid {}; refusing to follow it",
+                    prefix.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses what we could have opened through `force` but must not write into.
 fn check_replaceable(file: &File) -> io::Result<()> {
     let meta = file.metadata()?;
@@ -210,6 +243,24 @@ mod tests {
         assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
         // Refused before anything was done to it.
         assert_eq!(mode(&fifo), 0o644);
+    }
+
+    #[test]
+    fn ancestors_through_own_or_root_links_pass_others_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        symlink(&real, &link).unwrap();
+        // The link is root's (we run as root), so it is fine for root and for uid 4242
+        // it is fine too (root-owned links are trusted).
+        check_ancestors(&link.join("qr.png"), 4242).unwrap();
+        std::os::unix::fs::lchown(&link, Some(4343), None).unwrap();
+        let err = check_ancestors(&link.join("qr.png"), 4242).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        check_ancestors(&link.join("qr.png"), 4343).unwrap();
+        // Only the directories are checked: the last component is write_private's job.
+        check_ancestors(&link, 4242).unwrap();
     }
 
     #[test]

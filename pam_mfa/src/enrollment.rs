@@ -14,7 +14,7 @@ use crate::otp::{PairError, TotpKey, TotpParams};
 use crate::otpauth;
 use crate::secret::Secret;
 use crate::store::{Store, devices};
-use crate::{Error, MAX_DEVICES, Result};
+use crate::{Error, Result};
 
 /// How long a registration may stay unfinished.
 pub const PENDING_LIFETIME_SECS: i64 = 600;
@@ -49,12 +49,7 @@ pub fn begin_totp(
     let expires_at = now + PENDING_LIFETIME_SECS;
     let tx = store.write()?;
     // Checked here as well as at activation so nobody scans a QR code for nothing.
-    if devices::count_active(&tx, user.as_str())? >= MAX_DEVICES {
-        return Err(Error::TooManyDevices {
-            user: user.to_string(),
-            max: MAX_DEVICES,
-        });
-    }
+    devices::check_room(&tx, user.as_str())?;
     devices::insert_pending_totp(
         &tx,
         user.as_str(),
@@ -169,12 +164,7 @@ pub fn register_fido2(
 ) -> Result<fido2::verify::Registration> {
     fido2::check_rp_id(options.rp_id)?;
     // The cheap refusals first, so nobody touches a key for nothing.
-    if devices::count_active(store.conn(), user.as_str())? >= MAX_DEVICES {
-        return Err(Error::TooManyDevices {
-            user: user.to_string(),
-            max: MAX_DEVICES,
-        });
-    }
+    devices::check_room(store.conn(), user.as_str())?;
     if devices::list(store.conn(), user.as_str(), now)?
         .iter()
         .any(|d| d.name == name.as_str() && d.state == devices::DeviceState::Active)

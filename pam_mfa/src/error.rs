@@ -32,7 +32,7 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("device store error: {0}")]
+    #[error("device store error: {}", describe_sqlite(.0))]
     Sqlite(#[from] rusqlite::Error),
     #[error("device store holds an invalid record: {0}")]
     CorruptRecord(String),
@@ -105,6 +105,40 @@ pub enum Error {
     CodesAlreadyUsed,
     #[error("{0}")]
     Fido2(#[from] crate::fido2::Fido2Error),
+    #[error("invalid policy setting: {0}")]
+    InvalidPolicy(String),
     #[error("device \"{name}\" is a security key; only code devices can be {action}")]
     NotTotp { name: String, action: &'static str },
+}
+
+impl Error {
+    /// Whether SQLite found the store's file damaged (as opposed to unreadable, locked or
+    /// refused), so that `mfa doctor` can advise restoring it.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            Self::Sqlite(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt)
+        )
+    }
+}
+
+/// Names the storage conditions an administrator has to act on (a full or read-only file
+/// system) in words, instead of SQLite's generic "disk I/O error" or "unable to open
+/// database file"; anything else keeps SQLite's own message.
+fn describe_sqlite(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode as C;
+    let what = match e.sqlite_error_code() {
+        Some(C::DiskFull) => "the file system holding it is full",
+        Some(C::ReadOnly) => "it is read-only (a read-only file system or mount)",
+        Some(C::CannotOpen) => {
+            "it cannot be opened for writing (a read-only file system or mount, or missing \
+             permissions)"
+        }
+        Some(C::SystemIoFailure) => {
+            "an I/O error (is the file system holding it full, read-only or failing?)"
+        }
+        _ => return e.to_string(),
+    };
+    format!("{what}; nothing can be recorded ({e})")
 }

@@ -6,6 +6,7 @@
 //! thin layer: parse arguments, talk through the conversation, call [`login`].
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod audit;
 pub mod clock;
 pub mod code;
 pub mod enrollment;
@@ -17,6 +18,8 @@ pub mod names;
 pub mod otp;
 pub mod otpauth;
 pub mod pam;
+pub mod policy;
+pub mod recovery;
 pub mod secret;
 pub mod store;
 #[cfg(test)]

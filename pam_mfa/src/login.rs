@@ -224,6 +224,55 @@ pub fn key_failure(
     })
 }
 
+/// What a recovery or bypass code typed at the prompt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryOutcome {
+    Accepted {
+        kind: crate::recovery::Kind,
+        remaining: u32,
+    },
+    Refused {
+        /// Set when this failure started a lock-out.
+        locked_until: Option<i64>,
+    },
+    Locked {
+        until: i64,
+    },
+}
+
+/// Checks a recovery or bypass `code` (already normalised, see
+/// [`crate::recovery::normalize`]) and records the outcome in one write transaction:
+/// the code is used up, or the failure is counted towards the same lock-out as codes.
+pub fn verify_recovery(
+    store: &mut Store,
+    user: &UserName,
+    code: &str,
+    settings: LoginSettings,
+    now: i64,
+) -> Result<RecoveryOutcome> {
+    let user = user.as_str();
+    let tx = store.write()?;
+    let state = auth_state::load(&tx, user)?;
+    if let Some(until) = state.locked_at(now) {
+        return Ok(RecoveryOutcome::Locked { until });
+    }
+    match crate::recovery::consume(&tx, user, code, now)? {
+        crate::recovery::Used::Accepted { kind, remaining } => {
+            auth_state::clear(&tx, user)?;
+            tx.commit()?;
+            Ok(RecoveryOutcome::Accepted { kind, remaining })
+        }
+        crate::recovery::Used::NotFound => {
+            let next = state.after_failure(now, settings.lockout);
+            auth_state::save(&tx, user, &next, now)?;
+            tx.commit()?;
+            Ok(RecoveryOutcome::Refused {
+                locked_until: next.locked_until,
+            })
+        }
+    }
+}
+
 /// Checks `answer` for `user` and records the outcome, all in one write transaction.
 pub fn verify(
     store: &mut Store,

@@ -511,6 +511,31 @@ impl PamRun<'_> {
     pub fn spawn_waiting(&self) -> Running {
         self.start(true)
     }
+
+    /// Starts the attempt with `--answers-stdin`: after the answers given to this run,
+    /// each prompt is answered with the next line the test writes to the client's stdin,
+    /// so later answers can depend on what the module said before (its messages appear
+    /// on the client's stdout as they come).
+    pub fn spawn_interactive(&self) -> Running {
+        let _lock = StartupLock::acquire();
+        let mut cmd = self.command(false);
+        cmd.arg("--answers-stdin");
+        let mut child = Running::spawn(cmd, format!("{} (interactive)", self.describe()));
+        child.wait_for("pam-client to start", |_, err| err.contains(STARTED_MARK));
+        child
+    }
+
+    /// Starts a long-lived client in `--script` mode: it does one login per stdin line
+    /// `UNIXTIME ANSWER`, each with the clock standing at UNIXTIME, and prints
+    /// `login: RESULT` for each (see pam-client). Answers given to this run are not used.
+    pub fn spawn_script(&self) -> Running {
+        let _lock = StartupLock::acquire();
+        let mut cmd = self.command(false);
+        cmd.arg("--script").env("FAKETIME_NO_CACHE", "1");
+        let mut child = Running::spawn(cmd, format!("{} (script)", self.describe()));
+        child.wait_for("pam-client to start", |_, err| err.contains(STARTED_MARK));
+        child
+    }
 }
 
 /// What pam-client prints on stderr as soon as its `main` runs.

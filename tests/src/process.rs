@@ -199,6 +199,51 @@ impl Running {
             stderr: self.stderr(),
         }
     }
+
+    /// Kills the child with SIGKILL (unless it already exited) and returns how it ended:
+    /// `status.signal()` is `Some(9)` if the kill is what ended it.
+    ///
+    /// libfaketime gives every process `/dev/shm/faketime_shm_PID` and
+    /// `/dev/shm/sem.faketime_sem_PID` and removes them when it exits, which a killed
+    /// process never does; a later process that gets the same pid then dies at start
+    /// ("shm_open failed: File exists"). So the killed child's leftovers are removed here.
+    pub fn kill(mut self) -> Finished {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+        }
+        let pid = self.child.id();
+        let finished = self.wait();
+        if std::os::unix::process::ExitStatusExt::signal(&finished.status).is_some() {
+            let _ = std::fs::remove_file(format!("/dev/shm/faketime_shm_{pid}"));
+            let _ = std::fs::remove_file(format!("/dev/shm/sem.faketime_sem_{pid}"));
+            remove_pam_wrapper_dir(&finished.stderr);
+        }
+        finished
+    }
+}
+
+/// pam_wrapper gives each process a directory `/tmp/pam.X` (one of a few dozen letters,
+/// machine-wide) and removes it at exit, which a killed process never does; the letter then
+/// stays taken for good, and once all are, every pam_wrapper process fails to start
+/// ("Failed to find a possible path to create pam_wrapper config dir"). The client's stderr
+/// names its directory (pam_wrapper's debug line "Copy config files from … to /tmp/pam.X"),
+/// so a killed client's directory is removed here.
+fn remove_pam_wrapper_dir(stderr: &str) {
+    for line in stderr.lines() {
+        let Some((_, dir)) = line.split_once("copy_confdir: Copy config files from ") else {
+            continue;
+        };
+        let Some((_, dir)) = dir.rsplit_once(" to ") else {
+            continue;
+        };
+        let dir = dir.trim();
+        let is_slot = dir
+            .strip_prefix("/tmp/pam.")
+            .is_some_and(|l| l.chars().count() == 1);
+        if is_slot {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl Drop for Running {
@@ -207,6 +252,7 @@ impl Drop for Running {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            remove_pam_wrapper_dir(&self.stderr());
         }
     }
 }

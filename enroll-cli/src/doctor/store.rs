@@ -117,6 +117,21 @@ fn check_one(path: &Path, mfa: &str) -> (Finding, StoreState) {
                 StoreState::Unreadable,
             );
         }
+        // A schema larger than the first page (version 3 and later) makes damage past
+        // it show up already while opening.
+        Err(e) if e.is_corrupt() => {
+            return (
+                Finding::problem(
+                    CHECK,
+                    format!("{shown} is damaged: {e}"),
+                    format!(
+                        "restore {shown} from a backup, or move it aside and register the \
+                         devices again"
+                    ),
+                ),
+                StoreState::Unreadable,
+            );
+        }
         Err(e) => {
             let fix = fix_for(path, &e);
             return (

@@ -29,6 +29,16 @@ pub struct ModuleArgs {
     pub fido2: Fido2Mode,
     /// How long to wait for the touch, in seconds (1 to 120).
     pub fido2_timeout: u32,
+    /// Which numbers the service file set, so the store's policy fills in only the rest.
+    pub explicit: Explicit,
+}
+
+/// The module arguments that override the policy's defaults when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Explicit {
+    pub window: bool,
+    pub max_failures: bool,
+    pub lockout: bool,
 }
 
 /// `fido2=off|prefer|require`.
@@ -55,6 +65,7 @@ impl Default for ModuleArgs {
             debug: false,
             fido2: Fido2Mode::default(),
             fido2_timeout: crate::fido2::DEFAULT_TIMEOUT_SECS,
+            explicit: Explicit::default(),
         }
     }
 }
@@ -129,7 +140,10 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
             "nullok" => out.nullok = flag("nullok")?,
             "echo_code" => out.echo_code = flag("echo_code")?,
             "debug" => out.debug = flag("debug")?,
-            "window" => out.settings.window = number("window", value_of("window")?, 0, MAX_WINDOW)?,
+            "window" => {
+                out.settings.window = number("window", value_of("window")?, 0, MAX_WINDOW)?;
+                out.explicit.window = true;
+            }
             "max_failures" => {
                 out.settings.lockout.max_failures = number(
                     "max_failures",
@@ -137,10 +151,12 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
                     1,
                     MAX_MAX_FAILURES,
                 )?;
+                out.explicit.max_failures = true;
             }
             "lockout" => {
                 out.settings.lockout.lockout_secs =
                     number("lockout", value_of("lockout")?, 1, MAX_LOCKOUT_SECS)?;
+                out.explicit.lockout = true;
             }
             "fido2" => {
                 out.fido2 = match value_of("fido2")? {
@@ -185,6 +201,28 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
 impl ModuleArgs {
     pub fn lockout(&self) -> LockoutPolicy {
         self.settings.lockout
+    }
+
+    /// The login settings for this service: the module arguments given, else the
+    /// store's policy, else the built-in defaults.
+    pub fn effective_settings(&self, policy: &crate::policy::Policy) -> LoginSettings {
+        let mut s = self.settings;
+        if !self.explicit.window
+            && let Some(w) = policy.window
+        {
+            s.window = w.min(MAX_WINDOW);
+        }
+        if !self.explicit.max_failures
+            && let Some(n) = policy.max_failures
+        {
+            s.lockout.max_failures = n.clamp(1, MAX_MAX_FAILURES);
+        }
+        if !self.explicit.lockout
+            && let Some(n) = policy.lockout_seconds
+        {
+            s.lockout.lockout_secs = n.clamp(1, MAX_LOCKOUT_SECS);
+        }
+        s
     }
 }
 

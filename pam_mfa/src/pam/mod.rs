@@ -7,6 +7,7 @@
 //! `PAM_SUCCESS` from an error path.
 
 pub mod args;
+mod enroll_at_login;
 mod panic_guard;
 mod security_key;
 mod syslog;
@@ -138,6 +139,24 @@ fn run(
 ) -> Result<PamResultCode, Failure> {
     let mut store = Store::open_existing(&args.db).map_err(store_error)?;
     let account = names::canonical_account(given).map_err(store_error)?;
+    // One primary-key read per login; module arguments override its numbers.
+    let policy = match &store {
+        Some(s) => crate::policy::load(s.conn()).map_err(store_error)?,
+        None => crate::policy::Policy::default(),
+    };
+    let effective = ModuleArgs {
+        settings: args.effective_settings(&policy),
+        ..args.clone()
+    };
+    let args = &effective;
+    // `nullok` in the service file lets this service's users through whatever the
+    // policy says; otherwise the policy's `no_device` decides.
+    let let_through = args.nullok || policy.no_device == crate::policy::NoDevice::Allow;
+    let why_through = if args.nullok {
+        "nullok"
+    } else {
+        "policy no_device=allow"
+    };
 
     let readiness = match (&store, &account) {
         // An unknown account is prompted and refused like any other failure, whatever
@@ -150,7 +169,7 @@ fn run(
     };
     match readiness {
         Readiness::Locked { until } => return Err(locked(pamh, until, silent)),
-        Readiness::NoDevices if args.nullok => {
+        Readiness::NoDevices if let_through => {
             let mut log = Logger::new(pamh);
             log.set_debug(args.debug);
             if store.is_none() {
@@ -159,7 +178,8 @@ fn run(
                 log.log(
                     Level::Notice,
                     &format!(
-                        "device store {} does not exist yet; nullok lets the user through ({})",
+                        "device store {} does not exist yet; {why_through} lets the user \
+                         through ({})",
                         args.db.display(),
                         ctx.describe()
                     ),
@@ -170,12 +190,20 @@ fn run(
                 log.log(
                     Level::Info,
                     &format!(
-                        "no active device; nullok lets the user through ({})",
+                        "no active device; {why_through} lets the user through ({})",
                         ctx.describe()
                     ),
                 );
             }
             return Ok(PamResultCode::PAM_IGNORE);
+        }
+        Readiness::NoDevices
+            if policy.no_device == crate::policy::NoDevice::Enroll
+                && args.fido2 != Fido2Mode::Require =>
+        {
+            if let (Some(store), Some(user)) = (store.as_mut(), &account) {
+                return enroll_at_login::enroll(pamh, store, user, ctx);
+            }
         }
         Readiness::NoDevices | Readiness::Ready => {}
     }
@@ -225,9 +253,62 @@ fn run(
             PamResultCode::PAM_AUTH_ERR,
         ));
     };
+    if let Some(code) = crate::recovery::normalize(answer.as_bytes()) {
+        let outcome =
+            login::verify_recovery(store, &user, &code, args.settings, now).map_err(store_error)?;
+        return recovery_finish(pamh, outcome, ctx, silent);
+    }
     let outcome =
         login::verify(store, &user, answer.as_bytes(), args.settings, now).map_err(store_error)?;
     finish(pamh, outcome, &user, ctx, silent)
+}
+
+/// The end of a login with a recovery or bypass code: the person is told how many are
+/// left (PAM_TEXT_INFO), and syslog says which kind was used (never the code).
+fn recovery_finish(
+    pamh: &mut PamHandle,
+    outcome: login::RecoveryOutcome,
+    ctx: &Context,
+    silent: bool,
+) -> Result<PamResultCode, Failure> {
+    use crate::recovery::Kind;
+    match outcome {
+        login::RecoveryOutcome::Accepted { kind, remaining } => {
+            let text = match kind {
+                Kind::Recovery => format!(
+                    "Recovery code accepted. You have {remaining} recovery code{} left; \
+                     register a new device with `mfa enroll totp NAME`.",
+                    if remaining == 1 { "" } else { "s" }
+                ),
+                Kind::Bypass => format!(
+                    "Temporary code accepted ({remaining} use{} left). Register a new \
+                     device with `mfa enroll totp NAME`.",
+                    if remaining == 1 { "" } else { "s" }
+                ),
+            };
+            if !silent {
+                let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
+            }
+            Logger::new(pamh).log(
+                Level::Notice,
+                &format!(
+                    "authenticated with a {} code; {remaining} left ({})",
+                    kind.as_str(),
+                    ctx.describe()
+                ),
+            );
+            Ok(PamResultCode::PAM_SUCCESS)
+        }
+        login::RecoveryOutcome::Locked { until } => Err(locked(pamh, until, silent)),
+        login::RecoveryOutcome::Refused { locked_until } => Err((
+            Level::Notice,
+            format!(
+                "authentication failure: not a valid recovery or bypass code{}",
+                lock_note(locked_until)
+            ),
+            PamResultCode::PAM_AUTH_ERR,
+        )),
+    }
 }
 
 /// Turns a login outcome into the PAM result, the syslog line and, for a security key's

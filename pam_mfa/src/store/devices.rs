@@ -277,16 +277,24 @@ pub fn insert_pending_totp(
     Ok(())
 }
 
+/// Refuses when `user` already has as many active devices as the policy's `max_devices`
+/// (never more than [`MAX_DEVICES`], which the schema's triggers enforce as well).
+pub fn check_room(conn: &Connection, user: &str) -> Result<()> {
+    let max = crate::policy::device_limit(conn)?.min(MAX_DEVICES);
+    if count_active(conn, user)? >= max {
+        return Err(Error::TooManyDevices {
+            user: user.to_owned(),
+            max,
+        });
+    }
+    Ok(())
+}
+
 /// Makes a pending device active, enforcing the per-user limit inside the caller's
 /// transaction. `last_step` burns the codes used to confirm it. `false` when the pending
 /// device is gone (expired, or replaced by a new registration of the same name).
 pub fn activate(conn: &Connection, user: &str, id: i64, last_step: i64, now: i64) -> Result<bool> {
-    if count_active(conn, user)? >= MAX_DEVICES {
-        return Err(Error::TooManyDevices {
-            user: user.to_owned(),
-            max: MAX_DEVICES,
-        });
-    }
+    check_room(conn, user)?;
     let n = conn
         .prepare_cached(
             "UPDATE devices SET state = 'active', last_step = ?2, expires_at = NULL
@@ -487,12 +495,7 @@ pub fn insert_fido2(
         }
         None => {}
     }
-    if count_active(conn, user)? >= MAX_DEVICES {
-        return Err(Error::TooManyDevices {
-            user: user.to_owned(),
-            max: MAX_DEVICES,
-        });
-    }
+    check_room(conn, user)?;
     let taken: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE credential_id = ?1)")?
         .query_row([new.credential_id], |r| r.get(0))?;

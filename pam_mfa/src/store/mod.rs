@@ -7,6 +7,17 @@
 //! committed replay step survives a power cut, `secure_delete` so a removed device's secret
 //! is overwritten rather than left in a free page, and a busy timeout so that simultaneous
 //! logins queue instead of failing.
+//!
+//! A login opens the store, commits one transaction and closes it, once per process, so
+//! what closing costs matters as much as what committing does. By default SQLite's last
+//! connection checkpoints the WAL into the database and deletes it on close: two more
+//! fsyncs, and the next login re-creates the WAL file (and fsyncs the directory). A login
+//! connection therefore closes without a checkpoint (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`),
+//! leaving its frames in the WAL, where the commit's fsync already made them durable; once
+//! the WAL has grown past [`LOGIN_CHECKPOINT_WAL_BYTES`], the login that finds it so folds
+//! it back into the database and truncates it, without waiting for anyone. Connections
+//! that leave the WAL empty, and `mfa` changing devices, close the default way, so after
+//! `mfa` the database file alone holds everything.
 
 pub mod auth_state;
 pub mod devices;
@@ -19,6 +30,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
@@ -32,9 +44,36 @@ pub const DEFAULT_PATH: &str = "/var/lib/pam_mfa/devices.db";
 /// a spurious refusal of a right code is a failure the user cannot do anything about.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How big a login lets the WAL grow before it checkpoints and truncates it: about 16
+/// frames of 4 KiB pages (a successful login adds one or two). Every login re-reads the
+/// WAL when it opens the store, so a long one makes every login slower; checkpointing
+/// costs two fsyncs, and the first commit into a fresh WAL one more, so a short one makes
+/// some logins slower more often.
+pub const LOGIN_CHECKPOINT_WAL_BYTES: u64 = 64 * 1024;
+
+/// What a connection is for, which decides how it closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// A login, or a look that changes nothing: no checkpoint on close (see the module
+    /// documentation).
+    Login,
+    /// `mfa` changing devices: SQLite's default close, which checkpoints and removes the
+    /// WAL when it is the last connection.
+    Admin,
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    usage: Use,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.usage == Use::Login {
+            self.fold_wal_if_long();
+        }
+    }
 }
 
 impl Store {
@@ -46,7 +85,7 @@ impl Store {
         match safety::check(path)? {
             Presence::Absent => Ok(None),
             Presence::Present => {
-                let mut store = Self::connect(path, OpenFlags::empty())?;
+                let mut store = Self::connect(path, Use::Login)?;
                 store.check_schema()?;
                 Ok(Some(store))
             }
@@ -63,24 +102,27 @@ impl Store {
             initialise_new(path)?;
             safety::check(path)?;
         }
-        let mut store = Self::connect(path, OpenFlags::empty())?;
+        let mut store = Self::connect(path, Use::Admin)?;
         store.check_schema()?;
         Ok(store)
     }
 
-    fn connect(path: &Path, extra: OpenFlags) -> Result<Self> {
+    fn connect(path: &Path, usage: Use) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_NOFOLLOW
-            | extra;
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Io {
             path: path.to_owned(),
             source: io::Error::other(e.to_string()),
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        if usage == Use::Login {
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        }
         let store = Self {
             conn,
             path: path.to_owned(),
+            usage,
         };
         store
             .conn
@@ -105,6 +147,18 @@ impl Store {
     /// Refuses files that are empty, foreign or too new, and migrates older schemas
     /// forward (an upgrade keeps the store and brings it up to date on first use).
     fn check_schema(&mut self) -> Result<()> {
+        // Every login comes here: the usual answer, a store of ours at the current
+        // version, takes two reads of the database header; only anything else gets the
+        // full look (which counts the schema's objects).
+        let header_value = |name: &str| -> rusqlite::Result<i64> {
+            self.conn.pragma_query_value(None, name, |r| r.get(0))
+        };
+        let current = header_value("user_version")
+            .and_then(|v| Ok((v, header_value("application_id")?)))
+            .map_err(|e| self.classify(e))?;
+        if current == (schema::CURRENT_VERSION, schema::APPLICATION_ID) {
+            return Ok(());
+        }
         let header = schema::read_header(&self.conn).map_err(|e| self.classify(e))?;
         if header.user_version == 0 {
             return Err(if header.objects == 0 {
@@ -139,6 +193,36 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// For a login connection about to close: checkpoints and truncates the WAL if it has
+    /// grown past [`LOGIN_CHECKPOINT_WAL_BYTES`]. Best effort and never waiting: if another
+    /// connection is using the WAL this does nothing (one of the next logins will do it),
+    /// and an error only means the WAL stays longer; the frames in it are already durable,
+    /// and SQLite's own automatic checkpoint still bounds it. A connection that leaves the
+    /// WAL empty (one that only read, or the one that just truncated it) closes the default
+    /// way, so that the `-wal` and `-shm` files go away as they always did.
+    fn fold_wal_if_long(&self) {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let wal_len = || {
+            std::fs::symlink_metadata(&wal)
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map_or(0, |m| m.len())
+        };
+        let mut len = wal_len();
+        if len >= LOGIN_CHECKPOINT_WAL_BYTES && self.conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            len = wal_len();
+        }
+        if len == 0 {
+            let _ = self
+                .conn
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
+        }
     }
 
     /// A read-only view for queries that need no transaction.
@@ -390,6 +474,87 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o644
         );
+    }
+
+    #[test]
+    fn logins_leave_their_commits_in_the_wal_until_it_is_long() {
+        let (_dir, path) = temp_store();
+        {
+            let mut store = Store::open_or_create(&path).unwrap();
+            let tx = store.write().unwrap();
+            devices::insert_pending_totp(
+                &tx,
+                "alice",
+                "phone",
+                &crate::secret::Secret::from_bytes(vec![7; 20]),
+                crate::otp::TotpParams::DEFAULT,
+                100,
+                700,
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let wal = path.with_file_name("devices.db-wal");
+        let shm = path.with_file_name("devices.db-shm");
+        let wal_len = || fs::metadata(&wal).map_or(0, |m| m.len());
+        assert!(!wal.exists(), "mfa's close checkpoints and removes the WAL");
+
+        // A look that changes nothing leaves nothing behind.
+        drop(Store::open_existing(&path).unwrap().unwrap());
+        assert!(!wal.exists() && !shm.exists());
+
+        // A login's commit stays in the WAL, where its fsync made it durable, rather than
+        // being copied into the database by a checkpoint when the connection closes.
+        let login = |n: i64| {
+            let mut store = Store::open_existing(&path).unwrap().unwrap();
+            let tx = store.write().unwrap();
+            tx.execute("UPDATE devices SET last_used_at = ?1", [n])
+                .unwrap();
+            tx.commit().unwrap();
+        };
+        login(1);
+        assert!(wal_len() > 0);
+        let used = |store: &Store| -> i64 {
+            store
+                .conn()
+                .query_row("SELECT last_used_at FROM devices", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(used(&Store::open_existing(&path).unwrap().unwrap()), 1);
+
+        // Once it is long, the login that finds it so folds it into the database, and the
+        // files go away.
+        let mut n = 1;
+        while wal_len() > 0 {
+            n += 1;
+            assert!(n < 1000, "the WAL never got folded");
+            login(n);
+        }
+        let frames = LOGIN_CHECKPOINT_WAL_BYTES / 4096;
+        assert!(
+            n >= 2 && n <= 2 * i64::try_from(frames).unwrap(),
+            "folded after {n}"
+        );
+        assert!(!wal.exists() && !shm.exists());
+        let store = Store::open_existing(&path).unwrap().unwrap();
+        assert_eq!(used(&store), n);
+        drop(store);
+
+        // Another connection using the WAL makes the fold wait for a later login, never
+        // this one: it does not block, and nothing is lost.
+        let reader = Store::open_existing(&path).unwrap().unwrap();
+        reader.conn().execute_batch("BEGIN").unwrap();
+        assert_eq!(used(&reader), n);
+        for _ in 0..(2 * frames) {
+            n += 1;
+            login(n);
+        }
+        assert!(wal_len() >= LOGIN_CHECKPOINT_WAL_BYTES);
+        drop(reader);
+        n += 1;
+        login(n);
+        assert_eq!(wal_len(), 0);
+        assert_eq!(used(&Store::open_existing(&path).unwrap().unwrap()), n);
     }
 
     #[test]

@@ -82,6 +82,49 @@ const MIGRATIONS: &[&str] = &[
           OR NEW.rp_id IS NULL OR NEW.uv_required IS NULL OR NEW.secret IS NOT NULL)
     BEGIN SELECT RAISE(ABORT, 'pam_mfa: incomplete FIDO2 device'); END;
     ",
+    // 3: the administrator's policy (one row; NULL numbers mean the built-in default)
+    // and the audit trail of every change, written in the same transaction as the change.
+    "
+    CREATE TABLE policy (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        self_service    TEXT    NOT NULL DEFAULT 'allow'
+                                CHECK (self_service IN ('allow', 'deny')),
+        max_devices     INTEGER NOT NULL DEFAULT 8 CHECK (max_devices BETWEEN 1 AND 8),
+        no_device       TEXT    NOT NULL DEFAULT 'deny'
+                                CHECK (no_device IN ('allow', 'deny', 'enroll')),
+        max_failures    INTEGER CHECK (max_failures IS NULL OR max_failures BETWEEN 1 AND 1000),
+        lockout_seconds INTEGER
+                        CHECK (lockout_seconds IS NULL OR lockout_seconds BETWEEN 1 AND 604800),
+        window          INTEGER CHECK (window IS NULL OR window BETWEEN 0 AND 10)
+    );
+    INSERT INTO policy (id) VALUES (1);
+    CREATE TABLE audit (
+        id              INTEGER PRIMARY KEY,
+        at              INTEGER NOT NULL,
+        actor_uid       INTEGER NOT NULL,
+        user            TEXT    NOT NULL,
+        action          TEXT    NOT NULL,
+        device          TEXT,
+        detail          TEXT
+    );
+    CREATE INDEX audit_by_user ON audit (user, at);
+    CREATE INDEX audit_by_time ON audit (at);
+    -- Recovery codes (one use each) and bypass codes (uses_left uses until expires_at),
+    -- stored only as SHA-256 over a per-code salt and the code; see recovery.rs.
+    CREATE TABLE recovery_codes (
+        id              INTEGER PRIMARY KEY,
+        user            TEXT    NOT NULL,
+        kind            TEXT    NOT NULL CHECK (kind IN ('recovery', 'bypass')),
+        salt            BLOB    NOT NULL CHECK (length(salt) = 16),
+        hash            BLOB    NOT NULL CHECK (length(hash) = 32),
+        uses_left       INTEGER NOT NULL CHECK (uses_left BETWEEN 0 AND 100),
+        expires_at      INTEGER,
+        created_at      INTEGER NOT NULL,
+        created_by      INTEGER NOT NULL,
+        CHECK (kind <> 'bypass' OR expires_at IS NOT NULL)
+    );
+    CREATE INDEX recovery_codes_by_user ON recovery_codes (user);
+    ",
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -160,13 +203,18 @@ mod tests {
     }
 
     #[test]
-    fn version_1_migrates_to_2_keeping_totp_devices() {
+    fn version_1_migrates_to_current_keeping_totp_devices() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("devices.db");
         let mut conn = version_1_store(&path);
         migrate(&mut conn, &path).unwrap();
-        assert_eq!(read_header(&conn).unwrap().user_version, 2);
-        assert_eq!(CURRENT_VERSION, 2);
+        assert_eq!(read_header(&conn).unwrap().user_version, 3);
+        assert_eq!(CURRENT_VERSION, 3);
+        // Version 3 starts with the default policy row.
+        assert_eq!(
+            crate::policy::load(&conn).unwrap(),
+            crate::policy::Policy::default()
+        );
         let row: (String, Vec<u8>, i64, Option<Vec<u8>>, Option<i64>) = conn
             .query_row(
                 "SELECT kind, secret, last_step, credential_id, sign_count FROM devices",
@@ -179,7 +227,7 @@ mod tests {
         assert_eq!(totp.len(), 1);
         // Migrating again is a no-op.
         migrate(&mut conn, &path).unwrap();
-        assert_eq!(read_header(&conn).unwrap().user_version, 2);
+        assert_eq!(read_header(&conn).unwrap().user_version, 3);
     }
 
     #[test]

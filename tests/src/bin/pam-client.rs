@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! pam-client --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-file PATH]...
-//!            [--wait-stdin]
+//!            [--wait-stdin] [--script]
 //! ```
 //!
 //! Answers (from `--answer` and `--answer-file`, in command-line order) are handed out one
@@ -25,6 +25,14 @@
 //! `pam-client: time SECONDS`, the wall clock it sees (a fake one under libfaketime).
 //! Errors of the client itself (bad usage, `pam_start` failing) exit with 64 / 70, values
 //! no PAM code takes, and print no `result:` line.
+//!
+//! `--script` makes one process do many logins (the soak test: pam_wrapper limits how many
+//! clients can start per second, not how many logins one client does). It reads lines
+//! `UNIXTIME ANSWER` from stdin; for each it sets `FAKETIME` to `UNIXTIME` (under
+//! libfaketime with `FAKETIME_FMT=%s` and `FAKETIME_NO_CACHE=1`, the clock then stands at
+//! that moment), runs `pam_start`, `pam_authenticate` answering the first prompt with
+//! ANSWER, and `pam_end`, and prints `login: NAME` (no message lines). It exits 0 at
+//! end-of-file. `--answer` and `--wait-stdin` are ignored in this mode.
 //!
 //! The client never sets `PAM_SILENT` or any other flag: it calls `pam_authenticate(pamh, 0)`.
 //! It installs a `PAM_FAIL_DELAY` callback that does not sleep, so a module asking for a
@@ -117,16 +125,32 @@ struct Args {
     rhost: Option<CString>,
     answers: VecDeque<CString>,
     wait_stdin: bool,
+    script: bool,
+    /// `--answers-stdin`: once the given answers run out, each prompt is answered with
+    /// the next line of stdin, read when the prompt comes (for conversations whose later
+    /// answers depend on earlier messages, like registration at login).
+    answers_stdin: bool,
 }
 
 /// State shared with the conversation callback through `appdata_ptr`.
 struct ConvState {
     answers: VecDeque<CString>,
+    answers_stdin: bool,
+}
+
+/// One line of stdin without its newline, for `--answers-stdin`; `None` at end of input.
+fn stdin_answer() -> Option<CString> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => CString::new(line.trim_end_matches(['\n', '\r'])).ok(),
+    }
 }
 
 fn usage() -> String {
     "usage: pam-client --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
-     [--answer-file PATH]... [--wait-stdin]"
+     [--answer-file PATH]... [--wait-stdin] [--script] [--answers-stdin]"
         .to_owned()
 }
 
@@ -143,12 +167,22 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
     let mut rhost = None;
     let mut answers = VecDeque::new();
     let mut wait_stdin = false;
+    let mut script = false;
+    let mut answers_stdin = false;
     while let Some(flag) = argv.next() {
         let flag = flag
             .into_string()
             .map_err(|f| format!("unknown argument {f:?}\n{}", usage()))?;
         if flag == "--wait-stdin" {
             wait_stdin = true;
+            continue;
+        }
+        if flag == "--script" {
+            script = true;
+            continue;
+        }
+        if flag == "--answers-stdin" {
+            answers_stdin = true;
             continue;
         }
         let value = argv
@@ -175,6 +209,8 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
         rhost,
         answers,
         wait_stdin,
+        answers_stdin,
+        script,
     })
 }
 
@@ -307,7 +343,14 @@ unsafe fn converse(
         let _ = out.flush();
         match m.msg_style {
             PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
-                let Some(answer) = state.answers.pop_front() else {
+                let answer = state.answers.pop_front().or_else(|| {
+                    if state.answers_stdin {
+                        stdin_answer()
+                    } else {
+                        None
+                    }
+                });
+                let Some(answer) = answer else {
                     eprintln!("pam-client: no answer left for prompt {:?}", text);
                     // SAFETY: as above.
                     unsafe { free_replies(replies, n) };
@@ -396,8 +439,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if args.script {
+        return run_script(&args);
+    }
     let mut state = Box::new(ConvState {
         answers: args.answers,
+        answers_stdin: args.answers_stdin,
     });
     let conv = PamConv {
         conv: Some(conversation),
@@ -463,4 +510,134 @@ fn main() -> ExitCode {
         eprintln!("pam-client: threads after pam_end {}", tasks.count());
     }
     ExitCode::from(u8::try_from(rc).unwrap_or(EXIT_SOFTWARE))
+}
+
+/// `--script`: one login per stdin line `UNIXTIME ANSWER`, each at its own fake time.
+fn run_script(args: &Args) -> ExitCode {
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::BufRead::read_line(&mut stdin.lock(), &mut line) {
+            Ok(0) => return ExitCode::SUCCESS,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("pam-client: reading the script: {e}");
+                return ExitCode::from(EXIT_SOFTWARE);
+            }
+        }
+        let Some((at, answer)) = line.trim_end_matches('\n').split_once(' ') else {
+            eprintln!("pam-client: bad script line {line:?}");
+            return ExitCode::from(EXIT_USAGE);
+        };
+        if at.is_empty() || !at.bytes().all(|b| b.is_ascii_digit()) {
+            eprintln!("pam-client: bad time in script line {line:?}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        // SAFETY: this process has a single thread (the module leaves none behind after
+        // pam_end, which the tests check), so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("FAKETIME", at) };
+        let answer = match c_string("script answer", answer.as_bytes().to_vec()) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("pam-client: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let mut state = Box::new(ConvState {
+            answers: VecDeque::from([answer]),
+            answers_stdin: false,
+        });
+        let conv = PamConv {
+            conv: Some(silent_conversation),
+            appdata_ptr: std::ptr::from_mut::<ConvState>(&mut *state).cast(),
+        };
+        let mut pamh: *mut PamHandle = std::ptr::null_mut();
+        // SAFETY: as in `main`: the strings, `conv` and its state outlive the handle.
+        let rc = unsafe { pam_start(args.service.as_ptr(), args.user.as_ptr(), &conv, &mut pamh) };
+        if rc != PAM_SUCCESS || pamh.is_null() {
+            eprintln!("pam-client: pam_start failed: {}", pam_code_name(rc));
+            return ExitCode::from(EXIT_SOFTWARE);
+        }
+        let delay: FailDelayFn = no_fail_delay;
+        // SAFETY: `pamh` is live; for PAM_FAIL_DELAY libpam stores the function pointer.
+        unsafe { pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void) };
+        // SAFETY: `pamh` is a live handle.
+        let rc = unsafe { pam_authenticate(pamh, 0) };
+        // SAFETY: `pamh` is live and ended exactly once; the state outlives it.
+        unsafe { pam_end(pamh, rc) };
+        drop(state);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "login: {}", pam_code_name(rc));
+        let _ = out.flush();
+    }
+}
+
+/// The conversation of `--script`: answers prompts like `conversation`, but prints
+/// nothing (thousands of logins would only fill the pipe).
+///
+/// # Safety
+/// Called by libpam only, with the arguments of a `pam_conv` callback.
+unsafe extern "C" fn silent_conversation(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int {
+    let result = std::panic::catch_unwind(|| {
+        if num_msg <= 0 || num_msg > PAM_MAX_NUM_MSG || msg.is_null() || resp.is_null() {
+            return PAM_CONV_ERR;
+        }
+        if appdata_ptr.is_null() {
+            return PAM_CONV_ERR;
+        }
+        let n = usize::try_from(num_msg).unwrap_or(0);
+        // SAFETY: `appdata_ptr` is the `ConvState` `run_script` registered, alive until
+        // after pam_end; libpam calls the conversation from this thread only.
+        let state = unsafe { &mut *appdata_ptr.cast::<ConvState>() };
+        // SAFETY: calloc has no preconditions; zeroed memory is a valid response array.
+        let replies =
+            unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }.cast::<PamResponse>();
+        if replies.is_null() {
+            return PAM_BUF_ERR;
+        }
+        for i in 0..n {
+            // SAFETY: libpam passes `msg` as an array of `num_msg` message pointers.
+            let m_ptr = unsafe { *msg.add(i) };
+            if m_ptr.is_null() {
+                // SAFETY: `replies` holds `n` zero-initialised or filled elements.
+                unsafe { free_replies(replies, n) };
+                return PAM_CONV_ERR;
+            }
+            // SAFETY: non-null message pointers from libpam point to valid messages.
+            let style = unsafe { (*m_ptr).msg_style };
+            match style {
+                PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
+                    let Some(answer) = state.answers.pop_front() else {
+                        // SAFETY: as above.
+                        unsafe { free_replies(replies, n) };
+                        return PAM_CONV_ERR;
+                    };
+                    let p = malloc_c_string(&answer);
+                    if p.is_null() {
+                        // SAFETY: as above.
+                        unsafe { free_replies(replies, n) };
+                        return PAM_BUF_ERR;
+                    }
+                    // SAFETY: `i < n`, inside the calloc'ed array.
+                    unsafe { (*replies.add(i)).resp = p };
+                }
+                PAM_ERROR_MSG | PAM_TEXT_INFO => {}
+                _ => {
+                    // SAFETY: as above.
+                    unsafe { free_replies(replies, n) };
+                    return PAM_CONV_ERR;
+                }
+            }
+        }
+        // SAFETY: `resp` is a valid out-pointer from libpam, which now owns `replies`.
+        unsafe { *resp = replies };
+        PAM_SUCCESS
+    });
+    result.unwrap_or(PAM_CONV_ERR)
 }

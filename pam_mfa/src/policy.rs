@@ -1,0 +1,257 @@
+//! The administrator's policy, one row in the store (`policy`, schema version 3).
+//!
+//! It lives in the store rather than in a configuration file so that the module, `mfa`
+//! and every service read the same decision, it changes atomically with everything else,
+//! and only root (who alone can write the store) changes it. The module reads it once per
+//! login with a single primary-key query ([`load`]).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{Error, MAX_DEVICES, Result};
+
+/// Whether users may register and change their own devices with `mfa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfService {
+    Allow,
+    /// Only root changes devices; users are told to contact their administrator.
+    Deny,
+}
+
+/// What a login does for a user without an active device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoDevice {
+    /// Let them through (as the module argument `nullok` does for one service).
+    Allow,
+    /// Refuse them (after a prompt, so the prompt does not tell who has enrolled).
+    Deny,
+    /// Register an authenticator app right there, through the PAM conversation.
+    Enroll,
+}
+
+/// The policy row. `None` for a number means "the built-in default"; module arguments
+/// override all three numbers for their service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub self_service: SelfService,
+    pub max_devices: u32,
+    pub no_device: NoDevice,
+    pub max_failures: Option<u32>,
+    pub lockout_seconds: Option<i64>,
+    pub window: Option<u32>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            self_service: SelfService::Allow,
+            max_devices: MAX_DEVICES,
+            no_device: NoDevice::Deny,
+            max_failures: None,
+            lockout_seconds: None,
+            window: None,
+        }
+    }
+}
+
+/// The message a non-root user gets when `self_service` is `deny` (the "greyed-out" case).
+pub const MANAGED_BY_ADMIN: &str =
+    "Device registration is managed by your administrator; contact them";
+
+/// The keys `mfa admin policy set` accepts, in the order `show` prints them.
+pub const KEYS: &[&str] = &[
+    "self_service",
+    "max_devices",
+    "no_device",
+    "max_failures",
+    "lockout_seconds",
+    "window",
+];
+
+impl SelfService {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+impl NoDevice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Enroll => "enroll",
+        }
+    }
+}
+
+/// Reads the policy; a store that predates it (impossible after migration, but cheap to
+/// allow) has the defaults.
+pub fn load(conn: &Connection) -> Result<Policy> {
+    let row = conn
+        .prepare_cached(
+            "SELECT self_service, max_devices, no_device, max_failures, lockout_seconds, window
+             FROM policy WHERE id = 1",
+        )?
+        .query_row([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<u32>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<u32>>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((self_service, max_devices, no_device, max_failures, lockout_seconds, window)) = row
+    else {
+        return Ok(Policy::default());
+    };
+    Ok(Policy {
+        self_service: if self_service == "deny" {
+            SelfService::Deny
+        } else {
+            SelfService::Allow
+        },
+        max_devices: max_devices.clamp(1, MAX_DEVICES),
+        no_device: match no_device.as_str() {
+            "allow" => NoDevice::Allow,
+            "enroll" => NoDevice::Enroll,
+            _ => NoDevice::Deny,
+        },
+        max_failures,
+        lockout_seconds,
+        window,
+    })
+}
+
+/// The device limit for everyone: the policy's `max_devices` (never above 8).
+pub fn device_limit(conn: &Connection) -> Result<u32> {
+    Ok(load(conn)?.max_devices)
+}
+
+fn bad(key: &str, problem: &str) -> Error {
+    Error::InvalidPolicy(format!("{key}: {problem}"))
+}
+
+fn number(key: &str, value: &str, min: i64, max: i64) -> Result<Option<i64>> {
+    if value == "default" {
+        return Ok(None);
+    }
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(key, "must be a number or \"default\""));
+    }
+    let n: i64 = value
+        .parse()
+        .map_err(|_| bad(key, &format!("must be from {min} to {max}")))?;
+    if !(min..=max).contains(&n) {
+        return Err(bad(key, &format!("must be from {min} to {max}")));
+    }
+    Ok(Some(n))
+}
+
+/// Sets one key, validating it strictly (a typo never becomes a silent default). Runs in
+/// the caller's transaction so the audit row goes with it.
+pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    let one_of = |allowed: &[&str]| -> Result<()> {
+        if allowed.contains(&value) {
+            Ok(())
+        } else {
+            Err(bad(key, &format!("must be one of {}", allowed.join(", "))))
+        }
+    };
+    // The column name comes from this fixed list, never from the input.
+    let (column, sql_value): (&str, rusqlite::types::Value) = match key {
+        "self_service" => {
+            one_of(&["allow", "deny"])?;
+            ("self_service", value.to_owned().into())
+        }
+        "no_device" => {
+            one_of(&["allow", "deny", "enroll"])?;
+            ("no_device", value.to_owned().into())
+        }
+        "max_devices" => match number(key, value, 1, i64::from(MAX_DEVICES))? {
+            Some(n) => ("max_devices", n.into()),
+            None => ("max_devices", i64::from(MAX_DEVICES).into()),
+        },
+        "max_failures" => ("max_failures", number(key, value, 1, 1000)?.into()),
+        "lockout_seconds" => ("lockout_seconds", number(key, value, 1, 7 * 86_400)?.into()),
+        "window" => (
+            "window",
+            number(key, value, 0, i64::from(crate::login::MAX_WINDOW))?.into(),
+        ),
+        _ => {
+            return Err(Error::InvalidPolicy(format!(
+                "unknown policy key {key:?}; keys are {}",
+                KEYS.join(", ")
+            )));
+        }
+    };
+    conn.execute(
+        "INSERT INTO policy (id) VALUES (1) ON CONFLICT (id) DO NOTHING",
+        [],
+    )?;
+    conn.execute(
+        &format!("UPDATE policy SET {column} = ?1 WHERE id = 1"),
+        params![sql_value],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_set_and_load() {
+        let mut ts = crate::test_support::temp_store();
+        let store = &mut ts.store;
+        assert_eq!(load(store.conn()).unwrap(), Policy::default());
+        let tx = store.write().unwrap();
+        set(&tx, "self_service", "deny").unwrap();
+        set(&tx, "max_devices", "2").unwrap();
+        set(&tx, "no_device", "enroll").unwrap();
+        set(&tx, "window", "0").unwrap();
+        set(&tx, "max_failures", "3").unwrap();
+        set(&tx, "lockout_seconds", "60").unwrap();
+        tx.commit().unwrap();
+        let p = load(store.conn()).unwrap();
+        assert_eq!(p.self_service, SelfService::Deny);
+        assert_eq!(p.max_devices, 2);
+        assert_eq!(p.no_device, NoDevice::Enroll);
+        assert_eq!(
+            (p.window, p.max_failures, p.lockout_seconds),
+            (Some(0), Some(3), Some(60))
+        );
+        let tx = store.write().unwrap();
+        set(&tx, "window", "default").unwrap();
+        tx.commit().unwrap();
+        assert_eq!(load(store.conn()).unwrap().window, None);
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let mut ts = crate::test_support::temp_store();
+        let store = &mut ts.store;
+        let tx = store.write().unwrap();
+        for (k, v) in [
+            ("self_service", "maybe"),
+            ("max_devices", "0"),
+            ("max_devices", "9"),
+            ("no_device", "nullok"),
+            ("window", "-1"),
+            ("window", "99"),
+            ("max_failures", "0"),
+            ("lockout_seconds", "1e3"),
+            ("colour", "blue"),
+        ] {
+            assert!(
+                matches!(set(&tx, k, v), Err(Error::InvalidPolicy(_))),
+                "{k}={v}"
+            );
+        }
+    }
+}

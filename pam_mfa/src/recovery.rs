@@ -1,0 +1,355 @@
+//! Recovery codes and administrator-issued bypass codes: the only ways back in for a user
+//! who lost every device (ARCHITECTURE.md).
+//!
+//! Both are 12 characters from a 32-letter alphabet without look-alikes (60 bits),
+//! shown as `abcd-efgh-jkmn`, shown once, and stored only as SHA-256 over a per-code
+//! random 16-byte salt and the code. A slow password hash (argon2) exists to protect
+//! low-entropy secrets people choose; these codes are machine-made with 60 bits, so even
+//! with the store in hand, finding one takes ~2^59 SHA-256 evaluations per code (the salt
+//! rules out shared tables), while a slow hash would only make every login pay for
+//! nothing. Online guessing is bounded by the same lock-out as codes.
+//!
+//! A recovery code works once; `mfa recovery generate` replaces the whole set. A bypass
+//! code works `uses` times until it expires.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::store::auth_state;
+use crate::{Error, Result};
+
+/// How many recovery codes a set has.
+pub const SET_SIZE: usize = 10;
+/// Characters in a code (5 bits each: 60 bits).
+pub const CODE_CHARS: usize = 12;
+/// Lower-case letters and digits without the look-alikes 0/o and 1/l: codes are read
+/// aloud and typed from paper.
+const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+
+/// The kinds of row in `recovery_codes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Recovery,
+    Bypass,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recovery => "recovery",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// What a login with a recovery or bypass code found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Used {
+    /// Accepted; `remaining` codes of this kind (recovery: codes left in the set; bypass:
+    /// uses left of this code) remain.
+    Accepted {
+        kind: Kind,
+        remaining: u32,
+    },
+    NotFound,
+}
+
+/// A new random code, `CODE_CHARS` characters, not grouped.
+fn generate() -> Result<Zeroizing<String>> {
+    let mut bytes = Zeroizing::new([0u8; CODE_CHARS]);
+    getrandom::fill(&mut *bytes).map_err(|e| Error::Random(e.to_string()))?;
+    let a = ALPHABET;
+    Ok(Zeroizing::new(
+        bytes
+            .iter()
+            .map(|b| char::from(a[usize::from(b & 31)]))
+            .collect(),
+    ))
+}
+
+/// `abcdefghjkmn` → `abcd-efgh-jkmn`, for reading.
+pub fn grouped(code: &str) -> String {
+    code.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The code typed at a prompt in canonical form (lower case, without dashes and
+/// spaces), or `None` when it cannot be a recovery or bypass code (so a verification
+/// code is never mistaken for one).
+pub fn normalize(answer: &[u8]) -> Option<Zeroizing<String>> {
+    let a = ALPHABET;
+    let mut out = Zeroizing::new(String::with_capacity(CODE_CHARS));
+    for &b in answer {
+        match b {
+            b'-' | b' ' | b'\t' => {}
+            _ => {
+                let c = b.to_ascii_lowercase();
+                if !a.contains(&c) || out.len() == CODE_CHARS {
+                    return None;
+                }
+                out.push(char::from(c));
+            }
+        }
+    }
+    (out.len() == CODE_CHARS).then_some(out)
+}
+
+fn hash(salt: &[u8], code: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(code.as_bytes());
+    h.finalize().into()
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One row to store: whose, which kind, how many uses, until when.
+struct NewCode<'a> {
+    user: &'a str,
+    kind: Kind,
+    uses: u32,
+    expires_at: Option<i64>,
+    now: i64,
+    by_uid: u32,
+}
+
+fn insert(conn: &Connection, new: &NewCode<'_>, code: &str) -> Result<()> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| Error::Random(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO recovery_codes (user, kind, salt, hash, uses_left, expires_at,
+                                     created_at, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        new.user,
+        new.kind.as_str(),
+        &salt[..],
+        &hash(&salt, code)[..],
+        new.uses,
+        new.expires_at,
+        new.now,
+        new.by_uid
+    ])?;
+    Ok(())
+}
+
+/// Replaces `user`'s recovery codes with a new set of [`SET_SIZE`], in the caller's
+/// transaction; returns the codes (ungrouped) to show once.
+pub fn generate_set(
+    conn: &Connection,
+    user: &str,
+    now: i64,
+    by_uid: u32,
+) -> Result<Vec<Zeroizing<String>>> {
+    conn.execute(
+        "DELETE FROM recovery_codes WHERE user = ?1 AND kind = 'recovery'",
+        [user],
+    )?;
+    let mut codes = Vec::with_capacity(SET_SIZE);
+    for _ in 0..SET_SIZE {
+        let code = generate()?;
+        let new = NewCode {
+            user,
+            kind: Kind::Recovery,
+            uses: 1,
+            expires_at: None,
+            now,
+            by_uid,
+        };
+        insert(conn, &new, &code)?;
+        codes.push(code);
+    }
+    Ok(codes)
+}
+
+/// Issues a bypass code for `user` (usable `uses` times until `expires_at`) and clears
+/// their lock-out, in the caller's transaction.
+pub fn issue_bypass(
+    conn: &Connection,
+    user: &str,
+    uses: u32,
+    expires_at: i64,
+    now: i64,
+    by_uid: u32,
+) -> Result<Zeroizing<String>> {
+    let code = generate()?;
+    let new = NewCode {
+        user,
+        kind: Kind::Bypass,
+        uses,
+        expires_at: Some(expires_at),
+        now,
+        by_uid,
+    };
+    insert(conn, &new, &code)?;
+    auth_state::clear(conn, user)?;
+    Ok(code)
+}
+
+/// How many unused recovery codes `user` has.
+pub fn remaining(conn: &Connection, user: &str) -> Result<u32> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM recovery_codes
+             WHERE user = ?1 AND kind = 'recovery' AND uses_left > 0",
+        )?
+        .query_row([user], |r| r.get(0))?)
+}
+
+/// Uses up `code` for `user` if it is one of their valid recovery or bypass codes, in the
+/// caller's transaction. Expired and used-up rows are deleted on the way.
+pub fn consume(conn: &Connection, user: &str, code: &str, now: i64) -> Result<Used> {
+    conn.prepare_cached(
+        "DELETE FROM recovery_codes
+         WHERE user = ?1 AND (uses_left <= 0 OR (expires_at IS NOT NULL AND expires_at <= ?2))",
+    )?
+    .execute(params![user, now])?;
+    type Row = (i64, String, Vec<u8>, Vec<u8>, u32);
+    let rows: Vec<Row> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, kind, salt, hash, uses_left FROM recovery_codes WHERE user = ?1",
+        )?;
+        let mapped = stmt.query_map([user], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        mapped.collect::<rusqlite::Result<_>>()?
+    };
+    // Every row is hashed, match or not, so the time taken does not say which matched.
+    let mut found = None;
+    for (id, kind, salt, stored, uses_left) in &rows {
+        if same(&hash(salt, code), stored) && found.is_none() {
+            found = Some((*id, kind.clone(), *uses_left));
+        }
+    }
+    let Some((id, kind, uses_left)) = found else {
+        return Ok(Used::NotFound);
+    };
+    let left = uses_left.saturating_sub(1);
+    if left == 0 {
+        conn.execute("DELETE FROM recovery_codes WHERE id = ?1", [id])?;
+    } else {
+        conn.execute(
+            "UPDATE recovery_codes SET uses_left = ?2 WHERE id = ?1",
+            params![id, left],
+        )?;
+    }
+    let kind = if kind == "bypass" {
+        Kind::Bypass
+    } else {
+        Kind::Recovery
+    };
+    let remaining = match kind {
+        Kind::Recovery => remaining(conn, user)?,
+        Kind::Bypass => left,
+    };
+    Ok(Used::Accepted { kind, remaining })
+}
+
+/// Whether the row exists at all (for tests and `admin list`).
+pub fn has_any(conn: &Connection, user: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM recovery_codes WHERE user = ?1 LIMIT 1")?
+        .query_row([user], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_long_distinct_and_normalise() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_eq!(a.len(), CODE_CHARS);
+        assert_ne!(*a, *b);
+        let shown = grouped(&a);
+        assert_eq!(shown.len(), CODE_CHARS + 2);
+        assert_eq!(
+            normalize(shown.to_uppercase().as_bytes())
+                .as_deref()
+                .map(String::as_str),
+            Some(a.as_str())
+        );
+        assert!(normalize(b"123456").is_none());
+        assert!(normalize(b"abcd-efgh-jkm").is_none());
+        assert!(normalize(b"abcd-efgh-jkmnp").is_none());
+        assert!(normalize(b"abcd-efgh-jkm0").is_none());
+        assert!(normalize(b"abcd-efgh-jkml").is_none());
+        // 5 bits per character, every symbol reachable.
+        let a = ALPHABET;
+        let mut sorted = a.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 32);
+    }
+
+    #[test]
+    fn recovery_codes_work_once_and_regenerating_replaces_them() {
+        let mut ts = crate::test_support::temp_store();
+        let tx = ts.store.write().unwrap();
+        let codes = generate_set(&tx, "alice", 100, 0).unwrap();
+        assert_eq!(codes.len(), SET_SIZE);
+        assert_eq!(
+            consume(&tx, "alice", &codes[3], 101).unwrap(),
+            Used::Accepted {
+                kind: Kind::Recovery,
+                remaining: 9
+            }
+        );
+        assert_eq!(
+            consume(&tx, "alice", &codes[3], 102).unwrap(),
+            Used::NotFound
+        );
+        assert_eq!(consume(&tx, "bob", &codes[4], 102).unwrap(), Used::NotFound);
+        // Stored only as salted hashes.
+        let stored: Vec<Vec<u8>> = tx
+            .prepare("SELECT hash FROM recovery_codes")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(stored.iter().all(|h| h.len() == 32));
+        let again = generate_set(&tx, "alice", 200, 0).unwrap();
+        assert_eq!(
+            consume(&tx, "alice", &codes[4], 201).unwrap(),
+            Used::NotFound
+        );
+        assert!(matches!(
+            consume(&tx, "alice", &again[0], 201).unwrap(),
+            Used::Accepted { .. }
+        ));
+    }
+
+    #[test]
+    fn bypass_codes_have_uses_and_expire() {
+        let mut ts = crate::test_support::temp_store();
+        let tx = ts.store.write().unwrap();
+        let code = issue_bypass(&tx, "alice", 2, 1000, 100, 0).unwrap();
+        assert_eq!(
+            consume(&tx, "alice", &code, 101).unwrap(),
+            Used::Accepted {
+                kind: Kind::Bypass,
+                remaining: 1
+            }
+        );
+        assert!(matches!(
+            consume(&tx, "alice", &code, 102).unwrap(),
+            Used::Accepted { .. }
+        ));
+        assert_eq!(consume(&tx, "alice", &code, 103).unwrap(), Used::NotFound);
+        let late = issue_bypass(&tx, "alice", 5, 1000, 100, 0).unwrap();
+        assert_eq!(consume(&tx, "alice", &late, 1000).unwrap(), Used::NotFound);
+        assert!(!has_any(&tx, "alice").unwrap());
+    }
+}

@@ -1,0 +1,311 @@
+//! Recovery codes and administrator-issued bypass codes at the real login prompt (issue 5,
+//! "Recovery"), and the policy the module reads from the store.
+
+use pam_mfa_tests::{TestEnv, TestUser};
+
+/// The grouped codes (`xxxx-xxxx-xxxx`) in `mfa` output, in order.
+fn codes_in(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| w.trim_end_matches(['.', ',']))
+        .filter(|w| {
+            w.len() == 14
+                && w.split('-').count() == 3
+                && w.split('-').all(|g| {
+                    g.len() == 4
+                        && g.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn generate(env: &TestEnv, user: &str) -> Vec<String> {
+    let out = env.mfa(&["--user", user, "recovery", "generate"]);
+    out.assert_success();
+    let codes = codes_in(&out.stdout);
+    assert_eq!(codes.len(), 10, "{}", out.stdout);
+    codes
+}
+
+#[test]
+fn recovery_codes_work_once_each_and_a_new_set_replaces_the_old() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    env.enroll(user.name(), "phone");
+    let codes = generate(&env, user.name());
+    let mut distinct = codes.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10);
+
+    // Only salted hashes are stored: no code appears in the file.
+    let db = std::fs::read(env.db()).expect("read the store");
+    for code in &codes {
+        let plain = code.replace('-', "");
+        assert!(
+            !db.windows(plain.len()).any(|w| w == plain.as_bytes()),
+            "a recovery code is stored in the clear"
+        );
+    }
+
+    let out = env.login(user.name(), &codes[0]);
+    out.assert_success();
+    assert!(
+        out.infos()
+            .iter()
+            .any(|i| i.contains("9 recovery codes left")),
+        "{}",
+        out.transcript()
+    );
+    out.assert_logged(&["recovery code", "9 left"]);
+    // Used up.
+    assert!(!env.login(user.name(), &codes[0]).succeeded());
+    // Upper case, without dashes, is the same code.
+    let typed = codes[1].replace('-', "").to_uppercase();
+    env.login(user.name(), &typed).assert_success();
+
+    // A new set: the old codes are gone, the new ones work.
+    let fresh = generate(&env, user.name());
+    assert!(!env.login(user.name(), &codes[2]).succeeded());
+    env.login(user.name(), &fresh[0]).assert_success();
+    // A made-up code in the same shape is refused and counted like a wrong code.
+    let out = env.login(user.name(), "abcd-efgh-jkmn");
+    assert!(!out.succeeded());
+    out.assert_logged(&["not a valid recovery or bypass code"]);
+}
+
+fn bypass(env: &TestEnv, user: &str, extra: &[&str]) -> String {
+    let mut args = vec!["admin", "bypass", user];
+    args.extend_from_slice(extra);
+    let out = env.mfa(&args);
+    out.assert_success();
+    let codes = codes_in(&out.stdout);
+    assert_eq!(codes.len(), 1, "{}", out.stdout);
+    codes[0].clone()
+}
+
+#[test]
+fn bypass_codes_have_their_uses_and_expire() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    env.enroll(user.name(), "lost-phone");
+
+    let code = bypass(&env, user.name(), &["--uses", "2", "--expires", "10m"]);
+    let out = env.login(user.name(), &code);
+    out.assert_success();
+    assert!(
+        out.infos().iter().any(|i| i.contains("1 use left")),
+        "{}",
+        out.transcript()
+    );
+    out.assert_logged(&["bypass code"]);
+    env.login(user.name(), &code).assert_success();
+    assert!(!env.login(user.name(), &code).succeeded());
+
+    let code = bypass(&env, user.name(), &["--expires", "1m"]);
+    env.advance_secs(61);
+    assert!(!env.login(user.name(), &code).succeeded());
+
+    // Nonsense durations are refused.
+    for bad in ["0m", "8d", "soon", "-1h"] {
+        let out = env.mfa(&["admin", "bypass", user.name(), "--expires", bad]);
+        assert!(!out.stderr.is_empty() && out.stdout.is_empty(), "{bad}");
+    }
+}
+
+#[test]
+fn a_bypass_code_lifts_a_lock_out() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&["max_failures=2"]);
+    let dev = env.enroll(user.name(), "phone");
+    for _ in 0..2 {
+        let wrong = pam_mfa_tests::wrong_code(&dev.secret, env.now(), 1);
+        assert!(!env.login(user.name(), &wrong).succeeded());
+    }
+    let codes = generate(&env, user.name());
+    // Locked: even a recovery code waits for the lock-out.
+    assert!(!env.login(user.name(), &codes[0]).succeeded());
+    let code = bypass(&env, user.name(), &[]);
+    env.login(user.name(), &code).assert_success();
+
+    // Locked again, then unlocked by the administrator: a fresh code works.
+    env.advance_steps(1);
+    for _ in 0..2 {
+        let wrong = pam_mfa_tests::wrong_code(&dev.secret, env.now(), 1);
+        assert!(!env.login(user.name(), &wrong).succeeded());
+    }
+    assert!(!env.login(user.name(), &env.code(&dev.secret)).succeeded());
+    env.mfa(&["admin", "unlock", user.name()]).assert_success();
+    env.advance_steps(1);
+    env.login(user.name(), &env.code(&dev.secret))
+        .assert_success();
+
+    // Every administrative change left its audit row, as root.
+    let out = env.mfa(&["admin", "audit", "--user", user.name(), "--json"]);
+    out.assert_success();
+    let serde_json::Value::Array(rows) = out.json() else {
+        panic!("audit --json printed no array")
+    };
+    for action in ["recovery-generate", "bypass", "unlock", "activate"] {
+        assert!(
+            rows.iter()
+                .any(|r| r["action"] == action && r["uid"] == 0 && r["user"] == user.name()),
+            "no {action} row: {rows:?}"
+        );
+    }
+    // The administrator's list shows the device, never a secret.
+    let out = env.mfa(&["admin", "list", "--json"]);
+    out.assert_success();
+    assert!(out.stdout.contains(user.name()) && out.stdout.contains("\"phone\""));
+    assert!(
+        !out.stdout.contains(&dev.secret),
+        "admin list shows a secret"
+    );
+}
+
+#[test]
+fn the_policy_sets_window_no_device_and_device_limits_and_arguments_override() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let newcomer = TestUser::new();
+    env.write_service(&[]);
+    let dev = env.enroll(user.name(), "phone");
+
+    // window=0 from the policy: a code of the next step is refused...
+    env.mfa(&["admin", "policy", "set", "window", "0"])
+        .assert_success();
+    let next = env.distinct_code_at_step(&dev.secret, 1, 1);
+    assert!(!env.login(user.name(), &next).succeeded());
+    // ...unless the service file says window=1.
+    env.write_service(&["window=1"]);
+    env.login(user.name(), &next).assert_success();
+
+    // no_device=allow lets a user without devices through; the default refuses.
+    env.write_service(&[]);
+    assert!(!env.login(newcomer.name(), "123456").succeeded());
+    env.mfa(&["admin", "policy", "set", "no_device", "allow"])
+        .assert_success();
+    env.write_service_observing_ignore(&[]);
+    let out = env.pam(newcomer.name()).run();
+    out.assert_ignored();
+    out.assert_logged(&["policy no_device=allow"]);
+
+    // max_devices=1: a second device cannot be activated.
+    env.mfa(&["admin", "policy", "set", "max_devices", "1"])
+        .assert_success();
+    let out = env.mfa(&["--user", user.name(), "enroll", "totp", "tablet", "--begin"]);
+    assert!(
+        out.stderr.contains("1 active devices, the most allowed"),
+        "{}",
+        out.stderr
+    );
+
+    let out = env.mfa(&["admin", "policy", "show", "--json"]);
+    out.assert_success();
+    let p = out.json();
+    assert_eq!(p["window"], 0);
+    assert_eq!(p["no_device"], "allow");
+    assert_eq!(p["max_devices"], 1);
+    assert_eq!(p["self_service"], "allow");
+    // Typos are refused, not defaulted.
+    for (k, v) in [
+        ("windw", "1"),
+        ("max_devices", "9"),
+        ("no_device", "nullok"),
+    ] {
+        let out = env.mfa(&["admin", "policy", "set", k, v]);
+        assert!(
+            out.stderr.contains("invalid policy setting"),
+            "{k}={v}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// The user's message texts from the client's live stdout, unescaped (see pam-client).
+fn messages_so_far(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, t)| t))
+        .map(|t| t.replace("\\n", "\n").replace("\\\\", "\\"))
+        .collect()
+}
+
+#[test]
+fn no_device_enroll_registers_a_device_during_the_login() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
+        .assert_success();
+
+    let mut run = env
+        .pam(user.name())
+        .answer("phone")
+        .answer("secret")
+        .spawn_interactive();
+    assert!(
+        run.wait_for("the secret key", |out, _| out.contains("Secret key: ")),
+        "{}",
+        run.stdout()
+    );
+    let messages = messages_so_far(&run.stdout());
+    let secret: String = messages
+        .iter()
+        .find_map(|m| m.strip_prefix("Secret key: "))
+        .and_then(|m| m.lines().next())
+        .expect("the secret line")
+        .replace(' ', "");
+    // The QR code came first, as text lines, and holds the same secret.
+    let qr = messages
+        .iter()
+        .find(|m| m.starts_with("Scan this QR code"))
+        .expect("the QR message");
+    let scratch = tempfile::tempdir().expect("scratch directory");
+    let uri = pam_mfa_tests::decode_terminal_qr(qr, scratch.path()).expect("the QR decodes");
+    assert!(uri.contains(&format!("secret={secret}")), "{uri}");
+
+    let (c1, c2) = (env.code_at_step(&secret, -1), env.code(&secret));
+    run.write_stdin(format!("{c1}\n{c2}\n").as_bytes());
+    run.close_stdin();
+    let out = pam_mfa_tests::PamOutcome::from_finished(run.wait());
+    out.assert_success();
+    out.assert_logged(&["registered device \"phone\" at login"]);
+    let prompts: Vec<&str> = out.prompts().iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(prompts.len(), 4, "{prompts:?}");
+    assert!(env.listed(user.name(), "phone").is_some());
+
+    // From now on the device is asked for, like any other.
+    env.advance_steps(1);
+    env.login(user.name(), &env.code(&secret)).assert_success();
+    // An audit row records the registration.
+    let out = env.mfa(&["admin", "audit", "--user", user.name(), "--json"]);
+    out.assert_success();
+    assert!(out.stdout.contains("\"activate\""), "{}", out.stdout);
+}
+
+#[test]
+fn no_device_enroll_with_wrong_codes_registers_nothing_and_refuses() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
+        .assert_success();
+    let out = env
+        .pam(user.name())
+        .answer("phone")
+        .answer("")
+        .answer("000000")
+        .answer("111111")
+        .run();
+    assert!(!out.succeeded(), "{}", out.transcript());
+    out.assert_logged(&["registration at login failed"]);
+    assert_eq!(
+        env.names_in_state(user.name(), "active"),
+        Vec::<String>::new()
+    );
+}

@@ -1,0 +1,522 @@
+//! `mfa` installed setuid root and run by real non-root users (issue 5, "setuid mfa").
+//!
+//! Each test copies the built `mfa` into a directory of its own, owned by root, mode 4755,
+//! and runs it as a throw-away account inside a private mount namespace whose
+//! `/var/lib/pam_mfa` is the test's store, so the binary finds "the system store" at its
+//! default path without `--db` (which a user may not give). Setuid programs ignore
+//! `LD_PRELOAD`, so these tests run at the real time (see `realtime`).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use pam_mfa_tests::accounts::gid_of;
+use pam_mfa_tests::process::{self, Finished};
+use pam_mfa_tests::{Namespace, TestEnv, TestUser, enroll_now, mfa_bin, next_code, wrong_code_now};
+use serde_json::Value;
+
+/// The built `mfa`, copied and made setuid root in a directory everyone can reach.
+struct SetuidMfa {
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl SetuidMfa {
+    fn install() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("mfa-setuid-")
+            .tempdir()
+            .expect("temporary directory");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the binary's directory");
+        let bin = dir.path().join("mfa");
+        std::fs::copy(mfa_bin(), &bin).expect("copy mfa");
+        std::os::unix::fs::chown(&bin, Some(0), Some(0)).expect("chown mfa");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4755))
+            .expect("chmod 4755 mfa");
+        Self { _dir: dir, bin }
+    }
+
+    /// Runs the setuid `mfa ARGS…` as `user` in the namespace with `envs` added to the
+    /// cleared environment.
+    fn run_as(
+        &self,
+        ns: &Namespace,
+        user: &TestUser,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Finished {
+        self.run_with_input(ns, user, args, envs, "")
+    }
+
+    /// As [`Self::run_as`], with `input` on stdin (the confirming code).
+    fn run_with_input(
+        &self,
+        ns: &Namespace,
+        user: &TestUser,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        input: &str,
+    ) -> Finished {
+        let mut cmd = ns.command_as(user, &self.bin);
+        cmd.args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        process::run(
+            cmd,
+            format!("setuid mfa {args:?} as {user}"),
+            input.as_bytes().to_vec(),
+        )
+    }
+}
+
+fn assert_ok(out: &Finished) {
+    assert!(
+        out.status.success(),
+        "expected success; stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+fn assert_refused(out: &Finished, message: &str) {
+    assert!(
+        !out.status.success(),
+        "expected a refusal; stdout:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains(message),
+        "stderr lacks {message:?}:\n{}",
+        out.stderr
+    );
+}
+
+fn names(out: &Finished) -> Vec<String> {
+    assert_ok(out);
+    let value: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout));
+    let Value::Array(items) = value else {
+        panic!("not an array: {}", out.stdout)
+    };
+    items
+        .iter()
+        .map(|d| d["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
+/// The names of `user`'s devices as root's `mfa --user USER list --json` shows them at the
+/// real time (pending devices expire by the real clock these tests run at).
+fn names_now(env: &TestEnv, user: &str) -> Vec<String> {
+    let out = env
+        .mfa_cmd(&["--user", user, "list", "--json"])
+        .real_time()
+        .run();
+    out.assert_success();
+    let Value::Array(items) = out.json() else {
+        panic!("list --json printed no array")
+    };
+    items
+        .iter()
+        .map(|d| d["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
+fn has(env: &TestEnv, user: &str, name: &str) -> bool {
+    names_now(env, user).iter().any(|n| n == name)
+}
+
+#[test]
+fn a_user_sees_and_changes_only_their_own_devices() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    let phone = enroll_now(&env, alice.name(), "alice-phone");
+    let tablet = enroll_now(&env, alice.name(), "alice-tablet");
+    enroll_now(&env, bob.name(), "bob-phone");
+
+    let listed = names(&mfa.run_as(&ns, &alice, &["list", "--json"], &[]));
+    assert_eq!(listed, ["alice-phone", "alice-tablet"]);
+
+    // Bob's device is not Alice's to touch, by its name or any other way.
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["remove", "bob-phone", "--yes"],
+        &[],
+        &format!("{}\n", next_code(&phone.secret)),
+    );
+    assert_refused(&out, "has no device named \"bob-phone\"");
+    assert!(has(&env, bob.name(), "bob-phone"));
+
+    // Her own pending device is created in the system store, under her name.
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "totp", "laptop", "--begin", "--json"],
+        &[],
+        &format!("{}\n", next_code(&tablet.secret)),
+    );
+    assert_ok(&out);
+    assert!(has(&env, alice.name(), "laptop"));
+    assert!(!has(&env, bob.name(), "laptop"));
+}
+
+#[test]
+fn user_db_and_admin_options_are_refused_for_non_root() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    enroll_now(&env, bob.name(), "bob-phone");
+
+    let out = mfa.run_as(&ns, &alice, &["--user", bob.name(), "list"], &[]);
+    assert_refused(&out, "--user is for root only");
+    // Even naming herself: the option is root's.
+    let out = mfa.run_as(&ns, &alice, &["--user", alice.name(), "list"], &[]);
+    assert_refused(&out, "--user is for root only");
+    let out = mfa.run_as(&ns, &alice, &["--db", "/tmp/alice-owned.db", "list"], &[]);
+    assert_refused(&out, "--db is for root only");
+    assert!(!Path::new("/tmp/alice-owned.db").exists());
+    let out = mfa.run_as(&ns, &alice, &["doctor"], &[]);
+    assert!(!out.status.success(), "doctor ran for a non-root user");
+    for admin in [
+        &["admin", "policy", "show"][..],
+        &["admin", "policy", "set", "self_service", "allow"][..],
+        &["admin", "list"][..],
+        &["admin", "audit"][..],
+        &["admin", "unlock", bob.name()][..],
+        &["admin", "remove", bob.name(), "bob-phone"][..],
+    ] {
+        let out = mfa.run_as(&ns, &alice, admin, &[]);
+        assert_refused(&out, "mfa admin is for root only");
+    }
+    assert!(has(&env, bob.name(), "bob-phone"));
+}
+
+#[test]
+fn self_service_deny_greys_out_every_change_but_not_root() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let phone = enroll_now(&env, alice.name(), "alice-phone");
+    env.mfa_cmd(&["admin", "policy", "set", "self_service", "deny"])
+        .real_time()
+        .run()
+        .assert_success();
+
+    const MESSAGE: &str = "Device registration is managed by your administrator; contact them";
+    for change in [
+        &["enroll", "totp", "laptop", "--begin"][..],
+        &["rename", "alice-phone", "pixel"][..],
+        &["remove", "alice-phone", "--yes"][..],
+        &["resync", "alice-phone", "123456", "654321"][..],
+    ] {
+        let out = mfa.run_as(&ns, &alice, change, &[]);
+        assert_refused(&out, MESSAGE);
+    }
+    assert_eq!(names_now(&env, alice.name()), ["alice-phone"]);
+    // Looking is not changing.
+    assert_eq!(
+        names(&mfa.run_as(&ns, &alice, &["list", "--json"], &[])),
+        ["alice-phone"]
+    );
+    // Root still registers devices for her.
+    env.mfa_cmd(&[
+        "--user",
+        alice.name(),
+        "enroll",
+        "totp",
+        "laptop",
+        "--begin",
+    ])
+    .real_time()
+    .run()
+    .assert_success();
+    // Allowed again, she may change her own devices.
+    env.mfa_cmd(&["admin", "policy", "set", "self_service", "allow"])
+        .real_time()
+        .run()
+        .assert_success();
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "totp", "tablet", "--begin"],
+        &[],
+        &format!("{}\n", next_code(&phone.secret)),
+    );
+    assert_ok(&out);
+}
+
+#[test]
+fn every_change_has_an_audit_row_with_the_callers_uid() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let phone = enroll_now(&env, alice.name(), "alice-phone");
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "totp", "laptop", "--begin"],
+        &[],
+        &format!("{}\n", next_code(&phone.secret)),
+    );
+    assert_ok(&out);
+    env.mfa_cmd(&["admin", "policy", "set", "window", "2"])
+        .real_time()
+        .run()
+        .assert_success();
+    env.mfa_cmd(&["admin", "remove", alice.name(), "alice-phone"])
+        .real_time()
+        .run()
+        .assert_success();
+
+    let out = env.mfa_cmd(&["admin", "audit", "--json"]).real_time().run();
+    out.assert_success();
+    let Value::Array(rows) = out.json() else {
+        panic!("audit --json printed no array")
+    };
+    let row = |uid: u64, user: &str, action: &str, device: Option<&str>| {
+        rows.iter().any(|r| {
+            r["uid"].as_u64() == Some(uid)
+                && r["user"].as_str() == Some(user)
+                && r["action"].as_str() == Some(action)
+                && r["device"].as_str() == device
+        })
+    };
+    let a = alice.name();
+    assert!(row(0, a, "begin", Some("alice-phone")), "{rows:?}");
+    assert!(row(0, a, "activate", Some("alice-phone")), "{rows:?}");
+    assert!(
+        row(u64::from(alice.uid()), a, "begin", Some("laptop")),
+        "{rows:?}"
+    );
+    assert!(row(0, "*", "policy", None), "{rows:?}");
+    assert!(row(0, a, "remove", Some("alice-phone")), "{rows:?}");
+    // Filtering by user leaves out the policy change.
+    let out = env
+        .mfa_cmd(&["admin", "audit", "--user", a, "--since", "1h", "--json"])
+        .real_time()
+        .run();
+    out.assert_success();
+    let Value::Array(mine) = out.json() else {
+        panic!("audit --json printed no array")
+    };
+    assert_eq!(mine.len(), rows.len() - 1);
+}
+
+#[test]
+fn environment_tricks_change_nothing() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let root_like = [
+        ("USER", "root"),
+        ("LOGNAME", "root"),
+        ("SUDO_USER", "root"),
+        ("SUDO_UID", "0"),
+        ("HOME", "/root"),
+        ("TMPDIR", "/nonexistent"),
+        ("SQLITE_TMPDIR", "/nonexistent"),
+        ("PAM_MFA_SOFT_FIDO2", "/tmp/x"),
+    ];
+    let phone = enroll_now(&env, alice.name(), "alice-phone");
+    enroll_now(&env, "root", "root-phone");
+
+    let listed = names(&mfa.run_as(&ns, &alice, &["list", "--json"], &root_like));
+    assert_eq!(listed, ["alice-phone"]);
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "totp", "tricked", "--begin", "--json"],
+        &root_like,
+        &format!("{}\n", next_code(&phone.secret)),
+    );
+    assert_ok(&out);
+    assert!(has(&env, alice.name(), "tricked"));
+    assert!(!has(&env, "root", "tricked"));
+    // The store stays root's and private whatever umask or environment the caller had.
+    let meta = std::fs::metadata(env.db()).expect("the store exists");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+}
+
+#[test]
+fn qr_image_is_written_as_the_user_and_links_are_refused() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    let home = ns.create_home(&alice);
+
+    let png = format!("{home}/qr.png");
+    let out = mfa.run_as(
+        &ns,
+        &alice,
+        &["enroll", "totp", "phone", "--begin", "--qr-png", &png],
+        &[],
+    );
+    assert_ok(&out);
+    let meta = std::fs::symlink_metadata(ns.path(&png)).expect("the QR image exists");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (alice.uid(), gid_of(&alice), 0o600),
+        "the QR image must be the user's own private file"
+    );
+
+    // A symlink at the target (here to a root-only file) is refused, even with --force.
+    let link = format!("{home}/link.png");
+    std::os::unix::fs::symlink("/etc/shadow", ns.path(&link)).expect("symlink");
+    for extra in [&[][..], &["--force"][..]] {
+        let mut args = vec!["enroll", "totp", "phone2", "--begin", "--qr-png", &link];
+        args.extend_from_slice(extra);
+        let out = mfa.run_as(&ns, &alice, &args, &[]);
+        assert_refused(&out, "cannot write");
+    }
+
+    // A directory reached through someone else's symlink is refused.
+    let sub = format!("{home}/real");
+    std::fs::create_dir(ns.path(&sub)).expect("mkdir");
+    std::os::unix::fs::chown(ns.path(&sub), Some(alice.uid()), None).expect("chown");
+    let via = format!("{home}/via-bob");
+    std::os::unix::fs::symlink(&sub, ns.path(&via)).expect("symlink");
+    std::os::unix::fs::lchown(ns.path(&via), Some(bob.uid()), None).expect("lchown");
+    let target = format!("{via}/qr.png");
+    let out = mfa.run_as(
+        &ns,
+        &alice,
+        &["enroll", "totp", "phone3", "--begin", "--qr-png", &target],
+        &[],
+    );
+    assert_refused(&out, "symbolic link owned by uid");
+    assert!(!ns.path(&format!("{sub}/qr.png")).exists());
+
+    // A directory the user cannot write is not written through root's rights.
+    let out = mfa.run_as(
+        &ns,
+        &alice,
+        &[
+            "enroll",
+            "totp",
+            "phone4",
+            "--begin",
+            "--qr-png",
+            "/etc/mfa-qr.png",
+        ],
+        &[],
+    );
+    assert_refused(&out, "Permission denied");
+    assert!(!ns.path("/etc/mfa-qr.png").exists());
+}
+
+#[test]
+fn changing_devices_needs_a_current_code_which_is_then_used_up() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let tablet = enroll_now(&env, alice.name(), "tablet");
+    let rename = ["rename", "phone", "pixel"];
+
+    // No code, or a wrong one: nothing changes.
+    let out = mfa.run_as(&ns, &alice, &rename, &[]);
+    assert_refused(&out, "a current code from one of your devices is needed");
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &rename,
+        &[],
+        &format!("{}\n", wrong_code_now(&phone.secret)),
+    );
+    assert_refused(&out, "not a current code");
+    assert_eq!(names_now(&env, alice.name()), ["phone", "tablet"]);
+
+    // A current code of either device: the change is made.
+    let code = next_code(&tablet.secret);
+    let out = mfa.run_with_input(&ns, &alice, &rename, &[], &format!("{code}\n"));
+    assert_ok(&out);
+    assert!(
+        out.stderr.contains("To confirm it is you"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names_now(&env, alice.name()), ["pixel", "tablet"]);
+
+    // The same code again is a replay, as at a login.
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["remove", "pixel", "--yes"],
+        &[],
+        &format!("{code}\n"),
+    );
+    assert_refused(&out, "not a current code");
+    for change in [
+        &["enroll", "totp", "laptop", "--begin"][..],
+        &["resync", "pixel", "123456", "654321"][..],
+    ] {
+        let out = mfa.run_as(&ns, &alice, change, &[]);
+        assert_refused(&out, "a current code from one of your devices is needed");
+    }
+    assert_eq!(names_now(&env, alice.name()), ["pixel", "tablet"]);
+
+    // Root needs no code.
+    env.mfa_cmd(&["--user", alice.name(), "remove", "pixel", "--yes"])
+        .real_time()
+        .run()
+        .assert_success();
+    assert_eq!(names_now(&env, alice.name()), ["tablet"]);
+}
+
+#[test]
+fn the_caller_cannot_signal_mfa_once_it_holds_the_store() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    // `mfa enroll totp` waits at its code prompt, its stdin a FIFO the shell keeps open.
+    // Once it runs as root in every uid, Alice's kill fails with EPERM; while it still had
+    // her real uid, SIGSTOP would have frozen it with the store in use.
+    let script = format!(
+        r#"d=$(mktemp -d) && mkfifo "$d/in" || exit 3
+{bin} enroll totp phone < "$d/in" > /dev/null 2>&1 &
+pid=$!
+exec 3> "$d/in"
+for i in $(seq 100); do
+    grep -Eq '^Uid:[[:space:]]+0[[:space:]]+0[[:space:]]+0' /proc/$pid/status && break
+    sleep 0.1
+done
+grep '^Uid:' /proc/$pid/status
+if kill -STOP $pid 2>/dev/null; then echo SIGNALLED; kill -CONT $pid; else echo REFUSED; fi
+exec 3>&-
+wait $pid
+rm -rf "$d""#,
+        bin = mfa.bin.display()
+    );
+    let mut cmd = ns.command_as(&alice, Path::new("/bin/sh"));
+    cmd.arg("-c").arg(script);
+    let out = process::run(cmd, "kill mfa as its caller", Vec::new());
+    assert!(
+        out.stdout.contains("REFUSED"),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let uid_line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("a Uid line");
+    assert_eq!(
+        uid_line.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["0", "0", "0", "0"],
+        "{uid_line}"
+    );
+}
