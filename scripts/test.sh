@@ -18,3 +18,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 cargo test --workspace --locked
 scripts/fuzz.sh 60
+scripts/bench.sh --smoke  # the login benchmark (issue 7), once at 20 users: a smoke check of a few seconds

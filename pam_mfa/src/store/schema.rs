@@ -125,6 +125,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX recovery_codes_by_user ON recovery_codes (user);
     ",
+    // 4: registering a device first purges expired pending registrations; without an index
+    // that was a scan of every device of every user (seconds with 100,000 users).
+    "
+    CREATE INDEX devices_pending_expiry ON devices (expires_at) WHERE state = 'pending';
+    ",
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -208,8 +213,8 @@ mod tests {
         let path = dir.path().join("devices.db");
         let mut conn = version_1_store(&path);
         migrate(&mut conn, &path).unwrap();
-        assert_eq!(read_header(&conn).unwrap().user_version, 3);
-        assert_eq!(CURRENT_VERSION, 3);
+        assert_eq!(read_header(&conn).unwrap().user_version, CURRENT_VERSION);
+        assert_eq!(CURRENT_VERSION, 4);
         // Version 3 starts with the default policy row.
         assert_eq!(
             crate::policy::load(&conn).unwrap(),
@@ -227,7 +232,16 @@ mod tests {
         assert_eq!(totp.len(), 1);
         // Migrating again is a no-op.
         migrate(&mut conn, &path).unwrap();
-        assert_eq!(read_header(&conn).unwrap().user_version, 3);
+        assert_eq!(read_header(&conn).unwrap().user_version, CURRENT_VERSION);
+        // Purging expired registrations uses the partial index, not a scan of every device.
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN DELETE FROM devices WHERE state = 'pending' AND expires_at <= 5",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("devices_pending_expiry"), "{plan}");
     }
 
     #[test]

@@ -1,0 +1,28 @@
+#!/bin/sh
+# The login benchmark of issue 7: pam_mfa against pam_google_authenticator and pam_oath,
+# one real login at a time through libpam (bench/src/main.rs; README.md, "Performance").
+#
+#   sudo ./scripts/bench.sh              the full run: installs what it needs, builds in
+#                                        release mode, prints the table
+#   sudo ./scripts/bench.sh --mfa-users 100,1000 --other-users 100
+#                                        any login-bench option (login-bench --help)
+#   sudo ./scripts/bench.sh --smoke      the smoke check scripts/test.sh runs: the debug
+#                                        build, 20 users, a few seconds
+#
+# Needs root: the store must be root's, and pam_google_authenticator checks owners.
+set -eu
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+require_root "the benchmark's stores must be root's"
+apt_install $BUILD_PACKAGES oathtool libpam-wrapper libnss-wrapper \
+    libpam-google-authenticator libpam-oath
+ensure_cargo
+
+case " $* " in
+*" --smoke "*)
+    cargo build --locked -p pam_mfa -p pam_mfa_bench
+    exec target/debug/login-bench "$@"
+    ;;
+esac
+cargo build --release --locked -p pam_mfa -p pam_mfa_bench
+exec target/release/login-bench "$@"
