@@ -60,8 +60,11 @@ fn recovery_codes_work_once_each_and_a_new_set_replaces_the_old() {
         out.transcript()
     );
     out.assert_logged(&["recovery code", "9 left"]);
+    assert_eq!(audit_actions(&env, user.name(), "recovery-login"), 1);
+    assert_eq!(admin_entry(&env, user.name())["recovery_codes_left"], 9);
     // Used up.
     assert!(!env.login(user.name(), &codes[0]).succeeded());
+    assert_eq!(audit_actions(&env, user.name(), "recovery-login"), 1);
     // Upper case, without dashes, is the same code.
     let typed = codes[1].replace('-', "").to_uppercase();
     env.login(user.name(), &typed).assert_success();
@@ -74,6 +77,29 @@ fn recovery_codes_work_once_each_and_a_new_set_replaces_the_old() {
     let out = env.login(user.name(), "abcd-efgh-jkmn");
     assert!(!out.succeeded());
     out.assert_logged(&["not a valid recovery or bypass code"]);
+}
+
+/// `user`'s entry in `mfa admin list --json`.
+fn admin_entry(env: &TestEnv, user: &str) -> serde_json::Value {
+    let out = env.mfa(&["admin", "list", "--json"]);
+    out.assert_success();
+    let serde_json::Value::Array(users) = out.json() else {
+        panic!("admin list --json printed no array")
+    };
+    users
+        .into_iter()
+        .find(|u| u["user"] == user)
+        .unwrap_or_else(|| panic!("{user} not in admin list: {}", out.stdout))
+}
+
+/// How many audit rows for `user` have `action`.
+fn audit_actions(env: &TestEnv, user: &str, action: &str) -> usize {
+    let out = env.mfa(&["admin", "audit", "--user", user, "--json"]);
+    out.assert_success();
+    let serde_json::Value::Array(rows) = out.json() else {
+        panic!("audit --json printed no array")
+    };
+    rows.iter().filter(|r| r["action"] == action).count()
 }
 
 fn bypass(env: &TestEnv, user: &str, extra: &[&str]) -> String {
@@ -94,6 +120,11 @@ fn bypass_codes_have_their_uses_and_expire() {
     env.enroll(user.name(), "lost-phone");
 
     let code = bypass(&env, user.name(), &["--uses", "2", "--expires", "10m"]);
+    // The administrator sees the open way in (never the code itself).
+    let mine = admin_entry(&env, user.name());
+    assert_eq!(mine["bypass_codes"][0]["uses_left"], 2, "{mine}");
+    assert_eq!(mine["bypass_codes"][0]["issued_by_uid"], 0, "{mine}");
+    assert!(!mine.to_string().contains(&code.replace('-', "")));
     let out = env.login(user.name(), &code);
     out.assert_success();
     assert!(
@@ -102,12 +133,27 @@ fn bypass_codes_have_their_uses_and_expire() {
         out.transcript()
     );
     out.assert_logged(&["bypass code"]);
+    assert_eq!(
+        admin_entry(&env, user.name())["bypass_codes"][0]["uses_left"],
+        1
+    );
     env.login(user.name(), &code).assert_success();
     assert!(!env.login(user.name(), &code).succeeded());
+    assert_eq!(
+        admin_entry(&env, user.name())["bypass_codes"],
+        serde_json::json!([])
+    );
+    // Each login through a bypass code is in the audit trail.
+    assert_eq!(audit_actions(&env, user.name(), "bypass-login"), 2);
 
     let code = bypass(&env, user.name(), &["--expires", "1m"]);
     env.advance_secs(61);
     assert!(!env.login(user.name(), &code).succeeded());
+    // Expired: no longer listed as a way in.
+    assert_eq!(
+        admin_entry(&env, user.name())["bypass_codes"],
+        serde_json::json!([])
+    );
 
     // Nonsense durations are refused.
     for bad in ["0m", "8d", "soon", "-1h"] {

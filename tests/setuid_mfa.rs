@@ -475,6 +475,99 @@ fn changing_devices_needs_a_current_code_which_is_then_used_up() {
     assert_eq!(names_now(&env, alice.name()), ["tablet"]);
 }
 
+/// The software security key's state file, with `knob` set to `on` (see fido2.rs).
+fn set_key_knob(key: &Path, knob: &str, on: bool) {
+    let mut state: Value =
+        serde_json::from_slice(&std::fs::read(key).expect("key state")).expect("key JSON");
+    state["knobs"][knob] = Value::Bool(on);
+    std::fs::write(key, serde_json::to_vec(&state).expect("JSON")).expect("write key state");
+}
+
+#[test]
+fn a_security_key_proves_the_user_with_a_touch() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let key = env.path("key-alice.json");
+    let other_key = env.path("key-other.json");
+    let key_env = |k: &Path| {
+        [(
+            "PAM_MFA_SOFT_FIDO2",
+            k.to_str().expect("UTF-8 path").to_owned(),
+        )]
+    };
+    env.mfa_cmd(&["--user", alice.name(), "enroll", "fido2", "yubi"])
+        .env("PAM_MFA_SOFT_FIDO2", &key)
+        .real_time()
+        .run()
+        .assert_success();
+    let run = |args: &[&str], k: &Path, input: &str| {
+        let e = key_env(k);
+        let envs: Vec<(&str, &str)> = e.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        mfa.run_with_input(&ns, &alice, args, &envs, input)
+    };
+    let rename = ["rename", "yubi", "yubikey"];
+
+    // The key is not plugged in: refused, nothing changed.
+    set_key_knob(&key, "absent", true);
+    let out = run(&rename, &key, "");
+    assert_refused(&out, "no security key found");
+    assert_refused(&out, "nothing was changed");
+    assert_eq!(names_now(&env, alice.name()), ["yubi"]);
+
+    // Someone else's key (it holds none of alice's credentials): refused.
+    env.mfa_cmd(&["--user", alice.name(), "enroll", "fido2", "spare"])
+        .env("PAM_MFA_SOFT_FIDO2", &other_key)
+        .real_time()
+        .run()
+        .assert_success();
+    env.mfa_cmd(&["--user", alice.name(), "remove", "spare", "--yes"])
+        .real_time()
+        .run()
+        .assert_success();
+    let out = run(&rename, &other_key, "");
+    assert_refused(&out, "not registered for");
+    assert_eq!(names_now(&env, alice.name()), ["yubi"]);
+
+    // Her key, plugged in and touched: the change is made.
+    set_key_knob(&key, "absent", false);
+    let out = run(&rename, &key, "");
+    assert_ok(&out);
+    assert!(
+        out.stderr.contains("Touch your security key"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names_now(&env, alice.name()), ["yubikey"]);
+
+    // With a code device as well, the code is asked for, and an empty answer means the key.
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let out = run(&["rename", "yubikey", "key"], &key, "\n");
+    assert_ok(&out);
+    assert!(out.stderr.contains("or just press Enter"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Touch your security key"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names_now(&env, alice.name()), ["key", "phone"]);
+    // …and a code still works on its own, with no key plugged in.
+    set_key_knob(&key, "absent", true);
+    let out = run(
+        &["rename", "key", "yubi"],
+        &key,
+        &format!("{}\n", next_code(&phone.secret)),
+    );
+    assert_ok(&out);
+    assert!(
+        !out.stderr.contains("Touch your security key"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names_now(&env, alice.name()), ["yubi", "phone"]);
+}
+
 #[test]
 fn the_caller_cannot_signal_mfa_once_it_holds_the_store() {
     let env = TestEnv::new();
@@ -519,4 +612,67 @@ rm -rf "$d""#,
         ["0", "0", "0", "0"],
         "{uid_line}"
     );
+}
+
+#[test]
+fn closed_standard_descriptors_are_reopened_on_dev_null() {
+    let env = TestEnv::new();
+    let alice = TestUser::new();
+    // Started with stdout and stderr closed, `mfa` must hold /dev/null open read-write on
+    // fds 1 and 2 (O_RDWR = 2 in the low bits of fdinfo's octal flags) before it opens
+    // anything, so that no file it opens later (the store, a QR image) can become
+    // "standard error" and receive its messages. Rust's runtime does this before `main`
+    // on Linux, and `hardening::ensure_standard_fds` makes sure of it whatever starts
+    // `main`; SQLite's own guard would open /dev/null read-only, which this tells apart.
+    // It waits at its code prompt on a FIFO meanwhile; root runs it, since /proc of a
+    // non-dumpable process is root's to read.
+    let script = format!(
+        r#"d=$(mktemp -d) && mkfifo "$d/in" || exit 3
+{bin} --db {db} --user {user} enroll totp phone < "$d/in" 1>&- 2>&- &
+pid=$!
+exec 3> "$d/in"
+for i in $(seq 100); do
+    ls -l /proc/$pid/fd 2>/dev/null | grep -q 'devices.db$' && break
+    sleep 0.1
+done
+for fd in 1 2; do
+    echo "fd$fd $(readlink /proc/$pid/fd/$fd) $(awk '/^flags:/ {{print $2}}' /proc/$pid/fdinfo/$fd)"
+done
+exec 3>&-
+wait $pid
+echo "exit $?"
+rm -rf "$d""#,
+        bin = mfa_bin().display(),
+        db = env.db().display(),
+        user = alice.name(),
+    );
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(script);
+    let out = process::run(cmd, "mfa with fds 1 and 2 closed", Vec::new());
+    for fd in ["fd1", "fd2"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(fd))
+            .unwrap_or_else(|| panic!("no {fd} line:\n{}\n{}", out.stdout, out.stderr));
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(parts.get(1), Some(&"/dev/null"), "{line}");
+        let flags = parts
+            .get(2)
+            .and_then(|f| u32::from_str_radix(f, 8).ok())
+            .unwrap_or_else(|| panic!("no flags: {line}"));
+        assert_eq!(flags & 0o3, 0o2, "not opened read-write by mfa: {line}");
+    }
+    // At the end of its input it gave up cleanly: the registration stays pending (until
+    // it expires), never active.
+    assert!(out.stdout.contains("exit 1"), "{}", out.stdout);
+    let list = env
+        .mfa_cmd(&["--user", alice.name(), "list", "--json"])
+        .real_time()
+        .run();
+    list.assert_success();
+    let Value::Array(items) = list.json() else {
+        panic!("list --json printed no array")
+    };
+    assert!(items.iter().all(|d| d["state"] == "pending"), "{items:?}");
 }

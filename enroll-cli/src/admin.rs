@@ -98,7 +98,8 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
         return Ok(());
     };
     let now = clock::now()?;
-    let users: Vec<String> = {
+    let mut codes = pam_mfa::recovery::outstanding(store.conn(), now)?;
+    let mut users: Vec<String> = {
         let mut stmt = store
             .conn()
             .prepare("SELECT DISTINCT user FROM devices ORDER BY user")
@@ -109,41 +110,70 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
         rows.collect::<Result<_, _>>()
             .map_err(pam_mfa::Error::from)?
     };
-    let mut items = Vec::new();
-    for user in &users {
-        for d in devices::list(store.conn(), user, now)? {
-            items.push((user.clone(), d));
-        }
+    users.extend(codes.keys().cloned());
+    users.sort();
+    users.dedup();
+    let mut listed = Vec::new();
+    for user in users {
+        let devices = devices::list(store.conn(), &user, now)?;
+        let outstanding = codes.remove(&user).unwrap_or_default();
+        listed.push((user, devices, outstanding));
     }
     if json {
-        let out: Vec<_> = items
+        let out: Vec<_> = listed
             .iter()
-            .map(|(user, d)| {
+            .map(|(user, devices, codes)| {
                 json!({
                     "user": user,
-                    "name": d.name,
-                    "kind": d.kind.as_str(),
-                    "state": d.state.as_str(),
-                    "created": d.created_at,
-                    "last_used": d.last_used_at,
+                    "devices": devices.iter().map(|d| json!({
+                        "name": d.name,
+                        "kind": d.kind.as_str(),
+                        "state": d.state.as_str(),
+                        "created": d.created_at,
+                        "last_used": d.last_used_at,
+                    })).collect::<Vec<_>>(),
+                    "recovery_codes_left": codes.recovery_left,
+                    "bypass_codes": codes.bypass.iter().map(|b| json!({
+                        "uses_left": b.uses_left,
+                        "expires": b.expires_at,
+                        "issued": b.created_at,
+                        "issued_by_uid": b.created_by,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
         println!("{}", serde_json::Value::Array(out));
         return Ok(());
     }
-    if items.is_empty() {
+    if listed.is_empty() {
         println!("No devices.");
     }
-    for (user, d) in &items {
-        println!(
-            "{user}  {}  {}  {}  last used {}",
-            d.name,
-            d.kind.as_str(),
-            d.state.as_str(),
-            d.last_used_at
-                .map_or_else(|| "never".to_owned(), clock::format_local)
-        );
+    for (user, devices, codes) in &listed {
+        println!("{user}");
+        if devices.is_empty() {
+            println!("  no devices");
+        }
+        for d in devices {
+            println!(
+                "  {}  {}  {}  last used {}",
+                d.name,
+                d.kind.as_str(),
+                d.state.as_str(),
+                d.last_used_at
+                    .map_or_else(|| "never".to_owned(), clock::format_local)
+            );
+        }
+        if codes.recovery_left > 0 {
+            println!("  {} unused recovery code(s)", codes.recovery_left);
+        }
+        for b in &codes.bypass {
+            println!(
+                "  bypass code: {} use(s) left, expires {}, issued by uid {}",
+                b.uses_left,
+                clock::format_local(b.expires_at),
+                b.created_by
+            );
+        }
     }
     Ok(())
 }

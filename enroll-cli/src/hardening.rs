@@ -21,12 +21,15 @@ const KEPT_VARS: &[&str] = &["TERM", "LANG", "NO_COLOR", "COLUMNS"];
 const SAFE_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Whether `name` may stay in the environment of a setuid run: only the display
-/// variables.
+/// variables (and, in test builds that contain the software authenticator, its state
+/// file: see [`pam_mfa::fido2::SOFT_FIDO2_BUILT`]).
 fn keep_var(name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;
     };
-    KEPT_VARS.contains(&name) || name.starts_with("LC_")
+    KEPT_VARS.contains(&name)
+        || name.starts_with("LC_")
+        || (pam_mfa::fido2::SOFT_FIDO2_BUILT && name == pam_mfa::fido2::SOFT_STATE_VAR)
 }
 
 /// Whether this process was started through a setuid/setgid (or capability) exec.
@@ -167,10 +170,13 @@ mod tests {
             "SQLITE_TMPDIR",
             "PATH",
             "LD_PRELOAD",
-            "PAM_MFA_SOFT_FIDO2",
             "LANGUAGE_X",
         ] {
             assert!(!keep_var(OsStr::new(dropped)), "{dropped}");
         }
+        assert_eq!(
+            keep_var(OsStr::new("PAM_MFA_SOFT_FIDO2")),
+            pam_mfa::fido2::SOFT_FIDO2_BUILT
+        );
     }
 }

@@ -8,7 +8,9 @@
 //! acts for users who lost their devices and skips this.
 
 use pam_mfa::clock;
-use pam_mfa::login::{self, Outcome};
+use pam_mfa::fido2::{self, ceremony};
+use pam_mfa::login::{self, Factors, KeyFailure, Outcome};
+use pam_mfa::names::UserName;
 use pam_mfa::pam::args::ModuleArgs;
 use pam_mfa::store::Store;
 use pam_mfa::store::devices;
@@ -17,6 +19,9 @@ use crate::identity::Target;
 use crate::{CliError, prompt};
 
 pub const PROMPT: &str = "To confirm it is you, enter a current code from one of your devices: ";
+/// The prompt when the user could also touch a security key instead.
+pub const PROMPT_OR_KEY: &str = "To confirm it is you, enter a current code from one of your \
+                                 devices (or just press Enter to touch your security key): ";
 
 pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
     if target.caller_uid == 0 {
@@ -29,38 +34,118 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
     if !devices::has_active(store.conn(), user)? {
         return Ok(());
     }
-    if !devices::has_active_totp(store.conn(), user)? {
-        return Err(CliError::msg(
-            "your only devices are security keys, and confirming a change with a touch is \
-             not supported yet; ask your administrator to make the change",
-        ));
-    }
-    let Some(code) = prompt::ask_secret(PROMPT)? else {
-        return Err(CliError::msg(
-            "a current code from one of your devices is needed to change your devices",
-        ));
-    };
+    let factors = login::factors(&store, &target.user)?;
     let policy = pam_mfa::policy::load(store.conn())?;
     let settings = ModuleArgs::default().effective_settings(&policy);
-    match login::verify(
-        &mut store,
-        &target.user,
-        code.as_bytes(),
-        settings,
-        clock::now()?,
-    )? {
+    let outcome = if factors.has_totp {
+        let question = if factors.fido2.is_empty() {
+            PROMPT
+        } else {
+            PROMPT_OR_KEY
+        };
+        match prompt::ask_secret(question)? {
+            Some(code) if code.trim().is_empty() && !factors.fido2.is_empty() => {
+                touch_a_key(&mut store, &target.user, &factors, settings)?
+            }
+            Some(code) => login::verify(
+                &mut store,
+                &target.user,
+                code.as_bytes(),
+                settings,
+                clock::now()?,
+            )?,
+            None => {
+                return Err(CliError::msg(
+                    "a current code from one of your devices is needed to change your devices",
+                ));
+            }
+        }
+    } else {
+        touch_a_key(&mut store, &target.user, &factors, settings)?
+    };
+    match outcome {
         Outcome::Accepted { .. } => Ok(()),
         Outcome::Locked { until } => Err(CliError::msg(format!(
             "too many failed attempts: locked until {}",
             clock::format_local(until)
         ))),
-        Outcome::Refused { locked_until, .. } => Err(CliError::msg(format!(
-            "that is not a current code of any of your devices (or it was already used); \
-             nothing was changed{}",
-            locked_until.map_or_else(String::new, |t| format!(
-                "; locked until {}",
-                clock::format_local(t)
-            ))
-        ))),
+        Outcome::Refused {
+            reason,
+            locked_until,
+        } => {
+            let why = match reason {
+                login::Refusal::Key(failure) => {
+                    as_clause(&ceremony::failure_message(&failure, &target.user))
+                }
+                _ => "that is not a current code of any of your devices (or it was already used)"
+                    .to_owned(),
+            };
+            Err(CliError::msg(format!(
+                "{why}; nothing was changed{}",
+                locked_until.map_or_else(String::new, |t| format!(
+                    "; locked until {}",
+                    clock::format_local(t)
+                ))
+            )))
+        }
     }
+}
+
+/// Proves the user with a touch of one of their security keys, plugged into this host.
+/// The answer is checked and recorded exactly as at a login (sign count, failure count).
+fn touch_a_key(
+    store: &mut Store,
+    user: &UserName,
+    factors: &Factors,
+    settings: login::LoginSettings,
+) -> Result<Outcome, CliError> {
+    let transport = fido2::transport();
+    let touched = if transport.present() {
+        let challenge = fido2::random32()?;
+        ceremony::get_assertion(
+            transport.as_ref(),
+            &factors.fido2,
+            challenge,
+            fido2::timeout(fido2::DEFAULT_TIMEOUT_SECS),
+            &mut AtTerminal,
+        )?
+    } else {
+        Err(KeyFailure::NoKey)
+    };
+    let now = clock::now()?;
+    Ok(match touched {
+        Ok(t) => login::verify_assertion(
+            store,
+            user,
+            &t.challenge,
+            &t.allow,
+            &t.assertion,
+            settings,
+            now,
+        )?,
+        Err(failure) => login::key_failure(store, user, failure, settings, now)?,
+    })
+}
+
+/// The person at the key, at this terminal: the PIN with echo off, the cue on stderr.
+struct AtTerminal;
+
+impl ceremony::Person<CliError> for AtTerminal {
+    fn pin(&mut self) -> Result<Option<fido2::Pin>, CliError> {
+        Ok(prompt::ask_secret("Security key PIN: ")?.filter(|p| !p.is_empty()))
+    }
+
+    fn touch_cue(&mut self) {
+        eprintln!("Touch your security key now.");
+    }
+}
+
+/// "The key was not touched in time." → "the key was not touched in time", to go before
+/// "; nothing was changed" in `mfa`'s one-line error.
+fn as_clause(sentence: &str) -> String {
+    let s = sentence.trim_end_matches('.');
+    let mut chars = s.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }

@@ -1,9 +1,12 @@
 //! Opening a store whose rows hold arbitrary bytes. A valid store is written once with the
-//! library (two TOTP devices, one active and one pending, a FIDO2 key, a failure count);
+//! library (two TOTP devices, one active and one pending, a FIDO2 key, a failure count, a
+//! policy, a recovery set, a bypass code and audit rows);
 //! every input is a list of edits that overwrite one column of one row with a fuzzed value
 //! of any SQLite type (CHECK constraints off, so values the schema forbids get in too, as
-//! on a store damaged or edited by hand). Then the login path and `mfa list` run on it:
-//! errors are fine, panics are not, and a fuzzed security-key answer is never accepted.
+//! on a store damaged or edited by hand). Then the login path, `mfa list`, the policy,
+//! the recovery/bypass check and the administrator's listings run on it: errors are fine,
+//! panics are not, and neither a fuzzed security-key answer nor a made-up recovery code is
+//! ever accepted.
 //!
 //! Edit format, repeated: [row] [column] [type] [len] [len bytes of value].
 #![no_main]
@@ -51,6 +54,38 @@ const DEVICE_COLUMNS: &[&str] = &[
     "uv_required",
 ];
 const AUTH_STATE_COLUMNS: &[&str] = &["user", "failures", "window_start", "locked_until"];
+const POLICY_COLUMNS: &[&str] = &[
+    "id",
+    "self_service",
+    "max_devices",
+    "no_device",
+    "max_failures",
+    "lockout_seconds",
+    "window",
+];
+const RECOVERY_COLUMNS: &[&str] = &[
+    "id",
+    "user",
+    "kind",
+    "salt",
+    "hash",
+    "uses_left",
+    "expires_at",
+    "created_at",
+    "created_by",
+];
+const AUDIT_COLUMNS: &[&str] = &[
+    "id",
+    "at",
+    "actor_uid",
+    "user",
+    "action",
+    "device",
+    "detail",
+];
+
+/// A code in the shape of a recovery code that was never issued.
+const MADE_UP_RECOVERY_CODE: &str = "abcdefghjkmn";
 
 /// The COSE encoding of a real P-256 public key (the curve's generator).
 const P256_G_COSE: [u8; 77] = [
@@ -117,6 +152,15 @@ fn fixture() -> &'static Fixture {
             };
             devices::insert_fido2(&tx, "alice", "yubikey", &key, NOW).unwrap();
             tx.commit().unwrap();
+            // The administrator's tables: a policy, a recovery set, a bypass code, audit
+            // rows.
+            let tx = store.write().unwrap();
+            pam_mfa::policy::set(&tx, "window", "2").unwrap();
+            pam_mfa::recovery::generate_set(&tx, "alice", NOW, 0).unwrap();
+            pam_mfa::recovery::issue_bypass(&tx, "alice", 3, NOW + 3600, NOW, 0).unwrap();
+            pam_mfa::audit::record(&tx, NOW, 0, "alice", "bypass", None, Some("3 use(s)"))
+                .unwrap();
+            tx.commit().unwrap();
             // One wrong code, so there is an auth_state row to damage too.
             let outcome = login::verify(
                 &mut store,
@@ -175,15 +219,27 @@ fn damage(path: &Path, mut data: &[u8]) {
         data = tail;
         let (v, as_text) = value(*kind, bytes);
         let expr = if as_text { "CAST(?1 AS TEXT)" } else { "?1" };
-        let sql = if row % 4 == 3 {
-            let col = AUTH_STATE_COLUMNS[usize::from(*column) % AUTH_STATE_COLUMNS.len()];
-            format!("UPDATE auth_state SET {col} = {expr}")
+        let pick = |cols: &[&'static str]| cols[usize::from(*column) % cols.len()];
+        // Rows 0-2 and 8-10…: the three devices; then one table each.
+        let sql = if row % 8 == 3 {
+            format!("UPDATE auth_state SET {} = {expr}", pick(AUTH_STATE_COLUMNS))
+        } else if row % 8 == 4 {
+            format!("UPDATE policy SET {} = {expr}", pick(POLICY_COLUMNS))
+        } else if row % 8 == 5 || row % 8 == 6 {
+            format!(
+                "UPDATE recovery_codes SET {} = {expr} WHERE id = \
+                 (SELECT id FROM recovery_codes ORDER BY id LIMIT 1 OFFSET {})",
+                pick(RECOVERY_COLUMNS),
+                (row / 8) % 11
+            )
+        } else if row % 8 == 7 {
+            format!("UPDATE audit SET {} = {expr}", pick(AUDIT_COLUMNS))
         } else {
             let col = DEVICE_COLUMNS[usize::from(*column) % DEVICE_COLUMNS.len()];
             format!(
                 "UPDATE devices SET {col} = {expr} WHERE id = \
                  (SELECT id FROM devices ORDER BY id LIMIT 1 OFFSET {})",
-                row % 4
+                row % 8
             )
         };
         // Constraint and trigger failures are fine: that edit just does not happen.
@@ -196,7 +252,8 @@ fn users(path: &Path) -> Vec<Vec<u8>> {
     let conn = Connection::open(path).unwrap();
     let mut out = vec![b"alice".to_vec()];
     if let Ok(mut stmt) = conn.prepare(
-        "SELECT CAST(user AS BLOB) FROM devices UNION SELECT CAST(user AS BLOB) FROM auth_state",
+        "SELECT CAST(user AS BLOB) FROM devices UNION SELECT CAST(user AS BLOB) FROM auth_state
+         UNION SELECT CAST(user AS BLOB) FROM recovery_codes",
     ) && let Ok(rows) = stmt.query_map([], |r| r.get::<_, Option<Vec<u8>>>(0))
     {
         out.extend(rows.flatten().flatten());
@@ -211,6 +268,20 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
         return;
     };
     let _ = login::readiness(&store, user, NOW);
+    let _ = pam_mfa::policy::load(store.conn());
+    let _ = pam_mfa::recovery::outstanding(store.conn(), NOW);
+    let _ = pam_mfa::audit::list(store.conn(), Some(user.as_str()), None);
+    let verdict = login::verify_recovery(
+        &mut store,
+        user,
+        MADE_UP_RECOVERY_CODE,
+        LoginSettings::default(),
+        NOW,
+    );
+    assert!(
+        !matches!(verdict, Ok(login::RecoveryOutcome::Accepted { .. })),
+        "a recovery code that was never issued was accepted: {verdict:?}"
+    );
     let _ = devices::list(store.conn(), user.as_str(), NOW);
     if let Ok(factors) = login::factors(&store, user) {
         let allow: Vec<Vec<u8>> = factors

@@ -259,6 +259,21 @@ pub fn verify_recovery(
     match crate::recovery::consume(&tx, user, code, now)? {
         crate::recovery::Used::Accepted { kind, remaining } => {
             auth_state::clear(&tx, user)?;
+            // A way in that bypassed every device is an administrative event: it goes in
+            // the audit trail with the code's use, in the same transaction.
+            let (action, left) = match kind {
+                crate::recovery::Kind::Recovery => ("recovery-login", "recovery codes"),
+                crate::recovery::Kind::Bypass => ("bypass-login", "uses of this bypass code"),
+            };
+            crate::audit::record(
+                &tx,
+                now,
+                process_uid(),
+                user,
+                action,
+                None,
+                Some(&format!("{remaining} {left} left")),
+            )?;
             tx.commit()?;
             Ok(RecoveryOutcome::Accepted { kind, remaining })
         }
@@ -271,6 +286,12 @@ pub fn verify_recovery(
             })
         }
     }
+}
+
+/// The real uid of the process making the login (root for sshd, the user for a
+/// screen locker), recorded as the actor of recovery and bypass logins.
+fn process_uid() -> u32 {
+    nix::unistd::getuid().as_raw()
 }
 
 /// Checks `answer` for `user` and records the outcome, all in one write transaction.

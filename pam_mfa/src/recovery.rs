@@ -252,6 +252,67 @@ pub fn consume(conn: &Connection, user: &str, code: &str, now: i64) -> Result<Us
     Ok(Used::Accepted { kind, remaining })
 }
 
+/// A live bypass code, as `mfa admin list` shows it (never the code or its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bypass {
+    pub uses_left: u32,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub created_by: u32,
+}
+
+/// One user's outstanding ways back in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outstanding {
+    /// Unused codes of the user's recovery set.
+    pub recovery_left: u32,
+    /// Bypass codes that can still be used, oldest first.
+    pub bypass: Vec<Bypass>,
+}
+
+/// Every user's unused recovery codes and live bypass codes at `now`, by user: an
+/// administrator must be able to see that a temporary way in is still open.
+pub fn outstanding(
+    conn: &Connection,
+    now: i64,
+) -> Result<std::collections::BTreeMap<String, Outstanding>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user, kind, uses_left, expires_at, created_at, created_by FROM recovery_codes
+         WHERE uses_left > 0 AND (expires_at IS NULL OR expires_at > ?1)
+         ORDER BY user, created_at, id",
+    )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, u32>(5)?,
+        ))
+    })?;
+    let mut by_user = std::collections::BTreeMap::<String, Outstanding>::new();
+    for row in rows {
+        let (user, kind, uses_left, expires_at, created_at, created_by) = row?;
+        let entry = by_user.entry(user).or_default();
+        match (kind.as_str(), expires_at) {
+            ("bypass", Some(expires_at)) => entry.bypass.push(Bypass {
+                uses_left,
+                expires_at,
+                created_at,
+                created_by,
+            }),
+            ("recovery", _) => entry.recovery_left = entry.recovery_left.saturating_add(1),
+            _ => {
+                return Err(Error::CorruptRecord(format!(
+                    "recovery code of kind {kind:?}"
+                )));
+            }
+        }
+    }
+    Ok(by_user)
+}
+
 /// Whether the row exists at all (for tests and `admin list`).
 pub fn has_any(conn: &Connection, user: &str) -> Result<bool> {
     Ok(conn

@@ -11,6 +11,7 @@
 //! signs is SHA-256 of it (what the HID library sends), recomputed here when verifying.
 
 pub mod auth_data;
+pub mod ceremony;
 pub mod cose;
 pub mod hid;
 #[cfg(feature = "soft-fido2")]
@@ -37,6 +38,12 @@ compile_error!(
 /// The environment variable naming the software authenticator's state file (test builds
 /// with the `soft-fido2` feature only; release builds never read it).
 pub const SOFT_STATE_VAR: &str = "PAM_MFA_SOFT_FIDO2";
+
+/// Whether this build contains the software authenticator (debug builds for tests only;
+/// see the `compile_error!` above). A setuid `mfa` of such a build keeps
+/// [`SOFT_STATE_VAR`] so the tests can prove a device with a touch as a real non-root
+/// user; a release build has no software authenticator and drops it with the rest.
+pub const SOFT_FIDO2_BUILT: bool = cfg!(feature = "soft-fido2");
 
 /// How long a key waits for a touch unless told otherwise.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 30;

@@ -23,7 +23,7 @@ use pam::items::RHost;
 use pam::module::{PamHandle, PamHooks};
 
 use crate::clock;
-use crate::fido2::{self, TransportError};
+use crate::fido2::{self, ceremony};
 use crate::login::{self, Factors, KeyFailure, Outcome, Readiness, Refusal};
 use crate::names::{self, UserName, escape_for_log};
 use crate::store::Store;

@@ -55,85 +55,51 @@ pub(super) fn security_key(
         return fail(pamh, store, KeyFailure::NoKey);
     }
 
-    // One getAssertion per RP id the user's credentials were registered under (almost
-    // always one), each with all of those credentials in the allow list.
-    let mut groups: Vec<(&str, Vec<Vec<u8>>, bool)> = Vec::new();
-    for d in &factors.fido2 {
-        match groups.iter_mut().find(|(rp, _, _)| *rp == d.rp_id) {
-            Some((_, ids, uv)) => {
-                ids.push(d.credential_id.clone());
-                *uv |= d.uv_required;
-            }
-            None => groups.push((&d.rp_id, vec![d.credential_id.clone()], d.uv_required)),
-        }
-    }
-    let needs_uv = groups.iter().any(|(_, _, uv)| *uv);
-    let info = match transport.info() {
-        Ok(info) => info,
-        Err(e) => return fail(pamh, store, transport_failure(e)),
-    };
-    let pin = if !needs_uv {
-        None
-    } else if info.pin_set {
-        match ask_pin(pamh)? {
-            Some(pin) => Some(pin),
-            None => return fail(pamh, store, KeyFailure::NoPin),
-        }
-    } else if info.builtin_uv {
-        None
-    } else {
-        return fail(pamh, store, KeyFailure::NoVerification);
-    };
-    if !silent {
-        // The cue is a courtesy; the login goes on whether or not it was shown.
-        let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, "Touch your security key."));
-    }
     let challenge = fido2::random32().map_err(store_error)?;
     let timeout = fido2::timeout(args.fido2_timeout);
-    let mut last = KeyFailure::NotRegistered;
-    for (i, (rp_id, allow, uv)) in groups.iter().enumerate() {
-        let request = fido2::transport::GetAssertionRequest {
-            rp_id,
-            challenge,
-            allow,
-            pin: pin.as_ref().filter(|_| *uv).map(|p| p.as_str()),
-            uv: *uv && pin.is_none(),
-            timeout,
-        };
-        match transport.get_assertion(&request) {
-            Ok(assertion) => {
-                let now = clock::now().map_err(store_error)?;
-                let outcome = login::verify_assertion(
-                    store,
-                    user,
-                    &challenge,
-                    allow,
-                    &assertion,
-                    args.settings,
-                    now,
-                )
-                .map_err(store_error)?;
-                return finish(pamh, outcome, user, ctx, silent).map(Some);
-            }
-            Err(TransportError::NoCredentials) if i + 1 < groups.len() => {}
-            Err(e) => {
-                last = transport_failure(e);
-                break;
-            }
+    let touched = ceremony::get_assertion(
+        transport.as_ref(),
+        &factors.fido2,
+        challenge,
+        timeout,
+        &mut AtPrompt { pamh, silent },
+    )?;
+    match touched {
+        Ok(touched) => {
+            let now = clock::now().map_err(store_error)?;
+            let outcome = login::verify_assertion(
+                store,
+                user,
+                &touched.challenge,
+                &touched.allow,
+                &touched.assertion,
+                args.settings,
+                now,
+            )
+            .map_err(store_error)?;
+            finish(pamh, outcome, user, ctx, silent).map(Some)
         }
+        Err(failure) => fail(pamh, store, failure),
     }
-    fail(pamh, store, last)
 }
 
-fn transport_failure(e: TransportError) -> KeyFailure {
-    match e {
-        TransportError::NoKey => KeyFailure::NoKey,
-        TransportError::Timeout => KeyFailure::Timeout,
-        TransportError::NoCredentials | TransportError::Excluded => KeyFailure::NotRegistered,
-        TransportError::PinRequired => KeyFailure::PinRequired,
-        TransportError::PinInvalid => KeyFailure::PinInvalid,
-        TransportError::PinBlocked => KeyFailure::PinBlocked,
-        TransportError::Device(d) => KeyFailure::Device(d),
+/// The person at the key, reached through the PAM conversation.
+struct AtPrompt<'a> {
+    pamh: &'a mut PamHandle,
+    silent: bool,
+}
+
+impl ceremony::Person<Failure> for AtPrompt<'_> {
+    fn pin(&mut self) -> Result<Option<fido2::Pin>, Failure> {
+        ask_pin(self.pamh)
+    }
+
+    fn touch_cue(&mut self) {
+        if !self.silent {
+            // The cue is a courtesy; the login goes on whether or not it was shown.
+            let _ = conversation(self.pamh)
+                .and_then(|c| c.send(PAM_TEXT_INFO, "Touch your security key."));
+        }
     }
 }
 
@@ -170,37 +136,6 @@ pub(super) fn key_log(f: &KeyFailure) -> String {
     }
 }
 
-/// What the person is told about a security-key failure.
-fn key_message(f: &KeyFailure, user: &UserName) -> String {
-    match f {
-        KeyFailure::NoKey => {
-            "No security key found. Plug in your security key and try again.".to_owned()
-        }
-        KeyFailure::Remote => "Security keys can only be used at this computer, not over a \
-                               remote login."
-            .to_owned(),
-        KeyFailure::NoneRegistered => {
-            format!("A security key is required here, and {user} has none registered.")
-        }
-        KeyFailure::Timeout => "The security key was not touched in time.".to_owned(),
-        KeyFailure::NotRegistered | KeyFailure::UnknownCredential => {
-            format!("This security key is not registered for {user}.")
-        }
-        KeyFailure::PinRequired | KeyFailure::NoPin => {
-            "The security key's PIN is required.".to_owned()
-        }
-        KeyFailure::PinInvalid => "Wrong security key PIN.".to_owned(),
-        KeyFailure::PinBlocked => {
-            "The security key's PIN is blocked. Reset the key, or use another device.".to_owned()
-        }
-        KeyFailure::NoVerification => {
-            "This security key needs a PIN for this login, and it has none set.".to_owned()
-        }
-        KeyFailure::Device(_) => "The security key did not answer correctly.".to_owned(),
-        KeyFailure::Rejected { .. } => "The security key's answer was not accepted.".to_owned(),
-    }
-}
-
 /// Tells the person why the key was refused (unless `PAM_SILENT`) and builds the refusal.
 pub(super) fn key_refused(
     pamh: &mut PamHandle,
@@ -210,7 +145,7 @@ pub(super) fn key_refused(
     silent: bool,
 ) -> Failure {
     if !silent {
-        let text = key_message(failure, user);
+        let text = ceremony::failure_message(failure, user);
         let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &text));
     }
     let level = match failure {

@@ -38,6 +38,8 @@ use safety::Presence;
 
 /// Where the store lives unless `db=` / `--db` says otherwise.
 pub const DEFAULT_PATH: &str = "/var/lib/pam_mfa/devices.db";
+/// The schema version this build writes (and migrates older stores to).
+pub const SCHEMA_VERSION: i64 = schema::CURRENT_VERSION;
 
 /// How long a login waits for another process's write before giving up. Commits take
 /// milliseconds, so this only runs out if something is badly wrong; it is generous because
