@@ -1,14 +1,19 @@
-//! Crash consistency: the real `mfa` (enroll begin/finish, remove, resync) and logins
-//! through `pam-client` are killed with SIGKILL at random moments, and after every kill
-//! the store must still be whole and still tell the truth:
+//! Crash consistency: the real `mfa` (enroll begin/finish, remove, resync, recovery
+//! generate, admin bypass, admin unlock) and logins through `pam-client` (with codes,
+//! recovery codes and bypass codes) are killed with SIGKILL at random moments, and after
+//! every kill the store must still be whole and still tell the truth:
 //!
 //! * it opens (`Store::open_existing`) and `PRAGMA integrity_check` says `ok`;
 //! * no device is active whose `enroll finish` was never started;
 //! * no user has more than 8 active devices;
 //! * no code is accepted twice: a device's last used step never goes back, and a login
 //!   that succeeded used a step later than every step already used;
-//! * a user's failure counter never goes down except by a login with a right code, and a
-//!   login that ran to the end moved it exactly as its result says.
+//! * a user's failure counter never goes down except by a login with a right code (or a
+//!   recovery or bypass code) or the administrator's unlock or bypass, and a login that
+//!   ran to the end moved it exactly as its result says;
+//! * no recovery or bypass code is accepted twice (or beyond its uses), and every new
+//!   recovery set, bypass code and recovery/bypass login has exactly its audit row: the
+//!   change and its row commit together or not at all.
 //!
 //! Each iteration runs one operation, chosen at random, and kills it after a random delay
 //! drawn from 0 to 1.2 times how long that kind of operation takes when left alone, so
@@ -111,6 +116,40 @@ struct Row {
 struct Snapshot {
     rows: Vec<Row>,
     failures: HashMap<String, (i64, i64)>,
+    /// Recovery and bypass codes by salt (unique, random): (user, kind, uses left,
+    /// expiry).
+    codes: HashMap<Vec<u8>, (String, String, i64, Option<i64>)>,
+    /// Audit rows by (user, action).
+    audit: HashMap<(String, String), i64>,
+}
+
+impl Snapshot {
+    fn audit_rows(&self, user: &str, action: &str) -> i64 {
+        self.audit
+            .get(&(user.to_owned(), action.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Uses left over all of `user`'s codes of `kind` that have not expired at `now`
+    /// (expired ones are deleted by the next recovery login, which is not a use).
+    fn uses_left(&self, user: &str, kind: &str, now: i64) -> i64 {
+        self.codes
+            .values()
+            .filter(|(u, k, _, exp)| u == user && k == kind && exp.is_none_or(|e| e > now))
+            .map(|c| c.2)
+            .sum()
+    }
+
+    /// Codes of `user` and `kind` that `earlier` did not have.
+    fn new_codes(&self, earlier: &Snapshot, user: &str, kind: &str) -> usize {
+        self.codes
+            .iter()
+            .filter(|(salt, (u, k, _, _))| {
+                u == user && k == kind && !earlier.codes.contains_key(*salt)
+            })
+            .count()
+    }
 }
 
 /// Opens the store as the module does, checks its integrity and reads it.
@@ -157,7 +196,28 @@ fn snapshot(db: &Path, context: &str) -> Snapshot {
                 .collect::<Result<HashMap<_, _>, _>>()
         })
         .unwrap_or_else(|e| panic!("{context}: cannot read auth_state: {e}"));
-    Snapshot { rows, failures }
+    let codes = conn
+        .prepare("SELECT salt, user, kind, uses_left, expires_at FROM recovery_codes")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            })?
+            .collect::<Result<HashMap<_, _>, _>>()
+        })
+        .unwrap_or_else(|e| panic!("{context}: cannot read recovery_codes: {e}"));
+    let audit = conn
+        .prepare("SELECT user, action, COUNT(*) FROM audit GROUP BY user, action")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
+                .collect::<Result<HashMap<_, _>, _>>()
+        })
+        .unwrap_or_else(|e| panic!("{context}: cannot read audit: {e}"));
+    Snapshot {
+        rows,
+        failures,
+        codes,
+        audit,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,6 +229,19 @@ enum Kind {
     LoginRight,
     LoginWrong,
     LoginReplay,
+    RecoveryGenerate,
+    LoginRecovery,
+    Bypass,
+    Unlock,
+}
+
+/// The grouped codes (`xxxx-xxxx-xxxx`) `mfa` printed.
+fn printed_codes(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| w.trim_end_matches(['.', ',', ';']))
+        .filter(|w| w.len() == 14 && w.split('-').count() == 3)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What the test knows about a device it began.
@@ -271,6 +344,15 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
     let mut next_name = 0usize;
     let mut killed_so_far = 0usize;
     let mut it = 0usize;
+    // Recovery and bypass codes the test saw printed: whose, and how many more times each
+    // may still be accepted (an upper bound: a killed operation may have used one up).
+    let mut allowed: HashMap<String, (usize, i64)> = HashMap::new();
+    // Each user's current recovery set as printed, replaced (and the old one void) by a
+    // new set.
+    let mut recovery_set: Vec<Vec<String>> = vec![Vec::new(); USERS];
+    let mut codes_accepted = 0usize;
+    // The user an administrative or recovery operation is about.
+    let mut admin_user: Option<usize>;
 
     while killed_so_far < kills {
         it += 1;
@@ -293,13 +375,17 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
             .collect();
 
         let mut kind = match rng.below(100) {
-            0..=14 => Kind::Begin,
-            15..=29 => Kind::Finish,
-            30..=36 => Kind::Remove,
-            37..=44 => Kind::Resync,
-            45..=69 => Kind::LoginRight,
-            70..=84 => Kind::LoginWrong,
-            _ => Kind::LoginReplay,
+            0..=12 => Kind::Begin,
+            13..=25 => Kind::Finish,
+            26..=31 => Kind::Remove,
+            32..=37 => Kind::Resync,
+            38..=59 => Kind::LoginRight,
+            60..=71 => Kind::LoginWrong,
+            72..=81 => Kind::LoginReplay,
+            82..=85 => Kind::RecoveryGenerate,
+            86..=93 => Kind::LoginRecovery,
+            94..=96 => Kind::Bypass,
+            _ => Kind::Unlock,
         };
         if kind == Kind::Finish && pending.is_empty() {
             kind = Kind::Begin;
@@ -318,6 +404,10 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
         let mut target: Option<Row> = None;
         let mut login_user: Option<String> = None;
         let mut login_step: Option<i64> = None;
+        let mut recovery_code: Option<String> = None;
+        // A recovery set `mfa` printed (it ran to the end).
+        let mut new_set: Option<Vec<String>> = None;
+        admin_user = None;
         let delay = timing.delay(kind, &mut rng);
         // Learnt from the kill's start: for a login, after its stack is loaded.
         let mut took = Duration::ZERO;
@@ -419,6 +509,62 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                 }
                 target = Some(r);
                 (ending, None)
+            }
+            Kind::RecoveryGenerate | Kind::Bypass | Kind::Unlock => {
+                let u = rng.below(USERS as u64) as usize;
+                let name = users[u].name();
+                let args: Vec<&str> = match kind {
+                    Kind::RecoveryGenerate => vec!["--user", name, "recovery", "generate"],
+                    Kind::Bypass => vec!["admin", "bypass", name, "--uses", "2"],
+                    _ => vec!["admin", "unlock", name],
+                };
+                let child = env.spawn_mfa(&args);
+                let f = kill_after(child, delay, &mut took);
+                let ending = ending_of_mfa(&f);
+                if let Ending::Completed = ending {
+                    assert!(f.status.success(), "{context}: {args:?}: {f:?}");
+                    let codes = printed_codes(&f.stdout);
+                    match kind {
+                        Kind::RecoveryGenerate => {
+                            assert_eq!(codes.len(), 10, "{context}: {}", f.stdout);
+                            new_set = Some(codes);
+                        }
+                        Kind::Bypass => {
+                            assert_eq!(codes.len(), 1, "{context}: {}", f.stdout);
+                            allowed.insert(codes[0].clone(), (u, 2));
+                        }
+                        _ => {}
+                    }
+                }
+                admin_user = Some(u);
+                (ending, None)
+            }
+            Kind::LoginRecovery => {
+                let u = rng.below(USERS as u64) as usize;
+                // Mostly a code never used, sometimes one already accepted (a replay).
+                let spent = rng.below(4) == 0;
+                let mut candidates: Vec<&String> = allowed
+                    .iter()
+                    .filter(|(_, (owner, left))| *owner == u && (*left == 0) == spent)
+                    .map(|(c, _)| c)
+                    .collect();
+                candidates.sort();
+                let code = match candidates.as_slice() {
+                    [] => "abcd-efgh-jkmn".to_owned(),
+                    c => c[rng.below(c.len() as u64) as usize].clone(),
+                };
+                let mut child = env.pam(users[u].name()).answer(&code).spawn_waiting();
+                let ready = child.wait_for("the client to be ready", |_, err| {
+                    err.contains("pam-client: waiting for stdin to close")
+                });
+                assert!(ready, "{context}: pam-client died before its barrier");
+                child.close_stdin();
+                let f = kill_after(child, delay, &mut took);
+                let (ending, outcome) = ending_of_login(f);
+                login_user = Some(users[u].name().to_owned());
+                admin_user = Some(u);
+                recovery_code = Some(code);
+                (ending, outcome)
             }
             Kind::LoginRight | Kind::LoginWrong | Kind::LoginReplay => {
                 let r = active_known[rng.below(active_known.len() as u64) as usize].clone();
@@ -522,6 +668,100 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                 );
             }
         }
+        // Recovery and bypass codes, and the audit rows that go with them.
+        let clock = env.now();
+        for (u, user) in users.iter().enumerate() {
+            let name = user.name();
+            let this_op = admin_user == Some(u);
+            let generated = after.new_codes(&before, name, "recovery");
+            let bypasses = after.new_codes(&before, name, "bypass");
+            let d = |action: &str| after.audit_rows(name, action) - before.audit_rows(name, action);
+            // Nothing new appears without its own operation, and each comes with its row.
+            assert!(
+                this_op || (generated == 0 && bypasses == 0),
+                "{context}: codes of {name} appeared without an operation"
+            );
+            assert!(
+                (generated == 0 && d("recovery-generate") == 0)
+                    || (generated == 10 && d("recovery-generate") == 1),
+                "{context}: {generated} new recovery codes of {name} with {} audit rows",
+                d("recovery-generate")
+            );
+            assert_eq!(
+                bypasses as i64,
+                d("bypass"),
+                "{context}: new bypass codes of {name} and their audit rows"
+            );
+            if generated == 10 {
+                // The old set is void; the new one is known if `mfa` got to print it.
+                for old in recovery_set[u].drain(..) {
+                    allowed.insert(old, (u, 0));
+                }
+                if let Some(set) = new_set.take() {
+                    for c in &set {
+                        allowed.insert(c.clone(), (u, 1));
+                    }
+                    recovery_set[u] = set;
+                }
+            } else {
+                assert!(
+                    new_set.is_none() || !this_op,
+                    "{context}: mfa printed a recovery set that is not in the store"
+                );
+            }
+            // Uses go down one at a time, each with its login row.
+            for (kind, action) in [("recovery", "recovery-login"), ("bypass", "bypass-login")] {
+                let fresh = if kind == "recovery" {
+                    generated
+                } else {
+                    2 * bypasses
+                };
+                if kind == "recovery" && generated > 0 {
+                    continue; // the whole set was replaced
+                }
+                let spent = before.uses_left(name, kind, clock) + fresh as i64
+                    - after.uses_left(name, kind, clock);
+                assert!(
+                    spent == d(action) && (0..=1).contains(&spent),
+                    "{context}: {spent} {kind} uses of {name} spent, {} {action} rows",
+                    d(action)
+                );
+                assert!(
+                    spent == 0
+                        || (this_op
+                            && recovery_code
+                                .as_ref()
+                                .is_some_and(|c| allowed.contains_key(c))),
+                    "{context}: a {kind} code of {name} was used without a login with it"
+                );
+            }
+            if !this_op {
+                continue;
+            }
+            let Some(code) = &recovery_code else {
+                continue;
+            };
+            let used = d("recovery-login") + d("bypass-login") == 1;
+            if let Some(out) = &outcome {
+                assert_eq!(
+                    out.succeeded(),
+                    used,
+                    "{context}: login result and recorded use disagree"
+                );
+                if !out.succeeded() {
+                    out.assert_result("PAM_AUTH_ERR");
+                }
+            }
+            if used {
+                codes_accepted += 1;
+                let left = allowed.get_mut(code).map(|(_, left)| left);
+                match left {
+                    Some(left) if *left > 0 => *left -= 1,
+                    _ => panic!("{context}: code {code} accepted more often than issued"),
+                }
+            }
+        }
+
         // Failure counters: down only by a login with the right code; a login that ran to
         // the end moved its user's counter exactly.
         for u in &users {
@@ -530,6 +770,17 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
             let this_login = login_user.as_deref() == Some(u.name());
             if is == 0 && was > 0 && window_start < env.now() - FORGET_AFTER_SECS {
                 // Forgotten after a day, as documented in the store.
+                continue;
+            }
+            if matches!(kind, Kind::Unlock | Kind::Bypass)
+                && admin_user.is_some_and(|a| users[a].name() == u.name())
+            {
+                let done = matches!(ending, Ending::Completed);
+                assert!(
+                    is == 0 || (!done && is == was),
+                    "{context}: {kind:?} left the counter of {} at {is} (was {was})",
+                    u.name()
+                );
                 continue;
             }
             if !this_login {
@@ -545,7 +796,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                 Some(out) if out.succeeded() => assert_eq!(is, 0, "{context}: success"),
                 Some(_) => assert_eq!(is, was + 1, "{context}: a refusal counts one failure"),
                 None => {
-                    let may_reset = kind == Kind::LoginRight;
+                    let may_reset = matches!(kind, Kind::LoginRight | Kind::LoginRecovery);
                     assert!(
                         is == was || is == was + 1 || (may_reset && is == 0),
                         "{context}: killed login moved the counter of {} from {was} to {is}",
@@ -575,7 +826,12 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
     report.sort();
     eprintln!(
         "crash consistency: {it} operations, {killed_so_far} ended by SIGKILL, each followed \
-         by the checks\n  {}",
+         by the checks; {codes_accepted} recovery/bypass code uses recorded\n  {}",
         report.join("\n  ")
+    );
+    // The recovery checks must have had something to check.
+    assert!(
+        kills < 200 || codes_accepted > 0,
+        "no recovery or bypass code was ever accepted"
     );
 }
