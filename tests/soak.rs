@@ -14,7 +14,9 @@
 //! (libfaketime, the clock standing still at each login), so fresh codes never run out
 //! and no login depends on how fast the machine is. The churners run the real `mfa` as
 //! root: `enroll totp --begin`, `enroll finish`, `remove`, for random users, keeping
-//! every user within 8 devices, so each of their commands must succeed too.
+//! every user within 8 devices, so each of their commands must succeed too; between
+//! those they run administrative commands (a new recovery set, `admin list`, `admin
+//! audit`, `admin policy show`), which must succeed as well.
 //!
 //! Sizes: `PAM_MFA_SOAK_WORKERS` login processes (default 16), `PAM_MFA_SOAK_CHURNERS`
 //! enrolling/removing threads (default 4), for `PAM_MFA_SOAK_SECONDS` (default 30). The
@@ -250,6 +252,22 @@ fn mfa(db: &std::path::Path, at: i64, args: &[&str]) -> pam_mfa_tests::Finished 
 struct ChurnReport {
     enrolled: usize,
     removed: usize,
+    /// Administrative commands run between the changes (all must succeed).
+    admin: usize,
+}
+
+/// One administrative command, chosen at random, that must succeed under the same load
+/// and must not disturb the logins: a new recovery set for a user (a write with its audit
+/// row), the administrator's list, the audit trail, the policy.
+fn admin_command(rng: &mut Rng, db: &std::path::Path, at: i64, user: &str) {
+    let args: &[&str] = match rng.next() % 4 {
+        0 => &["--user", user, "recovery", "generate"],
+        1 => &["admin", "list", "--json"],
+        2 => &["admin", "audit", "--user", user, "--json"],
+        _ => &["admin", "policy", "show", "--json"],
+    };
+    let f = mfa(db, at, args);
+    assert!(f.status.success(), "mfa {args:?} under load: {f:?}");
 }
 
 /// Enrolls and removes devices of random users until told to stop. `slots` holds how many
@@ -271,6 +289,12 @@ fn churner(
     let mut rep = ChurnReport::default();
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
+        if rng.chance(20) {
+            let user = &users[(rng.next() % users.len() as u64) as usize];
+            admin_command(&mut rng, &db, at, user);
+            rep.admin += 1;
+            continue;
+        }
         let remove = !mine.is_empty() && (mine.len() >= 3 || rng.chance(40));
         if remove {
             let (user, name) = mine.remove((rng.next() % mine.len() as u64) as usize);
@@ -443,11 +467,13 @@ fn logins_stay_exact_under_load_while_devices_come_and_go() {
     let replayed: usize = work.iter().map(|r| r.replayed).sum();
     let enrolled: usize = churn.iter().map(|r| r.enrolled).sum();
     let removed: usize = churn.iter().map(|r| r.removed).sum();
+    let admin: usize = churn.iter().map(|r| r.admin).sum();
     eprintln!(
         "soak: {workers} login processes + {churners} churners for {elapsed:.1?}: {} logins \
          ({right} right and accepted, {wrong} wrong and {replayed} replayed, all refused); \
-         {enrolled} devices enrolled, {removed} removed",
+         {enrolled} devices enrolled, {removed} removed; {admin} administrative commands",
         right + wrong + replayed
     );
     assert!(right > 0 && enrolled > 0, "the soak did nothing");
+    assert!(admin > 0, "no administrative command ran during the soak");
 }
