@@ -79,7 +79,8 @@ pub struct TokenSeed {
 /// Where in a seed file something is wrong, for the message that rejects it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    /// The file as a whole (its size, its encoding, its XML syntax, its encryption keys).
+    /// The file as a whole (its size, its encoding, its XML syntax, its encryption keys);
+    /// the message names no place then.
     File,
     /// A CSV line (1-based).
     Line(usize),
@@ -98,12 +99,22 @@ impl fmt::Display for Location {
 }
 
 /// Why a seed file was rejected. Never quotes a secret: problems name fields, not values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{location}: {problem}; nothing was imported")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileError {
     pub location: Location,
     pub problem: String,
 }
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.location != Location::File {
+            write!(f, "{}: ", self.location)?;
+        }
+        write!(f, "{}; nothing was imported", self.problem)
+    }
+}
+
+impl std::error::Error for FileError {}
 
 impl FileError {
     pub fn new(location: Location, problem: impl Into<String>) -> Self {
