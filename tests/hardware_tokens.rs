@@ -556,3 +556,28 @@ fn tokens_count_toward_the_device_limit() {
         .assert_success();
     enroll_hotp(&env, user.name(), "a", "C", 0).assert_error(&["already has a device named"]);
 }
+
+#[test]
+fn the_same_hotp_code_from_8_logins_at_once_succeeds_exactly_once() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&["max_failures=1000"]);
+    import_csv(&env, &format!("H-R,{KEY_HEX},hotp\n"));
+    enroll_hotp(&env, user.name(), "fob", "H-R", 0).assert_success();
+    for counter in [2, 5, 9] {
+        let code = hotp(KEY_HEX, counter, 6);
+        let runs: Vec<_> = (0..8).map(|_| env.pam(user.name()).answer(&code)).collect();
+        let outcomes = pam_mfa_tests::race(&runs);
+        let results: Vec<&str> = outcomes.iter().map(|o| o.result.as_str()).collect();
+        assert_eq!(
+            results.iter().filter(|r| **r == "PAM_SUCCESS").count(),
+            1,
+            "counter {counter}: {results:?}"
+        );
+        assert_eq!(
+            results.iter().filter(|r| **r == "PAM_AUTH_ERR").count(),
+            7,
+            "counter {counter}: {results:?}"
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! This is where the replay check lives. Checking and recording happen in one
 //! `BEGIN IMMEDIATE` transaction, so two logins racing with the same code are serialised by
-//! SQLite and the second sees the first one's step: a code is accepted at most once.
+//! SQLite and the second sees the first one's step: a code is accepted at most once. An
+//! HOTP token's counter is moved past the accepted code the same way.
 //! The lock-out state is re-read inside the same transaction for the same reason.
 
 use crate::code::{self, Code, CodeError};
@@ -1046,7 +1047,7 @@ mod hotp_tests {
                 ..
             }
         ));
-        // A success cleared the failures counted by the refusals.
+        // The success cleared the first refusal's count; only the replay after it counts.
         assert_eq!(
             auth_state::load(ts.store.conn(), "alice").unwrap().failures,
             1
