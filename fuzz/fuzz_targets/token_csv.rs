@@ -9,7 +9,12 @@ use pam_mfa::tokens::{self, Format, Mode, TokenSeed};
 fn canonical(seeds: &[TokenSeed]) -> String {
     let mut out = String::new();
     for s in seeds {
-        let hex: String = s.secret.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = s
+            .secret
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let hash = s.algorithm.as_str().to_ascii_lowercase();
         match s.mode {
             Mode::Totp { period } => out.push_str(&format!(
