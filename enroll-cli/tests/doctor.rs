@@ -299,7 +299,7 @@ fn a_clean_configuration_is_all_ok() {
             r.stdout
         );
     }
-    r.find("ok", "store", "schema version 3, integrity check passed");
+    r.find("ok", "store", "schema version 5, integrity check passed");
     r.find("ok", "store", "directory 0700 and file 0600");
     r.find("ok", "clock", "NTPSynchronized=yes");
     r.find(
