@@ -676,3 +676,81 @@ rm -rf "$d""#,
     };
     assert!(items.iter().all(|d| d["state"] == "pending"), "{items:?}");
 }
+
+/// The HOTP code of the RFC 4226 test secret for `counter`, from oathtool.
+fn rfc4226_hotp(counter: i64) -> String {
+    let out = std::process::Command::new(pam_mfa_tests::tool("oathtool", "oathtool"))
+        .args(["--hotp", "-c", &counter.to_string()])
+        .arg("3132333435363738393031323334353637383930")
+        .output()
+        .expect("run oathtool");
+    assert!(out.status.success(), "oathtool: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_user_registers_a_token_as_they_register_an_app() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let seeds = env.path("seeds.csv");
+    std::fs::write(
+        &seeds,
+        "H-1,3132333435363738393031323334353637383930,hotp\n\
+         H-2,3132333435363738393031323334353637383930,hotp\n",
+    )
+    .expect("write the seed file");
+    env.mfa_cmd(&["admin", "tokens", "import", seeds.to_str().expect("path")])
+        .real_time()
+        .run()
+        .assert_success();
+    let (c0, c1) = (rfc4226_hotp(0), rfc4226_hotp(1));
+    let enroll = ["enroll", "token", "fob", "H-1", &c0, &c1];
+
+    // The inventory is root's.
+    let out = mfa.run_as(&ns, &alice, &["admin", "tokens", "list"], &[]);
+    assert_refused(&out, "mfa admin is for root only");
+    // She has a device: without a current code of it, no token.
+    let out = mfa.run_as(&ns, &alice, &enroll, &[]);
+    assert_refused(&out, "a current code from one of your devices is needed");
+    assert_eq!(names_now(&env, alice.name()), ["phone"]);
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &enroll,
+        &[],
+        &format!("{}\n", next_code(&phone.secret)),
+    );
+    assert_ok(&out);
+    assert_eq!(names_now(&env, alice.name()), ["phone", "fob"]);
+    // The token is hers now; bob (no device yet, so no code asked) cannot have it.
+    let out = mfa.run_as(
+        &ns,
+        &bob,
+        &[
+            "enroll",
+            "token",
+            "fob",
+            "H-1",
+            &rfc4226_hotp(2),
+            &rfc4226_hotp(3),
+        ],
+        &[],
+    );
+    assert_refused(&out, "already assigned");
+    assert!(!out.stderr.contains(alice.name()), "{}", out.stderr);
+    // Where self-service is off, tokens are greyed out like everything else.
+    env.mfa_cmd(&["admin", "policy", "set", "self_service", "deny"])
+        .real_time()
+        .run()
+        .assert_success();
+    let out = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-2", &c0, &c1], &[]);
+    assert_refused(&out, "managed by your administrator");
+    assert!(names_now(&env, bob.name()).is_empty());
+}

@@ -20,6 +20,7 @@ pub fn run(target: &Target, cmd: Admin) -> Result<(), CliError> {
         Admin::Policy(PolicyCmd::Set { key, value }) => set_policy(target, &key, &value),
         Admin::List { json } => list(target, json),
         Admin::Remove { user, name } => remove(target, &user, &name),
+        Admin::Tokens(cmd) => crate::tokens::admin(target, cmd),
         Admin::Unlock { user } => unlock(target, &user),
         Admin::Bypass {
             user,

@@ -79,8 +79,11 @@ pub enum Admin {
         #[arg(long)]
         json: bool,
     },
-    /// Remove USER's device NAME
+    /// Remove USER's device NAME (a hardware token goes back to the inventory)
     Remove { user: String, name: String },
+    /// The inventory of hardware OTP tokens: load the vendor's seed file, list, remove
+    #[command(subcommand)]
+    Tokens(Tokens),
     /// Clear USER's failed attempts and lock-out
     Unlock { user: String },
     /// Issue a temporary code for USER to log in with instead of a verification code
@@ -107,6 +110,40 @@ pub enum Admin {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Tokens {
+    /// Load the seeds of a box of tokens from the vendor's file (PSKC or CSV), all or
+    /// none
+    Import {
+        /// The seed file (at most 16 MiB)
+        file: PathBuf,
+        /// The file's format [default: PSKC if it starts with '<', else CSV]
+        #[arg(long, value_enum)]
+        format: Option<SeedFormat>,
+        /// A file holding the PSKC pre-shared key as 32 hex digits, for encrypted seeds
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Load the file's seeds over tokens already in the inventory (never over an
+        /// assigned one)
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Every token: serial, type, and to whom it is assigned (never the seed)
+    List {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an unassigned token out of the inventory for good
+    Remove { serial: String },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SeedFormat {
+    Pskc,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +177,16 @@ pub enum Enroll {
     Totp(EnrollTotp),
     /// Register a FIDO2 security key: asks for a touch (and its PIN where it has one)
     Fido2(EnrollFido2),
+    /// Register a hardware OTP token from the inventory by its serial number and two
+    /// consecutive codes (press the button twice, or wait for the next code)
+    Token {
+        /// A name for the token, e.g. "fob" (1-64 characters)
+        name: String,
+        /// The serial number printed on the token
+        serial: String,
+        code1: String,
+        code2: String,
+    },
     /// Activate a device registered with --begin, with two consecutive codes
     Finish {
         name: String,

@@ -18,6 +18,7 @@ mod prompt;
 mod qr;
 mod reauth;
 mod recovery;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -104,8 +105,9 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
     // does not, as beginning it did.
     if matches!(
         cli.command,
-        cli::Command::Enroll(cli::Enroll::Totp(_) | cli::Enroll::Fido2(_))
-            | cli::Command::Rename { .. }
+        cli::Command::Enroll(
+            cli::Enroll::Totp(_) | cli::Enroll::Fido2(_) | cli::Enroll::Token { .. }
+        ) | cli::Command::Rename { .. }
             | cli::Command::Remove { .. }
             | cli::Command::Resync { .. }
             | cli::Command::Recovery(_)
@@ -118,6 +120,15 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
         cli::Command::Recovery(cli::Recovery::Generate) => recovery::generate(&target),
         cli::Command::Enroll(cli::Enroll::Totp(args)) => enroll::totp(&target, &args),
         cli::Command::Enroll(cli::Enroll::Fido2(args)) => enroll_fido2::fido2(&target, &args),
+        cli::Command::Enroll(cli::Enroll::Token {
+            name,
+            serial,
+            code1,
+            code2,
+        }) => {
+            let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
+            tokens::enroll(&target, &name, &serial, &code1, &code2)
+        }
         cli::Command::Enroll(cli::Enroll::Finish { name, code1, code2 }) => {
             let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
             enroll::finish(&target, &name, &code1, &code2)

@@ -1,7 +1,7 @@
 //! `mfa list`, `rename`, `remove` and `resync`.
 
 use pam_mfa::clock;
-use pam_mfa::enrollment;
+use pam_mfa::enrollment::{self, Resynced};
 use pam_mfa::names::DeviceName;
 use pam_mfa::store::Store;
 use pam_mfa::store::devices::{self, DeviceInfo};
@@ -57,15 +57,20 @@ fn table(list: &[DeviceInfo]) -> String {
             ]
         })
         .collect();
-    let header = ["NAME", "KIND", "STATE", "CREATED", "LAST USED"].map(str::to_owned);
+    aligned(["NAME", "KIND", "STATE", "CREATED", "LAST USED"], &rows)
+}
+
+/// A table with a header, each column as wide as its widest cell.
+pub fn aligned<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(str::to_owned);
     let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<String> = row
             .iter()
             .zip(widths)
@@ -136,7 +141,7 @@ pub fn remove(target: &Target, name: &str, yes: bool) -> Result<(), CliError> {
 pub fn resync(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(), CliError> {
     let name = DeviceName::parse(name)?;
     let mut store = crate::open_store(target)?;
-    let drift = enrollment::resync(
+    let found = enrollment::resync(
         &mut store,
         &target.user,
         &name,
@@ -144,15 +149,27 @@ pub fn resync(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(
         code2.as_bytes(),
         clock::now()?,
     )?;
+    let (logged, said) = match found {
+        Resynced::Clock { drift_secs } => {
+            let how = match drift_secs {
+                0 => "in step with this host".to_owned(),
+                d if d > 0 => format!("{d} seconds ahead of this host"),
+                d => format!("{} seconds behind this host", -d),
+            };
+            (
+                format!("drift {drift_secs} s"),
+                format!("its clock is {how}"),
+            )
+        }
+        Resynced::Counter { skipped } => (
+            format!("{skipped} codes skipped"),
+            format!("{skipped} unused codes were skipped"),
+        ),
+    };
     audit::record(
         target,
-        &format!("resynced device {:?} (drift {drift} s)", name.as_str()),
+        &format!("resynced device {:?} ({logged})", name.as_str()),
     );
-    let how = match drift {
-        0 => "in step with this host".to_owned(),
-        d if d > 0 => format!("{d} seconds ahead of this host"),
-        d => format!("{} seconds behind this host", -d),
-    };
-    println!("Device \"{name}\" is back in sync; its clock is {how}.");
+    println!("Device \"{name}\" is back in sync; {said}.");
     Ok(())
 }

@@ -44,8 +44,10 @@ pub fn record(
 /// Done with TEMP triggers, which exist only on this connection: every code path of the
 /// tool (registration, activation, rename, resync, removal, now and in future) is
 /// recorded without each one having to remember to, and a crash can never leave a change
-/// without its row or a row without its change. Logins (which only move `last_step` and
-/// `last_used_at`) are not device changes and are not recorded here.
+/// without its row or a row without its change. Logins (which only move `last_step`, an
+/// HOTP token's `counter` and `last_used_at`) are not device changes and never run on
+/// this connection (a re-authentication opens its own), so a counter moved here is a
+/// resync. A hardware token's serial number goes into the detail of its rows.
 pub fn attach(conn: &Connection, actor_uid: u32) -> Result<()> {
     conn.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS audit_actor (uid INTEGER NOT NULL);
@@ -55,7 +57,10 @@ pub fn attach(conn: &Connection, actor_uid: u32) -> Result<()> {
            INSERT INTO main.audit (at, actor_uid, user, action, device, detail)
            SELECT unixepoch(), uid, NEW.user,
                   CASE NEW.state WHEN 'active' THEN 'register' ELSE 'begin' END,
-                  NEW.name, NEW.kind FROM temp.audit_actor;
+                  NEW.name,
+                  NEW.kind || coalesce(' ' || (SELECT serial FROM main.tokens
+                                               WHERE id = NEW.token_id), '')
+           FROM temp.audit_actor;
          END;
          CREATE TEMP TRIGGER IF NOT EXISTS audit_device_activate
          AFTER UPDATE OF state ON main.devices
@@ -85,7 +90,18 @@ pub fn attach(conn: &Connection, actor_uid: u32) -> Result<()> {
            INSERT INTO main.audit (at, actor_uid, user, action, device, detail)
            SELECT unixepoch(), uid, OLD.user,
                   CASE OLD.state WHEN 'active' THEN 'remove' ELSE 'discard' END,
-                  OLD.name, OLD.kind FROM temp.audit_actor;
+                  OLD.name,
+                  OLD.kind || coalesce(' ' || (SELECT serial FROM main.tokens
+                                               WHERE id = OLD.token_id), '')
+           FROM temp.audit_actor;
+         END;
+         CREATE TEMP TRIGGER IF NOT EXISTS audit_device_counter_resync
+         AFTER UPDATE OF counter ON main.devices WHEN OLD.counter <> NEW.counter
+         BEGIN
+           INSERT INTO main.audit (at, actor_uid, user, action, device, detail)
+           SELECT unixepoch(), uid, NEW.user, 'resync', NEW.name,
+                  'counter ' || NEW.counter
+           FROM temp.audit_actor;
          END;",
     )?;
     conn.execute(

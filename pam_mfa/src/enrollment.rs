@@ -1,4 +1,5 @@
-//! Registering TOTP devices and bringing drifted ones back in sync.
+//! Registering code devices (authenticator apps, hardware tokens from the inventory) and
+//! bringing drifted ones back in sync.
 //!
 //! Registration is split the way the cloud APIs split it (create, then enable): a pending
 //! device with a fresh secret, then two consecutive codes that prove the person has the
@@ -9,11 +10,14 @@ use zeroize::Zeroizing;
 
 use crate::code::{self, Code};
 use crate::fido2::{self, Fido2Error};
+use crate::hotp::{HotpKey, HotpParams};
 use crate::names::{DeviceName, UserName};
 use crate::otp::{PairError, TotpKey, TotpParams};
 use crate::otpauth;
 use crate::secret::Secret;
+use crate::store::devices::TokenStart;
 use crate::store::{Store, devices};
+use crate::tokens::{Mode, inventory};
 use crate::{Error, Result};
 
 /// How long a registration may stay unfinished.
@@ -25,6 +29,11 @@ pub const CONFIRM_STEPS_BEFORE: i64 = 10;
 pub const CONFIRM_STEPS_AFTER: i64 = 1;
 /// Resync searches about ±12 hours (at 30 s steps) for the device's clock.
 pub const RESYNC_STEPS: i64 = 1500;
+/// How far past its stored counter an event-based token is searched for two consecutive
+/// codes, at registration and resync: presses away from any login (a token tried out in
+/// the office, a child playing with it) are common, and two consecutive codes among a
+/// thousand are still one chance in a billion to guess.
+pub const HOTP_RESYNC_LOOKAHEAD: i64 = 1000;
 
 /// A registration waiting for its two codes. Holds the secret, to show it once.
 pub struct PendingTotp {
@@ -104,24 +113,7 @@ pub fn finish_totp(
             name: name.to_string(),
         })?;
     let key = TotpKey::new(&device.secret, device.params)?;
-    let now_step = device.params.step_at(now);
-    let near = now_step - CONFIRM_STEPS_BEFORE..=now_step + CONFIRM_STEPS_AFTER;
-    let t = match key.find_consecutive(&c1, &c2, near) {
-        Ok(t) => t,
-        Err(e) => {
-            // Right codes for the wrong time are almost always a phone with a wrong clock;
-            // saying so saves the person from retyping codes that can never work.
-            let wide = now_step - RESYNC_STEPS..=now_step + RESYNC_STEPS;
-            if let Ok(t) = key.find_consecutive(&c1, &c2, wide) {
-                let secs = (t - now_step) * i64::from(device.params.period);
-                return Err(Error::ClockSkew {
-                    minutes: (secs.abs() + 30) / 60,
-                    direction: if secs > 0 { "ahead of" } else { "behind" },
-                });
-            }
-            return Err(pair_error(e));
-        }
-    };
+    let (t, _) = confirm_totp(&key, &c1, &c2, now, ClockFix::Person)?;
     let tx = store.write()?;
     if !devices::activate(&tx, user.as_str(), device.id, t + 1, now)? {
         return Err(Error::NoPendingDevice {
@@ -131,6 +123,132 @@ pub fn finish_totp(
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Who can set a time-based device's clock, which decides what registering it with codes
+/// for another time means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClockFix {
+    /// A phone's clock is the person's to fix: codes for another time are refused with a
+    /// message saying how far off it is, which saves retyping codes that can never work.
+    Person,
+    /// A hardware token's clock cannot be set and drifts over years in a drawer: its
+    /// offset (within the resync range) is found and remembered, as resync would.
+    Nobody,
+}
+
+/// Finds the step `t` of the first of two consecutive codes near now, and the device's
+/// clock offset in steps (0 unless `fix` is [`ClockFix::Nobody`] and it is far off).
+fn confirm_totp(
+    key: &TotpKey,
+    c1: &Code,
+    c2: &Code,
+    now: i64,
+    fix: ClockFix,
+) -> Result<(i64, i64)> {
+    let now_step = key.params().step_at(now);
+    let near = now_step - CONFIRM_STEPS_BEFORE..=now_step + CONFIRM_STEPS_AFTER;
+    let e = match key.find_consecutive(c1, c2, near) {
+        Ok(t) => return Ok((t, 0)),
+        Err(e) => e,
+    };
+    let wide = now_step - RESYNC_STEPS..=now_step + RESYNC_STEPS;
+    match key.find_consecutive(c1, c2, wide) {
+        Ok(t) if fix == ClockFix::Nobody => Ok((t, t + 1 - now_step)),
+        Ok(t) => {
+            let secs = (t - now_step) * i64::from(key.params().period);
+            Err(Error::ClockSkew {
+                minutes: (secs.abs() + 30) / 60,
+                direction: if secs > 0 { "ahead of" } else { "behind" },
+            })
+        }
+        Err(_) => Err(pair_error(e)),
+    }
+}
+
+/// Assigns the inventory token `serial` to `user` as device `name` once `first` and
+/// `second` are two consecutive codes of it: consecutive time steps near now for a TOTP
+/// token, consecutive counter values within [`HOTP_RESYNC_LOOKAHEAD`] of its counter for
+/// an HOTP one. Codes at or before any code the token ever had accepted (under a former
+/// owner too) are refused. Returns how the token makes codes.
+pub fn register_token(
+    store: &mut Store,
+    user: &UserName,
+    name: &DeviceName,
+    serial: &str,
+    first: &[u8],
+    second: &[u8],
+    now: i64,
+) -> Result<Mode> {
+    let (c1, c2) = parse_pair(first, second)?;
+    let unavailable = || Error::TokenUnavailable {
+        serial: serial.to_owned(),
+    };
+    let token = inventory::by_serial(store.conn(), serial)?
+        .filter(|t| t.assigned.is_none())
+        .ok_or_else(unavailable)?;
+    // The cheap refusal first, so nobody presses buttons for nothing; the search for the
+    // codes, up to a thousand HMACs, is done before taking the write lock.
+    devices::check_room(store.conn(), user.as_str())?;
+    let start = match token.mode {
+        Mode::Totp { period } => {
+            let params = TotpParams {
+                algorithm: token.algorithm,
+                digits: token.digits,
+                period,
+            };
+            let key = TotpKey::new(&token.secret, params)?;
+            let (t, drift) = confirm_totp(&key, &c1, &c2, now, ClockFix::Nobody)?;
+            TokenStart::Totp {
+                drift,
+                last_step: t + 1,
+            }
+        }
+        Mode::Hotp { counter } => TokenStart::Hotp {
+            counter: find_hotp_pair(&token_hotp_key(&token)?, &c1, &c2, counter)? + 2,
+        },
+    };
+    let tx = store.write()?;
+    // Re-read inside the transaction: someone else may have registered the token, or its
+    // codes moved on, since the codes were searched for.
+    let current = inventory::by_serial(&tx, serial)?
+        .filter(|t| t.id == token.id && t.assigned.is_none())
+        .ok_or_else(unavailable)?;
+    let fresh = match (start, current.mode) {
+        (TokenStart::Totp { last_step, .. }, _) => {
+            current.last_step.is_none_or(|m| last_step - 1 > m)
+        }
+        (TokenStart::Hotp { counter }, Mode::Hotp { counter: next }) => counter - 2 >= next,
+        (TokenStart::Hotp { .. }, Mode::Totp { .. }) => false,
+    };
+    if !fresh {
+        return Err(Error::CodesAlreadyUsed);
+    }
+    devices::insert_token(&tx, user.as_str(), name.as_str(), token.id, start, now)?;
+    tx.commit()?;
+    Ok(token.mode)
+}
+
+fn token_hotp_key(token: &inventory::InventoryToken) -> Result<HotpKey> {
+    HotpKey::new(
+        &token.secret,
+        HotpParams {
+            algorithm: token.algorithm,
+            digits: token.digits,
+        },
+    )
+}
+
+/// The counter value of `c1` when `c1`, `c2` are two consecutive codes within
+/// [`HOTP_RESYNC_LOOKAHEAD`] from `next`, the first value not used yet.
+fn find_hotp_pair(key: &HotpKey, c1: &Code, c2: &Code, next: i64) -> Result<i64> {
+    match key.find_consecutive(c1, c2, next..=next + HOTP_RESYNC_LOOKAHEAD) {
+        Ok(c) => Ok(c),
+        Err(PairError::NotConsecutive) => Err(Error::NotConsecutive),
+        Err(_) => Err(Error::CounterNotFound {
+            lookahead: HOTP_RESYNC_LOOKAHEAD,
+        }),
+    }
 }
 
 /// How to register a security key.
@@ -239,8 +357,19 @@ fn pair_error(e: PairError) -> Error {
     }
 }
 
-/// Finds the device's clock from two consecutive codes within about ±12 hours and stores
-/// its drift; returns the drift in seconds (positive: the device runs ahead).
+/// What a resync found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resynced {
+    /// A time-based device's clock offset, in seconds (positive: it runs ahead).
+    Clock { drift_secs: i64 },
+    /// How many codes an event-based token had made without being used.
+    Counter { skipped: i64 },
+}
+
+/// Brings a code device back in sync with two consecutive codes: a time-based one's clock
+/// is searched for within about ±12 hours and its drift stored; an event-based token's
+/// counter is searched for within the next [`HOTP_RESYNC_LOOKAHEAD`] codes and moved past
+/// them.
 pub fn resync(
     store: &mut Store,
     user: &UserName,
@@ -248,7 +377,7 @@ pub fn resync(
     first: &[u8],
     second: &[u8],
     now: i64,
-) -> Result<i64> {
+) -> Result<Resynced> {
     let (c1, c2) = parse_pair(first, second)?;
     if devices::kind_of(store.conn(), user.as_str(), name.as_str(), now)?
         == Some(devices::DeviceKind::Fido2)
@@ -257,6 +386,9 @@ pub fn resync(
             name: name.to_string(),
             action: "resynced",
         });
+    }
+    if let Some(device) = devices::hotp_by_name(store.conn(), user.as_str(), name.as_str())? {
+        return resync_hotp(store, user, name, &device, &c1, &c2);
     }
     let device = devices::totp_by_name(store.conn(), user.as_str(), name.as_str(), now)?
         .ok_or_else(|| Error::NoSuchDevice {
@@ -289,7 +421,37 @@ pub fn resync(
     let drift = t + 1 - now_step;
     devices::resync(&tx, device.id, drift, t + 1)?;
     tx.commit()?;
-    Ok(drift * i64::from(device.params.period))
+    Ok(Resynced::Clock {
+        drift_secs: drift * i64::from(device.params.period),
+    })
+}
+
+fn resync_hotp(
+    store: &mut Store,
+    user: &UserName,
+    name: &DeviceName,
+    device: &devices::HotpDevice,
+    c1: &Code,
+    c2: &Code,
+) -> Result<Resynced> {
+    let key = HotpKey::new(&device.secret, device.params)?;
+    let c = find_hotp_pair(&key, c1, c2, device.counter)?;
+    let tx = store.write()?;
+    // As for time-based devices: a login may have used these codes meanwhile.
+    let current = devices::hotp_by_name(&tx, user.as_str(), name.as_str())?
+        .filter(|d| d.id == device.id)
+        .ok_or_else(|| Error::NoSuchDevice {
+            user: user.to_string(),
+            name: name.to_string(),
+        })?;
+    if c < current.counter {
+        return Err(Error::CodesAlreadyUsed);
+    }
+    devices::advance_counter(&tx, device.id, c + 2, None)?;
+    tx.commit()?;
+    Ok(Resynced::Counter {
+        skipped: c - device.counter,
+    })
 }
 
 #[cfg(test)]
@@ -528,7 +690,7 @@ mod tests {
             now,
         )
         .unwrap();
-        assert_eq!(drift, 600);
+        assert_eq!(drift, Resynced::Clock { drift_secs: 600 });
         // The same codes again: already used.
         assert!(matches!(
             resync(
@@ -566,5 +728,252 @@ mod tests {
             ),
             Err(Error::NoSuchDevice { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+    use crate::store::devices::{self, DeviceKind};
+    use crate::test_support::*;
+
+    fn register(
+        ts: &mut TempStore,
+        who: &str,
+        name: &str,
+        serial: &str,
+        c1: &str,
+        c2: &str,
+        at: i64,
+    ) -> Result<Mode> {
+        register_token(
+            &mut ts.store,
+            &user(who),
+            &device(name),
+            serial,
+            c1.as_bytes(),
+            c2.as_bytes(),
+            at,
+        )
+    }
+
+    fn hotp(counter: i64) -> String {
+        oathtool_hotp(RFC4226_KEY_HEX, counter, &[])
+    }
+
+    #[test]
+    fn hotp_token_registers_with_two_presses_within_the_look_ahead() {
+        let mut ts = temp_store();
+        import_csv(&mut ts, &format!("H-1,{RFC4226_KEY_HEX},hotp\n"));
+        // Pressed three times in the office first: codes 3 and 4.
+        let mode = register(&mut ts, "alice", "fob", "H-1", &hotp(3), &hotp(4), T0).unwrap();
+        assert_eq!(mode, Mode::Hotp { counter: 0 });
+        let d = devices::hotp_by_name(ts.store.conn(), "alice", "fob")
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.counter, 5);
+        let listed = devices::list(ts.store.conn(), "alice", T0).unwrap();
+        assert_eq!(listed[0].kind, DeviceKind::Token);
+        // One owner at a time: bob gets a refusal that does not say who has it.
+        let e = register(&mut ts, "bob", "fob", "H-1", &hotp(5), &hotp(6), T0).unwrap_err();
+        assert!(matches!(e, Error::TokenUnavailable { .. }), "{e:?}");
+        assert!(!e.to_string().contains("alice"));
+        let e = register(&mut ts, "bob", "fob", "NOPE", &hotp(5), &hotp(6), T0).unwrap_err();
+        assert!(matches!(e, Error::TokenUnavailable { .. }), "{e:?}");
+        // Wrong order, beyond the look-ahead.
+        import_csv(&mut ts, &format!("H-2,{RFC4226_KEY_HEX},hotp\n"));
+        let e = register(&mut ts, "bob", "fob", "H-2", &hotp(2), &hotp(1), T0).unwrap_err();
+        assert!(matches!(e, Error::NotConsecutive), "{e:?}");
+        let far = HOTP_RESYNC_LOOKAHEAD + 1;
+        let e = register(&mut ts, "bob", "fob", "H-2", &hotp(far), &hotp(far + 1), T0).unwrap_err();
+        assert!(matches!(e, Error::CounterNotFound { .. }), "{e:?}");
+        assert!(
+            devices::list(ts.store.conn(), "bob", T0)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn removing_the_device_returns_the_token_with_its_codes_used_up() {
+        let mut ts = temp_store();
+        import_csv(&mut ts, &format!("H-1,{RFC4226_KEY_HEX},hotp\n"));
+        register(&mut ts, "alice", "fob", "H-1", &hotp(0), &hotp(1), T0).unwrap();
+        // A login moves the counter on to 8.
+        let tx = ts.store.write().unwrap();
+        let d = devices::hotp_by_name(&tx, "alice", "fob").unwrap().unwrap();
+        devices::advance_counter(&tx, d.id, 8, Some(T0)).unwrap();
+        tx.commit().unwrap();
+        // The store refuses to move it back.
+        assert!(
+            ts.store
+                .conn()
+                .execute("UPDATE devices SET counter = 2 WHERE name = 'fob'", [])
+                .is_err()
+        );
+        // A token with an owner cannot leave the inventory.
+        let tx = ts.store.write().unwrap();
+        assert!(matches!(
+            inventory::remove(&tx, "H-1"),
+            Err(Error::TokenAssigned { .. })
+        ));
+        assert!(tx.execute("DELETE FROM tokens", []).is_err(), "foreign key");
+        devices::remove(&tx, "alice", "fob", T0).unwrap();
+        tx.commit().unwrap();
+        let t = inventory::by_serial(ts.store.conn(), "H-1")
+            .unwrap()
+            .unwrap();
+        assert!(t.assigned.is_none());
+        assert_eq!(t.mode, Mode::Hotp { counter: 8 });
+        // Codes alice used cannot register it again; the next ones can.
+        let e = register(&mut ts, "bob", "key", "H-1", &hotp(6), &hotp(7), T0).unwrap_err();
+        assert!(matches!(e, Error::CounterNotFound { .. }), "{e:?}");
+        register(&mut ts, "bob", "key", "H-1", &hotp(8), &hotp(9), T0).unwrap();
+    }
+
+    #[test]
+    fn totp_token_registers_and_its_drift_is_found() {
+        let mut ts = temp_store();
+        let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        import_csv(&mut ts, &format!("T-1,{b32},totp-sha256,8\nT-2,{b32}\n"));
+        let code = |t: i64| oathtool_with(b32, t, &["--digits=8", "--totp=sha256"]);
+        let mode = register(
+            &mut ts,
+            "alice",
+            "card",
+            "T-1",
+            &code(T0 - 30),
+            &code(T0),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(mode, Mode::Totp { period: 30 });
+        let d = devices::totp_by_name(ts.store.conn(), "alice", "card", T0)
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.drift, d.last_step), (0, Some(T0 / 30)));
+        assert_eq!(d.params.digits, 8);
+        // A token whose clock runs 20 minutes fast is taken with its offset.
+        let fast = |t: i64| oathtool(b32, t + 1200);
+        register(&mut ts, "bob", "fob", "T-2", &fast(T0 - 30), &fast(T0), T0).unwrap();
+        let d = devices::totp_by_name(ts.store.conn(), "bob", "fob", T0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.drift, 40);
+        // Removing it hands the last used step back: those codes are spent for good.
+        let tx = ts.store.write().unwrap();
+        devices::remove(&tx, "bob", "fob", T0).unwrap();
+        tx.commit().unwrap();
+        let e = register(
+            &mut ts,
+            "carol",
+            "fob",
+            "T-2",
+            &fast(T0 - 30),
+            &fast(T0),
+            T0 + 5,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::CodesAlreadyUsed), "{e:?}");
+    }
+
+    #[test]
+    fn tokens_count_toward_the_eight_devices() {
+        let mut ts = temp_store();
+        let mut csv = String::new();
+        for i in 0..9 {
+            csv.push_str(&format!("S{i},{RFC4226_KEY_HEX},hotp\n"));
+        }
+        import_csv(&mut ts, &csv);
+        for i in 0..8 {
+            register(
+                &mut ts,
+                "alice",
+                &format!("t{i}"),
+                &format!("S{i}"),
+                &hotp(0),
+                &hotp(1),
+                T0,
+            )
+            .unwrap();
+        }
+        let e = register(&mut ts, "alice", "t8", "S8", &hotp(0), &hotp(1), T0).unwrap_err();
+        assert!(matches!(e, Error::TooManyDevices { max: 8, .. }), "{e:?}");
+        // The trigger counts them too, whatever the code path.
+        let id: i64 = ts
+            .store
+            .conn()
+            .query_row("SELECT id FROM tokens WHERE serial = 'S8'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let r = ts.store.conn().execute(
+            "INSERT INTO devices (user, name, kind, state, created_at, token_id, counter)
+             VALUES ('alice', 'x', 'token', 'active', 0, ?1, 2)",
+            [id],
+        );
+        assert!(r.unwrap_err().to_string().contains("at most 8"));
+    }
+
+    #[test]
+    fn the_schema_keeps_token_devices_consistent() {
+        let mut ts = temp_store();
+        import_csv(
+            &mut ts,
+            &format!("H,{RFC4226_KEY_HEX},hotp\nT,{RFC4226_KEY_HEX}\n"),
+        );
+        let conn = ts.store.conn();
+        let id = |serial: &str| -> i64 {
+            conn.query_row("SELECT id FROM tokens WHERE serial = ?1", [serial], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let insert =
+            |name: &str, kind: &str, token: Option<i64>, counter: Option<i64>, state: &str| {
+                conn.execute(
+                    "INSERT INTO devices (user, name, kind, state, created_at, token_id, counter,
+                                      expires_at)
+                 VALUES ('u', ?1, ?2, ?3, 0, ?4, ?5, 99)",
+                    rusqlite::params![name, kind, state, token, counter],
+                )
+            };
+        assert!(
+            insert("a", "token", None, Some(0), "active").is_err(),
+            "no token"
+        );
+        assert!(
+            insert("b", "token", Some(id("H")), None, "active").is_err(),
+            "hotp without counter"
+        );
+        assert!(
+            insert("c", "token", Some(id("T")), Some(0), "active").is_err(),
+            "totp with counter"
+        );
+        assert!(
+            insert("d", "token", Some(id("H")), Some(0), "pending").is_err(),
+            "pending token"
+        );
+        assert!(
+            insert("e", "fido2", Some(id("H")), None, "active").is_err(),
+            "token on a key"
+        );
+        assert!(
+            insert("f", "token", Some(12345), Some(0), "active").is_err(),
+            "no such token"
+        );
+        insert("g", "token", Some(id("H")), Some(0), "active").unwrap();
+        assert!(
+            insert("h", "token", Some(id("H")), Some(0), "active").is_err(),
+            "second owner"
+        );
+        assert!(
+            conn.execute(
+                "UPDATE devices SET token_id = ?1 WHERE name = 'g'",
+                [id("T")]
+            )
+            .is_err(),
+            "a device's token is fixed"
+        );
     }
 }

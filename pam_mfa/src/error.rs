@@ -109,6 +109,36 @@ pub enum Error {
     InvalidPolicy(String),
     #[error("device \"{name}\" is a security key; only code devices can be {action}")]
     NotTotp { name: String, action: &'static str },
+    #[error("{0}")]
+    TokenFile(#[from] crate::tokens::FileError),
+    #[error(
+        "token {serial} is already in the inventory; nothing was imported (--replace loads \
+         the file's seeds over the ones there)"
+    )]
+    DuplicateSerial { serial: String },
+    #[error("no token with serial number {serial} in the inventory")]
+    NoSuchToken { serial: String },
+    #[error(
+        "token {serial} is assigned to {user} as \"{device}\"; remove that device first \
+         (mfa admin remove {user} {device})"
+    )]
+    TokenAssigned {
+        serial: String,
+        user: String,
+        device: String,
+    },
+    /// Said to whoever registers a token, root or not, without telling which: a user
+    /// must not learn from it which serials exist or who has them.
+    #[error(
+        "token {serial} is not in the inventory, or is already assigned; check the serial \
+         number on the back of the token, or ask your administrator"
+    )]
+    TokenUnavailable { serial: String },
+    #[error(
+        "no two consecutive codes found within the next {lookahead} codes of the token; \
+         check the codes (press the button once for each)"
+    )]
+    CounterNotFound { lookahead: i64 },
 }
 
 impl Error {

@@ -12,6 +12,7 @@ pub mod code;
 pub mod enrollment;
 pub mod error;
 pub mod fido2;
+pub mod hotp;
 pub mod lockout;
 pub mod login;
 pub mod names;
@@ -24,6 +25,7 @@ pub mod secret;
 pub mod store;
 #[cfg(test)]
 mod test_support;
+pub mod tokens;
 
 pub use error::{Error, Result};
 

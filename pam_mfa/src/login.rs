@@ -2,12 +2,14 @@
 //!
 //! This is where the replay check lives. Checking and recording happen in one
 //! `BEGIN IMMEDIATE` transaction, so two logins racing with the same code are serialised by
-//! SQLite and the second sees the first one's step: a code is accepted at most once.
+//! SQLite and the second sees the first one's step: a code is accepted at most once. An
+//! HOTP token's counter is moved past the accepted code the same way.
 //! The lock-out state is re-read inside the same transaction for the same reason.
 
-use crate::code::{self, CodeError};
+use crate::code::{self, Code, CodeError};
 use crate::fido2::transport::RawAssertion;
 use crate::fido2::verify::{self as fido2_verify, Rejection, StoredCredential};
+use crate::hotp::HotpKey;
 use crate::lockout::LockoutPolicy;
 use crate::names::UserName;
 use crate::otp::TotpKey;
@@ -17,10 +19,17 @@ use crate::{Error, Result};
 /// Largest `window` accepted: ±10 steps is ±5 minutes, already generous.
 pub const MAX_WINDOW: u32 = 10;
 
+/// Largest `hotp_window` accepted. Every value looked ahead is one more code a guess can
+/// hit; beyond a hundred presses without a login, `mfa resync` is the way back.
+pub const MAX_HOTP_WINDOW: u32 = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginSettings {
     /// Steps accepted on each side of the device's expected step.
     pub window: u32,
+    /// How many counter values past the next expected one an HOTP token's code may be
+    /// (presses of its button that never reached a login).
+    pub hotp_window: u32,
     pub lockout: LockoutPolicy,
 }
 
@@ -28,6 +37,7 @@ impl Default for LoginSettings {
     fn default() -> Self {
         Self {
             window: 1,
+            hotp_window: 10,
             lockout: LockoutPolicy::default(),
         }
     }
@@ -313,7 +323,8 @@ pub fn verify(
         Err(e) => Refusal::Malformed(e),
         Ok(code) => {
             let devices = devices::active_totp(&tx, user)?;
-            if devices.is_empty() {
+            let tokens = devices::active_hotp(&tx, user)?;
+            if devices.is_empty() && tokens.is_empty() {
                 Refusal::NoDevices
             } else {
                 let window = i64::from(settings.window.min(MAX_WINDOW));
@@ -334,11 +345,27 @@ pub fn verify(
                         Some(last) => lo.max(last.saturating_add(1)),
                     };
                     if let Some(step) = key.find(&code, fresh_from..=hi) {
-                        return accept(tx, user, device, step, now);
+                        devices::record_use(&tx, device.id, step, now)?;
+                        return accept(tx, user, &device.name);
                     }
                     let used_up_to = fresh_from.saturating_sub(1).min(hi);
                     if fresh_from > lo && key.find(&code, lo..=used_up_to).is_some() {
                         replayed.get_or_insert_with(|| device.name.clone());
+                    }
+                }
+                let hotp_window = i64::from(settings.hotp_window.min(MAX_HOTP_WINDOW));
+                for device in &tokens {
+                    match check_hotp(device, &code, hotp_window)? {
+                        HotpMatch::Fresh(counter) => {
+                            // Past the accepted value, in the transaction that checked
+                            // it: this code and every earlier one are used up.
+                            devices::advance_counter(&tx, device.id, counter + 1, Some(now))?;
+                            return accept(tx, user, &device.name);
+                        }
+                        HotpMatch::Used => {
+                            replayed.get_or_insert_with(|| device.name.clone());
+                        }
+                        HotpMatch::No => {}
                     }
                 }
                 match replayed {
@@ -365,21 +392,43 @@ fn search_range(device: &devices::TotpDevice, now: i64, window: i64) -> Option<(
     Some((centre.checked_sub(window)?, centre.checked_add(window)?))
 }
 
-fn accept(
-    tx: rusqlite::Transaction<'_>,
-    user: &str,
-    device: &devices::TotpDevice,
-    step: i64,
-    now: i64,
-) -> Result<Outcome> {
-    // The drift is left as `mfa resync` set it: following every login's offset would let
-    // one early or late code shift the window for all later ones.
-    devices::record_use(&tx, device.id, step, now)?;
+/// Ends a login whose code matched: the caller has recorded the code as used; the
+/// failure counter goes, and it all commits at once. (A time-based device's drift is left
+/// as `mfa resync` set it: following every login's offset would let one early or late
+/// code shift the window for all later ones.)
+fn accept(tx: rusqlite::Transaction<'_>, user: &str, device: &str) -> Result<Outcome> {
     auth_state::clear(&tx, user)?;
     tx.commit()?;
     Ok(Outcome::Accepted {
-        device: device.name.clone(),
+        device: device.to_owned(),
     })
+}
+
+/// What a code is to an event-based token.
+enum HotpMatch {
+    /// The code of this counter value, at or after the next one expected.
+    Fresh(i64),
+    /// The code of a value already used: a replay.
+    Used,
+    No,
+}
+
+/// Looks for `code` among the token's next `window + 1` counter values (the next one and
+/// `window` presses beyond it) and, for the log, among the `window + 1` before them.
+fn check_hotp(device: &devices::HotpDevice, code: &Code, window: i64) -> Result<HotpMatch> {
+    let key = HotpKey::new(&device.secret, device.params)?;
+    let next = device.counter;
+    if let Some(counter) = key.find(code, next..=next + window) {
+        return Ok(HotpMatch::Fresh(counter));
+    }
+    if next > 0
+        && key
+            .find(code, (next - 1 - window).max(0)..=next - 1)
+            .is_some()
+    {
+        return Ok(HotpMatch::Used);
+    }
+    Ok(HotpMatch::No)
 }
 
 #[cfg(test)]
@@ -537,6 +586,7 @@ mod tests {
                 max_failures: 3,
                 lockout_secs: 300,
             },
+            ..LoginSettings::default()
         };
         let u = user("alice");
         for i in 0..3 {
@@ -950,5 +1000,188 @@ mod key_tests {
         let f = factors(&ts.store, &u).unwrap();
         assert_eq!(f.fido2.len(), 1);
         assert!(!f.has_totp);
+    }
+}
+
+#[cfg(test)]
+mod hotp_tests {
+    use super::*;
+    use crate::enrollment::{Resynced, register_token, resync};
+    use crate::test_support::*;
+
+    fn hotp(counter: i64) -> String {
+        oathtool_hotp(RFC4226_KEY_HEX, counter, &[])
+    }
+
+    /// Alice with the HOTP token "fob", registered with the codes of counters 0 and 1.
+    fn with_token() -> TempStore {
+        let mut ts = temp_store();
+        import_csv(&mut ts, &format!("H-1,{RFC4226_KEY_HEX},hotp\n"));
+        register_token(
+            &mut ts.store,
+            &user("alice"),
+            &device("fob"),
+            "H-1",
+            hotp(0).as_bytes(),
+            hotp(1).as_bytes(),
+            T0,
+        )
+        .unwrap();
+        ts
+    }
+
+    fn try_code(ts: &mut TempStore, code: &str, hotp_window: u32) -> Outcome {
+        let settings = LoginSettings {
+            hotp_window,
+            ..LoginSettings::default()
+        };
+        verify(&mut ts.store, &user("alice"), code.as_bytes(), settings, T0).unwrap()
+    }
+
+    fn counter(ts: &TempStore) -> i64 {
+        devices::active_hotp(ts.store.conn(), "alice").unwrap()[0].counter
+    }
+
+    #[test]
+    fn next_code_once_then_replay_refused() {
+        let mut ts = with_token();
+        assert!(factors(&ts.store, &user("alice")).unwrap().has_totp);
+        // The registration codes are used up.
+        assert!(matches!(
+            try_code(&mut ts, &hotp(1), 10),
+            Outcome::Refused {
+                reason: Refusal::Replayed { .. },
+                ..
+            }
+        ));
+        assert_eq!(
+            try_code(&mut ts, &hotp(2), 10),
+            Outcome::Accepted {
+                device: "fob".into()
+            }
+        );
+        assert_eq!(counter(&ts), 3);
+        assert!(matches!(
+            try_code(&mut ts, &hotp(2), 10),
+            Outcome::Refused {
+                reason: Refusal::Replayed { .. },
+                ..
+            }
+        ));
+        // The success cleared the first refusal's count; only the replay after it counts.
+        assert_eq!(
+            auth_state::load(ts.store.conn(), "alice").unwrap().failures,
+            1
+        );
+    }
+
+    #[test]
+    fn look_ahead_is_hotp_window_presses() {
+        let mut ts = with_token();
+        // Next expected: 2. With hotp_window=3, counters 2..=5 are accepted, 6 is not.
+        assert!(matches!(
+            try_code(&mut ts, &hotp(6), 3),
+            Outcome::Refused {
+                reason: Refusal::WrongCode,
+                ..
+            }
+        ));
+        assert_eq!(counter(&ts), 2);
+        assert!(matches!(
+            try_code(&mut ts, &hotp(5), 3),
+            Outcome::Accepted { .. }
+        ));
+        assert_eq!(counter(&ts), 6);
+        // Skipped codes are gone with it.
+        assert!(!matches!(
+            try_code(&mut ts, &hotp(4), 3),
+            Outcome::Accepted { .. }
+        ));
+        // hotp_window=0: only the very next code.
+        assert!(!matches!(
+            try_code(&mut ts, &hotp(7), 0),
+            Outcome::Accepted { .. }
+        ));
+        assert!(matches!(
+            try_code(&mut ts, &hotp(6), 0),
+            Outcome::Accepted { .. }
+        ));
+        // The default window is 10 presses.
+        assert!(!matches!(
+            try_code(&mut ts, &hotp(18), 10),
+            Outcome::Accepted { .. }
+        ));
+        assert!(matches!(
+            try_code(&mut ts, &hotp(17), 10),
+            Outcome::Accepted { .. }
+        ));
+    }
+
+    #[test]
+    fn resync_finds_the_counter_far_ahead_and_burns_its_codes() {
+        let mut ts = with_token();
+        let (r1, r2) = (hotp(500), hotp(501));
+        let r = resync(
+            &mut ts.store,
+            &user("alice"),
+            &device("fob"),
+            r1.as_bytes(),
+            r2.as_bytes(),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(r, Resynced::Counter { skipped: 498 });
+        assert_eq!(counter(&ts), 502);
+        assert!(!matches!(
+            try_code(&mut ts, &r2, 10),
+            Outcome::Accepted { .. }
+        ));
+        assert!(matches!(
+            try_code(&mut ts, &hotp(502), 10),
+            Outcome::Accepted { .. }
+        ));
+        // Beyond the 1,000-code look-ahead: not found; the same codes again: not found
+        // either, since they are behind the counter now.
+        for (a, b) in [(1600, 1601), (500, 501)] {
+            let r = resync(
+                &mut ts.store,
+                &user("alice"),
+                &device("fob"),
+                hotp(a).as_bytes(),
+                hotp(b).as_bytes(),
+                T0,
+            );
+            assert!(matches!(r, Err(Error::CounterNotFound { .. })), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn eight_digit_sha512_hotp_tokens() {
+        let mut ts = temp_store();
+        let key = "3132333435363738393031323334353637383930313233343536373839303132";
+        import_csv(&mut ts, &format!("H-8,{key},hotp-sha512,8\n"));
+        let code = |c: i64| oathtool_hotp_sha2(key, c, "sha512", 8);
+        // The same way gives RFC 4226 Appendix D for SHA-1.
+        assert_eq!(oathtool_hotp_sha2(RFC4226_KEY_HEX, 1, "sha1", 6), "287082");
+        let (c1, c2) = (code(0), code(1));
+        assert_eq!(c1.len(), 8);
+        register_token(
+            &mut ts.store,
+            &user("alice"),
+            &device("fob"),
+            "H-8",
+            c1.as_bytes(),
+            c2.as_bytes(),
+            T0,
+        )
+        .unwrap();
+        assert!(matches!(
+            try_code(&mut ts, &code(3), 10),
+            Outcome::Accepted { .. }
+        ));
+        assert!(!matches!(
+            try_code(&mut ts, &code(4)[2..], 10),
+            Outcome::Accepted { .. }
+        ));
     }
 }

@@ -144,24 +144,36 @@ impl TotpKey {
         second: &Code,
         steps: RangeInclusive<i64>,
     ) -> std::result::Result<i64, PairError> {
-        let (lo, hi) = (*steps.start(), *steps.end());
-        let mut first_seen = false;
-        for t in lo..=hi {
-            if self.matches(first, t) {
-                first_seen = true;
-                if self.matches(second, t.saturating_add(1)) {
-                    return Ok(t);
-                }
+        find_consecutive(|code, t| self.matches(code, t), first, second, steps)
+    }
+}
+
+/// The search behind two-code confirmation, for time steps and HOTP counters alike: the
+/// first `t` in `range` where `first` is the code of `t` and `second` that of `t + 1`, and
+/// otherwise which of the two codes gave the person away, so the message can say so.
+pub(crate) fn find_consecutive(
+    matches: impl Fn(&Code, i64) -> bool,
+    first: &Code,
+    second: &Code,
+    range: RangeInclusive<i64>,
+) -> std::result::Result<i64, PairError> {
+    let (lo, hi) = (*range.start(), *range.end());
+    let mut first_seen = false;
+    for t in lo..=hi {
+        if matches(first, t) {
+            first_seen = true;
+            if matches(second, t.saturating_add(1)) {
+                return Ok(t);
             }
         }
-        if !first_seen {
-            return Err(PairError::FirstWrong);
-        }
-        if self.find(second, lo..=hi.saturating_add(1)).is_some() {
-            Err(PairError::NotConsecutive)
-        } else {
-            Err(PairError::SecondWrong)
-        }
+    }
+    if !first_seen {
+        return Err(PairError::FirstWrong);
+    }
+    if (lo..=hi.saturating_add(1)).any(|t| matches(second, t)) {
+        Err(PairError::NotConsecutive)
+    } else {
+        Err(PairError::SecondWrong)
     }
 }
 

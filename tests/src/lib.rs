@@ -12,7 +12,8 @@
 //! `cargo build --workspace`, on a machine with the Debian packages `oathtool`,
 //! `libpam-wrapper`, `faketime` (libfaketime), `zbar-tools` with
 //! `libmagickcore-6.q16-6-extra` (SVG reading), `libpam0g-dev` (pam-client links libpam),
-//! `libpam-modules` and `passwd`; the real-login tests (`real_logins.rs`) also need
+//! `libpam-modules` and `passwd` (and `openssl`, which makes encrypted PSKC files for
+//! `hardware_tokens.rs`); the real-login tests (`real_logins.rs`) also need
 //! `openssh-server`, `openssh-client`, `sudo`, `util-linux`, `mount` and `libpam-runtime`
 //! (`pam-auth-update`), and a kernel with overlayfs. A missing piece makes the first test
 //! that needs it panic with the package to install.

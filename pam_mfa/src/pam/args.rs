@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::lockout::LockoutPolicy;
-use crate::login::{LoginSettings, MAX_WINDOW};
+use crate::login::{LoginSettings, MAX_HOTP_WINDOW, MAX_WINDOW};
 use crate::store::DEFAULT_PATH;
 
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
@@ -144,6 +144,10 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
                 out.settings.window = number("window", value_of("window")?, 0, MAX_WINDOW)?;
                 out.explicit.window = true;
             }
+            "hotp_window" => {
+                out.settings.hotp_window =
+                    number("hotp_window", value_of("hotp_window")?, 0, MAX_HOTP_WINDOW)?;
+            }
             "max_failures" => {
                 out.settings.lockout.max_failures = number(
                     "max_failures",
@@ -240,6 +244,7 @@ mod tests {
         assert_eq!(a, ModuleArgs::default());
         assert_eq!(a.db, PathBuf::from("/var/lib/pam_mfa/devices.db"));
         assert_eq!(a.settings.window, 1);
+        assert_eq!(a.settings.hotp_window, 10);
         assert_eq!(a.settings.lockout.max_failures, 5);
         assert_eq!(a.settings.lockout.lockout_secs, 300);
         assert_eq!(a.prompt, "Verification code: ");
@@ -254,6 +259,7 @@ mod tests {
             "db=/tmp/x/devices.db",
             "nullok",
             "window=10",
+            "hotp_window=100",
             "max_failures=3",
             "lockout=60",
             "prompt=Enter code: ",
@@ -270,6 +276,8 @@ mod tests {
         assert_eq!(a.db, PathBuf::from("/tmp/x/devices.db"));
         assert!(a.nullok && a.echo_code && a.debug);
         assert_eq!(a.settings.window, 10);
+        assert_eq!(a.settings.hotp_window, 100);
+        assert_eq!(p(&["hotp_window=0"]).unwrap().settings.hotp_window, 0);
         assert_eq!(a.settings.lockout.max_failures, 3);
         assert_eq!(a.settings.lockout.lockout_secs, 60);
         assert_eq!(a.prompt, "Enter code: ");
@@ -307,6 +315,13 @@ mod tests {
             &["fido2_timeout=121"],
             &["fido2_timeout"],
             &["fido2_timeout=3s"],
+            &["hotp_window"],
+            &["hotp_window="],
+            &["hotp_window=101"],
+            &["hotp_window=-1"],
+            &["hotp_window=1e2"],
+            &["hotp_window=5", "hotp_window=5"],
+            &["hotpwindow=5"],
         ];
         for args in bad {
             assert!(p(args).is_err(), "{args:?} accepted");

@@ -10,10 +10,12 @@ use crate::{Error, MAX_DEVICES, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
-    /// An authenticator app or hardware token showing time-based codes.
+    /// An authenticator app showing time-based codes.
     Totp,
     /// A FIDO2 security key (or a platform authenticator reachable over CTAP2 HID).
     Fido2,
+    /// A hardware OTP token from the inventory (time- or event-based), by serial number.
+    Token,
 }
 
 impl DeviceKind {
@@ -21,6 +23,7 @@ impl DeviceKind {
         match self {
             Self::Totp => "totp",
             Self::Fido2 => "fido2",
+            Self::Token => "token",
         }
     }
 
@@ -28,6 +31,7 @@ impl DeviceKind {
         match s {
             "totp" => Ok(Self::Totp),
             "fido2" => Ok(Self::Fido2),
+            "token" => Ok(Self::Token),
             other => Err(Error::CorruptRecord(format!(
                 "unknown device kind {other:?}"
             ))),
@@ -89,11 +93,21 @@ pub struct TotpDevice {
 /// No time step is larger: 2^40 one-second steps is about 35,000 years.
 pub const MAX_STEP: i64 = 1 << 40;
 
-const TOTP_COLUMNS: &str =
-    "id, name, state, secret, algorithm, digits, period, drift, last_step, kind";
+/// The columns of a time-based code device: an app's own, or those of its hardware
+/// token (whose device row holds no secret), read from [`CODE_DEVICES`].
+const TOTP_COLUMNS: &str = "d.id, d.name, d.state, coalesce(t.secret, d.secret),
+    coalesce(t.algorithm, d.algorithm), coalesce(t.digits, d.digits),
+    coalesce(t.period, d.period), d.drift, d.last_step, d.kind, t.type";
+
+/// Devices with the inventory entry of those that are hardware tokens.
+const CODE_DEVICES: &str = "devices d LEFT JOIN tokens t ON t.id = d.token_id";
+
+/// Which rows of [`CODE_DEVICES`] show time-based codes.
+const IS_TOTP: &str = "(d.kind = 'totp' OR (d.kind = 'token' AND t.type = 'totp'))";
 
 fn totp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TotpDevice>> {
     let kind: String = r.get(9)?;
+    let token_type: Option<String> = r.get(10)?;
     let state: String = r.get(2)?;
     let secret: Option<zeroize::Zeroizing<Vec<u8>>> =
         r.get::<_, Option<Vec<u8>>>(3)?.map(zeroize::Zeroizing::new);
@@ -103,8 +117,9 @@ fn totp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TotpDevice>> {
     let (id, name, drift, last_step): (i64, String, i64, Option<i64>) =
         (r.get(0)?, r.get(1)?, r.get(7)?, r.get(8)?);
     Ok((|| {
-        if DeviceKind::parse(&kind)? != DeviceKind::Totp {
-            return Err(Error::CorruptRecord("not a TOTP device".to_owned()));
+        match (DeviceKind::parse(&kind)?, token_type.as_deref()) {
+            (DeviceKind::Totp, None) | (DeviceKind::Token, Some("totp")) => {}
+            _ => return Err(Error::CorruptRecord("not a TOTP device".to_owned())),
         }
         let corrupt = |what: &str| Error::CorruptRecord(format!("device {name:?}: bad {what}"));
         let secret = secret
@@ -148,8 +163,8 @@ fn collect_totp(rows: Vec<Result<TotpDevice>>) -> Result<Vec<TotpDevice>> {
 /// The user's active TOTP devices, oldest first.
 pub fn active_totp(conn: &Connection, user: &str) -> Result<Vec<TotpDevice>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {TOTP_COLUMNS} FROM devices
-         WHERE user = ?1 AND state = 'active' AND kind = 'totp' ORDER BY id"
+        "SELECT {TOTP_COLUMNS} FROM {CODE_DEVICES}
+         WHERE d.user = ?1 AND d.state = 'active' AND {IS_TOTP} ORDER BY d.id"
     ))?;
     let rows = stmt
         .query_map([user], totp_from_row)?
@@ -172,7 +187,7 @@ pub fn count_active(conn: &Connection, user: &str) -> Result<u32> {
         .query_row([user], |r| r.get(0))?)
 }
 
-/// One TOTP device by name, in any state (expired pending ones excluded).
+/// One TOTP device (app or token) by name, in any state (expired pending ones excluded).
 pub fn totp_by_name(
     conn: &Connection,
     user: &str,
@@ -181,8 +196,8 @@ pub fn totp_by_name(
 ) -> Result<Option<TotpDevice>> {
     let row = conn
         .prepare_cached(&format!(
-            "SELECT {TOTP_COLUMNS} FROM devices WHERE user = ?1 AND name = ?2
-               AND kind = 'totp' AND (state = 'active' OR expires_at > ?3)"
+            "SELECT {TOTP_COLUMNS} FROM {CODE_DEVICES} WHERE d.user = ?1 AND d.name = ?2
+               AND {IS_TOTP} AND (d.state = 'active' OR d.expires_at > ?3)"
         ))?
         .query_row(params![user, name, now], totp_from_row)
         .optional()?;
@@ -230,6 +245,29 @@ pub fn purge_expired(conn: &Connection, now: i64) -> Result<()> {
     Ok(())
 }
 
+/// Makes `name` free for a new device of `user`: an unfinished registration of that name
+/// is replaced (starting over is what a person does after closing the terminal by
+/// mistake), an active device keeps it.
+fn claim_name(conn: &Connection, user: &str, name: &str, now: i64) -> Result<()> {
+    purge_expired(conn, now)?;
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT state FROM devices WHERE user = ?1 AND name = ?2")?
+        .query_row([user, name], |r| r.get(0))
+        .optional()?;
+    match existing.as_deref() {
+        Some("pending") => {
+            conn.prepare_cached("DELETE FROM devices WHERE user = ?1 AND name = ?2")?
+                .execute([user, name])?;
+            Ok(())
+        }
+        Some(_) => Err(Error::DuplicateName {
+            user: user.to_owned(),
+            name: name.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Records a new pending TOTP device, replacing an unfinished registration of the same
 /// name (starting over is what a person does after closing the terminal by mistake).
 pub fn insert_pending_totp(
@@ -241,24 +279,7 @@ pub fn insert_pending_totp(
     now: i64,
     expires_at: i64,
 ) -> Result<()> {
-    purge_expired(conn, now)?;
-    let existing: Option<String> = conn
-        .prepare_cached("SELECT state FROM devices WHERE user = ?1 AND name = ?2")?
-        .query_row([user, name], |r| r.get(0))
-        .optional()?;
-    match existing.as_deref() {
-        Some("pending") => {
-            conn.prepare_cached("DELETE FROM devices WHERE user = ?1 AND name = ?2")?
-                .execute([user, name])?;
-        }
-        Some(_) => {
-            return Err(Error::DuplicateName {
-                user: user.to_owned(),
-                name: name.to_owned(),
-            });
-        }
-        None => {}
-    }
+    claim_name(conn, user, name, now)?;
     conn.prepare_cached(
         "INSERT INTO devices (user, name, kind, state, secret, algorithm, digits, period,
                               created_at, expires_at)
@@ -457,12 +478,13 @@ pub fn active_fido2(conn: &Connection, user: &str) -> Result<Vec<Fido2Device>> {
     rows.into_iter().collect()
 }
 
-/// Whether the user has an active TOTP device.
+/// Whether the user has an active device that shows codes (an authenticator app or a
+/// hardware token): what decides whether a code prompt can be answered at all.
 pub fn has_active_totp(conn: &Connection, user: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM devices
-                            WHERE user = ?1 AND state = 'active' AND kind = 'totp')",
+                            WHERE user = ?1 AND state = 'active' AND kind IN ('totp', 'token'))",
         )?
         .query_row([user], |r| r.get(0))?)
 }
@@ -477,24 +499,7 @@ pub fn insert_fido2(
     new: &NewFido2<'_>,
     now: i64,
 ) -> Result<()> {
-    purge_expired(conn, now)?;
-    let existing: Option<String> = conn
-        .prepare_cached("SELECT state FROM devices WHERE user = ?1 AND name = ?2")?
-        .query_row([user, name], |r| r.get(0))
-        .optional()?;
-    match existing.as_deref() {
-        Some("pending") => {
-            conn.prepare_cached("DELETE FROM devices WHERE user = ?1 AND name = ?2")?
-                .execute([user, name])?;
-        }
-        Some(_) => {
-            return Err(Error::DuplicateName {
-                user: user.to_owned(),
-                name: name.to_owned(),
-            });
-        }
-        None => {}
-    }
+    claim_name(conn, user, name, now)?;
     check_room(conn, user)?;
     let taken: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE credential_id = ?1)")?
@@ -526,5 +531,125 @@ pub fn record_fido2_use(conn: &Connection, id: i64, sign_count: u32, now: i64) -
         "UPDATE devices SET sign_count = ?2, last_used_at = ?3 WHERE id = ?1 AND kind = 'fido2'",
     )?
     .execute(params![id, sign_count, now])?;
+    Ok(())
+}
+
+/// An event-based hardware token assigned to a user, with what is needed to check codes.
+#[derive(Debug)]
+pub struct HotpDevice {
+    pub id: i64,
+    pub name: String,
+    pub secret: Secret,
+    pub params: crate::hotp::HotpParams,
+    /// The counter value whose code the token should show next; every lower one is used.
+    pub counter: i64,
+}
+
+const HOTP_COLUMNS: &str = "d.id, d.name, t.secret, t.algorithm, t.digits, d.counter";
+
+fn hotp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<HotpDevice>> {
+    let (id, name): (i64, String) = (r.get(0)?, r.get(1)?);
+    let secret: Option<zeroize::Zeroizing<Vec<u8>>> =
+        r.get::<_, Option<Vec<u8>>>(2)?.map(zeroize::Zeroizing::new);
+    let (algorithm, digits, counter): (Option<String>, Option<i64>, Option<i64>) =
+        (r.get(3)?, r.get(4)?, r.get(5)?);
+    Ok((|| {
+        let corrupt = |what: &str| Error::CorruptRecord(format!("device {name:?}: bad {what}"));
+        let secret = secret
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| corrupt("secret"))?;
+        let params = crate::hotp::HotpParams {
+            algorithm: algorithm.ok_or_else(|| corrupt("algorithm"))?.parse()?,
+            digits: digits
+                .and_then(|d| u8::try_from(d).ok())
+                .ok_or_else(|| corrupt("digits"))?,
+        }
+        .validate()?;
+        // Refused here, like a TOTP device's extreme steps, so that look-ahead arithmetic
+        // never meets a value no store we wrote can hold.
+        let counter = counter
+            .filter(|c| (0..=crate::hotp::MAX_COUNTER).contains(c))
+            .ok_or_else(|| corrupt("counter"))?;
+        Ok(HotpDevice {
+            id,
+            name,
+            secret: Secret::from_bytes(secret.to_vec()),
+            params,
+            counter,
+        })
+    })())
+}
+
+/// The user's active event-based tokens, oldest first.
+pub fn active_hotp(conn: &Connection, user: &str) -> Result<Vec<HotpDevice>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {HOTP_COLUMNS} FROM devices d JOIN tokens t ON t.id = d.token_id
+         WHERE d.user = ?1 AND d.state = 'active' AND d.kind = 'token' AND t.type = 'hotp'
+         ORDER BY d.id"
+    ))?;
+    let rows = stmt
+        .query_map([user], hotp_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().collect()
+}
+
+/// One of the user's event-based tokens by device name.
+pub fn hotp_by_name(conn: &Connection, user: &str, name: &str) -> Result<Option<HotpDevice>> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {HOTP_COLUMNS} FROM devices d JOIN tokens t ON t.id = d.token_id
+             WHERE d.user = ?1 AND d.name = ?2 AND d.kind = 'token' AND t.type = 'hotp'"
+        ))?
+        .query_row([user, name], hotp_from_row)
+        .optional()?;
+    row.transpose()
+}
+
+/// Moves an event-based token's counter forward to `next` (never back: the store's
+/// trigger refuses that too), and records the use when `used_at` is given (a login; a
+/// resync is not a use).
+pub fn advance_counter(conn: &Connection, id: i64, next: i64, used_at: Option<i64>) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE devices SET counter = max(counter, ?2),
+                            last_used_at = coalesce(?3, last_used_at)
+         WHERE id = ?1 AND kind = 'token'",
+    )?
+    .execute(params![id, next, used_at])?;
+    Ok(())
+}
+
+/// Where a newly assigned token starts: the replay state its first two codes leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenStart {
+    /// A time-based token: its clock offset in steps, and the step of the second code.
+    Totp { drift: i64, last_step: i64 },
+    /// An event-based token: the counter value after the second code.
+    Hotp { counter: i64 },
+}
+
+/// Assigns inventory token `token_id` to `user` as active device `name`, enforcing the
+/// per-user limit, unique names and one owner per token inside the caller's transaction.
+pub fn insert_token(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    token_id: i64,
+    start: TokenStart,
+    now: i64,
+) -> Result<()> {
+    claim_name(conn, user, name, now)?;
+    check_room(conn, user)?;
+    let (drift, last_step, counter) = match start {
+        TokenStart::Totp { drift, last_step } => (drift, Some(last_step), None),
+        TokenStart::Hotp { counter } => (0, None, Some(counter)),
+    };
+    conn.prepare_cached(
+        "INSERT INTO devices (user, name, kind, state, created_at, token_id, drift,
+                              last_step, counter)
+         VALUES (?1, ?2, 'token', 'active', ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        user, name, now, token_id, drift, last_step, counter
+    ])?;
     Ok(())
 }

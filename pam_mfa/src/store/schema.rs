@@ -130,6 +130,66 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX devices_pending_expiry ON devices (expires_at) WHERE state = 'pending';
     ",
+    // 5: hardware OTP tokens. The inventory holds each token's seed and parameters under
+    // its serial number; a token given to a user is a device of kind 'token' pointing at
+    // it, one device per token at most. While it is assigned, the device row keeps the
+    // replay state (TOTP: drift and last_step; HOTP: counter, the next value expected), so
+    // logins and resync treat it like any code device; removing the device hands its
+    // high-water mark back to the token, so no code is ever accepted again under a new
+    // owner either. A token cannot leave the inventory while a device points at it.
+    "
+    CREATE TABLE tokens (
+        id              INTEGER PRIMARY KEY,
+        serial          TEXT    NOT NULL UNIQUE
+                        CHECK (length(serial) BETWEEN 1 AND 64
+                               AND serial NOT GLOB '*[^A-Za-z0-9._:/-]*'),
+        type            TEXT    NOT NULL CHECK (type IN ('totp', 'hotp')),
+        secret          BLOB    NOT NULL CHECK (length(secret) BETWEEN 16 AND 128),
+        algorithm       TEXT    NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
+        digits          INTEGER NOT NULL CHECK (digits BETWEEN 6 AND 8),
+        period          INTEGER CHECK (period BETWEEN 1 AND 300),
+        counter         INTEGER CHECK (counter BETWEEN 0 AND 281474976710656),
+        last_step       INTEGER CHECK (last_step BETWEEN 0 AND 1099511627776),
+        imported_at     INTEGER NOT NULL,
+        CHECK ((type = 'totp') = (period IS NOT NULL)),
+        CHECK ((type = 'hotp') = (counter IS NOT NULL)),
+        CHECK (type = 'totp' OR last_step IS NULL)
+    );
+    ALTER TABLE devices ADD COLUMN token_id INTEGER REFERENCES tokens (id);
+    ALTER TABLE devices ADD COLUMN counter INTEGER
+        CHECK (counter IS NULL OR counter BETWEEN 0 AND 281474976710656);
+    CREATE UNIQUE INDEX devices_by_token ON devices (token_id) WHERE token_id IS NOT NULL;
+    -- A token device has no secret of its own, is active from the start (it is registered
+    -- with two codes at once) and has a counter exactly when its token counts events.
+    CREATE TRIGGER devices_token_complete
+    BEFORE INSERT ON devices
+    WHEN (NEW.kind = 'token') <> (NEW.token_id IS NOT NULL)
+      OR (NEW.kind <> 'token' AND NEW.counter IS NOT NULL)
+      OR (NEW.kind = 'token'
+          AND (NEW.state <> 'active' OR NEW.secret IS NOT NULL OR NEW.credential_id IS NOT NULL
+               OR (NEW.counter IS NOT NULL)
+                  <> (SELECT type = 'hotp' FROM tokens WHERE id = NEW.token_id)))
+    BEGIN SELECT RAISE(ABORT, 'pam_mfa: inconsistent hardware token device'); END;
+    CREATE TRIGGER devices_token_fixed
+    BEFORE UPDATE OF kind, token_id ON devices
+    WHEN NEW.kind IS NOT OLD.kind OR NEW.token_id IS NOT OLD.token_id
+    BEGIN SELECT RAISE(ABORT, 'pam_mfa: a device cannot change its kind or token'); END;
+    CREATE TRIGGER devices_token_counter_forward
+    BEFORE UPDATE OF counter ON devices
+    WHEN NEW.counter IS NOT OLD.counter
+     AND (OLD.counter IS NULL OR NEW.counter IS NULL OR NEW.counter < OLD.counter)
+    BEGIN SELECT RAISE(ABORT, 'pam_mfa: an HOTP counter only moves forward'); END;
+    CREATE TRIGGER devices_token_returned
+    AFTER DELETE ON devices WHEN OLD.token_id IS NOT NULL
+    BEGIN
+        UPDATE tokens SET
+            last_step = CASE WHEN OLD.last_step IS NULL OR type <> 'totp' THEN last_step
+                             ELSE max(coalesce(last_step, OLD.last_step), OLD.last_step) END,
+            counter = CASE WHEN OLD.counter IS NULL OR type <> 'hotp' THEN counter
+                           ELSE max(counter, OLD.counter) END
+        WHERE id = OLD.token_id;
+    END;
+    ",
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -214,7 +274,7 @@ mod tests {
         let mut conn = version_1_store(&path);
         migrate(&mut conn, &path).unwrap();
         assert_eq!(read_header(&conn).unwrap().user_version, CURRENT_VERSION);
-        assert_eq!(CURRENT_VERSION, 4);
+        assert_eq!(CURRENT_VERSION, 5);
         // Version 3 starts with the default policy row.
         assert_eq!(
             crate::policy::load(&conn).unwrap(),
