@@ -1,6 +1,7 @@
 //! Opening a store whose rows hold arbitrary bytes. A valid store is written once with the
-//! library (two TOTP devices, one active and one pending, a FIDO2 key, a failure count, a
-//! policy, a recovery set, a bypass code and audit rows);
+//! library (two TOTP devices, one active and one pending, a FIDO2 key, an HOTP hardware
+//! token assigned to the user and a TOTP one in the inventory, a failure count, a policy,
+//! a recovery set, a bypass code and audit rows);
 //! every input is a list of edits that overwrite one column of one row with a fuzzed value
 //! of any SQLite type (CHECK constraints off, so values the schema forbids get in too, as
 //! on a store damaged or edited by hand). Then the login path, `mfa list`, the policy,
@@ -52,7 +53,26 @@ const DEVICE_COLUMNS: &[&str] = &[
     "sign_count",
     "rp_id",
     "uv_required",
+    "token_id",
+    "counter",
 ];
+const TOKEN_COLUMNS: &[&str] = &[
+    "id",
+    "serial",
+    "type",
+    "secret",
+    "algorithm",
+    "digits",
+    "period",
+    "counter",
+    "last_step",
+    "imported_at",
+];
+
+/// Two tokens in the inventory (the RFC 4226 test secret as an HOTP token, another as a
+/// TOTP one); the first is given to alice with its codes for counters 0 and 1.
+const SEED_CSV: &[u8] = b"H-1,3132333435363738393031323334353637383930,hotp\n\
+                          T-1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,totp,8,30\n";
 const AUTH_STATE_COLUMNS: &[&str] = &["user", "failures", "window_start", "locked_until"];
 const POLICY_COLUMNS: &[&str] = &[
     "id",
@@ -161,6 +181,20 @@ fn fixture() -> &'static Fixture {
             pam_mfa::audit::record(&tx, NOW, 0, "alice", "bypass", None, Some("3 use(s)"))
                 .unwrap();
             tx.commit().unwrap();
+            let seeds = pam_mfa::tokens::parse(SEED_CSV, None, None).unwrap();
+            let tx = store.write().unwrap();
+            pam_mfa::tokens::inventory::import(&tx, &seeds, false, NOW).unwrap();
+            tx.commit().unwrap();
+            enrollment::register_token(
+                &mut store,
+                &user("alice"),
+                &DeviceName::parse("fob").unwrap(),
+                "H-1",
+                b"755224",
+                b"287082",
+                NOW,
+            )
+            .unwrap();
             // One wrong code, so there is an auth_state row to damage too.
             let outcome = login::verify(
                 &mut store,
@@ -220,26 +254,33 @@ fn damage(path: &Path, mut data: &[u8]) {
         let (v, as_text) = value(*kind, bytes);
         let expr = if as_text { "CAST(?1 AS TEXT)" } else { "?1" };
         let pick = |cols: &[&'static str]| cols[usize::from(*column) % cols.len()];
-        // Rows 0-2 and 8-10…: the three devices; then one table each.
-        let sql = if row % 8 == 3 {
+        // Rows 0-3 (mod 10): the four devices; then one table each.
+        let sql = if row % 10 == 4 {
             format!("UPDATE auth_state SET {} = {expr}", pick(AUTH_STATE_COLUMNS))
-        } else if row % 8 == 4 {
+        } else if row % 10 == 5 {
             format!("UPDATE policy SET {} = {expr}", pick(POLICY_COLUMNS))
-        } else if row % 8 == 5 || row % 8 == 6 {
+        } else if row % 10 == 6 || row % 10 == 7 {
             format!(
                 "UPDATE recovery_codes SET {} = {expr} WHERE id = \
                  (SELECT id FROM recovery_codes ORDER BY id LIMIT 1 OFFSET {})",
                 pick(RECOVERY_COLUMNS),
-                (row / 8) % 11
+                (row / 10) % 11
             )
-        } else if row % 8 == 7 {
+        } else if row % 10 == 8 {
             format!("UPDATE audit SET {} = {expr}", pick(AUDIT_COLUMNS))
+        } else if row % 10 == 9 {
+            format!(
+                "UPDATE tokens SET {} = {expr} WHERE id = \
+                 (SELECT id FROM tokens ORDER BY id LIMIT 1 OFFSET {})",
+                pick(TOKEN_COLUMNS),
+                (row / 10) % 2
+            )
         } else {
             let col = DEVICE_COLUMNS[usize::from(*column) % DEVICE_COLUMNS.len()];
             format!(
                 "UPDATE devices SET {col} = {expr} WHERE id = \
                  (SELECT id FROM devices ORDER BY id LIMIT 1 OFFSET {})",
-                row % 8
+                row % 10
             )
         };
         // Constraint and trigger failures are fine: that edit just does not happen.
@@ -271,6 +312,7 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
     let _ = pam_mfa::policy::load(store.conn());
     let _ = pam_mfa::recovery::outstanding(store.conn(), NOW);
     let _ = pam_mfa::audit::list(store.conn(), Some(user.as_str()), None);
+    let _ = pam_mfa::tokens::inventory::list(store.conn());
     let verdict = login::verify_recovery(
         &mut store,
         user,
@@ -310,7 +352,8 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
     }
     // The right code of the undamaged active device at NOW (from oathtool), a wrong one,
     // a malformed one.
-    for answer in [&b"768147"[..], b"000000", b"x"] {
+    // The HOTP token's code for counter 2 (oathtool --hotp -c 2) is tried too.
+    for answer in [&b"768147"[..], b"359152", b"000000", b"x"] {
         let _ = login::verify(&mut store, user, answer, LoginSettings::default(), NOW);
     }
     if finish && let Ok(name) = DeviceName::parse("tablet") {
