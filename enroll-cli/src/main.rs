@@ -6,7 +6,6 @@
 
 mod admin;
 mod audit;
-mod cli;
 mod doctor;
 mod enroll;
 mod enroll_fido2;
@@ -22,6 +21,7 @@ mod recovery;
 use std::process::ExitCode;
 
 use clap::Parser;
+use enroll_cli::cli;
 use zeroize::Zeroizing;
 
 /// An error for the person at the terminal: one line, no secrets.
