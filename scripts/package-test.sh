@@ -18,7 +18,8 @@
 #
 # Codes come from oathtool on this machine. Set PACKAGE_TEST_NO_BUILD=1 to test the
 # packages already in dist/. Needs root (debootstrap, chroot), and the network to a
-# Debian mirror ($DEBIAN_MIRROR, default deb.debian.org).
+# Debian mirror ($DEBIAN_MIRROR, default deb.debian.org). Downloads are kept in
+# $PAM_MFA_PKG_CACHE (default /var/cache/pam_mfa-packaging) for the next run.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
@@ -94,9 +95,12 @@ rpm --root "$scratch" --dbpath /var/lib/rpm -V --nodeps pam_mfa || fail "rpm -V"
 step "debootstrap a fresh Debian root in $root"
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-mkdir -p target/pkg-cache/debootstrap
+# debootstrap keeps the .debs it downloaded here for the next run (as package.sh keeps
+# cargo-deb).
+cache=${PAM_MFA_PKG_CACHE:-/var/cache/pam_mfa-packaging}/debootstrap
+mkdir -p "$cache"
 t0=$(date +%s)
-debootstrap --variant=minbase --cache-dir="$PWD/target/pkg-cache/debootstrap" \
+debootstrap --variant=minbase --cache-dir="$cache" \
     "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log"; fail "debootstrap"; }
 echo "debootstrap: $(($(date +%s) - t0)) s"

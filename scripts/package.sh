@@ -5,8 +5,9 @@
 # The release binaries are built once, stripped and staged in dist/stage/ together with
 # the manual pages and completions that packaging/'s gen-docs writes from the code; both
 # packages are made from those staged files (packaging/Cargo.toml and the spec list
-# them). cargo-deb is installed, at a pinned version, into target/pkg-tools/ the first
-# time.
+# them). cargo-deb is installed, at a pinned version, into $PAM_MFA_PKG_CACHE/bin
+# (default /var/cache/pam_mfa-packaging, outside the checkout so that a machine builds it
+# once, not once per clone) the first time.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
@@ -17,11 +18,11 @@ apt_install $BUILD_PACKAGES dpkg-dev binutils rpm
 ensure_cargo
 
 CARGO_DEB_VERSION=3.8.0
-tools=$PWD/target/pkg-tools
+tools=${PAM_MFA_PKG_CACHE:-/var/cache/pam_mfa-packaging}
 install_tool() { # crate version
     if ! "$tools/bin/$1" --version 2>/dev/null | grep -q " $2\$"; then
         echo "Installing $1 $2 into $tools"
-        cargo install --quiet --locked --root "$tools" "$1" --version "$2"
+        cargo install --quiet --locked --force --root "$tools" "$1" --version "$2"
     fi
 }
 install_tool cargo-deb "$CARGO_DEB_VERSION"
