@@ -28,16 +28,15 @@ install_tool() { # crate version
 install_tool cargo-deb "$CARGO_DEB_VERSION"
 export PATH="$tools/bin:$PATH"
 
-# The release build of just these two crates: no test-only features (soft-fido2) in it.
-cargo build --release --locked -p pam_mfa -p enroll-cli
-# gen-docs is a build tool; the debug build (which test.sh has already made) is enough.
-cargo build --locked -p pam_mfa-packaging
+# The release build of just the module, mfa and gen-docs: no test-only feature
+# (soft-fido2) gets in, and gen-docs reuses the release build of the other two.
+cargo build --release --locked -p pam_mfa -p enroll-cli -p pam_mfa-packaging
 
 triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 stage=dist/stage
 rm -rf "$stage"
 mkdir -p "$stage"
-target/debug/gen-docs "$stage/gen" >/dev/null
+target/release/gen-docs "$stage/gen" >/dev/null
 install -D -m 0644 target/release/libpam_mfa.so "$stage/usr/lib/$triplet/security/pam_mfa.so"
 install -D -m 4755 target/release/mfa "$stage/usr/bin/mfa"
 strip --strip-unneeded --remove-section=.comment "$stage/usr/lib/$triplet/security/pam_mfa.so" "$stage/usr/bin/mfa"
