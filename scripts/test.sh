@@ -19,3 +19,6 @@ cargo build --workspace --locked
 cargo test --workspace --locked
 scripts/fuzz.sh 60
 scripts/bench.sh --smoke  # the login benchmark (issue 7), once at 20 users: a smoke check of a few seconds
+# The .deb and .rpm (issue 9): built, lintian, rpm checks, and installed, used, removed
+# and purged in a fresh debootstrap chroot (the machine's own configuration untouched).
+scripts/package-test.sh

@@ -698,7 +698,9 @@ fn su_and_common_auth_through_pam_auth_update() {
     run_guide_commands(&ns, "pam-auth-update-strict");
     let strict = auth_lines(&ns.read("/etc/pam.d/common-auth"));
     assert!(
-        strict.iter().any(|l| l == "auth required pam_mfa.so")
+        strict
+            .iter()
+            .any(|l| l == "auth [success=ok ignore=ignore default=die] pam_mfa.so")
             && !strict.iter().any(|l| l.contains("pam_mfa.so nullok")),
         "the strict profile should require pam_mfa without nullok:\n{strict:#?}"
     );

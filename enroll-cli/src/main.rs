@@ -6,7 +6,6 @@
 
 mod admin;
 mod audit;
-mod cli;
 mod doctor;
 mod enroll;
 mod enroll_fido2;
@@ -23,6 +22,7 @@ mod tokens;
 use std::process::ExitCode;
 
 use clap::Parser;
+use enroll_cli::cli;
 use zeroize::Zeroizing;
 
 /// An error for the person at the terminal: one line, no secrets.

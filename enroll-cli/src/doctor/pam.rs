@@ -23,21 +23,6 @@ const CONFIG_DIRS: &[&str] = &["/etc/pam.d", "/usr/lib/pam.d"];
 /// libpam stops following includes this deep (`PAM_SUBSTACK_MAX_LEVEL`).
 const MAX_INCLUDE_DEPTH: usize = 16;
 
-/// Every argument the module accepts, for the fix of a bad one. The module's own parser
-/// decides what is valid; a unit test keeps this list in step with it.
-const KNOWN_ARGUMENTS: &[(&str, &str)] = &[
-    ("db", "db=PATH"),
-    ("nullok", "nullok"),
-    ("window", "window=N"),
-    ("max_failures", "max_failures=N"),
-    ("lockout", "lockout=SECONDS"),
-    ("prompt", "prompt=TEXT"),
-    ("echo_code", "echo_code"),
-    ("debug", "debug"),
-    ("fido2", "fido2=off|prefer|require"),
-    ("fido2_timeout", "fido2_timeout=SECONDS"),
-];
-
 /// A line that loads pam_mfa.
 pub struct MfaLine {
     /// `/etc/pam.d/sudo:3`, under the checked root.
@@ -284,15 +269,17 @@ fn check_line(
 }
 
 fn argument_fix(e: &ArgError) -> String {
-    let all: Vec<&str> = KNOWN_ARGUMENTS.iter().map(|(_, shown)| *shown).collect();
+    // The module's own table of arguments, the one its parser accepts.
+    let known = pam_mfa::pam::args::ARGUMENTS;
+    let all: Vec<&str> = known.iter().map(|a| a.syntax).collect();
     let valid = format!("the module's arguments are {}", all.join(", "));
     let ArgError::Unknown(arg) = e else {
         return format!("correct the argument; {valid}");
     };
     let key = arg.split('=').next().unwrap_or_default();
-    match KNOWN_ARGUMENTS
+    match known
         .iter()
-        .map(|(name, shown)| (edit_distance(key, name), *shown))
+        .map(|a| (edit_distance(key, a.name), a.syntax))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
     {
@@ -547,23 +534,6 @@ fn is_leftover(name: &str) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn known_arguments_are_the_modules() {
-        for (name, _) in KNOWN_ARGUMENTS {
-            let example = match *name {
-                "db" => "db=/var/lib/x/devices.db".to_owned(),
-                "window" | "max_failures" | "lockout" | "fido2_timeout" => format!("{name}=3"),
-                "fido2" => "fido2=require".to_owned(),
-                "prompt" => "prompt=Code: ".to_owned(),
-                flag => flag.to_owned(),
-            };
-            assert!(
-                args::parse([example.as_bytes()]).is_ok(),
-                "{example} is not accepted by the module"
-            );
-        }
-    }
 
     #[test]
     fn suggestions() {

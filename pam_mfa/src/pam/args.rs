@@ -16,6 +16,104 @@ const MAX_PROMPT_CHARS: usize = 200;
 const MAX_LOCKOUT_SECS: i64 = 7 * 86_400;
 const MAX_MAX_FAILURES: u32 = 1000;
 
+/// One module argument, as the manual page pam_mfa(8) (generated from this table by
+/// `packaging/`'s `gen-docs`) describes it. [`parse`] accepts exactly the names listed
+/// here: an argument it handles but that is missing from the table is refused as unknown,
+/// and a unit test parses every entry (its default, or the flag alone), so the manual
+/// cannot drift from the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgumentDoc {
+    /// The name, before any `=`.
+    pub name: &'static str,
+    /// How it is written, e.g. `window=N`.
+    pub syntax: &'static str,
+    /// The value used when the argument is not given, as it would be written after `=`;
+    /// `None` for a flag, which is off unless given.
+    pub default: Option<&'static str>,
+    /// What it does (one paragraph).
+    pub description: &'static str,
+}
+
+/// Every module argument, in the order the manual lists them.
+pub const ARGUMENTS: &[ArgumentDoc] = &[
+    ArgumentDoc {
+        name: "db",
+        syntax: "db=PATH",
+        default: Some(DEFAULT_PATH),
+        description: "The device store: an absolute path to a file, in a directory that only \
+                      root can read and write.",
+    },
+    ArgumentDoc {
+        name: "nullok",
+        syntax: "nullok",
+        default: None,
+        description: "A user with no active device is let through (PAM_IGNORE). Without it \
+                      they are prompted and refused, so the prompt does not reveal who has \
+                      registered a device.",
+    },
+    ArgumentDoc {
+        name: "window",
+        syntax: "window=N",
+        default: Some("1"),
+        description: "Time steps (30 seconds each) accepted on each side of the device's \
+                      expected step, 0 to 10.",
+    },
+    ArgumentDoc {
+        name: "max_failures",
+        syntax: "max_failures=N",
+        default: Some("5"),
+        description: "Failures within the lock-out time that lock the user out, 1 to 1000.",
+    },
+    ArgumentDoc {
+        name: "lockout",
+        syntax: "lockout=SECONDS",
+        default: Some("300"),
+        description: "How long a lock-out lasts, and the time in which failures are \
+                      counted, up to a week (604800).",
+    },
+    ArgumentDoc {
+        name: "prompt",
+        syntax: "prompt=TEXT",
+        default: Some(DEFAULT_PROMPT),
+        description: "The prompt, at most 200 printable characters; write [prompt=Enter \
+                      code: ] for text with spaces.",
+    },
+    ArgumentDoc {
+        name: "echo_code",
+        syntax: "echo_code",
+        default: None,
+        description: "Show the code as it is typed.",
+    },
+    ArgumentDoc {
+        name: "debug",
+        syntax: "debug",
+        default: None,
+        description: "Extra syslog lines at debug level (never codes or secrets).",
+    },
+    ArgumentDoc {
+        name: "fido2",
+        syntax: "fido2=off|prefer|require",
+        default: Some("prefer"),
+        description: "Security keys at this service: not used (off); used where the user \
+                      has one plugged in at this computer, else the code prompt (prefer); \
+                      or the only thing accepted (require).",
+    },
+    ArgumentDoc {
+        name: "fido2_timeout",
+        syntax: "fido2_timeout=SECONDS",
+        default: Some("30"),
+        description: "How long to wait for the security key to be touched, 1 to 120.",
+    },
+    ArgumentDoc {
+        name: "hotp_window",
+        syntax: "hotp_window=N",
+        default: Some("10"),
+        description: "How many codes ahead of the last one used an event-based (HOTP) \
+                      hardware token may be, 0 to 100; pressing the button without logging \
+                      in moves the token ahead.",
+    },
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleArgs {
     pub db: PathBuf,
@@ -119,6 +217,9 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
             Some((k, v)) => (k, Some(v)),
             None => (arg, None),
         };
+        if !ARGUMENTS.iter().any(|a| a.name == key) {
+            return Err(ArgError::Unknown(arg.chars().take(64).collect()));
+        }
         if seen.iter().any(|s| s == key) {
             return Err(ArgError::Repeated(key.to_owned()));
         }
@@ -281,6 +382,40 @@ mod tests {
         assert_eq!(a.settings.lockout.max_failures, 3);
         assert_eq!(a.settings.lockout.lockout_secs, 60);
         assert_eq!(a.prompt, "Enter code: ");
+    }
+
+    /// The table the manual is made from lists exactly what the parser accepts, with the
+    /// defaults it uses.
+    #[test]
+    fn the_documented_arguments_are_the_parsed_ones() {
+        for doc in ARGUMENTS {
+            assert!(
+                doc.syntax.starts_with(doc.name),
+                "{}: syntax {:?}",
+                doc.name,
+                doc.syntax
+            );
+            assert_eq!(
+                ARGUMENTS.iter().filter(|d| d.name == doc.name).count(),
+                1,
+                "{} is listed twice",
+                doc.name
+            );
+            match doc.default {
+                // The documented default, given explicitly, changes nothing.
+                Some(default) => {
+                    let mut a = p(&[&format!("{}={default}", doc.name)])
+                        .unwrap_or_else(|e| panic!("{}={default}: {e}", doc.name));
+                    a.explicit = Explicit::default();
+                    assert_eq!(a, ModuleArgs::default(), "{}={default}", doc.name);
+                }
+                // A flag is off by default and turns something on.
+                None => {
+                    let a = p(&[doc.name]).unwrap_or_else(|e| panic!("{}: {e}", doc.name));
+                    assert_ne!(a, ModuleArgs::default(), "{}", doc.name);
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,266 @@
+#!/bin/sh
+# Tests the packages that scripts/package.sh builds (issue 9), without touching this
+# machine's own configuration:
+#
+# 1. lintian on the .deb: no error and no warning that packaging/debian's overrides do
+#    not explain;
+# 2. the .rpm's file list (`rpm -qlp --dump`): files, owners and modes; and it installs
+#    into an empty scratch root with `rpm --root ... --nodeps -i`;
+# 3. the .deb in a fresh Debian root made with debootstrap (a chroot, so nothing on this
+#    machine changes): owners and modes, `mfa --help`, a TOTP enrollment and logins
+#    through pamtester with the installed module path; `pam-auth-update --enable mfa`
+#    makes common-auth ask for the password and then the code (right password and code
+#    in, wrong code out, wrong password out, no device with the profile's nullok in); a
+#    reinstallation keeps the store and the enabled profile; remove takes the profile out
+#    of common-auth and keeps the store; purge removes the store;
+# 4. the .rpm in that root, with its scriptlets: a login through
+#    /usr/lib64/security/pam_mfa.so, and an erase that keeps the store.
+#
+# Codes come from oathtool on this machine. Set PACKAGE_TEST_NO_BUILD=1 to test the
+# packages already in dist/. Needs root (debootstrap, chroot), and the network to a
+# Debian mirror ($DEBIAN_MIRROR, default deb.debian.org). Downloads are kept in
+# $PAM_MFA_PKG_CACHE (default /var/cache/pam_mfa-packaging) for the next run.
+set -eu
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+require_root "makes a Debian root with debootstrap"
+apt_install lintian rpm debootstrap oathtool
+begin=$(date +%s)
+
+if [ -z "${PACKAGE_TEST_NO_BUILD:-}" ]; then
+    scripts/package.sh
+fi
+deb=$(ls dist/libpam-mfa_*.deb)
+rpmfile=$(ls dist/pam_mfa-*.rpm)
+triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+module=/usr/lib/$triplet/security/pam_mfa.so
+
+step() { echo "== package-test: $*"; }
+fail() {
+    echo "package-test: FAILED: $*" >&2
+    exit 1
+}
+
+work=$(mktemp -d /var/tmp/pam_mfa-package-test.XXXXXX)
+root=$work/root
+cleanup() {
+    if mountpoint -q "$root/proc" 2>/dev/null && ! umount "$root/proc"; then
+        echo "package-test: cannot unmount $root/proc; leaving $work" >&2
+        return
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# ---------------------------------------------------------------------------------------
+step "lintian $deb"
+lintian --fail-on error,warning --display-info "$deb" || fail "lintian"
+
+# ---------------------------------------------------------------------------------------
+step "rpm -qlp --dump $rpmfile"
+# path, mode (octal, with the file type), owner, group
+rpm -qlp --dump "$rpmfile" | awk '{ print $1, $5, $6, $7 }' >"$work/rpm-dump"
+cat "$work/rpm-dump"
+for expected in \
+    "/usr/lib64/security/pam_mfa.so 0100755 root root" \
+    "/usr/bin/mfa 0104755 root root" \
+    "/usr/lib/tmpfiles.d/pam_mfa.conf 0100644 root root" \
+    "/var/lib/pam_mfa 040700 root root" \
+    "/usr/share/man/man8/pam_mfa.8.gz 0100644 root root" \
+    "/usr/share/man/man1/mfa.1.gz 0100644 root root" \
+    "/usr/share/man/man1/mfa-enroll-totp.1.gz 0100644 root root" \
+    "/usr/share/bash-completion/completions/mfa 0100644 root root" \
+    "/usr/share/zsh/site-functions/_mfa 0100644 root root" \
+    "/usr/share/fish/vendor_completions.d/mfa.fish 0100644 root root" \
+    "/usr/share/licenses/pam_mfa/copyright 0100644 root root"; do
+    grep -qxF "$expected" "$work/rpm-dump" || fail "the rpm lacks: $expected"
+done
+awk '$3 != "root" || $4 != "root"' "$work/rpm-dump" | grep . && fail "files not owned by root"
+rpm -qp --requires "$rpmfile" | grep -q '^libpam\.so\.0()' || fail "the rpm does not require libpam"
+
+step "rpm --root (empty scratch root) --nodeps -i"
+scratch=$work/scratch
+mkdir "$scratch"
+# No /bin/sh in an empty root, so no scriptlets here; step 4 runs them.
+rpm --root "$scratch" --dbpath /var/lib/rpm --initdb
+rpm --root "$scratch" --dbpath /var/lib/rpm --nodeps --noscripts -i "$rpmfile" \
+    >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log"; fail "rpm -i into the scratch root"; }
+[ "$(stat -c '%a %U %G' "$scratch/usr/lib64/security/pam_mfa.so")" = "755 root root" ] \
+    || fail "rpm: module mode"
+[ "$(stat -c '%a %U %G' "$scratch/usr/bin/mfa")" = "4755 root root" ] || fail "rpm: mfa mode"
+[ "$(stat -c '%a %U %G' "$scratch/var/lib/pam_mfa")" = "700 root root" ] || fail "rpm: store dir"
+rpm --root "$scratch" --dbpath /var/lib/rpm -V --nodeps pam_mfa || fail "rpm -V"
+
+# ---------------------------------------------------------------------------------------
+step "debootstrap a fresh Debian root in $root"
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+# debootstrap keeps the .debs it downloaded here for the next run (as package.sh keeps
+# cargo-deb).
+cache=${PAM_MFA_PKG_CACHE:-/var/cache/pam_mfa-packaging}/debootstrap
+mkdir -p "$cache"
+t0=$(date +%s)
+debootstrap --variant=minbase --cache-dir="$cache" \
+    "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$work/debootstrap.log"; fail "debootstrap"; }
+echo "debootstrap: $(($(date +%s) - t0)) s"
+mount -t proc proc "$root/proc"
+in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"; }
+# mode owner group of a path in the root
+mode_of() { stat -c '%a %U %G' "$root$1"; }
+expect_mode() { # path "mode owner group"
+    [ "$(mode_of "$1")" = "$2" ] || fail "$1 is $(mode_of "$1" 2>&1), expected $2"
+}
+gone() { # path...
+    for p in "$@"; do
+        [ ! -e "$root$p" ] || fail "$p is still there"
+    done
+}
+
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+auth_before=$(cat "$root/etc/pam.d/common-auth")
+
+step "install the .deb with its dependencies (apt in the root)"
+cp "$deb" "$root/tmp/"
+in_root apt-get install -y -q --no-install-recommends "/tmp/$(basename "$deb")" pamtester \
+    >"$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log"; fail "apt-get install"; }
+
+step "files, owners and modes"
+expect_mode "$module" "644 root root"
+expect_mode /usr/bin/mfa "4755 root root"
+expect_mode /var/lib/pam_mfa "700 root root"
+expect_mode /usr/share/pam-configs/mfa "644 root root"
+expect_mode /usr/lib/tmpfiles.d/pam_mfa.conf "644 root root"
+for f in /usr/share/man/man8/pam_mfa.8.gz /usr/share/man/man1/mfa.1.gz \
+    /usr/share/bash-completion/completions/mfa /usr/share/zsh/vendor-completions/_mfa \
+    /usr/share/fish/vendor_completions.d/mfa.fish /usr/share/doc/libpam-mfa/copyright \
+    /usr/share/doc/libpam-mfa/changelog.Debian.gz; do
+    expect_mode "$f" "644 root root"
+done
+grep -q '^Default: no$' "$root/usr/share/pam-configs/mfa" || fail "the profile is not Default: no"
+# Registered (pam-auth-update has seen the profile), yet nothing enabled.
+grep -qx mfa "$root/var/lib/pam/seen" || fail "pam-auth-update has not registered the profile"
+[ "$(cat "$root/etc/pam.d/common-auth")" = "$auth_before" ] \
+    || fail "installing changed common-auth"
+grep -rq pam_mfa "$root/etc/pam.d" && fail "installing changed /etc/pam.d"
+
+step "mfa --help, as root and as a user"
+in_root mfa --help | grep -q "Register and manage" || fail "mfa --help"
+in_root useradd -m alice
+in_root useradd -m bob
+in_root useradd -m carol
+for u in alice bob carol; do
+    echo "$u:pw-$u-right" | in_root chpasswd
+done
+in_root su -s /bin/sh alice -c 'mfa --help' >/dev/null || fail "mfa --help as alice"
+
+# Registers a TOTP device NAME for USER with two consecutive codes, the previous and the
+# current one, and prints the next one, which the user's first login may use.
+enroll() { # user name
+    json=$(in_root mfa --user "$1" enroll totp "$2" --begin --json) || fail "enroll begin $1"
+    secret=$(printf '%s' "$json" | sed -n 's/.*"secret": *"\([A-Z2-7]*\)".*/\1/p')
+    [ -n "$secret" ] || fail "no secret in: $json"
+    set -- "$1" "$2" $(oathtool --totp -b -w 2 -N "now - 30 seconds" "$secret")
+    in_root mfa --user "$1" enroll finish "$2" "$3" "$4" >/dev/null || fail "enroll finish $1"
+    echo "$5"
+}
+# A code that is none of the device's codes around now.
+wrong() { # right-code
+    if [ "$1" = 000000 ]; then echo 111111; else echo 000000; fi
+}
+# pamtester SERVICE USER, answering the prompts with the lines given.
+login() { # service user answer...
+    service=$1 user=$2
+    shift 2
+    printf '%s\n' "$@" | in_root pamtester "$service" "$user" authenticate >"$work/pamtester.log" 2>&1
+}
+ok() { # description, then login's arguments
+    what=$1
+    shift
+    login "$@" || { cat "$work/pamtester.log"; fail "refused: $what"; }
+    echo "ok: $what"
+}
+refused() {
+    what=$1
+    shift
+    if login "$@"; then
+        cat "$work/pamtester.log"
+        fail "let in: $what"
+    fi
+    echo "ok (refused): $what"
+}
+
+step "TOTP enrollment and a login through $module"
+alice_code=$(enroll alice phone)
+in_root mfa --user alice list | grep -q phone || fail "mfa list"
+expect_mode /var/lib/pam_mfa/devices.db "600 root root"
+printf 'auth required %s\naccount required pam_permit.so\n' "$module" >"$root/etc/pam.d/mfa-module"
+refused "alice, wrong code" mfa-module alice "$(wrong "$alice_code")"
+ok "alice, right code" mfa-module alice "$alice_code"
+refused "alice, the same code again" mfa-module alice "$alice_code"
+
+step "pam-auth-update --enable mfa"
+in_root pam-auth-update --enable mfa
+grep -v '^#' "$root/etc/pam.d/common-auth" | grep . 
+grep -qE '^auth[[:space:]]+\[success=ok ignore=ignore default=die\][[:space:]]+pam_mfa\.so nullok$' \
+    "$root/etc/pam.d/common-auth" || fail "common-auth lacks the pam_mfa line"
+# pam_mfa comes after the password: after pam_unix, pam_deny and pam_permit.
+awk '/^auth/ && /pam_unix\.so/ {u=NR} /^auth/ && /pam_permit\.so/ {p=NR} /^auth/ && /pam_mfa\.so/ {m=NR}
+     END {exit !(u && p && m && u < p && p < m)}' "$root/etc/pam.d/common-auth" \
+    || fail "pam_mfa is not after pam_unix in common-auth"
+printf '@include common-auth\naccount required pam_permit.so\n' >"$root/etc/pam.d/mfa-common"
+bob_code=$(enroll bob phone)
+refused "common-auth: wrong password (no code asked)" mfa-common bob pw-wrong "$bob_code"
+refused "common-auth: right password, wrong code" mfa-common bob pw-bob-right "$(wrong "$bob_code")"
+ok "common-auth: right password, right code" mfa-common bob pw-bob-right "$bob_code"
+ok "common-auth: carol has no device (the profile's nullok)" mfa-common carol pw-carol-right
+refused "common-auth: carol, wrong password" mfa-common carol pw-wrong
+
+step "reinstall (dpkg -i over the installed version): store and profile kept"
+in_root dpkg -i "/tmp/$(basename "$deb")" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -i"; }
+grep -q pam_mfa "$root/etc/pam.d/common-auth" || fail "the enabled profile was lost"
+in_root mfa --user bob list | grep -q phone || fail "bob's device was lost"
+
+step "remove: profile out of common-auth, module and mfa gone, store kept"
+in_root apt-get remove -y -q libpam-mfa >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "remove"; }
+grep -q pam_mfa "$root/etc/pam.d/common-auth" && fail "common-auth still loads pam_mfa"
+gone "$module" /usr/bin/mfa /usr/share/pam-configs/mfa /usr/lib/tmpfiles.d/pam_mfa.conf
+expect_mode /var/lib/pam_mfa "700 root root"
+expect_mode /var/lib/pam_mfa/devices.db "600 root root"
+ok "common-auth after remove: password only" mfa-common bob pw-bob-right
+refused "common-auth after remove: wrong password" mfa-common bob pw-wrong
+
+step "purge: the store goes too"
+in_root dpkg --purge libpam-mfa >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "purge"; }
+gone /var/lib/pam_mfa
+in_root dpkg-query -W -f='${db:Status-Status}\n' libpam-mfa 2>/dev/null | grep -qv '^not-installed$' \
+    && fail "dpkg still knows libpam-mfa"
+[ "$(cat "$root/etc/pam.d/common-auth")" = "$auth_before" ] \
+    || fail "common-auth differs from before the installation"
+left=$(cd "$root" && find usr etc var -name '*pam_mfa*' -o -name 'mfa' -o -name '_mfa' -o -name 'mfa.fish' \
+    -o -name 'libpam-mfa*' | grep -v -e '^etc/pam.d/mfa-' -e '^tmp/' || :)
+[ -z "$left" ] || fail "left behind after purge: $left"
+
+# ---------------------------------------------------------------------------------------
+step "the .rpm in the same root, with its scriptlets"
+rpm --root "$root" --dbpath /var/lib/rpm --initdb
+rpm --root "$root" --dbpath /var/lib/rpm --nodeps -i "$rpmfile" \
+    >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log"; fail "rpm -i"; }
+grep -i -e warning -e error "$work/rpm.log" | grep -v -e 'should not be used directly' -e 'assuming you know' \
+    && fail "rpm -i: $(cat "$work/rpm.log")"
+expect_mode /usr/lib64/security/pam_mfa.so "755 root root"
+expect_mode /usr/bin/mfa "4755 root root"
+expect_mode /var/lib/pam_mfa "700 root root"
+printf 'auth required /usr/lib64/security/pam_mfa.so\naccount required pam_permit.so\n' \
+    >"$root/etc/pam.d/mfa-rpm"
+carol_code=$(enroll carol phone)
+refused "rpm module: carol, wrong code" mfa-rpm carol "$(wrong "$carol_code")"
+ok "rpm module: carol, right code" mfa-rpm carol "$carol_code"
+rpm --root "$root" --dbpath /var/lib/rpm -e pam_mfa >"$work/rpm.log" 2>&1 \
+    || { cat "$work/rpm.log"; fail "rpm -e"; }
+cat "$work/rpm.log"
+grep -q "still used in:.*/etc/pam.d/mfa-rpm" "$work/rpm.log" || fail "rpm -e did not warn about /etc/pam.d/mfa-rpm"
+gone /usr/lib64/security/pam_mfa.so /usr/bin/mfa
+expect_mode /var/lib/pam_mfa/devices.db "600 root root"
+
+echo "package-test: all checks passed in $(($(date +%s) - begin)) s"

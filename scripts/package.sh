@@ -1,0 +1,62 @@
+#!/bin/sh
+# Builds the Debian package libpam-mfa (cargo-deb) and the RPM pam_mfa (rpmbuild, from
+# packaging/rpm/pam_mfa.spec) into dist/. See README.md, "Packages".
+#
+# The release binaries are built once, stripped and staged in dist/stage/ together with
+# the manual pages and completions that packaging/'s gen-docs writes from the code; both
+# packages are made from those staged files (packaging/Cargo.toml and the spec list
+# them). cargo-deb is installed, at a pinned version, into $PAM_MFA_PKG_CACHE/bin
+# (default /var/cache/pam_mfa-packaging, outside the checkout so that a machine builds it
+# once, not once per clone) the first time.
+set -eu
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+require_root "builds packages owned by root"
+# dpkg-dev: dpkg-architecture and dpkg-shlibdeps (the .deb's library dependencies);
+# binutils: strip; rpm: rpmbuild.
+apt_install $BUILD_PACKAGES dpkg-dev binutils rpm
+ensure_cargo
+
+CARGO_DEB_VERSION=3.8.0
+tools=${PAM_MFA_PKG_CACHE:-/var/cache/pam_mfa-packaging}
+install_tool() { # crate version
+    if ! "$tools/bin/$1" --version 2>/dev/null | grep -q " $2\$"; then
+        echo "Installing $1 $2 into $tools"
+        cargo install --quiet --locked --force --root "$tools" "$1" --version "$2"
+    fi
+}
+install_tool cargo-deb "$CARGO_DEB_VERSION"
+export PATH="$tools/bin:$PATH"
+
+# The release build of just the module, mfa and gen-docs: no test-only feature
+# (soft-fido2) gets in, and gen-docs reuses the release build of the other two.
+cargo build --release --locked -p pam_mfa -p enroll-cli -p pam_mfa-packaging
+
+triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+stage=dist/stage
+rm -rf "$stage"
+mkdir -p "$stage"
+target/release/gen-docs "$stage/gen" >/dev/null
+install -D -m 0644 target/release/libpam_mfa.so "$stage/usr/lib/$triplet/security/pam_mfa.so"
+install -D -m 4755 target/release/mfa "$stage/usr/bin/mfa"
+strip --strip-unneeded --remove-section=.comment "$stage/usr/lib/$triplet/security/pam_mfa.so" "$stage/usr/bin/mfa"
+chmod 4755 "$stage/usr/bin/mfa" # strip rewrites the file
+mkdir -p "$stage/usr/share/man/man1" "$stage/usr/share/man/man8"
+for page in "$stage"/gen/man/*.1; do
+    gzip -9n -c "$page" >"$stage/usr/share/man/man1/$(basename "$page").gz"
+done
+gzip -9n -c "$stage/gen/man/pam_mfa.8" >"$stage/usr/share/man/man8/pam_mfa.8.gz"
+mv "$stage/gen/completions" "$stage/completions"
+
+rm -f dist/*.deb dist/*.rpm
+cargo deb --locked -p pam_mfa-packaging --no-build --no-strip --output dist/
+version=$(cargo pkgid --quiet -p pam_mfa-packaging | sed 's/.*[#@]//')
+rpmbuild -bb --quiet \
+    --define "_topdir $PWD/target/rpmbuild" --define "_rpmdir $PWD/dist" \
+    --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
+    --define "stage $PWD/$stage" --define "srcdir $PWD" --define "pkg_version $version" \
+    packaging/rpm/pam_mfa.spec
+rm -rf "$stage"
+
+echo
+ls -l dist/
