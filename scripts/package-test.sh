@@ -77,6 +77,10 @@ for expected in \
 done
 awk '$3 != "root" || $4 != "root"' "$work/rpm-dump" | grep . && fail "files not owned by root"
 rpm -qp --requires "$rpmfile" | grep -q '^libpam\.so\.0()' || fail "the rpm does not require libpam"
+# libudev is loaded only when a security key is looked for (dlopen, not linked): no
+# automatic scan sees it, so both packages must name it.
+rpm -qp --requires "$rpmfile" | grep -q '^libudev\.so\.1()' || fail "the rpm does not require libudev"
+dpkg-deb -f "$deb" Depends | grep -q 'libudev1' || fail "the deb does not depend on libudev1"
 
 step "rpm --root (empty scratch root) --nodeps -i"
 scratch=$work/scratch

@@ -10,7 +10,7 @@ use crate::code::{self, Code, CodeError};
 use crate::fido2::transport::RawAssertion;
 use crate::fido2::verify::{self as fido2_verify, Rejection, StoredCredential};
 use crate::hotp::HotpKey;
-use crate::lockout::LockoutPolicy;
+use crate::lockout::{FailureState, LockoutPolicy};
 use crate::names::UserName;
 use crate::otp::TotpKey;
 use crate::store::{Store, auth_state, devices};
@@ -144,6 +144,51 @@ pub fn factors(store: &Store, user: &UserName) -> Result<Factors> {
     })
 }
 
+/// What a login needs to know before its prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeforePrompt {
+    pub readiness: Readiness,
+    /// Empty when the user is locked out or has no device; `fido2` is read only when
+    /// asked for.
+    pub factors: Factors,
+}
+
+/// [`readiness`] and, with `with_keys`, [`factors`] as one look: the failure state and
+/// one query of the user's active devices. Called inside [`Store::read`] so that it and
+/// the policy share one snapshot.
+pub fn before_prompt(
+    store: &Store,
+    user: &UserName,
+    now: i64,
+    with_keys: bool,
+) -> Result<BeforePrompt> {
+    let none = Factors {
+        fido2: Vec::new(),
+        has_totp: false,
+    };
+    let state = auth_state::load(store.conn(), user.as_str())?;
+    if let Some(until) = state.locked_at(now) {
+        return Ok(BeforePrompt {
+            readiness: Readiness::Locked { until },
+            factors: none,
+        });
+    }
+    let active = devices::active(store.conn(), user.as_str(), with_keys)?;
+    if !active.any {
+        return Ok(BeforePrompt {
+            readiness: Readiness::NoDevices,
+            factors: none,
+        });
+    }
+    Ok(BeforePrompt {
+        readiness: Readiness::Ready,
+        factors: Factors {
+            fido2: active.fido2,
+            has_totp: active.codes,
+        },
+    })
+}
+
 /// Checks a key's assertion for `user` and records the outcome (the new sign count, the
 /// failure counter, the last-used time), all in one write transaction.
 ///
@@ -188,7 +233,7 @@ pub fn verify_assertion(
             match fido2_verify::verify_assertion(&stored, assertion, challenge) {
                 Ok(count) => {
                     devices::record_fido2_use(&tx, device.id, count, now)?;
-                    auth_state::clear(&tx, user)?;
+                    clear_failures(&tx, user, &state)?;
                     tx.commit()?;
                     return Ok(Outcome::Accepted {
                         device: device.name.clone(),
@@ -268,7 +313,7 @@ pub fn verify_recovery(
     }
     match crate::recovery::consume(&tx, user, code, now)? {
         crate::recovery::Used::Accepted { kind, remaining } => {
-            auth_state::clear(&tx, user)?;
+            clear_failures(&tx, user, &state)?;
             // A way in that bypassed every device is an administrative event: it goes in
             // the audit trail with the code's use, in the same transaction.
             let (action, left) = match kind {
@@ -346,7 +391,7 @@ pub fn verify(
                     };
                     if let Some(step) = key.find(&code, fresh_from..=hi) {
                         devices::record_use(&tx, device.id, step, now)?;
-                        return accept(tx, user, &device.name);
+                        return accept(tx, user, &state, &device.name);
                     }
                     let used_up_to = fresh_from.saturating_sub(1).min(hi);
                     if fresh_from > lo && key.find(&code, lo..=used_up_to).is_some() {
@@ -360,7 +405,7 @@ pub fn verify(
                             // Past the accepted value, in the transaction that checked
                             // it: this code and every earlier one are used up.
                             devices::advance_counter(&tx, device.id, counter + 1, Some(now))?;
-                            return accept(tx, user, &device.name);
+                            return accept(tx, user, &state, &device.name);
                         }
                         HotpMatch::Used => {
                             replayed.get_or_insert_with(|| device.name.clone());
@@ -392,12 +437,26 @@ fn search_range(device: &devices::TotpDevice, now: i64, window: i64) -> Option<(
     Some((centre.checked_sub(window)?, centre.checked_add(window)?))
 }
 
+/// A success forgets the user's failures. `state` was read in the same transaction: with
+/// nothing stored (the usual case) there is no row to delete, and one statement less.
+fn clear_failures(tx: &rusqlite::Transaction<'_>, user: &str, state: &FailureState) -> Result<()> {
+    if *state != FailureState::default() {
+        auth_state::clear(tx, user)?;
+    }
+    Ok(())
+}
+
 /// Ends a login whose code matched: the caller has recorded the code as used; the
 /// failure counter goes, and it all commits at once. (A time-based device's drift is left
 /// as `mfa resync` set it: following every login's offset would let one early or late
 /// code shift the window for all later ones.)
-fn accept(tx: rusqlite::Transaction<'_>, user: &str, device: &str) -> Result<Outcome> {
-    auth_state::clear(&tx, user)?;
+fn accept(
+    tx: rusqlite::Transaction<'_>,
+    user: &str,
+    state: &FailureState,
+    device: &str,
+) -> Result<Outcome> {
+    clear_failures(&tx, user, state)?;
     tx.commit()?;
     Ok(Outcome::Accepted {
         device: device.to_owned(),
@@ -1000,6 +1059,64 @@ mod key_tests {
         let f = factors(&ts.store, &u).unwrap();
         assert_eq!(f.fido2.len(), 1);
         assert!(!f.has_totp);
+    }
+
+    /// The one look a login takes before its prompt agrees with the separate ones.
+    #[test]
+    fn before_prompt_agrees_with_readiness_and_factors() {
+        let mut ts = temp_store();
+        let enrolled = |ts: &mut TempStore, who: &str| {
+            let t = T0 - 3600;
+            let (u, d) = (user(who), device("phone"));
+            let p = crate::enrollment::begin_totp(&mut ts.store, &u, &d, "host", t).unwrap();
+            let s = p.secret.to_base32().to_string();
+            let (c1, c2) = (oathtool(&s, t - 30), oathtool(&s, t));
+            crate::enrollment::finish_totp(&mut ts.store, &u, &d, c1.as_bytes(), c2.as_bytes(), t)
+                .unwrap();
+        };
+        enrolled(&mut ts, "alice");
+        TestKey::register(&mut ts, "alice", "yubi", 3);
+        TestKey::register(&mut ts, "carol", "yubi", 4);
+        enrolled(&mut ts, "dave");
+        let settings = LoginSettings {
+            lockout: LockoutPolicy {
+                max_failures: 1,
+                lockout_secs: 300,
+            },
+            ..LoginSettings::default()
+        };
+        verify(&mut ts.store, &user("dave"), b"000000", settings, T0).unwrap();
+        for who in ["alice", "bob", "carol", "dave"] {
+            let u = user(who);
+            for with_keys in [false, true] {
+                let b = ts
+                    .store
+                    .read(|s| before_prompt(s, &u, T0 + 1, with_keys))
+                    .unwrap();
+                let readiness = readiness(&ts.store, &u, T0 + 1).unwrap();
+                assert_eq!(b.readiness, readiness, "{who}");
+                if readiness == Readiness::Ready {
+                    let f = factors(&ts.store, &u).unwrap();
+                    assert_eq!(b.factors.has_totp, f.has_totp, "{who}");
+                    let expected = if with_keys { f.fido2 } else { Vec::new() };
+                    assert_eq!(b.factors.fido2, expected, "{who}");
+                }
+            }
+        }
+        assert!(matches!(
+            ts.store
+                .read(|s| before_prompt(s, &user("dave"), T0 + 1, true))
+                .unwrap()
+                .readiness,
+            Readiness::Locked { .. }
+        ));
+        // A failed look ends its transaction: the next write starts normally.
+        let r: Result<()> = ts
+            .store
+            .read(|_| Err(Error::CorruptRecord("test".to_owned())));
+        assert!(r.is_err());
+        assert!(ts.store.conn().is_autocommit());
+        drop(ts.store.write().unwrap());
     }
 }
 

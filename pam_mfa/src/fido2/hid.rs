@@ -210,3 +210,17 @@ impl Transport for HidTransport {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Looking for a key loads libudev on demand (native/udev_lazy.c) and, on a machine
+    /// with no key plugged in (or no libudev at all), finds none without failing.
+    #[test]
+    fn looking_for_keys_loads_libudev_on_demand() {
+        let transport = HidTransport::new();
+        assert!(!transport.present());
+        assert!(matches!(transport.info(), Err(TransportError::NoKey)));
+    }
+}

@@ -139,10 +139,24 @@ fn run(
 ) -> Result<PamResultCode, Failure> {
     let mut store = Store::open_existing(&args.db).map_err(store_error)?;
     let account = names::canonical_account(given).map_err(store_error)?;
-    // One primary-key read per login; module arguments override its numbers.
-    let policy = match &store {
-        Some(s) => crate::policy::load(s.conn()).map_err(store_error)?,
-        None => crate::policy::Policy::default(),
+    let want_keys = args.fido2 != Fido2Mode::Off;
+    // Everything read before the prompt, in one read transaction: the policy (one
+    // primary-key read; module arguments override its numbers), the user's failure state
+    // and their active devices.
+    let (policy, before) = match &store {
+        Some(s) => {
+            let now = clock::now().map_err(store_error)?;
+            s.read(|s| {
+                let policy = crate::policy::load(s.conn())?;
+                let before = match &account {
+                    Some(user) => Some(login::before_prompt(s, user, now, want_keys)?),
+                    None => None,
+                };
+                Ok((policy, before))
+            })
+            .map_err(store_error)?
+        }
+        None => (crate::policy::Policy::default(), None),
     };
     let effective = ModuleArgs {
         settings: args.effective_settings(&policy),
@@ -158,14 +172,12 @@ fn run(
         "policy no_device=allow"
     };
 
-    let readiness = match (&store, &account) {
+    let readiness = match (&before, &account) {
         // An unknown account is prompted and refused like any other failure, whatever
         // nullok says: it has no devices, but it is not an account that may skip them.
         (_, None) => Readiness::Ready,
         (None, Some(_)) => Readiness::NoDevices,
-        (Some(s), Some(user)) => {
-            login::readiness(s, user, clock::now().map_err(store_error)?).map_err(store_error)?
-        }
+        (Some(b), Some(_)) => b.readiness,
     };
     match readiness {
         Readiness::Locked { until } => return Err(locked(pamh, until, silent)),
@@ -208,12 +220,11 @@ fn run(
         Readiness::NoDevices | Readiness::Ready => {}
     }
 
-    if args.fido2 != Fido2Mode::Off {
-        match (store.as_mut(), &account) {
-            (Some(store), Some(user)) => {
-                let factors = login::factors(store, user).map_err(store_error)?;
-                if let Some(result) = security_key(pamh, args, store, user, &factors, ctx, silent)?
-                {
+    if want_keys {
+        match (store.as_mut(), &account, &before) {
+            (Some(store), Some(user), Some(before)) => {
+                let factors = &before.factors;
+                if let Some(result) = security_key(pamh, args, store, user, factors, ctx, silent)? {
                     return Ok(result);
                 }
             }

@@ -478,6 +478,38 @@ pub fn active_fido2(conn: &Connection, user: &str) -> Result<Vec<Fido2Device>> {
     rows.into_iter().collect()
 }
 
+/// A user's active devices as a login sees them before its prompt: see [`active`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActiveDevices {
+    /// Any active device at all.
+    pub any: bool,
+    /// An active device that answers with a code (every kind but a security key).
+    pub codes: bool,
+    /// The active security keys, oldest first; read only when asked for.
+    pub fido2: Vec<Fido2Device>,
+}
+
+/// The user's active devices in one query, where [`has_active`], [`has_active_totp`] and
+/// [`active_fido2`] take three (each statement a login prepares costs it tens of µs).
+/// Security keys are read (and checked) only with `with_keys`.
+pub fn active(conn: &Connection, user: &str, with_keys: bool) -> Result<ActiveDevices> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {FIDO2_COLUMNS} FROM devices WHERE user = ?1 AND state = 'active' ORDER BY id"
+    ))?;
+    let mut rows = stmt.query([user])?;
+    let mut out = ActiveDevices::default();
+    while let Some(row) = rows.next()? {
+        out.any = true;
+        let kind: String = row.get(2)?;
+        if kind != DeviceKind::Fido2.as_str() {
+            out.codes = true;
+        } else if with_keys {
+            out.fido2.push(fido2_from_row(row)??);
+        }
+    }
+    Ok(out)
+}
+
 /// Whether the user has an active device that shows codes (an authenticator app or a
 /// hardware token): what decides whether a code prompt can be answered at all.
 pub fn has_active_totp(conn: &Connection, user: &str) -> Result<bool> {

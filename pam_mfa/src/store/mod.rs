@@ -232,6 +232,22 @@ impl Store {
         &self.conn
     }
 
+    /// Runs `f`'s queries in one read transaction: they see one snapshot, and the store's
+    /// shared-memory read lock is taken once instead of once per statement (a login's
+    /// looks before its prompt went from five lock/unlock rounds to one). Deferred, so it
+    /// never waits for a writer and never blocks one.
+    pub fn read<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let result = f(self);
+        // Nothing was written: ending the transaction either way loses nothing.
+        let end = self
+            .conn
+            .execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let value = result?;
+        end?;
+        Ok(value)
+    }
+
     /// Starts a write transaction that takes the write lock up front (`BEGIN IMMEDIATE`),
     /// so check-then-update sequences such as the replay check cannot interleave with
     /// another process's.
