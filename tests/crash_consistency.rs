@@ -296,6 +296,18 @@ impl Timing {
     }
 }
 
+/// Starts a login of `user` answering `code`, and lets it go once its PAM stack is
+/// loaded, so the kill's delay counts from the login itself.
+fn start_login(env: &TestEnv, user: &str, code: &str, context: &str) -> Running {
+    let mut child = env.pam(user).answer(code).spawn_waiting();
+    let ready = child.wait_for("the client to be ready", |_, err| {
+        err.contains("pam-client: waiting for stdin to close")
+    });
+    assert!(ready, "{context}: pam-client died before its barrier");
+    child.close_stdin();
+    child
+}
+
 /// Lets `child` run for `delay` (it may end sooner), then kills it; `took` is set to the
 /// time from here to its end, what [`Timing`] learns from.
 fn kill_after(child: Running, delay: Duration, took: &mut Duration) -> Finished {
@@ -553,12 +565,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     [] => "abcd-efgh-jkmn".to_owned(),
                     c => c[rng.below(c.len() as u64) as usize].clone(),
                 };
-                let mut child = env.pam(users[u].name()).answer(&code).spawn_waiting();
-                let ready = child.wait_for("the client to be ready", |_, err| {
-                    err.contains("pam-client: waiting for stdin to close")
-                });
-                assert!(ready, "{context}: pam-client died before its barrier");
-                child.close_stdin();
+                let child = start_login(&env, users[u].name(), &code, &context);
                 let f = kill_after(child, delay, &mut took);
                 let (ending, outcome) = ending_of_login(f);
                 login_user = Some(users[u].name().to_owned());
@@ -578,13 +585,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     },
                     _ => (wrong_code(secret, env.now(), 1), None),
                 };
-                let child = env.pam(&r.user).answer(&code).spawn_waiting();
-                let mut child = child;
-                let ready = child.wait_for("the client to be ready", |_, err| {
-                    err.contains("pam-client: waiting for stdin to close")
-                });
-                assert!(ready, "{context}: pam-client died before its barrier");
-                child.close_stdin();
+                let child = start_login(&env, &r.user, &code, &context);
                 let f = kill_after(child, delay, &mut took);
                 let (ending, outcome) = ending_of_login(f);
                 login_user = Some(r.user.clone());

@@ -74,15 +74,6 @@ const TOKEN_COLUMNS: &[&str] = &[
 const SEED_CSV: &[u8] = b"H-1,3132333435363738393031323334353637383930,hotp\n\
                           T-1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,totp,8,30\n";
 const AUTH_STATE_COLUMNS: &[&str] = &["user", "failures", "window_start", "locked_until"];
-const POLICY_COLUMNS: &[&str] = &[
-    "id",
-    "self_service",
-    "max_devices",
-    "no_device",
-    "max_failures",
-    "lockout_seconds",
-    "window",
-];
 const RECOVERY_COLUMNS: &[&str] = &[
     "id",
     "user",
@@ -178,8 +169,7 @@ fn fixture() -> &'static Fixture {
             pam_mfa::policy::set(&tx, "window", "2").unwrap();
             pam_mfa::recovery::generate_set(&tx, "alice", NOW, 0).unwrap();
             pam_mfa::recovery::issue_bypass(&tx, "alice", 3, NOW + 3600, NOW, 0).unwrap();
-            pam_mfa::audit::record(&tx, NOW, 0, "alice", "bypass", None, Some("3 use(s)"))
-                .unwrap();
+            pam_mfa::audit::record(&tx, NOW, 0, "alice", "bypass", None, Some("3 use(s)")).unwrap();
             tx.commit().unwrap();
             let seeds = pam_mfa::tokens::parse(SEED_CSV, None, None).unwrap();
             let tx = store.write().unwrap();
@@ -256,9 +246,18 @@ fn damage(path: &Path, mut data: &[u8]) {
         let pick = |cols: &[&'static str]| cols[usize::from(*column) % cols.len()];
         // Rows 0-3 (mod 10): the four devices; then one table each.
         let sql = if row % 10 == 4 {
-            format!("UPDATE auth_state SET {} = {expr}", pick(AUTH_STATE_COLUMNS))
+            format!(
+                "UPDATE auth_state SET {} = {expr}",
+                pick(AUTH_STATE_COLUMNS)
+            )
         } else if row % 10 == 5 {
-            format!("UPDATE policy SET {} = {expr}", pick(POLICY_COLUMNS))
+            // The policy's columns are its keys, and its row id.
+            let keys = pam_mfa::policy::KEYS;
+            let col = match usize::from(*column) % (keys.len() + 1) {
+                0 => "id",
+                i => keys[i - 1],
+            };
+            format!("UPDATE policy SET {col} = {expr}")
         } else if row % 10 == 6 || row % 10 == 7 {
             format!(
                 "UPDATE recovery_codes SET {} = {expr} WHERE id = \
