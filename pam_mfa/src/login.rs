@@ -203,19 +203,17 @@ pub fn verify_assertion(
     settings: LoginSettings,
     now: i64,
 ) -> Result<Outcome> {
-    let user = user.as_str();
-    let tx = store.write()?;
-    let state = auth_state::load(&tx, user)?;
-    if let Some(until) = state.locked_at(now) {
-        return Ok(Outcome::Locked { until });
-    }
+    let attempt = match Attempt::begin(store, user.as_str(), now)? {
+        Ok(attempt) => attempt,
+        Err(until) => return Ok(Outcome::Locked { until }),
+    };
     let credential_id = match (&assertion.credential_id, allow) {
         (Some(id), _) => Some(id.as_slice()),
         (None, [only]) => Some(only.as_slice()),
         (None, _) => None,
     };
     // Re-read inside the transaction: the sign count compared is the one stored now.
-    let devices = devices::active_fido2(&tx, user)?;
+    let devices = devices::active_fido2(&attempt.tx, attempt.user)?;
     let device = credential_id.and_then(|id| {
         devices
             .iter()
@@ -232,12 +230,8 @@ pub fn verify_assertion(
             };
             match fido2_verify::verify_assertion(&stored, assertion, challenge) {
                 Ok(count) => {
-                    devices::record_fido2_use(&tx, device.id, count, now)?;
-                    clear_failures(&tx, user, &state)?;
-                    tx.commit()?;
-                    return Ok(Outcome::Accepted {
-                        device: device.name.clone(),
-                    });
+                    devices::record_fido2_use(&attempt.tx, device.id, count, now)?;
+                    return attempt.accept(&device.name);
                 }
                 Err(why) => KeyFailure::Rejected {
                     device: device.name.clone(),
@@ -246,13 +240,7 @@ pub fn verify_assertion(
             }
         }
     };
-    let next = state.after_failure(now, settings.lockout);
-    auth_state::save(&tx, user, &next, now)?;
-    tx.commit()?;
-    Ok(Outcome::Refused {
-        reason: Refusal::Key(failure),
-        locked_until: next.locked_until,
-    })
+    attempt.refuse(Refusal::Key(failure), settings, now)
 }
 
 /// Records a security-key login that failed before there was an answer to check (no
@@ -264,19 +252,10 @@ pub fn key_failure(
     settings: LoginSettings,
     now: i64,
 ) -> Result<Outcome> {
-    let user = user.as_str();
-    let tx = store.write()?;
-    let state = auth_state::load(&tx, user)?;
-    if let Some(until) = state.locked_at(now) {
-        return Ok(Outcome::Locked { until });
+    match Attempt::begin(store, user.as_str(), now)? {
+        Ok(attempt) => attempt.refuse(Refusal::Key(failure), settings, now),
+        Err(until) => Ok(Outcome::Locked { until }),
     }
-    let next = state.after_failure(now, settings.lockout);
-    auth_state::save(&tx, user, &next, now)?;
-    tx.commit()?;
-    Ok(Outcome::Refused {
-        reason: Refusal::Key(failure),
-        locked_until: next.locked_until,
-    })
 }
 
 /// What a recovery or bypass code typed at the prompt did.
@@ -305,15 +284,12 @@ pub fn verify_recovery(
     settings: LoginSettings,
     now: i64,
 ) -> Result<RecoveryOutcome> {
-    let user = user.as_str();
-    let tx = store.write()?;
-    let state = auth_state::load(&tx, user)?;
-    if let Some(until) = state.locked_at(now) {
-        return Ok(RecoveryOutcome::Locked { until });
-    }
-    match crate::recovery::consume(&tx, user, code, now)? {
+    let attempt = match Attempt::begin(store, user.as_str(), now)? {
+        Ok(attempt) => attempt,
+        Err(until) => return Ok(RecoveryOutcome::Locked { until }),
+    };
+    match crate::recovery::consume(&attempt.tx, attempt.user, code, now)? {
         crate::recovery::Used::Accepted { kind, remaining } => {
-            clear_failures(&tx, user, &state)?;
             // A way in that bypassed every device is an administrative event: it goes in
             // the audit trail with the code's use, in the same transaction.
             let (action, left) = match kind {
@@ -321,25 +297,20 @@ pub fn verify_recovery(
                 crate::recovery::Kind::Bypass => ("bypass-login", "uses of this bypass code"),
             };
             crate::audit::record(
-                &tx,
+                &attempt.tx,
                 now,
                 process_uid(),
-                user,
+                attempt.user,
                 action,
                 None,
                 Some(&format!("{remaining} {left} left")),
             )?;
-            tx.commit()?;
+            attempt.succeed()?;
             Ok(RecoveryOutcome::Accepted { kind, remaining })
         }
-        crate::recovery::Used::NotFound => {
-            let next = state.after_failure(now, settings.lockout);
-            auth_state::save(&tx, user, &next, now)?;
-            tx.commit()?;
-            Ok(RecoveryOutcome::Refused {
-                locked_until: next.locked_until,
-            })
-        }
+        crate::recovery::Used::NotFound => Ok(RecoveryOutcome::Refused {
+            locked_until: attempt.count_failure(settings, now)?,
+        }),
     }
 }
 
@@ -357,18 +328,16 @@ pub fn verify(
     settings: LoginSettings,
     now: i64,
 ) -> Result<Outcome> {
-    let user = user.as_str();
-    let tx = store.write()?;
-    let state = auth_state::load(&tx, user)?;
-    if let Some(until) = state.locked_at(now) {
-        return Ok(Outcome::Locked { until });
-    }
-
+    let attempt = match Attempt::begin(store, user.as_str(), now)? {
+        Ok(attempt) => attempt,
+        Err(until) => return Ok(Outcome::Locked { until }),
+    };
+    let (tx, user) = (&attempt.tx, attempt.user);
     let refusal = match code::parse(answer) {
         Err(e) => Refusal::Malformed(e),
         Ok(code) => {
-            let devices = devices::active_totp(&tx, user)?;
-            let tokens = devices::active_hotp(&tx, user)?;
+            let devices = devices::active_totp(tx, user)?;
+            let tokens = devices::active_hotp(tx, user)?;
             if devices.is_empty() && tokens.is_empty() {
                 Refusal::NoDevices
             } else {
@@ -390,8 +359,8 @@ pub fn verify(
                         Some(last) => lo.max(last.saturating_add(1)),
                     };
                     if let Some(step) = key.find(&code, fresh_from..=hi) {
-                        devices::record_use(&tx, device.id, step, now)?;
-                        return accept(tx, user, &state, &device.name);
+                        devices::record_use(tx, device.id, step, now)?;
+                        return attempt.accept(&device.name);
                     }
                     let used_up_to = fresh_from.saturating_sub(1).min(hi);
                     if fresh_from > lo && key.find(&code, lo..=used_up_to).is_some() {
@@ -404,8 +373,8 @@ pub fn verify(
                         HotpMatch::Fresh(counter) => {
                             // Past the accepted value, in the transaction that checked
                             // it: this code and every earlier one are used up.
-                            devices::advance_counter(&tx, device.id, counter + 1, Some(now))?;
-                            return accept(tx, user, &state, &device.name);
+                            devices::advance_counter(tx, device.id, counter + 1, Some(now))?;
+                            return attempt.accept(&device.name);
                         }
                         HotpMatch::Used => {
                             replayed.get_or_insert_with(|| device.name.clone());
@@ -420,14 +389,7 @@ pub fn verify(
             }
         }
     };
-
-    let next = state.after_failure(now, settings.lockout);
-    auth_state::save(&tx, user, &next, now)?;
-    tx.commit()?;
-    Ok(Outcome::Refused {
-        reason: refusal,
-        locked_until: next.locked_until,
-    })
+    attempt.refuse(refusal, settings, now)
 }
 
 /// The steps a login may match for `device`: `window` either side of now plus its drift;
@@ -437,30 +399,62 @@ fn search_range(device: &devices::TotpDevice, now: i64, window: i64) -> Option<(
     Some((centre.checked_sub(window)?, centre.checked_add(window)?))
 }
 
-/// A success forgets the user's failures. `state` was read in the same transaction: with
-/// nothing stored (the usual case) there is no row to delete, and one statement less.
-fn clear_failures(tx: &rusqlite::Transaction<'_>, user: &str, state: &FailureState) -> Result<()> {
-    if *state != FailureState::default() {
-        auth_state::clear(tx, user)?;
-    }
-    Ok(())
+/// One login attempt's write transaction (`BEGIN IMMEDIATE`), with the user's failure
+/// state as read inside it: the check, the recording of a used code, and the failure
+/// count all commit together, or not at all.
+struct Attempt<'s> {
+    tx: rusqlite::Transaction<'s>,
+    user: &'s str,
+    state: FailureState,
 }
 
-/// Ends a login whose code matched: the caller has recorded the code as used; the
-/// failure counter goes, and it all commits at once. (A time-based device's drift is left
-/// as `mfa resync` set it: following every login's offset would let one early or late
-/// code shift the window for all later ones.)
-fn accept(
-    tx: rusqlite::Transaction<'_>,
-    user: &str,
-    state: &FailureState,
-    device: &str,
-) -> Result<Outcome> {
-    clear_failures(&tx, user, state)?;
-    tx.commit()?;
-    Ok(Outcome::Accepted {
-        device: device.to_owned(),
-    })
+impl<'s> Attempt<'s> {
+    /// Starts an attempt; `Err(until)` when the user is locked out (nothing is written).
+    fn begin(store: &'s mut Store, user: &'s str, now: i64) -> Result<Result<Self, i64>> {
+        let tx = store.write()?;
+        let state = auth_state::load(&tx, user)?;
+        if let Some(until) = state.locked_at(now) {
+            return Ok(Err(until));
+        }
+        Ok(Ok(Self { tx, user, state }))
+    }
+
+    /// Ends a successful attempt: the caller has recorded what was used; the failures are
+    /// forgotten, and it all commits at once. With nothing stored (the usual case) there
+    /// is no row to delete, and one statement less.
+    fn succeed(self) -> Result<()> {
+        if self.state != FailureState::default() {
+            auth_state::clear(&self.tx, self.user)?;
+        }
+        self.tx.commit()?;
+        Ok(())
+    }
+
+    /// [`Self::succeed`] for a device that answered. (A time-based device's drift is left
+    /// as `mfa resync` set it: following every login's offset would let one early or
+    /// late code shift the window for all later ones.)
+    fn accept(self, device: &str) -> Result<Outcome> {
+        self.succeed()?;
+        Ok(Outcome::Accepted {
+            device: device.to_owned(),
+        })
+    }
+
+    /// Counts a failure and commits; the lock-out it started, if any.
+    fn count_failure(self, settings: LoginSettings, now: i64) -> Result<Option<i64>> {
+        let next = self.state.after_failure(now, settings.lockout);
+        auth_state::save(&self.tx, self.user, &next, now)?;
+        self.tx.commit()?;
+        Ok(next.locked_until)
+    }
+
+    /// [`Self::count_failure`] for a refused answer.
+    fn refuse(self, reason: Refusal, settings: LoginSettings, now: i64) -> Result<Outcome> {
+        Ok(Outcome::Refused {
+            reason,
+            locked_until: self.count_failure(settings, now)?,
+        })
+    }
 }
 
 /// What a code is to an event-based token.
