@@ -228,6 +228,8 @@ in_root mfa --user bob list | grep -q phone || fail "bob's device was lost"
 step "remove: profile out of common-auth, module and mfa gone, store kept"
 in_root apt-get remove -y -q libpam-mfa >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "remove"; }
 grep -q pam_mfa "$root/etc/pam.d/common-auth" && fail "common-auth still loads pam_mfa"
+grep -q "still used in:.*/etc/pam.d/mfa-module" "$work/apt.log" \
+    || { cat "$work/apt.log"; fail "remove did not warn about the hand-written /etc/pam.d/mfa-module"; }
 gone "$module" /usr/bin/mfa /usr/share/pam-configs/mfa /usr/lib/tmpfiles.d/pam_mfa.conf
 expect_mode /var/lib/pam_mfa "700 root root"
 expect_mode /var/lib/pam_mfa/devices.db "600 root root"

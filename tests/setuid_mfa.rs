@@ -743,8 +743,36 @@ fn a_user_registers_a_token_as_they_register_an_app() {
         ],
         &[],
     );
-    assert_refused(&out, "already assigned");
+    assert_refused(&out, "no unassigned token H-1 shows these two codes");
     assert!(!out.stderr.contains(alice.name()), "{}", out.stderr);
+    // A free token with a wrong second code gets the very same answer (which of the two
+    // codes was wrong is not told), and so does a serial that does not exist; each try
+    // counts toward bob's lock-out, which then stops him before any code is looked at.
+    let wrong_second = mfa.run_as(
+        &ns,
+        &bob,
+        &["enroll", "token", "fob", "H-2", &c0, &rfc4226_hotp(5)],
+        &[],
+    );
+    assert_refused(
+        &wrong_second,
+        "no unassigned token H-2 shows these two codes",
+    );
+    let no_such = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-9", &c0, &c1], &[]);
+    assert_refused(&no_such, "no unassigned token H-9 shows these two codes");
+    let out = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-9", &c0, &c1], &[]);
+    assert_refused(&out, "no unassigned token");
+    // The fifth wrong try (max_failures=5 by default) locks him out.
+    let out = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-9", &c0, &c1], &[]);
+    assert_refused(&out, "too many failed attempts");
+    // Locked: even the right codes of the free token are not looked at.
+    let out = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-2", &c0, &c1], &[]);
+    assert_refused(&out, "too many failed attempts");
+    assert!(names_now(&env, bob.name()).is_empty());
+    env.mfa_cmd(&["admin", "unlock", bob.name()])
+        .real_time()
+        .run()
+        .assert_success();
     // Where self-service is off, tokens are greyed out like everything else.
     env.mfa_cmd(&["admin", "policy", "set", "self_service", "deny"])
         .real_time()

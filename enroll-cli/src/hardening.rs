@@ -22,7 +22,7 @@ const SAFE_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Whether `name` may stay in the environment of a setuid run: only the display
 /// variables (and, in test builds that contain the software authenticator, its state
-/// file: see [`pam_mfa::fido2::SOFT_FIDO2_BUILT`]).
+/// file: see [`pam_mfa::fido2::SOFT_FIDO2_BUILT`] and [`soft_state_path_ok`]).
 fn keep_var(name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;
@@ -30,6 +30,19 @@ fn keep_var(name: &OsStr) -> bool {
     KEPT_VARS.contains(&name)
         || name.starts_with("LC_")
         || (pam_mfa::fido2::SOFT_FIDO2_BUILT && name == pam_mfa::fido2::SOFT_STATE_VAR)
+}
+
+/// The software authenticator reads and rewrites its state file (a write to `PATH.tmp`,
+/// then a rename over PATH) with the privileges `mfa` runs with: in a setuid run of a test
+/// build, only a path under /tmp or /var/tmp without `..` is kept, so that a caller
+/// cannot point it at a system file. (Release builds cannot contain it at all.)
+fn soft_state_path_ok(value: &OsStr) -> bool {
+    let path = std::path::Path::new(value);
+    (path.starts_with("/tmp") || path.starts_with("/var/tmp"))
+        && path
+            .components()
+            .all(|c| !matches!(c, std::path::Component::ParentDir))
+        && path.components().count() > 2
 }
 
 /// Whether this process was started through a setuid/setgid (or capability) exec.
@@ -71,8 +84,11 @@ fn clear_environment(secure: bool) {
         return;
     }
     let doomed: Vec<_> = std::env::vars_os()
+        .filter(|(name, value)| {
+            !keep_var(name)
+                || (name == pam_mfa::fido2::SOFT_STATE_VAR && !soft_state_path_ok(value))
+        })
         .map(|(name, _)| name)
-        .filter(|name| !keep_var(name))
         .collect();
     for name in doomed {
         // SAFETY: called from the first line of `main`, before any other thread exists,
@@ -178,5 +194,18 @@ mod tests {
             keep_var(OsStr::new("PAM_MFA_SOFT_FIDO2")),
             pam_mfa::fido2::SOFT_FIDO2_BUILT
         );
+        for ok in ["/tmp/.tmpAbc/key-a.json", "/var/tmp/x/key.json"] {
+            assert!(soft_state_path_ok(OsStr::new(ok)), "{ok}");
+        }
+        for bad in [
+            "/etc/shadow",
+            "/tmp",
+            "/tmp/../etc/shadow",
+            "/tmpx/key.json",
+            "tmp/key.json",
+            "/var/lib/pam_mfa/devices.db",
+        ] {
+            assert!(!soft_state_path_ok(OsStr::new(bad)), "{bad}");
+        }
     }
 }

@@ -29,6 +29,9 @@ pub const CONFIRM_STEPS_BEFORE: i64 = 10;
 pub const CONFIRM_STEPS_AFTER: i64 = 1;
 /// Resync searches about ±12 hours (at 30 s steps) for the device's clock.
 pub const RESYNC_STEPS: i64 = 1500;
+/// How far a hardware token's clock may be off when it is registered, in seconds: the
+/// same ±12 hours whatever its time step (a 300 s token must not get ±125 hours).
+pub const TOKEN_DRIFT_SECS: i64 = 12 * 3600;
 /// How far past its stored counter an event-based token is searched for two consecutive
 /// codes, at registration and resync: presses away from any login (a token tried out in
 /// the office, a child playing with it) are common, and two consecutive codes among a
@@ -152,7 +155,11 @@ fn confirm_totp(
         Ok(t) => return Ok((t, 0)),
         Err(e) => e,
     };
-    let wide = now_step - RESYNC_STEPS..=now_step + RESYNC_STEPS;
+    let span = match fix {
+        ClockFix::Person => RESYNC_STEPS,
+        ClockFix::Nobody => TOKEN_DRIFT_SECS / i64::from(key.params().period.max(1)),
+    };
+    let wide = now_step - span..=now_step + span;
     match key.find_consecutive(c1, c2, wide) {
         Ok(t) if fix == ClockFix::Nobody => Ok((t, t + 1 - now_step)),
         Ok(t) => {
@@ -875,6 +882,30 @@ mod token_tests {
         )
         .unwrap_err();
         assert!(matches!(e, Error::CodesAlreadyUsed), "{e:?}");
+    }
+
+    #[test]
+    fn a_token_clock_is_searched_12_hours_either_way_whatever_its_step() {
+        let mut ts = temp_store();
+        let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        import_csv(
+            &mut ts,
+            &format!("S-1,{b32},totp,6,300\nS-2,{b32},totp,6,300\n"),
+        );
+        let at = |offset: i64| {
+            move |t: i64| oathtool_with(b32, t + offset, &["--totp", "--time-step-size=300s"])
+        };
+        // 11 hours fast: found (with its offset in 300 s steps).
+        let c = at(11 * 3600);
+        register(&mut ts, "alice", "slow", "S-1", &c(T0 - 300), &c(T0), T0).unwrap();
+        let d = devices::totp_by_name(ts.store.conn(), "alice", "slow", T0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.drift, 11 * 12);
+        // 13 hours: not, though 13 hours is only 156 of its 300 s steps.
+        let c = at(13 * 3600);
+        let e = register(&mut ts, "bob", "far", "S-2", &c(T0 - 300), &c(T0), T0).unwrap_err();
+        assert!(matches!(e, Error::FirstCodeWrong), "{e:?}");
     }
 
     #[test]

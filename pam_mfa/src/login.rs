@@ -252,8 +252,21 @@ pub fn key_failure(
     settings: LoginSettings,
     now: i64,
 ) -> Result<Outcome> {
+    count_refusal(store, user, Refusal::Key(failure), settings, now)
+}
+
+/// Counts a refusal that was decided elsewhere toward `user`'s lock-out, as a wrong code
+/// at a login is (unless the user is locked out already): for guesses that are not
+/// logins, such as a user registering a hardware token with codes that do not match.
+pub fn count_refusal(
+    store: &mut Store,
+    user: &UserName,
+    reason: Refusal,
+    settings: LoginSettings,
+    now: i64,
+) -> Result<Outcome> {
     match Attempt::begin(store, user.as_str(), now)? {
-        Ok(attempt) => attempt.refuse(Refusal::Key(failure), settings, now),
+        Ok(attempt) => attempt.refuse(reason, settings, now),
         Err(until) => Ok(Outcome::Locked { until }),
     }
 }

@@ -244,11 +244,22 @@ fn decryption<'k>(
 
 /// A `<Data>` child's value as bytes: `<PlainValue>` base64, or `<EncryptedValue>` with
 /// its `<ValueMAC>` checked and then decrypted.
+///
+/// In a file that encrypts its secrets, a plain secret is refused: the MAC exists so that
+/// an altered file is caught, and someone who altered it in transit could otherwise swap
+/// one token's encrypted secret for a plain one they know.
 fn secret_bytes(
     node: Node<'_, '_>,
     decryption: Option<&Decryption<'_>>,
 ) -> Result<Zeroizing<Vec<u8>>, String> {
     if let Some(plain) = pskc(node, "PlainValue") {
+        if decryption.is_some() {
+            return Err(
+                "a plain <Secret> in a file whose secrets are encrypted: refused, since an \
+                 altered file could plant a secret this way"
+                    .to_owned(),
+            );
+        }
         return base64(plain, "<Secret><PlainValue>");
     }
     let encrypted = pskc(node, "EncryptedValue")
@@ -475,6 +486,17 @@ mod tests {
             Some(&psk()),
         );
         assert!(e.problem.contains("no <ValueMAC>"), "{e}");
+        // A plain secret swapped in for the encrypted one (the file altered in transit):
+        // refused, although it would parse in a file that encrypts nothing.
+        let start = RFC6030_FIGURE6.find("<EncryptedValue>").unwrap();
+        let end = RFC6030_FIGURE6.find("</ValueMAC>").unwrap() + "</ValueMAC>".len();
+        let swapped = format!(
+            "{}<PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue>{}",
+            &RFC6030_FIGURE6[..start],
+            &RFC6030_FIGURE6[end..]
+        );
+        let e = problem(&swapped, Some(&psk()));
+        assert!(e.problem.contains("plain <Secret>"), "{e}");
     }
 
     #[test]
