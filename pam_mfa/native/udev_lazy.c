@@ -15,6 +15,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 
 #define HIDDEN __attribute__((visibility("hidden")))
@@ -82,10 +83,13 @@ static int load(void)
 	pthread_mutex_lock(&lock);
 	if (!handle) {
 		void *h = dlopen("libudev.so.1", RTLD_NOW | RTLD_LOCAL);
-		if (h && resolve(h))
+		if (h && resolve(h)) {
 			handle = h;
-		else if (h)
+		} else if (h) {
+			/* No pointer into a library that is about to go may stay behind. */
+			memset(&fns, 0, sizeof fns);
 			dlclose(h);
+		}
 	}
 	int loaded = handle != NULL;
 	pthread_mutex_unlock(&lock);
@@ -95,6 +99,7 @@ static int load(void)
 __attribute__((destructor)) static void unload(void)
 {
 	pthread_mutex_lock(&lock);
+	memset(&fns, 0, sizeof fns);
 	if (handle)
 		dlclose(handle);
 	handle = NULL;

@@ -8,6 +8,8 @@
 
 use zeroize::Zeroizing;
 
+use subtle::ConstantTimeEq;
+
 use crate::code::{self, Code};
 use crate::fido2::{self, Fido2Error};
 use crate::hotp::{HotpKey, HotpParams};
@@ -218,8 +220,17 @@ pub fn register_token(
     let tx = store.write()?;
     // Re-read inside the transaction: someone else may have registered the token, or its
     // codes moved on, since the codes were searched for.
+    // `import --replace` keeps a token's row but may load another seed: the codes were
+    // checked against this one, so the token must still hold it, with the same parameters.
     let current = inventory::by_serial(&tx, serial)?
-        .filter(|t| t.id == token.id && t.assigned.is_none())
+        .filter(|t| {
+            t.id == token.id
+                && t.assigned.is_none()
+                && t.algorithm == token.algorithm
+                && t.digits == token.digits
+                && t.mode.as_str() == token.mode.as_str()
+                && bool::from(t.secret.as_bytes().ct_eq(token.secret.as_bytes()))
+        })
         .ok_or_else(unavailable)?;
     let fresh = match (start, current.mode) {
         (TokenStart::Totp { last_step, .. }, _) => {

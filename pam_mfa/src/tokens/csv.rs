@@ -71,11 +71,11 @@ fn parse_line(fields: &[&str]) -> Result<TokenSeed, String> {
             let hotp = match kind {
                 "totp" => false,
                 "hotp" => true,
-                _ => return Err(format!("type {t:?}: expected totp or hotp")),
+                _ => return Err(format!("type {}: expected totp or hotp", shown(&t))),
             };
             let algorithm = hash
                 .parse()
-                .map_err(|_| format!("type {t:?}: the hash is sha1, sha256 or sha512"))?;
+                .map_err(|_| format!("type {}: the hash is sha1, sha256 or sha512", shown(&t)))?;
             (hotp, algorithm)
         }
     };
@@ -96,10 +96,21 @@ fn parse_line(fields: &[&str]) -> Result<TokenSeed, String> {
 
 fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{what} {text:?} is not a number"));
+        return Err(format!("{what} {} is not a number", shown(text)));
     }
     text.parse()
-        .map_err(|_| format!("{what} {text:?} is out of range"))
+        .map_err(|_| format!("{what} {} is out of range", shown(text)))
+}
+
+/// A field's text for an error message, unless it is long enough to be a secret that
+/// landed in the wrong column (the shortest secret accepted, 16 bytes, is 26 characters
+/// of base32): the message must never show one.
+fn shown(text: &str) -> String {
+    if text.chars().count() <= 16 {
+        format!("{text:?}")
+    } else {
+        format!("(a {}-character value, not shown)", text.chars().count())
+    }
 }
 
 /// Base32 or hex, as the module documentation describes. Errors never quote the value.
@@ -193,6 +204,15 @@ mod tests {
             (
                 "T1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
                 "appears again (first at line 1)",
+            ),
+            // A secret that landed in the type or digits column is not quoted back.
+            (
+                "T2,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+                "not shown",
+            ),
+            (
+                "T2,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,totp,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+                "not shown",
             ),
         ];
         for (line, problem) in cases {

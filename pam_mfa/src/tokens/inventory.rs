@@ -168,7 +168,16 @@ pub fn import(conn: &Connection, seeds: &[TokenSeed], replace: bool, now: i64) -
             }) => return Err(assigned_error(&seed.serial, a)),
             Some(old) => {
                 done.replaced += 1;
+                // The same token again only when every parameter is the same: a stored
+                // step or counter means nothing under another period, digits or hash.
                 let same_seed = old.mode.as_str() == kind
+                    && old.algorithm == seed.algorithm
+                    && old.digits == seed.digits
+                    && match (old.mode, seed.mode) {
+                        (Mode::Totp { period: a }, Mode::Totp { period: b }) => a == b,
+                        (Mode::Hotp { .. }, Mode::Hotp { .. }) => true,
+                        _ => false,
+                    }
                     && bool::from(old.secret.as_bytes().ct_eq(seed.secret.as_bytes()));
                 match (same_seed, old.mode, counter) {
                     (true, Mode::Hotp { counter: used }, Some(c)) => (Some(c.max(used)), None),
@@ -292,6 +301,20 @@ mod tests {
         let b_now = by_serial(ts.store.conn(), "B").unwrap().unwrap();
         assert_eq!(b_now.mode, Mode::Hotp { counter: 0 });
         assert_eq!(b_now.secret.as_bytes(), &[9; 20]);
+
+        // The same secret with another time step is another token: the last step used,
+        // counted in 30 s steps, means nothing in 60 s ones and is not carried over.
+        ts.store
+            .conn()
+            .execute("UPDATE tokens SET last_step = 1000 WHERE serial = 'A'", [])
+            .unwrap();
+        import_all(&mut ts, std::slice::from_ref(&a), true).unwrap();
+        let a_now = by_serial(ts.store.conn(), "A").unwrap().unwrap();
+        assert_eq!(a_now.last_step, Some(1000), "same seed: kept");
+        let a60 = seed("A", &[1; 20], Mode::Totp { period: 60 });
+        import_all(&mut ts, &[a60], true).unwrap();
+        let a_now = by_serial(ts.store.conn(), "A").unwrap().unwrap();
+        assert_eq!(a_now.last_step, None, "another period: afresh");
 
         let tx = ts.store.write().unwrap();
         remove(&tx, "A").unwrap();
