@@ -33,6 +33,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pam_mfa::store::Store;
+use pam_mfa_tests::random::{Rng, env_number, random_seed};
 use pam_mfa_tests::{Finished, PamOutcome, Running, TestEnv, TestUser, wrong_code};
 
 /// Kills in a default (CI) run.
@@ -52,30 +53,6 @@ const SERVICE_ARGS: &[&str] = &["max_failures=1000", "lockout=604800"];
 /// A pending device older than this many steps is not finished any more (it expires
 /// after ten minutes, twenty steps).
 const PENDING_MAX_AGE: i64 = 12;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-/// A small deterministic generator (xorshift64*), so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// Removes libfaketime's shared-memory leftovers of processes that are gone.
 ///
@@ -321,12 +298,9 @@ fn kill_after(child: Running, delay: Duration, took: &mut Duration) -> Finished 
 #[test]
 fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
     let kills = env_number("PAM_MFA_CRASH_KILLS", DEFAULT_KILLS as u64) as usize;
-    let seed = env_number("PAM_MFA_CRASH_SEED", {
-        let hex = pam_mfa_tests::users::random_hex(16);
-        u64::from_str_radix(&hex, 16).unwrap_or(1)
-    }) | 1;
+    let seed = env_number("PAM_MFA_CRASH_SEED", random_seed()) | 1;
     eprintln!("crash consistency: until {kills} kills, PAM_MFA_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
 
     let env = TestEnv::new();
     env.write_service(SERVICE_ARGS);

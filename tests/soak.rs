@@ -32,40 +32,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pam_mfa::store::Store;
+use pam_mfa_tests::random::{Rng, env_number};
 use pam_mfa_tests::{Running, TestEnv, TestUser, at_step, fake_time_env, mfa_bin, tool};
 
 /// A worker stops after this many rounds even if time is left: the fake clocks of the
 /// workers drift apart by one step per round, and the store forgets failure rows a day
 /// (2,880 steps) older than the clock of whoever writes, so the clocks stay within that.
 const MAX_ROUNDS: i64 = 2_000;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-/// xorshift64*, seeded per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Self {
-        let hex = pam_mfa_tests::users::random_hex(16);
-        Self(u64::from_str_radix(&hex, 16).unwrap_or(1) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 /// The codes of `secret` for `count` consecutive steps from `from`, from one `oathtool`.
 fn code_table(secret: &str, from: i64, count: i64) -> Vec<String> {
@@ -147,7 +120,7 @@ fn worker(
     tables: Tables,
     stop: Arc<AtomicBool>,
 ) -> WorkerReport {
-    let mut rng = Rng::new();
+    let mut rng = Rng::from_entropy();
     let mut rep = WorkerReport::default();
     let mut done = 0usize;
     let fail = |client: &Running, what: String| -> ! {
@@ -183,7 +156,7 @@ fn worker(
                 || valid_for_churn(&tables, &user, base, step, c)
         };
         let wrong = || loop {
-            let c = format!("{:06}", Rng::new().next() % 1_000_000);
+            let c = format!("{:06}", Rng::from_entropy().next_u64() % 1_000_000);
             if !clashes(&c) {
                 break c;
             }
@@ -260,7 +233,7 @@ struct ChurnReport {
 /// and must not disturb the logins: a new recovery set for a user (a write with its audit
 /// row), the administrator's list, the audit trail, the policy.
 fn admin_command(rng: &mut Rng, db: &std::path::Path, at: i64, user: &str) {
-    let args: &[&str] = match rng.next() % 4 {
+    let args: &[&str] = match rng.next_u64() % 4 {
         0 => &["--user", user, "recovery", "generate"],
         1 => &["admin", "list", "--json"],
         2 => &["admin", "audit", "--user", user, "--json"],
@@ -284,20 +257,20 @@ fn churner(
     slots: Arc<Mutex<HashMap<String, usize>>>,
     stop: Arc<AtomicBool>,
 ) -> ChurnReport {
-    let mut rng = Rng::new();
+    let mut rng = Rng::from_entropy();
     let mut mine: Vec<(String, String)> = Vec::new();
     let mut rep = ChurnReport::default();
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         if rng.chance(20) {
-            let user = &users[(rng.next() % users.len() as u64) as usize];
+            let user = &users[(rng.next_u64() % users.len() as u64) as usize];
             admin_command(&mut rng, &db, at, user);
             rep.admin += 1;
             continue;
         }
         let remove = !mine.is_empty() && (mine.len() >= 3 || rng.chance(40));
         if remove {
-            let (user, name) = mine.remove((rng.next() % mine.len() as u64) as usize);
+            let (user, name) = mine.remove((rng.next_u64() % mine.len() as u64) as usize);
             let f = mfa(&db, at, &["--user", &user, "remove", &name, "--yes"]);
             assert!(
                 f.status.success(),
@@ -307,7 +280,7 @@ fn churner(
             rep.removed += 1;
             continue;
         }
-        let user = users[(rng.next() % users.len() as u64) as usize].clone();
+        let user = users[(rng.next_u64() % users.len() as u64) as usize].clone();
         {
             let mut s = slots.lock().unwrap();
             let c = s.entry(user.clone()).or_default();

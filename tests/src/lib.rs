@@ -43,6 +43,7 @@ pub mod paths;
 pub mod process;
 pub mod pty;
 pub mod qr;
+pub mod random;
 pub mod realtime;
 pub mod sshd;
 pub mod syslog;
