@@ -121,6 +121,43 @@ pub fn mfa_stores(
     Ok(out)
 }
 
+/// pam_sqlite_floor's store for users `0..n`: its one table, in WAL mode, each user's
+/// last used step well in the past (as in [`mfa_stores`]).
+pub fn sqlite_floor_store(
+    work: &Path,
+    label: &str,
+    secrets: &Secrets,
+    n: usize,
+    now: u64,
+) -> Result<(PathBuf, Duration), String> {
+    let started = Instant::now();
+    let dir = work.join(label);
+    private_dir(&dir)?;
+    let path = dir.join("floor.db");
+    let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
+    let mut conn = rusqlite::Connection::open(&path).map_err(err)?;
+    conn.execute_batch(concat!(
+        "PRAGMA journal_mode = WAL; ",
+        include_str!("../sqlite-floor/schema.sql")
+    ))
+    .map_err(err)?;
+    let last_step = i64::try_from(now / PERIOD).map_err(|e| e.to_string())? - 10;
+    let tx = conn.transaction().map_err(err)?;
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO users (name, secret, last_step) VALUES (?1, ?2, ?3)")
+            .map_err(err)?;
+        for i in 0..n {
+            let user = accounts::name(u32::try_from(i).map_err(|e| e.to_string())?);
+            insert
+                .execute(rusqlite::params![user, secrets.get(i), last_step])
+                .map_err(err)?;
+        }
+    }
+    tx.commit().map_err(err)?;
+    Ok((path, started.elapsed()))
+}
+
 /// pam_google_authenticator's state files, one per user, as `google-authenticator -t -d
 /// -r 3 -R 30 -w 3` writes them: TOTP, reuse protection (DISALLOW_REUSE) and rate limiting
 /// (3 logins per 30 s) on. Owned by root, 0600, which `user=root` makes it require.

@@ -1,9 +1,10 @@
 //! `login-bench`: pam_mfa against pam_google_authenticator and pam_oath, one real login at
-//! a time (issue 7).
+//! a time (issue 7), with the floor of pam_mfa's design beside them (`pam_sqlite_floor`,
+//! `bench/sqlite-floor`).
 //!
 //! ```text
 //! login-bench [--mfa-users 100,1000,10000,100000] [--other-users 100,1000,4000]
-//!             [--modules mfa,ga,oath] [--floor-users 1000] [--race-procs 32]
+//!             [--modules mfa,sqlite,ga,oath] [--floor-users 1000] [--race-procs 32]
 //!             [--race-users-per-proc 50] [--load-iters 300] [--dsync-iters 300]
 //!             [--code-steps 40] [--dir /var/tmp] [--module PATH] [--keep] [--setup-only]
 //!             [--smoke]
@@ -15,6 +16,11 @@
 //! `oathtool`, every user logging in once (in a shuffled order). Each measurement runs in
 //! a fresh child process of this binary under pam_wrapper (so no file in `/etc/pam.d` is
 //! read or touched) and nss_wrapper (so the users need no real accounts; see `lib.rs`).
+//!
+//! `pam_sqlite_floor` is the least a module built as ARCHITECTURE.md fixes pam_mfa can do
+//! per login (a Rust cdylib with the same bundled SQLite, one WAL store opened per login,
+//! one durable write), run over the same users and the same N as pam_mfa: the difference
+//! between the two is pam_mfa's own code and schema, the rest is the design's.
 //!
 //! It also measures the floor (pam_permit through the same libpam), one 4 KiB `O_DSYNC`
 //! write on the filesystem the stores live on, 32 processes logging in at once on one
@@ -65,7 +71,7 @@ impl Config {
         Self {
             mfa_users: vec![100, 1_000, 10_000, 100_000],
             other_users: vec![100, 1_000, 4_000],
-            modules: ["mfa", "ga", "oath"].map(str::to_owned).into(),
+            modules: ["mfa", "sqlite", "ga", "oath"].map(str::to_owned).into(),
             floor_users: 1_000,
             race_procs: 32,
             race_users_per_proc: 50,
@@ -95,9 +101,11 @@ impl Config {
 const USAGE: &str = "\
 usage: login-bench [OPTIONS]          (as root; see README.md, \"Performance\")
 
-  --mfa-users LIST          users for pam_mfa's series (default 100,1000,10000,100000)
+  --mfa-users LIST          users for pam_mfa's and pam_sqlite_floor's series
+                            (default 100,1000,10000,100000)
   --other-users LIST        users for the other modules' (default 100,1000,4000)
-  --modules LIST            which of mfa,ga,oath to run (default all three)
+  --modules LIST            which of mfa,sqlite,ga,oath to run (default all four;
+                            sqlite: pam_sqlite_floor, the floor of pam_mfa's design)
   --floor-users N           logins through pam_permit, the floor (default 1000)
   --race-procs N            concurrent login processes on one store; 0 skips (default 32)
   --race-users-per-proc N   users each of them owns (default 50)
@@ -158,9 +166,9 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 if let Some(bad) = c
                     .modules
                     .iter()
-                    .find(|m| !["mfa", "ga", "oath"].contains(&m.as_str()))
+                    .find(|m| !["mfa", "sqlite", "ga", "oath"].contains(&m.as_str()))
                 {
-                    return Err(format!("unknown module {bad:?} (mfa, ga, oath)"));
+                    return Err(format!("unknown module {bad:?} (mfa, sqlite, ga, oath)"));
                 }
             }
             "--floor-users" => c.floor_users = num(v)?,
@@ -270,6 +278,11 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
     } else {
         vec![]
     };
+    let sqlite_ns: Vec<usize> = if want("sqlite") {
+        c.mfa_users.clone()
+    } else {
+        vec![]
+    };
     let ga_ns: Vec<usize> = if want("ga") {
         c.other_users.clone()
     } else {
@@ -287,6 +300,7 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
     };
     let max_users = mfa_ns
         .iter()
+        .chain(&sqlite_ns)
         .chain(&ga_ns)
         .chain(&oath_ns)
         .copied()
@@ -329,6 +343,21 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
             let line = format!("{} db={}", libs.pam_mfa.display(), race_db.display());
             race_dir = Some(fixtures::service_dir(w, "mfa-race", &line)?);
         }
+    }
+    for &n in &sqlite_ns {
+        let (db, took) = fixtures::sqlite_floor_store(w, &format!("sqlite-{n}"), &secrets, n, now)?;
+        println!(
+            "pam_sqlite_floor store, {} users: {:.1} s",
+            group_thousands(n as u128),
+            took.as_secs_f64()
+        );
+        let line = format!("{} db={}", libs.sqlite_floor.display(), db.display());
+        planned.push((
+            "pam_sqlite_floor".into(),
+            n,
+            fixtures::service_dir(w, &format!("sqlite-{n}"), &line)?,
+        ));
+        all_ns.insert(n);
     }
     for &n in &ga_ns {
         let (dir, took) = fixtures::ga_files(w, &format!("ga-{n}"), &secrets, n)?;
@@ -410,7 +439,10 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
         if want("mfa") {
             targets.push(("pam_mfa", &libs.pam_mfa));
         }
-        if want("ga") || want("mfa") {
+        if want("sqlite") {
+            targets.push(("pam_sqlite_floor", &libs.sqlite_floor));
+        }
+        if want("ga") || want("mfa") || want("sqlite") {
             targets.push(("pam_google_authenticator", &libs.ga));
         }
         if want("oath") {
@@ -458,8 +490,9 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
 fn module_rank(m: &str) -> u8 {
     match m {
         "pam_mfa" => 0,
-        "pam_google_authenticator" => 1,
-        _ => 2,
+        "pam_sqlite_floor" => 1,
+        "pam_google_authenticator" => 2,
+        _ => 3,
     }
 }
 
@@ -503,14 +536,20 @@ fn report(r: &Results, ns: &BTreeSet<usize>, info: &machine::Info) -> bool {
         "| one 4 KiB O_DSYNC write on the store's filesystem | {dsync_cell} |{}",
         " |".repeat(ns.len().saturating_sub(1))
     );
-    let mfa_median = |n: usize| {
+    let median_of = |module: &str, n: usize| {
         r.logins
             .iter()
-            .find(|l| l.module == "pam_mfa" && l.users == n)
+            .find(|l| l.module == module && l.users == n)
             .and_then(|l| l.summary)
             .map(|s| s.median)
     };
-    for module in ["pam_mfa", "pam_google_authenticator", "pam_oath"] {
+    let mfa_median = |n: usize| median_of("pam_mfa", n);
+    for module in [
+        "pam_mfa",
+        "pam_sqlite_floor",
+        "pam_google_authenticator",
+        "pam_oath",
+    ] {
         let runs: Vec<&LoginRun> = r.logins.iter().filter(|l| l.module == module).collect();
         if runs.is_empty() {
             continue;
@@ -535,6 +574,9 @@ fn report(r: &Results, ns: &BTreeSet<usize>, info: &machine::Info) -> bool {
             .collect();
         let label = match module {
             "pam_mfa" => "**pam_mfa** (SQLite, WAL, synchronous=FULL)",
+            "pam_sqlite_floor" => {
+                "pam_sqlite_floor (the design's floor: same SQLite, one table, one write)"
+            }
             "pam_google_authenticator" => "pam_google_authenticator (file per user)",
             _ => "pam_oath (one users file)",
         };
@@ -579,10 +621,14 @@ fn report(r: &Results, ns: &BTreeSet<usize>, info: &machine::Info) -> bool {
     for &n in ns {
         if let Some(m) = mfa_median(n) {
             println!(
-                "- median per pam_mfa login ≤ 400 µs at {} users: {} µs — {}",
+                "- median per pam_mfa login ≤ 400 µs at {} users: {} µs — {}{}",
                 group_thousands(n as u128),
                 micros(m),
-                verdict(m <= target)
+                verdict(m <= target),
+                median_of("pam_sqlite_floor", n).map_or(String::new(), |f| format!(
+                    " (the design's floor, pam_sqlite_floor: {} µs)",
+                    micros(f)
+                ))
             );
         }
     }
@@ -615,9 +661,13 @@ fn report(r: &Results, ns: &BTreeSet<usize>, info: &machine::Info) -> bool {
     };
     if let (Some(m), Some(g)) = (load("pam_mfa"), load("pam_google_authenticator")) {
         println!(
-            "- module load ≤ 2× pam_google_authenticator's: {:.2}× — {}",
+            "- module load ≤ 2× pam_google_authenticator's: {:.2}× — {}{}",
             ratio(m, g),
-            verdict(ratio(m, g) <= 2.0)
+            verdict(ratio(m, g) <= 2.0),
+            load("pam_sqlite_floor").map_or(String::new(), |f| format!(
+                " (the design's floor, pam_sqlite_floor: {:.2}×)",
+                ratio(f, g)
+            ))
         );
     }
     if !failures.is_empty() {

@@ -27,6 +27,8 @@ pub struct Libraries {
     pub nss_wrapper: PathBuf,
     pub nss_module: PathBuf,
     pub pam_mfa: PathBuf,
+    /// `pam_sqlite_floor.so` (bench/sqlite-floor), found next to this binary.
+    pub sqlite_floor: PathBuf,
     pub ga: PathBuf,
     pub oath: PathBuf,
     pub permit: PathBuf,
@@ -77,6 +79,13 @@ impl Libraries {
                 pam_mfa.display()
             ));
         }
+        let sqlite_floor = exe_dir.join("libpam_sqlite_floor.so");
+        if !sqlite_floor.is_file() {
+            return Err(format!(
+                "{} not found: build it with cargo build -p pam_sqlite_floor",
+                sqlite_floor.display()
+            ));
+        }
         let nss_module = exe_dir.join("libnss_mfabench.so");
         if !nss_module.is_file() {
             return Err(format!(
@@ -97,6 +106,7 @@ impl Libraries {
             )?,
             nss_module,
             pam_mfa,
+            sqlite_floor,
             ga: first_existing(
                 "pam_google_authenticator.so",
                 "libpam-google-authenticator",
