@@ -5,7 +5,7 @@
 //! ```text
 //! login-bench [--mfa-users 100,1000,10000,100000] [--other-users 100,1000,4000]
 //!             [--modules mfa,sqlite,ga,oath] [--floor-users 1000] [--race-procs 32]
-//!             [--race-users-per-proc 50] [--load-iters 300] [--dsync-iters 300]
+//!             [--race-users-per-proc 50] [--load-iters 2000] [--dsync-iters 300]
 //!             [--code-steps 40] [--dir /var/tmp] [--module PATH] [--keep] [--setup-only]
 //!             [--smoke]
 //! ```
@@ -75,7 +75,7 @@ impl Config {
             floor_users: 1_000,
             race_procs: 32,
             race_users_per_proc: 50,
-            load_iters: 300,
+            load_iters: 2_000,
             dsync_iters: 300,
             code_steps: 40,
             dir: PathBuf::from("/var/tmp"),
@@ -109,7 +109,7 @@ usage: login-bench [OPTIONS]          (as root; see README.md, \"Performance\")
   --floor-users N           logins through pam_permit, the floor (default 1000)
   --race-procs N            concurrent login processes on one store; 0 skips (default 32)
   --race-users-per-proc N   users each of them owns (default 50)
-  --load-iters N            dlopen + dlclose of each module (default 300)
+  --load-iters N            rounds of dlopen + dlclose, each module in turn (default 2000)
   --dsync-iters N           4 KiB O_DSYNC writes (default 300)
   --code-steps N            time steps of codes computed per user (default 40: 20 minutes)
   --dir DIR                 where the working directory goes (default /var/tmp)
@@ -448,8 +448,9 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
         if want("oath") {
             targets.push(("pam_oath", &libs.oath));
         }
-        for (name, path) in targets {
-            let r = run::load_cost(&env, path, c.load_iters)?;
+        let paths: Vec<&std::path::Path> = targets.iter().map(|(_, p)| p.as_path()).collect();
+        let costs = run::load_costs(&env, &paths, c.load_iters)?;
+        for ((name, _), r) in targets.into_iter().zip(costs) {
             println!(
                 "load {name}: median {} µs, p99 {} µs{}",
                 micros(r.summary.median),

@@ -425,29 +425,43 @@ pub struct LoadResult {
     pub unloads: bool,
 }
 
-/// `dlopen` + `dlclose` of `path`, in a child that links libpam as a PAM application does
-/// (and without the wrappers, which have nothing to do with loading).
-pub fn load_cost(env: &ChildEnv<'_>, path: &Path, iters: usize) -> Result<LoadResult, String> {
-    let label = format!(
-        "load-{}",
-        path.file_name()
-            .map_or("module".into(), |f| f.to_string_lossy())
-    );
+/// `dlopen` + `dlclose` of each of `paths`, in one child that links libpam as a PAM
+/// application does (and without the wrappers, which have nothing to do with loading).
+/// The modules take turns, one load each per round, so that whatever else the machine is
+/// doing meanwhile weighs on all of them alike and the ratios between them hold.
+pub fn load_costs(
+    env: &ChildEnv<'_>,
+    paths: &[&Path],
+    iters: usize,
+) -> Result<Vec<LoadResult>, String> {
     let mut cmd = Command::new(ChildEnv::exe()?);
-    cmd.env_remove("LD_PRELOAD")
-        .arg("child-load")
-        .arg("--path")
-        .arg(path)
-        .arg("--iters")
-        .arg(iters.to_string());
-    let mut child = Running::spawn(cmd, &label, &env.logs)?;
+    cmd.env_remove("LD_PRELOAD").arg("child-load");
+    for path in paths {
+        cmd.arg("--path").arg(path);
+    }
+    cmd.arg("--iters").arg(iters.to_string());
+    let mut child = Running::spawn(cmd, "load", &env.logs)?;
     child.release("")?;
     let lines = child.finish()?;
-    let fields = result_line(&lines, &label)?;
-    Ok(LoadResult {
-        summary: Summary::from_wire(&fields)?,
-        unloads: fields.get("unloads").is_some_and(|v| v == "yes"),
-    })
+    let results: Vec<LoadResult> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .map(|l| {
+            let fields = parse_fields(l);
+            Ok(LoadResult {
+                summary: Summary::from_wire(&fields)?,
+                unloads: fields.get("unloads").is_some_and(|v| v == "yes"),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    if results.len() != paths.len() {
+        return Err(format!(
+            "load: {} RESULT lines for {} modules",
+            results.len(),
+            paths.len()
+        ));
+    }
+    Ok(results)
 }
 
 /// One 4 KiB write with `O_DSYNC`, rewritten in place `iters` times, in `dir`: what one
@@ -764,15 +778,19 @@ fn cpu_time() -> (Duration, u64) {
     )
 }
 
-/// `dlopen` + `dlclose` of one module, `--iters` times after a warm-up.
+/// `dlopen` + `dlclose` of each `--path` in turn, `--iters` rounds after a warm-up; one
+/// RESULT line per path, in the order given.
 pub fn child_load(args: &[String]) -> Result<bool, String> {
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
-    let (mut path, mut iters) = (None, 100usize);
+    let (mut paths, mut iters) = (Vec::new(), 100usize);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--path" => path = it.next().cloned(),
+            "--path" => paths.push(
+                CString::new(it.next().ok_or("--path needs a value")?.as_str())
+                    .map_err(|e| e.to_string())?,
+            ),
             "--iters" => {
                 iters = it
                     .next()
@@ -787,23 +805,31 @@ pub fn child_load(args: &[String]) -> Result<bool, String> {
     std::io::stdin()
         .read_to_string(&mut input)
         .map_err(|e| format!("stdin: {e}"))?;
-    let path =
-        CString::new(path.ok_or("child-load: --path is required")?).map_err(|e| e.to_string())?;
-    for _ in 0..3 {
-        ffi::load_once(&path)?;
+    if paths.is_empty() {
+        return Err("child-load: --path is required".to_owned());
     }
-    let unloads = ffi::load_unload(&path)?;
-    let mut samples = Vec::with_capacity(iters);
+    let mut unloads = Vec::with_capacity(paths.len());
+    for path in &paths {
+        for _ in 0..3 {
+            ffi::load_once(path)?;
+        }
+        unloads.push(ffi::load_unload(path)?);
+    }
+    let mut samples = vec![Vec::with_capacity(iters); paths.len()];
     for _ in 0..iters {
-        let t = Instant::now();
-        ffi::load_once(&path)?;
-        samples.push(t.elapsed());
+        for (path, samples) in paths.iter().zip(&mut samples) {
+            let t = Instant::now();
+            ffi::load_once(path)?;
+            samples.push(t.elapsed());
+        }
     }
-    let summary = Summary::of(&samples).ok_or("--iters must be at least 1")?;
-    println!(
-        "RESULT unloads={} {}",
-        if unloads { "yes" } else { "no" },
-        summary.to_wire()
-    );
+    for (samples, unloads) in samples.iter().zip(unloads) {
+        let summary = Summary::of(samples).ok_or("--iters must be at least 1")?;
+        println!(
+            "RESULT unloads={} {}",
+            if unloads { "yes" } else { "no" },
+            summary.to_wire()
+        );
+    }
     Ok(true)
 }
