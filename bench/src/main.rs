@@ -49,6 +49,17 @@ use codes::{Codes, Secrets};
 use run::{Libraries, LoadResult, LoginRun, RaceResult};
 use stats::{Summary, group_thousands, micros};
 
+/// What `--modules` accepts, all of them by default.
+const MODULE_KEYS: [&str; 4] = ["mfa", "sqlite", "ga", "oath"];
+
+/// The modules' names, in the order series at one N run and rows are printed.
+const MODULE_ORDER: [&str; 4] = [
+    "pam_mfa",
+    "pam_sqlite_floor",
+    "pam_google_authenticator",
+    "pam_oath",
+];
+
 struct Config {
     mfa_users: Vec<usize>,
     other_users: Vec<usize>,
@@ -71,7 +82,7 @@ impl Config {
         Self {
             mfa_users: vec![100, 1_000, 10_000, 100_000],
             other_users: vec![100, 1_000, 4_000],
-            modules: ["mfa", "sqlite", "ga", "oath"].map(str::to_owned).into(),
+            modules: MODULE_KEYS.map(str::to_owned).into(),
             floor_users: 1_000,
             race_procs: 32,
             race_users_per_proc: 50,
@@ -166,9 +177,12 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 if let Some(bad) = c
                     .modules
                     .iter()
-                    .find(|m| !["mfa", "sqlite", "ga", "oath"].contains(&m.as_str()))
+                    .find(|m| !MODULE_KEYS.contains(&m.as_str()))
                 {
-                    return Err(format!("unknown module {bad:?} (mfa, sqlite, ga, oath)"));
+                    return Err(format!(
+                        "unknown module {bad:?} ({})",
+                        MODULE_KEYS.join(", ")
+                    ));
                 }
             }
             "--floor-users" => c.floor_users = num(v)?,
@@ -488,13 +502,11 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
     Ok(report(&results, &all_ns, &info))
 }
 
-fn module_rank(m: &str) -> u8 {
-    match m {
-        "pam_mfa" => 0,
-        "pam_sqlite_floor" => 1,
-        "pam_google_authenticator" => 2,
-        _ => 3,
-    }
+fn module_rank(m: &str) -> usize {
+    MODULE_ORDER
+        .iter()
+        .position(|&name| name == m)
+        .unwrap_or(MODULE_ORDER.len())
 }
 
 fn show(s: Option<&Summary>) -> String {
@@ -545,12 +557,7 @@ fn report(r: &Results, ns: &BTreeSet<usize>, info: &machine::Info) -> bool {
             .map(|s| s.median)
     };
     let mfa_median = |n: usize| median_of("pam_mfa", n);
-    for module in [
-        "pam_mfa",
-        "pam_sqlite_floor",
-        "pam_google_authenticator",
-        "pam_oath",
-    ] {
+    for module in MODULE_ORDER {
         let runs: Vec<&LoginRun> = r.logins.iter().filter(|l| l.module == module).collect();
         if runs.is_empty() {
             continue;
