@@ -15,6 +15,8 @@
 #    of common-auth and keeps the store; purge removes the store;
 # 4. the .rpm in that root, with its scriptlets: a login through
 #    /usr/lib64/security/pam_mfa.so, and an erase that keeps the store.
+# In both, a login with a security key loads libpam_mfa_keys.so from next to the module
+# (the USB transport, in a release build, finds no key and says so).
 #
 # Codes come from oathtool on this machine. Set PACKAGE_TEST_NO_BUILD=1 to test the
 # packages already in dist/. Needs root (debootstrap, chroot), and the network to a
@@ -24,7 +26,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 require_root "makes a Debian root with debootstrap"
-apt_install lintian rpm debootstrap oathtool
+apt_install lintian rpm debootstrap oathtool sqlite3
 begin=$(date +%s)
 
 if [ -z "${PACKAGE_TEST_NO_BUILD:-}" ]; then
@@ -63,6 +65,7 @@ rpm -qlp --dump "$rpmfile" | awk '{ print $1, $5, $6, $7 }' >"$work/rpm-dump"
 cat "$work/rpm-dump"
 for expected in \
     "/usr/lib64/security/pam_mfa.so 0100755 root root" \
+    "/usr/lib64/security/libpam_mfa_keys.so 0100755 root root" \
     "/usr/bin/mfa 0104755 root root" \
     "/usr/lib/tmpfiles.d/pam_mfa.conf 0100644 root root" \
     "/var/lib/pam_mfa 040700 root root" \
@@ -91,6 +94,8 @@ rpm --root "$scratch" --dbpath /var/lib/rpm --nodeps --noscripts -i "$rpmfile" \
     >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log"; fail "rpm -i into the scratch root"; }
 [ "$(stat -c '%a %U %G' "$scratch/usr/lib64/security/pam_mfa.so")" = "755 root root" ] \
     || fail "rpm: module mode"
+[ "$(stat -c '%a %U %G' "$scratch/usr/lib64/security/libpam_mfa_keys.so")" = "755 root root" ] \
+    || fail "rpm: security-key library mode"
 [ "$(stat -c '%a %U %G' "$scratch/usr/bin/mfa")" = "4755 root root" ] || fail "rpm: mfa mode"
 [ "$(stat -c '%a %U %G' "$scratch/var/lib/pam_mfa")" = "700 root root" ] || fail "rpm: store dir"
 rpm --root "$scratch" --dbpath /var/lib/rpm -V --nodeps pam_mfa || fail "rpm -V"
@@ -131,6 +136,7 @@ in_root apt-get install -y -q --no-install-recommends "/tmp/$(basename "$deb")" 
 
 step "files, owners and modes"
 expect_mode "$module" "644 root root"
+expect_mode "$(dirname "$module")/libpam_mfa_keys.so" "644 root root"
 expect_mode /usr/bin/mfa "4755 root root"
 expect_mode /var/lib/pam_mfa "700 root root"
 expect_mode /usr/share/pam-configs/mfa "644 root root"
@@ -194,6 +200,21 @@ refused() {
     echo "ok (refused): $what"
 }
 
+# A security key for USER, put straight into the store: these machines have no USB key to
+# register one with. The key login that follows loads libpam_mfa_keys.so from next to
+# the module the service names, and its USB transport finds no key: the user is told so.
+# Without the library the module would refuse without a word (and log why).
+key_login_reaches_library() { # service user
+    sqlite3 "$root/var/lib/pam_mfa/devices.db" "INSERT INTO devices (user, name, kind, state,
+        created_at, credential_id, cose_public_key, sign_count, rp_id, uv_required)
+        VALUES ('$2', 'yubikey', 'fido2', 'active', unixepoch(), randomblob(32),
+                CAST(x'a5010203262001215820' || randomblob(32) || x'225820' || randomblob(32) AS BLOB), 0,
+                'pam://package-test', 0)" || fail "cannot add a security key for $2"
+    refused "$2 (a security key, none plugged in)" "$1" "$2"
+    grep -q "No security key found" "$work/pamtester.log" \
+        || { cat "$work/pamtester.log"; fail "$1: the key login did not reach libpam_mfa_keys.so"; }
+}
+
 step "TOTP enrollment and a login through $module"
 alice_code=$(enroll alice phone)
 in_root mfa --user alice list | grep -q phone || fail "mfa list"
@@ -202,6 +223,8 @@ printf 'auth required %s\naccount required pam_permit.so\n' "$module" >"$root/et
 refused "alice, wrong code" mfa-module alice "$(wrong "$alice_code")"
 ok "alice, right code" mfa-module alice "$alice_code"
 refused "alice, the same code again" mfa-module alice "$alice_code"
+in_root useradd -m dave
+key_login_reaches_library mfa-module dave
 
 step "pam-auth-update --enable mfa"
 in_root pam-auth-update --enable mfa
@@ -230,7 +253,7 @@ in_root apt-get remove -y -q libpam-mfa >"$work/apt.log" 2>&1 || { cat "$work/ap
 grep -q pam_mfa "$root/etc/pam.d/common-auth" && fail "common-auth still loads pam_mfa"
 grep -q "still used in:.*/etc/pam.d/mfa-module" "$work/apt.log" \
     || { cat "$work/apt.log"; fail "remove did not warn about the hand-written /etc/pam.d/mfa-module"; }
-gone "$module" /usr/bin/mfa /usr/share/pam-configs/mfa /usr/lib/tmpfiles.d/pam_mfa.conf
+gone "$module" "$(dirname "$module")/libpam_mfa_keys.so" /usr/bin/mfa /usr/share/pam-configs/mfa /usr/lib/tmpfiles.d/pam_mfa.conf
 expect_mode /var/lib/pam_mfa "700 root root"
 expect_mode /var/lib/pam_mfa/devices.db "600 root root"
 ok "common-auth after remove: password only" mfa-common bob pw-bob-right
@@ -255,6 +278,7 @@ rpm --root "$root" --dbpath /var/lib/rpm --nodeps -i "$rpmfile" \
 grep -i -e warning -e error "$work/rpm.log" | grep -v -e 'should not be used directly' -e 'assuming you know' \
     && fail "rpm -i: $(cat "$work/rpm.log")"
 expect_mode /usr/lib64/security/pam_mfa.so "755 root root"
+expect_mode /usr/lib64/security/libpam_mfa_keys.so "755 root root"
 expect_mode /usr/bin/mfa "4755 root root"
 expect_mode /var/lib/pam_mfa "700 root root"
 printf 'auth required /usr/lib64/security/pam_mfa.so\naccount required pam_permit.so\n' \
@@ -262,11 +286,12 @@ printf 'auth required /usr/lib64/security/pam_mfa.so\naccount required pam_permi
 carol_code=$(enroll carol phone)
 refused "rpm module: carol, wrong code" mfa-rpm carol "$(wrong "$carol_code")"
 ok "rpm module: carol, right code" mfa-rpm carol "$carol_code"
+key_login_reaches_library mfa-rpm dave
 rpm --root "$root" --dbpath /var/lib/rpm -e pam_mfa >"$work/rpm.log" 2>&1 \
     || { cat "$work/rpm.log"; fail "rpm -e"; }
 cat "$work/rpm.log"
 grep -q "still used in:.*/etc/pam.d/mfa-rpm" "$work/rpm.log" || fail "rpm -e did not warn about /etc/pam.d/mfa-rpm"
-gone /usr/lib64/security/pam_mfa.so /usr/bin/mfa
+gone /usr/lib64/security/pam_mfa.so /usr/lib64/security/libpam_mfa_keys.so /usr/bin/mfa
 expect_mode /var/lib/pam_mfa/devices.db "600 root root"
 
 echo "package-test: all checks passed in $(($(date +%s) - begin)) s"

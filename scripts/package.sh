@@ -28,9 +28,9 @@ install_tool() { # crate version
 install_tool cargo-deb "$CARGO_DEB_VERSION"
 export PATH="$tools/bin:$PATH"
 
-# The release build of just the module, mfa and gen-docs: no test-only feature
+# The release build of just the module, its security-key library, mfa and gen-docs: no test-only feature
 # (soft-fido2) gets in, and gen-docs reuses the release build of the other two.
-cargo build --release --locked -p pam_mfa -p enroll-cli -p pam_mfa-packaging
+cargo build --release --locked -p pam_mfa -p pam_mfa_keys -p enroll-cli -p pam_mfa-packaging
 
 triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 stage=dist/stage
@@ -38,8 +38,12 @@ rm -rf "$stage"
 mkdir -p "$stage"
 target/release/gen-docs "$stage/gen" >/dev/null
 install -D -m 0644 target/release/libpam_mfa.so "$stage/usr/lib/$triplet/security/pam_mfa.so"
+# The security-key half of the module, which pam_mfa.so loads from its own directory only
+# for a login with a security key (README.md, "Performance").
+install -D -m 0644 target/release/libpam_mfa_keys.so "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so"
 install -D -m 4755 target/release/mfa "$stage/usr/bin/mfa"
-strip --strip-unneeded --remove-section=.comment "$stage/usr/lib/$triplet/security/pam_mfa.so" "$stage/usr/bin/mfa"
+strip --strip-unneeded --remove-section=.comment "$stage/usr/lib/$triplet/security/pam_mfa.so" \
+    "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so" "$stage/usr/bin/mfa"
 chmod 4755 "$stage/usr/bin/mfa" # strip rewrites the file
 mkdir -p "$stage/usr/share/man/man1" "$stage/usr/share/man/man8"
 for page in "$stage"/gen/man/*.1; do

@@ -620,6 +620,58 @@ fn fido2_require_never_falls_back_to_a_code() {
     assert_touched_and_accepted(&out);
 }
 
+/// pam_mfa.so loads libpam_mfa_keys.so from the directory it was itself loaded from, and
+/// only a file that root owns and only root can write. Without a usable library a key
+/// login fails closed (a user with a code device is asked for a code instead), and logins
+/// with codes do not need it at all.
+#[test]
+fn the_keys_library_is_found_next_to_the_module_and_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, user, key, dev) = with_both(&[]);
+    let key_only = TestUser::new();
+    enroll_key(&env, key_only.name(), "solo", &key, &[]).assert_success();
+    // The module alone, copied into a directory of its own.
+    let dir = env.path("modules");
+    std::fs::create_dir(&dir).unwrap();
+    let module = dir.join("pam_mfa.so");
+    std::fs::copy(pam_mfa_tests::paths::pam_module(), &module).unwrap();
+    env.write_service_lines(&[format!(
+        "auth required {} db={}",
+        module.display(),
+        env.db().display()
+    )]);
+    let library = dir.join("libpam_mfa_keys.so");
+    let missing = format!("{}: No such file", library.display());
+    let out = at_console(&env, key_only.name(), &key).run();
+    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+        .assert_not_prompted();
+    out.assert_logged(&["cannot use security keys", &missing, "refusing"]);
+    out.assert_module_silent();
+    // A user who also has a code device is asked for a code, and the error is logged.
+    let out = at_console(&env, user.name(), &key)
+        .answer(&env.code(&dev.secret))
+        .run();
+    out.assert_success().assert_prompted(CODE_PROMPT, false);
+    out.assert_logged(&["cannot use security keys", &missing, "asking for a code"]);
+    // A library others could have written is not loaded.
+    std::fs::copy(pam_mfa_tests::paths::keys_library(), &library).unwrap();
+    std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = at_console(&env, key_only.name(), &key).run();
+    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+        .assert_not_prompted();
+    out.assert_logged(&["cannot use security keys", "mode 0666", "not loading it"]);
+    // A library that is not pam_mfa's (no entry point of this interface version).
+    std::fs::copy(pam_mfa_tests::paths::pam_module(), &library).unwrap();
+    std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = at_console(&env, key_only.name(), &key).run();
+    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+        .assert_not_prompted();
+    out.assert_logged(&["pam_mfa_keys_authenticate_v1", "another version of pam_mfa"]);
+    // Root's own copy, mode 0644: the touch works from here too.
+    std::fs::copy(pam_mfa_tests::paths::keys_library(), &library).unwrap();
+    assert_touched_and_accepted(&at_console(&env, key_only.name(), &key).run());
+}
+
 #[test]
 fn module_arguments_are_strict() {
     let (env, user, key) = with_key(&["fido2=sometimes"]);

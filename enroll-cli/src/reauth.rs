@@ -9,7 +9,7 @@
 
 use pam_mfa::clock;
 use pam_mfa::fido2::{self, ceremony};
-use pam_mfa::login::{self, Factors, KeyFailure, Outcome};
+use pam_mfa::login::{self, Factors, Outcome};
 use pam_mfa::names::UserName;
 use pam_mfa::pam::args::ModuleArgs;
 use pam_mfa::store::Store;
@@ -75,7 +75,7 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
         } => {
             let why = match reason {
                 login::Refusal::Key(failure) => {
-                    as_clause(&ceremony::failure_message(&failure, &target.user))
+                    as_clause(&fido2::failure_message(&failure, &target.user))
                 }
                 _ => "that is not a current code of any of your devices (or it was already used)"
                     .to_owned(),
@@ -99,30 +99,18 @@ fn touch_a_key(
     factors: &Factors,
     settings: login::LoginSettings,
 ) -> Result<Outcome, CliError> {
-    let transport = fido2::transport();
-    let touched = if transport.present() {
-        let challenge = fido2::random32()?;
-        ceremony::get_assertion(
-            transport.as_ref(),
-            &factors.fido2,
-            challenge,
-            fido2::timeout(fido2::DEFAULT_TIMEOUT_SECS),
-            &mut AtTerminal,
-        )?
-    } else {
-        Err(KeyFailure::NoKey)
-    };
+    let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential()).collect();
+    let answer = ceremony::authenticate(
+        fido2::transport().as_ref(),
+        &credentials,
+        fido2::timeout(fido2::DEFAULT_TIMEOUT_SECS),
+        &mut AtTerminal,
+    )?;
     let now = clock::now()?;
-    Ok(match touched {
-        Ok(t) => login::verify_assertion(
-            store,
-            user,
-            &t.challenge,
-            &t.allow,
-            &t.assertion,
-            settings,
-            now,
-        )?,
+    Ok(match answer {
+        Ok(verified) => {
+            login::record_key_login(store, user, &factors.fido2, verified, settings, now)?
+        }
         Err(failure) => login::key_failure(store, user, failure, settings, now)?,
     })
 }

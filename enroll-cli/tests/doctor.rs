@@ -92,7 +92,13 @@ impl System {
         sys.write("etc/passwd", PASSWD);
         sys.write("etc/shells", "# /etc/shells\n/bin/sh\n/bin/bash\n");
         sys.write("usr/sbin/sshd", "");
-        for module in ["pam_unix.so", "pam_deny.so", "pam_permit.so", "pam_mfa.so"] {
+        for module in [
+            "pam_unix.so",
+            "pam_deny.so",
+            "pam_permit.so",
+            "pam_mfa.so",
+            "libpam_mfa_keys.so",
+        ] {
             sys.write(&format!("{}/{module}", Self::module_dir()), "");
             chmod(
                 &sys.path(&format!("{}/{module}", Self::module_dir())),
@@ -398,6 +404,38 @@ fn a_missing_module_file_is_a_problem() {
     assert!(fix.starts_with("install pam_mfa.so as "), "{fix}");
     // Both sudo and sshd name it.
     assert_eq!(r.problems().len(), 2, "{}", r.stdout);
+}
+
+/// The module loads its security-key library from its own directory, and only a file
+/// root alone can change: without one, key logins are refused, which is a warning.
+#[test]
+fn the_security_key_library_next_to_the_module_is_checked() {
+    let sys = System::with_device();
+    let library = sys.path(&format!("{}/libpam_mfa_keys.so", System::module_dir()));
+    fs::remove_file(&library).unwrap();
+    let r = sys.doctor();
+    assert_eq!(r.code, Some(0), "a warning only:\n{}", r.stdout);
+    let msg = r.find("warning", "pam", "libpam_mfa_keys.so does not exist")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.contains("logins with a security key are refused"),
+        "{msg}"
+    );
+    let fix = r.fix_of("warning", "pam", "libpam_mfa_keys.so does not exist");
+    assert!(fix.contains("chmod 0644"), "{fix}");
+    sys.write(&format!("{}/libpam_mfa_keys.so", System::module_dir()), "");
+    chmod(&library, 0o666);
+    let r = sys.doctor();
+    r.find(
+        "warning",
+        "pam",
+        "libpam_mfa_keys.so is writable by group or others (mode 0666)",
+    );
+    chmod(&library, 0o644);
+    let r = sys.doctor();
+    assert!(r.with("warning", "pam").is_empty(), "{}", r.stdout);
 }
 
 #[test]

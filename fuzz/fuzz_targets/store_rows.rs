@@ -17,10 +17,15 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use pam_mfa::enrollment;
-use pam_mfa::fido2::transport::RawAssertion;
+use pam_mfa::fido2::ceremony;
+use pam_mfa::fido2::transport::{
+    GetAssertionRequest, KeyInfo, MakeCredentialRequest, RawAssertion, RawAttestation, Transport,
+    TransportError,
+};
 use pam_mfa::login::{self, LoginSettings, Outcome};
 use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::otp::TotpParams;
@@ -325,25 +330,25 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
     );
     let _ = devices::list(store.conn(), user.as_str(), NOW);
     if let Ok(factors) = login::factors(&store, user) {
-        let allow: Vec<Vec<u8>> = factors
-            .fido2
-            .iter()
-            .map(|d| d.credential_id.clone())
-            .collect();
-        let assertion = RawAssertion {
-            credential_id: allow.first().cloned(),
-            auth_data: vec![0x11; 37],
-            signature: vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
+        // The login's ceremony over the (damaged) stored credentials, with a key that
+        // answers for the first of them with made-up data; then the store's record of it.
+        let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential()).collect();
+        let key = MadeUpKey(credentials.first().map(|c| c.credential_id.clone()));
+        let answer =
+            ceremony::authenticate(&key, &credentials, Duration::from_secs(1), &mut Nobody);
+        let verdict = match answer {
+            Ok(Ok(verified)) => login::record_key_login(
+                &mut store,
+                user,
+                &factors.fido2,
+                verified,
+                LoginSettings::default(),
+                NOW,
+            ),
+            Ok(Err(failure)) => {
+                login::key_failure(&mut store, user, failure, LoginSettings::default(), NOW)
+            }
         };
-        let verdict = login::verify_assertion(
-            &mut store,
-            user,
-            &[0x42; 32],
-            &allow,
-            &assertion,
-            LoginSettings::default(),
-            NOW,
-        );
         assert!(
             !matches!(verdict, Ok(Outcome::Accepted { .. })),
             "a made-up security-key answer was accepted: {verdict:?}"
@@ -358,6 +363,45 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
     if finish && let Ok(name) = DeviceName::parse("tablet") {
         let _ = enrollment::finish_totp(&mut store, user, &name, b"123456", b"654321", NOW);
     }
+}
+
+/// A plugged-in key whose every answer is made up: an authenticatorData of the right
+/// length that holds nothing, and a well-formed signature of nothing.
+struct MadeUpKey(Option<Vec<u8>>);
+
+impl Transport for MadeUpKey {
+    fn name(&self) -> &'static str {
+        "made-up"
+    }
+    fn present(&self) -> bool {
+        true
+    }
+    fn info(&self) -> Result<KeyInfo, TransportError> {
+        Ok(KeyInfo::default())
+    }
+    fn make_credential(
+        &self,
+        _: &MakeCredentialRequest<'_>,
+    ) -> Result<RawAttestation, TransportError> {
+        Err(TransportError::NoKey)
+    }
+    fn get_assertion(&self, _: &GetAssertionRequest<'_>) -> Result<RawAssertion, TransportError> {
+        Ok(RawAssertion {
+            credential_id: self.0.clone(),
+            auth_data: vec![0x11; 37],
+            signature: vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
+        })
+    }
+}
+
+/// Nobody at the key: no PIN.
+struct Nobody;
+
+impl ceremony::Person<std::convert::Infallible> for Nobody {
+    fn pin(&mut self) -> Result<Option<pam_mfa::fido2::Pin>, std::convert::Infallible> {
+        Ok(None)
+    }
+    fn touch_cue(&mut self) {}
 }
 
 fn write_template(path: &Path, template: &[u8]) {

@@ -7,8 +7,8 @@
 //! The lock-out state is re-read inside the same transaction for the same reason.
 
 use crate::code::{self, Code, CodeError};
-use crate::fido2::transport::RawAssertion;
-use crate::fido2::verify::{self as fido2_verify, Rejection, StoredCredential};
+use crate::fido2;
+use crate::fido2::ceremony::Verified;
 use crate::hotp::HotpKey;
 use crate::lockout::{FailureState, LockoutPolicy};
 use crate::names::UserName;
@@ -97,37 +97,8 @@ pub enum Refusal {
     Key(KeyFailure),
 }
 
-/// Why a security-key login failed; every one is a refusal that counts toward the
-/// lock-out like a wrong code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyFailure {
-    /// No key is plugged in (and there is no code device to fall back to).
-    NoKey,
-    /// The login is remote: a key on this host cannot be touched from there.
-    Remote,
-    /// The service requires a security key and the user has none registered.
-    NoneRegistered,
-    /// Not touched within the timeout.
-    Timeout,
-    /// The key holds none of the user's credentials (someone else's key).
-    NotRegistered,
-    /// The key answered with a credential that is not one of the user's.
-    UnknownCredential,
-    PinRequired,
-    PinInvalid,
-    PinBlocked,
-    /// The credential requires verification but the key has no PIN and no built-in UV.
-    NoVerification,
-    /// No PIN was typed at the prompt.
-    NoPin,
-    /// The key reported an error.
-    Device(String),
-    /// The key's answer did not verify.
-    Rejected {
-        device: String,
-        why: Rejection,
-    },
-}
+/// Why a security-key login failed (decided by the relying party in [`crate::fido2`]).
+pub use crate::fido2::KeyFailure;
 
 /// What a user can log in with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,17 +160,19 @@ pub fn before_prompt(
     })
 }
 
-/// Checks a key's assertion for `user` and records the outcome (the new sign count, the
-/// failure counter, the last-used time), all in one write transaction.
+/// Records a security-key login whose answer verified (`verified`, from
+/// [`crate::fido2::ceremony::authenticate`] over `credentials`, made from the user's
+/// active keys before the prompt): the new sign count, the failure counter, the last-used
+/// time, all in one write transaction.
 ///
-/// `allow` is the allow list the request was made with: a key may leave the credential
-/// out of its answer only when the list had a single entry.
-pub fn verify_assertion(
+/// The credential is looked up again inside the transaction, and its sign count is
+/// checked again against the count stored now: the key may have been revoked, or another
+/// login may have used it, while this one waited for the touch.
+pub fn record_key_login(
     store: &mut Store,
     user: &UserName,
-    challenge: &[u8; 32],
-    allow: &[Vec<u8>],
-    assertion: &RawAssertion,
+    credentials: &[devices::Fido2Device],
+    verified: Verified,
     settings: LoginSettings,
     now: i64,
 ) -> Result<Outcome> {
@@ -207,28 +180,19 @@ pub fn verify_assertion(
         Ok(attempt) => attempt,
         Err(until) => return Ok(Outcome::Locked { until }),
     };
-    let credential_id = match (&assertion.credential_id, allow) {
-        (Some(id), _) => Some(id.as_slice()),
-        (None, [only]) => Some(only.as_slice()),
-        (None, _) => None,
-    };
-    // Re-read inside the transaction: the sign count compared is the one stored now.
-    let devices = devices::active_fido2(&attempt.tx, attempt.user)?;
-    let device = credential_id.and_then(|id| {
-        devices
-            .iter()
-            .find(|d| d.credential_id == id && allow.iter().any(|a| a == id))
+    let asked = credentials.get(verified.index);
+    let current = devices::active_fido2(&attempt.tx, attempt.user)?;
+    let device = asked.and_then(|asked| {
+        current.iter().find(|d| {
+            d.id == asked.id
+                && d.credential_id == asked.credential_id
+                && d.cose_public_key == asked.cose_public_key
+        })
     });
     let failure = match device {
         None => KeyFailure::UnknownCredential,
         Some(device) => {
-            let stored = StoredCredential {
-                cose_public_key: &device.cose_public_key,
-                rp_id: &device.rp_id,
-                sign_count: device.sign_count,
-                uv_required: device.uv_required,
-            };
-            match fido2_verify::verify_assertion(&stored, assertion, challenge) {
+            match fido2::verify::check_counter(device.sign_count, verified.sign_count) {
                 Ok(count) => {
                     devices::record_fido2_use(&attempt.tx, device.id, count, now)?;
                     return attempt.accept(&device.name);
@@ -798,17 +762,35 @@ mod tests {
 mod key_tests {
     use super::*;
     use crate::fido2::auth_data::{FLAG_UP, build};
+    use crate::fido2::ceremony::{self, Person};
     use crate::fido2::cose::CoseKey;
-    use crate::fido2::verify::{client_data_hash, rp_id_hash};
+    use crate::fido2::transport::{
+        GetAssertionRequest, KeyInfo, MakeCredentialRequest, RawAssertion, RawAttestation,
+        Transport, TransportError,
+    };
+    use crate::fido2::verify::{Rejection, client_data_hash, rp_id_hash};
     use crate::test_support::*;
     use p256::ecdsa::signature::Signer as _;
+    use std::cell::Cell;
+    use std::time::Duration;
 
     const RP: &str = "pam://host";
 
     struct TestKey {
         sk: p256::ecdsa::SigningKey,
         id: Vec<u8>,
-        counter: u32,
+        counter: Cell<u32>,
+    }
+
+    /// How a key's answer departs from a good one.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Answer {
+        /// Counts up by this much and signs the request.
+        Step(u32),
+        /// Leaves the credential id out.
+        WithoutId,
+        /// Signs another challenge than the one asked.
+        OtherChallenge,
     }
 
     impl TestKey {
@@ -832,38 +814,93 @@ mod key_tests {
             )
             .unwrap();
             tx.commit().unwrap();
-            Self { sk, id, counter: 1 }
-        }
-
-        fn answer(&mut self, challenge: &[u8; 32], step: i64) -> RawAssertion {
-            self.counter = self.counter.saturating_add_signed(step as i32);
-            let ad = build(&rp_id_hash(RP), FLAG_UP, self.counter, None);
-            let mut m = ad.clone();
-            m.extend_from_slice(&client_data_hash(challenge));
-            let sig: p256::ecdsa::Signature = self.sk.sign(&m);
-            RawAssertion {
-                credential_id: Some(self.id.clone()),
-                auth_data: ad,
-                signature: sig.to_der().as_bytes().to_vec(),
+            Self {
+                sk,
+                id,
+                counter: Cell::new(1),
             }
         }
     }
 
-    fn check(
-        ts: &mut TempStore,
-        who: &str,
-        allow: &[Vec<u8>],
-        a: &RawAssertion,
-        ch: &[u8; 32],
-    ) -> Outcome {
-        let settings = LoginSettings {
+    /// A plugged-in key answering as told.
+    struct Plugged<'a>(&'a TestKey, Answer);
+
+    impl Transport for Plugged<'_> {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn present(&self) -> bool {
+            true
+        }
+        fn info(&self) -> Result<KeyInfo, TransportError> {
+            Ok(KeyInfo::default())
+        }
+        fn make_credential(
+            &self,
+            _: &MakeCredentialRequest<'_>,
+        ) -> Result<RawAttestation, TransportError> {
+            Err(TransportError::Device("not in these tests".into()))
+        }
+        fn get_assertion(
+            &self,
+            req: &GetAssertionRequest<'_>,
+        ) -> Result<RawAssertion, TransportError> {
+            let Plugged(key, how) = *self;
+            if let Answer::Step(n) = how {
+                key.counter.set(key.counter.get() + n);
+            }
+            let ad = build(&rp_id_hash(RP), FLAG_UP, key.counter.get(), None);
+            let challenge = match how {
+                Answer::OtherChallenge => [2; 32],
+                _ => req.challenge,
+            };
+            let mut m = ad.clone();
+            m.extend_from_slice(&client_data_hash(&challenge));
+            let sig: p256::ecdsa::Signature = key.sk.sign(&m);
+            Ok(RawAssertion {
+                credential_id: (how != Answer::WithoutId).then(|| key.id.clone()),
+                auth_data: ad,
+                signature: sig.to_der().as_bytes().to_vec(),
+            })
+        }
+    }
+
+    struct Nobody;
+
+    impl Person<()> for Nobody {
+        fn pin(&mut self) -> std::result::Result<Option<crate::fido2::Pin>, ()> {
+            Ok(None)
+        }
+        fn touch_cue(&mut self) {}
+    }
+
+    fn settings() -> LoginSettings {
+        LoginSettings {
             lockout: LockoutPolicy {
                 max_failures: 10,
                 lockout_secs: 300,
             },
             ..LoginSettings::default()
-        };
-        verify_assertion(&mut ts.store, &user(who), ch, allow, a, settings, T0).unwrap()
+        }
+    }
+
+    /// A key login of `who` with `key` answering `how`: the ceremony as `mfa` and
+    /// libpam_mfa_keys.so run it, then the store's record of it.
+    fn login_with(ts: &mut TempStore, who: &str, key: &TestKey, how: Answer) -> Outcome {
+        let u = user(who);
+        let snapshot = devices::active_fido2(ts.store.conn(), who).unwrap();
+        let credentials: Vec<_> = snapshot.iter().map(|d| d.credential()).collect();
+        let answer = ceremony::authenticate(
+            &Plugged(key, how),
+            &credentials,
+            Duration::from_secs(1),
+            &mut Nobody,
+        )
+        .unwrap();
+        match answer {
+            Ok(v) => record_key_login(&mut ts.store, &u, &snapshot, v, settings(), T0).unwrap(),
+            Err(f) => key_failure(&mut ts.store, &u, f, settings(), T0).unwrap(),
+        }
     }
 
     fn refused_with(o: &Outcome) -> Option<&KeyFailure> {
@@ -879,20 +916,17 @@ mod key_tests {
     #[test]
     fn accepted_assertion_stores_the_count_and_a_regression_is_refused() {
         let mut ts = temp_store();
-        let mut key = TestKey::register(&mut ts, "alice", "yubi", 3);
-        let allow = vec![key.id.clone()];
-        let ch = [7; 32];
-        let a = key.answer(&ch, 4);
+        let key = TestKey::register(&mut ts, "alice", "yubi", 3);
         assert_eq!(
-            check(&mut ts, "alice", &allow, &a, &ch),
+            login_with(&mut ts, "alice", &key, Answer::Step(4)),
             Outcome::Accepted {
                 device: "yubi".into()
             }
         );
         let stored = devices::active_fido2(ts.store.conn(), "alice").unwrap();
         assert_eq!(stored[0].sign_count, 5);
-        // The same answer again (a replay), and an older count: refused.
-        let o = check(&mut ts, "alice", &allow, &a, &ch);
+        // The same count again (a cloned key, or a replay): refused.
+        let o = login_with(&mut ts, "alice", &key, Answer::Step(0));
         assert!(
             matches!(
                 refused_with(&o),
@@ -908,9 +942,8 @@ mod key_tests {
             auth_state::load(ts.store.conn(), "alice").unwrap().failures,
             1
         );
-        let a = key.answer(&ch, 1);
         assert!(matches!(
-            check(&mut ts, "alice", &allow, &a, &ch),
+            login_with(&mut ts, "alice", &key, Answer::Step(1)),
             Outcome::Accepted { .. }
         ));
         assert_eq!(
@@ -918,52 +951,90 @@ mod key_tests {
             0
         );
         // A key omitting the credential with a one-entry allow list is fine.
-        let mut a = key.answer(&ch, 1);
-        a.credential_id = None;
+        key.counter.set(key.counter.get() + 1);
         assert!(matches!(
-            check(&mut ts, "alice", &allow, &a, &ch),
+            login_with(&mut ts, "alice", &key, Answer::WithoutId),
             Outcome::Accepted { .. }
         ));
     }
 
     #[test]
-    fn credentials_of_other_users_or_outside_the_allow_list_are_refused() {
+    fn credentials_of_other_users_or_without_an_id_among_several_are_refused() {
         let mut ts = temp_store();
-        let mut alice = TestKey::register(&mut ts, "alice", "yubi", 3);
-        let mut bob = TestKey::register(&mut ts, "bob", "yubi", 4);
-        let ch = [1; 32];
-        let b = bob.answer(&ch, 1);
+        let alice = TestKey::register(&mut ts, "alice", "yubi", 3);
+        let bob = TestKey::register(&mut ts, "bob", "yubi", 4);
         assert_eq!(
-            refused_with(&check(&mut ts, "alice", &[alice.id.clone()], &b, &ch)),
-            Some(&KeyFailure::UnknownCredential)
-        );
-        assert_eq!(
-            refused_with(&check(&mut ts, "alice", &[bob.id.clone()], &b, &ch)),
-            Some(&KeyFailure::UnknownCredential)
-        );
-        // Alice's own credential, but not in the allow list of this request.
-        let a = alice.answer(&ch, 1);
-        assert_eq!(
-            refused_with(&check(&mut ts, "alice", &[b"other".to_vec()], &a, &ch)),
-            Some(&KeyFailure::UnknownCredential)
-        );
-        // No credential id with two allowed: which one was it?
-        let mut a2 = alice.answer(&ch, 1);
-        a2.credential_id = None;
-        let two = vec![alice.id.clone(), b"x".to_vec()];
-        assert_eq!(
-            refused_with(&check(&mut ts, "alice", &two, &a2, &ch)),
+            refused_with(&login_with(&mut ts, "alice", &bob, Answer::Step(1))),
             Some(&KeyFailure::UnknownCredential)
         );
         // A wrong challenge.
-        let a = alice.answer(&ch, 1);
         assert!(matches!(
-            refused_with(&check(&mut ts, "alice", &[alice.id.clone()], &a, &[2; 32])),
+            refused_with(&login_with(
+                &mut ts,
+                "alice",
+                &alice,
+                Answer::OtherChallenge
+            )),
             Some(KeyFailure::Rejected {
                 why: Rejection::Signature(_),
                 ..
             })
         ));
+        // No credential id with two allowed: which one was it?
+        let _second = TestKey::register(&mut ts, "alice", "spare", 5);
+        alice.counter.set(alice.counter.get() + 1);
+        assert_eq!(
+            refused_with(&login_with(&mut ts, "alice", &alice, Answer::WithoutId)),
+            Some(&KeyFailure::UnknownCredential)
+        );
+    }
+
+    /// What changed while the key waited for its touch is seen when the login is recorded:
+    /// a key revoked meanwhile, or a count another login already stored.
+    #[test]
+    fn the_record_checks_the_store_as_it_is_now() {
+        let mut ts = temp_store();
+        let _key = TestKey::register(&mut ts, "alice", "yubi", 3);
+        let u = user("alice");
+        let snapshot = devices::active_fido2(ts.store.conn(), "alice").unwrap();
+        let v = |sign_count| Verified {
+            index: 0,
+            sign_count,
+        };
+        // Another login stored 9 meanwhile: an answer with 7 is refused.
+        ts.store
+            .conn()
+            .execute("UPDATE devices SET sign_count = 9", [])
+            .unwrap();
+        let o = record_key_login(&mut ts.store, &u, &snapshot, v(7), settings(), T0).unwrap();
+        assert!(
+            matches!(
+                refused_with(&o),
+                Some(KeyFailure::Rejected {
+                    why: Rejection::CounterRegression { stored: 9, got: 7 },
+                    ..
+                })
+            ),
+            "{o:?}"
+        );
+        // An index the request did not have.
+        let o = record_key_login(
+            &mut ts.store,
+            &u,
+            &snapshot,
+            Verified {
+                index: 1,
+                sign_count: 10,
+            },
+            settings(),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
+        // Revoked meanwhile.
+        ts.store.conn().execute("DELETE FROM devices", []).unwrap();
+        let o = record_key_login(&mut ts.store, &u, &snapshot, v(10), settings(), T0).unwrap();
+        assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
     }
 
     #[test]
@@ -1023,7 +1094,7 @@ mod key_tests {
     #[test]
     fn key_failures_lock_the_user_out_like_wrong_codes() {
         let mut ts = temp_store();
-        let mut key = TestKey::register(&mut ts, "alice", "yubi", 3);
+        let key = TestKey::register(&mut ts, "alice", "yubi", 3);
         let settings = LoginSettings {
             lockout: LockoutPolicy {
                 max_failures: 2,
@@ -1048,19 +1119,13 @@ mod key_tests {
                 ..
             }
         ));
-        let ch = [3; 32];
-        let a = key.answer(&ch, 1);
+        let snapshot = devices::active_fido2(ts.store.conn(), "alice").unwrap();
+        let verified = Verified {
+            index: 0,
+            sign_count: key.counter.get() + 1,
+        };
         assert_eq!(
-            verify_assertion(
-                &mut ts.store,
-                &u,
-                &ch,
-                &[key.id.clone()],
-                &a,
-                settings,
-                T0 + 2
-            )
-            .unwrap(),
+            record_key_login(&mut ts.store, &u, &snapshot, verified, settings, T0 + 2).unwrap(),
             Outcome::Locked { until: T0 + 301 }
         );
         let f = factors(&ts.store, &u).unwrap();

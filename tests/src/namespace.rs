@@ -13,7 +13,8 @@
 //!   rewrite of `common-auth`, sudo's lecture and timestamp files, sshd's wtmp records)
 //!   lands in the temporary directory;
 //! * `pam_mfa.so` (a copy of the built `libpam_mfa.so`) is in the module directory, so
-//!   the guide's lines can name it as `pam_mfa.so`, exactly as after `install.sh`;
+//!   the guide's lines can name it as `pam_mfa.so`, exactly as after `install.sh`, with
+//!   `libpam_mfa_keys.so` next to it;
 //! * the test's store directory is bind-mounted on `/var/lib/pam_mfa`, the default store
 //!   path, so the guide's lines need no `db=` argument;
 //! * `/run` and `/home` are empty tmpfs: sshd gets its privilege-separation directory
@@ -243,13 +244,19 @@ impl Namespace {
             ));
             Self::reattach_and_move(&mut s, target, &stage);
         }
-        // The module under test, by the name the guide uses.
-        s.push_str(&format!(
-            "cp {} {}\nchmod 0644 {}\n",
-            q(&paths::pam_module()),
-            q(&module_dir.join("pam_mfa.so")),
-            q(&module_dir.join("pam_mfa.so"))
-        ));
+        // The module under test, by the name the guide uses, and its security-key
+        // library next to it, as the packages install them.
+        for (built, name) in [
+            (paths::pam_module(), "pam_mfa.so"),
+            (paths::keys_library(), "libpam_mfa_keys.so"),
+        ] {
+            s.push_str(&format!(
+                "cp {} {}\nchmod 0644 {}\n",
+                q(&built),
+                q(&module_dir.join(name)),
+                q(&module_dir.join(name))
+            ));
+        }
         // The store directory at the default path (inside the /var/lib overlay).
         s.push_str(&format!(
             "mkdir -p /var/lib/pam_mfa\nmount -n --bind {} /var/lib/pam_mfa\n",

@@ -104,10 +104,19 @@ fn product_artifact(name: &str, dep_info: &str, checked: &std::sync::OnceLock<Pa
         .clone()
 }
 
-/// The built PAM module, by absolute path as a PAM service file needs it.
+/// The built PAM module, by absolute path as a PAM service file needs it. The module
+/// loads its security-key library from next to itself, so that is checked too.
 pub fn pam_module() -> PathBuf {
     static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    keys_library();
     product_artifact("libpam_mfa.so", "libpam_mfa.d", &CHECKED)
+}
+
+/// The built `libpam_mfa_keys.so`, which pam_mfa.so loads for a security-key login from
+/// the directory it was itself loaded from.
+pub fn keys_library() -> PathBuf {
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    product_artifact("libpam_mfa_keys.so", "libpam_mfa_keys.d", &CHECKED)
 }
 
 /// The built `mfa` command.

@@ -237,11 +237,10 @@ fn check_line(
             ),
             "give the module's absolute path on the line",
         )),
-        Some(file) => {
-            if let Some(f) = module_file_finding(&place, &text, rule, &file) {
-                findings.push(f);
-            }
-        }
+        Some(file) => match module_file_finding(&place, &text, rule, &file) {
+            Some(f) => findings.push(f),
+            None => findings.extend(keys_library_finding(&place, &file)),
+        },
     }
     let mfa = MfaLine {
         file_name: file
@@ -388,16 +387,7 @@ fn module_file_finding(place: &str, text: &str, rule: &Rule, file: &Path) -> Opt
             ));
         }
     };
-    let mode = meta.permissions().mode() & 0o7777;
-    let why = if !meta.is_file() {
-        "is not a regular file".to_owned()
-    } else if meta.uid() != 0 {
-        format!("is owned by uid {}, not root", meta.uid())
-    } else if mode & 0o022 != 0 {
-        format!("is writable by group or others (mode {mode:04o})")
-    } else {
-        return None;
-    };
+    let why = not_roots_alone(&meta)?;
     Some(Finding::problem(
         CHECK,
         format!(
@@ -405,6 +395,47 @@ fn module_file_finding(place: &str, text: &str, rule: &Rule, file: &Path) -> Opt
              every service that loads it"
         ),
         format!("chown root:root {shown} && chmod 0644 {shown}"),
+    ))
+}
+
+/// Why a file is not one that root alone can change, or `None` if it is.
+fn not_roots_alone(meta: &std::fs::Metadata) -> Option<String> {
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.is_file() {
+        Some("is not a regular file".to_owned())
+    } else if meta.uid() != 0 {
+        Some(format!("is owned by uid {}, not root", meta.uid()))
+    } else if mode & 0o022 != 0 {
+        Some(format!("is writable by group or others (mode {mode:04o})"))
+    } else {
+        None
+    }
+}
+
+/// A problem with the security-key library next to a usable module file: the module
+/// loads it from there for a security-key login, and only if root alone can change it
+/// (`pam_mfa::pam::keys_library`). Without it, logins with codes work and logins with a
+/// touch fail closed, so it is a warning.
+fn keys_library_finding(place: &str, module: &Path) -> Option<Finding> {
+    let library = module.with_file_name(pam_mfa::fido2::plugin::LIBRARY_FILE);
+    let shown = library.display();
+    let why = match std::fs::metadata(&library) {
+        Ok(meta) => not_roots_alone(&meta)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+        Err(e) => format!("cannot be read ({e})"),
+    };
+    Some(Finding::warning(
+        CHECK,
+        format!(
+            "{place}: the security-key library {shown} {why}; pam_mfa does not load it, so \
+             logins with a security key are refused (users who also have a code device are \
+             asked for a code)"
+        ),
+        format!(
+            "install libpam_mfa_keys.so next to the module as a root-owned file of mode 0644 \
+             (the packages and scripts/install.sh do): chown root:root {shown} && chmod 0644 \
+             {shown}"
+        ),
     ))
 }
 

@@ -8,7 +8,7 @@
 
 pub mod args;
 mod enroll_at_login;
-mod panic_guard;
+pub mod keys_library;
 mod security_key;
 mod syslog;
 
@@ -23,7 +23,7 @@ use pam::items::RHost;
 use pam::module::{PamHandle, PamHooks};
 
 use crate::clock;
-use crate::fido2::{self, ceremony};
+use crate::fido2;
 use crate::login::{self, Factors, KeyFailure, Outcome, Readiness, Refusal};
 use crate::names::{self, UserName, escape_for_log};
 use crate::store::Store;
@@ -103,8 +103,8 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         }
     };
     let silent = flags & PAM_SILENT != 0;
-    let result =
-        panic_guard::catch(|| run(pamh, &args, &user, &ctx, silent)).unwrap_or_else(|panic| {
+    let result = pam_mfa_fido2::panic_guard::catch(|| run(pamh, &args, &user, &ctx, silent))
+        .unwrap_or_else(|panic| {
             Err((
                 Level::Error,
                 format!("internal error ({panic}); refusing"),

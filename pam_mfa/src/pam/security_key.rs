@@ -1,8 +1,10 @@
 //! The security-key (FIDO2) part of a login: deciding whether a key can be used here,
 //! the touch and PIN through the conversation, and how each failure is told and logged.
-//! The relying-party checks themselves live in [`crate::fido2`] and [`crate::login`].
+//! The relying-party checks themselves are in `libpam_mfa_keys.so` ([`crate::fido2`],
+//! loaded by [`keys_library`]); the store is updated by [`crate::login`].
 
 use super::*;
+use crate::fido2::plugin;
 
 /// The security-key part of the login flow. `Ok(None)`: ask for a code instead (the key
 /// cannot be used here and the user has a code device, or has no key at all).
@@ -46,38 +48,45 @@ pub(super) fn security_key(
         }
         return fail(pamh, store, KeyFailure::Remote);
     }
-    let transport = fido2::transport();
-    if !transport.present() {
-        if prefer && factors.has_totp {
-            debug(pamh, "no security key plugged in: asking for a code");
+    let library = match keys_library::load() {
+        Ok(library) => library,
+        Err(why) if prefer && factors.has_totp => {
+            Logger::new(pamh).log(
+                Level::Error,
+                &format!(
+                    "cannot use security keys: {why}; asking for a code instead ({})",
+                    ctx.describe()
+                ),
+            );
             return Ok(None);
         }
-        return fail(pamh, store, KeyFailure::NoKey);
-    }
-
-    let challenge = fido2::random32().map_err(store_error)?;
-    let timeout = fido2::timeout(args.fido2_timeout);
-    let touched = ceremony::get_assertion(
-        transport.as_ref(),
-        &factors.fido2,
-        challenge,
-        timeout,
+        Err(why) => {
+            return Err((
+                Level::Error,
+                format!("cannot use security keys: {why}; refusing"),
+                PamResultCode::PAM_AUTHINFO_UNAVAIL,
+            ));
+        }
+    };
+    let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential()).collect();
+    let answer = plugin::call(
+        library.entry,
+        &credentials,
+        args.fido2_timeout,
         &mut AtPrompt { pamh, silent },
     )?;
-    match touched {
-        Ok(touched) => {
+    drop(library);
+    match answer {
+        Ok(verified) => {
             let now = clock::now().map_err(store_error)?;
-            let outcome = login::verify_assertion(
-                store,
-                user,
-                &touched.challenge,
-                &touched.allow,
-                &touched.assertion,
-                args.settings,
-                now,
-            )
-            .map_err(store_error)?;
+            let outcome =
+                login::record_key_login(store, user, &factors.fido2, verified, args.settings, now)
+                    .map_err(store_error)?;
             finish(pamh, outcome, user, ctx, silent).map(Some)
+        }
+        Err(KeyFailure::NoKey) if prefer && factors.has_totp => {
+            debug(pamh, "no security key plugged in: asking for a code");
+            Ok(None)
         }
         Err(failure) => fail(pamh, store, failure),
     }
@@ -89,7 +98,7 @@ struct AtPrompt<'a> {
     silent: bool,
 }
 
-impl ceremony::Person<Failure> for AtPrompt<'_> {
+impl fido2::ceremony::Person<Failure> for AtPrompt<'_> {
     fn pin(&mut self) -> Result<Option<fido2::Pin>, Failure> {
         ask_pin(self.pamh)
     }
@@ -145,7 +154,7 @@ pub(super) fn key_refused(
     silent: bool,
 ) -> Failure {
     if !silent {
-        let text = ceremony::failure_message(failure, user);
+        let text = fido2::failure_message(failure, user);
         let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &text));
     }
     let level = match failure {

@@ -1,11 +1,12 @@
 //! Turning a panic (a bug) into a refusal and a syslog line, without a word on the host's
 //! stderr.
 //!
-//! `pam_hooks!` already catches unwinding at the FFI boundary, but Rust's default panic
-//! hook would first print the message and a backtrace to the host's stderr — into an SSH
-//! session or a sudo prompt. This cdylib carries its own copy of the standard library, so
-//! the hook installed here governs only panics in this module's code, never the host's
-//! (even a Rust host), and it lives and dies with the module's own image.
+//! Used at both of pam_mfa's C boundaries: the PAM entry points of pam_mfa.so and the
+//! entry point of libpam_mfa_keys.so. Unwinding must not cross either, and Rust's default
+//! panic hook would first print the message and a backtrace to the host's stderr — into
+//! an SSH session or a sudo prompt. Each of the two libraries carries its own copy of the
+//! standard library, so the hook installed here governs only panics in that library's
+//! code, never the host's (even a Rust host), and it lives and dies with that image.
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};

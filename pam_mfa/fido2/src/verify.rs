@@ -43,6 +43,11 @@ pub enum Rejection {
     CounterRegression { stored: u32, got: u32 },
     #[error("the stored public key is unreadable: {0}")]
     StoredKey(ParseError),
+    /// A rejection as `libpam_mfa_keys.so` described it: what pam_mfa.so gets back through
+    /// the library's C interface ([`crate::plugin`]), which keeps only the counter
+    /// regression's parts (it is logged as a possible clone).
+    #[error("{0}")]
+    Described(String),
 }
 
 impl From<ParseError> for Rejection {
@@ -224,9 +229,13 @@ pub fn verify_assertion(
         &assertion.signature,
     )
     .map_err(Rejection::Signature)?;
-    // WebAuthn §7.2 step 21: a key that counts must count up. Zero on both sides means a
-    // key without a counter.
-    let (stored, got) = (cred.sign_count, auth.sign_count);
+    check_counter(cred.sign_count, auth.sign_count)
+}
+
+/// WebAuthn §7.2 step 21: a key that counts must count up; returns the count to store.
+/// Zero on both sides means a key without a counter. Checked once more by whoever records
+/// the count, against the count stored at that moment.
+pub fn check_counter(stored: u32, got: u32) -> Result<u32, Rejection> {
     if (stored != 0 || got != 0) && got <= stored {
         return Err(Rejection::CounterRegression { stored, got });
     }
@@ -236,8 +245,8 @@ pub fn verify_assertion(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fido2::auth_data::{FLAG_AT, FLAG_UP, FLAG_UV, build};
-    use crate::fido2::cose::tests::{ed_signing_key, p256_signing_key};
+    use crate::auth_data::{FLAG_AT, FLAG_UP, FLAG_UV, build};
+    use crate::cose::tests::{ed_signing_key, p256_signing_key};
     use p256::ecdsa::signature::Signer as _;
 
     const RP: &str = "pam://testhost";

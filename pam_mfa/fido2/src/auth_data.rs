@@ -10,8 +10,8 @@
 
 use ciborium::value::Value;
 
-use super::MAX_CREDENTIAL_ID_LEN;
 use super::cose::{CoseKey, read_item};
+use crate::MAX_CREDENTIAL_ID_LEN;
 
 /// authenticatorData larger than this is refused (real ones are a few hundred bytes).
 pub const MAX_AUTH_DATA_LEN: usize = 4096;
@@ -173,7 +173,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fido2::cose::tests::{ed_signing_key, p256_signing_key};
+    use crate::cose::tests::{ed_signing_key, p256_signing_key};
 
     fn cose() -> Vec<u8> {
         CoseKey::Es256(*p256_signing_key(5).verifying_key()).to_cose()

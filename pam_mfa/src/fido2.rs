@@ -1,68 +1,23 @@
-//! FIDO2 security keys: registering a credential and logging in with a touch.
+//! FIDO2 security keys: what pam_mfa itself decides about them (RP ids, whether a login
+//! is remote, what a failure is called), over the relying party of [`pam_mfa_fido2`].
 //!
-//! The split follows the architecture: a [`transport::Transport`] talks CTAP2 to a key
-//! (over USB HID in [`hid`], or the software authenticator of the tests in `soft`), and
-//! everything a relying party must check (the rpIdHash, the UP and UV flags, the attested
-//! credential data, the attestation and assertion signatures, the sign counter) is done
-//! here, in [`verify`], whichever transport answered. Nothing a key sends is trusted
-//! before it is parsed with bounded lengths ([`auth_data`], [`cose`]) and verified.
-//!
-//! The challenge of every ceremony is 32 fresh random bytes; the clientDataHash the key
-//! signs is SHA-256 of it (what the HID library sends), recomputed here when verifying.
+//! The relying party (transports, ceremony, checks) is a crate of its own that pam_mfa.so
+//! reaches only through `libpam_mfa_keys.so` ([`crate::pam::keys_library`]), so that the
+//! module every login loads does not carry it; `mfa` links it. Its modules are re-exported
+//! here so that the rest of pam_mfa names them in one place.
 
-pub mod auth_data;
-pub mod ceremony;
-pub mod cose;
-pub mod hid;
-#[cfg(feature = "soft-fido2")]
-pub mod soft;
-pub mod transport;
-pub mod verify;
+pub use pam_mfa_fido2::{
+    DEFAULT_TIMEOUT_SECS, KeyFailure, MAX_CREDENTIAL_ID_LEN, MAX_TIMEOUT_SECS, Pin,
+    SOFT_FIDO2_BUILT, SOFT_STATE_VAR, Transport, TransportError, auth_data, ceremony, cose, plugin,
+    timeout, transport, verify,
+};
 
 use std::fmt;
-use std::time::Duration;
 
-use zeroize::Zeroizing;
+use crate::names::UserName;
 
-pub use transport::{Transport, TransportError};
-
-/// The software authenticator is for tests on machines without USB keys. It holds its
-/// private keys in a plain file and obeys test knobs; it must never be in a module that
-/// guards real logins.
-#[cfg(all(feature = "soft-fido2", not(debug_assertions)))]
-compile_error!(
-    "the soft-fido2 feature (a software FIDO2 authenticator for tests) must never be \
-     compiled into a release build; build with `-p pam_mfa -p enroll-cli` without it"
-);
-
-/// The environment variable naming the software authenticator's state file (test builds
-/// with the `soft-fido2` feature only; release builds never read it).
-pub const SOFT_STATE_VAR: &str = "PAM_MFA_SOFT_FIDO2";
-
-/// Whether this build contains the software authenticator (debug builds for tests only;
-/// see the `compile_error!` above). A setuid `mfa` of such a build keeps
-/// [`SOFT_STATE_VAR`] so the tests can prove a device with a touch as a real non-root
-/// user; a release build has no software authenticator and drops it with the rest.
-pub const SOFT_FIDO2_BUILT: bool = cfg!(feature = "soft-fido2");
-
-/// How long a key waits for a touch unless told otherwise.
-pub const DEFAULT_TIMEOUT_SECS: u32 = 30;
-/// The longest touch timeout accepted (module argument and `mfa enroll fido2`).
-pub const MAX_TIMEOUT_SECS: u32 = 120;
-/// WebAuthn's bound on a credential id.
-pub const MAX_CREDENTIAL_ID_LEN: usize = 1023;
 /// Longest RP id accepted (DNS names are at most 253 characters).
 pub const MAX_RP_ID_LEN: usize = 255;
-
-/// The key transport for this process: the software authenticator when this is a test
-/// build and `PAM_MFA_SOFT_FIDO2` names its state file, otherwise USB HID.
-pub fn transport() -> Box<dyn Transport> {
-    #[cfg(feature = "soft-fido2")]
-    if let Some(path) = std::env::var_os(SOFT_STATE_VAR).filter(|p| !p.is_empty()) {
-        return Box::new(soft::SoftAuthenticator::new(path.into()));
-    }
-    Box::new(hid::HidTransport::new())
-}
 
 /// The RP id a credential is registered under when none is given: fixed at registration
 /// and stored with the credential, so renaming the host later locks nobody out.
@@ -121,18 +76,8 @@ pub fn is_remote(rhost: Option<&[u8]>, in_ssh_session: bool) -> bool {
 
 /// 32 random bytes from the kernel: challenges and user handles.
 pub fn random32() -> crate::Result<[u8; 32]> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| crate::Error::Random(e.to_string()))?;
-    Ok(b)
+    pam_mfa_fido2::random32().map_err(|e| crate::Error::Random(e.to_string()))
 }
-
-/// A touch timeout from a number of seconds, within 1..=[`MAX_TIMEOUT_SECS`].
-pub fn timeout(secs: u32) -> Duration {
-    Duration::from_secs(u64::from(secs.clamp(1, MAX_TIMEOUT_SECS)))
-}
-
-/// A PIN as typed: wiped when dropped, never logged.
-pub type Pin = Zeroizing<String>;
 
 /// What can go wrong registering a key, worded for the person at the terminal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,6 +124,38 @@ impl From<TransportError> for Fido2Error {
             }
             TransportError::Device(d) => Self::Device(d),
         }
+    }
+}
+
+/// What the person is told about a security-key failure (at the login prompt, or by
+/// `mfa`); the log wording, which may say more, is the module's.
+pub fn failure_message(f: &KeyFailure, user: &UserName) -> String {
+    match f {
+        KeyFailure::NoKey => {
+            "No security key found. Plug in your security key and try again.".to_owned()
+        }
+        KeyFailure::Remote => "Security keys can only be used at this computer, not over a \
+                               remote login."
+            .to_owned(),
+        KeyFailure::NoneRegistered => {
+            format!("A security key is required here, and {user} has none registered.")
+        }
+        KeyFailure::Timeout => "The security key was not touched in time.".to_owned(),
+        KeyFailure::NotRegistered | KeyFailure::UnknownCredential => {
+            format!("This security key is not registered for {user}.")
+        }
+        KeyFailure::PinRequired | KeyFailure::NoPin => {
+            "The security key's PIN is required.".to_owned()
+        }
+        KeyFailure::PinInvalid => "Wrong security key PIN.".to_owned(),
+        KeyFailure::PinBlocked => {
+            "The security key's PIN is blocked. Reset the key, or use another device.".to_owned()
+        }
+        KeyFailure::NoVerification => {
+            "This security key needs a PIN for this login, and it has none set.".to_owned()
+        }
+        KeyFailure::Device(_) => "The security key did not answer correctly.".to_owned(),
+        KeyFailure::Rejected { .. } => "The security key's answer was not accepted.".to_owned(),
     }
 }
 
@@ -238,12 +215,5 @@ mod tests {
         assert!(is_remote(None, true));
         assert!(is_remote(Some(b"127.0.0.1"), true));
         assert!(is_remote(Some(b"\xff\xfe"), false));
-    }
-
-    #[test]
-    fn timeouts_are_clamped() {
-        assert_eq!(timeout(0), Duration::from_secs(1));
-        assert_eq!(timeout(30), Duration::from_secs(30));
-        assert_eq!(timeout(10_000), Duration::from_secs(120));
     }
 }

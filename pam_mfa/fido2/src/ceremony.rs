@@ -1,0 +1,224 @@
+//! Logging in with a touch: asking a plugged-in key to prove one of the user's
+//! credentials (getAssertion) and checking its answer, shared by the login (through
+//! `libpam_mfa_keys.so` and the PAM conversation) and by `mfa` when a user proves an
+//! existing device with a touch. What is decided here is recorded by the caller in the
+//! store, which checks the sign count again inside its write transaction.
+
+use std::time::Duration;
+
+use super::Pin;
+use super::transport::{GetAssertionRequest, RawAssertion, Transport, TransportError};
+use super::verify::{self, Rejection, StoredCredential};
+
+/// One of the user's registered credentials, as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The device name, for messages and logs.
+    pub name: String,
+    pub credential_id: Vec<u8>,
+    /// The COSE public key, as registered.
+    pub cose_public_key: Vec<u8>,
+    /// The last sign count seen; a key that counts must go above it.
+    pub sign_count: u32,
+    /// The RP id the credential was registered under (e.g. `pam://host`).
+    pub rp_id: String,
+    /// Whether logging in with it requires user verification (the key's PIN).
+    pub uv_required: bool,
+}
+
+/// An answer that verified: which credential signed, and the sign count it reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Index into the credentials [`authenticate`] was given.
+    pub index: usize,
+    pub sign_count: u32,
+}
+
+/// Why a security-key login failed; every one is a refusal that counts toward the
+/// lock-out like a wrong code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFailure {
+    /// No key is plugged in (and there is no code device to fall back to).
+    NoKey,
+    /// The login is remote: a key on this host cannot be touched from there.
+    Remote,
+    /// The service requires a security key and the user has none registered.
+    NoneRegistered,
+    /// Not touched within the timeout.
+    Timeout,
+    /// The key holds none of the user's credentials (someone else's key).
+    NotRegistered,
+    /// The key answered with a credential that is not one of the user's.
+    UnknownCredential,
+    PinRequired,
+    PinInvalid,
+    PinBlocked,
+    /// The credential requires verification but the key has no PIN and no built-in UV.
+    NoVerification,
+    /// No PIN was typed at the prompt.
+    NoPin,
+    /// The key reported an error.
+    Device(String),
+    /// The key's answer did not verify.
+    Rejected {
+        device: String,
+        why: Rejection,
+    },
+}
+
+/// The person at the key, reached through whatever the caller talks through.
+pub trait Person<E> {
+    /// The key's PIN (asked with echo off); `None` when nothing usable was typed.
+    fn pin(&mut self) -> Result<Option<Pin>, E>;
+    /// Tells the person to touch the key; a courtesy that cannot fail the ceremony.
+    fn touch_cue(&mut self);
+}
+
+/// Asks the plugged-in key to prove one of `credentials` and verifies the answer
+/// (WebAuthn §7.2: the credential is one of these and was in the request's allow list,
+/// rpIdHash, UP, UV when required, the signature over a fresh challenge, the sign count
+/// against the one given).
+///
+/// One getAssertion request is made per RP id the credentials were registered under
+/// (almost always one), each with all of that RP's credentials in the allow list. The PIN
+/// is asked for only when a credential requires verification and the key has one set.
+/// A key that is not plugged in is reported as [`KeyFailure::NoKey`] before anything is
+/// asked of the person.
+///
+/// The outer error is the caller's own (a failed conversation); the inner one is why the
+/// key could not be used, which counts toward the lock-out like a wrong code.
+pub fn authenticate<E>(
+    transport: &dyn Transport,
+    credentials: &[Credential],
+    timeout: Duration,
+    person: &mut dyn Person<E>,
+) -> Result<Result<Verified, KeyFailure>, E> {
+    let challenge = match super::random32() {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(KeyFailure::Device(format!("no random challenge: {e}")))),
+    };
+    let (allow, assertion) =
+        match get_assertion(transport, credentials, challenge, timeout, person)? {
+            Ok(answer) => answer,
+            Err(failure) => return Ok(Err(failure)),
+        };
+    Ok(check_answer(credentials, &allow, &assertion, &challenge))
+}
+
+/// Which of `credentials` answered, and whether its answer verifies.
+///
+/// A key may leave the credential out of its answer only when the allow list had a
+/// single entry; a credential outside the allow list is refused even if it is the user's.
+fn check_answer(
+    credentials: &[Credential],
+    allow: &[Vec<u8>],
+    assertion: &RawAssertion,
+    challenge: &[u8; 32],
+) -> Result<Verified, KeyFailure> {
+    let credential_id = match (&assertion.credential_id, allow) {
+        (Some(id), _) => id.as_slice(),
+        (None, [only]) => only.as_slice(),
+        (None, _) => return Err(KeyFailure::UnknownCredential),
+    };
+    if !allow.iter().any(|a| a == credential_id) {
+        return Err(KeyFailure::UnknownCredential);
+    }
+    let Some(index) = credentials
+        .iter()
+        .position(|c| c.credential_id == credential_id)
+    else {
+        return Err(KeyFailure::UnknownCredential);
+    };
+    let c = &credentials[index];
+    let stored = StoredCredential {
+        cose_public_key: &c.cose_public_key,
+        rp_id: &c.rp_id,
+        sign_count: c.sign_count,
+        uv_required: c.uv_required,
+    };
+    verify::verify_assertion(&stored, assertion, challenge)
+        .map(|sign_count| Verified { index, sign_count })
+        .map_err(|why| KeyFailure::Rejected {
+            device: c.name.clone(),
+            why,
+        })
+}
+
+/// A key's answer, with the allow list of the request it answered.
+type Answer = (Vec<Vec<u8>>, RawAssertion);
+
+/// The getAssertion requests: the allow list of the one that was answered, and the answer.
+fn get_assertion<E>(
+    transport: &dyn Transport,
+    credentials: &[Credential],
+    challenge: [u8; 32],
+    timeout: Duration,
+    person: &mut dyn Person<E>,
+) -> Result<Result<Answer, KeyFailure>, E> {
+    let mut groups: Vec<(&str, Vec<Vec<u8>>, bool)> = Vec::new();
+    for c in credentials {
+        match groups.iter_mut().find(|(rp, _, _)| *rp == c.rp_id) {
+            Some((_, ids, uv)) => {
+                ids.push(c.credential_id.clone());
+                *uv |= c.uv_required;
+            }
+            None => groups.push((&c.rp_id, vec![c.credential_id.clone()], c.uv_required)),
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Err(KeyFailure::NoneRegistered));
+    }
+    let needs_uv = groups.iter().any(|(_, _, uv)| *uv);
+    let info = match transport.info() {
+        Ok(info) => info,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let pin = if !needs_uv {
+        None
+    } else if info.pin_set {
+        match person.pin()? {
+            Some(pin) => Some(pin),
+            None => return Ok(Err(KeyFailure::NoPin)),
+        }
+    } else if info.builtin_uv {
+        None
+    } else {
+        return Ok(Err(KeyFailure::NoVerification));
+    };
+    person.touch_cue();
+    let mut last = KeyFailure::NotRegistered;
+    let count = groups.len();
+    for (i, (rp_id, allow, uv)) in groups.into_iter().enumerate() {
+        let request = GetAssertionRequest {
+            rp_id,
+            challenge,
+            allow: &allow,
+            pin: pin.as_ref().filter(|_| uv).map(|p| p.as_str()),
+            uv: uv && pin.is_none(),
+            timeout,
+        };
+        match transport.get_assertion(&request) {
+            Ok(assertion) => return Ok(Ok((allow, assertion))),
+            Err(TransportError::NoCredentials) if i + 1 < count => {}
+            Err(e) => {
+                last = e.into();
+                break;
+            }
+        }
+    }
+    Ok(Err(last))
+}
+
+impl From<TransportError> for KeyFailure {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::NoKey => KeyFailure::NoKey,
+            TransportError::Timeout => KeyFailure::Timeout,
+            TransportError::NoCredentials | TransportError::Excluded => KeyFailure::NotRegistered,
+            TransportError::PinRequired => KeyFailure::PinRequired,
+            TransportError::PinInvalid => KeyFailure::PinInvalid,
+            TransportError::PinBlocked => KeyFailure::PinBlocked,
+            TransportError::Device(d) => KeyFailure::Device(d),
+        }
+    }
+}
