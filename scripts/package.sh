@@ -45,6 +45,14 @@ install -D -m 4755 target/release/mfa "$stage/usr/bin/mfa"
 strip --strip-unneeded --remove-section=.comment "$stage/usr/lib/$triplet/security/pam_mfa.so" \
     "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so" "$stage/usr/bin/mfa"
 chmod 4755 "$stage/usr/bin/mfa" # strip rewrites the file
+# The software FIDO2 authenticator of the tests must never ship; its compile_error!
+# guards debug-less builds, and this guards what is actually packaged.
+for f in "$stage/usr/lib/$triplet/security/pam_mfa.so" \
+    "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so" "$stage/usr/bin/mfa"; do
+    if grep -q PAM_MFA_SOFT_FIDO2 "$f"; then
+        die "$f contains the tests' software authenticator; build without the soft-fido2 feature"
+    fi
+done
 mkdir -p "$stage/usr/share/man/man1" "$stage/usr/share/man/man8"
 for page in "$stage"/gen/man/*.1; do
     gzip -9n -c "$page" >"$stage/usr/share/man/man1/$(basename "$page").gz"

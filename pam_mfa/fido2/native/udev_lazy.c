@@ -1,5 +1,6 @@
 /*
- * libudev, loaded when a security key is first looked for rather than with pam_mfa.so.
+ * libudev, loaded when a security key is first looked for rather than with the library
+ * that uses it (libpam_mfa_keys.so, or mfa).
  *
  * The USB HID transport (ctap-hid-fido2 → hidapi's hidraw backend) enumerates keys with
  * libudev. Linked normally, libudev.so.1 would be loaded, relocated and initialised by
@@ -9,8 +10,10 @@
  * libudev.so.1 and resolves all 16 at once. If it cannot be loaded, udev_new() returns
  * NULL, which hidapi reports as an error: no key is found, nothing crashes.
  *
- * The functions are hidden: pam_mfa.so still exports only the pam_sm_* entry points. The
- * library is released again when pam_mfa.so itself is unloaded (the destructor below).
+ * The functions are hidden: libpam_mfa_keys.so exports only its one entry point. libudev
+ * is released again if the library that loaded it is ever unloaded (the destructor
+ * below; pam_mfa.so loads libpam_mfa_keys.so RTLD_NODELETE, so in the module that is at
+ * the process's exit).
  */
 #include <dlfcn.h>
 #include <pthread.h>

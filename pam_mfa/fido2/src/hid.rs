@@ -110,13 +110,14 @@ fn with_deadline<T, E: std::fmt::Display>(
                 }
             });
         let result = panic::catch_unwind(AssertUnwindSafe(call));
-        // Wakes the watchdog (its receiver sees the sender gone) before the scope joins it.
+        // Wakes the watchdog (its receiver sees the sender gone) and waits for its thread
+        // to end: the scope alone waits only for its closure, not for the thread's exit.
         drop(done);
-        match watchdog {
-            Ok(_) => result,
-            // No watchdog thread: the key's own timeout (about 30 s) still applies.
-            Err(_) => result,
+        // No watchdog thread (Err): the key's own timeout (about 30 s) still applies.
+        if let Ok(watchdog) = watchdog {
+            let _ = watchdog.join();
         }
+        result
     });
     match result {
         Ok(Ok(v)) => Ok(v),

@@ -40,7 +40,8 @@ pub use transport::{Transport, TransportError};
 #[cfg(all(feature = "soft-fido2", not(debug_assertions)))]
 compile_error!(
     "the soft-fido2 feature (a software FIDO2 authenticator for tests) must never be \
-     compiled into a release build; build with `-p pam_mfa -p enroll-cli` without it"
+     compiled into a release build; build with `-p pam_mfa -p pam_mfa_keys -p enroll-cli` \
+     without it"
 );
 
 /// The environment variable naming the software authenticator's state file (test builds

@@ -11,12 +11,20 @@
 //!
 //! Only plain C data crosses: the two libraries each have their own copy of the standard
 //! library and allocator, so nothing allocated on one side is freed on the other. The
-//! entry point's name carries the interface version: a library from another version of
-//! pam_mfa is not found, and the key login fails closed.
+//! entry point's name carries the interface version, so a library of another interface is
+//! not found; and since a name alone proves little (a layout changed without renaming, a
+//! library from a half-finished upgrade), both structs start with [`ABI_VERSION`] and the
+//! sizes each side expects, success is a status no zeroed or foreign reply can hold by
+//! chance, and the reply must echo the request's fresh nonce. Anything else fails closed.
+//! Neither side lets a panic unwind across the boundary: the library catches its own in
+//! [`serve`], and the caller's callbacks catch theirs and raise them again once the entry
+//! point has returned, where the module's guard turns them into a refusal.
 //!
 //! [`authenticate`]: crate::ceremony::authenticate
 
+use std::any::Any;
 use std::ffi::{CStr, c_int, c_void};
+use std::panic::{self, AssertUnwindSafe};
 
 use zeroize::Zeroizing;
 
@@ -31,6 +39,9 @@ pub const ENTRY_SYMBOL: &CStr = c"pam_mfa_keys_authenticate_v1";
 pub const LIBRARY_FILE: &str = "libpam_mfa_keys.so";
 
 pub type Entry = unsafe extern "C" fn(request: *const Request, reply: *mut Reply);
+
+/// The version of [`Request`] and [`Reply`]: raised with any change to either.
+pub const ABI_VERSION: u32 = 1;
 
 /// Longest PIN passed (CTAP2 allows 63 bytes; the prompt accepts up to 255).
 pub const PIN_CAP: usize = 255;
@@ -61,6 +72,13 @@ pub const PIN_CONVERSATION_FAILED: c_int = 2;
 
 #[repr(C)]
 pub struct Request {
+    /// [`ABI_VERSION`]; first, so that any version can read it.
+    pub abi: u32,
+    /// `size_of::<Request>()` and `size_of::<Reply>()` as the caller was built with them.
+    pub request_size: u32,
+    pub reply_size: u32,
+    /// Fresh random bytes, which a reply must echo to count.
+    pub nonce: [u8; 16],
     pub credentials: *const CCredential,
     pub count: usize,
     pub timeout_secs: u32,
@@ -68,21 +86,26 @@ pub struct Request {
     pub person: *mut c_void,
     /// Asks for the key's PIN: writes at most `cap` bytes to `buf` and their number to
     /// `len`, and returns [`PIN_GIVEN`], [`PIN_NONE`] or [`PIN_CONVERSATION_FAILED`].
-    pub ask_pin: unsafe extern "C" fn(
-        person: *mut c_void,
-        buf: *mut u8,
-        cap: usize,
-        len: *mut usize,
-    ) -> c_int,
-    pub touch_cue: unsafe extern "C" fn(person: *mut c_void),
+    /// Null is a malformed request.
+    pub ask_pin: Option<AskPin>,
+    /// Null is a malformed request.
+    pub touch_cue: Option<TouchCue>,
 }
+
+pub type AskPin =
+    unsafe extern "C" fn(person: *mut c_void, buf: *mut u8, cap: usize, len: *mut usize) -> c_int;
+pub type TouchCue = unsafe extern "C" fn(person: *mut c_void);
 
 /// What came of a request. `status` is one of the `STATUS_*` values; `index` names the
 /// credential for [`STATUS_VERIFIED`], [`STATUS_REJECTED`] and
 /// [`STATUS_COUNTER_REGRESSION`].
 #[repr(C)]
 pub struct Reply {
+    /// [`ABI_VERSION`].
+    pub abi: u32,
     pub status: u32,
+    /// The request's nonce.
+    pub nonce: [u8; 16],
     pub index: usize,
     /// The new sign count ([`STATUS_VERIFIED`]), or what the key said
     /// ([`STATUS_COUNTER_REGRESSION`]).
@@ -93,7 +116,8 @@ pub struct Reply {
     pub detail: [u8; DETAIL_CAP],
 }
 
-pub const STATUS_VERIFIED: u32 = 0;
+/// Success: a value that no zeroed, truncated or foreign reply holds by chance.
+pub const STATUS_VERIFIED: u32 = 0x5645_5249;
 /// The PIN prompt failed: the caller's own error, which it kept.
 pub const STATUS_CONVERSATION: u32 = 1;
 pub const STATUS_NO_KEY: u32 = 2;
@@ -118,6 +142,8 @@ pub const STATUS_INTERNAL: u32 = 16;
 impl Reply {
     pub const fn empty() -> Self {
         Self {
+            abi: 0,
+            nonce: [0; 16],
             status: STATUS_INTERNAL,
             index: 0,
             sign_count: 0,
@@ -150,10 +176,12 @@ impl Reply {
 /// failed, which the caller reports itself.
 fn encode(outcome: Result<Verified, KeyFailure>, credentials: &[Credential]) -> Reply {
     let index_of = |device: &str| {
-        credentials
-            .iter()
-            .position(|c| c.name == device)
-            .unwrap_or(0)
+        let found = credentials.iter().position(|c| c.name == device);
+        debug_assert!(
+            found.is_some(),
+            "a failure names no credential of the request"
+        );
+        found.unwrap_or(0)
     };
     let simple = |status| Reply::with(status, 0, "");
     match outcome {
@@ -194,10 +222,18 @@ fn encode(outcome: Result<Verified, KeyFailure>, credentials: &[Credential]) -> 
 }
 
 /// The reply as the caller acts on it; `None` for [`STATUS_CONVERSATION`]. Anything the
-/// caller cannot make sense of (an unknown status, an index out of range) is a failure.
-fn decode(reply: &Reply, names: &[&str]) -> Option<Result<Verified, KeyFailure>> {
+/// caller cannot make sense of (another interface version, a nonce that is not the
+/// request's, an unknown status, an index out of range) is a failure.
+fn decode(reply: &Reply, nonce: &[u8; 16], names: &[&str]) -> Option<Result<Verified, KeyFailure>> {
     let named = |index: usize| names.get(index).map(|n| (*n).to_owned());
     let internal = |what: String| Err(KeyFailure::Device(what));
+    if reply.abi != ABI_VERSION || reply.nonce != *nonce {
+        return Some(internal(format!(
+            "security-key library: no reply to this request (interface version {}, \
+             expected {ABI_VERSION})",
+            reply.abi
+        )));
+    }
     Some(match reply.status {
         STATUS_VERIFIED => match named(reply.index) {
             Some(_) => Ok(Verified {
@@ -261,26 +297,39 @@ pub fn call<E>(
             uv_required: u8::from(c.uv_required),
         })
         .collect();
+    let nonce = match nonce() {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(KeyFailure::Device(format!("no random nonce: {e}")))),
+    };
     let mut bridge = Bridge {
         person,
         failed: None,
+        panicked: None,
     };
     let request = Request {
+        abi: ABI_VERSION,
+        request_size: struct_size::<Request>(),
+        reply_size: struct_size::<Reply>(),
+        nonce,
         credentials: c.as_ptr(),
         count: c.len(),
         timeout_secs,
         person: (&raw mut bridge).cast(),
-        ask_pin: ask_pin::<E>,
-        touch_cue: touch_cue::<E>,
+        ask_pin: Some(ask_pin::<E>),
+        touch_cue: Some(touch_cue::<E>),
     };
     let mut reply = Reply::empty();
     // SAFETY: `request` and everything it points to (`c`, the credentials' bytes, the
-    // bridge) live until this call returns; the callbacks match the types the entry point
-    // was built with (the versioned symbol name guarantees the same interface), and
-    // `reply` is a valid, writable Reply.
+    // bridge) live until this call returns; `entry` has the type the library defines its
+    // entry point with (the versioned symbol name), the library checks the request's
+    // version and sizes before it uses anything else in it, and `reply` is a valid,
+    // writable Reply of the size the request states.
     unsafe { entry(&request, &mut reply) };
+    if let Some(payload) = bridge.panicked.take() {
+        panic::resume_unwind(payload);
+    }
     let names: Vec<&str> = credentials.iter().map(|c| c.name.as_str()).collect();
-    match decode(&reply, &names) {
+    match decode(&reply, &nonce, &names) {
         Some(outcome) => Ok(outcome),
         None => match bridge.failed.take() {
             Some(e) => Err(e),
@@ -291,10 +340,24 @@ pub fn call<E>(
     }
 }
 
-/// The caller's person behind the C callbacks, and its error if the PIN prompt failed.
+/// 16 random bytes from the kernel.
+fn nonce() -> Result<[u8; 16], getrandom::Error> {
+    let mut n = [0u8; 16];
+    getrandom::fill(&mut n)?;
+    Ok(n)
+}
+
+/// A struct's size as the interface carries it.
+fn struct_size<T>() -> u32 {
+    u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX)
+}
+
+/// The caller's person behind the C callbacks: its error if the PIN prompt failed, and a
+/// panic of its own, kept to be raised again on this side of the boundary.
 struct Bridge<'a, E> {
     person: &'a mut dyn Person<E>,
     failed: Option<E>,
+    panicked: Option<Box<dyn Any + Send>>,
 }
 
 unsafe extern "C" fn ask_pin<E>(
@@ -306,8 +369,9 @@ unsafe extern "C" fn ask_pin<E>(
     // SAFETY: `person` is the `Bridge<E>` that `call` put in the request, alive and not
     // otherwise borrowed while the entry point runs.
     let bridge = unsafe { &mut *person.cast::<Bridge<'_, E>>() };
-    match bridge.person.pin() {
-        Ok(Some(pin)) if pin.len() <= cap && !buf.is_null() && !len.is_null() => {
+    let asked = panic::catch_unwind(AssertUnwindSafe(|| bridge.person.pin()));
+    match asked {
+        Ok(Ok(Some(pin))) if pin.len() <= cap && !buf.is_null() && !len.is_null() => {
             // SAFETY: the library passed a writable buffer of `cap` bytes and a writable
             // length; the PIN fits.
             unsafe {
@@ -316,9 +380,13 @@ unsafe extern "C" fn ask_pin<E>(
             }
             PIN_GIVEN
         }
-        Ok(_) => PIN_NONE,
-        Err(e) => {
+        Ok(Ok(_)) => PIN_NONE,
+        Ok(Err(e)) => {
             bridge.failed = Some(e);
+            PIN_CONVERSATION_FAILED
+        }
+        Err(payload) => {
+            bridge.panicked = Some(payload);
             PIN_CONVERSATION_FAILED
         }
     }
@@ -327,7 +395,9 @@ unsafe extern "C" fn ask_pin<E>(
 unsafe extern "C" fn touch_cue<E>(person: *mut c_void) {
     // SAFETY: as in `ask_pin`.
     let bridge = unsafe { &mut *person.cast::<Bridge<'_, E>>() };
-    bridge.person.touch_cue();
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| bridge.person.touch_cue())) {
+        bridge.panicked.get_or_insert(payload);
+    }
 }
 
 /// The library's side of the entry point: checks and copies the request, runs the
@@ -339,15 +409,34 @@ unsafe extern "C" fn touch_cue<E>(person: *mut c_void) {
 /// [`CCredential`]s, each pointer valid for its length, all alive for the call; `reply`
 /// must point to a writable [`Reply`].
 pub unsafe fn serve(request: *const Request, reply: *mut Reply) {
-    if reply.is_null() {
+    if reply.is_null() || request.is_null() {
         return;
     }
+    // SAFETY: the caller's contract; `abi` is the first field of every version's Request.
+    let abi = unsafe { request.cast::<u32>().read() };
+    let sizes = if abi == ABI_VERSION {
+        // SAFETY: the caller's contract; a Request of this version.
+        unsafe { ((*request).request_size, (*request).reply_size) }
+    } else {
+        (0, 0)
+    };
+    if sizes != (struct_size::<Request>(), struct_size::<Reply>()) {
+        // Another interface: nothing else in the request can be read, nor the reply
+        // written. The caller's own reply, untouched, does not count.
+        return;
+    }
+    // SAFETY: the caller's contract; a Request of this version and size.
+    let nonce = unsafe { (*request).nonce };
     let outcome = crate::panic_guard::catch(|| {
         // SAFETY: the caller's contract, above.
         let request = unsafe { request.as_ref() }?;
         // SAFETY: the caller's contract, above.
         let credentials = unsafe { copy_credentials(request) }?;
-        let mut person = Callbacks { request };
+        let mut person = Callbacks {
+            request,
+            ask_pin: request.ask_pin?,
+            touch_cue: request.touch_cue?,
+        };
         let transport = crate::transport();
         let timeout = crate::timeout(request.timeout_secs);
         Some(
@@ -357,12 +446,14 @@ pub unsafe fn serve(request: *const Request, reply: *mut Reply) {
             },
         )
     });
-    let answer = match outcome {
+    let mut answer = match outcome {
         Ok(Some(r)) => r,
         Ok(None) => Reply::with(STATUS_INTERNAL, 0, "malformed request"),
         Err(panic) => Reply::with(STATUS_INTERNAL, 0, &format!("panic: {panic}")),
     };
-    // SAFETY: the caller's contract, above; checked non-null.
+    answer.abi = ABI_VERSION;
+    answer.nonce = nonce;
+    // SAFETY: the caller's contract, above: a writable Reply of this size; checked non-null.
     unsafe { reply.write(answer) };
 }
 
@@ -412,6 +503,8 @@ unsafe fn borrowed<'a>(p: *const u8, len: usize, max: usize) -> Option<&'a [u8]>
 /// The person, reached through the request's callbacks.
 struct Callbacks<'a> {
     request: &'a Request,
+    ask_pin: AskPin,
+    touch_cue: TouchCue,
 }
 
 /// The PIN prompt failed; the caller holds the reason.
@@ -423,9 +516,8 @@ impl Person<ConversationFailed> for Callbacks<'_> {
         let mut len = 0usize;
         // SAFETY: the callback and `person` come from the caller, who keeps them valid for
         // the call; `buf` is writable for PIN_CAP bytes and `len` is writable.
-        let status = unsafe {
-            (self.request.ask_pin)(self.request.person, buf.as_mut_ptr(), PIN_CAP, &mut len)
-        };
+        let status =
+            unsafe { (self.ask_pin)(self.request.person, buf.as_mut_ptr(), PIN_CAP, &mut len) };
         match status {
             PIN_GIVEN => Ok(buf
                 .get(..len)
@@ -439,13 +531,15 @@ impl Person<ConversationFailed> for Callbacks<'_> {
 
     fn touch_cue(&mut self) {
         // SAFETY: as in `pin`.
-        unsafe { (self.request.touch_cue)(self.request.person) }
+        unsafe { (self.touch_cue)(self.request.person) }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NONCE: [u8; 16] = [7; 16];
 
     fn creds() -> Vec<Credential> {
         ["yubi", "backup"]
@@ -459,6 +553,14 @@ mod tests {
                 uv_required: false,
             })
             .collect()
+    }
+
+    /// `encode`'s reply as `serve` sends it: stamped with the version and the nonce.
+    fn sent(outcome: Result<Verified, KeyFailure>, c: &[Credential]) -> Reply {
+        let mut r = encode(outcome, c);
+        r.abi = ABI_VERSION;
+        r.nonce = NONCE;
+        r
     }
 
     /// Every outcome survives the trip through a [`Reply`]; a rejection keeps its words.
@@ -489,10 +591,14 @@ mod tests {
             }),
         ];
         for case in cases {
-            let reply = encode(case.clone(), &c);
-            assert_eq!(decode(&reply, &names), Some(case.clone()), "{case:?}");
+            let reply = sent(case.clone(), &c);
+            assert_eq!(
+                decode(&reply, &NONCE, &names),
+                Some(case.clone()),
+                "{case:?}"
+            );
         }
-        let reply = encode(
+        let reply = sent(
             Err(KeyFailure::Rejected {
                 device: "backup".to_owned(),
                 why: Rejection::UserPresence,
@@ -500,7 +606,7 @@ mod tests {
             &c,
         );
         assert_eq!(
-            decode(&reply, &names),
+            decode(&reply, &NONCE, &names),
             Some(Err(KeyFailure::Rejected {
                 device: "backup".to_owned(),
                 why: Rejection::Described(Rejection::UserPresence.to_string()),
@@ -508,50 +614,81 @@ mod tests {
         );
     }
 
-    /// What the caller cannot make sense of is a failure, never a success.
+    /// What the caller cannot make sense of is a failure, never a success: a zeroed
+    /// reply, one of another version or to another request, an unknown status, a
+    /// credential out of range.
     #[test]
     fn nonsense_replies_fail() {
         let names = ["yubi"];
-        let mut r = Reply::empty();
-        r.status = STATUS_VERIFIED;
+        let failed =
+            |r: &Reply| matches!(decode(r, &NONCE, &names), Some(Err(KeyFailure::Device(_))));
+        let verified = sent(
+            Ok(Verified {
+                index: 0,
+                sign_count: 0,
+            }),
+            &creds(),
+        );
+        assert_eq!(
+            decode(&verified, &NONCE, &names),
+            Some(Ok(Verified {
+                index: 0,
+                sign_count: 0
+            }))
+        );
+        // SAFETY: Reply is plain data; all zero bytes is a valid value of it.
+        let zeroed: Reply = unsafe { std::mem::zeroed() };
+        assert!(failed(&zeroed));
+        let mut r = Reply { ..verified };
+        r.abi = ABI_VERSION + 1;
+        assert!(failed(&r));
+        let mut r = Reply { ..verified };
+        r.nonce[3] ^= 1;
+        assert!(failed(&r));
+        let mut r = Reply { ..verified };
         r.index = 1;
-        assert!(matches!(
-            decode(&r, &names),
-            Some(Err(KeyFailure::Device(_)))
-        ));
+        assert!(failed(&r));
+        let mut r = Reply { ..verified };
         r.status = 99;
-        r.index = 0;
-        assert!(matches!(
-            decode(&r, &names),
-            Some(Err(KeyFailure::Device(_)))
-        ));
-        assert!(matches!(
-            decode(&Reply::empty(), &names),
-            Some(Err(KeyFailure::Device(_)))
-        ));
+        assert!(failed(&r));
+        assert!(failed(&Reply::empty()));
+        let mut r = Reply { ..verified };
         r.status = STATUS_DEVICE;
         r.detail_len = usize::MAX;
-        assert!(matches!(
-            decode(&r, &names),
-            Some(Err(KeyFailure::Device(_)))
-        ));
+        assert!(failed(&r));
         // Long details are cut at a character boundary.
         let long = Reply::with(STATUS_DEVICE, 0, &"é".repeat(200));
         assert!(long.detail_len <= DETAIL_CAP && long.detail().chars().all(|c| c == 'é'));
     }
 
+    unsafe extern "C" fn no_pin(_: *mut c_void, _: *mut u8, _: usize, _: *mut usize) -> c_int {
+        PIN_NONE
+    }
+    unsafe extern "C" fn no_cue(_: *mut c_void) {}
+
+    fn request(credentials: *const CCredential, count: usize) -> Request {
+        Request {
+            abi: ABI_VERSION,
+            request_size: struct_size::<Request>(),
+            reply_size: struct_size::<Reply>(),
+            nonce: NONCE,
+            credentials,
+            count,
+            timeout_secs: 1,
+            person: std::ptr::null_mut(),
+            ask_pin: Some(no_pin),
+            touch_cue: Some(no_cue),
+        }
+    }
+
     /// A malformed request is refused by the library's side without touching a key.
     #[test]
     fn malformed_requests_are_refused() {
-        unsafe extern "C" fn no_pin(_: *mut c_void, _: *mut u8, _: usize, _: *mut usize) -> c_int {
-            PIN_NONE
-        }
-        unsafe extern "C" fn no_cue(_: *mut c_void) {}
-        let bad_id = CCredential {
+        let good = CCredential {
             name: b"k".as_ptr(),
             name_len: 1,
-            id: std::ptr::null(),
-            id_len: 4,
+            id: b"id".as_ptr(),
+            id_len: 2,
             cose_key: b"\xa0".as_ptr(),
             cose_key_len: 1,
             rp_id: b"r".as_ptr(),
@@ -559,25 +696,81 @@ mod tests {
             sign_count: 0,
             uv_required: 0,
         };
-        for (creds, count) in [
-            (std::ptr::null(), 1),
-            (&raw const bad_id, 1),
-            (&raw const bad_id, 0),
-        ] {
-            let request = Request {
-                credentials: creds,
-                count,
-                timeout_secs: 1,
-                person: std::ptr::null_mut(),
-                ask_pin: no_pin,
-                touch_cue: no_cue,
-            };
+        let bad_id = CCredential {
+            id: std::ptr::null(),
+            ..good
+        };
+        let bad_uv = CCredential {
+            uv_required: 2,
+            ..good
+        };
+        let mut requests = vec![
+            request(std::ptr::null(), 1),
+            request(&raw const bad_id, 1),
+            request(&raw const bad_uv, 1),
+            request(&raw const good, 0),
+        ];
+        let mut no_callback = request(&raw const good, 1);
+        no_callback.ask_pin = None;
+        requests.push(no_callback);
+        for request in requests {
             let mut reply = Reply::empty();
             reply.status = STATUS_VERIFIED;
             // SAFETY: the request's pointers are null or valid for their lengths.
             unsafe { serve(&request, &mut reply) };
             assert_eq!(reply.status, STATUS_INTERNAL);
             assert_eq!(reply.detail(), "malformed request");
+            assert_eq!((reply.abi, reply.nonce), (ABI_VERSION, NONCE));
         }
+    }
+
+    /// A request of another interface version or size is not answered at all: the
+    /// caller's reply is left as it was, which never counts as a success.
+    #[test]
+    fn other_interfaces_are_not_answered() {
+        let mut other_version = request(std::ptr::null(), 1);
+        other_version.abi = ABI_VERSION + 1;
+        let mut other_size = request(std::ptr::null(), 1);
+        other_size.reply_size -= 8;
+        for request in [other_version, other_size] {
+            let mut reply = Reply::empty();
+            // SAFETY: as above.
+            unsafe { serve(&request, &mut reply) };
+            assert_eq!((reply.abi, reply.status), (0, STATUS_INTERNAL));
+            assert!(decode(&reply, &NONCE, &["k"]).is_some_and(|r| r.is_err()));
+        }
+    }
+
+    /// A panic in the caller's PIN prompt, called from inside the library, does not
+    /// unwind through the library (which would abort the host): it comes back out of
+    /// `call` once the entry point has returned.
+    #[test]
+    fn a_panic_in_a_callback_comes_back_on_the_callers_side() {
+        unsafe extern "C" fn asks_the_pin(request: *const Request, reply: *mut Reply) {
+            // SAFETY: the test's own request and reply, valid for the call.
+            unsafe {
+                let r = &*request;
+                let mut buf = [0u8; 8];
+                let mut len = 0;
+                let status = (r.ask_pin.unwrap())(r.person, buf.as_mut_ptr(), 8, &mut len);
+                assert_eq!(status, PIN_CONVERSATION_FAILED);
+                let mut answer = Reply::with(STATUS_CONVERSATION, 0, "");
+                answer.abi = ABI_VERSION;
+                answer.nonce = r.nonce;
+                reply.write(answer);
+            }
+        }
+        struct Panics;
+        impl Person<()> for Panics {
+            fn pin(&mut self) -> Result<Option<crate::Pin>, ()> {
+                panic!("the prompt broke");
+            }
+            fn touch_cue(&mut self) {}
+        }
+        let c = creds();
+        let caught =
+            std::panic::catch_unwind(AssertUnwindSafe(|| call(asks_the_pin, &c, 1, &mut Panics)));
+        let payload = caught.expect_err("the panic was lost");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"the prompt broke"));
     }
 }

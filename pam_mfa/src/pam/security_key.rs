@@ -4,7 +4,6 @@
 //! loaded by [`keys_library`]); the store is updated by [`crate::login`].
 
 use super::*;
-use crate::fido2::plugin;
 
 /// The security-key part of the login flow. `Ok(None)`: ask for a code instead (the key
 /// cannot be used here and the user has a code device, or has no key at all).
@@ -69,13 +68,11 @@ pub(super) fn security_key(
         }
     };
     let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential()).collect();
-    let answer = plugin::call(
-        library.entry,
+    let answer = library.authenticate(
         &credentials,
         args.fido2_timeout,
         &mut AtPrompt { pamh, silent },
     )?;
-    drop(library);
     match answer {
         Ok(verified) => {
             let now = clock::now().map_err(store_error)?;
