@@ -336,6 +336,9 @@ pub struct LoginRun {
     /// CPU time (user + system) of the login loop divided by the logins: what a login
     /// costs apart from waiting for the disk.
     pub cpu_per_login: Duration,
+    /// Minor page faults of the login loop divided by the logins: each costs microseconds
+    /// in a virtual machine (README, "Performance").
+    pub faults_per_login: f64,
 }
 
 impl LoginRun {
@@ -344,10 +347,11 @@ impl LoginRun {
             format!("median {} µs, p99 {} µs", micros(s.median), micros(s.p99))
         });
         format!(
-            "{}, {} users: {timing}, CPU {} µs per login ({}; {:.1} s)",
+            "{}, {} users: {timing}, CPU {} µs and {:.1} page faults per login ({}; {:.1} s)",
             self.module,
             group_thousands(self.users as u128),
             micros(self.cpu_per_login),
+            self.faults_per_login,
             self.outcomes,
             self.wall.as_secs_f64()
         )
@@ -416,6 +420,10 @@ pub fn logins(
         outcomes,
         wall,
         cpu_per_login: cpu / u32::try_from(users.max(1)).unwrap_or(u32::MAX),
+        faults_per_login: fields
+            .get("faults")
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |f| f / users.max(1) as f64),
     })
 }
 

@@ -13,9 +13,11 @@
 //!
 //! What it does keep, because a real module cannot drop it: the code is checked (HMAC-SHA1,
 //! steps −1…+1, a step never accepted twice) and the new step is committed before
-//! `PAM_SUCCESS`; the connection closes without a checkpoint and a WAL past 64 KiB is
-//! checkpointed and truncated by the login that finds it so, as pam_mfa's store does
-//! (`pam_mfa/src/store/mod.rs`), so neither pays for the other's choices there.
+//! `PAM_SUCCESS`; the WAL file is kept and the directory synced only when the WAL is new
+//! (SQLite is built without its own directory sync, `.cargo/config.toml`); the connection
+//! closes without a checkpoint and a WAL past 64 KiB is checkpointed and truncated by the
+//! login that finds it so, as pam_mfa's store does (`pam_mfa/src/store/`), so neither
+//! pays for the other's choices there.
 
 use std::ffi::CStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,10 +88,21 @@ fn check_and_commit(db: &str, user: &str, code: u32, step: u64) -> rusqlite::Res
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    keep_wal(&conn)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    let wal = format!("{db}-wal");
+    let wal_before = identity(&wal);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if identity(&wal) != wal_before {
+        sync_directory(db).map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some(e.to_string()),
+            )
+        })?;
+    }
     let row: Option<(Vec<u8>, i64)> = tx
         .query_row(
             "SELECT secret, last_step FROM users WHERE name = ?1",
@@ -117,18 +130,52 @@ fn check_and_commit(db: &str, user: &str, code: u32, step: u64) -> rusqlite::Res
 }
 
 /// The same policy as pam_mfa's store: a WAL past 64 KiB is checkpointed and truncated
-/// without waiting, and a connection that leaves it empty closes the default way.
+/// without waiting.
 fn fold_wal_if_long(conn: &Connection, db: &str) {
-    let wal = format!("{db}-wal");
-    let wal_len = || std::fs::symlink_metadata(&wal).map_or(0, |m| m.len());
-    let mut len = wal_len();
+    let len = std::fs::symlink_metadata(format!("{db}-wal")).map_or(0, |m| m.len());
     if len >= CHECKPOINT_WAL_BYTES && conn.busy_timeout(Duration::ZERO).is_ok() {
         let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        len = wal_len();
     }
-    if len == 0 {
-        let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
+}
+
+/// Keeps the WAL file when the connection closes (`SQLITE_FCNTL_PERSIST_WAL`).
+fn keep_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: the handle is this open connection's, used on this thread; "main" is a
+    // NUL-terminated database name; the opcode reads and writes one int through a pointer
+    // valid for the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        )
+    };
+    match rc {
+        rusqlite::ffi::SQLITE_OK => Ok(()),
+        _ => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            None,
+        )),
     }
+}
+
+/// Which file the WAL is (device, inode), if any.
+fn identity(wal: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(wal)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Syncs the store's directory: the new WAL's name must survive a power cut.
+fn sync_directory(db: &str) -> std::io::Result<()> {
+    let dir = std::path::Path::new(db)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// RFC 6238 with HMAC-SHA1 and 6 digits.

@@ -52,14 +52,16 @@ pub fn open_for_inspection(path: &Path) -> Result<Inspection> {
 /// The schema version, read without running anything that writes; `None` when the file
 /// cannot be read, in which case [`Store::open_existing`] says what is wrong with it.
 ///
-/// The connection is read-write like a login's, not `SQLITE_OPEN_READ_ONLY`: a read-only
-/// connection to a WAL database cannot remove the `-wal` and `-shm` files it has to
-/// create, and would leave them behind.
+/// The connection is read-write like a login's, not `SQLITE_OPEN_READ_ONLY` (a read-only
+/// connection to a WAL database has trouble with `-shm` files it did not create), and
+/// keeps the WAL file as every connection of pam_mfa's does (`wal.rs`): peeking leaves the
+/// store's files as it found them.
 fn peek_version(path: &Path) -> Option<i64> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let conn = Connection::open_with_flags(path, flags).ok()?;
+    super::wal::keep(&conn).ok()?;
     conn.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
 }
 
@@ -170,15 +172,31 @@ mod tests {
         .unwrap();
         tx.commit().unwrap();
         drop(store);
-        let leftovers = |p: &Path| {
-            ["devices.db-wal", "devices.db-shm"]
-                .iter()
-                .filter(|f| p.with_file_name(f).exists())
-                .count()
+        // The store's files, and the WAL's length.
+        let files = |p: &Path| {
+            let mut names: Vec<(String, u64)> = std::fs::read_dir(p.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap())
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let len = if name.ends_with("-wal") {
+                        e.metadata().unwrap().len()
+                    } else {
+                        0
+                    };
+                    (name, len)
+                })
+                .collect();
+            names.sort();
+            names
         };
-        assert_eq!(leftovers(&path), 0);
+        let before = files(&path);
+        assert!(
+            before.contains(&("devices.db-wal".to_owned(), 0)),
+            "mfa's close leaves an empty WAL: {before:?}"
+        );
         assert_eq!(peek_version(&path), Some(current_version()));
-        assert_eq!(leftovers(&path), 0, "peeking left files behind");
+        assert_eq!(files(&path), before, "peeking changed the store's files");
 
         let Ok(Inspection::Open(store)) = open_for_inspection(&path) else {
             panic!("not opened");

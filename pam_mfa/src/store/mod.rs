@@ -9,21 +9,24 @@
 //! logins queue instead of failing.
 //!
 //! A login opens the store, commits one transaction and closes it, once per process, so
-//! what closing costs matters as much as what committing does. By default SQLite's last
-//! connection checkpoints the WAL into the database and deletes it on close: two more
-//! fsyncs, and the next login re-creates the WAL file (and fsyncs the directory). A login
-//! connection therefore closes without a checkpoint (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`),
-//! leaving its frames in the WAL, where the commit's fsync already made them durable; once
-//! the WAL has grown past [`LOGIN_CHECKPOINT_WAL_BYTES`], the login that finds it so folds
-//! it back into the database and truncates it, without waiting for anyone. Connections
-//! that leave the WAL empty, and `mfa` changing devices, close the default way, so after
-//! `mfa` the database file alone holds everything.
+//! what opening and closing cost matters as much as what committing does (issue 7). By
+//! default SQLite's last connection checkpoints the WAL into the database and deletes it on
+//! close: two more fsyncs, and the next login re-creates the WAL file and syncs the
+//! directory. So the WAL file is never removed ([`wal`]: the directory is synced only when
+//! the WAL is new, not by every connection), and a login connection closes without a
+//! checkpoint (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`), leaving its frames in the WAL, where the
+//! commit's fsync already made them durable; once the WAL has grown past
+//! [`LOGIN_CHECKPOINT_WAL_BYTES`], the login that finds it so folds it back into the
+//! database and truncates it, without waiting for anyone. `mfa` changing devices closes
+//! with SQLite's checkpoint and then truncates the WAL, so after `mfa` the database file
+//! alone holds everything (and a removed device's secret is in no WAL frame).
 
 pub mod auth_state;
 pub mod devices;
 pub mod health;
 mod safety;
 mod schema;
+mod wal;
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -59,8 +62,8 @@ enum Use {
     /// A login, or a look that changes nothing: no checkpoint on close (see the module
     /// documentation).
     Login,
-    /// `mfa` changing devices: SQLite's default close, which checkpoints and removes the
-    /// WAL when it is the last connection.
+    /// `mfa` changing devices: SQLite's default close, which checkpoints when it is the
+    /// last connection, and then empties the WAL (`journal_size_limit = 0`).
     Admin,
 }
 
@@ -86,11 +89,7 @@ impl Store {
     pub fn open_existing(path: &Path) -> Result<Option<Self>> {
         match safety::check(path)? {
             Presence::Absent => Ok(None),
-            Presence::Present => {
-                let mut store = Self::connect(path, Use::Login)?;
-                store.check_schema()?;
-                Ok(Some(store))
-            }
+            Presence::Present => Ok(Some(Self::connect(path, Use::Login)?)),
         }
     }
 
@@ -104,12 +103,19 @@ impl Store {
             initialise_new(path)?;
             safety::check(path)?;
         }
-        let mut store = Self::connect(path, Use::Admin)?;
-        store.check_schema()?;
-        Ok(store)
+        Self::connect(path, Use::Admin)
     }
 
+    /// Opens a connection set up as the module documentation says, makes sure its WAL is
+    /// durable ([`wal`]) before anything can be written, and checks the schema.
     fn connect(path: &Path, usage: Use) -> Result<Self> {
+        Self::connect_noting_wal(path, usage).map(|(store, _)| store)
+    }
+
+    /// [`Self::connect`], and whether the WAL was new, so that the directory was synced.
+    fn connect_noting_wal(path: &Path, usage: Use) -> Result<(Self, bool)> {
+        let wal_path = wal::path_of(path);
+        let wal_before = wal::identity(&wal_path);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_NOFOLLOW;
@@ -117,22 +123,76 @@ impl Store {
             path: path.to_owned(),
             source: io::Error::other(e.to_string()),
         })?;
+        wal::keep(&conn)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         if usage == Use::Login {
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         }
-        let store = Self {
+        let mut store = Self {
             conn,
             path: path.to_owned(),
             usage,
         };
         store
             .conn
-            .execute_batch(
-                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;",
-            )
+            .execute_batch(if usage == Use::Admin {
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;
+                 PRAGMA journal_size_limit = 0;"
+            } else {
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;"
+            })
             .map_err(|e| store.classify(e))?;
-        Ok(store)
+        // The first read: SQLite opens (or creates) the WAL and takes the shared lock that
+        // keeps any other connection from removing it.
+        let header = store.header_values()?;
+        let outdated = store.check_schema(header)?;
+        // Only on a store known to be ours, and before anything is written to it.
+        let synced = store.make_wal_durable(&wal_path, wal_before)?;
+        if outdated {
+            schema::migrate(&mut store.conn, path)?;
+        }
+        Ok((store, synced))
+    }
+
+    /// The schema version and application id from the database header.
+    fn header_values(&self) -> Result<(i64, i64)> {
+        let header_value = |name: &str| -> rusqlite::Result<i64> {
+            self.conn.pragma_query_value(None, name, |r| r.get(0))
+        };
+        header_value("user_version")
+            .and_then(|v| Ok((v, header_value("application_id")?)))
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Syncs the store's directory if the WAL was created since `before` was taken (see
+    /// [`wal`]). A store without a WAL is not in WAL mode (someone switched it with the
+    /// `sqlite3` shell): it is switched back first, since its commits are durable only
+    /// in WAL mode with this SQLite. `Ok(true)`: the directory was synced.
+    fn make_wal_durable(&self, wal_path: &Path, before: Option<(u64, u64)>) -> Result<bool> {
+        let mut now = wal::identity(wal_path);
+        if now.is_none() {
+            let mode: String = self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(|e| self.classify(e))?;
+            // The WAL is opened by the next read.
+            self.header_values()?;
+            now = wal::identity(wal_path);
+            if !mode.eq_ignore_ascii_case("wal") || now.is_none() {
+                return Err(Error::Io {
+                    path: self.path.clone(),
+                    source: io::Error::other(format!(
+                        "the store is not in WAL mode (journal mode {mode}) and cannot be \
+                         switched back"
+                    )),
+                });
+            }
+        }
+        if now == before {
+            return Ok(false);
+        }
+        wal::sync_directory(&self.path)?;
+        Ok(true)
     }
 
     /// Turns "file is not a database" from any statement into the error that names it.
@@ -146,20 +206,15 @@ impl Store {
         }
     }
 
-    /// Refuses files that are empty, foreign or too new, and migrates older schemas
-    /// forward (an upgrade keeps the store and brings it up to date on first use).
-    fn check_schema(&mut self) -> Result<()> {
+    /// Refuses files that are empty, foreign or too new; `Ok(true)` for an older schema of
+    /// ours, which the caller migrates forward (an upgrade keeps the store and brings it up
+    /// to date on first use). `current` is the header's (user_version, application_id).
+    fn check_schema(&self, current: (i64, i64)) -> Result<bool> {
         // Every login comes here: the usual answer, a store of ours at the current
         // version, takes two reads of the database header; only anything else gets the
         // full look (which counts the schema's objects).
-        let header_value = |name: &str| -> rusqlite::Result<i64> {
-            self.conn.pragma_query_value(None, name, |r| r.get(0))
-        };
-        let current = header_value("user_version")
-            .and_then(|v| Ok((v, header_value("application_id")?)))
-            .map_err(|e| self.classify(e))?;
         if current == (schema::CURRENT_VERSION, schema::APPLICATION_ID) {
-            return Ok(());
+            return Ok(false);
         }
         let header = schema::read_header(&self.conn).map_err(|e| self.classify(e))?;
         if header.user_version == 0 {
@@ -187,10 +242,7 @@ impl Store {
                 known: schema::CURRENT_VERSION,
             });
         }
-        if header.user_version < schema::CURRENT_VERSION {
-            schema::migrate(&mut self.conn, &self.path)?;
-        }
-        Ok(())
+        Ok(header.user_version < schema::CURRENT_VERSION)
     }
 
     pub fn path(&self) -> &Path {
@@ -201,29 +253,16 @@ impl Store {
     /// grown past [`LOGIN_CHECKPOINT_WAL_BYTES`]. Best effort and never waiting: if another
     /// connection is using the WAL this does nothing (one of the next logins will do it),
     /// and an error only means the WAL stays longer; the frames in it are already durable,
-    /// and SQLite's own automatic checkpoint still bounds it. A connection that leaves the
-    /// WAL empty (one that only read, or the one that just truncated it) closes the default
-    /// way, so that the `-wal` and `-shm` files go away as they always did.
+    /// and SQLite's own automatic checkpoint still bounds it.
     fn fold_wal_if_long(&self) {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let wal_len = || {
-            std::fs::symlink_metadata(&wal)
-                .ok()
-                .filter(std::fs::Metadata::is_file)
-                .map_or(0, |m| m.len())
-        };
-        let mut len = wal_len();
-        if len >= LOGIN_CHECKPOINT_WAL_BYTES && self.conn.busy_timeout(Duration::ZERO).is_ok() {
+        let wal_len = std::fs::symlink_metadata(wal::path_of(&self.path))
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map_or(0, |m| m.len());
+        if wal_len >= LOGIN_CHECKPOINT_WAL_BYTES && self.conn.busy_timeout(Duration::ZERO).is_ok() {
             let _ = self
                 .conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            len = wal_len();
-        }
-        if len == 0 {
-            let _ = self
-                .conn
-                .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
         }
     }
 
@@ -317,7 +356,9 @@ fn initialise_new(path: &Path) -> Result<()> {
         // Closing checkpoints the WAL into the file and removes it, so the one file
         // renamed below holds everything.
         conn.close().map_err(|(_, e)| Error::Sqlite(e))?;
-        rename_noreplace(&temp, path).map_err(io_err)
+        rename_noreplace(&temp, path).map_err(io_err)?;
+        // The new name must survive a power cut before anything is registered in it.
+        wal::sync_directory(path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
@@ -513,13 +554,12 @@ mod tests {
             tx.commit().unwrap();
         }
         let wal = path.with_file_name("devices.db-wal");
-        let shm = path.with_file_name("devices.db-shm");
-        let wal_len = || fs::metadata(&wal).map_or(0, |m| m.len());
-        assert!(!wal.exists(), "mfa's close checkpoints and removes the WAL");
+        let wal_len = || fs::metadata(&wal).unwrap().len();
+        assert_eq!(wal_len(), 0, "mfa's close checkpoints and empties the WAL");
 
-        // A look that changes nothing leaves nothing behind.
+        // A look that changes nothing writes nothing.
         drop(Store::open_existing(&path).unwrap().unwrap());
-        assert!(!wal.exists() && !shm.exists());
+        assert_eq!(wal_len(), 0);
 
         // A login's commit stays in the WAL, where its fsync made it durable, rather than
         // being copied into the database by a checkpoint when the connection closes.
@@ -540,8 +580,8 @@ mod tests {
         };
         assert_eq!(used(&Store::open_existing(&path).unwrap().unwrap()), 1);
 
-        // Once it is long, the login that finds it so folds it into the database, and the
-        // files go away.
+        // Once it is long, the login that finds it so folds it into the database and
+        // empties it.
         let mut n = 1;
         while wal_len() > 0 {
             n += 1;
@@ -553,7 +593,6 @@ mod tests {
             n >= 2 && n <= 2 * i64::try_from(frames).unwrap(),
             "folded after {n}"
         );
-        assert!(!wal.exists() && !shm.exists());
         let store = Store::open_existing(&path).unwrap().unwrap();
         assert_eq!(used(&store), n);
         drop(store);
@@ -573,6 +612,55 @@ mod tests {
         login(n);
         assert_eq!(wal_len(), 0);
         assert_eq!(used(&Store::open_existing(&path).unwrap().unwrap()), n);
+    }
+
+    /// The directory is synced when the WAL is new, and only then: not by every login.
+    #[test]
+    fn the_directory_is_synced_only_for_a_new_wal() {
+        let (_dir, path) = temp_store();
+        drop(Store::open_or_create(&path).unwrap());
+        let wal = path.with_file_name("devices.db-wal");
+        assert!(wal.exists(), "the WAL is kept");
+        let login = || {
+            let (mut store, synced) = Store::connect_noting_wal(&path, Use::Login).unwrap();
+            let tx = store.write().unwrap();
+            tx.execute("UPDATE auth_state SET failures = 0", [])
+                .unwrap();
+            tx.commit().unwrap();
+            synced
+        };
+        for _ in 0..40 {
+            assert!(
+                !login(),
+                "a login synced the directory of a WAL it did not create"
+            );
+        }
+        // Something else removes the WAL (a plain SQLite connection, as the sqlite3 shell
+        // makes, is the last to close): the next connection finds a new one.
+        {
+            let c = Connection::open(&path).unwrap();
+            c.query_row("PRAGMA user_version", [], |_| Ok(())).unwrap();
+        }
+        assert!(!wal.exists());
+        assert!(login());
+        assert!(!login());
+        assert!(!Store::connect_noting_wal(&path, Use::Admin).unwrap().1);
+        // A store someone switched out of WAL mode is switched back (and synced).
+        {
+            let c = Connection::open(&path).unwrap();
+            let mode: String = c
+                .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "delete");
+        }
+        assert!(!wal.exists());
+        assert!(login());
+        let store = Store::open_existing(&path).unwrap().unwrap();
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! The store's write-ahead log (`devices.db-wal`): keeping the file, and making a new
+//! one's directory entry durable before anything is committed into it.
+//!
+//! A commit is durable once its frames in the WAL are synced, but only if the WAL file
+//! itself is still found after a power cut: a WAL created since the directory was last
+//! synced could vanish with everything committed into it. SQLite's answer is to sync the
+//! directory at the first commit of every connection, whether the WAL is new or not, which
+//! was the second `fdatasync` of every login (issue 7). pam_mfa's SQLite is built with
+//! `SQLITE_DISABLE_DIRSYNC` (`.cargo/config.toml`) and does it here instead, only when the
+//! WAL is new:
+//!
+//! * every connection keeps the WAL file when it closes ([`keep`]), so that once created it
+//!   stays, emptied by checkpoints but never removed; and
+//! * a connection notes the WAL file's identity before it opens the store and again after
+//!   its first read, by when SQLite has opened (or created) the WAL and holds the shared
+//!   lock that stops any other connection from removing it. If the WAL was not there
+//!   before, or is another file now, the directory is synced ([`sync_directory`]) before
+//!   the connection is used. A WAL that another process created and has not synced the
+//!   directory for yet is covered by that process, which does so before it commits; the
+//!   window in between is the same one SQLite leaves between creating a file and syncing
+//!   its directory.
+//!
+//! Something outside pam_mfa may still remove the WAL (the `sqlite3` shell closing the
+//! store, say); the next connection then finds a new one and syncs the directory.
+
+use std::ffi::{c_int, c_void};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use crate::{Error, Result};
+
+/// The WAL file of the store at `path`.
+pub(super) fn path_of(store: &Path) -> PathBuf {
+    let mut wal = store.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// Which file is at `wal` now (device and inode), if any.
+pub(super) fn identity(wal: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(wal)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Tells SQLite to keep the WAL file when this connection closes (`SQLITE_FCNTL_PERSIST_WAL`),
+/// even as the last connection after a full checkpoint, which would otherwise remove it.
+pub(super) fn keep(conn: &Connection) -> Result<()> {
+    let mut on: c_int = 1;
+    // SAFETY: the handle is this open connection's, used on this thread only for the call;
+    // "main" is a NUL-terminated name of an attached database; SQLITE_FCNTL_PERSIST_WAL
+    // reads and writes one int through the pointer, which is valid for the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast::<c_void>(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(Error::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("cannot keep the WAL file (SQLITE_FCNTL_PERSIST_WAL)".to_owned()),
+        )));
+    }
+    Ok(())
+}
+
+/// Syncs the directory holding the store, so that a file created in it survives a power
+/// cut. A file system that cannot sync directories (`EINVAL`) has nothing to sync.
+pub(super) fn sync_directory(store: &Path) -> Result<()> {
+    let dir = match store.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let io_err = |source: io::Error| Error::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(io_err)?;
+    match handle.sync_all() {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        other => other.map_err(io_err),
+    }
+}
