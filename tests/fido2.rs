@@ -664,15 +664,20 @@ fn the_keys_library_is_found_next_to_the_module_and_checked() {
     std::fs::remove_file(&library).unwrap();
     std::os::unix::fs::symlink(pam_mfa_tests::paths::keys_library(), &library).unwrap();
     let out = at_console(&env, key_only.name(), &key).run();
-    out.assert_result("PAM_AUTHINFO_UNAVAIL").assert_not_prompted();
-    out.assert_logged(&["cannot use security keys", "Too many levels of symbolic links"]);
+    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+        .assert_not_prompted();
+    out.assert_logged(&[
+        "cannot use security keys",
+        "Too many levels of symbolic links",
+    ]);
     std::fs::remove_file(&library).unwrap();
     // Nor is a good library in a directory others can write (they could swap it).
     std::fs::copy(pam_mfa_tests::paths::keys_library(), &library).unwrap();
     std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = at_console(&env, key_only.name(), &key).run();
-    out.assert_result("PAM_AUTHINFO_UNAVAIL").assert_not_prompted();
+    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+        .assert_not_prompted();
     out.assert_logged(&["is not a root-owned directory that only root can write"]);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A library that is not pam_mfa's (no entry point of this interface version).

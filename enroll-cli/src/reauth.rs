@@ -99,7 +99,7 @@ fn touch_a_key(
     factors: &Factors,
     settings: login::LoginSettings,
 ) -> Result<Outcome, CliError> {
-    let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential()).collect();
+    let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential.clone()).collect();
     let answer = ceremony::authenticate(
         fido2::transport().as_ref(),
         &credentials,

@@ -332,7 +332,7 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
     if let Ok(factors) = login::factors(&store, user) {
         // The login's ceremony over the (damaged) stored credentials, with a key that
         // answers for the first of them with made-up data; then the store's record of it.
-        let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential()).collect();
+        let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential.clone()).collect();
         let key = MadeUpKey(credentials.first().map(|c| c.credential_id.clone()));
         let answer =
             ceremony::authenticate(&key, &credentials, Duration::from_secs(1), &mut Nobody);

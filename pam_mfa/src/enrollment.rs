@@ -312,7 +312,7 @@ pub fn register_fido2(
     }
     let exclude: Vec<Vec<u8>> = devices::active_fido2(store.conn(), user.as_str())?
         .into_iter()
-        .map(|d| d.credential_id)
+        .map(|d| d.credential.credential_id)
         .collect();
     if !transport.present() {
         return Err(Fido2Error::NoKey.into());

@@ -185,20 +185,20 @@ pub fn record_key_login(
     let device = asked.and_then(|asked| {
         current.iter().find(|d| {
             d.id == asked.id
-                && d.credential_id == asked.credential_id
-                && d.cose_public_key == asked.cose_public_key
+                && d.credential.credential_id == asked.credential.credential_id
+                && d.credential.cose_public_key == asked.credential.cose_public_key
         })
     });
     let failure = match device {
         None => KeyFailure::UnknownCredential,
         Some(device) => {
-            match fido2::verify::check_counter(device.sign_count, verified.sign_count) {
+            match fido2::verify::check_counter(device.credential.sign_count, verified.sign_count) {
                 Ok(count) => {
                     devices::record_fido2_use(&attempt.tx, device.id, count, now)?;
-                    return attempt.accept(&device.name);
+                    return attempt.accept(&device.credential.name);
                 }
                 Err(why) => KeyFailure::Rejected {
-                    device: device.name.clone(),
+                    device: device.credential.name.clone(),
                     why,
                 },
             }
@@ -889,7 +889,7 @@ mod key_tests {
     fn login_with(ts: &mut TempStore, who: &str, key: &TestKey, how: Answer) -> Outcome {
         let u = user(who);
         let snapshot = devices::active_fido2(ts.store.conn(), who).unwrap();
-        let credentials: Vec<_> = snapshot.iter().map(|d| d.credential()).collect();
+        let credentials: Vec<_> = snapshot.iter().map(|d| d.credential.clone()).collect();
         let answer = ceremony::authenticate(
             &Plugged(key, how),
             &credentials,
@@ -924,7 +924,7 @@ mod key_tests {
             }
         );
         let stored = devices::active_fido2(ts.store.conn(), "alice").unwrap();
-        assert_eq!(stored[0].sign_count, 5);
+        assert_eq!(stored[0].credential.sign_count, 5);
         // The same count again (a cloned key, or a replay): refused.
         let o = login_with(&mut ts, "alice", &key, Answer::Step(0));
         assert!(

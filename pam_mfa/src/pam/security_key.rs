@@ -67,7 +67,7 @@ pub(super) fn security_key(
             ));
         }
     };
-    let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential()).collect();
+    let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential.clone()).collect();
     let answer = library.authenticate(
         &credentials,
         args.fido2_timeout,

@@ -392,34 +392,12 @@ pub fn kind_of(conn: &Connection, user: &str, name: &str, now: i64) -> Result<Op
     kind.as_deref().map(DeviceKind::parse).transpose()
 }
 
-/// A registered FIDO2 credential with what is needed to check its assertions.
+/// A registered FIDO2 credential: its row, and the credential as the relying party
+/// checks it (the COSE key's length is checked when read; it is parsed where it is used).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fido2Device {
     pub id: i64,
-    pub name: String,
-    pub credential_id: Vec<u8>,
-    /// The COSE public key (its length checked when read; parsed where it is used).
-    pub cose_public_key: Vec<u8>,
-    /// The last sign count seen; a key that counts must go above it.
-    pub sign_count: u32,
-    /// The RP id the credential was registered under (e.g. `pam://host`).
-    pub rp_id: String,
-    /// Whether logging in with it requires user verification (the key's PIN).
-    pub uv_required: bool,
-}
-
-impl Fido2Device {
-    /// The credential as the relying party checks it.
-    pub fn credential(&self) -> crate::fido2::ceremony::Credential {
-        crate::fido2::ceremony::Credential {
-            name: self.name.clone(),
-            credential_id: self.credential_id.clone(),
-            cose_public_key: self.cose_public_key.clone(),
-            sign_count: self.sign_count,
-            rp_id: self.rp_id.clone(),
-            uv_required: self.uv_required,
-        }
-    }
+    pub credential: crate::fido2::ceremony::Credential,
 }
 
 /// What registration stores for a new FIDO2 credential.
@@ -474,12 +452,14 @@ fn fido2_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Fido2Device>> {
         };
         Ok(Fido2Device {
             id,
-            name,
-            credential_id,
-            cose_public_key,
-            sign_count,
-            rp_id,
-            uv_required,
+            credential: crate::fido2::ceremony::Credential {
+                name,
+                credential_id,
+                cose_public_key,
+                sign_count,
+                rp_id,
+                uv_required,
+            },
         })
     })())
 }
