@@ -278,7 +278,10 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
     let work = make_work_dir(&c.dir, c.keep)?;
     let w = &work.path;
     let libs = libs.installed_in(&w.join("modules"))?;
-    println!("modules measured from copies in {}", w.join("modules").display());
+    println!(
+        "modules measured from copies in {}",
+        w.join("modules").display()
+    );
     let (passwd, group) = fixtures::nss_files(w)?;
     let env = run::ChildEnv {
         libs: &libs,

@@ -136,9 +136,7 @@ impl Libraries {
         let install = |from: &Path, name: &str| -> Result<PathBuf, String> {
             let to = dir.join(name);
             std::fs::copy(from, &to)
-                .and_then(|_| {
-                    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644))
-                })
+                .and_then(|_| std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)))
                 .map_err(|e| format!("copy {} to {}: {e}", from.display(), to.display()))?;
             Ok(to)
         };
