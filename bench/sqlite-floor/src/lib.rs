@@ -161,12 +161,12 @@ fn keep_wal(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
-/// Which file the WAL is (device, inode), if any.
-fn identity(wal: &str) -> Option<(u64, u64)> {
+/// Which file the WAL is (device, inode, birth time), if any, as pam_mfa's store tells.
+fn identity(wal: &str) -> Option<(u64, u64, Option<SystemTime>)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(wal)
         .ok()
-        .map(|m| (m.dev(), m.ino()))
+        .map(|m| (m.dev(), m.ino(), m.created().ok()))
 }
 
 /// Syncs the store's directory: the new WAL's name must survive a power cut.

@@ -168,7 +168,7 @@ impl Store {
     /// [`wal`]). A store without a WAL is not in WAL mode (someone switched it with the
     /// `sqlite3` shell): it is switched back first, since its commits are durable only
     /// in WAL mode with this SQLite. `Ok(true)`: the directory was synced.
-    fn make_wal_durable(&self, wal_path: &Path, before: Option<(u64, u64)>) -> Result<bool> {
+    fn make_wal_durable(&self, wal_path: &Path, before: Option<wal::Identity>) -> Result<bool> {
         let mut now = wal::identity(wal_path);
         if now.is_none() {
             let mode: String = self

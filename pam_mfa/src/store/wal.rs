@@ -27,6 +27,7 @@ use std::ffi::{c_int, c_void};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use rusqlite::Connection;
 
@@ -39,11 +40,15 @@ pub(super) fn path_of(store: &Path) -> PathBuf {
     PathBuf::from(wal)
 }
 
-/// Which file is at `wal` now (device and inode), if any.
-pub(super) fn identity(wal: &Path) -> Option<(u64, u64)> {
+/// Which file is at `wal` now, if any: its device, inode and (where the file system
+/// records one) birth time, since a WAL removed and created again may get the same inode
+/// number. Not the change time, which SQLite's `fchown` of the WAL moves at every open.
+pub(super) type Identity = (u64, u64, Option<SystemTime>);
+
+pub(super) fn identity(wal: &Path) -> Option<Identity> {
     std::fs::symlink_metadata(wal)
         .ok()
-        .map(|m| (m.dev(), m.ino()))
+        .map(|m| (m.dev(), m.ino(), m.created().ok()))
 }
 
 /// Tells SQLite to keep the WAL file when this connection closes (`SQLITE_FCNTL_PERSIST_WAL`),
