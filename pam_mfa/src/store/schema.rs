@@ -190,6 +190,16 @@ const MIGRATIONS: &[&str] = &[
         WHERE id = OLD.token_id;
     END;
     ",
+    // 6: how long audit rows are kept (NULL: the built-in default), and registrations made
+    // during a login that wait for that login to succeed as a whole: `login_hold` is the
+    // SHA-256 of a random value only that login holds, and such a row stays pending (it
+    // never counts, never logs anyone in) until the login's pam_setcred activates it.
+    "
+    ALTER TABLE policy ADD COLUMN audit_retention_days INTEGER
+        CHECK (audit_retention_days IS NULL OR audit_retention_days BETWEEN 1 AND 36500);
+    ALTER TABLE devices ADD COLUMN login_hold BLOB
+        CHECK (login_hold IS NULL OR (length(login_hold) = 32 AND state = 'pending'));
+    ",
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -274,7 +284,7 @@ mod tests {
         let mut conn = version_1_store(&path);
         migrate(&mut conn, &path).unwrap();
         assert_eq!(read_header(&conn).unwrap().user_version, CURRENT_VERSION);
-        assert_eq!(CURRENT_VERSION, 5);
+        assert_eq!(CURRENT_VERSION, 6);
         // Version 3 starts with the default policy row.
         assert_eq!(
             crate::policy::load(&conn).unwrap(),
