@@ -45,7 +45,7 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
         };
         match prompt::ask_secret(question)? {
             Some(code) if code.trim().is_empty() && !factors.fido2.is_empty() => {
-                touch_a_key(&mut store, &target.user, &factors, settings)?
+                touch_a_key(&mut store, &target.user, &factors)?
             }
             Some(code) => login::verify(
                 &mut store,
@@ -61,7 +61,7 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
             }
         }
     } else {
-        touch_a_key(&mut store, &target.user, &factors, settings)?
+        touch_a_key(&mut store, &target.user, &factors)?
     };
     match outcome {
         Outcome::Accepted { .. } => Ok(()),
@@ -93,12 +93,7 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
 
 /// Proves the user with a touch of one of their security keys, plugged into this host.
 /// The answer is checked and recorded exactly as at a login (sign count, failure count).
-fn touch_a_key(
-    store: &mut Store,
-    user: &UserName,
-    factors: &Factors,
-    settings: login::LoginSettings,
-) -> Result<Outcome, CliError> {
+fn touch_a_key(store: &mut Store, user: &UserName, factors: &Factors) -> Result<Outcome, CliError> {
     let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential.clone()).collect();
     let answer = ceremony::authenticate(
         fido2::transport().as_ref(),
@@ -108,10 +103,8 @@ fn touch_a_key(
     )?;
     let now = clock::now()?;
     Ok(match answer {
-        Ok(verified) => {
-            login::record_key_login(store, user, &factors.fido2, verified, settings, now)?
-        }
-        Err(failure) => login::key_failure(store, user, failure, settings, now)?,
+        Ok(verified) => login::record_key_login(store, user, &factors.fido2, verified, now)?,
+        Err(failure) => login::key_failure(failure),
     })
 }
 

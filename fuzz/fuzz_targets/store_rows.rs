@@ -317,13 +317,7 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
     let _ = pam_mfa::recovery::outstanding(store.conn(), NOW);
     let _ = pam_mfa::audit::list(store.conn(), Some(user.as_str()), None);
     let _ = pam_mfa::tokens::inventory::list(store.conn());
-    let verdict = login::verify_recovery(
-        &mut store,
-        user,
-        MADE_UP_RECOVERY_CODE,
-        LoginSettings::default(),
-        NOW,
-    );
+    let verdict = login::verify_recovery(&mut store, user, MADE_UP_RECOVERY_CODE, NOW);
     assert!(
         !matches!(verdict, Ok(login::RecoveryOutcome::Accepted { .. })),
         "a recovery code that was never issued was accepted: {verdict:?}"
@@ -337,17 +331,10 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
         let answer =
             ceremony::authenticate(&key, &credentials, Duration::from_secs(1), &mut Nobody);
         let verdict = match answer {
-            Ok(Ok(verified)) => login::record_key_login(
-                &mut store,
-                user,
-                &factors.fido2,
-                verified,
-                LoginSettings::default(),
-                NOW,
-            ),
-            Ok(Err(failure)) => {
-                login::key_failure(&mut store, user, failure, LoginSettings::default(), NOW)
+            Ok(Ok(verified)) => {
+                login::record_key_login(&mut store, user, &factors.fido2, verified, NOW)
             }
+            Ok(Err(failure)) => Ok(login::key_failure(failure)),
         };
         assert!(
             !matches!(verdict, Ok(Outcome::Accepted { .. })),

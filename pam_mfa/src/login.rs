@@ -5,12 +5,17 @@
 //! SQLite and the second sees the first one's step: a code is accepted at most once. An
 //! HOTP token's counter is moved past the accepted code the same way.
 //! The lock-out state is re-read inside the same transaction for the same reason.
+//!
+//! Only short codes are held back by a lock-out (see [`crate::lockout`]): security keys,
+//! recovery and bypass codes are checked whatever the failure state, and their failures
+//! count nothing. A user without a device is never locked out either, so a made-up user
+//! name and a real account without a device look the same to whoever types at the prompt.
 
 use crate::code::{self, Code, CodeError};
 use crate::fido2;
 use crate::fido2::ceremony::Verified;
 use crate::hotp::HotpKey;
-use crate::lockout::{FailureState, LockoutPolicy};
+use crate::lockout::{self, FailureState, LockoutPolicy};
 use crate::names::UserName;
 use crate::otp::TotpKey;
 use crate::store::{Store, auth_state, devices};
@@ -48,7 +53,8 @@ impl Default for LoginSettings {
 pub enum Readiness {
     /// No active device: policy decides (let through, or prompt and refuse).
     NoDevices,
-    /// Too many recent failures; refused without a prompt until this time.
+    /// Too many recent failures: short codes are refused until this time (security keys,
+    /// recovery and bypass codes still work).
     Locked {
         until: i64,
     },
@@ -57,14 +63,14 @@ pub enum Readiness {
 
 /// Read-only look before the prompt; the decision itself is re-made in [`verify`].
 pub fn readiness(store: &Store, user: &UserName, now: i64) -> Result<Readiness> {
-    let state = auth_state::load(store.conn(), user.as_str())?;
-    if let Some(until) = state.locked_at(now) {
-        return Ok(Readiness::Locked { until });
-    }
     if !devices::has_active(store.conn(), user.as_str())? {
         return Ok(Readiness::NoDevices);
     }
-    Ok(Readiness::Ready)
+    let state = auth_state::load(store.conn(), user.as_str())?;
+    Ok(match state.locked_at(now) {
+        Some(until) => Readiness::Locked { until },
+        None => Readiness::Ready,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +125,7 @@ pub fn factors(store: &Store, user: &UserName) -> Result<Factors> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BeforePrompt {
     pub readiness: Readiness,
-    /// Empty when the user is locked out or has no device; `fido2` is read only when
-    /// asked for.
+    /// Empty when the user has no device; `fido2` is read only when asked for.
     pub factors: Factors,
 }
 
@@ -133,26 +138,22 @@ pub fn before_prompt(
     now: i64,
     with_keys: bool,
 ) -> Result<BeforePrompt> {
-    let none = Factors {
-        fido2: Vec::new(),
-        has_totp: false,
-    };
-    let state = auth_state::load(store.conn(), user.as_str())?;
-    if let Some(until) = state.locked_at(now) {
-        return Ok(BeforePrompt {
-            readiness: Readiness::Locked { until },
-            factors: none,
-        });
-    }
     let active = devices::active(store.conn(), user.as_str(), with_keys)?;
     if !active.any {
         return Ok(BeforePrompt {
             readiness: Readiness::NoDevices,
-            factors: none,
+            factors: Factors {
+                fido2: Vec::new(),
+                has_totp: false,
+            },
         });
     }
+    let state = auth_state::load(store.conn(), user.as_str())?;
     Ok(BeforePrompt {
-        readiness: Readiness::Ready,
+        readiness: match state.locked_at(now) {
+            Some(until) => Readiness::Locked { until },
+            None => Readiness::Ready,
+        },
         factors: Factors {
             fido2: active.fido2,
             has_totp: active.codes,
@@ -167,19 +168,16 @@ pub fn before_prompt(
 ///
 /// The credential is looked up again inside the transaction, and its sign count is
 /// checked again against the count stored now: the key may have been revoked, or another
-/// login may have used it, while this one waited for the touch.
+/// login may have used it, while this one waited for the touch. A lock-out does not stop
+/// a key, and a refused key counts no failure (there is nothing to guess in a signature).
 pub fn record_key_login(
     store: &mut Store,
     user: &UserName,
     credentials: &[devices::Fido2Device],
     verified: Verified,
-    settings: LoginSettings,
     now: i64,
 ) -> Result<Outcome> {
-    let attempt = match Attempt::begin(store, user.as_str(), now)? {
-        Ok(attempt) => attempt,
-        Err(until) => return Ok(Outcome::Locked { until }),
-    };
+    let attempt = Attempt::begin(store, user.as_str())?;
     let asked = credentials.get(verified.index);
     let current = devices::active_fido2(&attempt.tx, attempt.user)?;
     let device = asked.and_then(|asked| {
@@ -204,19 +202,18 @@ pub fn record_key_login(
             }
         }
     };
-    attempt.refuse(Refusal::Key(failure), settings, now)
+    // Nothing to record: the transaction ends without a write.
+    Ok(key_failure(failure))
 }
 
-/// Records a security-key login that failed before there was an answer to check (no
-/// key, timeout, wrong PIN…): it counts toward the lock-out like a wrong code.
-pub fn key_failure(
-    store: &mut Store,
-    user: &UserName,
-    failure: KeyFailure,
-    settings: LoginSettings,
-    now: i64,
-) -> Result<Outcome> {
-    count_refusal(store, user, Refusal::Key(failure), settings, now)
+/// The outcome of a security-key login that failed (no key, timeout, wrong PIN, a bad
+/// answer). It counts no failure: a key cannot be guessed, and a lock-out must not be
+/// reachable by pulling a key or waiting out its timeout.
+pub fn key_failure(failure: KeyFailure) -> Outcome {
+    Outcome::Refused {
+        reason: Refusal::Key(failure),
+        locked_until: None,
+    }
 }
 
 /// Counts a refusal that was decided elsewhere toward `user`'s lock-out, as a wrong code
@@ -229,10 +226,11 @@ pub fn count_refusal(
     settings: LoginSettings,
     now: i64,
 ) -> Result<Outcome> {
-    match Attempt::begin(store, user.as_str(), now)? {
-        Ok(attempt) => attempt.refuse(reason, settings, now),
-        Err(until) => Ok(Outcome::Locked { until }),
+    let attempt = Attempt::begin(store, user.as_str())?;
+    if let Some(until) = attempt.state.locked_at(now) {
+        return Ok(Outcome::Locked { until });
     }
+    attempt.refuse(reason, settings, now, 1)
 }
 
 /// What a recovery or bypass code typed at the prompt did.
@@ -242,29 +240,21 @@ pub enum RecoveryOutcome {
         kind: crate::recovery::Kind,
         remaining: u32,
     },
-    Refused {
-        /// Set when this failure started a lock-out.
-        locked_until: Option<i64>,
-    },
-    Locked {
-        until: i64,
-    },
+    Refused,
 }
 
 /// Checks a recovery or bypass `code` (already normalised, see
-/// [`crate::recovery::normalize`]) and records the outcome in one write transaction:
-/// the code is used up, or the failure is counted towards the same lock-out as codes.
+/// [`crate::recovery::normalize`]) and records the outcome in one write transaction: the
+/// code is used up and the failure count cleared. A lock-out does not stop it (it is the
+/// way back in for someone locked out) and a wrong one counts no failure: a 60-bit random
+/// code cannot be guessed.
 pub fn verify_recovery(
     store: &mut Store,
     user: &UserName,
     code: &str,
-    settings: LoginSettings,
     now: i64,
 ) -> Result<RecoveryOutcome> {
-    let attempt = match Attempt::begin(store, user.as_str(), now)? {
-        Ok(attempt) => attempt,
-        Err(until) => return Ok(RecoveryOutcome::Locked { until }),
-    };
+    let attempt = Attempt::begin(store, user.as_str())?;
     match crate::recovery::consume(&attempt.tx, attempt.user, code, now)? {
         crate::recovery::Used::Accepted { kind, remaining } => {
             // A way in that bypassed every device is an administrative event: it goes in
@@ -285,9 +275,7 @@ pub fn verify_recovery(
             attempt.succeed()?;
             Ok(RecoveryOutcome::Accepted { kind, remaining })
         }
-        crate::recovery::Used::NotFound => Ok(RecoveryOutcome::Refused {
-            locked_until: attempt.count_failure(settings, now)?,
-        }),
+        crate::recovery::Used::NotFound => Ok(RecoveryOutcome::Refused),
     }
 }
 
@@ -305,68 +293,81 @@ pub fn verify(
     settings: LoginSettings,
     now: i64,
 ) -> Result<Outcome> {
-    let attempt = match Attempt::begin(store, user.as_str(), now)? {
-        Ok(attempt) => attempt,
-        Err(until) => return Ok(Outcome::Locked { until }),
-    };
+    let attempt = Attempt::begin(store, user.as_str())?;
     let (tx, user) = (&attempt.tx, attempt.user);
+    let devices = devices::active_totp(tx, user)?;
+    let tokens = devices::active_hotp(tx, user)?;
+    if devices.is_empty() && tokens.is_empty() {
+        // Nothing to guess, so nothing is counted: a user without a device is never
+        // locked out, exactly like a name that is no account at all.
+        return Ok(Outcome::Refused {
+            reason: Refusal::NoDevices,
+            locked_until: None,
+        });
+    }
+    if let Some(until) = attempt.state.locked_at(now) {
+        return Ok(Outcome::Locked { until });
+    }
+    // How many codes the answer was compared with: what a wrong one is charged.
+    let mut compared: u32 = 0;
     let refusal = match code::parse(answer) {
         Err(e) => Refusal::Malformed(e),
         Ok(code) => {
-            let devices = devices::active_totp(tx, user)?;
-            let tokens = devices::active_hotp(tx, user)?;
-            if devices.is_empty() && tokens.is_empty() {
-                Refusal::NoDevices
-            } else {
-                let window = i64::from(settings.window.min(MAX_WINDOW));
-                let mut replayed = None;
-                for device in &devices {
-                    let key = TotpKey::new(&device.secret, device.params)?;
-                    let Some((lo, hi)) = search_range(device, now, window) else {
-                        return Err(Error::CorruptRecord(format!(
-                            "device {:?}: drift out of range",
-                            device.name
-                        )));
-                    };
-                    // The replay check: only steps after the last accepted one are
-                    // searched, so a code that was already used (or an older one) is
-                    // never accepted again.
-                    let fresh_from = match device.last_step {
-                        None => lo,
-                        Some(last) => lo.max(last.saturating_add(1)),
-                    };
-                    if let Some(step) = key.find(&code, fresh_from..=hi) {
-                        devices::record_use(tx, device.id, step, now)?;
+            let window = i64::from(settings.window.min(MAX_WINDOW));
+            let mut replayed = None;
+            for device in &devices {
+                let key = TotpKey::new(&device.secret, device.params)?;
+                let Some((lo, hi)) = search_range(device, now, window) else {
+                    return Err(Error::CorruptRecord(format!(
+                        "device {:?}: drift out of range",
+                        device.name
+                    )));
+                };
+                // The replay check: only steps after the last accepted one are
+                // searched, so a code that was already used (or an older one) is
+                // never accepted again.
+                let fresh_from = match device.last_step {
+                    None => lo,
+                    Some(last) => lo.max(last.saturating_add(1)),
+                };
+                if let Some(step) = key.find(&code, fresh_from..=hi) {
+                    devices::record_use(tx, device.id, step, now)?;
+                    return attempt.accept(&device.name);
+                }
+                compared = compared.saturating_add(steps_in(fresh_from, hi));
+                let used_up_to = fresh_from.saturating_sub(1).min(hi);
+                if fresh_from > lo && key.find(&code, lo..=used_up_to).is_some() {
+                    replayed.get_or_insert_with(|| device.name.clone());
+                }
+            }
+            let hotp_window = i64::from(settings.hotp_window.min(MAX_HOTP_WINDOW));
+            for device in &tokens {
+                compared = compared.saturating_add(steps_in(0, hotp_window));
+                match check_hotp(device, &code, hotp_window)? {
+                    HotpMatch::Fresh(counter) => {
+                        // Past the accepted value, in the transaction that checked
+                        // it: this code and every earlier one are used up.
+                        devices::advance_counter(tx, device.id, counter + 1, Some(now))?;
                         return attempt.accept(&device.name);
                     }
-                    let used_up_to = fresh_from.saturating_sub(1).min(hi);
-                    if fresh_from > lo && key.find(&code, lo..=used_up_to).is_some() {
+                    HotpMatch::Used => {
                         replayed.get_or_insert_with(|| device.name.clone());
                     }
+                    HotpMatch::No => {}
                 }
-                let hotp_window = i64::from(settings.hotp_window.min(MAX_HOTP_WINDOW));
-                for device in &tokens {
-                    match check_hotp(device, &code, hotp_window)? {
-                        HotpMatch::Fresh(counter) => {
-                            // Past the accepted value, in the transaction that checked
-                            // it: this code and every earlier one are used up.
-                            devices::advance_counter(tx, device.id, counter + 1, Some(now))?;
-                            return attempt.accept(&device.name);
-                        }
-                        HotpMatch::Used => {
-                            replayed.get_or_insert_with(|| device.name.clone());
-                        }
-                        HotpMatch::No => {}
-                    }
-                }
-                match replayed {
-                    Some(device) => Refusal::Replayed { device },
-                    None => Refusal::WrongCode,
-                }
+            }
+            match replayed {
+                Some(device) => Refusal::Replayed { device },
+                None => Refusal::WrongCode,
             }
         }
     };
-    attempt.refuse(refusal, settings, now)
+    attempt.refuse(refusal, settings, now, lockout::charge(compared))
+}
+
+/// How many values `lo..=hi` holds (none when it is empty).
+fn steps_in(lo: i64, hi: i64) -> u32 {
+    u32::try_from(hi.saturating_sub(lo).saturating_add(1).max(0)).unwrap_or(u32::MAX)
 }
 
 /// The steps a login may match for `device`: `window` either side of now plus its drift;
@@ -386,14 +387,12 @@ struct Attempt<'s> {
 }
 
 impl<'s> Attempt<'s> {
-    /// Starts an attempt; `Err(until)` when the user is locked out (nothing is written).
-    fn begin(store: &'s mut Store, user: &'s str, now: i64) -> Result<Result<Self, i64>> {
+    /// Starts an attempt. Whether a lock-out stops it is the caller's rule: only short
+    /// codes are held back by one.
+    fn begin(store: &'s mut Store, user: &'s str) -> Result<Self> {
         let tx = store.write()?;
         let state = auth_state::load(&tx, user)?;
-        if let Some(until) = state.locked_at(now) {
-            return Ok(Err(until));
-        }
-        Ok(Ok(Self { tx, user, state }))
+        Ok(Self { tx, user, state })
     }
 
     /// Ends a successful attempt: the caller has recorded what was used; the failures are
@@ -417,19 +416,21 @@ impl<'s> Attempt<'s> {
         })
     }
 
-    /// Counts a failure and commits; the lock-out it started, if any.
-    fn count_failure(self, settings: LoginSettings, now: i64) -> Result<Option<i64>> {
-        let next = self.state.after_failure(now, settings.lockout);
+    /// Counts `charge` failures (see [`lockout::charge`]) for a refused answer and
+    /// commits; the outcome names the lock-out it started, if any.
+    fn refuse(
+        self,
+        reason: Refusal,
+        settings: LoginSettings,
+        now: i64,
+        charge: u32,
+    ) -> Result<Outcome> {
+        let next = self.state.after_failure(now, settings.lockout, charge);
         auth_state::save(&self.tx, self.user, &next, now)?;
         self.tx.commit()?;
-        Ok(next.locked_until)
-    }
-
-    /// [`Self::count_failure`] for a refused answer.
-    fn refuse(self, reason: Refusal, settings: LoginSettings, now: i64) -> Result<Outcome> {
         Ok(Outcome::Refused {
             reason,
-            locked_until: self.count_failure(settings, now)?,
+            locked_until: next.locked_until,
         })
     }
 }
@@ -468,7 +469,7 @@ mod tests {
     use crate::test_support::*;
 
     /// Alice with one active device registered at T0 − 1 h; returns its secret.
-    fn enrolled(ts: &mut TempStore, who: &str, name: &str) -> String {
+    pub(super) fn enrolled(ts: &mut TempStore, who: &str, name: &str) -> String {
         let t = T0 - 3600;
         let p = begin_totp(&mut ts.store, &user(who), &device(name), "host", t).unwrap();
         let s = p.secret.to_base32().to_string();
@@ -652,6 +653,141 @@ mod tests {
             readiness(&ts.store, &user("bob"), T0 + 10).unwrap(),
             Readiness::NoDevices
         );
+    }
+
+    #[test]
+    fn recovery_codes_work_while_locked_and_wrong_ones_count_nothing() {
+        // Issue 16, finding 1: the lock-out limits guessing of short codes only; a
+        // recovery code (60 random bits) is the way back in for someone locked out.
+        let mut ts = temp_store();
+        enrolled(&mut ts, "alice", "phone");
+        let u = user("alice");
+        let settings = LoginSettings {
+            lockout: LockoutPolicy {
+                max_failures: 2,
+                lockout_secs: 300,
+            },
+            ..LoginSettings::default()
+        };
+        let codes = {
+            let tx = ts.store.write().unwrap();
+            let codes = crate::recovery::generate_set(&tx, "alice", T0, 0).unwrap();
+            tx.commit().unwrap();
+            codes
+        };
+        for t in 0..2 {
+            verify(&mut ts.store, &u, b"000000", settings, T0 + t).unwrap();
+        }
+        assert!(matches!(
+            readiness(&ts.store, &u, T0 + 5).unwrap(),
+            Readiness::Locked { .. }
+        ));
+        // Wrong recovery codes: refused, and they neither lengthen nor start anything.
+        for _ in 0..10 {
+            assert_eq!(
+                verify_recovery(&mut ts.store, &u, "aaaaaaaaaaaa", T0 + 6).unwrap(),
+                RecoveryOutcome::Refused
+            );
+        }
+        assert_eq!(
+            readiness(&ts.store, &u, T0 + 7).unwrap(),
+            Readiness::Locked { until: T0 + 301 }
+        );
+        let code = crate::recovery::normalize(codes[0].as_bytes()).unwrap();
+        assert!(matches!(
+            verify_recovery(&mut ts.store, &u, &code, T0 + 8).unwrap(),
+            RecoveryOutcome::Accepted { remaining: 9, .. }
+        ));
+        // The success ended the lock-out.
+        assert_eq!(readiness(&ts.store, &u, T0 + 9).unwrap(), Readiness::Ready);
+    }
+
+    #[test]
+    fn users_without_a_device_are_never_locked_out() {
+        // Issue 16, finding 8: made-up names are never locked out (nothing is stored for
+        // them), so neither is a real account without a device, or the lock-out message
+        // would tell which names are accounts.
+        let mut ts = temp_store();
+        let settings = LoginSettings {
+            lockout: LockoutPolicy {
+                max_failures: 1,
+                lockout_secs: 300,
+            },
+            ..LoginSettings::default()
+        };
+        let u = user("nodevice");
+        for t in 0..10 {
+            assert_eq!(
+                verify(&mut ts.store, &u, b"000000", settings, T0 + t).unwrap(),
+                Outcome::Refused {
+                    reason: Refusal::NoDevices,
+                    locked_until: None
+                }
+            );
+        }
+        assert_eq!(
+            readiness(&ts.store, &u, T0 + 10).unwrap(),
+            Readiness::NoDevices
+        );
+        let rows: i64 = ts
+            .store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM auth_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            rows, 0,
+            "a failure was stored for a user with nothing to guess"
+        );
+    }
+
+    #[test]
+    fn a_wrong_code_is_charged_by_the_codes_it_was_compared_with() {
+        // Issue 16, finding 1 (guessing budget): 8 devices at window 10 give one guess
+        // 168 chances; it costs 56 failures, so with max_failures 5 the first wrong code
+        // locks for 56/5 of the lock-out time.
+        let mut ts = temp_store();
+        let mut secrets = Vec::new();
+        for i in 0..8 {
+            secrets.push(enrolled(&mut ts, "alice", &format!("phone{i}")));
+        }
+        let u = user("alice");
+        let wide = LoginSettings {
+            window: 10,
+            ..LoginSettings::default()
+        };
+        // A code none of the 8 devices shows anywhere in the window.
+        let taken: Vec<String> = secrets
+            .iter()
+            .flat_map(|s| (-12..=12).map(move |k| oathtool(s, T0 + 30 * k)))
+            .collect();
+        let wrong = (0..1_000_000)
+            .map(|n| format!("{n:06}"))
+            .find(|c| !taken.contains(c))
+            .unwrap();
+        assert_eq!(
+            verify(&mut ts.store, &u, wrong.as_bytes(), wide, T0).unwrap(),
+            Outcome::Refused {
+                reason: Refusal::WrongCode,
+                locked_until: Some(T0 + 300 * 56 / 5)
+            }
+        );
+        // The same user with one device at the default window: one failure a guess.
+        let mut ts = temp_store();
+        enrolled(&mut ts, "bob", "phone");
+        let narrow = LoginSettings::default();
+        for t in 0..4 {
+            let o = verify(&mut ts.store, &user("bob"), b"000000", narrow, T0 + t).unwrap();
+            assert!(
+                matches!(
+                    o,
+                    Outcome::Refused {
+                        locked_until: None,
+                        ..
+                    }
+                ),
+                "{o:?}"
+            );
+        }
     }
 
     #[test]
@@ -874,16 +1010,6 @@ mod key_tests {
         fn touch_cue(&mut self) {}
     }
 
-    fn settings() -> LoginSettings {
-        LoginSettings {
-            lockout: LockoutPolicy {
-                max_failures: 10,
-                lockout_secs: 300,
-            },
-            ..LoginSettings::default()
-        }
-    }
-
     /// A key login of `who` with `key` answering `how`: the ceremony as `mfa` and
     /// libpam_mfa_keys.so run it, then the store's record of it.
     fn login_with(ts: &mut TempStore, who: &str, key: &TestKey, how: Answer) -> Outcome {
@@ -898,8 +1024,8 @@ mod key_tests {
         )
         .unwrap();
         match answer {
-            Ok(v) => record_key_login(&mut ts.store, &u, &snapshot, v, settings(), T0).unwrap(),
-            Err(f) => key_failure(&mut ts.store, &u, f, settings(), T0).unwrap(),
+            Ok(v) => record_key_login(&mut ts.store, &u, &snapshot, v, T0).unwrap(),
+            Err(f) => key_failure(f),
         }
     }
 
@@ -937,10 +1063,10 @@ mod key_tests {
             ),
             "{o:?}"
         );
-        // A failure was counted; a good answer clears it.
+        // No failure is counted: a key cannot be guessed (the lock-out is for short codes).
         assert_eq!(
             auth_state::load(ts.store.conn(), "alice").unwrap().failures,
-            1
+            0
         );
         assert!(matches!(
             login_with(&mut ts, "alice", &key, Answer::Step(1)),
@@ -1006,7 +1132,7 @@ mod key_tests {
             .conn()
             .execute("UPDATE devices SET sign_count = 9", [])
             .unwrap();
-        let o = record_key_login(&mut ts.store, &u, &snapshot, v(7), settings(), T0).unwrap();
+        let o = record_key_login(&mut ts.store, &u, &snapshot, v(7), T0).unwrap();
         assert!(
             matches!(
                 refused_with(&o),
@@ -1026,14 +1152,13 @@ mod key_tests {
                 index: 1,
                 sign_count: 10,
             },
-            settings(),
             T0,
         )
         .unwrap();
         assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
         // Revoked meanwhile.
         ts.store.conn().execute("DELETE FROM devices", []).unwrap();
-        let o = record_key_login(&mut ts.store, &u, &snapshot, v(10), settings(), T0).unwrap();
+        let o = record_key_login(&mut ts.store, &u, &snapshot, v(10), T0).unwrap();
         assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
     }
 
@@ -1092,9 +1217,12 @@ mod key_tests {
     }
 
     #[test]
-    fn key_failures_lock_the_user_out_like_wrong_codes() {
+    fn keys_are_neither_counted_nor_stopped_by_the_lock_out() {
+        // Issue 16, finding 1: the lock-out limits guessing of short codes only. A key
+        // failure counts nothing, and a locked-out user's key still logs them in.
         let mut ts = temp_store();
         let key = TestKey::register(&mut ts, "alice", "yubi", 3);
+        let secret = super::tests::enrolled(&mut ts, "alice", "phone");
         let settings = LoginSettings {
             lockout: LockoutPolicy {
                 max_failures: 2,
@@ -1103,34 +1231,52 @@ mod key_tests {
             ..LoginSettings::default()
         };
         let u = user("alice");
-        let o = key_failure(&mut ts.store, &u, KeyFailure::Timeout, settings, T0).unwrap();
-        assert!(matches!(
-            o,
+        assert_eq!(
+            key_failure(KeyFailure::Timeout),
             Outcome::Refused {
-                locked_until: None,
-                ..
+                reason: Refusal::Key(KeyFailure::Timeout),
+                locked_until: None
             }
-        ));
-        let o = key_failure(&mut ts.store, &u, KeyFailure::NoKey, settings, T0 + 1).unwrap();
-        assert!(matches!(
-            o,
-            Outcome::Refused {
-                locked_until: Some(_),
-                ..
-            }
-        ));
+        );
+        // A refused answer (a credential that is not the user's) counts nothing either.
         let snapshot = devices::active_fido2(ts.store.conn(), "alice").unwrap();
-        let verified = Verified {
+        let bad = Verified {
+            index: 7,
+            sign_count: key.counter.get() + 1,
+        };
+        for t in 0..5 {
+            let o = record_key_login(&mut ts.store, &u, &snapshot, bad, T0 + t).unwrap();
+            assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
+        }
+        assert_eq!(readiness(&ts.store, &u, T0 + 5).unwrap(), Readiness::Ready);
+        // Two wrong codes lock the codes out...
+        for t in 0..2 {
+            verify(&mut ts.store, &u, b"000000", settings, T0 + 10 + t).unwrap();
+        }
+        assert_eq!(
+            readiness(&ts.store, &u, T0 + 12).unwrap(),
+            Readiness::Locked { until: T0 + 311 }
+        );
+        let right = oathtool(&secret, T0 + 60);
+        assert_eq!(
+            verify(&mut ts.store, &u, right.as_bytes(), settings, T0 + 60).unwrap(),
+            Outcome::Locked { until: T0 + 311 }
+        );
+        // ...but not the key, whose success also ends the lock-out.
+        let good = Verified {
             index: 0,
             sign_count: key.counter.get() + 1,
         };
         assert_eq!(
-            record_key_login(&mut ts.store, &u, &snapshot, verified, settings, T0 + 2).unwrap(),
-            Outcome::Locked { until: T0 + 301 }
+            record_key_login(&mut ts.store, &u, &snapshot, good, T0 + 61).unwrap(),
+            Outcome::Accepted {
+                device: "yubi".into()
+            }
         );
+        assert_eq!(readiness(&ts.store, &u, T0 + 62).unwrap(), Readiness::Ready);
         let f = factors(&ts.store, &u).unwrap();
         assert_eq!(f.fido2.len(), 1);
-        assert!(!f.has_totp);
+        assert!(f.has_totp);
     }
 
     /// The one look a login takes before its prompt agrees with the separate ones.
@@ -1257,10 +1403,11 @@ mod hotp_tests {
                 ..
             }
         ));
-        // The success cleared the first refusal's count; only the replay after it counts.
+        // The success cleared the first refusal's count; only the replay after it counts,
+        // charged for the 11 codes (hotp_window 10) it was compared with.
         assert_eq!(
             auth_state::load(ts.store.conn(), "alice").unwrap().failures,
-            1
+            crate::lockout::charge(11)
         );
     }
 

@@ -180,7 +180,9 @@ fn run(
         (Some(b), Some(_)) => b.readiness,
     };
     match readiness {
-        Readiness::Locked { until } => return Err(locked(pamh, until, silent)),
+        // Only short codes are held back: the person is told, and may still use a
+        // security key, a recovery code or an administrator's bypass code.
+        Readiness::Locked { until } => tell_locked(pamh, until, silent),
         Readiness::NoDevices if let_through => {
             let mut log = Logger::new(pamh);
             log.set_debug(args.debug);
@@ -246,6 +248,7 @@ fn run(
     // Users without a device are prompted too, so the prompt does not tell an attacker
     // who has enrolled.
     let answer = ask(pamh, args)?;
+    let answer = answer.as_ref().map_or(&[][..], |a| a.as_bytes());
     // The person may have waited at the prompt: the code is checked against the time it
     // was typed, not the time the prompt appeared.
     let now = clock::now().map_err(store_error)?;
@@ -264,13 +267,11 @@ fn run(
             PamResultCode::PAM_AUTH_ERR,
         ));
     };
-    if let Some(code) = crate::recovery::normalize(answer.as_bytes()) {
-        let outcome =
-            login::verify_recovery(store, &user, &code, args.settings, now).map_err(store_error)?;
+    if let Some(code) = crate::recovery::normalize(answer) {
+        let outcome = login::verify_recovery(store, &user, &code, now).map_err(store_error)?;
         return recovery_finish(pamh, outcome, ctx, silent);
     }
-    let outcome =
-        login::verify(store, &user, answer.as_bytes(), args.settings, now).map_err(store_error)?;
+    let outcome = login::verify(store, &user, answer, args.settings, now).map_err(store_error)?;
     finish(pamh, outcome, &user, ctx, silent)
 }
 
@@ -310,13 +311,9 @@ fn recovery_finish(
             );
             Ok(PamResultCode::PAM_SUCCESS)
         }
-        login::RecoveryOutcome::Locked { until } => Err(locked(pamh, until, silent)),
-        login::RecoveryOutcome::Refused { locked_until } => Err((
+        login::RecoveryOutcome::Refused => Err((
             Level::Notice,
-            format!(
-                "authentication failure: not a valid recovery or bypass code{}",
-                lock_note(locked_until)
-            ),
+            "authentication failure: not a valid recovery or bypass code".to_owned(),
             PamResultCode::PAM_AUTH_ERR,
         )),
     }
@@ -378,6 +375,22 @@ pub(super) fn lock_note(locked_until: Option<i64>) -> String {
     }
 }
 
+/// Before the prompt of a locked-out user: what is locked, until when, and what still
+/// works. (Only users with a device are ever locked out, so this tells nothing about which
+/// names are accounts.)
+fn tell_locked(pamh: &mut PamHandle, until: i64, silent: bool) {
+    if !silent {
+        let text = format!(
+            "Too many failed attempts: verification codes are locked until {}. A security \
+             key, a recovery code or a temporary code from your administrator still works.",
+            clock::format_local(until)
+        );
+        // A courtesy: the login goes on whether or not it got through.
+        let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
+    }
+}
+
+/// A short code typed while locked out: refused without being checked.
 fn locked(pamh: &mut PamHandle, until: i64, silent: bool) -> Failure {
     let when = clock::format_local(until);
     if !silent {
@@ -396,7 +409,13 @@ fn conversation(pamh: &PamHandle) -> Result<Conv<'_>, PamResultCode> {
     pamh.get_item::<Conv>()?.ok_or(PamResultCode::PAM_CONV_ERR)
 }
 
-fn ask(pamh: &mut PamHandle, args: &ModuleArgs) -> Result<pam::secret::SecretBytes, Failure> {
+/// The answer to the code prompt; `None` when the application answered with no response
+/// at all, which the caller treats exactly as an empty answer: refused, and counted like
+/// any other answer that is not a code.
+fn ask(
+    pamh: &mut PamHandle,
+    args: &ModuleArgs,
+) -> Result<Option<pam::secret::SecretBytes>, Failure> {
     let style = if args.echo_code {
         PAM_PROMPT_ECHO_ON
     } else {
@@ -410,17 +429,7 @@ fn ask(pamh: &mut PamHandle, args: &ModuleArgs) -> Result<pam::secret::SecretByt
         )
     };
     let conv = conversation(pamh).map_err(conv_failed)?;
-    match conv.send(style, &args.prompt) {
-        Ok(Some(answer)) => Ok(answer),
-        // An application that answers with no response at all gets an empty answer,
-        // which is refused (and counted) like any wrong one.
-        Ok(None) => Err((
-            Level::Notice,
-            "authentication failure: no answer to the prompt".to_owned(),
-            PamResultCode::PAM_AUTH_ERR,
-        )),
-        Err(code) => Err(conv_failed(code)),
-    }
+    conv.send(style, &args.prompt).map_err(conv_failed)
 }
 
 /// The user name as raw bytes, asking the application for it if it has not set one.

@@ -34,18 +34,15 @@ pub(super) fn security_key(
             silent,
         ));
     }
-    let fail = |pamh: &mut PamHandle, store: &mut Store, failure: KeyFailure| {
-        let now = clock::now().map_err(store_error)?;
-        let outcome =
-            login::key_failure(store, user, failure, args.settings, now).map_err(store_error)?;
-        finish(pamh, outcome, user, ctx, silent).map(Some)
+    let fail = |pamh: &mut PamHandle, failure: KeyFailure| {
+        finish(pamh, login::key_failure(failure), user, ctx, silent).map(Some)
     };
     if ctx.remote {
         if prefer && factors.has_totp {
             debug(pamh, "remote login: asking for a code, not a security key");
             return Ok(None);
         }
-        return fail(pamh, store, KeyFailure::Remote);
+        return fail(pamh, KeyFailure::Remote);
     }
     let library = match keys_library::load() {
         Ok(library) => library,
@@ -76,16 +73,15 @@ pub(super) fn security_key(
     match answer {
         Ok(verified) => {
             let now = clock::now().map_err(store_error)?;
-            let outcome =
-                login::record_key_login(store, user, &factors.fido2, verified, args.settings, now)
-                    .map_err(store_error)?;
+            let outcome = login::record_key_login(store, user, &factors.fido2, verified, now)
+                .map_err(store_error)?;
             finish(pamh, outcome, user, ctx, silent).map(Some)
         }
         Err(KeyFailure::NoKey) if prefer && factors.has_totp => {
             debug(pamh, "no security key plugged in: asking for a code");
             Ok(None)
         }
-        Err(failure) => fail(pamh, store, failure),
+        Err(failure) => fail(pamh, failure),
     }
 }
 
