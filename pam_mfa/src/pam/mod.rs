@@ -227,7 +227,8 @@ fn run(
                 log.log(
                     Level::Notice,
                     &format!(
-                        "policy no_device=enroll asks for registration at login, but this                          line does not allow it (no enroll_at_login): treated as                          no_device=deny ({})",
+                        "policy no_device=enroll asks for registration at login, but this line does \
+                         not allow it (no enroll_at_login): treated as no_device=deny ({})",
                         ctx.describe()
                     ),
                 );
