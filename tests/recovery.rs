@@ -285,7 +285,7 @@ fn messages_so_far(stdout: &str) -> Vec<String> {
 fn no_device_enroll_registers_a_device_during_the_login() {
     let env = TestEnv::new();
     let user = TestUser::new();
-    env.write_service(&[]);
+    env.write_service(&["enroll_at_login"]);
     env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
         .assert_success();
 
@@ -338,7 +338,7 @@ fn no_device_enroll_registers_a_device_during_the_login() {
 fn no_device_enroll_with_wrong_codes_registers_nothing_and_refuses() {
     let env = TestEnv::new();
     let user = TestUser::new();
-    env.write_service(&[]);
+    env.write_service(&["enroll_at_login"]);
     env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
         .assert_success();
     let out = env

@@ -58,6 +58,19 @@ pub fn begin_totp(
     issuer: &str,
     now: i64,
 ) -> Result<PendingTotp> {
+    begin_totp_held(store, user, name, issuer, None, now)
+}
+
+/// [`begin_totp`], the pending row held for a login from the start when `hold` (the hash
+/// of the login's value, see [`crate::login_hold`]) is given, in the same transaction.
+pub(crate) fn begin_totp_held(
+    store: &mut Store,
+    user: &UserName,
+    name: &DeviceName,
+    issuer: &str,
+    hold: Option<&[u8; 32]>,
+    now: i64,
+) -> Result<PendingTotp> {
     let secret = Secret::generate()?;
     let params = TotpParams::DEFAULT;
     let expires_at = now + PENDING_LIFETIME_SECS;
@@ -73,6 +86,9 @@ pub fn begin_totp(
         now,
         expires_at,
     )?;
+    if let Some(hold) = hold {
+        devices::set_login_hold(&tx, tx.last_insert_rowid(), hold)?;
+    }
     tx.commit()?;
     let uri = otpauth::build_totp_uri(issuer, user.as_str(), &secret, params);
     Ok(PendingTotp {
@@ -107,20 +123,10 @@ pub fn finish_totp(
     second: &[u8],
     now: i64,
 ) -> Result<()> {
-    let (c1, c2) = parse_pair(first, second)?;
-    // The codes are searched for before taking the write lock, so logins never wait on
-    // this; activation then re-checks, inside the transaction, that the same pending
-    // device is still there.
-    let device = devices::totp_by_name(store.conn(), user.as_str(), name.as_str(), now)?
-        .filter(|d| d.state == devices::DeviceState::Pending)
-        .ok_or_else(|| Error::NoPendingDevice {
-            user: user.to_string(),
-            name: name.to_string(),
-        })?;
-    let key = TotpKey::new(&device.secret, device.params)?;
-    let (t, _) = confirm_totp(&key, &c1, &c2, now, ClockFix::Person)?;
+    // A registration held for a login is that login's alone (see crate::login_hold).
+    let (id, t) = pending_pair(store, user, name, first, second, false, now)?;
     let tx = store.write()?;
-    if !devices::activate(&tx, user.as_str(), device.id, t + 1, now)? {
+    if !devices::activate(&tx, user.as_str(), id, t + 1, now)? {
         return Err(Error::NoPendingDevice {
             user: user.to_string(),
             name: name.to_string(),
@@ -128,6 +134,38 @@ pub fn finish_totp(
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The pending TOTP registration `name` of `user` (one held for a login exactly when
+/// `held`) and the step of `first` when `first` and `second` are its codes of two
+/// consecutive steps near now.
+///
+/// The codes are searched for before taking the write lock, so logins never wait on this;
+/// the caller then re-checks, inside its transaction, that the same pending device is
+/// still there.
+pub(crate) fn pending_pair(
+    store: &Store,
+    user: &UserName,
+    name: &DeviceName,
+    first: &[u8],
+    second: &[u8],
+    held: bool,
+    now: i64,
+) -> Result<(i64, i64)> {
+    let (c1, c2) = parse_pair(first, second)?;
+    let no_pending = || Error::NoPendingDevice {
+        user: user.to_string(),
+        name: name.to_string(),
+    };
+    let device = devices::totp_by_name(store.conn(), user.as_str(), name.as_str(), now)?
+        .filter(|d| d.state == devices::DeviceState::Pending)
+        .ok_or_else(no_pending)?;
+    if devices::is_held(store.conn(), device.id)? != held {
+        return Err(no_pending());
+    }
+    let key = TotpKey::new(&device.secret, device.params)?;
+    let (t, _) = confirm_totp(&key, &c1, &c2, now, ClockFix::Person)?;
+    Ok((device.id, t))
 }
 
 /// Who can set a time-based device's clock, which decides what registering it with codes

@@ -61,6 +61,11 @@ pub enum Error {
          minutes; start again with `mfa enroll totp`)"
     )]
     NoPendingDevice { user: String, name: String },
+    #[error(
+        "the device registered during this login is gone (its 10 minutes ran out, or another \
+         registration of the same name replaced it)"
+    )]
+    HeldRegistrationGone,
     #[error("device \"{name}\" is still pending; finish its registration first")]
     DeviceNotActive { name: String },
     #[error("{user} already has {max} active devices, the most allowed; remove one first")]

@@ -15,6 +15,7 @@ pub mod fido2;
 pub mod hotp;
 pub mod lockout;
 pub mod login;
+pub mod login_hold;
 pub mod names;
 pub mod otp;
 pub mod otpauth;

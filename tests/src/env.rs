@@ -242,6 +242,7 @@ impl TestEnv {
             rhost: None,
             at: Some(self.now()),
             envs: Vec::new(),
+            no_setcred: false,
         }
     }
 
@@ -396,6 +397,8 @@ pub struct PamRun<'a> {
     at: Option<i64>,
     /// Environment changes for the client: `(name, Some(value))` sets, `None` removes.
     envs: Vec<(OsString, Option<OsString>)>,
+    /// Stop after `pam_authenticate` (pam-client `--no-setcred`).
+    no_setcred: bool,
 }
 
 #[derive(Clone)]
@@ -447,6 +450,13 @@ impl PamRun<'_> {
         self
     }
 
+    /// Stops after `pam_authenticate`, never calling `pam_setcred` (which pam-client
+    /// otherwise calls after a success, as real applications do).
+    pub fn no_setcred(mut self) -> Self {
+        self.no_setcred = true;
+        self
+    }
+
     /// Removes an environment variable the test process has from the client's.
     pub fn env_remove(mut self, name: &str) -> Self {
         self.envs.push((name.into(), None));
@@ -470,6 +480,9 @@ impl PamRun<'_> {
         }
         if wait_stdin {
             cmd.arg("--wait-stdin");
+        }
+        if self.no_setcred {
+            cmd.arg("--no-setcred");
         }
         let wrapper = paths::pam_wrapper_lib();
         apply_fake_time(&mut cmd, self.at, &[&wrapper]);
@@ -686,6 +699,9 @@ pub struct PamOutcome {
     pub stdout: String,
     /// Everything on stderr (pam_wrapper's log lines included).
     pub stderr: String,
+    /// What `pam_setcred(PAM_ESTABLISH_CRED)` returned, when pam-client called it (after
+    /// a successful authentication, unless [`PamRun::no_setcred`]).
+    pub setcred: Option<String>,
 }
 
 impl PamOutcome {
@@ -694,9 +710,12 @@ impl PamOutcome {
     pub fn from_finished(f: Finished) -> Self {
         let mut messages = Vec::new();
         let mut result = None;
+        let mut setcred = None;
         for line in f.stdout.lines() {
             if let Some(r) = line.strip_prefix("result: ") {
                 result = Some(r.to_owned());
+            } else if let Some(r) = line.strip_prefix("setcred: ") {
+                setcred = Some(r.to_owned());
             } else if let Some((kind, text)) = line.split_once(": ") {
                 messages.push(PamMessage {
                     kind: kind.to_owned(),
@@ -723,6 +742,7 @@ impl PamOutcome {
             messages,
             stdout: f.stdout,
             stderr: f.stderr,
+            setcred,
         }
     }
 

@@ -79,6 +79,18 @@ pub const ARGUMENTS: &[ArgumentDoc] = &[
                       code: ] for text with spaces.",
     },
     ArgumentDoc {
+        name: "enroll_at_login",
+        syntax: "enroll_at_login",
+        default: None,
+        description: "Where the policy says no_device=enroll, a user with no device \
+                      registers an authenticator app during the login on this line; the \
+                      device is kept only if the whole login succeeds. Without it such a \
+                      user is prompted and refused, as under no_device=deny. Safe only \
+                      after a first factor that ends the stack when it fails (requisite) \
+                      or after a public-key login: otherwise anyone could run the \
+                      registration dialogue for anyone.",
+    },
+    ArgumentDoc {
         name: "echo_code",
         syntax: "echo_code",
         default: None,
@@ -123,6 +135,8 @@ pub struct ModuleArgs {
     pub prompt: String,
     pub echo_code: bool,
     pub debug: bool,
+    /// This line may register a device for a user without one (policy `no_device=enroll`).
+    pub enroll_at_login: bool,
     /// Whether this service asks for a security key touch.
     pub fido2: Fido2Mode,
     /// How long to wait for the touch, in seconds (1 to 120).
@@ -161,6 +175,7 @@ impl Default for ModuleArgs {
             prompt: DEFAULT_PROMPT.to_owned(),
             echo_code: false,
             debug: false,
+            enroll_at_login: false,
             fido2: Fido2Mode::default(),
             fido2_timeout: crate::fido2::DEFAULT_TIMEOUT_SECS,
             explicit: Explicit::default(),
@@ -241,6 +256,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
             "nullok" => out.nullok = flag("nullok")?,
             "echo_code" => out.echo_code = flag("echo_code")?,
             "debug" => out.debug = flag("debug")?,
+            "enroll_at_login" => out.enroll_at_login = flag("enroll_at_login")?,
             "window" => {
                 out.settings.window = number("window", value_of("window")?, 0, MAX_WINDOW)?;
                 out.explicit.window = true;
@@ -349,7 +365,7 @@ mod tests {
         assert_eq!(a.settings.lockout.max_failures, 5);
         assert_eq!(a.settings.lockout.lockout_secs, 300);
         assert_eq!(a.prompt, "Verification code: ");
-        assert!(!a.nullok && !a.echo_code && !a.debug);
+        assert!(!a.nullok && !a.echo_code && !a.debug && !a.enroll_at_login);
         assert_eq!(a.fido2, Fido2Mode::Prefer);
         assert_eq!(a.fido2_timeout, 30);
     }
@@ -368,8 +384,10 @@ mod tests {
             "debug",
             "fido2=require",
             "fido2_timeout=120",
+            "enroll_at_login",
         ])
         .unwrap();
+        assert!(a.enroll_at_login);
         assert_eq!(a.fido2, Fido2Mode::Require);
         assert_eq!(a.fido2_timeout, 120);
         assert_eq!(p(&["fido2=off"]).unwrap().fido2, Fido2Mode::Off);
@@ -457,6 +475,10 @@ mod tests {
             &["hotp_window=1e2"],
             &["hotp_window=5", "hotp_window=5"],
             &["hotpwindow=5"],
+            &["enroll_at_login=1"],
+            &["enroll_at_login", "enroll_at_login"],
+            &["enroll-at-login"],
+            &["enroll"],
         ];
         for args in bad {
             assert!(p(args).is_err(), "{args:?} accepted");

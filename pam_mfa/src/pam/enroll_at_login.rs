@@ -7,6 +7,10 @@
 //! then two consecutive codes and a device name are asked for. The same library calls as
 //! `mfa enroll totp` do the work, so the checks (names, limits, consecutive codes, the
 //! steps used up) are identical; the registration and its audit row commit together.
+//!
+//! Only on a line with `enroll_at_login`, and the device is held, not active, when this
+//! returns: `pam_sm_setcred` activates it once the whole stack has succeeded (see
+//! [`super::login_hold`] and [`crate::login_hold`]; issue 16, finding 2).
 
 use pam::constants::PamResultCode;
 use pam::constants::{PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO};
@@ -17,7 +21,7 @@ use zeroize::Zeroizing;
 use super::syslog::{Level, Logger};
 use super::{Context, Failure, conversation, store_error};
 use crate::clock;
-use crate::enrollment;
+use crate::login_hold::{self, LoginHold};
 use crate::names::{DeviceName, UserName};
 use crate::store::Store;
 
@@ -96,8 +100,8 @@ fn ask(
     Ok(Zeroizing::new(text))
 }
 
-/// Registers a device for `user` through the conversation; `PAM_SUCCESS` once it is
-/// active.
+/// Registers a device for `user` through the conversation; `PAM_SUCCESS` once its codes
+/// were right, the device held for this login's `pam_sm_setcred`.
 pub(super) fn enroll(
     pamh: &mut PamHandle,
     store: &mut Store,
@@ -125,7 +129,9 @@ pub(super) fn enroll(
         .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
         .unwrap_or_else(|| "pam_mfa".to_owned());
     let now = clock::now().map_err(store_error)?;
-    let pending = enrollment::begin_totp(store, user, &name, &issuer, now).map_err(refused)?;
+    let hold = LoginHold::generate().map_err(store_error)?;
+    let pending =
+        login_hold::begin_totp(store, user, &name, &issuer, &hold, now).map_err(refused)?;
     let qr = qr_text(&pending.uri).ok_or_else(|| refused("the QR code cannot be drawn"))?;
     let mut text = Zeroizing::new(String::with_capacity(qr.len() + 128));
     text.push_str("Scan this QR code with your authenticator app:\n\n");
@@ -152,23 +158,31 @@ pub(super) fn enroll(
         PAM_PROMPT_ECHO_OFF,
         "Wait for the next code and enter it: ",
     )?;
-    enrollment::finish_totp(
+    login_hold::hold_totp(
         store,
         user,
         &name,
+        &hold,
         first.as_bytes(),
         second.as_bytes(),
         clock::now().map_err(store_error)?,
     )
     .map_err(refused)?;
+    super::login_hold::remember(pamh, &hold).map_err(|code| {
+        (
+            Level::Error,
+            format!("registration at login failed: cannot keep it for the login's end ({code:?})"),
+            PamResultCode::PAM_SYSTEM_ERR,
+        )
+    })?;
     let _ = say(
         pamh,
-        &format!("Device \"{name}\" is registered; you are logged in."),
+        &format!("Codes accepted: device \"{name}\" is registered once your login completes."),
     );
     Logger::new(pamh).log(
-        Level::Notice,
+        Level::Info,
         &format!(
-            "registered device \"{}\" at login (no_device=enroll) ({})",
+            "codes of device \"{}\" accepted at login; it is kept if the login succeeds ({})",
             name.as_str().escape_debug(),
             ctx.describe()
         ),

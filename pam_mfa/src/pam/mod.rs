@@ -9,6 +9,7 @@
 pub mod args;
 mod enroll_at_login;
 pub mod keys_library;
+mod login_hold;
 mod security_key;
 mod syslog;
 
@@ -39,9 +40,11 @@ impl PamHooks for PamMfa {
         authenticate(pamh, &args, flags)
     }
 
-    /// There are no credentials to set; success keeps stacks with `setcred` working.
-    fn sm_setcred(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
-        PamResultCode::PAM_SUCCESS
+    /// Activates a device registered during this login, now that the whole stack has
+    /// succeeded (see [`login_hold`]); otherwise there is nothing to set, and success keeps
+    /// stacks with `setcred` working.
+    fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        login_hold::setcred(pamh, &args, flags)
     }
 }
 
@@ -64,6 +67,8 @@ impl Context {
 }
 
 fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    // A registration held by an earlier attempt on this handle is not this attempt's.
+    login_hold::forget(pamh);
     let args = match args::parse(raw_args.iter().map(|a| a.to_bytes())) {
         Ok(a) => a,
         Err(e) => {
@@ -215,7 +220,21 @@ fn run(
             if policy.no_device == crate::policy::NoDevice::Enroll
                 && args.fido2 != Fido2Mode::Require =>
         {
-            if let (Some(store), Some(user)) = (store.as_mut(), &account) {
+            if !args.enroll_at_login {
+                // Issue 16, finding 2: registering at login is safe only behind a first
+                // factor that ends the stack, which only the administrator can vouch for,
+                // line by line.
+                let mut log = Logger::new(pamh);
+                log.set_debug(args.debug);
+                log.log(
+                    Level::Notice,
+                    &format!(
+                        "policy no_device=enroll asks for registration at login, but this line does \
+                         not allow it (no enroll_at_login): treated as no_device=deny ({})",
+                        ctx.describe()
+                    ),
+                );
+            } else if let (Some(store), Some(user)) = (store.as_mut(), &account) {
                 return enroll_at_login::enroll(pamh, store, user, ctx);
             }
         }

@@ -313,16 +313,87 @@ pub fn check_room(conn: &Connection, user: &str) -> Result<()> {
 
 /// Makes a pending device active, enforcing the per-user limit inside the caller's
 /// transaction. `last_step` burns the codes used to confirm it. `false` when the pending
-/// device is gone (expired, or replaced by a new registration of the same name).
+/// device is gone (expired, or replaced by a new registration of the same name) or is held
+/// for a login, which only that login's success activates ([`activate_held`]).
 pub fn activate(conn: &Connection, user: &str, id: i64, last_step: i64, now: i64) -> Result<bool> {
     check_room(conn, user)?;
     let n = conn
         .prepare_cached(
             "UPDATE devices SET state = 'active', last_step = ?2, expires_at = NULL
-             WHERE id = ?1 AND state = 'pending' AND expires_at > ?3",
+             WHERE id = ?1 AND state = 'pending' AND expires_at > ?3
+               AND login_hold IS NULL",
         )?
         .execute(params![id, last_step, now])?;
     Ok(n == 1)
+}
+
+/// Marks the pending device `id` as belonging to the login that holds the value hashed to
+/// `hold` (see `crate::login_hold`): only that login's success can activate it.
+pub fn set_login_hold(conn: &Connection, id: i64, hold: &[u8; 32]) -> Result<()> {
+    conn.prepare_cached("UPDATE devices SET login_hold = ?2 WHERE id = ?1 AND state = 'pending'")?
+        .execute(params![id, hold.as_slice()])?;
+    Ok(())
+}
+
+/// Whether device `id` is held for a login (and so not for `mfa enroll finish`).
+pub fn is_held(conn: &Connection, id: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE id = ?1 AND login_hold IS NOT NULL)",
+        )?
+        .query_row([id], |r| r.get(0))?)
+}
+
+/// Records that the two codes of the held registration `id` were right: the step of the
+/// second (so neither code ever logs in), which is also what marks it ready for
+/// [`activate_held`]. `false` when the held row is gone or expired.
+pub fn confirm_held(
+    conn: &Connection,
+    id: i64,
+    hold: &[u8; 32],
+    last_step: i64,
+    now: i64,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE devices SET last_step = ?3
+             WHERE id = ?1 AND login_hold = ?2 AND state = 'pending' AND expires_at > ?4
+               AND last_step IS NULL",
+        )?
+        .execute(params![id, hold.as_slice(), last_step, now])?;
+    Ok(n == 1)
+}
+
+/// Activates `user`'s registration held under `hold` whose codes were confirmed, enforcing
+/// the per-user limit inside the caller's transaction. Its name, or `None` when there is
+/// no such registration (expired, or replaced by another of the same name).
+pub fn activate_held(
+    conn: &Connection,
+    user: &str,
+    hold: &[u8; 32],
+    now: i64,
+) -> Result<Option<String>> {
+    let found: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, name FROM devices
+             WHERE user = ?1 AND login_hold = ?2 AND state = 'pending' AND expires_at > ?3
+               AND last_step IS NOT NULL",
+        )?
+        .query_row(params![user, hold.as_slice(), now], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((id, name)) = found else {
+        return Ok(None);
+    };
+    check_room(conn, user)?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE devices SET state = 'active', expires_at = NULL, login_hold = NULL
+             WHERE id = ?1 AND state = 'pending'",
+        )?
+        .execute([id])?;
+    Ok((n == 1).then_some(name))
 }
 
 /// Records an accepted code: its step (for the replay check) and when it was used.

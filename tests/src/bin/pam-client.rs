@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! pam-client --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-file PATH]...
-//!            [--wait-stdin] [--script]
+//!            [--wait-stdin] [--script] [--answers-stdin] [--no-setcred]
 //! ```
 //!
 //! Answers (from `--answer` and `--answer-file`, in command-line order) are handed out one
@@ -20,7 +20,11 @@
 //! `prompt-echo-off: TEXT`, `prompt-echo-on: TEXT`, `error: TEXT`, `info: TEXT` (other
 //! styles: `unknown-style-N: TEXT`). TEXT has `\` `\n` `\r` `\t` and other control
 //! characters escaped (`\\`, `\n`, `\r`, `\t`, `\u{XX}`), so one message is always one line.
-//! After `pam_authenticate` it prints `result: NAME` and exits with the numeric PAM code.
+//! After `pam_authenticate` it prints `result: NAME`; after a success it then calls
+//! `pam_setcred(PAM_ESTABLISH_CRED)`, as sshd, sudo, su and login do (unless
+//! `--no-setcred`: an application that stops after authentication), printing the messages
+//! of that call like the others and then `setcred: NAME`. It exits with the numeric PAM
+//! code of `pam_authenticate`.
 //! As soon as `main` runs it prints `pam-client: started` on stderr (see `main`), then
 //! `pam-client: time SECONDS`, the wall clock it sees (a fake one under libfaketime).
 //! Errors of the client itself (bad usage, `pam_start` failing) exit with 64 / 70, values
@@ -53,6 +57,9 @@ const PAM_PROMPT_ECHO_OFF: c_int = 1;
 const PAM_PROMPT_ECHO_ON: c_int = 2;
 const PAM_ERROR_MSG: c_int = 3;
 const PAM_TEXT_INFO: c_int = 4;
+
+/// `pam_setcred` flag.
+const PAM_ESTABLISH_CRED: c_int = 0x0002;
 
 /// Item types for `pam_set_item`.
 const PAM_RHOST: c_int = 4;
@@ -114,6 +121,7 @@ unsafe extern "C" {
     ) -> c_int;
     fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_setcred(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_end(pamh: *mut PamHandle, pam_status: c_int) -> c_int;
     fn pam_strerror(pamh: *mut PamHandle, errnum: c_int) -> *const c_char;
 }
@@ -130,6 +138,9 @@ struct Args {
     /// the next line of stdin, read when the prompt comes (for conversations whose later
     /// answers depend on earlier messages, like registration at login).
     answers_stdin: bool,
+    /// `--no-setcred`: stop after `pam_authenticate`, as an application that never sets
+    /// credentials would.
+    no_setcred: bool,
 }
 
 /// State shared with the conversation callback through `appdata_ptr`.
@@ -150,7 +161,7 @@ fn stdin_answer() -> Option<CString> {
 
 fn usage() -> String {
     "usage: pam-client --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
-     [--answer-file PATH]... [--wait-stdin] [--script] [--answers-stdin]"
+     [--answer-file PATH]... [--wait-stdin] [--script] [--answers-stdin] [--no-setcred]"
         .to_owned()
 }
 
@@ -169,6 +180,7 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
     let mut wait_stdin = false;
     let mut script = false;
     let mut answers_stdin = false;
+    let mut no_setcred = false;
     while let Some(flag) = argv.next() {
         let flag = flag
             .into_string()
@@ -183,6 +195,10 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
         }
         if flag == "--answers-stdin" {
             answers_stdin = true;
+            continue;
+        }
+        if flag == "--no-setcred" {
+            no_setcred = true;
             continue;
         }
         let value = argv
@@ -210,6 +226,7 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
         answers,
         wait_stdin,
         answers_stdin,
+        no_setcred,
         script,
     })
 }
@@ -500,6 +517,13 @@ fn main() -> ExitCode {
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "result: {name}");
+        let _ = out.flush();
+    }
+    if rc == PAM_SUCCESS && !args.no_setcred {
+        // SAFETY: `pamh` is a live handle that has just authenticated.
+        let cred = unsafe { pam_setcred(pamh, PAM_ESTABLISH_CRED) };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "setcred: {}", pam_code_name(cred));
         let _ = out.flush();
     }
     // SAFETY: `pamh` is live and ended exactly once; the conversation state outlives it.

@@ -1,0 +1,177 @@
+//! The PAM side of [`crate::login_hold`]: the value of a registration made during a login
+//! travels from `pam_sm_authenticate` to `pam_sm_setcred`, which activates the device.
+//!
+//! Two carriers, because applications differ: `pam_set_data` where both calls happen in
+//! one process (sudo, su, login, display managers), and the PAM environment variable
+//! [`ENV_NAME`] for OpenSSH, which runs keyboard-interactive authentication in a forked
+//! child and brings back only the PAM environment to the process that calls
+//! `pam_setcred`. `pam_sm_setcred` removes the variable before it does anything else, so
+//! it never reaches the session, and it touches the store only when a value is there.
+//!
+//! Activation failing in `pam_sm_setcred` does not fail the login: the whole stack has
+//! already authenticated the person (under `no_device=enroll` a user without a device is
+//! trusted on the first factor alone, the registration adds nothing to that proof), and
+//! refusing now would only lock them out for a reason that is not theirs. It is logged,
+//! the person is told the device was not registered, and the next login asks again.
+
+use std::ffi::{CStr, CString, c_char, c_int};
+
+use pam::constants::{
+    PAM_ERROR_MSG, PAM_ESTABLISH_CRED, PAM_REINITIALIZE_CRED, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
+    PamResultCode,
+};
+use pam::module::PamHandle;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::conversation;
+use super::syslog::{Level, Logger};
+use crate::login_hold::LoginHold;
+use crate::names::{self, UserName, escape_for_log};
+use crate::store::Store;
+
+/// The PAM environment variable that carries the value across OpenSSH's processes.
+pub(super) const ENV_NAME: &str = "PAM_MFA_ENROLL_HOLD";
+/// The `pam_set_data` key; the data is an `Option<Zeroizing<String>>` (the hex form).
+const DATA_KEY: &str = "pam_mfa_enroll_hold";
+
+type HeldData = Option<Zeroizing<String>>;
+
+unsafe extern "C" {
+    fn pam_getenv(pamh: *const PamHandle, name: *const c_char) -> *const c_char;
+    fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
+}
+
+fn env_name() -> Result<CString, PamResultCode> {
+    CString::new(ENV_NAME).map_err(|_| PamResultCode::PAM_BUF_ERR)
+}
+
+/// `pam_putenv` of `text` (`NAME=VALUE` sets, `NAME` removes), wiping our copy after.
+fn putenv(pamh: &mut PamHandle, text: Zeroizing<Vec<u8>>) -> Result<(), PamResultCode> {
+    let c = CString::new(text.to_vec()).map_err(|_| PamResultCode::PAM_BUF_ERR)?;
+    // SAFETY: `pamh` is the live handle libpam passed to this call; `c` is a
+    // NUL-terminated string that outlives the call (libpam copies it).
+    let rc = unsafe { pam_putenv(pamh, c.as_ptr()) };
+    c.into_bytes_with_nul().zeroize();
+    if rc == PamResultCode::PAM_SUCCESS as c_int {
+        Ok(())
+    } else {
+        // libpam's pam_putenv fails only for a bad argument or lack of memory.
+        Err(PamResultCode::PAM_BUF_ERR)
+    }
+}
+
+/// The variable's value, if set.
+fn getenv(pamh: &PamHandle) -> Option<Zeroizing<Vec<u8>>> {
+    let name = env_name().ok()?;
+    // SAFETY: `pamh` is the live handle libpam passed to this call and `name` a
+    // NUL-terminated string; the result is null or points into libpam's environment.
+    let p = unsafe { pam_getenv(pamh, name.as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null result of pam_getenv is a NUL-terminated string owned by libpam,
+    // valid until the environment changes; it is copied at once.
+    Some(Zeroizing::new(
+        unsafe { CStr::from_ptr(p) }.to_bytes().to_vec(),
+    ))
+}
+
+fn get_data(pamh: &PamHandle) -> Option<Zeroizing<Vec<u8>>> {
+    // SAFETY: only this module uses DATA_KEY, and it always stores a `HeldData` there.
+    let data = unsafe { pamh.get_data::<HeldData>(DATA_KEY) }.ok()?;
+    data.as_ref()
+        .map(|hex| Zeroizing::new(hex.as_bytes().to_vec()))
+}
+
+/// Keeps `hold` for this login's `pam_sm_setcred`, by both carriers.
+pub(super) fn remember(pamh: &mut PamHandle, hold: &LoginHold) -> Result<(), PamResultCode> {
+    let hex = hold.to_hex();
+    let mut text = Zeroizing::new(Vec::with_capacity(ENV_NAME.len() + 1 + hex.len()));
+    text.extend_from_slice(ENV_NAME.as_bytes());
+    text.push(b'=');
+    text.extend_from_slice(hex.as_bytes());
+    putenv(pamh, text)?;
+    let data: Box<HeldData> = Box::new(Some(hex));
+    pamh.set_data(DATA_KEY, data)
+}
+
+/// Drops any value this handle carries, so it activates nothing: called at the start of
+/// every authentication (a value from an earlier, failed attempt on the same handle must
+/// not ride on a later success) and by `pam_sm_setcred` once it has read it.
+pub(super) fn forget(pamh: &mut PamHandle) {
+    if get_data(pamh).is_some() {
+        let none: Box<HeldData> = Box::new(None);
+        let _ = pamh.set_data(DATA_KEY, none);
+    }
+    if getenv(pamh).is_some() {
+        let _ = putenv(pamh, Zeroizing::new(ENV_NAME.as_bytes().to_vec()));
+    }
+}
+
+/// `pam_sm_setcred`: activates the registration this login made, if it made one. Returns
+/// `PAM_SUCCESS` in every case (see the module documentation).
+pub(super) fn setcred(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    if flags & (PAM_ESTABLISH_CRED | PAM_REINITIALIZE_CRED) == 0 {
+        return PamResultCode::PAM_SUCCESS;
+    }
+    // The cheap path of every login without a registration: no store, no arguments.
+    let Some(text) = get_data(pamh).or_else(|| getenv(pamh)) else {
+        return PamResultCode::PAM_SUCCESS;
+    };
+    forget(pamh);
+    let raw_user = match pamh.get_item::<pam::items::User>() {
+        Ok(Some(u)) => u.0.to_bytes().to_vec(),
+        _ => Vec::new(),
+    };
+    let who = format!("user={}", escape_for_log(&raw_user));
+    let silent = flags & PAM_SILENT != 0;
+    let result = pam_mfa_fido2::panic_guard::catch(|| activate(raw_args, &raw_user, &text))
+        .unwrap_or_else(|panic| Err(format!("internal error ({panic})")));
+    match result {
+        Ok(name) => {
+            Logger::new(pamh).log(
+                Level::Notice,
+                &format!(
+                    "registered device \"{}\" at login (no_device=enroll) ({who})",
+                    name.escape_debug()
+                ),
+            );
+            if !silent {
+                let text = format!("Device \"{name}\" is registered.");
+                let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
+            }
+        }
+        Err(why) => {
+            Logger::new(pamh).log(
+                Level::Error,
+                &format!("device registered at login not kept: {why} ({who})"),
+            );
+            if !silent {
+                let text = "Your new device was NOT registered; you will be asked to \
+                            register one at your next login, or run `mfa enroll totp NAME`.";
+                let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, text));
+            }
+        }
+    }
+    PamResultCode::PAM_SUCCESS
+}
+
+/// Activates the registration held for `text` for the user; its name, or why not.
+fn activate(raw_args: &[&CStr], raw_user: &[u8], text: &[u8]) -> Result<String, String> {
+    let hold = LoginHold::from_hex(text).ok_or("the value carried is malformed")?;
+    let args =
+        super::args::parse(raw_args.iter().map(|a| a.to_bytes())).map_err(|e| e.to_string())?;
+    let user = UserName::from_bytes(raw_user).map_err(|_| "invalid user name".to_owned())?;
+    let user = names::canonical_account(&user)
+        .map_err(|e| e.to_string())?
+        .ok_or("no such account")?;
+    let mut store = Store::open_existing(&args.db)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("device store {} does not exist", args.db.display()))?;
+    // Recorded as the service's uid, as the registration itself is.
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    crate::audit::attach(store.conn(), uid).map_err(|e| e.to_string())?;
+    let now = crate::clock::now().map_err(|e| e.to_string())?;
+    crate::login_hold::activate_held(&mut store, &user, &hold, now).map_err(|e| e.to_string())
+}
