@@ -78,7 +78,8 @@ impl Command {
 
 #[derive(Debug, Subcommand)]
 pub enum Recovery {
-    /// Make 10 new recovery codes, replacing any earlier set, and show them once
+    /// Make 10 new recovery codes and show them once; they replace any earlier set only
+    /// after they were written out in full
     Generate,
 }
 

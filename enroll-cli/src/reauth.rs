@@ -75,7 +75,7 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
                     settings,
                     clock::now()?,
                 )?;
-                return recovery_result(outcome);
+                return recovery_result(target, outcome);
             }
             login::verify(
                 &mut store,
@@ -107,10 +107,18 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
 }
 
 /// The answer to a recovery or bypass code; the only place `mfa` looks at a
-/// [`RecoveryOutcome`]. The person is told how many are left, as at a login.
-fn recovery_result(outcome: RecoveryOutcome) -> Result<(), CliError> {
+/// [`RecoveryOutcome`]. The person is told how many are left, as at a login, and syslog
+/// which kind confirmed the change (never the code).
+fn recovery_result(target: &Target, outcome: RecoveryOutcome) -> Result<(), CliError> {
     match outcome {
         RecoveryOutcome::Accepted { kind, remaining } => {
+            crate::audit::record(
+                target,
+                &format!(
+                    "confirmed a change with a {} code ({remaining} left)",
+                    kind.as_str()
+                ),
+            );
             let s = if remaining == 1 { "" } else { "s" };
             match kind {
                 recovery::Kind::Recovery => {
