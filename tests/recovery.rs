@@ -1,24 +1,8 @@
 //! Recovery codes and administrator-issued bypass codes at the real login prompt (issue 5,
 //! "Recovery"), and the policy the module reads from the store.
 
+use pam_mfa_tests::recovery::codes_in;
 use pam_mfa_tests::{TestEnv, TestUser};
-
-/// The grouped codes (`xxxx-xxxx-xxxx`) in `mfa` output, in order.
-fn codes_in(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| w.trim_end_matches(['.', ',']))
-        .filter(|w| {
-            w.len() == 14
-                && w.split('-').count() == 3
-                && w.split('-').all(|g| {
-                    g.len() == 4
-                        && g.bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                })
-        })
-        .map(str::to_owned)
-        .collect()
-}
 
 fn generate(env: &TestEnv, user: &str) -> Vec<String> {
     let out = env.mfa(&["--user", user, "recovery", "generate"]);
@@ -354,4 +338,43 @@ fn no_device_enroll_with_wrong_codes_registers_nothing_and_refuses() {
         env.names_in_state(user.name(), "active"),
         Vec::<String>::new()
     );
+}
+
+#[test]
+fn a_new_set_that_could_not_be_shown_does_not_replace_the_old_one() {
+    // Issue 16, finding 9: `mfa recovery generate` stored the new set before printing it,
+    // so with its output lost the old codes stopped working and nobody saw the new ones.
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    env.enroll(user.name(), "phone");
+    let old = generate(&env, user.name());
+    env.login(user.name(), &old[0]).assert_success();
+    assert_eq!(admin_entry(&env, user.name())["recovery_codes_left"], 9);
+
+    // stdout closed (the runtime puts /dev/null in its place) and stdout a full device.
+    for (i, redirect) in [">&-", ">/dev/full"].into_iter().enumerate() {
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("exec \"$0\" \"$@\" {redirect}"))
+            .arg(pam_mfa_tests::mfa_bin())
+            .arg("--db")
+            .arg(env.db())
+            .args(["--user", user.name(), "recovery", "generate"]);
+        let out = pam_mfa_tests::process::run(cmd, format!("recovery generate {redirect}"), vec![]);
+        assert_eq!(out.status.code(), Some(1), "{redirect}: {out:?}");
+        assert!(
+            out.stderr.starts_with("mfa: ") && out.stderr.contains("earlier codes still work"),
+            "{redirect}: {}",
+            out.stderr
+        );
+        // The old set is untouched: as many left as before, and the next one logs in.
+        assert_eq!(
+            admin_entry(&env, user.name())["recovery_codes_left"],
+            9 - i,
+            "{redirect}"
+        );
+        env.login(user.name(), &old[1 + i]).assert_success();
+    }
+    assert_eq!(audit_actions(&env, user.name(), "recovery-generate"), 1);
 }

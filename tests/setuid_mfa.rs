@@ -214,7 +214,7 @@ fn self_service_deny_greys_out_every_change_but_not_root() {
         &["enroll", "totp", "laptop", "--begin"][..],
         &["rename", "alice-phone", "pixel"][..],
         &["remove", "alice-phone", "--yes"][..],
-        &["resync", "alice-phone", "123456", "654321"][..],
+        &["resync", "alice-phone", "-"][..],
     ] {
         let out = mfa.run_as(&ns, &alice, change, &[]);
         assert_refused(&out, MESSAGE);
@@ -460,7 +460,7 @@ fn changing_devices_needs_a_current_code_which_is_then_used_up() {
     assert_refused(&out, "not a current code");
     for change in [
         &["enroll", "totp", "laptop", "--begin"][..],
-        &["resync", "pixel", "123456", "654321"][..],
+        &["resync", "pixel", "-"][..],
     ] {
         let out = mfa.run_as(&ns, &alice, change, &[]);
         assert_refused(&out, "a current code from one of your devices is needed");
@@ -711,7 +711,8 @@ fn a_user_registers_a_token_as_they_register_an_app() {
         .run()
         .assert_success();
     let (c0, c1) = (rfc4226_hotp(0), rfc4226_hotp(1));
-    let enroll = ["enroll", "token", "fob", "H-1", &c0, &c1];
+    // Codes from standard input, after the confirming code where one is asked for.
+    let enroll = ["enroll", "token", "fob", "H-1", "-"];
 
     // The inventory is root's.
     let out = mfa.run_as(&ns, &alice, &["admin", "tokens", "list"], &[]);
@@ -725,48 +726,40 @@ fn a_user_registers_a_token_as_they_register_an_app() {
         &alice,
         &enroll,
         &[],
-        &format!("{}\n", next_code(&phone.secret)),
+        &format!("{}\n{c0}\n{c1}\n", next_code(&phone.secret)),
     );
     assert_ok(&out);
     assert_eq!(names_now(&env, alice.name()), ["phone", "fob"]);
     // The token is hers now; bob (no device yet, so no code asked) cannot have it.
-    let out = mfa.run_as(
-        &ns,
-        &bob,
-        &[
-            "enroll",
-            "token",
-            "fob",
-            "H-1",
-            &rfc4226_hotp(2),
-            &rfc4226_hotp(3),
-        ],
-        &[],
-    );
+    let token = |serial: &str, c1: &str, c2: &str| {
+        mfa.run_with_input(
+            &ns,
+            &bob,
+            &["enroll", "token", "fob", serial, "-"],
+            &[],
+            &format!("{c1}\n{c2}\n"),
+        )
+    };
+    let out = token("H-1", &rfc4226_hotp(2), &rfc4226_hotp(3));
     assert_refused(&out, "no unassigned token H-1 shows these two codes");
     assert!(!out.stderr.contains(alice.name()), "{}", out.stderr);
     // A free token with a wrong second code gets the very same answer (which of the two
     // codes was wrong is not told), and so does a serial that does not exist; each try
     // counts toward bob's lock-out, which then stops him before any code is looked at.
-    let wrong_second = mfa.run_as(
-        &ns,
-        &bob,
-        &["enroll", "token", "fob", "H-2", &c0, &rfc4226_hotp(5)],
-        &[],
-    );
+    let wrong_second = token("H-2", &c0, &rfc4226_hotp(5));
     assert_refused(
         &wrong_second,
         "no unassigned token H-2 shows these two codes",
     );
-    let no_such = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-9", &c0, &c1], &[]);
+    let no_such = token("H-9", &c0, &c1);
     assert_refused(&no_such, "no unassigned token H-9 shows these two codes");
-    let out = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-9", &c0, &c1], &[]);
+    let out = token("H-9", &c0, &c1);
     assert_refused(&out, "no unassigned token");
     // The fifth wrong try (max_failures=5 by default) locks him out.
-    let out = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-9", &c0, &c1], &[]);
+    let out = token("H-9", &c0, &c1);
     assert_refused(&out, "too many failed attempts");
     // Locked: even the right codes of the free token are not looked at.
-    let out = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-2", &c0, &c1], &[]);
+    let out = token("H-2", &c0, &c1);
     assert_refused(&out, "too many failed attempts");
     assert!(names_now(&env, bob.name()).is_empty());
     env.mfa_cmd(&["admin", "unlock", bob.name()])
@@ -778,7 +771,247 @@ fn a_user_registers_a_token_as_they_register_an_app() {
         .real_time()
         .run()
         .assert_success();
-    let out = mfa.run_as(&ns, &bob, &["enroll", "token", "fob", "H-2", &c0, &c1], &[]);
+    let out = token("H-2", &c0, &c1);
     assert_refused(&out, "managed by your administrator");
     assert!(names_now(&env, bob.name()).is_empty());
+}
+
+/// The TOTP code of `secret` at unix time `at`, from oathtool.
+fn code_at(secret: &str, at: i64) -> String {
+    pam_mfa_tests::totp(secret, at)
+}
+
+#[test]
+fn a_users_codes_on_the_command_line_are_refused_before_anything_else() {
+    // Issue 16, finding 5: `mfa resync phone C1 C2` waited at its re-authentication prompt
+    // with the codes in /proc/PID/cmdline, which every user can read.
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let phone = enroll_now(&env, alice.name(), "phone");
+    let tablet = enroll_now(&env, alice.name(), "tablet");
+    env.mfa_cmd(&[
+        "--user",
+        alice.name(),
+        "enroll",
+        "totp",
+        "laptop",
+        "--begin",
+    ])
+    .real_time()
+    .run()
+    .assert_success();
+    // The phone's clock runs ten minutes fast: these two codes would resync it.
+    let now = pam_mfa_tests::real_now();
+    let (c1, c2) = (
+        code_at(&phone.secret, now + 600),
+        code_at(&phone.secret, now + 600 + pam_mfa_tests::STEP),
+    );
+    // A current code of the tablet stands ready on stdin, as a person would type it.
+    let confirm = format!("{}\n", next_code(&tablet.secret));
+    for args in [
+        &["resync", "phone", &c1, &c2][..],
+        &["enroll", "finish", "laptop", &c1, &c2][..],
+        &["enroll", "token", "fob", "H-1", &c1, &c2][..],
+    ] {
+        let out = mfa.run_with_input(&ns, &alice, args, &[], &confirm);
+        assert_refused(&out, "can be read by every user");
+        assert_refused(&out, "leave them out to be asked for them, or give -");
+        assert!(
+            !out.stderr.contains("To confirm it is you"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(names_now(&env, alice.name()), ["phone", "tablet", "laptop"]);
+
+    // The same codes from standard input: the confirming code (not used up above), then
+    // the two codes, one per line.
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["resync", "phone", "-"],
+        &[],
+        &format!("{confirm}{c1}\n{c2}\n"),
+    );
+    assert_ok(&out);
+    assert!(out.stdout.contains("is back in sync"), "{}", out.stdout);
+    // Input that ends early changes nothing.
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "finish", "laptop", "-"],
+        &[],
+        "123456\n",
+    );
+    assert_refused(&out, "standard input ended before two codes were read");
+    // (Root's scripts keep the positional form: `enroll_now` uses it.)
+}
+
+/// The command line of the one process running `bin`, as its words.
+fn cmdline_of(bin: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let words: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        if words.first().map(Path::new) == Some(bin) {
+            found.push(words);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "processes running {}: {found:?}",
+        bin.display()
+    );
+    found.remove(0)
+}
+
+#[test]
+fn a_prompted_resync_keeps_the_codes_off_the_command_line_and_the_screen() {
+    // Issue 16, finding 5: left out, the codes are asked for with echo off.
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let bob = TestUser::new();
+    let phone = enroll_now(&env, bob.name(), "phone");
+    let tablet = enroll_now(&env, bob.name(), "tablet");
+    let now = pam_mfa_tests::real_now();
+    let confirm = next_code(&tablet.secret);
+    let (c1, c2) = (
+        code_at(&phone.secret, now + 600),
+        code_at(&phone.secret, now + 600 + pam_mfa_tests::STEP),
+    );
+
+    let mut cmd = ns.command_as(&bob, &mfa.bin);
+    cmd.args(["resync", "phone"]);
+    let mut session = pam_mfa_tests::PtySession::spawn(cmd, "mfa resync phone on a terminal");
+    session.expect("To confirm it is you");
+    session.expect(": ");
+    session.send_line(&confirm);
+    session.expect("Enter the code the device shows: ");
+    let waiting = cmdline_of(&mfa.bin);
+    assert_eq!(waiting[1..], ["resync", "phone"], "{waiting:?}");
+    session.send_line(&c1);
+    session.expect("Enter the next code");
+    assert_eq!(cmdline_of(&mfa.bin)[1..], ["resync", "phone"]);
+    session.send_line(&c2);
+    let done = session.finish();
+    assert!(done.status.success(), "{}", done.transcript);
+    assert!(
+        done.transcript.contains("is back in sync"),
+        "{}",
+        done.transcript
+    );
+    // Echo was off: no code typed shows on the terminal.
+    for code in [&confirm, &c1, &c2] {
+        assert!(
+            !done.transcript.contains(code.as_str()),
+            "{}",
+            done.transcript
+        );
+    }
+}
+
+#[test]
+fn a_recovery_code_gets_a_person_back_in_fully() {
+    // Issue 16, finding 7: a user who logged in with a recovery code was told to register
+    // a new device, but `mfa` refused recovery codes at its re-authentication prompt.
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    env.write_service(&[]);
+    // Three logins and changes follow within a few real seconds, each using up a step of
+    // the new phone: a window of 2 accepts the third without waiting for the clock.
+    env.mfa_cmd(&["admin", "policy", "set", "window", "2"])
+        .real_time()
+        .run()
+        .assert_success();
+    let lost = enroll_now(&env, alice.name(), "phone");
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["recovery", "generate"],
+        &[],
+        &format!("{}\n", next_code(&lost.secret)),
+    );
+    assert_ok(&out);
+    let codes = pam_mfa_tests::recovery::codes_in(&out.stdout);
+    assert_eq!(codes.len(), 10, "{}", out.stdout);
+    let login = |code: &str| env.pam(alice.name()).answer(code).real_time().run();
+
+    // The phone is lost: from here on its secret is never used again.
+    let out = login(&codes[0]);
+    out.assert_success();
+    assert!(
+        out.infos()
+            .iter()
+            .any(|i| i.contains("register a new device")),
+        "{}",
+        out.transcript()
+    );
+    // A new phone, confirmed with a second recovery code, which the prompt offers.
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "totp", "new-phone", "--begin", "--json"],
+        &[],
+        &format!("{}\n", codes[1]),
+    );
+    assert_ok(&out);
+    assert!(out.stderr.contains("or a recovery code"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("8 recovery codes left"),
+        "{}",
+        out.stderr
+    );
+    let phone = pam_mfa_tests::Enrolled::from_begin_json(
+        serde_json::from_str(&out.stdout).expect("--begin --json prints JSON"),
+    );
+    let t0 = pam_mfa_tests::real_now();
+    let step = pam_mfa_tests::STEP;
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "finish", "new-phone", "-"],
+        &[],
+        &format!(
+            "{}\n{}\n",
+            code_at(&phone.secret, t0 - step),
+            code_at(&phone.secret, t0)
+        ),
+    );
+    assert_ok(&out);
+    // The lost phone goes, confirmed with the new one.
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["remove", "phone", "--yes"],
+        &[],
+        &format!("{}\n", code_at(&phone.secret, t0 + step)),
+    );
+    assert_ok(&out);
+    assert_eq!(names_now(&env, alice.name()), ["new-phone"]);
+    // The new phone logs in; the used recovery codes never work again, here or in `mfa`.
+    login(&code_at(&phone.secret, t0 + 2 * step)).assert_success();
+    for used in &codes[..2] {
+        assert!(!login(used).succeeded(), "{used} worked twice");
+    }
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["rename", "new-phone", "pixel"],
+        &[],
+        &format!("{}\n", codes[1]),
+    );
+    assert_refused(&out, "not a valid recovery code");
+    assert_eq!(names_now(&env, alice.name()), ["new-phone"]);
 }

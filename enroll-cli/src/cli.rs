@@ -44,11 +44,12 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Bring a device whose clock drifted back in sync with two consecutive codes
+    /// Bring a device whose clock drifted back in sync with two consecutive codes (asked
+    /// for, echo off)
     Resync {
         name: String,
-        code1: String,
-        code2: String,
+        #[command(flatten)]
+        codes: TwoCodes,
     },
     /// Check the store, the clock, PAM and sshd configuration, and who would be locked
     /// out (root only; changes nothing)
@@ -62,9 +63,23 @@ pub enum Command {
     Recovery(Recovery),
 }
 
+impl Command {
+    /// The two codes this command takes, if it is one that does.
+    pub fn two_codes(&self) -> Option<&TwoCodes> {
+        match self {
+            Self::Resync { codes, .. }
+            | Self::Enroll(Enroll::Token { codes, .. } | Enroll::Finish { codes, .. }) => {
+                Some(codes)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Recovery {
-    /// Make 10 new recovery codes, replacing any earlier set, and show them once
+    /// Make 10 new recovery codes and show them once; they replace any earlier set only
+    /// after they were written out in full
     Generate,
 }
 
@@ -184,15 +199,32 @@ pub enum Enroll {
         name: String,
         /// The serial number printed on the token
         serial: String,
-        code1: String,
-        code2: String,
+        #[command(flatten)]
+        codes: TwoCodes,
     },
-    /// Activate a device registered with --begin, with two consecutive codes
+    /// Activate a device registered with --begin, with two consecutive codes (asked for,
+    /// echo off)
     Finish {
         name: String,
-        code1: String,
-        code2: String,
+        #[command(flatten)]
+        codes: TwoCodes,
     },
+}
+
+/// The two consecutive codes `resync`, `enroll finish` and `enroll token` need. Left out,
+/// they are asked for with echo off; `-` reads them from standard input. A command line
+/// can be read by every user of the host (`ps`, /proc), so only root's scripts may give
+/// the codes there.
+#[derive(Debug, Args)]
+pub struct TwoCodes {
+    /// The code shown now. Leave both codes out to be asked for them, or give - to read
+    /// them from standard input, one per line. Only root may give the codes here: other
+    /// users can read a command line
+    #[arg(value_name = "CODE1")]
+    pub code1: Option<String>,
+    /// The next code (root only, as CODE1)
+    #[arg(value_name = "CODE2")]
+    pub code2: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -71,8 +71,8 @@ pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
     };
     let unfinished = || {
         CliError::msg(format!(
-            "registration not finished; within 10 minutes run `mfa enroll finish {} CODE1 \
-             CODE2`, or start again",
+            "registration not finished; within 10 minutes run `mfa enroll finish {}`, or \
+             start again",
             shell_word(&pending.name)
         ))
     };
@@ -182,7 +182,7 @@ fn print_begin(p: &PendingTotp, json: bool) -> Result<(), CliError> {
         text.extend_from_slice(p.uri.as_bytes());
         text.extend_from_slice(
             format!(
-                "\nActivate it with: mfa enroll finish {} CODE1 CODE2\n",
+                "\nActivate it with: mfa enroll finish {}\n",
                 shell_word(&p.name)
             )
             .as_bytes(),

@@ -6,6 +6,7 @@
 
 mod admin;
 mod audit;
+mod codes;
 mod doctor;
 mod enroll;
 mod enroll_fido2;
@@ -21,9 +22,8 @@ mod tokens;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use enroll_cli::cli;
-use zeroize::Zeroizing;
 
 /// An error for the person at the terminal: one line, no secrets.
 #[derive(Debug)]
@@ -44,6 +44,13 @@ impl From<pam_mfa::Error> for CliError {
 fn main() -> ExitCode {
     hardening::apply();
     let cli = cli::Cli::parse();
+    if let Some(codes) = cli.command.two_codes()
+        && let Err(usage) = codes::source(codes)
+    {
+        cli::Cli::command()
+            .error(clap::error::ErrorKind::WrongNumberOfValues, usage)
+            .exit();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(CliError(message)) => {
@@ -78,6 +85,11 @@ fn check_self_service(target: &identity::Target) -> Result<(), CliError> {
 }
 
 fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
+    // Before anything else, above all before the re-authentication prompt, at which `mfa`
+    // may wait for minutes with its command line on show.
+    if let Some(codes) = cli.command.two_codes() {
+        codes::refuse_on_command_line(codes, nix::unistd::getuid().is_root())?;
+    }
     // The doctor acts on no one's devices, so it needs no target (and refuses non-root
     // callers itself).
     if let cli::Command::Doctor(args) = &cli.command {
@@ -123,21 +135,20 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
         cli::Command::Enroll(cli::Enroll::Token {
             name,
             serial,
-            code1,
-            code2,
+            codes,
         }) => {
-            let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
+            let (code1, code2) = codes::obtain(codes, codes::Device::Token)?;
             tokens::enroll(&target, &name, &serial, &code1, &code2)
         }
-        cli::Command::Enroll(cli::Enroll::Finish { name, code1, code2 }) => {
-            let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
+        cli::Command::Enroll(cli::Enroll::Finish { name, codes }) => {
+            let (code1, code2) = codes::obtain(codes, codes::Device::App)?;
             enroll::finish(&target, &name, &code1, &code2)
         }
         cli::Command::List { json } => manage::list(&target, json),
         cli::Command::Rename { name, new_name } => manage::rename(&target, &name, &new_name),
         cli::Command::Remove { name, yes } => manage::remove(&target, &name, yes),
-        cli::Command::Resync { name, code1, code2 } => {
-            let (code1, code2) = (Zeroizing::new(code1), Zeroizing::new(code2));
+        cli::Command::Resync { name, codes } => {
+            let (code1, code2) = codes::obtain(codes, codes::Device::Any)?;
             manage::resync(&target, &name, &code1, &code2)
         }
     }

@@ -19,6 +19,11 @@ pub fn ask(question: &str) -> Result<Option<Zeroizing<String>>, CliError> {
     let mut err = std::io::stderr();
     let _ = write!(err, "{question}");
     let _ = err.flush();
+    read_line()
+}
+
+/// Reads one line of standard input, without its line end; `None` at end of input.
+pub fn read_line() -> Result<Option<Zeroizing<String>>, CliError> {
     let mut bytes = Zeroizing::new(Vec::new());
     let n = std::io::stdin()
         .lock()

@@ -2,26 +2,40 @@
 //!
 //! Someone who finds a user's terminal unlocked must not be able to add their own phone,
 //! or remove the user's, with nothing but the open session. So a non-root caller who has
-//! an active code device types a current code from one of them first. The code goes
-//! through [`pam_mfa::login::verify`], the very check a login makes: the same window and
-//! replay rules, the code is used up, and wrong answers count towards the lock-out. Root
-//! acts for users who lost their devices and skips this.
+//! an active device types a current code from one of them first (or touches a key). The
+//! code goes through [`pam_mfa::login::verify`], the very check a login makes: the same
+//! window and replay rules, the code is used up, and wrong answers count towards the
+//! lock-out. Root acts for users who lost their devices and skips this.
+//!
+//! A recovery or bypass code is accepted too, told apart and checked exactly as the PAM
+//! module does ([`pam_mfa::recovery::normalize`], [`pam_mfa::login::verify_recovery`]:
+//! used up, audited): a person who lost their phone and logged in with a recovery code
+//! must be able to register a new phone and remove the lost one (issue 16, finding 7).
 
 use pam_mfa::clock;
 use pam_mfa::fido2::{self, ceremony};
-use pam_mfa::login::{self, Factors, Outcome};
+use pam_mfa::login::{self, Factors, Outcome, RecoveryOutcome};
 use pam_mfa::names::UserName;
 use pam_mfa::pam::args::ModuleArgs;
+use pam_mfa::recovery;
 use pam_mfa::store::Store;
 use pam_mfa::store::devices;
 
 use crate::identity::Target;
 use crate::{CliError, prompt};
 
-pub const PROMPT: &str = "To confirm it is you, enter a current code from one of your devices: ";
+pub const PROMPT: &str = "To confirm it is you, enter a current code from one of your devices \
+                          (or a recovery code): ";
 /// The prompt when the user could also touch a security key instead.
 pub const PROMPT_OR_KEY: &str = "To confirm it is you, enter a current code from one of your \
-                                 devices (or just press Enter to touch your security key): ";
+                                 devices or a recovery code (or just press Enter to touch \
+                                 your security key): ";
+/// The prompt when the user's only devices are security keys.
+pub const PROMPT_KEY_ONLY: &str = "To confirm it is you, press Enter and touch your security \
+                                   key (or enter a recovery code): ";
+
+const NEEDED: &str = "a current code from one of your devices is needed to change your devices \
+                      (or one of your recovery codes)";
 
 pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
     if target.caller_uid == 0 {
@@ -37,38 +51,38 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
     let factors = login::factors(&store, &target.user)?;
     let policy = pam_mfa::policy::load(store.conn())?;
     let settings = ModuleArgs::default().effective_settings(&policy);
-    let outcome = if factors.has_totp {
-        let question = if factors.fido2.is_empty() {
-            PROMPT
-        } else {
-            PROMPT_OR_KEY
-        };
-        match prompt::ask_secret(question)? {
-            Some(code) if code.trim().is_empty() && !factors.fido2.is_empty() => {
-                touch_a_key(&mut store, &target.user, &factors)?
+    let has_keys = !factors.fido2.is_empty();
+    let question = match (factors.has_totp, has_keys) {
+        (true, false) => PROMPT,
+        (true, true) => PROMPT_OR_KEY,
+        (false, _) => PROMPT_KEY_ONLY,
+    };
+    let outcome = match prompt::ask_secret(question)? {
+        Some(answer) if answer.trim().is_empty() && has_keys => {
+            touch_a_key(&mut store, &target.user, &factors)?
+        }
+        // Keys only and no input at all (a script, as before recovery codes were asked
+        // for here): the touch.
+        None if has_keys && !factors.has_totp => touch_a_key(&mut store, &target.user, &factors)?,
+        Some(answer) => {
+            if let Some(code) = recovery::normalize(answer.as_bytes()) {
+                let outcome =
+                    login::verify_recovery(&mut store, &target.user, &code, clock::now()?)?;
+                return recovery_result(target, outcome);
             }
-            Some(code) => login::verify(
+            login::verify(
                 &mut store,
                 &target.user,
-                code.as_bytes(),
+                answer.as_bytes(),
                 settings,
                 clock::now()?,
-            )?,
-            None => {
-                return Err(CliError::msg(
-                    "a current code from one of your devices is needed to change your devices",
-                ));
-            }
+            )?
         }
-    } else {
-        touch_a_key(&mut store, &target.user, &factors)?
+        None => return Err(CliError::msg(NEEDED)),
     };
     match outcome {
         Outcome::Accepted { .. } => Ok(()),
-        Outcome::Locked { until } => Err(CliError::msg(format!(
-            "too many failed attempts: locked until {}",
-            clock::format_local(until)
-        ))),
+        Outcome::Locked { until } => Err(locked(until)),
         Outcome::Refused {
             reason,
             locked_until,
@@ -80,19 +94,65 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
                 _ => "that is not a current code of any of your devices (or it was already used)"
                     .to_owned(),
             };
-            Err(CliError::msg(format!(
-                "{why}; nothing was changed{}",
-                locked_until.map_or_else(String::new, |t| format!(
-                    "; locked until {}",
-                    clock::format_local(t)
-                ))
-            )))
+            Err(refused(&why, locked_until))
         }
     }
 }
 
+/// The answer to a recovery or bypass code; the only place `mfa` looks at a
+/// [`RecoveryOutcome`]. The person is told how many are left, as at a login, and syslog
+/// which kind confirmed the change (never the code).
+fn recovery_result(target: &Target, outcome: RecoveryOutcome) -> Result<(), CliError> {
+    match outcome {
+        RecoveryOutcome::Accepted { kind, remaining } => {
+            crate::audit::record(
+                target,
+                &format!(
+                    "confirmed a change with a {} code ({remaining} left)",
+                    kind.as_str()
+                ),
+            );
+            let s = if remaining == 1 { "" } else { "s" };
+            match kind {
+                recovery::Kind::Recovery => {
+                    eprintln!(
+                        "Recovery code accepted; you have {remaining} recovery code{s} left."
+                    );
+                }
+                recovery::Kind::Bypass => {
+                    eprintln!("Temporary code accepted ({remaining} use{s} left).");
+                }
+            }
+            Ok(())
+        }
+        RecoveryOutcome::Refused => Err(refused(
+            "that is not a valid recovery code (or it was already used)",
+            None,
+        )),
+    }
+}
+
+fn locked(until: i64) -> CliError {
+    CliError::msg(format!(
+        "too many failed attempts: locked until {}",
+        clock::format_local(until)
+    ))
+}
+
+/// "WHY; nothing was changed", and the lock-out this failure started, if it did.
+fn refused(why: &str, locked_until: Option<i64>) -> CliError {
+    CliError::msg(format!(
+        "{why}; nothing was changed{}",
+        locked_until.map_or_else(String::new, |t| format!(
+            "; locked until {}",
+            clock::format_local(t)
+        ))
+    ))
+}
+
 /// Proves the user with a touch of one of their security keys, plugged into this host.
-/// The answer is checked and recorded exactly as at a login (sign count, failure count).
+/// The answer is checked and recorded exactly as at a login (sign count; a lock-out does
+/// not stop a key, and a failed one counts nothing).
 fn touch_a_key(store: &mut Store, user: &UserName, factors: &Factors) -> Result<Outcome, CliError> {
     let credentials: Vec<_> = factors.fido2.iter().map(|d| d.credential.clone()).collect();
     let answer = ceremony::authenticate(

@@ -1,6 +1,14 @@
 //! `mfa recovery generate`: one-time codes for logging in after losing every device.
+//!
+//! The new set takes effect only once it was written out in full (issue 16, finding 9):
+//! the codes are made in memory, printed and flushed, and only then stored, replacing the
+//! old set, in one transaction. If the output fails (a closed or full standard output),
+//! nothing is stored and the old codes keep working. The store is not held while
+//! printing, so a terminal that stops its output (Ctrl-S) stops nobody's login.
 
 use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use pam_mfa::{audit, clock, recovery};
 use zeroize::Zeroizing;
@@ -9,23 +17,8 @@ use crate::identity::Target;
 use crate::{CliError, open_store};
 
 pub fn generate(target: &Target) -> Result<(), CliError> {
-    let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let tx = store.write()?;
-    let codes = recovery::generate_set(&tx, target.user.as_str(), now, target.caller_uid)?;
-    audit::record(
-        &tx,
-        now,
-        target.caller_uid,
-        target.user.as_str(),
-        "recovery-generate",
-        None,
-        Some(&format!(
-            "{} codes; earlier codes no longer work",
-            codes.len()
-        )),
-    )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
+    refuse_null_output()?;
+    let codes = recovery::new_set()?;
     // Shown once, from one wiped buffer: the store keeps only salted hashes.
     let mut text = Zeroizing::new(String::with_capacity(1024));
     text.push_str(&format!(
@@ -42,5 +35,59 @@ pub fn generate(target: &Target) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| CliError::msg(format!("cannot write to standard output: {e}")))
+        .map_err(|e| {
+            CliError::msg(format!(
+                "cannot write the codes to standard output: {e}; nothing was changed, the \
+                 earlier codes still work"
+            ))
+        })?;
+    drop(out);
+    store(target, &codes).map_err(|CliError(why)| {
+        CliError::msg(format!(
+            "{why}; the codes shown above were NOT saved and do not work (the earlier ones \
+             still do): run mfa recovery generate again"
+        ))
+    })
+}
+
+fn store(target: &Target, codes: &[Zeroizing<String>]) -> Result<(), CliError> {
+    let mut store = open_store(target)?;
+    let now = clock::now()?;
+    let tx = store.write()?;
+    recovery::replace_set(&tx, target.user.as_str(), codes, now, target.caller_uid)?;
+    audit::record(
+        &tx,
+        now,
+        target.caller_uid,
+        target.user.as_str(),
+        "recovery-generate",
+        None,
+        Some(&format!(
+            "{} codes; earlier codes no longer work",
+            codes.len()
+        )),
+    )?;
+    tx.commit().map_err(pam_mfa::Error::from)?;
+    Ok(())
+}
+
+/// Refuses to print the codes where nobody can read them: a standard output that was
+/// closed (the runtime and `hardening` put /dev/null in its place) or is /dev/null.
+fn refuse_null_output() -> Result<(), CliError> {
+    let cannot = |e: std::io::Error| CliError::msg(format!("cannot check standard output: {e}"));
+    let out = std::fs::File::from(
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(cannot)?,
+    );
+    let here = out.metadata().map_err(cannot)?;
+    let null = std::fs::metadata("/dev/null").map_err(cannot)?;
+    if here.file_type().is_char_device() && here.rdev() == null.rdev() {
+        return Err(CliError::msg(
+            "standard output is closed or /dev/null, so nobody would see the new codes; \
+             nothing was changed, the earlier codes still work",
+        ));
+    }
+    Ok(())
 }

@@ -148,25 +148,43 @@ pub fn generate_set(
     now: i64,
     by_uid: u32,
 ) -> Result<Vec<Zeroizing<String>>> {
+    let codes = new_set()?;
+    replace_set(conn, user, &codes, now, by_uid)?;
+    Ok(codes)
+}
+
+/// A new set of [`SET_SIZE`] codes (ungrouped), not yet stored: `mfa` shows them first and
+/// stores them with [`replace_set`] only once they were written out in full, so a set
+/// nobody saw never replaces one that works (issue 16, finding 9).
+pub fn new_set() -> Result<Vec<Zeroizing<String>>> {
+    (0..SET_SIZE).map(|_| generate()).collect()
+}
+
+/// Replaces `user`'s recovery codes with `codes` (from [`new_set`]), in the caller's
+/// transaction.
+pub fn replace_set(
+    conn: &Connection,
+    user: &str,
+    codes: &[Zeroizing<String>],
+    now: i64,
+    by_uid: u32,
+) -> Result<()> {
     conn.execute(
         "DELETE FROM recovery_codes WHERE user = ?1 AND kind = 'recovery'",
         [user],
     )?;
-    let mut codes = Vec::with_capacity(SET_SIZE);
-    for _ in 0..SET_SIZE {
-        let code = generate()?;
-        let new = NewCode {
-            user,
-            kind: Kind::Recovery,
-            uses: 1,
-            expires_at: None,
-            now,
-            by_uid,
-        };
-        insert(conn, &new, &code)?;
-        codes.push(code);
+    let new = NewCode {
+        user,
+        kind: Kind::Recovery,
+        uses: 1,
+        expires_at: None,
+        now,
+        by_uid,
+    };
+    for code in codes {
+        insert(conn, &new, code)?;
     }
-    Ok(codes)
+    Ok(())
 }
 
 /// Issues a bypass code for `user` (usable `uses` times until `expires_at`) and clears

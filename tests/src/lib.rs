@@ -45,6 +45,7 @@ pub mod pty;
 pub mod qr;
 pub mod random;
 pub mod realtime;
+pub mod recovery;
 pub mod sshd;
 pub mod syslog;
 pub mod uri;
