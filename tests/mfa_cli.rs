@@ -620,6 +620,79 @@ fn names_must_be_1_to_64_printable_characters() {
     assert_eq!(env.list(user.name()).len(), 1);
 }
 
+/// The six characters the review of issue 16 named: they render as nothing or as blank
+/// space, so "pho\u{34F}ne" looked like "phone" in `mfa list`.
+const INVISIBLE: [char; 6] = [
+    '\u{3164}',
+    '\u{115F}',
+    '\u{2800}',
+    '\u{034F}',
+    '\u{180B}',
+    '\u{E0100}',
+];
+
+// Issue 16, finding 6: every way a device gets a name (`enroll totp`, `enroll token`,
+// `rename`) refuses a name with an invisible or blank character, naming the code point
+// (never printing it), and stores nothing.
+#[test]
+fn invisible_and_blank_characters_are_refused_in_device_names() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let u = user.name();
+    env.enroll(u, "phone");
+    for c in INVISIBLE {
+        let hex = format!("U+{:04X}", u32::from(c));
+        for name in [format!("pho{c}ne"), format!("{c}"), format!("phone{c}")] {
+            for args in [
+                vec!["--user", u, "enroll", "totp", &name, "--begin", "--json"],
+                vec![
+                    "--user", u, "enroll", "token", &name, "T-1", "123456", "234567",
+                ],
+                vec!["--user", u, "rename", "phone", &name],
+            ] {
+                let out = env.mfa(&args);
+                out.assert_error(&["invalid device name", &hex]);
+                assert!(!out.stderr.contains(c), "{out:?}");
+            }
+        }
+    }
+    let names: Vec<Value> = env.list(u).iter().map(|d| d["name"].clone()).collect();
+    assert_eq!(names, ["phone"]);
+    // Ordinary names in any script stay valid.
+    for ok in ["téléphone", "電話", "📱 phone"] {
+        env.begin(u, ok, &[]);
+    }
+}
+
+// Issue 16, finding 6: a device named before such names were refused can still be
+// found by that name, to rename it to one that can be seen (or to remove it).
+#[test]
+fn a_device_named_invisibly_before_can_be_renamed_and_removed() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let u = user.name();
+    env.enroll(u, "phone");
+    env.enroll(u, "tablet");
+    let old = "pho\u{34F}ne";
+    let db = rusqlite::Connection::open(env.db()).expect("open the store");
+    db.execute(
+        "UPDATE devices SET name = ?1 WHERE user = ?2 AND name = 'phone'",
+        [old, u],
+    )
+    .expect("name a device the old way");
+    db.execute(
+        "UPDATE devices SET name = ?1 WHERE user = ?2 AND name = 'tablet'",
+        ["\u{3164}", u],
+    )
+    .expect("name a device the old way");
+    drop(db);
+    env.mfa(&["--user", u, "rename", old, "phone"])
+        .assert_success();
+    env.mfa(&["--user", u, "remove", "\u{3164}", "--yes"])
+        .assert_success();
+    assert_eq!(env.names_in_state(u, "active"), ["phone"]);
+}
+
 #[test]
 fn rename_a_device() {
     let env = TestEnv::new();

@@ -741,18 +741,18 @@ fn a_user_registers_a_token_as_they_register_an_app() {
         )
     };
     let out = token("H-1", &rfc4226_hotp(2), &rfc4226_hotp(3));
-    assert_refused(&out, "no unassigned token H-1 shows these two codes");
+    assert_refused(
+        &out,
+        "no unassigned token with that serial number shows these two codes",
+    );
     assert!(!out.stderr.contains(alice.name()), "{}", out.stderr);
     // A free token with a wrong second code gets the very same answer (which of the two
     // codes was wrong is not told), and so does a serial that does not exist; each try
     // counts toward bob's lock-out, which then stops him before any code is looked at.
     let wrong_second = token("H-2", &c0, &rfc4226_hotp(5));
-    assert_refused(
-        &wrong_second,
-        "no unassigned token H-2 shows these two codes",
-    );
+    assert_eq!(wrong_second.stderr, out.stderr);
     let no_such = token("H-9", &c0, &c1);
-    assert_refused(&no_such, "no unassigned token H-9 shows these two codes");
+    assert_eq!(no_such.stderr, out.stderr);
     let out = token("H-9", &c0, &c1);
     assert_refused(&out, "no unassigned token");
     // The fifth wrong try (max_failures=5 by default) locks him out.
@@ -1014,4 +1014,101 @@ fn a_recovery_code_gets_a_person_back_in_fully() {
     );
     assert_refused(&out, "not a valid recovery code");
     assert_eq!(names_now(&env, alice.name()), ["new-phone"]);
+}
+
+/// How many failed attempts the store holds against `user`.
+fn failures(env: &TestEnv, user: &str) -> i64 {
+    let db = rusqlite::Connection::open(env.db()).expect("open the store");
+    db.query_row(
+        "SELECT COALESCE((SELECT failures FROM auth_state WHERE user = ?1), 0)",
+        [user],
+        |r| r.get(0),
+    )
+    .expect("read auth_state")
+}
+
+// Issue 16, finding 4: at the device limit, `mfa enroll token` run by a user said
+// "already has 1 active devices" for a serial in the inventory and the generic answer for
+// any other, and that answer was not counted. Now every refusal is the same, byte for
+// byte, whatever the serial and the codes, and each one counts toward the lock-out.
+#[test]
+fn a_user_at_the_device_limit_cannot_tell_serials_apart() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let root = |args: &[&str]| {
+        env.mfa_cmd(args).real_time().run().assert_success();
+    };
+    let seeds = env.path("seeds.csv");
+    std::fs::write(
+        &seeds,
+        "H-1,3132333435363738393031323334353637383930,hotp\n\
+         H-2,3132333435363738393031323334353637383930,hotp\n",
+    )
+    .expect("write the seed file");
+    root(&["admin", "tokens", "import", seeds.to_str().expect("path")]);
+    root(&["admin", "policy", "set", "max_devices", "1"]);
+    // Her one device is token H-1 (event-based: each proof of it below takes a press, no
+    // wait for a new time step).
+    let (c0, c1) = (rfc4226_hotp(0), rfc4226_hotp(1));
+    root(&[
+        "--user",
+        alice.name(),
+        "enroll",
+        "token",
+        "fob",
+        "H-1",
+        &c0,
+        &c1,
+    ]);
+    let mut press = 2;
+    let mut try_token = |serial: &str, a: &str, b: &str| {
+        root(&["admin", "unlock", alice.name()]);
+        // The proof of her device, then the two codes (from standard input: a user's codes
+        // never go on the command line).
+        let input = format!("{}\n{a}\n{b}\n", rfc4226_hotp(press));
+        press += 1;
+        let out = mfa.run_with_input(
+            &ns,
+            &alice,
+            &["enroll", "token", "key", serial, "-"],
+            &[],
+            &input,
+        );
+        assert!(
+            failures(&env, alice.name()) >= 1,
+            "{serial}: the refusal was not counted: {}",
+            out.stderr
+        );
+        out
+    };
+    let known_wrong = try_token("H-2", &c0, &rfc4226_hotp(5));
+    let known_right = try_token("H-2", &c0, &c1);
+    let assigned = try_token("H-1", &rfc4226_hotp(7), &rfc4226_hotp(8));
+    let unknown = try_token("NO-SUCH-1", &c0, &c1);
+    assert_refused(&known_wrong, "the token was not registered");
+    for out in [&known_right, &assigned, &unknown] {
+        assert_eq!(out.status.code(), known_wrong.status.code());
+        assert_eq!(out.stderr, known_wrong.stderr);
+        assert_eq!(out.stdout, known_wrong.stdout);
+    }
+    assert!(!known_wrong.stderr.contains("active devices"));
+    assert_eq!(names_now(&env, alice.name()), ["fob"]);
+
+    // Proving her token clears her failures as a login does, so here the lock-out is
+    // shown at max_failures 1: the next try is the one that locks her out, and then even
+    // the proof of her own device is refused.
+    root(&["admin", "policy", "set", "max_failures", "1"]);
+    let out = try_token("NO-SUCH-2", &c0, &c1);
+    assert_refused(&out, "too many failed attempts");
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "token", "key", "H-2", "-"],
+        &[],
+        &format!("{}\n{c0}\n{c1}\n", rfc4226_hotp(press)),
+    );
+    assert_refused(&out, "too many failed attempts");
+    assert_eq!(names_now(&env, alice.name()), ["fob"]);
 }

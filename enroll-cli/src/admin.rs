@@ -181,7 +181,7 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
 
 fn remove(target: &Target, user: &str, name: &str) -> Result<(), CliError> {
     let user = account(user)?;
-    let name = pam_mfa::names::DeviceName::parse(name)?;
+    let name = pam_mfa::names::DeviceName::existing(name)?;
     let mut store = open_store(target)?;
     let tx = store.write()?;
     devices::remove(&tx, user.as_str(), name.as_str(), clock::now()?)?;

@@ -83,7 +83,7 @@ pub fn aligned<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Strin
 }
 
 pub fn rename(target: &Target, name: &str, new_name: &str) -> Result<(), CliError> {
-    let old = DeviceName::parse(name)?;
+    let old = DeviceName::existing(name)?;
     let new = DeviceName::parse(new_name)?;
     let mut store = crate::open_store(target)?;
     let tx = store.write()?;
@@ -104,7 +104,7 @@ pub fn rename(target: &Target, name: &str, new_name: &str) -> Result<(), CliErro
 }
 
 pub fn remove(target: &Target, name: &str, yes: bool) -> Result<(), CliError> {
-    let name = DeviceName::parse(name)?;
+    let name = DeviceName::existing(name)?;
     let mut store = crate::open_store(target)?;
     let now = clock::now()?;
     if !devices::list(store.conn(), target.user.as_str(), now)?
@@ -139,7 +139,7 @@ pub fn remove(target: &Target, name: &str, yes: bool) -> Result<(), CliError> {
 }
 
 pub fn resync(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(), CliError> {
-    let name = DeviceName::parse(name)?;
+    let name = DeviceName::existing(name)?;
     let mut store = crate::open_store(target)?;
     let found = enrollment::resync(
         &mut store,

@@ -4,7 +4,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use pam_mfa::login::{self, Outcome, Readiness, Refusal};
 use pam_mfa::names::DeviceName;
 use pam_mfa::pam::args::ModuleArgs;
 use pam_mfa::store::Store;
@@ -214,48 +213,25 @@ pub fn enroll(
     tokens::check_serial(serial).map_err(CliError::msg)?;
     let mut store = open_store(target)?;
     let now = clock::now()?;
-    // A user registering a token for themselves could otherwise guess: at serials (which
-    // are unassigned?), or at codes one at a time (was the first one right?). So they get
-    // one answer for all of it, and every wrong try counts toward their lock-out, as a
-    // wrong code at a login does. Root, who holds the inventory, is told exactly.
-    let settings = if target.caller_uid == 0 {
-        None
+    let (c1, c2) = (code1.as_bytes(), code2.as_bytes());
+    // Root, who holds the inventory, is told exactly what is wrong; a user registering a
+    // token for themselves gets one answer for all of it, and each try counts toward
+    // their lock-out (the rule is the library's).
+    let mode = if target.caller_uid == 0 {
+        enrollment::register_token(&mut store, &target.user, &name, serial, c1, c2, now)?
     } else {
         let policy = pam_mfa::policy::load(store.conn())?;
         let settings = ModuleArgs::default().effective_settings(&policy);
-        if let Readiness::Locked { until } = login::readiness(&store, &target.user, now)? {
-            return Err(locked(until));
-        }
-        Some(settings)
-    };
-    let result = enrollment::register_token(
-        &mut store,
-        &target.user,
-        &name,
-        serial,
-        code1.as_bytes(),
-        code2.as_bytes(),
-        now,
-    );
-    let mode = match (result, settings) {
-        (Ok(mode), _) => mode,
-        (Err(e), Some(settings)) if guessable(&e) => {
-            let outcome =
-                login::count_refusal(&mut store, &target.user, Refusal::WrongCode, settings, now)?;
-            return Err(match outcome {
-                Outcome::Locked { until }
-                | Outcome::Refused {
-                    locked_until: Some(until),
-                    ..
-                } => locked(until),
-                _ => CliError::msg(format!(
-                    "no unassigned token {serial} shows these two codes one after the other; \
-                     check the serial number on the back of the token and press its button \
-                     (or read it) twice more"
-                )),
-            });
-        }
-        (Err(e), _) => return Err(e.into()),
+        enrollment::register_own_token(
+            &mut store,
+            &target.user,
+            &name,
+            serial,
+            c1,
+            c2,
+            settings,
+            now,
+        )?
     };
     crate::audit::record(
         target,
@@ -273,27 +249,4 @@ pub fn enroll(
         target.user
     );
     Ok(())
-}
-
-/// Whether a failed registration says something a guesser could use: which serials are
-/// free, or which of the two codes was right.
-fn guessable(e: &pam_mfa::Error) -> bool {
-    use pam_mfa::Error as E;
-    matches!(
-        e,
-        E::TokenUnavailable { .. }
-            | E::FirstCodeWrong
-            | E::SecondCodeWrong
-            | E::NotConsecutive
-            | E::CounterNotFound { .. }
-            | E::CodesAlreadyUsed
-            | E::ClockSkew { .. }
-    )
-}
-
-fn locked(until: i64) -> CliError {
-    CliError::msg(format!(
-        "too many failed attempts: locked until {}; nothing was changed",
-        clock::format_local(until)
-    ))
 }

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::code::{self, Code};
 use crate::fido2::{self, Fido2Error};
 use crate::hotp::{HotpKey, HotpParams};
+use crate::login::{self, LoginSettings, Outcome, Readiness, Refusal};
 use crate::names::{DeviceName, UserName};
 use crate::otp::{PairError, TotpKey, TotpParams};
 use crate::otpauth;
@@ -218,6 +219,13 @@ fn confirm_totp(
 /// token, consecutive counter values within [`HOTP_RESYNC_LOOKAHEAD`] of its counter for
 /// an HOTP one. Codes at or before any code the token ever had accepted (under a former
 /// owner too) are refused. Returns how the token makes codes.
+///
+/// The errors are precise, for root; a user registering a token for themselves goes
+/// through [`register_own_token`]. Either way the checks run in one order whatever the
+/// serial: the user's own room and name first (which say nothing about any token), then
+/// the token looked up and the codes searched for, against its key or, for a serial that
+/// is not in the inventory, against a throw-away one ([`search_without_a_token`]), and
+/// only then is a missing or assigned token refused.
 pub fn register_token(
     store: &mut Store,
     user: &UserName,
@@ -231,30 +239,29 @@ pub fn register_token(
     let unavailable = || Error::TokenUnavailable {
         serial: serial.to_owned(),
     };
-    let token = inventory::by_serial(store.conn(), serial)?
-        .filter(|t| t.assigned.is_none())
-        .ok_or_else(unavailable)?;
-    // The cheap refusal first, so nobody presses buttons for nothing; the search for the
-    // codes, up to a thousand HMACs, is done before taking the write lock.
+    // The cheap refusals first, so nobody presses buttons for nothing; the search for the
+    // codes, up to a few thousand HMACs, is done before taking the write lock.
     devices::check_room(store.conn(), user.as_str())?;
-    let start = match token.mode {
-        Mode::Totp { period } => {
-            let params = TotpParams {
-                algorithm: token.algorithm,
-                digits: token.digits,
-                period,
-            };
-            let key = TotpKey::new(&token.secret, params)?;
-            let (t, drift) = confirm_totp(&key, &c1, &c2, now, ClockFix::Nobody)?;
-            TokenStart::Totp {
-                drift,
-                last_step: t + 1,
-            }
-        }
-        Mode::Hotp { counter } => TokenStart::Hotp {
-            counter: find_hotp_pair(&token_hotp_key(&token)?, &c1, &c2, counter)? + 2,
-        },
+    if devices::list(store.conn(), user.as_str(), now)?
+        .iter()
+        .any(|d| d.name == name.as_str() && d.state == devices::DeviceState::Active)
+    {
+        return Err(Error::DuplicateName {
+            user: user.to_string(),
+            name: name.to_string(),
+        });
+    }
+    let Some(token) = inventory::by_serial(store.conn(), serial)? else {
+        search_without_a_token(&c1, &c2, now)?;
+        return Err(unavailable());
     };
+    // An assigned token's codes are searched for all the same, so that it takes as long
+    // to refuse as a free one with wrong codes.
+    let start = token_start(&token, &c1, &c2, now);
+    if token.assigned.is_some() {
+        return Err(unavailable());
+    }
+    let start = start?;
     let tx = store.write()?;
     // Re-read inside the transaction: someone else may have registered the token, or its
     // codes moved on, since the codes were searched for.
@@ -283,6 +290,107 @@ pub fn register_token(
     devices::insert_token(&tx, user.as_str(), name.as_str(), token.id, start, now)?;
     tx.commit()?;
     Ok(token.mode)
+}
+
+/// Where `token` stands once `c1`, `c2` are found among its codes.
+fn token_start(
+    token: &inventory::InventoryToken,
+    c1: &Code,
+    c2: &Code,
+    now: i64,
+) -> Result<TokenStart> {
+    Ok(match token.mode {
+        Mode::Totp { period } => {
+            let params = TotpParams {
+                algorithm: token.algorithm,
+                digits: token.digits,
+                period,
+            };
+            let key = TotpKey::new(&token.secret, params)?;
+            let (t, drift) = confirm_totp(&key, c1, c2, now, ClockFix::Nobody)?;
+            TokenStart::Totp {
+                drift,
+                last_step: t + 1,
+            }
+        }
+        Mode::Hotp { counter } => TokenStart::Hotp {
+            counter: find_hotp_pair(&token_hotp_key(token)?, c1, c2, counter)? + 2,
+        },
+    })
+}
+
+/// The search [`token_start`] makes, for a serial that is not in the inventory: against a
+/// fresh random key shaped like the usual hardware token (time-based, SHA-1, 30 s, as
+/// many digits as were typed), whose codes nobody can know, so the search runs its full
+/// length (about 2,900 HMACs) exactly as for such a token given wrong codes. Refusing at
+/// once would answer in microseconds where a real token takes milliseconds, and tell the
+/// serial apart by time alone. (A token of another kind, e.g. event-based, searches a
+/// range of its own whatever the serial typed; so does this one.) The result is dropped.
+fn search_without_a_token(c1: &Code, c2: &Code, now: i64) -> Result<()> {
+    let params = TotpParams {
+        digits: u8::try_from(c1.len()).unwrap_or(6).clamp(6, 8),
+        ..TotpParams::DEFAULT
+    };
+    let key = TotpKey::new(&Secret::generate()?, params)?;
+    let _ = std::hint::black_box(confirm_totp(&key, c1, c2, now, ClockFix::Nobody));
+    Ok(())
+}
+
+/// [`register_token`] for a user registering a token for themselves (`mfa enroll token`
+/// run by them, not by root). Every refusal that comes from the store's contents or the
+/// codes, from "no room for another device" to "the second code is wrong", is the one
+/// answer [`Error::TokenNotRegistered`] and counts toward the user's lock-out as a wrong
+/// code at a login does: otherwise the answers would tell which serial numbers exist and
+/// which are free, or which of two codes was right, to anyone who asks often enough.
+/// Codes that are not codes (letters, the wrong length) are told as they are and not
+/// counted: they say nothing about any token. Root, who holds the inventory, calls
+/// [`register_token`] and is told exactly.
+#[allow(clippy::too_many_arguments)]
+pub fn register_own_token(
+    store: &mut Store,
+    user: &UserName,
+    name: &DeviceName,
+    serial: &str,
+    first: &[u8],
+    second: &[u8],
+    settings: LoginSettings,
+    now: i64,
+) -> Result<Mode> {
+    parse_pair(first, second)?;
+    // Locked: not even the right codes of a free token are looked at.
+    if let Readiness::Locked { until } = login::readiness(store, user, now)? {
+        return Err(Error::LockedOut { until });
+    }
+    match register_token(store, user, name, serial, first, second, now) {
+        Ok(mode) => return Ok(mode),
+        Err(e) if is_system_error(&e) => return Err(e),
+        Err(_) => {}
+    }
+    match login::count_refusal(store, user, Refusal::WrongCode, settings, now)? {
+        Outcome::Locked { until }
+        | Outcome::Refused {
+            locked_until: Some(until),
+            ..
+        } => Err(Error::LockedOut { until }),
+        _ => Err(Error::TokenNotRegistered),
+    }
+}
+
+/// Errors of the system rather than of the request (the store unreadable or damaged, no
+/// clock, no randomness): they fail the registration as they are, counted against nobody.
+fn is_system_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::UnsafeStore { .. }
+            | Error::NotADatabase { .. }
+            | Error::Uninitialised { .. }
+            | Error::SchemaTooNew { .. }
+            | Error::Io { .. }
+            | Error::Sqlite(_)
+            | Error::CorruptRecord(_)
+            | Error::Clock
+            | Error::Random(_)
+    )
 }
 
 fn token_hotp_key(token: &inventory::InventoryToken) -> Result<HotpKey> {
@@ -815,6 +923,87 @@ mod token_tests {
 
     fn hotp(counter: i64) -> String {
         oathtool_hotp(RFC4226_KEY_HEX, counter, &[])
+    }
+
+    fn register_own(ts: &mut TempStore, serial: &str, c1: &str, c2: &str) -> Result<Mode> {
+        register_own_token(
+            &mut ts.store,
+            &user("alice"),
+            &device("fob"),
+            serial,
+            c1.as_bytes(),
+            c2.as_bytes(),
+            LoginSettings::default(),
+            T0,
+        )
+    }
+
+    fn failures(ts: &TempStore) -> u32 {
+        crate::store::auth_state::load(ts.store.conn(), "alice")
+            .unwrap()
+            .failures
+    }
+
+    // Issue 16, finding 4: at the device limit a known serial got "already has 1 active
+    // devices", an unknown one the generic answer, and neither counted. Now a user
+    // registering a token for themselves gets one answer for any serial and any codes,
+    // and every try counts until the lock-out stops them.
+    #[test]
+    fn a_users_own_token_gets_one_answer_that_counts() {
+        let mut ts = temp_store();
+        import_csv(
+            &mut ts,
+            &format!("H-1,{RFC4226_KEY_HEX},hotp\nH-2,{RFC4226_KEY_HEX},hotp\n"),
+        );
+        let tx = ts.store.write().unwrap();
+        crate::policy::set(&tx, "max_devices", "1").unwrap();
+        tx.commit().unwrap();
+        register(&mut ts, "alice", "phone", "H-1", &hotp(0), &hotp(1), T0).unwrap();
+        let tries = [
+            ("H-2", hotp(7), hotp(9)),  // known, free, wrong codes
+            ("H-2", hotp(0), hotp(1)),  // known, free, right codes
+            ("H-1", hotp(2), hotp(3)),  // known, assigned (to her), right codes
+            ("NOPE", hotp(0), hotp(1)), // not in the inventory
+        ];
+        for (n, (serial, c1, c2)) in tries.iter().enumerate() {
+            let e = register_own(&mut ts, serial, c1, c2).unwrap_err();
+            assert!(matches!(e, Error::TokenNotRegistered), "{serial}: {e:?}");
+            assert_eq!(failures(&ts), n as u32 + 1, "{serial}");
+        }
+        // The fifth try (max_failures 5) starts the lock-out; then nothing is looked at.
+        let e = register_own(&mut ts, "H-2", &hotp(0), &hotp(1)).unwrap_err();
+        assert!(matches!(e, Error::LockedOut { .. }), "{e:?}");
+        let e = register_own(&mut ts, "H-2", &hotp(0), &hotp(1)).unwrap_err();
+        assert!(matches!(e, Error::LockedOut { .. }), "{e:?}");
+        assert_eq!(failures(&ts), 5);
+        // Root is still told exactly.
+        let e = register(&mut ts, "alice", "fob", "H-2", &hotp(0), &hotp(1), T0).unwrap_err();
+        assert!(matches!(e, Error::TooManyDevices { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_users_own_token_registers_and_typing_errors_are_not_counted() {
+        let mut ts = temp_store();
+        import_csv(&mut ts, &format!("H-1,{RFC4226_KEY_HEX},hotp\n"));
+        let e = register_own(&mut ts, "H-1", "12ab56", &hotp(1)).unwrap_err();
+        assert!(matches!(e, Error::MalformedCode { .. }), "{e:?}");
+        assert_eq!(failures(&ts), 0);
+        let e = register_own(&mut ts, "H-1", &hotp(0), &hotp(2)).unwrap_err();
+        assert!(matches!(e, Error::TokenNotRegistered), "{e:?}");
+        assert_eq!(failures(&ts), 1);
+        register_own(&mut ts, "H-1", &hotp(0), &hotp(1)).unwrap();
+        assert_eq!(failures(&ts), 1, "a registration is not a login");
+    }
+
+    #[test]
+    fn an_unknown_serial_is_searched_for_like_a_token() {
+        // The throw-away key's search runs to its end and is dropped: the answer is the
+        // token's absence, whatever the codes.
+        let mut ts = temp_store();
+        for (c1, c2) in [("123456", "234567"), ("12345678", "23456789")] {
+            let e = register(&mut ts, "alice", "fob", "NOPE", c1, c2, T0).unwrap_err();
+            assert!(matches!(e, Error::TokenUnavailable { .. }), "{e:?}");
+        }
     }
 
     #[test]

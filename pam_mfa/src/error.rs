@@ -139,6 +139,21 @@ pub enum Error {
          number on the back of the token, or ask your administrator"
     )]
     TokenUnavailable { serial: String },
+    /// The one answer to a user registering a token for themselves, whatever went wrong
+    /// (see `enrollment::register_own_token`): which serials exist, which are free and
+    /// which code was right stay unsaid.
+    #[error(
+        "the token was not registered: no unassigned token with that serial number shows \
+         these two codes one after the other, or you already have the most devices allowed \
+         or a device of that name (see `mfa list`); check the serial number on the back of \
+         the token and press its button (or read it) twice more"
+    )]
+    TokenNotRegistered,
+    #[error(
+        "too many failed attempts: locked until {}; nothing was changed",
+        crate::clock::format_local(*until)
+    )]
+    LockedOut { until: i64 },
     #[error(
         "no two consecutive codes found within the next {lookahead} codes of the token; \
          check the codes (press the button once for each)"

@@ -1,7 +1,8 @@
 //! Device and user names: what is allowed, checked once at the boundary.
 //!
 //! Both end up in terminal output, JSON and syslog, so control characters (which could
-//! forge log lines or rewrite a terminal) are refused outright rather than escaped later.
+//! forge log lines or rewrite a terminal) are refused outright rather than escaped later;
+//! device names must moreover be made of characters that render visibly (issue 16).
 
 use std::fmt;
 
@@ -12,29 +13,33 @@ pub const MAX_DEVICE_NAME_CHARS: usize = 64;
 /// what a hostile PAM application can make us store or log.
 pub const MAX_USER_NAME_BYTES: usize = 256;
 
-/// A device's friendly name: 1 to 64 printable characters, unique per user.
+/// A device's friendly name: 1 to 64 characters that all render visibly, unique per user.
+///
+/// A person tells their devices apart by how the names look in `mfa list`, a prompt or a
+/// log line, so two names that look the same must not both be possible: characters that
+/// render as nothing (`pho\u{34F}ne` looks like `phone`) or as blank space are refused,
+/// with a message naming the code point rather than echoing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceName(String);
 
 impl DeviceName {
+    /// A name for a new device (or a device's new name): every rule applies.
     pub fn parse(name: &str) -> Result<Self> {
-        let chars = name.chars().count();
-        let problem = if chars == 0 {
-            Some("it is empty")
-        } else if chars > MAX_DEVICE_NAME_CHARS {
-            Some("it is longer than 64 characters")
-        } else if name
-            .chars()
-            .any(|c| c.is_control() || is_invisible_format(c))
-        {
-            Some("it contains control or invisible formatting characters")
-        } else if name.trim() != name {
-            Some("it starts or ends with a space")
-        } else {
-            None
-        };
-        match problem {
-            Some(why) => Err(Error::InvalidDeviceName(why.to_owned())),
+        match problem_with(name) {
+            Some(why) => Err(Error::InvalidDeviceName(why)),
+            None => Ok(Self(name.to_owned())),
+        }
+    }
+
+    /// The name of a device that already exists, to find it: only the rules every earlier
+    /// version enforced too (length, no control characters), so that a device named before
+    /// invisible characters were refused can still be renamed or removed.
+    pub fn existing(name: &str) -> Result<Self> {
+        match length_problem(name) {
+            Some(why) => Err(Error::InvalidDeviceName(why)),
+            None if name.chars().any(char::is_control) => Err(Error::InvalidDeviceName(
+                "it contains a control character".to_owned(),
+            )),
             None => Ok(Self(name.to_owned())),
         }
     }
@@ -50,33 +55,82 @@ impl fmt::Display for DeviceName {
     }
 }
 
-/// Unicode format characters (general category Cf) and the line and paragraph separators:
-/// invisible, yet able to reorder or hide text (U+202E turns "enohp" into "phone" on
-/// screen), so a name containing one could impersonate another in `mfa list` or a log.
-fn is_invisible_format(c: char) -> bool {
+fn length_problem(name: &str) -> Option<String> {
+    match name.chars().count() {
+        0 => Some("it is empty".to_owned()),
+        n if n > MAX_DEVICE_NAME_CHARS => Some(format!(
+            "it is longer than {MAX_DEVICE_NAME_CHARS} characters"
+        )),
+        _ => None,
+    }
+}
+
+/// Why `name` cannot name a new device, in words for the person who typed it.
+fn problem_with(name: &str) -> Option<String> {
+    if let Some(why) = length_problem(name) {
+        return Some(why);
+    }
+    if let Some((c, what)) = name.chars().find_map(|c| unseen(c).map(|what| (c, what))) {
+        return Some(format!("it contains {what} U+{:04X}", u32::from(c)));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Some("it starts or ends with a space".to_owned());
+    }
+    if name.contains("  ") {
+        return Some("it has two spaces in a row".to_owned());
+    }
+    if let Some(c) = name.chars().next()
+        && is_mark(c)
+    {
+        return Some(format!(
+            "it starts with the combining mark U+{:04X}, which has no letter to go on",
+            u32::from(c)
+        ));
+    }
+    None
+}
+
+/// What is wrong with `c` in a device name, if it does not render as a visible character
+/// of its own: a control character (it could rewrite a terminal or forge a log line); a
+/// default-ignorable code point, which fonts draw as nothing (joiners, variation
+/// selectors, Hangul fillers, tags, bidi overrides that reorder "enohp" into "phone");
+/// another format character; white space other than the plain space (a no-break or
+/// ideographic space looks like it, a line separator breaks the line); a character with
+/// no agreed glyph (unassigned, private use). U+2800 BRAILLE PATTERN BLANK is a symbol
+/// by its properties but a blank cell by design, the one such character; it is named
+/// here because no Unicode property says "draws nothing".
+fn unseen(c: char) -> Option<&'static str> {
+    use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory as Gc, WhiteSpace};
+    use icu_properties::{CodePointMapData, CodePointSetData};
+    if c == ' ' {
+        return None;
+    }
+    let category = CodePointMapData::<Gc>::new().get(c);
+    if category == Gc::Control {
+        Some("a control character")
+    } else if CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || category == Gc::Format
+    {
+        Some("an invisible character")
+    } else if CodePointSetData::new::<WhiteSpace>().contains(c)
+        || matches!(category, Gc::LineSeparator | Gc::ParagraphSeparator)
+        || c == '\u{2800}'
+    {
+        Some("a blank character")
+    } else if matches!(category, Gc::Unassigned | Gc::PrivateUse | Gc::Surrogate) {
+        Some("a character with no standard glyph")
+    } else {
+        None
+    }
+}
+
+/// Combining marks draw on the character before them; first in a name, on nothing.
+fn is_mark(c: char) -> bool {
+    use icu_properties::CodePointMapData;
+    use icu_properties::props::GeneralCategory as Gc;
     matches!(
-        c,
-        '\u{ad}'
-            | '\u{600}'..='\u{605}'
-            | '\u{61c}'
-            | '\u{6dd}'
-            | '\u{70f}'
-            | '\u{890}'..='\u{891}'
-            | '\u{8e2}'
-            | '\u{180e}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206f}'
-            | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}'
-            | '\u{110bd}'
-            | '\u{110cd}'
-            | '\u{13430}'..='\u{1343f}'
-            | '\u{1bca0}'..='\u{1bca3}'
-            | '\u{1d173}'..='\u{1d17a}'
-            | '\u{e0001}'
-            | '\u{e0020}'..='\u{e007f}'
+        CodePointMapData::<Gc>::new().get(c),
+        Gc::NonspacingMark | Gc::SpacingMark | Gc::EnclosingMark
     )
 }
 
@@ -176,6 +230,118 @@ mod tests {
         }
         // 64 characters, many more bytes.
         assert!(DeviceName::parse(&"é".repeat(64)).is_ok());
+    }
+
+    fn refusal(name: &str) -> String {
+        match DeviceName::parse(name) {
+            Err(Error::InvalidDeviceName(why)) => why,
+            other => panic!("{name:?} gave {other:?}"),
+        }
+    }
+
+    // Issue 16, finding 6: these six rendered as nothing (or blank) and were accepted, so
+    // "pho\u{34F}ne" looked like "phone". Each is refused alone, inside a name and at
+    // either end, and the message names the code point instead of printing it.
+    #[test]
+    fn the_reviewed_invisible_characters_are_refused_wherever_they_are() {
+        for (c, what) in [
+            ('\u{3164}', "an invisible character U+3164"), // HANGUL FILLER
+            ('\u{115F}', "an invisible character U+115F"), // HANGUL CHOSEONG FILLER
+            ('\u{2800}', "a blank character U+2800"),      // BRAILLE PATTERN BLANK
+            ('\u{034F}', "an invisible character U+034F"), // COMBINING GRAPHEME JOINER
+            ('\u{180B}', "an invisible character U+180B"), // MONGOLIAN FVS ONE
+            ('\u{E0100}', "an invisible character U+E0100"), // VARIATION SELECTOR-17
+        ] {
+            for name in [
+                c.to_string(),
+                format!("pho{c}ne"),
+                format!("{c}phone"),
+                format!("phone{c}"),
+                format!("{c}{c}"),
+            ] {
+                let why = refusal(&name);
+                assert_eq!(why, format!("it contains {what}"), "{name:?}");
+                assert!(!why.contains(c), "{why:?} echoes the character");
+            }
+        }
+    }
+
+    // Issue 16, finding 6: other characters that draw nothing or look like a space.
+    #[test]
+    fn other_invisible_and_blank_characters_are_refused() {
+        for c in [
+            '\u{FFA0}',   // HALFWIDTH HANGUL FILLER
+            '\u{1160}',   // HANGUL JUNGSEONG FILLER
+            '\u{17B4}',   // KHMER VOWEL INHERENT AQ
+            '\u{00AD}',   // SOFT HYPHEN
+            '\u{200D}',   // ZERO WIDTH JOINER
+            '\u{2060}',   // WORD JOINER
+            '\u{2064}',   // INVISIBLE PLUS
+            '\u{FE0F}',   // VARIATION SELECTOR-16
+            '\u{E0041}',  // TAG LATIN CAPITAL LETTER A
+            '\u{061C}',   // ARABIC LETTER MARK
+            '\u{0600}',   // ARABIC NUMBER SIGN (format, not default-ignorable)
+            '\u{00A0}',   // NO-BREAK SPACE
+            '\u{2007}',   // FIGURE SPACE
+            '\u{3000}',   // IDEOGRAPHIC SPACE
+            '\u{2028}',   // LINE SEPARATOR
+            '\u{2029}',   // PARAGRAPH SEPARATOR
+            '\u{0085}',   // NEXT LINE
+            '\u{E000}',   // private use
+            '\u{10FFFD}', // private use, plane 16
+            '\u{0378}',   // unassigned
+        ] {
+            let name = format!("pho{c}ne");
+            let why = refusal(&name);
+            assert!(
+                why.ends_with(&format!(" U+{:04X}", u32::from(c))),
+                "{name:?}: {why}"
+            );
+            assert!(!why.contains(c), "{why:?}");
+        }
+        assert_eq!(refusal("a\x1bb"), "it contains a control character U+001B");
+        assert_eq!(refusal("   "), "it starts or ends with a space");
+        assert_eq!(refusal("yubikey  blue"), "it has two spaces in a row");
+        assert_eq!(
+            refusal("\u{301}phone"),
+            "it starts with the combining mark U+0301, which has no letter to go on"
+        );
+    }
+
+    #[test]
+    fn visible_names_in_any_script_stay_valid() {
+        for ok in [
+            "phone",
+            "Pixel 7 (work)",
+            "téléphone",
+            "te\u{301}le\u{301}phone", // decomposed accents: marks after their letters
+            "電話",
+            "휴대폰",
+            "телефон",
+            "هاتف",
+            "फ़ोन",
+            "📱 phone",
+            "🔑",
+            "ℕ-key_2 #1",
+        ] {
+            assert!(
+                DeviceName::parse(ok).is_ok(),
+                "{ok:?}: {:?}",
+                DeviceName::parse(ok)
+            );
+        }
+    }
+
+    #[test]
+    fn an_existing_device_is_found_by_the_name_it_was_given() {
+        // Named before finding 6 was fixed: still to be renamed or removed by that name.
+        for old in ["pho\u{34F}ne", "\u{3164}", "two  spaces", " lead"] {
+            assert!(DeviceName::parse(old).is_err(), "{old:?}");
+            assert_eq!(DeviceName::existing(old).unwrap().as_str(), old);
+        }
+        for bad in ["", "a\x1bb", &"x".repeat(65)] {
+            assert!(DeviceName::existing(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
