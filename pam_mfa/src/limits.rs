@@ -71,10 +71,9 @@ fn check_begun(conn: &Connection, user: &str, now: i64) -> Result<()> {
              WHERE user = ?1 AND at > ?2 AND action = 'begin' AND actor_uid <> 0
              ORDER BY at DESC LIMIT 1 OFFSET ?3",
         )?
-        .query_row(
-            params![user, now - BEGUN_WINDOW_SECS, MAX_BEGUN - 1],
-            |r| r.get(0),
-        )
+        .query_row(params![user, now - BEGUN_WINDOW_SECS, MAX_BEGUN - 1], |r| {
+            r.get(0)
+        })
         .optional()?;
     match oldest_counted {
         Some(at) => Err(Error::TooManyBegun {
