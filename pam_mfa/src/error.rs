@@ -77,8 +77,8 @@ pub enum Error {
         next_expiry: i64,
     },
     #[error(
-        "{max} registrations were begun for {user} in the last hour, the most allowed; try \
-         again after {}",
+        "{user} began {max} registrations in the last hour, the most allowed; try again \
+         after {}",
         crate::clock::format_local(*.retry_at)
     )]
     TooManyBegun {
