@@ -321,12 +321,12 @@ fn prune_audit(target: &Target, older_than: Option<&str>) -> Result<(), CliError
     let mut store = open_store(target)?;
     let now = clock::now()?;
     let tx = store.write()?;
-    let (removed, rule) = match (age, older_than) {
-        (Some(age), Some(text)) => (
+    let (removed, rule) = match age.zip(older_than) {
+        Some((age, text)) => (
             audit::prune_before(&tx, now.saturating_sub(age))?,
             format!("older than {text}"),
         ),
-        _ => {
+        None => {
             let days = policy::load(&tx)?.audit_retention_days();
             (
                 audit::prune_expired(&tx, now)?,
