@@ -149,6 +149,42 @@ fn a_full_disk_is_named_as_such() {
     full_disk(&["full", "no space"]);
 }
 
+// Issue 16, finding 3: a full disk stops every login; `mfa doctor` warns while there is
+// still room, and shows the store's size.
+#[test]
+fn doctor_warns_when_the_stores_disk_runs_low() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let _mount = tmpfs_store(&env, "1m");
+    env.enroll(user.name(), "phone");
+    // The host's own PAM configuration decides the exit status; only the store matters.
+    let out = env.mfa(&["doctor", "--json"]);
+    let serde_json::Value::Array(findings) = out.json() else {
+        panic!("doctor --json printed no array: {}", out.stdout)
+    };
+    let store: Vec<_> = findings.iter().filter(|f| f["check"] == "store").collect();
+    let ok = store
+        .iter()
+        .find(|f| f["status"] == "ok")
+        .unwrap_or_else(|| panic!("no ok store line: {store:?}"));
+    assert!(
+        ok["message"].as_str().unwrap_or("").contains("KiB (file "),
+        "{ok}"
+    );
+    let low = store
+        .iter()
+        .find(|f| f["status"] == "warning")
+        .unwrap_or_else(|| panic!("no warning about the free space: {store:?}"));
+    let message = low["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("free on the file system holding")
+            && message.contains(&env.db().display().to_string())
+            && message.contains("every login with pam_mfa is refused"),
+        "{low}"
+    );
+    assert!(low["fix"].as_str().unwrap_or("").contains("df -h"), "{low}");
+}
+
 fn full_disk(words: &[&str]) {
     let env = TestEnv::new();
     let user = TestUser::new();

@@ -965,3 +965,128 @@ fn usage_errors_exit_2() {
     env.mfa(&["--user", user.name(), "list", "--bogus"])
         .assert_exit(2);
 }
+
+// ----- bounds on the store's growth -----
+
+// Issue 16, finding 3: pending registrations were unlimited (500 `--begin`s added 205 KB).
+// Root is held to the cap too.
+#[test]
+fn at_most_three_unfinished_registrations_until_one_is_finished_or_expires() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let u = user.name();
+    let begin = |name: &str| env.mfa(&["--user", u, "enroll", "totp", name, "--begin", "--json"]);
+    let a = env.begin(u, "a", &[]);
+    env.begin(u, "b", &[]);
+    env.advance_secs(60);
+    env.begin(u, "c", &[]);
+    begin("d").assert_error(&[
+        "3 unfinished registrations",
+        "mfa enroll finish",
+        "mfa list",
+    ]);
+    // Interactively as well, before any QR code is shown.
+    let out = env.mfa(&["--user", u, "enroll", "totp", "d"]);
+    out.assert_error(&["unfinished registrations"]);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert_eq!(env.names_in_state(u, "pending"), ["a", "b", "c"]);
+    // Starting one over under its own name is not a fourth.
+    env.begin(u, "c", &[]);
+
+    // Finishing one frees its slot.
+    env.finish(
+        u,
+        "a",
+        &env.code_at_step(&a.secret, -1),
+        &env.code(&a.secret),
+    )
+    .assert_success();
+    env.begin(u, "d", &[]);
+    begin("e").assert_error(&["unfinished registrations"]);
+
+    // So does expiry: "b", begun first, expires ten minutes after it was begun.
+    env.advance_secs(600 - 60 + 1);
+    env.begin(u, "e", &[]);
+    assert_eq!(env.names_in_state(u, "pending"), ["c", "d", "e"]);
+    // Another user is not affected by any of this.
+    let other = TestUser::new();
+    env.begin(other.name(), "a", &[]);
+}
+
+/// `mfa admin audit --json` at the environment's time.
+fn audit_rows(env: &TestEnv) -> Vec<Value> {
+    let out = env.mfa(&["admin", "audit", "--json"]);
+    out.assert_success();
+    match out.json() {
+        Value::Array(rows) => rows,
+        other => panic!("audit --json printed {other}"),
+    }
+}
+
+fn actions(rows: &[Value]) -> Vec<&str> {
+    rows.iter().filter_map(|r| r["action"].as_str()).collect()
+}
+
+// Issue 16, finding 3: audit rows were never removed.
+#[test]
+fn audit_rows_are_kept_for_the_retention_and_pruned_by_hand() {
+    const DAY: i64 = 86_400;
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let u = user.name();
+    // The key is checked: 1 day to 100 years, or "default" (365 days).
+    for bad in ["0", "36501", "1y", "9999999999999999999999"] {
+        env.mfa(&["admin", "policy", "set", "audit_retention_days", bad])
+            .assert_error(&["audit_retention_days"]);
+    }
+    let show = env.mfa(&["admin", "policy", "show"]);
+    show.assert_success();
+    assert!(
+        show.stdout
+            .contains("audit_retention_days default (365 days)"),
+        "{}",
+        show.stdout
+    );
+    env.mfa(&["admin", "policy", "set", "audit_retention_days", "30"])
+        .assert_success();
+    assert_eq!(
+        env.mfa(&["admin", "policy", "show", "--json"]).json()["audit_retention_days"],
+        30
+    );
+    env.begin(u, "phone", &[]);
+    assert_eq!(actions(&audit_rows(&env)), ["policy", "begin"]);
+
+    // 31 days later, the next change removes the rows older than 30 days.
+    env.advance_secs(31 * DAY);
+    env.mfa(&["admin", "unlock", u]).assert_success();
+    assert_eq!(actions(&audit_rows(&env)), ["unlock"]);
+
+    // By hand: the rows older than an age, counted, and the pruning itself recorded.
+    // (Beginning "tablet" also discards the expired "phone": three rows.)
+    env.begin(u, "tablet", &[]);
+    assert_eq!(actions(&audit_rows(&env)), ["unlock", "discard", "begin"]);
+    env.advance_secs(2 * DAY);
+    let out = env.mfa(&["admin", "audit", "prune", "--older-than", "1d"]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains("Removed 3 audit row(s) older than 1d"),
+        "{}",
+        out.stdout
+    );
+    let rows = audit_rows(&env);
+    assert_eq!(actions(&rows), ["audit-prune"]);
+    assert_eq!(rows[0]["detail"], "3 row(s) older than 1d", "{rows:?}");
+    assert_eq!(rows[0]["uid"], 0, "{rows:?}");
+    // Without --older-than: the policy's retention.
+    env.advance_secs(40 * DAY);
+    let out = env.mfa(&["admin", "audit", "prune"]);
+    out.assert_success();
+    assert!(
+        out.stdout
+            .contains("Removed 1 audit row(s) older than the retention of 30 days"),
+        "{}",
+        out.stdout
+    );
+    env.mfa(&["admin", "audit", "prune", "--older-than", "soon"])
+        .assert_error(&["--older-than"]);
+}

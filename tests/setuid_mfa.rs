@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use pam_mfa_tests::accounts::gid_of;
 use pam_mfa_tests::process::{self, Finished};
-use pam_mfa_tests::{Namespace, TestEnv, TestUser, enroll_now, mfa_bin, next_code, wrong_code_now};
+use pam_mfa_tests::{
+    Namespace, STEP, TestEnv, TestUser, enroll_now, mfa_bin, next_code, real_now, totp,
+    wrong_code_now,
+};
 use serde_json::Value;
 
 /// The built `mfa`, copied and made setuid root in a directory everyone can reach.
@@ -391,7 +394,9 @@ fn qr_image_is_written_as_the_user_and_links_are_refused() {
     let out = mfa.run_as(
         &ns,
         &alice,
-        &["enroll", "totp", "phone3", "--begin", "--qr-png", &target],
+        // The refused attempts reuse one name: each leaves its registration pending,
+        // and a user may have three unfinished at once (issue 16, finding 3).
+        &["enroll", "totp", "phone2", "--begin", "--qr-png", &target],
         &[],
     );
     assert_refused(&out, "symbolic link owned by uid");
@@ -404,7 +409,7 @@ fn qr_image_is_written_as_the_user_and_links_are_refused() {
         &[
             "enroll",
             "totp",
-            "phone4",
+            "phone2",
             "--begin",
             "--qr-png",
             "/etc/mfa-qr.png",
@@ -1111,4 +1116,74 @@ fn a_user_at_the_device_limit_cannot_tell_serials_apart() {
     );
     assert_refused(&out, "too many failed attempts");
     assert_eq!(names_now(&env, alice.name()), ["fob"]);
+}
+
+/// Issue 16, finding 3: any local user could grow the root-owned store without limit
+/// (500 `mfa enroll totp nI --begin` in 3.8 s). A user may now have three unfinished
+/// registrations at once and begin ten an hour; root is not rate-limited.
+#[test]
+fn a_user_cannot_grow_the_store_with_registrations() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    let begin = |name: &str| {
+        mfa.run_as(
+            &ns,
+            &alice,
+            &["enroll", "totp", name, "--begin", "--json"],
+            &[],
+        )
+    };
+    let first = begin("a");
+    assert_ok(&first);
+    let secret_a = serde_json::from_str::<Value>(&first.stdout).expect("JSON")["secret"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
+    assert_ok(&begin("b"));
+    assert_ok(&begin("c"));
+    // A fourth unfinished registration is refused, saying how to go on.
+    let out = begin("d");
+    assert_refused(&out, "3 unfinished registrations");
+    assert_refused(&out, "mfa enroll finish");
+    assert_eq!(names_now(&env, alice.name()), ["a", "b", "c"]);
+
+    // Starting "c" over replaces it, but counts as begun: 3 + 7 = 10 in this hour.
+    for _ in 0..7 {
+        assert_ok(&begin("c"));
+    }
+    let out = begin("c");
+    assert_refused(&out, "began 10 registrations in the last hour");
+    assert_refused(&out, "try again after");
+    // Root is not rate-limited (the cap still holds for root: "c" is started over).
+    env.mfa_cmd(&["--user", alice.name(), "enroll", "totp", "c", "--begin"])
+        .real_time()
+        .run()
+        .assert_success();
+    // An hour later (her begins moved an hour into the past) she may begin again.
+    let store = rusqlite::Connection::open(env.db()).expect("open the store");
+    let moved = store
+        .execute(
+            "UPDATE audit SET at = at - 3600 WHERE user = ?1 AND action = 'begin'",
+            [alice.name()],
+        )
+        .expect("move the audit rows");
+    assert!(moved >= 11, "{moved} begin rows");
+    drop(store);
+    assert_ok(&begin("c"));
+
+    // Finishing a registration frees its slot (the next change needs a code of "a").
+    let now = real_now();
+    let (c1, c2) = (totp(&secret_a, now - STEP), totp(&secret_a, now));
+    assert_ok(&mfa.run_as(&ns, &alice, &["enroll", "finish", "a", &c1, &c2], &[]));
+    let out = mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "totp", "d", "--begin"],
+        &[],
+        &format!("{}\n", next_code(&secret_a)),
+    );
+    assert_ok(&out);
+    assert_eq!(names_now(&env, alice.name()), ["a", "b", "c", "d"]);
 }

@@ -10,7 +10,7 @@ use pam_mfa::store::{auth_state, devices};
 use pam_mfa::{audit, clock};
 use serde_json::json;
 
-use crate::cli::{Admin, PolicyCmd};
+use crate::cli::{Admin, Audit, AuditCmd, PolicyCmd};
 use crate::identity::Target;
 use crate::{CliError, open_store};
 
@@ -27,7 +27,16 @@ pub fn run(target: &Target, cmd: Admin) -> Result<(), CliError> {
             uses,
             expires,
         } => bypass(target, &user, uses, &expires),
-        Admin::Audit { user, since, json } => show_audit(target, user, since, json),
+        Admin::Audit(Audit {
+            command: Some(AuditCmd::Prune { older_than }),
+            ..
+        }) => prune_audit(target, older_than.as_deref()),
+        Admin::Audit(Audit {
+            command: None,
+            user,
+            since,
+            json,
+        }) => show_audit(target, user, since, json),
     }
 }
 
@@ -57,16 +66,29 @@ fn show_policy(target: &Target, json: bool) -> Result<(), CliError> {
                 "max_failures": p.max_failures,
                 "lockout_seconds": p.lockout_seconds,
                 "window": p.window,
+                "audit_retention_days": p.audit_retention_days,
             })
         );
         return Ok(());
     }
-    println!("self_service     {}", p.self_service.as_str());
-    println!("max_devices      {}", p.max_devices);
-    println!("no_device        {}", p.no_device.as_str());
-    println!("max_failures     {}", opt(p.max_failures));
-    println!("lockout_seconds  {}", opt(p.lockout_seconds));
-    println!("window           {}", opt(p.window));
+    let rows = [
+        ("self_service", p.self_service.as_str().to_owned()),
+        ("max_devices", p.max_devices.to_string()),
+        ("no_device", p.no_device.as_str().to_owned()),
+        ("max_failures", opt(p.max_failures)),
+        ("lockout_seconds", opt(p.lockout_seconds)),
+        ("window", opt(p.window)),
+        (
+            "audit_retention_days",
+            p.audit_retention_days.map_or_else(
+                || format!("default ({} days)", p.audit_retention_days()),
+                |d| d.to_string(),
+            ),
+        ),
+    ];
+    for (key, value) in rows {
+        println!("{key:<21}{value}");
+    }
     Ok(())
 }
 
@@ -282,6 +304,48 @@ fn parse_since(text: &str, now: i64) -> Result<i64, CliError> {
     }
     let age = parse_duration(text).ok_or_else(bad)?;
     Ok(now.saturating_sub(age))
+}
+
+/// `mfa admin audit prune`: the rows past the retention (or older than `older_than`) go
+/// now rather than at the next change; the pruning is itself recorded.
+fn prune_audit(target: &Target, older_than: Option<&str>) -> Result<(), CliError> {
+    let age = older_than
+        .map(|text| {
+            parse_duration(text).filter(|s| *s > 0).ok_or_else(|| {
+                CliError::msg(format!(
+                    "--older-than {text:?}: give an age such as 12h, 90d or 400d"
+                ))
+            })
+        })
+        .transpose()?;
+    let mut store = open_store(target)?;
+    let now = clock::now()?;
+    let tx = store.write()?;
+    let (removed, rule) = match age.zip(older_than) {
+        Some((age, text)) => (
+            audit::prune_before(&tx, now.saturating_sub(age))?,
+            format!("older than {text}"),
+        ),
+        None => {
+            let days = policy::load(&tx)?.audit_retention_days();
+            (
+                audit::prune_expired(&tx, now)?,
+                format!("older than the retention of {days} days"),
+            )
+        }
+    };
+    audit::record(
+        &tx,
+        now,
+        target.caller_uid,
+        "*",
+        "audit-prune",
+        None,
+        Some(&format!("{removed} row(s) {rule}")),
+    )?;
+    tx.commit().map_err(pam_mfa::Error::from)?;
+    println!("Removed {removed} audit row(s) {rule}.");
+    Ok(())
 }
 
 fn show_audit(

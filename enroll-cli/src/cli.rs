@@ -113,17 +113,34 @@ pub enum Admin {
         #[arg(long, value_name = "DURATION", default_value = "1h")]
         expires: String,
     },
-    /// Who changed what, when and from which uid
-    Audit {
-        /// Only changes to this user's devices
-        #[arg(long, value_name = "USER")]
-        user: Option<String>,
-        /// Only changes since TIME: unix seconds, or an age such as 30m, 12h, 7d
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Print JSON for scripts
-        #[arg(long)]
-        json: bool,
+    /// Who changed what, when and from which uid; `audit prune` removes old rows
+    Audit(Audit),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Audit {
+    #[command(subcommand)]
+    pub command: Option<AuditCmd>,
+    /// Only changes to this user's devices
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Only changes since TIME: unix seconds, or an age such as 30m, 12h, 7d
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Remove the rows older than the policy's audit_retention_days (every change does
+    /// this too), or older than --older-than; prints how many went
+    Prune {
+        /// Remove the rows older than AGE instead, such as 12h, 90d
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
     },
 }
 
@@ -170,8 +187,8 @@ pub enum PolicyCmd {
         json: bool,
     },
     /// Change one setting: self_service allow|deny, max_devices 1..8, no_device
-    /// allow|deny|enroll, max_failures 1..1000, lockout_seconds 1..604800, window 0..10
-    /// ("default" for the built-in value of the last three)
+    /// allow|deny|enroll, max_failures 1..1000, lockout_seconds 1..604800, window 0..10,
+    /// audit_retention_days 1..36500 ("default" for the built-in value of the last four)
     Set { key: String, value: String },
 }
 

@@ -339,6 +339,26 @@ fn a_clean_configuration_is_all_ok() {
     );
 }
 
+// Issue 16, finding 3: a full disk stops every login, and nothing showed how much the
+// store takes. The store check now says (file and WAL); a warning about low free space
+// is in tests/faults.rs, and a clean configuration on a roomy disk gets none (above).
+#[test]
+fn the_store_check_shows_the_stores_size() {
+    let sys = System::with_device();
+    let r = sys.doctor();
+    let message = r.find("ok", "store", "integrity check passed")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // `mfa` folds the WAL into the file when it closes, so the file is all of it.
+    let file = fs::metadata(sys.store()).unwrap().len();
+    let kib = format!("{:.1} KiB", file as f64 / 1024.0);
+    assert!(
+        message.contains(&format!("size {kib} (file {kib}, WAL 0 bytes)")),
+        "{message}"
+    );
+}
+
 #[test]
 fn an_unsynchronised_clock_is_a_warning_not_a_problem() {
     let sys = System::with_device();

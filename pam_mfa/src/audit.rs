@@ -4,10 +4,61 @@
 //! Rows are written with the connection of the change's own transaction, so a change and
 //! its record commit or vanish together; syslog lines are a convenience on top, the
 //! table is what `mfa admin audit` shows. Never a secret or a code.
+//!
+//! Rows are kept for the policy's `audit_retention_days` (issue 16, finding 3: any user
+//! could add rows without end, and a full disk stops every login): every write of a row
+//! also deletes the rows older than that, through the `audit_by_time` index, so the table
+//! never holds more than the retention's worth and pruning never needs a job of its own.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Result;
+use crate::policy::DEFAULT_AUDIT_RETENTION_DAYS;
+
+/// The oldest time still kept when a row is written at `now_expr` (an SQL expression):
+/// the policy's retention, or the default. One definition, for [`record`] and for the
+/// trigger [`attach`] adds.
+fn retention_cutoff_sql(now_expr: &str) -> String {
+    format!(
+        "{now_expr} - 86400 * coalesce((SELECT audit_retention_days FROM main.policy \
+         WHERE id = 1), {DEFAULT_AUDIT_RETENTION_DAYS})"
+    )
+}
+
+/// Deletes the rows older than the retention at `now`; how many went.
+pub fn prune_expired(conn: &Connection, now: i64) -> Result<usize> {
+    let sql = format!(
+        "DELETE FROM main.audit WHERE at < {}",
+        retention_cutoff_sql("?1")
+    );
+    Ok(conn.prepare_cached(&sql)?.execute([now])?)
+}
+
+/// Deletes the rows from before `cutoff` (`mfa admin audit prune --older-than`); how
+/// many went.
+pub fn prune_before(conn: &Connection, cutoff: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM main.audit WHERE at < ?1")?
+        .execute([cutoff])?)
+}
+
+/// The uid that [`attach`] records device changes on `conn` as, if it was called: the
+/// caller whose registrations [`crate::limits`] rate-limits.
+pub fn actor(conn: &Connection) -> Result<Option<u32>> {
+    let attached: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM temp.sqlite_schema
+                            WHERE type = 'table' AND name = 'audit_actor')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if !attached {
+        return Ok(None);
+    }
+    Ok(conn
+        .prepare_cached("SELECT uid FROM temp.audit_actor")?
+        .query_row([], |r| r.get(0))
+        .optional()?)
+}
 
 /// One audit row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +71,8 @@ pub struct Entry {
     pub detail: Option<String>,
 }
 
-/// Appends a row inside the caller's transaction.
+/// Appends a row inside the caller's transaction, and deletes the rows past the
+/// retention.
 pub fn record(
     conn: &Connection,
     at: i64,
@@ -35,6 +87,7 @@ pub fn record(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![at, actor_uid, user, action, device, detail])?;
+    prune_expired(conn, at)?;
     Ok(())
 }
 
@@ -104,6 +157,15 @@ pub fn attach(conn: &Connection, actor_uid: u32) -> Result<()> {
            FROM temp.audit_actor;
          END;",
     )?;
+    // Every row written through this connection, by the triggers above or by
+    // [`record`], also removes the rows past the retention.
+    conn.execute_batch(&format!(
+        "CREATE TEMP TRIGGER IF NOT EXISTS audit_retention AFTER INSERT ON main.audit
+         BEGIN
+           DELETE FROM main.audit WHERE at < {};
+         END;",
+        retention_cutoff_sql("NEW.at")
+    ))?;
     conn.execute(
         "INSERT INTO temp.audit_actor (uid) VALUES (?1)",
         [actor_uid],
@@ -154,6 +216,67 @@ mod tests {
         assert_eq!(bob.len(), 1);
         assert_eq!(bob[0].detail.as_deref(), Some("window=2"));
         assert_eq!(list(store.conn(), None, Some(15)).unwrap().len(), 1);
+    }
+
+    // Issue 16, finding 3: audit rows were never removed, so anyone could grow the table
+    // without end.
+    #[test]
+    fn rows_past_the_retention_go_at_the_next_write() {
+        const DAY: i64 = 86_400;
+        let mut ts = crate::test_support::temp_store();
+        let store = &mut ts.store;
+        let now = crate::clock::now().unwrap();
+        let ages = |store: &crate::store::Store| -> Vec<i64> {
+            list(store.conn(), None, None)
+                .unwrap()
+                .iter()
+                .map(|r| (now - r.at) / DAY)
+                .collect()
+        };
+        let at = |days: i64| now - days * DAY;
+        let tx = store.write().unwrap();
+        for days in [400, 366, 364] {
+            record(&tx, at(days), 0, "alice", "unlock", None, None).unwrap();
+        }
+        tx.commit().unwrap();
+        // Each was kept at its own write: none was a year older than the newest then.
+        assert_eq!(ages(store), [400, 366, 364]);
+        // The next write removes what is older than a year now.
+        let tx = store.write().unwrap();
+        record(&tx, now, 0, "bob", "unlock", None, None).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(ages(store), [364, 0]);
+        // A shorter retention takes effect at the next write.
+        let tx = store.write().unwrap();
+        crate::policy::set(&tx, "audit_retention_days", "30").unwrap();
+        record(&tx, at(31), 0, "bob", "unlock", None, None).unwrap();
+        record(&tx, at(2), 0, "bob", "unlock", None, None).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(ages(store), [31, 2, 0]);
+        // Rows written by the attached connection's triggers (a device change) prune too.
+        attach(store.conn(), 1234).unwrap();
+        let user = crate::names::UserName::parse("carol").unwrap();
+        let name = crate::names::DeviceName::parse("phone").unwrap();
+        crate::enrollment::begin_totp(store, &user, &name, "host", now).unwrap();
+        assert_eq!(ages(store), [2, 0, 0]);
+        // By hand: everything before a moment, counted.
+        let tx = store.write().unwrap();
+        assert_eq!(prune_before(&tx, now - DAY).unwrap(), 1);
+        tx.commit().unwrap();
+        assert_eq!(ages(store), [0, 0]);
+        let tx = store.write().unwrap();
+        assert_eq!(prune_expired(&tx, now).unwrap(), 0);
+        tx.commit().unwrap();
+        // The deletion uses the index on the time, not a scan of the table.
+        let plan: String = store
+            .conn()
+            .query_row(
+                "EXPLAIN QUERY PLAN DELETE FROM main.audit WHERE at < 5",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("audit_by_time"), "{plan}");
     }
 
     #[test]

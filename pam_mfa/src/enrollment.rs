@@ -51,7 +51,8 @@ pub struct PendingTotp {
     pub expires_at: i64,
 }
 
-/// Creates a pending TOTP device with a new random secret.
+/// Creates a pending TOTP device with a new random secret, within the bounds of
+/// [`crate::limits`].
 pub fn begin_totp(
     store: &mut Store,
     user: &UserName,
@@ -78,6 +79,7 @@ pub(crate) fn begin_totp_held(
     let tx = store.write()?;
     // Checked here as well as at activation so nobody scans a QR code for nothing.
     devices::check_room(&tx, user.as_str())?;
+    crate::limits::check_begin(&tx, user.as_str(), name.as_str(), now)?;
     devices::insert_pending_totp(
         &tx,
         user.as_str(),

@@ -70,6 +70,27 @@ pub enum Error {
     DeviceNotActive { name: String },
     #[error("{user} already has {max} active devices, the most allowed; remove one first")]
     TooManyDevices { user: String, max: u32 },
+    #[error(
+        "{user} already has {max} unfinished registrations, the most allowed at once; finish \
+         one (`mfa enroll finish NAME`) or wait until it expires (the next at {}); `mfa list` \
+         shows them",
+        crate::clock::format_local(*.next_expiry)
+    )]
+    TooManyPending {
+        user: String,
+        max: u32,
+        next_expiry: i64,
+    },
+    #[error(
+        "{user} began {max} registrations in the last hour, the most allowed; try again \
+         after {}",
+        crate::clock::format_local(*.retry_at)
+    )]
+    TooManyBegun {
+        user: String,
+        max: u32,
+        retry_at: i64,
+    },
     #[error("{which} code: {problem}")]
     MalformedCode {
         which: &'static str,

@@ -13,6 +13,7 @@ pub mod enrollment;
 pub mod error;
 pub mod fido2;
 pub mod hotp;
+pub mod limits;
 pub mod lockout;
 pub mod login;
 pub mod login_hold;

@@ -38,7 +38,16 @@ pub struct Policy {
     pub max_failures: Option<u32>,
     pub lockout_seconds: Option<i64>,
     pub window: Option<u32>,
+    /// How many days audit rows are kept; `None`: [`DEFAULT_AUDIT_RETENTION_DAYS`].
+    pub audit_retention_days: Option<u32>,
 }
+
+/// How long audit rows are kept unless the administrator says otherwise: a year covers
+/// the yearly access reviews most audit rules ask for, and bounds the table (at the
+/// registration rate limit, a user adds at most a few thousand rows a year).
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
+/// The longest retention that may be set (the schema's bound): a hundred years.
+pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -49,7 +58,16 @@ impl Default for Policy {
             max_failures: None,
             lockout_seconds: None,
             window: None,
+            audit_retention_days: None,
         }
+    }
+}
+
+impl Policy {
+    /// The audit retention in effect, in days.
+    pub fn audit_retention_days(&self) -> u32 {
+        self.audit_retention_days
+            .unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS)
     }
 }
 
@@ -65,6 +83,7 @@ pub const KEYS: &[&str] = &[
     "max_failures",
     "lockout_seconds",
     "window",
+    "audit_retention_days",
 ];
 
 impl SelfService {
@@ -91,7 +110,8 @@ impl NoDevice {
 pub fn load(conn: &Connection) -> Result<Policy> {
     let row = conn
         .prepare_cached(
-            "SELECT self_service, max_devices, no_device, max_failures, lockout_seconds, window
+            "SELECT self_service, max_devices, no_device, max_failures, lockout_seconds, window,
+                    audit_retention_days
              FROM policy WHERE id = 1",
         )?
         .query_row([], |r| {
@@ -102,10 +122,19 @@ pub fn load(conn: &Connection) -> Result<Policy> {
                 r.get::<_, Option<u32>>(3)?,
                 r.get::<_, Option<i64>>(4)?,
                 r.get::<_, Option<u32>>(5)?,
+                r.get::<_, Option<u32>>(6)?,
             ))
         })
         .optional()?;
-    let Some((self_service, max_devices, no_device, max_failures, lockout_seconds, window)) = row
+    let Some((
+        self_service,
+        max_devices,
+        no_device,
+        max_failures,
+        lockout_seconds,
+        window,
+        audit_retention_days,
+    )) = row
     else {
         return Ok(Policy::default());
     };
@@ -124,6 +153,7 @@ pub fn load(conn: &Connection) -> Result<Policy> {
         max_failures,
         lockout_seconds,
         window,
+        audit_retention_days,
     })
 }
 
@@ -182,6 +212,10 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
             "window",
             number(key, value, 0, i64::from(crate::login::MAX_WINDOW))?.into(),
         ),
+        "audit_retention_days" => (
+            "audit_retention_days",
+            number(key, value, 1, i64::from(MAX_AUDIT_RETENTION_DAYS))?.into(),
+        ),
         _ => {
             return Err(Error::InvalidPolicy(format!(
                 "unknown policy key {key:?}; keys are {}",
@@ -217,6 +251,7 @@ mod tests {
         set(&tx, "window", "0").unwrap();
         set(&tx, "max_failures", "3").unwrap();
         set(&tx, "lockout_seconds", "60").unwrap();
+        set(&tx, "audit_retention_days", "90").unwrap();
         tx.commit().unwrap();
         let p = load(store.conn()).unwrap();
         assert_eq!(p.self_service, SelfService::Deny);
@@ -226,10 +261,32 @@ mod tests {
             (p.window, p.max_failures, p.lockout_seconds),
             (Some(0), Some(3), Some(60))
         );
+        assert_eq!(
+            (p.audit_retention_days, p.audit_retention_days()),
+            (Some(90), 90)
+        );
         let tx = store.write().unwrap();
         set(&tx, "window", "default").unwrap();
         tx.commit().unwrap();
         assert_eq!(load(store.conn()).unwrap().window, None);
+    }
+
+    // Issue 16, finding 3: the audit retention is a policy key, from 1 day to 100 years.
+    #[test]
+    fn audit_retention_days_is_checked_and_defaults_to_a_year() {
+        let mut ts = crate::test_support::temp_store();
+        let store = &mut ts.store;
+        assert_eq!(load(store.conn()).unwrap().audit_retention_days(), 365);
+        let tx = store.write().unwrap();
+        for bad in ["0", "36501", "-1", "1y", "", "99999999999999999999"] {
+            let e = set(&tx, "audit_retention_days", bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidPolicy(_)), "{bad:?}: {e:?}");
+        }
+        for (good, days) in [("1", 1), ("36500", 36_500), ("default", 365)] {
+            set(&tx, "audit_retention_days", good).unwrap();
+            assert_eq!(load(&tx).unwrap().audit_retention_days(), days, "{good}");
+        }
+        assert!(KEYS.contains(&"audit_retention_days"));
     }
 
     #[test]

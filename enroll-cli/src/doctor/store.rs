@@ -5,6 +5,10 @@
 //! login does); this module only adds the commands that fix what it found. Besides the
 //! store `--db` names (or the default one), every store a PAM line names with `db=` is
 //! checked, since that is the one those logins read.
+//!
+//! It also shows how much disk the store takes and warns when the file system holding it
+//! runs low (issue 16, finding 3): every login writes to the store, so a full disk
+//! refuses every login with pam_mfa.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -22,6 +26,12 @@ const CHECK: &str = "store";
 
 /// The most integrity problems quoted in a message.
 const MAX_QUOTED_PROBLEMS: u32 = 3;
+
+/// Below this much free space on the store's file system the doctor warns. The store
+/// itself needs little (a login adds a page or two, and the registration limits and the
+/// audit retention bound its growth), but logs, package updates and core dumps eat
+/// 100 MiB in minutes, and once the disk is full no login can record its code.
+const LOW_FREE_BYTES: u64 = 100 * 1024 * 1024;
 
 /// What the users check can learn from a store.
 pub enum StoreState {
@@ -82,6 +92,7 @@ pub fn check(default: &Path, root: &Root, lines: &[MfaLine]) -> Stores {
     for path in paths {
         let (finding, state) = check_one(&path, &stores.mfa_for(&path));
         stores.findings.push(finding);
+        stores.findings.extend(space(&path, &stores.mfa_for(&path)));
         stores.states.insert(path, state);
     }
     stores
@@ -178,13 +189,81 @@ fn check_one(path: &Path, mfa: &str) -> (Finding, StoreState) {
             CHECK,
             format!(
                 "{shown}: owned by root, directory {} and file {}, schema version {version}, \
-                 integrity check passed",
+                 integrity check passed, {}",
                 mode(dir),
-                mode(path)
+                mode(path),
+                size(path)
             ),
         ),
         StoreState::Devices(devices),
     )
+}
+
+/// The store's size for people: "120.0 KiB (file 116.0 KiB, WAL 4.0 KiB)".
+fn size(path: &Path) -> String {
+    let f = health::footprint(path);
+    format!(
+        "size {} (file {}, WAL {})",
+        human(f.total()),
+        human(f.file),
+        human(f.wal)
+    )
+}
+
+/// A byte count in binary units with one decimal, as `ls -lh` and `df -h` show them.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for next in &UNITS[1..] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+/// A warning when the file system holding the store at `path` has little room left;
+/// nothing when it has room, or when its directory does not exist (the store check says
+/// so already).
+fn space(path: &Path, mfa: &str) -> Option<Finding> {
+    let dir = path.parent().filter(|d| d.is_dir())?;
+    let free = match health::free_space(path) {
+        Ok(free) => free,
+        Err(e) => {
+            return Some(Finding::warning(
+                CHECK,
+                format!(
+                    "cannot tell how much space is free for {}: {e}",
+                    path.display()
+                ),
+                format!("check the file system holding {} (`df -h`)", dir.display()),
+            ));
+        }
+    };
+    (free < LOW_FREE_BYTES).then(|| {
+        Finding::warning(
+            CHECK,
+            format!(
+                "only {} free on the file system holding {} ({} of store): when it is full, \
+                 logins cannot record their codes and every login with pam_mfa is refused",
+                human(free),
+                path.display(),
+                human(health::footprint(path).total())
+            ),
+            format!(
+                "free space on it (`df -h {}`: old logs, packages, core dumps); the store \
+                 itself grows little (`{mfa} admin audit prune` makes room inside it, and \
+                 `{mfa} doctor` shows its size)",
+                dir.display()
+            ),
+        )
+    })
 }
 
 /// What to do about a store the library refused.

@@ -65,6 +65,51 @@ fn peek_version(path: &Path) -> Option<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
 }
 
+/// How much disk the store takes, in bytes: the database file and its write-ahead log
+/// (which holds recent commits until a checkpoint folds them into the file, and fills a
+/// disk as much as the file does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub file: u64,
+    pub wal: u64,
+}
+
+impl Footprint {
+    pub fn total(&self) -> u64 {
+        self.file.saturating_add(self.wal)
+    }
+}
+
+/// The store's [`Footprint`]; a file that is missing (or not a regular file) counts as 0.
+pub fn footprint(path: &Path) -> Footprint {
+    let len = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map_or(0, |m| m.len())
+    };
+    Footprint {
+        file: len(path),
+        wal: len(&super::wal::path_of(path)),
+    }
+}
+
+/// Bytes still free for ordinary writers on the file system holding the store's
+/// directory (`statvfs`'s available blocks). Root may dig into the file system's reserve
+/// beyond that, but the other services on the host cannot, and a disk they fill is
+/// full for everyone soon after.
+pub fn free_space(path: &Path) -> Result<u64> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| crate::Error::Io {
+        path: dir.to_owned(),
+        source: std::io::Error::from(e),
+    })?;
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+}
+
 /// The schema version this code writes and understands.
 pub fn current_version() -> i64 {
     schema::CURRENT_VERSION

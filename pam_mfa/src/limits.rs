@@ -1,0 +1,185 @@
+//! Bounds on how fast and how far registrations can grow the store (issue 16, finding
+//! 3: 500 runs of `mfa enroll totp NAME --begin` by an ordinary user added 205 KB in
+//! 3.8 s, and a full disk stops every login on the host).
+//!
+//! Two rules, both checked inside the write transaction that inserts the pending row, so
+//! that simultaneous registrations cannot slip past them together:
+//!
+//! * at most [`MAX_PENDING`] unfinished registrations per user at once, whoever begins
+//!   them. Root is held to it too: root's registrations for someone go one at a time
+//!   anyway, and a registration at login runs as root inside sshd, where the person
+//!   typing may be anyone who reached the prompt.
+//! * at most [`MAX_BEGUN`] registrations begun per user in [`BEGUN_WINDOW_SECS`] by a
+//!   non-root caller. Counted from the audit rows every begin already writes (actor uid
+//!   and time, indexed by user and time), so no table of its own is needed. Root is not
+//!   limited: an administrator enrolling a room full of people must not be stopped, and
+//!   only root can write root's rows. Registrations at login are recorded as the service's
+//!   uid (root for sshd), so only the cap applies to them.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{Error, Result, audit};
+
+/// Unfinished registrations a user may have at once. One is the usual case; a second and
+/// third cover a person setting up a phone and a tablet side by side, or starting over
+/// under a new name. More is never needed, since starting over under the same name
+/// replaces the earlier attempt.
+pub const MAX_PENDING: u32 = 3;
+
+/// Registrations a non-root caller may begin per [`BEGUN_WINDOW_SECS`]. A person who
+/// fumbles a QR code starts over two or three times; ten an hour leaves room for that
+/// and caps a script at 240 rows a day.
+pub const MAX_BEGUN: u32 = 10;
+
+/// The window of [`MAX_BEGUN`]: an hour.
+pub const BEGUN_WINDOW_SECS: i64 = 3600;
+
+/// Refuses to begin registering `name` for `user` at `now` when that would exceed either
+/// bound. Runs inside the transaction that then inserts the pending row; an attempt of
+/// the same name is replaced by the new one, so it does not count.
+pub fn check_begin(conn: &Connection, user: &str, name: &str, now: i64) -> Result<()> {
+    check_pending(conn, user, name, now)?;
+    if audit::actor(conn)?.is_some_and(|uid| uid != 0) {
+        check_begun(conn, user, now)?;
+    }
+    Ok(())
+}
+
+fn check_pending(conn: &Connection, user: &str, name: &str, now: i64) -> Result<()> {
+    let (count, next_expiry): (u32, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), min(expires_at) FROM devices
+             WHERE user = ?1 AND state = 'pending' AND expires_at > ?3 AND name <> ?2",
+        )?
+        .query_row(params![user, name, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if count >= MAX_PENDING {
+        return Err(Error::TooManyPending {
+            user: user.to_owned(),
+            max: MAX_PENDING,
+            next_expiry: next_expiry.unwrap_or(now),
+        });
+    }
+    Ok(())
+}
+
+fn check_begun(conn: &Connection, user: &str, now: i64) -> Result<()> {
+    // The MAX_BEGUN-th most recent begin inside the window, if there are that many: once
+    // it leaves the window there is room again.
+    let oldest_counted: Option<i64> = conn
+        .prepare_cached(
+            "SELECT at FROM audit
+             WHERE user = ?1 AND at > ?2 AND action = 'begin' AND actor_uid <> 0
+             ORDER BY at DESC LIMIT 1 OFFSET ?3",
+        )?
+        .query_row(params![user, now - BEGUN_WINDOW_SECS, MAX_BEGUN - 1], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match oldest_counted {
+        Some(at) => Err(Error::TooManyBegun {
+            user: user.to_owned(),
+            max: MAX_BEGUN,
+            retry_at: at + BEGUN_WINDOW_SECS,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrollment::{PENDING_LIFETIME_SECS, begin_totp, finish_totp};
+    use crate::test_support::*;
+
+    fn begin(ts: &mut TempStore, who: &str, name: &str, now: i64) -> Result<String> {
+        begin_totp(&mut ts.store, &user(who), &device(name), "host", now)
+            .map(|p| p.secret.to_base32().to_string())
+    }
+
+    // Issue 16, finding 3: pending registrations were unlimited.
+    #[test]
+    fn a_fourth_pending_registration_is_refused_until_one_is_finished_or_expires() {
+        let mut ts = temp_store();
+        let s = begin(&mut ts, "alice", "a", T0).unwrap();
+        begin(&mut ts, "alice", "b", T0 + 10).unwrap();
+        begin(&mut ts, "alice", "c", T0 + 20).unwrap();
+        let e = begin(&mut ts, "alice", "d", T0 + 30).unwrap_err();
+        assert!(
+            matches!(e, Error::TooManyPending { max: 3, next_expiry, .. }
+                if next_expiry == T0 + PENDING_LIFETIME_SECS),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("mfa enroll finish") && text.contains("mfa list"),
+            "{text}"
+        );
+        // Starting one over under its own name replaces it: still three.
+        begin(&mut ts, "alice", "c", T0 + 40).unwrap();
+        // Root is held to it too (registrations at login run as root).
+        crate::audit::attach(ts.store.conn(), 0).unwrap();
+        assert!(matches!(
+            begin(&mut ts, "alice", "d", T0 + 50),
+            Err(Error::TooManyPending { .. })
+        ));
+        // Other users are not affected.
+        begin(&mut ts, "bob", "d", T0 + 50).unwrap();
+        // Finishing one frees its slot.
+        let (c1, c2) = (oathtool(&s, T0 + 60 - 30), oathtool(&s, T0 + 60));
+        finish_totp(
+            &mut ts.store,
+            &user("alice"),
+            &device("a"),
+            c1.as_bytes(),
+            c2.as_bytes(),
+            T0 + 60,
+        )
+        .unwrap();
+        begin(&mut ts, "alice", "d", T0 + 60).unwrap();
+        assert!(begin(&mut ts, "alice", "e", T0 + 70).is_err());
+        // So does expiry: "b" expires first.
+        begin(&mut ts, "alice", "e", T0 + 10 + PENDING_LIFETIME_SECS).unwrap();
+    }
+
+    /// Writes `n` begin rows for `who` by `uid` at `at`, as the audit trigger does.
+    fn begun(ts: &mut TempStore, who: &str, uid: u32, at: i64, n: u32) {
+        let tx = ts.store.write().unwrap();
+        for i in 0..n {
+            let name = format!("x{i}");
+            crate::audit::record(&tx, at, uid, who, "begin", Some(&name), Some("totp")).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    // Issue 16, finding 3: a non-root user could begin registrations without end.
+    #[test]
+    fn a_non_root_caller_begins_at_most_ten_an_hour() {
+        let mut ts = temp_store();
+        // The audit rows of real begins carry the real time.
+        let now = crate::clock::now().unwrap();
+        crate::audit::attach(ts.store.conn(), 1000).unwrap();
+        // Nine begun 50 minutes ago, by the user; root's and other users' do not count.
+        begun(&mut ts, "alice", 1000, now - 3000, 9);
+        begun(&mut ts, "alice", 0, now - 100, 5);
+        begun(&mut ts, "bob", 1001, now - 100, 5);
+        // Begins older than the hour do not count either.
+        begun(&mut ts, "alice", 1000, now - 4000, 5);
+        begin(&mut ts, "alice", "tenth", now).unwrap();
+        let e = begin(&mut ts, "alice", "eleventh", now).unwrap_err();
+        assert!(
+            matches!(e, Error::TooManyBegun { max: 10, retry_at, .. }
+                if retry_at == now - 3000 + BEGUN_WINDOW_SECS),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("try again after"), "{e}");
+        // The refused attempt left no row: the wait does not grow by trying.
+        let rows = crate::audit::list(ts.store.conn(), Some("alice"), None).unwrap();
+        assert!(!rows.iter().any(|r| r.device.as_deref() == Some("eleventh")));
+        // Once the nine leave the window there is room again.
+        begin(&mut ts, "alice", "eleventh", now - 3000 + BEGUN_WINDOW_SECS).unwrap();
+        // Root is not limited.
+        crate::audit::attach(ts.store.conn(), 0).unwrap();
+        begun(&mut ts, "carol", 1002, now, 10);
+        begin(&mut ts, "carol", "phone", now).unwrap();
+    }
+}
