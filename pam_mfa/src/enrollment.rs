@@ -79,7 +79,7 @@ pub(crate) fn begin_totp_held(
     let tx = store.write()?;
     // Checked here as well as at activation so nobody scans a QR code for nothing.
     devices::check_room(&tx, user.as_str())?;
-    crate::limits::check_begin(&tx, user.as_str(), name.as_str(), now)?;
+    crate::limits::check_begin(&tx, user.as_str(), name.as_str(), hold.is_some(), now)?;
     devices::insert_pending_totp(
         &tx,
         user.as_str(),

@@ -8,7 +8,10 @@
 //! * at most [`MAX_PENDING`] unfinished registrations per user at once, whoever begins
 //!   them. Root is held to it too: root's registrations for someone go one at a time
 //!   anyway, and a registration at login runs as root inside sshd, where the person
-//!   typing may be anyone who reached the prompt.
+//!   typing may be anyone who reached the prompt. Registrations held for a login (see
+//!   [`crate::login_hold`]) are counted apart from the others, each against the same cap:
+//!   whoever reaches a registration at login (behind a first factor that did not end the
+//!   stack) can then never use up the slots of the user's own `mfa enroll`.
 //! * at most [`MAX_BEGUN`] registrations begun per user in [`BEGUN_WINDOW_SECS`] by a
 //!   non-root caller. Counted from the audit rows every begin already writes (actor uid
 //!   and time, indexed by user and time), so no table of its own is needed. Root is not
@@ -35,23 +38,27 @@ pub const MAX_BEGUN: u32 = 10;
 pub const BEGUN_WINDOW_SECS: i64 = 3600;
 
 /// Refuses to begin registering `name` for `user` at `now` when that would exceed either
-/// bound. Runs inside the transaction that then inserts the pending row; an attempt of
-/// the same name is replaced by the new one, so it does not count.
-pub fn check_begin(conn: &Connection, user: &str, name: &str, now: i64) -> Result<()> {
-    check_pending(conn, user, name, now)?;
+/// bound; `held`: the new row is held for a login. Runs inside the transaction that then
+/// inserts the pending row; an attempt of the same name is replaced by the new one, so it
+/// does not count.
+pub fn check_begin(conn: &Connection, user: &str, name: &str, held: bool, now: i64) -> Result<()> {
+    check_pending(conn, user, name, held, now)?;
     if audit::actor(conn)?.is_some_and(|uid| uid != 0) {
         check_begun(conn, user, now)?;
     }
     Ok(())
 }
 
-fn check_pending(conn: &Connection, user: &str, name: &str, now: i64) -> Result<()> {
+fn check_pending(conn: &Connection, user: &str, name: &str, held: bool, now: i64) -> Result<()> {
     let (count, next_expiry): (u32, Option<i64>) = conn
         .prepare_cached(
             "SELECT COUNT(*), min(expires_at) FROM devices
-             WHERE user = ?1 AND state = 'pending' AND expires_at > ?3 AND name <> ?2",
+             WHERE user = ?1 AND state = 'pending' AND expires_at > ?3 AND name <> ?2
+               AND (login_hold IS NOT NULL) = ?4",
         )?
-        .query_row(params![user, name, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(params![user, name, now, held], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     if count >= MAX_PENDING {
         return Err(Error::TooManyPending {
             user: user.to_owned(),
@@ -139,6 +146,42 @@ mod tests {
         assert!(begin(&mut ts, "alice", "e", T0 + 70).is_err());
         // So does expiry: "b" expires first.
         begin(&mut ts, "alice", "e", T0 + 10 + PENDING_LIFETIME_SECS).unwrap();
+    }
+
+    #[test]
+    fn registrations_held_for_a_login_never_use_up_the_users_own_slots() {
+        // Issue 16, findings 2 and 3: whoever reaches a registration at login (behind a
+        // first factor that did not end the stack) holds rows for the victim; they are
+        // capped too, but apart, so the victim's own `mfa enroll` still has its slots.
+        let mut ts = temp_store();
+        for (i, name) in ["h1", "h2", "h3"].iter().enumerate() {
+            let hold = [u8::try_from(i).unwrap(); 32];
+            crate::enrollment::begin_totp_held(
+                &mut ts.store,
+                &user("alice"),
+                &device(name),
+                "host",
+                Some(&hold),
+                T0,
+            )
+            .unwrap();
+        }
+        let fourth = crate::enrollment::begin_totp_held(
+            &mut ts.store,
+            &user("alice"),
+            &device("h4"),
+            "host",
+            Some(&[9; 32]),
+            T0,
+        );
+        assert!(matches!(fourth, Err(Error::TooManyPending { .. })));
+        for name in ["a", "b", "c"] {
+            begin(&mut ts, "alice", name, T0 + 1).unwrap();
+        }
+        assert!(matches!(
+            begin(&mut ts, "alice", "d", T0 + 2),
+            Err(Error::TooManyPending { .. })
+        ));
     }
 
     /// Writes `n` begin rows for `who` by `uid` at `at`, as the audit trigger does.
