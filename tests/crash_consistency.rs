@@ -767,13 +767,22 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                 );
                 continue;
             }
+            // A wrong short code counts one failure per three codes it was compared with (at
+            // most 8 devices at window 1: 8); a wrong recovery code counts nothing.
+            let counted = |is: i64| is > was && is <= was + 8;
             match &outcome {
                 Some(out) if out.succeeded() => assert_eq!(is, 0, "{context}: success"),
-                Some(_) => assert_eq!(is, was + 1, "{context}: a refusal counts one failure"),
+                Some(_) if kind == Kind::LoginRecovery => {
+                    assert_eq!(is, was, "{context}: a refused recovery code counts nothing");
+                }
+                Some(_) => assert!(
+                    counted(is),
+                    "{context}: a refused code moved the counter from {was} to {is}"
+                ),
                 None => {
                     let may_reset = matches!(kind, Kind::LoginRight | Kind::LoginRecovery);
                     assert!(
-                        is == was || is == was + 1 || (may_reset && is == 0),
+                        is == was || counted(is) || (may_reset && is == 0),
                         "{context}: killed login moved the counter of {} from {was} to {is}",
                         u.name()
                     );

@@ -399,20 +399,53 @@ fn a_key_not_touched_in_time_is_refused() {
 }
 
 #[test]
-fn key_failures_count_toward_the_lock_out() {
+fn keys_are_neither_counted_nor_stopped_by_the_lock_out() {
+    // Issue 16, finding 1: the lock-out limits guessing of short codes only. A refused key
+    // (here a tampered signature) counted toward it, and a locked-out user's good touch was
+    // refused: anyone who could count failures kept the key's owner out.
     let (env, user, key) = with_key(&["max_failures=2"]);
     key.knob("tamper_signature", true);
-    at_console(&env, user.name(), &key)
-        .run()
-        .assert_result("PAM_AUTH_ERR");
-    let out = at_console(&env, user.name(), &key).run();
-    out.assert_result("PAM_AUTH_ERR");
-    out.assert_logged(&["locked out until"]);
-    // Locked: even a good touch is refused, without asking for one.
+    for _ in 0..4 {
+        let out = at_console(&env, user.name(), &key).run();
+        out.assert_result("PAM_AUTH_ERR");
+        assert!(
+            !out.syslog().iter().any(|(_, l)| l.contains("locked out")),
+            "{}",
+            out.transcript()
+        );
+    }
     key.knob("tamper_signature", false);
+    assert_touched_and_accepted(&at_console(&env, user.name(), &key).run());
+    // Locked out by wrong codes (typed from afar, where codes are asked for)...
+    let phone = env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+    for _ in 0..2 {
+        let wrong = pam_mfa_tests::wrong_code(&phone.secret, env.now(), 1);
+        env.pam(user.name())
+            .rhost("192.0.2.7")
+            .answer(&wrong)
+            .run()
+            .assert_result("PAM_AUTH_ERR");
+    }
+    env.pam(user.name())
+        .rhost("192.0.2.7")
+        .answer(&env.code(&phone.secret))
+        .run()
+        .assert_result("PAM_MAXTRIES");
+    // ...the key still logs in at the console, and ends the lock-out.
     let out = at_console(&env, user.name(), &key).run();
-    out.assert_result("PAM_MAXTRIES");
-    assert!(out.infos().is_empty(), "asked for a touch while locked");
+    out.assert_success();
+    assert!(
+        out.infos().iter().any(|i| i.contains("locked until")),
+        "{}",
+        out.transcript()
+    );
+    env.advance_steps(1);
+    env.pam(user.name())
+        .rhost("192.0.2.7")
+        .answer(&env.code(&phone.secret))
+        .run()
+        .assert_success();
 }
 
 // ----- PIN and user verification -----

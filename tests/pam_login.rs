@@ -384,9 +384,12 @@ fn lockout_after_max_failures_and_release_after_lockout_seconds() {
         third.transcript()
     );
 
+    // Locked: the person is still prompted (a recovery code, a bypass code or a key would
+    // work, issue 16 finding 1), is told until when, and a right code is refused unchecked.
     let locked = |env: &TestEnv| {
         let out = env.login(user.name(), &env.code(&dev.secret));
-        out.assert_result("PAM_MAXTRIES").assert_not_prompted();
+        out.assert_result("PAM_MAXTRIES");
+        assert_eq!(out.prompts().len(), 1, "{}", out.transcript());
         assert!(
             out.errors().iter().any(|e| e.contains("locked until")),
             "expected an error message saying until when\n{}",
@@ -402,6 +405,57 @@ fn lockout_after_max_failures_and_release_after_lockout_seconds() {
     env.advance_secs(150);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
+}
+
+#[test]
+fn made_up_names_and_accounts_without_a_device_look_the_same() {
+    // Issue 16, finding 8: after a few wrong tries real accounts answered "Too many failed
+    // attempts… locked until" and made-up names never did, which told which names are
+    // accounts. Neither is locked out now (nothing to guess), and both see exactly the same.
+    let env = TestEnv::new();
+    let real = TestUser::new();
+    env.write_service(&["max_failures=2", "lockout=300"]);
+    let made_up = format!("{}x", real.name());
+    assert!(!pam_mfa_tests::user_exists(&made_up));
+    let seen = |name: &str| -> Vec<(String, Vec<String>)> {
+        (0..6)
+            .map(|_| {
+                let out = env.login(name, "123456");
+                let messages = out
+                    .messages
+                    .iter()
+                    .map(|m| format!("{m:?}"))
+                    .collect::<Vec<_>>();
+                (out.result.clone(), messages)
+            })
+            .collect()
+    };
+    let real_seen = seen(real.name());
+    assert_eq!(real_seen, seen(&made_up));
+    assert!(
+        real_seen.iter().all(|(result, _)| result == "PAM_AUTH_ERR"),
+        "{real_seen:?}"
+    );
+}
+
+#[test]
+fn a_null_answer_is_refused_and_counted_like_an_empty_one() {
+    // Issue 16, finding 10: a NULL response from the conversation was refused without
+    // counting a failure, although the code said it counted like any wrong answer.
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&["max_failures=2", "lockout=300"]);
+    let dev = env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+    env.pam(user.name())
+        .answer_null()
+        .run()
+        .assert_result("PAM_AUTH_ERR");
+    let out = env.pam(user.name()).answer_null().run();
+    out.assert_result("PAM_AUTH_ERR");
+    out.assert_logged(&["locked out until"]);
+    env.login(user.name(), &env.code(&dev.secret))
+        .assert_result("PAM_MAXTRIES");
 }
 
 #[test]

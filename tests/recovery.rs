@@ -57,7 +57,8 @@ fn recovery_codes_work_once_each_and_a_new_set_replaces_the_old() {
     let fresh = generate(&env, user.name());
     assert!(!env.login(user.name(), &codes[2]).succeeded());
     env.login(user.name(), &fresh[0]).assert_success();
-    // A made-up code in the same shape is refused and counted like a wrong code.
+    // A made-up code in the same shape is refused (and counts no failure: 60 random bits
+    // cannot be guessed).
     let out = env.login(user.name(), "abcd-efgh-jkmn");
     assert!(!out.succeeded());
     out.assert_logged(&["not a valid recovery or bypass code"]);
@@ -147,28 +148,59 @@ fn bypass_codes_have_their_uses_and_expire() {
 }
 
 #[test]
-fn a_bypass_code_lifts_a_lock_out() {
+fn recovery_and_bypass_codes_get_a_locked_out_person_in() {
+    // Issue 16, finding 1: the lock-out also refused recovery and bypass codes, so whoever
+    // kept counting failures against an account kept its owner out with nothing to get
+    // back in. Only short codes are held back now, and wrong long codes count nothing.
     let env = TestEnv::new();
     let user = TestUser::new();
     env.write_service(&["max_failures=2"]);
     let dev = env.enroll(user.name(), "phone");
-    for _ in 0..2 {
-        let wrong = pam_mfa_tests::wrong_code(&dev.secret, env.now(), 1);
-        assert!(!env.login(user.name(), &wrong).succeeded());
-    }
     let codes = generate(&env, user.name());
-    // Locked: even a recovery code waits for the lock-out.
-    assert!(!env.login(user.name(), &codes[0]).succeeded());
-    let code = bypass(&env, user.name(), &[]);
+    // Issued before the lock-out below (issuing one also lifts a lock-out).
+    let code = bypass(&env, user.name(), &["--uses", "2"]);
+    let lock = |env: &TestEnv| {
+        env.advance_steps(1);
+        for _ in 0..2 {
+            let wrong = pam_mfa_tests::wrong_code(&dev.secret, env.now(), 1);
+            assert!(!env.login(user.name(), &wrong).succeeded());
+        }
+        // Locked: the person is prompted and told what still works; a right short code
+        // is refused without being checked.
+        let out = env.login(user.name(), &env.code(&dev.secret));
+        out.assert_result("PAM_MAXTRIES");
+        assert!(
+            out.infos()
+                .iter()
+                .any(|i| i.contains("locked until") && i.contains("recovery code")),
+            "{}",
+            out.transcript()
+        );
+    };
+    lock(&env);
+    // A recovery code gets in, and ends the lock-out.
+    env.login(user.name(), &codes[0]).assert_success();
+    env.advance_steps(1);
+    env.login(user.name(), &env.code(&dev.secret))
+        .assert_success();
+    // So does the administrator's bypass code.
+    lock(&env);
+    env.login(user.name(), &code).assert_success();
+    // Made-up recovery codes, however many, neither lock anyone out nor lengthen a lock.
+    for _ in 0..6 {
+        assert!(!env.login(user.name(), "abcd-efgh-jkmn").succeeded());
+    }
+    env.advance_steps(1);
+    env.login(user.name(), &env.code(&dev.secret))
+        .assert_success();
+    lock(&env);
+    for _ in 0..6 {
+        assert!(!env.login(user.name(), "abcd-efgh-jkmn").succeeded());
+    }
     env.login(user.name(), &code).assert_success();
 
     // Locked again, then unlocked by the administrator: a fresh code works.
-    env.advance_steps(1);
-    for _ in 0..2 {
-        let wrong = pam_mfa_tests::wrong_code(&dev.secret, env.now(), 1);
-        assert!(!env.login(user.name(), &wrong).succeeded());
-    }
-    assert!(!env.login(user.name(), &env.code(&dev.secret)).succeeded());
+    lock(&env);
     env.mfa(&["admin", "unlock", user.name()]).assert_success();
     env.advance_steps(1);
     env.login(user.name(), &env.code(&dev.secret))

@@ -1176,7 +1176,13 @@ fn a_user_cannot_grow_the_store_with_registrations() {
     // Finishing a registration frees its slot (the next change needs a code of "a").
     let now = real_now();
     let (c1, c2) = (totp(&secret_a, now - STEP), totp(&secret_a, now));
-    assert_ok(&mfa.run_as(&ns, &alice, &["enroll", "finish", "a", &c1, &c2], &[]));
+    assert_ok(&mfa.run_with_input(
+        &ns,
+        &alice,
+        &["enroll", "finish", "a", "-"],
+        &[],
+        &format!("{c1}\n{c2}\n"),
+    ));
     let out = mfa.run_with_input(
         &ns,
         &alice,

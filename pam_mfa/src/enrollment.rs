@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::code::{self, Code};
 use crate::fido2::{self, Fido2Error};
 use crate::hotp::{HotpKey, HotpParams};
-use crate::login::{self, LoginSettings, Outcome, Readiness, Refusal};
+use crate::login::{self, LoginSettings, Outcome, Refusal};
 use crate::names::{DeviceName, UserName};
 use crate::otp::{PairError, TotpKey, TotpParams};
 use crate::otpauth;
@@ -360,7 +360,7 @@ pub fn register_own_token(
 ) -> Result<Mode> {
     parse_pair(first, second)?;
     // Locked: not even the right codes of a free token are looked at.
-    if let Readiness::Locked { until } = login::readiness(store, user, now)? {
+    if let Some(until) = login::locked_until(store, user, now)? {
         return Err(Error::LockedOut { until });
     }
     match register_token(store, user, name, serial, first, second, now) {

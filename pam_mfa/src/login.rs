@@ -73,6 +73,12 @@ pub fn readiness(store: &Store, user: &UserName, now: i64) -> Result<Readiness> 
     })
 }
 
+/// When `user` is locked out at `now`, the time the lock ends, whether or not they have a
+/// device (a user's own token registrations count failures before they have one).
+pub fn locked_until(store: &Store, user: &UserName, now: i64) -> Result<Option<i64>> {
+    Ok(auth_state::load(store.conn(), user.as_str())?.locked_at(now))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Accepted {

@@ -405,12 +405,21 @@ pub struct PamRun<'a> {
 enum Answer {
     Text(String),
     File(PathBuf),
+    /// A NULL response to the prompt.
+    Null,
 }
 
 impl PamRun<'_> {
     /// Adds an answer for the next prompt.
     pub fn answer(mut self, text: &str) -> Self {
         self.answers.push(Answer::Text(text.to_owned()));
+        self
+    }
+
+    /// Answers the next prompt with a NULL response (no answer at all), as a broken or
+    /// hostile application may.
+    pub fn answer_null(mut self) -> Self {
+        self.answers.push(Answer::Null);
         self
     }
 
@@ -476,6 +485,7 @@ impl PamRun<'_> {
             match a {
                 Answer::Text(t) => cmd.arg("--answer").arg(t),
                 Answer::File(p) => cmd.arg("--answer-file").arg(p),
+                Answer::Null => cmd.arg("--answer-null"),
             };
         }
         if wait_stdin {

@@ -3,11 +3,11 @@
 //!
 //! ```text
 //! pam-client --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-file PATH]...
-//!            [--wait-stdin] [--script] [--answers-stdin] [--no-setcred]
+//!            [--answer-null]... [--wait-stdin] [--script] [--answers-stdin] [--no-setcred]
 //! ```
 //!
-//! Answers (from `--answer` and `--answer-file`, in command-line order) are handed out one
-//! per prompt (`PAM_PROMPT_ECHO_OFF` / `PAM_PROMPT_ECHO_ON`). An `--answer-file` supplies the
+//! Answers (from `--answer`, `--answer-file` and `--answer-null`, which answers with a NULL
+//! response, in command-line order) are handed out one per prompt (`PAM_PROMPT_ECHO_OFF` / `PAM_PROMPT_ECHO_ON`). An `--answer-file` supplies the
 //! file's whole contents unchanged, which is how the tests send a 1 MB answer without
 //! hitting the kernel's per-argument limit. When the answers run out, the conversation
 //! returns `PAM_CONV_ERR` for that prompt, as a user pressing Ctrl-D would.
@@ -131,7 +131,8 @@ struct Args {
     service: CString,
     user: CString,
     rhost: Option<CString>,
-    answers: VecDeque<CString>,
+    /// `None`: answer that prompt with a NULL response (`--answer-null`).
+    answers: VecDeque<Option<CString>>,
     wait_stdin: bool,
     script: bool,
     /// `--answers-stdin`: once the given answers run out, each prompt is answered with
@@ -145,7 +146,7 @@ struct Args {
 
 /// State shared with the conversation callback through `appdata_ptr`.
 struct ConvState {
-    answers: VecDeque<CString>,
+    answers: VecDeque<Option<CString>>,
     answers_stdin: bool,
 }
 
@@ -161,7 +162,8 @@ fn stdin_answer() -> Option<CString> {
 
 fn usage() -> String {
     "usage: pam-client --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
-     [--answer-file PATH]... [--wait-stdin] [--script] [--answers-stdin] [--no-setcred]"
+     [--answer-file PATH]... [--answer-null]... [--wait-stdin] [--script] [--answers-stdin] \
+     [--no-setcred]"
         .to_owned()
 }
 
@@ -193,6 +195,10 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
             script = true;
             continue;
         }
+        if flag == "--answer-null" {
+            answers.push_back(None);
+            continue;
+        }
         if flag == "--answers-stdin" {
             answers_stdin = true;
             continue;
@@ -209,12 +215,12 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
             "--service" => service = Some(c_string("--service", value)?),
             "--user" => user = Some(c_string("--user", value)?),
             "--rhost" => rhost = Some(c_string("--rhost", value)?),
-            "--answer" => answers.push_back(c_string("--answer", value)?),
+            "--answer" => answers.push_back(Some(c_string("--answer", value)?)),
             "--answer-file" => {
                 let path = std::path::PathBuf::from(std::ffi::OsString::from_vec(value));
                 let contents = std::fs::read(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                answers.push_back(c_string("--answer-file contents", contents)?);
+                answers.push_back(Some(c_string("--answer-file contents", contents)?));
             }
             _ => return Err(format!("unknown argument {flag:?}\n{}", usage())),
         }
@@ -362,7 +368,7 @@ unsafe fn converse(
             PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
                 let answer = state.answers.pop_front().or_else(|| {
                     if state.answers_stdin {
-                        stdin_answer()
+                        stdin_answer().map(Some)
                     } else {
                         None
                     }
@@ -372,6 +378,10 @@ unsafe fn converse(
                     // SAFETY: as above.
                     unsafe { free_replies(replies, n) };
                     return PAM_CONV_ERR;
+                };
+                // `--answer-null`: the response stays NULL, as some applications send.
+                let Some(answer) = answer else {
+                    continue;
                 };
                 let p = malloc_c_string(&answer);
                 if p.is_null() {
@@ -569,7 +579,7 @@ fn run_script(args: &Args) -> ExitCode {
             }
         };
         let mut state = Box::new(ConvState {
-            answers: VecDeque::from([answer]),
+            answers: VecDeque::from([Some(answer)]),
             answers_stdin: false,
         });
         let conv = PamConv {
@@ -637,7 +647,7 @@ unsafe extern "C" fn silent_conversation(
             let style = unsafe { (*m_ptr).msg_style };
             match style {
                 PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
-                    let Some(answer) = state.answers.pop_front() else {
+                    let Some(Some(answer)) = state.answers.pop_front() else {
                         // SAFETY: as above.
                         unsafe { free_replies(replies, n) };
                         return PAM_CONV_ERR;
