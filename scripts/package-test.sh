@@ -11,10 +11,14 @@
 #    through pamtester with the installed module path; `pam-auth-update --enable mfa`
 #    makes common-auth ask for the password and then the code (right password and code
 #    in, wrong code out, wrong password out, no device with the profile's nullok in); a
-#    reinstallation keeps the store and the enabled profile; remove takes the profile out
-#    of common-auth and keeps the store; purge removes the store;
-# 4. the .rpm in that root, with its scriptlets: a login through
-#    /usr/lib64/security/pam_mfa.so, and an erase that keeps the store.
+#    reinstallation keeps the store and the enabled profile; the preinst refuses to
+#    install over a store whose schema is newer than the package knows (one above, in
+#    the WAL only), says why, and leaves the store and the installed package as they
+#    were; remove takes the profile out of common-auth and keeps the store; purge
+#    removes the store;
+# 4. the .rpm in that root, with its scriptlets: its %pre refuses a store of a newer
+#    schema likewise; a login through /usr/lib64/security/pam_mfa.so, and an erase that
+#    keeps the store.
 # In both, a login with a security key loads libpam_mfa_keys.so from next to the module
 # (the USB transport, in a release build, finds no key and says so).
 #
@@ -248,6 +252,38 @@ in_root dpkg -i "/tmp/$(basename "$deb")" >"$work/dpkg.log" 2>&1 || { cat "$work
 grep -q pam_mfa "$root/etc/pam.d/common-auth" || fail "the enabled profile was lost"
 in_root mfa --user bob list | grep -q phone || fail "bob's device was lost"
 
+step "downgrade below the store's schema: the preinst refuses, nothing changes (issue 16)"
+store=$root/var/lib/pam_mfa/devices.db
+refusal="pam_mfa: refusing to install this version over the device store /var/lib/pam_mfa/devices.db"
+# The installed mfa migrated the store to the schema this build knows; one above it is a
+# store a newer version migrated. The new version goes into the WAL only, as a store in
+# use has it until a checkpoint: the main file's header still says the old version, so
+# the preinst must read the WAL to see it.
+known=$(sqlite3 "$store" 'PRAGMA user_version')
+above=$((known + 1))
+sqlite3 "$store" '.dbconfig no_ckpt_on_close on' "PRAGMA user_version = $above" >/dev/null
+[ -s "$store-wal" ] || fail "the test's new schema version is not in the WAL"
+header=$(od -An -tu1 -j 60 -N 4 "$store" | tr -s ' ' | sed 's/^ //')
+[ "$header" != "0 0 0 $above" ] || fail "the test's new schema version reached the main file"
+sums() { (cd "$root/var/lib/pam_mfa" && sha256sum devices.db devices.db-wal); }
+before=$(sums)
+if in_root dpkg -i "/tmp/$(basename "$deb")" >"$work/dpkg.log" 2>&1; then
+    cat "$work/dpkg.log"
+    fail "dpkg -i installed over a store of schema $above"
+fi
+cat "$work/dpkg.log"
+grep -qF "$refusal" "$work/dpkg.log" || fail "the preinst did not say why"
+grep -qF "the store has schema version $above, and this version of pam_mfa knows schema" \
+    "$work/dpkg.log" || fail "the preinst did not name the versions"
+grep -qF "restore the copy of the store saved before" "$work/dpkg.log" || fail "the preinst did not say what to do"
+[ "$(sums)" = "$before" ] || fail "the refused installation changed the store"
+[ "$(in_root dpkg-query -W -f='${db:Status-Abbrev}' libpam-mfa)" = "ii " ] \
+    || fail "the refused installation left libpam-mfa $(in_root dpkg-query -W -f='${db:Status-Abbrev}' libpam-mfa)"
+expect_mode /usr/bin/mfa "4755 root root"
+# Back to the version the installed package knows, for the steps below.
+sqlite3 "$store" "PRAGMA user_version = $known" >/dev/null
+in_root mfa --user bob list | grep -q phone || fail "bob's device after the refused downgrade"
+
 step "remove: profile out of common-auth, module and mfa gone, store kept"
 in_root apt-get remove -y -q libpam-mfa >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "remove"; }
 grep -q pam_mfa "$root/etc/pam.d/common-auth" && fail "common-auth still loads pam_mfa"
@@ -273,6 +309,20 @@ left=$(cd "$root" && find usr etc var -name '*pam_mfa*' -o -name 'mfa' -o -name 
 # ---------------------------------------------------------------------------------------
 step "the .rpm in the same root, with its scriptlets"
 rpm --root "$root" --dbpath /var/lib/rpm --initdb
+# Its %pre refuses a store of a newer schema (here in the main file, checkpointed).
+install -d -m 0700 "$root/var/lib/pam_mfa"
+sqlite3 "$store" "PRAGMA journal_mode = WAL; CREATE TABLE t (x); PRAGMA user_version = $above" >/dev/null
+before=$(sha256sum "$store")
+if rpm --root "$root" --dbpath /var/lib/rpm --nodeps -i "$rpmfile" >"$work/rpm.log" 2>&1; then
+    cat "$work/rpm.log"
+    fail "rpm -i installed over a store of schema $above"
+fi
+cat "$work/rpm.log"
+grep -qF "$refusal" "$work/rpm.log" || fail "the rpm's %pre did not say why"
+[ "$(sha256sum "$store")" = "$before" ] || fail "the refused rpm installation changed the store"
+rpm --root "$root" --dbpath /var/lib/rpm -q pam_mfa >/dev/null && fail "rpm installed pam_mfa although %pre refused"
+gone /usr/bin/mfa /usr/lib64/security/pam_mfa.so
+rm -rf "$root/var/lib/pam_mfa"
 rpm --root "$root" --dbpath /var/lib/rpm --nodeps -i "$rpmfile" \
     >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log"; fail "rpm -i"; }
 grep -i -e warning -e error "$work/rpm.log" | grep -v -e 'should not be used directly' -e 'assuming you know' \

@@ -60,6 +60,24 @@ done
 gzip -9n -c "$stage/gen/man/pam_mfa.8" >"$stage/usr/share/man/man8/pam_mfa.8.gz"
 mv "$stage/gen/completions" "$stage/completions"
 
+# The pre-install check that refuses a downgrade below the store's schema
+# (packaging/store-schema-check.sh), with the schema version this build knows, as gen-docs
+# read it from pam_mfa::store::SCHEMA_VERSION: the Debian preinst gets it in place of its
+# marker line, the spec's %pre reads it from the stage. cargo-deb takes the maintainer
+# scripts from $stage/debian (packaging/Cargo.toml).
+schema=$(cat "$stage/gen/schema-version")
+case $schema in
+'' | *[!0-9]*) die "gen-docs wrote no schema version: '$schema'" ;;
+esac
+sed "s/@SCHEMA_VERSION@/$schema/g" packaging/store-schema-check.sh >"$stage/store-schema-check.sh"
+mkdir -p "$stage/debian"
+cp packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$stage/debian/"
+awk -v check="$stage/store-schema-check.sh" \
+    '$0 == "@STORE_SCHEMA_CHECK@" { while ((getline l < check) > 0) print l; next } { print }' \
+    packaging/debian/preinst.in >"$stage/debian/preinst"
+grep -q '@' "$stage/debian/preinst" && die "a marker is left in the staged preinst"
+chmod 0755 "$stage"/debian/*
+
 rm -f dist/*.deb dist/*.rpm
 cargo deb --locked -p pam_mfa-packaging --no-build --no-strip --output dist/
 version=$(cargo pkgid --quiet -p pam_mfa-packaging | sed 's/.*[#@]//')

@@ -559,6 +559,169 @@ fn lines_that_do_nothing_or_do_not_require_a_code_are_warnings() {
     );
 }
 
+/// The messages of the findings of `check` with `status` that contain `needle`.
+fn messages_with<'a>(r: &'a Report, status: &str, check: &str, needle: &str) -> Vec<&'a str> {
+    r.with(status, check)
+        .into_iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .filter(|m| m.contains(needle))
+        .collect()
+}
+
+const WRONG_PASSWORD: &str = "does not end the stack";
+const PLANTING: &str = "enroll_at_login registers a device during the login";
+
+// Issue 16, finding 1: the guide's old SSH stack (`required pam_unix.so` before pam_mfa)
+// let a wrong password reach the code prompt, so anyone could lock anyone out. The doctor
+// warns about a first factor that does not end the stack before pam_mfa and says to use
+// `requisite`.
+#[test]
+fn a_password_line_that_does_not_end_the_stack_before_pam_mfa_is_a_warning() {
+    let sys = System::with_device();
+    sys.write(
+        "etc/pam.d/sshd",
+        "auth       required     pam_unix.so\nauth       required     pam_mfa.so\n",
+    );
+    let r = sys.doctor();
+    assert_eq!(r.code, Some(0), "a warning only:\n{}", r.stdout);
+    let warned = messages_with(&r, "warning", "pam", WRONG_PASSWORD);
+    assert_eq!(warned.len(), 1, "{}", r.stdout);
+    assert!(
+        warned[0].contains("pam.d/sshd:2: `auth required pam_mfa.so`")
+            && warned[0].contains("pam.d/sshd:1 `auth required pam_unix.so`")
+            && warned[0].contains("lock that user out"),
+        "{}",
+        warned[0]
+    );
+    let fix = r.fix_of("warning", "pam", WRONG_PASSWORD);
+    assert!(fix.contains("`auth requisite pam_unix.so`"), "{fix}");
+    // The line is not also reported as ok.
+    assert!(
+        r.with("ok", "pam")
+            .iter()
+            .all(|f| !f["message"].as_str().unwrap().contains("pam.d/sshd:2")),
+        "{}",
+        r.stdout
+    );
+
+    // The guide's stack now: requisite ends the stack at a wrong password.
+    sys.write(
+        "etc/pam.d/sshd",
+        "auth       requisite    pam_unix.so\nauth       required     pam_mfa.so\n",
+    );
+    let r = sys.doctor();
+    assert!(
+        messages_with(&r, "warning", "pam", WRONG_PASSWORD).is_empty(),
+        "{}",
+        r.stdout
+    );
+    r.find(
+        "ok",
+        "pam",
+        "pam.d/sshd:2: `auth required pam_mfa.so` (used by sshd)",
+    );
+
+    // authselect's shape (pam_unix sufficient, then required pam_deny) goes on after a
+    // wrong password too; an unknown module counts as a first factor; bookkeeping
+    // modules (pam_env, pam_faildelay, pam_faillock preauth) do not.
+    sys.write(
+        "etc/pam.d/sudo",
+        "auth required pam_env.so\nauth required pam_faillock.so preauth\n\
+         auth sufficient pam_unix.so\nauth required pam_deny.so\nauth required pam_mfa.so\n",
+    );
+    sys.write(
+        "etc/pam.d/login",
+        "auth required pam_faildelay.so delay=2000000\nauth optional pam_radius_auth.so\n\
+         auth required pam_mfa.so\n",
+    );
+    let r = sys.doctor();
+    let warned = messages_with(&r, "warning", "pam", WRONG_PASSWORD);
+    assert_eq!(warned.len(), 2, "{}", r.stdout);
+    assert!(
+        warned
+            .iter()
+            .any(|m| m.contains("sudo:3 `auth sufficient pam_unix.so`")
+                && !m.contains("pam_env")
+                && !m.contains("pam_faillock")),
+        "{warned:?}"
+    );
+    assert!(
+        warned
+            .iter()
+            .any(|m| m.contains("login:2 `auth optional pam_radius_auth.so`")
+                && !m.contains("pam_faildelay")),
+        "{warned:?}"
+    );
+}
+
+// Issue 16, finding 2: `enroll_at_login` registers a device for an account without one,
+// so a line with it that someone who knows no password reaches lets anyone plant their
+// authenticator on other accounts. The doctor flags it as a problem unless a first factor
+// that ends the stack, or sshd's demand for a key, comes first.
+#[test]
+fn enroll_at_login_not_behind_a_first_factor_is_a_problem() {
+    let sys = System::with_device();
+    // The planting stack of the finding: a required password line, then enrolment.
+    sys.write(
+        "etc/pam.d/sudo",
+        "auth required pam_unix.so\nauth required pam_mfa.so enroll_at_login\n",
+    );
+    let r = sys.doctor();
+    let fix = r.assert_problem("pam", PLANTING);
+    assert!(fix.contains("`auth requisite pam_unix.so`"), "{fix}");
+    let planted = messages_with(&r, "problem", "pam", PLANTING);
+    assert_eq!(planted.len(), 1, "{}", r.stdout);
+    assert!(
+        planted[0].contains("pam.d/sudo:2") && planted[0].contains("in sudo this line"),
+        "{}",
+        planted[0]
+    );
+
+    // Behind a requisite password line, or Debian's common-auth: not flagged.
+    sys.write(
+        "etc/pam.d/sudo",
+        "auth requisite pam_unix.so\nauth required pam_mfa.so enroll_at_login\n",
+    );
+    sys.write(
+        "etc/pam.d/su",
+        "@include common-auth\nauth required pam_mfa.so enroll_at_login\n",
+    );
+    let r = sys.doctor();
+    assert!(
+        messages_with(&r, "problem", "pam", PLANTING).is_empty(),
+        "{}",
+        r.stdout
+    );
+
+    // sshd with pam_mfa alone: fine behind `publickey,keyboard-interactive` (the
+    // fixture's), flagged when keyboard-interactive alone reaches it.
+    sys.write(
+        "etc/pam.d/sshd",
+        "auth required pam_mfa.so enroll_at_login\naccount required pam_unix.so\n",
+    );
+    let r = sys.doctor();
+    assert!(
+        messages_with(&r, "problem", "pam", PLANTING).is_empty(),
+        "{}",
+        r.stdout
+    );
+    sys.write(
+        "etc/ssh/sshd_config",
+        &SSHD_CONFIG.replace(
+            "AuthenticationMethods publickey,keyboard-interactive",
+            "AuthenticationMethods keyboard-interactive",
+        ),
+    );
+    let r = sys.doctor();
+    let planted = messages_with(&r, "problem", "pam", PLANTING);
+    assert_eq!(planted.len(), 1, "{}", r.stdout);
+    assert!(
+        planted[0].contains("pam.d/sshd:1") && planted[0].contains("in sshd this line"),
+        "{}",
+        planted[0]
+    );
+}
+
 #[test]
 fn a_misspelt_type_naming_pam_mfa_is_a_problem() {
     let sys = System::with_device();

@@ -6,7 +6,11 @@
 //!   (`enroll_cli::cli`), so they say what `mfa --help` says;
 //! - `OUT_DIR/man/pam_mfa.8`, whose OPTIONS are the table the module's argument parser
 //!   accepts (`pam_mfa::pam::args::ARGUMENTS`);
-//! - `OUT_DIR/completions/{mfa.bash,_mfa,mfa.fish}` for bash, zsh and fish (clap_complete).
+//! - `OUT_DIR/completions/{mfa.bash,_mfa,mfa.fish}` for bash, zsh and fish (clap_complete);
+//! - `OUT_DIR/schema-version`: the store schema this build knows
+//!   (`pam_mfa::store::SCHEMA_VERSION`), which scripts/package.sh bakes into the packages'
+//!   pre-install check (packaging/store-schema-check.sh), so that a package refuses to
+//!   install over a store a newer version migrated.
 //!
 //! This is a build tool: it is never installed, and the setuid `mfa` contains none of it.
 
@@ -52,6 +56,10 @@ fn generate(out: &Path) -> io::Result<Vec<PathBuf>> {
 
     let path = man.join("pam_mfa.8");
     fs::write(&path, pam_mfa_8())?;
+    written.push(path);
+
+    let path = out.join("schema-version");
+    fs::write(&path, format!("{}\n", pam_mfa::store::SCHEMA_VERSION))?;
     written.push(path);
 
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {

@@ -16,6 +16,7 @@
 mod clock;
 mod command;
 mod pam;
+mod pam_flow;
 mod pam_syntax;
 mod sshd;
 mod sshd_config;

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use pam_mfa::pam::args::{self, ArgError, ModuleArgs};
 
+use super::pam_flow::{self, Item};
 use super::pam_syntax::{self, Control, Entry, Line, Rule, Type};
-use super::{Finding, Root};
+use super::{Finding, Root, sshd};
 
 const CHECK: &str = "pam";
 
@@ -36,6 +37,10 @@ pub struct MfaLine {
     pub args: Option<ModuleArgs>,
     /// The services whose stack contains this line.
     pub services: BTreeSet<String>,
+    /// The services in which someone who knows no password reaches this line, each with
+    /// the first-factor lines that did not stop them (none: no first factor in PAM, as
+    /// behind an SSH key).
+    pub outsiders: BTreeMap<String, Vec<String>>,
 }
 
 impl MfaLine {
@@ -108,6 +113,20 @@ pub fn scan(root: &Root) -> PamScan {
         }
     }
 
+    // Which services let someone who knows no password reach which pam_mfa auth line.
+    let mut outsiders: BTreeMap<(PathBuf, usize), BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (name, path) in &services {
+        let stack = files.auth_stack(path, 0);
+        for reach in pam_flow::outsider_reaches(&stack) {
+            outsiders
+                .entry(reach.key)
+                .or_default()
+                .entry(name.clone())
+                .or_insert(reach.first_factors);
+        }
+    }
+    let mut key_first = None;
+
     let mut findings = Vec::new();
     let mut lines = Vec::new();
     let module_dir = module_dir(root);
@@ -117,8 +136,17 @@ pub fn scan(root: &Root) -> PamScan {
             match &line.entry {
                 Entry::Rule(rule) if is_pam_mfa(rule) => {
                     let services = users.remove(&(file.clone(), i)).unwrap_or_default();
-                    let (mfa, mut found) =
+                    let outsiders = outsiders.remove(&(file.clone(), i)).unwrap_or_default();
+                    let (mut mfa, mut found) =
                         check_line(root, module_dir.as_deref(), &file, line, rule, services);
+                    mfa.outsiders = outsiders;
+                    let mut exposed = exposure_findings(&mfa, || {
+                        *key_first.get_or_insert_with(|| sshd::key_before_pam(root))
+                    });
+                    if !exposed.is_empty() {
+                        found.retain(|f| f.status != super::Status::Ok);
+                        found.append(&mut exposed);
+                    }
                     findings.append(&mut found);
                     lines.push(mfa);
                 }
@@ -252,6 +280,7 @@ fn check_line(
         rule: rule.clone(),
         args: parsed.ok(),
         services,
+        outsiders: BTreeMap::new(),
     };
     if findings.is_empty() {
         let used = if mfa.services.is_empty() {
@@ -265,6 +294,93 @@ fn check_line(
         ));
     }
     (mfa, findings)
+}
+
+/// The module argument that registers a device at login for an account without one
+/// (looked for in the raw arguments, so that the doctor judges it whatever the parser of
+/// this build knows).
+const ENROLL_AT_LOGIN: &str = "enroll_at_login";
+
+/// The service whose stack sshd runs, where a public key checked by sshd itself can be
+/// the first factor.
+const SSHD_SERVICE: &str = "sshd";
+
+/// Issue 16, findings 1 and 2: a pam_mfa auth line that someone who knows no password
+/// reaches. Behind a first factor that does not end the stack (a `required` password
+/// line), wrong codes typed after wrong passwords lock the user out: a warning. With
+/// `enroll_at_login`, whoever reaches the line registers a device on an account without
+/// one: a problem, unless a first factor ends the stack before it or, for sshd, sshd
+/// demands a public key before keyboard-interactive (`key_first`, asked only when needed).
+fn exposure_findings(line: &MfaLine, key_first: impl FnOnce() -> bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if line.rule.ty != Type::Auth || line.outsiders.is_empty() {
+        return findings;
+    }
+    let (place, text) = (&line.place, &line.text);
+    let mut behind: Vec<&str> = Vec::new();
+    let mut services_behind: Vec<&str> = Vec::new();
+    for (service, first_factors) in &line.outsiders {
+        if !first_factors.is_empty() {
+            services_behind.push(service);
+        }
+        for f in first_factors {
+            if !behind.contains(&f.as_str()) {
+                behind.push(f);
+            }
+        }
+    }
+    if !behind.is_empty() {
+        findings.push(Finding::warning(
+            CHECK,
+            format!(
+                "{place}: `{text}`: a wrong password at {} does not end the stack of {}, so \
+                 pam_mfa still asks for a code: anyone who knows a user name can type wrong \
+                 codes after a wrong password and lock that user out",
+                behind.join(", "),
+                services_behind.join(", ")
+            ),
+            "make the password line end the stack when it fails: `auth requisite \
+             pam_unix.so` (or the control [success=ok default=die]), or follow it with \
+             `auth requisite pam_deny.so` as Debian's common-auth does (see the \
+             deployment guide, deployment.md)",
+        ));
+    }
+    if line.rule.args.iter().any(|a| a == ENROLL_AT_LOGIN) {
+        // sshd demanding a key first is a first factor outside PAM.
+        let key_guards_sshd = line.outsiders.contains_key(SSHD_SERVICE) && key_first();
+        let exposed: Vec<&str> = line
+            .outsiders
+            .keys()
+            .map(String::as_str)
+            .filter(|s| !(*s == SSHD_SERVICE && key_guards_sshd))
+            .collect();
+        if !exposed.is_empty() {
+            findings.push(Finding::problem(
+                CHECK,
+                format!(
+                    "{place}: `{text}`: {ENROLL_AT_LOGIN} registers a device during the login \
+                     of an account that has none, and in {} this line is reached without a \
+                     right password (no first factor before it ends the stack when it \
+                     fails{}): anyone who knows a user name can register their own \
+                     authenticator on that account",
+                    exposed.join(", "),
+                    if exposed.contains(&SSHD_SERVICE) {
+                        ", and sshd does not demand a public key first"
+                    } else {
+                        ""
+                    }
+                ),
+                format!(
+                    "put {ENROLL_AT_LOGIN} only on a line behind a first factor that ends the \
+                     stack when it fails (`auth requisite pam_unix.so` before it), or, for \
+                     sshd, behind `AuthenticationMethods publickey,keyboard-interactive` in \
+                     every method list; otherwise remove {ENROLL_AT_LOGIN} and register \
+                     devices with `mfa`"
+                ),
+            ));
+        }
+    }
+    findings
 }
 
 fn argument_fix(e: &ArgError) -> String {
@@ -501,6 +617,47 @@ impl<'a> Files<'a> {
             .iter()
             .map(|d| self.root.path(d).join(name))
             .find(|p| p.is_file())
+    }
+
+    /// `file`'s auth lines in the order libpam runs them: `@include` and `auth include`
+    /// expanded in place, `auth substack` as a nested stack.
+    fn auth_stack(&mut self, file: &Path, depth: usize) -> Vec<Item> {
+        if depth > MAX_INCLUDE_DEPTH {
+            return Vec::new();
+        }
+        self.load(file);
+        let lines = self.lines(file).to_vec();
+        let mut out = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            match &line.entry {
+                Entry::IncludeAll(name) => {
+                    if let Some(path) = self.resolve(name) {
+                        out.extend(self.auth_stack(&path, depth + 1));
+                    }
+                }
+                Entry::Rule(rule) if rule.ty == Type::Auth => match rule.control {
+                    Control::Include | Control::Substack => {
+                        let Some(path) = self.resolve(&rule.module) else {
+                            continue;
+                        };
+                        let inner = self.auth_stack(&path, depth + 1);
+                        if rule.control == Control::Include {
+                            out.extend(inner);
+                        } else {
+                            out.push(Item::Substack(inner));
+                        }
+                    }
+                    _ => out.push(Item::Module {
+                        key: (file.to_owned(), i),
+                        shown: format!("{}:{} `{}`", file.display(), line.number, line.text),
+                        rule: rule.clone(),
+                        is_mfa: is_pam_mfa(rule),
+                    }),
+                },
+                _ => {}
+            }
+        }
+        out
     }
 
     /// Collects every file reachable from `file`, each with the one type its lines are

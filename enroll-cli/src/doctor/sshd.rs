@@ -95,6 +95,44 @@ pub fn check(root: &Root, lines: &[MfaLine]) -> Vec<Finding> {
     findings
 }
 
+/// Whether sshd demands a public key before keyboard-interactive in every method list of
+/// `AuthenticationMethods`, so that only a client holding a user's key reaches the PAM
+/// stack. False when sshd is not installed, its settings cannot be read, or a Match block
+/// sets `AuthenticationMethods` (some connections may then differ).
+pub fn key_before_pam(root: &Root) -> bool {
+    let sshd = root.path(SSHD);
+    if !sshd.exists() {
+        return false;
+    }
+    let files = Settings::from_files(root, CONFIG);
+    if let Ok(f) = &files
+        && f.in_match.contains("authenticationmethods")
+    {
+        return false;
+    }
+    let dump = root
+        .is_system()
+        .then(|| command::output(&sshd.to_string_lossy(), &["-T"]).ok())
+        .flatten();
+    let settings = match (dump, files) {
+        (Some(text), _) => Settings::from_dump(&text),
+        (None, Ok(s)) => s,
+        (None, Err(_)) => return false,
+    };
+    key_first(&settings.shown("authenticationmethods", "any"))
+}
+
+/// Whether every method list has `publickey` before its first method that reaches PAM.
+fn key_first(methods: &str) -> bool {
+    sshd_config::method_lists(methods).is_some_and(|lists| {
+        lists.iter().all(|list| {
+            let key = list.iter().position(|m| m == "publickey");
+            let pam = list.iter().position(|m| sshd_config::reaches_pam(m));
+            matches!((key, pam), (Some(k), Some(p)) if k < p)
+        })
+    })
+}
+
 /// Judges the effective settings (sshd's defaults fill in what is not set).
 fn judge(s: &Settings, source: &str, config: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -233,6 +271,21 @@ mod tests {
             s.iter()
                 .any(|(st, m)| *st == Status::Warning && m.contains("key alone"))
         );
+    }
+
+    #[test]
+    fn a_key_before_keyboard_interactive() {
+        assert!(key_first("publickey,keyboard-interactive"));
+        assert!(key_first(
+            "publickey,keyboard-interactive:pam publickey,password,keyboard-interactive"
+        ));
+        assert!(!key_first("any"));
+        assert!(!key_first("keyboard-interactive"));
+        assert!(!key_first("keyboard-interactive,publickey"));
+        assert!(!key_first(
+            "publickey,keyboard-interactive keyboard-interactive"
+        ));
+        assert!(!key_first("publickey"));
     }
 
     #[test]
