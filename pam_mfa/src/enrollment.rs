@@ -254,12 +254,24 @@ pub fn register_token(
         });
     }
     let Some(token) = inventory::by_serial(store.conn(), serial)? else {
-        search_without_a_token(&c1, &c2, now)?;
+        search_without_a_token(Kind::Totp, &c1, &c2, now)?;
+        search_without_a_token(Kind::Hotp, &c1, &c2, now)?;
         return Err(unavailable());
     };
     // An assigned token's codes are searched for all the same, so that it takes as long
-    // to refuse as a free one with wrong codes.
+    // to refuse as a free one with wrong codes; and the search a token of the other kind
+    // would make is made too, so that neither the serial's existence nor its kind shows in
+    // the time an answer takes.
     let start = token_start(&token, &c1, &c2, now);
+    search_without_a_token(
+        match token.mode {
+            Mode::Totp { .. } => Kind::Hotp,
+            Mode::Hotp { .. } => Kind::Totp,
+        },
+        &c1,
+        &c2,
+        now,
+    )?;
     if token.assigned.is_some() {
         return Err(unavailable());
     }
@@ -321,20 +333,41 @@ fn token_start(
     })
 }
 
-/// The search [`token_start`] makes, for a serial that is not in the inventory: against a
-/// fresh random key shaped like the usual hardware token (time-based, SHA-1, 30 s, as
-/// many digits as were typed), whose codes nobody can know, so the search runs its full
-/// length (about 2,900 HMACs) exactly as for such a token given wrong codes. Refusing at
-/// once would answer in microseconds where a real token takes milliseconds, and tell the
-/// serial apart by time alone. (A token of another kind, e.g. event-based, searches a
-/// range of its own whatever the serial typed; so does this one.) The result is dropped.
-fn search_without_a_token(c1: &Code, c2: &Code, now: i64) -> Result<()> {
-    let params = TotpParams {
-        digits: u8::try_from(c1.len()).unwrap_or(6).clamp(6, 8),
-        ..TotpParams::DEFAULT
-    };
-    let key = TotpKey::new(&Secret::generate()?, params)?;
-    let _ = std::hint::black_box(confirm_totp(&key, c1, c2, now, ClockFix::Nobody));
+/// The two kinds of search a token registration makes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Totp,
+    Hotp,
+}
+
+/// The search [`token_start`] makes for a token of `kind`, against a fresh random key
+/// shaped like the usual hardware token (SHA-1, as many digits as were typed; 30 s when
+/// time-based), whose codes nobody can know, so the search runs its full length (about
+/// 2,900 HMACs time-based, 1,001 event-based) exactly as for such a token given wrong
+/// codes. Every registration makes one search of each kind, a token's own and this one for
+/// the other (both for a serial that is not in the inventory): refusing at once would
+/// answer in microseconds where a real token takes milliseconds, and tell serials apart by
+/// time alone. The result is dropped.
+fn search_without_a_token(kind: Kind, c1: &Code, c2: &Code, now: i64) -> Result<()> {
+    let digits = u8::try_from(c1.len()).unwrap_or(6).clamp(6, 8);
+    match kind {
+        Kind::Totp => {
+            let params = TotpParams {
+                digits,
+                ..TotpParams::DEFAULT
+            };
+            let key = TotpKey::new(&Secret::generate()?, params)?;
+            let _ = std::hint::black_box(confirm_totp(&key, c1, c2, now, ClockFix::Nobody));
+        }
+        Kind::Hotp => {
+            let params = HotpParams {
+                algorithm: crate::otp::Algorithm::Sha1,
+                digits,
+            };
+            let key = HotpKey::new(&Secret::generate()?, params)?;
+            let _ = std::hint::black_box(find_hotp_pair(&key, c1, c2, 0));
+        }
+    }
     Ok(())
 }
 
