@@ -660,6 +660,57 @@ fn ssh_registration_during_a_failed_login_is_not_kept() {
     );
 }
 
+/// Issue 16, finding 2, with the real sshd: ssh's `password` method runs PAM with a
+/// conversation that answers every hidden prompt with the password and fails on any other
+/// prompt, so the registration dialogue cannot run there (nor be fed the password as a
+/// device name): the login is refused at the name prompt and nothing is stored.
+#[test]
+fn ssh_password_method_cannot_register_at_login() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service(
+        "sshd",
+        COMMON_AUTH,
+        "auth       requisite    pam_unix.so\n\
+         auth       required     pam_mfa.so enroll_at_login",
+    );
+    let sshd = Sshd::start(
+        &ns,
+        "enroll-password",
+        "UsePAM yes\nPasswordAuthentication yes\n",
+    );
+    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
+        .assert_success();
+    let alice = Person::new();
+    ns.create_home(&alice.user);
+    let user = alice.name();
+    let log = ns.syslog();
+
+    let mark = log.mark();
+    let out = sshd
+        .login(user)
+        .password(&alice.password)
+        .password_authentication()
+        .run();
+    out.assert_refused()
+        .assert_prompts(&[&format!("{user}@127.0.0.1's password: ")]);
+    assert_eq!(device_states(&env, user), []);
+    let records = log.since(mark);
+    assert_mfa_logged(
+        &records,
+        "sshd",
+        &[format!(
+            "conversation failed during registration at login (PAM_CONV_ERR) \
+             (user={user} rhost=127.0.0.1)"
+        )],
+        &[],
+    );
+    assert!(
+        !records.iter().any(|r| r.message.contains(&alice.password)),
+        "the password was logged"
+    );
+}
+
 // ----- sudo -----
 
 /// `sudo -S -k CMD` as `person` with `input` on stdin (`-k`: ignore a cached

@@ -161,6 +161,7 @@ impl Sshd {
             code: CodeAnswer::None,
             command: "echo logged-in-as-$(id -un)".to_owned(),
             answers: Vec::new(),
+            password_authentication: false,
         }
     }
 }
@@ -188,6 +189,7 @@ pub struct SshLogin<'a> {
     code: CodeAnswer,
     command: String,
     answers: Vec<(String, String)>,
+    password_authentication: bool,
 }
 
 /// The `SSH_ASKPASS` program: ssh runs it once per prompt with the prompt as `$1` and
@@ -362,6 +364,13 @@ impl SshLogin<'_> {
         self
     }
 
+    /// Logs in with ssh's `password` method instead of keyboard-interactive (sshd then
+    /// answers every PAM prompt with the password askpass gives).
+    pub fn password_authentication(mut self) -> Self {
+        self.password_authentication = true;
+        self
+    }
+
     /// Answers the code prompts of a registration at login with two consecutive codes
     /// (those of the previous and the current step) of the secret the dialogue showed
     /// before them: answer its "Press Enter once scanned" prompt with `secret` (see
@@ -435,7 +444,12 @@ impl SshLogin<'_> {
             .args(["-o", "ConnectTimeout=60"])
             // One keyboard-interactive round: a refusal ends the run instead of retrying.
             .args(["-o", "NumberOfPasswordPrompts=1"])
-            .args(["-o", "PasswordAuthentication=no"])
+            .arg("-o")
+            .arg(if self.password_authentication {
+                "PasswordAuthentication=yes"
+            } else {
+                "PasswordAuthentication=no"
+            })
             .args(["-o", "KbdInteractiveAuthentication=yes"]);
         match &self.key {
             Some(key) => {
@@ -446,6 +460,10 @@ impl SshLogin<'_> {
                         "-o",
                         "PreferredAuthentications=publickey,keyboard-interactive",
                     ]);
+            }
+            None if self.password_authentication => {
+                cmd.args(["-o", "PubkeyAuthentication=no"])
+                    .args(["-o", "PreferredAuthentications=password"]);
             }
             None => {
                 cmd.args(["-o", "PubkeyAuthentication=no"])
