@@ -14,8 +14,9 @@ use std::path::Path;
 use pam_mfa_tests::guide::{snippet, snippet_names, unmarked_blocks, workspace_root};
 use pam_mfa_tests::syslog::AUTHPRIV;
 use pam_mfa_tests::{
-    Namespace, PtySession, SshKey, Sshd, SyslogRecord, TestEnv, TestUser, assert_code_not_logged,
-    enroll_now, give_password, give_shell, keygen, module_lines, next_code, paths, wrong_code_now,
+    Namespace, PtySession, SshKey, SshOutcome, Sshd, SyslogRecord, TestEnv, TestUser,
+    assert_code_not_logged, enroll_now, give_password, give_shell, keygen, module_lines, next_code,
+    paths, wrong_code_now,
 };
 
 /// The module's default prompt.
@@ -412,6 +413,301 @@ fn ssh_wrong_passwords_do_not_lock_out_the_code() {
         "sshd",
         &[authenticated("phone", user, LOCAL)],
         &codes,
+    );
+}
+
+// ----- sshd: registration at login -----
+
+/// The registration dialogue's prompts (pam_mfa's `enroll_at_login`).
+const NAME_PROMPT: &str = "Name for the new device (e.g. phone): ";
+const SCANNED_PROMPT: &str = "Press Enter once scanned";
+const FIRST_CODE_PROMPT: &str = "Enter the code the app shows: ";
+const NEXT_CODE_PROMPT: &str = "Wait for the next code and enter it: ";
+/// The PAM environment variable that carries a registration from sshd's authentication
+/// process to the one that calls `pam_setcred`; it must never reach the session.
+const HOLD_VARIABLE: &str = "PAM_MFA_ENROLL_HOLD";
+
+/// `(name, state)` of each of `user`'s devices, at the real time (a pending registration
+/// made by a real login expires by the real clock).
+fn device_states(env: &TestEnv, user: &str) -> Vec<(String, String)> {
+    let out = env
+        .mfa_cmd(&["--user", user, "list", "--json"])
+        .real_time()
+        .run();
+    out.assert_success();
+    let field = |d: &serde_json::Value, k: &str| {
+        d.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match out.json() {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|d| (field(d, "name"), field(d, "state")))
+            .collect(),
+        other => panic!("`list --json` printed {other}, not an array"),
+    }
+}
+
+/// pam_mfa's lines from `pam_sm_setcred` for `service` (libpam tags them `setcred`),
+/// checked to be at facility authpriv.
+fn setcred_lines(records: &[SyslogRecord], service: &str) -> Vec<String> {
+    let prefix = format!("pam_mfa({service}:setcred): ");
+    records
+        .iter()
+        .filter_map(|r| {
+            let line = r.message.strip_prefix(&prefix)?;
+            assert_eq!(
+                r.facility(),
+                AUTHPRIV,
+                "pam_mfa logged outside authpriv: {r}"
+            );
+            Some(line.to_owned())
+        })
+        .collect()
+}
+
+/// An ssh login of `person` that answers pam_mfa's registration dialogue: the device
+/// name, "secret" (to be shown the key), then two consecutive codes of that key; the
+/// remote command prints the session's environment and then who it runs as.
+fn register_over_ssh<'a>(sshd: &'a Sshd, person: &Person) -> pam_mfa_tests::sshd::SshLogin<'a> {
+    sshd.login(person.name())
+        .answer(NAME_PROMPT, "phone")
+        .answer(SCANNED_PROMPT, "secret")
+        .registration_codes()
+        .command("env; echo logged-in-as-$(id -un)")
+}
+
+/// Asserts `out` went through the whole registration dialogue and returns the key it
+/// showed.
+#[track_caller]
+fn assert_registration_dialogue(out: &SshOutcome) -> String {
+    for prompt in [
+        NAME_PROMPT,
+        SCANNED_PROMPT,
+        FIRST_CODE_PROMPT,
+        NEXT_CODE_PROMPT,
+    ] {
+        assert!(
+            out.was_shown(prompt),
+            "no {prompt:?} prompt: {:#?}\n{}",
+            out.prompts,
+            out.server_log
+        );
+    }
+    assert_eq!(out.codes_given.len(), 2, "{:#?}", out.prompts);
+    out.shown_secret()
+        .expect("the dialogue showed no secret key")
+}
+
+/// Issue 16, finding 2, with the real sshd: sshd runs keyboard-interactive PAM
+/// authentication in a forked process and calls `pam_setcred` in its monitor process,
+/// with only the PAM environment brought back from the child. A device registered at login
+/// over SSH behind a public key must become active once the login succeeded (before the
+/// fix of finding 2 this was the only state a registration at login could end in; the
+/// held registration must still get there through sshd's processes), and the variable
+/// that carries it there must not reach the session's environment. The new device then
+/// logs in like any other.
+#[test]
+fn ssh_registration_at_login_is_kept_once_the_login_succeeds() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service(
+        "sshd",
+        COMMON_AUTH,
+        "auth       required     pam_mfa.so enroll_at_login",
+    );
+    let sshd = Sshd::start(&ns, "enroll", &snippet("sshd-config-pubkey"));
+    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
+        .assert_success();
+    let alice = Person::new();
+    let key = with_key(&ns, &alice);
+    let user = alice.name();
+    let log = ns.syslog();
+
+    let mark = log.mark();
+    let out = register_over_ssh(&sshd, &alice).key(&key).run();
+    assert!(
+        out.succeeded()
+            && out.stdout.lines().last() == Some(format!("logged-in-as-{user}").as_str()),
+        "the login with a registration should succeed\nprompts: {:#?}\nstdout:\n{}\nstderr:\n{}\nsshd's log:\n{}\nsyslog:\n{:#?}",
+        out.prompts,
+        out.stdout,
+        out.stderr,
+        out.server_log,
+        log.since(mark)
+    );
+    let secret = assert_registration_dialogue(&out);
+    assert!(
+        !out.stdout.contains(HOLD_VARIABLE),
+        "the session's environment carries {HOLD_VARIABLE}:\n{}",
+        out.stdout
+    );
+    assert_eq!(
+        device_states(&env, user),
+        [("phone".to_owned(), "active".to_owned())],
+        "sshd's log:\n{}",
+        out.server_log
+    );
+    let codes: Vec<&str> = out.codes_given.iter().map(String::as_str).collect();
+    let records = log.since(mark);
+    assert_mfa_logged(
+        &records,
+        "sshd",
+        &[format!(
+            "codes of device \"phone\" accepted at login; it is kept if the login \
+             succeeds (user={user} rhost=127.0.0.1)"
+        )],
+        &codes,
+    );
+    assert_eq!(
+        setcred_lines(&records, "sshd"),
+        [format!(
+            "registered device \"phone\" at login (no_device=enroll) (user={user})"
+        )]
+    );
+
+    // The new device is asked for at the next login, like any other.
+    let mark = log.mark();
+    let out = sshd
+        .login(user)
+        .key(&key)
+        .next_code_of(&secret)
+        .command("env; echo logged-in-as-$(id -un)")
+        .run();
+    assert!(
+        out.succeeded()
+            && out.stdout.lines().last() == Some(format!("logged-in-as-{user}").as_str())
+            && !out.stdout.contains(HOLD_VARIABLE),
+        "the login with the new device: {out:?}"
+    );
+    out.assert_prompts(&[CODE_PROMPT]);
+    let codes: Vec<&str> = out.codes_given.iter().map(String::as_str).collect();
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[authenticated("phone", user, LOCAL)],
+        &codes,
+    );
+}
+
+/// Issue 16, finding 2, with the real sshd: behind a `required` password line (the stack
+/// the README warns against) libpam still runs the registration dialogue after a wrong
+/// password, but sshd never calls `pam_setcred` for the failed login, so the device stays
+/// pending and logs nobody in; the user's own registration at a login with the right
+/// password is kept.
+#[test]
+fn ssh_registration_during_a_failed_login_is_not_kept() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service(
+        "sshd",
+        COMMON_AUTH,
+        "auth       required     pam_unix.so\n\
+         auth       required     pam_mfa.so enroll_at_login",
+    );
+    let sshd = Sshd::start(&ns, "enroll-fail", &snippet("sshd-config-password"));
+    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
+        .assert_success();
+    let alice = Person::new();
+    ns.create_home(&alice.user);
+    let user = alice.name();
+    let log = ns.syslog();
+
+    let mark = log.mark();
+    let out = register_over_ssh(&sshd, &alice)
+        .password("not-the-password")
+        .run();
+    out.assert_refused();
+    assert!(out.was_shown(PASSWORD_PROMPT), "{:#?}", out.prompts);
+    let planted = assert_registration_dialogue(&out);
+    assert_eq!(
+        device_states(&env, user),
+        [("phone".to_owned(), "pending".to_owned())]
+    );
+    let codes: Vec<&str> = out.codes_given.iter().map(String::as_str).collect();
+    assert_mfa_logged(
+        &log.since(mark),
+        "sshd",
+        &[format!(
+            "codes of device \"phone\" accepted at login; it is kept if the login \
+             succeeds (user={user} rhost=127.0.0.1)"
+        )],
+        &codes,
+    );
+    assert_eq!(
+        setcred_lines(&log.since(mark), "sshd"),
+        Vec::<String>::new()
+    );
+
+    // The planted device logs nobody in: the next login with the right password is
+    // offered a registration again, and the user's own device replaces the planted one.
+    let out = register_over_ssh(&sshd, &alice)
+        .password(&alice.password)
+        .run();
+    assert!(
+        out.succeeded()
+            && out.stdout.lines().last() == Some(format!("logged-in-as-{user}").as_str())
+            && !out.stdout.contains(HOLD_VARIABLE),
+        "the user's own registration: {out:?}"
+    );
+    let own = assert_registration_dialogue(&out);
+    assert_ne!(own, planted);
+    assert_eq!(
+        device_states(&env, user),
+        [("phone".to_owned(), "active".to_owned())]
+    );
+}
+
+/// Issue 16, finding 2, with the real sshd: ssh's `password` method runs PAM with a
+/// conversation that answers every hidden prompt with the password and fails on any other
+/// prompt, so the registration dialogue cannot run there (nor be fed the password as a
+/// device name): the login is refused at the name prompt and nothing is stored.
+#[test]
+fn ssh_password_method_cannot_register_at_login() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    ns.edit_pam_service(
+        "sshd",
+        COMMON_AUTH,
+        "auth       requisite    pam_unix.so\n\
+         auth       required     pam_mfa.so enroll_at_login",
+    );
+    let sshd = Sshd::start(
+        &ns,
+        "enroll-password",
+        "UsePAM yes\nPasswordAuthentication yes\n",
+    );
+    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
+        .assert_success();
+    let alice = Person::new();
+    ns.create_home(&alice.user);
+    let user = alice.name();
+    let log = ns.syslog();
+
+    let mark = log.mark();
+    let out = sshd
+        .login(user)
+        .password(&alice.password)
+        .password_authentication()
+        .run();
+    out.assert_refused()
+        .assert_prompts(&[&format!("{user}@127.0.0.1's password: ")]);
+    assert_eq!(device_states(&env, user), []);
+    let records = log.since(mark);
+    assert_mfa_logged(
+        &records,
+        "sshd",
+        &[format!(
+            "conversation failed during registration at login (PAM_CONV_ERR) \
+             (user={user} rhost=127.0.0.1)"
+        )],
+        &[],
+    );
+    assert!(
+        !records.iter().any(|r| r.message.contains(&alice.password)),
+        "the password was logged"
     );
 }
 

@@ -11,7 +11,9 @@
 //! `SSH_ASKPASS_REQUIRE=force`): a shell script that writes each prompt it is asked to a
 //! file, answers a password prompt with the password the test gave, and a code prompt with
 //! a fixed code, or with the code of the next step that it computes with `oathtool` at the
-//! moment it is asked.
+//! moment it is asked; for a registration at login, it answers the dialogue's other prompts
+//! with texts the test gave and the code prompts with two consecutive codes of the new
+//! device, whose secret it reads from the dialogue.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -158,6 +160,8 @@ impl Sshd {
             password: None,
             code: CodeAnswer::None,
             command: "echo logged-in-as-$(id -un)".to_owned(),
+            answers: Vec::new(),
+            password_authentication: false,
         }
     }
 }
@@ -171,6 +175,9 @@ enum CodeAnswer {
     Next(String),
     /// Exactly this text.
     Fixed(String),
+    /// A registration at login: two consecutive codes of the secret the dialogue showed
+    /// (see [`SshLogin::registration_codes`]).
+    Registration,
 }
 
 /// One `ssh` run; see [`Sshd::login`].
@@ -181,6 +188,8 @@ pub struct SshLogin<'a> {
     password: Option<String>,
     code: CodeAnswer,
     command: String,
+    answers: Vec<(String, String)>,
+    password_authentication: bool,
 }
 
 /// The `SSH_ASKPASS` program: ssh runs it once per prompt with the prompt as `$1` and
@@ -190,6 +199,18 @@ const ASKPASS: &str = r#"#!/bin/sh
 # SSH_ASKPASS for the pam_mfa tests: logs the prompt, then answers it.
 dir=__DIR__
 printf '%s\n' "$1" >> "$dir/prompts"
+# Prompts the test answers with a fixed text ("PART<tab>ANSWER" lines), before the rest.
+if [ -f "$dir/answers" ]; then
+    tab=$(printf '\t')
+    while IFS="$tab" read -r part answer; do
+        case "$1" in
+        *"$part"*)
+            printf '%s\n' "$answer"
+            exit 0
+            ;;
+        esac
+    done < "$dir/answers"
+fi
 case "$1" in
 *assword*)
     [ -f "$dir/password" ] && exec cat "$dir/password"
@@ -197,6 +218,17 @@ case "$1" in
 *code*)
     if [ -f "$dir/code" ]; then
         code=$(cat "$dir/code")
+    elif [ -f "$dir/pair" ]; then
+        # A registration at login: the key from the dialogue's "Secret key:" line (sshd
+        # shows the module's messages with the next prompt), then the codes of the
+        # previous step and of the one after, as a person types the code shown and the next.
+        key=$(printf '%s\n' "$1" | sed -n 's/^.*Secret key: //p' | tr -d ' ')
+        [ -n "$key" ] && printf '%s' "$key" > "$dir/secret"
+        [ -f "$dir/secret" ] || exit 1
+        [ -f "$dir/base" ] || echo "$(($(date +%s) - 30))" > "$dir/base"
+        given=$(cat "$dir/codes" 2>/dev/null | wc -l)
+        at=$(($(cat "$dir/base") + 30 * given))
+        code=$(__OATHTOOL__ --totp --base32 --now="@$at" "$(cat "$dir/secret")") || exit 1
     elif [ -f "$dir/secret" ]; then
         # The next step's code, computed when ssh asks.
         now=$(date +%s)
@@ -221,7 +253,8 @@ pub struct SshOutcome {
     pub stdout: String,
     /// ssh's messages.
     pub stderr: String,
-    /// The prompts askpass was asked, in order, without ssh's `(user@host) ` prefix.
+    /// The prompts askpass was asked, in order, without ssh's `(user@host) ` prefix, one
+    /// entry per line (sshd shows the module's messages as lines before the next prompt).
     pub prompts: Vec<String>,
     /// The answers it gave to code prompts (so a test can check they were not logged).
     pub codes_given: Vec<String>,
@@ -252,6 +285,19 @@ impl SshOutcome {
             self.show()
         );
         self
+    }
+
+    /// The base32 key a registration dialogue showed on its "Secret key:" line, if any.
+    pub fn shown_secret(&self) -> Option<String> {
+        self.prompts
+            .iter()
+            .find_map(|p| p.strip_prefix("Secret key: "))
+            .map(|key| key.replace(' ', ""))
+    }
+
+    /// Whether some prompt (or message shown with one) contains `text`.
+    pub fn was_shown(&self, text: &str) -> bool {
+        self.prompts.iter().any(|p| p.contains(text))
     }
 
     /// Asserts ssh was refused: exit 255 with "Permission denied", and no command output.
@@ -307,6 +353,33 @@ impl SshLogin<'_> {
         self
     }
 
+    /// Answers every prompt that contains `part` with `answer` (which may be empty: just
+    /// Enter), whatever the other rules say.
+    pub fn answer(mut self, part: &str, answer: &str) -> Self {
+        assert!(
+            !format!("{part}{answer}").contains(['\t', '\n']),
+            "askpass answers are single lines without tabs"
+        );
+        self.answers.push((part.to_owned(), answer.to_owned()));
+        self
+    }
+
+    /// Logs in with ssh's `password` method instead of keyboard-interactive (sshd then
+    /// answers every PAM prompt with the password askpass gives).
+    pub fn password_authentication(mut self) -> Self {
+        self.password_authentication = true;
+        self
+    }
+
+    /// Answers the code prompts of a registration at login with two consecutive codes
+    /// (those of the previous and the current step) of the secret the dialogue showed
+    /// before them: answer its "Press Enter once scanned" prompt with `secret` (see
+    /// [`SshLogin::answer`]). [`SshOutcome::shown_secret`] gives that secret afterwards.
+    pub fn registration_codes(mut self) -> Self {
+        self.code = CodeAnswer::Registration;
+        self
+    }
+
     /// The remote command (default: `echo logged-in-as-$(id -un)`).
     pub fn command(mut self, command: &str) -> Self {
         self.command = command.to_owned();
@@ -339,6 +412,15 @@ impl SshLogin<'_> {
             CodeAnswer::None => {}
             CodeAnswer::Next(secret) => write("secret", secret),
             CodeAnswer::Fixed(code) => write("code", code),
+            CodeAnswer::Registration => write("pair", ""),
+        }
+        if !self.answers.is_empty() {
+            let lines: String = self
+                .answers
+                .iter()
+                .map(|(part, answer)| format!("{part}\t{answer}\n"))
+                .collect();
+            write("answers", &lines);
         }
         let askpass = dir.join("askpass");
         write("askpass", &Self::askpass_script(&dir));
@@ -362,7 +444,12 @@ impl SshLogin<'_> {
             .args(["-o", "ConnectTimeout=60"])
             // One keyboard-interactive round: a refusal ends the run instead of retrying.
             .args(["-o", "NumberOfPasswordPrompts=1"])
-            .args(["-o", "PasswordAuthentication=no"])
+            .arg("-o")
+            .arg(if self.password_authentication {
+                "PasswordAuthentication=yes"
+            } else {
+                "PasswordAuthentication=no"
+            })
             .args(["-o", "KbdInteractiveAuthentication=yes"]);
         match &self.key {
             Some(key) => {
@@ -373,6 +460,10 @@ impl SshLogin<'_> {
                         "-o",
                         "PreferredAuthentications=publickey,keyboard-interactive",
                     ]);
+            }
+            None if self.password_authentication => {
+                cmd.args(["-o", "PubkeyAuthentication=no"])
+                    .args(["-o", "PreferredAuthentications=password"]);
             }
             None => {
                 cmd.args(["-o", "PubkeyAuthentication=no"])

@@ -7,6 +7,10 @@
 //! child and brings back only the PAM environment to the process that calls
 //! `pam_setcred`. `pam_sm_setcred` removes the variable before it does anything else, so
 //! it never reaches the session, and it touches the store only when a value is there.
+//! OpenSSH (auth-pam.c, checked with 9.2) imports the child's PAM environment only when
+//! `pam_authenticate` and `pam_acct_mgmt` succeeded there, and calls `pam_setcred` in its
+//! monitor once every authentication method succeeded, before it builds the session's
+//! environment from the PAM environment (tests/real_logins.rs drives the real sshd).
 //!
 //! Activation failing in `pam_sm_setcred` does not fail the login: the whole stack has
 //! already authenticated the person (under `no_device=enroll` a user without a device is
