@@ -432,7 +432,8 @@ fn keys_are_neither_counted_nor_stopped_by_the_lock_out() {
         .answer(&env.code(&phone.secret))
         .run()
         .assert_result("PAM_MAXTRIES");
-    // ...the key still logs in at the console, and ends the lock-out.
+    // ...the key still logs in at the console. The codes stay locked (a key's success says
+    // nothing about whoever was guessing them) until the administrator unlocks them.
     let out = at_console(&env, user.name(), &key).run();
     out.assert_success();
     assert!(
@@ -441,11 +442,15 @@ fn keys_are_neither_counted_nor_stopped_by_the_lock_out() {
         out.transcript()
     );
     env.advance_steps(1);
-    env.pam(user.name())
-        .rhost("192.0.2.7")
-        .answer(&env.code(&phone.secret))
-        .run()
-        .assert_success();
+    let from_afar = |env: &TestEnv| {
+        env.pam(user.name())
+            .rhost("192.0.2.7")
+            .answer(&env.code(&phone.secret))
+            .run()
+    };
+    from_afar(&env).assert_result("PAM_MAXTRIES");
+    env.mfa(&["admin", "unlock", user.name()]).assert_success();
+    from_afar(&env).assert_success();
 }
 
 // ----- PIN and user verification -----

@@ -1193,3 +1193,43 @@ fn a_user_cannot_grow_the_store_with_registrations() {
     assert_ok(&out);
     assert_eq!(names_now(&env, alice.name()), ["a", "b", "c", "d"]);
 }
+
+/// Issue 16, finding 3 (as the second review found): not only registrations grow the
+/// store. A user with no device, so asked for no proof, looped `mfa recovery generate`
+/// (one audit row a run, kept for a year); now sixty changes an hour is the most.
+#[test]
+fn a_user_cannot_grow_the_store_with_any_change() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfa = SetuidMfa::install();
+    let alice = TestUser::new();
+    for run in 0..60 {
+        let out = mfa.run_as(&ns, &alice, &["recovery", "generate"], &[]);
+        assert!(out.status.success(), "run {run}: {}", out.stderr);
+    }
+    let rows = |env: &TestEnv| -> i64 {
+        let store = rusqlite::Connection::open(env.db()).expect("open the store");
+        store
+            .query_row(
+                "SELECT COUNT(*) FROM audit WHERE user = ?1",
+                [alice.name()],
+                |r| r.get(0),
+            )
+            .expect("count audit rows")
+    };
+    assert_eq!(rows(&env), 60);
+    for change in [
+        &["recovery", "generate"][..],
+        &["enroll", "totp", "x", "--begin"],
+    ] {
+        let out = mfa.run_as(&ns, &alice, change, &[]);
+        assert_refused(&out, "changes to their devices in the last hour");
+        assert_refused(&out, "try again after");
+    }
+    assert_eq!(rows(&env), 60, "a refused change wrote a row");
+    // Root is not limited.
+    env.mfa_cmd(&["--user", alice.name(), "recovery", "generate"])
+        .real_time()
+        .run()
+        .assert_success();
+}

@@ -66,8 +66,13 @@ pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
         None if has_keys && !factors.has_totp => touch_a_key(&mut store, &target.user, &factors)?,
         Some(answer) => {
             if let Some(code) = recovery::normalize(answer.as_bytes()) {
-                let outcome =
-                    login::verify_recovery(&mut store, &target.user, &code, clock::now()?)?;
+                let outcome = login::verify_recovery(
+                    &mut store,
+                    &target.user,
+                    &code,
+                    target.caller_uid,
+                    clock::now()?,
+                )?;
                 return recovery_result(target, outcome);
             }
             login::verify(

@@ -317,7 +317,7 @@ fn exercise(path: &Path, user: &UserName, finish: bool) {
     let _ = pam_mfa::recovery::outstanding(store.conn(), NOW);
     let _ = pam_mfa::audit::list(store.conn(), Some(user.as_str()), None);
     let _ = pam_mfa::tokens::inventory::list(store.conn());
-    let verdict = login::verify_recovery(&mut store, user, MADE_UP_RECOVERY_CODE, NOW);
+    let verdict = login::verify_recovery(&mut store, user, MADE_UP_RECOVERY_CODE, 0, NOW);
     assert!(
         !matches!(verdict, Ok(login::RecoveryOutcome::Accepted { .. })),
         "a recovery code that was never issued was accepted: {verdict:?}"

@@ -333,6 +333,11 @@ fn token_start(
     })
 }
 
+/// How long a user's failed token registration takes to answer, whatever its serial and
+/// codes: longer than any search of the inventory's tokens takes, short enough for a
+/// person not to notice.
+const TOKEN_REFUSAL_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The two kinds of search a token registration makes.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -396,10 +401,17 @@ pub fn register_own_token(
     if let Some(until) = login::locked_until(store, user, now)? {
         return Err(Error::LockedOut { until });
     }
+    let started = std::time::Instant::now();
     match register_token(store, user, name, serial, first, second, now) {
         Ok(mode) => return Ok(mode),
         Err(e) if is_system_error(&e) => return Err(e),
         Err(_) => {}
+    }
+    // Every search has the same shape whatever the serial (see `search_without_a_token`),
+    // but a token of another period or hash takes longer or shorter: a refusal is given
+    // only once the same time has passed, whatever the serial typed.
+    if let Some(rest) = TOKEN_REFUSAL_TIME.checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
     }
     match login::count_refusal(store, user, Refusal::WrongCode, settings, now)? {
         Outcome::Locked { until }

@@ -91,6 +91,16 @@ pub enum Error {
         max: u32,
         retry_at: i64,
     },
+    #[error(
+        "{user} made {max} changes to their devices in the last hour, the most allowed; \
+         try again after {}",
+        crate::clock::format_local(*.retry_at)
+    )]
+    TooManyChanges {
+        user: String,
+        max: u32,
+        retry_at: i64,
+    },
     #[error("{which} code: {problem}")]
     MalformedCode {
         which: &'static str,

@@ -34,8 +34,52 @@ pub const MAX_PENDING: u32 = 3;
 /// and caps a script at 240 rows a day.
 pub const MAX_BEGUN: u32 = 10;
 
-/// The window of [`MAX_BEGUN`]: an hour.
+/// The window of [`MAX_BEGUN`] and [`MAX_CHANGES`]: an hour.
 pub const BEGUN_WINDOW_SECS: i64 = 3600;
+
+/// Audit rows a non-root caller's own commands may write for their account per
+/// [`BEGUN_WINDOW_SECS`]: every change a user can make (begin, finish, rename, remove,
+/// resync, new recovery codes, a recovery code at `mfa`'s prompt) writes one or two, so
+/// this is some thirty commands an hour, far beyond a person's needs, and caps what a
+/// script can add to the store at 1,440 rows a day (kept for the audit retention).
+pub const MAX_CHANGES: u32 = 60;
+
+/// Refuses a non-root caller's change to their own devices at `now` when their commands
+/// already wrote [`MAX_CHANGES`] audit rows within the hour (issue 16, finding 3: any
+/// write a user can cause, not only a registration's start, grows the root-owned store).
+pub fn check_changes(conn: &Connection, user: &str, now: i64) -> Result<()> {
+    match nth_recent(conn, user, None, MAX_CHANGES, now)? {
+        Some(at) => Err(Error::TooManyChanges {
+            user: user.to_owned(),
+            max: MAX_CHANGES,
+            retry_at: at + BEGUN_WINDOW_SECS,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The time of the `n`-th most recent audit row of `user` written by a non-root actor
+/// within the last [`BEGUN_WINDOW_SECS`] (of `action` only, if given), if there are that
+/// many: once it leaves the window there is room again.
+fn nth_recent(
+    conn: &Connection,
+    user: &str,
+    action: Option<&str>,
+    n: u32,
+    now: i64,
+) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT at FROM audit
+             WHERE user = ?1 AND at > ?2 AND actor_uid <> 0 AND (?4 IS NULL OR action = ?4)
+             ORDER BY at DESC LIMIT 1 OFFSET ?3",
+        )?
+        .query_row(
+            params![user, now - BEGUN_WINDOW_SECS, n.saturating_sub(1), action],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
 
 /// Refuses to begin registering `name` for `user` at `now` when that would exceed either
 /// bound; `held`: the new row is held for a login. Runs inside the transaction that then
@@ -70,19 +114,7 @@ fn check_pending(conn: &Connection, user: &str, name: &str, held: bool, now: i64
 }
 
 fn check_begun(conn: &Connection, user: &str, now: i64) -> Result<()> {
-    // The MAX_BEGUN-th most recent begin inside the window, if there are that many: once
-    // it leaves the window there is room again.
-    let oldest_counted: Option<i64> = conn
-        .prepare_cached(
-            "SELECT at FROM audit
-             WHERE user = ?1 AND at > ?2 AND action = 'begin' AND actor_uid <> 0
-             ORDER BY at DESC LIMIT 1 OFFSET ?3",
-        )?
-        .query_row(params![user, now - BEGUN_WINDOW_SECS, MAX_BEGUN - 1], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    match oldest_counted {
+    match nth_recent(conn, user, Some("begin"), MAX_BEGUN, now)? {
         Some(at) => Err(Error::TooManyBegun {
             user: user.to_owned(),
             max: MAX_BEGUN,
@@ -185,6 +217,54 @@ mod tests {
     }
 
     /// Writes `n` begin rows for `who` by `uid` at `at`, as the audit trigger does.
+    #[test]
+    fn a_non_root_caller_makes_at_most_sixty_changes_an_hour() {
+        // Issue 16, finding 3: every write a user can cause grows the store, not only a
+        // registration's start (a loop of `mfa recovery generate`, or of renames).
+        let mut ts = temp_store();
+        let now = T0;
+        let changed = |ts: &mut TempStore, who: &str, uid: u32, at: i64, n: u32| {
+            let tx = ts.store.write().unwrap();
+            for _ in 0..n {
+                crate::audit::record(&tx, at, uid, who, "rename", Some("a"), None).unwrap();
+            }
+            tx.commit().unwrap();
+        };
+        changed(&mut ts, "alice", 1000, now - 3000, 59);
+        // Root's rows, other users' rows and rows older than the hour do not count.
+        changed(&mut ts, "alice", 0, now - 10, 100);
+        changed(&mut ts, "bob", 1001, now - 10, 100);
+        changed(&mut ts, "alice", 1000, now - 4000, 100);
+        check_changes(ts.store.conn(), "alice", now).unwrap();
+        changed(&mut ts, "alice", 1000, now - 10, 1);
+        let e = check_changes(ts.store.conn(), "alice", now).unwrap_err();
+        assert!(
+            matches!(e, Error::TooManyChanges { max: 60, retry_at, .. }
+                if retry_at == now - 3000 + BEGUN_WINDOW_SECS),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("try again after"), "{e}");
+        check_changes(ts.store.conn(), "alice", now - 3000 + BEGUN_WINDOW_SECS).unwrap();
+    }
+
+    #[test]
+    fn only_the_asked_action_and_recent_rows_count() {
+        let mut ts = temp_store();
+        begun(&mut ts, "alice", 1000, T0, 2);
+        assert_eq!(
+            nth_recent(ts.store.conn(), "alice", Some("begin"), 2, T0).unwrap(),
+            Some(T0)
+        );
+        assert_eq!(
+            nth_recent(ts.store.conn(), "alice", Some("begin"), 3, T0).unwrap(),
+            None
+        );
+        assert_eq!(
+            nth_recent(ts.store.conn(), "alice", Some("rename"), 1, T0).unwrap(),
+            None
+        );
+    }
+
     fn begun(ts: &mut TempStore, who: &str, uid: u32, at: i64, n: u32) {
         let tx = ts.store.write().unwrap();
         for i in 0..n {

@@ -17,7 +17,9 @@
 //!
 //! Failures are counted in a window that starts at the first failure and lasts `lockout`
 //! seconds; reaching `max_failures` within it locks the user until `lockout` seconds (times
-//! the failures over `max_failures`) after that last failure. A success clears everything.
+//! the failures over `max_failures`) after that last failure. A right short code clears
+//! everything; a key, recovery or bypass code lets the person in but clears nothing (it
+//! says nothing about whoever is guessing codes, and would give them a fresh budget).
 //! Codes typed while locked are refused without being checked, and do not extend the lock
 //! (so a stream of attackers' attempts cannot keep the real user out forever).
 
@@ -174,17 +176,34 @@ mod tests {
     /// every `every` seconds whenever not locked, against a user whose every guess is
     /// compared with `per_guess` codes.
     fn codes_compared(policy: LockoutPolicy, per_guess: u32, every: i64, seconds: i64) -> u64 {
+        codes_compared_with_user(policy, per_guess, every, None, seconds).0
+    }
+
+    /// [`codes_compared`] while the user also logs in with a right code every
+    /// `user_every` seconds whenever codes are not locked (a success clears the count);
+    /// also how many times the user did.
+    fn codes_compared_with_user(
+        policy: LockoutPolicy,
+        per_guess: u32,
+        every: i64,
+        user_every: Option<i64>,
+        seconds: i64,
+    ) -> (u64, u64) {
         let mut state = FailureState::default();
-        let mut total = 0u64;
+        let (mut total, mut successes) = (0u64, 0u64);
         let mut now = 0;
         while now < seconds {
-            if state.locked_at(now).is_none() {
+            if user_every.is_some_and(|u| now % u == 0) && state.locked_at(now).is_none() {
+                state = FailureState::default();
+                successes += 1;
+            }
+            if now % every == 0 && state.locked_at(now).is_none() {
                 total += u64::from(per_guess);
                 state = state.after_failure(now, policy, charge(per_guess));
             }
-            now += every;
+            now += 1;
         }
-        total
+        (total, successes)
     }
 
     #[test]
@@ -221,6 +240,23 @@ mod tests {
                          {got} codes compared in a day, bound {bound}"
                     );
                 }
+            }
+        }
+        // Each login of the user with a right code clears the count, and so gives the
+        // attacker at most one more budget: 3 × max_failures codes and one guess. (Logins
+        // with a key, a recovery or a bypass code clear nothing.)
+        let defaults = LockoutPolicy::default();
+        for per_guess in [3u32, 24, 168] {
+            for (every, user_every) in [(1, 7), (13, 60), (1, 600), (299, 301)] {
+                let (got, successes) =
+                    codes_compared_with_user(defaults, per_guess, every, Some(user_every), DAY);
+                let budget = u64::from(CODES_PER_FAILURE) * 5 + u64::from(per_guess);
+                let bound = 4_320 + budget * (1 + successes);
+                assert!(
+                    got <= bound,
+                    "{per_guess} codes a guess, every {every} s, the user every {user_every} \
+                     s: {got} codes compared, bound {bound} ({successes} user logins)"
+                );
             }
         }
         // At the defaults: 4,335 codes a day for one device at window 1 (a 6-digit code is

@@ -199,7 +199,7 @@ pub fn record_key_login(
             match fido2::verify::check_counter(device.credential.sign_count, verified.sign_count) {
                 Ok(count) => {
                     devices::record_fido2_use(&attempt.tx, device.id, count, now)?;
-                    return attempt.accept(&device.credential.name);
+                    return attempt.accept_key(&device.credential.name);
                 }
                 Err(why) => KeyFailure::Rejected {
                     device: device.credential.name.clone(),
@@ -251,13 +251,16 @@ pub enum RecoveryOutcome {
 
 /// Checks a recovery or bypass `code` (already normalised, see
 /// [`crate::recovery::normalize`]) and records the outcome in one write transaction: the
-/// code is used up and the failure count cleared. A lock-out does not stop it (it is the
-/// way back in for someone locked out) and a wrong one counts no failure: a 60-bit random
-/// code cannot be guessed.
+/// code is used up, and the audit trail names `actor_uid` (the process making a login:
+/// root for sshd, the user for a screen locker; the caller of `mfa`). A lock-out does
+/// not stop it (it is the way back in for someone locked out) and a wrong one counts no
+/// failure: a 60-bit random code cannot be guessed. Nor does a right one clear the
+/// failures of short codes (see [`Attempt::succeed`]).
 pub fn verify_recovery(
     store: &mut Store,
     user: &UserName,
     code: &str,
+    actor_uid: u32,
     now: i64,
 ) -> Result<RecoveryOutcome> {
     let attempt = Attempt::begin(store, user.as_str())?;
@@ -272,7 +275,7 @@ pub fn verify_recovery(
             crate::audit::record(
                 &attempt.tx,
                 now,
-                process_uid(),
+                actor_uid,
                 attempt.user,
                 action,
                 None,
@@ -283,12 +286,6 @@ pub fn verify_recovery(
         }
         crate::recovery::Used::NotFound => Ok(RecoveryOutcome::Refused),
     }
-}
-
-/// The real uid of the process making the login (root for sshd, the user for a
-/// screen locker), recorded as the actor of recovery and bypass logins.
-fn process_uid() -> u32 {
-    nix::unistd::getuid().as_raw()
 }
 
 /// Checks `answer` for `user` and records the outcome, all in one write transaction.
@@ -338,7 +335,7 @@ pub fn verify(
                 };
                 if let Some(step) = key.find(&code, fresh_from..=hi) {
                     devices::record_use(tx, device.id, step, now)?;
-                    return attempt.accept(&device.name);
+                    return attempt.accept_code(&device.name);
                 }
                 compared = compared.saturating_add(steps_in(fresh_from, hi));
                 let used_up_to = fresh_from.saturating_sub(1).min(hi);
@@ -354,7 +351,7 @@ pub fn verify(
                         // Past the accepted value, in the transaction that checked
                         // it: this code and every earlier one are used up.
                         devices::advance_counter(tx, device.id, counter + 1, Some(now))?;
-                        return attempt.accept(&device.name);
+                        return attempt.accept_code(&device.name);
                     }
                     HotpMatch::Used => {
                         replayed.get_or_insert_with(|| device.name.clone());
@@ -401,21 +398,34 @@ impl<'s> Attempt<'s> {
         Ok(Self { tx, user, state })
     }
 
-    /// Ends a successful attempt: the caller has recorded what was used; the failures are
-    /// forgotten, and it all commits at once. With nothing stored (the usual case) there
-    /// is no row to delete, and one statement less.
+    /// Ends a successful attempt with a security key, a recovery or a bypass code: the
+    /// caller has recorded what was used, and it commits. The failures of short codes are
+    /// left as they are: such a success says nothing about whoever is guessing codes, and
+    /// clearing them would hand that guesser a fresh budget every time the user logs in
+    /// with a key (README, "Lock-out and guessing odds").
     fn succeed(self) -> Result<()> {
-        if self.state != FailureState::default() {
-            auth_state::clear(&self.tx, self.user)?;
-        }
         self.tx.commit()?;
         Ok(())
     }
 
-    /// [`Self::succeed`] for a device that answered. (A time-based device's drift is left
-    /// as `mfa resync` set it: following every login's offset would let one early or
-    /// late code shift the window for all later ones.)
-    fn accept(self, device: &str) -> Result<Outcome> {
+    /// Ends a successful attempt with a short code: what was used is recorded by the
+    /// caller, the failures are forgotten (the person typing codes is the user), and it
+    /// all commits at once. With nothing stored (the usual case) there is no row to
+    /// delete, and one statement less. (A time-based device's drift is left as `mfa
+    /// resync` set it: following every login's offset would let one early or late code
+    /// shift the window for all later ones.)
+    fn accept_code(self, device: &str) -> Result<Outcome> {
+        if self.state != FailureState::default() {
+            auth_state::clear(&self.tx, self.user)?;
+        }
+        self.tx.commit()?;
+        Ok(Outcome::Accepted {
+            device: device.to_owned(),
+        })
+    }
+
+    /// [`Self::succeed`] for a security key that answered.
+    fn accept_key(self, device: &str) -> Result<Outcome> {
         self.succeed()?;
         Ok(Outcome::Accepted {
             device: device.to_owned(),
@@ -691,7 +701,7 @@ mod tests {
         // Wrong recovery codes: refused, and they neither lengthen nor start anything.
         for _ in 0..10 {
             assert_eq!(
-                verify_recovery(&mut ts.store, &u, "aaaaaaaaaaaa", T0 + 6).unwrap(),
+                verify_recovery(&mut ts.store, &u, "aaaaaaaaaaaa", 0, T0 + 6).unwrap(),
                 RecoveryOutcome::Refused
             );
         }
@@ -701,11 +711,27 @@ mod tests {
         );
         let code = crate::recovery::normalize(codes[0].as_bytes()).unwrap();
         assert!(matches!(
-            verify_recovery(&mut ts.store, &u, &code, T0 + 8).unwrap(),
+            verify_recovery(&mut ts.store, &u, &code, 1234, T0 + 8).unwrap(),
             RecoveryOutcome::Accepted { remaining: 9, .. }
         ));
-        // The success ended the lock-out.
-        assert_eq!(readiness(&ts.store, &u, T0 + 9).unwrap(), Readiness::Ready);
+        // The success lets the person in but leaves the short codes locked: it says
+        // nothing about whoever was guessing them.
+        assert_eq!(
+            readiness(&ts.store, &u, T0 + 9).unwrap(),
+            Readiness::Locked { until: T0 + 301 }
+        );
+        // The audit trail names the actor given (the caller of `mfa`, or the process
+        // making the login).
+        let actor: i64 = ts
+            .store
+            .conn()
+            .query_row(
+                "SELECT actor_uid FROM audit WHERE action = 'recovery-login'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(actor, 1234);
     }
 
     #[test]
@@ -1268,7 +1294,8 @@ mod key_tests {
             verify(&mut ts.store, &u, right.as_bytes(), settings, T0 + 60).unwrap(),
             Outcome::Locked { until: T0 + 311 }
         );
-        // ...but not the key, whose success also ends the lock-out.
+        // ...but not the key. Its success leaves the codes' lock-out as it was: it says
+        // nothing about whoever was guessing codes.
         let good = Verified {
             index: 0,
             sign_count: key.counter.get() + 1,
@@ -1279,7 +1306,10 @@ mod key_tests {
                 device: "yubi".into()
             }
         );
-        assert_eq!(readiness(&ts.store, &u, T0 + 62).unwrap(), Readiness::Ready);
+        assert_eq!(
+            readiness(&ts.store, &u, T0 + 62).unwrap(),
+            Readiness::Locked { until: T0 + 311 }
+        );
         let f = factors(&ts.store, &u).unwrap();
         assert_eq!(f.fido2.len(), 1);
         assert!(f.has_totp);

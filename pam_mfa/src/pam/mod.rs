@@ -287,7 +287,11 @@ fn run(
         ));
     };
     if let Some(code) = crate::recovery::normalize(answer) {
-        let outcome = login::verify_recovery(store, &user, &code, now).map_err(store_error)?;
+        // The audit row names the process making the login: root for sshd, sudo, su and
+        // login, the user for a screen locker.
+        let actor = nix::unistd::getuid().as_raw();
+        let outcome =
+            login::verify_recovery(store, &user, &code, actor, now).map_err(store_error)?;
         return recovery_finish(pamh, outcome, ctx, silent);
     }
     let outcome = login::verify(store, &user, answer, args.settings, now).map_err(store_error)?;
