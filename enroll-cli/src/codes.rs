@@ -66,9 +66,9 @@ pub fn refuse_on_command_line(codes: &TwoCodes, caller_is_root: bool) -> Result<
         return Ok(());
     }
     Err(CliError::msg(
-        "codes on the command line can be read by every user of this host (ps, /proc); \
-         leave them out to be asked for them, or give - to read them from standard input, \
-         one per line; nothing was changed",
+        "codes on the command line can be read by every user of this host (ps, /proc), so \
+         these were not used: wait for new ones, then leave them out to be asked for them, \
+         or give - to read them from standard input, one per line; nothing was changed",
     ))
 }
 

@@ -16,24 +16,31 @@ pub const MAX_USER_NAME_BYTES: usize = 256;
 /// A device's friendly name: 1 to 64 characters that all render visibly, unique per user.
 ///
 /// A person tells their devices apart by how the names look in `mfa list`, a prompt or a
-/// log line, so two names that look the same must not both be possible: characters that
+/// log line, so two names that look the same should not both be possible: characters that
 /// render as nothing (`pho\u{34F}ne` looks like `phone`) or as blank space are refused,
-/// with a message naming the code point rather than echoing it.
+/// with a message naming the code point rather than echoing it, and names are kept in
+/// Unicode normal form C, so `café` typed with a precomposed é or with a combining accent
+/// is one name. (Letters of different scripts that look alike, a Cyrillic о for a Latin
+/// o, are not caught: telling them apart is a matter of fonts, not of rules.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceName(String);
 
 impl DeviceName {
-    /// A name for a new device (or a device's new name): every rule applies.
+    /// A name for a new device (or a device's new name): every rule applies, to the name
+    /// in normal form C.
     pub fn parse(name: &str) -> Result<Self> {
-        match problem_with(name) {
+        let name = nfc(name);
+        match problem_with(&name) {
             Some(why) => Err(Error::InvalidDeviceName(why)),
-            None => Ok(Self(name.to_owned())),
+            None => Ok(Self(name)),
         }
     }
 
     /// The name of a device that already exists, to find it: only the rules every earlier
     /// version enforced too (length, no control characters), so that a device named before
-    /// invisible characters were refused can still be renamed or removed.
+    /// invisible characters were refused can still be renamed or removed. Taken exactly as
+    /// given, the form `mfa list` shows (new names are stored in normal form C, which is
+    /// also what keyboards type).
     pub fn existing(name: &str) -> Result<Self> {
         match length_problem(name) {
             Some(why) => Err(Error::InvalidDeviceName(why)),
@@ -53,6 +60,13 @@ impl fmt::Display for DeviceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `name` in Unicode normal form C.
+fn nfc(name: &str) -> String {
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+        .normalize(name)
+        .into_owned()
 }
 
 fn length_problem(name: &str) -> Option<String> {
@@ -330,6 +344,22 @@ mod tests {
                 DeviceName::parse(ok)
             );
         }
+    }
+
+    #[test]
+    fn names_that_differ_only_in_their_normal_form_are_one_name() {
+        // Issue 16, finding 6 (look-alike names): "café" with a precomposed é and with a
+        // combining accent looked the same and were two names.
+        let composed = DeviceName::parse("caf\u{e9}").unwrap();
+        let decomposed = DeviceName::parse("cafe\u{301}").unwrap();
+        assert_eq!(composed, decomposed);
+        assert_eq!(decomposed.as_str(), "caf\u{e9}");
+        assert_eq!(
+            DeviceName::parse("te\u{301}le\u{301}phone")
+                .unwrap()
+                .as_str(),
+            "t\u{e9}l\u{e9}phone"
+        );
     }
 
     #[test]

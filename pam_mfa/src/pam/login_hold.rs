@@ -116,6 +116,9 @@ pub(super) fn forget(pamh: &mut PamHandle) {
 /// `PAM_SUCCESS` in every case (see the module documentation).
 pub(super) fn setcred(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
     if flags & (PAM_ESTABLISH_CRED | PAM_REINITIALIZE_CRED) == 0 {
+        // Refreshing or deleting credentials activates nothing, and the value has no
+        // further use: it must not linger in the PAM environment either.
+        forget(pamh);
         return PamResultCode::PAM_SUCCESS;
     }
     // The cheap path of every login without a registration: no store, no arguments.
