@@ -62,13 +62,17 @@ pub const ARGUMENTS: &[ArgumentDoc] = &[
         name: "max_failures",
         syntax: "max_failures=N",
         default: Some("5"),
-        description: "Failures within the lock-out time that lock the user out, 1 to 1000.",
+        description: "Failures within the lock-out time that lock short codes out, 1 to \
+                      1000. A wrong code counts one failure per three codes it was \
+                      compared with (one device at window=1: one); security keys, \
+                      recovery and bypass codes are never counted or locked out.",
     },
     ArgumentDoc {
         name: "lockout",
         syntax: "lockout=SECONDS",
         default: Some("300"),
-        description: "How long a lock-out lasts, and the time in which failures are \
+        description: "How long a lock-out lasts (longer in proportion when a guess took \
+                      the failures past max_failures), and the time in which failures are \
                       counted, up to a week (604800).",
     },
     ArgumentDoc {
