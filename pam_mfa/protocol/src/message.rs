@@ -565,3 +565,60 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod seeds {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Writes the fuzz seed corpus (valid frames) when PROTOCOL_SEED_DIR is set:
+    /// `PROTOCOL_SEED_DIR=fuzz/corpus/protocol_decode cargo test -p pam_mfa_protocol seeds`.
+    #[test]
+    fn write_seed_corpus() {
+        let Some(dir) = std::env::var_os("PROTOCOL_SEED_DIR") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let requests = [
+            ("hello", Request::Hello),
+            (
+                "before_prompt",
+                Request::BeforePrompt {
+                    user: "alice".into(),
+                    want_keys: true,
+                },
+            ),
+            (
+                "verify_code",
+                Request::VerifyCode {
+                    user: "alice".into(),
+                    answer: SecretBytes::from_slice(b"123456"),
+                    overrides: Overrides {
+                        window: Some(1),
+                        hotp_window: Some(10),
+                        max_failures: Some(5),
+                        lockout_secs: Some(300),
+                    },
+                },
+            ),
+            (
+                "verify_recovery",
+                Request::VerifyRecovery {
+                    user: "bob".into(),
+                    code: SecretBytes::from_slice(b"abcd-efgh-jkmn"),
+                },
+            ),
+            (
+                "list_devices",
+                Request::ListDevices {
+                    user: "carol".into(),
+                },
+            ),
+        ];
+        for (name, r) in requests {
+            let mut frame = Vec::new();
+            write_request(&mut frame, &r).unwrap();
+            std::fs::write(dir.join(name), frame).unwrap();
+        }
+    }
+}
