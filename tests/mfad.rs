@@ -366,3 +366,41 @@ fn mfad_refuses_a_world_readable_store() {
     );
     assert!(!socket.exists(), "mfad listened on an unsafe store");
 }
+
+/// mfad takes its listening socket from systemd socket activation (LISTEN_PID,
+/// LISTEN_FDS, fd 3), as `mfad.socket` hands it over, instead of binding `--socket`.
+#[test]
+fn mfad_serves_the_socket_systemd_passes() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.enroll(user.name(), "phone");
+    let socket = env.path("activated.sock");
+    let unused = env.path("not-bound.sock");
+    let mut cmd = Command::new(pam_mfa_tests::tool("systemd-socket-activate", "systemd"));
+    cmd.arg("-l")
+        .arg(&socket)
+        .arg(mfad_bin())
+        .arg("--db")
+        .arg(env.db())
+        .arg("--socket")
+        .arg(&unused);
+    let mut run = Running::spawn(cmd, "mfad under systemd-socket-activate");
+    assert!(run.wait_for("the socket", |_, err| err.contains("Listening on")));
+    let answer = pam_mfa_tests::mfad::ask_at(
+        &socket,
+        &Request::ListDevices {
+            user: user.name().to_owned(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", run.stderr()));
+    assert!(matches!(answer, Response::Devices(d) if d.len() == 1 && d[0].name == "phone"));
+    assert!(
+        run.stderr().contains("the socket from systemd"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        !unused.exists(),
+        "mfad bound --socket although systemd passed one"
+    );
+}
