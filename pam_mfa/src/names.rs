@@ -191,15 +191,22 @@ impl fmt::Display for UserName {
 /// `toor`) then finds the same devices, instead of finding none and slipping through
 /// `nullok`. `Ok(None)`: no such account.
 pub fn canonical_account(name: &UserName) -> Result<Option<UserName>> {
+    Ok(canonical_account_and_uid(name)?.map(|(account, _)| account))
+}
+
+/// [`canonical_account`] and the account's uid, for a caller that must compare the
+/// account with a peer's credentials (`mfad`: a non-root caller may only name its own).
+pub fn canonical_account_and_uid(name: &UserName) -> Result<Option<(UserName, u32)>> {
     use nix::unistd::User;
     let nss = |e: nix::Error| Error::AccountLookup(e.to_string());
     let Some(entry) = User::from_name(name.as_str()).map_err(nss)? else {
         return Ok(None);
     };
+    let uid = entry.uid.as_raw();
     let canonical = User::from_uid(entry.uid)
         .map_err(nss)?
         .map_or(entry.name, |u| u.name);
-    UserName::parse(&canonical).map(Some)
+    Ok(Some((UserName::parse(&canonical)?, uid)))
 }
 
 /// Renders arbitrary bytes for a log line about a rejected name: printable ASCII kept,

@@ -38,6 +38,7 @@ pub mod accounts;
 pub mod clock;
 pub mod env;
 pub mod guide;
+pub mod mfad;
 pub mod namespace;
 pub mod paths;
 pub mod process;
@@ -60,8 +61,8 @@ pub use env::{
     observing_ignore, race,
 };
 pub use paths::{
-    artifact_dir, faketime_lib, mfa_bin, mode_of, pam_client_bin, pam_module, pam_wrapper_lib,
-    pam_wrapper_module, require_root, system_pam_module, tool,
+    artifact_dir, faketime_lib, mfa_bin, mfad_bin, mfad_client_bin, mode_of, pam_client_bin,
+    pam_module, pam_wrapper_lib, pam_wrapper_module, require_root, system_pam_module, tool,
 };
 pub use process::{Finished, Running};
 pub use qr::{decode_qr_image, decode_terminal_qr, terminal_qr_grid, wait_for_terminal_qr};

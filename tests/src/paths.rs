@@ -125,6 +125,17 @@ pub fn mfa_bin() -> PathBuf {
     product_artifact("mfa", "mfa.d", &CHECKED)
 }
 
+/// The built `mfad` daemon.
+pub fn mfad_bin() -> PathBuf {
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    product_artifact("mfad", "mfad.d", &CHECKED)
+}
+
+/// The `mfad-client` test program of this crate (a hand-written client of mfad's socket).
+pub fn mfad_client_bin() -> PathBuf {
+    artifact("mfad-client")
+}
+
 /// The `pam-client` test program of this crate (cargo builds it before integration tests).
 pub fn pam_client_bin() -> PathBuf {
     artifact("pam-client")

@@ -8,13 +8,11 @@ use std::path::PathBuf;
 
 use crate::lockout::LockoutPolicy;
 use crate::login::{LoginSettings, MAX_HOTP_WINDOW, MAX_WINDOW};
+use crate::settings::{MAX_LOCKOUT_SECS, MAX_MAX_FAILURES, Overrides};
 use crate::store::DEFAULT_PATH;
 
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
 const MAX_PROMPT_CHARS: usize = 200;
-/// A week: longer lock-outs are an administrator's job, not a rate limit.
-const MAX_LOCKOUT_SECS: i64 = 7 * 86_400;
-const MAX_MAX_FAILURES: u32 = 1000;
 
 /// One module argument, as the manual page pam_mfa(8) (generated from this table by
 /// `packaging/`'s `gen-docs`) describes it. [`parse`] accepts exactly the names listed
@@ -328,26 +326,26 @@ impl ModuleArgs {
         self.settings.lockout
     }
 
+    /// The numbers the service file set, as overrides of the store's policy.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            window: self.explicit.window.then_some(self.settings.window),
+            hotp_window: Some(self.settings.hotp_window),
+            max_failures: self
+                .explicit
+                .max_failures
+                .then_some(self.settings.lockout.max_failures),
+            lockout_secs: self
+                .explicit
+                .lockout
+                .then_some(self.settings.lockout.lockout_secs),
+        }
+    }
+
     /// The login settings for this service: the module arguments given, else the
-    /// store's policy, else the built-in defaults.
+    /// store's policy, else the built-in defaults (one rule: [`Overrides::settings`]).
     pub fn effective_settings(&self, policy: &crate::policy::Policy) -> LoginSettings {
-        let mut s = self.settings;
-        if !self.explicit.window
-            && let Some(w) = policy.window
-        {
-            s.window = w.min(MAX_WINDOW);
-        }
-        if !self.explicit.max_failures
-            && let Some(n) = policy.max_failures
-        {
-            s.lockout.max_failures = n.clamp(1, MAX_MAX_FAILURES);
-        }
-        if !self.explicit.lockout
-            && let Some(n) = policy.lockout_seconds
-        {
-            s.lockout.lockout_secs = n.clamp(1, MAX_LOCKOUT_SECS);
-        }
-        s
+        self.overrides().settings(policy)
     }
 }
 

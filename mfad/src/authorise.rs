@@ -1,0 +1,124 @@
+//! Who may ask what: decided from the peer's uid (SO_PEERCRED), never from the message.
+//!
+//! Root (sshd, sudo, su, login, root's `mfa`) may name any account and tune the checks
+//! with the module's overrides. Anyone else may only name its own account (a screen
+//! locker's login, its own `mfa`), and is held to the policy: overrides are dropped, so a
+//! user cannot loosen their own lock-out. A name is resolved to its canonical account and
+//! uid first, so an alias of another account (a second passwd entry, another case) is
+//! another account.
+
+use pam_mfa::names::{self, UserName};
+use pam_mfa::settings::Overrides;
+use pam_mfa_protocol::{ErrorKind, ErrorReply, Request, SecretBytes};
+
+/// A request as the store thread runs it: accounts resolved, overrides settled.
+#[derive(Debug)]
+pub enum Work {
+    Hello,
+    BeforePrompt {
+        /// `None`: no such account (only for root; a user always names an account).
+        account: Option<UserName>,
+        want_keys: bool,
+    },
+    VerifyCode {
+        account: Option<UserName>,
+        answer: SecretBytes,
+        overrides: Overrides,
+    },
+    VerifyRecovery {
+        account: Option<UserName>,
+        code: SecretBytes,
+    },
+    ListDevices {
+        account: UserName,
+    },
+}
+
+/// A request refused before it reached the store: the answer, and for a request about
+/// another account, the log line (with the uid and what was asked, never a code).
+pub struct Refused {
+    pub reply: ErrorReply,
+    pub log: Option<String>,
+}
+
+fn refused(kind: ErrorKind, message: impl Into<String>) -> Refused {
+    Refused {
+        reply: ErrorReply::new(kind, message),
+        log: None,
+    }
+}
+
+/// The account `user` names, as `uid` may act on it.
+fn account_for(uid: u32, request: &str, user: &str) -> Result<Option<UserName>, Refused> {
+    let name =
+        UserName::parse(user).map_err(|_| refused(ErrorKind::Invalid, "not a valid user name"))?;
+    let found = names::canonical_account_and_uid(&name).map_err(|e| {
+        refused(
+            ErrorKind::Unavailable,
+            format!("cannot look up the account: {e}"),
+        )
+    })?;
+    match found {
+        _ if uid == 0 => Ok(found.map(|(account, _)| account)),
+        Some((account, owner)) if owner == uid => Ok(Some(account)),
+        _ => Err(Refused {
+            reply: ErrorReply::new(ErrorKind::Denied, "you may only ask about your own account"),
+            log: Some(format!(
+                "refused: uid {uid} asked {request} for account \"{}\", not its own",
+                names::escape_for_log(user.as_bytes())
+            )),
+        }),
+    }
+}
+
+/// Turns a decoded request from a peer with `uid` into the store thread's work.
+pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
+    let name = request.name();
+    Ok(match request {
+        Request::Hello => Work::Hello,
+        Request::BeforePrompt { user, want_keys } => Work::BeforePrompt {
+            account: account_for(uid, name, &user)?,
+            want_keys,
+        },
+        Request::VerifyCode {
+            user,
+            answer,
+            overrides,
+        } => {
+            let account = account_for(uid, name, &user)?;
+            let overrides = if uid == 0 {
+                let o = Overrides {
+                    window: overrides.window,
+                    hotp_window: overrides.hotp_window,
+                    max_failures: overrides.max_failures,
+                    lockout_secs: overrides.lockout_secs,
+                };
+                o.check()
+                    .map_err(|e| refused(ErrorKind::Invalid, e.to_string()))?;
+                o
+            } else {
+                // A user is held to the policy, whatever they send.
+                Overrides::default()
+            };
+            Work::VerifyCode {
+                account,
+                answer,
+                overrides,
+            }
+        }
+        Request::VerifyRecovery { user, code } => Work::VerifyRecovery {
+            account: account_for(uid, name, &user)?,
+            code,
+        },
+        Request::ListDevices { user } => Work::ListDevices {
+            account: account_for(uid, name, &user)?
+                .ok_or_else(|| refused(ErrorKind::Invalid, "no such account"))?,
+        },
+        _ => {
+            return Err(refused(
+                ErrorKind::UnknownRequest,
+                "request not served by this mfad",
+            ));
+        }
+    })
+}

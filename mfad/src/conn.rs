@@ -1,0 +1,308 @@
+//! Accepting connections, the caps on them, and reading requests within deadlines.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pam_mfa_protocol::{
+    DecodeError, ErrorKind, ErrorReply, FrameError, Response, decode_request, encode_response,
+    read_frame, write_frame,
+};
+
+use crate::authorise::authorise;
+use crate::log::{Level, Log};
+use crate::queue::{Job, Queue};
+
+/// Connections one non-root uid may have open at once.
+pub const PER_UID: usize = 8;
+/// Connections all non-root peers together may have open.
+pub const USERS_TOTAL: usize = 64;
+/// Root's own allowance, never used up by users.
+pub const ROOT_TOTAL: usize = 64;
+/// How long a new connection may take to start its first request.
+pub const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
+/// How long a connection may sit idle between requests.
+pub const IDLE_WAIT: Duration = Duration::from_secs(10);
+/// How long a request may take to arrive once its first byte has.
+pub const FRAME_TIME: Duration = Duration::from_secs(2);
+/// How long writing an answer may take.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A refused peer of the same uid is logged at most once in this time.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Connection threads' stacks: decoding is bounded (64 KiB frames, ciborium's recursion
+/// limit), so far less than the default 8 MiB.
+const STACK: usize = 512 * 1024;
+
+#[derive(Default)]
+struct Counts {
+    per_uid: HashMap<u32, usize>,
+    users: usize,
+    root: usize,
+    refusal_logged: HashMap<u32, Instant>,
+}
+
+impl Counts {
+    fn admit(&mut self, uid: u32) -> bool {
+        if uid == 0 {
+            if self.root >= ROOT_TOTAL {
+                return false;
+            }
+            self.root += 1;
+            return true;
+        }
+        let mine = self.per_uid.entry(uid).or_insert(0);
+        if *mine >= PER_UID || self.users >= USERS_TOTAL {
+            return false;
+        }
+        *mine += 1;
+        self.users += 1;
+        true
+    }
+
+    fn release(&mut self, uid: u32) {
+        if uid == 0 {
+            self.root = self.root.saturating_sub(1);
+            return;
+        }
+        self.users = self.users.saturating_sub(1);
+        if let Some(n) = self.per_uid.get_mut(&uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_uid.remove(&uid);
+            }
+        }
+    }
+
+    /// Whether a refusal for `uid` should be logged now (rate limited per uid).
+    fn should_log_refusal(&mut self, uid: u32, now: Instant) -> bool {
+        if self.refusal_logged.len() > 4096 {
+            self.refusal_logged
+                .retain(|_, t| now.duration_since(*t) < REFUSAL_LOG_EVERY);
+        }
+        match self.refusal_logged.get(&uid) {
+            Some(t) if now.duration_since(*t) < REFUSAL_LOG_EVERY => false,
+            _ => {
+                self.refusal_logged.insert(uid, now);
+                true
+            }
+        }
+    }
+}
+
+/// A slot held by a connection thread; given back however the thread ends.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    uid: u32,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release(self.uid);
+    }
+}
+
+/// Accepts connections for ever.
+pub fn accept_loop(listener: &UnixListener, queue: &Arc<Queue>, log: &Arc<Log>) {
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let busy = encode_response(&Response::Error(ErrorReply::new(
+        ErrorKind::Busy,
+        "too many connections from this user; try again later",
+    )))
+    .ok();
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors or memory: wait a moment rather than spin; the
+                // connections being served will give theirs back.
+                if e.kind() != io::ErrorKind::Interrupted {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                continue;
+            }
+        };
+        let uid =
+            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            {
+                Ok(cred) => cred.uid(),
+                // Nobody we can name: nothing to serve.
+                Err(_) => continue,
+            };
+        let admitted = {
+            let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
+            if c.admit(uid) {
+                true
+            } else {
+                if c.should_log_refusal(uid, Instant::now()) {
+                    log.log(
+                        Level::Notice,
+                        &format!(
+                            "refused connections from uid {uid}: over the limit of open \
+                             connections (logged once a minute)"
+                        ),
+                    );
+                }
+                false
+            }
+        };
+        if !admitted {
+            refuse_now(stream, busy.as_ref().map(|b| &b[..]));
+            continue;
+        }
+        let slot = Slot {
+            counts: counts.clone(),
+            uid,
+        };
+        let (queue, log) = (queue.clone(), log.clone());
+        // If the thread cannot start, the closure (with the stream and the slot) is
+        // dropped: the connection is closed and its slot given back.
+        let _ = std::thread::Builder::new()
+            .stack_size(STACK)
+            .spawn(move || {
+                serve(stream, uid, &queue, &log);
+                drop(slot);
+            });
+    }
+}
+
+/// Sends the short `Busy` answer if the socket takes it without waiting, then closes.
+fn refuse_now(mut stream: UnixStream, busy: Option<&[u8]>) {
+    if let Some(body) = busy
+        && stream.set_nonblocking(true).is_ok()
+    {
+        let _ = write_frame(&mut stream, body);
+    }
+}
+
+/// Reads from the stream within a deadline: until the first byte, `first_byte_by`; after
+/// it, [`FRAME_TIME`] from then. A peer sending one byte a second gets nowhere.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    first_byte_by: Instant,
+    frame_by: Option<Instant>,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let by = self.frame_by.unwrap_or(self.first_byte_by);
+        let left = by.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let n = (&*self.stream).read(buf)?;
+        if n > 0 && self.frame_by.is_none() {
+            self.frame_by = Some(Instant::now() + FRAME_TIME);
+        }
+        Ok(n)
+    }
+}
+
+fn answer(stream: &UnixStream, response: &Response) -> bool {
+    match encode_response(response) {
+        Ok(body) => write_frame(&mut &*stream, &body).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// One connection: requests, one at a time, until the peer closes, goes quiet, or sends
+/// something that is not a request (answered with an error, then closed: the stream
+/// cannot be trusted to be at a frame boundary any more).
+fn serve(stream: UnixStream, uid: u32, queue: &Queue, log: &Log) {
+    if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
+        return;
+    }
+    let mut wait = FIRST_REQUEST_WAIT;
+    loop {
+        let mut reader = Deadline {
+            stream: &stream,
+            first_byte_by: Instant::now() + wait,
+            frame_by: None,
+        };
+        wait = IDLE_WAIT;
+        let body = match read_frame(&mut reader) {
+            Ok(body) => body,
+            Err(e @ (FrameError::TooLarge(_) | FrameError::Empty)) => {
+                answer(&stream, &Response::Error(DecodeError::Frame(e).reply()));
+                return;
+            }
+            // Closed, cut off, too slow: nothing to answer.
+            Err(_) => return,
+        };
+        let request = match decode_request(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                answer(&stream, &Response::Error(e.reply()));
+                return;
+            }
+        };
+        drop(body);
+        let work = match authorise(uid, request) {
+            Ok(w) => w,
+            Err(refused) => {
+                if let Some(line) = &refused.log {
+                    log.log(Level::Notice, line);
+                }
+                if !answer(&stream, &Response::Error(refused.reply)) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let response = match queue.push(Job {
+            uid,
+            work,
+            reply: tx,
+        }) {
+            Ok(()) => rx.recv().unwrap_or_else(|_| {
+                Response::Error(ErrorReply::new(
+                    ErrorKind::Unavailable,
+                    "the store thread has stopped",
+                ))
+            }),
+            Err(_) => Response::Error(ErrorReply::new(
+                ErrorKind::Busy,
+                "too many requests waiting; try again later",
+            )),
+        };
+        if !answer(&stream, &response) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn caps() {
+        let mut c = Counts::default();
+        for _ in 0..PER_UID {
+            assert!(c.admit(1000));
+        }
+        assert!(!c.admit(1000), "per-uid cap");
+        assert!(c.admit(1001), "another user is not affected");
+        for _ in 0..ROOT_TOTAL {
+            assert!(c.admit(0));
+        }
+        assert!(!c.admit(0));
+        c.release(1000);
+        assert!(c.admit(1000));
+        let mut uid = 2000;
+        while c.users < USERS_TOTAL {
+            assert!(c.admit(uid));
+            uid += 1;
+        }
+        assert!(!c.admit(uid), "global cap for users");
+        c.release(0);
+        assert!(c.admit(0), "root's allowance is its own");
+    }
+}

@@ -1,0 +1,264 @@
+//! The store thread: owns the store, runs one request at a time to its end through the
+//! library (the same functions the module calls), and logs each login's outcome.
+
+use std::path::{Path, PathBuf};
+
+use pam_mfa::login::{self, Readiness, Refusal};
+use pam_mfa::names::UserName;
+use pam_mfa::store::{Store, devices};
+use pam_mfa::{clock, policy, recovery};
+use pam_mfa_protocol::{
+    AccountState, BeforePromptReply, CodeKind, DeviceEntry, ErrorKind, ErrorReply, RecoveryOutcome,
+    RefusalKind, Response, VerifyOutcome,
+};
+
+use crate::authorise::Work;
+use crate::log::{Level, Log};
+use crate::queue::Queue;
+
+/// Serves the queue for ever. `store` is `None` until the store file exists.
+pub fn run(mut store: Option<Store>, db: PathBuf, queue: &Queue, log: &Log) {
+    loop {
+        let job = queue.pop();
+        let response = handle(&mut store, &db, job.uid, job.work, log);
+        // The connection may be gone; its answer is then dropped.
+        let _ = job.reply.send(response);
+    }
+}
+
+fn unavailable(log: &Log, e: &pam_mfa::Error) -> Response {
+    log.log(Level::Error, &format!("device store error: {e}; refusing"));
+    Response::Error(ErrorReply::new(
+        ErrorKind::Unavailable,
+        "the device store cannot answer (see the system log)",
+    ))
+}
+
+/// Opens the store if it has come into existence since the last request.
+fn store_now<'s>(
+    store: &'s mut Option<Store>,
+    db: &Path,
+) -> pam_mfa::Result<Option<&'s mut Store>> {
+    if store.is_none() {
+        *store = Store::open_existing(db)?;
+    }
+    Ok(store.as_mut())
+}
+
+fn handle(store: &mut Option<Store>, db: &Path, uid: u32, work: Work, log: &Log) -> Response {
+    match work {
+        Work::Hello => Response::Hello {
+            protocol: pam_mfa_protocol::PROTOCOL_VERSION,
+            daemon: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        work => match store_now(store, db).and_then(|s| run_work(s, uid, work, log)) {
+            Ok(r) => r,
+            Err(e) => unavailable(log, &e),
+        },
+    }
+}
+
+fn who(user: &UserName, uid: u32) -> String {
+    format!("user={user} by uid {uid}")
+}
+
+fn run_work(
+    store: Option<&mut Store>,
+    uid: u32,
+    work: Work,
+    log: &Log,
+) -> pam_mfa::Result<Response> {
+    let now = clock::now()?;
+    Ok(match work {
+        Work::Hello => Response::Hello {
+            protocol: pam_mfa_protocol::PROTOCOL_VERSION,
+            daemon: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        Work::BeforePrompt { account, want_keys } => {
+            let reply = match (account, store) {
+                (None, _) => BeforePromptReply {
+                    state: AccountState::NoAccount,
+                    has_code_device: false,
+                    keys: 0,
+                },
+                (Some(_), None) => BeforePromptReply {
+                    state: AccountState::NoDevice,
+                    has_code_device: false,
+                    keys: 0,
+                },
+                (Some(user), Some(store)) => {
+                    let b = store.read(|s| login::before_prompt(s, &user, now, want_keys))?;
+                    BeforePromptReply {
+                        state: match b.readiness {
+                            Readiness::NoDevices => AccountState::NoDevice,
+                            Readiness::Locked { until } => AccountState::Locked { until },
+                            Readiness::Ready => AccountState::Ready,
+                        },
+                        has_code_device: b.factors.has_totp,
+                        keys: u32::try_from(b.factors.fido2.len()).unwrap_or(u32::MAX),
+                    }
+                }
+            };
+            Response::BeforePrompt(reply)
+        }
+        Work::VerifyCode {
+            account,
+            answer,
+            overrides,
+        } => {
+            let outcome = match (account, store) {
+                (None, _) => {
+                    log.log(
+                        Level::Notice,
+                        &format!("authentication failure: no such account (by uid {uid})"),
+                    );
+                    VerifyOutcome::Refused {
+                        reason: RefusalKind::NoAccount,
+                        locked_until: None,
+                    }
+                }
+                (Some(user), None) => {
+                    log.log(
+                        Level::Notice,
+                        &format!(
+                            "authentication failure: no active device ({})",
+                            who(&user, uid)
+                        ),
+                    );
+                    VerifyOutcome::Refused {
+                        reason: RefusalKind::NoDevices,
+                        locked_until: None,
+                    }
+                }
+                (Some(user), Some(store)) => {
+                    let policy = policy::load(store.conn())?;
+                    let settings = overrides.settings(&policy);
+                    let outcome = login::verify(store, &user, answer.as_bytes(), settings, now)?;
+                    log_outcome(log, &outcome, &who(&user, uid));
+                    convert(outcome)
+                }
+            };
+            Response::Verified(outcome)
+        }
+        Work::VerifyRecovery { account, code } => {
+            let outcome = match (account, store, recovery::normalize(code.as_bytes())) {
+                (Some(user), Some(store), Some(code)) => {
+                    match login::verify_recovery(store, &user, &code, uid, now)? {
+                        login::RecoveryOutcome::Accepted { kind, remaining } => {
+                            log.log(
+                                Level::Notice,
+                                &format!(
+                                    "authenticated with a {} code; {remaining} left ({})",
+                                    kind.as_str(),
+                                    who(&user, uid)
+                                ),
+                            );
+                            RecoveryOutcome::Accepted {
+                                kind: match kind {
+                                    recovery::Kind::Recovery => CodeKind::Recovery,
+                                    recovery::Kind::Bypass => CodeKind::Bypass,
+                                },
+                                remaining,
+                            }
+                        }
+                        login::RecoveryOutcome::Refused => RecoveryOutcome::Refused,
+                    }
+                }
+                _ => RecoveryOutcome::Refused,
+            };
+            if outcome == RecoveryOutcome::Refused {
+                log.log(
+                    Level::Notice,
+                    &format!(
+                        "authentication failure: not a valid recovery or bypass code (by uid \
+                         {uid})"
+                    ),
+                );
+            }
+            Response::Recovery(outcome)
+        }
+        Work::ListDevices { account } => {
+            let list = match store {
+                Some(store) => devices::list(store.conn(), account.as_str(), now)?,
+                None => Vec::new(),
+            };
+            Response::Devices(
+                list.into_iter()
+                    .map(|d| DeviceEntry {
+                        name: d.name,
+                        kind: d.kind.as_str().to_owned(),
+                        state: d.state.as_str().to_owned(),
+                        created: d.created_at,
+                        last_used: d.last_used_at,
+                        expires: d.expires_at,
+                    })
+                    .collect(),
+            )
+        }
+    })
+}
+
+fn log_outcome(log: &Log, outcome: &login::Outcome, who: &str) {
+    let lock_note = |until: Option<i64>| match until {
+        Some(t) => format!("; locked out until {}", clock::format_local(t)),
+        None => String::new(),
+    };
+    let (level, line) = match outcome {
+        login::Outcome::Accepted { device } => (
+            Level::Info,
+            format!(
+                "authenticated with device \"{}\" ({who})",
+                device.escape_debug()
+            ),
+        ),
+        login::Outcome::Locked { until } => (
+            Level::Notice,
+            format!(
+                "refused: locked out until {} ({who})",
+                clock::format_local(*until)
+            ),
+        ),
+        login::Outcome::Refused {
+            reason,
+            locked_until,
+        } => {
+            let why = match reason {
+                Refusal::Malformed(e) => format!("malformed code: {e}"),
+                Refusal::WrongCode => "wrong code".to_owned(),
+                Refusal::Replayed { device } => format!(
+                    "replayed code of device \"{}\" (already used)",
+                    device.escape_debug()
+                ),
+                Refusal::NoDevices => "no active device".to_owned(),
+                Refusal::Key(_) => "security key refused".to_owned(),
+            };
+            (
+                Level::Notice,
+                format!(
+                    "authentication failure: {why}{} ({who})",
+                    lock_note(*locked_until)
+                ),
+            )
+        }
+    };
+    log.log(level, &line);
+}
+
+fn convert(outcome: login::Outcome) -> VerifyOutcome {
+    match outcome {
+        login::Outcome::Accepted { device } => VerifyOutcome::Accepted { device },
+        login::Outcome::Locked { until } => VerifyOutcome::Locked { until },
+        login::Outcome::Refused {
+            reason,
+            locked_until,
+        } => VerifyOutcome::Refused {
+            reason: match reason {
+                Refusal::Malformed(_) => RefusalKind::Malformed,
+                Refusal::Replayed { device } => RefusalKind::Replayed { device },
+                Refusal::NoDevices => RefusalKind::NoDevices,
+                Refusal::WrongCode | Refusal::Key(_) => RefusalKind::WrongCode,
+            },
+            locked_until,
+        },
+    }
+}

@@ -1,0 +1,156 @@
+//! Length-prefixed frames over any blocking `Read`/`Write`.
+
+use std::io::{self, Read, Write};
+
+use zeroize::Zeroizing;
+
+/// The largest frame body accepted or sent: far above any message of this protocol (a
+/// device list of 8 entries is a few hundred bytes), small enough that a connection can
+/// never make a peer hold much memory.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The peer closed the connection before the first byte of a frame.
+    #[error("connection closed")]
+    Closed,
+    /// The peer closed the connection, or its deadline passed, in the middle of a frame.
+    #[error("truncated frame")]
+    Truncated,
+    /// The announced length is over [`MAX_MESSAGE`]; nothing was allocated for it.
+    #[error("frame of {0} bytes is over the limit of {MAX_MESSAGE}")]
+    TooLarge(u64),
+    #[error("empty frame")]
+    Empty,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl FrameError {
+    /// Whether the error is a read or write timeout (the socket's deadline passed).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+}
+
+/// Reads one frame's body. The body may hold a code, so it is zeroed when dropped.
+pub fn read_frame(reader: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < len.len() {
+        match reader.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_be_bytes(len);
+    let size = usize::try_from(len).map_err(|_| FrameError::TooLarge(u64::from(len)))?;
+    if size > MAX_MESSAGE {
+        return Err(FrameError::TooLarge(u64::from(len)));
+    }
+    if size == 0 {
+        return Err(FrameError::Empty);
+    }
+    let mut body = Zeroizing::new(vec![0u8; size]);
+    let mut got = 0;
+    while got < size {
+        match reader.read(&mut body[got..]) {
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(body)
+}
+
+/// Writes one frame (length and body in one buffer, so one `write` usually sends it).
+pub fn write_frame(writer: &mut impl Write, body: &[u8]) -> Result<(), FrameError> {
+    if body.len() > MAX_MESSAGE {
+        return Err(FrameError::TooLarge(body.len() as u64));
+    }
+    if body.is_empty() {
+        return Err(FrameError::Empty);
+    }
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge(body.len() as u64))?;
+    let mut frame = Zeroizing::new(Vec::with_capacity(4 + body.len()));
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    writer.write_all(&frame)?;
+    writer.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"hello").unwrap();
+        assert_eq!(&buf[..4], &[0, 0, 0, 5]);
+        let body = read_frame(&mut &buf[..]).unwrap();
+        assert_eq!(&body[..], b"hello");
+    }
+
+    /// A reader that fails the test if more than the length prefix is read: an oversize
+    /// frame must be refused from its length alone.
+    struct LengthOnly<'a>(&'a [u8], usize);
+    impl Read for LengthOnly<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            assert!(
+                out.len() <= 4,
+                "asked for {} bytes after the length",
+                out.len()
+            );
+            let n = out.len().min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn oversize_refused_before_reading_or_allocating() {
+        for len in [MAX_MESSAGE as u32 + 1, u32::MAX] {
+            let prefix = len.to_be_bytes();
+            let mut r = LengthOnly(&prefix, 0);
+            match read_frame(&mut r) {
+                Err(FrameError::TooLarge(n)) => assert_eq!(n, u64::from(len)),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(r.1, 4);
+        }
+        let big = vec![1u8; MAX_MESSAGE + 1];
+        assert!(matches!(
+            write_frame(&mut Vec::new(), &big),
+            Err(FrameError::TooLarge(_))
+        ));
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &big[..MAX_MESSAGE]).unwrap();
+        assert_eq!(read_frame(&mut &buf[..]).unwrap().len(), MAX_MESSAGE);
+    }
+
+    #[test]
+    fn truncated_and_empty() {
+        assert!(matches!(read_frame(&mut &b""[..]), Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut &b"\0\0"[..]),
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut &b"\0\0\0\x05abc"[..]),
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut &b"\0\0\0\0"[..]),
+            Err(FrameError::Empty)
+        ));
+    }
+}

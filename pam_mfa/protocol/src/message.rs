@@ -1,0 +1,624 @@
+//! The requests and responses, and their encoding in a frame.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::frame::{FrameError, read_frame, write_frame};
+use crate::secret::SecretBytes;
+
+/// The version of this protocol. See the crate documentation for when it changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request as sent: the sender's protocol version and the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestMessage {
+    pub version: u32,
+    pub request: Request,
+}
+
+/// A response as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseMessage {
+    pub version: u32,
+    pub response: Response,
+}
+
+/// What a client may ask. Who it may ask about is decided by the daemon from the peer's
+/// credentials (SO_PEERCRED), never from a field here: a non-root caller may only name
+/// its own account, and its `overrides` are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// Answered with [`Response::Hello`].
+    Hello,
+    /// What the account needs before the prompt; answered with
+    /// [`Response::BeforePrompt`]. `want_keys`: count the user's security keys too.
+    BeforePrompt {
+        user: String,
+        #[serde(default)]
+        want_keys: bool,
+    },
+    /// Check a short code typed at the prompt, and record the outcome; answered with
+    /// [`Response::Verified`].
+    VerifyCode {
+        user: String,
+        answer: SecretBytes,
+        #[serde(default)]
+        overrides: Overrides,
+    },
+    /// Check and use up a recovery or bypass code; answered with [`Response::Recovery`].
+    VerifyRecovery { user: String, code: SecretBytes },
+    /// The account's devices, as `mfa list --json` shows them; answered with
+    /// [`Response::Devices`].
+    ListDevices { user: String },
+}
+
+impl Request {
+    /// The request's name for log lines (never its fields: they may hold a code).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Hello => "hello",
+            Self::BeforePrompt { .. } => "before-prompt",
+            Self::VerifyCode { .. } => "verify-code",
+            Self::VerifyRecovery { .. } => "verify-recovery",
+            Self::ListDevices { .. } => "list-devices",
+        }
+    }
+
+    /// The account the request is about, if any.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Self::Hello => None,
+            Self::BeforePrompt { user, .. }
+            | Self::VerifyCode { user, .. }
+            | Self::VerifyRecovery { user, .. }
+            | Self::ListDevices { user } => Some(user),
+        }
+    }
+}
+
+/// The module arguments that tune code checking (`window=`, `hotp_window=`,
+/// `max_failures=`, `lockout=`); `None` leaves the store's policy. Honoured for root
+/// callers only: a user must not loosen their own lock-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Overrides {
+    #[serde(default)]
+    pub window: Option<u32>,
+    #[serde(default)]
+    pub hotp_window: Option<u32>,
+    #[serde(default)]
+    pub max_failures: Option<u32>,
+    #[serde(default)]
+    pub lockout_secs: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    Hello {
+        /// The daemon's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The daemon's package version.
+        daemon: String,
+    },
+    BeforePrompt(BeforePromptReply),
+    Verified(VerifyOutcome),
+    Recovery(RecoveryOutcome),
+    Devices(Vec<DeviceEntry>),
+    /// The request was not carried out. Its shape never changes (see the crate
+    /// documentation).
+    Error(ErrorReply),
+}
+
+/// What an account needs before its prompt. No secret, and nothing about a device
+/// beyond whether a code prompt makes sense and how many keys there are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeforePromptReply {
+    pub state: AccountState,
+    /// The user has an active code device (app or token).
+    #[serde(default)]
+    pub has_code_device: bool,
+    /// Active security keys (counted only when asked for).
+    #[serde(default)]
+    pub keys: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AccountState {
+    /// No such account: prompt and refuse, like any failure.
+    NoAccount,
+    /// No active device: the policy (or `nullok`) decides.
+    NoDevice,
+    /// Short codes are refused until this unix time (keys, recovery and bypass codes
+    /// still work).
+    Locked {
+        until: i64,
+    },
+    Ready,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum VerifyOutcome {
+    Accepted {
+        device: String,
+    },
+    Refused {
+        reason: RefusalKind,
+        /// Set when this failure started a lock-out.
+        locked_until: Option<i64>,
+    },
+    /// Refused without being checked: locked out until this unix time.
+    Locked {
+        until: i64,
+    },
+}
+
+/// Why a code was refused, for the caller's log line (never shown to the person).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RefusalKind {
+    /// Not a code at all (wrong length, not digits).
+    Malformed,
+    WrongCode,
+    /// A right code already used once.
+    Replayed {
+        device: String,
+    },
+    NoDevices,
+    NoAccount,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RecoveryOutcome {
+    Accepted { kind: CodeKind, remaining: u32 },
+    Refused,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CodeKind {
+    Recovery,
+    Bypass,
+}
+
+/// One device, as `mfa list --json` prints it (the same names and meanings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    pub name: String,
+    /// `totp`, `hotp`, `fido2`, … (the store's kind names).
+    pub kind: String,
+    /// `pending` or `active`.
+    pub state: String,
+    pub created: i64,
+    pub last_used: Option<i64>,
+    pub expires: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    /// For a person or a log line; never holds a code.
+    pub message: String,
+}
+
+impl ErrorReply {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Unknown kinds (from a newer daemon) decode as [`ErrorKind::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The request's protocol version is not the daemon's.
+    Version,
+    /// Not a request of this protocol (bad CBOR, missing fields).
+    Malformed,
+    /// A request this daemon does not know (a newer client).
+    UnknownRequest,
+    /// The frame was over [`crate::MAX_MESSAGE`].
+    TooLarge,
+    /// The caller may not ask this (another account, as a non-root caller).
+    Denied,
+    /// A field is out of range (an override, a user name).
+    Invalid,
+    /// Too many connections or requests from this caller; try again later.
+    Busy,
+    /// The store cannot answer (missing, unsafe, locked); the login fails closed.
+    Unavailable,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// The body is not CBOR of a message of any version.
+    #[error("not a message of this protocol: {0}")]
+    Malformed(String),
+    /// A well-formed message of another protocol version.
+    #[error("protocol version {found}, expected {PROTOCOL_VERSION}")]
+    Version { found: u32 },
+    /// A message of this version whose request or response is not known here.
+    #[error("unknown message of protocol version {PROTOCOL_VERSION}: {0}")]
+    Unknown(String),
+}
+
+impl DecodeError {
+    /// The answer the daemon sends for a request that could not be decoded.
+    pub fn reply(&self) -> ErrorReply {
+        match self {
+            Self::Version { found } => ErrorReply::new(
+                ErrorKind::Version,
+                format!(
+                    "the client speaks protocol version {found}, this mfad speaks version \
+                     {PROTOCOL_VERSION}: install matching versions of pam_mfa and mfad"
+                ),
+            ),
+            Self::Frame(FrameError::TooLarge(n)) => ErrorReply::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "message of {n} bytes is over the limit of {}",
+                    crate::MAX_MESSAGE
+                ),
+            ),
+            Self::Unknown(e) => ErrorReply::new(
+                ErrorKind::UnknownRequest,
+                format!("request not known to this mfad (protocol {PROTOCOL_VERSION}): {e}"),
+            ),
+            Self::Frame(e) => ErrorReply::new(ErrorKind::Malformed, e.to_string()),
+            Self::Malformed(e) => ErrorReply::new(ErrorKind::Malformed, e.clone()),
+        }
+    }
+}
+
+/// Only the version, read first so that a message of another version is recognised
+/// even when the rest of it means nothing to this one. Other fields are skipped.
+#[derive(Deserialize)]
+struct VersionProbe {
+    version: u32,
+}
+
+/// ciborium's scratch space for strings, supplied here so that it is zeroed afterwards
+/// (a code passes through it).
+const SCRATCH: usize = 4096;
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, DecodeError> {
+    let mut scratch = Zeroizing::new([0u8; SCRATCH]);
+    let probe: VersionProbe = ciborium::de::from_reader_with_buffer(body, &mut scratch[..])
+        .map_err(|e| DecodeError::Malformed(format!("{what}: {e}")))?;
+    if probe.version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version {
+            found: probe.version,
+        });
+    }
+    ciborium::de::from_reader_with_buffer(body, &mut scratch[..])
+        .map_err(|e| DecodeError::Unknown(format!("{what}: {e}")))
+}
+
+/// Encodes into a buffer that is zeroed when dropped (requests carry codes).
+fn encode<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    ciborium::ser::into_writer(value, &mut *out)
+        .map_err(|e| FrameError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(out)
+}
+
+/// Decodes a request body (as [`read_frame`] returns it).
+pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
+    decode::<RequestMessage>(body, "request").map(|m| m.request)
+}
+
+/// Decodes a response body.
+pub fn decode_response(body: &[u8]) -> Result<Response, DecodeError> {
+    decode::<ResponseMessage>(body, "response").map(|m| m.response)
+}
+
+pub fn encode_request(request: &Request) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    encode(&RequestMessage {
+        version: PROTOCOL_VERSION,
+        request: request.clone(),
+    })
+}
+
+pub fn encode_response(response: &Response) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    encode(&ResponseMessage {
+        version: PROTOCOL_VERSION,
+        response: response.clone(),
+    })
+}
+
+/// Reads and decodes one request frame.
+pub fn read_request(reader: &mut impl Read) -> Result<Request, DecodeError> {
+    let body = read_frame(reader)?;
+    decode_request(&body)
+}
+
+/// Reads and decodes one response frame.
+pub fn read_response(reader: &mut impl Read) -> Result<Response, DecodeError> {
+    let body = read_frame(reader)?;
+    decode_response(&body)
+}
+
+pub fn write_request(writer: &mut impl Write, request: &Request) -> Result<(), FrameError> {
+    write_frame(writer, &encode_request(request)?)
+}
+
+pub fn write_response(writer: &mut impl Write, response: &Response) -> Result<(), FrameError> {
+    write_frame(writer, &encode_response(response)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn requests() -> Vec<Request> {
+        vec![
+            Request::Hello,
+            Request::BeforePrompt {
+                user: "alice".into(),
+                want_keys: true,
+            },
+            Request::VerifyCode {
+                user: "alice".into(),
+                answer: SecretBytes::from_slice(b"123456"),
+                overrides: Overrides {
+                    window: Some(2),
+                    hotp_window: None,
+                    max_failures: Some(3),
+                    lockout_secs: Some(60),
+                },
+            },
+            Request::VerifyRecovery {
+                user: "bob".into(),
+                code: SecretBytes::from_slice(b"abcd-efgh-ijkl"),
+            },
+            Request::ListDevices {
+                user: "carol".into(),
+            },
+        ]
+    }
+
+    fn responses() -> Vec<Response> {
+        vec![
+            Response::Hello {
+                protocol: PROTOCOL_VERSION,
+                daemon: "0.1.0".into(),
+            },
+            Response::BeforePrompt(BeforePromptReply {
+                state: AccountState::Locked {
+                    until: 1_700_000_000,
+                },
+                has_code_device: true,
+                keys: 2,
+            }),
+            Response::Verified(VerifyOutcome::Accepted {
+                device: "phone".into(),
+            }),
+            Response::Verified(VerifyOutcome::Refused {
+                reason: RefusalKind::Replayed {
+                    device: "phone".into(),
+                },
+                locked_until: Some(5),
+            }),
+            Response::Verified(VerifyOutcome::Locked { until: 7 }),
+            Response::Recovery(RecoveryOutcome::Accepted {
+                kind: CodeKind::Bypass,
+                remaining: 1,
+            }),
+            Response::Recovery(RecoveryOutcome::Refused),
+            Response::Devices(vec![DeviceEntry {
+                name: "phone".into(),
+                kind: "totp".into(),
+                state: "active".into(),
+                created: 1,
+                last_used: None,
+                expires: Some(9),
+            }]),
+            Response::Error(ErrorReply::new(ErrorKind::Denied, "no")),
+        ]
+    }
+
+    #[test]
+    fn round_trips_through_frames() {
+        for r in requests() {
+            let mut buf = Vec::new();
+            write_request(&mut buf, &r).unwrap();
+            assert_eq!(read_request(&mut &buf[..]).unwrap(), r);
+        }
+        for r in responses() {
+            let mut buf = Vec::new();
+            write_response(&mut buf, &r).unwrap();
+            assert_eq!(read_response(&mut &buf[..]).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn codes_are_not_debug_printed() {
+        let r = &requests()[2];
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("123456") && !shown.contains("49, 50"),
+            "{shown}"
+        );
+        let shown = format!("{:?}", requests()[3]);
+        assert!(!shown.contains("abcd"), "{shown}");
+    }
+
+    #[derive(Serialize)]
+    struct Foreign<V, T> {
+        version: V,
+        request: T,
+    }
+
+    fn body<T: Serialize>(v: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn another_version_is_named_in_the_error() {
+        // A future client whose request means nothing to this version.
+        let b = body(&Foreign {
+            version: 2,
+            request: ("Something", [1, 2, 3]),
+        });
+        let e = decode_request(&b).unwrap_err();
+        assert!(matches!(e, DecodeError::Version { found: 2 }), "{e:?}");
+        let reply = e.reply();
+        assert_eq!(reply.kind, ErrorKind::Version);
+        assert!(reply.message.contains("version 2") && reply.message.contains("version 1"));
+        // The same request under this version number is an unknown request.
+        let b = body(&Foreign {
+            version: PROTOCOL_VERSION,
+            request: "Frobnicate",
+        });
+        let e = decode_request(&b).unwrap_err();
+        assert_eq!(e.reply().kind, ErrorKind::UnknownRequest, "{e:?}");
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for b in [
+            &b"\xff\xff\xff"[..],
+            b"hello",
+            &[0xa1, 0x67][..],
+            &body(&"just a string"),
+            &body(&Foreign {
+                version: "one",
+                request: 1,
+            }),
+        ] {
+            let e = decode_request(b).unwrap_err();
+            assert!(matches!(e, DecodeError::Malformed(_)), "{b:?} gave {e:?}");
+            assert_eq!(e.reply().kind, ErrorKind::Malformed);
+        }
+        // Deep nesting is refused by ciborium's recursion limit, not a stack overflow.
+        let deep = vec![0x81u8; 100_000];
+        assert!(decode_request(&deep).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_new_ones_default() {
+        #[derive(Serialize)]
+        struct Later {
+            version: u32,
+            request: LaterRequest,
+            extra: &'static str,
+        }
+        #[derive(Serialize)]
+        enum LaterRequest {
+            BeforePrompt { user: &'static str, future: u8 },
+        }
+        let b = body(&Later {
+            version: PROTOCOL_VERSION,
+            request: LaterRequest::BeforePrompt {
+                user: "alice",
+                future: 1,
+            },
+            extra: "x",
+        });
+        assert_eq!(
+            decode_request(&b).unwrap(),
+            Request::BeforePrompt {
+                user: "alice".into(),
+                want_keys: false
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_error_kind_decodes_as_other() {
+        #[derive(Serialize)]
+        enum R {
+            Error {
+                kind: &'static str,
+                message: &'static str,
+            },
+        }
+        let b = body(&ResponseMessage2 {
+            version: PROTOCOL_VERSION,
+            response: R::Error {
+                kind: "SomethingNew",
+                message: "m",
+            },
+        });
+        #[derive(Serialize)]
+        struct ResponseMessage2 {
+            version: u32,
+            response: R,
+        }
+        assert_eq!(
+            decode_response(&b).unwrap(),
+            Response::Error(ErrorReply::new(ErrorKind::Other, "m"))
+        );
+    }
+}
+
+#[cfg(test)]
+mod seeds {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Writes the fuzz seed corpus (valid frames) when PROTOCOL_SEED_DIR is set:
+    /// `PROTOCOL_SEED_DIR=fuzz/corpus/protocol_decode cargo test -p pam_mfa_protocol seeds`.
+    #[test]
+    fn write_seed_corpus() {
+        let Some(dir) = std::env::var_os("PROTOCOL_SEED_DIR") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let requests = [
+            ("hello", Request::Hello),
+            (
+                "before_prompt",
+                Request::BeforePrompt {
+                    user: "alice".into(),
+                    want_keys: true,
+                },
+            ),
+            (
+                "verify_code",
+                Request::VerifyCode {
+                    user: "alice".into(),
+                    answer: SecretBytes::from_slice(b"123456"),
+                    overrides: Overrides {
+                        window: Some(1),
+                        hotp_window: Some(10),
+                        max_failures: Some(5),
+                        lockout_secs: Some(300),
+                    },
+                },
+            ),
+            (
+                "verify_recovery",
+                Request::VerifyRecovery {
+                    user: "bob".into(),
+                    code: SecretBytes::from_slice(b"abcd-efgh-jkmn"),
+                },
+            ),
+            (
+                "list_devices",
+                Request::ListDevices {
+                    user: "carol".into(),
+                },
+            ),
+        ];
+        for (name, r) in requests {
+            let mut frame = Vec::new();
+            write_request(&mut frame, &r).unwrap();
+            std::fs::write(dir.join(name), frame).unwrap();
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! `mfad`, the store daemon (issue 17, first step): each test starts its own daemon in a
+//! private namespace on the test's store, and asks it through the protocol crate: from
+//! the test process (root), and with `mfad-client` run as test users.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Duration;
+
+use pam_mfa_protocol::{
+    ErrorKind, Overrides, RefusalKind, Request, Response, SecretBytes, VerifyOutcome,
+};
+use pam_mfa_tests::mfad::{Client, Mfad, SOCKET};
+use pam_mfa_tests::process::{self, Finished, Running};
+use pam_mfa_tests::{
+    Namespace, TestEnv, TestUser, assert_code_not_logged, enroll_now, mfad_bin, next_code,
+    wrong_code_now,
+};
+
+fn verify(user: &str, code: &str) -> Request {
+    Request::VerifyCode {
+        user: user.to_owned(),
+        answer: SecretBytes::from_slice(code.as_bytes()),
+        overrides: Overrides::default(),
+    }
+}
+
+fn refused_with_lock(r: &Response) -> Option<Option<i64>> {
+    match r {
+        Response::Verified(VerifyOutcome::Refused { locked_until, .. }) => Some(*locked_until),
+        _ => None,
+    }
+}
+
+fn mfad_lines(ns: &Namespace) -> Vec<String> {
+    ns.syslog().sync();
+    ns.syslog()
+        .records()
+        .into_iter()
+        .filter(|r| r.tag == "mfad")
+        .map(|r| r.message)
+        .collect()
+}
+
+/// Runs `mfad-client ARGS…` as `user` in the namespace.
+fn client_as(ns: &Namespace, client: &Client, user: &TestUser, args: &[&str]) -> Finished {
+    let mut cmd = ns.command_as(user, &client.bin);
+    cmd.arg(SOCKET).args(args);
+    process::run(cmd, format!("mfad-client {args:?} as {user}"), Vec::new())
+}
+
+/// (a) A right code is accepted once, a replay is refused, wrong codes lock the user out
+/// under issue 16's rules, and a root caller's overrides are honoured.
+#[test]
+fn codes_are_checked_once_and_wrong_ones_lock_out() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    let dev = enroll_now(&env, alice.name(), "phone");
+    let bob_dev = enroll_now(&env, bob.name(), "tablet");
+    let mfad = Mfad::start(&ns);
+
+    assert!(matches!(
+        mfad.ask(&Request::Hello),
+        Response::Hello { protocol: 1, .. }
+    ));
+    let code = next_code(&dev.secret);
+    assert_eq!(
+        mfad.ask(&verify(alice.name(), &code)),
+        Response::Verified(VerifyOutcome::Accepted {
+            device: "phone".into()
+        })
+    );
+    match mfad.ask(&verify(alice.name(), &code)) {
+        Response::Verified(VerifyOutcome::Refused {
+            reason: RefusalKind::Replayed { device },
+            ..
+        }) => assert_eq!(device, "phone"),
+        other => panic!("a replayed code was not refused as a replay: {other:?}"),
+    }
+    // The replay was failure 1 of the default 5; three more wrong codes leave her unlocked,
+    // the fifth failure starts the lock-out, after which even a right code is refused.
+    let wrong = wrong_code_now(&dev.secret);
+    for _ in 0..3 {
+        assert_eq!(
+            refused_with_lock(&mfad.ask(&verify(alice.name(), &wrong))),
+            Some(None)
+        );
+    }
+    let locked = refused_with_lock(&mfad.ask(&verify(alice.name(), &wrong)));
+    assert!(
+        matches!(locked, Some(Some(_))),
+        "the fifth failure did not lock: {locked:?}"
+    );
+    assert!(matches!(
+        mfad.ask(&verify(alice.name(), &next_code(&dev.secret))),
+        Response::Verified(VerifyOutcome::Locked { .. })
+    ));
+
+    // Root's overrides (the module's arguments) count: max_failures=1 locks at once.
+    let strict = Request::VerifyCode {
+        user: bob.name().to_owned(),
+        answer: SecretBytes::from_slice(wrong_code_now(&bob_dev.secret).as_bytes()),
+        overrides: Overrides {
+            max_failures: Some(1),
+            ..Overrides::default()
+        },
+    };
+    assert!(matches!(
+        refused_with_lock(&mfad.ask(&strict)),
+        Some(Some(_))
+    ));
+    // Out-of-range overrides are refused, not clamped silently.
+    let silly = Request::VerifyCode {
+        user: bob.name().to_owned(),
+        answer: SecretBytes::from_slice(b"123456"),
+        overrides: Overrides {
+            window: Some(1000),
+            ..Overrides::default()
+        },
+    };
+    assert!(matches!(mfad.ask(&silly), Response::Error(e) if e.kind == ErrorKind::Invalid));
+
+    let lines = mfad_lines(&ns);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("authenticated with device \"phone\"") && l.contains(alice.name())),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("replayed code")),
+        "{lines:#?}"
+    );
+    let records = ns.syslog().records();
+    assert_code_not_logged(&records, &code);
+    assert_code_not_logged(&records, &wrong);
+}
+
+/// (b) A non-root user may ask only about their own account: asking to verify a code for,
+/// or list the devices of, another account is refused and logged; their own is answered,
+/// and the overrides they send are ignored (they cannot loosen their own lock-out).
+#[test]
+fn a_user_may_ask_only_about_their_own_account() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    let bob_dev = enroll_now(&env, bob.name(), "bobs-phone");
+    let alice_dev = enroll_now(&env, alice.name(), "alices-phone");
+    let mfad = Mfad::start(&ns);
+
+    let bobs_code = next_code(&bob_dev.secret);
+    for args in [
+        vec!["verify", bob.name(), bobs_code.as_str()],
+        vec!["list", bob.name()],
+        vec!["list", "root"],
+        vec!["list", "no-such-account-x9"],
+    ] {
+        let out = client_as(&ns, &client, &alice, &args);
+        assert!(
+            out.stdout.contains("response: Error") && out.stdout.contains("Denied"),
+            "{args:?} as another user was not refused: {out:?}"
+        );
+        assert!(!out.stdout.contains("bobs-phone"), "{out:?}");
+    }
+    // Bob's code was never checked: it still works for bob (asked by root).
+    assert!(matches!(
+        mfad.ask(&verify(bob.name(), &bobs_code)),
+        Response::Verified(VerifyOutcome::Accepted { .. })
+    ));
+    let lines = mfad_lines(&ns);
+    let uid = alice.uid();
+    for what in ["verify-code", "list-devices"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("uid {uid} asked {what}")) && l.contains(bob.name())),
+            "no log line for alice's {what} about bob: {lines:#?}"
+        );
+    }
+    assert_code_not_logged(&ns.syslog().records(), &bobs_code);
+
+    // Her own account is answered.
+    let out = client_as(&ns, &client, &alice, &["list", alice.name()]);
+    assert!(out.stdout.contains("alices-phone"), "{out:?}");
+    let code = next_code(&alice_dev.secret);
+    let out = client_as(&ns, &client, &alice, &["verify", alice.name(), &code]);
+    assert!(out.stdout.contains("Accepted"), "{out:?}");
+    // Her overrides are ignored: asking for max_failures=1000 she is still locked out
+    // at the policy's 5.
+    let wrong = wrong_code_now(&alice_dev.secret);
+    let mut last = String::new();
+    for _ in 0..5 {
+        last = client_as(
+            &ns,
+            &client,
+            &alice,
+            &["verify", alice.name(), &wrong, "--loosen"],
+        )
+        .stdout;
+    }
+    assert!(last.contains("locked_until: Some("), "{last}");
+}
+
+/// (c) A user flooding the socket with connections, and another sending one byte a
+/// second, hold nobody else up: root's requests and a third user's are answered.
+#[test]
+fn a_flood_of_connections_starves_nobody_else() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let (mallory, slowpoke, carol) = (TestUser::new(), TestUser::new(), TestUser::new());
+    let dev = enroll_now(&env, carol.name(), "carols-phone");
+    let mfad = Mfad::start(&ns);
+
+    let spawn = |user: &TestUser, args: &[&str]| {
+        let mut cmd = ns.command_as(user, &client.bin);
+        cmd.arg(SOCKET).args(args);
+        Running::spawn(cmd, format!("mfad-client {args:?} as {user}"))
+    };
+    let mut slow = spawn(&slowpoke, &["slow"]);
+    let mut flood = spawn(&mallory, &["flood", "5000"]);
+    assert!(flood.wait_for("the flood", |out, _| out.contains("flooded:")));
+    let flooded = flood.stdout();
+    let count = |what: &str| -> usize {
+        flooded
+            .split_whitespace()
+            .skip_while(|w| *w != what)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {what} count in {flooded}"))
+    };
+    assert!(
+        count("refused") > 0,
+        "the caps turned nothing away: {flooded}"
+    );
+    eprintln!("{flooded}");
+
+    // While the flood goes on (it keeps its connections topped up) and the slow sender
+    // trickles: root's logins and lists, and another user's list, are answered.
+    for _ in 0..5 {
+        assert!(matches!(
+            mfad.ask(&Request::BeforePrompt {
+                user: carol.name().to_owned(),
+                want_keys: false
+            }),
+            Response::BeforePrompt(_)
+        ));
+        assert!(matches!(
+            mfad.ask(&Request::ListDevices {
+                user: carol.name().to_owned()
+            }),
+            Response::Devices(d) if d.len() == 1
+        ));
+        let out = client_as(&ns, &client, &carol, &["list", carol.name()]);
+        assert!(out.stdout.contains("carols-phone"), "{out:?}");
+    }
+    assert!(matches!(
+        mfad.ask(&verify(carol.name(), &next_code(&dev.secret))),
+        Response::Verified(VerifyOutcome::Accepted { .. })
+    ));
+
+    flood.close_stdin();
+    slow.close_stdin();
+    let flood = flood.wait();
+    let slow = slow.wait();
+    assert!(flood.stdout.contains("done:"), "{flood:?}");
+    // The daemon cut the slow sender off before its request was complete.
+    assert!(slow.stdout.contains("ended after"), "{slow:?}");
+    let lines = mfad_lines(&ns);
+    let uid = mallory.uid();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("refused connections from uid {uid}"))),
+        "{lines:#?}"
+    );
+}
+
+/// Sends raw bytes as one connection and returns the answer, `None` if the daemon closed
+/// the connection without one.
+fn raw(mfad: &Mfad, bytes: &[u8]) -> Option<Response> {
+    let mut s = UnixStream::connect(mfad.socket()).expect("connect to mfad");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    // The daemon may close before taking everything (an oversize length): fine.
+    let _ = s.write_all(bytes);
+    let answer = pam_mfa_protocol::read_response(&mut s).ok();
+    // After an error the daemon closes the connection.
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    answer
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// (d) Garbage, an oversize length and a request of another protocol version each get a
+/// clear error (or a closed connection), and the daemon goes on serving.
+#[test]
+fn garbage_oversize_and_other_versions_are_refused_and_the_daemon_serves_on() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let mfad = Mfad::start(&ns);
+
+    let error_kind = |r: Option<Response>| match r {
+        Some(Response::Error(e)) => Some((e.kind, e.message)),
+        None => None,
+        other => panic!("not an error: {other:?}"),
+    };
+    // Garbage in a well-formed frame.
+    let (kind, _) = error_kind(raw(&mfad, &framed(b"\xff\xfe garbage"))).expect("an answer");
+    assert_eq!(kind, ErrorKind::Malformed);
+    // Deeply nested CBOR: refused, not a crashed daemon.
+    let (kind, _) = error_kind(raw(&mfad, &framed(&[0x81; 60_000]))).expect("an answer");
+    assert_eq!(kind, ErrorKind::Malformed);
+    // A length over the limit: refused from the length alone.
+    if let Some((kind, _)) = error_kind(raw(&mfad, &0x7fff_ffffu32.to_be_bytes())) {
+        assert_eq!(kind, ErrorKind::TooLarge);
+    }
+    // {"version": 99, "request": "Hello"}: another version, named in the answer.
+    let mut v99 = vec![0xa2, 0x67];
+    v99.extend_from_slice(b"version");
+    v99.extend_from_slice(&[0x18, 99, 0x67]);
+    v99.extend_from_slice(b"request");
+    v99.push(0x65);
+    v99.extend_from_slice(b"Hello");
+    let (kind, message) = error_kind(raw(&mfad, &framed(&v99))).expect("an answer");
+    assert_eq!(kind, ErrorKind::Version);
+    assert!(
+        message.contains("99") && message.contains("version 1"),
+        "{message}"
+    );
+    // Garbage that is not even a frame, then the connection closed half way.
+    let _ = raw(&mfad, b"\0\0");
+
+    assert!(matches!(mfad.ask(&Request::Hello), Response::Hello { .. }));
+}
+
+/// (e) `mfad` refuses to start on a store that others can read, with a clear line on
+/// stderr and a failing exit status, before it listens.
+#[test]
+fn mfad_refuses_a_world_readable_store() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.enroll(user.name(), "phone");
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod the store");
+    let socket = env.path("mfad.sock");
+    let mut cmd = Command::new(mfad_bin());
+    cmd.arg("--db").arg(env.db()).arg("--socket").arg(&socket);
+    let out = process::run(cmd, "mfad on a world-readable store", Vec::new());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("refusing to start")
+            && out.stderr.contains(&env.db().display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert!(!socket.exists(), "mfad listened on an unsafe store");
+}
+
+/// mfad takes its listening socket from systemd socket activation (LISTEN_PID,
+/// LISTEN_FDS, fd 3), as `mfad.socket` hands it over, instead of binding `--socket`.
+#[test]
+fn mfad_serves_the_socket_systemd_passes() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.enroll(user.name(), "phone");
+    let socket = env.path("activated.sock");
+    let unused = env.path("not-bound.sock");
+    let mut cmd = Command::new(pam_mfa_tests::tool("systemd-socket-activate", "systemd"));
+    cmd.arg("-l")
+        .arg(&socket)
+        .arg(mfad_bin())
+        .arg("--db")
+        .arg(env.db())
+        .arg("--socket")
+        .arg(&unused);
+    let mut run = Running::spawn(cmd, "mfad under systemd-socket-activate");
+    assert!(run.wait_for("the socket", |_, err| err.contains("Listening on")));
+    let answer = pam_mfa_tests::mfad::ask_at(
+        &socket,
+        &Request::ListDevices {
+            user: user.name().to_owned(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", run.stderr()));
+    assert!(matches!(answer, Response::Devices(d) if d.len() == 1 && d[0].name == "phone"));
+    assert!(
+        run.stderr().contains("the socket from systemd"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        !unused.exists(),
+        "mfad bound --socket although systemd passed one"
+    );
+}

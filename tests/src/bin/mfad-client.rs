@@ -1,0 +1,166 @@
+//! `mfad-client`: a hand-written client of `mfad`'s socket, run by the tests as a
+//! non-root user (the daemon decides from the peer's uid, so the request must come from a
+//! process of that user).
+//!
+//! ```text
+//! mfad-client SOCKET list USER            ListDevices
+//! mfad-client SOCKET verify USER CODE     VerifyCode (with --loosen: overrides asking for
+//!                                          max_failures=1000, lockout=1)
+//! mfad-client SOCKET flood N              N connections kept idle, then topped up until
+//!                                          stdin closes
+//! mfad-client SOCKET slow                 a request sent one byte a second, until the
+//!                                          daemon closes the connection or stdin closes
+//! ```
+//! Answers are printed as `response: {:?}` (codes are redacted by the protocol's Debug).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use pam_mfa_protocol::{Overrides, Request, SecretBytes};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    match argv.as_slice() {
+        [socket, "list", user] => ask(
+            socket,
+            &Request::ListDevices {
+                user: (*user).to_owned(),
+            },
+        ),
+        [socket, "verify", user, code, rest @ ..] => {
+            let overrides = if rest == ["--loosen"] {
+                Overrides {
+                    max_failures: Some(1000),
+                    lockout_secs: Some(1),
+                    ..Overrides::default()
+                }
+            } else {
+                Overrides::default()
+            };
+            ask(
+                socket,
+                &Request::VerifyCode {
+                    user: (*user).to_owned(),
+                    answer: SecretBytes::from_slice(code.as_bytes()),
+                    overrides,
+                },
+            )
+        }
+        [socket, "flood", n] => flood(Path::new(socket), n.parse().unwrap_or(5000)),
+        [socket, "slow"] => slow(Path::new(socket)),
+        _ => {
+            eprintln!("usage: see the source of mfad-client");
+            ExitCode::from(64)
+        }
+    }
+}
+
+fn ask(socket: &str, request: &Request) -> ExitCode {
+    match pam_mfa_tests::mfad::ask_at(Path::new(socket), request) {
+        Ok(r) => {
+            println!("response: {r:?}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A thread that sets the flag when stdin reaches end of file (the test is done).
+fn stdin_closed() -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        flag.store(true, Ordering::SeqCst);
+    });
+    done
+}
+
+/// Drops the held connections the daemon has closed (or answered with its refusal);
+/// returns how many.
+fn sweep(held: &mut Vec<UnixStream>) -> usize {
+    let before = held.len();
+    held.retain(|s| {
+        let mut b = [0u8; 1];
+        s.set_nonblocking(true).is_ok()
+            && matches!((&*s).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    });
+    before - held.len()
+}
+
+fn flood(socket: &Path, n: usize) -> ExitCode {
+    let done = stdin_closed();
+    let mut held: Vec<UnixStream> = Vec::new();
+    let (mut attempts, mut refused, mut failed) = (0usize, 0usize, 0usize);
+    let attempt = |held: &mut Vec<UnixStream>, attempts: &mut usize, failed: &mut usize| {
+        *attempts += 1;
+        match UnixStream::connect(socket) {
+            Ok(s) => held.push(s),
+            Err(_) => *failed += 1,
+        }
+    };
+    for i in 0..n {
+        attempt(&mut held, &mut attempts, &mut failed);
+        if i % 64 == 63 {
+            refused += sweep(&mut held);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    refused += sweep(&mut held);
+    println!(
+        "flooded: attempts {attempts} held {} refused {refused} failed {failed}",
+        held.len()
+    );
+    let _ = std::io::stdout().flush();
+    // Keep the slots full: the daemon closes idle connections, so top them up.
+    while !done.load(Ordering::SeqCst) {
+        for _ in 0..16 {
+            attempt(&mut held, &mut attempts, &mut failed);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        refused += sweep(&mut held);
+    }
+    println!(
+        "done: attempts {attempts} held {} refused {refused} failed {failed}",
+        held.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn slow(socket: &Path) -> ExitCode {
+    let done = stdin_closed();
+    let frame = {
+        let mut f = Vec::new();
+        let body = pam_mfa_protocol::encode_request(&Request::Hello).unwrap_or_default();
+        f.extend_from_slice(&u32::try_from(body.len()).unwrap_or(0).to_be_bytes());
+        f.extend_from_slice(&body);
+        f
+    };
+    let mut connections = 0;
+    while !done.load(Ordering::SeqCst) {
+        let Ok(mut s) = UnixStream::connect(socket) else {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        };
+        connections += 1;
+        let mut sent = 0;
+        for b in &frame {
+            if done.load(Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        println!("slow: connection {connections} ended after {sent} bytes");
+    }
+    ExitCode::SUCCESS
+}
