@@ -221,25 +221,14 @@ fn log_outcome(log: &Log, outcome: &login::Outcome, who: &str) {
         login::Outcome::Refused {
             reason,
             locked_until,
-        } => {
-            let why = match reason {
-                Refusal::Malformed(e) => format!("malformed code: {e}"),
-                Refusal::WrongCode => "wrong code".to_owned(),
-                Refusal::Replayed { device } => format!(
-                    "replayed code of device \"{}\" (already used)",
-                    device.escape_debug()
-                ),
-                Refusal::NoDevices => "no active device".to_owned(),
-                Refusal::Key(_) => "security key refused".to_owned(),
-            };
-            (
-                Level::Notice,
-                format!(
-                    "authentication failure: {why}{} ({who})",
-                    lock_note(*locked_until)
-                ),
-            )
-        }
+        } => (
+            Level::Notice,
+            format!(
+                "authentication failure: {}{} ({who})",
+                reason.log_text(),
+                lock_note(*locked_until)
+            ),
+        ),
     };
     log.log(level, &line);
 }

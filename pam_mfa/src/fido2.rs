@@ -127,8 +127,42 @@ impl From<TransportError> for Fido2Error {
     }
 }
 
+/// The syslog wording of a security-key failure (never a PIN): it may say more than
+/// [`failure_message`] tells the person.
+pub fn failure_log(f: &KeyFailure) -> String {
+    match f {
+        KeyFailure::NoKey => "no security key plugged in".to_owned(),
+        KeyFailure::Remote => {
+            "security key required but the login is remote (a key on this host cannot be \
+             touched from there)"
+                .to_owned()
+        }
+        KeyFailure::NoneRegistered => {
+            "fido2=require but the user has no security key registered".to_owned()
+        }
+        KeyFailure::Timeout => "security key not touched in time".to_owned(),
+        KeyFailure::NotRegistered => {
+            "the security key holds none of the user's credentials".to_owned()
+        }
+        KeyFailure::UnknownCredential => {
+            "the security key answered with a credential that is not one of the user's".to_owned()
+        }
+        KeyFailure::PinRequired => "the security key requires its PIN".to_owned(),
+        KeyFailure::PinInvalid => "wrong security key PIN".to_owned(),
+        KeyFailure::PinBlocked => "the security key's PIN is blocked".to_owned(),
+        KeyFailure::NoVerification => {
+            "the credential requires user verification but the key has no PIN set".to_owned()
+        }
+        KeyFailure::NoPin => "no security key PIN entered".to_owned(),
+        KeyFailure::Device(d) => format!("security key error: {}", d.escape_debug()),
+        KeyFailure::Rejected { device, why } => {
+            format!("security key \"{}\" refused: {why}", device.escape_debug())
+        }
+    }
+}
+
 /// What the person is told about a security-key failure (at the login prompt, or by
-/// `mfa`); the log wording, which may say more, is the module's.
+/// `mfa`); the log wording, which may say more, is [`failure_log`].
 pub fn failure_message(f: &KeyFailure, user: &UserName) -> String {
     match f {
         KeyFailure::NoKey => {

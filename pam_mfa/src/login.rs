@@ -109,6 +109,22 @@ pub enum Refusal {
     Key(KeyFailure),
 }
 
+impl Refusal {
+    /// The syslog wording (never a code), the same in the module and the daemon.
+    pub fn log_text(&self) -> String {
+        match self {
+            Self::Malformed(e) => format!("malformed code: {e}"),
+            Self::WrongCode => "wrong code".to_owned(),
+            Self::Replayed { device } => format!(
+                "replayed code of device \"{}\" (already used)",
+                device.escape_debug()
+            ),
+            Self::NoDevices => "no active device".to_owned(),
+            Self::Key(f) => crate::fido2::failure_log(f),
+        }
+    }
+}
+
 /// Why a security-key login failed (decided by the relying party in [`crate::fido2`]).
 pub use crate::fido2::KeyFailure;
 

@@ -29,7 +29,7 @@ use crate::login::{self, Factors, KeyFailure, Outcome, Readiness, Refusal};
 use crate::names::{self, UserName, escape_for_log};
 use crate::store::Store;
 use args::{Fido2Mode, ModuleArgs};
-use security_key::{key_log, key_refused, security_key};
+use security_key::{key_refused, security_key};
 use syslog::{Level, Logger};
 
 pub struct PamMfa;
@@ -371,23 +371,15 @@ fn finish(
         Outcome::Refused {
             reason,
             locked_until,
-        } => {
-            let why = match reason {
-                Refusal::Malformed(e) => format!("malformed code: {e}"),
-                Refusal::WrongCode => "wrong code".to_owned(),
-                Refusal::Replayed { device } => format!(
-                    "replayed code of device \"{}\" (already used)",
-                    device.escape_debug()
-                ),
-                Refusal::NoDevices => "no active device".to_owned(),
-                Refusal::Key(f) => key_log(&f),
-            };
-            Err((
-                Level::Notice,
-                format!("authentication failure: {why}{}", lock_note(locked_until)),
-                PamResultCode::PAM_AUTH_ERR,
-            ))
-        }
+        } => Err((
+            Level::Notice,
+            format!(
+                "authentication failure: {}{}",
+                reason.log_text(),
+                lock_note(locked_until)
+            ),
+            PamResultCode::PAM_AUTH_ERR,
+        )),
     }
 }
 

@@ -105,39 +105,6 @@ impl fido2::ceremony::Person<Failure> for AtPrompt<'_> {
     }
 }
 
-/// The syslog wording of a security-key failure (never a PIN).
-pub(super) fn key_log(f: &KeyFailure) -> String {
-    match f {
-        KeyFailure::NoKey => "no security key plugged in".to_owned(),
-        KeyFailure::Remote => {
-            "security key required but the login is remote (a key on this host cannot be \
-             touched from there)"
-                .to_owned()
-        }
-        KeyFailure::NoneRegistered => {
-            "fido2=require but the user has no security key registered".to_owned()
-        }
-        KeyFailure::Timeout => "security key not touched in time".to_owned(),
-        KeyFailure::NotRegistered => {
-            "the security key holds none of the user's credentials".to_owned()
-        }
-        KeyFailure::UnknownCredential => {
-            "the security key answered with a credential that is not one of the user's".to_owned()
-        }
-        KeyFailure::PinRequired => "the security key requires its PIN".to_owned(),
-        KeyFailure::PinInvalid => "wrong security key PIN".to_owned(),
-        KeyFailure::PinBlocked => "the security key's PIN is blocked".to_owned(),
-        KeyFailure::NoVerification => {
-            "the credential requires user verification but the key has no PIN set".to_owned()
-        }
-        KeyFailure::NoPin => "no security key PIN entered".to_owned(),
-        KeyFailure::Device(d) => format!("security key error: {}", d.escape_debug()),
-        KeyFailure::Rejected { device, why } => {
-            format!("security key \"{}\" refused: {why}", device.escape_debug())
-        }
-    }
-}
-
 /// Tells the person why the key was refused (unless `PAM_SILENT`) and builds the refusal.
 pub(super) fn key_refused(
     pamh: &mut PamHandle,
@@ -162,7 +129,7 @@ pub(super) fn key_refused(
         level,
         format!(
             "authentication failure: {}{}",
-            key_log(failure),
+            fido2::failure_log(failure),
             lock_note(locked_until)
         ),
         PamResultCode::PAM_AUTH_ERR,
