@@ -18,8 +18,8 @@ const INTERACTIVE_ATTEMPTS: usize = 3;
 pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
     let name = DeviceName::parse(&args.name)?;
     let issuer = match &args.issuer {
-        Some(i) => check_issuer(i)?,
-        None => host_name(),
+        Some(i) => pam_mfa::selfservice::check_issuer(i)?,
+        None => pam_mfa::selfservice::default_issuer(),
     };
     let mut store = crate::open_store(target)?;
     let now = clock::now()?;
@@ -228,23 +228,6 @@ fn write_file(target: &Target, path: &Path, bytes: &[u8], force: bool) -> Result
 
 fn qr_error(e: qr::QrError) -> CliError {
     CliError::msg(e.to_string())
-}
-
-fn check_issuer(issuer: &str) -> Result<String, CliError> {
-    if issuer.is_empty() || issuer.chars().count() > 64 || issuer.chars().any(char::is_control) {
-        return Err(CliError::msg(
-            "--issuer must be 1 to 64 printable characters",
-        ));
-    }
-    Ok(issuer.to_owned())
-}
-
-pub fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
-        .unwrap_or_else(|| "pam_mfa".to_owned())
 }
 
 /// Quotes a device name for a command line the person can paste.

@@ -11,13 +11,13 @@ use pam_mfa::names::DeviceName;
 
 use crate::cli::EnrollFido2;
 use crate::identity::Target;
-use crate::{CliError, audit, enroll, prompt};
+use crate::{CliError, audit, prompt};
 
 pub fn fido2(target: &Target, args: &EnrollFido2) -> Result<(), CliError> {
     let name = DeviceName::parse(&args.name)?;
     let rp_id = match &args.rp_id {
         Some(id) => id.clone(),
-        None => fido2::default_rp_id(&enroll::host_name()),
+        None => fido2::default_rp_id(&pam_mfa::selfservice::default_issuer()),
     };
     fido2::check_rp_id(&rp_id).map_err(pam_mfa::Error::from)?;
     let mut store = crate::open_store(target)?;

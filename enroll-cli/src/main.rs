@@ -70,8 +70,8 @@ pub fn open_store(target: &identity::Target) -> Result<pam_mfa::store::Store, Cl
 }
 
 /// Refuses a non-root caller's change when the administrator turned self-service off
-/// (the "greyed-out" case), or when their changes within the hour reached
-/// [`pam_mfa::limits::MAX_CHANGES`].
+/// (the "greyed-out" case), or when their changes within the hour reached the limit
+/// (one rule for `mfa` and `mfad`: [`pam_mfa::selfservice::check_allowed`]).
 fn check_self_service(target: &identity::Target) -> Result<(), CliError> {
     if target.caller_uid == 0 {
         return Ok(());
@@ -79,10 +79,12 @@ fn check_self_service(target: &identity::Target) -> Result<(), CliError> {
     let Some(store) = pam_mfa::store::Store::open_existing(&target.db)? else {
         return Ok(());
     };
-    if pam_mfa::policy::load(store.conn())?.self_service == pam_mfa::policy::SelfService::Deny {
-        return Err(CliError::msg(pam_mfa::policy::MANAGED_BY_ADMIN));
-    }
-    pam_mfa::limits::check_changes(store.conn(), target.user.as_str(), pam_mfa::clock::now()?)?;
+    pam_mfa::selfservice::check_allowed(
+        &store,
+        &target.user,
+        target.caller_uid,
+        pam_mfa::clock::now()?,
+    )?;
     Ok(())
 }
 

@@ -86,15 +86,7 @@ pub fn rename(target: &Target, name: &str, new_name: &str) -> Result<(), CliErro
     let old = DeviceName::existing(name)?;
     let new = DeviceName::parse(new_name)?;
     let mut store = crate::open_store(target)?;
-    let tx = store.write()?;
-    devices::rename(
-        &tx,
-        target.user.as_str(),
-        old.as_str(),
-        new.as_str(),
-        clock::now()?,
-    )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
+    pam_mfa::selfservice::rename(&mut store, &target.user, &old, &new, clock::now()?)?;
     audit::record(
         target,
         &format!("renamed device {:?} to {:?}", old.as_str(), new.as_str()),
@@ -130,9 +122,7 @@ pub fn remove(target: &Target, name: &str, yes: bool) -> Result<(), CliError> {
             return Err(CliError::msg("nothing removed"));
         }
     }
-    let tx = store.write()?;
-    devices::remove(&tx, target.user.as_str(), name.as_str(), now)?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
+    pam_mfa::selfservice::remove(&mut store, &target.user, &name, now)?;
     audit::record(target, &format!("removed device {:?}", name.as_str()));
     println!("Removed \"{name}\".");
     Ok(())

@@ -14,12 +14,11 @@
 
 use pam_mfa::clock;
 use pam_mfa::fido2::{self, ceremony};
-use pam_mfa::login::{self, Factors, Outcome, RecoveryOutcome};
+use pam_mfa::login::{self, Factors, Outcome};
 use pam_mfa::names::UserName;
-use pam_mfa::pam::args::ModuleArgs;
 use pam_mfa::recovery;
+use pam_mfa::selfservice::{self, NotProved, Proved};
 use pam_mfa::store::Store;
-use pam_mfa::store::devices;
 
 use crate::identity::Target;
 use crate::{CliError, prompt};
@@ -34,125 +33,69 @@ pub const PROMPT_OR_KEY: &str = "To confirm it is you, enter a current code from
 pub const PROMPT_KEY_ONLY: &str = "To confirm it is you, press Enter and touch your security \
                                    key (or enter a recovery code): ";
 
-const NEEDED: &str = "a current code from one of your devices is needed to change your devices \
-                      (or one of your recovery codes)";
-
 pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
-    if target.caller_uid == 0 {
-        return Ok(());
-    }
     let Some(mut store) = Store::open_existing(&target.db)? else {
         return Ok(());
     };
-    let user = target.user.as_str();
-    if !devices::has_active(store.conn(), user)? {
+    if !selfservice::needs_proof(&store, &target.user, target.caller_uid)? {
         return Ok(());
     }
     let factors = login::factors(&store, &target.user)?;
-    let policy = pam_mfa::policy::load(store.conn())?;
-    let settings = ModuleArgs::default().effective_settings(&policy);
     let has_keys = !factors.fido2.is_empty();
     let question = match (factors.has_totp, has_keys) {
         (true, false) => PROMPT,
         (true, true) => PROMPT_OR_KEY,
         (false, _) => PROMPT_KEY_ONLY,
     };
-    let outcome = match prompt::ask_secret(question)? {
-        Some(answer) if answer.trim().is_empty() && has_keys => {
-            touch_a_key(&mut store, &target.user, &factors)?
-        }
+    let proved = match prompt::ask_secret(question)? {
+        Some(answer) if answer.trim().is_empty() && has_keys => selfservice::judge(
+            touch_a_key(&mut store, &target.user, &factors)?,
+            &target.user,
+        ),
         // Keys only and no input at all (a script, as before recovery codes were asked
         // for here): the touch.
-        None if has_keys && !factors.has_totp => touch_a_key(&mut store, &target.user, &factors)?,
-        Some(answer) => {
-            if let Some(code) = recovery::normalize(answer.as_bytes()) {
-                let outcome = login::verify_recovery(
-                    &mut store,
-                    &target.user,
-                    &code,
-                    target.caller_uid,
-                    clock::now()?,
-                )?;
-                return recovery_result(target, outcome);
-            }
-            login::verify(
-                &mut store,
-                &target.user,
-                answer.as_bytes(),
-                settings,
-                clock::now()?,
-            )?
-        }
-        None => return Err(CliError::msg(NEEDED)),
+        None if has_keys && !factors.has_totp => selfservice::judge(
+            touch_a_key(&mut store, &target.user, &factors)?,
+            &target.user,
+        ),
+        Some(answer) => selfservice::prove(
+            &mut store,
+            &target.user,
+            answer.as_bytes(),
+            target.caller_uid,
+            clock::now()?,
+        )?,
+        None => return Err(CliError::msg(selfservice::NEEDED)),
     };
-    match outcome {
-        Outcome::Accepted { .. } => Ok(()),
-        Outcome::Locked { until } => Err(locked(until)),
-        Outcome::Refused {
-            reason,
-            locked_until,
-        } => {
-            let why = match reason {
-                login::Refusal::Key(failure) => {
-                    as_clause(&fido2::failure_message(&failure, &target.user))
-                }
-                _ => "that is not a current code of any of your devices (or it was already used)"
-                    .to_owned(),
-            };
-            Err(refused(&why, locked_until))
-        }
-    }
-}
-
-/// The answer to a recovery or bypass code; the only place `mfa` looks at a
-/// [`RecoveryOutcome`]. The person is told how many are left, as at a login, and syslog
-/// which kind confirmed the change (never the code).
-fn recovery_result(target: &Target, outcome: RecoveryOutcome) -> Result<(), CliError> {
-    match outcome {
-        RecoveryOutcome::Accepted { kind, remaining } => {
-            crate::audit::record(
-                target,
-                &format!(
-                    "confirmed a change with a {} code ({remaining} left)",
-                    kind.as_str()
-                ),
-            );
-            let s = if remaining == 1 { "" } else { "s" };
-            match kind {
-                recovery::Kind::Recovery => {
-                    eprintln!(
-                        "Recovery code accepted; you have {remaining} recovery code{s} left."
-                    );
-                }
-                recovery::Kind::Bypass => {
-                    eprintln!("Temporary code accepted ({remaining} use{s} left).");
-                }
-            }
+    match proved {
+        Ok(Proved::Device) => Ok(()),
+        Ok(Proved::Code { kind, remaining }) => {
+            recovery_accepted(target, kind, remaining);
             Ok(())
         }
-        RecoveryOutcome::Refused => Err(refused(
-            "that is not a valid recovery code (or it was already used)",
-            None,
-        )),
+        Err(NotProved(why)) => Err(CliError::msg(why)),
     }
 }
 
-fn locked(until: i64) -> CliError {
-    CliError::msg(format!(
-        "too many failed attempts: locked until {}",
-        clock::format_local(until)
-    ))
-}
-
-/// "WHY; nothing was changed", and the lock-out this failure started, if it did.
-fn refused(why: &str, locked_until: Option<i64>) -> CliError {
-    CliError::msg(format!(
-        "{why}; nothing was changed{}",
-        locked_until.map_or_else(String::new, |t| format!(
-            "; locked until {}",
-            clock::format_local(t)
-        ))
-    ))
+/// A recovery or bypass code confirmed the change: the person is told how many are left,
+/// as at a login, and syslog which kind confirmed it (never the code).
+fn recovery_accepted(target: &Target, kind: recovery::Kind, remaining: u32) {
+    crate::audit::record(
+        target,
+        &format!(
+            "confirmed a change with a {} code ({remaining} left)",
+            kind.as_str()
+        ),
+    );
+    let s = if remaining == 1 { "" } else { "s" };
+    match kind {
+        recovery::Kind::Recovery => {
+            eprintln!("Recovery code accepted; you have {remaining} recovery code{s} left.");
+        }
+        recovery::Kind::Bypass => {
+            eprintln!("Temporary code accepted ({remaining} use{s} left).");
+        }
+    }
 }
 
 /// Proves the user with a touch of one of their security keys, plugged into this host.
@@ -184,14 +127,4 @@ impl ceremony::Person<CliError> for AtTerminal {
     fn touch_cue(&mut self) {
         eprintln!("Touch your security key now.");
     }
-}
-
-/// "The key was not touched in time." → "the key was not touched in time", to go before
-/// "; nothing was changed" in `mfa`'s one-line error.
-fn as_clause(sentence: &str) -> String {
-    let s = sentence.trim_end_matches('.');
-    let mut chars = s.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_lowercase().chain(chars).collect()
-    })
 }

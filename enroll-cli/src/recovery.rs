@@ -10,7 +10,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use pam_mfa::{audit, clock, recovery};
+use pam_mfa::{clock, recovery};
 use zeroize::Zeroizing;
 
 use crate::identity::Target;
@@ -52,22 +52,13 @@ pub fn generate(target: &Target) -> Result<(), CliError> {
 
 fn store(target: &Target, codes: &[Zeroizing<String>]) -> Result<(), CliError> {
     let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let tx = store.write()?;
-    recovery::replace_set(&tx, target.user.as_str(), codes, now, target.caller_uid)?;
-    audit::record(
-        &tx,
-        now,
+    pam_mfa::selfservice::commit_recovery_codes(
+        &mut store,
+        &target.user,
+        codes,
         target.caller_uid,
-        target.user.as_str(),
-        "recovery-generate",
-        None,
-        Some(&format!(
-            "{} codes; earlier codes no longer work",
-            codes.len()
-        )),
+        clock::now()?,
     )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
     Ok(())
 }
 

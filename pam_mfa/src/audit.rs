@@ -173,6 +173,34 @@ pub fn attach(conn: &Connection, actor_uid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Undoes [`attach`]: later changes through `conn` write no audit row of their own.
+/// The triggers stay (they write one row per actor in `temp.audit_actor`, which is now
+/// empty).
+pub fn detach(conn: &Connection) -> Result<()> {
+    let attached: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM temp.sqlite_schema
+                            WHERE type = 'table' AND name = 'audit_actor')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if attached {
+        conn.execute("DELETE FROM temp.audit_actor", [])?;
+    }
+    Ok(())
+}
+
+/// Runs `f` with the device changes it makes through `conn` recorded as `actor_uid`
+/// (see [`attach`]), then detaches, whatever `f` returned: on a connection that serves
+/// many callers one after another (`mfad`), one request's actor must never be written
+/// into the next request's rows. If detaching fails, that error is returned and the
+/// caller must not use the connection again (mfad then reopens the store).
+pub fn as_actor<T>(conn: &Connection, actor_uid: u32, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    attach(conn, actor_uid)?;
+    let result = f();
+    detach(conn)?;
+    result
+}
+
 /// Rows for `user` (all users when `None`) at or after `since`, oldest first.
 pub fn list(conn: &Connection, user: Option<&str>, since: Option<i64>) -> Result<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(
@@ -216,6 +244,34 @@ mod tests {
         assert_eq!(bob.len(), 1);
         assert_eq!(bob[0].detail.as_deref(), Some("window=2"));
         assert_eq!(list(store.conn(), None, Some(15)).unwrap().len(), 1);
+    }
+
+    // Issue 17 (mfad serves many callers on one connection): the actor of one request
+    // must never be written into the rows of the next.
+    #[test]
+    fn as_actor_records_its_changes_only() {
+        use crate::enrollment;
+        use crate::test_support::{device, user};
+        let mut ts = crate::test_support::temp_store();
+        let now = crate::clock::now().unwrap();
+        let alice = user("alice");
+        as_actor(ts.store.conn(), 1000, || Ok(())).unwrap();
+        assert_eq!(actor(ts.store.conn()).unwrap(), None);
+        // A failing request detaches too.
+        let failed: Result<()> =
+            as_actor(ts.store.conn(), 1000, || Err(crate::Error::ManagedByAdmin));
+        assert!(failed.is_err());
+        assert_eq!(actor(ts.store.conn()).unwrap(), None);
+        // Inside, a change is recorded as the actor…
+        attach(ts.store.conn(), 1000).unwrap();
+        enrollment::begin_totp(&mut ts.store, &alice, &device("phone"), "host", now).unwrap();
+        detach(ts.store.conn()).unwrap();
+        // …and after it, the next change through the same connection writes no row.
+        enrollment::begin_totp(&mut ts.store, &alice, &device("tablet"), "host", now).unwrap();
+        let rows = list(ts.store.conn(), Some("alice"), None).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].actor_uid, 1000);
+        assert_eq!(rows[0].device.as_deref(), Some("phone"));
     }
 
     // Issue 16, finding 3: audit rows were never removed, so anyone could grow the table

@@ -91,6 +91,11 @@ pub enum Error {
         max: u32,
         retry_at: i64,
     },
+    /// The administrator turned self-service off (the "greyed-out" case).
+    #[error("{}", crate::policy::MANAGED_BY_ADMIN)]
+    ManagedByAdmin,
+    #[error("--issuer must be 1 to 64 printable characters")]
+    InvalidIssuer,
     #[error(
         "{user} made {max} changes to their devices in the last hour, the most allowed; \
          try again after {}",

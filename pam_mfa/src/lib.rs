@@ -24,6 +24,7 @@ pub mod pam;
 pub mod policy;
 pub mod recovery;
 pub mod secret;
+pub mod selfservice;
 pub mod settings;
 pub mod store;
 #[cfg(test)]
