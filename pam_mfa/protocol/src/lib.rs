@@ -13,6 +13,30 @@
 //! [`Response::Error`] and of the `version` field is therefore fixed for good, so that a
 //! client of any version can read that answer.
 //!
+//! # Proofs
+//! A user who already has an active device must prove one of them before adding,
+//! removing or resyncing devices, unless root does it for them (ARCHITECTURE.md). The
+//! daemon enforces this itself rather than trusting the client: a non-root caller first
+//! sends [`Request::Reauth`] with a current code (or a recovery or bypass code), checked
+//! and used up as at a login; the answer is a [`ProofReply`], a random token bound to the
+//! caller's uid and that account, valid for [`PROOF_LIFETIME_SECS`] and for ONE change:
+//! the daemon forgets it when a change request carries it, whether the change then works
+//! or not. `BeginTotp`, `Rename`, `Remove`, `Resync` and `RecoveryGenerate` carry it in
+//! their `proof` field; without a valid one they are refused with [`ErrorKind::Denied`]
+//! when the caller is not root and the account has an active device.
+//! `FinishTotp` needs none (beginning needed one). Whether a proof is needed can be told
+//! beforehand from [`Request::BeforePrompt`]: [`AccountState::NoDevice`] means none.
+//! Proofs live in the daemon's memory only: a restarted daemon asks again.
+//!
+//! # Recovery codes
+//! A new set takes effect only once the person has it (issue 16, finding 9): the codes
+//! come back in a [`RecoveryCodesReply`] and are held, not stored, in the daemon's memory
+//! under a random single-use ticket for [`PROOF_LIFETIME_SECS`], bound to the caller's uid
+//! and the account. Only [`Request::RecoveryCommit`] with that ticket, sent by the client
+//! after it has written the codes out and flushed them, replaces the earlier set. If the
+//! client fails to print them, it simply does not commit, and the earlier codes keep
+//! working.
+//!
 //! This crate is deliberately small and depends on neither the store nor the PAM layer,
 //! so that the module, `mfa` and `mfad` can all link it.
 
@@ -22,9 +46,13 @@ mod secret;
 
 pub use frame::{FrameError, MAX_MESSAGE, read_frame, write_frame};
 pub use message::{
-    AccountState, BeforePromptReply, CodeKind, DecodeError, DeviceEntry, ErrorKind, ErrorReply,
-    Overrides, PROTOCOL_VERSION, RecoveryOutcome, RefusalKind, Request, RequestMessage, Response,
-    ResponseMessage, VerifyOutcome, decode_request, decode_response, encode_request,
-    encode_response, read_request, read_response, write_request, write_response,
+    AccountState, BeforePromptReply, CodeKind, CodeUsed, DecodeError, DeviceEntry, ErrorKind,
+    ErrorReply, Overrides, PROTOCOL_VERSION, PendingTotpReply, ProofReply, RecoveryCodesReply,
+    RecoveryOutcome, RefusalKind, Request, RequestMessage, Response, ResponseMessage, ResyncReply,
+    VerifyOutcome, decode_request, decode_response, encode_request, encode_response, read_request,
+    read_response, write_request, write_response,
 };
 pub use secret::SecretBytes;
+
+/// How long a proof (and a recovery-code ticket) stays valid, in seconds.
+pub const PROOF_LIFETIME_SECS: i64 = 300;

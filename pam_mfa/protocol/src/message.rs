@@ -53,6 +53,66 @@ pub enum Request {
     /// The account's devices, as `mfa list --json` shows them; answered with
     /// [`Response::Devices`].
     ListDevices { user: String },
+    /// Prove an existing device before a change (see [Proofs](crate#proofs)): `answer` is
+    /// a current code of one of the user's devices, or a recovery or bypass code, checked
+    /// and used up exactly as at a login. Answered with [`Response::Proof`].
+    Reauth { user: String, answer: SecretBytes },
+    /// Begin registering an authenticator app (needs a proof); answered with
+    /// [`Response::PendingTotp`], the only message that carries a device's secret.
+    /// `issuer`: the label in the app, by default the daemon's host name.
+    BeginTotp {
+        user: String,
+        name: String,
+        #[serde(default)]
+        issuer: Option<String>,
+        #[serde(default)]
+        proof: Option<SecretBytes>,
+    },
+    /// Activate a pending app with two consecutive codes (no proof: beginning needed
+    /// one); answered with [`Response::Done`].
+    FinishTotp {
+        user: String,
+        name: String,
+        code1: SecretBytes,
+        code2: SecretBytes,
+    },
+    /// Rename a device (needs a proof); answered with [`Response::Done`].
+    Rename {
+        user: String,
+        name: String,
+        new_name: String,
+        #[serde(default)]
+        proof: Option<SecretBytes>,
+    },
+    /// Remove a device (needs a proof); answered with [`Response::Done`].
+    Remove {
+        user: String,
+        name: String,
+        #[serde(default)]
+        proof: Option<SecretBytes>,
+    },
+    /// Bring a drifted code device back in sync with two consecutive codes (needs a
+    /// proof); answered with [`Response::Resynced`].
+    Resync {
+        user: String,
+        name: String,
+        code1: SecretBytes,
+        code2: SecretBytes,
+        #[serde(default)]
+        proof: Option<SecretBytes>,
+    },
+    /// Make a new set of recovery codes (needs a proof); answered with
+    /// [`Response::RecoveryCodes`]. Nothing is stored yet: see
+    /// [Recovery codes](crate#recovery-codes).
+    RecoveryGenerate {
+        user: String,
+        #[serde(default)]
+        proof: Option<SecretBytes>,
+    },
+    /// Store the set a [`Request::RecoveryGenerate`] returned under `ticket`, replacing
+    /// the earlier codes, once the client has written the codes out in full; answered
+    /// with [`Response::Done`].
+    RecoveryCommit { user: String, ticket: SecretBytes },
 }
 
 impl Request {
@@ -64,6 +124,14 @@ impl Request {
             Self::VerifyCode { .. } => "verify-code",
             Self::VerifyRecovery { .. } => "verify-recovery",
             Self::ListDevices { .. } => "list-devices",
+            Self::Reauth { .. } => "reauth",
+            Self::BeginTotp { .. } => "begin-totp",
+            Self::FinishTotp { .. } => "finish-totp",
+            Self::Rename { .. } => "rename",
+            Self::Remove { .. } => "remove",
+            Self::Resync { .. } => "resync",
+            Self::RecoveryGenerate { .. } => "recovery-generate",
+            Self::RecoveryCommit { .. } => "recovery-commit",
         }
     }
 
@@ -74,7 +142,15 @@ impl Request {
             Self::BeforePrompt { user, .. }
             | Self::VerifyCode { user, .. }
             | Self::VerifyRecovery { user, .. }
-            | Self::ListDevices { user } => Some(user),
+            | Self::ListDevices { user }
+            | Self::Reauth { user, .. }
+            | Self::BeginTotp { user, .. }
+            | Self::FinishTotp { user, .. }
+            | Self::Rename { user, .. }
+            | Self::Remove { user, .. }
+            | Self::Resync { user, .. }
+            | Self::RecoveryGenerate { user, .. }
+            | Self::RecoveryCommit { user, .. } => Some(user),
         }
     }
 }
@@ -107,6 +183,13 @@ pub enum Response {
     Verified(VerifyOutcome),
     Recovery(RecoveryOutcome),
     Devices(Vec<DeviceEntry>),
+    /// The user proved a device: the single-use proof to send with one change.
+    Proof(ProofReply),
+    PendingTotp(PendingTotpReply),
+    /// The change was made.
+    Done,
+    Resynced(ResyncReply),
+    RecoveryCodes(RecoveryCodesReply),
     /// The request was not carried out. Its shape never changes (see the crate
     /// documentation).
     Error(ErrorReply),
@@ -184,6 +267,65 @@ pub enum RecoveryOutcome {
 pub enum CodeKind {
     Recovery,
     Bypass,
+}
+
+/// A proof of an existing device (see [Proofs](crate#proofs)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofReply {
+    /// Random, single-use, bound to the caller's uid and the account.
+    pub proof: SecretBytes,
+    /// Unix time after which the daemon no longer takes it.
+    pub expires_at: i64,
+    /// Set when a recovery or bypass code proved it: which kind, and how many are left
+    /// (to tell the person, as at a login).
+    #[serde(default)]
+    pub code: Option<CodeUsed>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeUsed {
+    pub kind: CodeKind,
+    pub remaining: u32,
+}
+
+/// A registration waiting for its two codes: what the person needs to set up the app.
+/// `secret` and `uri` hold the device's secret: never in `Debug`, zeroed when dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTotpReply {
+    /// The account, canonical.
+    pub user: String,
+    pub name: String,
+    pub issuer: String,
+    /// The secret in base32, without grouping.
+    pub secret: SecretBytes,
+    /// The `otpauth://` URI for the QR code.
+    pub uri: SecretBytes,
+    /// `SHA1`, `SHA256` or `SHA512`.
+    pub algorithm: String,
+    pub digits: u8,
+    pub period: u32,
+    /// Unix time after which the registration is gone unless finished.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ResyncReply {
+    /// A time-based device's clock offset, in seconds (positive: it runs ahead).
+    Clock { drift_secs: i64 },
+    /// How many codes an event-based token had made without being used.
+    Counter { skipped: i64 },
+}
+
+/// A new set of recovery codes, not stored yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCodesReply {
+    /// To send back in [`Request::RecoveryCommit`] once the codes are written out.
+    pub ticket: SecretBytes,
+    /// The codes, ungrouped (each in the form a login accepts).
+    pub codes: Vec<SecretBytes>,
+    /// Unix time after which the ticket is no longer taken (the set is then dropped).
+    pub expires_at: i64,
 }
 
 /// One device, as `mfa list --json` prints it (the same names and meanings).
@@ -387,6 +529,151 @@ mod tests {
                 user: "carol".into(),
             },
         ]
+    }
+
+    const SECRET: &[u8] = b"JBSWY3DPEHPK3PXPJBSWY3DP";
+
+    /// The requests of `mfa`'s self-service (issue 17, second step).
+    fn self_service_requests() -> Vec<Request> {
+        let proof = Some(SecretBytes::from_slice(b"proof-token-bytes"));
+        vec![
+            Request::Reauth {
+                user: "alice".into(),
+                answer: SecretBytes::from_slice(b"654321"),
+            },
+            Request::BeginTotp {
+                user: "alice".into(),
+                name: "phone".into(),
+                issuer: Some("host".into()),
+                proof: proof.clone(),
+            },
+            Request::FinishTotp {
+                user: "alice".into(),
+                name: "phone".into(),
+                code1: SecretBytes::from_slice(b"111111"),
+                code2: SecretBytes::from_slice(b"222222"),
+            },
+            Request::Rename {
+                user: "alice".into(),
+                name: "phone".into(),
+                new_name: "old-phone".into(),
+                proof: None,
+            },
+            Request::Remove {
+                user: "alice".into(),
+                name: "phone".into(),
+                proof: proof.clone(),
+            },
+            Request::Resync {
+                user: "alice".into(),
+                name: "phone".into(),
+                code1: SecretBytes::from_slice(b"333333"),
+                code2: SecretBytes::from_slice(b"444444"),
+                proof: proof.clone(),
+            },
+            Request::RecoveryGenerate {
+                user: "alice".into(),
+                proof,
+            },
+            Request::RecoveryCommit {
+                user: "alice".into(),
+                ticket: SecretBytes::from_slice(b"ticket-bytes"),
+            },
+        ]
+    }
+
+    fn self_service_responses() -> Vec<Response> {
+        vec![
+            Response::Proof(ProofReply {
+                proof: SecretBytes::from_slice(b"proof-token-bytes"),
+                expires_at: 9,
+                code: Some(CodeUsed {
+                    kind: CodeKind::Recovery,
+                    remaining: 9,
+                }),
+            }),
+            Response::PendingTotp(PendingTotpReply {
+                user: "alice".into(),
+                name: "phone".into(),
+                issuer: "host".into(),
+                secret: SecretBytes::from_slice(SECRET),
+                uri: SecretBytes::from_slice(
+                    b"otpauth://totp/host:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DP",
+                ),
+                algorithm: "SHA1".into(),
+                digits: 6,
+                period: 30,
+                expires_at: 600,
+            }),
+            Response::Done,
+            Response::Resynced(ResyncReply::Clock { drift_secs: -60 }),
+            Response::Resynced(ResyncReply::Counter { skipped: 3 }),
+            Response::RecoveryCodes(RecoveryCodesReply {
+                ticket: SecretBytes::from_slice(b"ticket-bytes"),
+                codes: vec![SecretBytes::from_slice(b"abcdefghjkmn")],
+                expires_at: 300,
+            }),
+        ]
+    }
+
+    #[test]
+    fn self_service_messages_round_trip() {
+        for r in self_service_requests() {
+            let mut buf = Vec::new();
+            write_request(&mut buf, &r).unwrap();
+            assert_eq!(read_request(&mut &buf[..]).unwrap(), r);
+        }
+        for r in self_service_responses() {
+            let mut buf = Vec::new();
+            write_response(&mut buf, &r).unwrap();
+            assert_eq!(read_response(&mut &buf[..]).unwrap(), r);
+        }
+        // A change sent without its optional proof decodes with none.
+        #[derive(Serialize)]
+        enum Old {
+            Remove {
+                user: &'static str,
+                name: &'static str,
+            },
+        }
+        let b = body(&Foreign {
+            version: PROTOCOL_VERSION,
+            request: Old::Remove {
+                user: "alice",
+                name: "phone",
+            },
+        });
+        assert_eq!(
+            decode_request(&b).unwrap(),
+            Request::Remove {
+                user: "alice".into(),
+                name: "phone".into(),
+                proof: None
+            }
+        );
+    }
+
+    // Secrets, codes, proofs and tickets never show in Debug output (log lines).
+    #[test]
+    fn self_service_secrets_are_not_debug_printed() {
+        let shown = format!(
+            "{:?} {:?}",
+            self_service_requests(),
+            self_service_responses()
+        );
+        for secret in [
+            "JBSWY3DP",
+            "654321",
+            "111111",
+            "333333",
+            "proof-token",
+            "ticket-bytes",
+            "abcdefghjkmn",
+            "otpauth",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("phone") && shown.contains("old-phone"));
     }
 
     fn responses() -> Vec<Response> {
