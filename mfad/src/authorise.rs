@@ -32,6 +32,50 @@ pub enum Work {
     ListDevices {
         account: UserName,
     },
+    Reauth {
+        account: UserName,
+        answer: SecretBytes,
+    },
+    /// A change that needs a proof of a device from a non-root caller whose account has
+    /// one.
+    Change {
+        account: UserName,
+        proof: Option<SecretBytes>,
+        /// Boxed: the queue moves jobs by value.
+        change: Box<Change>,
+    },
+    FinishTotp {
+        account: UserName,
+        name: String,
+        code1: SecretBytes,
+        code2: SecretBytes,
+    },
+    RecoveryCommit {
+        account: UserName,
+        ticket: SecretBytes,
+    },
+}
+
+/// The changes [`Work::Change`] carries.
+#[derive(Debug)]
+pub enum Change {
+    BeginTotp {
+        name: String,
+        issuer: Option<String>,
+    },
+    Rename {
+        name: String,
+        new_name: String,
+    },
+    Remove {
+        name: String,
+    },
+    Resync {
+        name: String,
+        code1: SecretBytes,
+        code2: SecretBytes,
+    },
+    RecoveryGenerate,
 }
 
 /// A request refused before it reached the store: the answer, and for a request about
@@ -69,6 +113,11 @@ fn account_for(uid: u32, request: &str, user: &str) -> Result<Option<UserName>, 
             )),
         }),
     }
+}
+
+/// The account `user` names, which must exist (requests about devices).
+fn existing(uid: u32, request: &str, user: &str) -> Result<UserName, Refused> {
+    account_for(uid, request, user)?.ok_or_else(|| refused(ErrorKind::Invalid, "no such account"))
 }
 
 /// Turns a decoded request from a peer with `uid` into the store thread's work.
@@ -111,8 +160,81 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
             code,
         },
         Request::ListDevices { user } => Work::ListDevices {
-            account: account_for(uid, name, &user)?
-                .ok_or_else(|| refused(ErrorKind::Invalid, "no such account"))?,
+            account: existing(uid, name, &user)?,
+        },
+        Request::Reauth { user, answer } => Work::Reauth {
+            account: existing(uid, name, &user)?,
+            answer,
+        },
+        Request::BeginTotp {
+            user,
+            name: device,
+            issuer,
+            proof,
+        } => Work::Change {
+            account: existing(uid, name, &user)?,
+            proof,
+            change: Box::new(Change::BeginTotp {
+                name: device,
+                issuer,
+            }),
+        },
+        Request::FinishTotp {
+            user,
+            name: device,
+            code1,
+            code2,
+        } => Work::FinishTotp {
+            account: existing(uid, name, &user)?,
+            name: device,
+            code1,
+            code2,
+        },
+        Request::Rename {
+            user,
+            name: device,
+            new_name,
+            proof,
+        } => Work::Change {
+            account: existing(uid, name, &user)?,
+            proof,
+            change: Box::new(Change::Rename {
+                name: device,
+                new_name,
+            }),
+        },
+        Request::Remove {
+            user,
+            name: device,
+            proof,
+        } => Work::Change {
+            account: existing(uid, name, &user)?,
+            proof,
+            change: Box::new(Change::Remove { name: device }),
+        },
+        Request::Resync {
+            user,
+            name: device,
+            code1,
+            code2,
+            proof,
+        } => Work::Change {
+            account: existing(uid, name, &user)?,
+            proof,
+            change: Box::new(Change::Resync {
+                name: device,
+                code1,
+                code2,
+            }),
+        },
+        Request::RecoveryGenerate { user, proof } => Work::Change {
+            account: existing(uid, name, &user)?,
+            proof,
+            change: Box::new(Change::RecoveryGenerate),
+        },
+        Request::RecoveryCommit { user, ticket } => Work::RecoveryCommit {
+            account: existing(uid, name, &user)?,
+            ticket,
         },
         _ => {
             return Err(refused(

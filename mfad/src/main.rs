@@ -31,6 +31,11 @@
 //!   to its canonical account and uid, and compared), and its module-argument overrides
 //!   are ignored, so a user cannot loosen their own lock-out. Anything else is refused and
 //!   logged with the uid and what was asked.
+//! * **Self-service** ([`selfservice`]): the changes `mfa` makes to a person's own
+//!   devices, through the same library calls (`pam_mfa::selfservice`, `enrollment`), with
+//!   the same rules: the policy's self-service switch and the change-rate limit for
+//!   non-root callers, a single-use proof of an existing device ([`tickets`]) before a
+//!   change, and audit rows written as the peer's uid, attached for that one request.
 //! * **Logs** go to syslog, facility authpriv, like the module's ([`log`]): outcomes of
 //!   logins and refusals, never a code or a secret.
 //!
@@ -48,7 +53,9 @@ mod authorise;
 mod conn;
 mod log;
 mod queue;
+mod selfservice;
 mod service;
+mod tickets;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -15,18 +15,28 @@ use pam_mfa_protocol::{
 use crate::authorise::Work;
 use crate::log::{Level, Log};
 use crate::queue::Queue;
+use crate::selfservice::{self, Tickets};
 
 /// Serves the queue for ever. `store` is `None` until the store file exists.
 pub fn run(mut store: Option<Store>, db: PathBuf, queue: &Queue, log: &Log) {
+    let mut tickets = Tickets::new();
     loop {
         let job = queue.pop();
-        let response = handle(&mut store, &db, job.uid, job.work, log);
+        let response = match job.work {
+            Work::Reauth { .. }
+            | Work::Change { .. }
+            | Work::FinishTotp { .. }
+            | Work::RecoveryCommit { .. } => {
+                selfservice::handle(&mut store, &db, job.uid, job.work, &mut tickets, log)
+            }
+            work => handle(&mut store, &db, job.uid, work, log),
+        };
         // The connection may be gone; its answer is then dropped.
         let _ = job.reply.send(response);
     }
 }
 
-fn unavailable(log: &Log, e: &pam_mfa::Error) -> Response {
+pub fn unavailable(log: &Log, e: &pam_mfa::Error) -> Response {
     log.log(Level::Error, &format!("device store error: {e}; refusing"));
     Response::Error(ErrorReply::new(
         ErrorKind::Unavailable,
@@ -58,7 +68,7 @@ fn handle(store: &mut Option<Store>, db: &Path, uid: u32, work: Work, log: &Log)
     }
 }
 
-fn who(user: &UserName, uid: u32) -> String {
+pub fn who(user: &UserName, uid: u32) -> String {
     format!("user={user} by uid {uid}")
 }
 
@@ -177,6 +187,13 @@ fn run_work(
             }
             Response::Recovery(outcome)
         }
+        Work::Reauth { .. }
+        | Work::Change { .. }
+        | Work::FinishTotp { .. }
+        | Work::RecoveryCommit { .. } => Response::Error(ErrorReply::new(
+            ErrorKind::UnknownRequest,
+            "not served here",
+        )),
         Work::ListDevices { account } => {
             let list = match store {
                 Some(store) => devices::list(store.conn(), account.as_str(), now)?,

@@ -189,15 +189,19 @@ pub fn detach(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Runs `f` with the device changes it makes through `conn` recorded as `actor_uid`
+/// Runs `f` with the device changes it makes through `store` recorded as `actor_uid`
 /// (see [`attach`]), then detaches, whatever `f` returned: on a connection that serves
 /// many callers one after another (`mfad`), one request's actor must never be written
 /// into the next request's rows. If detaching fails, that error is returned and the
 /// caller must not use the connection again (mfad then reopens the store).
-pub fn as_actor<T>(conn: &Connection, actor_uid: u32, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    attach(conn, actor_uid)?;
-    let result = f();
-    detach(conn)?;
+pub fn as_actor<T>(
+    store: &mut crate::store::Store,
+    actor_uid: u32,
+    f: impl FnOnce(&mut crate::store::Store) -> Result<T>,
+) -> Result<T> {
+    attach(store.conn(), actor_uid)?;
+    let result = f(store);
+    detach(store.conn())?;
     result
 }
 
@@ -255,7 +259,7 @@ mod tests {
         let mut ts = crate::test_support::temp_store();
         let now = crate::clock::now().unwrap();
         let alice = user("alice");
-        as_actor(ts.store.conn(), 1000, || Ok(())).unwrap();
+        as_actor(&mut ts.store, 1000, |_| Ok(())).unwrap();
         assert_eq!(actor(ts.store.conn()).unwrap(), None);
         // A failing request detaches too.
         let failed: Result<()> =

@@ -1,0 +1,381 @@
+//! `mfa`'s self-service through the daemon: proving a device, registering an app,
+//! renaming, removing, resyncing, new recovery codes. Each runs the library calls `mfa`
+//! runs (one implementation), with `mfa`'s rules, decided here from the peer's uid:
+//!
+//! * a non-root caller is held to the policy's self-service switch and the change-rate
+//!   limit ([`pam_mfa::selfservice::check_allowed`]);
+//! * a non-root caller whose account has an active device must carry a proof from
+//!   [`Work::Reauth`] with every change (see the protocol crate's "Proofs"); root needs
+//!   none;
+//! * the audit rows of device changes name the peer's uid: the store's connection is
+//!   attached to it for the one request ([`pam_mfa::audit::as_actor`]) and checked to be
+//!   detached afterwards; if it is not, the connection is dropped and reopened, so one
+//!   request's actor can never be written into another's rows.
+
+use std::path::Path;
+
+use pam_mfa::names::{DeviceName, UserName};
+use pam_mfa::selfservice::{self as rules, NotProved, Proved};
+use pam_mfa::store::Store;
+use pam_mfa::{Error, audit, clock, enrollment, recovery};
+use pam_mfa_protocol::{
+    CodeKind, CodeUsed, ErrorKind, ErrorReply, PendingTotpReply, ProofReply, RecoveryCodesReply,
+    Response, ResyncReply, SecretBytes,
+};
+use zeroize::Zeroizing;
+
+use crate::authorise::{Change, Work};
+use crate::log::{Level, Log};
+use crate::service::{unavailable, who};
+use crate::tickets::{Held, IssueError};
+
+/// The daemon's single-use tickets: proofs of a device, and recovery-code sets waiting to
+/// be committed.
+pub struct Tickets {
+    proofs: Held<()>,
+    codes: Held<Vec<Zeroizing<String>>>,
+}
+
+impl Tickets {
+    pub fn new() -> Self {
+        Self {
+            proofs: Held::new(),
+            codes: Held::new(),
+        }
+    }
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+    Response::Error(ErrorReply::new(kind, message))
+}
+
+/// A library error as the person should read it; `Err` for the store's own failures,
+/// which fail closed as "unavailable".
+fn refusal(e: Error) -> Result<Response, Error> {
+    let kind = match &e {
+        Error::UnsafeStore { .. }
+        | Error::NotADatabase { .. }
+        | Error::Uninitialised { .. }
+        | Error::SchemaTooNew { .. }
+        | Error::Io { .. }
+        | Error::Sqlite(_)
+        | Error::CorruptRecord(_)
+        | Error::Clock
+        | Error::Random(_)
+        | Error::AccountLookup(_) => return Err(e),
+        Error::ManagedByAdmin => ErrorKind::Denied,
+        Error::TooManyChanges { .. }
+        | Error::TooManyBegun { .. }
+        | Error::TooManyPending { .. } => ErrorKind::Busy,
+        _ => ErrorKind::Invalid,
+    };
+    Ok(error(kind, e.to_string()))
+}
+
+fn issue_failed(e: IssueError) -> Result<Response, Error> {
+    match e {
+        IssueError::Random(e) => Err(Error::Random(e)),
+        IssueError::Full => Ok(error(
+            ErrorKind::Busy,
+            "too many confirmations are waiting; try again in a few minutes",
+        )),
+    }
+}
+
+pub fn handle(
+    store: &mut Option<Store>,
+    db: &Path,
+    uid: u32,
+    work: Work,
+    tickets: &mut Tickets,
+    log: &Log,
+) -> Response {
+    if store.is_none() {
+        // A change creates the store, as `mfa` does.
+        match Store::open_or_create(db) {
+            Ok(s) => *store = Some(s),
+            Err(e) => return unavailable(log, &e),
+        }
+    }
+    let Some(s) = store.as_mut() else {
+        return error(ErrorKind::Unavailable, "the device store cannot answer");
+    };
+    let response = match run(s, uid, work, tickets, log) {
+        Ok(r) => r,
+        Err(e) => unavailable(log, &e),
+    };
+    // Never let one request's actor reach the next request's rows.
+    if !matches!(audit::actor(s.conn()), Ok(None)) {
+        log.log(
+            Level::Error,
+            "the store connection kept an audit actor after a request; reopening it",
+        );
+        *store = None;
+    }
+    response
+}
+
+fn run(
+    store: &mut Store,
+    uid: u32,
+    work: Work,
+    tickets: &mut Tickets,
+    log: &Log,
+) -> pam_mfa::Result<Response> {
+    let now = clock::now()?;
+    match work {
+        Work::Reauth { account, answer } => {
+            if let Err(e) = rules::check_allowed(store, &account, uid, now) {
+                return refusal(e);
+            }
+            match rules::prove(store, &account, answer.as_bytes(), uid, now)? {
+                Ok(proved) => {
+                    let code = match proved {
+                        Proved::Device => None,
+                        Proved::Code { kind, remaining } => {
+                            log.log(
+                                Level::Notice,
+                                &format!(
+                                    "uid {uid} confirmed a change with a {} code ({remaining} \
+                                     left) for user {account}",
+                                    kind.as_str()
+                                ),
+                            );
+                            Some(CodeUsed {
+                                kind: match kind {
+                                    recovery::Kind::Recovery => CodeKind::Recovery,
+                                    recovery::Kind::Bypass => CodeKind::Bypass,
+                                },
+                                remaining,
+                            })
+                        }
+                    };
+                    match tickets.proofs.issue(uid, account.as_str(), (), now) {
+                        Ok((token, expires_at)) => Ok(Response::Proof(ProofReply {
+                            proof: SecretBytes::from_slice(&token[..]),
+                            expires_at,
+                            code,
+                        })),
+                        Err(e) => issue_failed(e),
+                    }
+                }
+                Err(NotProved(why)) => {
+                    log.log(
+                        Level::Notice,
+                        &format!(
+                            "refused a change: no device proved ({})",
+                            who(&account, uid)
+                        ),
+                    );
+                    Ok(error(ErrorKind::Denied, why))
+                }
+            }
+        }
+        Work::Change {
+            account,
+            proof,
+            change,
+        } => {
+            if let Err(e) = rules::check_allowed(store, &account, uid, now) {
+                return refusal(e);
+            }
+            if rules::needs_proof(store, &account, uid)? {
+                // A proof is used up when it is presented, whatever the change does.
+                let proved = proof.is_some_and(|p| {
+                    tickets
+                        .proofs
+                        .take(p.as_bytes(), uid, account.as_str(), now)
+                        .is_some()
+                });
+                if !proved {
+                    log.log(
+                        Level::Notice,
+                        &format!(
+                            "refused a change without a valid proof of a device ({})",
+                            who(&account, uid)
+                        ),
+                    );
+                    return Ok(error(ErrorKind::Denied, rules::NEEDED));
+                }
+            }
+            change_now(store, uid, &account, *change, tickets, log, now)
+        }
+        Work::FinishTotp {
+            account,
+            name,
+            code1,
+            code2,
+        } => {
+            if let Err(e) = rules::check_allowed(store, &account, uid, now) {
+                return refusal(e);
+            }
+            let result = DeviceName::parse(&name).and_then(|name| {
+                audit::as_actor(store, uid, |s| {
+                    enrollment::finish_totp(
+                        s,
+                        &account,
+                        &name,
+                        code1.as_bytes(),
+                        code2.as_bytes(),
+                        now,
+                    )
+                })
+                .map(|()| name)
+            });
+            match result {
+                Ok(name) => {
+                    changed(
+                        log,
+                        uid,
+                        &account,
+                        &format!("activated device {:?}", name.as_str()),
+                    );
+                    Ok(Response::Done)
+                }
+                Err(e) => refusal(e),
+            }
+        }
+        Work::RecoveryCommit { account, ticket } => {
+            if let Err(e) = rules::check_allowed(store, &account, uid, now) {
+                return refusal(e);
+            }
+            let Some(codes) = tickets
+                .codes
+                .take(ticket.as_bytes(), uid, account.as_str(), now)
+            else {
+                return Ok(error(
+                    ErrorKind::Invalid,
+                    "these recovery codes expired or were already saved; nothing was changed, \
+                     the earlier codes still work: run mfa recovery generate again",
+                ));
+            };
+            match rules::commit_recovery_codes(store, &account, &codes, uid, now) {
+                Ok(()) => {
+                    changed(log, uid, &account, "generated new recovery codes");
+                    Ok(Response::Done)
+                }
+                Err(e) => refusal(e),
+            }
+        }
+        _ => Ok(error(ErrorKind::UnknownRequest, "not served here")),
+    }
+}
+
+/// A syslog line for a change, as `mfa` writes one (never a secret or a code).
+fn changed(log: &Log, uid: u32, user: &UserName, what: &str) {
+    log.log(
+        Level::Notice,
+        &format!("uid {uid} {what} for user {}", user.as_str().escape_debug()),
+    );
+}
+
+fn change_now(
+    store: &mut Store,
+    uid: u32,
+    account: &UserName,
+    change: Change,
+    tickets: &mut Tickets,
+    log: &Log,
+    now: i64,
+) -> pam_mfa::Result<Response> {
+    let done = match change {
+        Change::BeginTotp { name, issuer } => {
+            let issuer = match issuer {
+                Some(i) => rules::check_issuer(&i),
+                None => Ok(rules::default_issuer()),
+            };
+            let pending = issuer.and_then(|issuer| {
+                let name = DeviceName::parse(&name)?;
+                let p = audit::as_actor(store, uid, |s| {
+                    enrollment::begin_totp(s, account, &name, &issuer, now)
+                })?;
+                Ok((p, issuer))
+            });
+            let (p, issuer) = match pending {
+                Ok(p) => p,
+                Err(e) => return refusal(e),
+            };
+            changed(
+                log,
+                uid,
+                account,
+                &format!("began registering device {:?}", p.name),
+            );
+            return Ok(Response::PendingTotp(PendingTotpReply {
+                user: p.user.clone(),
+                name: p.name.clone(),
+                issuer,
+                secret: SecretBytes::from_slice(p.secret.to_base32().as_bytes()),
+                uri: SecretBytes::from_slice(p.uri.as_bytes()),
+                algorithm: p.params.algorithm.as_str().to_owned(),
+                digits: p.params.digits,
+                period: p.params.period,
+                expires_at: p.expires_at,
+            }));
+        }
+        Change::Rename { name, new_name } => DeviceName::existing(&name).and_then(|old| {
+            let new = DeviceName::parse(&new_name)?;
+            audit::as_actor(store, uid, |s| rules::rename(s, account, &old, &new, now))?;
+            Ok(format!(
+                "renamed device {:?} to {:?}",
+                old.as_str(),
+                new.as_str()
+            ))
+        }),
+        Change::Remove { name } => DeviceName::existing(&name).and_then(|name| {
+            audit::as_actor(store, uid, |s| rules::remove(s, account, &name, now))?;
+            Ok(format!("removed device {:?}", name.as_str()))
+        }),
+        Change::Resync { name, code1, code2 } => {
+            let found = DeviceName::existing(&name).and_then(|name| {
+                let found = audit::as_actor(store, uid, |s| {
+                    enrollment::resync(s, account, &name, code1.as_bytes(), code2.as_bytes(), now)
+                })?;
+                Ok((name, found))
+            });
+            let (name, found) = match found {
+                Ok(f) => f,
+                Err(e) => return refusal(e),
+            };
+            let (logged, reply) = match found {
+                enrollment::Resynced::Clock { drift_secs } => (
+                    format!("drift {drift_secs} s"),
+                    ResyncReply::Clock { drift_secs },
+                ),
+                enrollment::Resynced::Counter { skipped } => (
+                    format!("{skipped} codes skipped"),
+                    ResyncReply::Counter { skipped },
+                ),
+            };
+            changed(
+                log,
+                uid,
+                account,
+                &format!("resynced device {:?} ({logged})", name.as_str()),
+            );
+            return Ok(Response::Resynced(reply));
+        }
+        Change::RecoveryGenerate => {
+            let codes = recovery::new_set()?;
+            let shown: Vec<SecretBytes> = codes
+                .iter()
+                .map(|c| SecretBytes::from_slice(c.as_bytes()))
+                .collect();
+            return match tickets.codes.issue(uid, account.as_str(), codes, now) {
+                Ok((ticket, expires_at)) => Ok(Response::RecoveryCodes(RecoveryCodesReply {
+                    ticket: SecretBytes::from_slice(&ticket[..]),
+                    codes: shown,
+                    expires_at,
+                })),
+                Err(e) => issue_failed(e),
+            };
+        }
+    };
+    match done {
+        Ok(what) => {
+            changed(log, uid, account, &what);
+            Ok(Response::Done)
+        }
+        Err(e) => refusal(e),
+    }
+}

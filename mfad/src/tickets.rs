@@ -1,0 +1,132 @@
+//! Single-use tickets held in the daemon's memory: the proofs of a device that a change
+//! request must carry (see the protocol crate's "Proofs"), and recovery-code sets waiting
+//! for the client to confirm it printed them ("Recovery codes").
+//!
+//! A ticket is 32 random bytes, bound to the peer uid and the account it was issued for,
+//! valid for [`pam_mfa_protocol::PROOF_LIFETIME_SECS`], and forgotten the first time it is
+//! presented by that peer for that account. Memory is bounded: a uid holds at most
+//! [`PER_UID`] of each kind (a new one replaces its oldest) and all together at most
+//! [`TOTAL`] (past that, new ones are refused until some expire).
+
+use std::collections::HashMap;
+
+use pam_mfa_protocol::PROOF_LIFETIME_SECS;
+use zeroize::Zeroizing;
+
+pub const PER_UID: usize = 4;
+pub const TOTAL: usize = 4096;
+
+pub type Token = Zeroizing<[u8; 32]>;
+
+struct Entry<T> {
+    uid: u32,
+    user: String,
+    issued: i64,
+    value: T,
+}
+
+pub struct Held<T> {
+    entries: HashMap<[u8; 32], Entry<T>>,
+}
+
+/// Why no ticket was issued.
+#[derive(Debug)]
+pub enum IssueError {
+    Random(String),
+    Full,
+}
+
+impl<T> Held<T> {
+    pub fn new() -> Self {
+        Self {
+            entries: HashMap::new(),
+        }
+    }
+
+    fn expired(issued: i64, now: i64) -> bool {
+        now >= issued + PROOF_LIFETIME_SECS || now < issued - 60
+    }
+
+    /// Holds `value` for `uid` and `user`; the ticket and when it expires.
+    pub fn issue(
+        &mut self,
+        uid: u32,
+        user: &str,
+        value: T,
+        now: i64,
+    ) -> Result<(Token, i64), IssueError> {
+        self.entries.retain(|_, e| !Self::expired(e.issued, now));
+        let mut mine: Vec<([u8; 32], i64)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.uid == uid)
+            .map(|(k, e)| (*k, e.issued))
+            .collect();
+        mine.sort_by_key(|(_, issued)| *issued);
+        while mine.len() >= PER_UID {
+            let (oldest, _) = mine.remove(0);
+            self.entries.remove(&oldest);
+        }
+        if self.entries.len() >= TOTAL {
+            return Err(IssueError::Full);
+        }
+        let mut token = Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut *token).map_err(|e| IssueError::Random(e.to_string()))?;
+        self.entries.insert(
+            *token,
+            Entry {
+                uid,
+                user: user.to_owned(),
+                issued: now,
+                value,
+            },
+        );
+        Ok((token, now + PROOF_LIFETIME_SECS))
+    }
+
+    /// The value held under `token` for `uid` and `user`, taken out: a ticket works once.
+    /// A ticket of another uid or account is left alone (and not given).
+    pub fn take(&mut self, token: &[u8], uid: u32, user: &str, now: i64) -> Option<T> {
+        let key: [u8; 32] = token.try_into().ok()?;
+        let entry = self.entries.get(&key)?;
+        if entry.uid != uid || entry.user != user {
+            return None;
+        }
+        let entry = self.entries.remove(&key)?;
+        (!Self::expired(entry.issued, now)).then_some(entry.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_ticket_works_once_for_its_uid_and_account_only() {
+        let mut held = Held::new();
+        let (t, expires) = held.issue(1000, "alice", 7, 100).unwrap();
+        assert_eq!(expires, 100 + PROOF_LIFETIME_SECS);
+        assert_eq!(held.take(&t[..], 1001, "alice", 101), None);
+        assert_eq!(held.take(&t[..], 1000, "bob", 101), None);
+        assert_eq!(held.take(&t[..5], 1000, "alice", 101), None);
+        assert_eq!(held.take(&t[..], 1000, "alice", 101), Some(7));
+        assert_eq!(held.take(&t[..], 1000, "alice", 101), None);
+        let (t, _) = held.issue(1000, "alice", 8, 100).unwrap();
+        assert_eq!(
+            held.take(&t[..], 1000, "alice", 100 + PROOF_LIFETIME_SECS),
+            None
+        );
+    }
+
+    #[test]
+    fn a_uid_holds_a_few_at_most() {
+        let mut held = Held::new();
+        let tickets: Vec<_> = (0..10)
+            .map(|i| held.issue(1000, "alice", i, 100 + i64::from(i)).unwrap().0)
+            .collect();
+        assert_eq!(held.entries.len(), PER_UID);
+        assert_eq!(held.take(&tickets[0][..], 1000, "alice", 120), None);
+        assert_eq!(held.take(&tickets[9][..], 1000, "alice", 120), Some(9));
+    }
+}
