@@ -404,3 +404,245 @@ fn mfad_serves_the_socket_systemd_passes() {
         "mfad bound --socket although systemd passed one"
     );
 }
+
+/// The value after `key: ` on a line of `mfad-client`'s output.
+fn field(out: &Finished, key: &str) -> String {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in {out:?}"))
+        .to_owned()
+}
+
+/// The actor uids of `user`'s audit rows with `action`, read with root's `mfa --db`.
+fn audit_actors(env: &TestEnv, user: &str, action: &str) -> Vec<u64> {
+    let out = env
+        .mfa_cmd(&["admin", "audit", "--user", user, "--json"])
+        .real_time()
+        .run();
+    out.assert_success();
+    let serde_json::Value::Array(rows) = out.json() else {
+        panic!("audit --json printed no array")
+    };
+    rows.iter()
+        .filter(|r| r["action"] == action)
+        .filter_map(|r| r["uid"].as_u64())
+        .collect()
+}
+
+/// Issue 17, second step: a non-root user registers an authenticator app through mfad
+/// (begin → two codes from oathtool → finish), the audit rows name their uid; once the
+/// account has a device every change needs a proof of one (Reauth), used up by one
+/// change; root needs none; another account is refused and logged.
+#[test]
+fn a_user_registers_an_app_and_changes_need_a_single_use_proof() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    enroll_now(&env, bob.name(), "bobs-phone");
+    let mfad = Mfad::start(&ns);
+    let run = |args: &[&str]| client_as(&ns, &client, &alice, args);
+
+    // No device yet: no proof needed to begin.
+    let begun = run(&["begin", alice.name(), "phone"]);
+    let secret = field(&begun, "secret");
+    assert!(!begun.stdout.contains(&format!("{:?}", secret.as_bytes())));
+    let now = pam_mfa_tests::real_now();
+    let (c1, c2) = (
+        pam_mfa_tests::clock::totp(&secret, now - pam_mfa_tests::clock::STEP),
+        pam_mfa_tests::clock::totp(&secret, now),
+    );
+    let done = run(&["finish", alice.name(), "phone", &c1, &c2]);
+    assert!(done.stdout.contains("response: Done"), "{done:?}");
+    let listed = run(&["list", alice.name()]);
+    assert!(
+        listed.stdout.contains("\"phone\"") && listed.stdout.contains("\"active\""),
+        "{listed:?}"
+    );
+    let uid = u64::from(alice.uid());
+    assert_eq!(audit_actors(&env, alice.name(), "begin"), vec![uid]);
+    assert_eq!(audit_actors(&env, alice.name(), "activate"), vec![uid]);
+
+    // Now she has a device: a change without a proof is refused, and logged.
+    let out = run(&["rename", alice.name(), "phone", "old-phone"]);
+    assert!(
+        out.stdout.contains("Denied") && out.stdout.contains("current code"),
+        "{out:?}"
+    );
+    let out = run(&[
+        "rename",
+        alice.name(),
+        "phone",
+        "old-phone",
+        &"00".repeat(32),
+    ]);
+    assert!(
+        out.stdout.contains("Denied"),
+        "a made-up proof worked: {out:?}"
+    );
+    // A wrong code proves nothing.
+    let out = run(&["reauth", alice.name(), &wrong_code_now(&secret)]);
+    assert!(out.stdout.contains("Denied"), "{out:?}");
+    // A current code gives a proof, which works once.
+    let code = next_code(&secret);
+    let proof = field(&run(&["reauth", alice.name(), &code]), "proof");
+    let out = run(&["rename", alice.name(), "phone", "old-phone", &proof]);
+    assert!(out.stdout.contains("response: Done"), "{out:?}");
+    let out = run(&["remove", alice.name(), "old-phone", &proof]);
+    assert!(
+        out.stdout.contains("Denied"),
+        "a proof worked twice: {out:?}"
+    );
+    assert_eq!(audit_actors(&env, alice.name(), "rename"), vec![uid]);
+    // The code she proved herself with was used up like a login's.
+    let out = run(&["reauth", alice.name(), &code]);
+    assert!(out.stdout.contains("Denied"), "{out:?}");
+
+    // Another account, even with her proof: refused and logged.
+    let asked = field(&run(&["reauth", bob.name(), &code]), "response");
+    assert!(asked.contains("Denied"), "{asked}");
+    let out = run(&["remove", bob.name(), "bobs-phone"]);
+    assert!(out.stdout.contains("Denied"), "{out:?}");
+
+    // Root acts for anyone without a proof, recorded as root.
+    assert_eq!(
+        mfad.ask(&Request::Rename {
+            user: alice.name().to_owned(),
+            name: "old-phone".into(),
+            new_name: "phone".into(),
+            proof: None,
+        }),
+        Response::Done
+    );
+    assert_eq!(audit_actors(&env, alice.name(), "rename"), vec![uid, 0]);
+
+    let lines = mfad_lines(&ns);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("without a valid proof") && l.contains(&format!("uid {uid}"))),
+        "{lines:#?}"
+    );
+    for what in ["reauth", "remove"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("uid {uid} asked {what}")) && l.contains(bob.name())),
+            "no log line for alice's {what} about bob: {lines:#?}"
+        );
+    }
+    let records = ns.syslog().records();
+    for secret_text in [&secret, &c1, &c2, &code, &proof] {
+        assert_code_not_logged(&records, secret_text);
+    }
+}
+
+/// Issue 17, second step (keeping issue 16 finding 9's guarantee): new recovery codes
+/// take effect only when the client commits the ticket it got with them; a ticket works
+/// once, and only for the caller it was given to.
+#[test]
+fn recovery_codes_take_effect_only_when_committed() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let mallory = TestUser::new();
+    let mfad = Mfad::start(&ns);
+    let generate = || match mfad.ask(&Request::RecoveryGenerate {
+        user: alice.name().to_owned(),
+        proof: None,
+    }) {
+        Response::RecoveryCodes(c) => c,
+        other => panic!("no codes: {other:?}"),
+    };
+    let accepts = |code: &SecretBytes| {
+        matches!(
+            mfad.ask(&Request::VerifyRecovery {
+                user: alice.name().to_owned(),
+                code: code.clone(),
+            }),
+            Response::Recovery(pam_mfa_protocol::RecoveryOutcome::Accepted { .. })
+        )
+    };
+    // Not committed: the codes do not work.
+    let first = generate();
+    assert_eq!(first.codes.len(), 10);
+    assert!(!accepts(&first.codes[0]));
+    // Committed: they do; the uncommitted set's ticket is still good until then.
+    let second = generate();
+    let commit = |ticket: &SecretBytes| {
+        mfad.ask(&Request::RecoveryCommit {
+            user: alice.name().to_owned(),
+            ticket: ticket.clone(),
+        })
+    };
+    // Another uid cannot commit root's ticket.
+    let hex: String = second
+        .ticket
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let out = client_as(
+        &ns,
+        &client,
+        &mallory,
+        &["recovery-commit", alice.name(), &hex],
+    );
+    assert!(out.stdout.contains("Denied"), "{out:?}");
+    assert_eq!(commit(&second.ticket), Response::Done);
+    assert!(matches!(commit(&second.ticket), Response::Error(e) if e.kind == ErrorKind::Invalid));
+    assert!(accepts(&second.codes[1]));
+    assert!(!accepts(&first.codes[1]));
+    // Committing the older set now replaces the newer one.
+    assert_eq!(commit(&first.ticket), Response::Done);
+    assert!(!accepts(&second.codes[2]));
+    assert!(accepts(&first.codes[2]));
+    assert_eq!(
+        audit_actors(&env, alice.name(), "recovery-generate"),
+        vec![0, 0]
+    );
+}
+
+/// Issue 17, second step: with self_service deny, a user's changes through mfad are
+/// refused with the administrator's message; root's still work.
+#[test]
+fn self_service_deny_refuses_a_users_change_through_mfad() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let dev = enroll_now(&env, alice.name(), "phone");
+    env.mfa_cmd(&["admin", "policy", "set", "self_service", "deny"])
+        .real_time()
+        .run()
+        .assert_success();
+    let mfad = Mfad::start(&ns);
+    for args in [
+        vec!["reauth", alice.name(), "123456"],
+        vec!["begin", alice.name(), "tablet"],
+        vec!["recovery-generate", alice.name()],
+    ] {
+        let out = client_as(&ns, &client, &alice, &args);
+        assert!(
+            out.stdout.contains("Denied") && out.stdout.contains("administrator"),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert!(matches!(
+        mfad.ask(&Request::BeginTotp {
+            user: alice.name().to_owned(),
+            name: "tablet".into(),
+            issuer: None,
+            proof: None,
+        }),
+        Response::PendingTotp(_)
+    ));
+    // Her code was never checked: it still logs in.
+    assert!(matches!(
+        mfad.ask(&verify(alice.name(), &next_code(&dev.secret))),
+        Response::Verified(VerifyOutcome::Accepted { .. })
+    ));
+}

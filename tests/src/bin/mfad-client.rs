@@ -6,6 +6,13 @@
 //! mfad-client SOCKET list USER            ListDevices
 //! mfad-client SOCKET verify USER CODE     VerifyCode (with --loosen: overrides asking for
 //!                                          max_failures=1000, lockout=1)
+//! mfad-client SOCKET reauth USER ANSWER    Reauth; prints `proof: HEX`
+//! mfad-client SOCKET begin USER NAME [PROOF]   BeginTotp; prints `secret: BASE32`
+//! mfad-client SOCKET finish USER NAME C1 C2    FinishTotp
+//! mfad-client SOCKET rename USER NAME NEW [PROOF]
+//! mfad-client SOCKET remove USER NAME [PROOF]
+//! mfad-client SOCKET recovery-generate USER [PROOF]   prints `ticket: HEX`, `code: C`
+//! mfad-client SOCKET recovery-commit USER TICKET
 //! mfad-client SOCKET flood N              N connections kept idle, then topped up until
 //!                                          stdin closes
 //! mfad-client SOCKET slow                 a request sent one byte a second, until the
@@ -21,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use pam_mfa_protocol::{Overrides, Request, SecretBytes};
+use pam_mfa_protocol::{Overrides, Request, Response, SecretBytes};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,6 +59,62 @@ fn main() -> ExitCode {
                 },
             )
         }
+        [socket, "reauth", user, answer] => ask(
+            socket,
+            &Request::Reauth {
+                user: (*user).to_owned(),
+                answer: SecretBytes::from_slice(answer.as_bytes()),
+            },
+        ),
+        [socket, "begin", user, name, proof @ ..] => ask(
+            socket,
+            &Request::BeginTotp {
+                user: (*user).to_owned(),
+                name: (*name).to_owned(),
+                issuer: None,
+                proof: proof_arg(proof),
+            },
+        ),
+        [socket, "finish", user, name, c1, c2] => ask(
+            socket,
+            &Request::FinishTotp {
+                user: (*user).to_owned(),
+                name: (*name).to_owned(),
+                code1: SecretBytes::from_slice(c1.as_bytes()),
+                code2: SecretBytes::from_slice(c2.as_bytes()),
+            },
+        ),
+        [socket, "rename", user, name, new_name, proof @ ..] => ask(
+            socket,
+            &Request::Rename {
+                user: (*user).to_owned(),
+                name: (*name).to_owned(),
+                new_name: (*new_name).to_owned(),
+                proof: proof_arg(proof),
+            },
+        ),
+        [socket, "remove", user, name, proof @ ..] => ask(
+            socket,
+            &Request::Remove {
+                user: (*user).to_owned(),
+                name: (*name).to_owned(),
+                proof: proof_arg(proof),
+            },
+        ),
+        [socket, "recovery-generate", user, proof @ ..] => ask(
+            socket,
+            &Request::RecoveryGenerate {
+                user: (*user).to_owned(),
+                proof: proof_arg(proof),
+            },
+        ),
+        [socket, "recovery-commit", user, ticket] => ask(
+            socket,
+            &Request::RecoveryCommit {
+                user: (*user).to_owned(),
+                ticket: SecretBytes::new(unhex(ticket)),
+            },
+        ),
         [socket, "flood", n] => flood(Path::new(socket), n.parse().unwrap_or(5000)),
         [socket, "slow"] => slow(Path::new(socket)),
         _ => {
@@ -61,10 +124,38 @@ fn main() -> ExitCode {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+fn proof_arg(rest: &[&str]) -> Option<SecretBytes> {
+    rest.first().map(|p| SecretBytes::new(unhex(p)))
+}
+
 fn ask(socket: &str, request: &Request) -> ExitCode {
     match pam_mfa_tests::mfad::ask_at(Path::new(socket), request) {
         Ok(r) => {
             println!("response: {r:?}");
+            // The secrets the protocol's Debug redacts, printed for the test to use.
+            match &r {
+                Response::Proof(p) => println!("proof: {}", hex(p.proof.as_bytes())),
+                Response::PendingTotp(p) => {
+                    println!("secret: {}", String::from_utf8_lossy(p.secret.as_bytes()))
+                }
+                Response::RecoveryCodes(c) => {
+                    println!("ticket: {}", hex(c.ticket.as_bytes()));
+                    for code in &c.codes {
+                        println!("code: {}", String::from_utf8_lossy(code.as_bytes()));
+                    }
+                }
+                _ => {}
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
