@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(actor(ts.store.conn()).unwrap(), None);
         // A failing request detaches too.
         let failed: Result<()> =
-            as_actor(ts.store.conn(), 1000, || Err(crate::Error::ManagedByAdmin));
+            as_actor(&mut ts.store, 1000, |_| Err(crate::Error::ManagedByAdmin));
         assert!(failed.is_err());
         assert_eq!(actor(ts.store.conn()).unwrap(), None);
         // Inside, a change is recorded as the actor…
