@@ -34,6 +34,10 @@ pub const PROMPT_KEY_ONLY: &str = "To confirm it is you, press Enter and touch y
                                    key (or enter a recovery code): ";
 
 pub fn prove_existing_device(target: &Target) -> Result<(), CliError> {
+    // Root needs no proof, and no store yet (it may be about to create the first one).
+    if target.caller_uid == 0 {
+        return Ok(());
+    }
     let Some(mut store) = Store::open_existing(&target.db)? else {
         return Ok(());
     };
