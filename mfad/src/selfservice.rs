@@ -52,17 +52,10 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
 /// A library error as the person should read it; `Err` for the store's own failures,
 /// which fail closed as "unavailable".
 fn refusal(e: Error) -> Result<Response, Error> {
+    if e.is_system() {
+        return Err(e);
+    }
     let kind = match &e {
-        Error::UnsafeStore { .. }
-        | Error::NotADatabase { .. }
-        | Error::Uninitialised { .. }
-        | Error::SchemaTooNew { .. }
-        | Error::Io { .. }
-        | Error::Sqlite(_)
-        | Error::CorruptRecord(_)
-        | Error::Clock
-        | Error::Random(_)
-        | Error::AccountLookup(_) => return Err(e),
         Error::ManagedByAdmin => ErrorKind::Denied,
         Error::TooManyChanges { .. }
         | Error::TooManyBegun { .. }

@@ -243,16 +243,7 @@ pub fn register_token(
     };
     // The cheap refusals first, so nobody presses buttons for nothing; the search for the
     // codes, up to a few thousand HMACs, is done before taking the write lock.
-    devices::check_room(store.conn(), user.as_str())?;
-    if devices::list(store.conn(), user.as_str(), now)?
-        .iter()
-        .any(|d| d.name == name.as_str() && d.state == devices::DeviceState::Active)
-    {
-        return Err(Error::DuplicateName {
-            user: user.to_string(),
-            name: name.to_string(),
-        });
-    }
+    check_room_for(store, user, name, now)?;
     let Some(token) = inventory::by_serial(store.conn(), serial)? else {
         search_without_a_token(Kind::Totp, &c1, &c2, now)?;
         search_without_a_token(Kind::Hotp, &c1, &c2, now)?;
@@ -333,6 +324,23 @@ fn token_start(
     })
 }
 
+/// The cheap refusals of a registration that activates at once (a token, a key): no room
+/// for another active device, or an active one of that name already; checked before the
+/// person presses buttons or touches a key, and again when the device is inserted.
+fn check_room_for(store: &Store, user: &UserName, name: &DeviceName, now: i64) -> Result<()> {
+    devices::check_room(store.conn(), user.as_str())?;
+    if devices::list(store.conn(), user.as_str(), now)?
+        .iter()
+        .any(|d| d.name == name.as_str() && d.state == devices::DeviceState::Active)
+    {
+        return Err(Error::DuplicateName {
+            user: user.to_string(),
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// How long a user's failed token registration takes to answer, whatever its serial and
 /// codes: longer than any search of the inventory's tokens takes, short enough for a
 /// person not to notice.
@@ -404,7 +412,7 @@ pub fn register_own_token(
     let started = std::time::Instant::now();
     match register_token(store, user, name, serial, first, second, now) {
         Ok(mode) => return Ok(mode),
-        Err(e) if is_system_error(&e) => return Err(e),
+        Err(e) if e.is_system() => return Err(e),
         Err(_) => {}
     }
     // Every search has the same shape whatever the serial (see `search_without_a_token`),
@@ -421,23 +429,6 @@ pub fn register_own_token(
         } => Err(Error::LockedOut { until }),
         _ => Err(Error::TokenNotRegistered),
     }
-}
-
-/// Errors of the system rather than of the request (the store unreadable or damaged, no
-/// clock, no randomness): they fail the registration as they are, counted against nobody.
-fn is_system_error(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::UnsafeStore { .. }
-            | Error::NotADatabase { .. }
-            | Error::Uninitialised { .. }
-            | Error::SchemaTooNew { .. }
-            | Error::Io { .. }
-            | Error::Sqlite(_)
-            | Error::CorruptRecord(_)
-            | Error::Clock
-            | Error::Random(_)
-    )
 }
 
 fn token_hotp_key(token: &inventory::InventoryToken) -> Result<HotpKey> {
@@ -493,16 +484,7 @@ pub fn register_fido2(
 ) -> Result<fido2::verify::Registration> {
     fido2::check_rp_id(options.rp_id)?;
     // The cheap refusals first, so nobody touches a key for nothing.
-    devices::check_room(store.conn(), user.as_str())?;
-    if devices::list(store.conn(), user.as_str(), now)?
-        .iter()
-        .any(|d| d.name == name.as_str() && d.state == devices::DeviceState::Active)
-    {
-        return Err(Error::DuplicateName {
-            user: user.to_string(),
-            name: name.to_string(),
-        });
-    }
+    check_room_for(store, user, name, now)?;
     let exclude: Vec<Vec<u8>> = devices::active_fido2(store.conn(), user.as_str())?
         .into_iter()
         .map(|d| d.credential.credential_id)

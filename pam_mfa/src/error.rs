@@ -198,6 +198,26 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is a failure of the system rather than of the request (the store
+    /// unreadable, unsafe or damaged, no clock, no randomness, the account database
+    /// unreachable): such errors fail closed as they are and are counted against nobody,
+    /// while the others are the person's to read.
+    pub fn is_system(&self) -> bool {
+        matches!(
+            self,
+            Self::UnsafeStore { .. }
+                | Self::NotADatabase { .. }
+                | Self::Uninitialised { .. }
+                | Self::SchemaTooNew { .. }
+                | Self::Io { .. }
+                | Self::Sqlite(_)
+                | Self::CorruptRecord(_)
+                | Self::Clock
+                | Self::Random(_)
+                | Self::AccountLookup(_)
+        )
+    }
+
     /// Whether SQLite found the store's file damaged (as opposed to unreadable, locked or
     /// refused), so that `mfa doctor` can advise restoring it.
     pub fn is_corrupt(&self) -> bool {
