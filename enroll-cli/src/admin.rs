@@ -4,10 +4,8 @@
 //! change writes its audit row in its own transaction.
 
 use pam_mfa::names::{self, UserName};
-use pam_mfa::policy::{self, Policy};
 use pam_mfa::store::Store;
-use pam_mfa::store::{auth_state, devices};
-use pam_mfa::{audit, clock};
+use pam_mfa::{admin, audit, clock};
 use serde_json::json;
 
 use crate::cli::{Admin, Audit, AuditCmd, PolicyCmd};
@@ -52,10 +50,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 fn show_policy(target: &Target, json: bool) -> Result<(), CliError> {
-    let p = match Store::open_existing(&target.db)? {
-        Some(store) => policy::load(store.conn())?,
-        None => Policy::default(),
-    };
+    let p = admin::policy_of(Store::open_existing(&target.db)?.as_ref())?;
     if json {
         println!(
             "{}",
@@ -94,19 +89,7 @@ fn show_policy(target: &Target, json: bool) -> Result<(), CliError> {
 
 fn set_policy(target: &Target, key: &str, value: &str) -> Result<(), CliError> {
     let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let tx = store.write()?;
-    policy::set(&tx, key, value)?;
-    audit::record(
-        &tx,
-        now,
-        target.caller_uid,
-        "*",
-        "policy",
-        None,
-        Some(&format!("{key}={value}")),
-    )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
+    admin::set_policy(&mut store, key, value, target.caller_uid, clock::now()?)?;
     println!("Policy {key} is now {value}.");
     Ok(())
 }
@@ -120,50 +103,35 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
         }
         return Ok(());
     };
-    let now = clock::now()?;
-    let mut codes = pam_mfa::recovery::outstanding(store.conn(), now)?;
-    let mut users: Vec<String> = {
-        let mut stmt = store
-            .conn()
-            .prepare("SELECT DISTINCT user FROM devices ORDER BY user")
-            .map_err(pam_mfa::Error::from)?;
-        let rows = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(pam_mfa::Error::from)?;
-        rows.collect::<Result<_, _>>()
-            .map_err(pam_mfa::Error::from)?
-    };
-    users.extend(codes.keys().cloned());
-    users.sort();
-    users.dedup();
-    let mut listed = Vec::new();
-    for user in users {
-        let devices = devices::list(store.conn(), &user, now)?;
-        let outstanding = codes.remove(&user).unwrap_or_default();
-        listed.push((user, devices, outstanding));
-    }
+    let listed = admin::overview(store.conn(), clock::now()?)?;
     if json {
         let out: Vec<_> = listed
             .iter()
-            .map(|(user, devices, codes)| {
-                json!({
-                    "user": user,
-                    "devices": devices.iter().map(|d| json!({
-                        "name": d.name,
-                        "kind": d.kind.as_str(),
-                        "state": d.state.as_str(),
-                        "created": d.created_at,
-                        "last_used": d.last_used_at,
-                    })).collect::<Vec<_>>(),
-                    "recovery_codes_left": codes.recovery_left,
-                    "bypass_codes": codes.bypass.iter().map(|b| json!({
-                        "uses_left": b.uses_left,
-                        "expires": b.expires_at,
-                        "issued": b.created_at,
-                        "issued_by_uid": b.created_by,
-                    })).collect::<Vec<_>>(),
-                })
-            })
+            .map(
+                |admin::AccountOverview {
+                     user,
+                     devices,
+                     codes,
+                 }| {
+                    json!({
+                        "user": user,
+                        "devices": devices.iter().map(|d| json!({
+                            "name": d.name,
+                            "kind": d.kind.as_str(),
+                            "state": d.state.as_str(),
+                            "created": d.created_at,
+                            "last_used": d.last_used_at,
+                        })).collect::<Vec<_>>(),
+                        "recovery_codes_left": codes.recovery_left,
+                        "bypass_codes": codes.bypass.iter().map(|b| json!({
+                            "uses_left": b.uses_left,
+                            "expires": b.expires_at,
+                            "issued": b.created_at,
+                            "issued_by_uid": b.created_by,
+                        })).collect::<Vec<_>>(),
+                    })
+                },
+            )
             .collect();
         println!("{}", serde_json::Value::Array(out));
         return Ok(());
@@ -171,7 +139,12 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
     if listed.is_empty() {
         println!("No devices.");
     }
-    for (user, devices, codes) in &listed {
+    for admin::AccountOverview {
+        user,
+        devices,
+        codes,
+    } in &listed
+    {
         println!("{user}");
         if devices.is_empty() {
             println!("  no devices");
@@ -205,9 +178,7 @@ fn remove(target: &Target, user: &str, name: &str) -> Result<(), CliError> {
     let user = account(user)?;
     let name = pam_mfa::names::DeviceName::existing(name)?;
     let mut store = open_store(target)?;
-    let tx = store.write()?;
-    devices::remove(&tx, user.as_str(), name.as_str(), clock::now()?)?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
+    admin::remove_device(&mut store, &user, &name, clock::now()?)?;
     println!("Removed \"{name}\" of {user}.");
     Ok(())
 }
@@ -215,135 +186,44 @@ fn remove(target: &Target, user: &str, name: &str) -> Result<(), CliError> {
 fn unlock(target: &Target, user: &str) -> Result<(), CliError> {
     let user = account(user)?;
     let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let tx = store.write()?;
-    auth_state::clear(&tx, user.as_str())?;
-    audit::record(
-        &tx,
-        now,
-        target.caller_uid,
-        user.as_str(),
-        "unlock",
-        None,
-        None,
-    )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
+    admin::unlock(&mut store, &user, target.caller_uid, clock::now()?)?;
     println!("{user} is no longer locked out.");
     Ok(())
 }
 
-/// The longest a bypass code may live.
-const MAX_BYPASS_SECS: i64 = 7 * 86_400;
-
-/// `90s`, `30m`, `12h`, `7d` as seconds.
-fn parse_duration(text: &str) -> Option<i64> {
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: i64 = digits.parse().ok()?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(scale)
-}
-
 fn bypass(target: &Target, user: &str, uses: u32, expires: &str) -> Result<(), CliError> {
-    let secs = parse_duration(expires)
-        .filter(|s| (1..=MAX_BYPASS_SECS).contains(s))
-        .ok_or_else(|| {
-            CliError::msg(format!(
-                "--expires {expires:?}: give a duration such as 30m, 12h or 7d (at most 7d)"
-            ))
-        })?;
+    let secs = admin::bypass_lifetime(expires).map_err(CliError::msg)?;
     let user = account(user)?;
     let mut store = open_store(target)?;
     let now = clock::now()?;
-    let tx = store.write()?;
-    let code = pam_mfa::recovery::issue_bypass(
-        &tx,
-        user.as_str(),
+    let (code, expires_at) = admin::issue_bypass(
+        &mut store,
+        &user,
         uses,
-        now.saturating_add(secs),
-        now,
+        secs,
+        expires,
         target.caller_uid,
-    )?;
-    audit::record(
-        &tx,
         now,
-        target.caller_uid,
-        user.as_str(),
-        "bypass",
-        None,
-        Some(&format!("{uses} use(s), expires in {expires}")),
     )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
     let shown = zeroize::Zeroizing::new(pam_mfa::recovery::grouped(&code));
     println!(
         "Temporary code for {user}: {}\nGood for {uses} login(s) until {}; they type it at \
          the verification code prompt.",
         shown.as_str(),
-        clock::format_local(now.saturating_add(secs))
+        clock::format_local(expires_at)
     );
     Ok(())
-}
-
-/// `--since`: unix seconds, or an age (`30m`, `12h`, `7d`, `90s`) before now.
-fn parse_since(text: &str, now: i64) -> Result<i64, CliError> {
-    let bad = || {
-        CliError::msg(format!(
-            "--since {text:?}: give unix seconds or an age such as 30m, 12h, 7d"
-        ))
-    };
-    if let Ok(t) = text.parse::<i64>() {
-        return Ok(t);
-    }
-    let age = parse_duration(text).ok_or_else(bad)?;
-    Ok(now.saturating_sub(age))
 }
 
 /// `mfa admin audit prune`: the rows past the retention (or older than `older_than`) go
 /// now rather than at the next change; the pruning is itself recorded.
 fn prune_audit(target: &Target, older_than: Option<&str>) -> Result<(), CliError> {
     let age = older_than
-        .map(|text| {
-            parse_duration(text).filter(|s| *s > 0).ok_or_else(|| {
-                CliError::msg(format!(
-                    "--older-than {text:?}: give an age such as 12h, 90d or 400d"
-                ))
-            })
-        })
-        .transpose()?;
+        .map(|text| admin::prune_age(text).map(|age| (age, text)))
+        .transpose()
+        .map_err(CliError::msg)?;
     let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let tx = store.write()?;
-    let (removed, rule) = match age.zip(older_than) {
-        Some((age, text)) => (
-            audit::prune_before(&tx, now.saturating_sub(age))?,
-            format!("older than {text}"),
-        ),
-        None => {
-            let days = policy::load(&tx)?.audit_retention_days();
-            (
-                audit::prune_expired(&tx, now)?,
-                format!("older than the retention of {days} days"),
-            )
-        }
-    };
-    audit::record(
-        &tx,
-        now,
-        target.caller_uid,
-        "*",
-        "audit-prune",
-        None,
-        Some(&format!("{removed} row(s) {rule}")),
-    )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
+    let (removed, rule) = admin::prune_audit(&mut store, age, target.caller_uid, clock::now()?)?;
     println!("Removed {removed} audit row(s) {rule}.");
     Ok(())
 }
@@ -355,7 +235,9 @@ fn show_audit(
     json: bool,
 ) -> Result<(), CliError> {
     let user = user.map(|u| account(&u)).transpose()?;
-    let since = since.map(|s| parse_since(&s, clock::now()?)).transpose()?;
+    let since = since
+        .map(|s| admin::parse_since(&s, clock::now()?).map_err(CliError::msg))
+        .transpose()?;
     let rows = match Store::open_existing(&target.db)? {
         Some(store) => audit::list(store.conn(), user.as_ref().map(UserName::as_str), since)?,
         None => Vec::new(),
@@ -393,24 +275,4 @@ fn show_audit(
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_accepts_seconds_and_ages() {
-        assert_eq!(parse_since("1700000000", 0).unwrap(), 1_700_000_000);
-        assert_eq!(parse_since("2h", 10_000).unwrap(), 10_000 - 7200);
-        assert_eq!(parse_since("7d", 1_000_000).unwrap(), 1_000_000 - 604_800);
-        assert!(parse_since("yesterday", 0).is_err());
-        assert!(parse_since("5w", 0).is_err());
-        assert!(parse_since("", 0).is_err());
-        assert_eq!(parse_duration("90s"), Some(90));
-        assert_eq!(parse_duration("7d"), Some(604_800));
-        assert_eq!(parse_duration("d"), None);
-        assert_eq!(parse_duration("-5m"), None);
-    }
 }

@@ -5,7 +5,6 @@ use std::io::Read;
 use std::path::Path;
 
 use pam_mfa::names::DeviceName;
-use pam_mfa::pam::args::ModuleArgs;
 use pam_mfa::store::Store;
 use pam_mfa::tokens::pskc::PreSharedKey;
 use pam_mfa::tokens::{self, Format, Mode, inventory};
@@ -210,29 +209,22 @@ pub fn enroll(
     code2: &str,
 ) -> Result<(), CliError> {
     let name = DeviceName::parse(name)?;
+    // Checked before the store is opened (or created), as register_token_as does again.
     tokens::check_serial(serial).map_err(CliError::msg)?;
     let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let (c1, c2) = (code1.as_bytes(), code2.as_bytes());
     // Root, who holds the inventory, is told exactly what is wrong; a user registering a
     // token for themselves gets one answer for all of it, and each try counts toward
-    // their lock-out (the rule is the library's).
-    let mode = if target.caller_uid == 0 {
-        enrollment::register_token(&mut store, &target.user, &name, serial, c1, c2, now)?
-    } else {
-        let policy = pam_mfa::policy::load(store.conn())?;
-        let settings = ModuleArgs::default().effective_settings(&policy);
-        enrollment::register_own_token(
-            &mut store,
-            &target.user,
-            &name,
-            serial,
-            c1,
-            c2,
-            settings,
-            now,
-        )?
-    };
+    // their lock-out (the rule is the library's, shared with mfad).
+    let mode = enrollment::register_token_as(
+        &mut store,
+        target.caller_uid,
+        &target.user,
+        &name,
+        serial,
+        code1.as_bytes(),
+        code2.as_bytes(),
+        clock::now()?,
+    )?;
     crate::audit::record(
         target,
         &format!(

@@ -431,6 +431,31 @@ pub fn register_own_token(
     }
 }
 
+/// `mfa enroll token`'s rule, for `mfa` and `mfad` alike: root, who holds the inventory,
+/// is told exactly what is wrong ([`register_token`]); anyone else registering a token for
+/// themselves gets the one answer that counts ([`register_own_token`], issue 16, finding
+/// 4), checked under the policy's lock-out (module arguments do not apply here). The
+/// serial's form is checked first: it says nothing about the inventory.
+#[allow(clippy::too_many_arguments)]
+pub fn register_token_as(
+    store: &mut Store,
+    caller_uid: u32,
+    user: &UserName,
+    name: &DeviceName,
+    serial: &str,
+    first: &[u8],
+    second: &[u8],
+    now: i64,
+) -> Result<Mode> {
+    crate::tokens::check_serial(serial).map_err(Error::InvalidSerial)?;
+    if caller_uid == 0 {
+        return register_token(store, user, name, serial, first, second, now);
+    }
+    let policy = crate::policy::load(store.conn())?;
+    let settings = crate::settings::Overrides::default().settings(&policy);
+    register_own_token(store, user, name, serial, first, second, settings, now)
+}
+
 fn token_hotp_key(token: &inventory::InventoryToken) -> Result<HotpKey> {
     HotpKey::new(
         &token.secret,

@@ -185,6 +185,10 @@ pub enum Error {
          the token and press its button (or read it) twice more"
     )]
     TokenNotRegistered,
+    /// A serial number that cannot be one (its form only: says nothing about the
+    /// inventory).
+    #[error("{0}")]
+    InvalidSerial(String),
     #[error(
         "too many failed attempts: locked until {}; nothing was changed",
         crate::clock::format_local(*until)

@@ -6,6 +6,7 @@
 //! thin layer: parse arguments, talk through the conversation, call [`login`].
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod admin;
 pub mod audit;
 pub mod clock;
 pub mod code;
