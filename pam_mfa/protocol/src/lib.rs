@@ -46,11 +46,12 @@ mod secret;
 
 pub use frame::{FrameError, MAX_MESSAGE, read_frame, write_frame};
 pub use message::{
-    AccountState, BeforePromptReply, CodeKind, CodeUsed, DecodeError, DeviceEntry, ErrorKind,
-    ErrorReply, Overrides, PROTOCOL_VERSION, PendingTotpReply, ProofReply, RecoveryCodesReply,
-    RecoveryOutcome, RefusalKind, Request, RequestMessage, Response, ResponseMessage, ResyncReply,
-    VerifyOutcome, decode_request, decode_response, encode_request, encode_response, read_request,
-    read_response, write_request, write_response,
+    AccountEntry, AccountState, AuditEntry, BeforePromptReply, BypassEntry, BypassReply, CodeKind,
+    CodeUsed, DecodeError, DeviceEntry, ErrorKind, ErrorReply, Overrides, PROTOCOL_VERSION,
+    PendingTotpReply, PolicyReply, ProofReply, RecoveryCodesReply, RecoveryOutcome, RefusalKind,
+    Request, RequestMessage, Response, ResponseMessage, ResyncReply, TokenReply, VerifyOutcome,
+    decode_request, decode_response, encode_request, encode_response, read_request, read_response,
+    write_request, write_response,
 };
 pub use secret::SecretBytes;
 

@@ -113,6 +113,57 @@ pub enum Request {
     /// the earlier codes, once the client has written the codes out in full; answered
     /// with [`Response::Done`].
     RecoveryCommit { user: String, ticket: SecretBytes },
+    /// Register a hardware token from the inventory as a device of `user`, with two
+    /// consecutive codes of it (`mfa enroll token`). Root is told exactly what is wrong; a
+    /// non-root caller gets one answer for every refusal, and each counts toward their
+    /// lock-out (issue 16, finding 4), and needs a proof when the account has an active
+    /// device. Answered with [`Response::TokenRegistered`].
+    EnrollToken {
+        user: String,
+        name: String,
+        serial: String,
+        code1: SecretBytes,
+        code2: SecretBytes,
+        #[serde(default)]
+        proof: Option<SecretBytes>,
+    },
+    // The administrator's requests (`mfa admin …`): root callers only; anyone else gets
+    // [`ErrorKind::Denied`] and a line in the daemon's log.
+    /// The policy; answered with [`Response::Policy`].
+    PolicyShow,
+    /// Set one policy key (`mfa admin policy set KEY VALUE`, the same keys and values);
+    /// answered with [`Response::Done`].
+    PolicySet { key: String, value: String },
+    /// Every account with a device or an outstanding recovery or bypass code (`mfa admin
+    /// list --json`); answered with [`Response::Accounts`].
+    AdminList,
+    /// Audit rows of `user` (all when `None`) since `since` (unix seconds, or an age such
+    /// as `12h`, `7d`); answered with [`Response::AuditRows`].
+    Audit {
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        since: Option<String>,
+    },
+    /// Delete audit rows older than `older_than` (an age such as `90d`), or past the
+    /// policy's retention when `None`; answered with [`Response::Pruned`].
+    AuditPrune {
+        #[serde(default)]
+        older_than: Option<String>,
+    },
+    /// A temporary code for `user`, good for `uses` logins within `expires_in` (`30m`,
+    /// `12h`, at most `7d`); it also ends their lock-out. Answered with
+    /// [`Response::BypassCode`], the only time the code is shown.
+    Bypass {
+        user: String,
+        uses: u32,
+        expires_in: String,
+    },
+    /// End `user`'s lock-out; answered with [`Response::Done`].
+    Unlock { user: String },
+    /// Remove any user's device (no proof: root acts for them); answered with
+    /// [`Response::Done`].
+    AdminRemove { user: String, name: String },
 }
 
 impl Request {
@@ -132,13 +183,27 @@ impl Request {
             Self::Resync { .. } => "resync",
             Self::RecoveryGenerate { .. } => "recovery-generate",
             Self::RecoveryCommit { .. } => "recovery-commit",
+            Self::EnrollToken { .. } => "enroll-token",
+            Self::PolicyShow => "policy-show",
+            Self::PolicySet { .. } => "policy-set",
+            Self::AdminList => "admin-list",
+            Self::Audit { .. } => "audit",
+            Self::AuditPrune { .. } => "audit-prune",
+            Self::Bypass { .. } => "bypass",
+            Self::Unlock { .. } => "unlock",
+            Self::AdminRemove { .. } => "admin-remove",
         }
     }
 
     /// The account the request is about, if any.
     pub fn user(&self) -> Option<&str> {
         match self {
-            Self::Hello => None,
+            Self::Hello
+            | Self::PolicyShow
+            | Self::PolicySet { .. }
+            | Self::AdminList
+            | Self::AuditPrune { .. } => None,
+            Self::Audit { user, .. } => user.as_deref(),
             Self::BeforePrompt { user, .. }
             | Self::VerifyCode { user, .. }
             | Self::VerifyRecovery { user, .. }
@@ -150,7 +215,11 @@ impl Request {
             | Self::Remove { user, .. }
             | Self::Resync { user, .. }
             | Self::RecoveryGenerate { user, .. }
-            | Self::RecoveryCommit { user, .. } => Some(user),
+            | Self::RecoveryCommit { user, .. }
+            | Self::EnrollToken { user, .. }
+            | Self::Bypass { user, .. }
+            | Self::Unlock { user }
+            | Self::AdminRemove { user, .. } => Some(user),
         }
     }
 }
@@ -190,6 +259,16 @@ pub enum Response {
     Done,
     Resynced(ResyncReply),
     RecoveryCodes(RecoveryCodesReply),
+    TokenRegistered(TokenReply),
+    Policy(PolicyReply),
+    Accounts(Vec<AccountEntry>),
+    AuditRows(Vec<AuditEntry>),
+    /// How many audit rows went, and by which rule ("older than …").
+    Pruned {
+        removed: u64,
+        rule: String,
+    },
+    BypassCode(BypassReply),
     /// The request was not carried out. Its shape never changes (see the crate
     /// documentation).
     Error(ErrorReply),
@@ -339,6 +418,73 @@ pub struct DeviceEntry {
     pub created: i64,
     pub last_used: Option<i64>,
     pub expires: Option<i64>,
+}
+
+/// A hardware token now active for `user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenReply {
+    /// The account, canonical.
+    pub user: String,
+    pub name: String,
+    pub serial: String,
+    /// Counter-based (HOTP: a code per button press) rather than time-based.
+    pub event_based: bool,
+}
+
+/// The policy as `mfa admin policy show --json` prints it: `None` for a number means the
+/// built-in default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyReply {
+    /// `allow` or `deny`.
+    pub self_service: String,
+    pub max_devices: u32,
+    /// `allow`, `deny` or `enroll`.
+    pub no_device: String,
+    pub max_failures: Option<u32>,
+    pub lockout_seconds: Option<i64>,
+    pub window: Option<u32>,
+    pub audit_retention_days: Option<u32>,
+    /// The retention in effect (the default when `audit_retention_days` is `None`).
+    pub audit_retention_days_in_effect: u32,
+}
+
+/// One account as `mfa admin list --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEntry {
+    pub user: String,
+    pub devices: Vec<DeviceEntry>,
+    pub recovery_codes_left: u32,
+    pub bypass_codes: Vec<BypassEntry>,
+}
+
+/// A live bypass code (never the code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BypassEntry {
+    pub uses_left: u32,
+    pub expires: i64,
+    pub issued: i64,
+    pub issued_by_uid: u32,
+}
+
+/// One audit row, as `mfa admin audit --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub uid: u32,
+    pub user: String,
+    pub action: String,
+    pub device: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A new bypass code: `code` is shown once, ungrouped, never in `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BypassReply {
+    /// The account, canonical.
+    pub user: String,
+    pub code: SecretBytes,
+    pub uses: u32,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -580,6 +726,157 @@ mod tests {
                 ticket: SecretBytes::from_slice(b"ticket-bytes"),
             },
         ]
+    }
+
+    /// The administrator's requests and token registration (issue 17, third step).
+    fn admin_requests() -> Vec<Request> {
+        vec![
+            Request::EnrollToken {
+                user: "alice".into(),
+                name: "token".into(),
+                serial: "SN-1".into(),
+                code1: SecretBytes::from_slice(b"555555"),
+                code2: SecretBytes::from_slice(b"666666"),
+                proof: Some(SecretBytes::from_slice(b"proof-token-bytes")),
+            },
+            Request::PolicyShow,
+            Request::PolicySet {
+                key: "window".into(),
+                value: "2".into(),
+            },
+            Request::AdminList,
+            Request::Audit {
+                user: Some("alice".into()),
+                since: Some("7d".into()),
+            },
+            Request::Audit {
+                user: None,
+                since: None,
+            },
+            Request::AuditPrune {
+                older_than: Some("90d".into()),
+            },
+            Request::Bypass {
+                user: "bob".into(),
+                uses: 2,
+                expires_in: "12h".into(),
+            },
+            Request::Unlock { user: "bob".into() },
+            Request::AdminRemove {
+                user: "bob".into(),
+                name: "phone".into(),
+            },
+        ]
+    }
+
+    fn admin_responses() -> Vec<Response> {
+        vec![
+            Response::TokenRegistered(TokenReply {
+                user: "alice".into(),
+                name: "token".into(),
+                serial: "SN-1".into(),
+                event_based: true,
+            }),
+            Response::Policy(PolicyReply {
+                self_service: "allow".into(),
+                max_devices: 8,
+                no_device: "deny".into(),
+                max_failures: Some(5),
+                lockout_seconds: None,
+                window: Some(1),
+                audit_retention_days: None,
+                audit_retention_days_in_effect: 365,
+            }),
+            Response::Accounts(vec![AccountEntry {
+                user: "bob".into(),
+                devices: vec![DeviceEntry {
+                    name: "phone".into(),
+                    kind: "totp".into(),
+                    state: "active".into(),
+                    created: 1,
+                    last_used: Some(2),
+                    expires: None,
+                }],
+                recovery_codes_left: 10,
+                bypass_codes: vec![BypassEntry {
+                    uses_left: 1,
+                    expires: 9,
+                    issued: 3,
+                    issued_by_uid: 0,
+                }],
+            }]),
+            Response::AuditRows(vec![AuditEntry {
+                at: 5,
+                uid: 1000,
+                user: "alice".into(),
+                action: "rename".into(),
+                device: Some("phone".into()),
+                detail: None,
+            }]),
+            Response::Pruned {
+                removed: 3,
+                rule: "older than 90d".into(),
+            },
+            Response::BypassCode(BypassReply {
+                user: "bob".into(),
+                code: SecretBytes::from_slice(b"pqrstuvwxyz2"),
+                uses: 2,
+                expires_at: 99,
+            }),
+        ]
+    }
+
+    // Issue 17, third step: the administrator's messages and token registration survive
+    // a frame unchanged, and optional fields left out by a client decode as `None`.
+    #[test]
+    fn admin_messages_round_trip() {
+        for r in admin_requests() {
+            let mut buf = Vec::new();
+            write_request(&mut buf, &r).unwrap();
+            assert_eq!(read_request(&mut &buf[..]).unwrap(), r);
+            assert!(!r.name().is_empty());
+        }
+        for r in admin_responses() {
+            let mut buf = Vec::new();
+            write_response(&mut buf, &r).unwrap();
+            assert_eq!(read_response(&mut &buf[..]).unwrap(), r);
+        }
+        #[derive(Serialize)]
+        enum Bare {
+            Audit {},
+            AuditPrune {},
+        }
+        for (bare, want) in [
+            (
+                Bare::Audit {},
+                Request::Audit {
+                    user: None,
+                    since: None,
+                },
+            ),
+            (
+                Bare::AuditPrune {},
+                Request::AuditPrune { older_than: None },
+            ),
+        ] {
+            let b = body(&Foreign {
+                version: PROTOCOL_VERSION,
+                request: bare,
+            });
+            assert_eq!(decode_request(&b).unwrap(), want);
+        }
+        assert_eq!(admin_requests()[4].user(), Some("alice"));
+        assert_eq!(admin_requests()[1].user(), None);
+    }
+
+    // Token codes, proofs and bypass codes never show in Debug output (log lines).
+    #[test]
+    fn admin_secrets_are_not_debug_printed() {
+        let shown = format!("{:?} {:?}", admin_requests(), admin_responses());
+        for secret in ["555555", "666666", "proof-token", "pqrstuvwxyz2"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("SN-1") && shown.contains("older than 90d"));
     }
 
     fn self_service_responses() -> Vec<Response> {
