@@ -54,6 +54,39 @@ pub enum Work {
         account: UserName,
         ticket: SecretBytes,
     },
+    /// An administrator's request: only ever built for root ([`authorise`] refuses
+    /// anyone else before it reaches the store).
+    Admin(Box<Admin>),
+}
+
+/// `mfa admin …` through the daemon; accounts are resolved and known to exist.
+#[derive(Debug)]
+pub enum Admin {
+    PolicyShow,
+    PolicySet {
+        key: String,
+        value: String,
+    },
+    List,
+    Audit {
+        account: Option<UserName>,
+        since: Option<String>,
+    },
+    AuditPrune {
+        older_than: Option<String>,
+    },
+    Bypass {
+        account: UserName,
+        uses: u32,
+        expires_in: String,
+    },
+    Unlock {
+        account: UserName,
+    },
+    Remove {
+        account: UserName,
+        name: String,
+    },
 }
 
 /// The changes [`Work::Change`] carries.
@@ -76,6 +109,13 @@ pub enum Change {
         code2: SecretBytes,
     },
     RecoveryGenerate,
+    /// A hardware token from the inventory (`mfa enroll token`).
+    EnrollToken {
+        name: String,
+        serial: String,
+        code1: SecretBytes,
+        code2: SecretBytes,
+    },
 }
 
 /// A request refused before it reached the store: the answer, and for a request about
@@ -120,9 +160,78 @@ fn existing(uid: u32, request: &str, user: &str) -> Result<UserName, Refused> {
     account_for(uid, request, user)?.ok_or_else(|| refused(ErrorKind::Invalid, "no such account"))
 }
 
+/// An account named in an administrator's request (root's): it must exist, and is
+/// refused in `mfa admin`'s words otherwise.
+fn admin_account(user: &str) -> Result<UserName, Refused> {
+    account_for(0, "", user)?
+        .ok_or_else(|| refused(ErrorKind::Invalid, format!("no such user: {user:?}")))
+}
+
+/// The administrator's requests, for root only: anyone else is refused and logged.
+fn admin(uid: u32, request: Request) -> Result<Work, Refused> {
+    if uid != 0 {
+        return Err(Refused {
+            reply: ErrorReply::new(
+                ErrorKind::Denied,
+                "only root may ask this (mfa admin is for administrators)",
+            ),
+            log: Some(format!(
+                "refused: uid {uid} asked {}, which only root may ask",
+                request.name()
+            )),
+        });
+    }
+    let work = match request {
+        Request::PolicyShow => Admin::PolicyShow,
+        Request::PolicySet { key, value } => Admin::PolicySet { key, value },
+        Request::AdminList => Admin::List,
+        Request::Audit { user, since } => Admin::Audit {
+            account: user.as_deref().map(admin_account).transpose()?,
+            since,
+        },
+        Request::AuditPrune { older_than } => Admin::AuditPrune { older_than },
+        Request::Bypass {
+            user,
+            uses,
+            expires_in,
+        } => Admin::Bypass {
+            account: admin_account(&user)?,
+            uses,
+            expires_in,
+        },
+        Request::Unlock { user } => Admin::Unlock {
+            account: admin_account(&user)?,
+        },
+        Request::AdminRemove { user, name } => Admin::Remove {
+            account: admin_account(&user)?,
+            name,
+        },
+        _ => {
+            return Err(refused(
+                ErrorKind::UnknownRequest,
+                "request not served by this mfad",
+            ));
+        }
+    };
+    Ok(Work::Admin(Box::new(work)))
+}
+
 /// Turns a decoded request from a peer with `uid` into the store thread's work.
 pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
     let name = request.name();
+    if matches!(
+        request,
+        Request::PolicyShow
+            | Request::PolicySet { .. }
+            | Request::AdminList
+            | Request::Audit { .. }
+            | Request::AuditPrune { .. }
+            | Request::Bypass { .. }
+            | Request::Unlock { .. }
+            | Request::AdminRemove { .. }
+    ) {
+        return admin(uid, request);
+    }
     Ok(match request {
         Request::Hello => Work::Hello,
         Request::BeforePrompt { user, want_keys } => Work::BeforePrompt {
@@ -235,6 +344,23 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
         Request::RecoveryCommit { user, ticket } => Work::RecoveryCommit {
             account: existing(uid, name, &user)?,
             ticket,
+        },
+        Request::EnrollToken {
+            user,
+            name: device,
+            serial,
+            code1,
+            code2,
+            proof,
+        } => Work::Change {
+            account: existing(uid, name, &user)?,
+            proof,
+            change: Box::new(Change::EnrollToken {
+                name: device,
+                serial,
+                code1,
+                code2,
+            }),
         },
         _ => {
             return Err(refused(

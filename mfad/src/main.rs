@@ -36,6 +36,8 @@
 //!   the same rules: the policy's self-service switch and the change-rate limit for
 //!   non-root callers, a single-use proof of an existing device ([`tickets`]) before a
 //!   change, and audit rows written as the peer's uid, attached for that one request.
+//! * **Administration** ([`admin`]): `mfa admin`'s requests, for root only, through
+//!   `pam_mfa::admin` (one implementation with `mfa`), audit rows as the peer's uid.
 //! * **Logs** go to syslog, facility authpriv, like the module's ([`log`]): outcomes of
 //!   logins and refusals, never a code or a secret.
 //!
@@ -49,6 +51,7 @@
 //! ([`activation`]).
 
 mod activation;
+mod admin;
 mod authorise;
 mod conn;
 mod log;

@@ -20,7 +20,7 @@ use pam_mfa::store::Store;
 use pam_mfa::{Error, audit, clock, enrollment, recovery};
 use pam_mfa_protocol::{
     CodeKind, CodeUsed, ErrorKind, ErrorReply, PendingTotpReply, ProofReply, RecoveryCodesReply,
-    Response, ResyncReply, SecretBytes,
+    Response, ResyncReply, SecretBytes, TokenReply,
 };
 use zeroize::Zeroizing;
 
@@ -347,6 +347,58 @@ fn change_now(
                 &format!("resynced device {:?} ({logged})", name.as_str()),
             );
             return Ok(Response::Resynced(reply));
+        }
+        Change::EnrollToken {
+            name,
+            serial,
+            code1,
+            code2,
+        } => {
+            let registered = DeviceName::parse(&name).and_then(|name| {
+                let mode = audit::as_actor(store, uid, |s| {
+                    enrollment::register_token_as(
+                        s,
+                        uid,
+                        account,
+                        &name,
+                        &serial,
+                        code1.as_bytes(),
+                        code2.as_bytes(),
+                        now,
+                    )
+                })?;
+                Ok((name, mode))
+            });
+            let (name, mode) = match registered {
+                Ok(r) => r,
+                Err(e) => {
+                    if uid != 0 && !e.is_system() {
+                        log.log(
+                            Level::Notice,
+                            &format!(
+                                "refused a hardware token registration ({})",
+                                who(account, uid)
+                            ),
+                        );
+                    }
+                    return refusal(e);
+                }
+            };
+            changed(
+                log,
+                uid,
+                account,
+                &format!(
+                    "registered hardware token {serial:?} as device {:?}",
+                    name.as_str()
+                ),
+            );
+            return Ok(Response::TokenRegistered(TokenReply {
+                user: account.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+                serial,
+                event_based: matches!(mode, pam_mfa::tokens::Mode::Hotp { .. }),
+            }));
         }
         Change::RecoveryGenerate => {
             let codes = recovery::new_set()?;

@@ -29,6 +29,7 @@ pub fn run(mut store: Option<Store>, db: PathBuf, queue: &Queue, log: &Log) {
             | Work::RecoveryCommit { .. } => {
                 selfservice::handle(&mut store, &db, job.uid, job.work, &mut tickets, log)
             }
+            Work::Admin(work) => crate::admin::handle(&mut store, &db, job.uid, *work, log),
             work => handle(&mut store, &db, job.uid, work, log),
         };
         // The connection may be gone; its answer is then dropped.
@@ -190,7 +191,8 @@ fn run_work(
         Work::Reauth { .. }
         | Work::Change { .. }
         | Work::FinishTotp { .. }
-        | Work::RecoveryCommit { .. } => Response::Error(ErrorReply::new(
+        | Work::RecoveryCommit { .. }
+        | Work::Admin(_) => Response::Error(ErrorReply::new(
             ErrorKind::UnknownRequest,
             "not served here",
         )),
@@ -199,20 +201,21 @@ fn run_work(
                 Some(store) => devices::list(store.conn(), account.as_str(), now)?,
                 None => Vec::new(),
             };
-            Response::Devices(
-                list.into_iter()
-                    .map(|d| DeviceEntry {
-                        name: d.name,
-                        kind: d.kind.as_str().to_owned(),
-                        state: d.state.as_str().to_owned(),
-                        created: d.created_at,
-                        last_used: d.last_used_at,
-                        expires: d.expires_at,
-                    })
-                    .collect(),
-            )
+            Response::Devices(list.into_iter().map(entry).collect())
         }
     })
+}
+
+/// A device as the protocol shows it (`mfa list --json`'s names and meanings).
+pub fn entry(d: devices::DeviceInfo) -> DeviceEntry {
+    DeviceEntry {
+        name: d.name,
+        kind: d.kind.as_str().to_owned(),
+        state: d.state.as_str().to_owned(),
+        created: d.created_at,
+        last_used: d.last_used_at,
+        expires: d.expires_at,
+    }
 }
 
 fn log_outcome(log: &Log, outcome: &login::Outcome, who: &str) {

@@ -1,0 +1,233 @@
+//! `mfa admin …` through the daemon: the policy, every account's devices, lock-outs,
+//! bypass codes and the audit trail. Root only ([`crate::authorise`] refuses anyone
+//! else); each runs the library's calls (`pam_mfa::admin`, one implementation with
+//! `mfa`), with audit rows written as the peer's uid, and the device removal's row through
+//! the connection's actor, attached for that one request ([`pam_mfa::audit::as_actor`]).
+//! Views of a store that does not exist yet show the defaults; a change creates it, as
+//! `mfa` does.
+
+use std::path::Path;
+
+use pam_mfa::names::DeviceName;
+use pam_mfa::store::Store;
+use pam_mfa::{Error, admin, audit, clock};
+use pam_mfa_protocol::{
+    AccountEntry, AuditEntry, BypassEntry, BypassReply, ErrorKind, ErrorReply, PolicyReply,
+    Response, SecretBytes,
+};
+
+use crate::authorise::Admin;
+use crate::log::{Level, Log};
+use crate::service::unavailable;
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+    Response::Error(ErrorReply::new(kind, message))
+}
+
+/// A library error as the administrator should read it; `Err` for the store's own
+/// failures, which are "unavailable".
+fn refusal(e: Error) -> Result<Response, Error> {
+    if e.is_system() {
+        return Err(e);
+    }
+    Ok(error(ErrorKind::Invalid, e.to_string()))
+}
+
+pub fn handle(store: &mut Option<Store>, db: &Path, uid: u32, work: Admin, log: &Log) -> Response {
+    let changes = !matches!(work, Admin::PolicyShow | Admin::List | Admin::Audit { .. });
+    if store.is_none() {
+        let opened = if changes {
+            Store::open_or_create(db).map(Some)
+        } else {
+            Store::open_existing(db)
+        };
+        match opened {
+            Ok(s) => *store = s,
+            Err(e) => return unavailable(log, &e),
+        }
+    }
+    let response = match run(store.as_mut(), uid, work, log) {
+        Ok(r) => r,
+        Err(e) => unavailable(log, &e),
+    };
+    // Never let one request's actor reach the next request's rows.
+    if let Some(s) = store.as_ref()
+        && !matches!(audit::actor(s.conn()), Ok(None))
+    {
+        log.log(
+            Level::Error,
+            "the store connection kept an audit actor after a request; reopening it",
+        );
+        *store = None;
+    }
+    response
+}
+
+/// A syslog line for an administrator's change (never a code).
+fn changed(log: &Log, uid: u32, what: &str) {
+    log.log(Level::Notice, &format!("uid {uid} {what}"));
+}
+
+fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::Result<Response> {
+    let now = clock::now()?;
+    let Some(store) = store else {
+        // Only views reach here without a store: nothing recorded yet.
+        return Ok(match work {
+            Admin::PolicyShow => policy_reply(&pam_mfa::policy::Policy::default()),
+            Admin::List => Response::Accounts(Vec::new()),
+            Admin::Audit { .. } => Response::AuditRows(Vec::new()),
+            _ => error(ErrorKind::Unavailable, "the device store cannot answer"),
+        });
+    };
+    match work {
+        Admin::PolicyShow => Ok(policy_reply(&admin::policy_of(Some(store))?)),
+        Admin::PolicySet { key, value } => match admin::set_policy(store, &key, &value, uid, now) {
+            Ok(()) => {
+                changed(
+                    log,
+                    uid,
+                    &format!("set policy {}={}", key.escape_debug(), value.escape_debug()),
+                );
+                Ok(Response::Done)
+            }
+            Err(e) => refusal(e),
+        },
+        Admin::List => Ok(Response::Accounts(
+            admin::overview(store.conn(), now)?
+                .into_iter()
+                .map(|a| AccountEntry {
+                    user: a.user,
+                    devices: a.devices.into_iter().map(crate::service::entry).collect(),
+                    recovery_codes_left: a.codes.recovery_left,
+                    bypass_codes: a
+                        .codes
+                        .bypass
+                        .into_iter()
+                        .map(|b| BypassEntry {
+                            uses_left: b.uses_left,
+                            expires: b.expires_at,
+                            issued: b.created_at,
+                            issued_by_uid: b.created_by,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        )),
+        Admin::Audit { account, since } => {
+            let since = match since.map(|s| admin::parse_since(&s, now)).transpose() {
+                Ok(s) => s,
+                Err(message) => return Ok(error(ErrorKind::Invalid, message)),
+            };
+            let rows = audit::list(store.conn(), account.as_ref().map(|a| a.as_str()), since)?;
+            Ok(Response::AuditRows(
+                rows.into_iter()
+                    .map(|r| AuditEntry {
+                        at: r.at,
+                        uid: r.actor_uid,
+                        user: r.user,
+                        action: r.action,
+                        device: r.device,
+                        detail: r.detail,
+                    })
+                    .collect(),
+            ))
+        }
+        Admin::AuditPrune { older_than } => {
+            let age = match older_than
+                .as_deref()
+                .map(|text| admin::prune_age(text).map(|age| (age, text)))
+                .transpose()
+            {
+                Ok(a) => a,
+                Err(message) => return Ok(error(ErrorKind::Invalid, message)),
+            };
+            match admin::prune_audit(store, age, uid, now) {
+                Ok((removed, rule)) => {
+                    changed(log, uid, &format!("pruned {removed} audit row(s) {rule}"));
+                    Ok(Response::Pruned {
+                        removed: u64::try_from(removed).unwrap_or(u64::MAX),
+                        rule,
+                    })
+                }
+                Err(e) => refusal(e),
+            }
+        }
+        Admin::Bypass {
+            account,
+            uses,
+            expires_in,
+        } => {
+            let secs = match admin::bypass_lifetime(&expires_in) {
+                Ok(s) => s,
+                Err(message) => return Ok(error(ErrorKind::Invalid, message)),
+            };
+            match admin::issue_bypass(store, &account, uses, secs, &expires_in, uid, now) {
+                Ok((code, expires_at)) => {
+                    changed(
+                        log,
+                        uid,
+                        &format!(
+                            "issued a bypass code ({uses} use(s), expires in {}) for user {}",
+                            expires_in.escape_debug(),
+                            account.as_str().escape_debug()
+                        ),
+                    );
+                    Ok(Response::BypassCode(BypassReply {
+                        user: account.as_str().to_owned(),
+                        code: SecretBytes::from_slice(code.as_bytes()),
+                        uses,
+                        expires_at,
+                    }))
+                }
+                Err(e) => refusal(e),
+            }
+        }
+        Admin::Unlock { account } => match admin::unlock(store, &account, uid, now) {
+            Ok(()) => {
+                changed(
+                    log,
+                    uid,
+                    &format!("unlocked user {}", account.as_str().escape_debug()),
+                );
+                Ok(Response::Done)
+            }
+            Err(e) => refusal(e),
+        },
+        Admin::Remove { account, name } => {
+            let removed = DeviceName::existing(&name).and_then(|name| {
+                audit::as_actor(store, uid, |s| {
+                    admin::remove_device(s, &account, &name, now)
+                })?;
+                Ok(name)
+            });
+            match removed {
+                Ok(name) => {
+                    changed(
+                        log,
+                        uid,
+                        &format!(
+                            "removed device {:?} for user {}",
+                            name.as_str(),
+                            account.as_str().escape_debug()
+                        ),
+                    );
+                    Ok(Response::Done)
+                }
+                Err(e) => refusal(e),
+            }
+        }
+    }
+}
+
+fn policy_reply(p: &pam_mfa::policy::Policy) -> Response {
+    Response::Policy(PolicyReply {
+        self_service: p.self_service.as_str().to_owned(),
+        max_devices: p.max_devices,
+        no_device: p.no_device.as_str().to_owned(),
+        max_failures: p.max_failures,
+        lockout_seconds: p.lockout_seconds,
+        window: p.window,
+        audit_retention_days: p.audit_retention_days,
+        audit_retention_days_in_effect: p.audit_retention_days(),
+    })
+}
