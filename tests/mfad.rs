@@ -646,3 +646,391 @@ fn self_service_deny_refuses_a_users_change_through_mfad() {
         Response::Verified(VerifyOutcome::Accepted { .. })
     ));
 }
+
+// ----- Issue 17, third step: the administrator's requests and token registration -----
+
+fn ask_ok(mfad: &Mfad, request: &Request) -> Response {
+    let r = mfad.ask(request);
+    assert!(!matches!(r, Response::Error(_)), "{request:?}: {r:?}");
+    r
+}
+
+fn error_of(r: &Response) -> &pam_mfa_protocol::ErrorReply {
+    match r {
+        Response::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// Issue 17, third step: `mfa admin`'s requests through mfad work for root, run the same
+/// library rules as `mfa` (the policy set through the daemon is what `mfa admin policy
+/// show` shows, bad values are refused in its words), write audit rows as root, and are
+/// refused and logged for a user.
+#[test]
+fn administrator_requests_work_for_root_and_are_refused_for_a_user() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    enroll_now(&env, bob.name(), "phone");
+    enroll_now(&env, bob.name(), "tablet");
+    let mfad = Mfad::start(&ns);
+
+    // A user: every administrator's request refused, and logged with their uid.
+    let uid = alice.uid();
+    let asked: [(&str, Vec<&str>); 9] = [
+        ("policy-show", vec!["policy-show"]),
+        ("policy-set", vec!["policy-set", "window", "3"]),
+        ("admin-list", vec!["admin-list"]),
+        ("audit", vec!["audit"]),
+        ("audit", vec!["audit", alice.name()]),
+        ("audit-prune", vec!["audit-prune"]),
+        ("bypass", vec!["bypass", alice.name(), "1", "1h"]),
+        ("unlock", vec!["unlock", alice.name()]),
+        ("admin-remove", vec!["admin-remove", bob.name(), "phone"]),
+    ];
+    for (_, args) in &asked {
+        let out = client_as(&ns, &client, &alice, args);
+        assert!(
+            out.stdout.contains("Denied") && out.stdout.contains("only root"),
+            "{args:?}: {out:?}"
+        );
+    }
+    let lines = mfad_lines(&ns);
+    for (what, _) in &asked {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("uid {uid} asked {what}, which only root"))),
+            "no log line for alice's {what}: {lines:#?}"
+        );
+    }
+    let policy_json = || {
+        let out = env
+            .mfa_cmd(&["admin", "policy", "show", "--json"])
+            .real_time()
+            .run();
+        out.assert_success();
+        out.json()
+    };
+    assert!(
+        policy_json()["window"].is_null(),
+        "a user's policy-set worked"
+    );
+
+    // Root: the policy set through the daemon is what mfa shows.
+    assert_eq!(
+        mfad.ask(&Request::PolicySet {
+            key: "window".into(),
+            value: "2".into(),
+        }),
+        Response::Done
+    );
+    let shown = policy_json();
+    assert_eq!(shown["window"], 2, "{shown}");
+    let Response::Policy(p) = ask_ok(&mfad, &Request::PolicyShow) else {
+        panic!("no policy")
+    };
+    assert_eq!(p.window, Some(2));
+    assert_eq!(shown["self_service"], p.self_service.as_str());
+    assert_eq!(shown["no_device"], p.no_device.as_str());
+    assert_eq!(shown["max_devices"], p.max_devices);
+    assert_eq!(p.audit_retention_days, None);
+    // A bad value: refused with mfa's words, nothing changed.
+    let bad = mfad.ask(&Request::PolicySet {
+        key: "window".into(),
+        value: "99".into(),
+    });
+    let from_mfa = env
+        .mfa_cmd(&["admin", "policy", "set", "window", "99"])
+        .real_time()
+        .run();
+    assert!(
+        from_mfa.stderr.contains(&error_of(&bad).message),
+        "{bad:?} / {from_mfa:?}"
+    );
+    assert_eq!(policy_json()["window"], 2);
+
+    // The list is mfa admin list's.
+    let Response::Accounts(accounts) = ask_ok(&mfad, &Request::AdminList) else {
+        panic!("no accounts")
+    };
+    let bobs = accounts
+        .iter()
+        .find(|a| a.user == bob.name())
+        .expect("bob listed");
+    let names: Vec<&str> = bobs.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["phone", "tablet"]);
+    let listed = env.mfa_cmd(&["admin", "list", "--json"]).real_time().run();
+    listed.assert_success();
+    let serde_json::Value::Array(from_mfa) = listed.json() else {
+        panic!("admin list --json printed no array")
+    };
+    assert_eq!(from_mfa.len(), accounts.len());
+
+    // Removal, unlock: done, recorded as root.
+    assert_eq!(
+        mfad.ask(&Request::AdminRemove {
+            user: bob.name().to_owned(),
+            name: "tablet".into(),
+        }),
+        Response::Done
+    );
+    let missing = mfad.ask(&Request::AdminRemove {
+        user: bob.name().to_owned(),
+        name: "tablet".into(),
+    });
+    assert_eq!(error_of(&missing).kind, ErrorKind::Invalid);
+    assert_eq!(audit_actors(&env, bob.name(), "remove"), vec![0]);
+    assert_eq!(
+        mfad.ask(&Request::Unlock {
+            user: bob.name().to_owned(),
+        }),
+        Response::Done
+    );
+    assert_eq!(audit_actors(&env, bob.name(), "unlock"), vec![0]);
+    let nobody = mfad.ask(&Request::Unlock {
+        user: "no-such-user-xyz".into(),
+    });
+    assert!(
+        error_of(&nobody).message.contains("no such user"),
+        "{nobody:?}"
+    );
+
+    // The audit trail, and its pruning (itself recorded).
+    let Response::AuditRows(rows) = ask_ok(
+        &mfad,
+        &Request::Audit {
+            user: Some(bob.name().to_owned()),
+            since: Some("1h".into()),
+        },
+    ) else {
+        panic!("no rows")
+    };
+    assert!(rows.iter().any(|r| r.action == "remove" && r.uid == 0));
+    assert!(rows.iter().all(|r| r.user == bob.name()));
+    let bad = mfad.ask(&Request::Audit {
+        user: None,
+        since: Some("yesterday".into()),
+    });
+    assert!(error_of(&bad).message.contains("--since"), "{bad:?}");
+    let Response::Pruned { removed, rule } =
+        ask_ok(&mfad, &Request::AuditPrune { older_than: None })
+    else {
+        panic!("not pruned")
+    };
+    assert_eq!(removed, 0);
+    assert!(rule.contains("retention of 365 days"), "{rule}");
+    let Response::AuditRows(rows) = ask_ok(
+        &mfad,
+        &Request::Audit {
+            user: None,
+            since: None,
+        },
+    ) else {
+        panic!("no rows")
+    };
+    assert!(rows.iter().any(|r| r.action == "audit-prune" && r.uid == 0));
+    assert!(rows.iter().any(|r| r.action == "policy" && r.uid == 0));
+}
+
+/// Issue 17, third step: a bypass code issued through mfad (root only) logs a locked-out
+/// user in through VerifyRecovery, once; the code is never logged.
+#[test]
+fn a_bypass_code_from_mfad_logs_a_locked_out_user_in() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let dev = enroll_now(&env, alice.name(), "phone");
+    let mfad = Mfad::start(&ns);
+    let wrong = Request::VerifyCode {
+        user: alice.name().to_owned(),
+        answer: SecretBytes::from_slice(wrong_code_now(&dev.secret).as_bytes()),
+        overrides: Overrides {
+            max_failures: Some(2),
+            lockout_secs: Some(3600),
+            ..Overrides::default()
+        },
+    };
+    let locked = (0..10).any(|_| {
+        let r = mfad.ask(&wrong);
+        matches!(refused_with_lock(&r), Some(Some(_)))
+            || matches!(r, Response::Verified(VerifyOutcome::Locked { .. }))
+    });
+    assert!(locked, "alice was never locked out");
+    assert!(matches!(
+        mfad.ask(&verify(alice.name(), &next_code(&dev.secret))),
+        Response::Verified(VerifyOutcome::Locked { .. })
+    ));
+    // Not for her to issue herself.
+    let out = client_as(&ns, &client, &alice, &["bypass", alice.name(), "1", "1h"]);
+    assert!(out.stdout.contains("Denied"), "{out:?}");
+    assert!(!out.stdout.contains("code: "), "{out:?}");
+    // Too long a life: mfa's words.
+    let long = mfad.ask(&Request::Bypass {
+        user: alice.name().to_owned(),
+        uses: 1,
+        expires_in: "8d".into(),
+    });
+    assert!(error_of(&long).message.contains("at most 7d"), "{long:?}");
+
+    let Response::BypassCode(b) = ask_ok(
+        &mfad,
+        &Request::Bypass {
+            user: alice.name().to_owned(),
+            uses: 1,
+            expires_in: "1h".into(),
+        },
+    ) else {
+        panic!("no bypass code")
+    };
+    assert_eq!((b.user.as_str(), b.uses), (alice.name(), 1));
+    let use_it = || {
+        mfad.ask(&Request::VerifyRecovery {
+            user: alice.name().to_owned(),
+            code: b.code.clone(),
+        })
+    };
+    assert_eq!(
+        use_it(),
+        Response::Recovery(pam_mfa_protocol::RecoveryOutcome::Accepted {
+            kind: pam_mfa_protocol::CodeKind::Bypass,
+            remaining: 0,
+        })
+    );
+    assert_eq!(
+        use_it(),
+        Response::Recovery(pam_mfa_protocol::RecoveryOutcome::Refused)
+    );
+    assert_eq!(audit_actors(&env, alice.name(), "bypass"), vec![0]);
+    let code = String::from_utf8_lossy(b.code.as_bytes()).into_owned();
+    assert_code_not_logged(&ns.syslog().records(), &code);
+}
+
+/// The RFC 4226 HOTP code of the test secret for `counter`, from oathtool.
+fn rfc4226_hotp(counter: i64) -> String {
+    let out = Command::new(pam_mfa_tests::tool("oathtool", "oathtool"))
+        .args(["--hotp", "--digits=6", "-c"])
+        .arg(counter.to_string())
+        .arg("3132333435363738393031323334353637383930")
+        .output()
+        .expect("oathtool");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+/// Issue 17, third step (keeping issue 16, finding 4): a user registering a token through
+/// mfad gets the same one answer for an unknown serial and for a known one with wrong
+/// codes, each try counts toward their lock-out (policy set through mfad), root is told
+/// precisely; after an unlock the right codes register it, recorded as the user; a second
+/// token then needs a proof.
+#[test]
+fn a_users_token_registration_through_mfad_has_one_answer_and_counts() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let seeds = env.path("seeds.csv");
+    std::fs::write(
+        &seeds,
+        "serial,secret,type\nH-1,3132333435363738393031323334353637383930,hotp\n",
+    )
+    .expect("write the seed file");
+    env.mfa_cmd(&["admin", "tokens", "import", seeds.to_str().expect("path")])
+        .real_time()
+        .run()
+        .assert_success();
+    let mfad = Mfad::start(&ns);
+    assert_eq!(
+        mfad.ask(&Request::PolicySet {
+            key: "max_failures".into(),
+            value: "3".into(),
+        }),
+        Response::Done
+    );
+    let (right1, right2) = (rfc4226_hotp(0), rfc4226_hotp(1));
+    let (wrong1, wrong2) = (rfc4226_hotp(2), rfc4226_hotp(5));
+    let enroll = |serial: &str, c1: &str, c2: &str| {
+        let out = client_as(
+            &ns,
+            &client,
+            &alice,
+            &["enroll-token", alice.name(), "fob", serial, c1, c2],
+        );
+        field(&out, "response")
+    };
+
+    // Root is told precisely which is wrong.
+    let root_unknown = mfad.ask(&Request::EnrollToken {
+        user: alice.name().to_owned(),
+        name: "fob".into(),
+        serial: "NO-SUCH-1".into(),
+        code1: SecretBytes::from_slice(right1.as_bytes()),
+        code2: SecretBytes::from_slice(right2.as_bytes()),
+        proof: None,
+    });
+    assert!(
+        error_of(&root_unknown).message.contains("NO-SUCH-1"),
+        "{root_unknown:?}"
+    );
+
+    let unknown = enroll("NO-SUCH-1", &right1, &right2);
+    let known = enroll("H-1", &wrong1, &wrong2);
+    assert_eq!(unknown, known, "the answers tell the serials apart");
+    assert!(known.contains("was not registered"), "{known}");
+    // Each try counts: within the policy's max_failures (3) she is locked out, every
+    // answer before that the same; then not even the right codes are looked at.
+    let mut last = known.clone();
+    let mut tries = 2;
+    while !last.contains("locked until") {
+        assert_eq!(last, unknown);
+        assert!(tries < 4, "never locked out after {tries} wrong tries");
+        last = enroll(&format!("NO-SUCH-{tries}"), &right1, &right2);
+        tries += 1;
+    }
+    let locked = enroll("H-1", &right1, &right2);
+    assert!(locked.contains("locked until"), "{locked}");
+
+    assert_eq!(
+        mfad.ask(&Request::Unlock {
+            user: alice.name().to_owned(),
+        }),
+        Response::Done
+    );
+    let done = enroll("H-1", &right1, &right2);
+    assert!(
+        done.contains("TokenRegistered") && done.contains("event_based: true"),
+        "{done}"
+    );
+    assert_eq!(
+        audit_actors(&env, alice.name(), "register"),
+        vec![u64::from(alice.uid())]
+    );
+    // Now she has a device: another registration needs a proof of it.
+    let second = client_as(
+        &ns,
+        &client,
+        &alice,
+        &[
+            "enroll-token",
+            alice.name(),
+            "fob2",
+            "H-1",
+            &rfc4226_hotp(2),
+            &rfc4226_hotp(3),
+        ],
+    );
+    assert!(
+        second.stdout.contains("Denied") && second.stdout.contains("current code"),
+        "{second:?}"
+    );
+    let records = ns.syslog().records();
+    for code in [&right1, &right2, &wrong1, &wrong2] {
+        assert_code_not_logged(&records, code);
+    }
+}

@@ -13,6 +13,13 @@
 //! mfad-client SOCKET remove USER NAME [PROOF]
 //! mfad-client SOCKET recovery-generate USER [PROOF]   prints `ticket: HEX`, `code: C`
 //! mfad-client SOCKET recovery-commit USER TICKET
+//! mfad-client SOCKET enroll-token USER NAME SERIAL C1 C2 [PROOF]   EnrollToken
+//! mfad-client SOCKET policy-show | admin-list | audit-prune     (root's requests)
+//! mfad-client SOCKET policy-set KEY VALUE
+//! mfad-client SOCKET audit [USER]
+//! mfad-client SOCKET bypass USER USES EXPIRES    prints `code: C`
+//! mfad-client SOCKET unlock USER
+//! mfad-client SOCKET admin-remove USER NAME
 //! mfad-client SOCKET flood N              N connections kept idle, then topped up until
 //!                                          stdin closes
 //! mfad-client SOCKET slow                 a request sent one byte a second, until the
@@ -115,6 +122,64 @@ fn main() -> ExitCode {
                 ticket: SecretBytes::new(unhex(ticket)),
             },
         ),
+        [
+            socket,
+            "enroll-token",
+            user,
+            name,
+            serial,
+            c1,
+            c2,
+            proof @ ..,
+        ] => ask(
+            socket,
+            &Request::EnrollToken {
+                user: (*user).to_owned(),
+                name: (*name).to_owned(),
+                serial: (*serial).to_owned(),
+                code1: SecretBytes::from_slice(c1.as_bytes()),
+                code2: SecretBytes::from_slice(c2.as_bytes()),
+                proof: proof_arg(proof),
+            },
+        ),
+        [socket, "policy-show"] => ask(socket, &Request::PolicyShow),
+        [socket, "policy-set", key, value] => ask(
+            socket,
+            &Request::PolicySet {
+                key: (*key).to_owned(),
+                value: (*value).to_owned(),
+            },
+        ),
+        [socket, "admin-list"] => ask(socket, &Request::AdminList),
+        [socket, "audit", user @ ..] => ask(
+            socket,
+            &Request::Audit {
+                user: user.first().map(|u| (*u).to_owned()),
+                since: None,
+            },
+        ),
+        [socket, "audit-prune"] => ask(socket, &Request::AuditPrune { older_than: None }),
+        [socket, "bypass", user, uses, expires] => ask(
+            socket,
+            &Request::Bypass {
+                user: (*user).to_owned(),
+                uses: uses.parse().unwrap_or(1),
+                expires_in: (*expires).to_owned(),
+            },
+        ),
+        [socket, "unlock", user] => ask(
+            socket,
+            &Request::Unlock {
+                user: (*user).to_owned(),
+            },
+        ),
+        [socket, "admin-remove", user, name] => ask(
+            socket,
+            &Request::AdminRemove {
+                user: (*user).to_owned(),
+                name: (*name).to_owned(),
+            },
+        ),
         [socket, "flood", n] => flood(Path::new(socket), n.parse().unwrap_or(5000)),
         [socket, "slow"] => slow(Path::new(socket)),
         _ => {
@@ -147,6 +212,9 @@ fn ask(socket: &str, request: &Request) -> ExitCode {
                 Response::Proof(p) => println!("proof: {}", hex(p.proof.as_bytes())),
                 Response::PendingTotp(p) => {
                     println!("secret: {}", String::from_utf8_lossy(p.secret.as_bytes()))
+                }
+                Response::BypassCode(b) => {
+                    println!("code: {}", String::from_utf8_lossy(b.code.as_bytes()))
                 }
                 Response::RecoveryCodes(c) => {
                     println!("ticket: {}", hex(c.ticket.as_bytes()));
