@@ -37,6 +37,13 @@
 //! client fails to print them, it simply does not commit, and the earlier codes keep
 //! working.
 //!
+//! # Administration
+//! `PolicyShow`, `PolicySet`, `AdminList`, `Audit`, `AuditPrune`, `Bypass`, `Unlock` and
+//! `AdminRemove` are `mfa admin`'s requests: the daemon serves them to root callers only
+//! (anyone else gets [`ErrorKind::Denied`], and a line in its log), and records their
+//! changes in the audit trail as the caller's uid. A bypass code travels once, in
+//! [`BypassReply`].
+//!
 //! This crate is deliberately small and depends on neither the store nor the PAM layer,
 //! so that the module, `mfa` and `mfad` can all link it.
 
