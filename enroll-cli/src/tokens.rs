@@ -215,7 +215,8 @@ pub fn enroll(
     // Root, who holds the inventory, is told exactly what is wrong; a user registering a
     // token for themselves gets one answer for all of it, and each try counts toward
     // their lock-out (the rule is the library's, shared with mfad).
-    let mode = enrollment::register_token_as(
+    let started = std::time::Instant::now();
+    let registered = enrollment::register_token_as(
         &mut store,
         target.caller_uid,
         &target.user,
@@ -224,7 +225,11 @@ pub fn enroll(
         code1.as_bytes(),
         code2.as_bytes(),
         clock::now()?,
-    )?;
+    );
+    if registered.is_err() && target.caller_uid != 0 {
+        enrollment::wait_out_token_refusal(started);
+    }
+    let mode = registered?;
     crate::audit::record(
         target,
         &format!(

@@ -59,6 +59,14 @@ pub enum Work {
     Admin(Box<Admin>),
 }
 
+impl Work {
+    /// Whether this registers a hardware token (whose refusals are answered after a fixed
+    /// time, see [`pam_mfa::enrollment::wait_out_token_refusal`]).
+    pub fn is_token_registration(&self) -> bool {
+        matches!(self, Self::Change { change, .. } if matches!(**change, Change::EnrollToken { .. }))
+    }
+}
+
 /// `mfa admin …` through the daemon; accounts are resolved and known to exist.
 #[derive(Debug)]
 pub enum Admin {

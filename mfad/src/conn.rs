@@ -254,6 +254,11 @@ fn serve(stream: UnixStream, uid: u32, queue: &Queue, log: &Log) {
                 continue;
             }
         };
+        // A user's token registration that fails is answered after a fixed time, whatever
+        // the serial (issue 16, finding 4): waited out here, in this connection's thread,
+        // never in the store thread that serves everyone.
+        let started = Instant::now();
+        let token_registration = uid != 0 && work.is_token_registration();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let response = match queue.push(Job {
             uid,
@@ -271,6 +276,9 @@ fn serve(stream: UnixStream, uid: u32, queue: &Queue, log: &Log) {
                 "too many requests waiting; try again later",
             )),
         };
+        if token_registration && matches!(response, Response::Error(_)) {
+            pam_mfa::enrollment::wait_out_token_refusal(started);
+        }
         if !answer(&stream, &response) {
             return;
         }

@@ -343,8 +343,20 @@ fn check_room_for(store: &Store, user: &UserName, name: &DeviceName, now: i64) -
 
 /// How long a user's failed token registration takes to answer, whatever its serial and
 /// codes: longer than any search of the inventory's tokens takes, short enough for a
-/// person not to notice.
-const TOKEN_REFUSAL_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+/// person not to notice. The caller waits it out with [`wait_out_token_refusal`] where
+/// waiting blocks nobody else (`mfa`'s own process, `mfad`'s connection thread, never
+/// `mfad`'s store thread).
+pub const TOKEN_REFUSAL_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Every search has the same shape whatever the serial (see `search_without_a_token`),
+/// but a token of another period or hash takes longer or shorter: a non-root caller's
+/// refusal is answered only once [`TOKEN_REFUSAL_TIME`] has passed since `started`, the
+/// moment the request arrived, whatever the serial typed.
+pub fn wait_out_token_refusal(started: std::time::Instant) {
+    if let Some(rest) = TOKEN_REFUSAL_TIME.checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+}
 
 /// The two kinds of search a token registration makes.
 #[derive(Clone, Copy)]
@@ -409,17 +421,10 @@ pub fn register_own_token(
     if let Some(until) = login::locked_until(store, user, now)? {
         return Err(Error::LockedOut { until });
     }
-    let started = std::time::Instant::now();
     match register_token(store, user, name, serial, first, second, now) {
         Ok(mode) => return Ok(mode),
         Err(e) if e.is_system() => return Err(e),
         Err(_) => {}
-    }
-    // Every search has the same shape whatever the serial (see `search_without_a_token`),
-    // but a token of another period or hash takes longer or shorter: a refusal is given
-    // only once the same time has passed, whatever the serial typed.
-    if let Some(rest) = TOKEN_REFUSAL_TIME.checked_sub(started.elapsed()) {
-        std::thread::sleep(rest);
     }
     match login::count_refusal(store, user, Refusal::WrongCode, settings, now)? {
         Outcome::Locked { until }
