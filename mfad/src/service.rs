@@ -8,8 +8,8 @@ use pam_mfa::names::UserName;
 use pam_mfa::store::{Store, devices};
 use pam_mfa::{clock, policy, recovery};
 use pam_mfa_protocol::{
-    AccountState, BeforePromptReply, CodeKind, DeviceEntry, ErrorKind, ErrorReply, RecoveryOutcome,
-    RefusalKind, Response, VerifyOutcome,
+    AccountState, BeforePromptReply, CodeKind, DeviceEntry, ErrorKind, ErrorReply, NoDeviceRule,
+    RecoveryOutcome, RefusalKind, Response, VerifyOutcome,
 };
 
 use crate::authorise::Work;
@@ -86,29 +86,51 @@ fn run_work(
             daemon: env!("CARGO_PKG_VERSION").to_owned(),
         },
         Work::BeforePrompt { account, want_keys } => {
-            let reply = match (account, store) {
-                (None, _) => BeforePromptReply {
+            let Some(store) = store else {
+                return Ok(Response::BeforePrompt(BeforePromptReply {
+                    state: if account.is_some() {
+                        AccountState::NoDevice
+                    } else {
+                        AccountState::NoAccount
+                    },
+                    has_code_device: false,
+                    keys: 0,
+                    no_device: NoDeviceRule::Deny,
+                    store_exists: false,
+                }));
+            };
+            let (policy, before) = store.read(|s| {
+                let policy = policy::load(s.conn())?;
+                let before = match &account {
+                    Some(user) => Some(login::before_prompt(s, user, now, want_keys)?),
+                    None => None,
+                };
+                Ok((policy, before))
+            })?;
+            let no_device = match policy.no_device {
+                policy::NoDevice::Allow => NoDeviceRule::Allow,
+                policy::NoDevice::Deny => NoDeviceRule::Deny,
+                policy::NoDevice::Enroll => NoDeviceRule::Enroll,
+            };
+            let reply = match before {
+                None => BeforePromptReply {
                     state: AccountState::NoAccount,
                     has_code_device: false,
                     keys: 0,
+                    no_device,
+                    store_exists: true,
                 },
-                (Some(_), None) => BeforePromptReply {
-                    state: AccountState::NoDevice,
-                    has_code_device: false,
-                    keys: 0,
+                Some(b) => BeforePromptReply {
+                    state: match b.readiness {
+                        Readiness::NoDevices => AccountState::NoDevice,
+                        Readiness::Locked { until } => AccountState::Locked { until },
+                        Readiness::Ready => AccountState::Ready,
+                    },
+                    has_code_device: b.factors.has_totp,
+                    keys: u32::try_from(b.factors.fido2.len()).unwrap_or(u32::MAX),
+                    no_device,
+                    store_exists: true,
                 },
-                (Some(user), Some(store)) => {
-                    let b = store.read(|s| login::before_prompt(s, &user, now, want_keys))?;
-                    BeforePromptReply {
-                        state: match b.readiness {
-                            Readiness::NoDevices => AccountState::NoDevice,
-                            Readiness::Locked { until } => AccountState::Locked { until },
-                            Readiness::Ready => AccountState::Ready,
-                        },
-                        has_code_device: b.factors.has_totp,
-                        keys: u32::try_from(b.factors.fido2.len()).unwrap_or(u32::MAX),
-                    }
-                }
             };
             Response::BeforePrompt(reply)
         }

@@ -9,6 +9,11 @@ use zeroize::Zeroizing;
 /// never make a peer hold much memory.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
+/// The largest frame a root peer may send: a token seed file (`mfa admin tokens import`,
+/// at most 16 MiB) and its envelope. Only the daemon applies it, and only to root's
+/// connections (see [`read_frame_limited`]).
+pub const MAX_ROOT_MESSAGE: usize = 17 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The peer closed the connection before the first byte of a frame.
@@ -18,7 +23,7 @@ pub enum FrameError {
     #[error("truncated frame")]
     Truncated,
     /// The announced length is over [`MAX_MESSAGE`]; nothing was allocated for it.
-    #[error("frame of {0} bytes is over the limit of {MAX_MESSAGE}")]
+    #[error("frame of {0} bytes is over the limit")]
     TooLarge(u64),
     #[error("empty frame")]
     Empty,
@@ -35,6 +40,15 @@ impl FrameError {
 
 /// Reads one frame's body. The body may hold a code, so it is zeroed when dropped.
 pub fn read_frame(reader: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    read_frame_limited(reader, MAX_MESSAGE)
+}
+
+/// [`read_frame`] with another size limit (at most [`MAX_ROOT_MESSAGE`]).
+pub fn read_frame_limited(
+    reader: &mut impl Read,
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    let limit = limit.min(MAX_ROOT_MESSAGE);
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < len.len() {
@@ -48,7 +62,7 @@ pub fn read_frame(reader: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameErr
     }
     let len = u32::from_be_bytes(len);
     let size = usize::try_from(len).map_err(|_| FrameError::TooLarge(u64::from(len)))?;
-    if size > MAX_MESSAGE {
+    if size > limit {
         return Err(FrameError::TooLarge(u64::from(len)));
     }
     if size == 0 {
@@ -69,7 +83,7 @@ pub fn read_frame(reader: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameErr
 
 /// Writes one frame (length and body in one buffer, so one `write` usually sends it).
 pub fn write_frame(writer: &mut impl Write, body: &[u8]) -> Result<(), FrameError> {
-    if body.len() > MAX_MESSAGE {
+    if body.len() > MAX_ROOT_MESSAGE {
         return Err(FrameError::TooLarge(body.len() as u64));
     }
     if body.is_empty() {
@@ -127,7 +141,7 @@ mod tests {
             }
             assert_eq!(r.1, 4);
         }
-        let big = vec![1u8; MAX_MESSAGE + 1];
+        let big = vec![1u8; MAX_ROOT_MESSAGE + 1];
         assert!(matches!(
             write_frame(&mut Vec::new(), &big),
             Err(FrameError::TooLarge(_))
@@ -135,6 +149,19 @@ mod tests {
         let mut buf = Vec::new();
         write_frame(&mut buf, &big[..MAX_MESSAGE]).unwrap();
         assert_eq!(read_frame(&mut &buf[..]).unwrap().len(), MAX_MESSAGE);
+        // A root-sized frame is refused by the ordinary limit, taken by the root one.
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &big[..MAX_MESSAGE + 1]).unwrap();
+        assert!(matches!(
+            read_frame(&mut &buf[..]),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert_eq!(
+            read_frame_limited(&mut &buf[..], MAX_ROOT_MESSAGE)
+                .unwrap()
+                .len(),
+            MAX_MESSAGE + 1
+        );
     }
 
     #[test]

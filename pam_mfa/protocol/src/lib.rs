@@ -44,6 +44,21 @@
 //! changes in the audit trail as the caller's uid. A bypass code travels once, in
 //! [`BypassReply`].
 //!
+//! # Security keys
+//! The daemon issues every challenge and checks every answer; the client only carries
+//! them to and from the key (the PAM module through `libpam_mfa_keys.so`, `mfa` from the
+//! user's own process, where udev gives the seated user access to the key). A login or a
+//! proof by touch is [`Request::KeyChallenge`] then [`Request::KeyAnswer`]; registering a
+//! key is [`Request::BeginFido2`] then [`Request::FinishFido2`]. Each challenge lives in
+//! the daemon's memory under a random single-use ticket bound to the caller's uid and the
+//! account, for [`KEY_CHALLENGE_LIFETIME_SECS`]. A key that is missing, not touched or
+//! refuses its PIN never reaches the daemon: such failures count nothing.
+//!
+//! # Registration at login
+//! `BeginHeld`, `ConfirmHeld` and `ActivateHeld` carry the module's `enroll_at_login`
+//! (issue 16, finding 2): the registration stays pending, held by the hash of a value only
+//! that login knows, and becomes active only from `pam_sm_setcred`.
+//!
 //! This crate is deliberately small and depends on neither the store nor the PAM layer,
 //! so that the module, `mfa` and `mfad` can all link it.
 
@@ -51,16 +66,24 @@ mod frame;
 mod message;
 mod secret;
 
-pub use frame::{FrameError, MAX_MESSAGE, read_frame, write_frame};
+pub use frame::{
+    FrameError, MAX_MESSAGE, MAX_ROOT_MESSAGE, read_frame, read_frame_limited, write_frame,
+};
 pub use message::{
     AccountEntry, AccountState, AuditEntry, BeforePromptReply, BypassEntry, BypassReply, CodeKind,
-    CodeUsed, DecodeError, DeviceEntry, ErrorKind, ErrorReply, Overrides, PROTOCOL_VERSION,
-    PendingTotpReply, PolicyReply, ProofReply, RecoveryCodesReply, RecoveryOutcome, RefusalKind,
-    Request, RequestMessage, Response, ResponseMessage, ResyncReply, TokenReply, VerifyOutcome,
+    CodeUsed, DecodeError, DeviceEntry, ErrorKind, ErrorReply, Fido2ChallengeReply, Fido2Reply,
+    HeldTotpReply, KeyAssertion, KeyAttestation, KeyChallengeReply, KeyCredential, KeyPurpose,
+    NoDeviceRule, Overrides, PROTOCOL_VERSION, PendingTotpReply, PolicyReply, ProofReply,
+    RecoveryCodesReply, RecoveryOutcome, RefusalKind, Request, RequestMessage, Response,
+    ResponseMessage, ResyncReply, TokenEntry, TokenReply, TokensImportedReply, VerifyOutcome,
     decode_request, decode_response, encode_request, encode_response, read_request, read_response,
     write_request, write_response,
 };
-pub use secret::SecretBytes;
+pub use secret::{PublicBytes, SecretBytes};
 
 /// How long a proof (and a recovery-code ticket) stays valid, in seconds.
 pub const PROOF_LIFETIME_SECS: i64 = 300;
+
+/// How long a security key's challenge (login, proof or registration) stays valid, in
+/// seconds: the longest touch timeout a module line may set, and a little more.
+pub const KEY_CHALLENGE_LIFETIME_SECS: i64 = 180;

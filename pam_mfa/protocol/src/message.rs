@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::frame::{FrameError, read_frame, write_frame};
-use crate::secret::SecretBytes;
+use crate::secret::{PublicBytes, SecretBytes};
 
 /// The version of this protocol. See the crate documentation for when it changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -164,6 +164,84 @@ pub enum Request {
     /// Remove any user's device (no proof: root acts for them); answered with
     /// [`Response::Done`].
     AdminRemove { user: String, name: String },
+    // Security keys (see [Security keys](crate#security-keys)).
+    /// A fresh challenge for a touch of one of `user`'s security keys, for a login or a
+    /// proof; answered with [`Response::KeyChallenge`] (or [`Response::BeforePrompt`]'s
+    /// `NoDevice` shape as an error when the account has no key: [`ErrorKind::Invalid`]).
+    KeyChallenge { user: String, purpose: KeyPurpose },
+    /// The key's answer to the challenge of `ticket`: verified, and recorded (the sign
+    /// count, the last use) as a login's. Answered with [`Response::Verified`] for
+    /// [`KeyPurpose::Login`] and [`Response::Proof`] for [`KeyPurpose::Proof`].
+    KeyAnswer {
+        user: String,
+        ticket: SecretBytes,
+        assertion: KeyAssertion,
+    },
+    /// Begin registering a security key (`mfa enroll fido2`; needs a proof when the
+    /// account has an active device and the caller is not root): the daemon checks the
+    /// name and the room for it and answers with [`Response::Fido2Challenge`], what the
+    /// user's own `mfa` asks the key to sign.
+    BeginFido2 {
+        user: String,
+        name: String,
+        /// The relying-party id; by default `pam://` and the daemon's host name.
+        #[serde(default)]
+        rp_id: Option<String>,
+        #[serde(default)]
+        require_pin: bool,
+        #[serde(default)]
+        require_uv: bool,
+        #[serde(default)]
+        proof: Option<SecretBytes>,
+    },
+    /// The key's attestation for the challenge of `ticket`: verified, and the key stored
+    /// as an active device. Answered with [`Response::Fido2Registered`].
+    FinishFido2 {
+        user: String,
+        ticket: SecretBytes,
+        attestation: KeyAttestation,
+    },
+    // Registration at login (`enroll_at_login`; see [Registration at
+    // login](crate#registration-at-login)): root callers only.
+    /// Begin an authenticator app held for this login; answered with
+    /// [`Response::HeldTotp`].
+    BeginHeld {
+        user: String,
+        name: String,
+        #[serde(default)]
+        issuer: Option<String>,
+    },
+    /// Check (and use up) the two consecutive codes of the held registration `name`,
+    /// leaving it pending; answered with [`Response::Done`].
+    ConfirmHeld {
+        user: String,
+        name: String,
+        hold: SecretBytes,
+        code1: SecretBytes,
+        code2: SecretBytes,
+    },
+    /// Activate the registration held for `hold`, from `pam_sm_setcred` once the whole
+    /// stack succeeded; answered with [`Response::Activated`].
+    ActivateHeld { user: String, hold: SecretBytes },
+    // The hardware-token inventory (`mfa admin tokens …`): root callers only.
+    /// Load a vendor's seed file (`data`, at most [`crate::MAX_ROOT_MESSAGE`] in all),
+    /// all or nothing; answered with [`Response::TokensImported`].
+    TokensImport {
+        data: SecretBytes,
+        /// `pskc` or `csv`; by default PSKC when the data starts with `<`, else CSV.
+        #[serde(default)]
+        format: Option<String>,
+        /// The PSKC pre-shared key (32 hex digits), for encrypted seeds.
+        #[serde(default)]
+        key: Option<SecretBytes>,
+        /// Load over tokens already in the inventory (never over an assigned one).
+        #[serde(default)]
+        replace: bool,
+    },
+    /// Every token; answered with [`Response::Tokens`].
+    TokensList,
+    /// Take an unassigned token out of the inventory; answered with [`Response::Done`].
+    TokensRemove { serial: String },
 }
 
 impl Request {
@@ -192,6 +270,16 @@ impl Request {
             Self::Bypass { .. } => "bypass",
             Self::Unlock { .. } => "unlock",
             Self::AdminRemove { .. } => "admin-remove",
+            Self::KeyChallenge { .. } => "key-challenge",
+            Self::KeyAnswer { .. } => "key-answer",
+            Self::BeginFido2 { .. } => "begin-fido2",
+            Self::FinishFido2 { .. } => "finish-fido2",
+            Self::BeginHeld { .. } => "begin-held",
+            Self::ConfirmHeld { .. } => "confirm-held",
+            Self::ActivateHeld { .. } => "activate-held",
+            Self::TokensImport { .. } => "tokens-import",
+            Self::TokensList => "tokens-list",
+            Self::TokensRemove { .. } => "tokens-remove",
         }
     }
 
@@ -202,7 +290,10 @@ impl Request {
             | Self::PolicyShow
             | Self::PolicySet { .. }
             | Self::AdminList
-            | Self::AuditPrune { .. } => None,
+            | Self::AuditPrune { .. }
+            | Self::TokensImport { .. }
+            | Self::TokensList
+            | Self::TokensRemove { .. } => None,
             Self::Audit { user, .. } => user.as_deref(),
             Self::BeforePrompt { user, .. }
             | Self::VerifyCode { user, .. }
@@ -219,7 +310,14 @@ impl Request {
             | Self::EnrollToken { user, .. }
             | Self::Bypass { user, .. }
             | Self::Unlock { user }
-            | Self::AdminRemove { user, .. } => Some(user),
+            | Self::AdminRemove { user, .. }
+            | Self::KeyChallenge { user, .. }
+            | Self::KeyAnswer { user, .. }
+            | Self::BeginFido2 { user, .. }
+            | Self::FinishFido2 { user, .. }
+            | Self::BeginHeld { user, .. }
+            | Self::ConfirmHeld { user, .. }
+            | Self::ActivateHeld { user, .. } => Some(user),
         }
     }
 }
@@ -269,6 +367,16 @@ pub enum Response {
         rule: String,
     },
     BypassCode(BypassReply),
+    KeyChallenge(KeyChallengeReply),
+    Fido2Challenge(Fido2ChallengeReply),
+    Fido2Registered(Fido2Reply),
+    HeldTotp(HeldTotpReply),
+    /// A held registration is now active: its name.
+    Activated {
+        name: String,
+    },
+    TokensImported(TokensImportedReply),
+    Tokens(Vec<TokenEntry>),
     /// The request was not carried out. Its shape never changes (see the crate
     /// documentation).
     Error(ErrorReply),
@@ -285,6 +393,24 @@ pub struct BeforePromptReply {
     /// Active security keys (counted only when asked for).
     #[serde(default)]
     pub keys: u32,
+    /// The policy's rule for an account without an active device.
+    #[serde(default)]
+    pub no_device: NoDeviceRule,
+    /// Whether the store file exists at all (a missing one is routine right after
+    /// installation, but also what a mistyped path looks like: the module logs it).
+    #[serde(default)]
+    pub store_exists: bool,
+}
+
+/// The policy key `no_device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum NoDeviceRule {
+    Allow,
+    #[default]
+    Deny,
+    /// Register an authenticator app at the login, where the module line allows it.
+    Enroll,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +458,17 @@ pub enum RefusalKind {
     },
     NoDevices,
     NoAccount,
+    /// A security key's answer that did not count (an unknown credential, a bad
+    /// signature, a sign count that did not grow).
+    Key {
+        /// For the person (already worded for them).
+        message: String,
+        /// For the log.
+        log: String,
+        /// The sign count went backwards: what a cloned key looks like (logged as an
+        /// error).
+        clone_suspected: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -405,6 +542,124 @@ pub struct RecoveryCodesReply {
     pub codes: Vec<SecretBytes>,
     /// Unix time after which the ticket is no longer taken (the set is then dropped).
     pub expires_at: i64,
+}
+
+/// What a security-key challenge is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KeyPurpose {
+    /// A login: the answer is recorded as one.
+    Login,
+    /// A proof before a change (see [Proofs](crate#proofs)): the answer is recorded as a
+    /// login and yields a proof.
+    Proof,
+}
+
+/// One of the user's keys, as a client needs it to ask the key (public data only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCredential {
+    /// The device name.
+    pub name: String,
+    pub credential_id: PublicBytes,
+    pub rp_id: String,
+    pub uv_required: bool,
+}
+
+/// A challenge for a touch: valid once, for [`crate::KEY_CHALLENGE_LIFETIME_SECS`], bound
+/// to the caller's uid and the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChallengeReply {
+    pub ticket: SecretBytes,
+    /// 32 random bytes, the key signs over them (as the client data hash).
+    pub challenge: PublicBytes,
+    pub credentials: Vec<KeyCredential>,
+    pub expires_at: i64,
+}
+
+/// A key's getAssertion answer, as the key sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAssertion {
+    /// The relying-party id of the request the key answered (its allow list is every
+    /// credential of the challenge under this id).
+    pub rp_id: String,
+    /// The credential used; a key may leave it out when the allow list had one entry.
+    #[serde(default)]
+    pub credential_id: Option<PublicBytes>,
+    pub auth_data: PublicBytes,
+    pub signature: PublicBytes,
+}
+
+/// What the user's `mfa` asks a key to register (authenticatorMakeCredential).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fido2ChallengeReply {
+    pub ticket: SecretBytes,
+    pub rp_id: String,
+    pub challenge: PublicBytes,
+    pub user_id: PublicBytes,
+    /// The account, canonical (the key's user name).
+    pub user_name: String,
+    /// Credentials the key must not register again (the account's keys).
+    pub exclude: Vec<PublicBytes>,
+    /// Ask the key for verification (its PIN, or its built-in UV).
+    pub needs_uv: bool,
+    /// The key must have a PIN set (`require_pin`).
+    pub needs_pin: bool,
+    pub expires_at: i64,
+}
+
+/// A key's attestation object, as the key sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAttestation {
+    pub fmt: String,
+    pub auth_data: PublicBytes,
+    #[serde(default)]
+    pub alg: Option<i64>,
+    pub sig: PublicBytes,
+    #[serde(default)]
+    pub x5c: Vec<PublicBytes>,
+}
+
+/// A security key now active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fido2Reply {
+    /// The account, canonical.
+    pub user: String,
+    pub name: String,
+    /// How the attestation was checked, for the person (`packed, self-attested`, …).
+    pub attestation: String,
+    pub uv_required: bool,
+}
+
+/// A registration at login: the app's setup data and the value only this login holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldTotpReply {
+    pub pending: PendingTotpReply,
+    /// 32 random bytes; the daemon keeps only their hash. Sent back in
+    /// [`Request::ConfirmHeld`] and [`Request::ActivateHeld`].
+    pub hold: SecretBytes,
+}
+
+/// What a seed file added to the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokensImportedReply {
+    pub added: u32,
+    pub replaced: u32,
+    /// `pskc` or `csv`, as read.
+    pub format: String,
+}
+
+/// One token of the inventory (never its seed), as `mfa admin tokens list --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenEntry {
+    pub serial: String,
+    /// `totp` or `hotp`.
+    pub kind: String,
+    pub digits: u8,
+    #[serde(default)]
+    pub assigned_to: Option<String>,
+    #[serde(default)]
+    pub device: Option<String>,
+    pub imported: i64,
 }
 
 /// One device, as `mfa list --json` prints it (the same names and meanings).
@@ -985,6 +1240,8 @@ mod tests {
                 },
                 has_code_device: true,
                 keys: 2,
+                no_device: NoDeviceRule::Enroll,
+                store_exists: true,
             }),
             Response::Verified(VerifyOutcome::Accepted {
                 device: "phone".into(),

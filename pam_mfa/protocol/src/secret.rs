@@ -57,3 +57,21 @@ impl<'de> Deserialize<'de> for SecretBytes {
         d.deserialize_byte_buf(BytesVisitor)
     }
 }
+
+/// Bytes that are not secret (a credential id, a signature): sent as a CBOR byte string
+/// rather than serde's default array of numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PublicBytes(pub Vec<u8>);
+
+impl Serialize for PublicBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = d.deserialize_byte_buf(BytesVisitor)?;
+        Ok(Self(bytes.as_bytes().to_vec()))
+    }
+}
