@@ -17,21 +17,45 @@ use crate::log::{Level, Log};
 use crate::queue::Queue;
 use crate::selfservice::{self, Tickets};
 
-/// Serves the queue for ever. `store` is `None` until the store file exists.
-pub fn run(mut store: Option<Store>, db: PathBuf, queue: &Queue, log: &Log) {
-    let mut tickets = Tickets::new();
-    loop {
-        let job = queue.pop();
-        let response = match job.work {
+/// The store thread's state: the store (`None` until the file exists), and the tickets
+/// (proofs, recovery sets, key challenges) it has handed out.
+pub struct Service {
+    store: Option<Store>,
+    db: PathBuf,
+    tickets: Tickets,
+}
+
+impl Service {
+    pub fn new(store: Option<Store>, db: PathBuf) -> Self {
+        Self {
+            store,
+            db,
+            tickets: Tickets::new(),
+        }
+    }
+
+    /// Runs one authorised request to its end and gives its answer.
+    pub fn answer(&mut self, uid: u32, work: Work, log: &Log) -> Response {
+        let (store, db) = (&mut self.store, self.db.as_path());
+        match work {
             Work::Reauth { .. }
             | Work::Change { .. }
             | Work::FinishTotp { .. }
             | Work::RecoveryCommit { .. } => {
-                selfservice::handle(&mut store, &db, job.uid, job.work, &mut tickets, log)
+                selfservice::handle(store, db, uid, work, &mut self.tickets, log)
             }
-            Work::Admin(work) => crate::admin::handle(&mut store, &db, job.uid, *work, log),
-            work => handle(&mut store, &db, job.uid, work, log),
-        };
+            Work::Admin(work) => crate::admin::handle(store, db, uid, *work, log),
+            work => handle(store, db, uid, work, log),
+        }
+    }
+}
+
+/// Serves the queue for ever. `store` is `None` until the store file exists.
+pub fn run(store: Option<Store>, db: PathBuf, queue: &Queue, log: &Log) {
+    let mut service = Service::new(store, db);
+    loop {
+        let job = queue.pop();
+        let response = service.answer(job.uid, job.work, log);
         // The connection may be gone; its answer is then dropped.
         let _ = job.reply.send(response);
     }

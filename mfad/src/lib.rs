@@ -1,0 +1,67 @@
+//! `mfad`: the resident root daemon that alone opens pam_mfa's device store.
+//!
+//! Logins (`pam_mfa.so` in sshd, sudo, su, login, screen lockers) and `mfa` ask it over a
+//! UNIX socket, in the protocol of the `pam_mfa_protocol` crate; it runs every check and
+//! change through the `pam_mfa` library, one implementation of each, as the module does
+//! today. (This first step serves logins' code checks and device lists; the module and
+//! `mfa` still open the store themselves until they are switched over.)
+//!
+//! # Design: nobody can make the store wait for them
+//!
+//! * **One store thread** ([`service`]) owns the [`pam_mfa::store::Store`] and its
+//!   connection for the daemon's life, and runs one request at a time, each to its end
+//!   (the library's transactions). It never reads from or writes to a client: a request
+//!   reaches it whole, already decoded and authorised, and its answer is handed back
+//!   through a channel. A client that stops, hangs or goes away can therefore never hold
+//!   a transaction open.
+//! * **The acceptor** ([`conn`]) reads every new connection's SO_PEERCRED and admits it
+//!   only within caps: [`conn::PER_UID`] connections per non-root uid and
+//!   [`conn::USERS_TOTAL`] for all non-root peers together, and a separate allowance,
+//!   [`conn::ROOT_TOTAL`], for root (sshd, sudo, su, login and root's `mfa` run as root).
+//!   A connection over its cap gets a short `Busy` answer if the socket takes it at once,
+//!   and is closed.
+//! * **One thread per admitted connection** reads a request within deadlines (the first
+//!   byte of a request within [`conn::FIRST_REQUEST_WAIT`] or, between requests,
+//!   [`conn::IDLE_WAIT`]; the rest of it within [`conn::FRAME_TIME`]), refuses a frame over
+//!   the size limit from its length alone, writes with [`conn::WRITE_TIMEOUT`], and hands
+//!   the request to the store thread through **two queues** ([`queue`]): root's is always
+//!   served first, so a user's requests never delay a login's.
+//! * **Who may ask what** ([`authorise`]) comes from the peer's uid, never from the
+//!   message: a non-root caller may only name its own account (the name is resolved
+//!   to its canonical account and uid, and compared), and its module-argument overrides
+//!   are ignored, so a user cannot loosen their own lock-out. Anything else is refused and
+//!   logged with the uid and what was asked.
+//! * **Self-service** ([`selfservice`]): the changes `mfa` makes to a person's own
+//!   devices, through the same library calls (`pam_mfa::selfservice`, `enrollment`), with
+//!   the same rules: the policy's self-service switch and the change-rate limit for
+//!   non-root callers, a single-use proof of an existing device ([`tickets`]) before a
+//!   change, and audit rows written as the peer's uid, attached for that one request.
+//! * **Administration** ([`admin`]): `mfa admin`'s requests, for root only, through
+//!   `pam_mfa::admin` (one implementation with `mfa`), audit rows as the peer's uid.
+//! * **Logs** go to syslog, facility authpriv, like the module's ([`log`]): outcomes of
+//!   logins and refusals, never a code or a secret.
+//!
+//! The store is checked with the store's own safety rules when the daemon starts: an
+//! unsafe store (not root's, or readable by others) stops it with a line on stderr and
+//! exit status 1. A store that does not exist yet is "nobody has a device", as for the
+//! module, until `mfa` creates it.
+//!
+//! The socket is bound at `--socket` (default [`DEFAULT_SOCKET`], mode 0666: the peer
+//! credentials decide, not the file mode), or received from systemd socket activation
+//! ([`activation`]).
+
+pub mod activation;
+mod admin;
+pub mod authorise;
+pub mod conn;
+mod direct;
+pub mod log;
+pub mod queue;
+mod selfservice;
+pub mod service;
+mod tickets;
+
+pub use direct::Direct;
+
+/// Where the daemon listens unless told otherwise (systemd's `mfad.socket` uses it too).
+pub const DEFAULT_SOCKET: &str = "/run/pam_mfa/mfad.sock";
