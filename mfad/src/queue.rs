@@ -31,6 +31,12 @@ pub struct Queue {
     ready: Condvar,
 }
 
+impl Default for Queue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Queue {
     pub fn new() -> Self {
         Self {
