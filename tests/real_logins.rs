@@ -139,7 +139,7 @@ fn with_key(ns: &Namespace, person: &Person) -> SshKey {
 #[test]
 fn ssh_public_key_then_code() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-pubkey"));
     let sshd = Sshd::start(&ns, "pubkey", &snippet("sshd-config-pubkey"));
 
@@ -213,7 +213,7 @@ fn ssh_public_key_then_code() {
 #[test]
 fn ssh_public_key_roll_out_with_nullok() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-pubkey-nullok"));
     let sshd = Sshd::start(&ns, "nullok", &snippet("sshd-config-pubkey"));
 
@@ -278,7 +278,7 @@ fn ssh_public_key_roll_out_with_nullok() {
 #[test]
 fn ssh_password_then_code() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-password"));
     let sshd = Sshd::start(&ns, "password", &snippet("sshd-config-password"));
 
@@ -376,7 +376,7 @@ fn ssh_password_then_code() {
 #[test]
 fn ssh_wrong_passwords_do_not_lock_out_the_code() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-password"));
     let sshd = Sshd::start(&ns, "lockout", &snippet("sshd-config-password"));
     let alice = Person::new();
@@ -512,7 +512,7 @@ fn assert_registration_dialogue(out: &SshOutcome) -> String {
 #[test]
 fn ssh_registration_at_login_is_kept_once_the_login_succeeds() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     ns.edit_pam_service(
         "sshd",
         COMMON_AUTH,
@@ -600,7 +600,7 @@ fn ssh_registration_at_login_is_kept_once_the_login_succeeds() {
 #[test]
 fn ssh_registration_during_a_failed_login_is_not_kept() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     ns.edit_pam_service(
         "sshd",
         COMMON_AUTH,
@@ -667,7 +667,7 @@ fn ssh_registration_during_a_failed_login_is_not_kept() {
 #[test]
 fn ssh_password_method_cannot_register_at_login() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     ns.edit_pam_service(
         "sshd",
         COMMON_AUTH,
@@ -724,7 +724,7 @@ fn sudo_piped(ns: &Namespace, person: &Person, input: &str) -> pam_mfa_tests::pr
 #[test]
 fn sudo_asks_for_the_code_after_the_password() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     ns.edit_pam_service("sudo", COMMON_AUTH, &snippet("sudo-pam"));
     let alice = Person::new();
     ns.write(
@@ -922,7 +922,7 @@ fn su_and_common_auth_through_pam_auth_update() {
     assert_eq!(packaged, snippet("pam-configs-mfa"));
 
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
+    let ns = Namespace::with_daemon(&env);
     run_guide_commands(&ns, "pam-auth-update-enable");
     let common_auth = auth_lines(&ns.read("/etc/pam.d/common-auth"));
     let expected = auth_lines(&snippet("common-auth-result"));

@@ -81,6 +81,23 @@ pub fn fake_time_env(at: i64, preload: &[&Path]) -> Vec<(OsString, OsString)> {
     ]
 }
 
+/// The environment that makes a long-lived child (the test's `mfad`) read its clock from
+/// `file` at every clock call: the file holds a unix time, at which the clock stands until
+/// the test writes another (see `TestEnv::write_clock`).
+pub fn fake_clock_file_env(file: &Path) -> Vec<(OsString, OsString)> {
+    vec![
+        ("LD_PRELOAD".into(), paths::faketime_lib().into_os_string()),
+        (
+            "FAKETIME_TIMESTAMP_FILE".into(),
+            file.as_os_str().to_owned(),
+        ),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ("FAKETIME_FMT".into(), "%s".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ("NO_FAKE_STAT".into(), "1".into()),
+    ]
+}
+
 /// Parameters of a TOTP code, as `oathtool` takes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TotpParams {

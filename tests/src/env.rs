@@ -1,7 +1,7 @@
 //! One test's private world: a store, a PAM service directory, a fake clock, and ways to
 //! run `pam-client` (through the real libpam under pam_wrapper) and `mfa` against them.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::OsString;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -45,6 +45,8 @@ pub struct TestEnv {
     db: PathBuf,
     pam_dir: PathBuf,
     now: Cell<i64>,
+    /// The test's own `mfad`, started on first use ([`TestEnv::socket`]).
+    mfad: RefCell<Option<Running>>,
 }
 
 impl TestEnv {
@@ -75,7 +77,9 @@ impl TestEnv {
             pam_dir,
             dir,
             now: Cell::new(at_step(BASE_STEP)),
+            mfad: RefCell::new(None),
         };
+        env.write_clock(env.now());
         // A service name the tests did not configure must not fall back to anything lax.
         env.write_file_in_pam_dir(
             "other",
@@ -123,6 +127,90 @@ impl TestEnv {
     /// into a step.
     pub fn set_now(&self, t: i64) {
         self.now.set(t);
+        self.write_clock(t);
+    }
+
+    /// The file the test's `mfad` reads its clock from (libfaketime's
+    /// `FAKETIME_TIMESTAMP_FILE`, read at every clock call): the daemon's clock stands
+    /// still at the time the test last set, so the step of every check is exact.
+    pub fn clock_file(&self) -> PathBuf {
+        self.dir.path().join("mfad-clock")
+    }
+
+    /// Sets the daemon's clock to `t`.
+    pub fn write_clock(&self, t: i64) {
+        self.write_clock_text(&t.to_string());
+    }
+
+    /// Writes libfaketime's time specification for the daemon (atomically: the daemon
+    /// never reads half a file): a unix time at which its clock stands, or `+0` for the
+    /// real clock.
+    fn write_clock_text(&self, spec: &str) {
+        let tmp = self.dir.path().join("mfad-clock.new");
+        std::fs::write(&tmp, format!("{spec}\n")).expect("cannot write the daemon's clock");
+        std::fs::rename(&tmp, self.clock_file()).expect("cannot replace the daemon's clock");
+    }
+
+    /// The socket of the test's own `mfad` (started, on the test's store and fake clock,
+    /// the first time it is asked for).
+    pub fn socket(&self) -> PathBuf {
+        let socket = self.dir.path().join("mfad.sock");
+        let mut daemon = self.mfad.borrow_mut();
+        if daemon.is_none() {
+            let mut cmd = Command::new(paths::mfad_bin());
+            cmd.arg("--db")
+                .arg(&self.db)
+                .arg("--socket")
+                .arg(&socket)
+                .current_dir(self.root());
+            for (k, v) in clock::fake_clock_file_env(&self.clock_file()) {
+                cmd.env(k, v);
+            }
+            let mut run = Running::spawn(cmd, "mfad");
+            let ready = run.wait_for("mfad to serve", |_, err| err.contains("serving"));
+            assert!(
+                ready,
+                "mfad did not start:\nstdout:\n{}\nstderr:\n{}",
+                run.stdout(),
+                run.stderr()
+            );
+            *daemon = Some(run);
+        }
+        socket
+    }
+
+    /// What the test's `mfad` wrote on stderr so far (empty if it never started).
+    pub fn mfad_stderr(&self) -> String {
+        self.mfad
+            .borrow()
+            .as_ref()
+            .map(Running::stderr)
+            .unwrap_or_default()
+    }
+
+    /// A run at its own time `at` (not the test's clock), or at the real time (`None`),
+    /// moves the daemon's clock there for the run; [`TestEnv::restore_clock`] moves it
+    /// back after.
+    fn clock_for_run(&self, at: Option<i64>) {
+        match at {
+            Some(at) if at == self.now() => {}
+            Some(at) => self.write_clock(at),
+            None => self.write_clock_text("+0"),
+        }
+    }
+
+    fn restore_clock(&self, at: Option<i64>) {
+        if at != Some(self.now()) {
+            self.write_clock(self.now());
+        }
+    }
+
+    /// Stops the test's `mfad` (the next use starts a new one): what a crash or a
+    /// restart looks like to its clients.
+    pub fn stop_mfad(&self) {
+        if let Some(run) = self.mfad.borrow_mut().take() {
+            run.kill();
+        }
     }
 
     /// The current time step.
@@ -132,7 +220,7 @@ impl TestEnv {
 
     /// Moves the clock `n` whole steps (negative: back), to the usual offset into the step.
     pub fn advance_steps(&self, n: i64) {
-        self.now.set(at_step(self.step() + n));
+        self.set_now(at_step(self.step() + n));
     }
 
     /// Moves the clock by `secs` seconds and then to the usual offset into the resulting
@@ -140,7 +228,7 @@ impl TestEnv {
     /// a step boundary).
     pub fn advance_secs(&self, secs: i64) {
         let t = self.now() + secs;
-        self.now.set(t.max(at_step(step_of(t))));
+        self.set_now(t.max(at_step(step_of(t))));
     }
 
     /// The code of `secret` for the current step (from oathtool).
@@ -191,12 +279,17 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("cannot write PAM service file {name}: {e}"));
     }
 
-    /// `<abs path of libpam_mfa.so> db=<db> ARGS…`: the module part of a service line.
+    /// `<abs path of the module> socket=<the test's mfad> ARGS…`: the module part of a
+    /// service line.
     ///
     /// Arguments are written as given; PAM splits them at spaces unless one is wrapped in
     /// brackets (`[prompt=Enter code: ]`).
     pub fn module_spec(&self, args: &[&str]) -> String {
-        let mut spec = format!("{} db={}", paths::pam_module().display(), self.db.display());
+        let mut spec = format!(
+            "{} socket={}",
+            paths::pam_module().display(),
+            self.socket().display()
+        );
         for a in args {
             spec.push(' ');
             spec.push_str(a);
@@ -204,13 +297,13 @@ impl TestEnv {
         spec
     }
 
-    /// The service-file line `auth CONTROL <abs path of libpam_mfa.so> db=<db> ARGS…`.
+    /// The service-file line `auth CONTROL <module> socket=<socket> ARGS…`.
     pub fn module_line(&self, control: &str, args: &[&str]) -> String {
         format!("auth {control} {}", self.module_spec(args))
     }
 
     /// Configures the test service as the single line
-    /// `auth required <libpam_mfa.so> db=<db> ARGS…`, so `pam_authenticate` returns what
+    /// `auth required <module> socket=<socket> ARGS…`, so `pam_authenticate` returns what
     /// the module returned (except `PAM_IGNORE`: see [`TestEnv::write_service_observing_ignore`]).
     pub fn write_service(&self, args: &[&str]) {
         self.write_service_lines(&[self.module_line("required", args)]);
@@ -253,11 +346,11 @@ impl TestEnv {
 
     // ----- running mfa -----
 
-    /// An `mfa` invocation `mfa --db <db> ARGS…` at the current fake time.
+    /// An `mfa` invocation `mfa --socket <the test's mfad> ARGS…` at the current fake time.
     pub fn mfa_cmd(&self, args: &[&str]) -> MfaRun<'_> {
         MfaRun {
             env: self,
-            db: Some(self.db.clone().into_os_string()),
+            link: Some(Link::Socket(self.socket().into_os_string())),
             args: args.iter().map(OsString::from).collect(),
             stdin: Vec::new(),
             at: Some(self.now()),
@@ -266,7 +359,7 @@ impl TestEnv {
         }
     }
 
-    /// Runs `mfa --db <db> ARGS…` at the current fake time with stdin at end-of-file.
+    /// Runs `mfa --socket <socket> ARGS…` at the current fake time with stdin at end-of-file.
     pub fn mfa(&self, args: &[&str]) -> MfaOutput {
         self.mfa_cmd(args).run()
     }
@@ -324,7 +417,7 @@ impl TestEnv {
             .collect()
     }
 
-    /// Spawns `mfa --db <db> ARGS…` at the current fake time with piped stdin, for
+    /// Spawns `mfa --socket <socket> ARGS…` at the current fake time with piped stdin, for
     /// interactive use (read its output, then type into it).
     pub fn spawn_mfa(&self, args: &[&str]) -> Running {
         self.mfa_cmd(args).spawn()
@@ -515,11 +608,14 @@ impl PamRun<'_> {
     pub fn run(&self) -> PamOutcome {
         let mut child = self.start(false);
         child.close_stdin();
-        PamOutcome::from_finished(child.wait())
+        let outcome = PamOutcome::from_finished(child.wait());
+        self.env.restore_clock(self.at);
+        outcome
     }
 
     /// Starts pam-client, one at a time across the whole test run (see [`StartupLock`]).
     fn start(&self, wait_stdin: bool) -> Running {
+        self.env.clock_for_run(self.at);
         let _lock = StartupLock::acquire();
         let mut child = Running::spawn(self.command(wait_stdin), self.describe());
         // Once main runs, pam_wrapper has claimed its directory; if the client died before
@@ -899,9 +995,18 @@ impl PamOutcome {
 }
 
 /// An `mfa` invocation; see [`TestEnv::mfa_cmd`].
+/// How an `mfa` run reaches the store.
+#[derive(Clone)]
+enum Link {
+    /// `--socket PATH`: through an `mfad`.
+    Socket(OsString),
+    /// `--db PATH`: directly (root only).
+    Db(OsString),
+}
+
 pub struct MfaRun<'a> {
     env: &'a TestEnv,
-    db: Option<OsString>,
+    link: Option<Link>,
     args: Vec<OsString>,
     stdin: Vec<u8>,
     at: Option<i64>,
@@ -929,9 +1034,22 @@ impl MfaRun<'_> {
         self
     }
 
-    /// Passes `--db PATH` instead of the environment's store.
+    /// Passes `--db PATH` (the store file directly, without a daemon; root only) instead
+    /// of the test's daemon.
     pub fn db(mut self, path: &Path) -> Self {
-        self.db = Some(path.as_os_str().to_owned());
+        self.link = Some(Link::Db(path.as_os_str().to_owned()));
+        self
+    }
+
+    /// Passes `--socket PATH`: another daemon than the test's own.
+    pub fn socket_path(mut self, path: &Path) -> Self {
+        self.link = Some(Link::Socket(path.as_os_str().to_owned()));
+        self
+    }
+
+    /// Passes neither `--socket` nor `--db` (the defaults).
+    pub fn no_link(mut self) -> Self {
+        self.link = None;
         self
     }
 
@@ -949,8 +1067,14 @@ impl MfaRun<'_> {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(paths::mfa_bin());
-        if let Some(db) = &self.db {
-            cmd.arg("--db").arg(db);
+        match &self.link {
+            Some(Link::Socket(path)) => {
+                cmd.arg("--socket").arg(path);
+            }
+            Some(Link::Db(path)) => {
+                cmd.arg("--db").arg(path);
+            }
+            None => {}
         }
         cmd.args(&self.args);
         apply_fake_time(&mut cmd, self.at, &[]);
@@ -976,7 +1100,9 @@ impl MfaRun<'_> {
     /// Runs to completion.
     pub fn run(self) -> MfaOutput {
         let what = self.describe();
+        self.env.clock_for_run(self.at);
         let f = process::run(self.command(), what.clone(), self.stdin.clone());
+        self.env.restore_clock(self.at);
         MfaOutput {
             what,
             code: f.status.code(),
@@ -987,6 +1113,7 @@ impl MfaRun<'_> {
 
     /// Starts it with piped stdin for interactive use.
     pub fn spawn(self) -> Running {
+        self.env.clock_for_run(self.at);
         Running::spawn(self.command(), self.describe())
     }
 }

@@ -16,7 +16,8 @@
 //!   the guide's lines can name it as `pam_mfa.so`, exactly as after `install.sh`, with
 //!   `libpam_mfa_keys.so` next to it;
 //! * the test's store directory is bind-mounted on `/var/lib/pam_mfa`, the default store
-//!   path, so the guide's lines need no `db=` argument;
+//!   path, where [`Namespace::with_daemon`]'s `mfad` serves it on its default socket, so
+//!   the guide's lines need no `socket=` argument;
 //! * `/run` and `/home` are empty tmpfs: sshd gets its privilege-separation directory
 //!   `/run/sshd`, test users get home directories, and sessions cannot reach the
 //!   machine's D-Bus, logind or journal;
@@ -143,6 +144,9 @@ pub fn die_with_parent(cmd: &mut Command) {
 /// holder process (programs the test started inside must be dropped first, which Rust's
 /// reverse drop order does when they are declared after the namespace).
 pub struct Namespace {
+    /// The namespace's own `mfad` ([`Namespace::with_daemon`]); first, so that it ends
+    /// before the holder.
+    mfad: Option<Running>,
     dir: PathBuf,
     /// Kept for its `Drop`, which ends the namespace.
     _holder: Running,
@@ -196,6 +200,7 @@ impl Namespace {
             .and_then(|p| p.trim().parse().ok())
             .expect("the holder prints its pid after READY");
         let ns = Self {
+            mfad: None,
             dir,
             _holder: holder,
             pid,
@@ -361,6 +366,29 @@ impl Namespace {
             .unwrap_or_else(|e| panic!("cannot write {abs} in the namespace: {e}"));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
             .unwrap_or_else(|e| panic!("cannot chmod {abs} in the namespace: {e}"));
+    }
+
+    /// [`Namespace::new`] with `mfad` running inside, at its defaults (the test's store on
+    /// `/var/lib/pam_mfa`, the socket `/run/pam_mfa/mfad.sock`) and the real clock, as
+    /// after installation: the real sshd, sudo and su reach it through the guide's lines,
+    /// which name no socket.
+    pub fn with_daemon(env: &TestEnv) -> Self {
+        let mut ns = Self::new(env);
+        let mut run = Running::spawn(ns.command(&paths::mfad_bin()), "mfad (in the namespace)");
+        let ready = run.wait_for("mfad to serve", |_, err| err.contains("serving"));
+        assert!(
+            ready,
+            "mfad did not start in the namespace:\nstdout:\n{}\nstderr:\n{}",
+            run.stdout(),
+            run.stderr()
+        );
+        ns.mfad = Some(run);
+        ns
+    }
+
+    /// What the namespace's `mfad` wrote on stderr so far.
+    pub fn mfad_stderr(&self) -> String {
+        self.mfad.as_ref().map(Running::stderr).unwrap_or_default()
     }
 
     /// A command that runs `program` inside the namespace, with a cleared environment

@@ -111,6 +111,11 @@ impl Running {
     }
 
     /// Closes the child's stdin (it reads end-of-file).
+    /// Whether the process has ended (without waiting for it).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }

@@ -1,10 +1,11 @@
-//! `mfa` installed setuid root and run by real non-root users (issue 5, "setuid mfa").
+//! `mfa` run by real non-root users (issue 5's self-service; since issue 17 `mfa` is
+//! installed without setuid and asks `mfad`, which decides from the peer's credentials).
 //!
-//! Each test copies the built `mfa` into a directory of its own, owned by root, mode 4755,
+//! Each test copies the built `mfa` into a directory of its own, owned by root, mode 0755,
 //! and runs it as a throw-away account inside a private mount namespace whose
-//! `/var/lib/pam_mfa` is the test's store, so the binary finds "the system store" at its
-//! default path without `--db` (which a user may not give). Setuid programs ignore
-//! `LD_PRELOAD`, so these tests run at the real time (see `realtime`).
+//! `/var/lib/pam_mfa` is the test's store, served by the namespace's `mfad` on its default
+//! socket, so the binary finds the daemon without `--socket`. The daemon runs at the
+//! real time, and so do these tests (see `realtime`).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,16 +18,17 @@ use pam_mfa_tests::{
 };
 use serde_json::Value;
 
-/// The built `mfa`, copied and made setuid root in a directory everyone can reach.
-struct SetuidMfa {
+/// The built `mfa`, copied (mode 0755, as the packages install it) into a directory
+/// everyone can reach.
+struct UserMfa {
     _dir: tempfile::TempDir,
     bin: PathBuf,
 }
 
-impl SetuidMfa {
+impl UserMfa {
     fn install() -> Self {
         let dir = tempfile::Builder::new()
-            .prefix("mfa-setuid-")
+            .prefix("mfa-user-")
             .tempdir()
             .expect("temporary directory");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -34,12 +36,12 @@ impl SetuidMfa {
         let bin = dir.path().join("mfa");
         std::fs::copy(mfa_bin(), &bin).expect("copy mfa");
         std::os::unix::fs::chown(&bin, Some(0), Some(0)).expect("chown mfa");
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4755))
-            .expect("chmod 4755 mfa");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod 0755 mfa");
         Self { _dir: dir, bin }
     }
 
-    /// Runs the setuid `mfa ARGS…` as `user` in the namespace with `envs` added to the
+    /// Runs `mfa ARGS…` as `user` in the namespace with `envs` added to the
     /// cleared environment.
     fn run_as(
         &self,
@@ -67,7 +69,7 @@ impl SetuidMfa {
         }
         process::run(
             cmd,
-            format!("setuid mfa {args:?} as {user}"),
+            format!("mfa {args:?} as {user}"),
             input.as_bytes().to_vec(),
         )
     }
@@ -132,8 +134,8 @@ fn has(env: &TestEnv, user: &str, name: &str) -> bool {
 #[test]
 fn a_user_sees_and_changes_only_their_own_devices() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let bob = TestUser::new();
     let phone = enroll_now(&env, alice.name(), "alice-phone");
@@ -170,8 +172,8 @@ fn a_user_sees_and_changes_only_their_own_devices() {
 #[test]
 fn user_db_and_admin_options_are_refused_for_non_root() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let bob = TestUser::new();
     enroll_now(&env, bob.name(), "bob-phone");
@@ -203,8 +205,8 @@ fn user_db_and_admin_options_are_refused_for_non_root() {
 #[test]
 fn self_service_deny_greys_out_every_change_but_not_root() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let phone = enroll_now(&env, alice.name(), "alice-phone");
     env.mfa_cmd(&["admin", "policy", "set", "self_service", "deny"])
@@ -258,8 +260,8 @@ fn self_service_deny_greys_out_every_change_but_not_root() {
 #[test]
 fn every_change_has_an_audit_row_with_the_callers_uid() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let phone = enroll_now(&env, alice.name(), "alice-phone");
     let out = mfa.run_with_input(
@@ -316,8 +318,8 @@ fn every_change_has_an_audit_row_with_the_callers_uid() {
 #[test]
 fn environment_tricks_change_nothing() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let root_like = [
         ("USER", "root"),
@@ -352,8 +354,8 @@ fn environment_tricks_change_nothing() {
 #[test]
 fn qr_image_is_written_as_the_user_and_links_are_refused() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let bob = TestUser::new();
     let home = ns.create_home(&alice);
@@ -423,8 +425,8 @@ fn qr_image_is_written_as_the_user_and_links_are_refused() {
 #[test]
 fn changing_devices_needs_a_current_code_which_is_then_used_up() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let phone = enroll_now(&env, alice.name(), "phone");
     let tablet = enroll_now(&env, alice.name(), "tablet");
@@ -491,8 +493,8 @@ fn set_key_knob(key: &Path, knob: &str, on: bool) {
 #[test]
 fn a_security_key_proves_the_user_with_a_touch() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let key = env.path("key-alice.json");
     let other_key = env.path("key-other.json");
@@ -573,36 +575,39 @@ fn a_security_key_proves_the_user_with_a_touch() {
     assert_eq!(names_now(&env, alice.name()), ["yubi", "phone"]);
 }
 
+/// Issue 17: `mfa` is the user's own process (their uids, no store open, no privilege),
+/// so stopping it, which the user may, holds up nobody: the daemon holds the store.
 #[test]
-fn the_caller_cannot_signal_mfa_once_it_holds_the_store() {
+fn a_users_mfa_is_their_own_process_and_stopping_it_holds_up_nobody() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
-    // `mfa enroll totp` waits at its code prompt, its stdin a FIFO the shell keeps open.
-    // Once it runs as root in every uid, Alice's kill fails with EPERM; while it still had
-    // her real uid, SIGSTOP would have frozen it with the store in use.
+    let bob = TestUser::new();
+    enroll_now(&env, bob.name(), "bobs-phone");
+    // `mfa enroll totp` waits at its code prompt, its stdin a FIFO the shell keeps open;
+    // Alice stops it there (as ^Z would) and leaves it stopped.
     let script = format!(
         r#"d=$(mktemp -d) && mkfifo "$d/in" || exit 3
 {bin} enroll totp phone < "$d/in" > /dev/null 2>&1 &
 pid=$!
 exec 3> "$d/in"
 for i in $(seq 100); do
-    grep -Eq '^Uid:[[:space:]]+0[[:space:]]+0[[:space:]]+0' /proc/$pid/status && break
+    grep -q '^State:.*S' /proc/$pid/status && [ -e /proc/$pid/fd/0 ] && break
     sleep 0.1
 done
+sleep 0.5
 grep '^Uid:' /proc/$pid/status
-if kill -STOP $pid 2>/dev/null; then echo SIGNALLED; kill -CONT $pid; else echo REFUSED; fi
-exec 3>&-
-wait $pid
-rm -rf "$d""#,
+ls -l /proc/$pid/fd | grep -c 'devices.db' || true
+if kill -STOP $pid 2>/dev/null; then echo SIGNALLED; else echo REFUSED; fi
+echo "pid $pid""#,
         bin = mfa.bin.display()
     );
     let mut cmd = ns.command_as(&alice, Path::new("/bin/sh"));
     cmd.arg("-c").arg(script);
-    let out = process::run(cmd, "kill mfa as its caller", Vec::new());
+    let out = process::run(cmd, "stop mfa as its caller", Vec::new());
     assert!(
-        out.stdout.contains("REFUSED"),
+        out.stdout.contains("SIGNALLED"),
         "stdout:\n{}\nstderr:\n{}",
         out.stdout,
         out.stderr
@@ -612,11 +617,30 @@ rm -rf "$d""#,
         .lines()
         .find(|l| l.starts_with("Uid:"))
         .expect("a Uid line");
+    let uid = alice.uid().to_string();
     assert_eq!(
         uid_line.split_whitespace().skip(1).collect::<Vec<_>>(),
-        ["0", "0", "0", "0"],
+        [uid.as_str(); 4],
         "{uid_line}"
     );
+    // No descriptor of the store in her process.
+    assert!(
+        out.stdout.lines().any(|l| l.trim() == "0"),
+        "{}",
+        out.stdout
+    );
+    // While it stays stopped, Bob's and root's requests are answered.
+    let listed = names(&mfa.run_as(&ns, &bob, &["list", "--json"], &[]));
+    assert_eq!(listed, ["bobs-phone"]);
+    assert!(has(&env, bob.name(), "bobs-phone"));
+    let pid = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .expect("the pid");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status();
 }
 
 #[test]
@@ -699,8 +723,8 @@ fn rfc4226_hotp(counter: i64) -> String {
 #[test]
 fn a_user_registers_a_token_as_they_register_an_app() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let bob = TestUser::new();
     let phone = enroll_now(&env, alice.name(), "phone");
@@ -791,8 +815,8 @@ fn a_users_codes_on_the_command_line_are_refused_before_anything_else() {
     // Issue 16, finding 5: `mfa resync phone C1 C2` waited at its re-authentication prompt
     // with the codes in /proc/PID/cmdline, which every user can read.
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let phone = enroll_now(&env, alice.name(), "phone");
     let tablet = enroll_now(&env, alice.name(), "tablet");
@@ -883,8 +907,8 @@ fn cmdline_of(bin: &Path) -> Vec<String> {
 fn a_prompted_resync_keeps_the_codes_off_the_command_line_and_the_screen() {
     // Issue 16, finding 5: left out, the codes are asked for with echo off.
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let bob = TestUser::new();
     let phone = enroll_now(&env, bob.name(), "phone");
     let tablet = enroll_now(&env, bob.name(), "tablet");
@@ -930,8 +954,8 @@ fn a_recovery_code_gets_a_person_back_in_fully() {
     // Issue 16, finding 7: a user who logged in with a recovery code was told to register
     // a new device, but `mfa` refused recovery codes at its re-authentication prompt.
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     env.write_service(&[]);
     // Three logins and changes follow within a few real seconds, each using up a step of
@@ -1039,8 +1063,8 @@ fn failures(env: &TestEnv, user: &str) -> i64 {
 #[test]
 fn a_user_at_the_device_limit_cannot_tell_serials_apart() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let root = |args: &[&str]| {
         env.mfa_cmd(args).real_time().run().assert_success();
@@ -1124,8 +1148,8 @@ fn a_user_at_the_device_limit_cannot_tell_serials_apart() {
 #[test]
 fn a_user_cannot_grow_the_store_with_registrations() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     let begin = |name: &str| {
         mfa.run_as(
@@ -1200,8 +1224,8 @@ fn a_user_cannot_grow_the_store_with_registrations() {
 #[test]
 fn a_user_cannot_grow_the_store_with_any_change() {
     let env = TestEnv::new();
-    let ns = Namespace::new(&env);
-    let mfa = SetuidMfa::install();
+    let ns = Namespace::with_daemon(&env);
+    let mfa = UserMfa::install();
     let alice = TestUser::new();
     for run in 0..60 {
         let out = mfa.run_as(&ns, &alice, &["recovery", "generate"], &[]);
