@@ -285,14 +285,47 @@ fn start_login(env: &TestEnv, user: &str, code: &str, context: &str) -> Running 
     child
 }
 
-/// Lets `child` run for `delay` (it may end sooner), then kills it; `took` is set to the
-/// time from here to its end, what [`Timing`] learns from.
-fn kill_after(child: Running, delay: Duration, took: &mut Duration) -> Finished {
+/// Which process an iteration's SIGKILL ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    /// The operation's own process (`mfa`, or `pam-client` with the module).
+    Client,
+    /// The test's `mfad`, whatever request it is running; the next operation starts a
+    /// new one on the same store.
+    Daemon,
+}
+
+/// Lets `child` run for `delay` (it may end sooner), then kills it or the daemon; `took`
+/// is set to the time from here to its end, what [`Timing`] learns from. A client whose
+/// daemon was killed under it reports as killed: its answer was lost, so whether its
+/// change was made is not known from it (the snapshot tells).
+fn kill_after(
+    env: &TestEnv,
+    mut child: Running,
+    delay: Duration,
+    victim: Victim,
+    took: &mut Duration,
+) -> Finished {
     let start = Instant::now();
     std::thread::sleep(delay);
-    let f = child.kill();
-    *took = start.elapsed();
-    f
+    match victim {
+        Victim::Client => {
+            let f = child.kill();
+            *took = start.elapsed();
+            f
+        }
+        Victim::Daemon => {
+            let ended_first = child.has_exited();
+            env.stop_mfad();
+            let mut f = child.wait();
+            *took = start.elapsed();
+            if !ended_first {
+                // Marked as killed (see above), and counted as a kill of the daemon.
+                f.status = std::process::ExitStatus::from_raw(libc::SIGKILL);
+            }
+            f
+        }
+    }
 }
 
 #[test]
@@ -395,6 +428,12 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
         let mut new_set: Option<Vec<String>> = None;
         admin_user = None;
         let delay = timing.delay(kind, &mut rng);
+        // One operation in three has the daemon killed under it instead of its client.
+        let victim = if rng.below(3) == 0 {
+            Victim::Daemon
+        } else {
+            Victim::Client
+        };
         // Learnt from the kill's start: for a login, after its stack is loaded.
         let mut took = Duration::ZERO;
         let (ending, outcome) = match kind {
@@ -411,7 +450,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     "--begin",
                     "--json",
                 ]);
-                let f = kill_after(child, delay, &mut took);
+                let f = kill_after(&env, child, delay, victim, &mut took);
                 let ending = ending_of_mfa(&f);
                 if f.status.success() {
                     let json: serde_json::Value = serde_json::from_str(&f.stdout)
@@ -444,7 +483,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     &c1,
                     &c2,
                 ]);
-                let f = kill_after(child, delay, &mut took);
+                let f = kill_after(&env, child, delay, victim, &mut took);
                 let ending = ending_of_mfa(&f);
                 if let Ending::Completed = ending {
                     let full = actives
@@ -467,7 +506,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
             Kind::Remove => {
                 let r = active_known[rng.below(active_known.len() as u64) as usize].clone();
                 let child = env.spawn_mfa(&["--user", &r.user, "remove", &r.name, "--yes"]);
-                let f = kill_after(child, delay, &mut took);
+                let f = kill_after(&env, child, delay, victim, &mut took);
                 let ending = ending_of_mfa(&f);
                 if let Ending::Completed = ending {
                     assert!(f.status.success(), "{context}: remove {}: {f:?}", r.name);
@@ -480,7 +519,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                 let c1 = env.code_at_step(secret, -1);
                 let c2 = env.code(secret);
                 let child = env.spawn_mfa(&["--user", &r.user, "resync", &r.name, &c1, &c2]);
-                let f = kill_after(child, delay, &mut took);
+                let f = kill_after(&env, child, delay, victim, &mut took);
                 let ending = ending_of_mfa(&f);
                 if let Ending::Completed = ending {
                     // Two codes newer than any used one resync; otherwise it is refused.
@@ -505,7 +544,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     _ => vec!["admin", "unlock", name],
                 };
                 let child = env.spawn_mfa(&args);
-                let f = kill_after(child, delay, &mut took);
+                let f = kill_after(&env, child, delay, victim, &mut took);
                 let ending = ending_of_mfa(&f);
                 if let Ending::Completed = ending {
                     assert!(f.status.success(), "{context}: {args:?}: {f:?}");
@@ -540,7 +579,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     c => c[rng.below(c.len() as u64) as usize].clone(),
                 };
                 let child = start_login(&env, users[u].name(), &code, &context);
-                let f = kill_after(child, delay, &mut took);
+                let f = kill_after(&env, child, delay, victim, &mut took);
                 let (ending, outcome) = ending_of_login(f);
                 login_user = Some(users[u].name().to_owned());
                 admin_user = Some(u);
@@ -560,7 +599,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     _ => (wrong_code(secret, env.now(), 1), None),
                 };
                 let child = start_login(&env, &r.user, &code, &context);
-                let f = kill_after(child, delay, &mut took);
+                let f = kill_after(&env, child, delay, victim, &mut took);
                 let (ending, outcome) = ending_of_login(f);
                 login_user = Some(r.user.clone());
                 login_step = step;

@@ -231,7 +231,7 @@ fn a_login_fails_closed_when_mfad_dies_and_works_after_a_restart() {
     env.socket();
     env.login(user.name(), &code).assert_success();
     // And with no daemon at all: refused at once, not let through.
-    env.stop_mfad();
+    env.halt_mfad();
     env.advance_steps(1);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_result("PAM_AUTHINFO_UNAVAIL");

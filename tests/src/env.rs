@@ -47,6 +47,11 @@ pub struct TestEnv {
     now: Cell<i64>,
     /// The test's own `mfad`, started on first use ([`TestEnv::socket`]).
     mfad: RefCell<Option<Running>>,
+    /// Set by [`TestEnv::halt_mfad`]: runs do not start a daemon until the test asks for
+    /// [`TestEnv::socket`] again.
+    halted: Cell<bool>,
+    /// Whether the test has used its daemon at all.
+    started: Cell<bool>,
 }
 
 impl TestEnv {
@@ -78,6 +83,8 @@ impl TestEnv {
             dir,
             now: Cell::new(at_step(BASE_STEP)),
             mfad: RefCell::new(None),
+            halted: Cell::new(false),
+            started: Cell::new(false),
         };
         env.write_clock(env.now());
         // A service name the tests did not configure must not fall back to anything lax.
@@ -154,6 +161,8 @@ impl TestEnv {
     /// The socket of the test's own `mfad` (started, on the test's store and fake clock,
     /// the first time it is asked for).
     pub fn socket(&self) -> PathBuf {
+        self.halted.set(false);
+        self.started.set(true);
         let socket = self.dir.path().join("mfad.sock");
         let mut daemon = self.mfad.borrow_mut();
         if daemon.is_none() {
@@ -192,6 +201,11 @@ impl TestEnv {
     /// moves the daemon's clock there for the run; [`TestEnv::restore_clock`] moves it
     /// back after.
     fn clock_for_run(&self, at: Option<i64>) {
+        // A daemon stopped by `stop_mfad` is back for the next run, as systemd's socket
+        // activation brings it back.
+        if self.started.get() && !self.halted.get() && self.mfad.borrow().is_none() {
+            self.socket();
+        }
         match at {
             Some(at) if at == self.now() => {}
             Some(at) => self.write_clock(at),
@@ -205,12 +219,19 @@ impl TestEnv {
         }
     }
 
-    /// Stops the test's `mfad` (the next use starts a new one): what a crash or a
-    /// restart looks like to its clients.
+    /// Kills the test's `mfad` (SIGKILL): what a crash looks like to its clients. The next
+    /// run starts a new one, as systemd's socket activation would.
     pub fn stop_mfad(&self) {
         if let Some(run) = self.mfad.borrow_mut().take() {
             run.kill();
         }
+    }
+
+    /// Kills the test's `mfad` and keeps it down until the test asks for
+    /// [`TestEnv::socket`] again: a host whose daemon is not running.
+    pub fn halt_mfad(&self) {
+        self.halted.set(true);
+        self.stop_mfad();
     }
 
     /// The current time step.
@@ -636,6 +657,7 @@ impl PamRun<'_> {
     /// so later answers can depend on what the module said before (its messages appear
     /// on the client's stdout as they come).
     pub fn spawn_interactive(&self) -> Running {
+        self.env.clock_for_run(self.at);
         let _lock = StartupLock::acquire();
         let mut cmd = self.command(false);
         cmd.arg("--answers-stdin");
@@ -648,6 +670,7 @@ impl PamRun<'_> {
     /// `UNIXTIME ANSWER`, each with the clock standing at UNIXTIME, and prints
     /// `login: RESULT` for each (see pam-client). Answers given to this run are not used.
     pub fn spawn_script(&self) -> Running {
+        self.env.clock_for_run(self.at);
         let _lock = StartupLock::acquire();
         let mut cmd = self.command(false);
         cmd.arg("--script").env("FAKETIME_NO_CACHE", "1");
