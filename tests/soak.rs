@@ -8,12 +8,15 @@
 //! * each user's failure counter ends exactly at the number of refusals since its last
 //!   success, and the device's last used step is the last step accepted.
 //!
-//! Each login worker is one `pam-client --script` process (pam_wrapper limits how fast
-//! clients can start, not how many logins one does) owning one user with a stable device.
-//! It logs in round after round, each round one time step later on its own fake clock
-//! (libfaketime, the clock standing still at each login), so fresh codes never run out
-//! and no login depends on how fast the machine is. The churners run the real `mfa` as
-//! root: `enroll totp --begin`, `enroll finish`, `remove`, for random users, keeping
+//! Everything goes through the test's one `mfad`, whose clock (libfaketime, standing
+//! still) the test moves one time step per round: each login worker is one
+//! `pam-client --script` process (pam_wrapper limits how fast clients can start, not how
+//! many logins one does) owning one user with a stable device, and logs in once or a few
+//! times per round, so fresh codes never run out and no login depends on how fast the
+//! machine is. A round ends when every worker has done its logins; the clock moves only
+//! between rounds and between the churners' changes (a lock the workers and churners
+//! share, the clock's mover waiting for it alone). The churners run the real `mfa
+//! --socket` as root: `enroll totp --begin`, `enroll finish`, `remove`, for random users, keeping
 //! every user within 8 devices, so each of their commands must succeed too; between
 //! those they run administrative commands (a new recovery set, `admin list`, `admin
 //! audit`, `admin policy show`), which must succeed as well.
@@ -27,18 +30,25 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use pam_mfa::store::Store;
 use pam_mfa_tests::random::{Rng, env_number};
 use pam_mfa_tests::{Running, TestEnv, TestUser, at_step, fake_time_env, mfa_bin, tool};
 
-/// A worker stops after this many rounds even if time is left: the fake clocks of the
-/// workers drift apart by one step per round, and the store forgets failure rows a day
-/// (2,880 steps) older than the clock of whoever writes, so the clocks stay within that.
+/// The soak stops after this many rounds even if time is left: the code tables are made
+/// for this many steps.
 const MAX_ROUNDS: i64 = 2_000;
+
+/// The round the daemon's clock stands at, and how many workers have finished it.
+struct Rounds {
+    /// Read-locked by a worker for its round's logins and by a churner for one change;
+    /// write-locked to move the clock.
+    round: RwLock<i64>,
+    finished: AtomicUsize,
+}
 
 /// The codes of `secret` for `count` consecutive steps from `from`, from one `oathtool`.
 fn code_table(secret: &str, from: i64, count: i64) -> Vec<String> {
@@ -118,6 +128,7 @@ fn worker(
     codes: Vec<String>,
     base: i64,
     tables: Tables,
+    rounds: Arc<Rounds>,
     stop: Arc<AtomicBool>,
 ) -> WorkerReport {
     let mut rng = Rng::from_entropy();
@@ -148,7 +159,16 @@ fn worker(
         rep.failures_since_success += 1;
     };
     while !stop.load(Ordering::Relaxed) && rep.rounds < MAX_ROUNDS {
-        rep.rounds += 1;
+        let Ok(round) = rounds.round.read() else {
+            break;
+        };
+        if *round <= rep.rounds {
+            // This round is done; the clock has not moved yet.
+            drop(round);
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        rep.rounds = *round;
         let step = base + rep.rounds;
         let code = &codes[(step - base) as usize];
         let clashes = |c: &str| {
@@ -201,6 +221,8 @@ fn worker(
             refuse(&mut client, &mut done, &mut rep, step, &wrong(), "wrong");
             rep.wrong += 1;
         }
+        drop(round);
+        rounds.finished.fetch_add(1, Ordering::SeqCst);
     }
     client.close_stdin();
     let f = client.wait();
@@ -211,10 +233,11 @@ fn worker(
     rep
 }
 
-/// Runs the real `mfa --db DB ARGS…` as root at fake time `at`.
-fn mfa(db: &std::path::Path, at: i64, args: &[&str]) -> pam_mfa_tests::Finished {
+/// Runs the real `mfa --socket SOCKET ARGS…` as root (its own clock at `at`, which only
+/// its messages show: the daemon's decides).
+fn mfa(socket: &std::path::Path, at: i64, args: &[&str]) -> pam_mfa_tests::Finished {
     let mut cmd = Command::new(mfa_bin());
-    cmd.arg("--db").arg(db).args(args);
+    cmd.arg("--socket").arg(socket).args(args);
     for (k, v) in fake_time_env(at, &[]) {
         cmd.env(k, v);
     }
@@ -232,14 +255,14 @@ struct ChurnReport {
 /// One administrative command, chosen at random, that must succeed under the same load
 /// and must not disturb the logins: a new recovery set for a user (a write with its audit
 /// row), the administrator's list, the audit trail, the policy.
-fn admin_command(rng: &mut Rng, db: &std::path::Path, at: i64, user: &str) {
+fn admin_command(rng: &mut Rng, socket: &std::path::Path, at: i64, user: &str) {
     let args: &[&str] = match rng.next_u64() % 4 {
         0 => &["--user", user, "recovery", "generate"],
         1 => &["admin", "list", "--json"],
         2 => &["admin", "audit", "--user", user, "--json"],
         _ => &["admin", "policy", "show", "--json"],
     };
-    let f = mfa(db, at, args);
+    let f = mfa(socket, at, args);
     assert!(f.status.success(), "mfa {args:?} under load: {f:?}");
 }
 
@@ -248,9 +271,9 @@ fn admin_command(rng: &mut Rng, db: &std::path::Path, at: i64, user: &str) {
 #[allow(clippy::too_many_arguments)]
 fn churner(
     id: usize,
-    db: std::path::PathBuf,
+    socket: std::path::PathBuf,
     users: Vec<String>,
-    at: i64,
+    rounds: Arc<Rounds>,
     base: i64,
     count: i64,
     tables: Tables,
@@ -262,16 +285,23 @@ fn churner(
     let mut rep = ChurnReport::default();
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
+        // One change at a time under the clock's read lock: its codes are computed for
+        // the step the daemon's clock stands at, which does not move meanwhile.
+        let Ok(round) = rounds.round.read() else {
+            break;
+        };
+        let at = at_step(base + *round);
+        let db = &socket;
         if rng.chance(20) {
             let user = &users[(rng.next_u64() % users.len() as u64) as usize];
-            admin_command(&mut rng, &db, at, user);
+            admin_command(&mut rng, db, at, user);
             rep.admin += 1;
             continue;
         }
         let remove = !mine.is_empty() && (mine.len() >= 3 || rng.chance(40));
         if remove {
             let (user, name) = mine.remove((rng.next_u64() % mine.len() as u64) as usize);
-            let f = mfa(&db, at, &["--user", &user, "remove", &name, "--yes"]);
+            let f = mfa(db, at, &["--user", &user, "remove", &name, "--yes"]);
             assert!(
                 f.status.success(),
                 "churner {id}: remove {name} of {user}: {f:?}"
@@ -292,7 +322,7 @@ fn churner(
         n += 1;
         let name = format!("churn-{id}-{n}");
         let f = mfa(
-            &db,
+            db,
             at,
             &[
                 "--user", &user, "enroll", "totp", &name, "--begin", "--json",
@@ -318,7 +348,7 @@ fn churner(
         let c1 = pam_mfa_tests::totp(&secret, at - 30);
         let c2 = pam_mfa_tests::totp(&secret, at);
         let f = mfa(
-            &db,
+            db,
             at,
             &["--user", &user, "enroll", "finish", &name, &c1, &c2],
         );
@@ -328,6 +358,9 @@ fn churner(
         );
         rep.enrolled += 1;
         mine.push((user, name));
+        drop(round);
+        // Leave the clock's mover a chance between changes.
+        std::thread::sleep(Duration::from_millis(1));
     }
     rep
 }
@@ -363,31 +396,51 @@ fn logins_stay_exact_under_load_while_devices_come_and_go() {
 
     let started = Instant::now();
     let slots = Arc::new(Mutex::new(HashMap::new()));
+    let socket = env.socket();
+    let rounds = Arc::new(Rounds {
+        round: RwLock::new(0),
+        finished: AtomicUsize::new(0),
+    });
     let (work, churn) = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for ((client, user), secret) in clients.into_iter().zip(&names).zip(&secrets) {
             let codes = code_table(secret, base, count);
-            let (tables, stop, user) = (tables.clone(), stop.clone(), user.clone());
-            handles.push(s.spawn(move || worker(client, user, codes, base, tables, stop)));
+            let (tables, rounds, stop, user) =
+                (tables.clone(), rounds.clone(), stop.clone(), user.clone());
+            handles.push(s.spawn(move || worker(client, user, codes, base, tables, rounds, stop)));
         }
         let mut churn_handles = Vec::new();
         for id in 0..churners {
-            let (db, users, tables, slots, stop) = (
-                env.db().to_owned(),
+            let (socket, users, tables, slots, rounds, stop) = (
+                socket.clone(),
                 names.clone(),
                 tables.clone(),
                 slots.clone(),
+                rounds.clone(),
                 stop.clone(),
             );
-            let at = env.now();
-            churn_handles.push(
-                s.spawn(move || churner(id, db, users, at, base, count, tables, slots, stop)),
-            );
+            churn_handles.push(s.spawn(move || {
+                churner(id, socket, users, rounds, base, count, tables, slots, stop)
+            }));
         }
+        // The clock's mover: the next step once every worker has finished the round.
         while started.elapsed() < Duration::from_secs(seconds)
             && !handles.iter().any(|h| h.is_finished())
         {
-            std::thread::sleep(Duration::from_millis(100));
+            let round = rounds.round.read().map(|r| *r).unwrap_or(MAX_ROUNDS);
+            if round >= MAX_ROUNDS {
+                break;
+            }
+            if round > 0 && rounds.finished.load(Ordering::SeqCst) < workers {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let Ok(mut next) = rounds.round.write() else {
+                break;
+            };
+            *next += 1;
+            env.write_clock(at_step(base + *next));
+            rounds.finished.store(0, Ordering::SeqCst);
         }
         stop.store(true, Ordering::Relaxed);
         let work: Vec<WorkerReport> = handles
