@@ -2,8 +2,11 @@
 //! request must carry (see the protocol crate's "Proofs"), and recovery-code sets waiting
 //! for the client to confirm it printed them ("Recovery codes").
 //!
+//! Security-key challenges (login, proof, registration) are held the same way, for
+//! [`pam_mfa_protocol::KEY_CHALLENGE_LIFETIME_SECS`].
+//!
 //! A ticket is 32 random bytes, bound to the peer uid and the account it was issued for,
-//! valid for [`pam_mfa_protocol::PROOF_LIFETIME_SECS`], and forgotten the first time it is
+//! valid for [`pam_mfa_protocol::PROOF_LIFETIME_SECS`] (or its kind's lifetime), and forgotten the first time it is
 //! presented by that peer for that account. Memory is bounded: a uid holds at most
 //! [`PER_UID`] of each kind (a new one replaces its oldest) and all together at most
 //! [`TOTAL`] (past that, new ones are refused until some expire).
@@ -27,6 +30,8 @@ struct Entry<T> {
 
 pub struct Held<T> {
     entries: HashMap<[u8; 32], Entry<T>>,
+    /// How long a ticket is taken, in seconds.
+    lifetime: i64,
 }
 
 /// Why no ticket was issued.
@@ -37,14 +42,21 @@ pub enum IssueError {
 }
 
 impl<T> Held<T> {
+    /// Tickets valid for [`PROOF_LIFETIME_SECS`].
     pub fn new() -> Self {
+        Self::with_lifetime(PROOF_LIFETIME_SECS)
+    }
+
+    /// Tickets valid for `lifetime` seconds (security-key challenges).
+    pub fn with_lifetime(lifetime: i64) -> Self {
         Self {
             entries: HashMap::new(),
+            lifetime,
         }
     }
 
-    fn expired(issued: i64, now: i64) -> bool {
-        now >= issued + PROOF_LIFETIME_SECS || now < issued - 60
+    fn expired(&self, issued: i64, now: i64) -> bool {
+        now >= issued + self.lifetime || now < issued - 60
     }
 
     /// Holds `value` for `uid` and `user`; the ticket and when it expires.
@@ -55,7 +67,9 @@ impl<T> Held<T> {
         value: T,
         now: i64,
     ) -> Result<(Token, i64), IssueError> {
-        self.entries.retain(|_, e| !Self::expired(e.issued, now));
+        let lifetime = self.lifetime;
+        self.entries
+            .retain(|_, e| !(now >= e.issued + lifetime || now < e.issued - 60));
         let mut mine: Vec<([u8; 32], i64)> = self
             .entries
             .iter()
@@ -81,7 +95,7 @@ impl<T> Held<T> {
                 value,
             },
         );
-        Ok((token, now + PROOF_LIFETIME_SECS))
+        Ok((token, now + self.lifetime))
     }
 
     /// The value held under `token` for `uid` and `user`, taken out: a ticket works once.
@@ -93,7 +107,7 @@ impl<T> Held<T> {
             return None;
         }
         let entry = self.entries.remove(&key)?;
-        (!Self::expired(entry.issued, now)).then_some(entry.value)
+        (!self.expired(entry.issued, now)).then_some(entry.value)
     }
 }
 
