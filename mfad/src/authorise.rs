@@ -321,12 +321,8 @@ fn tokens_import(
             ));
         }
     };
-    let seeds = tokens::parse(data.as_bytes(), Some(format), psk.as_ref()).map_err(|e| {
-        refused(
-            ErrorKind::Invalid,
-            format!("the seed file: {e}; nothing was imported"),
-        )
-    })?;
+    let seeds = tokens::parse(data.as_bytes(), Some(format), psk.as_ref())
+        .map_err(|e| refused(ErrorKind::Invalid, format!("the seed file: {e}")))?;
     Ok(Admin::TokensImport {
         seeds,
         format,
@@ -582,4 +578,118 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
             ));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn denied_and_logged(r: Result<Work, Refused>, what: &str) {
+        match r {
+            Err(Refused { reply, log }) => {
+                assert_eq!(reply.kind, ErrorKind::Denied, "{what}");
+                assert!(
+                    log.is_some_and(|l| l.contains(&format!("uid 1000 asked {what}"))),
+                    "{what}"
+                );
+            }
+            Ok(w) => panic!("{what} authorised for a user: {w:?}"),
+        }
+    }
+
+    // Registration at login and the token inventory are root's alone; a user is refused
+    // before any account is looked up, and the refusal is logged.
+    #[test]
+    fn held_and_token_requests_are_roots_alone() {
+        let hold = || SecretBytes::new(vec![0; 32]);
+        let code = || SecretBytes::from_slice(b"123456");
+        for (request, what) in [
+            (
+                Request::BeginHeld {
+                    user: "nobody-here".into(),
+                    name: "phone".into(),
+                    issuer: None,
+                },
+                "begin-held",
+            ),
+            (
+                Request::ConfirmHeld {
+                    user: "nobody-here".into(),
+                    name: "phone".into(),
+                    hold: hold(),
+                    code1: code(),
+                    code2: code(),
+                },
+                "confirm-held",
+            ),
+            (
+                Request::ActivateHeld {
+                    user: "nobody-here".into(),
+                    hold: hold(),
+                },
+                "activate-held",
+            ),
+            (Request::TokensList, "tokens-list"),
+            (
+                Request::TokensRemove {
+                    serial: "SN-1".into(),
+                },
+                "tokens-remove",
+            ),
+            (
+                Request::TokensImport {
+                    data: SecretBytes::from_slice(b"SN-1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n"),
+                    format: None,
+                    key: None,
+                    replace: false,
+                },
+                "tokens-import",
+            ),
+        ] {
+            denied_and_logged(authorise(1000, request), what);
+        }
+        assert!(matches!(
+            authorise(0, Request::TokensList),
+            Ok(Work::Admin(a)) if matches!(*a, Admin::TokensList)
+        ));
+    }
+
+    // A seed file is parsed before it reaches the store thread: a bad one, or an unknown
+    // format, is refused there in the administrator's words.
+    #[test]
+    fn seed_files_are_parsed_before_the_store() {
+        let import = |data: &[u8], format: Option<&str>| Request::TokensImport {
+            data: SecretBytes::from_slice(data),
+            format: format.map(str::to_owned),
+            key: None,
+            replace: true,
+        };
+        match authorise(0, import(b"SN-1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n", None)) {
+            Ok(Work::Admin(a)) => match *a {
+                Admin::TokensImport {
+                    seeds,
+                    format,
+                    replace,
+                } => {
+                    assert_eq!(seeds.len(), 1);
+                    assert_eq!(format, Format::Csv);
+                    assert!(replace);
+                }
+                other => panic!("{other:?}"),
+            },
+            Err(r) => panic!("{:?}", r.reply),
+            Ok(w) => panic!("{w:?}"),
+        }
+        for (data, format) in [
+            (&b"SN-1,not base32!\n"[..], None),
+            (b"SN-1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n", Some("xml")),
+            (b"", None),
+        ] {
+            match authorise(0, import(data, format)) {
+                Err(r) => assert_eq!(r.reply.kind, ErrorKind::Invalid),
+                Ok(w) => panic!("{w:?}"),
+            }
+        }
+    }
 }

@@ -7,9 +7,12 @@
 //!
 //! A ticket is 32 random bytes, bound to the peer uid and the account it was issued for,
 //! valid for [`pam_mfa_protocol::PROOF_LIFETIME_SECS`] (or its kind's lifetime), and forgotten the first time it is
-//! presented by that peer for that account. Memory is bounded: a uid holds at most
-//! [`PER_UID`] of each kind (a new one replaces its oldest) and all together at most
-//! [`TOTAL`] (past that, new ones are refused until some expire).
+//! presented by that peer for that account. Memory is bounded: a non-root uid holds at
+//! most [`PER_UID`] of each kind (a new one replaces its oldest) and all together at most
+//! [`TOTAL`] (past that, new ones are refused until some expire). Root is held to
+//! [`TOTAL`] only: every login through sshd, sudo, su or login is root's, and one login's
+//! key challenge must not be pushed out by the next few logins while its user touches the
+//! key.
 
 use std::collections::HashMap;
 
@@ -70,16 +73,18 @@ impl<T> Held<T> {
         let lifetime = self.lifetime;
         self.entries
             .retain(|_, e| !(now >= e.issued + lifetime || now < e.issued - 60));
-        let mut mine: Vec<([u8; 32], i64)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.uid == uid)
-            .map(|(k, e)| (*k, e.issued))
-            .collect();
-        mine.sort_by_key(|(_, issued)| *issued);
-        while mine.len() >= PER_UID {
-            let (oldest, _) = mine.remove(0);
-            self.entries.remove(&oldest);
+        if uid != 0 {
+            let mut mine: Vec<([u8; 32], i64)> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.uid == uid)
+                .map(|(k, e)| (*k, e.issued))
+                .collect();
+            mine.sort_by_key(|(_, issued)| *issued);
+            while mine.len() >= PER_UID {
+                let (oldest, _) = mine.remove(0);
+                self.entries.remove(&oldest);
+            }
         }
         if self.entries.len() >= TOTAL {
             return Err(IssueError::Full);
@@ -142,5 +147,10 @@ mod tests {
         assert_eq!(held.entries.len(), PER_UID);
         assert_eq!(held.take(&tickets[0][..], 1000, "alice", 120), None);
         assert_eq!(held.take(&tickets[9][..], 1000, "alice", 120), Some(9));
+        // Root's many logins each keep theirs.
+        let roots: Vec<_> = (0..10)
+            .map(|i| held.issue(0, "bob", i, 100).unwrap().0)
+            .collect();
+        assert_eq!(held.take(&roots[0][..], 0, "bob", 120), Some(0));
     }
 }
