@@ -9,9 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use pam_mfa_protocol::{
-    ErrorKind, Overrides, RefusalKind, Request, Response, SecretBytes, VerifyOutcome,
+    ErrorKind, KeyAssertion, KeyChallengeReply, KeyPurpose, Overrides, RefusalKind, Request,
+    Response, SecretBytes, VerifyOutcome,
 };
-use pam_mfa_tests::mfad::{Client, Mfad, SOCKET};
+use pam_mfa_tests::mfad::{Client, Mfad, SOCKET, SoftKey};
 use pam_mfa_tests::process::{self, Finished, Running};
 use pam_mfa_tests::{
     Namespace, TestEnv, TestUser, assert_code_not_logged, enroll_now, mfad_bin, next_code,
@@ -1033,4 +1034,379 @@ fn a_users_token_registration_through_mfad_has_one_answer_and_counts() {
     for code in [&right1, &right2, &wrong1, &wrong2] {
         assert_code_not_logged(&records, code);
     }
+}
+
+// ----- Issue 17: security keys, registration at login, the token inventory -----
+
+fn key_challenge(mfad: &Mfad, user: &str, purpose: KeyPurpose) -> KeyChallengeReply {
+    match mfad.ask(&Request::KeyChallenge {
+        user: user.to_owned(),
+        purpose,
+    }) {
+        Response::KeyChallenge(c) => c,
+        other => panic!("no key challenge for {user}: {other:?}"),
+    }
+}
+
+fn key_answer(mfad: &Mfad, user: &str, ticket: &SecretBytes, a: &KeyAssertion) -> Response {
+    mfad.ask(&Request::KeyAnswer {
+        user: user.to_owned(),
+        ticket: ticket.clone(),
+        assertion: a.clone(),
+    })
+}
+
+/// Registers a software key for `user` through BeginFido2 / FinishFido2 (as root).
+fn register_soft_key(mfad: &Mfad, key: &SoftKey, user: &str, name: &str) {
+    let begun = match ask_ok(
+        mfad,
+        &Request::BeginFido2 {
+            user: user.to_owned(),
+            name: name.to_owned(),
+            rp_id: None,
+            require_pin: false,
+            require_uv: false,
+            proof: None,
+        },
+    ) {
+        Response::Fido2Challenge(c) => c,
+        other => panic!("{other:?}"),
+    };
+    assert!(begun.rp_id.starts_with("pam://"), "{begun:?}");
+    assert_eq!(begun.user_id.0.len(), 32);
+    let attestation = key.register(&begun);
+    match ask_ok(
+        mfad,
+        &Request::FinishFido2 {
+            user: user.to_owned(),
+            ticket: begun.ticket.clone(),
+            attestation: attestation.clone(),
+        },
+    ) {
+        Response::Fido2Registered(r) => assert_eq!(r.name, name),
+        other => panic!("{other:?}"),
+    }
+    // The registration's ticket works once.
+    let again = mfad.ask(&Request::FinishFido2 {
+        user: user.to_owned(),
+        ticket: begun.ticket,
+        attestation,
+    });
+    assert_eq!(error_of(&again).kind, ErrorKind::Invalid, "{again:?}");
+}
+
+/// Issue 17: a login with a touch through mfad (KeyChallenge, the software key signs,
+/// KeyAnswer): a right answer is accepted once; the same answer or ticket again, a ticket
+/// presented for another account, and a signature from a key that is not registered are
+/// refused; a proof by touch yields a proof; an account without keys gets no challenge.
+#[test]
+fn a_security_key_login_through_mfad_counts_once() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let alice = TestUser::new();
+    let bob = TestUser::new();
+    let mfad = Mfad::start(&ns);
+    let key = SoftKey::new();
+    register_soft_key(&mfad, &key, alice.name(), "yubikey");
+
+    // No keys: no challenge.
+    let none = mfad.ask(&Request::KeyChallenge {
+        user: bob.name().to_owned(),
+        purpose: KeyPurpose::Login,
+    });
+    assert_eq!(error_of(&none).kind, ErrorKind::Invalid, "{none:?}");
+
+    let c = key_challenge(&mfad, alice.name(), KeyPurpose::Login);
+    assert_eq!(c.challenge.0.len(), 32);
+    assert_eq!(c.credentials.len(), 1);
+    assert_eq!(c.credentials[0].name, "yubikey");
+    let a = key.answer(&c);
+    assert_eq!(
+        key_answer(&mfad, alice.name(), &c.ticket, &a),
+        Response::Verified(VerifyOutcome::Accepted {
+            device: "yubikey".into()
+        })
+    );
+    // The same answer to the same ticket: the ticket is gone.
+    let replay = key_answer(&mfad, alice.name(), &c.ticket, &a);
+    assert_eq!(error_of(&replay).kind, ErrorKind::Invalid, "{replay:?}");
+    // A made-up ticket.
+    let made_up = key_answer(&mfad, alice.name(), &SecretBytes::new(vec![0; 32]), &a);
+    assert_eq!(error_of(&made_up).kind, ErrorKind::Invalid, "{made_up:?}");
+
+    // Alice's ticket presented for bob: refused (and it stays alice's).
+    let c = key_challenge(&mfad, alice.name(), KeyPurpose::Login);
+    let a = key.answer(&c);
+    let wrong = key_answer(&mfad, bob.name(), &c.ticket, &a);
+    assert_eq!(error_of(&wrong).kind, ErrorKind::Invalid, "{wrong:?}");
+    assert!(matches!(
+        key_answer(&mfad, alice.name(), &c.ticket, &a),
+        Response::Verified(VerifyOutcome::Accepted { .. })
+    ));
+
+    // An old answer to a new challenge does not verify.
+    let c = key_challenge(&mfad, alice.name(), KeyPurpose::Login);
+    match key_answer(&mfad, alice.name(), &c.ticket, &a) {
+        Response::Verified(VerifyOutcome::Refused {
+            reason: RefusalKind::Key { .. },
+            locked_until: None,
+        }) => {}
+        other => panic!("an old signature was not refused: {other:?}"),
+    }
+
+    // A key that is not registered for her (it answers with its own credential).
+    let stranger = SoftKey::new();
+    let pretend = pam_mfa_protocol::Fido2ChallengeReply {
+        ticket: SecretBytes::new(vec![1; 32]),
+        rp_id: c.credentials[0].rp_id.clone(),
+        challenge: pam_mfa_protocol::PublicBytes(vec![2; 32]),
+        user_id: pam_mfa_protocol::PublicBytes(vec![3; 32]),
+        user_name: alice.name().to_owned(),
+        exclude: Vec::new(),
+        needs_uv: false,
+        needs_pin: false,
+        expires_at: 0,
+    };
+    stranger.register(&pretend);
+    stranger.knob("ignore_allow_list", true);
+    let c = key_challenge(&mfad, alice.name(), KeyPurpose::Login);
+    let forged = stranger.answer(&c);
+    match key_answer(&mfad, alice.name(), &c.ticket, &forged) {
+        Response::Verified(VerifyOutcome::Refused {
+            reason:
+                RefusalKind::Key {
+                    message,
+                    log,
+                    clone_suspected,
+                },
+            locked_until: None,
+        }) => {
+            assert!(message.contains("not registered"), "{message}");
+            assert!(log.contains("not one of the user's"), "{log}");
+            assert!(!clone_suspected);
+        }
+        other => panic!("an unregistered key was not refused: {other:?}"),
+    }
+
+    // A proof by touch: a proof, as Reauth gives one.
+    let c = key_challenge(&mfad, alice.name(), KeyPurpose::Proof);
+    match key_answer(&mfad, alice.name(), &c.ticket, &key.answer(&c)) {
+        Response::Proof(p) => assert_eq!(p.proof.as_bytes().len(), 32),
+        other => panic!("no proof for a touch: {other:?}"),
+    }
+
+    let lines = mfad_lines(&ns);
+    assert!(
+        lines.iter().any(
+            |l| l.contains("authenticated with device \"yubikey\"") && l.contains(alice.name())
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("authentication failure") && l.contains("not one of the user's")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("registered security key \"yubikey\"")),
+        "{lines:#?}"
+    );
+}
+
+/// Issue 17 (issue 16, finding 2): registration at login through mfad, for root only:
+/// begun, its two codes confirmed (still pending), then activated by the login's value; a
+/// user asking is refused and logged.
+#[test]
+fn registration_at_login_through_mfad_is_roots_alone() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let mfad = Mfad::start(&ns);
+
+    let held = match ask_ok(
+        &mfad,
+        &Request::BeginHeld {
+            user: alice.name().to_owned(),
+            name: "phone".into(),
+            issuer: Some("host".into()),
+        },
+    ) {
+        Response::HeldTotp(h) => h,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(held.hold.as_bytes().len(), 32);
+    let secret = String::from_utf8(held.pending.secret.as_bytes().to_vec()).expect("base32");
+    let now = pam_mfa_tests::real_now();
+    let (c1, c2) = (
+        pam_mfa_tests::clock::totp(&secret, now - pam_mfa_tests::clock::STEP),
+        pam_mfa_tests::clock::totp(&secret, now),
+    );
+    // Another value activates nothing.
+    let other = mfad.ask(&Request::ActivateHeld {
+        user: alice.name().to_owned(),
+        hold: SecretBytes::new(vec![7; 32]),
+    });
+    assert!(matches!(other, Response::Error(_)), "{other:?}");
+    assert_eq!(
+        ask_ok(
+            &mfad,
+            &Request::ConfirmHeld {
+                user: alice.name().to_owned(),
+                name: "phone".into(),
+                hold: held.hold.clone(),
+                code1: SecretBytes::from_slice(c1.as_bytes()),
+                code2: SecretBytes::from_slice(c2.as_bytes()),
+            }
+        ),
+        Response::Done
+    );
+    let listed = format!(
+        "{:?}",
+        mfad.ask(&Request::ListDevices {
+            user: alice.name().to_owned()
+        })
+    );
+    assert!(listed.contains("\"pending\""), "{listed}");
+    assert_eq!(
+        ask_ok(
+            &mfad,
+            &Request::ActivateHeld {
+                user: alice.name().to_owned(),
+                hold: held.hold.clone(),
+            }
+        ),
+        Response::Activated {
+            name: "phone".into()
+        }
+    );
+    let listed = format!(
+        "{:?}",
+        mfad.ask(&Request::ListDevices {
+            user: alice.name().to_owned()
+        })
+    );
+    assert!(listed.contains("\"active\""), "{listed}");
+    assert!(matches!(
+        mfad.ask(&Request::ActivateHeld {
+            user: alice.name().to_owned(),
+            hold: held.hold,
+        }),
+        Response::Error(_)
+    ));
+
+    // A user may not begin one, not even for herself.
+    let out = client_as(&ns, &client, &alice, &["begin-held", alice.name(), "x"]);
+    assert!(
+        out.stdout.contains("Denied") && out.stdout.contains("only root"),
+        "{out:?}"
+    );
+    let lines = mfad_lines(&ns);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("uid {} asked begin-held", alice.uid()))),
+        "{lines:#?}"
+    );
+    let records = ns.syslog().records();
+    for text in [&secret, &c1, &c2] {
+        assert_code_not_logged(&records, text);
+    }
+}
+
+/// Issue 17: the hardware-token inventory through mfad, for root only: a seed file
+/// imported (in a frame over the users' 64 KiB limit), listed, a token removed; a user
+/// asking is refused and logged, and a user's frame over 64 KiB is refused unread.
+#[test]
+fn the_token_inventory_through_mfad_is_roots_and_root_may_send_large_frames() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let mfad = Mfad::start(&ns);
+
+    // A seed file padded with comment lines past 64 KiB.
+    let mut csv = String::from("serial,secret,type\n");
+    csv.push_str("TK-1,3132333435363738393031323334353637383930,totp\n");
+    csv.push_str("TK-2,3132333435363738393031323334353637383931,hotp\n");
+    while csv.len() <= pam_mfa_protocol::MAX_MESSAGE + 1024 {
+        csv.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    match ask_ok(
+        &mfad,
+        &Request::TokensImport {
+            data: SecretBytes::from_slice(csv.as_bytes()),
+            format: None,
+            key: None,
+            replace: false,
+        },
+    ) {
+        Response::TokensImported(r) => {
+            assert_eq!((r.added, r.replaced, r.format.as_str()), (2, 0, "csv"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = mfad.ask(&Request::TokensImport {
+        data: SecretBytes::from_slice(b"TK-3,not a secret!\n"),
+        format: Some("csv".into()),
+        key: None,
+        replace: false,
+    });
+    assert_eq!(error_of(&bad).kind, ErrorKind::Invalid, "{bad:?}");
+    let Response::Tokens(list) = ask_ok(&mfad, &Request::TokensList) else {
+        panic!("no token list")
+    };
+    let serials: Vec<(&str, &str)> = list
+        .iter()
+        .map(|t| (t.serial.as_str(), t.kind.as_str()))
+        .collect();
+    assert_eq!(serials, vec![("TK-1", "totp"), ("TK-2", "hotp")]);
+    assert_eq!(
+        ask_ok(
+            &mfad,
+            &Request::TokensRemove {
+                serial: "TK-1".into()
+            }
+        ),
+        Response::Done
+    );
+    let Response::Tokens(list) = ask_ok(&mfad, &Request::TokensList) else {
+        panic!("no token list")
+    };
+    assert_eq!(list.len(), 1);
+    let audit = format!(
+        "{:?}",
+        ask_ok(
+            &mfad,
+            &Request::Audit {
+                user: None,
+                since: None
+            }
+        )
+    );
+    assert!(
+        audit.contains("token-import") && audit.contains("token-remove"),
+        "{audit}"
+    );
+
+    // A user: refused and logged; a frame over 64 KiB refused from its length.
+    let out = client_as(&ns, &client, &alice, &["tokens-list"]);
+    assert!(
+        out.stdout.contains("Denied") && out.stdout.contains("only root"),
+        "{out:?}"
+    );
+    let out = client_as(&ns, &client, &alice, &["big", "70000"]);
+    assert!(out.stdout.contains("TooLarge"), "{out:?}");
+    let lines = mfad_lines(&ns);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("uid {} asked tokens-list", alice.uid()))),
+        "{lines:#?}"
+    );
+    // The daemon serves on.
+    assert!(matches!(mfad.ask(&Request::Hello), Response::Hello { .. }));
 }

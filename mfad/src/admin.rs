@@ -10,10 +10,11 @@ use std::path::Path;
 
 use pam_mfa::names::DeviceName;
 use pam_mfa::store::Store;
+use pam_mfa::tokens::inventory;
 use pam_mfa::{Error, admin, audit, clock};
 use pam_mfa_protocol::{
     AccountEntry, AuditEntry, BypassEntry, BypassReply, ErrorKind, ErrorReply, PolicyReply,
-    Response, SecretBytes,
+    Response, SecretBytes, TokenEntry, TokensImportedReply,
 };
 
 use crate::authorise::Admin;
@@ -34,7 +35,10 @@ fn refusal(e: Error) -> Result<Response, Error> {
 }
 
 pub fn handle(store: &mut Option<Store>, db: &Path, uid: u32, work: Admin, log: &Log) -> Response {
-    let changes = !matches!(work, Admin::PolicyShow | Admin::List | Admin::Audit { .. });
+    let changes = !matches!(
+        work,
+        Admin::PolicyShow | Admin::List | Admin::Audit { .. } | Admin::TokensList
+    );
     if store.is_none() {
         let opened = if changes {
             Store::open_or_create(db).map(Some)
@@ -76,6 +80,7 @@ fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::
             Admin::PolicyShow => policy_reply(&pam_mfa::policy::Policy::default()),
             Admin::List => Response::Accounts(Vec::new()),
             Admin::Audit { .. } => Response::AuditRows(Vec::new()),
+            Admin::TokensList => Response::Tokens(Vec::new()),
             _ => error(ErrorKind::Unavailable, "the device store cannot answer"),
         });
     };
@@ -193,6 +198,25 @@ fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::
             }
             Err(e) => refusal(e),
         },
+        Admin::TokensImport {
+            seeds,
+            format,
+            replace,
+        } => tokens_import(store, uid, &seeds, format, replace, log, now),
+        Admin::TokensList => Ok(Response::Tokens(
+            inventory::list(store.conn())?
+                .into_iter()
+                .map(|t| TokenEntry {
+                    serial: t.serial,
+                    kind: t.mode.as_str().to_owned(),
+                    digits: t.digits,
+                    assigned_to: t.assigned.as_ref().map(|a| a.user.clone()),
+                    device: t.assigned.map(|a| a.device),
+                    imported: t.imported_at,
+                })
+                .collect(),
+        )),
+        Admin::TokensRemove { serial } => tokens_remove(store, uid, &serial, log, now),
         Admin::Remove { account, name } => {
             let removed = DeviceName::existing(&name).and_then(|name| {
                 audit::as_actor(store, uid, |s| {
@@ -216,6 +240,96 @@ fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::
                 Err(e) => refusal(e),
             }
         }
+    }
+}
+
+/// `mfa admin tokens import`: the whole file in one transaction, with its audit row.
+fn tokens_import(
+    store: &mut Store,
+    uid: u32,
+    seeds: &[pam_mfa::tokens::TokenSeed],
+    format: pam_mfa::tokens::Format,
+    replace: bool,
+    log: &Log,
+    now: i64,
+) -> pam_mfa::Result<Response> {
+    let format_name = match format {
+        pam_mfa::tokens::Format::Pskc => "pskc",
+        pam_mfa::tokens::Format::Csv => "csv",
+    };
+    let imported = (|| {
+        let tx = store.write()?;
+        let done = inventory::import(&tx, seeds, replace, now)?;
+        audit::record(
+            &tx,
+            now,
+            uid,
+            "*",
+            "token-import",
+            None,
+            Some(&format!(
+                "{} added, {} replaced ({})",
+                done.added,
+                done.replaced,
+                format_name.to_uppercase()
+            )),
+        )?;
+        tx.commit()?;
+        Ok(done)
+    })();
+    match imported {
+        Ok(done) => {
+            changed(
+                log,
+                uid,
+                &format!(
+                    "imported {} hardware tokens ({} replaced)",
+                    done.added + done.replaced,
+                    done.replaced
+                ),
+            );
+            Ok(Response::TokensImported(TokensImportedReply {
+                added: u32::try_from(done.added).unwrap_or(u32::MAX),
+                replaced: u32::try_from(done.replaced).unwrap_or(u32::MAX),
+                format: format_name.to_owned(),
+            }))
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+fn tokens_remove(
+    store: &mut Store,
+    uid: u32,
+    serial: &str,
+    log: &Log,
+    now: i64,
+) -> pam_mfa::Result<Response> {
+    let removed = (|| {
+        let tx = store.write()?;
+        inventory::remove(&tx, serial)?;
+        audit::record(
+            &tx,
+            now,
+            uid,
+            "*",
+            "token-remove",
+            None,
+            Some(&format!("serial {serial}")),
+        )?;
+        tx.commit()?;
+        Ok(())
+    })();
+    match removed {
+        Ok(()) => {
+            changed(
+                log,
+                uid,
+                &format!("removed hardware token {:?}", serial.escape_debug()),
+            );
+            Ok(Response::Done)
+        }
+        Err(e) => refusal(e),
     }
 }
 

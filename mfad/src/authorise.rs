@@ -9,7 +9,10 @@
 
 use pam_mfa::names::{self, UserName};
 use pam_mfa::settings::Overrides;
-use pam_mfa_protocol::{ErrorKind, ErrorReply, Request, SecretBytes};
+use pam_mfa::tokens::{self, Format, TokenSeed, pskc::PreSharedKey};
+use pam_mfa_protocol::{
+    ErrorKind, ErrorReply, KeyAssertion, KeyAttestation, KeyPurpose, Request, SecretBytes,
+};
 
 /// A request as the store thread runs it: accounts resolved, overrides settled.
 #[derive(Debug)]
@@ -57,6 +60,27 @@ pub enum Work {
     /// An administrator's request: only ever built for root ([`authorise`] refuses
     /// anyone else before it reaches the store).
     Admin(Box<Admin>),
+    /// A challenge for a touch of one of the account's security keys.
+    KeyChallenge {
+        account: UserName,
+        purpose: KeyPurpose,
+    },
+    /// A key's answer to the challenge held under `ticket`.
+    KeyAnswer {
+        account: UserName,
+        ticket: SecretBytes,
+        /// Boxed: the queue moves jobs by value.
+        assertion: Box<KeyAssertion>,
+    },
+    /// A key's attestation for the registration begun under `ticket`
+    /// ([`Change::BeginFido2`]; no proof: beginning needed one).
+    FinishFido2 {
+        account: UserName,
+        ticket: SecretBytes,
+        attestation: Box<KeyAttestation>,
+    },
+    /// A registration at login (`enroll_at_login`): only ever built for root.
+    AtLogin(Box<AtLogin>),
 }
 
 impl Work {
@@ -95,6 +119,38 @@ pub enum Admin {
         account: UserName,
         name: String,
     },
+    /// A seed file, already parsed (in the connection's thread, not the store's: a file
+    /// of 16 MiB must not hold up logins).
+    TokensImport {
+        seeds: Vec<TokenSeed>,
+        format: Format,
+        replace: bool,
+    },
+    TokensList,
+    TokensRemove {
+        serial: String,
+    },
+}
+
+/// A registration at login, for the module (root); the account exists.
+#[derive(Debug)]
+pub enum AtLogin {
+    Begin {
+        account: UserName,
+        name: String,
+        issuer: Option<String>,
+    },
+    Confirm {
+        account: UserName,
+        name: String,
+        hold: SecretBytes,
+        code1: SecretBytes,
+        code2: SecretBytes,
+    },
+    Activate {
+        account: UserName,
+        hold: SecretBytes,
+    },
 }
 
 /// The changes [`Work::Change`] carries.
@@ -117,6 +173,13 @@ pub enum Change {
         code2: SecretBytes,
     },
     RecoveryGenerate,
+    /// A security key: the challenge its owner's `mfa` asks the key to sign.
+    BeginFido2 {
+        name: String,
+        rp_id: Option<String>,
+        require_pin: bool,
+        require_uv: bool,
+    },
     /// A hardware token from the inventory (`mfa enroll token`).
     EnrollToken {
         name: String,
@@ -214,6 +277,14 @@ fn admin(uid: u32, request: Request) -> Result<Work, Refused> {
             account: admin_account(&user)?,
             name,
         },
+        Request::TokensImport {
+            data,
+            format,
+            key,
+            replace,
+        } => tokens_import(&data, format.as_deref(), key.as_ref(), replace)?,
+        Request::TokensList => Admin::TokensList,
+        Request::TokensRemove { serial } => Admin::TokensRemove { serial },
         _ => {
             return Err(refused(
                 ErrorKind::UnknownRequest,
@@ -222,6 +293,88 @@ fn admin(uid: u32, request: Request) -> Result<Work, Refused> {
         }
     };
     Ok(Work::Admin(Box::new(work)))
+}
+
+/// A seed file checked and parsed, as `mfa admin tokens import` does: all or nothing.
+fn tokens_import(
+    data: &SecretBytes,
+    format: Option<&str>,
+    key: Option<&SecretBytes>,
+    replace: bool,
+) -> Result<Admin, Refused> {
+    let psk = key
+        .map(|k| {
+            std::str::from_utf8(k.as_bytes())
+                .map_err(|_| "the key is not text".to_owned())
+                .and_then(PreSharedKey::from_hex)
+                .map_err(|e| refused(ErrorKind::Invalid, format!("the pre-shared key: {e}")))
+        })
+        .transpose()?;
+    let format = match format {
+        None => Format::sniff(data.as_bytes()),
+        Some(f) if f.eq_ignore_ascii_case("pskc") => Format::Pskc,
+        Some(f) if f.eq_ignore_ascii_case("csv") => Format::Csv,
+        Some(_) => {
+            return Err(refused(
+                ErrorKind::Invalid,
+                "unknown seed file format (pskc or csv)",
+            ));
+        }
+    };
+    let seeds = tokens::parse(data.as_bytes(), Some(format), psk.as_ref())
+        .map_err(|e| refused(ErrorKind::Invalid, format!("the seed file: {e}")))?;
+    Ok(Admin::TokensImport {
+        seeds,
+        format,
+        replace,
+    })
+}
+
+/// Registration at login, for root (the module) only: anyone else is refused and logged.
+fn at_login(uid: u32, request: Request) -> Result<Work, Refused> {
+    if uid != 0 {
+        return Err(Refused {
+            reply: ErrorReply::new(
+                ErrorKind::Denied,
+                "only root may ask this (registration at login is the PAM module's)",
+            ),
+            log: Some(format!(
+                "refused: uid {uid} asked {}, which only root may ask",
+                request.name()
+            )),
+        });
+    }
+    let work = match request {
+        Request::BeginHeld { user, name, issuer } => AtLogin::Begin {
+            account: admin_account(&user)?,
+            name,
+            issuer,
+        },
+        Request::ConfirmHeld {
+            user,
+            name,
+            hold,
+            code1,
+            code2,
+        } => AtLogin::Confirm {
+            account: admin_account(&user)?,
+            name,
+            hold,
+            code1,
+            code2,
+        },
+        Request::ActivateHeld { user, hold } => AtLogin::Activate {
+            account: admin_account(&user)?,
+            hold,
+        },
+        _ => {
+            return Err(refused(
+                ErrorKind::UnknownRequest,
+                "request not served by this mfad",
+            ));
+        }
+    };
+    Ok(Work::AtLogin(Box::new(work)))
 }
 
 /// Turns a decoded request from a peer with `uid` into the store thread's work.
@@ -237,8 +390,17 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
             | Request::Bypass { .. }
             | Request::Unlock { .. }
             | Request::AdminRemove { .. }
+            | Request::TokensImport { .. }
+            | Request::TokensList
+            | Request::TokensRemove { .. }
     ) {
         return admin(uid, request);
+    }
+    if matches!(
+        request,
+        Request::BeginHeld { .. } | Request::ConfirmHeld { .. } | Request::ActivateHeld { .. }
+    ) {
+        return at_login(uid, request);
     }
     Ok(match request {
         Request::Hello => Work::Hello,
@@ -370,6 +532,45 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
                 code2,
             }),
         },
+        Request::KeyChallenge { user, purpose } => Work::KeyChallenge {
+            account: existing(uid, name, &user)?,
+            purpose,
+        },
+        Request::KeyAnswer {
+            user,
+            ticket,
+            assertion,
+        } => Work::KeyAnswer {
+            account: existing(uid, name, &user)?,
+            ticket,
+            assertion: Box::new(assertion),
+        },
+        Request::BeginFido2 {
+            user,
+            name: device,
+            rp_id,
+            require_pin,
+            require_uv,
+            proof,
+        } => Work::Change {
+            account: existing(uid, name, &user)?,
+            proof,
+            change: Box::new(Change::BeginFido2 {
+                name: device,
+                rp_id,
+                require_pin,
+                require_uv,
+            }),
+        },
+        Request::FinishFido2 {
+            user,
+            ticket,
+            attestation,
+        } => Work::FinishFido2 {
+            account: existing(uid, name, &user)?,
+            ticket,
+            attestation: Box::new(attestation),
+        },
         _ => {
             return Err(refused(
                 ErrorKind::UnknownRequest,
@@ -377,4 +578,118 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
             ));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn denied_and_logged(r: Result<Work, Refused>, what: &str) {
+        match r {
+            Err(Refused { reply, log }) => {
+                assert_eq!(reply.kind, ErrorKind::Denied, "{what}");
+                assert!(
+                    log.is_some_and(|l| l.contains(&format!("uid 1000 asked {what}"))),
+                    "{what}"
+                );
+            }
+            Ok(w) => panic!("{what} authorised for a user: {w:?}"),
+        }
+    }
+
+    // Registration at login and the token inventory are root's alone; a user is refused
+    // before any account is looked up, and the refusal is logged.
+    #[test]
+    fn held_and_token_requests_are_roots_alone() {
+        let hold = || SecretBytes::new(vec![0; 32]);
+        let code = || SecretBytes::from_slice(b"123456");
+        for (request, what) in [
+            (
+                Request::BeginHeld {
+                    user: "nobody-here".into(),
+                    name: "phone".into(),
+                    issuer: None,
+                },
+                "begin-held",
+            ),
+            (
+                Request::ConfirmHeld {
+                    user: "nobody-here".into(),
+                    name: "phone".into(),
+                    hold: hold(),
+                    code1: code(),
+                    code2: code(),
+                },
+                "confirm-held",
+            ),
+            (
+                Request::ActivateHeld {
+                    user: "nobody-here".into(),
+                    hold: hold(),
+                },
+                "activate-held",
+            ),
+            (Request::TokensList, "tokens-list"),
+            (
+                Request::TokensRemove {
+                    serial: "SN-1".into(),
+                },
+                "tokens-remove",
+            ),
+            (
+                Request::TokensImport {
+                    data: SecretBytes::from_slice(b"SN-1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n"),
+                    format: None,
+                    key: None,
+                    replace: false,
+                },
+                "tokens-import",
+            ),
+        ] {
+            denied_and_logged(authorise(1000, request), what);
+        }
+        assert!(matches!(
+            authorise(0, Request::TokensList),
+            Ok(Work::Admin(a)) if matches!(*a, Admin::TokensList)
+        ));
+    }
+
+    // A seed file is parsed before it reaches the store thread: a bad one, or an unknown
+    // format, is refused there in the administrator's words.
+    #[test]
+    fn seed_files_are_parsed_before_the_store() {
+        let import = |data: &[u8], format: Option<&str>| Request::TokensImport {
+            data: SecretBytes::from_slice(data),
+            format: format.map(str::to_owned),
+            key: None,
+            replace: true,
+        };
+        match authorise(0, import(b"SN-1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n", None)) {
+            Ok(Work::Admin(a)) => match *a {
+                Admin::TokensImport {
+                    seeds,
+                    format,
+                    replace,
+                } => {
+                    assert_eq!(seeds.len(), 1);
+                    assert_eq!(format, Format::Csv);
+                    assert!(replace);
+                }
+                other => panic!("{other:?}"),
+            },
+            Err(r) => panic!("{:?}", r.reply),
+            Ok(w) => panic!("{w:?}"),
+        }
+        for (data, format) in [
+            (&b"SN-1,not base32!\n"[..], None),
+            (b"SN-1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n", Some("xml")),
+            (b"", None),
+        ] {
+            match authorise(0, import(data, format)) {
+                Err(r) => assert_eq!(r.reply.kind, ErrorKind::Invalid),
+                Ok(w) => panic!("{w:?}"),
+            }
+        }
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pam_mfa_protocol::{
-    DecodeError, ErrorKind, ErrorReply, FrameError, Response, decode_request, encode_response,
-    read_frame, write_frame,
+    DecodeError, ErrorKind, ErrorReply, FrameError, MAX_MESSAGE, MAX_ROOT_MESSAGE, Response,
+    decode_request, encode_response, read_frame_limited, write_frame,
 };
 
 use crate::authorise::authorise;
@@ -31,8 +31,8 @@ pub const FRAME_TIME: Duration = Duration::from_secs(2);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A refused peer of the same uid is logged at most once in this time.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
-/// Connection threads' stacks: decoding is bounded (64 KiB frames, ciborium's recursion
-/// limit), so far less than the default 8 MiB.
+/// Connection threads' stacks: decoding is bounded (ciborium's recursion limit; a frame's
+/// size bounds only the heap), so far less than the default 8 MiB.
 const STACK: usize = 512 * 1024;
 
 #[derive(Default)]
@@ -210,6 +210,17 @@ fn answer(stream: &UnixStream, response: &Response) -> bool {
     }
 }
 
+/// The largest request a peer may send: root's seed files (`mfa admin tokens import`) may
+/// be large; anyone else's requests are small, and a user must not make the daemon hold
+/// megabytes.
+pub fn frame_limit(uid: u32) -> usize {
+    if uid == 0 {
+        MAX_ROOT_MESSAGE
+    } else {
+        MAX_MESSAGE
+    }
+}
+
 /// One connection: requests, one at a time, until the peer closes, goes quiet, or sends
 /// something that is not a request (answered with an error, then closed: the stream
 /// cannot be trusted to be at a frame boundary any more).
@@ -225,7 +236,7 @@ fn serve(stream: UnixStream, uid: u32, queue: &Queue, log: &Log) {
             frame_by: None,
         };
         wait = IDLE_WAIT;
-        let body = match read_frame(&mut reader) {
+        let body = match read_frame_limited(&mut reader, frame_limit(uid)) {
             Ok(body) => body,
             Err(e @ (FrameError::TooLarge(_) | FrameError::Empty)) => {
                 answer(&stream, &Response::Error(DecodeError::Frame(e).reply()));

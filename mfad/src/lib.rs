@@ -37,7 +37,15 @@
 //!   non-root callers, a single-use proof of an existing device ([`tickets`]) before a
 //!   change, and audit rows written as the peer's uid, attached for that one request.
 //! * **Administration** ([`admin`]): `mfa admin`'s requests, for root only, through
-//!   `pam_mfa::admin` (one implementation with `mfa`), audit rows as the peer's uid.
+//!   `pam_mfa::admin` (one implementation with `mfa`), audit rows as the peer's uid; the
+//!   hardware-token inventory too (`pam_mfa::tokens`), whose seed files are parsed in the
+//!   connection's thread and may come in frames up to `MAX_ROOT_MESSAGE` from root only.
+//! * **Security keys** ([`keys`], and `selfservice` for registering one): the daemon is
+//!   the relying party. It issues every challenge (32 random bytes under a single-use
+//!   ticket bound to the peer's uid and the account) and checks every answer; the client
+//!   only carries them to and from the key.
+//! * **Registration at login** ([`held`]): the module's `enroll_at_login`, root only,
+//!   through `pam_mfa::login_hold`.
 //! * **Logs** go to syslog, facility authpriv, like the module's ([`log`]): outcomes of
 //!   logins and refusals, never a code or a secret.
 //!
@@ -55,6 +63,8 @@ mod admin;
 pub mod authorise;
 pub mod conn;
 mod direct;
+mod held;
+mod keys;
 pub mod log;
 pub mod queue;
 mod selfservice;

@@ -14,26 +14,32 @@
 
 use std::path::Path;
 
+use pam_mfa::fido2::transport::RawAttestation;
 use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::selfservice::{self as rules, NotProved, Proved};
 use pam_mfa::store::Store;
-use pam_mfa::{Error, audit, clock, enrollment, recovery};
+use pam_mfa::{Error, audit, clock, enrollment, fido2, recovery};
 use pam_mfa_protocol::{
-    CodeKind, CodeUsed, ErrorKind, ErrorReply, PendingTotpReply, ProofReply, RecoveryCodesReply,
+    CodeKind, CodeUsed, ErrorKind, ErrorReply, Fido2ChallengeReply, Fido2Reply,
+    KEY_CHALLENGE_LIFETIME_SECS, PendingTotpReply, ProofReply, PublicBytes, RecoveryCodesReply,
     Response, ResyncReply, SecretBytes, TokenReply,
 };
 use zeroize::Zeroizing;
 
 use crate::authorise::{Change, Work};
+use crate::keys::KeyTicket;
 use crate::log::{Level, Log};
 use crate::service::{unavailable, who};
 use crate::tickets::{Held, IssueError};
 
-/// The daemon's single-use tickets: proofs of a device, and recovery-code sets waiting to
-/// be committed.
+/// The daemon's single-use tickets: proofs of a device, recovery-code sets waiting to
+/// be committed, security-key challenges, and key registrations waiting for the key's
+/// answer.
 pub struct Tickets {
-    proofs: Held<()>,
+    pub(crate) proofs: Held<()>,
     codes: Held<Vec<Zeroizing<String>>>,
+    pub(crate) keys: Held<KeyTicket>,
+    fido2: Held<Fido2Ticket>,
 }
 
 impl Tickets {
@@ -41,8 +47,19 @@ impl Tickets {
         Self {
             proofs: Held::new(),
             codes: Held::new(),
+            keys: Held::with_lifetime(KEY_CHALLENGE_LIFETIME_SECS),
+            fido2: Held::with_lifetime(KEY_CHALLENGE_LIFETIME_SECS),
         }
     }
+}
+
+/// A key registration begun ([`Change::BeginFido2`]) and waiting for the key's
+/// attestation: what the attestation must match.
+struct Fido2Ticket {
+    name: DeviceName,
+    rp_id: String,
+    needs_uv: bool,
+    challenge: [u8; 32],
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
@@ -51,7 +68,7 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
 
 /// A library error as the person should read it; `Err` for the store's own failures,
 /// which fail closed as "unavailable".
-fn refusal(e: Error) -> Result<Response, Error> {
+pub(crate) fn refusal(e: Error) -> Result<Response, Error> {
     if e.is_system() {
         return Err(e);
     }
@@ -65,7 +82,7 @@ fn refusal(e: Error) -> Result<Response, Error> {
     Ok(error(kind, e.to_string()))
 }
 
-fn issue_failed(e: IssueError) -> Result<Response, Error> {
+pub(crate) fn issue_failed(e: IssueError) -> Result<Response, Error> {
     match e {
         IssueError::Random(e) => Err(Error::Random(e)),
         IssueError::Full => Ok(error(
@@ -250,6 +267,79 @@ fn run(
                 Err(e) => refusal(e),
             }
         }
+        Work::FinishFido2 {
+            account,
+            ticket,
+            attestation,
+        } => {
+            if let Err(e) = rules::check_allowed(store, &account, uid, now) {
+                return refusal(e);
+            }
+            let Some(held) = tickets
+                .fido2
+                .take(ticket.as_bytes(), uid, account.as_str(), now)
+            else {
+                return Ok(error(
+                    ErrorKind::Invalid,
+                    "this security key registration expired or was already finished; nothing \
+                     was registered: begin it again",
+                ));
+            };
+            let raw = RawAttestation {
+                fmt: attestation.fmt.clone(),
+                auth_data: attestation.auth_data.0.clone(),
+                alg: attestation.alg,
+                sig: attestation.sig.0.clone(),
+                x5c: attestation.x5c.iter().map(|c| c.0.clone()).collect(),
+            };
+            let registered = audit::as_actor(store, uid, |s| {
+                enrollment::finish_fido2(
+                    s,
+                    &account,
+                    &held.name,
+                    &held.rp_id,
+                    held.needs_uv,
+                    &held.challenge,
+                    &raw,
+                    now,
+                )
+            });
+            match registered {
+                Ok(r) => {
+                    changed(
+                        log,
+                        uid,
+                        &account,
+                        &format!(
+                            "registered security key {:?} ({}, {} attestation, relying party \
+                             {})",
+                            held.name.as_str(),
+                            r.algorithm,
+                            r.attestation,
+                            held.rp_id.escape_debug()
+                        ),
+                    );
+                    Ok(Response::Fido2Registered(Fido2Reply {
+                        user: account.as_str().to_owned(),
+                        name: held.name.as_str().to_owned(),
+                        attestation: r.attestation.to_owned(),
+                        uv_required: held.needs_uv,
+                    }))
+                }
+                Err(e) => {
+                    if !e.is_system() {
+                        log.log(
+                            Level::Notice,
+                            &format!(
+                                "refused a security key registration: {e} ({})",
+                                who(&account, uid)
+                            ),
+                        );
+                    }
+                    refusal(e)
+                }
+            }
+        }
         _ => Ok(error(ErrorKind::UnknownRequest, "not served here")),
     }
 }
@@ -399,6 +489,54 @@ fn change_now(
                 serial,
                 event_based: matches!(mode, pam_mfa::tokens::Mode::Hotp { .. }),
             }));
+        }
+        Change::BeginFido2 {
+            name,
+            rp_id,
+            require_pin,
+            require_uv,
+        } => {
+            let rp_id = rp_id.unwrap_or_else(|| fido2::default_rp_id(&rules::default_issuer()));
+            let begun = DeviceName::parse(&name).and_then(|name| {
+                let exclude = enrollment::begin_fido2(store, account, &name, &rp_id, now)?;
+                Ok((name, exclude))
+            });
+            let (name, exclude) = match begun {
+                Ok(b) => b,
+                Err(e) => return refusal(e),
+            };
+            let challenge = fido2::random32()?;
+            let user_id = fido2::random32()?;
+            let needs_uv = require_pin || require_uv;
+            let shown = name.as_str().to_owned();
+            let held = Fido2Ticket {
+                name,
+                rp_id: rp_id.clone(),
+                needs_uv,
+                challenge,
+            };
+            return match tickets.fido2.issue(uid, account.as_str(), held, now) {
+                Ok((ticket, expires_at)) => {
+                    changed(
+                        log,
+                        uid,
+                        account,
+                        &format!("began registering security key {shown:?}"),
+                    );
+                    Ok(Response::Fido2Challenge(Fido2ChallengeReply {
+                        ticket: SecretBytes::from_slice(&ticket[..]),
+                        rp_id,
+                        challenge: PublicBytes(challenge.to_vec()),
+                        user_id: PublicBytes(user_id.to_vec()),
+                        user_name: account.as_str().to_owned(),
+                        exclude: exclude.into_iter().map(PublicBytes).collect(),
+                        needs_uv,
+                        needs_pin: require_pin,
+                        expires_at,
+                    }))
+                }
+                Err(e) => issue_failed(e),
+            };
         }
         Change::RecoveryGenerate => {
             let codes = recovery::new_set()?;

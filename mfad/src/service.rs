@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use pam_mfa::fido2::KeyFailure;
+use pam_mfa::fido2::verify::Rejection;
 use pam_mfa::login::{self, Readiness, Refusal};
 use pam_mfa::names::UserName;
 use pam_mfa::store::{Store, devices};
@@ -38,13 +40,31 @@ impl Service {
     pub fn answer(&mut self, uid: u32, work: Work, log: &Log) -> Response {
         let (store, db) = (&mut self.store, self.db.as_path());
         match work {
-            Work::Reauth { .. }
-            | Work::Change { .. }
-            | Work::FinishTotp { .. }
-            | Work::RecoveryCommit { .. } => {
+            Work::Reauth { .. } | Work::FinishTotp { .. } | Work::RecoveryCommit { .. } => {
                 selfservice::handle(store, db, uid, work, &mut self.tickets, log)
             }
+            Work::Change { .. } | Work::FinishFido2 { .. } => {
+                selfservice::handle(store, db, uid, work, &mut self.tickets, log)
+            }
+            Work::KeyChallenge { account, purpose } => {
+                crate::keys::challenge(store, db, uid, &account, purpose, &mut self.tickets, log)
+            }
+            Work::KeyAnswer {
+                account,
+                ticket,
+                assertion,
+            } => crate::keys::answer(
+                store,
+                db,
+                uid,
+                &account,
+                &ticket,
+                &assertion,
+                &mut self.tickets,
+                log,
+            ),
             Work::Admin(work) => crate::admin::handle(store, db, uid, *work, log),
+            Work::AtLogin(work) => crate::held::handle(store, db, uid, *work, log),
             work => handle(store, db, uid, work, log),
         }
     }
@@ -70,7 +90,7 @@ pub fn unavailable(log: &Log, e: &pam_mfa::Error) -> Response {
 }
 
 /// Opens the store if it has come into existence since the last request.
-fn store_now<'s>(
+pub(crate) fn store_now<'s>(
     store: &'s mut Option<Store>,
     db: &Path,
 ) -> pam_mfa::Result<Option<&'s mut Store>> {
@@ -192,7 +212,7 @@ fn run_work(
                     let settings = overrides.settings(&policy);
                     let outcome = login::verify(store, &user, answer.as_bytes(), settings, now)?;
                     log_outcome(log, &outcome, &who(&user, uid));
-                    convert(outcome)
+                    convert(outcome, &user)
                 }
             };
             Response::Verified(outcome)
@@ -238,7 +258,11 @@ fn run_work(
         | Work::Change { .. }
         | Work::FinishTotp { .. }
         | Work::RecoveryCommit { .. }
-        | Work::Admin(_) => Response::Error(ErrorReply::new(
+        | Work::Admin(_)
+        | Work::KeyChallenge { .. }
+        | Work::KeyAnswer { .. }
+        | Work::FinishFido2 { .. }
+        | Work::AtLogin(_) => Response::Error(ErrorReply::new(
             ErrorKind::UnknownRequest,
             "not served here",
         )),
@@ -264,7 +288,9 @@ pub fn entry(d: devices::DeviceInfo) -> DeviceEntry {
     }
 }
 
-fn log_outcome(log: &Log, outcome: &login::Outcome, who: &str) {
+/// The syslog line of a login's outcome, in the module's words. A security key whose
+/// sign count went backwards (what a cloned key looks like) is logged as an error.
+pub(crate) fn log_outcome(log: &Log, outcome: &login::Outcome, who: &str) {
     let lock_note = |until: Option<i64>| match until {
         Some(t) => format!("; locked out until {}", clock::format_local(t)),
         None => String::new(),
@@ -288,7 +314,11 @@ fn log_outcome(log: &Log, outcome: &login::Outcome, who: &str) {
             reason,
             locked_until,
         } => (
-            Level::Notice,
+            if clone_suspected(reason) {
+                Level::Error
+            } else {
+                Level::Notice
+            },
             format!(
                 "authentication failure: {}{} ({who})",
                 reason.log_text(),
@@ -299,7 +329,19 @@ fn log_outcome(log: &Log, outcome: &login::Outcome, who: &str) {
     log.log(level, &line);
 }
 
-fn convert(outcome: login::Outcome) -> VerifyOutcome {
+fn clone_suspected(reason: &Refusal) -> bool {
+    matches!(
+        reason,
+        Refusal::Key(KeyFailure::Rejected {
+            why: Rejection::CounterRegression { .. },
+            ..
+        })
+    )
+}
+
+/// A login's outcome as the protocol carries it; `user` names the account in a key
+/// failure's message for the person.
+pub(crate) fn convert(outcome: login::Outcome, user: &UserName) -> VerifyOutcome {
     match outcome {
         login::Outcome::Accepted { device } => VerifyOutcome::Accepted { device },
         login::Outcome::Locked { until } => VerifyOutcome::Locked { until },
@@ -311,7 +353,12 @@ fn convert(outcome: login::Outcome) -> VerifyOutcome {
                 Refusal::Malformed(_) => RefusalKind::Malformed,
                 Refusal::Replayed { device } => RefusalKind::Replayed { device },
                 Refusal::NoDevices => RefusalKind::NoDevices,
-                Refusal::WrongCode | Refusal::Key(_) => RefusalKind::WrongCode,
+                Refusal::WrongCode => RefusalKind::WrongCode,
+                ref key @ Refusal::Key(ref failure) => RefusalKind::Key {
+                    message: pam_mfa::fido2::failure_message(failure, user),
+                    log: pam_mfa::fido2::failure_log(failure),
+                    clone_suspected: clone_suspected(key),
+                },
             },
             locked_until,
         },

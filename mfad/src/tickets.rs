@@ -2,11 +2,17 @@
 //! request must carry (see the protocol crate's "Proofs"), and recovery-code sets waiting
 //! for the client to confirm it printed them ("Recovery codes").
 //!
+//! Security-key challenges (login, proof, registration) are held the same way, for
+//! [`pam_mfa_protocol::KEY_CHALLENGE_LIFETIME_SECS`].
+//!
 //! A ticket is 32 random bytes, bound to the peer uid and the account it was issued for,
-//! valid for [`pam_mfa_protocol::PROOF_LIFETIME_SECS`], and forgotten the first time it is
-//! presented by that peer for that account. Memory is bounded: a uid holds at most
-//! [`PER_UID`] of each kind (a new one replaces its oldest) and all together at most
-//! [`TOTAL`] (past that, new ones are refused until some expire).
+//! valid for [`pam_mfa_protocol::PROOF_LIFETIME_SECS`] (or its kind's lifetime), and forgotten the first time it is
+//! presented by that peer for that account. Memory is bounded: a non-root uid holds at
+//! most [`PER_UID`] of each kind (a new one replaces its oldest) and all together at most
+//! [`TOTAL`] (past that, new ones are refused until some expire). Root is held to
+//! [`TOTAL`] only: every login through sshd, sudo, su or login is root's, and one login's
+//! key challenge must not be pushed out by the next few logins while its user touches the
+//! key.
 
 use std::collections::HashMap;
 
@@ -27,6 +33,8 @@ struct Entry<T> {
 
 pub struct Held<T> {
     entries: HashMap<[u8; 32], Entry<T>>,
+    /// How long a ticket is taken, in seconds.
+    lifetime: i64,
 }
 
 /// Why no ticket was issued.
@@ -37,14 +45,21 @@ pub enum IssueError {
 }
 
 impl<T> Held<T> {
+    /// Tickets valid for [`PROOF_LIFETIME_SECS`].
     pub fn new() -> Self {
+        Self::with_lifetime(PROOF_LIFETIME_SECS)
+    }
+
+    /// Tickets valid for `lifetime` seconds (security-key challenges).
+    pub fn with_lifetime(lifetime: i64) -> Self {
         Self {
             entries: HashMap::new(),
+            lifetime,
         }
     }
 
-    fn expired(issued: i64, now: i64) -> bool {
-        now >= issued + PROOF_LIFETIME_SECS || now < issued - 60
+    fn expired(&self, issued: i64, now: i64) -> bool {
+        now >= issued + self.lifetime || now < issued - 60
     }
 
     /// Holds `value` for `uid` and `user`; the ticket and when it expires.
@@ -55,17 +70,21 @@ impl<T> Held<T> {
         value: T,
         now: i64,
     ) -> Result<(Token, i64), IssueError> {
-        self.entries.retain(|_, e| !Self::expired(e.issued, now));
-        let mut mine: Vec<([u8; 32], i64)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.uid == uid)
-            .map(|(k, e)| (*k, e.issued))
-            .collect();
-        mine.sort_by_key(|(_, issued)| *issued);
-        while mine.len() >= PER_UID {
-            let (oldest, _) = mine.remove(0);
-            self.entries.remove(&oldest);
+        let lifetime = self.lifetime;
+        self.entries
+            .retain(|_, e| !(now >= e.issued + lifetime || now < e.issued - 60));
+        if uid != 0 {
+            let mut mine: Vec<([u8; 32], i64)> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.uid == uid)
+                .map(|(k, e)| (*k, e.issued))
+                .collect();
+            mine.sort_by_key(|(_, issued)| *issued);
+            while mine.len() >= PER_UID {
+                let (oldest, _) = mine.remove(0);
+                self.entries.remove(&oldest);
+            }
         }
         if self.entries.len() >= TOTAL {
             return Err(IssueError::Full);
@@ -81,7 +100,7 @@ impl<T> Held<T> {
                 value,
             },
         );
-        Ok((token, now + PROOF_LIFETIME_SECS))
+        Ok((token, now + self.lifetime))
     }
 
     /// The value held under `token` for `uid` and `user`, taken out: a ticket works once.
@@ -93,7 +112,7 @@ impl<T> Held<T> {
             return None;
         }
         let entry = self.entries.remove(&key)?;
-        (!Self::expired(entry.issued, now)).then_some(entry.value)
+        (!self.expired(entry.issued, now)).then_some(entry.value)
     }
 }
 
@@ -128,5 +147,10 @@ mod tests {
         assert_eq!(held.entries.len(), PER_UID);
         assert_eq!(held.take(&tickets[0][..], 1000, "alice", 120), None);
         assert_eq!(held.take(&tickets[9][..], 1000, "alice", 120), Some(9));
+        // Root's many logins each keep theirs.
+        let roots: Vec<_> = (0..10)
+            .map(|i| held.issue(0, "bob", i, 100).unwrap().0)
+            .collect();
+        assert_eq!(held.take(&roots[0][..], 0, "bob", 120), Some(0));
     }
 }

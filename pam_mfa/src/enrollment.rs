@@ -495,9 +495,63 @@ pub struct Fido2Options<'a> {
     pub timeout: std::time::Duration,
 }
 
+/// The first half of a key registration, before anything is asked of the key: the RP id
+/// is one we accept, there is room for another active device named `name`, and the
+/// credential ids the key must not register again (the user's active keys). Used by
+/// [`register_fido2`] and by `mfad`, whose client carries the request to the key.
+pub fn begin_fido2(
+    store: &Store,
+    user: &UserName,
+    name: &DeviceName,
+    rp_id: &str,
+    now: i64,
+) -> Result<Vec<Vec<u8>>> {
+    fido2::check_rp_id(rp_id)?;
+    check_room_for(store, user, name, now)?;
+    Ok(devices::active_fido2(store.conn(), user.as_str())?
+        .into_iter()
+        .map(|d| d.credential.credential_id)
+        .collect())
+}
+
+/// The second half of a key registration: the key's `attestation` of `challenge` for
+/// `rp_id` verified (with the UV flag when `needs_uv`), and the key stored as an active
+/// device in one transaction (which checks the name, the room and the credential id
+/// again).
+#[allow(clippy::too_many_arguments)]
+pub fn finish_fido2(
+    store: &mut Store,
+    user: &UserName,
+    name: &DeviceName,
+    rp_id: &str,
+    needs_uv: bool,
+    challenge: &[u8; 32],
+    attestation: &fido2::transport::RawAttestation,
+    now: i64,
+) -> Result<fido2::verify::Registration> {
+    let registration = fido2::verify::verify_registration(attestation, rp_id, challenge, needs_uv)
+        .map_err(Fido2Error::Rejected)?;
+    let tx = store.write()?;
+    devices::insert_fido2(
+        &tx,
+        user.as_str(),
+        name.as_str(),
+        &devices::NewFido2 {
+            credential_id: &registration.credential_id,
+            cose_public_key: &registration.cose_public_key,
+            sign_count: registration.sign_count,
+            rp_id,
+            uv_required: needs_uv,
+        },
+        now,
+    )?;
+    tx.commit()?;
+    Ok(registration)
+}
+
 /// Registers a FIDO2 key for `user`: makeCredential with a fresh challenge and user
 /// handle and the user's existing credentials excluded, the answer verified, and the
-/// device activated in one transaction.
+/// device activated in one transaction ([`begin_fido2`], the key, [`finish_fido2`]).
 ///
 /// `ask_pin` is called when the key has a PIN (`None`: nothing was typed); `cue` just
 /// before the key waits for a touch.
@@ -512,13 +566,8 @@ pub fn register_fido2(
     cue: &mut dyn FnMut(),
     now: i64,
 ) -> Result<fido2::verify::Registration> {
-    fido2::check_rp_id(options.rp_id)?;
     // The cheap refusals first, so nobody touches a key for nothing.
-    check_room_for(store, user, name, now)?;
-    let exclude: Vec<Vec<u8>> = devices::active_fido2(store.conn(), user.as_str())?
-        .into_iter()
-        .map(|d| d.credential.credential_id)
-        .collect();
+    let exclude = begin_fido2(store, user, name, options.rp_id, now)?;
     if !transport.present() {
         return Err(Fido2Error::NoKey.into());
     }
@@ -551,25 +600,16 @@ pub fn register_fido2(
         .make_credential(&request)
         .map_err(Fido2Error::from)?;
     drop(pin);
-    let registration =
-        fido2::verify::verify_registration(&attestation, options.rp_id, &challenge, needs_uv)
-            .map_err(Fido2Error::Rejected)?;
-    let tx = store.write()?;
-    devices::insert_fido2(
-        &tx,
-        user.as_str(),
-        name.as_str(),
-        &devices::NewFido2 {
-            credential_id: &registration.credential_id,
-            cose_public_key: &registration.cose_public_key,
-            sign_count: registration.sign_count,
-            rp_id: options.rp_id,
-            uv_required: needs_uv,
-        },
+    finish_fido2(
+        store,
+        user,
+        name,
+        options.rp_id,
+        needs_uv,
+        &challenge,
+        &attestation,
         now,
-    )?;
-    tx.commit()?;
-    Ok(registration)
+    )
 }
 
 fn pair_error(e: PairError) -> Error {

@@ -7,7 +7,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pam_mfa_protocol::{Request, Response};
+use pam_mfa_protocol::{
+    Fido2ChallengeReply, KeyAssertion, KeyAttestation, KeyChallengeReply, PublicBytes, Request,
+    Response,
+};
 
 use crate::namespace::Namespace;
 use crate::paths;
@@ -96,5 +99,125 @@ impl Client {
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
             .expect("chmod mfad-client");
         Self { _dir: dir, bin }
+    }
+}
+
+/// Lowercase hex (credential ids, challenges on `mfad-client`'s command line).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads [`hex`] back.
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// A software security key (the test build's authenticator, state in a file of its own),
+/// driven through `mfad-client key-make` / `key-sign`: the test carries the daemon's
+/// challenges to it as `mfa` and the module carry them to a real key.
+pub struct SoftKey {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+}
+
+impl Default for SoftKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SoftKey {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("soft-key-")
+            .tempdir()
+            .expect("temporary directory");
+        let state = dir.path().join("key.json");
+        Self { _dir: dir, state }
+    }
+
+    /// Sets one of the software key's misbehaviour knobs (see pam_mfa_fido2's `soft`).
+    pub fn knob(&self, name: &str, on: bool) {
+        let mut state: serde_json::Value = std::fs::read(&self.state)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        state["knobs"][name] = serde_json::Value::Bool(on);
+        std::fs::write(&self.state, serde_json::to_vec(&state).expect("json"))
+            .expect("write the soft key's state");
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(paths::mfad_client_bin())
+            .env("PAM_MFA_SOFT_FIDO2", &self.state)
+            .arg("-")
+            .args(args)
+            .output()
+            .expect("run mfad-client");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "mfad-client {args:?}: {stdout}");
+        stdout
+    }
+
+    fn fields<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+            .collect()
+    }
+
+    /// The key's attestation for a registration the daemon began.
+    pub fn register(&self, c: &Fido2ChallengeReply) -> KeyAttestation {
+        let out = self.run(&[
+            "key-make",
+            &c.rp_id,
+            &hex(&c.challenge.0),
+            &hex(&c.user_id.0),
+            &c.user_name,
+        ]);
+        let one = |k: &str| Self::fields(&out, k).first().map(|v| v.to_string());
+        KeyAttestation {
+            fmt: one("fmt").expect("fmt"),
+            auth_data: PublicBytes(unhex(&one("auth_data").expect("auth_data"))),
+            alg: one("alg").map(|a| a.parse().expect("alg")),
+            sig: PublicBytes(unhex(&one("sig").unwrap_or_default())),
+            x5c: Self::fields(&out, "x5c")
+                .into_iter()
+                .map(|c| PublicBytes(unhex(c)))
+                .collect(),
+        }
+    }
+
+    /// The key's answer to `challenge` for `rp_id`, asked with the allow list `allow`.
+    pub fn sign(&self, rp_id: &str, challenge: &[u8], allow: &[Vec<u8>]) -> KeyAssertion {
+        let mut args = vec!["key-sign".to_owned(), rp_id.to_owned(), hex(challenge)];
+        args.extend(allow.iter().map(|a| hex(a)));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run(&args);
+        let one = |k: &str| Self::fields(&out, k).first().map(|v| unhex(v));
+        KeyAssertion {
+            rp_id: rp_id.to_owned(),
+            credential_id: one("credential_id").map(PublicBytes),
+            auth_data: PublicBytes(one("auth_data").expect("auth_data")),
+            signature: PublicBytes(one("signature").expect("signature")),
+        }
+    }
+
+    /// Answers a login challenge with the key, asking for every credential of the
+    /// challenge under the first credential's RP id.
+    pub fn answer(&self, c: &KeyChallengeReply) -> KeyAssertion {
+        let rp_id = c
+            .credentials
+            .first()
+            .map(|k| k.rp_id.clone())
+            .expect("a credential");
+        let allow: Vec<Vec<u8>> = c
+            .credentials
+            .iter()
+            .filter(|k| k.rp_id == rp_id)
+            .map(|k| k.credential_id.0.clone())
+            .collect();
+        self.sign(&rp_id, &c.challenge.0, &allow)
     }
 }

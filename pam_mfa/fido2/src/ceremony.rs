@@ -109,7 +109,7 @@ pub fn authenticate<E>(
 ///
 /// A key may leave the credential out of its answer only when the allow list had a
 /// single entry; a credential outside the allow list is refused even if it is the user's.
-fn check_answer(
+pub fn check_answer(
     credentials: &[Credential],
     allow: &[Vec<u8>],
     assertion: &RawAssertion,

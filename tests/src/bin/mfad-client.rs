@@ -20,6 +20,16 @@
 //! mfad-client SOCKET bypass USER USES EXPIRES    prints `code: C`
 //! mfad-client SOCKET unlock USER
 //! mfad-client SOCKET admin-remove USER NAME
+//! mfad-client SOCKET begin-held USER NAME        BeginHeld (root's request)
+//! mfad-client SOCKET tokens-list                 TokensList (root's request)
+//! mfad-client SOCKET big N                       TokensImport of N bytes (a large frame)
+//! mfad-client - key-make RPID CHALLENGE USERID USERNAME   the software key (named by
+//!                                          PAM_MFA_SOFT_FIDO2) registers a credential;
+//!                                          prints `fmt:`, `auth_data:`, `alg:`, `sig:`,
+//!                                          `x5c:` (hex)
+//! mfad-client - key-sign RPID CHALLENGE [CREDID…]   the software key signs the challenge;
+//!                                          prints `credential_id:`, `auth_data:`,
+//!                                          `signature:` (hex)
 //! mfad-client SOCKET flood N              N connections kept idle, then topped up until
 //!                                          stdin closes
 //! mfad-client SOCKET slow                 a request sent one byte a second, until the
@@ -180,6 +190,28 @@ fn main() -> ExitCode {
                 name: (*name).to_owned(),
             },
         ),
+        [socket, "begin-held", user, name] => ask(
+            socket,
+            &Request::BeginHeld {
+                user: (*user).to_owned(),
+                name: (*name).to_owned(),
+                issuer: None,
+            },
+        ),
+        [socket, "tokens-list"] => ask(socket, &Request::TokensList),
+        [socket, "big", n] => ask(
+            socket,
+            &Request::TokensImport {
+                data: SecretBytes::new(vec![b'#'; n.parse().unwrap_or(70_000)]),
+                format: Some("csv".into()),
+                key: None,
+                replace: false,
+            },
+        ),
+        [_, "key-make", rp_id, challenge, user_id, user_name] => {
+            key_make(rp_id, challenge, user_id, user_name)
+        }
+        [_, "key-sign", rp_id, challenge, allow @ ..] => key_sign(rp_id, challenge, allow),
         [socket, "flood", n] => flood(Path::new(socket), n.parse().unwrap_or(5000)),
         [socket, "slow"] => slow(Path::new(socket)),
         _ => {
@@ -224,6 +256,86 @@ fn ask(socket: &str, request: &Request) -> ExitCode {
                 }
                 _ => {}
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn arr32(s: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let bytes = unhex(s);
+    let n = bytes.len().min(32);
+    out[..n].copy_from_slice(&bytes[..n]);
+    out
+}
+
+/// The software authenticator only: never a real USB key, whatever the environment.
+fn soft_key() -> Option<Box<dyn pam_mfa::fido2::Transport>> {
+    if std::env::var_os(pam_mfa::fido2::SOFT_STATE_VAR).is_none_or(|v| v.is_empty()) {
+        println!("error: {} is not set", pam_mfa::fido2::SOFT_STATE_VAR);
+        return None;
+    }
+    Some(pam_mfa::fido2::transport())
+}
+
+fn key_make(rp_id: &str, challenge: &str, user_id: &str, user_name: &str) -> ExitCode {
+    let Some(key) = soft_key() else {
+        return ExitCode::from(1);
+    };
+    let request = pam_mfa::fido2::transport::MakeCredentialRequest {
+        rp_id,
+        challenge: arr32(challenge),
+        user_id: arr32(user_id),
+        user_name,
+        exclude: &[],
+        pin: None,
+        uv: false,
+        timeout: Duration::from_secs(5),
+    };
+    match key.make_credential(&request) {
+        Ok(a) => {
+            println!("fmt: {}", a.fmt);
+            println!("auth_data: {}", hex(&a.auth_data));
+            if let Some(alg) = a.alg {
+                println!("alg: {alg}");
+            }
+            println!("sig: {}", hex(&a.sig));
+            for c in &a.x5c {
+                println!("x5c: {}", hex(c));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn key_sign(rp_id: &str, challenge: &str, allow: &[&str]) -> ExitCode {
+    let Some(key) = soft_key() else {
+        return ExitCode::from(1);
+    };
+    let allow: Vec<Vec<u8>> = allow.iter().map(|a| unhex(a)).collect();
+    let request = pam_mfa::fido2::transport::GetAssertionRequest {
+        rp_id,
+        challenge: arr32(challenge),
+        allow: &allow,
+        pin: None,
+        uv: false,
+        timeout: Duration::from_secs(5),
+    };
+    match key.get_assertion(&request) {
+        Ok(a) => {
+            if let Some(id) = &a.credential_id {
+                println!("credential_id: {}", hex(id));
+            }
+            println!("auth_data: {}", hex(&a.auth_data));
+            println!("signature: {}", hex(&a.signature));
             ExitCode::SUCCESS
         }
         Err(e) => {

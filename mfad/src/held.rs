@@ -1,0 +1,163 @@
+//! Registration at login (`enroll_at_login`) for the PAM module, which runs as root: an
+//! authenticator app registered during a login stays pending, held by the hash of a value
+//! only that login knows, until the same login presents the value again from
+//! `pam_sm_setcred` (issue 16, finding 2; [`pam_mfa::login_hold`], one implementation with
+//! the module). [`crate::authorise`] refuses these requests to anyone but root.
+//!
+//! The value travels as 32 raw bytes; the library's [`LoginHold`] reads and writes it in
+//! hex, so it is converted here and nowhere else.
+
+use std::path::Path;
+
+use pam_mfa::login_hold::{self, LoginHold};
+use pam_mfa::names::DeviceName;
+use pam_mfa::selfservice as rules;
+use pam_mfa::store::Store;
+use pam_mfa::{Error, audit, clock};
+use pam_mfa_protocol::{
+    ErrorKind, ErrorReply, HeldTotpReply, PendingTotpReply, Response, SecretBytes,
+};
+use zeroize::Zeroizing;
+
+use crate::authorise::AtLogin;
+use crate::log::{Level, Log};
+use crate::selfservice::refusal;
+use crate::service::unavailable;
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+    Response::Error(ErrorReply::new(kind, message))
+}
+
+/// The login's value from the 32 bytes a request carries; `None` for anything else.
+fn hold_of(bytes: &SecretBytes) -> Option<LoginHold> {
+    if bytes.as_bytes().len() != 32 {
+        return None;
+    }
+    let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(bytes.as_bytes()));
+    LoginHold::from_hex(hex.as_bytes())
+}
+
+/// The 32 bytes of a login's value, as a reply carries them.
+fn bytes_of(hold: &LoginHold) -> pam_mfa::Result<SecretBytes> {
+    let hex = hold.to_hex();
+    let bytes = Zeroizing::new(
+        data_encoding::HEXLOWER
+            .decode(hex.as_bytes())
+            .map_err(|e| Error::Random(e.to_string()))?,
+    );
+    Ok(SecretBytes::from_slice(&bytes))
+}
+
+pub fn handle(
+    store: &mut Option<Store>,
+    db: &Path,
+    uid: u32,
+    work: AtLogin,
+    log: &Log,
+) -> Response {
+    if store.is_none() {
+        // A registration creates the store, as `mfa` does; the others find nothing.
+        let opened = if matches!(work, AtLogin::Begin { .. }) {
+            Store::open_or_create(db).map(Some)
+        } else {
+            Store::open_existing(db)
+        };
+        match opened {
+            Ok(s) => *store = s,
+            Err(e) => return unavailable(log, &e),
+        }
+    }
+    let Some(s) = store.as_mut() else {
+        return refusal(Error::HeldRegistrationGone).unwrap_or_else(|e| unavailable(log, &e));
+    };
+    let response = run(s, uid, work).unwrap_or_else(|e| unavailable(log, &e));
+    // Never let one request's actor reach the next request's rows.
+    if !matches!(audit::actor(s.conn()), Ok(None)) {
+        log.log(
+            Level::Error,
+            "the store connection kept an audit actor after a request; reopening it",
+        );
+        *store = None;
+    }
+    response
+}
+
+fn run(store: &mut Store, uid: u32, work: AtLogin) -> pam_mfa::Result<Response> {
+    let now = clock::now()?;
+    match work {
+        AtLogin::Begin {
+            account,
+            name,
+            issuer,
+        } => {
+            let hold = LoginHold::generate()?;
+            let begun = DeviceName::parse(&name).and_then(|name| {
+                let issuer = match issuer {
+                    Some(i) => rules::check_issuer(&i)?,
+                    None => rules::default_issuer(),
+                };
+                let p = audit::as_actor(store, uid, |s| {
+                    login_hold::begin_totp(s, &account, &name, &issuer, &hold, now)
+                })?;
+                Ok((p, issuer))
+            });
+            let (p, issuer) = match begun {
+                Ok(b) => b,
+                Err(e) => return refusal(e),
+            };
+            Ok(Response::HeldTotp(HeldTotpReply {
+                pending: PendingTotpReply {
+                    user: p.user.clone(),
+                    name: p.name.clone(),
+                    issuer,
+                    secret: SecretBytes::from_slice(p.secret.to_base32().as_bytes()),
+                    uri: SecretBytes::from_slice(p.uri.as_bytes()),
+                    algorithm: p.params.algorithm.as_str().to_owned(),
+                    digits: p.params.digits,
+                    period: p.params.period,
+                    expires_at: p.expires_at,
+                },
+                hold: bytes_of(&hold)?,
+            }))
+        }
+        AtLogin::Confirm {
+            account,
+            name,
+            hold,
+            code1,
+            code2,
+        } => {
+            let Some(hold) = hold_of(&hold) else {
+                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+            };
+            let held = DeviceName::parse(&name).and_then(|name| {
+                audit::as_actor(store, uid, |s| {
+                    login_hold::hold_totp(
+                        s,
+                        &account,
+                        &name,
+                        &hold,
+                        code1.as_bytes(),
+                        code2.as_bytes(),
+                        now,
+                    )
+                })
+            });
+            match held {
+                Ok(()) => Ok(Response::Done),
+                Err(e) => refusal(e),
+            }
+        }
+        AtLogin::Activate { account, hold } => {
+            let Some(hold) = hold_of(&hold) else {
+                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+            };
+            match audit::as_actor(store, uid, |s| {
+                login_hold::activate_held(s, &account, &hold, now)
+            }) {
+                Ok(name) => Ok(Response::Activated { name }),
+                Err(e) => refusal(e),
+            }
+        }
+    }
+}
