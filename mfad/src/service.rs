@@ -38,6 +38,21 @@ impl Service {
 
     /// Runs one authorised request to its end and gives its answer.
     pub fn answer(&mut self, uid: u32, work: Work, log: &Log) -> Response {
+        // The store as it is now, not as it was when the daemon opened it: removed or
+        // replaced, it is opened again (or found missing) by the handler; spoiled, the
+        // request is refused and the next one checks again.
+        if let Some(store) = &self.store {
+            match store.revalidate() {
+                Ok(true) => {}
+                Ok(false) => self.store = None,
+                Err(e) => {
+                    self.store = None;
+                    if !matches!(work, Work::Hello) {
+                        return unavailable(log, &e);
+                    }
+                }
+            }
+        }
         let (store, db) = (&mut self.store, self.db.as_path());
         match work {
             Work::Reauth { .. } | Work::FinishTotp { .. } | Work::RecoveryCommit { .. } => {
@@ -81,11 +96,14 @@ pub fn run(store: Option<Store>, db: PathBuf, queue: &Queue, log: &Log) {
     }
 }
 
+/// The answer when the store cannot answer: what is wrong is in the daemon's log and in
+/// the answer (a path and a reason, never a secret), so that the module's log line and
+/// `mfa`'s error say it where the administrator looks.
 pub fn unavailable(log: &Log, e: &pam_mfa::Error) -> Response {
     log.log(Level::Error, &format!("device store error: {e}; refusing"));
     Response::Error(ErrorReply::new(
         ErrorKind::Unavailable,
-        "the device store cannot answer (see the system log)",
+        format!("the device store cannot answer: {e}"),
     ))
 }
 

@@ -71,6 +71,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     usage: Use,
+    /// Device and inode of the file when it was opened (see [`Store::revalidate`]).
+    identity: (u64, u64),
 }
 
 impl Drop for Store {
@@ -128,10 +130,20 @@ impl Store {
         if usage == Use::Login {
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         }
+        let identity = std::fs::symlink_metadata(path)
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            })
+            .map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         let mut store = Self {
             conn,
             path: path.to_owned(),
             usage,
+            identity,
         };
         store
             .conn
@@ -243,6 +255,32 @@ impl Store {
             });
         }
         Ok(header.user_version < schema::CURRENT_VERSION)
+    }
+
+    /// Checks, for a process that keeps the store open (`mfad`), that the file is still
+    /// the one it opened and still safe, as opening it would: `Ok(false)` when it was
+    /// removed or replaced (the caller opens it again, or finds there is none), an error
+    /// when it became unsafe (readable by others, another owner) or was truncated. Every
+    /// request of the daemon starts with this, so that a store spoiled under a running
+    /// daemon is refused exactly as it was when every login opened it.
+    pub fn revalidate(&self) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        if let Presence::Absent = safety::check(&self.path)? {
+            return Ok(false);
+        }
+        let meta = std::fs::symlink_metadata(&self.path).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        if (meta.dev(), meta.ino()) != self.identity {
+            return Ok(false);
+        }
+        if meta.len() == 0 {
+            return Err(Error::Uninitialised {
+                path: self.path.clone(),
+            });
+        }
+        Ok(true)
     }
 
     pub fn path(&self) -> &Path {
