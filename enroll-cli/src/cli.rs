@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// The daemon's socket [default: /run/pam_mfa/mfad.sock]
-    #[arg(long, value_name = "PATH", conflicts_with = "db")]
+    #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Open this device store in mfa itself instead of asking the daemon (root only: to
     /// prepare an image, or repair a host whose daemon is broken)
