@@ -169,18 +169,31 @@ fn root_manages_devices_through_the_daemon() {
     let policy = ok(&d.root(&["admin", "policy", "show"], ""));
     assert!(policy.contains("self_service         allow"), "{policy}");
     let secret = enroll(&d, a, "phone");
-    assert_eq!(names(&d.root(&["--user", a, "list", "--json"], "")), ["phone"]);
+    assert_eq!(
+        names(&d.root(&["--user", a, "list", "--json"], "")),
+        ["phone"]
+    );
     let table = ok(&d.root(&["--user", a, "list"], ""));
-    assert!(table.starts_with("NAME ") && table.contains("phone  totp  active"), "{table}");
+    assert!(
+        table.starts_with("NAME ") && table.contains("phone  totp  active"),
+        "{table}"
+    );
     let renamed = ok(&d.root(&["--user", a, "rename", "phone", "pixel"], ""));
     assert_eq!(renamed, "Renamed \"phone\" to \"pixel\".\n");
     // Codes of the coming steps: never used, consecutive.
     let now = real_now();
     let (c1, c2) = (totp(&secret, now + STEP), totp(&secret, now + 2 * STEP));
     let synced = ok(&d.root(&["--user", a, "resync", "pixel", &c1, &c2], ""));
-    assert!(synced.contains("Device \"pixel\" is back in sync"), "{synced}");
+    assert!(
+        synced.contains("Device \"pixel\" is back in sync"),
+        "{synced}"
+    );
     let codes = ok(&d.root(&["--user", a, "recovery", "generate"], ""));
-    assert_eq!(codes.lines().filter(|l| l.starts_with("    ")).count(), 10, "{codes}");
+    assert_eq!(
+        codes.lines().filter(|l| l.starts_with("    ")).count(),
+        10,
+        "{codes}"
+    );
     let all = json(&ok(&d.root(&["admin", "list", "--json"], "")));
     let entry = all
         .as_array()
@@ -231,7 +244,10 @@ fn a_user_reaches_only_their_own_devices_without_setuid() {
         .arg("list");
     refused(&run(cmd, ""), "--db is for root only");
     // Administration is root's.
-    refused(&d.user(&alice, &["admin", "list"], ""), "mfa admin is for root only");
+    refused(
+        &d.user(&alice, &["admin", "list"], ""),
+        "mfa admin is for root only",
+    );
 
     // A change asks for a current code first: none given, nothing changes.
     refused(
@@ -252,8 +268,7 @@ fn a_user_reaches_only_their_own_devices_without_setuid() {
 
     // A QR image is written by her own process: hers, private, where she may write.
     let home = tempfile::tempdir().expect("tempdir");
-    std::os::unix::fs::chown(home.path(), Some(alice.uid()), Some(gid_of(&alice)))
-        .expect("chown");
+    std::os::unix::fs::chown(home.path(), Some(alice.uid()), Some(gid_of(&alice))).expect("chown");
     let png = home.path().join("qr.png");
     // Her next proofs: recovery codes (a code of her phone's next step is used up).
     let codes = ok(&d.root(&["--user", alice.name(), "recovery", "generate"], ""));
@@ -287,13 +302,17 @@ fn a_user_reaches_only_their_own_devices_without_setuid() {
     // Where she may not write, nor may the image go.
     let out = d.user(
         &alice,
-        &["enroll", "totp", "tablet", "--begin", "--qr-png", "/etc/qr.png"],
+        &[
+            "enroll",
+            "totp",
+            "tablet",
+            "--begin",
+            "--qr-png",
+            "/etc/qr.png",
+        ],
         &format!("{}\n", codes[1]),
     );
     refused(&out, "cannot write /etc/qr.png");
     assert!(!Path::new("/etc/qr.png").exists());
-    assert_eq!(
-        names(&d.user(&bob, &["list", "--json"], "")),
-        ["bob-phone"]
-    );
+    assert_eq!(names(&d.user(&bob, &["list", "--json"], "")), ["bob-phone"]);
 }

@@ -7,10 +7,10 @@ use pam_mfa::clock;
 use pam_mfa_protocol::{Request, Response};
 use serde_json::json;
 
+use crate::CliError;
 use crate::cli::{Admin, Audit, AuditCmd, PolicyCmd};
 use crate::daemon::{Link, unexpected};
 use crate::identity::account;
-use crate::CliError;
 
 pub fn run(link: &mut Link, cmd: Admin) -> Result<(), CliError> {
     match cmd {

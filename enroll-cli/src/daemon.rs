@@ -22,8 +22,23 @@ pub enum Link {
     /// connections idle for a few seconds, and `mfa` may wait minutes at a prompt
     /// between two requests. Proofs and tickets are bound to the uid, not the connection.
     Socket(PathBuf),
-    /// The daemon's handlers in this process, as root (`mfa --db`).
-    Direct(Box<mfad::Direct>),
+    /// The daemon's handlers in this process, as root (`mfa --db`), on this store.
+    Direct(Option<Box<mfad::Direct>>, PathBuf),
+}
+
+impl Drop for Link {
+    /// `mfa --db` prepares images and repairs hosts: it leaves the store's file holding
+    /// everything, as `mfa` always did. The handlers close the store as a login does,
+    /// leaving the last changes in the WAL; one connection opened for changes and closed
+    /// folds them into the file and empties the WAL (see `pam_mfa::store`).
+    fn drop(&mut self) {
+        if let Self::Direct(direct, db) = self {
+            drop(direct.take());
+            if db.exists() {
+                let _ = pam_mfa::store::Store::open_or_create(db);
+            }
+        }
+    }
 }
 
 impl Link {
@@ -37,9 +52,10 @@ impl Link {
             (_, Some(_)) if !is_root => Err(CliError::msg(
                 "--db is for root only; mfa always uses the system device store for you",
             )),
-            (_, Some(db)) => Ok(Self::Direct(Box::new(
-                mfad::Direct::open(db).map_err(CliError::msg)?,
-            ))),
+            (_, Some(db)) => Ok(Self::Direct(
+                Some(Box::new(open_direct(db)?)),
+                db.to_owned(),
+            )),
             (socket, None) => Ok(Self::Socket(
                 socket.map_or_else(|| PathBuf::from(mfad::DEFAULT_SOCKET), Path::to_owned),
             )),
@@ -58,7 +74,8 @@ impl Link {
     /// Sends `request` and returns whatever came back, errors included.
     pub fn exchange(&mut self, request: Request) -> Result<Response, CliError> {
         match self {
-            Self::Direct(direct) => Ok(direct.ask(request)),
+            Self::Direct(Some(direct), _) => Ok(direct.ask(request)),
+            Self::Direct(None, _) => Err(CliError::msg("the device store was closed")),
             Self::Socket(path) => {
                 let mut stream = connect(path)?;
                 let lost = |e: &dyn std::fmt::Display| {
@@ -72,6 +89,16 @@ impl Link {
             }
         }
     }
+}
+
+/// The daemon's handlers on the store at `db`. A store whose directory does not exist yet
+/// (a fresh image) is created first, directory and all, by the library as the daemon's
+/// first change would create it: the handlers only create the file.
+fn open_direct(db: &Path) -> Result<mfad::Direct, CliError> {
+    if db.is_absolute() && db.parent().is_some_and(|dir| !dir.exists()) {
+        pam_mfa::store::Store::open_or_create(db)?;
+    }
+    mfad::Direct::open(db).map_err(CliError::msg)
 }
 
 /// A connection to the daemon's socket, with deadlines.

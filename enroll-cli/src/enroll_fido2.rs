@@ -6,8 +6,8 @@
 //! (`FinishFido2`). This only talks to the person: the PIN prompt (echo off), the "touch
 //! your key" cue, and the result.
 
-use pam_mfa::fido2::{self, Fido2Error};
 use pam_mfa::fido2::transport::MakeCredentialRequest;
+use pam_mfa::fido2::{self, Fido2Error};
 use pam_mfa_protocol::{KeyAttestation, PublicBytes, Request, Response, SecretBytes};
 
 use crate::cli::EnrollFido2;

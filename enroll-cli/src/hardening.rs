@@ -47,8 +47,8 @@ fn ensure_standard_fds() {
 /// than speak to the daemon with ids that are not the caller's.
 fn drop_granted_privileges() {
     let (uid, gid) = (Uid::current(), Gid::current());
-    let dropped = nix::unistd::setresgid(gid, gid, gid)
-        .and_then(|()| nix::unistd::setresuid(uid, uid, uid));
+    let dropped =
+        nix::unistd::setresgid(gid, gid, gid).and_then(|()| nix::unistd::setresuid(uid, uid, uid));
     if dropped.is_err() || Uid::effective() != uid || Gid::effective() != gid {
         eprintln!("mfa: cannot give up the privileges of a setuid installation; stopping");
         // SAFETY: _exit takes an integer and never returns.

@@ -8,8 +8,8 @@
 //! (Until the ceremony offers "ask over a given challenge" itself, this repeats its
 //! grouping.)
 
-use pam_mfa::fido2::{self, KeyFailure, Pin, Transport, TransportError};
 use pam_mfa::fido2::transport::GetAssertionRequest;
+use pam_mfa::fido2::{self, KeyFailure, Pin, Transport, TransportError};
 use pam_mfa_protocol::{KeyAssertion, KeyChallengeReply, PublicBytes};
 
 use crate::{CliError, prompt};

@@ -70,8 +70,7 @@ fn main() -> ExitCode {
     }
     // `--db` is the daemon's handlers without the daemon, so there is no socket to name;
     // the doctor alone takes both (the store to check, and the daemon to ask).
-    if cli.db.is_some() && cli.socket.is_some() && !matches!(cli.command, cli::Command::Doctor(_))
-    {
+    if cli.db.is_some() && cli.socket.is_some() && !matches!(cli.command, cli::Command::Doctor(_)) {
         cli::Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
@@ -99,7 +98,12 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
     // The doctor acts on no one's devices, so it needs no target (and refuses non-root
     // callers itself); it reads the store and the configuration files itself.
     if let cli::Command::Doctor(args) = &cli.command {
-        return doctor::run(cli.db.clone(), cli.socket.clone(), cli.user.as_deref(), args);
+        return doctor::run(
+            cli.db.clone(),
+            cli.socket.clone(),
+            cli.user.as_deref(),
+            args,
+        );
     }
     let mut link = daemon::Link::open(cli.socket.as_deref(), cli.db.as_deref(), is_root)?;
     let target = identity::resolve(cli.user.as_deref())?;

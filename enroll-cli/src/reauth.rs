@@ -50,7 +50,10 @@ pub fn prove_existing_device(
         Response::BeforePrompt(b) => b,
         other => return Err(unexpected(&other)),
     };
-    if matches!(state.state, AccountState::NoDevice | AccountState::NoAccount) {
+    if matches!(
+        state.state,
+        AccountState::NoDevice | AccountState::NoAccount
+    ) {
         return Ok(None);
     }
     let has_keys = state.keys > 0;

@@ -87,7 +87,10 @@ pub fn check(socket: &Path, store: &Path) -> Vec<Finding> {
                     served.display(),
                     store.display()
                 ),
-                format!("check the store mfad uses: mfa --db {} doctor", served.display()),
+                format!(
+                    "check the store mfad uses: mfa --db {} doctor",
+                    served.display()
+                ),
             ));
         }
     }
@@ -128,7 +131,10 @@ pub fn obsolete_db_arguments(lines: &[MfaLine]) -> Vec<Finding> {
         .map(|l| {
             Finding::warning(
                 CHECK,
-                format!("{}: `{}` has a db= argument, which is obsolete", l.place, l.text),
+                format!(
+                    "{}: `{}` has a db= argument, which is obsolete",
+                    l.place, l.text
+                ),
                 "obsolete: remove it; use socket= only if mfad listens elsewhere",
             )
         })
