@@ -3,61 +3,64 @@
 //! Root only: [`crate::run`] refuses a non-root caller before any of this runs. Every
 //! change writes its audit row in its own transaction.
 
-use pam_mfa::names::{self, UserName};
-use pam_mfa::store::Store;
-use pam_mfa::{admin, audit, clock};
+use pam_mfa::clock;
+use pam_mfa_protocol::{Request, Response};
 use serde_json::json;
 
+use crate::CliError;
 use crate::cli::{Admin, Audit, AuditCmd, PolicyCmd};
-use crate::identity::Target;
-use crate::{CliError, open_store};
+use crate::daemon::{Link, unexpected};
+use crate::identity::account;
 
-pub fn run(target: &Target, cmd: Admin) -> Result<(), CliError> {
+pub fn run(link: &mut Link, cmd: Admin) -> Result<(), CliError> {
     match cmd {
-        Admin::Policy(PolicyCmd::Show { json }) => show_policy(target, json),
-        Admin::Policy(PolicyCmd::Set { key, value }) => set_policy(target, &key, &value),
-        Admin::List { json } => list(target, json),
-        Admin::Remove { user, name } => remove(target, &user, &name),
-        Admin::Tokens(cmd) => crate::tokens::admin(target, cmd),
-        Admin::Unlock { user } => unlock(target, &user),
+        Admin::Policy(PolicyCmd::Show { json }) => show_policy(link, json),
+        Admin::Policy(PolicyCmd::Set { key, value }) => set_policy(link, &key, &value),
+        Admin::List { json } => list(link, json),
+        Admin::Remove { user, name } => remove(link, &user, &name),
+        Admin::Tokens(cmd) => crate::tokens::admin(link, cmd),
+        Admin::Unlock { user } => unlock(link, &user),
         Admin::Bypass {
             user,
             uses,
             expires,
-        } => bypass(target, &user, uses, &expires),
+        } => bypass(link, &user, uses, &expires),
         Admin::Audit(Audit {
             command: Some(AuditCmd::Prune { older_than }),
             ..
-        }) => prune_audit(target, older_than.as_deref()),
+        }) => prune_audit(link, older_than),
         Admin::Audit(Audit {
             command: None,
             user,
             since,
             json,
-        }) => show_audit(target, user, since, json),
+        }) => show_audit(link, user, since, json),
     }
-}
-
-fn account(user: &str) -> Result<UserName, CliError> {
-    let given =
-        UserName::parse(user).map_err(|_| CliError::msg(format!("no such user: {user:?}")))?;
-    names::canonical_account(&given)?
-        .ok_or_else(|| CliError::msg(format!("no such user: {user:?}")))
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "default".to_owned(), |n| n.to_string())
 }
 
-fn show_policy(target: &Target, json: bool) -> Result<(), CliError> {
-    let p = admin::policy_of(Store::open_existing(&target.db)?.as_ref())?;
+fn done(link: &mut Link, request: Request) -> Result<(), CliError> {
+    match link.ask(request)? {
+        Response::Done => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn show_policy(link: &mut Link, json: bool) -> Result<(), CliError> {
+    let p = match link.ask(Request::PolicyShow)? {
+        Response::Policy(p) => p,
+        other => return Err(unexpected(&other)),
+    };
     if json {
         println!(
             "{}",
             json!({
-                "self_service": p.self_service.as_str(),
+                "self_service": p.self_service,
                 "max_devices": p.max_devices,
-                "no_device": p.no_device.as_str(),
+                "no_device": p.no_device,
                 "max_failures": p.max_failures,
                 "lockout_seconds": p.lockout_seconds,
                 "window": p.window,
@@ -67,16 +70,16 @@ fn show_policy(target: &Target, json: bool) -> Result<(), CliError> {
         return Ok(());
     }
     let rows = [
-        ("self_service", p.self_service.as_str().to_owned()),
+        ("self_service", p.self_service.clone()),
         ("max_devices", p.max_devices.to_string()),
-        ("no_device", p.no_device.as_str().to_owned()),
+        ("no_device", p.no_device.clone()),
         ("max_failures", opt(p.max_failures)),
         ("lockout_seconds", opt(p.lockout_seconds)),
         ("window", opt(p.window)),
         (
             "audit_retention_days",
             p.audit_retention_days.map_or_else(
-                || format!("default ({} days)", p.audit_retention_days()),
+                || format!("default ({} days)", p.audit_retention_days_in_effect),
                 |d| d.to_string(),
             ),
         ),
@@ -87,51 +90,45 @@ fn show_policy(target: &Target, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn set_policy(target: &Target, key: &str, value: &str) -> Result<(), CliError> {
-    let mut store = open_store(target)?;
-    admin::set_policy(&mut store, key, value, target.caller_uid, clock::now()?)?;
+fn set_policy(link: &mut Link, key: &str, value: &str) -> Result<(), CliError> {
+    done(
+        link,
+        Request::PolicySet {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        },
+    )?;
     println!("Policy {key} is now {value}.");
     Ok(())
 }
 
-fn list(target: &Target, json: bool) -> Result<(), CliError> {
-    let Some(store) = Store::open_existing(&target.db)? else {
-        if json {
-            println!("[]");
-        } else {
-            println!("No devices.");
-        }
-        return Ok(());
+fn list(link: &mut Link, json: bool) -> Result<(), CliError> {
+    let listed = match link.ask(Request::AdminList)? {
+        Response::Accounts(a) => a,
+        other => return Err(unexpected(&other)),
     };
-    let listed = admin::overview(store.conn(), clock::now()?)?;
     if json {
         let out: Vec<_> = listed
             .iter()
-            .map(
-                |admin::AccountOverview {
-                     user,
-                     devices,
-                     codes,
-                 }| {
-                    json!({
-                        "user": user,
-                        "devices": devices.iter().map(|d| json!({
-                            "name": d.name,
-                            "kind": d.kind.as_str(),
-                            "state": d.state.as_str(),
-                            "created": d.created_at,
-                            "last_used": d.last_used_at,
-                        })).collect::<Vec<_>>(),
-                        "recovery_codes_left": codes.recovery_left,
-                        "bypass_codes": codes.bypass.iter().map(|b| json!({
-                            "uses_left": b.uses_left,
-                            "expires": b.expires_at,
-                            "issued": b.created_at,
-                            "issued_by_uid": b.created_by,
-                        })).collect::<Vec<_>>(),
-                    })
-                },
-            )
+            .map(|a| {
+                json!({
+                    "user": a.user,
+                    "devices": a.devices.iter().map(|d| json!({
+                        "name": d.name,
+                        "kind": d.kind,
+                        "state": d.state,
+                        "created": d.created,
+                        "last_used": d.last_used,
+                    })).collect::<Vec<_>>(),
+                    "recovery_codes_left": a.recovery_codes_left,
+                    "bypass_codes": a.bypass_codes.iter().map(|b| json!({
+                        "uses_left": b.uses_left,
+                        "expires": b.expires,
+                        "issued": b.issued,
+                        "issued_by_uid": b.issued_by_uid,
+                    })).collect::<Vec<_>>(),
+                })
+            })
             .collect();
         println!("{}", serde_json::Value::Array(out));
         return Ok(());
@@ -139,108 +136,115 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
     if listed.is_empty() {
         println!("No devices.");
     }
-    for admin::AccountOverview {
-        user,
-        devices,
-        codes,
-    } in &listed
-    {
-        println!("{user}");
-        if devices.is_empty() {
+    for a in &listed {
+        println!("{}", a.user);
+        if a.devices.is_empty() {
             println!("  no devices");
         }
-        for d in devices {
+        for d in &a.devices {
             println!(
                 "  {}  {}  {}  last used {}",
                 d.name,
-                d.kind.as_str(),
-                d.state.as_str(),
-                d.last_used_at
+                d.kind,
+                d.state,
+                d.last_used
                     .map_or_else(|| "never".to_owned(), clock::format_local)
             );
         }
-        if codes.recovery_left > 0 {
-            println!("  {} unused recovery code(s)", codes.recovery_left);
+        if a.recovery_codes_left > 0 {
+            println!("  {} unused recovery code(s)", a.recovery_codes_left);
         }
-        for b in &codes.bypass {
+        for b in &a.bypass_codes {
             println!(
                 "  bypass code: {} use(s) left, expires {}, issued by uid {}",
                 b.uses_left,
-                clock::format_local(b.expires_at),
-                b.created_by
+                clock::format_local(b.expires),
+                b.issued_by_uid
             );
         }
     }
     Ok(())
 }
 
-fn remove(target: &Target, user: &str, name: &str) -> Result<(), CliError> {
+fn remove(link: &mut Link, user: &str, name: &str) -> Result<(), CliError> {
     let user = account(user)?;
     let name = pam_mfa::names::DeviceName::existing(name)?;
-    let mut store = open_store(target)?;
-    admin::remove_device(&mut store, &user, &name, clock::now()?)?;
+    done(
+        link,
+        Request::AdminRemove {
+            user: user.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+        },
+    )?;
     println!("Removed \"{name}\" of {user}.");
     Ok(())
 }
 
-fn unlock(target: &Target, user: &str) -> Result<(), CliError> {
+fn unlock(link: &mut Link, user: &str) -> Result<(), CliError> {
     let user = account(user)?;
-    let mut store = open_store(target)?;
-    admin::unlock(&mut store, &user, target.caller_uid, clock::now()?)?;
+    done(
+        link,
+        Request::Unlock {
+            user: user.as_str().to_owned(),
+        },
+    )?;
     println!("{user} is no longer locked out.");
     Ok(())
 }
 
-fn bypass(target: &Target, user: &str, uses: u32, expires: &str) -> Result<(), CliError> {
-    let secs = admin::bypass_lifetime(expires).map_err(CliError::msg)?;
+fn bypass(link: &mut Link, user: &str, uses: u32, expires: &str) -> Result<(), CliError> {
+    pam_mfa::admin::bypass_lifetime(expires).map_err(CliError::msg)?;
     let user = account(user)?;
-    let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let (code, expires_at) = admin::issue_bypass(
-        &mut store,
-        &user,
+    let reply = match link.ask(Request::Bypass {
+        user: user.as_str().to_owned(),
         uses,
-        secs,
-        expires,
-        target.caller_uid,
-        now,
-    )?;
-    let shown = zeroize::Zeroizing::new(pam_mfa::recovery::grouped(&code));
+        expires_in: expires.to_owned(),
+    })? {
+        Response::BypassCode(b) => b,
+        other => return Err(unexpected(&other)),
+    };
+    let code = std::str::from_utf8(reply.code.as_bytes())
+        .map_err(|_| CliError::msg("mfad sent a code that is not text"))?;
+    let shown = zeroize::Zeroizing::new(pam_mfa::recovery::grouped(code));
     println!(
         "Temporary code for {user}: {}\nGood for {uses} login(s) until {}; they type it at \
          the verification code prompt.",
         shown.as_str(),
-        clock::format_local(expires_at)
+        clock::format_local(reply.expires_at)
     );
     Ok(())
 }
 
 /// `mfa admin audit prune`: the rows past the retention (or older than `older_than`) go
 /// now rather than at the next change; the pruning is itself recorded.
-fn prune_audit(target: &Target, older_than: Option<&str>) -> Result<(), CliError> {
-    let age = older_than
-        .map(|text| admin::prune_age(text).map(|age| (age, text)))
-        .transpose()
-        .map_err(CliError::msg)?;
-    let mut store = open_store(target)?;
-    let (removed, rule) = admin::prune_audit(&mut store, age, target.caller_uid, clock::now()?)?;
+fn prune_audit(link: &mut Link, older_than: Option<String>) -> Result<(), CliError> {
+    if let Some(text) = &older_than {
+        pam_mfa::admin::prune_age(text).map_err(CliError::msg)?;
+    }
+    let (removed, rule) = match link.ask(Request::AuditPrune { older_than })? {
+        Response::Pruned { removed, rule } => (removed, rule),
+        other => return Err(unexpected(&other)),
+    };
     println!("Removed {removed} audit row(s) {rule}.");
     Ok(())
 }
 
 fn show_audit(
-    target: &Target,
+    link: &mut Link,
     user: Option<String>,
     since: Option<String>,
     json: bool,
 ) -> Result<(), CliError> {
     let user = user.map(|u| account(&u)).transpose()?;
-    let since = since
-        .map(|s| admin::parse_since(&s, clock::now()?).map_err(CliError::msg))
-        .transpose()?;
-    let rows = match Store::open_existing(&target.db)? {
-        Some(store) => audit::list(store.conn(), user.as_ref().map(UserName::as_str), since)?,
-        None => Vec::new(),
+    if let Some(s) = &since {
+        pam_mfa::admin::parse_since(s, clock::now()?).map_err(CliError::msg)?;
+    }
+    let rows = match link.ask(Request::Audit {
+        user: user.map(|u| u.as_str().to_owned()),
+        since,
+    })? {
+        Response::AuditRows(rows) => rows,
+        other => return Err(unexpected(&other)),
     };
     if json {
         let out: Vec<_> = rows
@@ -248,7 +252,7 @@ fn show_audit(
             .map(|r| {
                 json!({
                     "at": r.at,
-                    "uid": r.actor_uid,
+                    "uid": r.uid,
                     "user": r.user,
                     "action": r.action,
                     "device": r.device,
@@ -263,7 +267,7 @@ fn show_audit(
         println!(
             "{}  uid {}  {}  {}{}{}",
             clock::format_local(r.at),
-            r.actor_uid,
+            r.uid,
             r.user,
             r.action,
             r.device

@@ -14,7 +14,11 @@ use clap::{Args, Parser, Subcommand};
                   runs it."
 )]
 pub struct Cli {
-    /// Device store to use (root only)
+    /// The daemon's socket [default: /run/pam_mfa/mfad.sock]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Open this device store in mfa itself instead of asking the daemon (root only: to
+    /// prepare an image, or repair a host whose daemon is broken)
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Act on this user's devices instead of your own (root only)

@@ -4,32 +4,74 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use pam_mfa::clock;
-use pam_mfa::enrollment::{self, PendingTotp};
-use pam_mfa::names::DeviceName;
+use pam_mfa::secret::Secret;
+use pam_mfa_protocol::{PendingTotpReply, Request, Response, SecretBytes};
 use zeroize::Zeroizing;
 
 use crate::cli::EnrollTotp;
+use crate::daemon::{Link, unexpected};
 use crate::identity::Target;
-use crate::{CliError, audit, hardening, private_file, prompt, qr};
+use crate::{CliError, private_file, prompt, qr};
 
 /// How many times an interactive registration lets a person retype the two codes.
 const INTERACTIVE_ATTEMPTS: usize = 3;
 
-pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
-    let name = DeviceName::parse(&args.name)?;
-    let issuer = match &args.issuer {
-        Some(i) => pam_mfa::selfservice::check_issuer(i)?,
-        None => pam_mfa::selfservice::default_issuer(),
-    };
-    let mut store = crate::open_store(target)?;
-    let now = clock::now()?;
-    let pending = enrollment::begin_totp(&mut store, &target.user, &name, &issuer, now)?;
-    audit::record(
-        target,
-        &format!("began registering device {:?}", name.as_str()),
-    );
+/// A pending registration as the daemon sent it, in the forms this file prints.
+struct Pending {
+    user: String,
+    name: String,
+    secret: Secret,
+    uri: Zeroizing<String>,
+    algorithm: String,
+    digits: u8,
+    period: u32,
+    expires_at: i64,
+}
 
-    write_qr_files(target, &pending, args)?;
+impl Pending {
+    fn from_reply(p: PendingTotpReply) -> Result<Self, CliError> {
+        let garbled = || CliError::msg("mfad sent a registration that is not readable");
+        let secret = std::str::from_utf8(p.secret.as_bytes())
+            .map_err(|_| garbled())
+            .and_then(|s| Secret::from_base32(s).map_err(|_| garbled()))?;
+        let uri = Zeroizing::new(
+            std::str::from_utf8(p.uri.as_bytes())
+                .map_err(|_| garbled())?
+                .to_owned(),
+        );
+        Ok(Self {
+            user: p.user,
+            name: p.name,
+            secret,
+            uri,
+            algorithm: p.algorithm,
+            digits: p.digits,
+            period: p.period,
+            expires_at: p.expires_at,
+        })
+    }
+}
+
+pub fn totp(
+    link: &mut Link,
+    target: &Target,
+    args: &EnrollTotp,
+    proof: Option<SecretBytes>,
+) -> Result<(), CliError> {
+    if let Some(i) = &args.issuer {
+        pam_mfa::selfservice::check_issuer(i)?;
+    }
+    let pending = match link.ask(Request::BeginTotp {
+        user: target.user.as_str().to_owned(),
+        name: args.name.clone(),
+        issuer: args.issuer.clone(),
+        proof,
+    })? {
+        Response::PendingTotp(p) => Pending::from_reply(p)?,
+        other => return Err(unexpected(&other)),
+    };
+
+    write_qr_files(&pending, args)?;
     if args.begin {
         return print_begin(&pending, args.json);
     }
@@ -52,7 +94,7 @@ pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
         text.push_str(&pending.secret.to_base32_grouped());
         text.push_str(&format!(
             "\nType: time-based, {}, {} digits, every {} seconds\n\n",
-            pending.params.algorithm, pending.params.digits, pending.params.period
+            pending.algorithm, pending.digits, pending.period
         ));
     } else {
         text.push_str(
@@ -83,16 +125,8 @@ pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
         let Some(second) = prompt::ask("Wait for the next code and enter it: ")? else {
             return Err(unfinished());
         };
-        match enrollment::finish_totp(
-            &mut store,
-            &target.user,
-            &name,
-            first.as_bytes(),
-            second.as_bytes(),
-            clock::now()?,
-        ) {
+        match finish_request(link, &pending.user, &pending.name, &first, &second) {
             Ok(()) => {
-                audit::record(target, &format!("activated device {:?}", name.as_str()));
                 println!(
                     "Device \"{}\" is active for {}.",
                     pending.name, pending.user
@@ -100,38 +134,57 @@ pub fn totp(target: &Target, args: &EnrollTotp) -> Result<(), CliError> {
                 return Ok(());
             }
             Err(e) if attempt < attempts && is_retryable(&e) => {
-                eprintln!("mfa: {e}");
+                eprintln!("mfa: {}", e.message);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Err(unfinished())
 }
 
-fn is_retryable(e: &pam_mfa::Error) -> bool {
+/// Whether the daemon refused the codes themselves (mistyped, not consecutive, a skewed
+/// clock), which the person may retype, rather than the registration.
+fn is_retryable(e: &CliError) -> bool {
     use pam_mfa::Error as E;
-    matches!(
-        e,
-        E::MalformedCode { .. }
-            | E::FirstCodeWrong
-            | E::SecondCodeWrong
-            | E::NotConsecutive
-            | E::ClockSkew { .. }
-    )
+    if e.kind.is_none() {
+        return false;
+    }
+    let m = e.message.as_str();
+    [E::FirstCodeWrong, E::SecondCodeWrong, E::NotConsecutive]
+        .iter()
+        .any(|known| m == known.to_string())
+        || m.starts_with("first code: ")
+        || m.starts_with("second code: ")
+        || m.starts_with("the codes belong to a time about ")
 }
 
-pub fn finish(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(), CliError> {
-    let name = DeviceName::parse(name)?;
-    let mut store = crate::open_store(target)?;
-    enrollment::finish_totp(
-        &mut store,
-        &target.user,
-        &name,
-        code1.as_bytes(),
-        code2.as_bytes(),
-        clock::now()?,
-    )?;
-    audit::record(target, &format!("activated device {:?}", name.as_str()));
+fn finish_request(
+    link: &mut Link,
+    user: &str,
+    name: &str,
+    code1: &str,
+    code2: &str,
+) -> Result<(), CliError> {
+    match link.ask(Request::FinishTotp {
+        user: user.to_owned(),
+        name: name.to_owned(),
+        code1: SecretBytes::from_slice(code1.as_bytes()),
+        code2: SecretBytes::from_slice(code2.as_bytes()),
+    })? {
+        Response::Done => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub fn finish(
+    link: &mut Link,
+    target: &Target,
+    name: &str,
+    code1: &str,
+    code2: &str,
+) -> Result<(), CliError> {
+    let name = pam_mfa::names::DeviceName::parse(name)?;
+    finish_request(link, target.user.as_str(), name.as_str(), code1, code2)?;
     println!("Device \"{}\" is active for {}.", name, target.user);
     Ok(())
 }
@@ -150,7 +203,7 @@ struct BeginJson<'a> {
     expires_at: i64,
 }
 
-fn print_begin(p: &PendingTotp, json: bool) -> Result<(), CliError> {
+fn print_begin(p: &Pending, json: bool) -> Result<(), CliError> {
     let secret = p.secret.to_base32();
     let mut text = Zeroizing::new(Vec::with_capacity(1024));
     if json {
@@ -159,9 +212,9 @@ fn print_begin(p: &PendingTotp, json: bool) -> Result<(), CliError> {
             name: &p.name,
             secret: &secret,
             uri: &p.uri,
-            algorithm: p.params.algorithm.as_str(),
-            digits: p.params.digits,
-            period: p.params.period,
+            algorithm: &p.algorithm,
+            digits: p.digits,
+            period: p.period,
             expires_at: p.expires_at,
         };
         serde_json::to_writer(&mut *text, &value)
@@ -194,36 +247,33 @@ fn print_begin(p: &PendingTotp, json: bool) -> Result<(), CliError> {
         .map_err(|e| CliError::msg(format!("cannot write to standard output: {e}")))
 }
 
-fn write_qr_files(target: &Target, p: &PendingTotp, args: &EnrollTotp) -> Result<(), CliError> {
+fn write_qr_files(p: &Pending, args: &EnrollTotp) -> Result<(), CliError> {
     if let Some(path) = &args.qr_png {
         let png = Zeroizing::new(qr::png(&p.uri).map_err(qr_error)?);
-        write_file(target, path, &png, args.force)?;
+        write_file(path, &png, args.force)?;
     }
     if let Some(path) = &args.qr_svg {
         let svg = Zeroizing::new(qr::svg(&p.uri).map_err(qr_error)?);
-        write_file(target, path, svg.as_bytes(), args.force)?;
+        write_file(path, svg.as_bytes(), args.force)?;
     }
     Ok(())
 }
 
-/// Writes a QR image with the caller's file-system ids (see [`hardening::as_caller`]):
-/// the file is theirs, and a path they could not write to themselves fails as it would
-/// for them.
-fn write_file(target: &Target, path: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
-    hardening::as_caller(target.caller_uid, target.caller_gid, || {
-        private_file::check_ancestors(path, target.caller_uid)
-            .and_then(|()| private_file::write_private(path, bytes, force))
-    })
-    .map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
-            " (it exists; use --force to overwrite)"
-        } else if e.raw_os_error() == Some(libc::ELOOP) {
-            " (it is a symbolic link)"
-        } else {
-            ""
-        };
-        CliError::msg(format!("cannot write {}: {e}{hint}", path.display()))
-    })
+/// Writes a QR image as this process, which is the caller's own: the file is theirs, and
+/// a path they cannot write to fails as it would for them.
+fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
+    private_file::check_ancestors(path, nix::unistd::getuid().as_raw())
+        .and_then(|()| private_file::write_private(path, bytes, force))
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                " (it exists; use --force to overwrite)"
+            } else if e.raw_os_error() == Some(libc::ELOOP) {
+                " (it is a symbolic link)"
+            } else {
+                ""
+            };
+            CliError::msg(format!("cannot write {}: {e}{hint}", path.display()))
+        })
 }
 
 fn qr_error(e: qr::QrError) -> CliError {

@@ -1,90 +1,114 @@
 //! `mfa enroll fido2`: registering a FIDO2 security key with a touch (and its PIN).
 //!
-//! The ceremony and every check of the key's answer live in the library
-//! ([`pam_mfa::enrollment::register_fido2`]); this only talks to the person: the PIN
-//! prompt (echo off), the "touch your key" cue, and the result.
+//! The daemon checks the name and the room for the key and issues the challenge
+//! (`BeginFido2`); the key is asked from this, the user's own, process, where udev gives
+//! the seated user access to it; the daemon verifies the attestation and stores the key
+//! (`FinishFido2`). This only talks to the person: the PIN prompt (echo off), the "touch
+//! your key" cue, and the result.
 
-use pam_mfa::clock;
-use pam_mfa::enrollment::{self, Fido2Options};
-use pam_mfa::fido2;
-use pam_mfa::names::DeviceName;
+use pam_mfa::fido2::transport::MakeCredentialRequest;
+use pam_mfa::fido2::{self, Fido2Error};
+use pam_mfa_protocol::{KeyAttestation, PublicBytes, Request, Response, SecretBytes};
 
 use crate::cli::EnrollFido2;
+use crate::daemon::{Link, unexpected};
 use crate::identity::Target;
-use crate::{CliError, audit, prompt};
+use crate::{CliError, keys};
 
-pub fn fido2(target: &Target, args: &EnrollFido2) -> Result<(), CliError> {
-    let name = DeviceName::parse(&args.name)?;
-    let rp_id = match &args.rp_id {
-        Some(id) => id.clone(),
-        None => fido2::default_rp_id(&pam_mfa::selfservice::default_issuer()),
-    };
-    fido2::check_rp_id(&rp_id).map_err(pam_mfa::Error::from)?;
-    let mut store = crate::open_store(target)?;
-    let transport = fido2::transport();
-    println!(
-        "Registering security key \"{name}\" for {} (relying party {rp_id}).",
-        target.user
-    );
-    let mut pin_error = None;
-    let mut ask_pin = || match prompt::ask_secret("Security key PIN: ") {
-        Ok(Some(pin)) if !pin.is_empty() => Some(pin),
-        Ok(_) => None,
-        Err(e) => {
-            pin_error = Some(e);
-            None
-        }
-    };
-    let timeout = args.timeout;
-    let mut cue = || {
-        eprintln!("Touch your security key now (waiting {timeout} seconds).");
-    };
-    let result = enrollment::register_fido2(
-        &mut store,
-        transport.as_ref(),
-        &target.user,
-        &name,
-        Fido2Options {
-            rp_id: &rp_id,
-            require_pin: args.pin,
-            require_uv: args.uv,
-            timeout: fido2::timeout(args.timeout),
-        },
-        &mut ask_pin,
-        &mut cue,
-        clock::now()?,
-    );
-    if let Some(e) = pin_error {
-        return Err(e);
+pub fn fido2(
+    link: &mut Link,
+    target: &Target,
+    args: &EnrollFido2,
+    proof: Option<SecretBytes>,
+) -> Result<(), CliError> {
+    if let Some(id) = &args.rp_id {
+        fido2::check_rp_id(id).map_err(pam_mfa::Error::from)?;
     }
-    let registration = result.map_err(|e| match e {
-        pam_mfa::Error::Fido2(fido2::Fido2Error::Timeout) => CliError::msg(format!(
+    let user = target.user.as_str().to_owned();
+    let begun = match link.ask(Request::BeginFido2 {
+        user: user.clone(),
+        name: args.name.clone(),
+        rp_id: args.rp_id.clone(),
+        require_pin: args.pin,
+        require_uv: args.uv,
+        proof,
+    })? {
+        Response::Fido2Challenge(c) => c,
+        other => return Err(unexpected(&other)),
+    };
+    let name = &args.name;
+    println!(
+        "Registering security key \"{name}\" for {} (relying party {}).",
+        begun.user_name, begun.rp_id
+    );
+    let timeout = args.timeout;
+    let key_error = |e: Fido2Error| match e {
+        Fido2Error::Timeout => CliError::msg(format!(
             "the security key was not touched within {timeout} seconds; run this again and \
              touch the key when asked (or give more time with --timeout)"
         )),
-        pam_mfa::Error::Fido2(fido2::Fido2Error::AlreadyRegistered) => CliError::msg(format!(
+        Fido2Error::AlreadyRegistered => CliError::msg(format!(
             "this security key is already registered for {}; `mfa list` shows it",
             target.user
         )),
-        other => other.into(),
-    })?;
-    audit::record(
-        target,
-        &format!(
-            "registered security key {:?} ({}, {} attestation, relying party {rp_id})",
-            name.as_str(),
-            registration.algorithm,
-            registration.attestation
-        ),
-    );
-    let verification = if args.pin || args.uv {
+        other => pam_mfa::Error::from(other).into(),
+    };
+    let transport = fido2::transport();
+    if !transport.present() {
+        return Err(key_error(Fido2Error::NoKey));
+    }
+    let info = transport
+        .info()
+        .map_err(|e| key_error(Fido2Error::from(e)))?;
+    if begun.needs_pin && !info.pin_set {
+        return Err(key_error(Fido2Error::NoPinSet));
+    }
+    let pin = if info.pin_set {
+        Some(keys::ask_pin()?.ok_or_else(|| key_error(Fido2Error::PinRequired))?)
+    } else if begun.needs_uv && !info.builtin_uv {
+        return Err(key_error(Fido2Error::NoPinSet));
+    } else {
+        None
+    };
+    let user_id = keys::challenge_bytes(&begun.user_id)?;
+    let exclude: Vec<Vec<u8>> = begun.exclude.iter().map(|c| c.0.clone()).collect();
+    let request = MakeCredentialRequest {
+        rp_id: &begun.rp_id,
+        challenge: keys::challenge_bytes(&begun.challenge)?,
+        user_id,
+        user_name: &begun.user_name,
+        exclude: &exclude,
+        pin: pin.as_ref().map(|p| p.as_str()),
+        uv: begun.needs_uv && pin.is_none(),
+        timeout: fido2::timeout(timeout),
+    };
+    eprintln!("Touch your security key now (waiting {timeout} seconds).");
+    let attestation = transport
+        .make_credential(&request)
+        .map_err(|e| key_error(Fido2Error::from(e)))?;
+    drop(pin);
+    let done = match link.ask(Request::FinishFido2 {
+        user,
+        ticket: begun.ticket,
+        attestation: KeyAttestation {
+            fmt: attestation.fmt,
+            auth_data: PublicBytes(attestation.auth_data),
+            alg: attestation.alg,
+            sig: PublicBytes(attestation.sig),
+            x5c: attestation.x5c.into_iter().map(PublicBytes).collect(),
+        },
+    })? {
+        Response::Fido2Registered(done) => done,
+        other => return Err(unexpected(&other)),
+    };
+    let verification = if done.uv_required {
         ", with user verification (PIN) at every login"
     } else {
         ""
     };
     println!(
-        "Security key \"{name}\" is active for {}{verification}.",
-        target.user
+        "Security key \"{}\" is active for {}{verification}.",
+        done.name, done.user
     );
     Ok(())
 }

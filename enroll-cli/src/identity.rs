@@ -1,61 +1,57 @@
-//! Who is running `mfa`, and whose devices it may touch.
+//! Who is running `mfa`, and whose devices it asks the daemon about.
 //!
-//! The caller is always the real uid, looked up in the password database: never `$USER`,
-//! `$LOGNAME` or `SUDO_USER`, which the caller controls. Only root may name another user or
-//! another store, so that once `mfa` is setuid root a user can reach nothing but their own
-//! devices in the system store.
+//! The caller is the real uid, looked up in the password database: never `$USER`,
+//! `$LOGNAME` or `SUDO_USER`, which the caller controls. The daemon decides again from
+//! the connection's peer credentials whatever this process claims; what is checked here
+//! only gives the person the same clear refusals as before, without a round trip.
 
-use std::path::PathBuf;
-
-use nix::unistd::{User, getgid, getuid};
+use nix::unistd::{User, getuid};
 use pam_mfa::names::{self, UserName};
-use pam_mfa::store::DEFAULT_PATH;
 
 use crate::CliError;
 
 pub struct Target {
-    /// The real uid of the caller, for audit lines and for writing files as them.
+    /// The real uid of the caller.
     pub caller_uid: u32,
-    /// The real gid of the caller, for writing files as them.
-    pub caller_gid: u32,
-    /// The account whose devices are being managed.
+    /// The account whose devices are being managed (canonical, as the daemon keys them).
     pub user: UserName,
-    pub db: PathBuf,
 }
 
-pub fn resolve(user: Option<&str>, db: Option<PathBuf>) -> Result<Target, CliError> {
-    let uid = getuid();
-    let is_root = uid.is_root();
-    let caller = User::from_uid(uid)
-        .map_err(|e| CliError::msg(format!("cannot look up uid {uid}: {e}")))?
-        .ok_or_else(|| CliError::msg(format!("uid {uid} has no account name")))?;
-    if !is_root && db.is_some() {
-        return Err(CliError::msg(
-            "--db is for root only; mfa always uses the system device store for you",
-        ));
+impl Target {
+    pub fn is_root(&self) -> bool {
+        self.caller_uid == 0
     }
-    if !is_root && user.is_some() {
+}
+
+pub fn resolve(user: Option<&str>) -> Result<Target, CliError> {
+    let uid = getuid();
+    if !uid.is_root() && user.is_some() {
         return Err(CliError::msg(
             "--user is for root only; without it mfa manages your own devices",
         ));
     }
     let user = match user {
-        Some(u) => {
-            let given =
-                UserName::parse(u).map_err(|_| CliError::msg(format!("no such user: {u:?}")))?;
-            // Devices are keyed by the account's canonical name, exactly as the module
-            // looks them up, so `--user toor` and `--user root` mean the same account.
-            names::canonical_account(&given)?
-                .ok_or_else(|| CliError::msg(format!("no such user: {u:?}")))?
+        Some(u) => account(u)?,
+        None => {
+            let caller = User::from_uid(uid)
+                .map_err(|e| CliError::msg(format!("cannot look up uid {uid}: {e}")))?
+                .ok_or_else(|| CliError::msg(format!("uid {uid} has no account name")))?;
+            UserName::parse(&caller.name).map_err(|_| {
+                CliError::msg(format!("user name {:?} cannot have devices", caller.name))
+            })?
         }
-        None => UserName::parse(&caller.name).map_err(|_| {
-            CliError::msg(format!("user name {:?} cannot have devices", caller.name))
-        })?,
     };
     Ok(Target {
         caller_uid: uid.as_raw(),
-        caller_gid: getgid().as_raw(),
         user,
-        db: db.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
     })
+}
+
+/// The canonical account `user` names (so `--user toor` and `--user root` mean the same
+/// account, as the daemon resolves it), or "no such user".
+pub fn account(user: &str) -> Result<UserName, CliError> {
+    let given =
+        UserName::parse(user).map_err(|_| CliError::msg(format!("no such user: {user:?}")))?;
+    names::canonical_account(&given)?
+        .ok_or_else(|| CliError::msg(format!("no such user: {user:?}")))
 }

@@ -5,13 +5,14 @@
 //! person at the terminal and prints results.
 
 mod admin;
-mod audit;
 mod codes;
+mod daemon;
 mod doctor;
 mod enroll;
 mod enroll_fido2;
 mod hardening;
 mod identity;
+mod keys;
 mod manage;
 mod private_file;
 mod prompt;
@@ -24,20 +25,36 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use enroll_cli::cli;
+use pam_mfa_protocol::ErrorKind;
 
-/// An error for the person at the terminal: one line, no secrets.
+/// An error for the person at the terminal: one line, no secrets; with the kind of the
+/// daemon's refusal when the daemon refused.
 #[derive(Debug)]
-pub struct CliError(String);
+pub struct CliError {
+    pub message: String,
+    pub kind: Option<ErrorKind>,
+}
 
 impl CliError {
     pub fn msg(m: impl Into<String>) -> Self {
-        Self(m.into())
+        Self {
+            message: m.into(),
+            kind: None,
+        }
+    }
+
+    /// The daemon's refusal, in its words (the library's, as `mfa` always printed them).
+    pub fn refused(kind: ErrorKind, m: impl Into<String>) -> Self {
+        Self {
+            message: m.into(),
+            kind: Some(kind),
+        }
     }
 }
 
 impl From<pam_mfa::Error> for CliError {
     fn from(e: pam_mfa::Error) -> Self {
-        Self(e.to_string())
+        Self::msg(e.to_string())
     }
 }
 
@@ -51,75 +68,55 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::WrongNumberOfValues, usage)
             .exit();
     }
+    // `--db` is the daemon's handlers without the daemon, so there is no socket to name;
+    // the doctor alone takes both (the store to check, and the daemon to ask).
+    if cli.db.is_some() && cli.socket.is_some() && !matches!(cli.command, cli::Command::Doctor(_)) {
+        cli::Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--socket and --db cannot be used together: with --db, mfa works without \
+                 the daemon",
+            )
+            .exit();
+    }
     match run(cli) {
         Ok(code) => code,
-        Err(CliError(message)) => {
+        Err(CliError { message, .. }) => {
             eprintln!("mfa: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Opens (creating if needed) the store for a change, with every device change through
-/// this connection recorded in the audit table as the caller, in the change's own
-/// transaction (see `pam_mfa::audit::attach`).
-pub fn open_store(target: &identity::Target) -> Result<pam_mfa::store::Store, CliError> {
-    let store = pam_mfa::store::Store::open_or_create(&target.db)?;
-    pam_mfa::audit::attach(store.conn(), target.caller_uid)?;
-    Ok(store)
-}
-
-/// Refuses a non-root caller's change when the administrator turned self-service off
-/// (the "greyed-out" case), or when their changes within the hour reached the limit
-/// (one rule for `mfa` and `mfad`: [`pam_mfa::selfservice::check_allowed`]).
-fn check_self_service(target: &identity::Target) -> Result<(), CliError> {
-    if target.caller_uid == 0 {
-        return Ok(());
-    }
-    let Some(store) = pam_mfa::store::Store::open_existing(&target.db)? else {
-        return Ok(());
-    };
-    pam_mfa::selfservice::check_allowed(
-        &store,
-        &target.user,
-        target.caller_uid,
-        pam_mfa::clock::now()?,
-    )?;
-    Ok(())
-}
-
 fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
     // Before anything else, above all before the re-authentication prompt, at which `mfa`
     // may wait for minutes with its command line on show.
+    let is_root = nix::unistd::getuid().is_root();
     if let Some(codes) = cli.command.two_codes() {
-        codes::refuse_on_command_line(codes, nix::unistd::getuid().is_root())?;
+        codes::refuse_on_command_line(codes, is_root)?;
     }
     // The doctor acts on no one's devices, so it needs no target (and refuses non-root
-    // callers itself).
+    // callers itself); it reads the store and the configuration files itself.
     if let cli::Command::Doctor(args) = &cli.command {
-        return doctor::run(cli.db.clone(), cli.user.as_deref(), args);
+        return doctor::run(
+            cli.db.clone(),
+            cli.socket.clone(),
+            cli.user.as_deref(),
+            args,
+        );
     }
-    let target = identity::resolve(cli.user.as_deref(), cli.db)?;
-    if matches!(cli.command, cli::Command::Admin(_)) && target.caller_uid != 0 {
+    let mut link = daemon::Link::open(cli.socket.as_deref(), cli.db.as_deref(), is_root)?;
+    let target = identity::resolve(cli.user.as_deref())?;
+    if matches!(cli.command, cli::Command::Admin(_)) && !target.is_root() {
         return Err(CliError::msg(
             "mfa admin is for root only; ask your administrator",
         ));
     }
-    // From here on the caller is `target.caller_uid`, whatever getuid() says.
-    hardening::become_root_entirely().map_err(CliError::msg)?;
-    if matches!(
-        cli.command,
-        cli::Command::Enroll(_)
-            | cli::Command::Rename { .. }
-            | cli::Command::Remove { .. }
-            | cli::Command::Resync { .. }
-            | cli::Command::Recovery(_)
-    ) {
-        check_self_service(&target)?;
-    }
+    // Names are checked before the proof is asked for, so that a typo costs no code.
+    check_names(&cli.command)?;
     // Changing devices needs a current code of one of them; finishing a registration
-    // does not, as beginning it did.
-    if matches!(
+    // does not, as beginning it did. The daemon enforces it; this asks for it.
+    let proof = if matches!(
         cli.command,
         cli::Command::Enroll(
             cli::Enroll::Totp(_) | cli::Enroll::Fido2(_) | cli::Enroll::Token { .. }
@@ -128,33 +125,65 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
             | cli::Command::Resync { .. }
             | cli::Command::Recovery(_)
     ) {
-        reauth::prove_existing_device(&target)?;
-    }
+        reauth::prove_existing_device(&mut link, &target)?
+    } else {
+        None
+    };
+    let link = &mut link;
     match cli.command {
         cli::Command::Doctor(_) => Ok(()),
-        cli::Command::Admin(cmd) => admin::run(&target, cmd),
-        cli::Command::Recovery(cli::Recovery::Generate) => recovery::generate(&target),
-        cli::Command::Enroll(cli::Enroll::Totp(args)) => enroll::totp(&target, &args),
-        cli::Command::Enroll(cli::Enroll::Fido2(args)) => enroll_fido2::fido2(&target, &args),
+        cli::Command::Admin(cmd) => admin::run(link, cmd),
+        cli::Command::Recovery(cli::Recovery::Generate) => recovery::generate(link, &target, proof),
+        cli::Command::Enroll(cli::Enroll::Totp(args)) => enroll::totp(link, &target, &args, proof),
+        cli::Command::Enroll(cli::Enroll::Fido2(args)) => {
+            enroll_fido2::fido2(link, &target, &args, proof)
+        }
         cli::Command::Enroll(cli::Enroll::Token {
             name,
             serial,
             codes,
         }) => {
             let (code1, code2) = codes::obtain(codes, codes::Device::Token)?;
-            tokens::enroll(&target, &name, &serial, &code1, &code2)
+            tokens::enroll(link, &target, &name, &serial, &code1, &code2, proof)
         }
         cli::Command::Enroll(cli::Enroll::Finish { name, codes }) => {
             let (code1, code2) = codes::obtain(codes, codes::Device::App)?;
-            enroll::finish(&target, &name, &code1, &code2)
+            enroll::finish(link, &target, &name, &code1, &code2)
         }
-        cli::Command::List { json } => manage::list(&target, json),
-        cli::Command::Rename { name, new_name } => manage::rename(&target, &name, &new_name),
-        cli::Command::Remove { name, yes } => manage::remove(&target, &name, yes),
+        cli::Command::List { json } => manage::list(link, &target, json),
+        cli::Command::Rename { name, new_name } => {
+            manage::rename(link, &target, &name, &new_name, proof)
+        }
+        cli::Command::Remove { name, yes } => manage::remove(link, &target, &name, yes, proof),
         cli::Command::Resync { name, codes } => {
             let (code1, code2) = codes::obtain(codes, codes::Device::Any)?;
-            manage::resync(&target, &name, &code1, &code2)
+            manage::resync(link, &target, &name, &code1, &code2, proof)
         }
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+/// The device names a command gives, checked as the daemon checks them.
+fn check_names(command: &cli::Command) -> Result<(), CliError> {
+    use pam_mfa::names::DeviceName;
+    match command {
+        cli::Command::Enroll(cli::Enroll::Totp(cli::EnrollTotp { name, .. }))
+        | cli::Command::Enroll(cli::Enroll::Fido2(cli::EnrollFido2 { name, .. }))
+        | cli::Command::Enroll(cli::Enroll::Token { name, .. })
+        | cli::Command::Enroll(cli::Enroll::Finish { name, .. }) => {
+            DeviceName::parse(name)?;
+        }
+        cli::Command::Rename { name, new_name } => {
+            DeviceName::existing(name)?;
+            DeviceName::parse(new_name)?;
+        }
+        cli::Command::Remove { name, .. } | cli::Command::Resync { name, .. } => {
+            DeviceName::existing(name)?;
+        }
+        _ => {}
+    }
+    if let cli::Command::Enroll(cli::Enroll::Token { serial, .. }) = command {
+        pam_mfa::tokens::check_serial(serial).map_err(CliError::msg)?;
+    }
+    Ok(())
 }

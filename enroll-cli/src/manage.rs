@@ -1,31 +1,35 @@
 //! `mfa list`, `rename`, `remove` and `resync`.
 
 use pam_mfa::clock;
-use pam_mfa::enrollment::{self, Resynced};
-use pam_mfa::names::DeviceName;
-use pam_mfa::store::Store;
-use pam_mfa::store::devices::{self, DeviceInfo};
+use pam_mfa_protocol::{DeviceEntry, Request, Response, ResyncReply, SecretBytes};
 
+use crate::daemon::{Link, unexpected};
 use crate::identity::Target;
-use crate::{CliError, audit, prompt};
+use crate::{CliError, prompt};
 
-pub fn list(target: &Target, json: bool) -> Result<(), CliError> {
-    // Listing never creates a store; no store means no devices.
-    let list = match Store::open_existing(&target.db)? {
-        Some(store) => devices::list(store.conn(), target.user.as_str(), clock::now()?)?,
-        None => Vec::new(),
-    };
+/// The account's devices, as the daemon lists them (no store means no devices).
+pub fn devices(link: &mut Link, target: &Target) -> Result<Vec<DeviceEntry>, CliError> {
+    match link.ask(Request::ListDevices {
+        user: target.user.as_str().to_owned(),
+    })? {
+        Response::Devices(list) => Ok(list),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub fn list(link: &mut Link, target: &Target, json: bool) -> Result<(), CliError> {
+    let list = devices(link, target)?;
     if json {
         let items: Vec<_> = list
             .iter()
             .map(|d| {
                 serde_json::json!({
                     "name": d.name,
-                    "kind": d.kind.as_str(),
-                    "state": d.state.as_str(),
-                    "created": d.created_at,
-                    "last_used": d.last_used_at,
-                    "expires": d.expires_at,
+                    "kind": d.kind,
+                    "state": d.state,
+                    "created": d.created,
+                    "last_used": d.last_used,
+                    "expires": d.expires,
                 })
             })
             .collect();
@@ -43,16 +47,16 @@ pub fn list(target: &Target, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn table(list: &[DeviceInfo]) -> String {
+fn table(list: &[DeviceEntry]) -> String {
     let rows: Vec<[String; 5]> = list
         .iter()
         .map(|d| {
             [
                 d.name.clone(),
-                d.kind.as_str().to_owned(),
-                d.state.as_str().to_owned(),
-                clock::format_local(d.created_at),
-                d.last_used_at
+                d.kind.clone(),
+                d.state.clone(),
+                clock::format_local(d.created),
+                d.last_used
                     .map_or_else(|| "never".to_owned(), clock::format_local),
             ]
         })
@@ -82,30 +86,46 @@ pub fn aligned<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Strin
     out
 }
 
-pub fn rename(target: &Target, name: &str, new_name: &str) -> Result<(), CliError> {
-    let old = DeviceName::existing(name)?;
-    let new = DeviceName::parse(new_name)?;
-    let mut store = crate::open_store(target)?;
-    pam_mfa::selfservice::rename(&mut store, &target.user, &old, &new, clock::now()?)?;
-    audit::record(
-        target,
-        &format!("renamed device {:?} to {:?}", old.as_str(), new.as_str()),
-    );
-    println!("Renamed \"{old}\" to \"{new}\".");
+/// Sends a change and expects [`Response::Done`].
+fn done(link: &mut Link, request: Request) -> Result<(), CliError> {
+    match link.ask(request)? {
+        Response::Done => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub fn rename(
+    link: &mut Link,
+    target: &Target,
+    name: &str,
+    new_name: &str,
+    proof: Option<SecretBytes>,
+) -> Result<(), CliError> {
+    done(
+        link,
+        Request::Rename {
+            user: target.user.as_str().to_owned(),
+            name: name.to_owned(),
+            new_name: new_name.to_owned(),
+            proof,
+        },
+    )?;
+    let new_name = pam_mfa::names::DeviceName::parse(new_name)?;
+    println!("Renamed \"{name}\" to \"{new_name}\".");
     Ok(())
 }
 
-pub fn remove(target: &Target, name: &str, yes: bool) -> Result<(), CliError> {
-    let name = DeviceName::existing(name)?;
-    let mut store = crate::open_store(target)?;
-    let now = clock::now()?;
-    if !devices::list(store.conn(), target.user.as_str(), now)?
-        .iter()
-        .any(|d| d.name == name.as_str())
-    {
+pub fn remove(
+    link: &mut Link,
+    target: &Target,
+    name: &str,
+    yes: bool,
+    proof: Option<SecretBytes>,
+) -> Result<(), CliError> {
+    if !devices(link, target)?.iter().any(|d| d.name == name) {
         return Err(pam_mfa::Error::NoSuchDevice {
             user: target.user.to_string(),
-            name: name.to_string(),
+            name: name.to_owned(),
         }
         .into());
     }
@@ -122,44 +142,48 @@ pub fn remove(target: &Target, name: &str, yes: bool) -> Result<(), CliError> {
             return Err(CliError::msg("nothing removed"));
         }
     }
-    pam_mfa::selfservice::remove(&mut store, &target.user, &name, now)?;
-    audit::record(target, &format!("removed device {:?}", name.as_str()));
+    done(
+        link,
+        Request::Remove {
+            user: target.user.as_str().to_owned(),
+            name: name.to_owned(),
+            proof,
+        },
+    )?;
     println!("Removed \"{name}\".");
     Ok(())
 }
 
-pub fn resync(target: &Target, name: &str, code1: &str, code2: &str) -> Result<(), CliError> {
-    let name = DeviceName::existing(name)?;
-    let mut store = crate::open_store(target)?;
-    let found = enrollment::resync(
-        &mut store,
-        &target.user,
-        &name,
-        code1.as_bytes(),
-        code2.as_bytes(),
-        clock::now()?,
-    )?;
-    let (logged, said) = match found {
-        Resynced::Clock { drift_secs } => {
+pub fn resync(
+    link: &mut Link,
+    target: &Target,
+    name: &str,
+    code1: &str,
+    code2: &str,
+    proof: Option<SecretBytes>,
+) -> Result<(), CliError> {
+    let found = match link.ask(Request::Resync {
+        user: target.user.as_str().to_owned(),
+        name: name.to_owned(),
+        code1: SecretBytes::from_slice(code1.as_bytes()),
+        code2: SecretBytes::from_slice(code2.as_bytes()),
+        proof,
+    })? {
+        Response::Resynced(r) => r,
+        other => return Err(unexpected(&other)),
+    };
+    let said = match found {
+        ResyncReply::Clock { drift_secs } => {
             let how = match drift_secs {
                 0 => "in step with this host".to_owned(),
                 d if d > 0 => format!("{d} seconds ahead of this host"),
                 d => format!("{} seconds behind this host", -d),
             };
-            (
-                format!("drift {drift_secs} s"),
-                format!("its clock is {how}"),
-            )
+            format!("its clock is {how}")
         }
-        Resynced::Counter { skipped } => (
-            format!("{skipped} codes skipped"),
-            format!("{skipped} unused codes were skipped"),
-        ),
+        ResyncReply::Counter { skipped } => format!("{skipped} unused codes were skipped"),
+        _ => "the daemon found it".to_owned(),
     };
-    audit::record(
-        target,
-        &format!("resynced device {:?} ({logged})", name.as_str()),
-    );
     println!("Device \"{name}\" is back in sync; {said}.");
     Ok(())
 }

@@ -58,8 +58,8 @@ pub fn write_private(path: &Path, bytes: &[u8], force: bool) -> io::Result<()> {
 /// Refuses a path whose directories pass through a symbolic link owned by anyone but
 /// `uid` or root.
 ///
-/// The write itself runs with the caller's file-system ids, so it can only reach what the
-/// caller could; this check adds that a link someone else planted (in a shared directory
+/// The write itself is the caller's own process (mfa is not setuid), so it can only reach
+/// what the caller could; this check adds that a link someone else planted (in a shared directory
 /// such as /tmp) cannot redirect the caller's QR image, with its secret, to a place that
 /// other person chose and can read.
 pub fn check_ancestors(path: &Path, uid: u32) -> io::Result<()> {

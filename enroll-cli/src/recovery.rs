@@ -10,15 +10,28 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use pam_mfa::{clock, recovery};
+use pam_mfa::recovery;
+use pam_mfa_protocol::{Request, Response, SecretBytes};
 use zeroize::Zeroizing;
 
+use crate::CliError;
+use crate::daemon::{Link, unexpected};
 use crate::identity::Target;
-use crate::{CliError, open_store};
 
-pub fn generate(target: &Target) -> Result<(), CliError> {
+pub fn generate(
+    link: &mut Link,
+    target: &Target,
+    proof: Option<SecretBytes>,
+) -> Result<(), CliError> {
     refuse_null_output()?;
-    let codes = recovery::new_set()?;
+    let user = target.user.as_str().to_owned();
+    let set = match link.ask(Request::RecoveryGenerate {
+        user: user.clone(),
+        proof,
+    })? {
+        Response::RecoveryCodes(set) => set,
+        other => return Err(unexpected(&other)),
+    };
     // Shown once, from one wiped buffer: the store keeps only salted hashes.
     let mut text = Zeroizing::new(String::with_capacity(1024));
     text.push_str(&format!(
@@ -27,7 +40,9 @@ pub fn generate(target: &Target) -> Result<(), CliError> {
          longer work.\n\n",
         target.user
     ));
-    for code in &codes {
+    for code in &set.codes {
+        let code = std::str::from_utf8(code.as_bytes())
+            .map_err(|_| CliError::msg("mfad sent a recovery code that is not text"))?;
         text.push_str("    ");
         text.push_str(&recovery::grouped(code));
         text.push('\n');
@@ -42,24 +57,18 @@ pub fn generate(target: &Target) -> Result<(), CliError> {
             ))
         })?;
     drop(out);
-    store(target, &codes).map_err(|CliError(why)| {
-        CliError::msg(format!(
-            "{why}; the codes shown above were NOT saved and do not work (the earlier ones \
-             still do): run mfa recovery generate again"
-        ))
-    })
-}
-
-fn store(target: &Target, codes: &[Zeroizing<String>]) -> Result<(), CliError> {
-    let mut store = open_store(target)?;
-    pam_mfa::selfservice::commit_recovery_codes(
-        &mut store,
-        &target.user,
-        codes,
-        target.caller_uid,
-        clock::now()?,
-    )?;
-    Ok(())
+    match link.ask(Request::RecoveryCommit {
+        user,
+        ticket: set.ticket,
+    }) {
+        Ok(Response::Done) => Ok(()),
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) => Err(CliError::msg(format!(
+            "{}; the codes shown above were NOT saved and do not work (the earlier ones \
+             still do): run mfa recovery generate again",
+            e.message
+        ))),
+    }
 }
 
 /// Refuses to print the codes where nobody can read them: a standard output that was

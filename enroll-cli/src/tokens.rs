@@ -4,31 +4,31 @@
 use std::io::Read;
 use std::path::Path;
 
-use pam_mfa::names::DeviceName;
-use pam_mfa::store::Store;
+use pam_mfa::clock;
 use pam_mfa::tokens::pskc::PreSharedKey;
-use pam_mfa::tokens::{self, Format, Mode, inventory};
-use pam_mfa::{audit, clock, enrollment};
+use pam_mfa::tokens::{self, Format};
+use pam_mfa_protocol::{Request, Response, SecretBytes};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::CliError;
 use crate::cli::{SeedFormat, Tokens};
+use crate::daemon::{Link, unexpected};
 use crate::identity::Target;
-use crate::{CliError, open_store};
 
 /// A pre-shared key file holds 32 hex digits; anything much longer is not one.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
 
-pub fn admin(target: &Target, cmd: Tokens) -> Result<(), CliError> {
+pub fn admin(link: &mut Link, cmd: Tokens) -> Result<(), CliError> {
     match cmd {
         Tokens::Import {
             file,
             format,
             password_file,
             replace,
-        } => import(target, &file, format, password_file.as_deref(), replace),
-        Tokens::List { json } => list(target, json),
-        Tokens::Remove { serial } => remove(target, &serial),
+        } => import(link, &file, format, password_file.as_deref(), replace),
+        Tokens::List { json } => list(link, json),
+        Tokens::Remove { serial } => remove(link, &serial),
     }
 }
 
@@ -50,25 +50,30 @@ fn read_capped(path: &Path, limit: u64, what: &str) -> Result<Zeroizing<Vec<u8>>
     Ok(data)
 }
 
+/// The files are read by this process (root's, as `mfa admin` is root's only); the seeds
+/// are parsed here too, so that a bad file is reported against its name before anything
+/// is sent, and then parsed and stored by the daemon, all or nothing.
 fn import(
-    target: &Target,
+    link: &mut Link,
     file: &Path,
     format: Option<SeedFormat>,
     password_file: Option<&Path>,
     replace: bool,
 ) -> Result<(), CliError> {
-    let psk = match password_file {
+    let (psk, key_text) = match password_file {
         Some(path) => {
             let data = read_capped(path, MAX_KEY_FILE_BYTES, "a key file")?;
             let text = std::str::from_utf8(&data).map_err(|_| {
                 CliError::msg(format!("{}: the key file is not text", path.display()))
             })?;
-            Some(
-                PreSharedKey::from_hex(text)
-                    .map_err(|e| CliError::msg(format!("{}: {e}", path.display())))?,
+            let psk = PreSharedKey::from_hex(text)
+                .map_err(|e| CliError::msg(format!("{}: {e}", path.display())))?;
+            (
+                Some(psk),
+                Some(SecretBytes::from_slice(text.trim().as_bytes())),
             )
         }
-        None => None,
+        None => (None, None),
     };
     let data = read_capped(file, tokens::MAX_FILE_BYTES, "the seed file is")?;
     let format = format.map(|f| match f {
@@ -78,43 +83,26 @@ fn import(
     let format = format.unwrap_or_else(|| Format::sniff(&data));
     let seeds = tokens::parse(&data, Some(format), psk.as_ref())
         .map_err(|e| CliError::msg(format!("{}: {e}", file.display())))?;
-    drop(data);
-    let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let tx = store.write()?;
-    let done = inventory::import(&tx, &seeds, replace, now)?;
-    let format_name = match format {
-        Format::Pskc => "PSKC",
-        Format::Csv => "CSV",
-    };
-    audit::record(
-        &tx,
-        now,
-        target.caller_uid,
-        "*",
-        "token-import",
-        None,
-        Some(&format!(
-            "{} added, {} replaced from {} ({format_name})",
-            done.added,
-            done.replaced,
-            file.display()
-        )),
-    )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
-    crate::audit::record(
-        target,
-        &format!(
-            "imported {} hardware tokens ({} replaced) from {:?}",
-            done.added + done.replaced,
-            done.replaced,
-            file.display().to_string()
+    let count = seeds.len();
+    drop(seeds);
+    let done = match link.ask(Request::TokensImport {
+        data: SecretBytes::from_slice(&data),
+        format: Some(
+            match format {
+                Format::Pskc => "pskc",
+                Format::Csv => "csv",
+            }
+            .to_owned(),
         ),
-    );
+        key: key_text,
+        replace,
+    })? {
+        Response::TokensImported(done) => done,
+        other => return Err(unexpected(&other)),
+    };
     println!(
-        "Imported {} token{} from {} ({} new, {} replaced).",
-        seeds.len(),
-        if seeds.len() == 1 { "" } else { "s" },
+        "Imported {count} token{} from {} ({} new, {} replaced).",
+        if count == 1 { "" } else { "s" },
         file.display(),
         done.added,
         done.replaced
@@ -122,10 +110,10 @@ fn import(
     Ok(())
 }
 
-fn list(target: &Target, json: bool) -> Result<(), CliError> {
-    let list = match Store::open_existing(&target.db)? {
-        Some(store) => inventory::list(store.conn())?,
-        None => Vec::new(),
+fn list(link: &mut Link, json: bool) -> Result<(), CliError> {
+    let list = match link.ask(Request::TokensList)? {
+        Response::Tokens(list) => list,
+        other => return Err(unexpected(&other)),
     };
     if json {
         let items: Vec<_> = list
@@ -133,16 +121,11 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
             .map(|t| {
                 json!({
                     "serial": t.serial,
-                    "type": t.mode.as_str(),
-                    "algorithm": t.algorithm.as_str(),
+                    "type": t.kind,
                     "digits": t.digits,
-                    "period": match t.mode {
-                        Mode::Totp { period } => Some(period),
-                        Mode::Hotp { .. } => None,
-                    },
-                    "imported": t.imported_at,
-                    "user": t.assigned.as_ref().map(|a| &a.user),
-                    "device": t.assigned.as_ref().map(|a| &a.device),
+                    "imported": t.imported,
+                    "user": t.assigned_to,
+                    "device": t.device,
                 })
             })
             .collect();
@@ -156,21 +139,16 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
     let rows: Vec<[String; 4]> = list
         .iter()
         .map(|t| {
-            let kind = match t.mode {
-                Mode::Totp { period } => {
-                    format!("totp {} {} digits {period}s", t.algorithm, t.digits)
-                }
-                Mode::Hotp { .. } => format!("hotp {} {} digits", t.algorithm, t.digits),
+            let owner = match (&t.assigned_to, &t.device) {
+                (Some(user), Some(device)) => format!("{user} \"{device}\""),
+                (Some(user), None) => user.clone(),
+                _ => "(unassigned)".to_owned(),
             };
-            let owner = t.assigned.as_ref().map_or_else(
-                || "(unassigned)".to_owned(),
-                |a| format!("{} \"{}\"", a.user, a.device),
-            );
             [
                 t.serial.clone(),
-                kind,
+                format!("{} {} digits", t.kind, t.digits),
                 owner,
-                clock::format_local(t.imported_at),
+                clock::format_local(t.imported),
             ]
         })
         .collect();
@@ -181,69 +159,49 @@ fn list(target: &Target, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn remove(target: &Target, serial: &str) -> Result<(), CliError> {
-    let mut store = open_store(target)?;
-    let now = clock::now()?;
-    let tx = store.write()?;
-    inventory::remove(&tx, serial)?;
-    audit::record(
-        &tx,
-        now,
-        target.caller_uid,
-        "*",
-        "token-remove",
-        None,
-        Some(&format!("serial {serial}")),
-    )?;
-    tx.commit().map_err(pam_mfa::Error::from)?;
-    crate::audit::record(target, &format!("removed hardware token {serial:?}"));
+fn remove(link: &mut Link, serial: &str) -> Result<(), CliError> {
+    match link.ask(Request::TokensRemove {
+        serial: serial.to_owned(),
+    })? {
+        Response::Done => {}
+        other => return Err(unexpected(&other)),
+    }
     println!("Removed token {serial} from the inventory.");
     Ok(())
 }
 
+/// Registers a hardware token from the inventory. The daemon tells root exactly what is
+/// wrong; a user registering a token for themselves gets one answer for all of it, after
+/// a fixed time (the daemon waits it out), and each try counts toward their lock-out (the library's rule).
 pub fn enroll(
+    link: &mut Link,
     target: &Target,
     name: &str,
     serial: &str,
     code1: &str,
     code2: &str,
+    proof: Option<SecretBytes>,
 ) -> Result<(), CliError> {
-    let name = DeviceName::parse(name)?;
-    // Checked before the store is opened (or created), as register_token_as does again.
-    tokens::check_serial(serial).map_err(CliError::msg)?;
-    let mut store = open_store(target)?;
-    // Root, who holds the inventory, is told exactly what is wrong; a user registering a
-    // token for themselves gets one answer for all of it, and each try counts toward
-    // their lock-out (the rule is the library's, shared with mfad).
-    let started = std::time::Instant::now();
-    let registered = enrollment::register_token_as(
-        &mut store,
-        target.caller_uid,
-        &target.user,
-        &name,
-        serial,
-        code1.as_bytes(),
-        code2.as_bytes(),
-        clock::now()?,
-    );
-    if registered.is_err() && target.caller_uid != 0 {
-        enrollment::wait_out_token_refusal(started);
-    }
-    let mode = registered?;
-    crate::audit::record(
-        target,
-        &format!(
-            "registered hardware token {serial:?} as device {:?}",
-            name.as_str()
-        ),
-    );
+    let name = pam_mfa::names::DeviceName::parse(name)?;
+    let reply = match link.ask(Request::EnrollToken {
+        user: target.user.as_str().to_owned(),
+        name: name.as_str().to_owned(),
+        serial: serial.to_owned(),
+        code1: SecretBytes::from_slice(code1.as_bytes()),
+        code2: SecretBytes::from_slice(code2.as_bytes()),
+        proof,
+    })? {
+        Response::TokenRegistered(reply) => reply,
+        other => return Err(unexpected(&other)),
+    };
     println!(
         "Hardware token {serial} ({}) is active for {} as \"{name}\".",
-        match mode {
-            Mode::Totp { .. } => "time-based",
-            Mode::Hotp { .. } => "event-based",
+        if reply.event_based {
+            "event-based"
+        } else {
+            "time-based"
         },
-        target.user
+        reply.user
     );
     Ok(())
 }

@@ -15,6 +15,7 @@
 
 mod clock;
 mod command;
+mod daemon;
 mod pam;
 mod pam_flow;
 mod pam_syntax;
@@ -134,7 +135,12 @@ impl Root {
     }
 }
 
-pub fn run(db: Option<PathBuf>, user: Option<&str>, args: &Doctor) -> Result<ExitCode, CliError> {
+pub fn run(
+    db: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    user: Option<&str>,
+    args: &Doctor,
+) -> Result<ExitCode, CliError> {
     if !getuid().is_root() {
         return Err(CliError::msg(
             "doctor must be run as root: it reads the device store, which only root can, \
@@ -156,6 +162,12 @@ pub fn run(db: Option<PathBuf>, user: Option<&str>, args: &Doctor) -> Result<Exi
     findings.extend(pam.findings.iter().cloned());
     findings.extend(sshd::check(&root, &pam.lines));
     findings.extend(users::check(&root, &pam.lines, &stores));
+    // The running daemon is the running system's: checked for `/`, or when named.
+    if root.is_system() || socket.is_some() {
+        let socket = socket.unwrap_or_else(|| PathBuf::from(mfad::DEFAULT_SOCKET));
+        findings.extend(daemon::check(&socket, &default_store));
+    }
+    findings.extend(daemon::obsolete_db_arguments(&pam.lines));
 
     print(&findings, args.json)?;
     Ok(if findings.iter().any(|f| f.status == Status::Problem) {
