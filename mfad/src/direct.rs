@@ -26,7 +26,7 @@ impl Direct {
         let store = pam_mfa::store::Store::open_existing(db).map_err(|e| e.to_string())?;
         Ok(Self {
             service: Service::new(store, db.to_owned()),
-            log: Log::open(),
+            log: Log::syslog_only(),
         })
     }
 

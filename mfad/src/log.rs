@@ -17,6 +17,9 @@ type Backend = Logger<LoggerBackend, Formatter3164>;
 
 pub struct Log {
     logger: Mutex<Option<Backend>>,
+    /// Whether a line syslog does not take goes to stderr: the daemon's (the journal
+    /// keeps it), not `mfa --db`'s, whose stderr is the person's terminal.
+    stderr_fallback: bool,
 }
 
 fn connect() -> Option<Backend> {
@@ -42,6 +45,15 @@ impl Log {
     pub fn open() -> Self {
         Self {
             logger: Mutex::new(connect()),
+            stderr_fallback: true,
+        }
+    }
+
+    /// A log for the daemon's handlers run inside `mfa --db`: syslog only.
+    pub fn syslog_only() -> Self {
+        Self {
+            logger: Mutex::new(connect()),
+            stderr_fallback: false,
         }
     }
 
@@ -62,6 +74,8 @@ impl Log {
         {
             return;
         }
-        eprintln!("mfad: {message}");
+        if self.stderr_fallback {
+            eprintln!("mfad: {message}");
+        }
     }
 }
