@@ -266,9 +266,16 @@ grep -qx mfa "$root/var/lib/pam/seen" || fail "pam-auth-update has not registere
 grep -rq pam_mfa "$root/etc/pam.d" && fail "installing changed /etc/pam.d"
 # mfad.socket is enabled (deb-systemd-helper works without a running systemd), and the
 # postinst said that nothing started mfad here.
+# (deb-systemd-helper links to /lib/systemd/system/mfad.socket on a merged-/usr system,
+# where /lib is /usr/lib.)
 wants=/etc/systemd/system/sockets.target.wants/mfad.socket
-[ "$(readlink "$root$wants")" = /usr/lib/systemd/system/mfad.socket ] \
-    || fail "mfad.socket is not enabled: $wants -> $(readlink "$root$wants")"
+enabled() {
+    case $(readlink "$root$wants") in
+    /lib/systemd/system/mfad.socket | /usr/lib/systemd/system/mfad.socket) ;;
+    *) fail "mfad.socket is not enabled: $wants -> $(readlink "$root$wants")" ;;
+    esac
+}
+enabled
 grep -q "mfad was not started" "$work/apt.log" || fail "the postinst did not say that mfad is not running"
 
 step "mfa --help, as root and as a user"
@@ -456,7 +463,7 @@ expect_mode /usr/sbin/mfad "755 root root"
 [ -z "$(in_root dpkg-statoverride --list /usr/bin/mfa)" ] || fail "the setuid statoverride of mfa is still there"
 grep -q "removed the dpkg-statoverride" "$work/dpkg.log" || fail "the upgrade did not say it removed the override"
 grep -q "db= is obsolete" "$work/dpkg.log" || fail "the upgrade did not point out the obsolete db= lines"
-[ "$(readlink "$root$wants")" = /usr/lib/systemd/system/mfad.socket ] || fail "the upgrade did not enable mfad.socket"
+enabled
 expect_mode /var/lib/pam_mfa/devices.db "600 root root"
 
 start_syslog
