@@ -7,15 +7,24 @@
 # 2. the .rpm's file list (`rpm -qlp --dump`): files, owners and modes; and it installs
 #    into an empty scratch root with `rpm --root ... --nodeps -i`;
 # 3. the .deb in a fresh Debian root made with debootstrap (a chroot, so nothing on this
-#    machine changes): owners and modes, `mfa --help`, a TOTP enrollment and logins
-#    through pamtester with the installed module path; `pam-auth-update --enable mfa`
+#    machine changes): owners and modes (mfa not setuid), mfad.socket enabled, `mfa
+#    --help`; with the packaged /usr/sbin/mfad started by this script (no systemd in a
+#    chroot), a TOTP enrollment and logins through pamtester with the installed module
+#    path; `pam-auth-update --enable mfa`
 #    makes common-auth ask for the password and then the code (right password and code
 #    in, wrong code out, wrong password out, no device with the profile's nullok in); a
 #    reinstallation keeps the store and the enabled profile; the preinst refuses to
 #    install over a store whose schema is newer than the package knows (one above, in
 #    the WAL only), says why, and leaves the store and the installed package as they
 #    were; remove takes the profile out of common-auth and keeps the store; purge
-#    removes the store;
+#    removes the store and mfad.socket's enablement;
+# 3b. the upgrade from the previous version (the last one without mfad, built once per
+#    machine from git, see PACKAGE_TEST_PREVIOUS_REF below): a host whose PAM line says
+#    db=/var/lib/pam_mfa/devices.db and whose setuid mfa has a dpkg-statoverride; after
+#    the upgrade mfa has no setuid bit and no override, the store is kept and migrated
+#    (the devices registered before, the code used before still refused), a login
+#    through that line succeeds and syslog says db= is obsolete, and a line naming
+#    another store is refused with a pointer to socket=;
 # 4. the .rpm in that root, with its scriptlets: its %pre refuses a store of a newer
 #    schema likewise; a login through /usr/lib64/security/pam_mfa.so, and an erase that
 #    keeps the store.
@@ -23,14 +32,15 @@
 # (the USB transport, in a release build, finds no key and says so).
 #
 # Codes come from oathtool on this machine. Set PACKAGE_TEST_NO_BUILD=1 to test the
-# packages already in dist/. Needs root (debootstrap, chroot), and the network to a
+# packages already in dist/, PACKAGE_TEST_PREVIOUS_DEB=FILE to upgrade from that .deb
+# instead of building the previous version. Needs root (debootstrap, chroot), and the network to a
 # Debian mirror ($DEBIAN_MIRROR, default deb.debian.org). Downloads are kept in
 # $PAM_MFA_PKG_CACHE (default /var/cache/pam_mfa-packaging) for the next run.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 require_root "makes a Debian root with debootstrap"
-apt_install lintian rpm debootstrap oathtool sqlite3
+apt_install lintian rpm debootstrap oathtool sqlite3 python3
 begin=$(date +%s)
 
 if [ -z "${PACKAGE_TEST_NO_BUILD:-}" ]; then
@@ -49,7 +59,12 @@ fail() {
 
 work=$(mktemp -d /var/tmp/pam_mfa-package-test.XXXXXX)
 root=$work/root
+# The mfad (and the syslog listener) this script started in the root, if any.
+mfad_pid=
+syslog_pid=
 cleanup() {
+    stop_mfad
+    stop_syslog
     if mountpoint -q "$root/proc" 2>/dev/null && ! umount "$root/proc"; then
         echo "package-test: cannot unmount $root/proc; leaving $work" >&2
         return
@@ -57,6 +72,31 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
+
+# The previous version of the package, to upgrade from (3b): the last one before mfad
+# (issue 17), whose module opened the store itself and whose mfa was setuid. Built from
+# git with that version's own scripts/package.sh, once per machine (kept in the cache).
+previous_ref=${PACKAGE_TEST_PREVIOUS_REF:-8e6afcb558e78c3d5e6894053f1ff313fd761ed2}
+pkg_cache=${PAM_MFA_PKG_CACHE:-/var/cache/pam_mfa-packaging}
+previous_deb=${PACKAGE_TEST_PREVIOUS_DEB:-}
+if [ -z "$previous_deb" ]; then
+    kept=$pkg_cache/previous/$previous_ref
+    previous_deb=$(ls "$kept"/libpam-mfa_*.deb 2>/dev/null | head -n1 || :)
+    if [ -z "$previous_deb" ]; then
+        step "build the previous version ($previous_ref) into $kept, once per machine"
+        git cat-file -e "$previous_ref^{commit}" 2>/dev/null \
+            || fail "commit $previous_ref is not in this clone: fetch it, or set PACKAGE_TEST_PREVIOUS_DEB"
+        mkdir -p "$work/previous"
+        git archive "$previous_ref" | tar -x -C "$work/previous"
+        (cd "$work/previous" && scripts/package.sh) >"$work/previous.log" 2>&1 \
+            || { tail -n 30 "$work/previous.log"; fail "building the previous version"; }
+        mkdir -p "$kept"
+        cp "$work/previous"/dist/libpam-mfa_*.deb "$kept/"
+        rm -rf "$work/previous"
+        previous_deb=$(ls "$kept"/libpam-mfa_*.deb | head -n1)
+    fi
+fi
+[ -f "$previous_deb" ] || fail "no previous .deb: $previous_deb"
 
 # ---------------------------------------------------------------------------------------
 step "lintian $deb"
@@ -70,10 +110,14 @@ cat "$work/rpm-dump"
 for expected in \
     "/usr/lib64/security/pam_mfa.so 0100755 root root" \
     "/usr/lib64/security/libpam_mfa_keys.so 0100755 root root" \
-    "/usr/bin/mfa 0104755 root root" \
+    "/usr/bin/mfa 0100755 root root" \
+    "/usr/sbin/mfad 0100755 root root" \
+    "/usr/lib/systemd/system/mfad.socket 0100644 root root" \
+    "/usr/lib/systemd/system/mfad.service 0100644 root root" \
     "/usr/lib/tmpfiles.d/pam_mfa.conf 0100644 root root" \
     "/var/lib/pam_mfa 040700 root root" \
     "/usr/share/man/man8/pam_mfa.8.gz 0100644 root root" \
+    "/usr/share/man/man8/mfad.8.gz 0100644 root root" \
     "/usr/share/man/man1/mfa.1.gz 0100644 root root" \
     "/usr/share/man/man1/mfa-enroll-totp.1.gz 0100644 root root" \
     "/usr/share/bash-completion/completions/mfa 0100644 root root" \
@@ -100,7 +144,8 @@ rpm --root "$scratch" --dbpath /var/lib/rpm --nodeps --noscripts -i "$rpmfile" \
     || fail "rpm: module mode"
 [ "$(stat -c '%a %U %G' "$scratch/usr/lib64/security/libpam_mfa_keys.so")" = "755 root root" ] \
     || fail "rpm: security-key library mode"
-[ "$(stat -c '%a %U %G' "$scratch/usr/bin/mfa")" = "4755 root root" ] || fail "rpm: mfa mode"
+[ "$(stat -c '%a %U %G' "$scratch/usr/bin/mfa")" = "755 root root" ] || fail "rpm: mfa mode"
+[ "$(stat -c '%a %U %G' "$scratch/usr/sbin/mfad")" = "755 root root" ] || fail "rpm: mfad mode"
 [ "$(stat -c '%a %U %G' "$scratch/var/lib/pam_mfa")" = "700 root root" ] || fail "rpm: store dir"
 rpm --root "$scratch" --dbpath /var/lib/rpm -V --nodeps pam_mfa || fail "rpm -V"
 
@@ -110,7 +155,7 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 # debootstrap keeps the .debs it downloaded here for the next run (as package.sh keeps
 # cargo-deb).
-cache=${PAM_MFA_PKG_CACHE:-/var/cache/pam_mfa-packaging}/debootstrap
+cache=$pkg_cache/debootstrap
 mkdir -p "$cache"
 t0=$(date +%s)
 debootstrap --variant=minbase --cache-dir="$cache" \
@@ -126,8 +171,68 @@ expect_mode() { # path "mode owner group"
 }
 gone() { # path...
     for p in "$@"; do
-        [ ! -e "$root$p" ] || fail "$p is still there"
+        [ ! -e "$root$p" ] && [ ! -L "$root$p" ] || fail "$p is still there"
     done
+}
+
+# mfad, the packaged /usr/sbin/mfad, started in the root as its postinst asks where no
+# systemd runs (a chroot has none), with the defaults: the store /var/lib/pam_mfa and the
+# socket /run/pam_mfa/mfad.sock, both inside the root. Its output goes to mfad.log.
+socket=$root/run/pam_mfa/mfad.sock
+start_mfad() {
+    [ -z "$mfad_pid" ] || fail "mfad is already running"
+    rm -f "$socket"
+    chroot "$root" env -i PATH=/usr/sbin:/usr/bin /usr/sbin/mfad >>"$work/mfad.log" 2>&1 &
+    mfad_pid=$!
+    i=0
+    while [ ! -S "$socket" ]; do
+        if [ $i -ge 100 ] || ! kill -0 "$mfad_pid" 2>/dev/null; then
+            tail -n 20 "$work/mfad.log"
+            fail "mfad did not start"
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+stop_mfad() {
+    if [ -n "$mfad_pid" ]; then
+        kill "$mfad_pid" 2>/dev/null || :
+        wait "$mfad_pid" 2>/dev/null || :
+        mfad_pid=
+    fi
+}
+# A syslog daemon for the root: what the module and mfad log through /dev/log, one
+# message a line, into $work/syslog.
+start_syslog() {
+    python3 -c '
+import os, socket, sys
+path, out = sys.argv[1], sys.argv[2]
+try:
+    os.unlink(path)
+except FileNotFoundError:
+    pass
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+os.chmod(path, 0o666)
+with open(out, "ab", buffering=0) as f:
+    while True:
+        f.write(s.recv(65536).rstrip(b"\n") + b"\n")
+' "$root/dev/log" "$work/syslog" &
+    syslog_pid=$!
+    i=0
+    while [ ! -S "$root/dev/log" ]; do
+        [ $i -lt 50 ] || fail "the syslog listener did not start"
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+stop_syslog() {
+    if [ -n "$syslog_pid" ]; then
+        kill "$syslog_pid" 2>/dev/null || :
+        wait "$syslog_pid" 2>/dev/null || :
+        syslog_pid=
+        rm -f "$root/dev/log"
+    fi
 }
 
 cp /etc/resolv.conf "$root/etc/resolv.conf"
@@ -141,11 +246,13 @@ in_root apt-get install -y -q --no-install-recommends "/tmp/$(basename "$deb")" 
 step "files, owners and modes"
 expect_mode "$module" "644 root root"
 expect_mode "$(dirname "$module")/libpam_mfa_keys.so" "644 root root"
-expect_mode /usr/bin/mfa "4755 root root"
+expect_mode /usr/bin/mfa "755 root root"
+expect_mode /usr/sbin/mfad "755 root root"
 expect_mode /var/lib/pam_mfa "700 root root"
 expect_mode /usr/share/pam-configs/mfa "644 root root"
 expect_mode /usr/lib/tmpfiles.d/pam_mfa.conf "644 root root"
-for f in /usr/share/man/man8/pam_mfa.8.gz /usr/share/man/man1/mfa.1.gz \
+for f in /usr/share/man/man8/pam_mfa.8.gz /usr/share/man/man8/mfad.8.gz /usr/share/man/man1/mfa.1.gz \
+    /usr/lib/systemd/system/mfad.socket /usr/lib/systemd/system/mfad.service \
     /usr/share/bash-completion/completions/mfa /usr/share/zsh/vendor-completions/_mfa \
     /usr/share/fish/vendor_completions.d/mfa.fish /usr/share/doc/libpam-mfa/copyright \
     /usr/share/doc/libpam-mfa/changelog.Debian.gz; do
@@ -157,6 +264,19 @@ grep -qx mfa "$root/var/lib/pam/seen" || fail "pam-auth-update has not registere
 [ "$(cat "$root/etc/pam.d/common-auth")" = "$auth_before" ] \
     || fail "installing changed common-auth"
 grep -rq pam_mfa "$root/etc/pam.d" && fail "installing changed /etc/pam.d"
+# mfad.socket is enabled (deb-systemd-helper works without a running systemd), and the
+# postinst said that nothing started mfad here.
+# (deb-systemd-helper links to /lib/systemd/system/mfad.socket on a merged-/usr system,
+# where /lib is /usr/lib.)
+wants=/etc/systemd/system/sockets.target.wants/mfad.socket
+enabled() {
+    case $(readlink "$root$wants") in
+    /lib/systemd/system/mfad.socket | /usr/lib/systemd/system/mfad.socket) ;;
+    *) fail "mfad.socket is not enabled: $wants -> $(readlink "$root$wants")" ;;
+    esac
+}
+enabled
+grep -q "mfad was not started" "$work/apt.log" || fail "the postinst did not say that mfad is not running"
 
 step "mfa --help, as root and as a user"
 in_root mfa --help | grep -q "Register and manage" || fail "mfa --help"
@@ -167,6 +287,10 @@ for u in alice bob carol; do
     echo "$u:pw-$u-right" | in_root chpasswd
 done
 in_root su -s /bin/sh alice -c 'mfa --help' >/dev/null || fail "mfa --help as alice"
+in_root mfad --help | grep -q -- "--socket" || fail "mfad --help"
+
+step "start /usr/sbin/mfad in the root"
+start_mfad
 
 # Registers a TOTP device NAME for USER with two consecutive codes, the previous and the
 # current one, and prints the next one, which the user's first login may use.
@@ -253,6 +377,8 @@ grep -q pam_mfa "$root/etc/pam.d/common-auth" || fail "the enabled profile was l
 in_root mfa --user bob list | grep -q phone || fail "bob's device was lost"
 
 step "downgrade below the store's schema: the preinst refuses, nothing changes (issue 16)"
+# mfad holds the store open and could fold the WAL into the main file: stopped here.
+stop_mfad
 store=$root/var/lib/pam_mfa/devices.db
 refusal="pam_mfa: refusing to install this version over the device store /var/lib/pam_mfa/devices.db"
 # The installed mfa migrated the store to the schema this build knows; one above it is a
@@ -279,17 +405,20 @@ grep -qF "restore the copy of the store saved before" "$work/dpkg.log" || fail "
 [ "$(sums)" = "$before" ] || fail "the refused installation changed the store"
 [ "$(in_root dpkg-query -W -f='${db:Status-Abbrev}' libpam-mfa)" = "ii " ] \
     || fail "the refused installation left libpam-mfa $(in_root dpkg-query -W -f='${db:Status-Abbrev}' libpam-mfa)"
-expect_mode /usr/bin/mfa "4755 root root"
+expect_mode /usr/bin/mfa "755 root root"
 # Back to the version the installed package knows, for the steps below.
 sqlite3 "$store" "PRAGMA user_version = $known" >/dev/null
+start_mfad
 in_root mfa --user bob list | grep -q phone || fail "bob's device after the refused downgrade"
 
-step "remove: profile out of common-auth, module and mfa gone, store kept"
+step "remove: profile out of common-auth, module, mfa and mfad gone, store kept"
+stop_mfad
 in_root apt-get remove -y -q libpam-mfa >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "remove"; }
 grep -q pam_mfa "$root/etc/pam.d/common-auth" && fail "common-auth still loads pam_mfa"
 grep -q "still used in:.*/etc/pam.d/mfa-module" "$work/apt.log" \
     || { cat "$work/apt.log"; fail "remove did not warn about the hand-written /etc/pam.d/mfa-module"; }
-gone "$module" "$(dirname "$module")/libpam_mfa_keys.so" /usr/bin/mfa /usr/share/pam-configs/mfa /usr/lib/tmpfiles.d/pam_mfa.conf
+gone "$module" "$(dirname "$module")/libpam_mfa_keys.so" /usr/bin/mfa /usr/sbin/mfad /usr/share/pam-configs/mfa \
+    /usr/lib/tmpfiles.d/pam_mfa.conf /usr/lib/systemd/system/mfad.socket /usr/lib/systemd/system/mfad.service
 expect_mode /var/lib/pam_mfa "700 root root"
 expect_mode /var/lib/pam_mfa/devices.db "600 root root"
 ok "common-auth after remove: password only" mfa-common bob pw-bob-right
@@ -303,8 +432,69 @@ in_root dpkg-query -W -f='${db:Status-Status}\n' libpam-mfa 2>/dev/null | grep -
 [ "$(cat "$root/etc/pam.d/common-auth")" = "$auth_before" ] \
     || fail "common-auth differs from before the installation"
 left=$(cd "$root" && find usr etc var -name '*pam_mfa*' -o -name 'mfa' -o -name '_mfa' -o -name 'mfa.fish' \
-    -o -name 'libpam-mfa*' | grep -v -e '^etc/pam.d/mfa-' -e '^tmp/' || :)
+    -o -name 'libpam-mfa*' -o -name '*mfad*' | grep -v -e '^etc/pam.d/mfa-' -e '^tmp/' || :)
 [ -z "$left" ] || fail "left behind after purge: $left"
+
+# ---------------------------------------------------------------------------------------
+step "upgrade from the previous version ($(basename "$previous_deb")): db= in PAM lines, a setuid mfa"
+cp "$previous_deb" "$root/tmp/previous.deb"
+in_root apt-get install -y -q --no-install-recommends /tmp/previous.deb >"$work/apt.log" 2>&1 \
+    || { tail -n 30 "$work/apt.log"; fail "installing the previous version"; }
+[ -u "$root/usr/bin/mfa" ] || fail "$(basename "$previous_deb") has no setuid mfa: not the version before mfad"
+gone /usr/sbin/mfad
+# An administrator's override that keeps the setuid bit (the upgrade must drop it).
+in_root dpkg-statoverride --update --add root root 4755 /usr/bin/mfa
+in_root useradd -m erin
+echo "erin:pw-erin-right" | in_root chpasswd
+erin_code=$(enroll erin phone)
+enroll erin tablet >/dev/null
+erin_tablet_secret=$secret
+printf 'auth required pam_mfa.so db=/var/lib/pam_mfa/devices.db\naccount required pam_permit.so\n' \
+    >"$root/etc/pam.d/mfa-upgrade"
+printf 'auth required pam_mfa.so db=/var/lib/pam_mfa/other.db\naccount required pam_permit.so\n' \
+    >"$root/etc/pam.d/mfa-otherdb"
+ok "previous version: erin, right code, db= line" mfa-upgrade erin "$erin_code"
+schema_before=$(sqlite3 "$store" 'PRAGMA user_version')
+
+in_root dpkg -i "/tmp/$(basename "$deb")" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "the upgrade"; }
+cat "$work/dpkg.log"
+expect_mode /usr/bin/mfa "755 root root"
+expect_mode /usr/sbin/mfad "755 root root"
+[ -z "$(in_root dpkg-statoverride --list /usr/bin/mfa)" ] || fail "the setuid statoverride of mfa is still there"
+grep -q "removed the dpkg-statoverride" "$work/dpkg.log" || fail "the upgrade did not say it removed the override"
+grep -q "db= is obsolete" "$work/dpkg.log" || fail "the upgrade did not point out the obsolete db= lines"
+enabled
+expect_mode /var/lib/pam_mfa/devices.db "600 root root"
+
+start_syslog
+start_mfad
+in_root mfa --user erin list >"$work/list.log" || { cat "$work/list.log"; fail "mfa list after the upgrade"; }
+grep -q phone "$work/list.log" && grep -q tablet "$work/list.log" || { cat "$work/list.log"; fail "erin's devices were lost"; }
+# The new version's schema, as its preinst knows it (package.sh baked it in there).
+known=$(sed -n 's/^pam_mfa_known_schema=\([0-9]*\)$/\1/p' "$root/var/lib/dpkg/info/libpam-mfa.preinst")
+[ -n "$known" ] || fail "no pam_mfa_known_schema in the installed preinst"
+schema_after=$(sqlite3 "$store" 'PRAGMA user_version')
+[ "$schema_after" = "$known" ] || fail "the store has schema $schema_after after the upgrade (was $schema_before), expected $known"
+echo "store schema: $schema_before before the upgrade, $schema_after after"
+refused "after the upgrade: the code used before it" mfa-upgrade erin "$erin_code"
+ok "after the upgrade: erin, right code, the db= line naming the store mfad serves" \
+    mfa-upgrade erin "$(oathtool --totp -b -N "now + 30 seconds" "$erin_tablet_secret")"
+grep -i 'pam_mfa' "$work/syslog" | grep -i 'obsolete' | grep -q 'db=' \
+    || { cat "$work/syslog"; fail "syslog does not say that db= is obsolete"; }
+refused "after the upgrade: db= naming another store" mfa-otherdb erin "$(wrong "$erin_code")"
+cat "$work/pamtester.log" "$work/syslog" | grep -q 'socket=' \
+    || { cat "$work/syslog"; fail "the refusal of another db= does not point to socket="; }
+grep -i 'pam_mfa' "$work/syslog" || :
+
+step "mfad down: a login fails closed (PAM_AUTHINFO_UNAVAIL), and works again once it is back"
+stop_mfad
+refused "mfad not running" mfa-upgrade erin "$(oathtool --totp -b -N "now + 30 seconds" "$erin_tablet_secret")"
+grep -qi "Authentication information cannot be recovered" "$work/pamtester.log" \
+    || { cat "$work/pamtester.log"; fail "not PAM_AUTHINFO_UNAVAIL with mfad down"; }
+stop_syslog
+in_root dpkg --purge libpam-mfa >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "purge after the upgrade"; }
+rm -f "$root/etc/pam.d/mfa-upgrade" "$root/etc/pam.d/mfa-otherdb" "$root/tmp/previous.deb"
+gone /var/lib/pam_mfa /usr/bin/mfa "$wants"
 
 # ---------------------------------------------------------------------------------------
 step "the .rpm in the same root, with its scriptlets"
@@ -329,19 +519,23 @@ grep -i -e warning -e error "$work/rpm.log" | grep -v -e 'should not be used dir
     && fail "rpm -i: $(cat "$work/rpm.log")"
 expect_mode /usr/lib64/security/pam_mfa.so "755 root root"
 expect_mode /usr/lib64/security/libpam_mfa_keys.so "755 root root"
-expect_mode /usr/bin/mfa "4755 root root"
+expect_mode /usr/bin/mfa "755 root root"
+expect_mode /usr/sbin/mfad "755 root root"
 expect_mode /var/lib/pam_mfa "700 root root"
+grep -q "mfad was not started" "$work/rpm.log" || fail "the rpm's %post did not say that mfad is not running"
+start_mfad
 printf 'auth required /usr/lib64/security/pam_mfa.so\naccount required pam_permit.so\n' \
     >"$root/etc/pam.d/mfa-rpm"
 carol_code=$(enroll carol phone)
 refused "rpm module: carol, wrong code" mfa-rpm carol "$(wrong "$carol_code")"
 ok "rpm module: carol, right code" mfa-rpm carol "$carol_code"
 key_login_reaches_library mfa-rpm dave
+stop_mfad
 rpm --root "$root" --dbpath /var/lib/rpm -e pam_mfa >"$work/rpm.log" 2>&1 \
     || { cat "$work/rpm.log"; fail "rpm -e"; }
 cat "$work/rpm.log"
 grep -q "still used in:.*/etc/pam.d/mfa-rpm" "$work/rpm.log" || fail "rpm -e did not warn about /etc/pam.d/mfa-rpm"
-gone /usr/lib64/security/pam_mfa.so /usr/lib64/security/libpam_mfa_keys.so /usr/bin/mfa
+gone /usr/lib64/security/pam_mfa.so /usr/lib64/security/libpam_mfa_keys.so /usr/bin/mfa /usr/sbin/mfad
 expect_mode /var/lib/pam_mfa/devices.db "600 root root"
 
 echo "package-test: all checks passed in $(($(date +%s) - begin)) s"

@@ -28,27 +28,30 @@ install_tool() { # crate version
 install_tool cargo-deb "$CARGO_DEB_VERSION"
 export PATH="$tools/bin:$PATH"
 
-# The release build of just the module, its security-key library, mfa and gen-docs: no test-only feature
-# (soft-fido2) gets in, and gen-docs reuses the release build of the other two.
-cargo build --release --locked -p pam_mfa -p pam_mfa_keys -p enroll-cli -p pam_mfa-packaging
+# The release build of just the module (crate pam_mfa_module), its security-key library,
+# mfa, the daemon mfad and gen-docs: no test-only feature (soft-fido2) gets in, and
+# gen-docs reuses the release build of the others.
+cargo build --release --locked -p pam_mfa_module -p pam_mfa_keys -p enroll-cli -p mfad \
+    -p pam_mfa-packaging
 
 triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 stage=dist/stage
 rm -rf "$stage"
 mkdir -p "$stage"
 target/release/gen-docs "$stage/gen" >/dev/null
-install -D -m 0644 target/release/libpam_mfa.so "$stage/usr/lib/$triplet/security/pam_mfa.so"
+install -D -m 0644 target/release/libpam_mfa_module.so "$stage/usr/lib/$triplet/security/pam_mfa.so"
 # The security-key half of the module, which pam_mfa.so loads from its own directory only
 # for a login with a security key (README.md, "Performance").
 install -D -m 0644 target/release/libpam_mfa_keys.so "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so"
-install -D -m 4755 target/release/mfa "$stage/usr/bin/mfa"
+# mfa is not setuid: it asks mfad, which decides from the caller's uid what it may do.
+install -D -m 0755 target/release/mfa "$stage/usr/bin/mfa"
+install -D -m 0755 target/release/mfad "$stage/usr/sbin/mfad"
 strip --strip-unneeded --remove-section=.comment "$stage/usr/lib/$triplet/security/pam_mfa.so" \
-    "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so" "$stage/usr/bin/mfa"
-chmod 4755 "$stage/usr/bin/mfa" # strip rewrites the file
+    "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so" "$stage/usr/bin/mfa" "$stage/usr/sbin/mfad"
 # The software FIDO2 authenticator of the tests must never ship; its compile_error!
 # guards debug-less builds, and this guards what is actually packaged.
 for f in "$stage/usr/lib/$triplet/security/pam_mfa.so" \
-    "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so" "$stage/usr/bin/mfa"; do
+    "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so" "$stage/usr/bin/mfa" "$stage/usr/sbin/mfad"; do
     if grep -q PAM_MFA_SOFT_FIDO2 "$f"; then
         die "$f contains the tests' software authenticator; build without the soft-fido2 feature"
     fi
@@ -57,7 +60,9 @@ mkdir -p "$stage/usr/share/man/man1" "$stage/usr/share/man/man8"
 for page in "$stage"/gen/man/*.1; do
     gzip -9n -c "$page" >"$stage/usr/share/man/man1/$(basename "$page").gz"
 done
-gzip -9n -c "$stage/gen/man/pam_mfa.8" >"$stage/usr/share/man/man8/pam_mfa.8.gz"
+for page in pam_mfa.8 mfad.8; do
+    gzip -9n -c "$stage/gen/man/$page" >"$stage/usr/share/man/man8/$page.gz"
+done
 mv "$stage/gen/completions" "$stage/completions"
 
 # The pre-install check that refuses a downgrade below the store's schema

@@ -60,6 +60,7 @@
 
 pub mod activation;
 mod admin;
+pub mod args;
 pub mod authorise;
 pub mod conn;
 mod direct;
@@ -71,6 +72,7 @@ mod selfservice;
 pub mod service;
 mod tickets;
 
+pub use args::Args;
 pub use direct::Direct;
 
 /// Where the daemon listens unless told otherwise (systemd's `mfad.socket` uses it too).

@@ -3,25 +3,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 
-use mfad::{DEFAULT_SOCKET, activation, conn, log, queue, service};
-
-/// The pam_mfa daemon: serves logins and `mfa` from the device store.
-#[derive(Debug, Parser)]
-#[command(name = "mfad", version)]
-struct Args {
-    /// The device store.
-    #[arg(long, value_name = "PATH", default_value = pam_mfa::store::DEFAULT_PATH)]
-    db: PathBuf,
-    /// The socket to listen on (ignored when systemd passes one).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
-}
+use mfad::{Args, activation, conn, log, queue, service};
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -6,6 +6,8 @@
 //!   (`enroll_cli::cli`), so they say what `mfa --help` says;
 //! - `OUT_DIR/man/pam_mfa.8`, whose OPTIONS are the table the module's argument parser
 //!   accepts (`pam_mfa::pam::args::ARGUMENTS`);
+//! - `OUT_DIR/man/mfad.8`, the daemon's page, its synopsis and OPTIONS from the clap
+//!   definition `mfad` parses with (`mfad::Args`);
 //! - `OUT_DIR/completions/{mfa.bash,_mfa,mfa.fish}` for bash, zsh and fish (clap_complete);
 //! - `OUT_DIR/schema-version`: the store schema this build knows
 //!   (`pam_mfa::store::SCHEMA_VERSION`), which scripts/package.sh bakes into the packages'
@@ -56,6 +58,10 @@ fn generate(out: &Path) -> io::Result<Vec<PathBuf>> {
 
     let path = man.join("pam_mfa.8");
     fs::write(&path, pam_mfa_8())?;
+    written.push(path);
+
+    let path = man.join("mfad.8");
+    fs::write(&path, mfad_8()?)?;
     written.push(path);
 
     let path = out.join("schema-version");
@@ -261,6 +267,91 @@ fn pam_mfa_8() -> String {
     r.to_roff()
 }
 
+/// The daemon's manual page: clap_mangen's title, name, synopsis and options from
+/// `mfad::Args`, with the sections a daemon's page needs around them.
+fn mfad_8() -> io::Result<Vec<u8>> {
+    let version = format!("pam_mfa {}", env!("CARGO_PKG_VERSION"));
+    let man = clap_mangen::Man::new(mfad::Args::command())
+        .section("8")
+        .source(version)
+        .manual("System Manager's Manual");
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+
+    let mut r = Roff::new();
+    r.control("SH", ["DESCRIPTION"]);
+    paragraph(
+        &mut r,
+        "mfad is the only process that opens pam_mfa's device store. pam_mfa.so (in sshd, \
+         sudo, su, login, screen lockers) and mfa(1) ask it over a UNIX socket; it runs every \
+         check and change (codes, replay and lock-out, registration, policy, recovery and \
+         bypass codes, audit) and logs to syslog (facility authpriv), never a code or a \
+         secret. It runs in the foreground as root.",
+    );
+    paragraph(
+        &mut r,
+        "What a caller may ask is decided from its credentials on the socket (SO_PEERCRED), \
+         never from the message: a user acts only on their own account, root on any. Each \
+         connection has deadlines and a size limit, each user a connection cap, and root's \
+         requests are served before users', so no client can make the store wait.",
+    );
+    paragraph(
+        &mut r,
+        "Under systemd, mfad.socket listens and starts mfad.service on the first \
+         connection; the socket passed by systemd is used and --socket is ignored. Without \
+         systemd, start mfad yourself under a supervisor that restarts it.",
+    );
+    paragraph(
+        &mut r,
+        "While mfad is not running or does not answer in time, every login through \
+         pam_mfa.so fails with PAM_AUTHINFO_UNAVAIL (see pam_mfa(8)), and mfa says the \
+         daemon is unreachable; root's mfa --db PATH works on the store file directly.",
+    );
+    page.extend_from_slice(r.to_roff().as_bytes());
+
+    man.render_options_section(&mut page)?;
+
+    let mut r = Roff::new();
+    r.control("SH", ["EXIT STATUS"]);
+    paragraph(
+        &mut r,
+        "1 if the store is unsafe (not root's alone), damaged or from a newer version, or \
+         the socket cannot be listened on; the reason is on standard error and in syslog.",
+    );
+    r.control("SH", ["FILES"]);
+    for (file, what) in [
+        (
+            pam_mfa::store::DEFAULT_PATH,
+            "The device store (directory mode 0700, file 0600, both owned by root).",
+        ),
+        (
+            mfad::DEFAULT_SOCKET,
+            "The socket (mode 0666: callers are told apart by their credentials).",
+        ),
+        (
+            "/usr/lib/systemd/system/mfad.socket, mfad.service",
+            "The systemd units.",
+        ),
+    ] {
+        r.control("TP", []);
+        r.text([italic(file)]);
+        r.text([roman(what)]);
+    }
+    r.control("SH", ["SEE ALSO"]);
+    r.text([
+        bold("pam_mfa"),
+        roman("(8), "),
+        bold("mfa"),
+        roman("(1), "),
+        bold("systemd.socket"),
+        roman("(5)"),
+    ]);
+    page.extend_from_slice(r.to_roff().as_bytes());
+    Ok(page)
+}
+
 fn paragraph(r: &mut Roff, text: &str) {
     r.control("PP", []);
     r.text([roman(text)]);
@@ -281,6 +372,21 @@ fn example(r: &mut Roff, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mfad_page_has_its_options() -> io::Result<()> {
+        let page = String::from_utf8_lossy(&mfad_8()?).into_owned();
+        for needle in [
+            "mfad",
+            "\\-\\-db",
+            "\\-\\-socket",
+            "SO_PEERCRED",
+            "PAM_AUTHINFO_UNAVAIL",
+        ] {
+            assert!(page.contains(needle), "{needle} missing from:\n{page}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn every_argument_is_in_the_manual() {
