@@ -5,7 +5,7 @@
 //!   with clap_mangen from the clap definition `mfa` parses its arguments with
 //!   (`enroll_cli::cli`), so they say what `mfa --help` says;
 //! - `OUT_DIR/man/pam_mfa.8`, whose OPTIONS are the table the module's argument parser
-//!   accepts (`pam_mfa::pam::args::ARGUMENTS`);
+//!   accepts (`pam_mfa_module::args::ARGUMENTS`);
 //! - `OUT_DIR/completions/{mfa.bash,_mfa,mfa.fish}` for bash, zsh and fish (clap_complete);
 //! - `OUT_DIR/schema-version`: the store schema this build knows
 //!   (`pam_mfa::store::SCHEMA_VERSION`), which scripts/package.sh bakes into the packages'
@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use pam_mfa::pam::args::ARGUMENTS;
+use pam_mfa_module::args::ARGUMENTS;
 use roff::{Roff, bold, italic, roman};
 
 fn main() -> ExitCode {

@@ -1,12 +1,13 @@
-//! Logging in with a touch: asking a plugged-in key to prove one of the user's
-//! credentials (getAssertion) and checking its answer, shared by the login (through
-//! `libpam_mfa_keys.so` and the PAM conversation) and by `mfa` when a user proves an
-//! existing device with a touch. What is decided here is recorded by the caller in the
-//! store, which checks the sign count again inside its write transaction.
+//! Logging in with a touch, in two halves that may run in different processes: asking a
+//! plugged-in key to sign a given challenge for one of the user's credentials
+//! ([`assert_over`], the client: `libpam_mfa_keys.so` for the PAM module, `mfa` in the
+//! user's own process) and checking its answer ([`check_answer`], the relying party:
+//! `mfad`, which issued the challenge). [`authenticate`] runs both in one process. What is
+//! decided here is recorded by the caller in the store, which checks the sign count again
+//! inside its write transaction.
 
 use std::time::Duration;
 
-use super::Pin;
 use super::transport::{GetAssertionRequest, RawAssertion, Transport, TransportError};
 use super::verify::{self, Rejection, StoredCredential};
 
@@ -66,12 +67,37 @@ pub enum KeyFailure {
     },
 }
 
-/// The person at the key, reached through whatever the caller talks through.
-pub trait Person<E> {
-    /// The key's PIN (asked with echo off); `None` when nothing usable was typed.
-    fn pin(&mut self) -> Result<Option<Pin>, E>;
-    /// Tells the person to touch the key; a courtesy that cannot fail the ceremony.
-    fn touch_cue(&mut self);
+/// The person at the key (one definition, shared with the module through the keys
+/// interface crate).
+pub use pam_mfa_keys_abi::Person;
+
+/// A key's answer to [`assert_over`]: the RP id and allow list of the request it
+/// answered, and the answer as the key sent it.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub rp_id: String,
+    pub allow: Vec<Vec<u8>>,
+    pub assertion: RawAssertion,
+}
+
+/// The client half: asks the plugged-in key to sign `challenge` for one of
+/// `credentials` (only their ids, RP ids and `uv_required` are used; the public keys and
+/// sign counts may be empty). Nothing is verified: the relying party checks the answer
+/// with [`check_answer`] against the challenge it issued.
+///
+/// One getAssertion request is made per RP id the credentials were registered under
+/// (almost always one), each with all of that RP's credentials in the allow list. The PIN
+/// is asked for only when a credential requires verification and the key has one set.
+/// A key that is not plugged in is reported as [`KeyFailure::NoKey`] before anything is
+/// asked of the person. The outer error is the caller's own (a failed conversation).
+pub fn assert_over<E>(
+    transport: &dyn Transport,
+    credentials: &[Credential],
+    challenge: [u8; 32],
+    timeout: Duration,
+    person: &mut dyn Person<E>,
+) -> Result<Result<Answered, KeyFailure>, E> {
+    get_assertion(transport, credentials, challenge, timeout, person)
 }
 
 /// Asks the plugged-in key to prove one of `credentials` and verifies the answer
@@ -97,19 +123,24 @@ pub fn authenticate<E>(
         Ok(c) => c,
         Err(e) => return Ok(Err(KeyFailure::Device(format!("no random challenge: {e}")))),
     };
-    let (allow, assertion) =
-        match get_assertion(transport, credentials, challenge, timeout, person)? {
-            Ok(answer) => answer,
-            Err(failure) => return Ok(Err(failure)),
-        };
-    Ok(check_answer(credentials, &allow, &assertion, &challenge))
+    let answered = match assert_over(transport, credentials, challenge, timeout, person)? {
+        Ok(answer) => answer,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    Ok(check_answer(
+        credentials,
+        &answered.allow,
+        &answered.assertion,
+        &challenge,
+    ))
 }
 
 /// Which of `credentials` answered, and whether its answer verifies.
 ///
 /// A key may leave the credential out of its answer only when the allow list had a
 /// single entry; a credential outside the allow list is refused even if it is the user's.
-fn check_answer(
+/// `challenge` is the one the relying party issued (never one the client reports).
+pub fn check_answer(
     credentials: &[Credential],
     allow: &[Vec<u8>],
     assertion: &RawAssertion,
@@ -144,17 +175,15 @@ fn check_answer(
         })
 }
 
-/// A key's answer, with the allow list of the request it answered.
-type Answer = (Vec<Vec<u8>>, RawAssertion);
-
-/// The getAssertion requests: the allow list of the one that was answered, and the answer.
+/// The getAssertion requests: the RP id and allow list of the one that was answered, and
+/// the answer.
 fn get_assertion<E>(
     transport: &dyn Transport,
     credentials: &[Credential],
     challenge: [u8; 32],
     timeout: Duration,
     person: &mut dyn Person<E>,
-) -> Result<Result<Answer, KeyFailure>, E> {
+) -> Result<Result<Answered, KeyFailure>, E> {
     let mut groups: Vec<(&str, Vec<Vec<u8>>, bool)> = Vec::new();
     for c in credentials {
         match groups.iter_mut().find(|(rp, _, _)| *rp == c.rp_id) {
@@ -198,7 +227,13 @@ fn get_assertion<E>(
             timeout,
         };
         match transport.get_assertion(&request) {
-            Ok(assertion) => return Ok(Ok((allow, assertion))),
+            Ok(assertion) => {
+                return Ok(Ok(Answered {
+                    rp_id: rp_id.to_owned(),
+                    allow,
+                    assertion,
+                }));
+            }
             Err(TransportError::NoCredentials) if i + 1 < count => {}
             Err(e) => {
                 last = e.into();

@@ -1,19 +1,29 @@
-//! The PAM entry points: a thin layer that turns PAM's calling convention into calls to
-//! [`crate::login`], and every outcome into a PAM result plus one syslog line.
+//! pam_mfa's PAM module (`libpam_mfa_module.so`, installed as `pam_mfa.so`): a client of
+//! `mfad`. It parses its arguments, asks the daemon every question about the store over
+//! its socket ([`client`]), and talks to the person through the PAM conversation; it
+//! links neither SQLite nor the FIDO2/USB stack (the key ceremony is in
+//! `libpam_mfa_keys.so`, loaded only for a key login; the daemon issues the challenge and
+//! checks the answer). Every outcome becomes a PAM result plus one syslog line.
 //!
 //! Rules for code in here, because it runs inside sshd, sudo and login: never print, never
-//! exit, never panic (the `pam_hooks!` guard turns a stray one into `PAM_ABORT`, and the
-//! crate denies the constructs that cause them), start no threads, and never return
-//! `PAM_SUCCESS` from an error path.
+//! exit, never panic (the guard turns a stray one into a refusal, and the crate denies
+//! the constructs that cause them), start no threads, and never return `PAM_SUCCESS` from
+//! an error path. A daemon that cannot be reached or does not answer in time is
+//! `PAM_AUTHINFO_UNAVAIL` (the convention of pam_sss and pam_ldap).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod args;
+pub mod client;
 mod enroll_at_login;
 pub mod keys_library;
 mod login_hold;
+pub mod panic_guard;
 mod security_key;
 mod syslog;
+mod text;
 
 use std::ffi::CStr;
+use std::path::Path;
 
 use pam::constants::{
     PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
@@ -22,15 +32,21 @@ use pam::constants::{
 use pam::conv::Conv;
 use pam::items::RHost;
 use pam::module::{PamHandle, PamHooks};
+use pam_mfa_keys_abi::ClientFailure;
+use pam_mfa_protocol::{
+    AccountState, BeforePromptReply, CodeKind, ErrorReply, NoDeviceRule, RecoveryOutcome,
+    RefusalKind, Request, Response, SecretBytes, VerifyOutcome, escape_for_log,
+};
 
-use crate::clock;
-use crate::fido2;
-use crate::login::{self, Factors, KeyFailure, Outcome, Readiness, Refusal};
-use crate::names::{self, UserName, escape_for_log};
-use crate::store::Store;
-use args::{Fido2Mode, ModuleArgs};
+use args::{DEFAULT_DB, Fido2Mode, ModuleArgs};
+use client::{Daemon, Unavailable};
 use security_key::{key_refused, security_key};
 use syslog::{Level, Logger};
+use text::format_local;
+
+/// The longest user name asked about; the daemon checks names fully, this only keeps
+/// nonsense off the socket.
+pub const MAX_USER_NAME: usize = 256;
 
 pub struct PamMfa;
 pam::pam_hooks!(PamMfa);
@@ -52,7 +68,7 @@ impl PamHooks for PamMfa {
 struct Context {
     user: String,
     rhost: String,
-    /// Whether the person is not at this computer (see [`fido2::is_remote`]).
+    /// Whether the person is not at this computer (see [`text::is_remote`]).
     remote: bool,
 }
 
@@ -64,6 +80,15 @@ impl Context {
             format!("user={} rhost={}", self.user, self.rhost)
         }
     }
+}
+
+/// The user name as the daemon is asked about it: UTF-8, no NUL, at most
+/// [`MAX_USER_NAME`] bytes, not empty.
+fn user_for_daemon(raw: &[u8]) -> Option<String> {
+    if raw.is_empty() || raw.len() > MAX_USER_NAME || raw.contains(&0) {
+        return None;
+    }
+    String::from_utf8(raw.to_vec()).ok()
 }
 
 fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
@@ -95,20 +120,18 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
     let ctx = Context {
         user: escape_for_log(&raw_user),
         rhost: raw_rhost.as_deref().map(escape_for_log).unwrap_or_default(),
-        remote: fido2::is_remote(raw_rhost.as_deref(), in_ssh_session),
+        remote: text::is_remote(raw_rhost.as_deref(), in_ssh_session),
     };
-    let user = match UserName::from_bytes(&raw_user) {
-        Ok(u) => u,
-        Err(_) => {
-            Logger::new(pamh).log(
-                Level::Error,
-                &format!("refusing invalid user name ({})", ctx.describe()),
-            );
-            return PamResultCode::PAM_USER_UNKNOWN;
-        }
+    let Some(user) = user_for_daemon(&raw_user) else {
+        Logger::new(pamh).log(
+            Level::Error,
+            &format!("refusing invalid user name ({})", ctx.describe()),
+        );
+        return PamResultCode::PAM_USER_UNKNOWN;
     };
     let silent = flags & PAM_SILENT != 0;
-    let result = pam_mfa_fido2::panic_guard::catch(|| run(pamh, &args, &user, &ctx, silent))
+    let mut daemon = Daemon::new(&args.socket, args.timeout);
+    let result = panic_guard::catch(|| run(pamh, &args, &mut daemon, &user, &ctx, silent))
         .unwrap_or_else(|panic| {
             Err((
                 Level::Error,
@@ -116,6 +139,7 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
                 PamResultCode::PAM_AUTHINFO_UNAVAIL,
             ))
         });
+    daemon.hang_up();
     result.unwrap_or_else(|(level, message, code)| {
         let mut log = Logger::new(pamh);
         log.set_debug(args.debug);
@@ -126,80 +150,113 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
 
 type Failure = (Level, String, PamResultCode);
 
-fn store_error(e: crate::Error) -> Failure {
+/// The daemon could not be asked: the login is refused as unavailable.
+fn unavailable(e: Unavailable) -> Failure {
     (
         Level::Error,
-        format!("{e}; refusing"),
+        format!("{}; refusing", e.0),
         PamResultCode::PAM_AUTHINFO_UNAVAIL,
     )
+}
+
+/// The daemon refused a request of this login (a store it cannot open, a bad override):
+/// fail closed, as unavailable.
+fn daemon_refused(what: &str, e: &ErrorReply) -> Failure {
+    (
+        Level::Error,
+        format!(
+            "mfad refused {what} ({:?}: {}); refusing",
+            e.kind,
+            e.message.escape_debug()
+        ),
+        PamResultCode::PAM_AUTHINFO_UNAVAIL,
+    )
+}
+
+fn unexpected(what: &str) -> Failure {
+    (
+        Level::Error,
+        format!("mfad answered {what} with something else; refusing"),
+        PamResultCode::PAM_AUTHINFO_UNAVAIL,
+    )
+}
+
+/// `db=`: the module no longer opens the store. The path the daemon serves by default is
+/// accepted (an upgraded host must not lock everyone out), with a notice; any other one
+/// would silently ask about another store than the line says, so it refuses every login.
+fn check_obsolete_db(pamh: &PamHandle, args: &ModuleArgs) -> Result<(), Failure> {
+    if !args.explicit.db {
+        return Ok(());
+    }
+    if args.db == Path::new(DEFAULT_DB) {
+        Logger::new(pamh).log(
+            Level::Notice,
+            &format!(
+                "module argument db={DEFAULT_DB} is obsolete (mfad keeps the store); \
+                 remove it from the PAM line"
+            ),
+        );
+        return Ok(());
+    }
+    Err((
+        Level::Error,
+        format!(
+            "module argument db={} is no longer supported: the module asks mfad, which \
+             serves its own store; run mfad --db on that store and give its socket with \
+             socket=PATH instead; refusing all logins until fixed",
+            escape_for_log(args.db.as_os_str().as_encoded_bytes())
+        ),
+        PamResultCode::PAM_SERVICE_ERR,
+    ))
 }
 
 /// The login flow of ARCHITECTURE.md. `Err` carries the log line for a refusal.
 fn run(
     pamh: &mut PamHandle,
     args: &ModuleArgs,
-    given: &UserName,
+    daemon: &mut Daemon,
+    user: &str,
     ctx: &Context,
     silent: bool,
 ) -> Result<PamResultCode, Failure> {
-    let mut store = Store::open_existing(&args.db).map_err(store_error)?;
-    let account = names::canonical_account(given).map_err(store_error)?;
+    check_obsolete_db(pamh, args)?;
     let want_keys = args.fido2 != Fido2Mode::Off;
-    // Everything read before the prompt, in one read transaction: the policy (one
-    // primary-key read; module arguments override its numbers), the user's failure state
-    // and their active devices.
-    let (policy, before) = match &store {
-        Some(s) => {
-            let now = clock::now().map_err(store_error)?;
-            s.read(|s| {
-                let policy = crate::policy::load(s.conn())?;
-                let before = match &account {
-                    Some(user) => Some(login::before_prompt(s, user, now, want_keys)?),
-                    None => None,
-                };
-                Ok((policy, before))
-            })
-            .map_err(store_error)?
-        }
-        None => (crate::policy::Policy::default(), None),
+    let before = match daemon
+        .ask(&Request::BeforePrompt {
+            user: user.to_owned(),
+            want_keys,
+        })
+        .map_err(unavailable)?
+    {
+        Ok(Response::BeforePrompt(b)) => b,
+        Ok(_) => return Err(unexpected("before-prompt")),
+        Err(e) => return Err(daemon_refused("before-prompt", &e)),
     };
-    let effective = ModuleArgs {
-        settings: args.effective_settings(&policy),
-        ..args.clone()
-    };
-    let args = &effective;
     // `nullok` in the service file lets this service's users through whatever the
     // policy says; otherwise the policy's `no_device` decides.
-    let let_through = args.nullok || policy.no_device == crate::policy::NoDevice::Allow;
+    let let_through = args.nullok || before.no_device == NoDeviceRule::Allow;
     let why_through = if args.nullok {
         "nullok"
     } else {
         "policy no_device=allow"
     };
+    let account = before.state != AccountState::NoAccount;
 
-    let readiness = match (&before, &account) {
-        // An unknown account is prompted and refused like any other failure, whatever
-        // nullok says: it has no devices, but it is not an account that may skip them.
-        (_, None) => Readiness::Ready,
-        (None, Some(_)) => Readiness::NoDevices,
-        (Some(b), Some(_)) => b.readiness,
-    };
-    match readiness {
+    match before.state {
         // Only short codes are held back: the person is told, and may still use a
         // security key, a recovery code or an administrator's bypass code.
-        Readiness::Locked { until } => tell_locked(pamh, until, silent),
-        Readiness::NoDevices if let_through => {
+        AccountState::Locked { until } => tell_locked(pamh, until, silent),
+        AccountState::NoDevice if let_through => {
             let mut log = Logger::new(pamh);
             log.set_debug(args.debug);
-            if store.is_none() {
-                // Routine right after installation, but also what a mistyped db= looks
-                // like, so it is never silent.
+            if !before.store_exists {
+                // Routine right after installation, but also what a daemon started on a
+                // mistyped --db looks like, so it is never silent.
                 log.log(
                     Level::Notice,
                     &format!(
-                        "device store {} does not exist yet; {why_through} lets the user \
+                        "mfad's device store does not exist yet; {why_through} lets the user \
                          through ({})",
-                        args.db.display(),
                         ctx.describe()
                     ),
                 );
@@ -216,9 +273,8 @@ fn run(
             }
             return Ok(PamResultCode::PAM_IGNORE);
         }
-        Readiness::NoDevices
-            if policy.no_device == crate::policy::NoDevice::Enroll
-                && args.fido2 != Fido2Mode::Require =>
+        AccountState::NoDevice
+            if before.no_device == NoDeviceRule::Enroll && args.fido2 != Fido2Mode::Require =>
         {
             if !args.enroll_at_login {
                 // Issue 16, finding 2: registering at login is safe only behind a first
@@ -234,91 +290,104 @@ fn run(
                         ctx.describe()
                     ),
                 );
-            } else if let (Some(store), Some(user)) = (store.as_mut(), &account) {
-                return enroll_at_login::enroll(pamh, store, user, ctx);
+            } else if before.store_exists {
+                return enroll_at_login::enroll(pamh, daemon, user, ctx);
             }
         }
-        Readiness::NoDevices | Readiness::Ready => {}
+        _ => {}
     }
 
     if want_keys {
-        match (store.as_mut(), &account, &before) {
-            (Some(store), Some(user), Some(before)) => {
-                let factors = &before.factors;
-                if let Some(result) = security_key(pamh, args, store, user, factors, ctx, silent)? {
-                    return Ok(result);
-                }
+        if before.store_exists && account {
+            if let Some(result) = security_key(pamh, args, daemon, user, &before, ctx, silent)? {
+                return Ok(result);
             }
+        } else if args.fido2 == Fido2Mode::Require {
             // No store or no such account: nobody here has a key, and this service
             // accepts nothing else.
-            _ if args.fido2 == Fido2Mode::Require => {
-                return Err(key_refused(
-                    pamh,
-                    &KeyFailure::NoneRegistered,
-                    None,
-                    given,
-                    silent,
-                ));
-            }
-            _ => {}
+            return Err(key_refused(
+                pamh,
+                &ClientFailure::NoneRegistered,
+                user,
+                silent,
+            ));
         }
     }
 
     // Users without a device are prompted too, so the prompt does not tell an attacker
-    // who has enrolled.
+    // who has enrolled. Nobody waits at a prompt holding a connection to the daemon.
+    daemon.hang_up();
     let answer = ask(pamh, args)?;
     let answer = answer.as_ref().map_or(&[][..], |a| a.as_bytes());
-    // The person may have waited at the prompt: the code is checked against the time it
-    // was typed, not the time the prompt appeared.
-    let now = clock::now().map_err(store_error)?;
 
-    let Some(user) = account else {
+    if !account {
         return Err((
             Level::Notice,
             "authentication failure: no such account".to_owned(),
             PamResultCode::PAM_AUTH_ERR,
         ));
-    };
-    let Some(store) = store.as_mut() else {
+    }
+    if !before.store_exists {
         return Err((
             Level::Notice,
             "authentication failure: no active device".to_owned(),
             PamResultCode::PAM_AUTH_ERR,
         ));
-    };
-    if let Some(code) = crate::recovery::normalize(answer) {
-        // The audit row names the process making the login: root for sshd, sudo, su and
-        // login, the user for a screen locker.
-        let actor = nix::unistd::getuid().as_raw();
-        let outcome =
-            login::verify_recovery(store, &user, &code, actor, now).map_err(store_error)?;
-        return recovery_finish(pamh, outcome, ctx, silent);
     }
-    let outcome = login::verify(store, &user, answer, args.settings, now).map_err(store_error)?;
-    finish(pamh, outcome, &user, ctx, silent)
+    if text::could_be_recovery_code(answer) {
+        let reply = daemon
+            .ask(&Request::VerifyRecovery {
+                user: user.to_owned(),
+                code: SecretBytes::from_slice(answer),
+            })
+            .map_err(unavailable)?;
+        return match reply {
+            Ok(Response::Recovery(outcome)) => recovery_finish(pamh, outcome, ctx, silent),
+            Ok(_) => Err(unexpected("verify-recovery")),
+            Err(e) => Err(daemon_refused("verify-recovery", &e)),
+        };
+    }
+    // The daemon checks the code against the time it receives it, after it was typed.
+    let reply = daemon
+        .ask(&Request::VerifyCode {
+            user: user.to_owned(),
+            answer: SecretBytes::from_slice(answer),
+            overrides: args.overrides(),
+        })
+        .map_err(unavailable)?;
+    match reply {
+        Ok(Response::Verified(outcome)) => finish(pamh, outcome, user, ctx, silent),
+        Ok(_) => Err(unexpected("verify-code")),
+        Err(e) => Err(daemon_refused("verify-code", &e)),
+    }
 }
 
 /// The end of a login with a recovery or bypass code: the person is told how many are
 /// left (PAM_TEXT_INFO), and syslog says which kind was used (never the code).
 fn recovery_finish(
     pamh: &mut PamHandle,
-    outcome: login::RecoveryOutcome,
+    outcome: RecoveryOutcome,
     ctx: &Context,
     silent: bool,
 ) -> Result<PamResultCode, Failure> {
-    use crate::recovery::Kind;
     match outcome {
-        login::RecoveryOutcome::Accepted { kind, remaining } => {
-            let text = match kind {
-                Kind::Recovery => format!(
-                    "Recovery code accepted. You have {remaining} recovery code{} left; \
-                     register a new device with `mfa enroll totp NAME`.",
-                    if remaining == 1 { "" } else { "s" }
+        RecoveryOutcome::Accepted { kind, remaining } => {
+            let (text, kind_name) = match kind {
+                CodeKind::Bypass => (
+                    format!(
+                        "Temporary code accepted ({remaining} use{} left). Register a new \
+                         device with `mfa enroll totp NAME`.",
+                        if remaining == 1 { "" } else { "s" }
+                    ),
+                    "bypass",
                 ),
-                Kind::Bypass => format!(
-                    "Temporary code accepted ({remaining} use{} left). Register a new \
-                     device with `mfa enroll totp NAME`.",
-                    if remaining == 1 { "" } else { "s" }
+                _ => (
+                    format!(
+                        "Recovery code accepted. You have {remaining} recovery code{} left; \
+                         register a new device with `mfa enroll totp NAME`.",
+                        if remaining == 1 { "" } else { "s" }
+                    ),
+                    "recovery",
                 ),
             };
             if !silent {
@@ -327,14 +396,13 @@ fn recovery_finish(
             Logger::new(pamh).log(
                 Level::Notice,
                 &format!(
-                    "authenticated with a {} code; {remaining} left ({})",
-                    kind.as_str(),
+                    "authenticated with a {kind_name} code; {remaining} left ({})",
                     ctx.describe()
                 ),
             );
             Ok(PamResultCode::PAM_SUCCESS)
         }
-        login::RecoveryOutcome::Refused => Err((
+        _ => Err((
             Level::Notice,
             "authentication failure: not a valid recovery or bypass code".to_owned(),
             PamResultCode::PAM_AUTH_ERR,
@@ -342,17 +410,33 @@ fn recovery_finish(
     }
 }
 
+/// The log wording of a refusal the daemon decided.
+fn refusal_log(reason: &RefusalKind) -> String {
+    match reason {
+        RefusalKind::Malformed => "malformed code".to_owned(),
+        RefusalKind::WrongCode => "wrong code".to_owned(),
+        RefusalKind::Replayed { device } => format!(
+            "replayed code of device \"{}\" (already used)",
+            device.escape_debug()
+        ),
+        RefusalKind::NoDevices => "no active device".to_owned(),
+        RefusalKind::NoAccount => "no such account".to_owned(),
+        RefusalKind::Key { log, .. } => log.clone(),
+        _ => "refused".to_owned(),
+    }
+}
+
 /// Turns a login outcome into the PAM result, the syslog line and, for a security key's
-/// failure, a message to the person.
+/// refusal, a message to the person.
 fn finish(
     pamh: &mut PamHandle,
-    outcome: Outcome,
-    user: &UserName,
+    outcome: VerifyOutcome,
+    _user: &str,
     ctx: &Context,
     silent: bool,
 ) -> Result<PamResultCode, Failure> {
     match outcome {
-        Outcome::Accepted { device } => {
+        VerifyOutcome::Accepted { device } => {
             Logger::new(pamh).log(
                 Level::Info,
                 &format!(
@@ -363,29 +447,49 @@ fn finish(
             );
             Ok(PamResultCode::PAM_SUCCESS)
         }
-        Outcome::Locked { until } => Err(locked(pamh, until, silent)),
-        Outcome::Refused {
-            reason: Refusal::Key(failure),
+        VerifyOutcome::Locked { until } => Err(locked(pamh, until, silent)),
+        VerifyOutcome::Refused {
+            reason:
+                RefusalKind::Key {
+                    message,
+                    log,
+                    clone_suspected,
+                },
             locked_until,
-        } => Err(key_refused(pamh, &failure, locked_until, user, silent)),
-        Outcome::Refused {
+        } => {
+            if !silent {
+                let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &message));
+            }
+            Err((
+                // A counter that went backwards is what a cloned key looks like.
+                if clone_suspected {
+                    Level::Error
+                } else {
+                    Level::Notice
+                },
+                format!("authentication failure: {log}{}", lock_note(locked_until)),
+                PamResultCode::PAM_AUTH_ERR,
+            ))
+        }
+        VerifyOutcome::Refused {
             reason,
             locked_until,
         } => Err((
             Level::Notice,
             format!(
                 "authentication failure: {}{}",
-                reason.log_text(),
+                refusal_log(&reason),
                 lock_note(locked_until)
             ),
             PamResultCode::PAM_AUTH_ERR,
         )),
+        _ => Err(unexpected("a verification")),
     }
 }
 
-pub(super) fn lock_note(locked_until: Option<i64>) -> String {
+fn lock_note(locked_until: Option<i64>) -> String {
     match locked_until {
-        Some(t) => format!("; locked out until {}", clock::format_local(t)),
+        Some(t) => format!("; locked out until {}", format_local(t)),
         None => String::new(),
     }
 }
@@ -398,7 +502,7 @@ fn tell_locked(pamh: &mut PamHandle, until: i64, silent: bool) {
         let text = format!(
             "Too many failed attempts: verification codes are locked until {}. A security \
              key, a recovery code or a temporary code from your administrator still works.",
-            clock::format_local(until)
+            format_local(until)
         );
         // A courtesy: the login goes on whether or not it got through.
         let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
@@ -407,7 +511,7 @@ fn tell_locked(pamh: &mut PamHandle, until: i64, silent: bool) {
 
 /// A short code typed while locked out: refused without being checked.
 fn locked(pamh: &mut PamHandle, until: i64, silent: bool) -> Failure {
-    let when = clock::format_local(until);
+    let when = format_local(until);
     if !silent {
         let text = format!("Too many failed attempts: verification is locked until {when}.");
         // The refusal stands whether or not the message got through.
@@ -457,5 +561,20 @@ fn user_bytes(pamh: &mut PamHandle) -> Result<Vec<u8>, PamResultCode> {
             Ok(Some(u)) => Ok(u.0.to_bytes().to_vec()),
             _ => Err(PamResultCode::PAM_USER_UNKNOWN),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_for_the_daemon() {
+        assert_eq!(user_for_daemon(b"alice").as_deref(), Some("alice"));
+        assert!(user_for_daemon(b"").is_none());
+        assert!(user_for_daemon(b"al\0ice").is_none());
+        assert!(user_for_daemon(&[b'a'; MAX_USER_NAME + 1]).is_none());
+        assert!(user_for_daemon(&[b'a'; MAX_USER_NAME]).is_some());
+        assert!(user_for_daemon(b"\xff").is_none());
     }
 }
