@@ -356,7 +356,7 @@ fn run(
         })
         .map_err(unavailable)?;
     match reply {
-        Ok(Response::Verified(outcome)) => finish(pamh, outcome, user, ctx, silent),
+        Ok(Response::Verified(outcome)) => finish(pamh, outcome, answer, ctx, silent),
         Ok(_) => Err(unexpected("verify-code")),
         Err(e) => Err(daemon_refused("verify-code", &e)),
     }
@@ -410,10 +410,11 @@ fn recovery_finish(
     }
 }
 
-/// The log wording of a refusal the daemon decided.
-fn refusal_log(reason: &RefusalKind) -> String {
+/// The log wording of a refusal the daemon decided (`answer`: what was typed, to say why
+/// it is not a code).
+fn refusal_log(reason: &RefusalKind, answer: &[u8]) -> String {
     match reason {
-        RefusalKind::Malformed => "malformed code".to_owned(),
+        RefusalKind::Malformed => format!("malformed code: {}", text::malformed_reason(answer)),
         RefusalKind::WrongCode => "wrong code".to_owned(),
         RefusalKind::Replayed { device } => format!(
             "replayed code of device \"{}\" (already used)",
@@ -431,7 +432,7 @@ fn refusal_log(reason: &RefusalKind) -> String {
 fn finish(
     pamh: &mut PamHandle,
     outcome: VerifyOutcome,
-    _user: &str,
+    answer: &[u8],
     ctx: &Context,
     silent: bool,
 ) -> Result<PamResultCode, Failure> {
@@ -478,7 +479,7 @@ fn finish(
             Level::Notice,
             format!(
                 "authentication failure: {}{}",
-                refusal_log(&reason),
+                refusal_log(&reason, answer),
                 lock_note(locked_until)
             ),
             PamResultCode::PAM_AUTH_ERR,

@@ -136,7 +136,7 @@ pub(super) fn security_key(
                 .map_err(unavailable)?;
             match reply {
                 Ok(Response::Verified(outcome)) => {
-                    finish(pamh, outcome, user, ctx, silent).map(Some)
+                    finish(pamh, outcome, &[], ctx, silent).map(Some)
                 }
                 Ok(_) => Err(unexpected("key-answer")),
                 Err(e) => Err(daemon_refused("key-answer", &e)),

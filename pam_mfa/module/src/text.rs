@@ -87,6 +87,28 @@ pub fn could_be_recovery_code(answer: &[u8]) -> bool {
     n == RECOVERY_CHARS
 }
 
+/// Why `answer` is not a code, in pam_mfa::code::CodeError's words, for the log line of
+/// a refusal the daemon reported as malformed (its reply names no reason; the rules are
+/// pam_mfa::code::parse's: ASCII digits, spaces and tabs ignored, 6 to 8 digits).
+pub fn malformed_reason(answer: &[u8]) -> &'static str {
+    const MAX_ANSWER_BYTES: usize = 64;
+    if answer.len() > MAX_ANSWER_BYTES {
+        return "the code is far too long";
+    }
+    let mut digits = 0usize;
+    for &b in answer {
+        match b {
+            b' ' | b'\t' => {}
+            b'0'..=b'9' => digits += 1,
+            _ => return "a code contains only digits",
+        }
+    }
+    match digits {
+        0 => "no code was entered",
+        _ => "a code has 6 to 8 digits",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +153,14 @@ mod tests {
         assert!(!could_be_recovery_code(b"abcd-efgh-jkmnp"));
         assert!(!could_be_recovery_code(b"abcd-efgh-jkm1"));
         assert!(!could_be_recovery_code(b""));
+    }
+
+    #[test]
+    fn malformed_reasons() {
+        assert_eq!(malformed_reason(b"12ab56"), "a code contains only digits");
+        assert_eq!(malformed_reason(b"  "), "no code was entered");
+        assert_eq!(malformed_reason(b"123"), "a code has 6 to 8 digits");
+        assert_eq!(malformed_reason(&[b'1'; 300]), "the code is far too long");
     }
 
     #[test]
