@@ -299,3 +299,43 @@ fn the_module_links_no_sqlite_and_no_fido2_stack() {
     }
     assert!(needed.contains("libpam"), "{needed}");
 }
+
+#[test]
+fn recovery_and_bypass_codes_go_to_the_daemon_as_such() {
+    let (env, user, _dev, daemon) = enrolled(&[]);
+    let out = env.mfa(&["--user", user.name(), "recovery", "generate"]);
+    out.assert_success();
+    let codes = pam_mfa_tests::recovery::codes_in(&out.stdout);
+    assert_eq!(codes.len(), 10, "{}", out.stdout);
+    daemon.sync(&env);
+    let out = env.login(user.name(), &codes[0].to_uppercase());
+    out.assert_success();
+    assert!(
+        out.infos()
+            .iter()
+            .any(|t| t.starts_with("Recovery code accepted. You have 9 recovery codes left")),
+        "{}",
+        out.transcript()
+    );
+    out.assert_logged(&["authenticated with a recovery code; 9 left", user.name()]);
+    assert!(!out.stderr.contains(&codes[0]) && !out.stdout.contains(&codes[0]));
+    // Used up.
+    let out = env.login(user.name(), &codes[0]);
+    out.assert_result("PAM_AUTH_ERR");
+    out.assert_logged(&["not a valid recovery or bypass code", user.name()]);
+
+    let out = env.mfa(&["admin", "bypass", user.name()]);
+    out.assert_success();
+    let bypass = pam_mfa_tests::recovery::codes_in(&out.stdout);
+    assert_eq!(bypass.len(), 1, "{}", out.stdout);
+    let out = env.login(user.name(), &bypass[0]);
+    out.assert_success();
+    assert!(
+        out.infos()
+            .iter()
+            .any(|t| t.starts_with("Temporary code accepted (0 uses left)")),
+        "{}",
+        out.transcript()
+    );
+    out.assert_logged(&["authenticated with a bypass code; 0 left", user.name()]);
+}
