@@ -339,3 +339,17 @@ fn recovery_and_bypass_codes_go_to_the_daemon_as_such() {
     );
     out.assert_logged(&["authenticated with a bypass code; 0 left", user.name()]);
 }
+
+#[test]
+fn a_user_name_the_daemon_refuses_is_user_unknown_without_a_prompt() {
+    let (env, _user, _dev, daemon) = enrolled(&["nullok"]);
+    daemon.sync(&env);
+    let out = env.pam("evil\u{1b}[2Juser").answer("123456").run();
+    out.assert_result("PAM_USER_UNKNOWN").assert_not_prompted();
+    out.assert_logged(&["refusing invalid user name", "user=evil\\x1b[2Juser"]);
+    out.assert_module_silent();
+    // Too long for the module to ask about at all.
+    let long = "a".repeat(300);
+    let out = env.pam(&long).answer("123456").run();
+    out.assert_result("PAM_USER_UNKNOWN").assert_not_prompted();
+}

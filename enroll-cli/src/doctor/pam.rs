@@ -182,9 +182,9 @@ pub fn scan(root: &Root) -> PamScan {
 
 fn is_pam_mfa(rule: &Rule) -> bool {
     !matches!(rule.control, Control::Include | Control::Substack)
-        && Path::new(&rule.module)
-            .file_name()
-            .is_some_and(|n| n == "pam_mfa.so" || n == "libpam_mfa.so")
+        && Path::new(&rule.module).file_name().is_some_and(|n| {
+            n == "pam_mfa.so" || n == "libpam_mfa.so" || n == "libpam_mfa_module.so"
+        })
 }
 
 /// Judges one pam_mfa line: its arguments (by the module's own parser), its type and

@@ -257,3 +257,131 @@ impl From<TransportError> for KeyFailure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth_data::{FLAG_UP, build};
+    use crate::cose::CoseKey;
+    use crate::cose::tests::p256_signing_key;
+    use crate::transport::{KeyInfo, MakeCredentialRequest, RawAttestation};
+    use crate::verify::{client_data_hash, rp_id_hash};
+    use p256::ecdsa::signature::Signer as _;
+
+    const RP: &str = "pam://host";
+
+    /// A key holding one credential, signing whatever it is asked (count 7).
+    struct Key(Vec<u8>);
+
+    impl Transport for Key {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn present(&self) -> bool {
+            true
+        }
+        fn info(&self) -> Result<KeyInfo, TransportError> {
+            Ok(KeyInfo::default())
+        }
+        fn make_credential(
+            &self,
+            _: &MakeCredentialRequest<'_>,
+        ) -> Result<RawAttestation, TransportError> {
+            Err(TransportError::Device("not here".into()))
+        }
+        fn get_assertion(
+            &self,
+            req: &GetAssertionRequest<'_>,
+        ) -> Result<RawAssertion, TransportError> {
+            if !req.allow.contains(&self.0) {
+                return Err(TransportError::NoCredentials);
+            }
+            let ad = build(&rp_id_hash(req.rp_id), FLAG_UP, 7, None);
+            let mut m = ad.clone();
+            m.extend_from_slice(&client_data_hash(&req.challenge));
+            let sig: p256::ecdsa::Signature = p256_signing_key(3).sign(&m);
+            Ok(RawAssertion {
+                credential_id: Some(self.0.clone()),
+                auth_data: ad,
+                signature: sig.to_der().as_bytes().to_vec(),
+            })
+        }
+    }
+
+    struct Nobody;
+
+    impl Person<()> for Nobody {
+        fn pin(&mut self) -> Result<Option<crate::Pin>, ()> {
+            Ok(None)
+        }
+        fn touch_cue(&mut self) {}
+    }
+
+    fn stored(id: &[u8], rp_id: &str) -> Credential {
+        Credential {
+            name: "yubi".into(),
+            credential_id: id.to_vec(),
+            cose_public_key: CoseKey::Es256(*p256_signing_key(3).verifying_key()).to_cose(),
+            sign_count: 1,
+            rp_id: rp_id.into(),
+            uv_required: false,
+        }
+    }
+
+    /// The client half run without public keys (as libpam_mfa_keys.so has them) answers
+    /// the relying party's challenge; the relying party's check accepts that answer for
+    /// its own challenge and for no other.
+    #[test]
+    fn the_two_halves_meet_over_the_relying_partys_challenge() {
+        let other = stored(b"other", "pam://elsewhere");
+        let mine = stored(b"cred", RP);
+        let credentials = vec![other, mine];
+        let public_only: Vec<Credential> = credentials
+            .iter()
+            .map(|c| Credential {
+                name: String::new(),
+                cose_public_key: Vec::new(),
+                sign_count: 0,
+                ..c.clone()
+            })
+            .collect();
+        let challenge = [5u8; 32];
+        let answered = assert_over(
+            &Key(b"cred".to_vec()),
+            &public_only,
+            challenge,
+            Duration::from_secs(1),
+            &mut Nobody,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(answered.rp_id, RP);
+        assert_eq!(answered.allow, vec![b"cred".to_vec()]);
+        let allow: Vec<Vec<u8>> = credentials
+            .iter()
+            .filter(|c| c.rp_id == answered.rp_id)
+            .map(|c| c.credential_id.clone())
+            .collect();
+        assert_eq!(
+            check_answer(&credentials, &allow, &answered.assertion, &challenge),
+            Ok(Verified {
+                index: 1,
+                sign_count: 7
+            })
+        );
+        assert!(matches!(
+            check_answer(&credentials, &allow, &answered.assertion, &[6u8; 32]),
+            Err(KeyFailure::Rejected { .. })
+        ));
+        // Someone else's key.
+        let none = assert_over(
+            &Key(b"stranger".to_vec()),
+            &public_only,
+            challenge,
+            Duration::from_secs(1),
+            &mut Nobody,
+        )
+        .unwrap();
+        assert_eq!(none.unwrap_err(), KeyFailure::NotRegistered);
+    }
+}

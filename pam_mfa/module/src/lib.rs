@@ -34,8 +34,8 @@ use pam::items::RHost;
 use pam::module::{PamHandle, PamHooks};
 use pam_mfa_keys_abi::ClientFailure;
 use pam_mfa_protocol::{
-    AccountState, BeforePromptReply, CodeKind, ErrorReply, NoDeviceRule, RecoveryOutcome,
-    RefusalKind, Request, Response, SecretBytes, VerifyOutcome, escape_for_log,
+    AccountState, BeforePromptReply, CodeKind, ErrorKind, ErrorReply, NoDeviceRule,
+    RecoveryOutcome, RefusalKind, Request, Response, SecretBytes, VerifyOutcome, escape_for_log,
 };
 
 use args::{DEFAULT_DB, Fido2Mode, ModuleArgs};
@@ -230,6 +230,18 @@ fn run(
     {
         Ok(Response::BeforePrompt(b)) => b,
         Ok(_) => return Err(unexpected("before-prompt")),
+        // The daemon checks names fully (this module only keeps nonsense off the socket):
+        // a name it refuses is refused here as before, without a prompt.
+        Err(e) if e.kind == ErrorKind::Invalid => {
+            return Err((
+                Level::Error,
+                format!(
+                    "refusing invalid user name (mfad: {})",
+                    e.message.escape_debug()
+                ),
+                PamResultCode::PAM_USER_UNKNOWN,
+            ));
+        }
         Err(e) => return Err(daemon_refused("before-prompt", &e)),
     };
     // `nullok` in the service file lets this service's users through whatever the
