@@ -353,3 +353,53 @@ fn a_user_name_the_daemon_refuses_is_user_unknown_without_a_prompt() {
     let out = env.pam(&long).answer("123456").run();
     out.assert_result("PAM_USER_UNKNOWN").assert_not_prompted();
 }
+
+/// Registration at login through the daemon (`BeginHeld`, `ConfirmHeld`, then
+/// `ActivateHeld` from `pam_sm_setcred`).
+#[test]
+#[ignore = "needs mfad to serve BeginHeld, ConfirmHeld and ActivateHeld (branch wt-daemon)"]
+fn registration_at_login_is_held_by_the_daemon_and_activated_at_setcred() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
+        .assert_success();
+    let daemon = Daemon::start(&env);
+    service(&env, &daemon.spec(&["enroll_at_login"]));
+    daemon.sync(&env);
+    let mut child = env
+        .pam(user.name())
+        .answer("phone")
+        .answer("secret")
+        .spawn_interactive();
+    assert!(
+        child.wait_for("the secret key", |out, _| out.contains("Secret key: ")),
+        "{}",
+        child.stdout()
+    );
+    let stdout = child.stdout();
+    let secret: String = stdout
+        .split("Secret key: ")
+        .nth(1)
+        .and_then(|rest| rest.split("\\n").next())
+        .expect("the secret line")
+        .replace(' ', "");
+    let (c1, c2) = (env.code_at_step(&secret, -1), env.code(&secret));
+    child.write_stdin(format!("{c1}\n{c2}\n").as_bytes());
+    child.close_stdin();
+    let out = pam_mfa_tests::PamOutcome::from_finished(child.wait());
+    out.assert_success();
+    assert_eq!(out.setcred.as_deref(), Some("PAM_SUCCESS"), "{}", out.transcript());
+    assert!(
+        out.infos()
+            .iter()
+            .any(|t| t.contains("Device \"phone\" is registered.")),
+        "{}",
+        out.transcript()
+    );
+    out.assert_logged(&["registered device \"phone\" at login", user.name()]);
+    // The device works at the next step.
+    env.advance_steps(1);
+    daemon.sync(&env);
+    service(&env, &daemon.spec(&[]));
+    env.login(user.name(), &env.code(&secret)).assert_success();
+}

@@ -19,11 +19,11 @@ use pam::module::PamHandle;
 use qrcode::{Color, EcLevel, QrCode};
 use zeroize::Zeroizing;
 
-use pam_mfa_protocol::{Request, Response, SecretBytes};
+use pam_mfa_protocol::{ErrorKind, ErrorReply, Request, Response, SecretBytes};
 
 use super::client::Daemon;
 use super::syslog::{Level, Logger};
-use super::{Context, Failure, conversation, unavailable, unexpected};
+use super::{Context, Failure, conversation, daemon_refused, unavailable, unexpected};
 
 /// Light modules around the symbol, as ISO/IEC 18004 asks (scanners need it).
 const QUIET_ZONE: usize = 4;
@@ -100,10 +100,16 @@ fn ask(
     Ok(Zeroizing::new(text))
 }
 
-/// A refusal of the daemon: its message is for the person's log line (a name taken, a
-/// wrong code), the registration failed.
-fn daemon_said(e: &pam_mfa_protocol::ErrorReply) -> Failure {
-    refused(e.message.escape_debug())
+/// A refusal of the daemon. Refusing what this login asked (a name taken, wrong codes)
+/// fails the registration, and so the login; a daemon that cannot serve it (its store,
+/// another version) makes the login unavailable, as for any other request.
+fn daemon_said(what: &str, e: &ErrorReply) -> Failure {
+    match e.kind {
+        ErrorKind::Invalid | ErrorKind::Denied | ErrorKind::Other => {
+            refused(e.message.escape_debug())
+        }
+        _ => daemon_refused(what, e),
+    }
 }
 
 /// This host's name, the label in the app.
@@ -150,7 +156,7 @@ pub(super) fn enroll(
     {
         Ok(Response::HeldTotp(h)) => h,
         Ok(_) => return Err(unexpected("begin-held")),
-        Err(e) => return Err(daemon_said(&e)),
+        Err(e) => return Err(daemon_said("begin-held", &e)),
     };
     daemon.hang_up();
     let pending = &held.pending;
@@ -194,7 +200,7 @@ pub(super) fn enroll(
     {
         Ok(Response::Done) => {}
         Ok(_) => return Err(unexpected("confirm-held")),
-        Err(e) => return Err(daemon_said(&e)),
+        Err(e) => return Err(daemon_said("confirm-held", &e)),
     }
     daemon.hang_up();
     super::login_hold::remember(pamh, held.hold.as_bytes()).map_err(|code| {
