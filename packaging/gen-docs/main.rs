@@ -5,7 +5,7 @@
 //!   with clap_mangen from the clap definition `mfa` parses its arguments with
 //!   (`enroll_cli::cli`), so they say what `mfa --help` says;
 //! - `OUT_DIR/man/pam_mfa.8`, whose OPTIONS are the table the module's argument parser
-//!   accepts (`pam_mfa::pam::args::ARGUMENTS`);
+//!   accepts (`pam_mfa_module::args::ARGUMENTS`);
 //! - `OUT_DIR/man/mfad.8`, the daemon's page, its synopsis and OPTIONS from the clap
 //!   definition `mfad` parses with (`mfad::Args`);
 //! - `OUT_DIR/completions/{mfa.bash,_mfa,mfa.fish}` for bash, zsh and fish (clap_complete);
@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use pam_mfa::pam::args::ARGUMENTS;
+use pam_mfa_module::args::ARGUMENTS;
 use roff::{Roff, bold, italic, roman};
 
 fn main() -> ExitCode {

@@ -128,36 +128,17 @@ impl From<TransportError> for Fido2Error {
 }
 
 /// The syslog wording of a security-key failure (never a PIN): it may say more than
-/// [`failure_message`] tells the person.
+/// [`failure_message`] tells the person. Failures of the client half are worded once, in
+/// `pam_mfa_keys_abi` (the PAM module says them without this library).
 pub fn failure_log(f: &KeyFailure) -> String {
     match f {
-        KeyFailure::NoKey => "no security key plugged in".to_owned(),
-        KeyFailure::Remote => {
-            "security key required but the login is remote (a key on this host cannot be \
-             touched from there)"
-                .to_owned()
-        }
-        KeyFailure::NoneRegistered => {
-            "fido2=require but the user has no security key registered".to_owned()
-        }
-        KeyFailure::Timeout => "security key not touched in time".to_owned(),
-        KeyFailure::NotRegistered => {
-            "the security key holds none of the user's credentials".to_owned()
-        }
         KeyFailure::UnknownCredential => {
             "the security key answered with a credential that is not one of the user's".to_owned()
         }
-        KeyFailure::PinRequired => "the security key requires its PIN".to_owned(),
-        KeyFailure::PinInvalid => "wrong security key PIN".to_owned(),
-        KeyFailure::PinBlocked => "the security key's PIN is blocked".to_owned(),
-        KeyFailure::NoVerification => {
-            "the credential requires user verification but the key has no PIN set".to_owned()
-        }
-        KeyFailure::NoPin => "no security key PIN entered".to_owned(),
-        KeyFailure::Device(d) => format!("security key error: {}", d.escape_debug()),
         KeyFailure::Rejected { device, why } => {
             format!("security key \"{}\" refused: {why}", device.escape_debug())
         }
+        other => plugin::client_failure(other.clone()).log_text(),
     }
 }
 
@@ -165,31 +146,11 @@ pub fn failure_log(f: &KeyFailure) -> String {
 /// `mfa`); the log wording, which may say more, is [`failure_log`].
 pub fn failure_message(f: &KeyFailure, user: &UserName) -> String {
     match f {
-        KeyFailure::NoKey => {
-            "No security key found. Plug in your security key and try again.".to_owned()
-        }
-        KeyFailure::Remote => "Security keys can only be used at this computer, not over a \
-                               remote login."
-            .to_owned(),
-        KeyFailure::NoneRegistered => {
-            format!("A security key is required here, and {user} has none registered.")
-        }
-        KeyFailure::Timeout => "The security key was not touched in time.".to_owned(),
-        KeyFailure::NotRegistered | KeyFailure::UnknownCredential => {
+        KeyFailure::UnknownCredential => {
             format!("This security key is not registered for {user}.")
         }
-        KeyFailure::PinRequired | KeyFailure::NoPin => {
-            "The security key's PIN is required.".to_owned()
-        }
-        KeyFailure::PinInvalid => "Wrong security key PIN.".to_owned(),
-        KeyFailure::PinBlocked => {
-            "The security key's PIN is blocked. Reset the key, or use another device.".to_owned()
-        }
-        KeyFailure::NoVerification => {
-            "This security key needs a PIN for this login, and it has none set.".to_owned()
-        }
-        KeyFailure::Device(_) => "The security key did not answer correctly.".to_owned(),
         KeyFailure::Rejected { .. } => "The security key's answer was not accepted.".to_owned(),
+        other => plugin::client_failure(other.clone()).message(&user.to_string()),
     }
 }
 

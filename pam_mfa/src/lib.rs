@@ -1,9 +1,9 @@
 //! pam_mfa: multi-factor login for Linux PAM.
 //!
-//! One crate holds both the library (device store, OTP checking, enrollment, lock-out)
-//! and the `pam_mfa.so` PAM module built on it, so that the module and the `mfa` tool
-//! share a single implementation of every check. The PAM entry points in [`pam`] stay a
-//! thin layer: parse arguments, talk through the conversation, call [`login`].
+//! The library: device store, OTP checking, enrollment, lock-out, policy. `mfad` (which
+//! alone opens the store) and `mfa --db` run every check through it. The PAM module is a
+//! crate of its own (`pam_mfa/module`, `pam_mfa_module`) that links neither this library
+//! nor SQLite: it asks `mfad` over its socket (issue 17).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod admin;
@@ -21,7 +21,6 @@ pub mod login_hold;
 pub mod names;
 pub mod otp;
 pub mod otpauth;
-pub mod pam;
 pub mod policy;
 pub mod recovery;
 pub mod secret;

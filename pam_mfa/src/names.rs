@@ -209,22 +209,9 @@ pub fn canonical_account_and_uid(name: &UserName) -> Result<Option<(UserName, u3
     Ok(Some((UserName::parse(&canonical)?, uid)))
 }
 
-/// Renders arbitrary bytes for a log line about a rejected name: printable ASCII kept,
-/// everything else as `\xNN`, at most 64 bytes shown.
-pub fn escape_for_log(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for &b in bytes.iter().take(64) {
-        if (0x20..0x7f).contains(&b) && b != b'\\' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    if bytes.len() > 64 {
-        out.push_str("...");
-    }
-    out
-}
+/// Renders arbitrary bytes for a log line about a rejected name (one implementation, in
+/// the protocol crate, which the PAM module links instead of this library).
+pub use pam_mfa_protocol::escape_for_log;
 
 #[cfg(test)]
 mod tests {

@@ -109,7 +109,7 @@ fn product_artifact(name: &str, dep_info: &str, checked: &std::sync::OnceLock<Pa
 pub fn pam_module() -> PathBuf {
     static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     keys_library();
-    product_artifact("libpam_mfa.so", "libpam_mfa.d", &CHECKED)
+    product_artifact("libpam_mfa_module.so", "libpam_mfa_module.d", &CHECKED)
 }
 
 /// The built `libpam_mfa_keys.so`, which pam_mfa.so loads for a security-key login from

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use pam_mfa::pam::args::{self, ArgError, ModuleArgs};
+use pam_mfa_module::args::{self, ArgError, ModuleArgs};
 
 use super::pam_flow::{self, Item};
 use super::pam_syntax::{self, Control, Entry, Line, Rule, Type};
@@ -182,9 +182,9 @@ pub fn scan(root: &Root) -> PamScan {
 
 fn is_pam_mfa(rule: &Rule) -> bool {
     !matches!(rule.control, Control::Include | Control::Substack)
-        && Path::new(&rule.module)
-            .file_name()
-            .is_some_and(|n| n == "pam_mfa.so" || n == "libpam_mfa.so")
+        && Path::new(&rule.module).file_name().is_some_and(|n| {
+            n == "pam_mfa.so" || n == "libpam_mfa.so" || n == "libpam_mfa_module.so"
+        })
 }
 
 /// Judges one pam_mfa line: its arguments (by the module's own parser), its type and
@@ -385,7 +385,7 @@ fn exposure_findings(line: &MfaLine, key_first: impl FnOnce() -> bool) -> Vec<Fi
 
 fn argument_fix(e: &ArgError) -> String {
     // The module's own table of arguments, the one its parser accepts.
-    let known = pam_mfa::pam::args::ARGUMENTS;
+    let known = pam_mfa_module::args::ARGUMENTS;
     let all: Vec<&str> = known.iter().map(|a| a.syntax).collect();
     let valid = format!("the module's arguments are {}", all.join(", "));
     let ArgError::Unknown(arg) = e else {
@@ -530,7 +530,7 @@ fn not_roots_alone(meta: &std::fs::Metadata) -> Option<String> {
 
 /// A problem with the security-key library next to a usable module file: the module
 /// loads it from there for a security-key login, and only if root alone can change it
-/// (`pam_mfa::pam::keys_library`). Without it, logins with codes work and logins with a
+/// (`pam_mfa_module::keys_library`). Without it, logins with codes work and logins with a
 /// touch fail closed, so it is a warning.
 fn keys_library_finding(place: &str, module: &Path) -> Option<Finding> {
     let library = module.with_file_name(pam_mfa::fido2::plugin::LIBRARY_FILE);

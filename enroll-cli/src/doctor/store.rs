@@ -15,9 +15,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pam_mfa::Error;
-use pam_mfa::pam::args::ModuleArgs;
 use pam_mfa::store::DEFAULT_PATH;
 use pam_mfa::store::health::{self, ActiveUser, Inspection};
+use pam_mfa_module::args::ModuleArgs;
 
 use super::pam::MfaLine;
 use super::{Finding, Root};

@@ -13,7 +13,9 @@
 //!
 //! This crate knows nothing of the device store: `pam_mfa` records what it decides. It is
 //! a crate of its own so that the PAM module, which every login loads, does not carry it
-//! (see [`plugin`]).
+//! (see [`plugin`]): `libpam_mfa_keys.so` runs the client half of a login
+//! ([`ceremony::assert_over`]) for the module, `mfad` checks the answer
+//! ([`ceremony::check_answer`]).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod auth_data;
@@ -28,8 +30,6 @@ pub mod transport;
 pub mod verify;
 
 use std::time::Duration;
-
-use zeroize::Zeroizing;
 
 pub use ceremony::KeyFailure;
 pub use transport::{Transport, TransportError};
@@ -54,10 +54,8 @@ pub const SOFT_STATE_VAR: &str = "PAM_MFA_SOFT_FIDO2";
 /// user; a release build has no software authenticator and drops it with the rest.
 pub const SOFT_FIDO2_BUILT: bool = cfg!(feature = "soft-fido2");
 
-/// How long a key waits for a touch unless told otherwise.
-pub const DEFAULT_TIMEOUT_SECS: u32 = 30;
-/// The longest touch timeout accepted (module argument and `mfa enroll fido2`).
-pub const MAX_TIMEOUT_SECS: u32 = 120;
+/// The touch timeouts (one definition, in the keys interface the module shares).
+pub use pam_mfa_keys_abi::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 /// WebAuthn's bound on a credential id.
 pub const MAX_CREDENTIAL_ID_LEN: usize = 1023;
 
@@ -84,7 +82,7 @@ pub fn timeout(secs: u32) -> Duration {
 }
 
 /// A PIN as typed: wiped when dropped, never logged.
-pub type Pin = Zeroizing<String>;
+pub use pam_mfa_keys_abi::Pin;
 
 #[cfg(test)]
 mod tests {

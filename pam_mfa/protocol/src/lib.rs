@@ -87,3 +87,21 @@ pub const PROOF_LIFETIME_SECS: i64 = 300;
 /// How long a security key's challenge (login, proof or registration) stays valid, in
 /// seconds: the longest touch timeout a module line may set, and a little more.
 pub const KEY_CHALLENGE_LIFETIME_SECS: i64 = 180;
+
+/// A user or host name as raw bytes, made safe for one log line: printable ASCII kept,
+/// everything else (and the backslash) as `\xNN`, at most 64 bytes shown. Here because
+/// the module, which links only this crate, and the daemon write the same log lines.
+pub fn escape_for_log(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes.iter().take(64) {
+        if (0x20..0x7f).contains(&b) && b != b'\\' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if bytes.len() > 64 {
+        out.push_str("...");
+    }
+    out
+}

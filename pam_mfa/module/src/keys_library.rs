@@ -1,8 +1,8 @@
 //! Loading `libpam_mfa_keys.so`, the security-key half of the module, for a key login.
 //!
-//! The library (interface in [`crate::fido2::plugin`]) is found next to this module's own
+//! The library (interface in [`pam_mfa_keys_abi`]) is found next to this module's own
 //! file, as libpam loaded it: `/usr/lib/<triplet>/security/libpam_mfa_keys.so` beside
-//! `pam_mfa.so` in the packages, and beside `libpam_mfa.so` in a build tree. No
+//! `pam_mfa.so` in the packages, and beside `libpam_mfa_module.so` in a build tree. No
 //! environment variable or argument can point elsewhere. The file is opened without
 //! following a symbolic link, checked through that descriptor (a regular file that root
 //! owns and nobody else can write, in a directory of which the same is true) and loaded
@@ -20,23 +20,26 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::fido2::ceremony::{Credential, KeyFailure, Person, Verified};
-use crate::fido2::plugin::{self, ENTRY_SYMBOL, Entry, LIBRARY_FILE};
+use pam_mfa_keys_abi::{
+    AskCredential, Assertion, ClientFailure, ENTRY_SYMBOL, Entry, LIBRARY_FILE, Person,
+};
 
 /// The loaded library (which stays loaded: `RTLD_NODELETE`).
-pub(super) struct KeysLibrary {
+pub struct KeysLibrary {
     entry: Entry,
 }
 
 impl KeysLibrary {
-    /// Runs the library's ceremony for `credentials` (see [`plugin::call`]).
-    pub(super) fn authenticate<E>(
+    /// Has the key sign the daemon's `challenge` for one of `credentials` (see
+    /// [`pam_mfa_keys_abi::call`]).
+    pub fn assert<E>(
         &self,
-        credentials: &[Credential],
+        challenge: &[u8; 32],
+        credentials: &[AskCredential<'_>],
         timeout_secs: u32,
         person: &mut dyn Person<E>,
-    ) -> Result<Result<Verified, KeyFailure>, E> {
-        plugin::call(self.entry, credentials, timeout_secs, person)
+    ) -> Result<Result<Assertion, ClientFailure>, E> {
+        pam_mfa_keys_abi::call(self.entry, challenge, credentials, timeout_secs, person)
     }
 }
 
@@ -105,7 +108,7 @@ fn open_checked(path: &Path) -> Result<File, String> {
 }
 
 /// Loads the library and finds its entry point. The error says what is wrong, for the log.
-pub(super) fn load() -> Result<KeysLibrary, String> {
+pub fn load() -> Result<KeysLibrary, String> {
     let path = path()?;
     let shown = path.display();
     let file = open_checked(&path)?;
@@ -141,7 +144,7 @@ pub(super) fn load() -> Result<KeysLibrary, String> {
     // SAFETY: the symbol's versioned name fixes its type: the library defines it as an
     // `Entry` (checked at compile time in pam_mfa/keys-plugin); a library of another
     // interface version has no symbol of this name, and one whose structs differ is
-    // caught by the version and sizes the request carries (`plugin`).
+    // caught by the version and sizes the request carries (`pam_mfa_keys_abi`).
     let entry = unsafe { std::mem::transmute::<*mut c_void, Entry>(symbol) };
     Ok(KeysLibrary { entry })
 }

@@ -1,12 +1,14 @@
-//! The PAM side of [`crate::login_hold`]: the value of a registration made during a login
-//! travels from `pam_sm_authenticate` to `pam_sm_setcred`, which activates the device.
+//! The value of a registration made during a login (`mfad`'s `HeldTotpReply::hold`, 32
+//! random bytes of which the daemon keeps only the hash) travels from
+//! `pam_sm_authenticate` to `pam_sm_setcred`, which has the daemon activate the device
+//! (`ActivateHeld`).
 //!
 //! Two carriers, because applications differ: `pam_set_data` where both calls happen in
 //! one process (sudo, su, login, display managers), and the PAM environment variable
 //! [`ENV_NAME`] for OpenSSH, which runs keyboard-interactive authentication in a forked
 //! child and brings back only the PAM environment to the process that calls
 //! `pam_setcred`. `pam_sm_setcred` removes the variable before it does anything else, so
-//! it never reaches the session, and it touches the store only when a value is there.
+//! it never reaches the session, and it asks the daemon only when a value is there.
 //! OpenSSH (auth-pam.c, checked with 9.2) imports the child's PAM environment only when
 //! `pam_authenticate` and `pam_acct_mgmt` succeeded there, and calls `pam_setcred` in its
 //! monitor once every authentication method succeeded, before it builds the session's
@@ -27,11 +29,11 @@ use pam::constants::{
 use pam::module::PamHandle;
 use zeroize::{Zeroize, Zeroizing};
 
+use pam_mfa_protocol::{Request, Response, SecretBytes, escape_for_log};
+
+use super::client::Daemon;
 use super::conversation;
 use super::syslog::{Level, Logger};
-use crate::login_hold::LoginHold;
-use crate::names::{self, UserName, escape_for_log};
-use crate::store::Store;
 
 /// The PAM environment variable that carries the value across OpenSSH's processes.
 pub(super) const ENV_NAME: &str = "PAM_MFA_ENROLL_HOLD";
@@ -87,9 +89,37 @@ fn get_data(pamh: &PamHandle) -> Option<Zeroizing<Vec<u8>>> {
         .map(|hex| Zeroizing::new(hex.as_bytes().to_vec()))
 }
 
+/// The value's hex form (what both carriers hold).
+fn to_hex(bytes: &[u8]) -> Zeroizing<String> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Zeroizing::new(String::with_capacity(bytes.len() * 2));
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// The value from its hex form: exactly 32 bytes, or `None`.
+fn from_hex(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if text.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = Zeroizing::new(Vec::with_capacity(32));
+    for pair in text.chunks(2) {
+        out.push(digit(pair[0])? << 4 | digit(pair[1])?);
+    }
+    Some(out)
+}
+
 /// Keeps `hold` for this login's `pam_sm_setcred`, by both carriers.
-pub(super) fn remember(pamh: &mut PamHandle, hold: &LoginHold) -> Result<(), PamResultCode> {
-    let hex = hold.to_hex();
+pub(super) fn remember(pamh: &mut PamHandle, hold: &[u8]) -> Result<(), PamResultCode> {
+    let hex = to_hex(hold);
     let mut text = Zeroizing::new(Vec::with_capacity(ENV_NAME.len() + 1 + hex.len()));
     text.extend_from_slice(ENV_NAME.as_bytes());
     text.push(b'=');
@@ -132,7 +162,7 @@ pub(super) fn setcred(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) 
     };
     let who = format!("user={}", escape_for_log(&raw_user));
     let silent = flags & PAM_SILENT != 0;
-    let result = pam_mfa_fido2::panic_guard::catch(|| activate(raw_args, &raw_user, &text))
+    let result = super::panic_guard::catch(|| activate(raw_args, &raw_user, &text))
         .unwrap_or_else(|panic| Err(format!("internal error ({panic})")));
     match result {
         Ok(name) => {
@@ -163,22 +193,36 @@ pub(super) fn setcred(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) 
     PamResultCode::PAM_SUCCESS
 }
 
-/// Activates the registration held for `text` for the user; its name, or why not.
+/// Has the daemon activate the registration held for `text`; its name, or why not.
 fn activate(raw_args: &[&CStr], raw_user: &[u8], text: &[u8]) -> Result<String, String> {
-    let hold = LoginHold::from_hex(text).ok_or("the value carried is malformed")?;
+    let hold = from_hex(text).ok_or("the value carried is malformed")?;
     let args =
         super::args::parse(raw_args.iter().map(|a| a.to_bytes())).map_err(|e| e.to_string())?;
-    let user = UserName::from_bytes(raw_user).map_err(|_| "invalid user name".to_owned())?;
-    let user = names::canonical_account(&user)
-        .map_err(|e| e.to_string())?
-        .ok_or("no such account")?;
-    let mut store = Store::open_existing(&args.db)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("device store {} does not exist", args.db.display()))?;
-    // Recorded as the service's uid, as the registration itself is.
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    crate::audit::attach(store.conn(), uid).map_err(|e| e.to_string())?;
-    let now = crate::clock::now().map_err(|e| e.to_string())?;
-    crate::login_hold::activate_held(&mut store, &user, &hold, now).map_err(|e| e.to_string())
+    let user = super::user_for_daemon(raw_user).ok_or("invalid user name")?;
+    let mut daemon = Daemon::new(&args.socket, args.timeout);
+    match daemon
+        .ask(&Request::ActivateHeld {
+            user,
+            hold: SecretBytes::from_slice(&hold),
+        })
+        .map_err(|e| e.0)?
+    {
+        Ok(Response::Activated { name }) => Ok(name),
+        Ok(_) => Err("mfad answered activate-held with something else".to_owned()),
+        Err(e) => Err(format!("mfad refused it: {}", e.message.escape_debug())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let v: Vec<u8> = (0..32).collect();
+        let h = to_hex(&v);
+        assert_eq!(from_hex(h.as_bytes()).unwrap().as_slice(), v.as_slice());
+        assert!(from_hex(b"00").is_none());
+        assert!(from_hex(&[b'g'; 64]).is_none());
+    }
 }

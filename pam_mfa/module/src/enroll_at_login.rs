@@ -4,13 +4,14 @@
 //!
 //! The conversation is the only channel (no terminal, no files): the QR code goes out as
 //! half-block text lines in one PAM_TEXT_INFO message, the secret only when asked for,
-//! then two consecutive codes and a device name are asked for. The same library calls as
-//! `mfa enroll totp` do the work, so the checks (names, limits, consecutive codes, the
-//! steps used up) are identical; the registration and its audit row commit together.
+//! then two consecutive codes and a device name are asked for. `mfad` does the work
+//! (`BeginHeld`, `ConfirmHeld`: the same library calls as `mfa enroll totp`), so the
+//! checks (names, limits, consecutive codes, the steps used up) are identical.
 //!
 //! Only on a line with `enroll_at_login`, and the device is held, not active, when this
-//! returns: `pam_sm_setcred` activates it once the whole stack has succeeded (see
-//! [`super::login_hold`] and [`crate::login_hold`]; issue 16, finding 2).
+//! returns: `pam_sm_setcred` activates it (`ActivateHeld`) once the whole stack has
+//! succeeded, with the value the daemon returned here (see [`super::login_hold`]; issue
+//! 16, finding 2).
 
 use pam::constants::PamResultCode;
 use pam::constants::{PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO};
@@ -18,12 +19,11 @@ use pam::module::PamHandle;
 use qrcode::{Color, EcLevel, QrCode};
 use zeroize::Zeroizing;
 
+use pam_mfa_protocol::{ErrorKind, ErrorReply, Request, Response, SecretBytes};
+
+use super::client::Daemon;
 use super::syslog::{Level, Logger};
-use super::{Context, Failure, conversation, store_error};
-use crate::clock;
-use crate::login_hold::{self, LoginHold};
-use crate::names::{DeviceName, UserName};
-use crate::store::Store;
+use super::{Context, Failure, conversation, daemon_refused, unavailable, unexpected};
 
 /// Light modules around the symbol, as ISO/IEC 18004 asks (scanners need it).
 const QUIET_ZONE: usize = 4;
@@ -100,18 +100,41 @@ fn ask(
     Ok(Zeroizing::new(text))
 }
 
+/// A refusal of the daemon. Refusing what this login asked (a name taken, wrong codes)
+/// fails the registration, and so the login; a daemon that cannot serve it (its store,
+/// another version) makes the login unavailable, as for any other request.
+fn daemon_said(what: &str, e: &ErrorReply) -> Failure {
+    match e.kind {
+        ErrorKind::Invalid | ErrorKind::Denied | ErrorKind::Other => {
+            refused(e.message.escape_debug())
+        }
+        _ => daemon_refused(what, e),
+    }
+}
+
+/// This host's name, the label in the app.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its full length, which is what we pass.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    String::from_utf8(buf[..end].to_vec())
+        .ok()
+        .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
+}
+
 /// Registers a device for `user` through the conversation; `PAM_SUCCESS` once its codes
 /// were right, the device held for this login's `pam_sm_setcred`.
 pub(super) fn enroll(
     pamh: &mut PamHandle,
-    store: &mut Store,
-    user: &UserName,
+    daemon: &mut Daemon,
+    user: &str,
     ctx: &Context,
 ) -> Result<PamResultCode, Failure> {
-    // Recorded as the service's uid (root for sshd, sudo, login).
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    crate::audit::attach(store.conn(), uid).map_err(store_error)?;
+    daemon.hang_up();
     say(
         pamh,
         "You have no verification device yet; your administrator asks you to register \
@@ -122,17 +145,24 @@ pub(super) fn enroll(
         PAM_PROMPT_ECHO_ON,
         "Name for the new device (e.g. phone): ",
     )?;
-    let name = DeviceName::parse(name.trim()).map_err(refused)?;
-    let issuer = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
-        .unwrap_or_else(|| "pam_mfa".to_owned());
-    let now = clock::now().map_err(store_error)?;
-    let hold = LoginHold::generate().map_err(store_error)?;
-    let pending =
-        login_hold::begin_totp(store, user, &name, &issuer, &hold, now).map_err(refused)?;
-    let qr = qr_text(&pending.uri).ok_or_else(|| refused("the QR code cannot be drawn"))?;
+    let name = name.trim().to_owned();
+    let held = match daemon
+        .ask(&Request::BeginHeld {
+            user: user.to_owned(),
+            name: name.clone(),
+            issuer: Some(hostname().unwrap_or_else(|| "pam_mfa".to_owned())),
+        })
+        .map_err(unavailable)?
+    {
+        Ok(Response::HeldTotp(h)) => h,
+        Ok(_) => return Err(unexpected("begin-held")),
+        Err(e) => return Err(daemon_said("begin-held", &e)),
+    };
+    daemon.hang_up();
+    let pending = &held.pending;
+    let uri = std::str::from_utf8(pending.uri.as_bytes())
+        .map_err(|_| refused("the daemon's URI is not text"))?;
+    let qr = qr_text(uri).ok_or_else(|| refused("the QR code cannot be drawn"))?;
     let mut text = Zeroizing::new(String::with_capacity(qr.len() + 128));
     text.push_str("Scan this QR code with your authenticator app:\n\n");
     text.push_str(&qr);
@@ -145,10 +175,10 @@ pub(super) fn enroll(
     if wants_secret.trim().eq_ignore_ascii_case("secret") {
         let mut text = Zeroizing::new(String::with_capacity(256));
         text.push_str("Secret key: ");
-        text.push_str(&pending.secret.to_base32_grouped());
+        text.push_str(&grouped(pending.secret.as_bytes()));
         text.push_str(&format!(
             "\nType: time-based, {}, {} digits, every {} seconds",
-            pending.params.algorithm, pending.params.digits, pending.params.period
+            pending.algorithm, pending.digits, pending.period
         ));
         say(pamh, &text)?;
     }
@@ -158,34 +188,52 @@ pub(super) fn enroll(
         PAM_PROMPT_ECHO_OFF,
         "Wait for the next code and enter it: ",
     )?;
-    login_hold::hold_totp(
-        store,
-        user,
-        &name,
-        &hold,
-        first.as_bytes(),
-        second.as_bytes(),
-        clock::now().map_err(store_error)?,
-    )
-    .map_err(refused)?;
-    super::login_hold::remember(pamh, &hold).map_err(|code| {
+    match daemon
+        .ask(&Request::ConfirmHeld {
+            user: user.to_owned(),
+            name: pending.name.clone(),
+            hold: SecretBytes::from_slice(held.hold.as_bytes()),
+            code1: SecretBytes::from_slice(first.as_bytes()),
+            code2: SecretBytes::from_slice(second.as_bytes()),
+        })
+        .map_err(unavailable)?
+    {
+        Ok(Response::Done) => {}
+        Ok(_) => return Err(unexpected("confirm-held")),
+        Err(e) => return Err(daemon_said("confirm-held", &e)),
+    }
+    daemon.hang_up();
+    super::login_hold::remember(pamh, held.hold.as_bytes()).map_err(|code| {
         (
             Level::Error,
             format!("registration at login failed: cannot keep it for the login's end ({code:?})"),
             PamResultCode::PAM_SYSTEM_ERR,
         )
     })?;
+    let shown = &pending.name;
     let _ = say(
         pamh,
-        &format!("Codes accepted: device \"{name}\" is registered once your login completes."),
+        &format!("Codes accepted: device \"{shown}\" is registered once your login completes."),
     );
     Logger::new(pamh).log(
         Level::Info,
         &format!(
             "codes of device \"{}\" accepted at login; it is kept if the login succeeds ({})",
-            name.as_str().escape_debug(),
+            shown.escape_debug(),
             ctx.describe()
         ),
     );
     Ok(PamResultCode::PAM_SUCCESS)
+}
+
+/// A base32 secret in groups of four, for typing in.
+fn grouped(secret: &[u8]) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(secret.len() * 5 / 4 + 1));
+    for (i, &b) in secret.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push(' ');
+        }
+        out.push(char::from(b));
+    }
+    out
 }

@@ -6,13 +6,49 @@
 
 use std::path::PathBuf;
 
-use crate::lockout::LockoutPolicy;
-use crate::login::{LoginSettings, MAX_HOTP_WINDOW, MAX_WINDOW};
-use crate::settings::{MAX_LOCKOUT_SECS, MAX_MAX_FAILURES, Overrides};
-use crate::store::DEFAULT_PATH;
+use pam_mfa_keys_abi::{DEFAULT_TIMEOUT_SECS as DEFAULT_FIDO2_TIMEOUT, MAX_TIMEOUT_SECS};
+use pam_mfa_protocol::Overrides;
 
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
 const MAX_PROMPT_CHARS: usize = 200;
+
+/// The store `mfad` serves unless told otherwise: the only `db=` still accepted (see
+/// [`ModuleArgs::db`]).
+pub const DEFAULT_DB: &str = "/var/lib/pam_mfa/devices.db";
+/// Where `mfad` listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/pam_mfa/mfad.sock";
+/// How long the daemon has to accept the connection and to answer each request.
+pub const DEFAULT_TIMEOUT_SECS: u32 = 5;
+pub const MAX_DAEMON_TIMEOUT_SECS: u32 = 60;
+
+// The bounds of the numbers a line may set. `mfad` checks the overrides it is sent
+// against the same bounds (pam_mfa::settings) and refuses values outside them, so a
+// mismatch here fails closed.
+pub const MAX_WINDOW: u32 = 10;
+pub const MAX_HOTP_WINDOW: u32 = 100;
+pub const MAX_MAX_FAILURES: u32 = 1000;
+pub const MAX_LOCKOUT_SECS: i64 = 7 * 86_400;
+
+/// The numbers that tune code checking, as the line sets them (the defaults are the
+/// built-in ones; the daemon applies the policy's numbers to those the line did not set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub window: u32,
+    pub hotp_window: u32,
+    pub max_failures: u32,
+    pub lockout_secs: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            window: 1,
+            hotp_window: 10,
+            max_failures: 5,
+            lockout_secs: 300,
+        }
+    }
+}
 
 /// One module argument, as the manual page pam_mfa(8) (generated from this table by
 /// `packaging/`'s `gen-docs`) describes it. [`parse`] accepts exactly the names listed
@@ -35,11 +71,28 @@ pub struct ArgumentDoc {
 /// Every module argument, in the order the manual lists them.
 pub const ARGUMENTS: &[ArgumentDoc] = &[
     ArgumentDoc {
+        name: "socket",
+        syntax: "socket=PATH",
+        default: Some(DEFAULT_SOCKET),
+        description: "The socket of mfad, the daemon that keeps the device store: an \
+                      absolute path.",
+    },
+    ArgumentDoc {
+        name: "timeout",
+        syntax: "timeout=SECONDS",
+        default: Some("5"),
+        description: "How long mfad has to accept the connection and to answer each \
+                      question, 1 to 60. A daemon that is not running or does not answer \
+                      in time fails the login with PAM_AUTHINFO_UNAVAIL (never success).",
+    },
+    ArgumentDoc {
         name: "db",
         syntax: "db=PATH",
-        default: Some(DEFAULT_PATH),
-        description: "The device store: an absolute path to a file, in a directory that only \
-                      root can read and write.",
+        default: Some(DEFAULT_DB),
+        description: "Obsolete: the module no longer opens the store, mfad does. Only the \
+                      default path is still accepted (with a syslog notice; remove it); any \
+                      other path refuses every login: point socket= at the daemon serving \
+                      that store instead.",
     },
     ArgumentDoc {
         name: "nullok",
@@ -130,10 +183,16 @@ pub const ARGUMENTS: &[ArgumentDoc] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleArgs {
+    /// `db=`, obsolete: the module never opens it. Only [`DEFAULT_DB`] is accepted
+    /// (`explicit.db` says whether the line gave it).
     pub db: PathBuf,
+    /// mfad's socket.
+    pub socket: PathBuf,
+    /// How long the daemon has to accept and to answer each request, in seconds.
+    pub timeout: u32,
     /// A user without an active device is let through (`PAM_IGNORE`).
     pub nullok: bool,
-    pub settings: LoginSettings,
+    pub settings: Settings,
     pub prompt: String,
     pub echo_code: bool,
     pub debug: bool,
@@ -150,6 +209,7 @@ pub struct ModuleArgs {
 /// The module arguments that override the policy's defaults when given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Explicit {
+    pub db: bool,
     pub window: bool,
     pub max_failures: bool,
     pub lockout: bool,
@@ -171,15 +231,17 @@ pub enum Fido2Mode {
 impl Default for ModuleArgs {
     fn default() -> Self {
         Self {
-            db: PathBuf::from(DEFAULT_PATH),
+            db: PathBuf::from(DEFAULT_DB),
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            timeout: DEFAULT_TIMEOUT_SECS,
             nullok: false,
-            settings: LoginSettings::default(),
+            settings: Settings::default(),
             prompt: DEFAULT_PROMPT.to_owned(),
             echo_code: false,
             debug: false,
             enroll_at_login: false,
             fido2: Fido2Mode::default(),
-            fido2_timeout: crate::fido2::DEFAULT_TIMEOUT_SECS,
+            fido2_timeout: DEFAULT_FIDO2_TIMEOUT,
             explicit: Explicit::default(),
         }
     }
@@ -254,6 +316,17 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
                     return Err(invalid("db", "must be an absolute path to a file"));
                 }
                 out.db = p;
+                out.explicit.db = true;
+            }
+            "socket" => {
+                let p = PathBuf::from(value_of("socket")?);
+                if !p.is_absolute() || p.file_name().is_none() {
+                    return Err(invalid("socket", "must be an absolute path"));
+                }
+                out.socket = p;
+            }
+            "timeout" => {
+                out.timeout = number("timeout", value_of("timeout")?, 1, MAX_DAEMON_TIMEOUT_SECS)?;
             }
             "nullok" => out.nullok = flag("nullok")?,
             "echo_code" => out.echo_code = flag("echo_code")?,
@@ -268,7 +341,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
                     number("hotp_window", value_of("hotp_window")?, 0, MAX_HOTP_WINDOW)?;
             }
             "max_failures" => {
-                out.settings.lockout.max_failures = number(
+                out.settings.max_failures = number(
                     "max_failures",
                     value_of("max_failures")?,
                     1,
@@ -277,7 +350,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
                 out.explicit.max_failures = true;
             }
             "lockout" => {
-                out.settings.lockout.lockout_secs =
+                out.settings.lockout_secs =
                     number("lockout", value_of("lockout")?, 1, MAX_LOCKOUT_SECS)?;
                 out.explicit.lockout = true;
             }
@@ -299,7 +372,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
                     "fido2_timeout",
                     value_of("fido2_timeout")?,
                     1,
-                    crate::fido2::MAX_TIMEOUT_SECS,
+                    MAX_TIMEOUT_SECS,
                 )?;
             }
             "prompt" => {
@@ -322,10 +395,6 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
 }
 
 impl ModuleArgs {
-    pub fn lockout(&self) -> LockoutPolicy {
-        self.settings.lockout
-    }
-
     /// The numbers the service file set, as overrides of the store's policy.
     pub fn overrides(&self) -> Overrides {
         Overrides {
@@ -334,18 +403,9 @@ impl ModuleArgs {
             max_failures: self
                 .explicit
                 .max_failures
-                .then_some(self.settings.lockout.max_failures),
-            lockout_secs: self
-                .explicit
-                .lockout
-                .then_some(self.settings.lockout.lockout_secs),
+                .then_some(self.settings.max_failures),
+            lockout_secs: self.explicit.lockout.then_some(self.settings.lockout_secs),
         }
-    }
-
-    /// The login settings for this service: the module arguments given, else the
-    /// store's policy, else the built-in defaults (one rule: [`Overrides::settings`]).
-    pub fn effective_settings(&self, policy: &crate::policy::Policy) -> LoginSettings {
-        self.overrides().settings(policy)
     }
 }
 
@@ -364,8 +424,11 @@ mod tests {
         assert_eq!(a.db, PathBuf::from("/var/lib/pam_mfa/devices.db"));
         assert_eq!(a.settings.window, 1);
         assert_eq!(a.settings.hotp_window, 10);
-        assert_eq!(a.settings.lockout.max_failures, 5);
-        assert_eq!(a.settings.lockout.lockout_secs, 300);
+        assert_eq!(a.settings.max_failures, 5);
+        assert_eq!(a.settings.lockout_secs, 300);
+        assert_eq!(a.socket, PathBuf::from("/run/pam_mfa/mfad.sock"));
+        assert_eq!(a.timeout, 5);
+        assert!(!a.explicit.db);
         assert_eq!(a.prompt, "Verification code: ");
         assert!(!a.nullok && !a.echo_code && !a.debug && !a.enroll_at_login);
         assert_eq!(a.fido2, Fido2Mode::Prefer);
@@ -376,6 +439,8 @@ mod tests {
     fn every_argument() {
         let a = p(&[
             "db=/tmp/x/devices.db",
+            "socket=/tmp/x/mfad.sock",
+            "timeout=60",
             "nullok",
             "window=10",
             "hotp_window=100",
@@ -395,12 +460,15 @@ mod tests {
         assert_eq!(p(&["fido2=off"]).unwrap().fido2, Fido2Mode::Off);
         assert_eq!(p(&["fido2=prefer"]).unwrap().fido2, Fido2Mode::Prefer);
         assert_eq!(a.db, PathBuf::from("/tmp/x/devices.db"));
+        assert!(a.explicit.db);
+        assert_eq!(a.socket, PathBuf::from("/tmp/x/mfad.sock"));
+        assert_eq!(a.timeout, 60);
         assert!(a.nullok && a.echo_code && a.debug);
         assert_eq!(a.settings.window, 10);
         assert_eq!(a.settings.hotp_window, 100);
         assert_eq!(p(&["hotp_window=0"]).unwrap().settings.hotp_window, 0);
-        assert_eq!(a.settings.lockout.max_failures, 3);
-        assert_eq!(a.settings.lockout.lockout_secs, 60);
+        assert_eq!(a.settings.max_failures, 3);
+        assert_eq!(a.settings.lockout_secs, 60);
         assert_eq!(a.prompt, "Enter code: ");
     }
 
@@ -457,6 +525,12 @@ mod tests {
             &["lockout=604801"],
             &["db=relative/devices.db"],
             &["db=/"],
+            &["socket=relative.sock"],
+            &["socket="],
+            &["socket"],
+            &["timeout=0"],
+            &["timeout=61"],
+            &["timeout=5s"],
             &["prompt="],
             &["prompt=a\x07b"],
             &["window=1", "window=2"],

@@ -1,0 +1,161 @@
+//! The module's connection to `mfad`: every question about the store goes here.
+//!
+//! Each step has a deadline (`timeout=`): the connection must be accepted, and each
+//! request written and its answer read, within it. A daemon that is not there, refuses,
+//! or is too slow is [`Unavailable`], which the login turns into `PAM_AUTHINFO_UNAVAIL`
+//! and a syslog line: never a success, never a hang.
+//!
+//! The connection is opened when the first question is asked and closed by
+//! [`Daemon::hang_up`] before every prompt that waits for the person (the code, the PIN,
+//! the touch, the questions of a registration), and at the end of the call. A person may
+//! sit at a prompt for minutes; the daemon drops connections idle for longer than a few
+//! seconds, and a connection slot held by someone's stopped `su` is one less for
+//! everyone else. The next question opens a new connection: nothing of a login lives in
+//! a connection (challenges and held registrations are the daemon's, under tickets).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pam_mfa_protocol::{ErrorReply, Request, Response, read_response, write_request};
+
+/// The daemon could not be asked, or did not answer: what, for the log.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+/// A connection (opened lazily) to one daemon.
+pub struct Daemon {
+    socket: PathBuf,
+    timeout: Duration,
+    stream: Option<UnixStream>,
+}
+
+impl Daemon {
+    pub fn new(socket: &Path, timeout_secs: u32) -> Self {
+        Self {
+            socket: socket.to_path_buf(),
+            timeout: Duration::from_secs(u64::from(timeout_secs.max(1))),
+            stream: None,
+        }
+    }
+
+    /// Closes the connection, if open (before a prompt; see the module documentation).
+    pub fn hang_up(&mut self) {
+        self.stream = None;
+    }
+
+    /// Sends `request` and reads its answer. An error answer of the daemon comes back as
+    /// `Ok(Err(..))`: the caller decides what a refusal means.
+    pub fn ask(&mut self, request: &Request) -> Result<Result<Response, ErrorReply>, Unavailable> {
+        let shown = self.socket.display().to_string();
+        let stream = match self.stream.take() {
+            Some(s) => s,
+            None => connect(&self.socket, self.timeout)
+                .map_err(|e| Unavailable(format!("cannot connect to mfad at {shown}: {e}")))?,
+        };
+        let what = request.name();
+        let timeout = self.timeout;
+        let io_err = |e: &dyn std::fmt::Display| {
+            Unavailable(format!("mfad at {shown} did not answer {what}: {e}"))
+        };
+        stream
+            .set_write_timeout(Some(timeout))
+            .and_then(|()| stream.set_read_timeout(Some(timeout)))
+            .map_err(|e| io_err(&e))?;
+        let mut s = &stream;
+        write_request(&mut s, request).map_err(|e| io_err(&e))?;
+        let response = read_response(&mut s).map_err(|e| io_err(&e))?;
+        self.stream = Some(stream);
+        Ok(match response {
+            Response::Error(e) => Err(e),
+            other => Ok(other),
+        })
+    }
+}
+
+/// Connects to the UNIX socket at `path` within `timeout`: a non-blocking connect,
+/// retried while the daemon's backlog is full (EAGAIN), so a daemon that accepts nothing
+/// cannot hold the login.
+fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zero is a valid (empty) address.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket has no memory preconditions; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let deadline = Instant::now() + timeout;
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    loop {
+        // SAFETY: `addr` is a valid sockaddr_un of `len` bytes, alive for the call.
+        let rc = unsafe { libc::connect(fd, (&raw const addr).cast::<libc::sockaddr>(), len) };
+        if rc == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) | Some(libc::EINPROGRESS) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the daemon accepted no connection in time",
+                ));
+            }
+            _ => return Err(e),
+        }
+    }
+    let stream = UnixStream::from(owned);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn no_daemon_is_unavailable() {
+        let dir =
+            std::env::temp_dir().join(format!("pam_mfa_module_client_{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let mut d = Daemon::new(&dir.join("none.sock"), 1);
+        assert!(d.ask(&Request::Hello).is_err());
+        // A daemon that accepts but never answers: refused within the deadline.
+        let path = dir.join("silent.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let started = Instant::now();
+        let mut d = Daemon::new(&path, 1);
+        let e = d.ask(&Request::Hello).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3), "{e:?}");
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,593 @@
+//! pam_mfa's PAM module (`libpam_mfa_module.so`, installed as `pam_mfa.so`): a client of
+//! `mfad`. It parses its arguments, asks the daemon every question about the store over
+//! its socket ([`client`]), and talks to the person through the PAM conversation; it
+//! links neither SQLite nor the FIDO2/USB stack (the key ceremony is in
+//! `libpam_mfa_keys.so`, loaded only for a key login; the daemon issues the challenge and
+//! checks the answer). Every outcome becomes a PAM result plus one syslog line.
+//!
+//! Rules for code in here, because it runs inside sshd, sudo and login: never print, never
+//! exit, never panic (the guard turns a stray one into a refusal, and the crate denies
+//! the constructs that cause them), start no threads, and never return `PAM_SUCCESS` from
+//! an error path. A daemon that cannot be reached or does not answer in time is
+//! `PAM_AUTHINFO_UNAVAIL` (the convention of pam_sss and pam_ldap).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod args;
+pub mod client;
+mod enroll_at_login;
+pub mod keys_library;
+mod login_hold;
+pub mod panic_guard;
+mod security_key;
+mod syslog;
+mod text;
+
+use std::ffi::CStr;
+use std::path::Path;
+
+use pam::constants::{
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
+    PamResultCode,
+};
+use pam::conv::Conv;
+use pam::items::RHost;
+use pam::module::{PamHandle, PamHooks};
+use pam_mfa_keys_abi::ClientFailure;
+use pam_mfa_protocol::{
+    AccountState, BeforePromptReply, CodeKind, ErrorKind, ErrorReply, NoDeviceRule,
+    RecoveryOutcome, RefusalKind, Request, Response, SecretBytes, VerifyOutcome, escape_for_log,
+};
+
+use args::{DEFAULT_DB, Fido2Mode, ModuleArgs};
+use client::{Daemon, Unavailable};
+use security_key::{key_refused, security_key};
+use syslog::{Level, Logger};
+use text::format_local;
+
+/// The longest user name asked about; the daemon checks names fully, this only keeps
+/// nonsense off the socket.
+pub const MAX_USER_NAME: usize = 256;
+
+pub struct PamMfa;
+pam::pam_hooks!(PamMfa);
+
+impl PamHooks for PamMfa {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        authenticate(pamh, &args, flags)
+    }
+
+    /// Activates a device registered during this login, now that the whole stack has
+    /// succeeded (see [`login_hold`]); otherwise there is nothing to set, and success keeps
+    /// stacks with `setcred` working.
+    fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        login_hold::setcred(pamh, &args, flags)
+    }
+}
+
+/// Everything a log line needs to say who and from where.
+struct Context {
+    user: String,
+    rhost: String,
+    /// Whether the person is not at this computer (see [`text::is_remote`]).
+    remote: bool,
+}
+
+impl Context {
+    fn describe(&self) -> String {
+        if self.rhost.is_empty() {
+            format!("user={}", self.user)
+        } else {
+            format!("user={} rhost={}", self.user, self.rhost)
+        }
+    }
+}
+
+/// The user name as the daemon is asked about it: UTF-8, no NUL, at most
+/// [`MAX_USER_NAME`] bytes, not empty.
+fn user_for_daemon(raw: &[u8]) -> Option<String> {
+    if raw.is_empty() || raw.len() > MAX_USER_NAME || raw.contains(&0) {
+        return None;
+    }
+    String::from_utf8(raw.to_vec()).ok()
+}
+
+fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    // A registration held by an earlier attempt on this handle is not this attempt's.
+    login_hold::forget(pamh);
+    let args = match args::parse(raw_args.iter().map(|a| a.to_bytes())) {
+        Ok(a) => a,
+        Err(e) => {
+            Logger::new(pamh).log(
+                Level::Error,
+                &format!("{e}; refusing all logins until fixed"),
+            );
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let raw_user = match user_bytes(pamh) {
+        Ok(u) => u,
+        Err(code) => {
+            Logger::new(pamh).log(Level::Error, "cannot determine the user name");
+            return code;
+        }
+    };
+    let raw_rhost = match pamh.get_item::<RHost>() {
+        Ok(Some(h)) => Some(h.0.to_bytes().to_vec()),
+        _ => None,
+    };
+    let in_ssh_session =
+        std::env::var_os("SSH_CONNECTION").is_some() || std::env::var_os("SSH_CLIENT").is_some();
+    let ctx = Context {
+        user: escape_for_log(&raw_user),
+        rhost: raw_rhost.as_deref().map(escape_for_log).unwrap_or_default(),
+        remote: text::is_remote(raw_rhost.as_deref(), in_ssh_session),
+    };
+    let Some(user) = user_for_daemon(&raw_user) else {
+        Logger::new(pamh).log(
+            Level::Error,
+            &format!("refusing invalid user name ({})", ctx.describe()),
+        );
+        return PamResultCode::PAM_USER_UNKNOWN;
+    };
+    let silent = flags & PAM_SILENT != 0;
+    let mut daemon = Daemon::new(&args.socket, args.timeout);
+    let result = panic_guard::catch(|| run(pamh, &args, &mut daemon, &user, &ctx, silent))
+        .unwrap_or_else(|panic| {
+            Err((
+                Level::Error,
+                format!("internal error ({panic}); refusing"),
+                PamResultCode::PAM_AUTHINFO_UNAVAIL,
+            ))
+        });
+    daemon.hang_up();
+    result.unwrap_or_else(|(level, message, code)| {
+        let mut log = Logger::new(pamh);
+        log.set_debug(args.debug);
+        log.log(level, &format!("{message} ({})", ctx.describe()));
+        code
+    })
+}
+
+type Failure = (Level, String, PamResultCode);
+
+/// The daemon could not be asked: the login is refused as unavailable.
+fn unavailable(e: Unavailable) -> Failure {
+    (
+        Level::Error,
+        format!("{}; refusing", e.0),
+        PamResultCode::PAM_AUTHINFO_UNAVAIL,
+    )
+}
+
+/// The daemon refused a request of this login (a store it cannot open, a bad override):
+/// fail closed, as unavailable.
+fn daemon_refused(what: &str, e: &ErrorReply) -> Failure {
+    (
+        Level::Error,
+        format!(
+            "mfad refused {what} ({:?}: {}); refusing",
+            e.kind,
+            e.message.escape_debug()
+        ),
+        PamResultCode::PAM_AUTHINFO_UNAVAIL,
+    )
+}
+
+fn unexpected(what: &str) -> Failure {
+    (
+        Level::Error,
+        format!("mfad answered {what} with something else; refusing"),
+        PamResultCode::PAM_AUTHINFO_UNAVAIL,
+    )
+}
+
+/// `db=`: the module no longer opens the store. The path the daemon serves by default is
+/// accepted (an upgraded host must not lock everyone out), with a notice; any other one
+/// would silently ask about another store than the line says, so it refuses every login.
+fn check_obsolete_db(pamh: &PamHandle, args: &ModuleArgs) -> Result<(), Failure> {
+    if !args.explicit.db {
+        return Ok(());
+    }
+    if args.db == Path::new(DEFAULT_DB) {
+        Logger::new(pamh).log(
+            Level::Notice,
+            &format!(
+                "module argument db={DEFAULT_DB} is obsolete (mfad keeps the store); \
+                 remove it from the PAM line"
+            ),
+        );
+        return Ok(());
+    }
+    Err((
+        Level::Error,
+        format!(
+            "module argument db={} is no longer supported: the module asks mfad, which \
+             serves its own store; run mfad --db on that store and give its socket with \
+             socket=PATH instead; refusing all logins until fixed",
+            escape_for_log(args.db.as_os_str().as_encoded_bytes())
+        ),
+        PamResultCode::PAM_SERVICE_ERR,
+    ))
+}
+
+/// The login flow of ARCHITECTURE.md. `Err` carries the log line for a refusal.
+fn run(
+    pamh: &mut PamHandle,
+    args: &ModuleArgs,
+    daemon: &mut Daemon,
+    user: &str,
+    ctx: &Context,
+    silent: bool,
+) -> Result<PamResultCode, Failure> {
+    check_obsolete_db(pamh, args)?;
+    let want_keys = args.fido2 != Fido2Mode::Off;
+    let before = match daemon
+        .ask(&Request::BeforePrompt {
+            user: user.to_owned(),
+            want_keys,
+        })
+        .map_err(unavailable)?
+    {
+        Ok(Response::BeforePrompt(b)) => b,
+        Ok(_) => return Err(unexpected("before-prompt")),
+        // The daemon checks names fully (this module only keeps nonsense off the socket):
+        // a name it refuses is refused here as before, without a prompt.
+        Err(e) if e.kind == ErrorKind::Invalid => {
+            return Err((
+                Level::Error,
+                format!(
+                    "refusing invalid user name (mfad: {})",
+                    e.message.escape_debug()
+                ),
+                PamResultCode::PAM_USER_UNKNOWN,
+            ));
+        }
+        Err(e) => return Err(daemon_refused("before-prompt", &e)),
+    };
+    // `nullok` in the service file lets this service's users through whatever the
+    // policy says; otherwise the policy's `no_device` decides.
+    let let_through = args.nullok || before.no_device == NoDeviceRule::Allow;
+    let why_through = if args.nullok {
+        "nullok"
+    } else {
+        "policy no_device=allow"
+    };
+    let account = before.state != AccountState::NoAccount;
+
+    match before.state {
+        // Only short codes are held back: the person is told, and may still use a
+        // security key, a recovery code or an administrator's bypass code.
+        AccountState::Locked { until } => tell_locked(pamh, until, silent),
+        AccountState::NoDevice if let_through => {
+            let mut log = Logger::new(pamh);
+            log.set_debug(args.debug);
+            if !before.store_exists {
+                // Routine right after installation, but also what a daemon started on a
+                // mistyped --db looks like, so it is never silent.
+                log.log(
+                    Level::Notice,
+                    &format!(
+                        "mfad's device store does not exist yet; {why_through} lets the user \
+                         through ({})",
+                        ctx.describe()
+                    ),
+                );
+            } else {
+                // Every login that skips the second factor leaves a trace, so an
+                // administrator can see who still has to register before nullok goes.
+                log.log(
+                    Level::Info,
+                    &format!(
+                        "no active device; {why_through} lets the user through ({})",
+                        ctx.describe()
+                    ),
+                );
+            }
+            return Ok(PamResultCode::PAM_IGNORE);
+        }
+        AccountState::NoDevice
+            if before.no_device == NoDeviceRule::Enroll && args.fido2 != Fido2Mode::Require =>
+        {
+            if !args.enroll_at_login {
+                // Issue 16, finding 2: registering at login is safe only behind a first
+                // factor that ends the stack, which only the administrator can vouch for,
+                // line by line.
+                let mut log = Logger::new(pamh);
+                log.set_debug(args.debug);
+                log.log(
+                    Level::Notice,
+                    &format!(
+                        "policy no_device=enroll asks for registration at login, but this line does \
+                         not allow it (no enroll_at_login): treated as no_device=deny ({})",
+                        ctx.describe()
+                    ),
+                );
+            } else if before.store_exists {
+                return enroll_at_login::enroll(pamh, daemon, user, ctx);
+            }
+        }
+        _ => {}
+    }
+
+    if want_keys {
+        if before.store_exists && account {
+            if let Some(result) = security_key(pamh, args, daemon, user, &before, ctx, silent)? {
+                return Ok(result);
+            }
+        } else if args.fido2 == Fido2Mode::Require {
+            // No store or no such account: nobody here has a key, and this service
+            // accepts nothing else.
+            return Err(key_refused(
+                pamh,
+                &ClientFailure::NoneRegistered,
+                user,
+                silent,
+            ));
+        }
+    }
+
+    // Users without a device are prompted too, so the prompt does not tell an attacker
+    // who has enrolled. Nobody waits at a prompt holding a connection to the daemon.
+    daemon.hang_up();
+    let answer = ask(pamh, args)?;
+    let answer = answer.as_ref().map_or(&[][..], |a| a.as_bytes());
+
+    if !account {
+        return Err((
+            Level::Notice,
+            "authentication failure: no such account".to_owned(),
+            PamResultCode::PAM_AUTH_ERR,
+        ));
+    }
+    if !before.store_exists {
+        return Err((
+            Level::Notice,
+            "authentication failure: no active device".to_owned(),
+            PamResultCode::PAM_AUTH_ERR,
+        ));
+    }
+    if text::could_be_recovery_code(answer) {
+        let reply = daemon
+            .ask(&Request::VerifyRecovery {
+                user: user.to_owned(),
+                code: SecretBytes::from_slice(answer),
+            })
+            .map_err(unavailable)?;
+        return match reply {
+            Ok(Response::Recovery(outcome)) => recovery_finish(pamh, outcome, ctx, silent),
+            Ok(_) => Err(unexpected("verify-recovery")),
+            Err(e) => Err(daemon_refused("verify-recovery", &e)),
+        };
+    }
+    // The daemon checks the code against the time it receives it, after it was typed.
+    let reply = daemon
+        .ask(&Request::VerifyCode {
+            user: user.to_owned(),
+            answer: SecretBytes::from_slice(answer),
+            overrides: args.overrides(),
+        })
+        .map_err(unavailable)?;
+    match reply {
+        Ok(Response::Verified(outcome)) => finish(pamh, outcome, answer, ctx, silent),
+        Ok(_) => Err(unexpected("verify-code")),
+        Err(e) => Err(daemon_refused("verify-code", &e)),
+    }
+}
+
+/// The end of a login with a recovery or bypass code: the person is told how many are
+/// left (PAM_TEXT_INFO), and syslog says which kind was used (never the code).
+fn recovery_finish(
+    pamh: &mut PamHandle,
+    outcome: RecoveryOutcome,
+    ctx: &Context,
+    silent: bool,
+) -> Result<PamResultCode, Failure> {
+    match outcome {
+        RecoveryOutcome::Accepted { kind, remaining } => {
+            let (text, kind_name) = match kind {
+                CodeKind::Bypass => (
+                    format!(
+                        "Temporary code accepted ({remaining} use{} left). Register a new \
+                         device with `mfa enroll totp NAME`.",
+                        if remaining == 1 { "" } else { "s" }
+                    ),
+                    "bypass",
+                ),
+                _ => (
+                    format!(
+                        "Recovery code accepted. You have {remaining} recovery code{} left; \
+                         register a new device with `mfa enroll totp NAME`.",
+                        if remaining == 1 { "" } else { "s" }
+                    ),
+                    "recovery",
+                ),
+            };
+            if !silent {
+                let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
+            }
+            Logger::new(pamh).log(
+                Level::Notice,
+                &format!(
+                    "authenticated with a {kind_name} code; {remaining} left ({})",
+                    ctx.describe()
+                ),
+            );
+            Ok(PamResultCode::PAM_SUCCESS)
+        }
+        _ => Err((
+            Level::Notice,
+            "authentication failure: not a valid recovery or bypass code".to_owned(),
+            PamResultCode::PAM_AUTH_ERR,
+        )),
+    }
+}
+
+/// The log wording of a refusal the daemon decided (`answer`: what was typed, to say why
+/// it is not a code).
+fn refusal_log(reason: &RefusalKind, answer: &[u8]) -> String {
+    match reason {
+        RefusalKind::Malformed => format!("malformed code: {}", text::malformed_reason(answer)),
+        RefusalKind::WrongCode => "wrong code".to_owned(),
+        RefusalKind::Replayed { device } => format!(
+            "replayed code of device \"{}\" (already used)",
+            device.escape_debug()
+        ),
+        RefusalKind::NoDevices => "no active device".to_owned(),
+        RefusalKind::NoAccount => "no such account".to_owned(),
+        RefusalKind::Key { log, .. } => log.clone(),
+        _ => "refused".to_owned(),
+    }
+}
+
+/// Turns a login outcome into the PAM result, the syslog line and, for a security key's
+/// refusal, a message to the person.
+fn finish(
+    pamh: &mut PamHandle,
+    outcome: VerifyOutcome,
+    answer: &[u8],
+    ctx: &Context,
+    silent: bool,
+) -> Result<PamResultCode, Failure> {
+    match outcome {
+        VerifyOutcome::Accepted { device } => {
+            Logger::new(pamh).log(
+                Level::Info,
+                &format!(
+                    "authenticated with device \"{}\" ({})",
+                    device.escape_debug(),
+                    ctx.describe()
+                ),
+            );
+            Ok(PamResultCode::PAM_SUCCESS)
+        }
+        VerifyOutcome::Locked { until } => Err(locked(pamh, until, silent)),
+        VerifyOutcome::Refused {
+            reason:
+                RefusalKind::Key {
+                    message,
+                    log,
+                    clone_suspected,
+                },
+            locked_until,
+        } => {
+            if !silent {
+                let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &message));
+            }
+            Err((
+                // A counter that went backwards is what a cloned key looks like.
+                if clone_suspected {
+                    Level::Error
+                } else {
+                    Level::Notice
+                },
+                format!("authentication failure: {log}{}", lock_note(locked_until)),
+                PamResultCode::PAM_AUTH_ERR,
+            ))
+        }
+        VerifyOutcome::Refused {
+            reason,
+            locked_until,
+        } => Err((
+            Level::Notice,
+            format!(
+                "authentication failure: {}{}",
+                refusal_log(&reason, answer),
+                lock_note(locked_until)
+            ),
+            PamResultCode::PAM_AUTH_ERR,
+        )),
+        _ => Err(unexpected("a verification")),
+    }
+}
+
+fn lock_note(locked_until: Option<i64>) -> String {
+    match locked_until {
+        Some(t) => format!("; locked out until {}", format_local(t)),
+        None => String::new(),
+    }
+}
+
+/// Before the prompt of a locked-out user: what is locked, until when, and what still
+/// works. (Only users with a device are ever locked out, so this tells nothing about which
+/// names are accounts.)
+fn tell_locked(pamh: &mut PamHandle, until: i64, silent: bool) {
+    if !silent {
+        let text = format!(
+            "Too many failed attempts: verification codes are locked until {}. A security \
+             key, a recovery code or a temporary code from your administrator still works.",
+            format_local(until)
+        );
+        // A courtesy: the login goes on whether or not it got through.
+        let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
+    }
+}
+
+/// A short code typed while locked out: refused without being checked.
+fn locked(pamh: &mut PamHandle, until: i64, silent: bool) -> Failure {
+    let when = format_local(until);
+    if !silent {
+        let text = format!("Too many failed attempts: verification is locked until {when}.");
+        // The refusal stands whether or not the message got through.
+        let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &text));
+    }
+    (
+        Level::Notice,
+        format!("refused: locked out until {when}"),
+        PamResultCode::PAM_MAXTRIES,
+    )
+}
+
+fn conversation(pamh: &PamHandle) -> Result<Conv<'_>, PamResultCode> {
+    pamh.get_item::<Conv>()?.ok_or(PamResultCode::PAM_CONV_ERR)
+}
+
+/// The answer to the code prompt; `None` when the application answered with no response
+/// at all, which the caller treats exactly as an empty answer: refused, and counted like
+/// any other answer that is not a code.
+fn ask(
+    pamh: &mut PamHandle,
+    args: &ModuleArgs,
+) -> Result<Option<pam::secret::SecretBytes>, Failure> {
+    let style = if args.echo_code {
+        PAM_PROMPT_ECHO_ON
+    } else {
+        PAM_PROMPT_ECHO_OFF
+    };
+    let conv_failed = |code: PamResultCode| {
+        (
+            Level::Error,
+            format!("conversation failed ({code:?})"),
+            PamResultCode::PAM_CONV_ERR,
+        )
+    };
+    let conv = conversation(pamh).map_err(conv_failed)?;
+    conv.send(style, &args.prompt).map_err(conv_failed)
+}
+
+/// The user name as raw bytes, asking the application for it if it has not set one.
+fn user_bytes(pamh: &mut PamHandle) -> Result<Vec<u8>, PamResultCode> {
+    // pam_get_user prompts when needed; the item then holds the bytes unaltered, which the
+    // string-returning wrapper would refuse to show us when they are not UTF-8.
+    match pamh.get_user(None) {
+        Ok(u) => Ok(u.into_bytes()),
+        Err(_) => match pamh.get_item::<pam::items::User>() {
+            Ok(Some(u)) => Ok(u.0.to_bytes().to_vec()),
+            _ => Err(PamResultCode::PAM_USER_UNKNOWN),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_for_the_daemon() {
+        assert_eq!(user_for_daemon(b"alice").as_deref(), Some("alice"));
+        assert!(user_for_daemon(b"").is_none());
+        assert!(user_for_daemon(b"al\0ice").is_none());
+        assert!(user_for_daemon(&[b'a'; MAX_USER_NAME + 1]).is_none());
+        assert!(user_for_daemon(&[b'a'; MAX_USER_NAME]).is_some());
+        assert!(user_for_daemon(b"\xff").is_none());
+    }
+}
