@@ -351,21 +351,36 @@ fn garbage_oversize_and_other_versions_are_refused_and_the_daemon_serves_on() {
 fn mfad_refuses_a_world_readable_store() {
     let env = TestEnv::new();
     let user = TestUser::new();
-    env.enroll(user.name(), "phone");
+    let dev = env.enroll(user.name(), "phone");
+    env.halt_mfad();
     std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o644))
         .expect("chmod the store");
-    let socket = env.path("mfad.sock");
-    let mut cmd = Command::new(mfad_bin());
-    cmd.arg("--db").arg(env.db()).arg("--socket").arg(&socket);
-    let out = process::run(cmd, "mfad on a world-readable store", Vec::new());
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // It starts (systemd would only restart it in a loop), says why it refuses, and
+    // refuses every request until the store is repaired, then serves.
+    let socket = env.socket();
+    let stderr = env.mfad_stderr();
     assert!(
-        out.stderr.contains("refusing to start")
-            && out.stderr.contains(&env.db().display().to_string()),
-        "{}",
-        out.stderr
+        stderr.contains("refusing every request")
+            && stderr.contains(&env.db().display().to_string()),
+        "{stderr}"
     );
-    assert!(!socket.exists(), "mfad listened on an unsafe store");
+    env.advance_steps(1);
+    let code = env.code(&dev.secret);
+    let answer =
+        pam_mfa_tests::mfad::ask_at(&socket, &verify(user.name(), &code)).expect("an answer");
+    assert!(
+        matches!(&answer, Response::Error(e) if e.kind == pam_mfa_protocol::ErrorKind::Unavailable
+            && e.message.contains("mode 0644")),
+        "{answer:?}"
+    );
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod the store");
+    let answer =
+        pam_mfa_tests::mfad::ask_at(&socket, &verify(user.name(), &code)).expect("an answer");
+    assert!(
+        matches!(answer, Response::Verified(VerifyOutcome::Accepted { .. })),
+        "{answer:?}"
+    );
 }
 
 /// mfad takes its listening socket from systemd socket activation (LISTEN_PID,

@@ -31,10 +31,19 @@ fn start(args: &Args, log: &Arc<log::Log>) -> Result<(), String> {
             args.db.display()
         ));
     }
-    // Checked before the socket exists, so that an unsafe store never serves a login.
-    let store = pam_mfa::store::Store::open_existing(&args.db)
-        .map_err(|e| format!("refusing to start: {e}"))?;
-    if store.is_none() {
+    // An unsafe or damaged store serves no login: every request is refused, saying why,
+    // and checks again, so that the daemon serves as soon as the store is repaired
+    // (a daemon that refused to start would only be restarted by systemd, in a loop).
+    let store = match pam_mfa::store::Store::open_existing(&args.db) {
+        Ok(store) => store,
+        Err(e) => {
+            let message = format!("refusing every request until the store is repaired: {e}");
+            eprintln!("mfad: {message}");
+            log.log(log::Level::Error, &message);
+            None
+        }
+    };
+    if store.is_none() && !args.db.exists() {
         eprintln!(
             "mfad: the device store {} does not exist yet; nobody has a device until `mfa` \
              creates it",
