@@ -388,7 +388,12 @@ fn registration_at_login_is_held_by_the_daemon_and_activated_at_setcred() {
     child.close_stdin();
     let out = pam_mfa_tests::PamOutcome::from_finished(child.wait());
     out.assert_success();
-    assert_eq!(out.setcred.as_deref(), Some("PAM_SUCCESS"), "{}", out.transcript());
+    assert_eq!(
+        out.setcred.as_deref(),
+        Some("PAM_SUCCESS"),
+        "{}",
+        out.transcript()
+    );
     assert!(
         out.infos()
             .iter()
