@@ -408,3 +408,310 @@ fn registration_at_login_is_held_by_the_daemon_and_activated_at_setcred() {
     service(&env, &daemon.spec(&[]));
     env.login(user.name(), &env.code(&secret)).assert_success();
 }
+
+// ----- security keys, against a stand-in for the daemon's half -----
+
+/// Serves the key login's requests the way the daemon will (a fixed challenge, the
+/// credentials from the store, the answer checked with the relying party's own
+/// `check_answer`), until the test ends. `check_with`: the challenge the answer is
+/// checked against (another than the one issued: an answer to the wrong challenge).
+fn stand_in_daemon(
+    socket: &Path,
+    credentials: Vec<pam_mfa::fido2::ceremony::Credential>,
+    check_with: [u8; 32],
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use pam_mfa_protocol::{
+        AccountState, BeforePromptReply, KeyChallengeReply, KeyCredential, NoDeviceRule,
+        PublicBytes, RefusalKind, Request, Response, SecretBytes, VerifyOutcome,
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = UnixListener::bind(socket).expect("bind");
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            while let Ok(request) = pam_mfa_protocol::read_request(&mut conn) {
+                log.lock().unwrap().push(request.name().to_owned());
+                let response = match request {
+                    // Without keys: an account with no device, under no_device=enroll.
+                    Request::BeforePrompt { .. } => Response::BeforePrompt(BeforePromptReply {
+                        state: if credentials.is_empty() {
+                            AccountState::NoDevice
+                        } else {
+                            AccountState::Ready
+                        },
+                        has_code_device: false,
+                        keys: u32::try_from(credentials.len()).unwrap(),
+                        no_device: if credentials.is_empty() {
+                            NoDeviceRule::Enroll
+                        } else {
+                            NoDeviceRule::Deny
+                        },
+                        store_exists: true,
+                    }),
+                    Request::KeyChallenge { .. } => Response::KeyChallenge(KeyChallengeReply {
+                        ticket: SecretBytes::from_slice(b"ticket"),
+                        challenge: PublicBytes(vec![7; 32]),
+                        credentials: credentials
+                            .iter()
+                            .map(|c| KeyCredential {
+                                name: c.name.clone(),
+                                credential_id: PublicBytes(c.credential_id.clone()),
+                                rp_id: c.rp_id.clone(),
+                                uv_required: c.uv_required,
+                            })
+                            .collect(),
+                        expires_at: i64::MAX,
+                    }),
+                    Request::KeyAnswer {
+                        ticket, assertion, ..
+                    } => {
+                        assert_eq!(ticket.as_bytes(), b"ticket");
+                        let allow: Vec<Vec<u8>> = credentials
+                            .iter()
+                            .filter(|c| c.rp_id == assertion.rp_id)
+                            .map(|c| c.credential_id.clone())
+                            .collect();
+                        let raw = pam_mfa::fido2::transport::RawAssertion {
+                            credential_id: assertion.credential_id.map(|b| b.0),
+                            auth_data: assertion.auth_data.0,
+                            signature: assertion.signature.0,
+                        };
+                        let outcome = match pam_mfa::fido2::ceremony::check_answer(
+                            &credentials,
+                            &allow,
+                            &raw,
+                            &check_with,
+                        ) {
+                            Ok(v) => VerifyOutcome::Accepted {
+                                device: credentials[v.index].name.clone(),
+                            },
+                            Err(f) => VerifyOutcome::Refused {
+                                reason: RefusalKind::Key {
+                                    message: "The security key's answer was not accepted."
+                                        .to_owned(),
+                                    log: pam_mfa::fido2::failure_log(&f),
+                                    clone_suspected: false,
+                                },
+                                locked_until: None,
+                            },
+                        };
+                        Response::Verified(outcome)
+                    }
+                    // Registration at login: the hold value must come back unchanged,
+                    // from authenticate (the codes) and from setcred (the activation).
+                    Request::BeginHeld { user, name, .. } => {
+                        Response::HeldTotp(pam_mfa_protocol::HeldTotpReply {
+                            pending: pam_mfa_protocol::PendingTotpReply {
+                                user,
+                                name,
+                                issuer: "host".into(),
+                                secret: SecretBytes::from_slice(b"JBSWY3DPEHPK3PXP"),
+                                uri: SecretBytes::from_slice(
+                                    b"otpauth://totp/host:u?secret=JBSWY3DPEHPK3PXP",
+                                ),
+                                algorithm: "SHA1".into(),
+                                digits: 6,
+                                period: 30,
+                                expires_at: i64::MAX,
+                            },
+                            hold: SecretBytes::from_slice(&[9; 32]),
+                        })
+                    }
+                    Request::ConfirmHeld {
+                        hold, code1, code2, ..
+                    } if hold.as_bytes() == [9; 32]
+                        && code1.as_bytes() == b"111111"
+                        && code2.as_bytes() == b"222222" =>
+                    {
+                        Response::Done
+                    }
+                    Request::ConfirmHeld { .. } => {
+                        Response::Error(pam_mfa_protocol::ErrorReply::new(
+                            pam_mfa_protocol::ErrorKind::Invalid,
+                            "those are not two consecutive codes of the app",
+                        ))
+                    }
+                    Request::ActivateHeld { hold, .. } if hold.as_bytes() == [9; 32] => {
+                        Response::Activated {
+                            name: "phone".into(),
+                        }
+                    }
+                    _ => Response::Error(pam_mfa_protocol::ErrorReply::new(
+                        pam_mfa_protocol::ErrorKind::UnknownRequest,
+                        "not in this test",
+                    )),
+                };
+                if pam_mfa_protocol::write_response(&mut conn, &response).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    seen
+}
+
+/// A user with a software key "yubi" registered in the test's store, and its stored
+/// credentials.
+fn with_soft_key(env: &TestEnv) -> (TestUser, PathBuf, Vec<pam_mfa::fido2::ceremony::Credential>) {
+    let user = TestUser::new();
+    let key = env.path("key-a.json");
+    env.mfa_cmd(&["--user", user.name(), "enroll", "fido2", "yubi"])
+        .env("PAM_MFA_SOFT_FIDO2", &key)
+        .run()
+        .assert_success();
+    let store = pam_mfa::store::Store::open_existing(env.db())
+        .unwrap()
+        .expect("the store");
+    let credentials = pam_mfa::store::devices::active_fido2(store.conn(), user.name())
+        .unwrap()
+        .into_iter()
+        .map(|d| d.credential)
+        .collect();
+    (user, key, credentials)
+}
+
+/// The key login over the keys library's interface 2: the daemon's challenge goes to the
+/// key, the key's raw answer comes back to the daemon, which decides.
+#[test]
+fn a_key_signs_the_daemons_challenge_and_the_daemon_decides() {
+    let env = TestEnv::new();
+    let (user, key, credentials) = with_soft_key(&env);
+    let socket = env.path("stand-in.sock");
+    let seen = stand_in_daemon(&socket, credentials, [7; 32]);
+    service(&env, &module_spec(&socket, &["fido2=require"]));
+    let out = env
+        .pam(user.name())
+        .env("PAM_MFA_SOFT_FIDO2", &key)
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT")
+        .run();
+    out.assert_success().assert_not_prompted();
+    assert_eq!(
+        out.infos(),
+        ["Touch your security key."],
+        "{}",
+        out.transcript()
+    );
+    out.assert_logged(&["authenticated with device \"yubi\"", user.name()]);
+    out.assert_module_silent();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["before-prompt", "key-challenge", "key-answer"]
+    );
+}
+
+#[test]
+fn an_answer_that_does_not_verify_is_refused_with_the_daemons_words() {
+    let env = TestEnv::new();
+    let (user, key, credentials) = with_soft_key(&env);
+    let socket = env.path("stand-in.sock");
+    let _seen = stand_in_daemon(&socket, credentials, [8; 32]);
+    service(&env, &module_spec(&socket, &["fido2=require"]));
+    let out = env
+        .pam(user.name())
+        .env("PAM_MFA_SOFT_FIDO2", &key)
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT")
+        .run();
+    out.assert_result("PAM_AUTH_ERR");
+    assert_eq!(
+        out.errors(),
+        ["The security key's answer was not accepted."],
+        "{}",
+        out.transcript()
+    );
+    out.assert_logged(&["security key \"yubi\" refused", user.name()]);
+}
+
+#[test]
+fn no_key_plugged_in_is_told_and_counts_nothing_at_the_daemon() {
+    let env = TestEnv::new();
+    let (user, key, credentials) = with_soft_key(&env);
+    let socket = env.path("stand-in.sock");
+    let seen = stand_in_daemon(&socket, credentials, [7; 32]);
+    service(&env, &module_spec(&socket, &["fido2=require"]));
+    // The software key's knob for "not plugged in".
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key).unwrap()).unwrap();
+    state["knobs"]["absent"] = serde_json::json!(true);
+    std::fs::write(&key, serde_json::to_vec(&state).unwrap()).unwrap();
+    let out = env
+        .pam(user.name())
+        .env("PAM_MFA_SOFT_FIDO2", &key)
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT")
+        .run();
+    out.assert_result("PAM_AUTH_ERR");
+    assert_eq!(
+        out.errors(),
+        ["No security key found. Plug in your security key and try again."],
+        "{}",
+        out.transcript()
+    );
+    out.assert_logged(&["no security key plugged in", user.name()]);
+    assert_eq!(*seen.lock().unwrap(), ["before-prompt", "key-challenge"]);
+}
+
+/// The value of a registration at login travels from authenticate to setcred (the
+/// daemon's `hold`, through pam_set_data and the PAM environment) and no further.
+#[test]
+fn a_registration_at_login_is_confirmed_then_activated_by_setcred() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let socket = env.path("stand-in.sock");
+    let seen = stand_in_daemon(&socket, Vec::new(), [7; 32]);
+    service(&env, &module_spec(&socket, &["enroll_at_login"]));
+    let out = env
+        .pam(user.name())
+        .answer("phone")
+        .answer("secret")
+        .answer("111111")
+        .answer("222222")
+        .run();
+    out.assert_success();
+    assert_eq!(
+        out.setcred.as_deref(),
+        Some("PAM_SUCCESS"),
+        "{}",
+        out.transcript()
+    );
+    let infos = out.infos().join("\n");
+    assert!(infos.contains("Scan this QR code"), "{}", out.transcript());
+    assert!(infos.contains("Secret key: JBSW Y3DP EHPK 3PXP"), "{infos}");
+    assert!(infos.contains("Device \"phone\" is registered."), "{infos}");
+    out.assert_logged(&["registered device \"phone\" at login", user.name()]);
+    assert!(
+        !out.stdout.contains("PAM_MFA_ENROLL_HOLD"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "before-prompt",
+            "begin-held",
+            "confirm-held",
+            "activate-held"
+        ]
+    );
+
+    // Wrong codes: the daemon refuses, the login fails, nothing is activated.
+    seen.lock().unwrap().clear();
+    let out = env
+        .pam(user.name())
+        .answer("phone")
+        .answer("")
+        .answer("111111")
+        .answer("333333")
+        .run();
+    out.assert_result("PAM_AUTH_ERR");
+    out.assert_logged(&[
+        "registration at login failed: those are not two consecutive codes",
+        user.name(),
+    ]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["before-prompt", "begin-held", "confirm-held"]
+    );
+}

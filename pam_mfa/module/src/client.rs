@@ -13,8 +13,8 @@
 //! everyone else. The next question opens a new connection: nothing of a login lives in
 //! a connection (challenges and held registrations are the daemon's, under tickets).
 
-use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -26,11 +26,17 @@ use pam_mfa_protocol::{ErrorReply, Request, Response, read_response, write_reque
 #[derive(Debug)]
 pub struct Unavailable(pub String);
 
+/// A connection kept for longer than this is not used again: the daemon drops idle
+/// connections after a few seconds (mfad's `conn::IDLE_WAIT`), and a courtesy message
+/// through the conversation may have kept this login waiting meanwhile.
+const REUSE_WITHIN: Duration = Duration::from_secs(2);
+
 /// A connection (opened lazily) to one daemon.
 pub struct Daemon {
     socket: PathBuf,
     timeout: Duration,
-    stream: Option<UnixStream>,
+    /// The open connection and when its last answer came.
+    stream: Option<(UnixStream, Instant)>,
 }
 
 impl Daemon {
@@ -52,8 +58,8 @@ impl Daemon {
     pub fn ask(&mut self, request: &Request) -> Result<Result<Response, ErrorReply>, Unavailable> {
         let shown = self.socket.display().to_string();
         let stream = match self.stream.take() {
-            Some(s) => s,
-            None => connect(&self.socket, self.timeout)
+            Some((s, last)) if last.elapsed() < REUSE_WITHIN => s,
+            _ => connect(&self.socket, self.timeout)
                 .map_err(|e| Unavailable(format!("cannot connect to mfad at {shown}: {e}")))?,
         };
         let what = request.name();
@@ -65,14 +71,38 @@ impl Daemon {
             .set_write_timeout(Some(timeout))
             .and_then(|()| stream.set_read_timeout(Some(timeout)))
             .map_err(|e| io_err(&e))?;
-        let mut s = &stream;
-        write_request(&mut s, request).map_err(|e| io_err(&e))?;
-        let response = read_response(&mut s).map_err(|e| io_err(&e))?;
-        self.stream = Some(stream);
+        write_request(&mut NoSignal(&stream), request).map_err(|e| io_err(&e))?;
+        let response = read_response(&mut &stream).map_err(|e| io_err(&e))?;
+        self.stream = Some((stream, Instant::now()));
         Ok(match response {
             Response::Error(e) => Err(e),
             other => Ok(other),
         })
+    }
+}
+
+/// Writes with `MSG_NOSIGNAL`: the module runs inside sudo, su and login, which may not
+/// ignore SIGPIPE, and a daemon that went away must fail the request (EPIPE), not kill
+/// the host with the signal a plain `write` raises.
+struct NoSignal<'a>(&'a UnixStream);
+
+impl Write for NoSignal<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: the descriptor is the stream's, open for the call; `buf` is valid for
+        // reads of its length.
+        let n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -157,5 +187,18 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3), "{e:?}");
         drop(listener);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A daemon that closed the connection: the request fails with an error, and the
+    /// process gets no SIGPIPE (the default action would end this test binary).
+    #[test]
+    fn a_closed_connection_is_an_error_not_a_signal() {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        let big = vec![0u8; 1 << 20];
+        assert!(NoSignal(&a).write_all(&big).is_err());
+        // SAFETY: restores the default action, which a SIGPIPE would now take.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        assert!(NoSignal(&a).write_all(&big).is_err());
     }
 }
