@@ -43,10 +43,9 @@ fn bypass_code(env: &TestEnv, ns: &Namespace, user: &str) -> String {
         .socket_path(&ns.path("/run/pam_mfa/mfad.sock"))
         .run();
     out.assert_success();
-    out.stdout
-        .split_whitespace()
-        .map(|w| w.replace('-', ""))
-        .find(|w| w.len() >= 8 && w.chars().all(|c| c.is_ascii_alphanumeric()))
+    pam_mfa_tests::recovery::codes_in(&out.stdout)
+        .into_iter()
+        .next()
         .unwrap_or_else(|| panic!("no code in the bypass output:\n{}", out.stdout))
 }
 

@@ -674,9 +674,9 @@ fn the_keys_library_is_found_next_to_the_module_and_checked() {
     let module = dir.join("pam_mfa.so");
     std::fs::copy(pam_mfa_tests::paths::pam_module(), &module).unwrap();
     env.write_service_lines(&[format!(
-        "auth required {} db={}",
+        "auth required {} socket={}",
         module.display(),
-        env.db().display()
+        env.socket().display()
     )]);
     let library = dir.join("libpam_mfa_keys.so");
     let missing = format!("{}: No such file", library.display());
@@ -724,7 +724,7 @@ fn the_keys_library_is_found_next_to_the_module_and_checked() {
     let out = at_console(&env, key_only.name(), &key).run();
     out.assert_result("PAM_AUTHINFO_UNAVAIL")
         .assert_not_prompted();
-    out.assert_logged(&["pam_mfa_keys_authenticate_v1", "another version of pam_mfa"]);
+    out.assert_logged(&["pam_mfa_keys_assert_v2", "another version of pam_mfa"]);
     // Root's own copy, mode 0644: the touch works from here too.
     std::fs::copy(pam_mfa_tests::paths::keys_library(), &library).unwrap();
     assert_touched_and_accepted(&at_console(&env, key_only.name(), &key).run());

@@ -44,9 +44,15 @@ impl Service {
         if let Some(store) = &self.store {
             match store.revalidate() {
                 Ok(true) => {}
-                Ok(false) => self.store = None,
+                Ok(false) => {
+                    if let Some(old) = self.store.take() {
+                        old.abandon();
+                    }
+                }
                 Err(e) => {
-                    self.store = None;
+                    if let Some(old) = self.store.take() {
+                        old.abandon();
+                    }
                     if !matches!(work, Work::Hello) {
                         return unavailable(log, &e);
                     }

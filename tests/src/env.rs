@@ -163,7 +163,7 @@ impl TestEnv {
     pub fn socket(&self) -> PathBuf {
         self.halted.set(false);
         self.started.set(true);
-        let socket = self.dir.path().join("mfad.sock");
+        let socket = self.dir.path().join("test-mfad.sock");
         let mut daemon = self.mfad.borrow_mut();
         if daemon.is_none() {
             let mut cmd = Command::new(paths::mfad_bin());

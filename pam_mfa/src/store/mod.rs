@@ -59,6 +59,9 @@ pub const LOGIN_CHECKPOINT_WAL_BYTES: u64 = 64 * 1024;
 /// What a connection is for, which decides how it closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
+    /// A store found removed, replaced or spoiled under an open connection: closed
+    /// without writing anything back (see [`Store::abandon`]).
+    Abandoned,
     /// A login, or a look that changes nothing: no checkpoint on close (see the module
     /// documentation).
     Login,
@@ -281,6 +284,17 @@ impl Store {
             });
         }
         Ok(true)
+    }
+
+    /// Closes a store [`Store::revalidate`] found removed, replaced, truncated or unsafe,
+    /// writing nothing: no checkpoint may copy the WAL's pages into whatever file is at
+    /// the path now (a truncated store would come back half-written).
+    pub fn abandon(mut self) {
+        self.usage = Use::Abandoned;
+        // With SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE the close itself writes nothing either.
+        let _ = self
+            .conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
     }
 
     pub fn path(&self) -> &Path {
