@@ -27,6 +27,15 @@ fn enrolled() -> (TestEnv, TestUser, Enrolled) {
     (env, user, dev)
 }
 
+/// Stops the test's daemon and folds the WAL into the store file, so that what a test
+/// does to the file next is what the next daemon finds when it opens it (a running
+/// daemon keeps its own descriptor, page cache and WAL: damage done under it is found
+/// when it next opens the store, which these tests are not about).
+fn settle(env: &TestEnv) {
+    env.stop_mfad();
+    drop(pam_mfa::store::Store::open_or_create(env.db()).expect("open the store to settle it"));
+}
+
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -158,7 +167,7 @@ fn doctor_warns_when_the_stores_disk_runs_low() {
     let _mount = tmpfs_store(&env, "1m");
     env.enroll(user.name(), "phone");
     // The host's own PAM configuration decides the exit status; only the store matters.
-    let out = env.mfa(&["doctor", "--json"]);
+    let out = env.mfa_cmd(&["doctor", "--json"]).db(env.db()).run();
     let serde_json::Value::Array(findings) = out.json() else {
         panic!("doctor --json printed no array: {}", out.stdout)
     };
@@ -251,6 +260,7 @@ fn a_read_only_store_is_named_as_such() {
 
 fn read_only(words: &[&str]) {
     let (env, user, dev) = enrolled();
+    settle(&env);
     let dir = env.store().to_str().expect("UTF-8 path").to_owned();
     sh("mount", &["--bind", &dir, &dir]);
     let mount = Mounted(env.store().to_owned());
@@ -292,6 +302,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
 fn refused_while_damaged(spoil: impl Fn(&Path), needles: &[&str]) {
     let (env, user, dev) = enrolled();
     // Let the store settle (no WAL left behind) and spoil it.
+    settle(&env);
     spoil(env.db());
     chmod(env.db(), 0o600);
     let damaged = std::fs::read(env.db()).unwrap();

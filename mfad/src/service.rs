@@ -60,7 +60,7 @@ impl Service {
             }
         }
         let (store, db) = (&mut self.store, self.db.as_path());
-        match work {
+        let response = match work {
             Work::Reauth { .. } | Work::FinishTotp { .. } | Work::RecoveryCommit { .. } => {
                 selfservice::handle(store, db, uid, work, &mut self.tickets, log)
             }
@@ -87,7 +87,17 @@ impl Service {
             Work::Admin(work) => crate::admin::handle(store, db, uid, *work, log),
             Work::AtLogin(work) => crate::held::handle(store, db, uid, *work, log),
             work => handle(store, db, uid, work, log),
+        };
+        // A store that failed (a disk error, a read-only remount, damage) is closed,
+        // writing nothing, and opened afresh by the next request: the daemon recovers
+        // when the store does, without a restart.
+        if let Response::Error(e) = &response
+            && e.kind == ErrorKind::Unavailable
+            && let Some(old) = self.store.take()
+        {
+            old.abandon();
         }
+        response
     }
 }
 
