@@ -74,7 +74,9 @@ fn script_under_valgrind(env: &TestEnv, user: &str, lines: &[String]) -> (i32, S
     for (k, v) in fake_time_env(env.now(), &[&wrapper]) {
         cmd.env(k, v);
     }
+    env.socket();
     cmd.env("FAKETIME_NO_CACHE", "1")
+        .env("PAM_MFA_TEST_CLOCK_FILE", env.clock_file())
         .env("PAM_WRAPPER", "1")
         .env("PAM_WRAPPER_DEBUGLEVEL", "2")
         .env("PAM_WRAPPER_SERVICE_DIR", env.pam_dir())
@@ -504,7 +506,9 @@ fn secrets_and_codes_appear_nowhere_but_the_secret_column() {
         }
     }
 
-    // 3. After the last connection closes (checkpoint): the database file itself.
+    // 3. After the last connection closes (checkpoint): the database file itself. The
+    // daemon's is one of them.
+    env.halt_mfad();
     drop(observer);
     assert!(
         !wal_path.exists() || std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0) == 0,

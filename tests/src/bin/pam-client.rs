@@ -571,6 +571,19 @@ fn run_script(args: &Args) -> ExitCode {
         // SAFETY: this process has a single thread (the module leaves none behind after
         // pam_end, which the tests check), so nothing reads the environment concurrently.
         unsafe { std::env::set_var("FAKETIME", at) };
+        // The daemon decides by its own clock: a test that wants every script line at its
+        // own time names the daemon's clock file (see TestEnv::clock_file), moved here.
+        if let Some(file) = std::env::var_os("PAM_MFA_TEST_CLOCK_FILE") {
+            let file = std::path::PathBuf::from(file);
+            let tmp = file.with_extension("script-new");
+            if std::fs::write(&tmp, format!("{at}\n"))
+                .and_then(|()| std::fs::rename(&tmp, &file))
+                .is_err()
+            {
+                eprintln!("pam-client: cannot move the daemon's clock");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
         let answer = match c_string("script answer", answer.as_bytes().to_vec()) {
             Ok(a) => a,
             Err(e) => {
