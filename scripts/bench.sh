@@ -20,9 +20,9 @@ ensure_cargo
 
 case " $* " in
 *" --smoke "*)
-    cargo build --locked -p pam_mfa -p pam_mfa_bench -p pam_sqlite_floor
+    cargo build --locked -p pam_mfa_module -p mfad -p pam_mfa_bench -p pam_sqlite_floor
     exec target/debug/login-bench "$@"
     ;;
 esac
-cargo build --release --locked -p pam_mfa -p pam_mfa_bench -p pam_sqlite_floor
+cargo build --release --locked -p pam_mfa_module -p mfad -p pam_mfa_bench -p pam_sqlite_floor
 exec target/release/login-bench "$@"

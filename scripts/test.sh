@@ -14,7 +14,7 @@ ensure_cargo
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The end-to-end tests load target/debug/libpam_mfa.so and run target/debug/mfa, which
+# The end-to-end tests load target/debug/libpam_mfa_module.so and run target/debug/mfa, which
 # `cargo test` alone does not rebuild.
 cargo build --workspace --locked
 cargo test --workspace --locked

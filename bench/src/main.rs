@@ -124,7 +124,7 @@ usage: login-bench [OPTIONS]          (as root; see README.md, \"Performance\")
   --dsync-iters N           4 KiB O_DSYNC writes (default 300)
   --code-steps N            time steps of codes computed per user (default 40: 20 minutes)
   --dir DIR                 where the working directory goes (default /var/tmp)
-  --module PATH             the pam_mfa.so to measure (default: libpam_mfa.so next to this)
+  --module PATH             the pam_mfa.so to measure (default: libpam_mfa_module.so next to this)
   --keep                    keep the working directory
   --setup-only              set everything up, keep it, measure nothing
   --smoke                   20 users everywhere, 4 concurrent processes: a few seconds";
@@ -338,13 +338,20 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
         mfa_sizes.push(race_users);
     }
     let mut race_dir = None;
+    // pam_mfa is measured through mfad, as it runs: one daemon per store, ended with the
+    // run.
+    let mut daemons = Daemons::default();
     for (n, db, took) in fixtures::mfa_stores(w, &secrets, &mfa_sizes, now)? {
         println!(
             "pam_mfa store, {} users: ready after {:.1} s",
             group_thousands(n as u128),
             took.as_secs_f64()
         );
-        let line = format!("{} db={}", libs.pam_mfa.display(), db.display());
+        let line = format!(
+            "{} socket={}",
+            libs.pam_mfa.display(),
+            daemons.serve(&db)?.display()
+        );
         if mfa_ns.contains(&n) {
             planned.push((
                 "pam_mfa".into(),
@@ -359,7 +366,11 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
             fixtures::private_dir(&race_db_dir)?;
             let race_db = race_db_dir.join("devices.db");
             std::fs::copy(&db, &race_db).map_err(|e| format!("{}: {e}", race_db.display()))?;
-            let line = format!("{} db={}", libs.pam_mfa.display(), race_db.display());
+            let line = format!(
+                "{} socket={}",
+                libs.pam_mfa.display(),
+                daemons.serve(&race_db)?.display()
+            );
             race_dir = Some(fixtures::service_dir(w, "mfa-race", &line)?);
         }
     }
@@ -699,4 +710,43 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
+}
+
+/// The `mfad`s of a run, one per store (next to this binary, as the build leaves it);
+/// killed when the run ends.
+#[derive(Default)]
+struct Daemons(Vec<std::process::Child>);
+
+impl Daemons {
+    /// Starts `mfad` on `db`, its socket beside it, and waits until it answers.
+    fn serve(&mut self, db: &std::path::Path) -> Result<PathBuf, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let bin = exe.with_file_name("mfad");
+        let socket = db.with_file_name("mfad.sock");
+        let child = std::process::Command::new(&bin)
+            .arg("--db")
+            .arg(db)
+            .arg("--socket")
+            .arg(&socket)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        self.0.push(child);
+        for _ in 0..500 {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return Ok(socket);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(format!("mfad on {} did not start", db.display()))
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -71,7 +71,7 @@ impl Libraries {
         let exe_dir = exe.parent().unwrap_or(Path::new("."));
         let pam_mfa = match module {
             Some(p) => p.to_owned(),
-            None => exe_dir.join("libpam_mfa.so"),
+            None => exe_dir.join("libpam_mfa_module.so"),
         };
         if !pam_mfa.is_file() {
             return Err(format!(
