@@ -340,7 +340,7 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
     let mut race_dir = None;
     // pam_mfa is measured through mfad, as it runs: one daemon per store, ended with the
     // run.
-    let mut daemons = Daemons::default();
+    let mut daemons = run::Daemons::default();
     for (n, db, took) in fixtures::mfa_stores(w, &secrets, &mfa_sizes, now)? {
         println!(
             "pam_mfa store, {} users: ready after {:.1} s",
@@ -350,7 +350,7 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
         let line = format!(
             "{} socket={}",
             libs.pam_mfa.display(),
-            daemons.serve(&db)?.display()
+            daemons.serve(&env, &db)?.display()
         );
         if mfa_ns.contains(&n) {
             planned.push((
@@ -369,7 +369,7 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
             let line = format!(
                 "{} socket={}",
                 libs.pam_mfa.display(),
-                daemons.serve(&race_db)?.display()
+                daemons.serve(&env, &race_db)?.display()
             );
             race_dir = Some(fixtures::service_dir(w, "mfa-race", &line)?);
         }
@@ -710,43 +710,4 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
-}
-
-/// The `mfad`s of a run, one per store (next to this binary, as the build leaves it);
-/// killed when the run ends.
-#[derive(Default)]
-struct Daemons(Vec<std::process::Child>);
-
-impl Daemons {
-    /// Starts `mfad` on `db`, its socket beside it, and waits until it answers.
-    fn serve(&mut self, db: &std::path::Path) -> Result<PathBuf, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let bin = exe.with_file_name("mfad");
-        let socket = db.with_file_name("mfad.sock");
-        let child = std::process::Command::new(&bin)
-            .arg("--db")
-            .arg(db)
-            .arg("--socket")
-            .arg(&socket)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", bin.display()))?;
-        self.0.push(child);
-        for _ in 0..500 {
-            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-                return Ok(socket);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        Err(format!("mfad on {} did not start", db.display()))
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }

@@ -128,7 +128,7 @@ impl Libraries {
     /// The same libraries with every PAM module copied into `dir` (mode 0644, as a
     /// package or `install` writes it), so that all of them are loaded from the same
     /// kind of file: how a file was written changes how the page cache holds it, and
-    /// with it what mapping the module costs. The build's own `libpam_mfa.so`, written
+    /// with it what mapping the module costs. The build's own `libpam_mfa_module.so`, written
     /// by the linker, loads 5–10% slower than a copy of it (README, "Performance"), and
     /// the modules compared with it are the ones dpkg installed.
     pub fn installed_in(&self, dir: &Path) -> Result<Self, String> {
@@ -200,13 +200,60 @@ impl ChildEnv<'_> {
         cmd.env("LD_PRELOAD", preload)
             .env("PAM_WRAPPER", "1")
             .env("PAM_WRAPPER_SERVICE_DIR", service_dir)
-            .env_remove("PAM_WRAPPER_DEBUGLEVEL")
-            .env("NSS_WRAPPER_PASSWD", &self.passwd)
+            .env_remove("PAM_WRAPPER_DEBUGLEVEL");
+        self.accounts(&mut cmd);
+        Ok(cmd)
+    }
+
+    /// The benchmark's accounts (nss_wrapper and its module), for a child that looks
+    /// users up: the logins, and the `mfad` that checks their names.
+    fn accounts(&self, cmd: &mut Command) {
+        cmd.env("NSS_WRAPPER_PASSWD", &self.passwd)
             .env("NSS_WRAPPER_GROUP", &self.group)
             .env("NSS_WRAPPER_MODULE_SO_PATH", &self.libs.nss_module)
             .env("NSS_WRAPPER_MODULE_FN_PREFIX", "mfabench")
             .env_remove("NSS_WRAPPER_DEBUGLEVEL");
-        Ok(cmd)
+    }
+}
+
+/// The `mfad`s of a run, one per store (next to this binary, as the build leaves it),
+/// pam_mfa being measured as it runs: through its daemon. Killed when the run ends.
+#[derive(Default)]
+pub struct Daemons(Vec<std::process::Child>);
+
+impl Daemons {
+    /// Starts `mfad` on `db` (its socket beside it) with the benchmark's accounts, and
+    /// waits until it answers; the socket for the module's `socket=`.
+    pub fn serve(&mut self, env: &ChildEnv<'_>, db: &Path) -> Result<PathBuf, String> {
+        let bin = ChildEnv::exe()?.with_file_name("mfad");
+        let socket = db.with_file_name("mfad.sock");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--db")
+            .arg(db)
+            .arg("--socket")
+            .arg(&socket)
+            .env("LD_PRELOAD", &env.libs.nss_wrapper)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        env.accounts(&mut cmd);
+        let child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
+        self.0.push(child);
+        for _ in 0..500 {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return Ok(socket);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(format!("mfad on {} did not start", db.display()))
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
