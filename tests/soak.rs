@@ -366,7 +366,6 @@ fn churner(
 }
 
 #[test]
-#[ignore = "issue 17 in progress: in lock-step rounds through mfad a previous step's code was accepted once; to be explained before this runs again"]
 fn logins_stay_exact_under_load_while_devices_come_and_go() {
     let workers = env_number("PAM_MFA_SOAK_WORKERS", 16) as usize;
     let churners = env_number("PAM_MFA_SOAK_CHURNERS", 4) as usize;

@@ -491,14 +491,26 @@ fn set_key_knob(key: &Path, knob: &str, on: bool) {
 }
 
 #[test]
-#[ignore = "issue 17 in progress: mfa (no longer setuid) does not see the software key of the test inside the namespace"]
 fn a_security_key_proves_the_user_with_a_touch() {
     let env = TestEnv::new();
     let ns = Namespace::with_daemon(&env);
     let mfa = UserMfa::install();
     let alice = TestUser::new();
-    let key = env.path("key-alice.json");
-    let other_key = env.path("key-other.json");
+    // The keys are plugged into Alice's session: her own `mfa` (no longer setuid) talks
+    // to them, so their state files are hers, in a directory she can reach.
+    let keys = tempfile::Builder::new()
+        .prefix("soft-keys-")
+        .tempdir()
+        .expect("temporary directory");
+    std::fs::set_permissions(keys.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the keys' directory");
+    std::os::unix::fs::chown(keys.path(), Some(alice.uid()), None)
+        .expect("chown the keys' directory");
+    let key = keys.path().join("key-alice.json");
+    let other_key = keys.path().join("key-other.json");
+    let hand_to_alice = |k: &Path| {
+        std::os::unix::fs::chown(k, Some(alice.uid()), None).expect("chown the key");
+    };
     let key_env = |k: &Path| {
         [(
             "PAM_MFA_SOFT_FIDO2",
@@ -510,6 +522,7 @@ fn a_security_key_proves_the_user_with_a_touch() {
         .real_time()
         .run()
         .assert_success();
+    hand_to_alice(&key);
     let run = |args: &[&str], k: &Path, input: &str| {
         let e = key_env(k);
         let envs: Vec<(&str, &str)> = e.iter().map(|(a, b)| (*a, b.as_str())).collect();
@@ -534,6 +547,7 @@ fn a_security_key_proves_the_user_with_a_touch() {
         .real_time()
         .run()
         .assert_success();
+    hand_to_alice(&other_key);
     let out = run(&rename, &other_key, "");
     assert_refused(&out, "not registered for");
     assert_eq!(names_now(&env, alice.name()), ["yubi"]);
