@@ -80,12 +80,18 @@ fn timed_login(env: &TestEnv, user: &str, code: &str) -> (PamOutcome, Duration) 
     (out, started.elapsed())
 }
 
-/// Logs `user` in with `code` again and again until `busy` has finished, asserting that
-/// each login succeeds within [`HELD_UP`]; how many there were.
-fn logins_while(env: &TestEnv, user: &str, code: &str, busy: &mut Running) -> usize {
+/// Logs `user` in with bypass codes again and again until `busy` has finished,
+/// asserting that each login succeeds within [`HELD_UP`]; how many there were. A code
+/// is good for 100 logins: a new one is issued (by root's `mfa`, through the same
+/// daemon, itself a request that must not be held up) every 100.
+fn logins_while(env: &TestEnv, ns: &Namespace, user: &str, busy: &mut Running) -> usize {
     let mut count = 0;
+    let mut code = String::new();
     loop {
-        let (out, took) = timed_login(env, user, code);
+        if count % 100 == 0 {
+            code = bypass_code(env, ns, user);
+        }
+        let (out, took) = timed_login(env, user, &code);
         out.assert_success();
         assert!(
             took < HELD_UP,
@@ -93,7 +99,7 @@ fn logins_while(env: &TestEnv, user: &str, code: &str, busy: &mut Running) -> us
             out.transcript()
         );
         count += 1;
-        if busy.has_exited() || count >= 400 {
+        if busy.has_exited() || count >= 1000 {
             return count;
         }
     }
@@ -103,7 +109,6 @@ fn logins_while(env: &TestEnv, user: &str, code: &str, busy: &mut Running) -> us
 /// random points of its login, 200 times, and their own `mfa` with ^Z on its terminal:
 /// meanwhile another user's logins all succeed, each within a second.
 #[test]
-#[ignore = "issue 17 in progress: the bypass-code logins of the other user are refused in this setup (not yet explained)"]
 fn a_user_stopping_their_own_su_and_mfa_holds_up_nobody() {
     let env = TestEnv::new();
     let ns = Namespace::with_daemon(&env);
@@ -120,7 +125,6 @@ fn a_user_stopping_their_own_su_and_mfa_holds_up_nobody() {
         0o644,
     );
     service_through(&env, &ns);
-    let code = bypass_code(&env, &ns, carol.name());
 
     let su = paths::tool("su", "util-linux");
     let mfa = Reachable::copy(&paths::mfa_bin());
@@ -153,7 +157,7 @@ echo done"#,
     let mut cmd = ns.command_as(&mallory, Path::new("/bin/bash"));
     cmd.arg("-c").arg(script);
     let mut busy = Running::spawn(cmd, "mallory stopping her su and mfa");
-    let logins = logins_while(&env, carol.name(), &code, &mut busy);
+    let logins = logins_while(&env, &ns, carol.name(), &mut busy);
     let out = busy.wait();
     assert!(out.stdout.contains("done"), "{out:?}");
     let stopped: usize = out

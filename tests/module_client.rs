@@ -357,7 +357,6 @@ fn a_user_name_the_daemon_refuses_is_user_unknown_without_a_prompt() {
 /// Registration at login through the daemon (`BeginHeld`, `ConfirmHeld`, then
 /// `ActivateHeld` from `pam_sm_setcred`).
 #[test]
-#[ignore = "needs mfad to serve BeginHeld, ConfirmHeld and ActivateHeld (branch wt-daemon)"]
 fn registration_at_login_is_held_by_the_daemon_and_activated_at_setcred() {
     let env = TestEnv::new();
     let user = TestUser::new();
