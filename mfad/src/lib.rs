@@ -76,4 +76,4 @@ pub use args::Args;
 pub use direct::Direct;
 
 /// Where the daemon listens unless told otherwise (systemd's `mfad.socket` uses it too).
-pub const DEFAULT_SOCKET: &str = "/run/pam_mfa/mfad.sock";
+pub use pam_mfa_protocol::DEFAULT_SOCKET;

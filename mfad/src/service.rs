@@ -217,6 +217,9 @@ fn run_work(
             answer,
             overrides,
         } => {
+            if recovery::normalize(answer.as_bytes()).is_some() {
+                return verify_recovery(account, store, answer.as_bytes(), uid, now, log);
+            }
             let outcome = match (account, store) {
                 (None, _) => {
                     log.log(
@@ -252,41 +255,7 @@ fn run_work(
             Response::Verified(outcome)
         }
         Work::VerifyRecovery { account, code } => {
-            let outcome = match (account, store, recovery::normalize(code.as_bytes())) {
-                (Some(user), Some(store), Some(code)) => {
-                    match login::verify_recovery(store, &user, &code, uid, now)? {
-                        login::RecoveryOutcome::Accepted { kind, remaining } => {
-                            log.log(
-                                Level::Notice,
-                                &format!(
-                                    "authenticated with a {} code; {remaining} left ({})",
-                                    kind.as_str(),
-                                    who(&user, uid)
-                                ),
-                            );
-                            RecoveryOutcome::Accepted {
-                                kind: match kind {
-                                    recovery::Kind::Recovery => CodeKind::Recovery,
-                                    recovery::Kind::Bypass => CodeKind::Bypass,
-                                },
-                                remaining,
-                            }
-                        }
-                        login::RecoveryOutcome::Refused => RecoveryOutcome::Refused,
-                    }
-                }
-                _ => RecoveryOutcome::Refused,
-            };
-            if outcome == RecoveryOutcome::Refused {
-                log.log(
-                    Level::Notice,
-                    &format!(
-                        "authentication failure: not a valid recovery or bypass code (by uid \
-                         {uid})"
-                    ),
-                );
-            }
-            Response::Recovery(outcome)
+            verify_recovery(account, store, code.as_bytes(), uid, now, log)?
         }
         Work::Reauth { .. }
         | Work::Change { .. }
@@ -308,6 +277,54 @@ fn run_work(
             Response::Devices(list.into_iter().map(entry).collect())
         }
     })
+}
+
+/// A recovery or bypass code typed at a login (sent as such, or as the answer to the
+/// code prompt, which the daemon tells apart: one rule, `recovery::normalize`), checked
+/// and used up, with its audit row as the caller's uid.
+fn verify_recovery(
+    account: Option<UserName>,
+    store: Option<&mut Store>,
+    code: &[u8],
+    uid: u32,
+    now: i64,
+    log: &Log,
+) -> pam_mfa::Result<Response> {
+    let outcome = match (account, store, recovery::normalize(code)) {
+        (Some(user), Some(store), Some(code)) => {
+            match login::verify_recovery(store, &user, &code, uid, now)? {
+                login::RecoveryOutcome::Accepted { kind, remaining } => {
+                    log.log(
+                        Level::Notice,
+                        &format!(
+                            "authenticated with a {} code; {remaining} left ({})",
+                            kind.as_str(),
+                            who(&user, uid)
+                        ),
+                    );
+                    RecoveryOutcome::Accepted {
+                        kind: match kind {
+                            recovery::Kind::Recovery => CodeKind::Recovery,
+                            recovery::Kind::Bypass => CodeKind::Bypass,
+                        },
+                        remaining,
+                    }
+                }
+                login::RecoveryOutcome::Refused => RecoveryOutcome::Refused,
+            }
+        }
+        _ => RecoveryOutcome::Refused,
+    };
+    if outcome == RecoveryOutcome::Refused {
+        log.log(
+            Level::Notice,
+            &format!(
+                "authentication failure: not a valid recovery or bypass code (by uid \
+                 {uid})"
+            ),
+        );
+    }
+    Ok(Response::Recovery(outcome))
 }
 
 /// A device as the protocol shows it (`mfa list --json`'s names and meanings).
@@ -384,7 +401,7 @@ pub(crate) fn convert(outcome: login::Outcome, user: &UserName) -> VerifyOutcome
             locked_until,
         } => VerifyOutcome::Refused {
             reason: match reason {
-                Refusal::Malformed(_) => RefusalKind::Malformed,
+                Refusal::Malformed(e) => RefusalKind::Malformed { why: e.to_string() },
                 Refusal::Replayed { device } => RefusalKind::Replayed { device },
                 Refusal::NoDevices => RefusalKind::NoDevices,
                 Refusal::WrongCode => RefusalKind::WrongCode,

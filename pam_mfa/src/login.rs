@@ -20,13 +20,9 @@ use crate::names::UserName;
 use crate::otp::TotpKey;
 use crate::store::{Store, auth_state, devices};
 use crate::{Error, Result};
-
-/// Largest `window` accepted: ±10 steps is ±5 minutes, already generous.
-pub const MAX_WINDOW: u32 = 10;
-
-/// Largest `hotp_window` accepted. Every value looked ahead is one more code a guess can
-/// hit; beyond a hundred presses without a login, `mfa resync` is the way back.
-pub const MAX_HOTP_WINDOW: u32 = 100;
+/// The largest `window` and `hotp_window` a login may use (one definition with the
+/// module's arguments, in the protocol).
+pub use pam_mfa_protocol::limits::{MAX_HOTP_WINDOW, MAX_WINDOW};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginSettings {

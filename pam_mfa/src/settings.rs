@@ -10,10 +10,9 @@
 use crate::login::{LoginSettings, MAX_HOTP_WINDOW, MAX_WINDOW};
 use crate::policy::Policy;
 
-/// Longest lock-out: a week. Longer ones are an administrator's job, not a rate limit.
-pub const MAX_LOCKOUT_SECS: i64 = 7 * 86_400;
-/// Most failures that may be allowed before a lock-out.
-pub const MAX_MAX_FAILURES: u32 = 1000;
+/// Longest lock-out (a week: longer ones are an administrator's job, not a rate limit)
+/// and most failures allowed before one; defined with the module's argument ranges.
+pub use pam_mfa_protocol::limits::{MAX_LOCKOUT_SECS, MAX_MAX_FAILURES};
 
 /// Numbers a caller sets for its own logins; `None` leaves the policy's (or the default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -22,7 +22,7 @@ pub mod auth_data;
 pub mod ceremony;
 pub mod cose;
 pub mod hid;
-pub mod panic_guard;
+pub use pam_mfa_keys_abi::{is_remote, panic_guard};
 pub mod plugin;
 #[cfg(feature = "soft-fido2")]
 pub mod soft;

@@ -23,6 +23,11 @@
 //! once the entry point has returned.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod panic_guard;
+mod remote;
+
+pub use remote::is_remote;
+
 use std::any::Any;
 use std::ffi::{CStr, c_int, c_void};
 use std::panic::{self, AssertUnwindSafe};

@@ -12,22 +12,18 @@ use pam_mfa_protocol::Overrides;
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
 const MAX_PROMPT_CHARS: usize = 200;
 
-/// The store `mfad` serves unless told otherwise: the only `db=` still accepted (see
-/// [`ModuleArgs::db`]).
-pub const DEFAULT_DB: &str = "/var/lib/pam_mfa/devices.db";
 /// Where `mfad` listens unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/pam_mfa/mfad.sock";
+pub use pam_mfa_protocol::DEFAULT_SOCKET;
+/// The store `mfad` serves by default: the one obsolete `db=` still accepted.
+pub use pam_mfa_protocol::DEFAULT_STORE as DEFAULT_DB;
 /// How long the daemon has to accept the connection and to answer each request.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 5;
 pub const MAX_DAEMON_TIMEOUT_SECS: u32 = 60;
 
-// The bounds of the numbers a line may set. `mfad` checks the overrides it is sent
-// against the same bounds (pam_mfa::settings) and refuses values outside them, so a
-// mismatch here fails closed.
-pub const MAX_WINDOW: u32 = 10;
-pub const MAX_HOTP_WINDOW: u32 = 100;
-pub const MAX_MAX_FAILURES: u32 = 1000;
-pub const MAX_LOCKOUT_SECS: i64 = 7 * 86_400;
+// The bounds of the numbers a line may set: the ones `mfad` accepts in the overrides.
+pub use pam_mfa_protocol::limits::{
+    MAX_HOTP_WINDOW, MAX_LOCKOUT_SECS, MAX_MAX_FAILURES, MAX_WINDOW,
+};
 
 /// The numbers that tune code checking, as the line sets them (the defaults are the
 /// built-in ones; the daemon applies the policy's numbers to those the line did not set).

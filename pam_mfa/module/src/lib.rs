@@ -17,10 +17,9 @@ pub mod client;
 mod enroll_at_login;
 pub mod keys_library;
 mod login_hold;
-pub mod panic_guard;
+pub use pam_mfa_keys_abi::panic_guard;
 mod security_key;
 mod syslog;
-mod text;
 
 use std::ffi::CStr;
 use std::path::Path;
@@ -40,9 +39,9 @@ use pam_mfa_protocol::{
 
 use args::{DEFAULT_DB, Fido2Mode, ModuleArgs};
 use client::{Daemon, Unavailable};
+use pam_mfa_protocol::format_local;
 use security_key::{key_refused, security_key};
 use syslog::{Level, Logger};
-use text::format_local;
 
 /// The longest user name asked about; the daemon checks names fully, this only keeps
 /// nonsense off the socket.
@@ -68,7 +67,7 @@ impl PamHooks for PamMfa {
 struct Context {
     user: String,
     rhost: String,
-    /// Whether the person is not at this computer (see [`text::is_remote`]).
+    /// Whether the person is not at this computer (see [`pam_mfa_keys_abi::is_remote`]).
     remote: bool,
 }
 
@@ -120,7 +119,7 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
     let ctx = Context {
         user: escape_for_log(&raw_user),
         rhost: raw_rhost.as_deref().map(escape_for_log).unwrap_or_default(),
-        remote: text::is_remote(raw_rhost.as_deref(), in_ssh_session),
+        remote: pam_mfa_keys_abi::is_remote(raw_rhost.as_deref(), in_ssh_session),
     };
     let Some(user) = user_for_daemon(&raw_user) else {
         Logger::new(pamh).log(
@@ -346,20 +345,8 @@ fn run(
             PamResultCode::PAM_AUTH_ERR,
         ));
     }
-    if text::could_be_recovery_code(answer) {
-        let reply = daemon
-            .ask(&Request::VerifyRecovery {
-                user: user.to_owned(),
-                code: SecretBytes::from_slice(answer),
-            })
-            .map_err(unavailable)?;
-        return match reply {
-            Ok(Response::Recovery(outcome)) => recovery_finish(pamh, outcome, ctx, silent),
-            Ok(_) => Err(unexpected("verify-recovery")),
-            Err(e) => Err(daemon_refused("verify-recovery", &e)),
-        };
-    }
-    // The daemon checks the code against the time it receives it, after it was typed.
+    // The daemon checks the code against the time it receives it, after it was typed, and
+    // tells a recovery or bypass code from a verification code itself.
     let reply = daemon
         .ask(&Request::VerifyCode {
             user: user.to_owned(),
@@ -368,7 +355,8 @@ fn run(
         })
         .map_err(unavailable)?;
     match reply {
-        Ok(Response::Verified(outcome)) => finish(pamh, outcome, answer, ctx, silent),
+        Ok(Response::Verified(outcome)) => finish(pamh, outcome, ctx, silent),
+        Ok(Response::Recovery(outcome)) => recovery_finish(pamh, outcome, ctx, silent),
         Ok(_) => Err(unexpected("verify-code")),
         Err(e) => Err(daemon_refused("verify-code", &e)),
     }
@@ -422,11 +410,10 @@ fn recovery_finish(
     }
 }
 
-/// The log wording of a refusal the daemon decided (`answer`: what was typed, to say why
-/// it is not a code).
-fn refusal_log(reason: &RefusalKind, answer: &[u8]) -> String {
+/// The log wording of a refusal the daemon decided.
+fn refusal_log(reason: &RefusalKind) -> String {
     match reason {
-        RefusalKind::Malformed => format!("malformed code: {}", text::malformed_reason(answer)),
+        RefusalKind::Malformed { why } => format!("malformed code: {why}"),
         RefusalKind::WrongCode => "wrong code".to_owned(),
         RefusalKind::Replayed { device } => format!(
             "replayed code of device \"{}\" (already used)",
@@ -444,7 +431,6 @@ fn refusal_log(reason: &RefusalKind, answer: &[u8]) -> String {
 fn finish(
     pamh: &mut PamHandle,
     outcome: VerifyOutcome,
-    answer: &[u8],
     ctx: &Context,
     silent: bool,
 ) -> Result<PamResultCode, Failure> {
@@ -491,7 +477,7 @@ fn finish(
             Level::Notice,
             format!(
                 "authentication failure: {}{}",
-                refusal_log(&reason, answer),
+                refusal_log(&reason),
                 lock_note(locked_until)
             ),
             PamResultCode::PAM_AUTH_ERR,

@@ -135,9 +135,7 @@ pub(super) fn security_key(
                 })
                 .map_err(unavailable)?;
             match reply {
-                Ok(Response::Verified(outcome)) => {
-                    finish(pamh, outcome, &[], ctx, silent).map(Some)
-                }
+                Ok(Response::Verified(outcome)) => finish(pamh, outcome, ctx, silent).map(Some),
                 Ok(_) => Err(unexpected("key-answer")),
                 Err(e) => Err(daemon_refused("key-answer", &e)),
             }

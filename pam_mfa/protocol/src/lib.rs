@@ -88,6 +88,55 @@ pub const PROOF_LIFETIME_SECS: i64 = 300;
 /// seconds: the longest touch timeout a module line may set, and a little more.
 pub const KEY_CHALLENGE_LIFETIME_SECS: i64 = 180;
 
+/// Where `mfad` listens unless told otherwise: its `--socket`, the module's `socket=`,
+/// `mfa --socket` and systemd's `mfad.socket` all default to it.
+pub const DEFAULT_SOCKET: &str = "/run/pam_mfa/mfad.sock";
+
+/// The device store `mfad` serves unless told otherwise (`mfad --db`); the module's
+/// obsolete `db=` is accepted only when it names this one.
+pub const DEFAULT_STORE: &str = "/var/lib/pam_mfa/devices.db";
+
+/// The ranges of [`Overrides`]: what a module line may set and the daemon accepts.
+pub mod limits {
+    /// Steps either side of the expected one (`window=`): ±10 steps is ±5 minutes,
+    /// already generous.
+    pub const MAX_WINDOW: u32 = 10;
+    /// Codes ahead an event-based token may be (`hotp_window=`). Every value looked
+    /// ahead is one more code a guess can hit; beyond a hundred presses without a login,
+    /// `mfa resync` is the way back.
+    pub const MAX_HOTP_WINDOW: u32 = 100;
+    /// `max_failures=`, from 1.
+    pub const MAX_MAX_FAILURES: u32 = 1000;
+    /// `lockout=`, from 1 second to a week.
+    pub const MAX_LOCKOUT_SECS: i64 = 7 * 86_400;
+}
+
+/// A unix time in the local time zone, for people ("2026-11-23 04:35:10 UTC"): lock-out
+/// messages and log lines of the module and the daemon. The C library's `localtime_r`
+/// honours `TZ` and `/etc/localtime` as every other tool on the host does; a time it
+/// cannot convert is shown as seconds since the epoch.
+pub fn format_local(unix: i64) -> String {
+    let t: libc::time_t = unix;
+    // SAFETY: `tm` is plain old data; an all-zero value is a valid (if meaningless) tm
+    // that localtime_r overwrites completely on success.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the duration of the call; localtime_r is the
+    // reentrant variant and keeps no reference to them.
+    let converted = unsafe { libc::localtime_r(&t, &mut tm) };
+    if converted.is_null() {
+        return format!("@{unix}");
+    }
+    let mut buf = [0u8; 64];
+    let fmt = c"%Y-%m-%d %H:%M:%S %Z";
+    // SAFETY: `buf` is writable for its full length, which is what we pass; `fmt` is a
+    // NUL-terminated literal; `tm` was filled in by localtime_r above.
+    let len = unsafe { libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm) };
+    match buf.get(..len).map(std::str::from_utf8) {
+        Some(Ok(s)) if len > 0 => s.to_owned(),
+        _ => format!("@{unix}"),
+    }
+}
+
 /// A user or host name as raw bytes, made safe for one log line: printable ASCII kept,
 /// everything else (and the backslash) as `\xNN`, at most 64 bytes shown. Here because
 /// the module, which links only this crate, and the daemon write the same log lines.

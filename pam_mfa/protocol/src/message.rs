@@ -449,8 +449,12 @@ pub enum VerifyOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum RefusalKind {
-    /// Not a code at all (wrong length, not digits).
-    Malformed,
+    /// Not a code at all (wrong length, not digits): `why`, in words for the log (never
+    /// the answer).
+    Malformed {
+        #[serde(default)]
+        why: String,
+    },
     WrongCode,
     /// A right code already used once.
     Replayed {

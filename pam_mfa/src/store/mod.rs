@@ -39,8 +39,8 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::{Error, Result};
 use safety::Presence;
 
-/// Where the store lives unless `db=` / `--db` says otherwise.
-pub const DEFAULT_PATH: &str = "/var/lib/pam_mfa/devices.db";
+/// Where the store lives unless `--db` says otherwise.
+pub use pam_mfa_protocol::DEFAULT_STORE as DEFAULT_PATH;
 /// The schema version this build writes (and migrates older stores to).
 pub const SCHEMA_VERSION: i64 = schema::CURRENT_VERSION;
 

@@ -2,7 +2,8 @@
 //! stderr.
 //!
 //! Used at both of pam_mfa's C boundaries: the PAM entry points of pam_mfa.so and the
-//! entry point of libpam_mfa_keys.so. Unwinding must not cross either, and Rust's default
+//! entry point of libpam_mfa_keys.so (here because both link this crate, and only this
+//! one of pam_mfa's). Unwinding must not cross either, and Rust's default
 //! panic hook would first print the message and a backtrace to the host's stderr — into
 //! an SSH session or a sudo prompt. Each of the two libraries carries its own copy of the
 //! standard library, so the hook installed here governs only panics in that library's
