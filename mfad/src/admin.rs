@@ -19,7 +19,7 @@ use pam_mfa_protocol::{
 
 use crate::authorise::Admin;
 use crate::log::{Level, Log};
-use crate::service::unavailable;
+use crate::service::{open_store, unavailable};
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error(ErrorReply::new(kind, message))
@@ -39,32 +39,11 @@ pub fn handle(store: &mut Option<Store>, db: &Path, uid: u32, work: Admin, log: 
         work,
         Admin::PolicyShow | Admin::List | Admin::Audit { .. } | Admin::TokensList
     );
-    if store.is_none() {
-        let opened = if changes {
-            Store::open_or_create(db).map(Some)
-        } else {
-            Store::open_existing(db)
-        };
-        match opened {
-            Ok(s) => *store = s,
-            Err(e) => return unavailable(log, &e),
-        }
-    }
-    let response = match run(store.as_mut(), uid, work, log) {
-        Ok(r) => r,
-        Err(e) => unavailable(log, &e),
+    let store = match open_store(store, db, changes) {
+        Ok(s) => s,
+        Err(e) => return unavailable(log, &e),
     };
-    // Never let one request's actor reach the next request's rows.
-    if let Some(s) = store.as_ref()
-        && !matches!(audit::actor(s.conn()), Ok(None))
-    {
-        log.log(
-            Level::Error,
-            "the store connection kept an audit actor after a request; reopening it",
-        );
-        *store = None;
-    }
-    response
+    run(store, uid, work, log).unwrap_or_else(|e| unavailable(log, &e))
 }
 
 /// A syslog line for an administrator's change (never a code).

@@ -14,15 +14,13 @@ use pam_mfa::names::DeviceName;
 use pam_mfa::selfservice as rules;
 use pam_mfa::store::Store;
 use pam_mfa::{Error, audit, clock};
-use pam_mfa_protocol::{
-    ErrorKind, ErrorReply, HeldTotpReply, PendingTotpReply, Response, SecretBytes,
-};
+use pam_mfa_protocol::{ErrorKind, ErrorReply, HeldTotpReply, Response, SecretBytes};
 use zeroize::Zeroizing;
 
 use crate::authorise::AtLogin;
-use crate::log::{Level, Log};
-use crate::selfservice::refusal;
-use crate::service::unavailable;
+use crate::log::Log;
+use crate::selfservice::{pending_reply, refusal};
+use crate::service::{open_store, unavailable};
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error(ErrorReply::new(kind, message))
@@ -55,31 +53,13 @@ pub fn handle(
     work: AtLogin,
     log: &Log,
 ) -> Response {
-    if store.is_none() {
-        // A registration creates the store, as `mfa` does; the others find nothing.
-        let opened = if matches!(work, AtLogin::Begin { .. }) {
-            Store::open_or_create(db).map(Some)
-        } else {
-            Store::open_existing(db)
-        };
-        match opened {
-            Ok(s) => *store = s,
-            Err(e) => return unavailable(log, &e),
-        }
+    // A registration creates the store, as `mfa` does; the others find nothing.
+    let creates = matches!(work, AtLogin::Begin { .. });
+    match open_store(store, db, creates) {
+        Ok(Some(s)) => run(s, uid, work).unwrap_or_else(|e| unavailable(log, &e)),
+        Ok(None) => refusal(Error::HeldRegistrationGone).unwrap_or_else(|e| unavailable(log, &e)),
+        Err(e) => unavailable(log, &e),
     }
-    let Some(s) = store.as_mut() else {
-        return refusal(Error::HeldRegistrationGone).unwrap_or_else(|e| unavailable(log, &e));
-    };
-    let response = run(s, uid, work).unwrap_or_else(|e| unavailable(log, &e));
-    // Never let one request's actor reach the next request's rows.
-    if !matches!(audit::actor(s.conn()), Ok(None)) {
-        log.log(
-            Level::Error,
-            "the store connection kept an audit actor after a request; reopening it",
-        );
-        *store = None;
-    }
-    response
 }
 
 fn run(store: &mut Store, uid: u32, work: AtLogin) -> pam_mfa::Result<Response> {
@@ -106,17 +86,7 @@ fn run(store: &mut Store, uid: u32, work: AtLogin) -> pam_mfa::Result<Response> 
                 Err(e) => return refusal(e),
             };
             Ok(Response::HeldTotp(HeldTotpReply {
-                pending: PendingTotpReply {
-                    user: p.user.clone(),
-                    name: p.name.clone(),
-                    issuer,
-                    secret: SecretBytes::from_slice(p.secret.to_base32().as_bytes()),
-                    uri: SecretBytes::from_slice(p.uri.as_bytes()),
-                    algorithm: p.params.algorithm.as_str().to_owned(),
-                    digits: p.params.digits,
-                    period: p.params.period,
-                    expires_at: p.expires_at,
-                },
+                pending: pending_reply(&p, issuer),
                 hold: bytes_of(&hold)?,
             }))
         }

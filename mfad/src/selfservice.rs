@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use crate::authorise::{Change, Work};
 use crate::keys::KeyTicket;
 use crate::log::{Level, Log};
-use crate::service::{unavailable, who};
+use crate::service::{open_store, unavailable, who};
 use crate::tickets::{Held, IssueError};
 
 /// The daemon's single-use tickets: proofs of a device, recovery-code sets waiting to
@@ -100,29 +100,12 @@ pub fn handle(
     tickets: &mut Tickets,
     log: &Log,
 ) -> Response {
-    if store.is_none() {
-        // A change creates the store, as `mfa` does.
-        match Store::open_or_create(db) {
-            Ok(s) => *store = Some(s),
-            Err(e) => return unavailable(log, &e),
-        }
-    }
-    let Some(s) = store.as_mut() else {
-        return error(ErrorKind::Unavailable, "the device store cannot answer");
-    };
-    let response = match run(s, uid, work, tickets, log) {
-        Ok(r) => r,
+    // A change creates the store, as `mfa` does.
+    match open_store(store, db, true) {
+        Ok(Some(s)) => run(s, uid, work, tickets, log).unwrap_or_else(|e| unavailable(log, &e)),
+        Ok(None) => error(ErrorKind::Unavailable, "the device store cannot answer"),
         Err(e) => unavailable(log, &e),
-    };
-    // Never let one request's actor reach the next request's rows.
-    if !matches!(audit::actor(s.conn()), Ok(None)) {
-        log.log(
-            Level::Error,
-            "the store connection kept an audit actor after a request; reopening it",
-        );
-        *store = None;
     }
-    response
 }
 
 fn run(
@@ -384,17 +367,7 @@ fn change_now(
                 account,
                 &format!("began registering device {:?}", p.name),
             );
-            return Ok(Response::PendingTotp(PendingTotpReply {
-                user: p.user.clone(),
-                name: p.name.clone(),
-                issuer,
-                secret: SecretBytes::from_slice(p.secret.to_base32().as_bytes()),
-                uri: SecretBytes::from_slice(p.uri.as_bytes()),
-                algorithm: p.params.algorithm.as_str().to_owned(),
-                digits: p.params.digits,
-                period: p.params.period,
-                expires_at: p.expires_at,
-            }));
+            return Ok(Response::PendingTotp(pending_reply(&p, issuer)));
         }
         Change::Rename { name, new_name } => DeviceName::existing(&name).and_then(|old| {
             let new = DeviceName::parse(&new_name)?;
@@ -560,5 +533,21 @@ fn change_now(
             Ok(Response::Done)
         }
         Err(e) => refusal(e),
+    }
+}
+
+/// A registration waiting for its two codes, as the person registering gets it (the
+/// only answers that carry a device's secret: `BeginTotp` and `BeginHeld`).
+pub(crate) fn pending_reply(p: &enrollment::PendingTotp, issuer: String) -> PendingTotpReply {
+    PendingTotpReply {
+        user: p.user.clone(),
+        name: p.name.clone(),
+        issuer,
+        secret: SecretBytes::from_slice(p.secret.to_base32().as_bytes()),
+        uri: SecretBytes::from_slice(p.uri.as_bytes()),
+        algorithm: p.params.algorithm.as_str().to_owned(),
+        digits: p.params.digits,
+        period: p.params.period,
+        expires_at: p.expires_at,
     }
 }

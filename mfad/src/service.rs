@@ -97,6 +97,17 @@ impl Service {
         {
             old.abandon();
         }
+        // Never let one request's actor (the uid its audit rows name) reach the next
+        // request's rows: a connection that kept one is replaced.
+        if let Some(s) = &self.store
+            && !matches!(pam_mfa::audit::actor(s.conn()), Ok(None))
+        {
+            log.log(
+                Level::Error,
+                "the store connection kept an audit actor after a request; reopening it",
+            );
+            self.store = None;
+        }
         response
     }
 }
@@ -128,8 +139,23 @@ pub(crate) fn store_now<'s>(
     store: &'s mut Option<Store>,
     db: &Path,
 ) -> pam_mfa::Result<Option<&'s mut Store>> {
+    open_store(store, db, false)
+}
+
+/// Opens the store if it is not open: creating it (as `mfa` always did) for a request
+/// that changes something, `creates`; otherwise a missing store stays `None` (nobody has
+/// a device).
+pub(crate) fn open_store<'s>(
+    store: &'s mut Option<Store>,
+    db: &Path,
+    creates: bool,
+) -> pam_mfa::Result<Option<&'s mut Store>> {
     if store.is_none() {
-        *store = Store::open_existing(db)?;
+        *store = if creates {
+            Some(Store::open_or_create(db)?)
+        } else {
+            Store::open_existing(db)?
+        };
     }
     Ok(store.as_mut())
 }
