@@ -92,13 +92,10 @@ pub fn prove_existing_device(
 
 /// Refuses before the prompt, as `mfa` always did, a change the daemon would refuse
 /// whatever the proof: self-service turned off by the administrator, or too many changes
-/// within the hour. The protocol has no request for this alone, so it asks to commit a
-/// recovery-code set under an empty ticket: the daemon applies these rules first, and
-/// otherwise answers that no such set is waiting, changing nothing and counting nothing.
+/// within the hour (the daemon's `MayChange`, which changes and counts nothing).
 fn may_change(link: &mut Link, target: &Target) -> Result<(), CliError> {
-    match link.exchange(Request::RecoveryCommit {
+    match link.exchange(Request::MayChange {
         user: target.user.as_str().to_owned(),
-        ticket: SecretBytes::default(),
     })? {
         Response::Error(e) if matches!(e.kind, ErrorKind::Denied | ErrorKind::Busy) => {
             Err(CliError::refused(e.kind, e.message))

@@ -35,6 +35,9 @@ pub enum Work {
     ListDevices {
         account: UserName,
     },
+    MayChange {
+        account: UserName,
+    },
     Reauth {
         account: UserName,
         answer: SecretBytes,
@@ -439,6 +442,9 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
             code,
         },
         Request::ListDevices { user } => Work::ListDevices {
+            account: existing(uid, name, &user)?,
+        },
+        Request::MayChange { user } => Work::MayChange {
             account: existing(uid, name, &user)?,
         },
         Request::Reauth { user, answer } => Work::Reauth {

@@ -295,6 +295,14 @@ fn run_work(
             ErrorKind::UnknownRequest,
             "not served here",
         )),
+        Work::MayChange { account } => match store {
+            Some(store) => match pam_mfa::selfservice::check_allowed(store, &account, uid, now) {
+                Ok(()) => Response::Done,
+                Err(e) => selfservice::refusal(e)?,
+            },
+            // No store yet: nothing limits a first registration.
+            None => Response::Done,
+        },
         Work::ListDevices { account } => {
             let list = match store {
                 Some(store) => devices::list(store.conn(), account.as_str(), now)?,

@@ -53,6 +53,11 @@ pub enum Request {
     /// The account's devices, as `mfa list --json` shows them; answered with
     /// [`Response::Devices`].
     ListDevices { user: String },
+    /// Whether the caller may change the account's devices now (the policy's
+    /// self-service switch and the change-rate limit, as a change is checked): answered
+    /// with [`Response::Done`], or the refusal the change would get. Nothing changes and
+    /// nothing counts; it lets `mfa` refuse before it asks for a proof.
+    MayChange { user: String },
     /// Prove an existing device before a change (see [Proofs](crate#proofs)): `answer` is
     /// a current code of one of the user's devices, or a recovery or bypass code, checked
     /// and used up exactly as at a login. Answered with [`Response::Proof`].
@@ -253,6 +258,7 @@ impl Request {
             Self::VerifyCode { .. } => "verify-code",
             Self::VerifyRecovery { .. } => "verify-recovery",
             Self::ListDevices { .. } => "list-devices",
+            Self::MayChange { .. } => "may-change",
             Self::Reauth { .. } => "reauth",
             Self::BeginTotp { .. } => "begin-totp",
             Self::FinishTotp { .. } => "finish-totp",
@@ -299,6 +305,7 @@ impl Request {
             | Self::VerifyCode { user, .. }
             | Self::VerifyRecovery { user, .. }
             | Self::ListDevices { user }
+            | Self::MayChange { user }
             | Self::Reauth { user, .. }
             | Self::BeginTotp { user, .. }
             | Self::FinishTotp { user, .. }
