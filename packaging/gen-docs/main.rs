@@ -125,8 +125,9 @@ fn pam_mfa_8() -> String {
         "pam_mfa asks for a second factor after the first one (a password, or an SSH key): \
          a verification code from one of the user's authenticator apps (TOTP, RFC 6238), \
          or, at the computer itself, a touch of one of the user's FIDO2 security keys. Users \
-         register their devices with mfa(1); every device lives in one store, a SQLite \
-         file that only root may read or write.",
+         register their devices with mfa(1). The module holds no secret and opens no \
+         file: it asks mfad(8), the daemon that alone keeps the device store, over its \
+         socket, and talks to the person through the PAM conversation.",
     );
     paragraph(
         &mut r,
@@ -138,8 +139,10 @@ fn pam_mfa_8() -> String {
     );
     paragraph(
         &mut r,
-        "Only the auth type is provided (pam_sm_authenticate; pam_sm_setcred succeeds and \
-         does nothing). Any internal error fails closed and is logged.",
+        "Only the auth type is provided (pam_sm_authenticate; pam_sm_setcred activates a \
+         device registered during the same login, with enroll_at_login, and otherwise \
+         succeeds). Any internal error, and a daemon that is unreachable or does not \
+         answer within timeout=, fails closed and is logged.",
     );
 
     r.control("SH", ["OPTIONS"]);
@@ -197,10 +200,14 @@ fn pam_mfa_8() -> String {
         ),
         (
             "PAM_AUTHINFO_UNAVAIL",
-            "The store is unsafe (not root's alone), missing, damaged or from a newer \
-             version, or an internal error happened.",
+            "mfad is not running, does not answer in time, or cannot answer (its store is \
+             unsafe, damaged or from a newer version), or an internal error happened. See \
+             docs/deployment.md for what a stack does with it (authinfo_unavail=).",
         ),
-        ("PAM_SERVICE_ERR", "Bad module arguments."),
+        (
+            "PAM_SERVICE_ERR",
+            "Bad module arguments, or a db= naming another store than mfad's.",
+        ),
         (
             "PAM_USER_UNKNOWN",
             "A user name that is not valid UTF-8 or contains control characters.",
@@ -240,8 +247,13 @@ fn pam_mfa_8() -> String {
     r.control("SH", ["FILES"]);
     for (file, what) in [
         (
-            "/var/lib/pam_mfa/devices.db",
-            "The device store (directory mode 0700, file 0600, both owned by root).",
+            mfad::DEFAULT_SOCKET,
+            "mfad's socket, which the module asks (socket= names another).",
+        ),
+        (
+            pam_mfa::store::DEFAULT_PATH,
+            "The device store, which only mfad opens (directory mode 0700, file 0600, both \
+             owned by root).",
         ),
         (
             "/usr/share/pam-configs/mfa",
@@ -257,6 +269,8 @@ fn pam_mfa_8() -> String {
     r.text([
         bold("mfa"),
         roman("(1), "),
+        bold("mfad"),
+        roman("(8), "),
         bold("pam.conf"),
         roman("(5), "),
         bold("pam-auth-update"),
