@@ -35,42 +35,108 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 /// size bounds only the heap), so far less than the default 8 MiB.
 const STACK: usize = 512 * 1024;
 
+/// Who a connection counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// Root's own processes (sshd, login, root's `mfa`): root's allowance.
+    Root,
+    /// A root process a user started and may stop (su and sudo keep the caller's real
+    /// uid): root's allowance, and at most [`PER_UID`] of it for that user, so that one
+    /// user's stopped logins cannot use up what every login needs.
+    RootFor(u32),
+    /// A user's own process: the users' allowance.
+    User(u32),
+}
+
+impl Holder {
+    /// From the peer's effective uid and pid (SO_PEERCRED) and, for a root peer, the real
+    /// uid in /proc. The pid may be gone or reused by then: this decides only whose
+    /// allowance a connection uses, never what it may ask (that is the effective uid).
+    fn of(euid: u32, pid: i32) -> Self {
+        if euid != 0 {
+            return Self::User(euid);
+        }
+        match real_uid(pid) {
+            Some(ruid) if ruid != 0 => Self::RootFor(ruid),
+            _ => Self::Root,
+        }
+    }
+
+    /// The uid a refusal names in the log.
+    fn uid(self) -> u32 {
+        match self {
+            Self::Root => 0,
+            Self::RootFor(uid) | Self::User(uid) => uid,
+        }
+    }
+}
+
+/// The real uid of process `pid` (the first field of /proc/PID/status's `Uid:` line).
+fn real_uid(pid: i32) -> Option<u32> {
+    if pid <= 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .and_then(|ruid| ruid.parse().ok())
+}
+
 #[derive(Default)]
 struct Counts {
     per_uid: HashMap<u32, usize>,
     users: usize,
     root: usize,
+    /// Root connections of processes users started, by user.
+    root_for: HashMap<u32, usize>,
     refusal_logged: HashMap<u32, Instant>,
 }
 
 impl Counts {
-    fn admit(&mut self, uid: u32) -> bool {
-        if uid == 0 {
-            if self.root >= ROOT_TOTAL {
-                return false;
+    fn admit(&mut self, holder: Holder) -> bool {
+        match holder {
+            Holder::Root | Holder::RootFor(_) if self.root >= ROOT_TOTAL => false,
+            Holder::Root => {
+                self.root += 1;
+                true
             }
-            self.root += 1;
-            return true;
+            Holder::RootFor(uid) => {
+                let theirs = self.root_for.entry(uid).or_insert(0);
+                if *theirs >= PER_UID {
+                    return false;
+                }
+                *theirs += 1;
+                self.root += 1;
+                true
+            }
+            Holder::User(uid) => {
+                let mine = self.per_uid.entry(uid).or_insert(0);
+                if *mine >= PER_UID || self.users >= USERS_TOTAL {
+                    return false;
+                }
+                *mine += 1;
+                self.users += 1;
+                true
+            }
         }
-        let mine = self.per_uid.entry(uid).or_insert(0);
-        if *mine >= PER_UID || self.users >= USERS_TOTAL {
-            return false;
-        }
-        *mine += 1;
-        self.users += 1;
-        true
     }
 
-    fn release(&mut self, uid: u32) {
-        if uid == 0 {
-            self.root = self.root.saturating_sub(1);
-            return;
-        }
-        self.users = self.users.saturating_sub(1);
-        if let Some(n) = self.per_uid.get_mut(&uid) {
+    fn release(&mut self, holder: Holder) {
+        let (map, total, uid) = match holder {
+            Holder::Root => {
+                self.root = self.root.saturating_sub(1);
+                return;
+            }
+            Holder::RootFor(uid) => (&mut self.root_for, &mut self.root, uid),
+            Holder::User(uid) => (&mut self.per_uid, &mut self.users, uid),
+        };
+        *total = total.saturating_sub(1);
+        if let Some(n) = map.get_mut(&uid) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.per_uid.remove(&uid);
+                map.remove(&uid);
             }
         }
     }
@@ -94,7 +160,7 @@ impl Counts {
 /// A slot held by a connection thread; given back however the thread ends.
 struct Slot {
     counts: Arc<Mutex<Counts>>,
-    uid: u32,
+    holder: Holder,
 }
 
 impl Drop for Slot {
@@ -102,7 +168,7 @@ impl Drop for Slot {
         self.counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .release(self.uid);
+            .release(self.holder);
     }
 }
 
@@ -126,24 +192,30 @@ pub fn accept_loop(listener: &UnixListener, queue: &Arc<Queue>, log: &Arc<Log>) 
                 continue;
             }
         };
-        let uid =
+        let (uid, holder) =
             match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
             {
-                Ok(cred) => cred.uid(),
+                Ok(cred) => (cred.uid(), Holder::of(cred.uid(), cred.pid())),
                 // Nobody we can name: nothing to serve.
                 Err(_) => continue,
             };
         let admitted = {
             let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
-            if c.admit(uid) {
+            if c.admit(holder) {
                 true
             } else {
-                if c.should_log_refusal(uid, Instant::now()) {
+                let by = holder.uid();
+                if c.should_log_refusal(by, Instant::now()) {
                     log.log(
                         Level::Notice,
                         &format!(
-                            "refused connections from uid {uid}: over the limit of open \
-                             connections (logged once a minute)"
+                            "refused connections from uid {by}{}: over the limit of open \
+                             connections (logged once a minute)",
+                            if matches!(holder, Holder::RootFor(_)) {
+                                " (its su or sudo)"
+                            } else {
+                                ""
+                            }
                         ),
                     );
                 }
@@ -156,7 +228,7 @@ pub fn accept_loop(listener: &UnixListener, queue: &Arc<Queue>, log: &Arc<Log>) 
         }
         let slot = Slot {
             counts: counts.clone(),
-            uid,
+            holder,
         };
         let (queue, log) = (queue.clone(), log.clone());
         // If the thread cannot start, the closure (with the stream and the slot) is
@@ -303,25 +375,66 @@ mod tests {
 
     #[test]
     fn caps() {
+        use Holder::{Root, User};
         let mut c = Counts::default();
         for _ in 0..PER_UID {
-            assert!(c.admit(1000));
+            assert!(c.admit(User(1000)));
         }
-        assert!(!c.admit(1000), "per-uid cap");
-        assert!(c.admit(1001), "another user is not affected");
+        assert!(!c.admit(User(1000)), "per-uid cap");
+        assert!(c.admit(User(1001)), "another user is not affected");
         for _ in 0..ROOT_TOTAL {
-            assert!(c.admit(0));
+            assert!(c.admit(Root));
         }
-        assert!(!c.admit(0));
-        c.release(1000);
-        assert!(c.admit(1000));
+        assert!(!c.admit(Root));
+        c.release(User(1000));
+        assert!(c.admit(User(1000)));
         let mut uid = 2000;
         while c.users < USERS_TOTAL {
-            assert!(c.admit(uid));
+            assert!(c.admit(User(uid)));
             uid += 1;
         }
-        assert!(!c.admit(uid), "global cap for users");
-        c.release(0);
-        assert!(c.admit(0), "root's allowance is its own");
+        assert!(!c.admit(User(uid)), "global cap for users");
+        c.release(Root);
+        assert!(c.admit(Root), "root's allowance is its own");
+    }
+
+    /// A user's su and sudo (root processes the user may stop) take root's allowance,
+    /// at most PER_UID of it per user: the rest stays for everyone else's logins.
+    #[test]
+    fn a_users_root_processes_have_a_cap_of_their_own() {
+        use Holder::{Root, RootFor, User};
+        let mut c = Counts::default();
+        for _ in 0..PER_UID {
+            assert!(c.admit(RootFor(1000)));
+        }
+        assert!(!c.admit(RootFor(1000)), "one user's su and sudo are capped");
+        assert!(c.admit(RootFor(1001)), "another user's are not");
+        assert!(c.admit(User(1000)), "nor the user's own connections");
+        for _ in PER_UID + 1..ROOT_TOTAL {
+            assert!(c.admit(Root));
+        }
+        assert!(!c.admit(Root), "they come out of root's allowance");
+        c.release(RootFor(1000));
+        assert!(c.admit(Root));
+        assert!(!c.admit(RootFor(1000)), "root's allowance is full again");
+        assert_eq!(c.root_for.get(&1000), Some(&(PER_UID - 1)));
+    }
+
+    #[test]
+    fn a_root_peer_started_by_a_user_counts_for_the_user() {
+        // This test process: root's own (real uid 0) when the tests run as root.
+        let me = i32::try_from(std::process::id()).unwrap();
+        let ruid = nix::unistd::getuid().as_raw();
+        assert_eq!(
+            Holder::of(0, me),
+            if ruid == 0 {
+                Holder::Root
+            } else {
+                Holder::RootFor(ruid)
+            }
+        );
+        assert_eq!(Holder::of(1234, me), Holder::User(1234));
+        assert_eq!(Holder::of(0, 0), Holder::Root, "no pid: root's");
+        assert_eq!(real_uid(-1), None);
     }
 }
