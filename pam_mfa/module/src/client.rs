@@ -20,7 +20,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pam_mfa_protocol::{ErrorReply, Request, Response, read_response, write_request};
+use pam_mfa_protocol::{
+    DecodeError, ErrorReply, FrameError, Request, Response, read_response, write_request,
+};
 
 /// The daemon could not be asked, or did not answer: what, for the log.
 #[derive(Debug)]
@@ -54,30 +56,82 @@ impl Daemon {
     }
 
     /// Sends `request` and reads its answer. An error answer of the daemon comes back as
-    /// `Ok(Err(..))`: the caller decides what a refusal means.
+    /// `Ok(Err(..))`: the caller decides what a refusal means. A kept connection that
+    /// fails (the daemon restarted meanwhile) is given up for one new connection, once.
     pub fn ask(&mut self, request: &Request) -> Result<Result<Response, ErrorReply>, Unavailable> {
-        let shown = self.socket.display().to_string();
-        let stream = match self.stream.take() {
-            Some((s, last)) if last.elapsed() < REUSE_WITHIN => s,
-            _ => connect(&self.socket, self.timeout)
-                .map_err(|e| Unavailable(format!("cannot connect to mfad at {shown}: {e}")))?,
-        };
-        let what = request.name();
-        let timeout = self.timeout;
-        let io_err = |e: &dyn std::fmt::Display| {
-            Unavailable(format!("mfad at {shown} did not answer {what}: {e}"))
+        if let Some((stream, last)) = self.stream.take()
+            && last.elapsed() < REUSE_WITHIN
+        {
+            match self.exchange(stream, request) {
+                Ok(answer) => return Ok(answer),
+                // Closed before the request got through, or before any answer: a daemon
+                // that went away since (a restart) and answered nothing.
+                Err(Failed::Closed(_)) => {}
+                Err(Failed::Other(e)) => return Err(e),
+            }
+        }
+        let stream = connect(&self.socket, self.timeout).map_err(|e| {
+            Unavailable(format!(
+                "cannot connect to mfad at {}: {e}",
+                self.socket.display()
+            ))
+        })?;
+        self.exchange(stream, request)
+            .map_err(Failed::into_unavailable)
+    }
+
+    /// One request and its answer on `stream`, which is kept for the next request.
+    fn exchange(
+        &mut self,
+        stream: UnixStream,
+        request: &Request,
+    ) -> Result<Result<Response, ErrorReply>, Failed> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            Unavailable(format!(
+                "mfad at {} did not answer {}: {e}",
+                self.socket.display(),
+                request.name()
+            ))
         };
         stream
-            .set_write_timeout(Some(timeout))
-            .and_then(|()| stream.set_read_timeout(Some(timeout)))
-            .map_err(|e| io_err(&e))?;
-        write_request(&mut NoSignal(&stream), request).map_err(|e| io_err(&e))?;
-        let response = read_response(&mut &stream).map_err(|e| io_err(&e))?;
+            .set_write_timeout(Some(self.timeout))
+            .and_then(|()| stream.set_read_timeout(Some(self.timeout)))
+            .map_err(|e| Failed::Other(unavailable(&e)))?;
+        write_request(&mut NoSignal(&stream), request).map_err(|e| match e {
+            FrameError::Io(ref io)
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Failed::Closed(unavailable(&e))
+            }
+            _ => Failed::Other(unavailable(&e)),
+        })?;
+        let response = read_response(&mut &stream).map_err(|e| match e {
+            DecodeError::Frame(FrameError::Closed) => Failed::Closed(unavailable(&e)),
+            _ => Failed::Other(unavailable(&e)),
+        })?;
         self.stream = Some((stream, Instant::now()));
         Ok(match response {
             Response::Error(e) => Err(e),
             other => Ok(other),
         })
+    }
+}
+
+/// Why an exchange failed: the daemon had closed the connection (nothing was answered),
+/// or anything else (a timeout, garbage), which is never retried.
+enum Failed {
+    Closed(Unavailable),
+    Other(Unavailable),
+}
+
+impl Failed {
+    fn into_unavailable(self) -> Unavailable {
+        match self {
+            Self::Closed(e) | Self::Other(e) => e,
+        }
     }
 }
 
@@ -186,6 +240,39 @@ mod tests {
         let e = d.ask(&Request::Hello).unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(3), "{e:?}");
         drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A kept connection the daemon has closed since (it restarted): the question goes
+    /// to a new connection, once, and is answered.
+    #[test]
+    fn a_kept_connection_that_was_closed_is_replaced() {
+        let dir = std::env::temp_dir().join(format!("pam_mfa_module_keep_{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("d.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            pam_mfa_protocol::read_request(&mut s).unwrap();
+            pam_mfa_protocol::write_response(
+                &mut s,
+                &Response::Hello {
+                    protocol: pam_mfa_protocol::PROTOCOL_VERSION,
+                    daemon: "test".into(),
+                },
+            )
+            .unwrap();
+        });
+        let (kept, gone) = UnixStream::pair().unwrap();
+        drop(gone);
+        let mut d = Daemon::new(&path, 2);
+        d.stream = Some((kept, Instant::now()));
+        assert!(matches!(
+            d.ask(&Request::Hello),
+            Ok(Ok(Response::Hello { .. }))
+        ));
+        server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
