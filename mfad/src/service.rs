@@ -165,6 +165,7 @@ fn handle(store: &mut Option<Store>, db: &Path, uid: u32, work: Work, log: &Log)
         Work::Hello => Response::Hello {
             protocol: pam_mfa_protocol::PROTOCOL_VERSION,
             daemon: env!("CARGO_PKG_VERSION").to_owned(),
+            store: db.display().to_string(),
         },
         work => match store_now(store, db).and_then(|s| run_work(s, uid, work, log)) {
             Ok(r) => r,
@@ -185,10 +186,6 @@ fn run_work(
 ) -> pam_mfa::Result<Response> {
     let now = clock::now()?;
     Ok(match work {
-        Work::Hello => Response::Hello {
-            protocol: pam_mfa_protocol::PROTOCOL_VERSION,
-            daemon: env!("CARGO_PKG_VERSION").to_owned(),
-        },
         Work::BeforePrompt { account, want_keys } => {
             let Some(store) = store else {
                 return Ok(Response::BeforePrompt(BeforePromptReply {
@@ -283,7 +280,9 @@ fn run_work(
         Work::VerifyRecovery { account, code } => {
             verify_recovery(account, store, code.as_bytes(), uid, now, log)?
         }
-        Work::Reauth { .. }
+        // Answered by `handle` without the store.
+        Work::Hello
+        | Work::Reauth { .. }
         | Work::Change { .. }
         | Work::FinishTotp { .. }
         | Work::RecoveryCommit { .. }

@@ -1,14 +1,13 @@
 //! The daemon: `mfa`, the module and every login reach the store only through `mfad`, so
 //! the doctor asks whether it answers on its socket in this protocol's version, and which
-//! store it serves (from its command line, found through the socket's peer credentials),
-//! to say whether that is the store this report checked. And a `db=` module argument,
+//! store it serves (its greeting says), to say whether that is the store this report
+//! checked. And a `db=` module argument,
 //! which the module no longer reads, is pointed out for removal.
 
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use pam_mfa::store::DEFAULT_PATH;
 use pam_mfa_protocol::{PROTOCOL_VERSION, Request, Response};
 
 use super::Finding;
@@ -44,13 +43,20 @@ pub fn check(socket: &Path, store: &Path) -> Vec<Finding> {
         });
     let mut findings = Vec::new();
     match answer {
-        Ok(Response::Hello { protocol, daemon }) if protocol == PROTOCOL_VERSION => {
+        Ok(Response::Hello {
+            protocol,
+            daemon,
+            store: served,
+        }) if protocol == PROTOCOL_VERSION => {
             findings.push(Finding::ok(
                 CHECK,
                 format!("mfad {daemon} answers at {shown} (protocol {protocol})"),
             ));
+            findings.push(served_store(Path::new(&served), store));
         }
-        Ok(Response::Hello { protocol, daemon }) => findings.push(Finding::problem(
+        Ok(Response::Hello {
+            protocol, daemon, ..
+        }) => findings.push(Finding::problem(
             CHECK,
             format!(
                 "mfad {daemon} at {shown} speaks protocol {protocol}, this mfa {PROTOCOL_VERSION}"
@@ -73,46 +79,30 @@ pub fn check(socket: &Path, store: &Path) -> Vec<Finding> {
             "see systemctl status mfad and the system log; restart it",
         )),
     }
-    if let Some(served) = served_store(&stream) {
-        if same_file(&served, store) {
-            findings.push(Finding::ok(
-                CHECK,
-                format!("mfad serves {}, the store checked above", served.display()),
-            ));
-        } else {
-            findings.push(Finding::warning(
-                CHECK,
-                format!(
-                    "mfad serves {}, but this report checked {}",
-                    served.display(),
-                    store.display()
-                ),
-                format!(
-                    "check the store mfad uses: mfa --db {} doctor",
-                    served.display()
-                ),
-            ));
-        }
-    }
     findings
 }
 
-/// The store the daemon on the other end of `stream` was started with: its `--db`, or
-/// the default. `None` when its command line cannot be read.
-fn served_store(stream: &UnixStream) -> Option<PathBuf> {
-    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    let pid = getsockopt(stream, PeerCredentials).ok()?.pid();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let mut served = PathBuf::from(DEFAULT_PATH);
-    for (i, arg) in args.iter().enumerate() {
-        if *arg == b"--db" {
-            served = PathBuf::from(String::from_utf8_lossy(args.get(i + 1)?).into_owned());
-        } else if let Some(path) = arg.strip_prefix(b"--db=") {
-            served = PathBuf::from(String::from_utf8_lossy(path).into_owned());
-        }
+/// Whether the store the daemon serves is `checked`, the store this report checked.
+fn served_store(served: &Path, checked: &Path) -> Finding {
+    if same_file(served, checked) {
+        Finding::ok(
+            CHECK,
+            format!("mfad serves {}, the store checked above", served.display()),
+        )
+    } else {
+        Finding::warning(
+            CHECK,
+            format!(
+                "mfad serves {}, but this report checked {}",
+                served.display(),
+                checked.display()
+            ),
+            format!(
+                "check the store mfad uses: mfa --db {} doctor",
+                served.display()
+            ),
+        )
     }
-    Some(served)
 }
 
 /// Whether two paths name the same file (or, missing, the same path).
@@ -139,4 +129,105 @@ pub fn obsolete_db_arguments(lines: &[MfaLine]) -> Vec<Finding> {
             )
         })
         .collect()
+}
+
+/// Where systemd looks for units, the administrator's first.
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// mfad's units under `root`: installed, and the socket enabled, where systemd runs
+/// (`systemd_runs`); without systemd, what has to start the daemon instead.
+pub fn units(root: &super::Root, systemd_runs: bool) -> Vec<Finding> {
+    if !systemd_runs {
+        return vec![Finding::ok(
+            CHECK,
+            "systemd is not running here: mfad must be started and kept running by the init \
+             system or a supervisor (scripts/install.sh starts it once)",
+        )];
+    }
+    let installed = |unit: &str| {
+        UNIT_DIRS
+            .iter()
+            .map(|d| root.path(format!("{d}/{unit}")))
+            .find(|p| p.is_file())
+    };
+    let mut findings = Vec::new();
+    for unit in ["mfad.socket", "mfad.service"] {
+        match installed(unit) {
+            Some(path) => findings.push(Finding::ok(
+                CHECK,
+                format!("{unit} is installed ({})", path.display()),
+            )),
+            None => findings.push(Finding::problem(
+                CHECK,
+                format!("{unit} is not installed: nothing starts mfad at boot"),
+                "reinstall the package, or run scripts/install.sh",
+            )),
+        }
+    }
+    let enabled = root.path("/etc/systemd/system/sockets.target.wants/mfad.socket");
+    if installed("mfad.socket").is_some() {
+        if enabled.exists() {
+            findings.push(Finding::ok(CHECK, "mfad.socket is enabled"));
+        } else {
+            findings.push(Finding::problem(
+                CHECK,
+                "mfad.socket is not enabled: after a reboot no login can check a code",
+                "systemctl enable --now mfad.socket",
+            ));
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::doctor::{Root, Status};
+
+    fn statuses(f: &[Finding]) -> Vec<(Status, String)> {
+        f.iter().map(|f| (f.status, f.message.clone())).collect()
+    }
+
+    #[test]
+    fn units_installed_and_the_socket_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(Some(dir.path())).unwrap();
+        // Nothing installed: both units are problems, and nothing can be enabled.
+        let f = units(&root, true);
+        assert_eq!(f.len(), 2, "{:?}", statuses(&f));
+        assert!(f.iter().all(|f| f.status == Status::Problem));
+        // Installed by the package, not enabled.
+        let lib = dir.path().join("usr/lib/systemd/system");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("mfad.socket"), "").unwrap();
+        std::fs::write(lib.join("mfad.service"), "").unwrap();
+        let f = units(&root, true);
+        assert_eq!(
+            f.iter().filter(|f| f.status == Status::Problem).count(),
+            1,
+            "{:?}",
+            statuses(&f)
+        );
+        assert!(f.iter().any(|f| f.message.contains("not enabled")));
+        // Enabled.
+        let wants = dir.path().join("etc/systemd/system/sockets.target.wants");
+        std::fs::create_dir_all(&wants).unwrap();
+        std::os::unix::fs::symlink(lib.join("mfad.socket"), wants.join("mfad.socket")).unwrap();
+        let f = units(&root, true);
+        assert!(
+            f.iter().all(|f| f.status == Status::Ok),
+            "{:?}",
+            statuses(&f)
+        );
+        // Without systemd: no unit is needed, and the doctor says what must start mfad.
+        let f = units(&root, false);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].status, Status::Ok);
+        assert!(f[0].message.contains("supervisor"));
+    }
 }

@@ -166,6 +166,10 @@ pub fn run(
     if root.is_system() || socket.is_some() {
         let socket = socket.unwrap_or_else(|| PathBuf::from(mfad::DEFAULT_SOCKET));
         findings.extend(daemon::check(&socket, &default_store));
+        findings.extend(daemon::units(
+            &root,
+            std::path::Path::new("/run/systemd/system").is_dir(),
+        ));
     }
     findings.extend(daemon::obsolete_db_arguments(&pam.lines));
 

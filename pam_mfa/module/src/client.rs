@@ -260,6 +260,7 @@ mod tests {
                 &Response::Hello {
                     protocol: pam_mfa_protocol::PROTOCOL_VERSION,
                     daemon: "test".into(),
+                    store: String::new(),
                 },
             )
             .unwrap();

@@ -352,6 +352,9 @@ pub enum Response {
         protocol: u32,
         /// The daemon's package version.
         daemon: String,
+        /// The store it serves (its `--db`), for `mfa doctor`.
+        #[serde(default)]
+        store: String,
     },
     BeforePrompt(BeforePromptReply),
     Verified(VerifyOutcome),
@@ -1244,6 +1247,7 @@ mod tests {
             Response::Hello {
                 protocol: PROTOCOL_VERSION,
                 daemon: "0.1.0".into(),
+                store: "/var/lib/pam_mfa/devices.db".into(),
             },
             Response::BeforePrompt(BeforePromptReply {
                 state: AccountState::Locked {
