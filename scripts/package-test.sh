@@ -489,8 +489,12 @@ grep -i 'pam_mfa' "$work/syslog" || :
 step "mfad down: a login fails closed (PAM_AUTHINFO_UNAVAIL), and works again once it is back"
 stop_mfad
 refused "mfad not running" mfa-upgrade erin "$(oathtool --totp -b -N "now + 30 seconds" "$erin_tablet_secret")"
-grep -qi "Authentication information cannot be recovered" "$work/pamtester.log" \
+# libpam's words for PAM_AUTHINFO_UNAVAIL (a replay or a wrong code would be PAM_AUTH_ERR's).
+grep -qi "Authentication service cannot retrieve authentication info" "$work/pamtester.log" \
     || { cat "$work/pamtester.log"; fail "not PAM_AUTHINFO_UNAVAIL with mfad down"; }
+start_mfad
+ok "mfad back: erin, with a device registered now" mfa-upgrade erin "$(enroll erin laptop)"
+stop_mfad
 stop_syslog
 in_root dpkg --purge libpam-mfa >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "purge after the upgrade"; }
 rm -f "$root/etc/pam.d/mfa-upgrade" "$root/etc/pam.d/mfa-otherdb" "$root/tmp/previous.deb"
