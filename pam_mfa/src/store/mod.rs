@@ -94,7 +94,7 @@ impl Store {
     pub fn open_existing(path: &Path) -> Result<Option<Self>> {
         match safety::check(path)? {
             Presence::Absent => Ok(None),
-            Presence::Present => Ok(Some(Self::connect(path, Use::Login)?)),
+            Presence::Present(_) => Ok(Some(Self::connect(path, Use::Login)?)),
         }
     }
 
@@ -268,13 +268,9 @@ impl Store {
     /// daemon is refused exactly as it was when every login opened it.
     pub fn revalidate(&self) -> Result<bool> {
         use std::os::unix::fs::MetadataExt;
-        if let Presence::Absent = safety::check(&self.path)? {
+        let Presence::Present(meta) = safety::check(&self.path)? else {
             return Ok(false);
-        }
-        let meta = std::fs::symlink_metadata(&self.path).map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        };
         if (meta.dev(), meta.ino()) != self.identity {
             return Ok(false);
         }

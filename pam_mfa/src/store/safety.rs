@@ -15,7 +15,8 @@ use crate::{Error, Result};
 
 /// What was found at the store's path.
 pub(crate) enum Presence {
-    Present,
+    /// A safe store file, as `lstat` found it.
+    Present(Metadata),
     /// The file (or its directory) does not exist.
     Absent,
 }
@@ -124,7 +125,7 @@ pub(crate) fn check(path: &Path) -> Result<Presence> {
         return Err(unsafe_store(path, "it is not a regular file".to_owned()));
     }
     check_owner_and_mode(path, "the file", &meta)?;
-    Ok(Presence::Present)
+    Ok(Presence::Present(meta))
 }
 
 #[cfg(test)]
@@ -159,7 +160,7 @@ mod tests {
 
         fs::write(&db, b"").unwrap();
         fs::set_permissions(&db, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(check(&db), Ok(Presence::Present)));
+        assert!(matches!(check(&db), Ok(Presence::Present(_))));
 
         fs::set_permissions(&db, fs::Permissions::from_mode(0o640)).unwrap();
         assert!(reason(check(&db)).contains("mode 0640"));
