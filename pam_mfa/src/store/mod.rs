@@ -563,6 +563,42 @@ mod tests {
         ));
     }
 
+    /// A process that keeps the store open (mfad) sees what happened to the file since:
+    /// spoiled is an error, removed or replaced means "open it again", and a store it
+    /// abandons writes nothing back.
+    #[test]
+    fn revalidate_sees_the_file_as_it_is_now() {
+        let (_dir, path) = temp_store();
+        drop(Store::open_or_create(&path).unwrap());
+        let store = Store::open_existing(&path).unwrap().unwrap();
+        assert!(store.revalidate().unwrap());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(store.revalidate(), Err(Error::UnsafeStore { .. })));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(store.revalidate().unwrap());
+        // Replaced by another file (a restore from a backup): not the file it opened.
+        let copy = path.with_extension("copy");
+        fs::copy(&path, &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::rename(&copy, &path).unwrap();
+        assert!(!store.revalidate().unwrap());
+        // Removed: nothing to serve from it.
+        fs::remove_file(&path).unwrap();
+        assert!(!store.revalidate().unwrap());
+        store.abandon();
+        assert!(!path.exists(), "abandoning wrote a store back");
+        // Truncated under an open store: an error, and the empty file stays empty.
+        drop(Store::open_or_create(&path).unwrap());
+        let store = Store::open_existing(&path).unwrap().unwrap();
+        fs::write(&path, b"").unwrap();
+        assert!(matches!(
+            store.revalidate(),
+            Err(Error::Uninitialised { .. })
+        ));
+        store.abandon();
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    }
+
     #[test]
     fn refuses_unsafe_modes() {
         let (_dir, path) = temp_store();
