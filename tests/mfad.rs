@@ -345,8 +345,8 @@ fn garbage_oversize_and_other_versions_are_refused_and_the_daemon_serves_on() {
     assert!(matches!(mfad.ask(&Request::Hello), Response::Hello { .. }));
 }
 
-/// (e) `mfad` refuses to start on a store that others can read, with a clear line on
-/// stderr and a failing exit status, before it listens.
+/// (e) `mfad` on a store that others can read: it says so on stderr, refuses every
+/// request with the reason, and serves once the store is repaired.
 #[test]
 fn mfad_refuses_a_world_readable_store() {
     let env = TestEnv::new();

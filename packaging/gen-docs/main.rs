@@ -331,8 +331,10 @@ fn mfad_8() -> io::Result<Vec<u8>> {
     r.control("SH", ["EXIT STATUS"]);
     paragraph(
         &mut r,
-        "1 if the store is unsafe (not root's alone), damaged or from a newer version, or \
-         the socket cannot be listened on; the reason is on standard error and in syslog.",
+        "1 if --db is not an absolute path or the socket cannot be listened on; the reason \
+         is on standard error and in syslog. A store that is unsafe (not root's alone), \
+         damaged or from a newer version does not stop the daemon: it refuses every \
+         request with the reason until the store is repaired.",
     );
     r.control("SH", ["FILES"]);
     for (file, what) in [
