@@ -286,9 +286,9 @@ fn start_login(env: &TestEnv, user: &str, code: &str, context: &str) -> Running 
 }
 
 /// Waits until the daemon has carried out every request already sent to it: a killed
-/// client's last bytes reach its connection thread at once, which queues the request
-/// for the store thread; a `Hello` sent a moment later is answered after it, in the
-/// same first-come queue of root's requests.
+/// client's last bytes reach its connection thread at once, which takes a ticket for the
+/// store's turn; a `Hello` sent a moment later gets a later ticket and is answered after
+/// it (root's requests are served first come, first served).
 fn settle_daemon(env: &TestEnv) {
     std::thread::sleep(Duration::from_millis(20));
     let answer = pam_mfa_tests::mfad::ask_at(&env.socket(), &pam_mfa_protocol::Request::Hello);

@@ -14,7 +14,7 @@ use pam_mfa_protocol::{
     ErrorKind, ErrorReply, KeyAssertion, KeyAttestation, KeyPurpose, Request, SecretBytes,
 };
 
-/// A request as the store thread runs it: accounts resolved, overrides settled.
+/// A request as the store runs it: accounts resolved, overrides settled.
 #[derive(Debug)]
 pub enum Work {
     Hello,
@@ -47,7 +47,7 @@ pub enum Work {
     Change {
         account: UserName,
         proof: Option<SecretBytes>,
-        /// Boxed: the queue moves jobs by value.
+        /// Boxed: keeps every `Work` small.
         change: Box<Change>,
     },
     FinishTotp {
@@ -72,7 +72,7 @@ pub enum Work {
     KeyAnswer {
         account: UserName,
         ticket: SecretBytes,
-        /// Boxed: the queue moves jobs by value.
+        /// Boxed: keeps every `Work` small.
         assertion: Box<KeyAssertion>,
     },
     /// A key's attestation for the registration begun under `ticket`
@@ -380,7 +380,7 @@ fn at_login(uid: u32, request: Request) -> Result<Work, Refused> {
     Ok(Work::AtLogin(Box::new(work)))
 }
 
-/// Turns a decoded request from a peer with `uid` into the store thread's work.
+/// Turns a decoded request from a peer with `uid` into the store's work.
 pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
     let name = request.name();
     if matches!(
@@ -661,7 +661,7 @@ mod tests {
         ));
     }
 
-    // A seed file is parsed before it reaches the store thread: a bad one, or an unknown
+    // A seed file is parsed before it takes the store's turn: a bad one, or an unknown
     // format, is refused there in the administrator's words.
     #[test]
     fn seed_files_are_parsed_before_the_store() {

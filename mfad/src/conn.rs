@@ -13,7 +13,7 @@ use pam_mfa_protocol::{
 
 use crate::authorise::authorise;
 use crate::log::{Level, Log};
-use crate::queue::{Job, Queue};
+use crate::turns::Turns;
 
 /// Connections one non-root uid may have open at once.
 pub const PER_UID: usize = 8;
@@ -173,8 +173,9 @@ impl Drop for Slot {
 }
 
 /// Accepts connections for ever.
-pub fn accept_loop(listener: &UnixListener, queue: &Arc<Queue>, log: &Arc<Log>) {
+pub fn accept_loop(listener: &UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) {
     let counts = Arc::new(Mutex::new(Counts::default()));
+    let workers = Arc::new(Workers::default());
     let busy = encode_response(&Response::Error(ErrorReply::new(
         ErrorKind::Busy,
         "too many connections from this user; try again later",
@@ -226,19 +227,90 @@ pub fn accept_loop(listener: &UnixListener, queue: &Arc<Queue>, log: &Arc<Log>) 
             refuse_now(stream, busy.as_ref().map(|b| &b[..]));
             continue;
         }
-        let slot = Slot {
-            counts: counts.clone(),
-            holder,
+        let conn = Conn {
+            stream,
+            uid,
+            slot: Slot {
+                counts: counts.clone(),
+                holder,
+            },
         };
-        let (queue, log) = (queue.clone(), log.clone());
-        // If the thread cannot start, the closure (with the stream and the slot) is
-        // dropped: the connection is closed and its slot given back.
+        workers.hand_over(conn, turns, log);
+    }
+}
+
+/// An admitted connection, with the slot it holds until it ends.
+struct Conn {
+    stream: UnixStream,
+    uid: u32,
+    slot: Slot,
+}
+
+/// How long a connection thread that has served its connection waits for another before
+/// it ends: starting a thread costs more than a request does, and every login opens a
+/// connection or two.
+const THREAD_KEEP: Duration = Duration::from_secs(30);
+
+/// The connection threads: one per open connection, as before, but a thread whose
+/// connection ended takes the next new one instead of ending, for [`THREAD_KEEP`].
+#[derive(Default)]
+struct Workers {
+    state: Mutex<WorkersState>,
+    ready: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct WorkersState {
+    waiting: std::collections::VecDeque<Conn>,
+    idle: usize,
+}
+
+impl Workers {
+    /// Gives `conn` to an idle thread, or to a new one. If no thread can start, the
+    /// connection is dropped: closed, and its slot given back.
+    fn hand_over(self: &Arc<Self>, conn: Conn, turns: &Arc<Turns>, log: &Arc<Log>) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.idle > state.waiting.len() {
+                state.waiting.push_back(conn);
+                self.ready.notify_one();
+                return;
+            }
+        }
+        let (workers, turns, log) = (self.clone(), turns.clone(), log.clone());
         let _ = std::thread::Builder::new()
             .stack_size(STACK)
             .spawn(move || {
-                serve(stream, uid, &queue, &log);
-                drop(slot);
+                let mut next = Some(conn);
+                while let Some(conn) = next {
+                    serve(conn.stream, conn.uid, &turns, &log);
+                    drop(conn.slot);
+                    next = workers.next();
+                }
             });
+    }
+
+    /// The next connection for a thread that is free, `None` after [`THREAD_KEEP`].
+    fn next(&self) -> Option<Conn> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.idle += 1;
+        let until = Instant::now() + THREAD_KEEP;
+        let conn = loop {
+            if let Some(conn) = state.waiting.pop_front() {
+                break Some(conn);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            state = self
+                .ready
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        state.idle -= 1;
+        conn
     }
 }
 
@@ -296,7 +368,7 @@ pub fn frame_limit(uid: u32) -> usize {
 /// One connection: requests, one at a time, until the peer closes, goes quiet, or sends
 /// something that is not a request (answered with an error, then closed: the stream
 /// cannot be trusted to be at a frame boundary any more).
-fn serve(stream: UnixStream, uid: u32, queue: &Queue, log: &Log) {
+fn serve(stream: UnixStream, uid: u32, turns: &Turns, log: &Log) {
     if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
         return;
     }
@@ -338,27 +410,11 @@ fn serve(stream: UnixStream, uid: u32, queue: &Queue, log: &Log) {
             }
         };
         // A user's token registration that fails is answered after a fixed time, whatever
-        // the serial (issue 16, finding 4): waited out here, in this connection's thread,
-        // never in the store thread that serves everyone.
+        // the serial (issue 16, finding 4): waited out here, after the turn is given back,
+        // never while holding the store that serves everyone.
         let started = Instant::now();
         let token_registration = uid != 0 && work.is_token_registration();
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let response = match queue.push(Job {
-            uid,
-            work,
-            reply: tx,
-        }) {
-            Ok(()) => rx.recv().unwrap_or_else(|_| {
-                Response::Error(ErrorReply::new(
-                    ErrorKind::Unavailable,
-                    "the store thread has stopped",
-                ))
-            }),
-            Err(_) => Response::Error(ErrorReply::new(
-                ErrorKind::Busy,
-                "too many requests waiting; try again later",
-            )),
-        };
+        let response = turns.run(uid, work, log);
         if token_registration && matches!(response, Response::Error(_)) {
             pam_mfa::enrollment::wait_out_token_refusal(started);
         }

@@ -2,18 +2,17 @@
 //!
 //! Logins (`pam_mfa.so` in sshd, sudo, su, login, screen lockers) and `mfa` ask it over a
 //! UNIX socket, in the protocol of the `pam_mfa_protocol` crate; it runs every check and
-//! change through the `pam_mfa` library, one implementation of each, as the module does
-//! today. (This first step serves logins' code checks and device lists; the module and
-//! `mfa` still open the store themselves until they are switched over.)
+//! change through the `pam_mfa` library, one implementation of each. `mfa --db` runs the
+//! same handlers in its own process ([`Direct`]).
 //!
 //! # Design: nobody can make the store wait for them
 //!
-//! * **One store thread** ([`service`]) owns the [`pam_mfa::store::Store`] and its
-//!   connection for the daemon's life, and runs one request at a time, each to its end
-//!   (the library's transactions). It never reads from or writes to a client: a request
-//!   reaches it whole, already decoded and authorised, and its answer is handed back
-//!   through a channel. A client that stops, hangs or goes away can therefore never hold
-//!   a transaction open.
+//! * **One request at a time at the store** ([`service`], [`turns`]): the
+//!   [`pam_mfa::store::Store`] and its connection live for the daemon's life, and a
+//!   request runs, to its end (the library's transactions), only once it has the turn,
+//!   root's before any user's. A request takes the turn only when it has been read whole,
+//!   decoded and authorised, and gives it back before its answer is written: a client
+//!   that stops, hangs or goes away can therefore never hold a transaction open.
 //! * **The acceptor** ([`conn`]) reads every new connection's SO_PEERCRED and admits it
 //!   only within caps: [`conn::PER_UID`] connections per non-root uid and
 //!   [`conn::USERS_TOTAL`] for all non-root peers together, and a separate allowance,
@@ -23,9 +22,9 @@
 //! * **One thread per admitted connection** reads a request within deadlines (the first
 //!   byte of a request within [`conn::FIRST_REQUEST_WAIT`] or, between requests,
 //!   [`conn::IDLE_WAIT`]; the rest of it within [`conn::FRAME_TIME`]), refuses a frame over
-//!   the size limit from its length alone, writes with [`conn::WRITE_TIMEOUT`], and hands
-//!   the request to the store thread through **two queues** ([`queue`]): root's is always
-//!   served first, so a user's requests never delay a login's.
+//!   the size limit from its length alone, writes with [`conn::WRITE_TIMEOUT`], and runs
+//!   the request when its turn comes ([`turns`]): root's always first, so a user's
+//!   requests never delay a login's. A thread whose connection ended serves the next.
 //! * **Who may ask what** ([`authorise`]) comes from the peer's uid, never from the
 //!   message: a non-root caller may only name its own account (the name is resolved
 //!   to its canonical account and uid, and compared), and its module-argument overrides
@@ -67,10 +66,10 @@ mod direct;
 mod held;
 mod keys;
 pub mod log;
-pub mod queue;
 mod selfservice;
 pub mod service;
 mod tickets;
+pub mod turns;
 
 pub use args::Args;
 pub use direct::Direct;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use mfad::{Args, activation, conn, log, queue, service};
+use mfad::{Args, activation, conn, log, service, turns};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -55,14 +55,10 @@ fn start(args: &Args, log: &Arc<log::Log>) -> Result<(), String> {
         Some(l) => (l, "the socket from systemd".to_owned()),
         None => (bind(&args.socket)?, args.socket.display().to_string()),
     };
-    let queue = Arc::new(queue::Queue::new());
-    {
-        let (queue, log, db) = (queue.clone(), log.clone(), args.db.clone());
-        std::thread::Builder::new()
-            .name("store".into())
-            .spawn(move || service::run(store, db, &queue, &log))
-            .map_err(|e| format!("cannot start the store thread: {e}"))?;
-    }
+    let turns = Arc::new(turns::Turns::new(service::Service::new(
+        store,
+        args.db.clone(),
+    )));
     eprintln!(
         "mfad {}: serving {} on {from}",
         env!("CARGO_PKG_VERSION"),
@@ -72,7 +68,7 @@ fn start(args: &Args, log: &Arc<log::Log>) -> Result<(), String> {
         log::Level::Info,
         &format!("serving {} on {from}", args.db.display()),
     );
-    conn::accept_loop(&listener, &queue, log);
+    conn::accept_loop(&listener, &turns, log);
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! The store thread: owns the store, runs one request at a time to its end through the
-//! library (the same functions the module calls), and logs each login's outcome.
+//! The store's side of a request: runs it, once it has the turn ([`crate::turns`]), to its
+//! end through the library (the same functions the module calls), and logs each login's
+//! outcome.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +17,9 @@ use pam_mfa_protocol::{
 
 use crate::authorise::Work;
 use crate::log::{Level, Log};
-use crate::queue::Queue;
 use crate::selfservice::{self, Tickets};
 
-/// The store thread's state: the store (`None` until the file exists), and the tickets
+/// The store (`None` until the file exists), and the tickets
 /// (proofs, recovery sets, key challenges) it has handed out.
 pub struct Service {
     store: Option<Store>,
@@ -109,17 +109,6 @@ impl Service {
             self.store = None;
         }
         response
-    }
-}
-
-/// Serves the queue for ever. `store` is `None` until the store file exists.
-pub fn run(store: Option<Store>, db: PathBuf, queue: &Queue, log: &Log) {
-    let mut service = Service::new(store, db);
-    loop {
-        let job = queue.pop();
-        let response = service.answer(job.uid, job.work, log);
-        // The connection may be gone; its answer is then dropped.
-        let _ = job.reply.send(response);
     }
 }
 

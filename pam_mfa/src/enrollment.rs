@@ -345,7 +345,7 @@ fn check_room_for(store: &Store, user: &UserName, name: &DeviceName, now: i64) -
 /// codes: longer than any search of the inventory's tokens takes, short enough for a
 /// person not to notice. The caller waits it out with [`wait_out_token_refusal`] where
 /// waiting blocks nobody else (`mfa`'s own process, `mfad`'s connection thread, never
-/// `mfad`'s store thread).
+/// `mfad` while it holds the store's turn).
 pub const TOKEN_REFUSAL_TIME: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Every search has the same shape whatever the serial (see `search_without_a_token`),

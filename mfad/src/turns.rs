@@ -1,0 +1,210 @@
+//! Whose turn it is at the store: one request at a time, each to its end, root's always
+//! before any user's that is waiting, so no number of users' requests delays a login or
+//! root's `mfa`; within each, first come, first served.
+//!
+//! The request runs in the thread of the connection it came on, once it has the turn: a
+//! login costs no hand-over to another thread and back (the daemon's latency is most of a
+//! login's), and the order among waiters is this gate's, not the scheduler's. The store
+//! itself is only ever touched by the holder of the turn.
+
+use std::sync::{Condvar, Mutex, PoisonError};
+
+use pam_mfa_protocol::{ErrorKind, ErrorReply, Response};
+
+use crate::authorise::Work;
+use crate::log::Log;
+use crate::service::Service;
+
+/// Requests of non-root callers waiting at once. Each connection has at most one
+/// request outstanding, so the connection caps bound it already; this is a second fence.
+pub const USERS_WAITING: usize = 256;
+
+/// A line of waiting requests: tickets handed out and the ticket whose turn is next.
+#[derive(Default)]
+struct Line {
+    issued: u64,
+    next: u64,
+}
+
+impl Line {
+    fn waiting(&self) -> u64 {
+        self.issued - self.next
+    }
+}
+
+#[derive(Default)]
+struct State {
+    busy: bool,
+    root: Line,
+    users: Line,
+}
+
+pub struct Turns {
+    state: Mutex<State>,
+    turn: Condvar,
+    service: Mutex<Service>,
+}
+
+/// Holding the turn; giving it back however the request ends (a panic included, so that
+/// one request's bug cannot stop every later login).
+struct Held<'a>(&'a Turns);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.lock_state().busy = false;
+        self.0.turn.notify_all();
+    }
+}
+
+impl Turns {
+    pub fn new(service: Service) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            turn: Condvar::new(),
+            service: Mutex::new(service),
+        }
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the turn of a request of `uid` (root first) and takes it; `None` when a
+    /// user's request finds too many others waiting.
+    fn take(&self, uid: u32) -> Option<Held<'_>> {
+        let root = uid == 0;
+        let mut state = self.lock_state();
+        if !root && state.users.waiting() >= USERS_WAITING as u64 {
+            return None;
+        }
+        let line = if root {
+            &mut state.root
+        } else {
+            &mut state.users
+        };
+        let ticket = line.issued;
+        line.issued += 1;
+        loop {
+            let mine = if root { &state.root } else { &state.users };
+            let first = mine.next == ticket;
+            if !state.busy && first && (root || state.root.waiting() == 0) {
+                break;
+            }
+            state = self
+                .turn
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if root {
+            state.root.next += 1;
+        } else {
+            state.users.next += 1;
+        }
+        state.busy = true;
+        Some(Held(self))
+    }
+
+    /// Runs `work` for a peer of `uid` when its turn comes, to its end.
+    pub fn run(&self, uid: u32, work: Work, log: &Log) -> Response {
+        let Some(_turn) = self.take(uid) else {
+            return Response::Error(ErrorReply::new(
+                ErrorKind::Busy,
+                "too many requests waiting; try again later",
+            ));
+        };
+        self.service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .answer(uid, work, log)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn turns() -> Arc<Turns> {
+        Arc::new(Turns::new(Service::new(
+            None,
+            "/nonexistent/devices.db".into(),
+        )))
+    }
+
+    /// With the turn held, a user's request and then root's wait; root's goes first.
+    #[test]
+    fn root_first() {
+        let t = turns();
+        let held = t.take(1000).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let spawn = |uid: u32| {
+            let (t, order) = (t.clone(), order.clone());
+            std::thread::spawn(move || {
+                let turn = t.take(uid).unwrap();
+                order.lock().unwrap().push(uid);
+                drop(turn);
+            })
+        };
+        let user = spawn(1001);
+        while t.lock_state().users.waiting() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let root = spawn(0);
+        while t.lock_state().root.waiting() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(held);
+        user.join().unwrap();
+        root.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), [0, 1001]);
+    }
+
+    #[test]
+    fn users_waiting_are_bounded_and_root_is_never_turned_away() {
+        let t = turns();
+        t.lock_state().users.issued = USERS_WAITING as u64;
+        assert!(t.take(1000).is_none(), "the users' lane is bounded");
+        assert!(t.take(0).is_some(), "root is never turned away");
+    }
+
+    /// Root's requests are served in the order they came.
+    #[test]
+    fn first_come_first_served() {
+        let t = turns();
+        let held = t.take(0).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..5u32 {
+            let (t2, order) = (t.clone(), order.clone());
+            threads.push(std::thread::spawn(move || {
+                let turn = t2.take(0).unwrap();
+                order.lock().unwrap().push(i);
+                drop(turn);
+            }));
+            while t.lock_state().root.waiting() < u64::from(i) + 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(held);
+        for th in threads {
+            th.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+    }
+
+    /// A request that panics gives the turn back.
+    #[test]
+    fn the_turn_survives_a_panic() {
+        let t = turns();
+        let t2 = t.clone();
+        let _ = std::thread::spawn(move || {
+            let _turn = t2.take(0).unwrap();
+            panic!("a bug in a request");
+        })
+        .join();
+        assert!(!t.lock_state().busy);
+        assert!(t.take(1000).is_some());
+    }
+}
