@@ -526,6 +526,63 @@ mod tests {
         matches!(o, Outcome::Accepted { .. })
     }
 
+    /// How often each statement of the store's connection was prepared again.
+    fn reprepared(ts: &TempStore) -> std::collections::HashMap<String, i32> {
+        let mut out = std::collections::HashMap::new();
+        // SAFETY: the handle is the store's open connection, used on this thread only;
+        // sqlite3_next_stmt walks its statements (none is finalized meanwhile), and
+        // sqlite3_stmt_status and sqlite3_sql only read a statement.
+        unsafe {
+            let db = ts.store.conn().handle();
+            let mut stmt = rusqlite::ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+            while !stmt.is_null() {
+                let n = rusqlite::ffi::sqlite3_stmt_status(
+                    stmt,
+                    rusqlite::ffi::SQLITE_STMTSTATUS_REPREPARE,
+                    0,
+                );
+                let sql = std::ffi::CStr::from_ptr(rusqlite::ffi::sqlite3_sql(stmt));
+                out.insert(sql.to_string_lossy().into_owned(), n);
+                stmt = rusqlite::ffi::sqlite3_next_stmt(db, stmt);
+            }
+        }
+        out
+    }
+
+    /// A login's statements are prepared once and reused as they are (mfad keeps them):
+    /// none is prepared again at later logins (see `devices::active_totp` for what made
+    /// SQLite do that at every login).
+    #[test]
+    fn logins_reuse_their_statements_without_preparing_them_again() {
+        let mut ts = temp_store();
+        let s = enrolled(&mut ts, "alice", "phone");
+        let b = enrolled(&mut ts, "bob", "phone");
+        let login = |ts: &mut TempStore, i: i64, who: &str, secret: &str| {
+            let at = T0 + 30 * i;
+            ts.store
+                .read(|st| before_prompt(st, &user(who), at, true).map(|_| ()))
+                .unwrap();
+            assert!(accepted(&try_code(ts, who, &oathtool(secret, at), at, 1)));
+        };
+        // Every statement of a login prepared once.
+        login(&mut ts, 0, "alice", &s);
+        login(&mut ts, 1, "bob", &b);
+        let before = reprepared(&ts);
+        for i in 2..8 {
+            let (who, secret) = if i % 2 == 0 {
+                ("alice", &s)
+            } else {
+                ("bob", &b)
+            };
+            login(&mut ts, i, who, secret);
+        }
+        let again: Vec<_> = reprepared(&ts)
+            .into_iter()
+            .filter(|(sql, n)| before.get(sql).copied().unwrap_or(0) < *n)
+            .collect();
+        assert!(again.is_empty(), "{again:#?}");
+    }
+
     #[test]
     fn right_code_once_then_replay_refused() {
         let mut ts = temp_store();
