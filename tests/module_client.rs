@@ -157,7 +157,7 @@ fn the_line_s_lockout_numbers_reach_the_daemon() {
     out.assert_result("PAM_AUTH_ERR");
     out.assert_logged(&["locked out until", user.name()]);
     let out = env.login(user.name(), &env.code(&dev.secret));
-    out.assert_result("PAM_MAXTRIES");
+    out.assert_locked_out();
     assert!(
         out.infos()
             .iter()

@@ -96,7 +96,7 @@ fn failures_are_logged_with_their_reason_but_never_the_code() {
     let out = env.login(user.name(), &wrong);
     out.assert_logged(&["locked out until", user.name()]);
     let out = env.login(user.name(), &env.code(&dev.secret));
-    out.assert_result("PAM_MAXTRIES");
+    out.assert_locked_out();
     out.assert_logged(&["refused: locked out until", user.name()]);
     out.assert_module_silent();
 }
@@ -240,4 +240,99 @@ fn mfa_never_turns_a_truncated_store_into_an_empty_one() {
     let out = env.login(user.name(), "123456");
     out.assert_result("PAM_AUTHINFO_UNAVAIL");
     out.assert_logged(&["empty (truncated?)"]);
+}
+
+/// What pam_mfa asks libpam to wait after a failure: pam_unix's two seconds. libpam
+/// scatters the delay it applies by up to half either way (`_pam_compute_delay`).
+const FAIL_DELAY_MICROS: u64 = 2_000_000;
+const SHORTEST_DELAY: u64 = FAIL_DELAY_MICROS / 2;
+const LONGEST_DELAY: u64 = FAIL_DELAY_MICROS * 3 / 2;
+
+#[test]
+fn a_failed_login_asks_libpam_for_pam_unix_s_delay_unless_nodelay() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    let dev = env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+
+    let wrong = wrong_code(&dev.secret, env.now(), 3);
+    let out = env.login(user.name(), &wrong);
+    out.assert_result("PAM_AUTH_ERR");
+    let delay = out.fail_delay_micros();
+    assert!(
+        (SHORTEST_DELAY..=LONGEST_DELAY).contains(&delay),
+        "a wrong code: libpam was asked for {delay} us\n{}",
+        out.stderr
+    );
+    // Refused before any code was checked (not a code, a bad argument) gets it too.
+    let out = env.login(user.name(), "12ab56");
+    out.assert_result("PAM_AUTH_ERR");
+    assert!(out.fail_delay_micros() >= SHORTEST_DELAY, "{}", out.stderr);
+    env.write_service(&["windw=3"]);
+    let out = env.login(user.name(), &env.code(&dev.secret));
+    out.assert_result("PAM_SERVICE_ERR");
+    assert!(out.fail_delay_micros() >= SHORTEST_DELAY, "{}", out.stderr);
+
+    env.write_service(&["nodelay"]);
+    let out = env.login(user.name(), &wrong);
+    out.assert_result("PAM_AUTH_ERR");
+    assert_eq!(out.fail_delay_micros(), 0, "nodelay\n{}", out.stderr);
+
+    // The longest request of the stack wins; pam_mfa's does not add to another module's.
+    env.write_service_lines(&[
+        "auth optional pam_faildelay.so delay=200000".to_owned(),
+        env.module_line("required", &["nodelay"]),
+    ]);
+    let out = env.login(user.name(), &wrong);
+    out.assert_result("PAM_AUTH_ERR");
+    let delay = out.fail_delay_micros();
+    assert!(
+        (100_000..=300_000).contains(&delay),
+        "{delay}\n{}",
+        out.stderr
+    );
+}
+
+/// libpam really waits (no callback of the application's): a failed login returns after
+/// at least the shortest delay libpam may pick, a successful one does not wait.
+#[test]
+fn a_failed_login_waits_and_a_successful_one_does_not() {
+    use pam_mfa_tests::realtime::{enroll_now, next_code, wrong_code_now};
+    use std::time::{Duration, Instant};
+
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&[]);
+    let dev = enroll_now(&env, user.name(), "phone");
+
+    let started = Instant::now();
+    let out = env
+        .pam(user.name())
+        .real_time()
+        .real_delay()
+        .answer(&wrong_code_now(&dev.secret))
+        .run();
+    let failed_after = started.elapsed();
+    out.assert_result("PAM_AUTH_ERR");
+    assert!(
+        failed_after >= Duration::from_micros(SHORTEST_DELAY),
+        "a failed login returned after {failed_after:?}\n{}",
+        out.stderr
+    );
+
+    let started = Instant::now();
+    let out = env
+        .pam(user.name())
+        .real_time()
+        .real_delay()
+        .answer(&next_code(&dev.secret))
+        .run();
+    let succeeded_after = started.elapsed();
+    out.assert_success();
+    assert!(
+        succeeded_after < Duration::from_micros(SHORTEST_DELAY),
+        "a successful login took {succeeded_after:?}: it must not wait\n{}",
+        out.stderr
+    );
 }

@@ -168,7 +168,7 @@ fn recovery_and_bypass_codes_get_a_locked_out_person_in() {
         // Locked: the person is prompted and told what still works; a right short code
         // is refused without being checked.
         let out = env.login(user.name(), &env.code(&dev.secret));
-        out.assert_result("PAM_MAXTRIES");
+        out.assert_locked_out();
         assert!(
             out.infos()
                 .iter()
@@ -182,7 +182,7 @@ fn recovery_and_bypass_codes_get_a_locked_out_person_in() {
     // whoever was guessing them.
     env.login(user.name(), &codes[0]).assert_success();
     env.login(user.name(), &env.code(&dev.secret))
-        .assert_result("PAM_MAXTRIES");
+        .assert_locked_out();
     // The administrator's bypass code gets in too.
     env.login(user.name(), &code).assert_success();
     // Made-up recovery codes, however many, neither lengthen the lock nor count: once it

@@ -188,15 +188,13 @@ fn pam_mfa_8() -> String {
         (
             "PAM_AUTH_ERR",
             "A wrong, replayed or malformed code; a user without a device (without nullok); \
-             a security key that was not touched or whose answer does not verify.",
+             a security key that was not touched or whose answer does not verify; a short \
+             code while the user is locked out (not PAM_MAXTRIES, which makes sshd withdraw \
+             keyboard-interactive authentication for the connection).",
         ),
         (
             "PAM_IGNORE",
             "The user has no active device and nullok is given.",
-        ),
-        (
-            "PAM_MAXTRIES",
-            "The user is locked out after too many failures.",
         ),
         (
             "PAM_AUTHINFO_UNAVAIL",

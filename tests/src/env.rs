@@ -357,6 +357,7 @@ impl TestEnv {
             at: Some(self.now()),
             envs: Vec::new(),
             no_setcred: false,
+            real_delay: false,
         }
     }
 
@@ -513,6 +514,8 @@ pub struct PamRun<'a> {
     envs: Vec<(OsString, Option<OsString>)>,
     /// Stop after `pam_authenticate` (pam-client `--no-setcred`).
     no_setcred: bool,
+    /// Let libpam sleep after a failure (pam-client `--real-delay`).
+    real_delay: bool,
 }
 
 #[derive(Clone)]
@@ -580,6 +583,13 @@ impl PamRun<'_> {
         self
     }
 
+    /// Lets libpam really sleep after a failed `pam_authenticate`, as it does in sshd or
+    /// sudo (pam-client otherwise reports the delay instead: [`PamOutcome::fail_delay_micros`]).
+    pub fn real_delay(mut self) -> Self {
+        self.real_delay = true;
+        self
+    }
+
     /// Removes an environment variable the test process has from the client's.
     pub fn env_remove(mut self, name: &str) -> Self {
         self.envs.push((name.into(), None));
@@ -607,6 +617,9 @@ impl PamRun<'_> {
         }
         if self.no_setcred {
             cmd.arg("--no-setcred");
+        }
+        if self.real_delay {
+            cmd.arg("--real-delay");
         }
         let wrapper = paths::pam_wrapper_lib();
         apply_fake_time(&mut cmd, self.at, &[&wrapper]);
@@ -834,6 +847,19 @@ pub struct PamOutcome {
 }
 
 impl PamOutcome {
+    /// The delay libpam computed after `pam_authenticate` and handed to pam-client's
+    /// `PAM_FAIL_DELAY` callback instead of sleeping, in microseconds: 0 when no module
+    /// asked for one, or when libpam called no callback (`PamRun::real_delay`). libpam
+    /// scatters what the modules asked for by up to half either way.
+    pub fn fail_delay_micros(&self) -> u64 {
+        self.stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("pam-client: fail delay of "))
+            .filter_map(|rest| rest.split_once(" us")?.0.parse().ok())
+            .next_back()
+            .unwrap_or(0)
+    }
+
     /// Parses pam-client's output; panics (a harness failure, e.g. the module crashed the
     /// process) if there is no `result:` line.
     pub fn from_finished(f: Finished) -> Self {
@@ -972,6 +998,16 @@ impl PamOutcome {
             self.result,
             self.transcript()
         );
+        self
+    }
+
+    /// Asserts a refusal because codes are locked out: an ordinary `PAM_AUTH_ERR` (see
+    /// pam_mfa(8): not `PAM_MAXTRIES`, which makes sshd withdraw the method) with the
+    /// lock-out's log line, so it cannot pass for a wrong code.
+    #[track_caller]
+    pub fn assert_locked_out(&self) -> &Self {
+        self.assert_result("PAM_AUTH_ERR");
+        self.assert_logged(&["refused: locked out until"]);
         self
     }
 

@@ -148,6 +148,16 @@ pub const ARGUMENTS: &[ArgumentDoc] = &[
         description: "Show the code as it is typed.",
     },
     ArgumentDoc {
+        name: "nodelay",
+        syntax: "nodelay",
+        default: None,
+        description: "Do not ask libpam for a delay after a failed login. Without it the \
+                      module asks for 2 seconds, as pam_unix does: libpam waits that long \
+                      (scattered by up to half either way) before a failed pam_authenticate \
+                      returns, taking the longest delay any module of the stack asked for, \
+                      so it does not add up with pam_unix's. Successful logins never wait.",
+    },
+    ArgumentDoc {
         name: "debug",
         syntax: "debug",
         default: None,
@@ -191,6 +201,8 @@ pub struct ModuleArgs {
     pub settings: Settings,
     pub prompt: String,
     pub echo_code: bool,
+    /// No failure delay is requested from libpam (`nodelay`, as pam_unix has).
+    pub nodelay: bool,
     pub debug: bool,
     /// This line may register a device for a user without one (policy `no_device=enroll`).
     pub enroll_at_login: bool,
@@ -234,6 +246,7 @@ impl Default for ModuleArgs {
             settings: Settings::default(),
             prompt: DEFAULT_PROMPT.to_owned(),
             echo_code: false,
+            nodelay: false,
             debug: false,
             enroll_at_login: false,
             fido2: Fido2Mode::default(),
@@ -326,6 +339,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
             }
             "nullok" => out.nullok = flag("nullok")?,
             "echo_code" => out.echo_code = flag("echo_code")?,
+            "nodelay" => out.nodelay = flag("nodelay")?,
             "debug" => out.debug = flag("debug")?,
             "enroll_at_login" => out.enroll_at_login = flag("enroll_at_login")?,
             "window" => {
@@ -426,7 +440,7 @@ mod tests {
         assert_eq!(a.timeout, 5);
         assert!(!a.explicit.db);
         assert_eq!(a.prompt, "Verification code: ");
-        assert!(!a.nullok && !a.echo_code && !a.debug && !a.enroll_at_login);
+        assert!(!a.nullok && !a.echo_code && !a.debug && !a.enroll_at_login && !a.nodelay);
         assert_eq!(a.fido2, Fido2Mode::Prefer);
         assert_eq!(a.fido2_timeout, 30);
     }
@@ -444,6 +458,7 @@ mod tests {
             "lockout=60",
             "prompt=Enter code: ",
             "echo_code",
+            "nodelay",
             "debug",
             "fido2=require",
             "fido2_timeout=120",
@@ -459,7 +474,7 @@ mod tests {
         assert!(a.explicit.db);
         assert_eq!(a.socket, PathBuf::from("/tmp/x/mfad.sock"));
         assert_eq!(a.timeout, 60);
-        assert!(a.nullok && a.echo_code && a.debug);
+        assert!(a.nullok && a.echo_code && a.debug && a.nodelay);
         assert_eq!(a.settings.window, 10);
         assert_eq!(a.settings.hotp_window, 100);
         assert_eq!(p(&["hotp_window=0"]).unwrap().settings.hotp_window, 0);

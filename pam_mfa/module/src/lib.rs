@@ -15,6 +15,7 @@
 pub mod args;
 pub mod client;
 mod enroll_at_login;
+mod fail_delay;
 pub mod keys_library;
 mod login_hold;
 pub use pam_mfa_keys_abi::panic_guard;
@@ -93,7 +94,13 @@ fn user_for_daemon(raw: &[u8]) -> Option<String> {
 fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
     // A registration held by an earlier attempt on this handle is not this attempt's.
     login_hold::forget(pamh);
-    let args = match args::parse(raw_args.iter().map(|a| a.to_bytes())) {
+    let args = args::parse(raw_args.iter().map(|a| a.to_bytes()));
+    // Before anything can fail; a line whose arguments do not parse fails every login, and
+    // gets the delay too (it may not say `nodelay`).
+    if !args.as_ref().is_ok_and(|a| a.nodelay) {
+        fail_delay::request(pamh);
+    }
+    let args = match args {
         Ok(a) => a,
         Err(e) => {
             Logger::new(pamh).log(
@@ -509,6 +516,13 @@ fn tell_locked(pamh: &mut PamHandle, until: i64, silent: bool) {
 }
 
 /// A short code typed while locked out: refused without being checked.
+///
+/// The result is `PAM_AUTH_ERR`, an ordinary failure, not `PAM_MAXTRIES`: sshd takes
+/// `PAM_MAXTRIES` as "stop asking" and withdraws keyboard-interactive (and password)
+/// authentication for the rest of the connection, so the person saw the lock-out text
+/// in a round without prompts and then clients reported that no authentication method
+/// was left (paramiko: `BadAuthenticationType` with an empty list) instead of a failed
+/// login. sudo and su treat both the same.
 fn locked(pamh: &mut PamHandle, until: i64, silent: bool) -> Failure {
     let when = format_local(until);
     if !silent {
@@ -519,7 +533,7 @@ fn locked(pamh: &mut PamHandle, until: i64, silent: bool) -> Failure {
     (
         Level::Notice,
         format!("refused: locked out until {when}"),
-        PamResultCode::PAM_MAXTRIES,
+        PamResultCode::PAM_AUTH_ERR,
     )
 }
 

@@ -4,6 +4,7 @@
 //! ```text
 //! pam-client --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-file PATH]...
 //!            [--answer-null]... [--wait-stdin] [--script] [--answers-stdin] [--no-setcred]
+//!            [--real-delay]
 //! ```
 //!
 //! Answers (from `--answer`, `--answer-file` and `--answer-null`, which answers with a NULL
@@ -40,7 +41,10 @@
 //!
 //! The client never sets `PAM_SILENT` or any other flag: it calls `pam_authenticate(pamh, 0)`.
 //! It installs a `PAM_FAIL_DELAY` callback that does not sleep, so a module asking for a
-//! delay after a failure does not slow the test suite down (the delay is reported on stderr).
+//! delay after a failure does not slow the test suite down: the delay libpam computed is
+//! reported on stderr instead, as `pam-client: fail delay of N us after RESULT skipped`
+//! (when N > 0). `--real-delay` installs none, so libpam sleeps as it does in sshd or
+//! sudo.
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
@@ -142,6 +146,8 @@ struct Args {
     /// `--no-setcred`: stop after `pam_authenticate`, as an application that never sets
     /// credentials would.
     no_setcred: bool,
+    /// `--real-delay`: no `PAM_FAIL_DELAY` callback; libpam sleeps after a failure.
+    real_delay: bool,
 }
 
 /// State shared with the conversation callback through `appdata_ptr`.
@@ -163,7 +169,7 @@ fn stdin_answer() -> Option<CString> {
 fn usage() -> String {
     "usage: pam-client --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
      [--answer-file PATH]... [--answer-null]... [--wait-stdin] [--script] [--answers-stdin] \
-     [--no-setcred]"
+     [--no-setcred] [--real-delay]"
         .to_owned()
 }
 
@@ -183,6 +189,7 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
     let mut script = false;
     let mut answers_stdin = false;
     let mut no_setcred = false;
+    let mut real_delay = false;
     while let Some(flag) = argv.next() {
         let flag = flag
             .into_string()
@@ -205,6 +212,10 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
         }
         if flag == "--no-setcred" {
             no_setcred = true;
+            continue;
+        }
+        if flag == "--real-delay" {
+            real_delay = true;
             continue;
         }
         let value = argv
@@ -233,6 +244,7 @@ fn parse_args(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
         wait_stdin,
         answers_stdin,
         no_setcred,
+        real_delay,
         script,
     })
 }
@@ -503,8 +515,13 @@ fn main() -> ExitCode {
         }
     }
     let delay: FailDelayFn = no_fail_delay;
-    // SAFETY: `pamh` is live; for PAM_FAIL_DELAY libpam stores the function pointer itself.
-    let rc = unsafe { pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void) };
+    let rc = if args.real_delay {
+        PAM_SUCCESS
+    } else {
+        // SAFETY: `pamh` is live; for PAM_FAIL_DELAY libpam stores the function pointer
+        // itself.
+        unsafe { pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void) }
+    };
     if rc != PAM_SUCCESS {
         eprintln!(
             "pam-client: pam_set_item(PAM_FAIL_DELAY) failed: {}",
