@@ -368,8 +368,103 @@ fn ssh_password_then_code() {
     assert_mfa_logged(&log.since(mark), "sshd", &[], &[&wrong]);
 }
 
+/// Locks `person` out of codes (five wrong codes through the test service, which asks the
+/// same mfad as the namespace's sshd).
+fn lock_out(env: &TestEnv, person: &Person, secret: &str) {
+    env.write_service(&[]);
+    for _ in 0..5 {
+        env.pam(person.name())
+            .real_time()
+            .answer(&wrong_code_now(secret))
+            .run()
+            .assert_result("PAM_AUTH_ERR");
+    }
+    env.pam(person.name())
+        .real_time()
+        .answer(&next_code(secret))
+        .run()
+        .assert_locked_out();
+}
+
+/// What paramiko (a third-party SSH client) concluded about a public-key then
+/// keyboard-interactive login answering every prompt with `code`: the JSON that
+/// `tests/clients/paramiko_login.py` prints.
+fn paramiko_login(sshd: &Sshd, user: &str, key: &SshKey, code: &str) -> serde_json::Value {
+    let script = workspace_root().join("tests/clients/paramiko_login.py");
+    // Debian's python3, where python3-paramiko is installed (not whatever `python3` is
+    // first on PATH).
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args(["127.0.0.1", &sshd.port().to_string(), user])
+        .arg(&key.private)
+        .arg(code)
+        .output()
+        .expect("cannot run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} failed: {}\n{stdout}\n{}\nsshd:\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?}"))
+}
+
+/// Issue 20 (3): while codes are locked out, an SSH login is an ordinary failed login.
+/// The module refuses with `PAM_AUTH_ERR`; with `PAM_MAXTRIES` sshd withdrew
+/// keyboard-interactive for the connection, and paramiko reported `BadAuthenticationType`
+/// with no method left. The person sees the lock-out text either way; a client that
+/// shows keyboard-interactive instructions shows it again with the refusal.
+#[test]
+fn ssh_while_locked_out_is_an_ordinary_failure_that_says_so() {
+    let env = TestEnv::new();
+    let ns = Namespace::with_daemon(&env);
+    ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-pubkey"));
+    let sshd = Sshd::start(&ns, "pubkey", &snippet("sshd-config-pubkey"));
+    let alice = Person::new();
+    let key = with_key(&ns, &alice);
+    let phone = enroll_now(&env, alice.name(), "phone");
+    lock_out(&env, &alice, &phone.secret);
+
+    // paramiko: the right code is refused as a failure, with the lock-out shown.
+    let seen = paramiko_login(&sshd, alice.name(), &key, &next_code(&phone.secret));
+    assert_eq!(
+        seen["after_key"],
+        serde_json::json!(["keyboard-interactive"]),
+        "{seen}"
+    );
+    assert_eq!(seen["outcome"], "failed", "{seen}\nsshd:\n{}", sshd.log());
+    let rounds = seen["rounds"].as_array().cloned().unwrap_or_default();
+    let shown: Vec<String> = rounds
+        .iter()
+        .map(|r| format!("{} {}", r["instructions"], r["prompts"]))
+        .collect();
+    // sshd puts the text the module sends before its prompt into the prompt.
+    let first_prompt = rounds.first().and_then(|r| r["prompts"][0].as_str());
+    assert!(
+        first_prompt.is_some_and(|p| p.ends_with(CODE_PROMPT))
+            && shown.iter().any(|s| s.contains("locked until")),
+        "the code prompt, and the lock-out text: {seen}"
+    );
+
+    // The real ssh: refused, "Permission denied" and the text told before the prompt.
+    let out = sshd
+        .login(alice.name())
+        .key(&key)
+        .next_code_of(&phone.secret)
+        .run();
+    out.assert_refused();
+    assert!(
+        out.was_shown("locked until") || out.stderr.contains("locked until"),
+        "ssh showed nothing of the lock-out\n{out:?}"
+    );
+}
+
 /// Issue 16, finding 1 (bullet 2): with the guide's old stack (`required pam_unix.so`),
 /// five wrong passwords, each followed by any code, locked the user's codes out, so anyone
+
 /// who knew a user name could keep the user out for ever. With the guide's `requisite`
 /// password line a wrong password ends the login before the code prompt, pam_mfa counts
 /// nothing, and the user still gets in with the right password and code afterwards.
