@@ -464,7 +464,6 @@ fn ssh_while_locked_out_is_an_ordinary_failure_that_says_so() {
 
 /// Issue 16, finding 1 (bullet 2): with the guide's old stack (`required pam_unix.so`),
 /// five wrong passwords, each followed by any code, locked the user's codes out, so anyone
-
 /// who knew a user name could keep the user out for ever. With the guide's `requisite`
 /// password line a wrong password ends the login before the code prompt, pam_mfa counts
 /// nothing, and the user still gets in with the right password and code afterwards.
