@@ -143,7 +143,7 @@ fn a_right_code_succeeds_a_replayed_or_wrong_one_is_refused() {
 
     let out = env.login(user.name(), "12ab56");
     out.assert_result("PAM_AUTH_ERR");
-    out.assert_logged(&["malformed code: a code contains only digits", user.name()]);
+    out.assert_logged(&["malformed code: it has letters", user.name()]);
     out.assert_module_silent();
 }
 

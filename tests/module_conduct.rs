@@ -88,8 +88,13 @@ fn failures_are_logged_with_their_reason_but_never_the_code() {
     out.assert_logged(&["replayed code of device \"phone\"", user.name()]);
     assert_no_secrets(&out, &[&right, &dev.secret]);
 
+    // What was wrong with an answer that is no code is said in kind, never the answer.
+    // (Malformed answers count as failures: a fourth one would start the lock-out.)
     let out = env.login(user.name(), "12ab56");
-    out.assert_logged(&["malformed code: a code contains only digits", user.name()]);
+    out.assert_logged(&[
+        "malformed code: it has letters; a code has only digits",
+        user.name(),
+    ]);
     assert_no_secrets(&out, &["12ab56"]);
 
     // The third failure in a row starts the lock-out, and the log says so.
@@ -335,4 +340,31 @@ fn a_failed_login_waits_and_a_successful_one_does_not() {
         "a successful login took {succeeded_after:?}: it must not wait\n{}",
         out.stderr
     );
+}
+
+/// Issue 20 (4): the log line of an answer that is no code says what came, in kind
+/// (letters, too long, nothing...), and never the answer itself.
+#[test]
+fn malformed_answers_are_logged_by_kind_never_by_value() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    env.write_service(&["max_failures=1000"]);
+    env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+    let long_digits = "9".repeat(100);
+    for (answer, said) in [
+        ("", "nothing was entered"),
+        ("98 76", "too short: 4 digits; a code has 6 to 8"),
+        ("9876543210", "too long: 10 digits; a code has 6 to 8"),
+        (long_digits.as_str(), "far too long"),
+        ("98x765", "it has letters"),
+        ("987-654", "it has punctuation or symbols"),
+    ] {
+        let out = env.login(user.name(), answer);
+        out.assert_result("PAM_AUTH_ERR");
+        out.assert_logged(&[&format!("malformed code: {said}"), user.name()]);
+        if !answer.is_empty() {
+            assert_no_secrets(&out, &[answer]);
+        }
+    }
 }
