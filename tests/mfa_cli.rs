@@ -72,6 +72,9 @@ fn begin_json_describes_a_pending_device() {
         dev.uri
     );
     assert_eq!(uri.param("issuer"), Some(issuer.as_str()), "{}", dev.uri);
+    // The label's parts as fields of their own (issue 20, 5): no URI parsing in scripts.
+    assert_eq!(j["issuer"], issuer.as_str(), "{j}");
+    assert_eq!(j["account"], user.name(), "{j}");
     assert_eq!(uri.param("algorithm"), Some("SHA1"), "{}", dev.uri);
     assert_eq!(uri.param("digits"), Some("6"), "{}", dev.uri);
     assert_eq!(uri.param("period"), Some("30"), "{}", dev.uri);
@@ -99,6 +102,8 @@ fn issuer_option_is_percent_encoded_in_the_uri() {
         dev.uri
     );
     assert_eq!(uri.param("issuer"), Some("Acme Corp"), "{}", dev.uri);
+    assert_eq!(dev.json["issuer"], "Acme Corp", "{}", dev.json);
+    assert_eq!(dev.json["account"], user.name(), "{}", dev.json);
 }
 
 #[test]
@@ -1089,4 +1094,86 @@ fn audit_rows_are_kept_for_the_retention_and_pruned_by_hand() {
     );
     env.mfa(&["admin", "audit", "prune", "--older-than", "soon"])
         .assert_error(&["--older-than"]);
+}
+
+/// Issue 20 (6): the end of input at the first code prompt ends the registration there,
+/// with no second prompt, on a line of its own, saying how to finish it; the device stays
+/// pending and that advice works.
+#[test]
+fn interactive_enrollment_stops_at_the_first_end_of_input() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let mut child = env.spawn_mfa(&["--user", user.name(), "enroll", "totp", "phone"]);
+    let uri = wait_for_terminal_qr(&mut child, env.root()).expect("a QR code");
+    let secret = OtpauthUri::parse(&uri)
+        .unwrap()
+        .param("secret")
+        .unwrap()
+        .to_owned();
+    child.close_stdin();
+    let out =
+        pam_mfa_tests::MfaOutput::from_finished("mfa enroll totp (interactive)", child.wait());
+    out.assert_failure();
+    assert_eq!(
+        out.stderr.matches("Enter the code the app shows: ").count(),
+        1,
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.contains("next code"),
+        "a second prompt\n{out:?}"
+    );
+    let advice = format!(
+        "\nmfa: registration not finished; within 10 minutes run `mfa --user {} enroll finish \
+         phone`",
+        user.name()
+    );
+    assert!(out.stderr.contains(&advice), "{out:?}");
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("pending")
+    );
+    env.finish(
+        user.name(),
+        "phone",
+        &env.code_at_step(&secret, -1),
+        &env.code(&secret),
+    )
+    .assert_success();
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("active")
+    );
+}
+
+/// Issue 20 (2): two right codes typed the other way round are the same proof and are
+/// taken; finishing a device that is already active says so (not "no pending
+/// registration… it may have expired"); a wrong code keeps its own message; and the
+/// reversed pair used up both steps, like any registration.
+#[test]
+fn finish_takes_codes_in_either_order_and_knows_an_active_device() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let dev = env.begin(user.name(), "phone", &[]);
+    let (earlier, later) = (env.code_at_step(&dev.secret, -1), env.code(&dev.secret));
+    let wrong = wrong_code(&dev.secret, env.now(), 12);
+    env.finish(user.name(), "phone", &wrong, &later)
+        .assert_error(&["the first code is not valid"]);
+    env.finish(user.name(), "phone", &later, &earlier)
+        .assert_success();
+    assert_eq!(
+        state_of(&env, user.name(), "phone").as_deref(),
+        Some("active")
+    );
+    env.finish(user.name(), "phone", &earlier, &later)
+        .assert_error(&[
+            "\"phone\" is already registered and active",
+            "nothing to finish",
+        ]);
+    // Both steps are used up: neither code logs in.
+    env.write_service(&[]);
+    env.login(user.name(), &later).assert_result("PAM_AUTH_ERR");
+    env.advance_steps(1);
+    env.login(user.name(), &env.code(&dev.secret))
+        .assert_success();
 }

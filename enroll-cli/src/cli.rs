@@ -262,7 +262,9 @@ pub struct EnrollTotp {
     /// it with `mfa enroll finish` within 10 minutes
     #[arg(long)]
     pub begin: bool,
-    /// With --begin: print JSON (name, secret, uri, ...)
+    /// With --begin: print one JSON object: user, name, issuer, account (the app's label),
+    /// secret (base32), uri (otpauth://), algorithm, digits, period, expires_at (unix
+    /// time)
     #[arg(long, requires = "begin")]
     pub json: bool,
     /// Also write the QR code as a PNG image to FILE

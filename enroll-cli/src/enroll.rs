@@ -20,6 +20,9 @@ const INTERACTIVE_ATTEMPTS: usize = 3;
 struct Pending {
     user: String,
     name: String,
+    /// The label's issuer and account, as the URI (and so the app) has them.
+    issuer: String,
+    account: String,
     secret: Secret,
     uri: Zeroizing<String>,
     algorithm: String,
@@ -39,9 +42,12 @@ impl Pending {
                 .map_err(|_| garbled())?
                 .to_owned(),
         );
+        let label = pam_mfa::otpauth::parse_totp_uri(&uri).map_err(|_| garbled())?;
         Ok(Self {
             user: p.user,
             name: p.name,
+            issuer: label.issuer.unwrap_or(p.issuer),
+            account: label.account,
             secret,
             uri,
             algorithm: p.algorithm,
@@ -111,10 +117,18 @@ pub fn totp(
     } else {
         1
     };
+    // At the end of input the prompt's line is ended first, so the message stands on a
+    // line of its own, and nothing more is asked.
+    let for_user = if target.is_root() && target.user.as_str() != "root" {
+        format!("--user {} ", shell_word(&pending.user))
+    } else {
+        String::new()
+    };
     let unfinished = || {
+        eprintln!();
         CliError::msg(format!(
-            "registration not finished; within 10 minutes run `mfa enroll finish {}`, or \
-             start again",
+            "registration not finished; within 10 minutes run `mfa {for_user}enroll finish {}` \
+             (it asks for two consecutive codes), or start again",
             shell_word(&pending.name)
         ))
     };
@@ -195,6 +209,8 @@ pub fn finish(
 struct BeginJson<'a> {
     user: &'a str,
     name: &'a str,
+    issuer: &'a str,
+    account: &'a str,
     secret: &'a str,
     uri: &'a str,
     algorithm: &'a str,
@@ -210,6 +226,8 @@ fn print_begin(p: &Pending, json: bool) -> Result<(), CliError> {
         let value = BeginJson {
             user: &p.user,
             name: &p.name,
+            issuer: &p.issuer,
+            account: &p.account,
             secret: &secret,
             uri: &p.uri,
             algorithm: &p.algorithm,

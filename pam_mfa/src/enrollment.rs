@@ -161,8 +161,13 @@ pub(crate) fn pending_pair(
         name: name.to_string(),
     };
     let device = devices::totp_by_name(store.conn(), user.as_str(), name.as_str(), now)?
-        .filter(|d| d.state == devices::DeviceState::Pending)
         .ok_or_else(no_pending)?;
+    if device.state == devices::DeviceState::Active {
+        return Err(Error::AlreadyActive {
+            user: user.to_string(),
+            name: name.to_string(),
+        });
+    }
     if devices::is_held(store.conn(), device.id)? != held {
         return Err(no_pending());
     }
@@ -745,7 +750,7 @@ mod tests {
         let list = devices::list(ts.store.conn(), "alice", T0).unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].state, DeviceState::Active);
-        // Finishing again: there is no pending device any more.
+        // Finishing again: it is already active, and says so.
         assert!(matches!(
             finish_totp(
                 &mut ts.store,
@@ -755,7 +760,7 @@ mod tests {
                 c2.as_bytes(),
                 T0
             ),
-            Err(Error::NoPendingDevice { .. })
+            Err(Error::AlreadyActive { .. })
         ));
     }
 
@@ -1124,9 +1129,9 @@ mod token_tests {
         assert!(!e.to_string().contains("alice"));
         let e = register(&mut ts, "bob", "fob", "NOPE", &hotp(5), &hotp(6), T0).unwrap_err();
         assert!(matches!(e, Error::TokenUnavailable { .. }), "{e:?}");
-        // Wrong order, beyond the look-ahead.
+        // Two presses, but not in a row; then beyond the look-ahead.
         import_csv(&mut ts, &format!("H-2,{RFC4226_KEY_HEX},hotp\n"));
-        let e = register(&mut ts, "bob", "fob", "H-2", &hotp(2), &hotp(1), T0).unwrap_err();
+        let e = register(&mut ts, "bob", "fob", "H-2", &hotp(1), &hotp(3), T0).unwrap_err();
         assert!(matches!(e, Error::NotConsecutive), "{e:?}");
         let far = HOTP_RESYNC_LOOKAHEAD + 1;
         let e = register(&mut ts, "bob", "fob", "H-2", &hotp(far), &hotp(far + 1), T0).unwrap_err();
@@ -1136,6 +1141,12 @@ mod token_tests {
                 .unwrap()
                 .is_empty()
         );
+        // Two presses typed the other way round are the same proof: both are used up.
+        register(&mut ts, "bob", "fob", "H-2", &hotp(2), &hotp(1), T0).unwrap();
+        let d = devices::hotp_by_name(ts.store.conn(), "bob", "fob")
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.counter, 3);
     }
 
     #[test]

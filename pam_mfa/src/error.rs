@@ -61,6 +61,13 @@ pub enum Error {
          minutes; start again with `mfa enroll totp`)"
     )]
     NoPendingDevice { user: String, name: String },
+    /// `finish` of a device whose registration is already finished: saying "no pending
+    /// registration… it may have expired" sent people to register it again.
+    #[error(
+        "{user}'s device \"{name}\" is already registered and active: there is nothing to \
+         finish (`mfa list` shows it)"
+    )]
+    AlreadyActive { user: String, name: String },
     #[error(
         "the device registered during this login is gone (its 10 minutes ran out, or another \
          registration of the same name replaced it)"

@@ -117,7 +117,8 @@ impl HotpKey {
     }
 
     /// The counter value `c` in `counters` where `first` is the code of `c` and `second`
-    /// that of `c + 1`: two presses of the button, so the person holds the token.
+    /// that of `c + 1` (or the other way round): two presses of the button, so the person
+    /// holds the token.
     pub fn find_consecutive(
         &self,
         first: &Code,
@@ -206,8 +207,11 @@ mod tests {
         let k = key(Algorithm::Sha1, b"12345678901234567890", 6);
         let c = |s: &str| code::parse(s.as_bytes()).unwrap();
         assert_eq!(k.find_consecutive(&c("969429"), &c("338314"), 0..=9), Ok(3));
+        // Typed the other way round: still presses 3 and 4.
+        assert_eq!(k.find_consecutive(&c("338314"), &c("969429"), 0..=9), Ok(3));
+        // Presses 3 and 5: both valid, not in a row.
         assert_eq!(
-            k.find_consecutive(&c("338314"), &c("969429"), 0..=9),
+            k.find_consecutive(&c("969429"), &c("254676"), 0..=9),
             Err(PairError::NotConsecutive)
         );
         assert_eq!(

@@ -137,7 +137,8 @@ impl TotpKey {
     }
 
     /// Finds the step `t` in `steps` where `first` is the code of `t` and `second` the code
-    /// of `t + 1`: the proof that a person is reading codes off this device right now.
+    /// of `t + 1` (or the other way round): the proof that a person is reading codes off
+    /// this device right now.
     pub fn find_consecutive(
         &self,
         first: &Code,
@@ -149,8 +150,13 @@ impl TotpKey {
 }
 
 /// The search behind two-code confirmation, for time steps and HOTP counters alike: the
-/// first `t` in `range` where `first` is the code of `t` and `second` that of `t + 1`, and
-/// otherwise which of the two codes gave the person away, so the message can say so.
+/// first `t` in `range` where `first` is the code of `t` and `second` that of `t + 1`, or
+/// failing that `second` the code of `t` and `first` that of `t + 1`. Two codes in a row
+/// prove the person holds the device in either order, so a pair typed the other way
+/// round is taken as it is meant (issue 20: it used to be told "not consecutive"); `t` is
+/// always the step of the earlier code, so the caller's "used up to `t + 1`" holds. When
+/// neither order fits, it says which of the two codes gave the person away, so the
+/// message can say so.
 pub(crate) fn find_consecutive(
     matches: impl Fn(&Code, i64) -> bool,
     first: &Code,
@@ -158,16 +164,13 @@ pub(crate) fn find_consecutive(
     range: RangeInclusive<i64>,
 ) -> std::result::Result<i64, PairError> {
     let (lo, hi) = (*range.start(), *range.end());
-    let mut first_seen = false;
-    for t in lo..=hi {
-        if matches(first, t) {
-            first_seen = true;
-            if matches(second, t.saturating_add(1)) {
-                return Ok(t);
-            }
-        }
+    let in_a_row = |earlier: &Code, later: &Code| {
+        (lo..=hi).find(|&t| matches(earlier, t) && matches(later, t.saturating_add(1)))
+    };
+    if let Some(t) = in_a_row(first, second).or_else(|| in_a_row(second, first)) {
+        return Ok(t);
     }
-    if !first_seen {
+    if !(lo..=hi).any(|t| matches(first, t)) {
         return Err(PairError::FirstWrong);
     }
     if (lo..=hi.saturating_add(1)).any(|t| matches(second, t)) {
@@ -257,9 +260,16 @@ mod tests {
             key.find_consecutive(&c1, &c2, now - 10..=now + 1),
             Ok(now - 1)
         );
-        // Both valid, in the wrong order.
+        // Both valid, typed the other way round: the same proof, the same step.
         assert_eq!(
             key.find_consecutive(&c2, &c1, now - 10..=now + 1),
+            Ok(now - 1)
+        );
+        // Valid, but not one step apart.
+        let later = code::parse(b"89005924").unwrap();
+        let later_step = key.params().step_at(1234567890);
+        assert_eq!(
+            key.find_consecutive(&c1, &later, now - 10..=later_step),
             Err(PairError::NotConsecutive)
         );
         let wrong = code::parse(b"00000000").unwrap();
