@@ -6,8 +6,19 @@ die() {
     exit 1
 }
 
+# require_root WHY "$@": the scripts need root. In a root shell they just run; a user with
+# sudo gets the script run again through sudo (with the same arguments; give environment
+# variables after sudo, e.g. `sudo FUZZ_JOBS=4 ./scripts/fuzz.sh`), so the README's
+# commands work as written for both. Called after the script's `cd` to the checkout.
 require_root() {
-    [ "$(id -u)" -eq 0 ] || die "run as root (e.g. sudo $0): it installs packages${1:+ and $1}"
+    [ "$(id -u)" -eq 0 ] && return 0
+    why=$1
+    shift
+    if command -v sudo >/dev/null 2>&1; then
+        echo "$0: needs root (it installs packages and $why): running it again with sudo" >&2
+        exec sudo -- sh "$PWD/scripts/$(basename "$0")" "$@"
+    fi
+    die "run as root: it installs packages and $why (and there is no sudo here)"
 }
 
 # apt-get install only what is missing, refreshing the package lists once if needed.

@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
-require_root "writes to the PAM module directory"
+require_root "writes to the PAM module directory" "$@"
 apt_install $BUILD_PACKAGES
 ensure_cargo
 

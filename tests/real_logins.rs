@@ -1132,3 +1132,101 @@ fn the_readme_points_to_the_guide() {
         std::fs::read_to_string(workspace_root().join("README.md")).expect("cannot read README.md");
     assert!(readme.contains("docs/deployment.md"));
 }
+
+/// Issue 20 (7): the README's quick start is written without `sudo` (a minimal root-only
+/// machine has none), and the scripts it names run themselves again through `sudo` for a
+/// user with sudo rights, so the same commands work in a root shell and for that user.
+/// The scripts' shared `require_root` is run for real, from a copy of `scripts/common.sh`
+/// beside a probe script, as root and as a user whom sudoers lets become root.
+#[test]
+fn the_quick_start_works_as_written_for_root_and_for_a_sudo_user() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("cannot read README.md");
+    let quick_start = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README.md has a Quick start with a sh block");
+    let commands: Vec<&str> = quick_start
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands, ["./scripts/install.sh", "./scripts/test.sh"]);
+    let ci = std::fs::read_to_string(root.join(".ci/run")).expect("cannot read .ci/run");
+    assert!(ci.contains("./scripts/test.sh"), "{ci}");
+
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let alice = Person::new();
+    // In alice's home (the namespace's private /home), where she can read it.
+    let home = ns.create_home(&alice.user);
+    let checkout = ns.path(&format!("{home}/checkout"));
+    std::fs::create_dir_all(checkout.join("scripts")).expect("mkdir");
+    std::fs::copy(
+        root.join("scripts/common.sh"),
+        checkout.join("scripts/common.sh"),
+    )
+    .expect("cannot copy common.sh");
+    std::fs::write(
+        checkout.join("scripts/probe.sh"),
+        "#!/bin/sh\nset -eu\ncd \"$(dirname \"$0\")/..\"\n. scripts/common.sh\n\
+         require_root \"probes\" \"$@\"\necho \"uid=$(id -u) args=$*\"\n",
+    )
+    .expect("cannot write the probe");
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [
+        ("", 0o755),
+        ("/scripts", 0o755),
+        ("/scripts/probe.sh", 0o755),
+        ("/scripts/common.sh", 0o644),
+    ] {
+        std::fs::set_permissions(
+            format!("{}{p}", checkout.display()),
+            std::fs::Permissions::from_mode(mode),
+        )
+        .expect("chmod");
+    }
+    // The path as programs inside the namespace see it.
+    let probe = std::path::PathBuf::from(format!("{home}/checkout/scripts/probe.sh"));
+
+    let as_root = ns
+        .command(&probe)
+        .arg("two words")
+        .output()
+        .expect("run the probe");
+    assert_eq!(
+        String::from_utf8_lossy(&as_root.stdout),
+        "uid=0 args=two words\n"
+    );
+    assert!(as_root.stderr.is_empty(), "{as_root:?}");
+
+    ns.write(
+        "/etc/sudoers.d/pam_mfa_tests",
+        &format!("{} ALL=(ALL:ALL) NOPASSWD: ALL\n", alice.name()),
+        0o440,
+    );
+    let as_alice = ns
+        .command_as(&alice.user, &probe)
+        .arg("two words")
+        .output()
+        .expect("run the probe as a user");
+    let stderr = String::from_utf8_lossy(&as_alice.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&as_alice.stdout),
+        "uid=0 args=two words\n",
+        "{stderr}"
+    );
+    assert!(stderr.contains("running it again with sudo"), "{stderr}");
+
+    // Without sudo rights: refused, with a message, never run as the user.
+    ns.write("/etc/sudoers.d/pam_mfa_tests", "", 0o440);
+    let refused = ns
+        .command_as(&alice.user, &probe)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the probe as a user");
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(refused.stdout.is_empty(), "{refused:?}");
+}
