@@ -21,6 +21,7 @@ use pam_mfa_tests::{
 
 fn verify(user: &str, code: &str) -> Request {
     Request::VerifyCode {
+        context: None,
         user: user.to_owned(),
         answer: SecretBytes::from_slice(code.as_bytes()),
         overrides: Overrides::default(),
@@ -102,6 +103,7 @@ fn codes_are_checked_once_and_wrong_ones_lock_out() {
 
     // Root's overrides (the module's arguments) count: max_failures=1 locks at once.
     let strict = Request::VerifyCode {
+        context: None,
         user: bob.name().to_owned(),
         answer: SecretBytes::from_slice(wrong_code_now(&bob_dev.secret).as_bytes()),
         overrides: Overrides {
@@ -115,6 +117,7 @@ fn codes_are_checked_once_and_wrong_ones_lock_out() {
     ));
     // Out-of-range overrides are refused, not clamped silently.
     let silly = Request::VerifyCode {
+        context: None,
         user: bob.name().to_owned(),
         answer: SecretBytes::from_slice(b"123456"),
         overrides: Overrides {
@@ -246,6 +249,7 @@ fn a_flood_of_connections_starves_nobody_else() {
     for _ in 0..5 {
         assert!(matches!(
             mfad.ask(&Request::BeforePrompt {
+                context: None,
                 user: carol.name().to_owned(),
                 want_keys: false
             }),
@@ -576,6 +580,7 @@ fn recovery_codes_take_effect_only_when_committed() {
     let accepts = |code: &SecretBytes| {
         matches!(
             mfad.ask(&Request::VerifyRecovery {
+                context: None,
                 user: alice.name().to_owned(),
                 code: code.clone(),
             }),
@@ -862,6 +867,7 @@ fn a_bypass_code_from_mfad_logs_a_locked_out_user_in() {
     let dev = enroll_now(&env, alice.name(), "phone");
     let mfad = Mfad::start(&ns);
     let wrong = Request::VerifyCode {
+        context: None,
         user: alice.name().to_owned(),
         answer: SecretBytes::from_slice(wrong_code_now(&dev.secret).as_bytes()),
         overrides: Overrides {
@@ -905,6 +911,7 @@ fn a_bypass_code_from_mfad_logs_a_locked_out_user_in() {
     assert_eq!((b.user.as_str(), b.uses), (alice.name(), 1));
     let use_it = || {
         mfad.ask(&Request::VerifyRecovery {
+            context: None,
             user: alice.name().to_owned(),
             code: b.code.clone(),
         })
@@ -1065,6 +1072,7 @@ fn key_challenge(mfad: &Mfad, user: &str, purpose: KeyPurpose) -> KeyChallengeRe
 
 fn key_answer(mfad: &Mfad, user: &str, ticket: &SecretBytes, a: &KeyAssertion) -> Response {
     mfad.ask(&Request::KeyAnswer {
+        context: None,
         user: user.to_owned(),
         ticket: ticket.clone(),
         assertion: a.clone(),

@@ -434,6 +434,7 @@ fn stand_in_daemon(
                 let response = match request {
                     // Without keys: an account with no device, under no_device=enroll.
                     Request::BeforePrompt { .. } => Response::BeforePrompt(BeforePromptReply {
+                        remembered_until: None,
                         state: if credentials.is_empty() {
                             AccountState::NoDevice
                         } else {

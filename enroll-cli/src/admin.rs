@@ -65,6 +65,8 @@ fn show_policy(link: &mut Link, json: bool) -> Result<(), CliError> {
                 "lockout_seconds": p.lockout_seconds,
                 "window": p.window,
                 "audit_retention_days": p.audit_retention_days,
+                "remember_seconds": p.remember_seconds,
+                "remember_local": p.remember_local,
             })
         );
         return Ok(());
@@ -83,6 +85,15 @@ fn show_policy(link: &mut Link, json: bool) -> Result<(), CliError> {
                 |d| d.to_string(),
             ),
         ),
+        (
+            "remember_seconds",
+            if p.remember_seconds == 0 {
+                "0 (every login asks)".to_owned()
+            } else {
+                p.remember_seconds.to_string()
+            },
+        ),
+        ("remember_local", p.remember_local.clone()),
     ];
     for (key, value) in rows {
         println!("{key:<21}{value}");
@@ -127,6 +138,12 @@ fn list(link: &mut Link, json: bool) -> Result<(), CliError> {
                         "issued": b.issued,
                         "issued_by_uid": b.issued_by_uid,
                     })).collect::<Vec<_>>(),
+                    "remembered": a.remembered.iter().map(|r| json!({
+                        "service": r.service,
+                        "rhost": r.rhost,
+                        "since": r.since,
+                        "until": r.until,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -160,6 +177,18 @@ fn list(link: &mut Link, json: bool) -> Result<(), CliError> {
                 b.uses_left,
                 clock::format_local(b.expires),
                 b.issued_by_uid
+            );
+        }
+        for r in &a.remembered {
+            println!(
+                "  remembered login: {} from {} until {}",
+                r.service,
+                if r.rhost.is_empty() {
+                    "this host".to_owned()
+                } else {
+                    pam_mfa_protocol::escape_for_log(r.rhost.as_bytes())
+                },
+                clock::format_local(r.until)
             );
         }
     }

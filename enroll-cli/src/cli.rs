@@ -65,6 +65,9 @@ pub enum Command {
     /// One-time recovery codes, for logging in after losing every device
     #[command(subcommand)]
     Recovery(Recovery),
+    /// Forget every remembered login, so that the next login everywhere asks for a code
+    /// again (where the administrator lets logins be remembered)
+    Forget,
 }
 
 impl Command {
@@ -192,7 +195,10 @@ pub enum PolicyCmd {
     },
     /// Change one setting: self_service allow|deny, max_devices 1..8, no_device
     /// allow|deny|enroll, max_failures 1..1000, lockout_seconds 1..604800, window 0..10,
-    /// audit_retention_days 1..36500 ("default" for the built-in value of the last four)
+    /// audit_retention_days 1..36500 ("default" for the built-in value of the last four),
+    /// remember_seconds 0..43200 (how long a successful login is remembered for the same
+    /// user, service and remote host; 0, the default: never), remember_local allow|deny
+    /// (whether logins without a remote host may be remembered too; default deny)
     Set { key: String, value: String },
 }
 

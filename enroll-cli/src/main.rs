@@ -151,6 +151,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
             enroll::finish(link, &target, &name, &code1, &code2)
         }
         cli::Command::List { json } => manage::list(link, &target, json),
+        cli::Command::Forget => manage::forget(link, &target),
         cli::Command::Rename { name, new_name } => {
             manage::rename(link, &target, &name, &new_name, proof)
         }

@@ -1,7 +1,7 @@
-//! `mfa list`, `rename`, `remove` and `resync`.
+//! `mfa list`, `rename`, `remove`, `resync` and `forget`.
 
 use pam_mfa::clock;
-use pam_mfa_protocol::{DeviceEntry, Request, Response, ResyncReply, SecretBytes};
+use pam_mfa_protocol::{DeviceEntry, RememberedEntry, Request, Response, ResyncReply, SecretBytes};
 
 use crate::daemon::{Link, unexpected};
 use crate::identity::Target;
@@ -13,6 +13,60 @@ pub fn devices(link: &mut Link, target: &Target) -> Result<Vec<DeviceEntry>, Cli
         user: target.user.as_str().to_owned(),
     })? {
         Response::Devices(list) => Ok(list),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The account's logins remembered without a code (issue 21).
+pub fn remembered(link: &mut Link, target: &Target) -> Result<Vec<RememberedEntry>, CliError> {
+    match link.ask(Request::ListRemembered {
+        user: target.user.as_str().to_owned(),
+    })? {
+        Response::Remembered(list) => Ok(list),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The remembered logins as a table, under a line saying what they are; empty when there
+/// are none.
+pub fn remembered_table(list: &[RememberedEntry]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<[String; 3]> = list
+        .iter()
+        .map(|r| {
+            [
+                r.service.clone(),
+                if r.rhost.is_empty() {
+                    "(this host)".to_owned()
+                } else {
+                    pam_mfa_protocol::escape_for_log(r.rhost.as_bytes())
+                },
+                clock::format_local(r.until),
+            ]
+        })
+        .collect();
+    format!(
+        "Remembered logins (no code is asked there until they end; `mfa forget` ends them):\n{}",
+        aligned(["SERVICE", "FROM", "UNTIL"], &rows)
+    )
+}
+
+/// `mfa forget`: every remembered login of the account ends now.
+pub fn forget(link: &mut Link, target: &Target) -> Result<(), CliError> {
+    match link.ask(Request::Forget {
+        user: target.user.as_str().to_owned(),
+    })? {
+        Response::Forgotten { removed } => {
+            println!(
+                "Forgot {removed} remembered login{} of {}: the next login asks for a code \
+                 again.",
+                if removed == 1 { "" } else { "s" },
+                target.user
+            );
+            Ok(())
+        }
         other => Err(unexpected(&other)),
     }
 }
@@ -44,6 +98,10 @@ pub fn list(link: &mut Link, target: &Target, json: bool) -> Result<(), CliError
         return Ok(());
     }
     print!("{}", table(&list));
+    let remembered = remembered(link, target)?;
+    if !remembered.is_empty() {
+        print!("\n{}", remembered_table(&remembered));
+    }
     Ok(())
 }
 

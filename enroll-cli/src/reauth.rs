@@ -46,6 +46,7 @@ pub fn prove_existing_device(
     let state = match link.ask(Request::BeforePrompt {
         user: user.clone(),
         want_keys: true,
+        context: None,
     })? {
         Response::BeforePrompt(b) => b,
         other => return Err(unexpected(&other)),
@@ -123,6 +124,7 @@ fn touch_a_key(link: &mut Link, target: &Target) -> Result<ProofReply, CliError>
             user,
             ticket: challenge.ticket,
             assertion,
+            context: None,
         })? {
             Response::Proof(p) => Ok(p),
             other => Err(unexpected(&other)),

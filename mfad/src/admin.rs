@@ -94,6 +94,11 @@ fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::
                             issued_by_uid: b.created_by,
                         })
                         .collect(),
+                    remembered: a
+                        .remembered
+                        .into_iter()
+                        .map(crate::remembered::entry)
+                        .collect(),
                 })
                 .collect(),
         )),
@@ -322,5 +327,7 @@ fn policy_reply(p: &pam_mfa::policy::Policy) -> Response {
         window: p.window,
         audit_retention_days: p.audit_retention_days,
         audit_retention_days_in_effect: p.audit_retention_days(),
+        remember_seconds: p.remember_seconds,
+        remember_local: if p.remember_local { "allow" } else { "deny" }.to_owned(),
     })
 }

@@ -11,8 +11,15 @@ use pam_mfa::names::{self, UserName};
 use pam_mfa::settings::Overrides;
 use pam_mfa::tokens::{self, Format, TokenSeed, pskc::PreSharedKey};
 use pam_mfa_protocol::{
-    ErrorKind, ErrorReply, KeyAssertion, KeyAttestation, KeyPurpose, Request, SecretBytes,
+    ErrorKind, ErrorReply, KeyAssertion, KeyAttestation, KeyPurpose, LoginContext, Request,
+    SecretBytes,
 };
+
+/// A login's context counts only from root (sshd, sudo, su, login: the module): a user
+/// who sent one on their own socket could otherwise have their own logins remembered.
+fn root_only(uid: u32, context: Option<LoginContext>) -> Option<LoginContext> {
+    context.filter(|_| uid == 0)
+}
 
 /// A request as the store runs it: accounts resolved, overrides settled.
 #[derive(Debug)]
@@ -22,17 +29,27 @@ pub enum Work {
         /// `None`: no such account (only for root; a user always names an account).
         account: Option<UserName>,
         want_keys: bool,
+        /// Root's only (see [`root_only`]).
+        context: Option<LoginContext>,
     },
     VerifyCode {
         account: Option<UserName>,
         answer: SecretBytes,
         overrides: Overrides,
+        context: Option<LoginContext>,
     },
     VerifyRecovery {
         account: Option<UserName>,
         code: SecretBytes,
+        context: Option<LoginContext>,
     },
     ListDevices {
+        account: UserName,
+    },
+    ListRemembered {
+        account: UserName,
+    },
+    Forget {
         account: UserName,
     },
     MayChange {
@@ -74,6 +91,7 @@ pub enum Work {
         ticket: SecretBytes,
         /// Boxed: keeps every `Work` small.
         assertion: Box<KeyAssertion>,
+        context: Option<LoginContext>,
     },
     /// A key's attestation for the registration begun under `ticket`
     /// ([`Change::BeginFido2`]; no proof: beginning needed one).
@@ -407,14 +425,20 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
     }
     Ok(match request {
         Request::Hello => Work::Hello,
-        Request::BeforePrompt { user, want_keys } => Work::BeforePrompt {
+        Request::BeforePrompt {
+            user,
+            want_keys,
+            context,
+        } => Work::BeforePrompt {
             account: account_for(uid, name, &user)?,
             want_keys,
+            context: root_only(uid, context),
         },
         Request::VerifyCode {
             user,
             answer,
             overrides,
+            context,
         } => {
             let account = account_for(uid, name, &user)?;
             let overrides = if uid == 0 {
@@ -435,13 +459,27 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
                 account,
                 answer,
                 overrides,
+                context: root_only(uid, context),
             }
         }
-        Request::VerifyRecovery { user, code } => Work::VerifyRecovery {
+        Request::VerifyRecovery {
+            user,
+            code,
+            context,
+        } => Work::VerifyRecovery {
             account: account_for(uid, name, &user)?,
             code,
+            context: root_only(uid, context),
         },
         Request::ListDevices { user } => Work::ListDevices {
+            account: existing(uid, name, &user)?,
+        },
+        Request::ListRemembered { user } => Work::ListRemembered {
+            account: existing(uid, name, &user)?,
+        },
+        // Forgetting only ever asks for a code more often: anyone may, for their own
+        // account, whatever the self-service policy.
+        Request::Forget { user } => Work::Forget {
             account: existing(uid, name, &user)?,
         },
         Request::MayChange { user } => Work::MayChange {
@@ -546,10 +584,12 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
             user,
             ticket,
             assertion,
+            context,
         } => Work::KeyAnswer {
             account: existing(uid, name, &user)?,
             ticket,
             assertion: Box::new(assertion),
+            context: root_only(uid, context),
         },
         Request::BeginFido2 {
             user,

@@ -21,8 +21,8 @@ use pam_mfa::selfservice as rules;
 use pam_mfa::store::{Store, devices::Fido2Device};
 use pam_mfa::{clock, fido2};
 use pam_mfa_protocol::{
-    ErrorKind, ErrorReply, KeyAssertion, KeyChallengeReply, KeyCredential, KeyPurpose, ProofReply,
-    PublicBytes, Response, SecretBytes,
+    ErrorKind, ErrorReply, KeyAssertion, KeyChallengeReply, KeyCredential, KeyPurpose,
+    LoginContext, ProofReply, PublicBytes, Response, SecretBytes,
 };
 
 use crate::log::{Level, Log};
@@ -100,15 +100,16 @@ fn no_keys(account: &UserName) -> Response {
     )
 }
 
-/// Checks and records the answer to the challenge held under `ticket`.
+/// Checks and records the answer (`assertion`) to the challenge held under `ticket`; a
+/// login's success is remembered in its `context` where the policy allows it.
 #[allow(clippy::too_many_arguments)]
 pub fn answer(
     store: &mut Option<Store>,
     db: &Path,
     uid: u32,
     account: &UserName,
-    ticket: &SecretBytes,
-    assertion: &KeyAssertion,
+    (ticket, assertion): (&SecretBytes, &KeyAssertion),
+    context: Option<&LoginContext>,
     tickets: &mut Tickets,
     log: &Log,
 ) -> Response {
@@ -159,6 +160,9 @@ pub fn answer(
             Err(failure) => login::key_failure(failure),
         };
         log_outcome(log, &outcome, &who(account, uid));
+        if held.purpose == KeyPurpose::Login && matches!(outcome, Outcome::Accepted { .. }) {
+            crate::remembered::after_success(store, account, context, uid, now, log)?;
+        }
         match held.purpose {
             KeyPurpose::Proof => proof(uid, account, outcome, tickets, log, now),
             _ => Ok(Response::Verified(convert(outcome, account))),

@@ -66,6 +66,7 @@ mod direct;
 mod held;
 mod keys;
 pub mod log;
+pub(crate) mod remembered;
 mod selfservice;
 pub mod service;
 mod tickets;

@@ -11,8 +11,8 @@ use pam_mfa::names::UserName;
 use pam_mfa::store::{Store, devices};
 use pam_mfa::{clock, policy, recovery};
 use pam_mfa_protocol::{
-    AccountState, BeforePromptReply, CodeKind, DeviceEntry, ErrorKind, ErrorReply, NoDeviceRule,
-    RecoveryOutcome, RefusalKind, Response, VerifyOutcome,
+    AccountState, BeforePromptReply, CodeKind, DeviceEntry, ErrorKind, ErrorReply, LoginContext,
+    NoDeviceRule, RecoveryOutcome, RefusalKind, Response, VerifyOutcome,
 };
 
 use crate::authorise::Work;
@@ -74,13 +74,14 @@ impl Service {
                 account,
                 ticket,
                 assertion,
+                context,
             } => crate::keys::answer(
                 store,
                 db,
                 uid,
                 &account,
-                &ticket,
-                &assertion,
+                (&ticket, &assertion),
+                context.as_ref(),
                 &mut self.tickets,
                 log,
             ),
@@ -175,7 +176,11 @@ fn run_work(
 ) -> pam_mfa::Result<Response> {
     let now = clock::now()?;
     Ok(match work {
-        Work::BeforePrompt { account, want_keys } => {
+        Work::BeforePrompt {
+            account,
+            want_keys,
+            context,
+        } => {
             let Some(store) = store else {
                 return Ok(Response::BeforePrompt(BeforePromptReply {
                     state: if account.is_some() {
@@ -187,6 +192,7 @@ fn run_work(
                     keys: 0,
                     no_device: NoDeviceRule::Deny,
                     store_exists: false,
+                    remembered_until: None,
                 }));
             };
             let (policy, before) = store.read(|s| {
@@ -209,8 +215,19 @@ fn run_work(
                     keys: 0,
                     no_device,
                     store_exists: true,
+                    remembered_until: None,
                 },
                 Some(b) => BeforePromptReply {
+                    // Only an account ready for a code is let in by a remembered login:
+                    // one without a device, or locked out, is asked as always.
+                    remembered_until: match (&account, &context, &b.readiness) {
+                        (Some(user), Some(ctx), Readiness::Ready)
+                            if policy.remember_seconds > 0 =>
+                        {
+                            crate::remembered::let_in(store, user, ctx, uid, now, log)?
+                        }
+                        _ => None,
+                    },
                     state: match b.readiness {
                         Readiness::NoDevices => AccountState::NoDevice,
                         Readiness::Locked { until } => AccountState::Locked { until },
@@ -228,9 +245,18 @@ fn run_work(
             account,
             answer,
             overrides,
+            context,
         } => {
             if recovery::normalize(answer.as_bytes()).is_some() {
-                return verify_recovery(account, store, answer.as_bytes(), uid, now, log);
+                return verify_recovery(
+                    account,
+                    store,
+                    answer.as_bytes(),
+                    context.as_ref(),
+                    uid,
+                    now,
+                    log,
+                );
             }
             let outcome = match (account, store) {
                 (None, _) => {
@@ -261,14 +287,36 @@ fn run_work(
                     let settings = overrides.settings(&policy);
                     let outcome = login::verify(store, &user, answer.as_bytes(), settings, now)?;
                     log_outcome(log, &outcome, &who(&user, uid));
+                    if matches!(outcome, login::Outcome::Accepted { .. }) {
+                        crate::remembered::after_success(
+                            store,
+                            &user,
+                            context.as_ref(),
+                            uid,
+                            now,
+                            log,
+                        )?;
+                    }
                     convert(outcome, &user)
                 }
             };
             Response::Verified(outcome)
         }
-        Work::VerifyRecovery { account, code } => {
-            verify_recovery(account, store, code.as_bytes(), uid, now, log)?
-        }
+        Work::VerifyRecovery {
+            account,
+            code,
+            context,
+        } => verify_recovery(
+            account,
+            store,
+            code.as_bytes(),
+            context.as_ref(),
+            uid,
+            now,
+            log,
+        )?,
+        Work::ListRemembered { account } => crate::remembered::list(store, &account, now)?,
+        Work::Forget { account } => crate::remembered::forget(store, &account, uid, now, log)?,
         // Answered by `handle` without the store.
         Work::Hello
         | Work::Reauth { .. }
@@ -308,6 +356,7 @@ fn verify_recovery(
     account: Option<UserName>,
     store: Option<&mut Store>,
     code: &[u8],
+    context: Option<&LoginContext>,
     uid: u32,
     now: i64,
     log: &Log,
@@ -324,6 +373,11 @@ fn verify_recovery(
                             who(&user, uid)
                         ),
                     );
+                    // A bypass code is the administrator's one-off way in: never
+                    // remembered.
+                    if kind == recovery::Kind::Recovery {
+                        crate::remembered::after_success(store, &user, context, uid, now, log)?;
+                    }
                     RecoveryOutcome::Accepted {
                         kind: match kind {
                             recovery::Kind::Recovery => CodeKind::Recovery,

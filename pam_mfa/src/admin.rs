@@ -89,6 +89,8 @@ pub struct AccountOverview {
     pub user: String,
     pub devices: Vec<DeviceInfo>,
     pub codes: Outstanding,
+    /// Logins remembered without a code (issue 21).
+    pub remembered: Vec<crate::store::remembered::Remembered>,
 }
 
 /// Every account with a device or an outstanding recovery or bypass code, by name.
@@ -106,10 +108,12 @@ pub fn overview(conn: &Connection, now: i64) -> Result<Vec<AccountOverview>> {
     for user in users {
         let devices = devices::list(conn, &user, now)?;
         let codes = codes.remove(&user).unwrap_or_default();
+        let remembered = crate::store::remembered::list(conn, &user, now)?;
         listed.push(AccountOverview {
             user,
             devices,
             codes,
+            remembered,
         });
     }
     Ok(listed)
@@ -125,6 +129,7 @@ pub fn remove_device(
 ) -> Result<()> {
     let tx = store.write()?;
     devices::remove(&tx, user.as_str(), name.as_str(), now)?;
+    crate::remembered::forget(&tx, user.as_str())?;
     tx.commit()?;
     Ok(())
 }
@@ -133,6 +138,7 @@ pub fn remove_device(
 pub fn unlock(store: &mut Store, user: &UserName, by_uid: u32, now: i64) -> Result<()> {
     let tx = store.write()?;
     auth_state::clear(&tx, user.as_str())?;
+    crate::remembered::forget(&tx, user.as_str())?;
     audit::record(&tx, now, by_uid, user.as_str(), "unlock", None, None)?;
     tx.commit()?;
     Ok(())

@@ -23,6 +23,7 @@ pub mod otp;
 pub mod otpauth;
 pub mod policy;
 pub mod recovery;
+pub mod remembered;
 pub mod secret;
 pub mod selfservice;
 pub mod settings;

@@ -455,6 +455,10 @@ impl<'s> Attempt<'s> {
     ) -> Result<Outcome> {
         let next = self.state.after_failure(now, settings.lockout, charge);
         auth_state::save(&self.tx, self.user, &next, now)?;
+        // Someone is guessing: no login of this user goes without a code any more.
+        if next.locked_at(now).is_some() && self.state.locked_at(now).is_none() {
+            crate::remembered::forget(&self.tx, self.user)?;
+        }
         self.tx.commit()?;
         Ok(Outcome::Refused {
             reason,

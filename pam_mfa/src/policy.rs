@@ -40,6 +40,12 @@ pub struct Policy {
     pub window: Option<u32>,
     /// How many days audit rows are kept; `None`: [`DEFAULT_AUDIT_RETENTION_DAYS`].
     pub audit_retention_days: Option<u32>,
+    /// How long a successful second factor is remembered for the same user, service and
+    /// remote host, in seconds; 0 (the default) asks every time. See crate::remembered.
+    pub remember_seconds: u32,
+    /// Whether a login without a remote host (a console, su, sudo, or a loopback one) may
+    /// be remembered too: off unless said explicitly.
+    pub remember_local: bool,
 }
 
 /// How long audit rows are kept unless the administrator says otherwise: a year covers
@@ -59,6 +65,8 @@ impl Default for Policy {
             lockout_seconds: None,
             window: None,
             audit_retention_days: None,
+            remember_seconds: 0,
+            remember_local: false,
         }
     }
 }
@@ -84,7 +92,13 @@ pub const KEYS: &[&str] = &[
     "lockout_seconds",
     "window",
     "audit_retention_days",
+    "remember_seconds",
+    "remember_local",
 ];
+
+/// The longest a login may be remembered: a working day. Past that a remembered context
+/// is a standing exemption, not a convenience.
+pub const MAX_REMEMBER_SECONDS: u32 = 12 * 3600;
 
 impl SelfService {
     pub fn as_str(self) -> &'static str {
@@ -111,7 +125,7 @@ pub fn load(conn: &Connection) -> Result<Policy> {
     let row = conn
         .prepare_cached(
             "SELECT self_service, max_devices, no_device, max_failures, lockout_seconds, window,
-                    audit_retention_days
+                    audit_retention_days, remember_seconds, remember_local
              FROM policy WHERE id = 1",
         )?
         .query_row([], |r| {
@@ -123,6 +137,8 @@ pub fn load(conn: &Connection) -> Result<Policy> {
                 r.get::<_, Option<i64>>(4)?,
                 r.get::<_, Option<u32>>(5)?,
                 r.get::<_, Option<u32>>(6)?,
+                r.get::<_, u32>(7)?,
+                r.get::<_, String>(8)?,
             ))
         })
         .optional()?;
@@ -134,6 +150,8 @@ pub fn load(conn: &Connection) -> Result<Policy> {
         lockout_seconds,
         window,
         audit_retention_days,
+        remember_seconds,
+        remember_local,
     )) = row
     else {
         return Ok(Policy::default());
@@ -154,6 +172,8 @@ pub fn load(conn: &Connection) -> Result<Policy> {
         lockout_seconds,
         window,
         audit_retention_days,
+        remember_seconds: remember_seconds.min(MAX_REMEMBER_SECONDS),
+        remember_local: remember_local == "allow",
     })
 }
 
@@ -216,6 +236,16 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
             "audit_retention_days",
             number(key, value, 1, i64::from(MAX_AUDIT_RETENTION_DAYS))?.into(),
         ),
+        "remember_seconds" => (
+            "remember_seconds",
+            number(key, value, 0, i64::from(MAX_REMEMBER_SECONDS))?
+                .unwrap_or(0)
+                .into(),
+        ),
+        "remember_local" => {
+            one_of(&["allow", "deny"])?;
+            ("remember_local", value.to_owned().into())
+        }
         _ => {
             return Err(Error::InvalidPolicy(format!(
                 "unknown policy key {key:?}; keys are {}",
@@ -287,6 +317,33 @@ mod tests {
             assert_eq!(load(&tx).unwrap().audit_retention_days(), days, "{good}");
         }
         assert!(KEYS.contains(&"audit_retention_days"));
+    }
+
+    /// Issue 21: remembering is off unless the administrator sets it, at most 12 hours,
+    /// and local logins need their own explicit yes.
+    #[test]
+    fn remembering_is_off_by_default_and_bounded() {
+        let mut ts = crate::test_support::temp_store();
+        let store = &mut ts.store;
+        let p = load(store.conn()).unwrap();
+        assert_eq!((p.remember_seconds, p.remember_local), (0, false));
+        let tx = store.write().unwrap();
+        for bad in ["43201", "-1", "1h", "", "yes"] {
+            assert!(
+                matches!(
+                    set(&tx, "remember_seconds", bad),
+                    Err(Error::InvalidPolicy(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(set(&tx, "remember_local", "yes").is_err());
+        set(&tx, "remember_seconds", "43200").unwrap();
+        set(&tx, "remember_local", "allow").unwrap();
+        let p = load(&tx).unwrap();
+        assert_eq!((p.remember_seconds, p.remember_local), (43_200, true));
+        set(&tx, "remember_seconds", "default").unwrap();
+        assert_eq!(load(&tx).unwrap().remember_seconds, 0);
     }
 
     #[test]

@@ -164,6 +164,8 @@ pub fn rename(
 pub fn remove(store: &mut Store, user: &UserName, name: &DeviceName, now: i64) -> Result<()> {
     let tx = store.write()?;
     devices::remove(&tx, user.as_str(), name.as_str(), now)?;
+    // A device gone (lost, stolen) ends every login remembered with any of them.
+    crate::remembered::forget(&tx, user.as_str())?;
     tx.commit()?;
     Ok(())
 }

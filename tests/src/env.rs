@@ -338,6 +338,14 @@ impl TestEnv {
         self.write_file_in_pam_dir(SERVICE, &text);
     }
 
+    /// Writes another service file, `name`, as the single line `auth required <module>
+    /// socket=<socket> ARGS…` (a test that logs in at two services uses it with
+    /// [`PamRun::service`]).
+    pub fn write_named_service(&self, name: &str, args: &[&str]) {
+        let line = self.module_line("required", args);
+        self.write_file_in_pam_dir(name, &format!("{line}\n"));
+    }
+
     /// Configures the service so a `PAM_IGNORE` from pam_mfa becomes visible as [`IGNORED`]
     /// while success and failures pass through unchanged.
     pub fn write_service_observing_ignore(&self, args: &[&str]) {

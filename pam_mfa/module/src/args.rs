@@ -20,6 +20,9 @@ pub use pam_mfa_protocol::DEFAULT_STORE as DEFAULT_DB;
 pub const DEFAULT_TIMEOUT_SECS: u32 = 5;
 pub const MAX_DAEMON_TIMEOUT_SECS: u32 = 60;
 
+/// The longest a login may be remembered (the policy's bound too).
+pub const MAX_REMEMBER_SECS: u32 = 12 * 3600;
+
 // The bounds of the numbers a line may set: the ones `mfad` accepts in the overrides.
 pub use pam_mfa_protocol::limits::{
     MAX_HOTP_WINDOW, MAX_LOCKOUT_SECS, MAX_MAX_FAILURES, MAX_WINDOW,
@@ -148,6 +151,17 @@ pub const ARGUMENTS: &[ArgumentDoc] = &[
         description: "Show the code as it is typed.",
     },
     ArgumentDoc {
+        name: "remember",
+        syntax: "remember=SECONDS",
+        default: Some("43200"),
+        description: "At most this long a successful second factor is remembered on this \
+                      line, 0 to 43200: it can only shorten the policy's remember_seconds \
+                      (off unless the administrator sets it), and remember=0 turns \
+                      remembering off here. A remembered login is one of the same user, at \
+                      the same service, from the same remote host (PAM_RHOST); see \
+                      pam_mfa(8), REMEMBERED LOGINS.",
+    },
+    ArgumentDoc {
         name: "nodelay",
         syntax: "nodelay",
         default: None,
@@ -203,6 +217,9 @@ pub struct ModuleArgs {
     pub echo_code: bool,
     /// No failure delay is requested from libpam (`nodelay`, as pam_unix has).
     pub nodelay: bool,
+    /// `remember=SECONDS`: the most this line lets a login be remembered (the policy
+    /// decides whether at all; the default, the hard maximum, leaves the policy's time).
+    pub remember: u32,
     pub debug: bool,
     /// This line may register a device for a user without one (policy `no_device=enroll`).
     pub enroll_at_login: bool,
@@ -247,6 +264,7 @@ impl Default for ModuleArgs {
             prompt: DEFAULT_PROMPT.to_owned(),
             echo_code: false,
             nodelay: false,
+            remember: MAX_REMEMBER_SECS,
             debug: false,
             enroll_at_login: false,
             fido2: Fido2Mode::default(),
@@ -340,6 +358,9 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
             "nullok" => out.nullok = flag("nullok")?,
             "echo_code" => out.echo_code = flag("echo_code")?,
             "nodelay" => out.nodelay = flag("nodelay")?,
+            "remember" => {
+                out.remember = number("remember", value_of("remember")?, 0, MAX_REMEMBER_SECS)?;
+            }
             "debug" => out.debug = flag("debug")?,
             "enroll_at_login" => out.enroll_at_login = flag("enroll_at_login")?,
             "window" => {
@@ -459,6 +480,7 @@ mod tests {
             "prompt=Enter code: ",
             "echo_code",
             "nodelay",
+            "remember=600",
             "debug",
             "fido2=require",
             "fido2_timeout=120",
@@ -475,6 +497,9 @@ mod tests {
         assert_eq!(a.socket, PathBuf::from("/tmp/x/mfad.sock"));
         assert_eq!(a.timeout, 60);
         assert!(a.nullok && a.echo_code && a.debug && a.nodelay);
+        assert_eq!(a.remember, 600);
+        assert_eq!(p(&[]).unwrap().remember, 43_200);
+        assert!(p(&["remember=43201"]).is_err() && p(&["remember"]).is_err());
         assert_eq!(a.settings.window, 10);
         assert_eq!(a.settings.hotp_window, 100);
         assert_eq!(p(&["hotp_window=0"]).unwrap().settings.hotp_window, 0);

@@ -30,11 +30,11 @@ use pam::constants::{
     PamResultCode,
 };
 use pam::conv::Conv;
-use pam::items::RHost;
+use pam::items::{RHost, Service};
 use pam::module::{PamHandle, PamHooks};
 use pam_mfa_keys_abi::ClientFailure;
 use pam_mfa_protocol::{
-    AccountState, BeforePromptReply, CodeKind, ErrorKind, ErrorReply, NoDeviceRule,
+    AccountState, BeforePromptReply, CodeKind, ErrorKind, ErrorReply, LoginContext, NoDeviceRule,
     RecoveryOutcome, RefusalKind, Request, Response, SecretBytes, VerifyOutcome, escape_for_log,
 };
 
@@ -70,6 +70,10 @@ struct Context {
     rhost: String,
     /// Whether the person is not at this computer (see [`pam_mfa_keys_abi::is_remote`]).
     remote: bool,
+    /// Where the login comes from, for the daemon's remembered logins; `None` when the
+    /// service or the remote host is not text (such a login is never remembered: two
+    /// different byte strings must never share a context).
+    login: Option<LoginContext>,
 }
 
 impl Context {
@@ -123,10 +127,12 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
     };
     let in_ssh_session =
         std::env::var_os("SSH_CONNECTION").is_some() || std::env::var_os("SSH_CLIENT").is_some();
+    let login = login_context(pamh, raw_rhost.as_deref(), &args);
     let ctx = Context {
         user: escape_for_log(&raw_user),
         rhost: raw_rhost.as_deref().map(escape_for_log).unwrap_or_default(),
         remote: pam_mfa_keys_abi::is_remote(raw_rhost.as_deref(), in_ssh_session),
+        login,
     };
     let Some(user) = user_for_daemon(&raw_user) else {
         Logger::new(pamh).log(
@@ -151,6 +157,24 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         log.set_debug(args.debug);
         log.log(level, &format!("{message} ({})", ctx.describe()));
         code
+    })
+}
+
+/// The service and remote host as text, with this line's `remember=`.
+fn login_context(
+    pamh: &PamHandle,
+    raw_rhost: Option<&[u8]>,
+    args: &ModuleArgs,
+) -> Option<LoginContext> {
+    let service = match pamh.get_item::<Service>() {
+        Ok(Some(s)) => String::from_utf8(s.0.to_bytes().to_vec()).ok()?,
+        _ => return None,
+    };
+    let rhost = String::from_utf8(raw_rhost.unwrap_or_default().to_vec()).ok()?;
+    Some(LoginContext {
+        service,
+        rhost,
+        remember_secs: Some(args.remember),
     })
 }
 
@@ -231,6 +255,7 @@ fn run(
         .ask(&Request::BeforePrompt {
             user: user.to_owned(),
             want_keys,
+            context: ctx.login.clone(),
         })
         .map_err(unavailable)?
     {
@@ -250,6 +275,21 @@ fn run(
         }
         Err(e) => return Err(daemon_refused("before-prompt", &e)),
     };
+    // A remembered login (the same user, service and remote host had a second factor
+    // accepted lately, where the policy allows remembering): the daemon audited it.
+    if let Some(until) = before.remembered_until {
+        let mut log = Logger::new(pamh);
+        log.set_debug(args.debug);
+        log.log(
+            Level::Info,
+            &format!(
+                "let through: remembered login until {} ({})",
+                format_local(until),
+                ctx.describe()
+            ),
+        );
+        return Ok(PamResultCode::PAM_SUCCESS);
+    }
     // `nullok` in the service file lets this service's users through whatever the
     // policy says; otherwise the policy's `no_device` decides.
     let let_through = args.nullok || before.no_device == NoDeviceRule::Allow;
@@ -359,6 +399,7 @@ fn run(
             user: user.to_owned(),
             answer: SecretBytes::from_slice(answer),
             overrides: args.overrides(),
+            context: ctx.login.clone(),
         })
         .map_err(unavailable)?;
     match reply {

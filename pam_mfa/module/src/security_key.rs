@@ -132,6 +132,7 @@ pub(super) fn security_key(
                         auth_data: PublicBytes(assertion.auth_data),
                         signature: PublicBytes(assertion.signature),
                     },
+                    context: ctx.login.clone(),
                 })
                 .map_err(unavailable)?;
             match reply {

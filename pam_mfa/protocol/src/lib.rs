@@ -73,11 +73,11 @@ pub use message::{
     AccountEntry, AccountState, AuditEntry, BeforePromptReply, BypassEntry, BypassReply, CodeKind,
     CodeUsed, DecodeError, DeviceEntry, ErrorKind, ErrorReply, Fido2ChallengeReply, Fido2Reply,
     HeldTotpReply, KeyAssertion, KeyAttestation, KeyChallengeReply, KeyCredential, KeyPurpose,
-    NoDeviceRule, Overrides, PROTOCOL_VERSION, PendingTotpReply, PolicyReply, ProofReply,
-    RecoveryCodesReply, RecoveryOutcome, RefusalKind, Request, RequestMessage, Response,
-    ResponseMessage, ResyncReply, TokenEntry, TokenReply, TokensImportedReply, VerifyOutcome,
-    decode_request, decode_response, encode_request, encode_response, read_request, read_response,
-    write_request, write_response,
+    LoginContext, NoDeviceRule, Overrides, PROTOCOL_VERSION, PendingTotpReply, PolicyReply,
+    ProofReply, RecoveryCodesReply, RecoveryOutcome, RefusalKind, RememberedEntry, Request,
+    RequestMessage, Response, ResponseMessage, ResyncReply, TokenEntry, TokenReply,
+    TokensImportedReply, VerifyOutcome, decode_request, decode_response, encode_request,
+    encode_response, read_request, read_response, write_request, write_response,
 };
 pub use secret::{PublicBytes, SecretBytes};
 

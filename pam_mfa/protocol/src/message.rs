@@ -39,17 +39,36 @@ pub enum Request {
         user: String,
         #[serde(default)]
         want_keys: bool,
+        /// Where the login comes from (root only; see [`LoginContext`]): a remembered
+        /// context lets the user in without a code.
+        #[serde(default)]
+        context: Option<LoginContext>,
     },
     /// Check a short code typed at the prompt, and record the outcome; answered with
-    /// [`Response::Verified`].
+    /// [`Response::Verified`]. With a `context` (root only), a success is remembered
+    /// where the policy allows it.
     VerifyCode {
         user: String,
         answer: SecretBytes,
         #[serde(default)]
         overrides: Overrides,
+        #[serde(default)]
+        context: Option<LoginContext>,
     },
     /// Check and use up a recovery or bypass code; answered with [`Response::Recovery`].
-    VerifyRecovery { user: String, code: SecretBytes },
+    /// A recovery code's success is remembered as a code's; a bypass code's never is.
+    VerifyRecovery {
+        user: String,
+        code: SecretBytes,
+        #[serde(default)]
+        context: Option<LoginContext>,
+    },
+    /// The logins of the account remembered without a code; answered with
+    /// [`Response::Remembered`].
+    ListRemembered { user: String },
+    /// Forget every remembered login of the account (`mfa forget`); answered with
+    /// [`Response::Forgotten`].
+    Forget { user: String },
     /// The account's devices, as `mfa list --json` shows them; answered with
     /// [`Response::Devices`].
     ListDevices { user: String },
@@ -181,6 +200,9 @@ pub enum Request {
         user: String,
         ticket: SecretBytes,
         assertion: KeyAssertion,
+        /// A login's context (root only): a key login is remembered as a code's.
+        #[serde(default)]
+        context: Option<LoginContext>,
     },
     /// Begin registering a security key (`mfa enroll fido2`; needs a proof when the
     /// account has an active device and the caller is not root): the daemon checks the
@@ -257,6 +279,8 @@ impl Request {
             Self::BeforePrompt { .. } => "before-prompt",
             Self::VerifyCode { .. } => "verify-code",
             Self::VerifyRecovery { .. } => "verify-recovery",
+            Self::ListRemembered { .. } => "list-remembered",
+            Self::Forget { .. } => "forget",
             Self::ListDevices { .. } => "list-devices",
             Self::MayChange { .. } => "may-change",
             Self::Reauth { .. } => "reauth",
@@ -305,6 +329,8 @@ impl Request {
             | Self::VerifyCode { user, .. }
             | Self::VerifyRecovery { user, .. }
             | Self::ListDevices { user }
+            | Self::ListRemembered { user }
+            | Self::Forget { user }
             | Self::MayChange { user }
             | Self::Reauth { user, .. }
             | Self::BeginTotp { user, .. }
@@ -358,6 +384,11 @@ pub enum Response {
     },
     BeforePrompt(BeforePromptReply),
     Verified(VerifyOutcome),
+    Remembered(Vec<RememberedEntry>),
+    /// How many remembered logins `Forget` ended.
+    Forgotten {
+        removed: u64,
+    },
     Recovery(RecoveryOutcome),
     Devices(Vec<DeviceEntry>),
     /// The user proved a device: the single-use proof to send with one change.
@@ -410,6 +441,33 @@ pub struct BeforePromptReply {
     /// installation, but also what a mistyped path looks like: the module logs it).
     #[serde(default)]
     pub store_exists: bool,
+    /// Set when this login's context is remembered (see [`LoginContext`]): the user is let
+    /// in without a code, and this is when the context ends. Only for a ready account.
+    #[serde(default)]
+    pub remembered_until: Option<i64>,
+}
+
+/// Where a login comes from, as the module sends it (root only: the daemon ignores it
+/// from anyone else, so nobody can make their own context remembered).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LoginContext {
+    /// `PAM_SERVICE`.
+    pub service: String,
+    /// `PAM_RHOST`, empty when unset.
+    pub rhost: String,
+    /// The module line's `remember=SECONDS`: can only shorten the policy's time.
+    #[serde(default)]
+    pub remember_secs: Option<u32>,
+}
+
+/// One remembered login, as `mfa list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RememberedEntry {
+    pub service: String,
+    /// Empty for a local login.
+    pub rhost: String,
+    pub since: i64,
+    pub until: i64,
 }
 
 /// The policy key `no_device`.
@@ -715,6 +773,12 @@ pub struct PolicyReply {
     pub audit_retention_days: Option<u32>,
     /// The retention in effect (the default when `audit_retention_days` is `None`).
     pub audit_retention_days_in_effect: u32,
+    /// How long a login is remembered (0: never).
+    #[serde(default)]
+    pub remember_seconds: u32,
+    /// `allow` or `deny`: whether local logins may be remembered.
+    #[serde(default)]
+    pub remember_local: String,
 }
 
 /// One account as `mfa admin list --json` prints it.
@@ -724,6 +788,9 @@ pub struct AccountEntry {
     pub devices: Vec<DeviceEntry>,
     pub recovery_codes_left: u32,
     pub bypass_codes: Vec<BypassEntry>,
+    /// Logins remembered without a code.
+    #[serde(default)]
+    pub remembered: Vec<RememberedEntry>,
 }
 
 /// A live bypass code (never the code).
@@ -923,10 +990,12 @@ mod tests {
         vec![
             Request::Hello,
             Request::BeforePrompt {
+                context: None,
                 user: "alice".into(),
                 want_keys: true,
             },
             Request::VerifyCode {
+                context: None,
                 user: "alice".into(),
                 answer: SecretBytes::from_slice(b"123456"),
                 overrides: Overrides {
@@ -937,6 +1006,7 @@ mod tests {
                 },
             },
             Request::VerifyRecovery {
+                context: None,
                 user: "bob".into(),
                 code: SecretBytes::from_slice(b"abcd-efgh-ijkl"),
             },
@@ -1047,6 +1117,8 @@ mod tests {
                 event_based: true,
             }),
             Response::Policy(PolicyReply {
+                remember_seconds: 0,
+                remember_local: String::new(),
                 self_service: "allow".into(),
                 max_devices: 8,
                 no_device: "deny".into(),
@@ -1057,6 +1129,7 @@ mod tests {
                 audit_retention_days_in_effect: 365,
             }),
             Response::Accounts(vec![AccountEntry {
+                remembered: Vec::new(),
                 user: "bob".into(),
                 devices: vec![DeviceEntry {
                     name: "phone".into(),
@@ -1250,6 +1323,7 @@ mod tests {
                 store: "/var/lib/pam_mfa/devices.db".into(),
             },
             Response::BeforePrompt(BeforePromptReply {
+                remembered_until: None,
                 state: AccountState::Locked {
                     until: 1_700_000_000,
                 },
@@ -1388,6 +1462,7 @@ mod tests {
         assert_eq!(
             decode_request(&b).unwrap(),
             Request::BeforePrompt {
+                context: None,
                 user: "alice".into(),
                 want_keys: false
             }
@@ -1440,6 +1515,7 @@ mod seeds {
             (
                 "before_prompt",
                 Request::BeforePrompt {
+                    context: None,
                     user: "alice".into(),
                     want_keys: true,
                 },
@@ -1447,6 +1523,7 @@ mod seeds {
             (
                 "verify_code",
                 Request::VerifyCode {
+                    context: None,
                     user: "alice".into(),
                     answer: SecretBytes::from_slice(b"123456"),
                     overrides: Overrides {
@@ -1460,6 +1537,7 @@ mod seeds {
             (
                 "verify_recovery",
                 Request::VerifyRecovery {
+                    context: None,
                     user: "bob".into(),
                     code: SecretBytes::from_slice(b"abcd-efgh-jkmn"),
                 },

@@ -200,6 +200,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN login_hold BLOB
         CHECK (login_hold IS NULL OR (length(login_hold) = 32 AND state = 'pending'));
     ",
+    // 7: remembered login contexts (issue 21): a successful second factor of `user` at
+    // `service` from `rhost` lets the same user, service and host in without a code until
+    // `until`, where the policy allows it (`remember_seconds`, 0 by default: off; local
+    // logins only with `remember_local allow`).
+    "
+    ALTER TABLE policy ADD COLUMN remember_seconds INTEGER NOT NULL DEFAULT 0
+        CHECK (remember_seconds BETWEEN 0 AND 43200);
+    ALTER TABLE policy ADD COLUMN remember_local TEXT NOT NULL DEFAULT 'deny'
+        CHECK (remember_local IN ('allow', 'deny'));
+    CREATE TABLE remembered_logins (
+        user            TEXT    NOT NULL,
+        service         TEXT    NOT NULL CHECK (length(service) BETWEEN 1 AND 256),
+        rhost           TEXT    NOT NULL CHECK (length(rhost) <= 1024),
+        since           INTEGER NOT NULL,
+        until           INTEGER NOT NULL CHECK (until > since),
+        PRIMARY KEY (user, service, rhost)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -284,7 +302,7 @@ mod tests {
         let mut conn = version_1_store(&path);
         migrate(&mut conn, &path).unwrap();
         assert_eq!(read_header(&conn).unwrap().user_version, CURRENT_VERSION);
-        assert_eq!(CURRENT_VERSION, 6);
+        assert_eq!(CURRENT_VERSION, 7);
         // Version 3 starts with the default policy row.
         assert_eq!(
             crate::policy::load(&conn).unwrap(),

@@ -6,6 +6,8 @@
 //! mfad-client SOCKET list USER            ListDevices
 //! mfad-client SOCKET verify USER CODE     VerifyCode (with --loosen: overrides asking for
 //!                                          max_failures=1000, lockout=1)
+//! mfad-client SOCKET before-prompt-in USER SERVICE RHOST   BeforePrompt with a login context
+//! mfad-client SOCKET verify-in USER CODE SERVICE RHOST     VerifyCode with a login context
 //! mfad-client SOCKET reauth USER ANSWER    Reauth; prints `proof: HEX`
 //! mfad-client SOCKET begin USER NAME [PROOF]   BeginTotp; prints `secret: BASE32`
 //! mfad-client SOCKET finish USER NAME C1 C2    FinishTotp
@@ -73,9 +75,28 @@ fn main() -> ExitCode {
                     user: (*user).to_owned(),
                     answer: SecretBytes::from_slice(code.as_bytes()),
                     overrides,
+                    context: None,
                 },
             )
         }
+        // A login's context as the module sends it (only root's counts).
+        [socket, "before-prompt-in", user, service, rhost] => ask(
+            socket,
+            &Request::BeforePrompt {
+                user: (*user).to_owned(),
+                want_keys: false,
+                context: Some(context(service, rhost)),
+            },
+        ),
+        [socket, "verify-in", user, code, service, rhost] => ask(
+            socket,
+            &Request::VerifyCode {
+                user: (*user).to_owned(),
+                answer: SecretBytes::from_slice(code.as_bytes()),
+                overrides: Overrides::default(),
+                context: Some(context(service, rhost)),
+            },
+        ),
         [socket, "reauth", user, answer] => ask(
             socket,
             &Request::Reauth {
@@ -233,6 +254,14 @@ fn unhex(s: &str) -> Vec<u8> {
 
 fn proof_arg(rest: &[&str]) -> Option<SecretBytes> {
     rest.first().map(|p| SecretBytes::new(unhex(p)))
+}
+
+fn context(service: &str, rhost: &str) -> pam_mfa_protocol::LoginContext {
+    pam_mfa_protocol::LoginContext {
+        service: service.to_owned(),
+        rhost: rhost.to_owned(),
+        remember_secs: None,
+    }
 }
 
 fn ask(socket: &str, request: &Request) -> ExitCode {
