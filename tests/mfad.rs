@@ -1433,3 +1433,72 @@ fn the_token_inventory_through_mfad_is_roots_and_root_may_send_large_frames() {
     // The daemon serves on.
     assert!(matches!(mfad.ask(&Request::Hello), Response::Hello { .. }));
 }
+
+/// Issue 21: a login's context counts only when root sends it (the module inside sshd,
+/// sudo, su). A user who sends one for their own account on their own socket gets their
+/// code checked as always, and nothing is remembered: otherwise anyone could exempt
+/// their next SSH login from the code.
+#[test]
+fn only_root_can_have_a_login_remembered() {
+    let env = TestEnv::new();
+    let ns = Namespace::new(&env);
+    let client = Client::install();
+    let alice = TestUser::new();
+    let first = enroll_now(&env, alice.name(), "first");
+    let second = enroll_now(&env, alice.name(), "second");
+    env.mfa(&["admin", "policy", "set", "remember_seconds", "600"])
+        .assert_success();
+    let mfad = Mfad::start(&ns);
+    let context = || pam_mfa_protocol::LoginContext {
+        service: "sshd".to_owned(),
+        rhost: "192.0.2.7".to_owned(),
+        remember_secs: None,
+    };
+    let remembered = |mfad: &Mfad| match mfad.ask(&Request::BeforePrompt {
+        user: alice.name().to_owned(),
+        want_keys: false,
+        context: Some(context()),
+    }) {
+        Response::BeforePrompt(b) => b.remembered_until,
+        other => panic!("{other:?}"),
+    };
+
+    let out = client_as(
+        &ns,
+        &client,
+        &alice,
+        &[
+            "verify-in",
+            alice.name(),
+            &next_code(&first.secret),
+            "sshd",
+            "192.0.2.7",
+        ],
+    );
+    assert!(out.stdout.contains("Accepted"), "{out:?}");
+    assert_eq!(
+        remembered(&mfad),
+        None,
+        "a user's own context was remembered"
+    );
+    let out = client_as(
+        &ns,
+        &client,
+        &alice,
+        &["before-prompt-in", alice.name(), "sshd", "192.0.2.7"],
+    );
+    assert!(out.stdout.contains("remembered_until: None"), "{out:?}");
+
+    // The same from root is remembered.
+    let accepted = mfad.ask(&Request::VerifyCode {
+        user: alice.name().to_owned(),
+        answer: SecretBytes::from_slice(next_code(&second.secret).as_bytes()),
+        overrides: Overrides::default(),
+        context: Some(context()),
+    });
+    assert!(
+        matches!(accepted, Response::Verified(VerifyOutcome::Accepted { .. })),
+        "{accepted:?}"
+    );
+    assert!(remembered(&mfad).is_some());
+}

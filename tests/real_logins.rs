@@ -1230,3 +1230,89 @@ fn the_quick_start_works_as_written_for_root_and_for_a_sudo_user() {
     assert!(!refused.status.success(), "{refused:?}");
     assert!(refused.stdout.is_empty(), "{refused:?}");
 }
+
+/// Issue 21 through the real sshd: with `remember_seconds` set, a second connection of
+/// the same user from the same address logs in with the key alone; another address or
+/// another user is asked; `mfa forget` and the end of the period end it. sshd gives the
+/// PAM stack the client's address as `PAM_RHOST`, here on loopback (`ssh -b` picks
+/// 127.0.0.1 or 127.0.0.2), which the policy must allow explicitly (`remember_local`):
+/// without it such logins are never remembered.
+#[test]
+fn ssh_remembered_login_asks_no_code_from_the_same_address() {
+    let env = TestEnv::new();
+    let ns = Namespace::with_daemon(&env);
+    ns.edit_pam_service("sshd", COMMON_AUTH, &snippet("sshd-pam-pubkey"));
+    let sshd = Sshd::start(&ns, "pubkey", &snippet("sshd-config-pubkey"));
+    let (alice, bob) = (Person::new(), Person::new());
+    let (alice_key, bob_key) = (with_key(&ns, &alice), with_key(&ns, &bob));
+    let phones: Vec<_> = (0..4)
+        .map(|i| enroll_now(&env, alice.name(), &format!("phone-{i}")))
+        .collect();
+    let bobs = enroll_now(&env, bob.name(), "phone");
+    let policy = |key: &str, value: &str| {
+        env.mfa(&["admin", "policy", "set", key, value])
+            .assert_success();
+    };
+    let with_code = |person: &Person, key: &SshKey, secret: &str, from: &str| {
+        sshd.login(person.name())
+            .key(key)
+            .from_address(from)
+            .next_code_of(secret)
+            .run()
+    };
+    let key_only = |person: &Person, key: &SshKey, from: &str| {
+        sshd.login(person.name()).key(key).from_address(from).run()
+    };
+    let ran = |person: &Person| format!("logged-in-as-{}", person.name());
+
+    // Loopback is local: not remembered unless the policy says so.
+    policy("remember_seconds", "600");
+    with_code(&alice, &alice_key, &phones[0].secret, "127.0.0.1")
+        .assert_ran(&ran(&alice))
+        .assert_prompts(&[CODE_PROMPT]);
+    key_only(&alice, &alice_key, "127.0.0.1")
+        .assert_refused()
+        .assert_prompts(&[CODE_PROMPT]);
+
+    policy("remember_local", "allow");
+    with_code(&alice, &alice_key, &phones[1].secret, "127.0.0.1")
+        .assert_ran(&ran(&alice))
+        .assert_prompts(&[CODE_PROMPT]);
+    with_code(&bob, &bob_key, &bobs.secret, "127.0.0.2").assert_ran(&ran(&bob));
+    // The same user from the same address: the key alone, no prompt.
+    key_only(&alice, &alice_key, "127.0.0.1")
+        .assert_ran(&ran(&alice))
+        .assert_prompts(&[]);
+    // Another address, another user: asked.
+    key_only(&alice, &alice_key, "127.0.0.2")
+        .assert_refused()
+        .assert_prompts(&[CODE_PROMPT]);
+    key_only(&bob, &bob_key, "127.0.0.1")
+        .assert_refused()
+        .assert_prompts(&[CODE_PROMPT]);
+    let listed = env
+        .mfa_cmd(&["--user", alice.name(), "list"])
+        .real_time()
+        .run();
+    assert!(
+        listed.stdout.contains("sshd") && listed.stdout.contains("127.0.0.1"),
+        "{listed:?}"
+    );
+
+    // `mfa forget` ends it.
+    env.mfa(&["--user", alice.name(), "forget"])
+        .assert_success();
+    key_only(&alice, &alice_key, "127.0.0.1")
+        .assert_refused()
+        .assert_prompts(&[CODE_PROMPT]);
+
+    // So does the end of the period (the policy shortened to one second).
+    with_code(&alice, &alice_key, &phones[2].secret, "127.0.0.1").assert_ran(&ran(&alice));
+    key_only(&alice, &alice_key, "127.0.0.1").assert_ran(&ran(&alice));
+    policy("remember_seconds", "1");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    key_only(&alice, &alice_key, "127.0.0.1")
+        .assert_refused()
+        .assert_prompts(&[CODE_PROMPT]);
+    let _ = &phones[3];
+}

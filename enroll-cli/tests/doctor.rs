@@ -1033,3 +1033,56 @@ fn bad_options_are_refused() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a directory"));
 }
+
+// ----- remembered logins (issue 21) -----
+
+#[test]
+fn remembered_logins_for_sshd_without_a_key_first_are_a_warning() {
+    let sys = System::with_device();
+    let r = sys.doctor();
+    r.find("ok", "remembered logins", "off (policy remember_seconds 0)");
+
+    let store = sys.store();
+    let out = Command::new(MFA)
+        .args(["--db", store.to_str().unwrap()])
+        .args(["admin", "policy", "set", "remember_seconds", "600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // A key comes first in sshd: on, and fine.
+    let r = sys.doctor();
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    r.find("ok", "remembered logins", "remembered for 600 s");
+    assert!(
+        r.with("warning", "remembered logins").is_empty(),
+        "{}",
+        r.stdout
+    );
+
+    // A password alone reaches the code prompt: everyone behind one address shares the
+    // exemption.
+    sys.write(
+        "etc/ssh/sshd_config",
+        &SSHD_CONFIG.replace(
+            "AuthenticationMethods publickey,keyboard-interactive",
+            "AuthenticationMethods keyboard-interactive",
+        ),
+    );
+    let r = sys.doctor();
+    let fix = r.fix_of("warning", "remembered logins", "shares the exemption");
+    assert!(
+        fix.contains("AuthenticationMethods publickey,keyboard-interactive"),
+        "{fix}"
+    );
+    // Turned off for sshd's line: nothing to warn about.
+    sys.write(
+        "etc/pam.d/sshd",
+        &SSHD_PAM.replace("pam_mfa.so", "pam_mfa.so remember=0"),
+    );
+    let r = sys.doctor();
+    assert!(
+        r.with("warning", "remembered logins").is_empty(),
+        "{}",
+        r.stdout
+    );
+}

@@ -178,6 +178,25 @@ fn pam_mfa_8() -> String {
         };
     }
 
+    r.control("SH", ["REMEMBERED LOGINS"]);
+    paragraph(
+        &mut r,
+        "Off unless the administrator turns it on with mfa admin policy set \
+         remember_seconds SECONDS (at most 43200, 12 hours). Then a successful second \
+         factor (a code, a key, a recovery code; never a bypass code) lets the same user in \
+         again at the same PAM service from the same remote host (PAM_RHOST, as sshd sets \
+         it) without a prompt until that time has passed; the module logs \
+         \"let through: remembered login\" and mfad writes an audit row \
+         (login-remembered). A login without a remote host or from this host itself \
+         (console, su, sudo, loopback) is never remembered unless the policy also says \
+         remember_local allow. remember= on a line can only shorten the time, and \
+         remember=0 turns it off there. A device removal, a lock-out, mfa admin unlock \
+         and the user's own mfa forget end every remembered login of that user; mfa list \
+         and mfa admin list show them. Since the exemption is keyed on an address, which \
+         people behind one NAT share, use it for sshd only behind AuthenticationMethods \
+         publickey,keyboard-interactive (mfa doctor warns otherwise).",
+    );
+
     r.control("SH", ["RETURN VALUES"]);
     for (value, meaning) in [
         (

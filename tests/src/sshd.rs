@@ -162,6 +162,7 @@ impl Sshd {
             command: "echo logged-in-as-$(id -un)".to_owned(),
             answers: Vec::new(),
             password_authentication: false,
+            from: None,
         }
     }
 }
@@ -190,6 +191,8 @@ pub struct SshLogin<'a> {
     command: String,
     answers: Vec<(String, String)>,
     password_authentication: bool,
+    /// `ssh -b`: the local address the connection comes from (sshd's `PAM_RHOST`).
+    from: Option<String>,
 }
 
 /// The `SSH_ASKPASS` program: ssh runs it once per prompt with the prompt as `$1` and
@@ -386,6 +389,13 @@ impl SshLogin<'_> {
         self
     }
 
+    /// Connects from this local address (`ssh -b`; any of 127.0.0.0/8 works), which
+    /// sshd gives the PAM stack as `PAM_RHOST`: another "remote host" on one machine.
+    pub fn from_address(mut self, address: &str) -> Self {
+        self.from = Some(address.to_owned());
+        self
+    }
+
     fn askpass_script(dir: &Path) -> String {
         ASKPASS
             .replace("__DIR__", &sh_quote(&dir.display().to_string()))
@@ -469,6 +479,9 @@ impl SshLogin<'_> {
                 cmd.args(["-o", "PubkeyAuthentication=no"])
                     .args(["-o", "PreferredAuthentications=keyboard-interactive"]);
             }
+        }
+        if let Some(from) = &self.from {
+            cmd.arg("-b").arg(from);
         }
         cmd.arg("-p")
             .arg(sshd.port.to_string())

@@ -19,6 +19,7 @@ mod daemon;
 mod pam;
 mod pam_flow;
 mod pam_syntax;
+mod remembered;
 mod sshd;
 mod sshd_config;
 mod store;
@@ -161,6 +162,7 @@ pub fn run(
     findings.push(clock::check());
     findings.extend(pam.findings.iter().cloned());
     findings.extend(sshd::check(&root, &pam.lines));
+    findings.extend(remembered::check(&root, &default_store, &pam.lines));
     findings.extend(users::check(&root, &pam.lines, &stores));
     // The running daemon is the running system's: checked for `/`, or when named.
     if root.is_system() || socket.is_some() {
