@@ -516,6 +516,8 @@ fn stand_in_daemon(
                                 expires_at: i64::MAX,
                             },
                             hold: SecretBytes::from_slice(&[9; 32]),
+                            qr: SecretBytes::from_slice("█▀▀█\n".as_bytes()),
+                            secret_grouped: SecretBytes::from_slice(b"JBSW Y3DP EHPK 3PXP"),
                         })
                     }
                     Request::ConfirmHeld {

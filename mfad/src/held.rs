@@ -85,9 +85,15 @@ fn run(store: &mut Store, uid: u32, work: AtLogin) -> pam_mfa::Result<Response> 
                 Ok(b) => b,
                 Err(e) => return refusal(e),
             };
+            let qr = match pam_mfa::qr::terminal(&p.uri, false) {
+                Ok(text) => zeroize::Zeroizing::new(text),
+                Err(e) => return refusal(Error::QrCode(e)),
+            };
             Ok(Response::HeldTotp(HeldTotpReply {
                 pending: pending_reply(&p, issuer),
                 hold: bytes_of(&hold)?,
+                qr: SecretBytes::from_slice(qr.as_bytes()),
+                secret_grouped: SecretBytes::from_slice(p.secret.to_base32_grouped().as_bytes()),
             }))
         }
         AtLogin::Confirm {

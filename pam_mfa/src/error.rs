@@ -103,6 +103,10 @@ pub enum Error {
     ManagedByAdmin,
     #[error("--issuer must be 1 to 64 printable characters")]
     InvalidIssuer,
+    /// The registration's URI cannot be drawn as a QR code (only a far too long
+    /// issuer or account name does that, and the issuer is checked before).
+    #[error("{0}")]
+    QrCode(#[from] crate::qr::QrError),
     #[error(
         "{user} made {max} changes to their devices in the last hour, the most allowed; \
          try again after {}",

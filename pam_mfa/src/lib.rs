@@ -22,6 +22,7 @@ pub mod names;
 pub mod otp;
 pub mod otpauth;
 pub mod policy;
+pub mod qr;
 pub mod recovery;
 pub mod remembered;
 pub mod secret;

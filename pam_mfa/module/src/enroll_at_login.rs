@@ -2,8 +2,9 @@
 //! login itself, through the PAM conversation (the cloud consoles' "require them to
 //! register at sign in").
 //!
-//! The conversation is the only channel (no terminal, no files): the QR code goes out as
-//! half-block text lines in one PAM_TEXT_INFO message, the secret only when asked for,
+//! The conversation is the only channel (no terminal, no files): the QR code (drawn by
+//! `mfad`, as `mfa` draws it) goes out as half-block text lines in one PAM_TEXT_INFO
+//! message, the secret only when asked for,
 //! then two consecutive codes and a device name are asked for. `mfad` does the work
 //! (`BeginHeld`, `ConfirmHeld`: the same library calls as `mfa enroll totp`), so the
 //! checks (names, limits, consecutive codes, the steps used up) are identical.
@@ -16,7 +17,6 @@
 use pam::constants::PamResultCode;
 use pam::constants::{PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO};
 use pam::module::PamHandle;
-use qrcode::{Color, EcLevel, QrCode};
 use zeroize::Zeroizing;
 
 use pam_mfa_protocol::{ErrorKind, ErrorReply, Request, Response, SecretBytes};
@@ -24,42 +24,6 @@ use pam_mfa_protocol::{ErrorKind, ErrorReply, Request, Response, SecretBytes};
 use super::client::Daemon;
 use super::syslog::{Level, Logger};
 use super::{Context, Failure, conversation, daemon_refused, unavailable, unexpected};
-
-/// Light modules around the symbol, as ISO/IEC 18004 asks (scanners need it).
-const QUIET_ZONE: usize = 4;
-
-/// The QR code of `data` as text, two module rows per line (same drawing as `mfa`).
-fn qr_text(data: &str) -> Option<Zeroizing<String>> {
-    let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M).ok()?;
-    let width = code.width();
-    let colors = Zeroizing::new(
-        code.into_colors()
-            .into_iter()
-            .map(|c| c == Color::Dark)
-            .collect::<Vec<bool>>(),
-    );
-    let size = width + 2 * QUIET_ZONE;
-    let dark = |x: usize, y: usize| {
-        x >= QUIET_ZONE
-            && y >= QUIET_ZONE
-            && x < QUIET_ZONE + width
-            && y < QUIET_ZONE + width
-            && colors.get((y - QUIET_ZONE) * width + (x - QUIET_ZONE)) == Some(&true)
-    };
-    let mut out = Zeroizing::new(String::with_capacity(size.div_ceil(2) * (size * 3 + 1)));
-    for y in (0..size).step_by(2) {
-        for x in 0..size {
-            out.push(match (dark(x, y), dark(x, y + 1)) {
-                (false, false) => ' ',
-                (true, false) => '▀',
-                (false, true) => '▄',
-                (true, true) => '█',
-            });
-        }
-        out.push('\n');
-    }
-    Some(out)
-}
 
 fn conv_failed(code: PamResultCode) -> Failure {
     (
@@ -112,20 +76,6 @@ fn daemon_said(what: &str, e: &ErrorReply) -> Failure {
     }
 }
 
-/// This host's name, the label in the app.
-fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is writable for its full length, which is what we pass.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0)?;
-    String::from_utf8(buf[..end].to_vec())
-        .ok()
-        .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
-}
-
 /// Registers a device for `user` through the conversation; `PAM_SUCCESS` once its codes
 /// were right, the device held for this login's `pam_sm_setcred`.
 pub(super) fn enroll(
@@ -150,7 +100,8 @@ pub(super) fn enroll(
         .ask(&Request::BeginHeld {
             user: user.to_owned(),
             name: name.clone(),
-            issuer: Some(hostname().unwrap_or_else(|| "pam_mfa".to_owned())),
+            // The daemon's default: this host's name, as for `mfa enroll totp`.
+            issuer: None,
         })
         .map_err(unavailable)?
     {
@@ -160,12 +111,13 @@ pub(super) fn enroll(
     };
     daemon.hang_up();
     let pending = &held.pending;
-    let uri = std::str::from_utf8(pending.uri.as_bytes())
-        .map_err(|_| refused("the daemon's URI is not text"))?;
-    let qr = qr_text(uri).ok_or_else(|| refused("the QR code cannot be drawn"))?;
+    let qr = std::str::from_utf8(held.qr.as_bytes())
+        .ok()
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| refused("the daemon sent no QR code"))?;
     let mut text = Zeroizing::new(String::with_capacity(qr.len() + 128));
     text.push_str("Scan this QR code with your authenticator app:\n\n");
-    text.push_str(&qr);
+    text.push_str(qr);
     say(pamh, &text)?;
     let wants_secret = ask(
         pamh,
@@ -175,7 +127,10 @@ pub(super) fn enroll(
     if wants_secret.trim().eq_ignore_ascii_case("secret") {
         let mut text = Zeroizing::new(String::with_capacity(256));
         text.push_str("Secret key: ");
-        text.push_str(&grouped(pending.secret.as_bytes()));
+        text.push_str(
+            std::str::from_utf8(held.secret_grouped.as_bytes())
+                .map_err(|_| refused("the daemon's secret is not text"))?,
+        );
         text.push_str(&format!(
             "\nType: time-based, {}, {} digits, every {} seconds",
             pending.algorithm, pending.digits, pending.period
@@ -224,16 +179,4 @@ pub(super) fn enroll(
         ),
     );
     Ok(PamResultCode::PAM_SUCCESS)
-}
-
-/// A base32 secret in groups of four, for typing in.
-fn grouped(secret: &[u8]) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(secret.len() * 5 / 4 + 1));
-    for (i, &b) in secret.iter().enumerate() {
-        if i > 0 && i % 4 == 0 {
-            out.push(' ');
-        }
-        out.push(char::from(b));
-    }
-    out
 }

@@ -709,6 +709,13 @@ pub struct HeldTotpReply {
     /// 32 random bytes; the daemon keeps only their hash. Sent back in
     /// [`Request::ConfirmHeld`] and [`Request::ActivateHeld`].
     pub hold: SecretBytes,
+    /// The URI's QR code as half-block text lines, drawn by the daemon with the same
+    /// code as `mfa enroll totp` (the module only shows it, and links no QR encoder).
+    #[serde(default)]
+    pub qr: SecretBytes,
+    /// The secret in groups of four, for typing in.
+    #[serde(default)]
+    pub secret_grouped: SecretBytes,
 }
 
 /// What a seed file added to the inventory.
