@@ -1,6 +1,6 @@
 #!/bin/sh
 # The login benchmark of issue 7: pam_mfa against pam_google_authenticator and pam_oath,
-# one real login at a time through libpam (bench/src/main.rs; README.md, "Performance").
+# one real login at a time through libpam (bench/src/main.rs; docs/performance.md).
 #
 #   sudo ./scripts/bench.sh              the full run: installs what it needs, builds in
 #                                        release mode, prints the table

@@ -81,7 +81,8 @@ fi
 
 install -m 0644 -o root -g root target/release/libpam_mfa_module.so "$moddir/pam_mfa.so"
 # The security-key half of the module, which pam_mfa.so loads from its own directory only
-# for a login with a security key (README.md, "Performance").
+# for a login with a security key (docs/performance.md, "Security keys in a library of
+# their own").
 install -m 0644 -o root -g root target/release/libpam_mfa_keys.so "$moddir/libpam_mfa_keys.so"
 # Not setuid (it was before mfad): mfad decides from the caller's uid what it may do.
 # install sets the mode whole, so an mfa installed setuid before loses the bit here.

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the Debian package libpam-mfa (cargo-deb) and the RPM pam_mfa (rpmbuild, from
-# packaging/rpm/pam_mfa.spec) into dist/. See README.md, "Packages".
+# packaging/rpm/pam_mfa.spec) into dist/. See docs/packaging.md.
 #
 # The release binaries are built once, stripped and staged in dist/stage/ together with
 # the manual pages and completions that packaging/'s gen-docs writes from the code; both
@@ -41,7 +41,8 @@ mkdir -p "$stage"
 target/release/gen-docs "$stage/gen" >/dev/null
 install -D -m 0644 target/release/libpam_mfa_module.so "$stage/usr/lib/$triplet/security/pam_mfa.so"
 # The security-key half of the module, which pam_mfa.so loads from its own directory only
-# for a login with a security key (README.md, "Performance").
+# for a login with a security key (docs/performance.md, "Security keys in a library of
+# their own").
 install -D -m 0644 target/release/libpam_mfa_keys.so "$stage/usr/lib/$triplet/security/libpam_mfa_keys.so"
 # mfa is not setuid: it asks mfad, which decides from the caller's uid what it may do.
 install -D -m 0755 target/release/mfa "$stage/usr/bin/mfa"
