@@ -71,6 +71,25 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command changes the caller's devices, and so needs a current code of
+    /// one of them (a proof) from a caller who has one: the daemon enforces it, `mfa`
+    /// asks for it first. Finishing a registration needs none (beginning it did);
+    /// `forget` only ever asks for codes more often; the rest change nothing.
+    pub fn needs_proof(&self) -> bool {
+        match self {
+            Self::Enroll(Enroll::Totp(_) | Enroll::Fido2(_) | Enroll::Token { .. })
+            | Self::Rename { .. }
+            | Self::Remove { .. }
+            | Self::Resync { .. }
+            | Self::Recovery(_) => true,
+            Self::Enroll(Enroll::Finish { .. })
+            | Self::List { .. }
+            | Self::Doctor(_)
+            | Self::Admin(_)
+            | Self::Forget => false,
+        }
+    }
+
     /// The two codes this command takes, if it is one that does.
     pub fn two_codes(&self) -> Option<&TwoCodes> {
         match self {

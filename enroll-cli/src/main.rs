@@ -114,17 +114,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
     }
     // Names are checked before the proof is asked for, so that a typo costs no code.
     check_names(&cli.command)?;
-    // Changing devices needs a current code of one of them; finishing a registration
-    // does not, as beginning it did. The daemon enforces it; this asks for it.
-    let proof = if matches!(
-        cli.command,
-        cli::Command::Enroll(
-            cli::Enroll::Totp(_) | cli::Enroll::Fido2(_) | cli::Enroll::Token { .. }
-        ) | cli::Command::Rename { .. }
-            | cli::Command::Remove { .. }
-            | cli::Command::Resync { .. }
-            | cli::Command::Recovery(_)
-    ) {
+    let proof = if cli.command.needs_proof() {
         reauth::prove_existing_device(&mut link, &target)?
     } else {
         None
