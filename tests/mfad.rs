@@ -249,6 +249,7 @@ fn a_flood_of_connections_starves_nobody_else() {
     for _ in 0..5 {
         assert!(matches!(
             mfad.ask(&Request::BeforePrompt {
+                line: None,
                 context: None,
                 user: carol.name().to_owned(),
                 want_keys: false
@@ -1455,6 +1456,7 @@ fn only_root_can_have_a_login_remembered() {
         remember_secs: None,
     };
     let remembered = |mfad: &Mfad| match mfad.ask(&Request::BeforePrompt {
+        line: None,
         user: alice.name().to_owned(),
         want_keys: false,
         context: Some(context()),

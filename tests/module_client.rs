@@ -433,22 +433,28 @@ fn stand_in_daemon(
                 log.lock().unwrap().push(request.name().to_owned());
                 let response = match request {
                     // Without keys: an account with no device, under no_device=enroll.
-                    Request::BeforePrompt { .. } => Response::BeforePrompt(BeforePromptReply {
-                        remembered_until: None,
-                        state: if credentials.is_empty() {
-                            AccountState::NoDevice
-                        } else {
-                            AccountState::Ready
-                        },
-                        has_code_device: false,
-                        keys: u32::try_from(credentials.len()).unwrap(),
-                        no_device: if credentials.is_empty() {
-                            NoDeviceRule::Enroll
-                        } else {
-                            NoDeviceRule::Deny
-                        },
-                        store_exists: true,
-                    }),
+                    // The decision is the library's, as mfad makes it.
+                    Request::BeforePrompt { line, .. } => {
+                        let mut reply = BeforePromptReply {
+                            decision: None,
+                            remembered_until: None,
+                            state: if credentials.is_empty() {
+                                AccountState::NoDevice
+                            } else {
+                                AccountState::Ready
+                            },
+                            has_code_device: false,
+                            keys: u32::try_from(credentials.len()).unwrap(),
+                            no_device: if credentials.is_empty() {
+                                NoDeviceRule::Enroll
+                            } else {
+                                NoDeviceRule::Deny
+                            },
+                            store_exists: true,
+                        };
+                        reply.decision = line.map(|l| pam_mfa::decision::decide(&l, &reply));
+                        Response::BeforePrompt(reply)
+                    }
                     Request::KeyChallenge { .. } => Response::KeyChallenge(KeyChallengeReply {
                         ticket: SecretBytes::from_slice(b"ticket"),
                         challenge: PublicBytes(vec![7; 32]),

@@ -44,6 +44,7 @@ pub fn prove_existing_device(
     may_change(link, target)?;
     let user = target.user.as_str().to_owned();
     let state = match link.ask(Request::BeforePrompt {
+        line: None,
         user: user.clone(),
         want_keys: true,
         context: None,

@@ -11,8 +11,8 @@ use pam_mfa::names::{self, UserName};
 use pam_mfa::settings::Overrides;
 use pam_mfa::tokens::{self, Format, TokenSeed, pskc::PreSharedKey};
 use pam_mfa_protocol::{
-    ErrorKind, ErrorReply, KeyAssertion, KeyAttestation, KeyPurpose, LoginContext, Request,
-    SecretBytes,
+    ErrorKind, ErrorReply, KeyAssertion, KeyAttestation, KeyPurpose, LineRules, LoginContext,
+    Request, SecretBytes,
 };
 
 /// A login's context counts only from root (sshd, sudo, su, login: the module): a user
@@ -31,6 +31,9 @@ pub enum Work {
         want_keys: bool,
         /// Root's only (see [`root_only`]).
         context: Option<LoginContext>,
+        /// The module line's rules, for the login decision (anyone's: it only tells the
+        /// caller's own process what to do next).
+        line: Option<LineRules>,
     },
     VerifyCode {
         account: Option<UserName>,
@@ -429,10 +432,12 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
             user,
             want_keys,
             context,
+            line,
         } => Work::BeforePrompt {
             account: account_for(uid, name, &user)?,
             want_keys,
             context: root_only(uid, context),
+            line,
         },
         Request::VerifyCode {
             user,

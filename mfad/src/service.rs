@@ -180,9 +180,15 @@ fn run_work(
             account,
             want_keys,
             context,
+            line,
         } => {
+            // The login decision, where the module sent its line's rules.
+            let decided = |mut reply: BeforePromptReply| {
+                reply.decision = line.map(|l| pam_mfa::decision::decide(&l, &reply));
+                Response::BeforePrompt(reply)
+            };
             let Some(store) = store else {
-                return Ok(Response::BeforePrompt(BeforePromptReply {
+                return Ok(decided(BeforePromptReply {
                     state: if account.is_some() {
                         AccountState::NoDevice
                     } else {
@@ -193,6 +199,7 @@ fn run_work(
                     no_device: NoDeviceRule::Deny,
                     store_exists: false,
                     remembered_until: None,
+                    decision: None,
                 }));
             };
             let (policy, before) = store.read(|s| {
@@ -216,6 +223,7 @@ fn run_work(
                     no_device,
                     store_exists: true,
                     remembered_until: None,
+                    decision: None,
                 },
                 Some(b) => BeforePromptReply {
                     // Only an account ready for a code is let in by a remembered login:
@@ -237,9 +245,10 @@ fn run_work(
                     keys: u32::try_from(b.factors.fido2.len()).unwrap_or(u32::MAX),
                     no_device,
                     store_exists: true,
+                    decision: None,
                 },
             };
-            Response::BeforePrompt(reply)
+            decided(reply)
         }
         Work::VerifyCode {
             account,

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod audit;
 pub mod clock;
 pub mod code;
+pub mod decision;
 pub mod enrollment;
 pub mod error;
 pub mod fido2;

@@ -34,8 +34,9 @@ use pam::items::{RHost, Service};
 use pam::module::{PamHandle, PamHooks};
 use pam_mfa_keys_abi::ClientFailure;
 use pam_mfa_protocol::{
-    AccountState, BeforePromptReply, CodeKind, ErrorKind, ErrorReply, LoginContext, NoDeviceRule,
-    RecoveryOutcome, RefusalKind, Request, Response, SecretBytes, VerifyOutcome, escape_for_log,
+    AfterCode, CodeKind, ErrorKind, ErrorReply, KeyRefusal, KeyRule, LineRules, LoginContext,
+    NextStep, Notice, RecoveryOutcome, RefusalKind, Request, Response, SecretBytes, VerifyOutcome,
+    escape_for_log,
 };
 
 use args::{DEFAULT_DB, Fido2Mode, ModuleArgs};
@@ -240,7 +241,10 @@ fn check_obsolete_db(pamh: &PamHandle, args: &ModuleArgs) -> Result<(), Failure>
     ))
 }
 
-/// The login flow of ARCHITECTURE.md. `Err` carries the log line for a refusal.
+/// One login: the daemon decides the next step from this line's rules and the account
+/// ([`pam_mfa_protocol::Decision`], made by the library's pure `decision::decide`), and
+/// this carries it out through the conversation. `Err` carries the log line for a
+/// refusal.
 fn run(
     pamh: &mut PamHandle,
     args: &ModuleArgs,
@@ -250,12 +254,22 @@ fn run(
     silent: bool,
 ) -> Result<PamResultCode, Failure> {
     check_obsolete_db(pamh, args)?;
-    let want_keys = args.fido2 != Fido2Mode::Off;
+    let line = LineRules {
+        nullok: args.nullok,
+        enroll_at_login: args.enroll_at_login,
+        keys: match args.fido2 {
+            Fido2Mode::Off => KeyRule::Off,
+            Fido2Mode::Prefer => KeyRule::Prefer,
+            Fido2Mode::Require => KeyRule::Require,
+        },
+        remote: ctx.remote,
+    };
     let before = match daemon
         .ask(&Request::BeforePrompt {
             user: user.to_owned(),
-            want_keys,
+            want_keys: args.fido2 != Fido2Mode::Off,
             context: ctx.login.clone(),
+            line: Some(line),
         })
         .map_err(unavailable)?
     {
@@ -275,122 +289,118 @@ fn run(
         }
         Err(e) => return Err(daemon_refused("before-prompt", &e)),
     };
-    // A remembered login (the same user, service and remote host had a second factor
-    // accepted lately, where the policy allows remembering): the daemon audited it.
-    if let Some(until) = before.remembered_until {
+    let Some(decision) = before.decision else {
+        return Err(unexpected("before-prompt (no decision)"));
+    };
+    let log_line = |pamh: &mut PamHandle, level: Level, text: &str| {
         let mut log = Logger::new(pamh);
         log.set_debug(args.debug);
-        log.log(
-            Level::Info,
-            &format!(
-                "let through: remembered login until {} ({})",
-                format_local(until),
-                ctx.describe()
-            ),
-        );
-        return Ok(PamResultCode::PAM_SUCCESS);
-    }
-    // `nullok` in the service file lets this service's users through whatever the
-    // policy says; otherwise the policy's `no_device` decides.
-    let let_through = args.nullok || before.no_device == NoDeviceRule::Allow;
-    let why_through = if args.nullok {
-        "nullok"
-    } else {
-        "policy no_device=allow"
+        log.log(level, &format!("{text} ({})", ctx.describe()));
     };
-    let account = before.state != AccountState::NoAccount;
-
-    match before.state {
-        // Only short codes are held back: the person is told, and may still use a
-        // security key, a recovery code or an administrator's bypass code.
-        AccountState::Locked { until } => tell_locked(pamh, until, silent),
-        AccountState::NoDevice if let_through => {
-            let mut log = Logger::new(pamh);
-            log.set_debug(args.debug);
-            if !before.store_exists {
+    for notice in decision.notices {
+        match notice {
+            // Only short codes are held back: the person is told, and may still use a
+            // security key, a recovery code or an administrator's bypass code.
+            Notice::Locked { until } => tell_locked(pamh, until, silent),
+            // Issue 16, finding 2: registering at login is safe only behind a first
+            // factor that ends the stack, which only the administrator can vouch for,
+            // line by line.
+            Notice::EnrollNotOnThisLine => log_line(
+                pamh,
+                Level::Notice,
+                "policy no_device=enroll asks for registration at login, but this line does \
+                 not allow it (no enroll_at_login): treated as no_device=deny",
+            ),
+            Notice::RemoteAsksCode => log_line(
+                pamh,
+                Level::Debug,
+                "remote login: asking for a code, not a security key",
+            ),
+            _ => {}
+        }
+    }
+    let then = match decision.next {
+        // A remembered login (the same user, service and remote host had a second factor
+        // accepted lately, where the policy allows remembering): the daemon audited it.
+        NextStep::LetInRemembered { until } => {
+            log_line(
+                pamh,
+                Level::Info,
+                &format!(
+                    "let through: remembered login until {}",
+                    format_local(until)
+                ),
+            );
+            return Ok(PamResultCode::PAM_SUCCESS);
+        }
+        NextStep::LetThrough {
+            by_nullok,
+            store_missing,
+        } => {
+            let why = if by_nullok {
+                "nullok"
+            } else {
+                "policy no_device=allow"
+            };
+            if store_missing {
                 // Routine right after installation, but also what a daemon started on a
                 // mistyped --db looks like, so it is never silent.
-                log.log(
+                log_line(
+                    pamh,
                     Level::Notice,
-                    &format!(
-                        "mfad's device store does not exist yet; {why_through} lets the user \
-                         through ({})",
-                        ctx.describe()
-                    ),
+                    &format!("mfad's device store does not exist yet; {why} lets the user through"),
                 );
             } else {
                 // Every login that skips the second factor leaves a trace, so an
                 // administrator can see who still has to register before nullok goes.
-                log.log(
+                log_line(
+                    pamh,
                     Level::Info,
-                    &format!(
-                        "no active device; {why_through} lets the user through ({})",
-                        ctx.describe()
-                    ),
+                    &format!("no active device; {why} lets the user through"),
                 );
             }
             return Ok(PamResultCode::PAM_IGNORE);
         }
-        AccountState::NoDevice
-            if before.no_device == NoDeviceRule::Enroll && args.fido2 != Fido2Mode::Require =>
-        {
-            if !args.enroll_at_login {
-                // Issue 16, finding 2: registering at login is safe only behind a first
-                // factor that ends the stack, which only the administrator can vouch for,
-                // line by line.
-                let mut log = Logger::new(pamh);
-                log.set_debug(args.debug);
-                log.log(
-                    Level::Notice,
-                    &format!(
-                        "policy no_device=enroll asks for registration at login, but this line does \
-                         not allow it (no enroll_at_login): treated as no_device=deny ({})",
-                        ctx.describe()
-                    ),
-                );
-            } else if before.store_exists {
-                return enroll_at_login::enroll(pamh, daemon, user, ctx);
-            }
+        NextStep::Register => return enroll_at_login::enroll(pamh, daemon, user, ctx),
+        NextStep::RefuseKey { why } => {
+            let failure = match why {
+                KeyRefusal::Remote => ClientFailure::Remote,
+                _ => ClientFailure::NoneRegistered,
+            };
+            return Err(key_refused(pamh, &failure, user, silent));
         }
-        _ => {}
-    }
-
-    if want_keys {
-        if before.store_exists && account {
-            if let Some(result) = security_key(pamh, args, daemon, user, &before, ctx, silent)? {
+        NextStep::TryKey { code_fallback } => {
+            if let Some(result) =
+                security_key(pamh, args, daemon, user, ctx, code_fallback, silent)?
+            {
                 return Ok(result);
             }
-        } else if args.fido2 == Fido2Mode::Require {
-            // No store or no such account: nobody here has a key, and this service
-            // accepts nothing else.
-            return Err(key_refused(
-                pamh,
-                &ClientFailure::NoneRegistered,
-                user,
-                silent,
-            ));
+            AfterCode::Verify
         }
-    }
+        NextStep::AskCode { then } => then,
+        _ => return Err(unexpected("before-prompt (an unknown step)")),
+    };
 
-    // Users without a device are prompted too, so the prompt does not tell an attacker
-    // who has enrolled. Nobody waits at a prompt holding a connection to the daemon.
+    // Nobody waits at a prompt holding a connection to the daemon.
     daemon.hang_up();
     let answer = ask(pamh, args)?;
     let answer = answer.as_ref().map_or(&[][..], |a| a.as_bytes());
-
-    if !account {
-        return Err((
-            Level::Notice,
-            "authentication failure: no such account".to_owned(),
-            PamResultCode::PAM_AUTH_ERR,
-        ));
-    }
-    if !before.store_exists {
-        return Err((
-            Level::Notice,
-            "authentication failure: no active device".to_owned(),
-            PamResultCode::PAM_AUTH_ERR,
-        ));
+    match then {
+        AfterCode::Verify => {}
+        AfterCode::RefuseNoAccount => {
+            return Err((
+                Level::Notice,
+                "authentication failure: no such account".to_owned(),
+                PamResultCode::PAM_AUTH_ERR,
+            ));
+        }
+        _ => {
+            return Err((
+                Level::Notice,
+                "authentication failure: no active device".to_owned(),
+                PamResultCode::PAM_AUTH_ERR,
+            ));
+        }
     }
     // The daemon checks the code against the time it receives it, after it was typed, and
     // tells a recovery or bypass code from a verification code itself.

@@ -10,46 +10,24 @@ use pam_mfa_protocol::{
 
 use super::*;
 
-/// The security-key part of the login flow. `Ok(None)`: ask for a code instead (the key
-/// cannot be used here and the user has a code device, or has no key at all).
+/// The security-key part of the login flow, once the daemon decided a key is to be
+/// touched here ([`NextStep::TryKey`]). `Ok(None)`: ask for a code instead, which
+/// `code_fallback` allows when keys cannot be used after all (the keys library, the
+/// daemon) because the user has a code device and the line prefers keys.
 pub(super) fn security_key(
     pamh: &mut PamHandle,
     args: &ModuleArgs,
     daemon: &mut Daemon,
     user: &str,
-    before: &BeforePromptReply,
     ctx: &Context,
+    code_fallback: bool,
     silent: bool,
 ) -> Result<Option<PamResultCode>, Failure> {
     let prefer = args.fido2 == Fido2Mode::Prefer;
-    let has_code = before.has_code_device;
-    let debug = |pamh: &mut PamHandle, text: &str| {
-        let mut log = Logger::new(pamh);
-        log.set_debug(args.debug);
-        log.log(Level::Debug, &format!("{text} ({})", ctx.describe()));
-    };
-    if before.keys == 0 {
-        if prefer {
-            return Ok(None);
-        }
-        return Err(key_refused(
-            pamh,
-            &ClientFailure::NoneRegistered,
-            user,
-            silent,
-        ));
-    }
-    if ctx.remote {
-        if prefer && has_code {
-            debug(pamh, "remote login: asking for a code, not a security key");
-            return Ok(None);
-        }
-        return Err(key_refused(pamh, &ClientFailure::Remote, user, silent));
-    }
     // Keys cannot be used (the library, the daemon): a code instead where the person has
     // one and the line prefers keys, else the login is refused as unavailable.
     let cannot = |pamh: &mut PamHandle, why: String| {
-        if prefer && has_code {
+        if code_fallback {
             Logger::new(pamh).log(
                 Level::Error,
                 &format!(
@@ -141,8 +119,16 @@ pub(super) fn security_key(
                 Err(e) => Err(daemon_refused("key-answer", &e)),
             }
         }
-        Err(ClientFailure::NoKey) if prefer && has_code => {
-            debug(pamh, "no security key plugged in: asking for a code");
+        Err(ClientFailure::NoKey) if code_fallback => {
+            let mut log = Logger::new(pamh);
+            log.set_debug(args.debug);
+            log.log(
+                Level::Debug,
+                &format!(
+                    "no security key plugged in: asking for a code ({})",
+                    ctx.describe()
+                ),
+            );
             Ok(None)
         }
         Err(failure) => Err(key_refused(pamh, &failure, user, silent)),

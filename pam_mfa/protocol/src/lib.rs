@@ -70,10 +70,11 @@ pub use frame::{
     FrameError, MAX_MESSAGE, MAX_ROOT_MESSAGE, read_frame, read_frame_limited, write_frame,
 };
 pub use message::{
-    AccountEntry, AccountState, AuditEntry, BeforePromptReply, BypassEntry, BypassReply, CodeKind,
-    CodeUsed, DecodeError, DeviceEntry, ErrorKind, ErrorReply, Fido2ChallengeReply, Fido2Reply,
-    HeldTotpReply, KeyAssertion, KeyAttestation, KeyChallengeReply, KeyCredential, KeyPurpose,
-    LoginContext, NoDeviceRule, Overrides, PROTOCOL_VERSION, PendingTotpReply, PolicyReply,
+    AccountEntry, AccountState, AfterCode, AuditEntry, BeforePromptReply, BypassEntry, BypassReply,
+    CodeKind, CodeUsed, Decision, DecodeError, DeviceEntry, ErrorKind, ErrorReply,
+    Fido2ChallengeReply, Fido2Reply, HeldTotpReply, KeyAssertion, KeyAttestation,
+    KeyChallengeReply, KeyCredential, KeyPurpose, KeyRefusal, KeyRule, LineRules, LoginContext,
+    NextStep, NoDeviceRule, Notice, Overrides, PROTOCOL_VERSION, PendingTotpReply, PolicyReply,
     ProofReply, RecoveryCodesReply, RecoveryOutcome, RefusalKind, RememberedEntry, Request,
     RequestMessage, Response, ResponseMessage, ResyncReply, TokenEntry, TokenReply,
     TokensImportedReply, VerifyOutcome, decode_request, decode_response, encode_request,

@@ -43,6 +43,10 @@ pub enum Request {
         /// context lets the user in without a code.
         #[serde(default)]
         context: Option<LoginContext>,
+        /// The module line's rules: with them the reply carries the login's next step
+        /// ([`BeforePromptReply::decision`]), decided by the daemon.
+        #[serde(default)]
+        line: Option<LineRules>,
     },
     /// Check a short code typed at the prompt, and record the outcome; answered with
     /// [`Response::Verified`]. With a `context` (root only), a success is remembered
@@ -445,6 +449,92 @@ pub struct BeforePromptReply {
     /// in without a code, and this is when the context ends. Only for a ready account.
     #[serde(default)]
     pub remembered_until: Option<i64>,
+    /// The login's next step, when the request gave the line's rules.
+    #[serde(default)]
+    pub decision: Option<Decision>,
+}
+
+/// What the module's line (and where the person is) says, for the login decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LineRules {
+    /// `nullok`: a user without an active device is let through.
+    pub nullok: bool,
+    /// `enroll_at_login`: this line may register a device where the policy asks.
+    pub enroll_at_login: bool,
+    /// `fido2=`.
+    pub keys: KeyRule,
+    /// The person is not at this computer (a remote host, an SSH session): a key there
+    /// cannot be touched.
+    pub remote: bool,
+}
+
+/// `fido2=off|prefer|require`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum KeyRule {
+    Off,
+    #[default]
+    Prefer,
+    Require,
+}
+
+/// The login decision: what to tell and log first, then the one next step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub notices: Vec<Notice>,
+    pub next: NextStep,
+}
+
+/// Something the module says or logs before the next step; none of them ends the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Notice {
+    /// Short codes are locked until then: the person is told what still works.
+    Locked { until: i64 },
+    /// The policy asks for registration at login, but this line does not allow it: as
+    /// `no_device deny`, and syslog says so.
+    EnrollNotOnThisLine,
+    /// A remote login with a key and a code device: the code is asked (a debug line).
+    RemoteAsksCode,
+}
+
+/// The login's next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum NextStep {
+    /// A remembered login: let in without a code (the daemon audited it).
+    LetInRemembered { until: i64 },
+    /// No active device and `nullok` (or the policy's `no_device allow`): `PAM_IGNORE`.
+    LetThrough {
+        by_nullok: bool,
+        /// The store does not exist yet (logged louder: a mistyped `--db` looks alike).
+        store_missing: bool,
+    },
+    /// Register an authenticator app through the conversation (`enroll_at_login`).
+    Register,
+    /// Refused without a prompt: this line accepts only a key, and there is none to use.
+    RefuseKey { why: KeyRefusal },
+    /// Ask for a key touch; `code_fallback`: if keys cannot be used here, ask a code.
+    TryKey { code_fallback: bool },
+    /// Prompt for a code, then do `then` with the answer.
+    AskCode { then: AfterCode },
+}
+
+/// Why a key-only line refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KeyRefusal {
+    NoneRegistered,
+    Remote,
+}
+
+/// What follows the code prompt. Users without a device, and names that are no account,
+/// are prompted like everyone else, so the prompt tells nobody who has registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AfterCode {
+    Verify,
+    RefuseNoAccount,
+    RefuseNoDevice,
 }
 
 /// Where a login comes from, as the module sends it (root only: the daemon ignores it
@@ -997,6 +1087,7 @@ mod tests {
         vec![
             Request::Hello,
             Request::BeforePrompt {
+                line: None,
                 context: None,
                 user: "alice".into(),
                 want_keys: true,
@@ -1330,6 +1421,7 @@ mod tests {
                 store: "/var/lib/pam_mfa/devices.db".into(),
             },
             Response::BeforePrompt(BeforePromptReply {
+                decision: None,
                 remembered_until: None,
                 state: AccountState::Locked {
                     until: 1_700_000_000,
@@ -1469,6 +1561,7 @@ mod tests {
         assert_eq!(
             decode_request(&b).unwrap(),
             Request::BeforePrompt {
+                line: None,
                 context: None,
                 user: "alice".into(),
                 want_keys: false
@@ -1522,6 +1615,7 @@ mod seeds {
             (
                 "before_prompt",
                 Request::BeforePrompt {
+                    line: None,
                     context: None,
                     user: "alice".into(),
                     want_keys: true,

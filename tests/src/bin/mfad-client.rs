@@ -83,6 +83,7 @@ fn main() -> ExitCode {
         [socket, "before-prompt-in", user, service, rhost] => ask(
             socket,
             &Request::BeforePrompt {
+                line: None,
                 user: (*user).to_owned(),
                 want_keys: false,
                 context: Some(context(service, rhost)),
