@@ -22,16 +22,9 @@ use zeroize::Zeroizing;
 use pam_mfa_protocol::{ErrorKind, ErrorReply, Request, Response, SecretBytes};
 
 use super::client::Daemon;
+use super::conversation::Converse;
 use super::syslog::{Level, Logger};
-use super::{Context, Failure, conversation, daemon_refused, unavailable, unexpected};
-
-fn conv_failed(code: PamResultCode) -> Failure {
-    (
-        Level::Error,
-        format!("conversation failed during registration at login ({code:?})"),
-        PamResultCode::PAM_CONV_ERR,
-    )
-}
+use super::{Context, Failure, conv_failed, daemon_refused, unavailable, unexpected};
 
 fn refused(why: impl std::fmt::Display) -> Failure {
     (
@@ -41,26 +34,26 @@ fn refused(why: impl std::fmt::Display) -> Failure {
     )
 }
 
-fn say(pamh: &PamHandle, text: &str) -> Result<(), Failure> {
-    conversation(pamh)
-        .map_err(conv_failed)?
+const DURING: &str = " during registration at login";
+
+fn say(person: &mut impl Converse, text: &str) -> Result<(), Failure> {
+    person
         .send(PAM_TEXT_INFO, text)
         .map(|_| ())
-        .map_err(conv_failed)
+        .map_err(|code| conv_failed(code, DURING))
 }
 
 fn ask(
-    pamh: &PamHandle,
+    person: &mut impl Converse,
     style: pam::constants::PamMessageStyle,
     q: &str,
 ) -> Result<Zeroizing<String>, Failure> {
-    let answer = conversation(pamh)
-        .map_err(conv_failed)?
+    let answer = person
         .send(style, q)
-        .map_err(conv_failed)?
+        .map_err(|code| conv_failed(code, DURING))?
         .ok_or_else(|| refused("no answer"))?;
-    let text = String::from_utf8(answer.as_bytes().to_vec())
-        .map_err(|_| refused("an answer is not valid text"))?;
+    let text =
+        String::from_utf8(answer.to_vec()).map_err(|_| refused("an answer is not valid text"))?;
     Ok(Zeroizing::new(text))
 }
 

@@ -14,6 +14,7 @@
 
 pub mod args;
 pub mod client;
+mod conversation;
 mod enroll_at_login;
 mod fail_delay;
 pub mod keys_library;
@@ -25,11 +26,8 @@ mod syslog;
 use std::ffi::CStr;
 use std::path::Path;
 
-use pam::constants::{
-    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
-    PamResultCode,
-};
-use pam::conv::Conv;
+use conversation::Converse;
+use pam::constants::{PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PamFlag, PamResultCode};
 use pam::items::{RHost, Service};
 use pam::module::{PamHandle, PamHooks};
 use pam_mfa_keys_abi::ClientFailure;
@@ -384,7 +382,7 @@ fn run(
     // Nobody waits at a prompt holding a connection to the daemon.
     daemon.hang_up();
     let answer = ask(pamh, args)?;
-    let answer = answer.as_ref().map_or(&[][..], |a| a.as_bytes());
+    let answer = answer.as_ref().map_or(&[][..], |a| a.as_slice());
     match then {
         AfterCode::Verify => {}
         AfterCode::RefuseNoAccount => {
@@ -448,9 +446,7 @@ fn recovery_finish(
                     "recovery",
                 ),
             };
-            if !silent {
-                let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
-            }
+            pamh.tell(silent, &text);
             Logger::new(pamh).log(
                 Level::Notice,
                 &format!(
@@ -514,9 +510,7 @@ fn finish(
                 },
             locked_until,
         } => {
-            if !silent {
-                let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &message));
-            }
+            pamh.warn(silent, &message);
             Err((
                 // A counter that went backwards is what a cloned key looks like.
                 if clone_suspected {
@@ -554,16 +548,15 @@ fn lock_note(locked_until: Option<i64>) -> String {
 /// Before the prompt of a locked-out user: what is locked, until when, and what still
 /// works. (Only users with a device are ever locked out, so this tells nothing about which
 /// names are accounts.)
-fn tell_locked(pamh: &mut PamHandle, until: i64, silent: bool) {
-    if !silent {
-        let text = format!(
+fn tell_locked(person: &mut impl Converse, until: i64, silent: bool) {
+    person.tell(
+        silent,
+        &format!(
             "Too many failed attempts: verification codes are locked until {}. A security \
              key, a recovery code or a temporary code from your administrator still works.",
             format_local(until)
-        );
-        // A courtesy: the login goes on whether or not it got through.
-        let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
-    }
+        ),
+    );
 }
 
 /// A short code typed while locked out: refused without being checked.
@@ -574,13 +567,12 @@ fn tell_locked(pamh: &mut PamHandle, until: i64, silent: bool) {
 /// in a round without prompts and then clients reported that no authentication method
 /// was left (paramiko: `BadAuthenticationType` with an empty list) instead of a failed
 /// login. sudo and su treat both the same.
-fn locked(pamh: &mut PamHandle, until: i64, silent: bool) -> Failure {
+fn locked(person: &mut impl Converse, until: i64, silent: bool) -> Failure {
     let when = format_local(until);
-    if !silent {
-        let text = format!("Too many failed attempts: verification is locked until {when}.");
-        // The refusal stands whether or not the message got through.
-        let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &text));
-    }
+    person.warn(
+        silent,
+        &format!("Too many failed attempts: verification is locked until {when}."),
+    );
     (
         Level::Notice,
         format!("refused: locked out until {when}"),
@@ -588,31 +580,31 @@ fn locked(pamh: &mut PamHandle, until: i64, silent: bool) -> Failure {
     )
 }
 
-fn conversation(pamh: &PamHandle) -> Result<Conv<'_>, PamResultCode> {
-    pamh.get_item::<Conv>()?.ok_or(PamResultCode::PAM_CONV_ERR)
-}
-
 /// The answer to the code prompt; `None` when the application answered with no response
 /// at all, which the caller treats exactly as an empty answer: refused, and counted like
 /// any other answer that is not a code.
 fn ask(
-    pamh: &mut PamHandle,
+    person: &mut impl Converse,
     args: &ModuleArgs,
-) -> Result<Option<pam::secret::SecretBytes>, Failure> {
+) -> Result<Option<conversation::Answer>, Failure> {
     let style = if args.echo_code {
         PAM_PROMPT_ECHO_ON
     } else {
         PAM_PROMPT_ECHO_OFF
     };
-    let conv_failed = |code: PamResultCode| {
-        (
-            Level::Error,
-            format!("conversation failed ({code:?})"),
-            PamResultCode::PAM_CONV_ERR,
-        )
-    };
-    let conv = conversation(pamh).map_err(conv_failed)?;
-    conv.send(style, &args.prompt).map_err(conv_failed)
+    person
+        .send(style, &args.prompt)
+        .map_err(|code| conv_failed(code, ""))
+}
+
+/// A conversation that failed (the application, or the person's end of it, went away):
+/// the login fails with `PAM_CONV_ERR`; `during` says where, for the log line.
+fn conv_failed(code: PamResultCode, during: &str) -> Failure {
+    (
+        Level::Error,
+        format!("conversation failed{during} ({code:?})"),
+        PamResultCode::PAM_CONV_ERR,
+    )
 }
 
 /// The user name as raw bytes, asking the application for it if it has not set one.
@@ -631,6 +623,65 @@ fn user_bytes(pamh: &mut PamHandle) -> Result<Vec<u8>, PamResultCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use conversation::Script;
+    use pam::constants::{PAM_ERROR_MSG, PAM_TEXT_INFO};
+
+    /// The code prompt through a scripted conversation: the line's prompt and echo, the
+    /// answer passed on as typed, no response at all kept apart, and a conversation that
+    /// fails refusing with PAM_CONV_ERR.
+    #[test]
+    fn the_code_prompt_asks_as_the_line_says() {
+        let mut person = Script {
+            answers: [Some("123456"), None].into(),
+            ..Script::default()
+        };
+        let mut args = ModuleArgs::default();
+        let answer = ask(&mut person, &args).unwrap().unwrap();
+        assert_eq!(answer.as_slice(), b"123456");
+        args.echo_code = true;
+        args.prompt = "Code: ".to_owned();
+        assert!(ask(&mut person, &args).unwrap().is_none());
+        assert_eq!(
+            person.said,
+            vec![
+                (PAM_PROMPT_ECHO_OFF, "Verification code: ".to_owned()),
+                (PAM_PROMPT_ECHO_ON, "Code: ".to_owned()),
+            ]
+        );
+        let (_, line, code) = ask(&mut person, &args).unwrap_err();
+        assert_eq!(code, PamResultCode::PAM_CONV_ERR);
+        assert!(line.contains("conversation failed"), "{line}");
+    }
+
+    /// A locked-out person is told until when and what still works, a short code is
+    /// refused as an ordinary failure (not PAM_MAXTRIES, see `locked`), and PAM_SILENT
+    /// keeps both quiet.
+    #[test]
+    fn the_lock_out_is_told_unless_silent() {
+        let mut person = Script::default();
+        tell_locked(&mut person, 1_800_000_000, false);
+        let (_, line, code) = locked(&mut person, 1_800_000_000, false);
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+        assert!(line.starts_with("refused: locked out until"), "{line}");
+        assert_eq!(person.said.len(), 2, "{:?}", person.said);
+        assert_eq!(person.said[0].0, PAM_TEXT_INFO);
+        assert!(
+            person.said[0].1.contains("security key"),
+            "{:?}",
+            person.said
+        );
+        assert_eq!(person.said[1].0, PAM_ERROR_MSG);
+        assert!(
+            person.said[1].1.contains("locked until"),
+            "{:?}",
+            person.said
+        );
+
+        let mut quiet = Script::default();
+        tell_locked(&mut quiet, 1_800_000_000, true);
+        let _ = locked(&mut quiet, 1_800_000_000, true);
+        assert!(quiet.said.is_empty(), "{:?}", quiet.said);
+    }
 
     #[test]
     fn user_names_for_the_daemon() {

@@ -23,8 +23,7 @@
 use std::ffi::{CStr, CString, c_char, c_int};
 
 use pam::constants::{
-    PAM_ERROR_MSG, PAM_ESTABLISH_CRED, PAM_REINITIALIZE_CRED, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
-    PamResultCode,
+    PAM_ESTABLISH_CRED, PAM_REINITIALIZE_CRED, PAM_SILENT, PamFlag, PamResultCode,
 };
 use pam::module::PamHandle;
 use zeroize::{Zeroize, Zeroizing};
@@ -32,7 +31,7 @@ use zeroize::{Zeroize, Zeroizing};
 use pam_mfa_protocol::{Request, Response, SecretBytes, escape_for_log};
 
 use super::client::Daemon;
-use super::conversation;
+use super::conversation::Converse;
 use super::syslog::{Level, Logger};
 
 /// The PAM environment variable that carries the value across OpenSSH's processes.
@@ -173,21 +172,18 @@ pub(super) fn setcred(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) 
                     name.escape_debug()
                 ),
             );
-            if !silent {
-                let text = format!("Device \"{name}\" is registered.");
-                let _ = conversation(pamh).and_then(|c| c.send(PAM_TEXT_INFO, &text));
-            }
+            pamh.tell(silent, &format!("Device \"{name}\" is registered."));
         }
         Err(why) => {
             Logger::new(pamh).log(
                 Level::Error,
                 &format!("device registered at login not kept: {why} ({who})"),
             );
-            if !silent {
-                let text = "Your new device was NOT registered; you will be asked to \
-                            register one at your next login, or run `mfa enroll totp NAME`.";
-                let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, text));
-            }
+            pamh.warn(
+                silent,
+                "Your new device was NOT registered; you will be asked to register one at \
+                 your next login, or run `mfa enroll totp NAME`.",
+            );
         }
     }
     PamResultCode::PAM_SUCCESS

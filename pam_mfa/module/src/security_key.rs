@@ -147,11 +147,8 @@ impl Person<Failure> for AtPrompt<'_> {
     }
 
     fn touch_cue(&mut self) {
-        if !self.silent {
-            // The cue is a courtesy; the login goes on whether or not it was shown.
-            let _ = conversation(self.pamh)
-                .and_then(|c| c.send(PAM_TEXT_INFO, "Touch your security key."));
-        }
+        // The cue is a courtesy; the login goes on whether or not it was shown.
+        self.pamh.tell(self.silent, "Touch your security key.");
     }
 }
 
@@ -163,10 +160,7 @@ pub(super) fn key_refused(
     user: &str,
     silent: bool,
 ) -> Failure {
-    if !silent {
-        let text = failure.message(user);
-        let _ = conversation(pamh).and_then(|c| c.send(PAM_ERROR_MSG, &text));
-    }
+    pamh.warn(silent, &failure.message(user));
     (
         Level::Notice,
         format!("authentication failure: {}", failure.log_text()),
@@ -175,25 +169,14 @@ pub(super) fn key_refused(
 }
 
 /// Asks for the security key's PIN (echo off). `None`: nothing usable was typed.
-fn ask_pin(pamh: &mut PamHandle) -> Result<Option<Pin>, Failure> {
-    let conv = conversation(pamh).map_err(|code| {
-        (
-            Level::Error,
-            format!("conversation failed ({code:?})"),
-            PamResultCode::PAM_CONV_ERR,
-        )
-    })?;
-    match conv.send(PAM_PROMPT_ECHO_OFF, "Security key PIN: ") {
-        Ok(Some(answer)) => Ok(answer
-            .as_str()
+fn ask_pin(person: &mut impl Converse) -> Result<Option<Pin>, Failure> {
+    let answer = person
+        .send(PAM_PROMPT_ECHO_OFF, "Security key PIN: ")
+        .map_err(|code| conv_failed(code, " at the PIN prompt"))?;
+    Ok(answer.and_then(|a| {
+        std::str::from_utf8(&a)
             .ok()
             .filter(|p| !p.is_empty() && p.len() <= 255)
-            .map(|p| zeroize::Zeroizing::new(p.to_owned()))),
-        Ok(None) => Ok(None),
-        Err(code) => Err((
-            Level::Error,
-            format!("conversation failed ({code:?})"),
-            PamResultCode::PAM_CONV_ERR,
-        )),
-    }
+            .map(|p| zeroize::Zeroizing::new(p.to_owned()))
+    }))
 }
