@@ -27,7 +27,7 @@ use super::syslog::{Level, Logger};
 use super::{Context, Failure, conv_failed, daemon_refused, unavailable, unexpected};
 
 fn refused(why: impl std::fmt::Display) -> Failure {
-    (
+    Failure::new(
         Level::Notice,
         format!("registration at login failed: {why}"),
         PamResultCode::PAM_AUTH_ERR,
@@ -152,7 +152,7 @@ pub(super) fn enroll(
     }
     daemon.hang_up();
     super::login_hold::remember(pamh, held.hold.as_bytes()).map_err(|code| {
-        (
+        Failure::new(
             Level::Error,
             format!("registration at login failed: cannot keep it for the login's end ({code:?})"),
             PamResultCode::PAM_SYSTEM_ERR,

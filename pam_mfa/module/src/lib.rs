@@ -144,19 +144,25 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
     let mut daemon = Daemon::new(&args.socket, args.timeout);
     let result = panic_guard::catch(|| run(pamh, &args, &mut daemon, &user, &ctx, silent))
         .unwrap_or_else(|panic| {
-            Err((
+            Err(Failure::new(
                 Level::Error,
                 format!("internal error ({panic}); refusing"),
                 PamResultCode::PAM_AUTHINFO_UNAVAIL,
             ))
         });
     daemon.hang_up();
-    result.unwrap_or_else(|(level, message, code)| {
-        let mut log = Logger::new(pamh);
-        log.set_debug(args.debug);
-        log.log(level, &format!("{message} ({})", ctx.describe()));
-        code
-    })
+    result.unwrap_or_else(
+        |Failure {
+             level,
+             log: message,
+             result: code,
+         }| {
+            let mut log = Logger::new(pamh);
+            log.set_debug(args.debug);
+            log.log(level, &format!("{message} ({})", ctx.describe()));
+            code
+        },
+    )
 }
 
 /// The service and remote host as text, with this line's `remember=`.
@@ -177,11 +183,28 @@ fn login_context(
     })
 }
 
-type Failure = (Level, String, PamResultCode);
+/// A login that ends without success: the syslog line (at its level) and the PAM result
+/// the stack gets.
+#[derive(Debug)]
+struct Failure {
+    level: Level,
+    log: String,
+    result: PamResultCode,
+}
+
+impl Failure {
+    fn new(level: Level, log: impl Into<String>, result: PamResultCode) -> Self {
+        Self {
+            level,
+            log: log.into(),
+            result,
+        }
+    }
+}
 
 /// The daemon could not be asked: the login is refused as unavailable.
 fn unavailable(e: Unavailable) -> Failure {
-    (
+    Failure::new(
         Level::Error,
         format!("{}; refusing", e.0),
         PamResultCode::PAM_AUTHINFO_UNAVAIL,
@@ -191,7 +214,7 @@ fn unavailable(e: Unavailable) -> Failure {
 /// The daemon refused a request of this login (a store it cannot open, a bad override):
 /// fail closed, as unavailable.
 fn daemon_refused(what: &str, e: &ErrorReply) -> Failure {
-    (
+    Failure::new(
         Level::Error,
         format!(
             "mfad refused {what} ({:?}: {}); refusing",
@@ -203,7 +226,7 @@ fn daemon_refused(what: &str, e: &ErrorReply) -> Failure {
 }
 
 fn unexpected(what: &str) -> Failure {
-    (
+    Failure::new(
         Level::Error,
         format!("mfad answered {what} with something else; refusing"),
         PamResultCode::PAM_AUTHINFO_UNAVAIL,
@@ -227,7 +250,7 @@ fn check_obsolete_db(pamh: &PamHandle, args: &ModuleArgs) -> Result<(), Failure>
         );
         return Ok(());
     }
-    Err((
+    Err(Failure::new(
         Level::Error,
         format!(
             "module argument db={} is no longer supported: the module asks mfad, which \
@@ -276,7 +299,7 @@ fn run(
         // The daemon checks names fully (this module only keeps nonsense off the socket):
         // a name it refuses is refused here as before, without a prompt.
         Err(e) if e.kind == ErrorKind::Invalid => {
-            return Err((
+            return Err(Failure::new(
                 Level::Error,
                 format!(
                     "refusing invalid user name (mfad: {})",
@@ -386,14 +409,14 @@ fn run(
     match then {
         AfterCode::Verify => {}
         AfterCode::RefuseNoAccount => {
-            return Err((
+            return Err(Failure::new(
                 Level::Notice,
                 "authentication failure: no such account".to_owned(),
                 PamResultCode::PAM_AUTH_ERR,
             ));
         }
         _ => {
-            return Err((
+            return Err(Failure::new(
                 Level::Notice,
                 "authentication failure: no active device".to_owned(),
                 PamResultCode::PAM_AUTH_ERR,
@@ -456,7 +479,7 @@ fn recovery_finish(
             );
             Ok(PamResultCode::PAM_SUCCESS)
         }
-        _ => Err((
+        _ => Err(Failure::new(
             Level::Notice,
             "authentication failure: not a valid recovery or bypass code".to_owned(),
             PamResultCode::PAM_AUTH_ERR,
@@ -511,7 +534,7 @@ fn finish(
             locked_until,
         } => {
             pamh.warn(silent, &message);
-            Err((
+            Err(Failure::new(
                 // A counter that went backwards is what a cloned key looks like.
                 if clone_suspected {
                     Level::Error
@@ -525,7 +548,7 @@ fn finish(
         VerifyOutcome::Refused {
             reason,
             locked_until,
-        } => Err((
+        } => Err(Failure::new(
             Level::Notice,
             format!(
                 "authentication failure: {}{}",
@@ -573,7 +596,7 @@ fn locked(person: &mut impl Converse, until: i64, silent: bool) -> Failure {
         silent,
         &format!("Too many failed attempts: verification is locked until {when}."),
     );
-    (
+    Failure::new(
         Level::Notice,
         format!("refused: locked out until {when}"),
         PamResultCode::PAM_AUTH_ERR,
@@ -600,7 +623,7 @@ fn ask(
 /// A conversation that failed (the application, or the person's end of it, went away):
 /// the login fails with `PAM_CONV_ERR`; `during` says where, for the log line.
 fn conv_failed(code: PamResultCode, during: &str) -> Failure {
-    (
+    Failure::new(
         Level::Error,
         format!("conversation failed{during} ({code:?})"),
         PamResultCode::PAM_CONV_ERR,
@@ -648,9 +671,13 @@ mod tests {
                 (PAM_PROMPT_ECHO_ON, "Code: ".to_owned()),
             ]
         );
-        let (_, line, code) = ask(&mut person, &args).unwrap_err();
-        assert_eq!(code, PamResultCode::PAM_CONV_ERR);
-        assert!(line.contains("conversation failed"), "{line}");
+        let failure = ask(&mut person, &args).unwrap_err();
+        assert_eq!(failure.result, PamResultCode::PAM_CONV_ERR);
+        assert!(
+            failure.log.contains("conversation failed"),
+            "{}",
+            failure.log
+        );
     }
 
     /// A locked-out person is told until when and what still works, a short code is
@@ -660,9 +687,13 @@ mod tests {
     fn the_lock_out_is_told_unless_silent() {
         let mut person = Script::default();
         tell_locked(&mut person, 1_800_000_000, false);
-        let (_, line, code) = locked(&mut person, 1_800_000_000, false);
-        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
-        assert!(line.starts_with("refused: locked out until"), "{line}");
+        let failure = locked(&mut person, 1_800_000_000, false);
+        assert_eq!(failure.result, PamResultCode::PAM_AUTH_ERR);
+        assert!(
+            failure.log.starts_with("refused: locked out until"),
+            "{}",
+            failure.log
+        );
         assert_eq!(person.said.len(), 2, "{:?}", person.said);
         assert_eq!(person.said[0].0, PAM_TEXT_INFO);
         assert!(

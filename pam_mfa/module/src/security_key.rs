@@ -37,7 +37,7 @@ pub(super) fn security_key(
             );
             Ok(None)
         } else {
-            Err((
+            Err(Failure::new(
                 Level::Error,
                 format!("cannot use security keys: {why}; refusing"),
                 PamResultCode::PAM_AUTHINFO_UNAVAIL,
@@ -161,7 +161,7 @@ pub(super) fn key_refused(
     silent: bool,
 ) -> Failure {
     pamh.warn(silent, &failure.message(user));
-    (
+    Failure::new(
         Level::Notice,
         format!("authentication failure: {}", failure.log_text()),
         PamResultCode::PAM_AUTH_ERR,
