@@ -4,6 +4,7 @@
 //! The PAM clients load the stack first and are then released together (see
 //! `pam_mfa_tests::race`), so the logins really overlap inside the module.
 
+use pam_mfa_tests::PamCode;
 use std::sync::Mutex;
 
 use pam_mfa_tests::{Running, TestEnv, TestUser, race};
@@ -37,12 +38,12 @@ fn the_same_code_from_32_logins_at_once_succeeds_exactly_once() {
         let successes = outcomes.iter().filter(|o| o.succeeded()).count();
         let auth_errs = outcomes
             .iter()
-            .filter(|o| o.result == "PAM_AUTH_ERR")
+            .filter(|o| o.result == PamCode::AuthErr)
             .count();
         if successes != 1 || auth_errs != CLIENTS - 1 {
             let odd: Vec<String> = outcomes
                 .iter()
-                .filter(|o| o.result != "PAM_AUTH_ERR")
+                .filter(|o| o.result != PamCode::AuthErr)
                 .map(|o| o.transcript())
                 .collect();
             panic!(

@@ -27,6 +27,7 @@
 //! run to the end and have their results checked too. `PAM_MFA_CRASH_SEED` replays a run
 //! (the seed is printed at the start).
 
+use pam_mfa_tests::PamCode;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -676,7 +677,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     out.transcript()
                 );
             } else {
-                out.assert_result("PAM_AUTH_ERR");
+                out.assert_result(PamCode::AuthErr);
             }
         }
         // A success (seen, or recorded by a killed login) used a step never used before.
@@ -782,7 +783,7 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     "{context}: login result and recorded use disagree"
                 );
                 if !out.succeeded() {
-                    out.assert_result("PAM_AUTH_ERR");
+                    out.assert_result(PamCode::AuthErr);
                 }
             }
             if used {

@@ -10,6 +10,7 @@
 //! speed target: a login that waited on a stopped process's lock took the store's busy
 //! timeout (seconds) and then failed.
 
+use pam_mfa_tests::PamCode;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -228,7 +229,7 @@ fn a_login_fails_closed_when_mfad_dies_and_works_after_a_restart() {
     env.stop_mfad();
     login.write_stdin(format!("{code}\n").as_bytes());
     let out = PamOutcome::from_finished(login.wait());
-    out.assert_result("PAM_AUTHINFO_UNAVAIL");
+    out.assert_result(PamCode::AuthinfoUnavail);
     out.assert_logged(&["mfad"]);
 
     // The service file names the socket; a new daemon listens on it.
@@ -238,5 +239,5 @@ fn a_login_fails_closed_when_mfad_dies_and_works_after_a_restart() {
     env.halt_mfad();
     env.advance_steps(1);
     env.login(user.name(), &env.code(&dev.secret))
-        .assert_result("PAM_AUTHINFO_UNAVAIL");
+        .assert_result(PamCode::AuthinfoUnavail);
 }

@@ -4,6 +4,7 @@
 //! finding 2). The first factor is pam_wrapper's `pam_matrix.so`, a real password module
 //! reading a test password file.
 
+use pam_mfa_tests::PamCode;
 use pam_mfa_tests::{PamOutcome, PamRun, SERVICE, TestEnv, TestUser, pam_wrapper_module};
 
 const PASSWORD: &str = "correct horse";
@@ -86,7 +87,7 @@ fn a_device_registered_during_a_failed_login_is_not_kept() {
         .answer("wrong password")
         .answer("phone");
     let (out, secret) = register_at_login(&env, attempt);
-    assert_eq!(out.result, "PAM_AUTH_ERR", "{}", out.transcript());
+    assert_eq!(out.result, PamCode::AuthErr, "{}", out.transcript());
     assert_eq!(out.setcred, None);
     out.assert_logged(&["codes of device \"phone\" accepted at login"]);
     assert_eq!(
@@ -114,7 +115,7 @@ fn a_device_registered_during_a_failed_login_is_not_kept() {
         .answer(PASSWORD)
         .answer(&env.code(&secret))
         .run()
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     env.pam(victim.name())
         .answer(PASSWORD)
         .answer(&env.code(&own.secret))

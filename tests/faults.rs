@@ -9,6 +9,7 @@
 //! (Unsafe modes and owners of the store and its directory, an empty store and a store of
 //! junk without devices are in `pam_login.rs` and `module_conduct.rs`.)
 
+use pam_mfa_tests::PamCode;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -452,7 +453,7 @@ fn a_world_writable_store_directory_is_refused_even_when_sticky() {
         chmod(env.store(), mode);
         let code = env.code(&dev.secret);
         let out = env.login(user.name(), &code);
-        out.assert_result("PAM_AUTHINFO_UNAVAIL");
+        out.assert_result(PamCode::AuthinfoUnavail);
         assert_refused_and_logged(&out, &["refusing device store"]);
         env.mfa(&["--user", user.name(), "enroll", "totp", "tablet", "--begin"])
             .assert_error(&["refusing"]);

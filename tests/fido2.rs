@@ -8,6 +8,7 @@
 //! a counter going backwards, not plugged in, never touched — and every one must be a
 //! refusal with a message and a syslog line, never a success.
 
+use pam_mfa_tests::PamCode;
 use std::path::PathBuf;
 
 use pam_mfa_tests::{MfaOutput, PamOutcome, PamRun, TestEnv, TestUser};
@@ -138,7 +139,7 @@ fn assert_touched_and_accepted(out: &PamOutcome) {
 
 #[track_caller]
 fn assert_refused(out: &PamOutcome, message: &str, log: &str) {
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     assert!(
         out.errors().iter().any(|e| e.contains(message)),
         "expected an error message with {message:?}\n{}",
@@ -407,7 +408,7 @@ fn keys_are_neither_counted_nor_stopped_by_the_lock_out() {
     key.knob("tamper_signature", true);
     for _ in 0..4 {
         let out = at_console(&env, user.name(), &key).run();
-        out.assert_result("PAM_AUTH_ERR");
+        out.assert_result(PamCode::AuthErr);
         assert!(
             !out.syslog().iter().any(|(_, l)| l.contains("locked out")),
             "{}",
@@ -425,7 +426,7 @@ fn keys_are_neither_counted_nor_stopped_by_the_lock_out() {
             .rhost("192.0.2.7")
             .answer(&wrong)
             .run()
-            .assert_result("PAM_AUTH_ERR");
+            .assert_result(PamCode::AuthErr);
     }
     env.pam(user.name())
         .rhost("192.0.2.7")
@@ -490,7 +491,7 @@ fn a_credential_registered_with_pin_asks_for_it_and_refuses_a_wrong_one() {
     // No PIN at all (the conversation fails): refused.
     at_console(&env, user.name(), &key)
         .run()
-        .assert_result("PAM_CONV_ERR");
+        .assert_result(PamCode::ConvErr);
     // The key skips UV even though the PIN was right: refused.
     key.knob("omit_uv", true);
     let out = at_console(&env, user.name(), &key).answer(pin).run();
@@ -681,7 +682,7 @@ fn the_keys_library_is_found_next_to_the_module_and_checked() {
     let library = dir.join("libpam_mfa_keys.so");
     let missing = format!("{}: No such file", library.display());
     let out = at_console(&env, key_only.name(), &key).run();
-    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+    out.assert_result(PamCode::AuthinfoUnavail)
         .assert_not_prompted();
     out.assert_logged(&["cannot use security keys", &missing, "refusing"]);
     out.assert_module_silent();
@@ -695,14 +696,14 @@ fn the_keys_library_is_found_next_to_the_module_and_checked() {
     std::fs::copy(pam_mfa_tests::paths::keys_library(), &library).unwrap();
     std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = at_console(&env, key_only.name(), &key).run();
-    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+    out.assert_result(PamCode::AuthinfoUnavail)
         .assert_not_prompted();
     out.assert_logged(&["cannot use security keys", "mode 0666", "not loading it"]);
     // A symbolic link to the real library is not followed.
     std::fs::remove_file(&library).unwrap();
     std::os::unix::fs::symlink(pam_mfa_tests::paths::keys_library(), &library).unwrap();
     let out = at_console(&env, key_only.name(), &key).run();
-    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+    out.assert_result(PamCode::AuthinfoUnavail)
         .assert_not_prompted();
     out.assert_logged(&[
         "cannot use security keys",
@@ -714,7 +715,7 @@ fn the_keys_library_is_found_next_to_the_module_and_checked() {
     std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = at_console(&env, key_only.name(), &key).run();
-    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+    out.assert_result(PamCode::AuthinfoUnavail)
         .assert_not_prompted();
     out.assert_logged(&["is not a root-owned directory that only root can write"]);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -722,7 +723,7 @@ fn the_keys_library_is_found_next_to_the_module_and_checked() {
     std::fs::copy(pam_mfa_tests::paths::pam_module(), &library).unwrap();
     std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = at_console(&env, key_only.name(), &key).run();
-    out.assert_result("PAM_AUTHINFO_UNAVAIL")
+    out.assert_result(PamCode::AuthinfoUnavail)
         .assert_not_prompted();
     out.assert_logged(&["pam_mfa_keys_assert_v2", "another version of pam_mfa"]);
     // Root's own copy, mode 0644: the touch works from here too.
@@ -734,10 +735,10 @@ fn the_keys_library_is_found_next_to_the_module_and_checked() {
 fn module_arguments_are_strict() {
     let (env, user, key) = with_key(&["fido2=sometimes"]);
     let out = at_console(&env, user.name(), &key).run();
-    out.assert_result("PAM_SERVICE_ERR");
+    out.assert_result(PamCode::ServiceErr);
     out.assert_logged(&["fido2"]);
     env.write_service(&["fido2_timeout=0"]);
     at_console(&env, user.name(), &key)
         .run()
-        .assert_result("PAM_SERVICE_ERR");
+        .assert_result(PamCode::ServiceErr);
 }

@@ -5,6 +5,7 @@
 //! Encrypted PSKC files other than the RFC's example are made here with `openssl`, an
 //! implementation independent of the product's AES and HMAC.
 
+use pam_mfa_tests::PamCode;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -109,21 +110,21 @@ fn hotp_token_logs_in_once_per_code_within_the_look_ahead() {
 
     // The registration codes are used up.
     env.login(user.name(), &hotp(KEY_HEX, 3, 6))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     // Next expected: 4. hotp_window=3 accepts 4..=7; 8 is beyond it.
     env.login(user.name(), &hotp(KEY_HEX, 8, 6))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     let code = hotp(KEY_HEX, 6, 6);
     env.login(user.name(), &code)
         .assert_success()
         .assert_logged(&["authenticated with device \"fob\""]);
     // The same code twice: refused, and logged as a replay.
     env.login(user.name(), &code)
-        .assert_result("PAM_AUTH_ERR")
+        .assert_result(PamCode::AuthErr)
         .assert_logged(&["replayed code of device \"fob\""]);
     // A code skipped over by the accepted one is gone too.
     env.login(user.name(), &hotp(KEY_HEX, 5, 6))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     // Now 8 is within the look-ahead of 7.
     env.login(user.name(), &hotp(KEY_HEX, 8, 6))
         .assert_success();
@@ -140,7 +141,7 @@ fn hotp_token_resyncs_far_ahead() {
     enroll_hotp(&env, user.name(), "fob", "H-9", 0).assert_success();
     // 600 presses later the default look-ahead (10) no longer reaches.
     env.login(user.name(), &hotp(KEY_HEX, 600, 6))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     let out = env.mfa(&[
         "--user",
         user.name(),
@@ -156,7 +157,7 @@ fn hotp_token_resyncs_far_ahead() {
         out.stdout
     );
     env.login(user.name(), &hotp(KEY_HEX, 602, 6))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     env.login(user.name(), &hotp(KEY_HEX, 603, 6))
         .assert_success();
     // Beyond the 1,000-code look-ahead of resync: not found.
@@ -183,7 +184,7 @@ fn hotp_window_argument_is_checked() {
     ] {
         env.write_service(&[bad]);
         env.login(user.name(), "123456")
-            .assert_result("PAM_SERVICE_ERR")
+            .assert_result(PamCode::ServiceErr)
             .assert_not_prompted();
     }
 }
@@ -208,9 +209,9 @@ fn eight_digit_sha256_totp_token_from_csv() {
     assert_eq!(now.len(), 8);
     // Its 6-digit truncation is not an answer.
     env.login(user.name(), &now[2..])
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     env.login(user.name(), &now).assert_success();
-    env.login(user.name(), &now).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &now).assert_result(PamCode::AuthErr);
 }
 
 // ----- PSKC -----
@@ -498,7 +499,7 @@ fn a_token_has_one_owner_and_removing_the_device_returns_it() {
         .assert_success();
     assert_eq!(token(&inventory(&env), "H-5")["user"], Value::Null);
     env.login(alice.name(), &hotp(KEY_HEX, 3, 6))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     enroll_hotp(&env, bob.name(), "fob", "H-5", 1).assert_error(&[]);
     enroll_hotp(&env, bob.name(), "fob", "H-5", 3).assert_success();
     env.login(bob.name(), &hotp(KEY_HEX, 5, 6)).assert_success();
@@ -570,14 +571,14 @@ fn the_same_hotp_code_from_8_logins_at_once_succeeds_exactly_once() {
         let code = hotp(KEY_HEX, counter, 6);
         let runs: Vec<_> = (0..8).map(|_| env.pam(user.name()).answer(&code)).collect();
         let outcomes = pam_mfa_tests::race(&runs);
-        let results: Vec<&str> = outcomes.iter().map(|o| o.result.as_str()).collect();
+        let results: Vec<PamCode> = outcomes.iter().map(|o| o.result).collect();
         assert_eq!(
-            results.iter().filter(|r| **r == "PAM_SUCCESS").count(),
+            results.iter().filter(|r| **r == PamCode::Success).count(),
             1,
             "counter {counter}: {results:?}"
         );
         assert_eq!(
-            results.iter().filter(|r| **r == "PAM_AUTH_ERR").count(),
+            results.iter().filter(|r| **r == PamCode::AuthErr).count(),
             7,
             "counter {counter}: {results:?}"
         );

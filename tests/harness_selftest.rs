@@ -3,6 +3,7 @@
 //! QR reader and the test accounts. None of this needs the product, so when these pass
 //! and a product test fails, the product is at fault.
 
+use pam_mfa_tests::PamCode;
 use pam_mfa_tests::{
     BASE_STEP, OtpauthUri, STEP, STEP_OFFSET, TestEnv, TestUser, TotpParams, at_step,
     decode_terminal_qr, fake_time_env, mode_of, observing_ignore, pam_wrapper_module,
@@ -33,7 +34,7 @@ fn pam_deny_gives_auth_err_with_its_exit_code() {
     let env = TestEnv::new();
     service_with(&env, "pam_deny.so", "");
     let out = env.pam("root").run();
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     assert_eq!(out.code, 7, "PAM_AUTH_ERR is 7 in Linux-PAM");
 }
 
@@ -44,7 +45,7 @@ fn unconfigured_service_falls_back_to_deny() {
     env.pam("root")
         .service("not-configured")
         .run()
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
 }
 
 #[test]
@@ -57,7 +58,7 @@ fn service_files_are_private_to_each_environment() {
     service_with(&deny, "pam_deny.so", "");
     for _ in 0..3 {
         permit.pam("root").run().assert_success();
-        deny.pam("root").run().assert_result("PAM_AUTH_ERR");
+        deny.pam("root").run().assert_result(PamCode::AuthErr);
     }
 }
 
@@ -67,11 +68,11 @@ fn ignore_is_observable_through_the_probe_stack() {
     let debug = system_pam_module("pam_debug.so");
     let cases = [
         ("ignore", pam_mfa_tests::IGNORED),
-        ("success", "PAM_SUCCESS"),
-        ("auth_err", "PAM_AUTH_ERR"),
-        ("maxtries", "PAM_MAXTRIES"),
-        ("service_err", "PAM_SERVICE_ERR"),
-        ("authinfo_unavail", "PAM_AUTHINFO_UNAVAIL"),
+        ("success", PamCode::Success),
+        ("auth_err", PamCode::AuthErr),
+        ("maxtries", PamCode::MaxTries),
+        ("service_err", PamCode::ServiceErr),
+        ("authinfo_unavail", PamCode::AuthinfoUnavail),
     ];
     for (ret, expected) in cases {
         env.write_service_lines(&observing_ignore(&format!(
@@ -82,7 +83,7 @@ fn ignore_is_observable_through_the_probe_stack() {
     }
     // Without the probe, an ignored module alone is a denial: the reason the probe exists.
     service_with(&env, "pam_debug.so", "auth=ignore");
-    env.pam("root").run().assert_result("PAM_PERM_DENIED");
+    env.pam("root").run().assert_result(PamCode::PermDenied);
 }
 
 #[test]
@@ -293,8 +294,8 @@ fn parallel_environments_never_see_each_others_services() {
     // pam_wrapper copies service files through /tmp/pam.<letter>; the harness's start-up
     // lock must keep simultaneous clients of different tests apart.
     let threads: Vec<_> = [
-        ("pam_permit.so", "PAM_SUCCESS"),
-        ("pam_deny.so", "PAM_AUTH_ERR"),
+        ("pam_permit.so", PamCode::Success),
+        ("pam_deny.so", PamCode::AuthErr),
     ]
     .into_iter()
     .map(|(module, expected)| {

@@ -2,6 +2,7 @@
 //! interactively, the two-code rule, QR codes, the device limit, rename / remove / list,
 //! and the store it creates. Codes come from `oathtool`, QR codes are read by `zbarimg`.
 
+use pam_mfa_tests::PamCode;
 use pam_mfa_tests::{
     OtpauthUri, TestEnv, TestUser, TotpParams, decode_qr_image, mode_of, totp_with,
     wait_for_terminal_qr, wrong_code,
@@ -1172,7 +1173,8 @@ fn finish_takes_codes_in_either_order_and_knows_an_active_device() {
         ]);
     // Both steps are used up: neither code logs in.
     env.write_service(&[]);
-    env.login(user.name(), &later).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &later)
+        .assert_result(PamCode::AuthErr);
     env.advance_steps(1);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();

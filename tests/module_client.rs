@@ -7,6 +7,7 @@
 //! codes from `oathtool` at [`TestEnv::now`] are the codes of the step the daemon sees.
 //! Devices are registered with `mfa --db` (root, on the store file directly).
 
+use pam_mfa_tests::PamCode;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -131,18 +132,18 @@ fn a_right_code_succeeds_a_replayed_or_wrong_one_is_refused() {
     assert_eq!(out.threads_after_end(), Some(1), "{}", out.stderr);
 
     let out = env.login(user.name(), &code);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     out.assert_logged(&["replayed code of device \"phone\"", user.name()]);
 
     let wrong = wrong_code(&dev.secret, env.now(), 3);
     let out = env.login(user.name(), &wrong);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     let line = out.assert_logged(&["authentication failure: wrong code", user.name()]);
     assert_eq!(priority_of(&out, &line), NOTICE);
     assert!(!out.stderr.contains(&wrong) && !out.stdout.contains(&wrong));
 
     let out = env.login(user.name(), "12ab56");
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     out.assert_logged(&["malformed code: it has letters", user.name()]);
     out.assert_module_silent();
 }
@@ -152,9 +153,10 @@ fn the_line_s_lockout_numbers_reach_the_daemon() {
     let (env, user, dev, daemon) = enrolled(&["max_failures=2"]);
     daemon.sync(&env);
     let wrong = wrong_code(&dev.secret, env.now(), 3);
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
     let out = env.login(user.name(), &wrong);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     out.assert_logged(&["locked out until", user.name()]);
     let out = env.login(user.name(), &env.code(&dev.secret));
     out.assert_locked_out();
@@ -173,7 +175,7 @@ fn unknown_accounts_are_prompted_and_refused() {
     let (env, _user, _dev, daemon) = enrolled(&[]);
     daemon.sync(&env);
     let out = env.login("nosuchuser-pam-mfa-x", "123456");
-    out.assert_result("PAM_AUTH_ERR")
+    out.assert_result(PamCode::AuthErr)
         .assert_prompted(DEFAULT_PROMPT, false);
     out.assert_logged(&["no such account", "user=nosuchuser-pam-mfa-x"]);
 }
@@ -192,7 +194,7 @@ fn nullok_lets_a_user_without_a_device_through() {
     // Without nullok (policy no_device=deny): prompted and refused.
     service(&env, &daemon.spec(&[]));
     let out = env.login(other.name(), "123456");
-    out.assert_result("PAM_AUTH_ERR")
+    out.assert_result(PamCode::AuthErr)
         .assert_prompted(DEFAULT_PROMPT, false);
 }
 
@@ -202,7 +204,7 @@ fn no_daemon_is_authinfo_unavail_and_logged() {
     let user = TestUser::new();
     service(&env, &module_spec(&env.path("absent.sock"), &[]));
     let out = env.login(user.name(), "123456");
-    out.assert_result("PAM_AUTHINFO_UNAVAIL");
+    out.assert_result(PamCode::AuthinfoUnavail);
     let line = out.assert_logged(&["cannot connect to mfad", "absent.sock", user.name()]);
     assert_eq!(priority_of(&out, &line), ERR);
     assert!(out.prompts().is_empty(), "{}", out.transcript());
@@ -224,7 +226,7 @@ fn a_daemon_that_does_not_answer_is_authinfo_unavail_within_the_timeout() {
         "took {:?}",
         started.elapsed()
     );
-    out.assert_result("PAM_AUTHINFO_UNAVAIL");
+    out.assert_result(PamCode::AuthinfoUnavail);
     out.assert_logged(&["did not answer before-prompt", user.name()]);
 }
 
@@ -241,7 +243,7 @@ fn db_is_obsolete_only_the_default_path_is_accepted() {
     let arg = format!("db={}", other.display());
     service(&env, &daemon.spec(&[&arg]));
     let out = env.login(user.name(), &env.code(&dev.secret));
-    out.assert_result("PAM_SERVICE_ERR");
+    out.assert_result(PamCode::ServiceErr);
     let line = out.assert_logged(&["is no longer supported", "socket=PATH"]);
     assert_eq!(priority_of(&out, &line), ERR);
     assert!(out.prompts().is_empty(), "{}", out.transcript());
@@ -257,7 +259,7 @@ fn unknown_and_malformed_arguments_are_refused() {
     ] {
         service(&env, &module_spec(&env.path("mfad.sock"), args));
         let out = env.login(user.name(), "123456");
-        out.assert_result("PAM_SERVICE_ERR");
+        out.assert_result(PamCode::ServiceErr);
         out.assert_logged(&[needle]);
     }
     env.write_service_lines(&[format!(
@@ -265,7 +267,7 @@ fn unknown_and_malformed_arguments_are_refused() {
         paths::pam_module().display()
     )]);
     env.login(user.name(), "123456")
-        .assert_result("PAM_SERVICE_ERR");
+        .assert_result(PamCode::ServiceErr);
 }
 
 /// The module links neither SQLite nor the FIDO2/USB stack (issue 17): no symbol or
@@ -321,7 +323,7 @@ fn recovery_and_bypass_codes_go_to_the_daemon_as_such() {
     assert!(!out.stderr.contains(&codes[0]) && !out.stdout.contains(&codes[0]));
     // Used up.
     let out = env.login(user.name(), &codes[0]);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     out.assert_logged(&["not a valid recovery or bypass code", user.name()]);
 
     let out = env.mfa(&["admin", "bypass", user.name()]);
@@ -345,13 +347,15 @@ fn a_user_name_the_daemon_refuses_is_user_unknown_without_a_prompt() {
     let (env, _user, _dev, daemon) = enrolled(&["nullok"]);
     daemon.sync(&env);
     let out = env.pam("evil\u{1b}[2Juser").answer("123456").run();
-    out.assert_result("PAM_USER_UNKNOWN").assert_not_prompted();
+    out.assert_result(PamCode::UserUnknown)
+        .assert_not_prompted();
     out.assert_logged(&["refusing invalid user name", "user=evil\\x1b[2Juser"]);
     out.assert_module_silent();
     // Too long for the module to ask about at all.
     let long = "a".repeat(300);
     let out = env.pam(&long).answer("123456").run();
-    out.assert_result("PAM_USER_UNKNOWN").assert_not_prompted();
+    out.assert_result(PamCode::UserUnknown)
+        .assert_not_prompted();
 }
 
 /// Registration at login through the daemon (`BeginHeld`, `ConfirmHeld`, then
@@ -622,7 +626,7 @@ fn an_answer_that_does_not_verify_is_refused_with_the_daemons_words() {
         .env_remove("SSH_CONNECTION")
         .env_remove("SSH_CLIENT")
         .run();
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     assert_eq!(
         out.errors(),
         ["The security key's answer was not accepted."],
@@ -650,7 +654,7 @@ fn no_key_plugged_in_is_told_and_counts_nothing_at_the_daemon() {
         .env_remove("SSH_CONNECTION")
         .env_remove("SSH_CLIENT")
         .run();
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     assert_eq!(
         out.errors(),
         ["No security key found. Plug in your security key and try again."],
@@ -713,7 +717,7 @@ fn a_registration_at_login_is_confirmed_then_activated_by_setcred() {
         .answer("111111")
         .answer("333333")
         .run();
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     out.assert_logged(&[
         "registration at login failed: those are not two consecutive codes",
         user.name(),

@@ -2,6 +2,7 @@
 //! `pam_syslog`, captured by pam_wrapper), that it never puts a code in a log line, never
 //! prints, leaves no thread behind, and exports nothing but the PAM entry points.
 
+use pam_mfa_tests::PamCode;
 use std::process::Command;
 
 use pam_mfa_tests::{TestEnv, TestUser, pam_module, wrong_code};
@@ -72,7 +73,7 @@ fn failures_are_logged_with_their_reason_but_never_the_code() {
 
     let wrong = wrong_code(&dev.secret, env.now(), 3);
     let out = env.login(user.name(), &wrong);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     let line = out.assert_logged(&[
         "authentication failure: wrong code",
         &format!("user={}", user.name()),
@@ -84,7 +85,7 @@ fn failures_are_logged_with_their_reason_but_never_the_code() {
     let right = env.code(&dev.secret);
     env.login(user.name(), &right).assert_success();
     let out = env.login(user.name(), &right);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     out.assert_logged(&["replayed code of device \"phone\"", user.name()]);
     assert_no_secrets(&out, &[&right, &dev.secret]);
 
@@ -115,7 +116,7 @@ fn configuration_and_store_errors_are_logged_at_error_priority() {
 
     env.write_service(&["nulok"]);
     let out = env.login(user.name(), &env.code(&dev.secret));
-    out.assert_result("PAM_SERVICE_ERR");
+    out.assert_result(PamCode::ServiceErr);
     let line = out.assert_logged(&["unknown module argument \"nulok\""]);
     assert_eq!(priority_of(&out, &line), ERR);
     out.assert_module_silent();
@@ -123,7 +124,7 @@ fn configuration_and_store_errors_are_logged_at_error_priority() {
     env.write_service(&[]);
     std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o640)).unwrap();
     let out = env.login(user.name(), &env.code(&dev.secret));
-    out.assert_result("PAM_AUTHINFO_UNAVAIL");
+    out.assert_result(PamCode::AuthinfoUnavail);
     let line = out.assert_logged(&["refusing device store", "mode 0640", user.name()]);
     assert_eq!(priority_of(&out, &line), ERR);
     out.assert_module_silent();
@@ -134,7 +135,8 @@ fn a_user_name_with_control_characters_is_refused_and_logged_escaped() {
     let env = TestEnv::new();
     env.write_service(&["nullok"]);
     let out = env.pam("evil\u{1b}[2Juser").answer("123456").run();
-    out.assert_result("PAM_USER_UNKNOWN").assert_not_prompted();
+    out.assert_result(PamCode::UserUnknown)
+        .assert_not_prompted();
     out.assert_logged(&["refusing invalid user name", "user=evil\\x1b[2Juser"]);
     out.assert_module_silent();
 }
@@ -176,7 +178,7 @@ fn another_name_for_the_same_account_finds_its_devices_and_cannot_skip_them() {
     env.advance_steps(1);
     // Without a code the alias is refused, not waved through as "no devices".
     let out = env.login(alias.name(), "000000");
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     // With the account's code it gets in, as the account.
     let out = env.login(alias.name(), &env.code(&dev.secret));
     out.assert_success();
@@ -194,7 +196,7 @@ fn an_unknown_account_is_prompted_and_refused_even_with_nullok() {
     env.enroll(somebody.name(), "phone");
     env.write_service(&["nullok"]);
     let out = env.login("no-such-account-pam-mfa", "123456");
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     out.assert_logged(&["no such account", "user=no-such-account-pam-mfa"]);
 }
 
@@ -208,7 +210,7 @@ fn a_missing_store_directory_is_an_error_but_a_missing_store_is_no_devices() {
     let out = env.login(user.name(), "123456");
     assert_eq!(
         out.result,
-        "PAM_CRED_INSUFFICIENT",
+        PamCode::CredInsufficient,
         "ignored\n{}",
         out.transcript()
     );
@@ -224,7 +226,7 @@ fn a_missing_store_directory_is_an_error_but_a_missing_store_is_no_devices() {
     );
     env.write_service_lines(&[line]);
     let out = env.login(user.name(), "123456");
-    out.assert_result("PAM_SERVICE_ERR");
+    out.assert_result(PamCode::ServiceErr);
     out.assert_logged(&["socket="]);
 }
 
@@ -243,7 +245,7 @@ fn mfa_never_turns_a_truncated_store_into_an_empty_one() {
         assert_eq!(std::fs::metadata(env.db()).unwrap().len(), 0, "{args:?}");
     }
     let out = env.login(user.name(), "123456");
-    out.assert_result("PAM_AUTHINFO_UNAVAIL");
+    out.assert_result(PamCode::AuthinfoUnavail);
     out.assert_logged(&["empty (truncated?)"]);
 }
 
@@ -263,7 +265,7 @@ fn a_failed_login_asks_libpam_for_pam_unix_s_delay_unless_nodelay() {
 
     let wrong = wrong_code(&dev.secret, env.now(), 3);
     let out = env.login(user.name(), &wrong);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     let delay = out.fail_delay_micros();
     assert!(
         (SHORTEST_DELAY..=LONGEST_DELAY).contains(&delay),
@@ -272,16 +274,16 @@ fn a_failed_login_asks_libpam_for_pam_unix_s_delay_unless_nodelay() {
     );
     // Refused before any code was checked (not a code, a bad argument) gets it too.
     let out = env.login(user.name(), "12ab56");
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     assert!(out.fail_delay_micros() >= SHORTEST_DELAY, "{}", out.stderr);
     env.write_service(&["windw=3"]);
     let out = env.login(user.name(), &env.code(&dev.secret));
-    out.assert_result("PAM_SERVICE_ERR");
+    out.assert_result(PamCode::ServiceErr);
     assert!(out.fail_delay_micros() >= SHORTEST_DELAY, "{}", out.stderr);
 
     env.write_service(&["nodelay"]);
     let out = env.login(user.name(), &wrong);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     assert_eq!(out.fail_delay_micros(), 0, "nodelay\n{}", out.stderr);
 
     // The longest request of the stack wins; pam_mfa's does not add to another module's.
@@ -290,7 +292,7 @@ fn a_failed_login_asks_libpam_for_pam_unix_s_delay_unless_nodelay() {
         env.module_line("required", &["nodelay"]),
     ]);
     let out = env.login(user.name(), &wrong);
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     let delay = out.fail_delay_micros();
     assert!(
         (100_000..=300_000).contains(&delay),
@@ -319,7 +321,7 @@ fn a_failed_login_waits_and_a_successful_one_does_not() {
         .answer(&wrong_code_now(&dev.secret))
         .run();
     let failed_after = started.elapsed();
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     assert!(
         failed_after >= Duration::from_micros(SHORTEST_DELAY),
         "a failed login returned after {failed_after:?}\n{}",
@@ -361,7 +363,7 @@ fn malformed_answers_are_logged_by_kind_never_by_value() {
         ("987-654", "it has punctuation or symbols"),
     ] {
         let out = env.login(user.name(), answer);
-        out.assert_result("PAM_AUTH_ERR");
+        out.assert_result(PamCode::AuthErr);
         out.assert_logged(&[&format!("malformed code: {said}"), user.name()]);
         if !answer.is_empty() {
             assert_no_secrets(&out, &[answer]);

@@ -4,6 +4,7 @@
 //! Devices are registered with the real `mfa` (two-step enrollment), because that is how
 //! an administrator gets a device into the store.
 
+use pam_mfa_tests::PamCode;
 use pam_mfa_tests::{Enrolled, TestEnv, TestUser, mode_of, totp, wrong_code};
 use std::os::unix::fs::PermissionsExt;
 
@@ -50,7 +51,7 @@ fn wrong_code_fails_and_the_right_one_still_works() {
     let (env, user, dev) = enrolled();
     let wrong = wrong_code(&dev.secret, env.now(), 3);
     env.login(user.name(), &wrong)
-        .assert_result("PAM_AUTH_ERR")
+        .assert_result(PamCode::AuthErr)
         .assert_prompted(DEFAULT_PROMPT, false);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
@@ -61,10 +62,12 @@ fn replayed_code_is_refused() {
     let (env, user, dev) = enrolled();
     let code = env.code(&dev.secret);
     env.login(user.name(), &code).assert_success();
-    env.login(user.name(), &code).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &code)
+        .assert_result(PamCode::AuthErr);
     // A step later the old code is still inside the window, and still used up.
     env.advance_steps(1);
-    env.login(user.name(), &code).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &code)
+        .assert_result(PamCode::AuthErr);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
 }
@@ -76,7 +79,7 @@ fn an_older_step_is_refused_once_a_newer_one_was_accepted() {
     let next = env.distinct_code_at_step(&dev.secret, 1, 0);
     env.login(user.name(), &next).assert_success();
     env.login(user.name(), &env.code(&dev.secret))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
 }
 
 #[test]
@@ -88,8 +91,8 @@ fn enrollment_codes_cannot_log_in() {
     let c1 = env.code_at_step(&dev.secret, -1);
     let c2 = env.code(&dev.secret);
     env.finish(user.name(), "phone", &c1, &c2).assert_success();
-    env.login(user.name(), &c2).assert_result("PAM_AUTH_ERR");
-    env.login(user.name(), &c1).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &c2).assert_result(PamCode::AuthErr);
+    env.login(user.name(), &c1).assert_result(PamCode::AuthErr);
     env.advance_steps(1);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
@@ -109,7 +112,8 @@ fn another_users_code_is_refused() {
         env.advance_steps(1);
     }
     let alices = env.code(&a.secret);
-    env.login(bob.name(), &alices).assert_result("PAM_AUTH_ERR");
+    env.login(bob.name(), &alices)
+        .assert_result(PamCode::AuthErr);
     env.login(bob.name(), &env.code(&b.secret)).assert_success();
     // Bob's failed attempt did not use up Alice's code.
     env.login(alice.name(), &alices).assert_success();
@@ -143,7 +147,7 @@ fn a_removed_device_no_longer_logs_in() {
     let tablet_code = env.code(&tablet.secret);
     if tablet_code != env.code(&phone.secret) {
         env.login(user.name(), &tablet_code)
-            .assert_result("PAM_AUTH_ERR");
+            .assert_result(PamCode::AuthErr);
     }
     env.login(user.name(), &env.code(&phone.secret))
         .assert_success();
@@ -157,7 +161,7 @@ fn a_pending_device_does_not_log_in() {
     let dev = env.begin(user.name(), "phone", &[]);
     env.advance_steps(1);
     env.login(user.name(), &env.code(&dev.secret))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
 }
 
 // ----- the window -----
@@ -166,7 +170,8 @@ fn a_pending_device_does_not_log_in() {
 fn two_steps_ahead_is_refused_with_window_1_and_accepted_with_window_2() {
     let (env, user, dev) = enrolled();
     let ahead = env.distinct_code_at_step(&dev.secret, 2, 1);
-    env.login(user.name(), &ahead).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &ahead)
+        .assert_result(PamCode::AuthErr);
     env.write_service(&["window=2"]);
     env.login(user.name(), &ahead).assert_success();
 }
@@ -178,7 +183,7 @@ fn two_steps_behind_is_refused_with_window_1_and_accepted_with_window_2() {
     env.advance_steps(5);
     let behind = env.distinct_code_at_step(&dev.secret, -2, 1);
     env.login(user.name(), &behind)
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     env.write_service(&["window=2"]);
     env.login(user.name(), &behind).assert_success();
 }
@@ -189,9 +194,11 @@ fn window_0_accepts_only_the_current_step() {
     env.advance_steps(3);
     env.write_service(&["window=0"]);
     let next = env.distinct_code_at_step(&dev.secret, 1, 0);
-    env.login(user.name(), &next).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &next)
+        .assert_result(PamCode::AuthErr);
     let prev = env.distinct_code_at_step(&dev.secret, -1, 0);
-    env.login(user.name(), &prev).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &prev)
+        .assert_result(PamCode::AuthErr);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
 }
@@ -215,7 +222,7 @@ fn resync_for_a_clock_ten_minutes_ahead() {
         env.advance_steps(1);
     }
     env.login(user.name(), &fast(&env))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
 
     env.advance_steps(1);
     let c1 = totp(&dev.secret, env.now() + 600);
@@ -233,7 +240,8 @@ fn resync_for_a_clock_ten_minutes_ahead() {
     env.advance_steps(1);
     let truth = env.code(&dev.secret);
     if !(-1..=1).any(|d| totp(&dev.secret, env.now() + 600 + d * 30) == truth) {
-        env.login(user.name(), &truth).assert_result("PAM_AUTH_ERR");
+        env.login(user.name(), &truth)
+            .assert_result(PamCode::AuthErr);
     }
 }
 
@@ -331,7 +339,7 @@ fn no_active_device_without_nullok_is_prompted_then_refused() {
         let out = env.login(user.name(), "123456");
         // The same prompt as for an enrolled user: the prompt must not tell who is enrolled.
         assert!(
-            out.result == "PAM_AUTH_ERR"
+            out.result == PamCode::AuthErr
                 && out.prompts().len() == 1
                 && out.prompts()[0].kind == "prompt-echo-off"
                 && out.prompts()[0].text == DEFAULT_PROMPT,
@@ -346,7 +354,8 @@ fn nullok_does_not_let_an_enrolled_user_skip_the_code() {
     let (env, user, dev) = enrolled();
     env.write_service_observing_ignore(&["nullok"]);
     let wrong = wrong_code(&dev.secret, env.now(), 3);
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
 }
@@ -357,7 +366,7 @@ fn a_user_that_does_not_exist_is_not_let_in() {
     env.write_service(&[]);
     let out = env.login("mfat-no-such-user", "123456");
     assert!(
-        !out.succeeded() && out.result != "PAM_IGNORE",
+        !out.succeeded() && out.result != PamCode::Ignore,
         "{}",
         out.transcript()
     );
@@ -373,10 +382,13 @@ fn lockout_after_max_failures_and_release_after_lockout_seconds() {
     let dev = env.enroll(user.name(), "phone");
     env.advance_steps(1);
     let wrong = wrong_code(&dev.secret, env.now(), 3);
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
     // The failure that reaches the limit is still a wrong code, which starts the lock-out.
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
 
     // Locked: the person is still prompted (a recovery code, a bypass code or a key would
     // work, issue 16 finding 1), is told until when, and a right code is refused unchecked.
@@ -411,7 +423,7 @@ fn made_up_names_and_accounts_without_a_device_look_the_same() {
     env.write_service(&["max_failures=2", "lockout=300"]);
     let made_up = format!("{}x", real.name());
     assert!(!pam_mfa_tests::user_exists(&made_up));
-    let seen = |name: &str| -> Vec<(String, Vec<String>)> {
+    let seen = |name: &str| -> Vec<(PamCode, Vec<String>)> {
         (0..6)
             .map(|_| {
                 let out = env.login(name, "123456");
@@ -420,14 +432,16 @@ fn made_up_names_and_accounts_without_a_device_look_the_same() {
                     .iter()
                     .map(|m| format!("{m:?}"))
                     .collect::<Vec<_>>();
-                (out.result.clone(), messages)
+                (out.result, messages)
             })
             .collect()
     };
     let real_seen = seen(real.name());
     assert_eq!(real_seen, seen(&made_up));
     assert!(
-        real_seen.iter().all(|(result, _)| result == "PAM_AUTH_ERR"),
+        real_seen
+            .iter()
+            .all(|(result, _)| *result == PamCode::AuthErr),
         "{real_seen:?}"
     );
 }
@@ -444,9 +458,9 @@ fn a_null_answer_is_refused_and_counted_like_an_empty_one() {
     env.pam(user.name())
         .answer_null()
         .run()
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     let out = env.pam(user.name()).answer_null().run();
-    out.assert_result("PAM_AUTH_ERR");
+    out.assert_result(PamCode::AuthErr);
     out.assert_logged(&["locked out until"]);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_locked_out();
@@ -477,12 +491,16 @@ fn failures_older_than_the_lockout_period_do_not_count() {
     let dev = env.enroll(user.name(), "phone");
     env.advance_steps(1);
     let wrong = wrong_code(&dev.secret, env.now(), 3);
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
     env.advance_secs(120);
     let wrong = wrong_code(&dev.secret, env.now(), 3);
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
-    env.login(user.name(), &wrong).assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
+    env.login(user.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
     // Four failures in all, but never three within 60 s: not locked.
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
@@ -496,7 +514,7 @@ fn unknown_module_argument_fails_closed() {
     let code = env.code(&dev.secret);
     env.write_service(&["frobnicate"]);
     env.login(user.name(), &code)
-        .assert_result("PAM_SERVICE_ERR");
+        .assert_result(PamCode::ServiceErr);
     // The same code works once the service file is fixed: the argument was the reason.
     env.write_service(&[]);
     env.login(user.name(), &code).assert_success();
@@ -524,7 +542,7 @@ fn malformed_module_arguments_fail_closed() {
         let out = env.login(user.name(), &code);
         assert_eq!(
             out.result,
-            "PAM_SERVICE_ERR",
+            PamCode::ServiceErr,
             "argument {arg:?} should be refused\n{}",
             out.transcript()
         );
@@ -584,7 +602,7 @@ fn prompt_with_spaces_without_brackets_is_an_unknown_argument() {
     // Without brackets PAM passes `prompt=Enter` and `code:`, and `code:` is unknown.
     env.write_service(&["prompt=Enter code:"]);
     env.login(user.name(), &env.code(&dev.secret))
-        .assert_result("PAM_SERVICE_ERR");
+        .assert_result(PamCode::ServiceErr);
 }
 
 // ----- the store -----
@@ -597,7 +615,7 @@ fn refused_while_unsafe(spoil: impl Fn(&TestEnv, &TestUser), repair: impl Fn(&Te
     let code = env.code(&dev.secret);
     spoil(&env, &user);
     env.login(user.name(), &code)
-        .assert_result("PAM_AUTHINFO_UNAVAIL");
+        .assert_result(PamCode::AuthinfoUnavail);
     repair(&env);
     env.login(user.name(), &code).assert_success();
 }
@@ -659,7 +677,7 @@ fn unsafe_store_fails_closed_even_with_nullok() {
     chmod(env.db(), 0o644);
     env.write_service_observing_ignore(&["nullok"]);
     env.login(user.name(), "123456")
-        .assert_result("PAM_AUTHINFO_UNAVAIL");
+        .assert_result(PamCode::AuthinfoUnavail);
 }
 
 #[test]
@@ -670,7 +688,7 @@ fn a_store_that_is_not_a_database_is_refused() {
     chmod(env.db(), 0o600);
     env.write_service_observing_ignore(&["nullok"]);
     env.login(user.name(), "123456")
-        .assert_result("PAM_AUTHINFO_UNAVAIL");
+        .assert_result(PamCode::AuthinfoUnavail);
     // The file is left as it was: refusing never "repairs" by overwriting.
     assert_eq!(std::fs::read(env.db()).unwrap(), vec![b'x'; 4096]);
     assert_eq!(mode_of(env.db()), 0o600);
@@ -686,7 +704,7 @@ fn a_megabyte_answer_is_refused() {
     env.pam(user.name())
         .answer_file(&big)
         .run()
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
 }
@@ -694,7 +712,7 @@ fn a_megabyte_answer_is_refused() {
 #[test]
 fn an_empty_answer_is_refused() {
     let (env, user, dev) = enrolled();
-    env.login(user.name(), "").assert_result("PAM_AUTH_ERR");
+    env.login(user.name(), "").assert_result(PamCode::AuthErr);
     env.login(user.name(), &env.code(&dev.secret))
         .assert_success();
 }
@@ -719,7 +737,7 @@ fn non_digit_answers_are_refused() {
         let out = env.login(user.name(), &bad);
         assert_eq!(
             out.result,
-            "PAM_AUTH_ERR",
+            PamCode::AuthErr,
             "answer {bad:?} should be refused\n{}",
             out.transcript()
         );
@@ -732,9 +750,9 @@ fn too_short_and_too_long_answers_are_refused() {
     let (env, user, dev) = enrolled();
     let code = env.code(&dev.secret);
     env.login(user.name(), &code[..5])
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     env.login(user.name(), &format!("{code}0"))
-        .assert_result("PAM_AUTH_ERR");
+        .assert_result(PamCode::AuthErr);
     env.login(user.name(), &code).assert_success();
 }
 
@@ -751,7 +769,7 @@ fn a_conversation_without_an_answer_fails() {
     let (env, user, _dev) = enrolled();
     let out = env.pam(user.name()).run();
     assert!(
-        !out.succeeded() && out.result != "PAM_IGNORE",
+        !out.succeeded() && out.result != PamCode::Ignore,
         "{}",
         out.transcript()
     );

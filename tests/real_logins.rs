@@ -9,6 +9,7 @@
 //! for the real clock (setuid programs ignore libfaketime), and each successful login uses
 //! a device of its own (see [`pam_mfa_tests::realtime`]).
 
+use pam_mfa_tests::PamCode;
 use std::path::Path;
 
 use pam_mfa_tests::guide::{snippet, snippet_names, unmarked_blocks, workspace_root};
@@ -377,7 +378,7 @@ fn lock_out(env: &TestEnv, person: &Person, secret: &str) {
             .real_time()
             .answer(&wrong_code_now(secret))
             .run()
-            .assert_result("PAM_AUTH_ERR");
+            .assert_result(PamCode::AuthErr);
     }
     env.pam(person.name())
         .real_time()

@@ -6,6 +6,7 @@
 //! until the time runs out; anything else is asked as always, and a device removal, a
 //! lock-out, `mfa admin unlock` or `mfa forget` ends every remembered login of the user.
 
+use pam_mfa_tests::PamCode;
 use pam_mfa_tests::{PamOutcome, TestEnv, TestUser, wrong_code};
 use serde_json::Value;
 
@@ -44,7 +45,7 @@ fn assert_let_in_without_prompt(out: &PamOutcome) {
 #[track_caller]
 fn assert_asked(out: &PamOutcome) {
     assert_eq!(out.prompts().len(), 1, "{}", out.transcript());
-    assert_ne!(out.result, "PAM_SUCCESS", "{}", out.transcript());
+    assert_ne!(out.result, PamCode::Success, "{}", out.transcript());
 }
 
 fn audit_actions(env: &TestEnv, user: &str) -> Vec<String> {
@@ -268,7 +269,7 @@ fn removal_lock_out_unlock_and_forget_end_every_remembered_login() {
             .rhost(OTHER_HOST)
             .answer(&wrong)
             .run()
-            .assert_result("PAM_AUTH_ERR");
+            .assert_result(PamCode::AuthErr);
     }
     // A locked-out user is asked anyway; once the lock-out is over, the remembered
     // login is still gone.
