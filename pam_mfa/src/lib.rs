@@ -33,6 +33,4 @@ mod test_support;
 pub mod tokens;
 
 pub use error::{Error, Result};
-
-/// The most devices a user may have active at once (the cloud consoles' limit).
-pub const MAX_DEVICES: u32 = 8;
+pub use store::devices::MAX_DEVICES;

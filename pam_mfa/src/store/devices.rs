@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::otp::{TotpParams, TotpParams as P};
 use crate::secret::Secret;
-use crate::{Error, MAX_DEVICES, Result};
+use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
@@ -90,6 +90,16 @@ pub struct TotpDevice {
     pub last_step: Option<i64>,
 }
 
+/// The most devices a user may have active at once (the cloud consoles' limit). It lives
+/// with the store because the schema's triggers and the policy row's check enforce the same
+/// number, so that no code path can exceed it.
+pub const MAX_DEVICES: u32 = 8;
+
+/// Resync searches about ±12 hours (at 30 s steps) for the device's clock. It lives with
+/// the store because it also bounds the drift a stored device may have: anything larger
+/// was never written by us and is refused as corruption.
+pub const RESYNC_STEPS: i64 = 1500;
+
 /// No time step is larger: 2^40 one-second steps is about 35,000 years.
 pub const MAX_STEP: i64 = 1 << 40;
 
@@ -137,7 +147,7 @@ fn totp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TotpDevice>> {
         .validate()?;
         // Bounds that every value we write respects; anything else is corruption, refused
         // here so that step arithmetic never has to cope with extreme values.
-        let max_drift = crate::enrollment::RESYNC_STEPS + 1;
+        let max_drift = RESYNC_STEPS + 1;
         if !(-max_drift..=max_drift).contains(&drift) {
             return Err(corrupt("drift"));
         }
@@ -312,7 +322,7 @@ pub fn insert_pending_totp(
 /// Refuses when `user` already has as many active devices as the policy's `max_devices`
 /// (never more than [`MAX_DEVICES`], which the schema's triggers enforce as well).
 pub fn check_room(conn: &Connection, user: &str) -> Result<()> {
-    let max = crate::policy::device_limit(conn)?.min(MAX_DEVICES);
+    let max = super::policy::device_limit(conn)?.min(MAX_DEVICES);
     if count_active(conn, user)? >= max {
         return Err(Error::TooManyDevices {
             user: user.to_owned(),

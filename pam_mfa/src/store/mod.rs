@@ -24,6 +24,7 @@
 pub mod auth_state;
 pub mod devices;
 pub mod health;
+pub mod policy;
 pub mod remembered;
 mod safety;
 mod schema;
