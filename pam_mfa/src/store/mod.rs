@@ -25,6 +25,7 @@ pub mod auth_state;
 pub mod devices;
 pub mod health;
 pub mod policy;
+pub mod recovery_codes;
 pub mod remembered;
 mod safety;
 mod schema;
