@@ -21,6 +21,7 @@
 //! with SQLite's checkpoint and then truncates the WAL, so after `mfa` the database file
 //! alone holds everything (and a removed device's secret is in no WAL frame).
 
+pub mod audit;
 pub mod auth_state;
 pub mod devices;
 pub mod health;
