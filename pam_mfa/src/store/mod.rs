@@ -28,6 +28,7 @@ pub mod health;
 pub mod policy;
 pub mod recovery_codes;
 pub mod remembered;
+pub mod tokens;
 mod safety;
 mod schema;
 mod wal;

@@ -48,23 +48,8 @@ impl Format {
     }
 }
 
-/// How a token makes codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Time-based (RFC 6238), a code every `period` seconds.
-    Totp { period: u32 },
-    /// Event-based (RFC 4226): `counter` is the value whose code the token shows next.
-    Hotp { counter: i64 },
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Totp { .. } => "totp",
-            Self::Hotp { .. } => "hotp",
-        }
-    }
-}
+/// How a token makes codes (stored as such, so defined with the table).
+pub use crate::store::tokens::Mode;
 
 /// One token's entry from a seed file, checked.
 #[derive(Debug, Clone)]
