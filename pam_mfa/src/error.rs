@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use pam_mfa_fido2::{TransportError, verify};
+
 use crate::code::CodeError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -152,7 +154,7 @@ pub enum Error {
     )]
     CodesAlreadyUsed,
     #[error("{0}")]
-    Fido2(#[from] crate::fido2::Fido2Error),
+    Fido2(#[from] Fido2Error),
     #[error("invalid policy setting: {0}")]
     InvalidPolicy(String),
     #[error("device \"{name}\" is a security key; only code devices can be {action}")]
@@ -258,4 +260,52 @@ fn describe_sqlite(e: &rusqlite::Error) -> String {
         _ => return e.to_string(),
     };
     format!("{what}; nothing can be recorded ({e})")
+}
+
+/// What can go wrong registering a key, worded for the person at the terminal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fido2Error {
+    #[error("no security key found; plug it in and try again")]
+    NoKey,
+    #[error("the security key was not touched in time")]
+    Timeout,
+    #[error("this security key is already registered for this user")]
+    AlreadyRegistered,
+    #[error("the security key asks for its PIN")]
+    PinRequired,
+    #[error("wrong security key PIN")]
+    PinInvalid,
+    #[error(
+        "the security key's PIN is blocked (too many wrong PINs); reset the key or use \
+         another one"
+    )]
+    PinBlocked,
+    #[error(
+        "the security key has no PIN set; set one with the key maker's tool first, or \
+         register it without --pin/--uv"
+    )]
+    NoPinSet,
+    #[error("invalid RP id (1 to 255 printable ASCII characters, no spaces)")]
+    InvalidRpId,
+    #[error("the security key refused: {0}")]
+    Device(String),
+    #[error("the security key's answer does not verify: {0}")]
+    Rejected(verify::Rejection),
+}
+
+impl From<TransportError> for Fido2Error {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::NoKey => Self::NoKey,
+            TransportError::Timeout => Self::Timeout,
+            TransportError::Excluded => Self::AlreadyRegistered,
+            TransportError::PinRequired => Self::PinRequired,
+            TransportError::PinInvalid => Self::PinInvalid,
+            TransportError::PinBlocked => Self::PinBlocked,
+            TransportError::NoCredentials => {
+                Self::Device("it holds no credential for this request".to_owned())
+            }
+            TransportError::Device(d) => Self::Device(d),
+        }
+    }
 }

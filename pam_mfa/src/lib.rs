@@ -24,7 +24,6 @@ pub mod otpauth;
 pub mod policy;
 pub mod recovery;
 pub mod remembered;
-pub mod secret;
 pub mod selfservice;
 pub mod settings;
 pub mod store;
@@ -33,4 +32,6 @@ mod test_support;
 pub mod tokens;
 
 pub use error::{Error, Result};
+/// Secrets are defined with the store, which keeps them; the path `crate::secret` stays.
+pub use store::secret;
 pub use store::devices::MAX_DEVICES;

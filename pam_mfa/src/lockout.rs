@@ -50,13 +50,9 @@ impl Default for LockoutPolicy {
     }
 }
 
-/// One user's recent failures, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FailureState {
-    pub failures: u32,
-    pub window_start: i64,
-    pub locked_until: Option<i64>,
-}
+/// One user's recent failures, as stored (defined with their table; the rules that move
+/// them are here).
+pub use crate::store::auth_state::FailureState;
 
 impl FailureState {
     /// When the user is locked out at `now`, the time the lock ends.

@@ -4,8 +4,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::otp::{TotpParams, TotpParams as P};
-use crate::secret::Secret;
+use super::params::{HotpParams, MAX_COUNTER, TotpParams, TotpParams as P};
+use super::secret::Secret;
+use crate::error::Fido2Error;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,12 +485,27 @@ pub fn kind_of(conn: &Connection, user: &str, name: &str, now: i64) -> Result<Op
     kind.as_deref().map(DeviceKind::parse).transpose()
 }
 
+/// Longest RP id accepted (DNS names are at most 253 characters).
+pub const MAX_RP_ID_LEN: usize = 255;
+
+/// An RP id we accept: 1 to 255 printable ASCII characters without spaces. (CTAP keys
+/// accept any string; this keeps what is stored and logged plain.)
+pub fn check_rp_id(rp_id: &str) -> Result<(), Fido2Error> {
+    if rp_id.is_empty()
+        || rp_id.len() > MAX_RP_ID_LEN
+        || !rp_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Fido2Error::InvalidRpId);
+    }
+    Ok(())
+}
+
 /// A registered FIDO2 credential: its row, and the credential as the relying party
 /// checks it (the COSE key's length is checked when read; it is parsed where it is used).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fido2Device {
     pub id: i64,
-    pub credential: crate::fido2::ceremony::Credential,
+    pub credential: pam_mfa_fido2::ceremony::Credential,
 }
 
 /// What registration stores for a new FIDO2 credential.
@@ -523,19 +539,19 @@ fn fido2_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Fido2Device>> {
         }
         let corrupt = |what: &str| Error::CorruptRecord(format!("device {name:?}: bad {what}"));
         let credential_id = credential_id
-            .filter(|c| (1..=crate::fido2::MAX_CREDENTIAL_ID_LEN).contains(&c.len()))
+            .filter(|c| (1..=pam_mfa_fido2::MAX_CREDENTIAL_ID_LEN).contains(&c.len()))
             .ok_or_else(|| corrupt("credential id"))?;
         // Only its length here: parsing it needs the relying party's code, which the
         // module does not carry (crate::fido2). A key that does not parse is refused
         // where it is used, like a wrong signature.
         let cose_public_key = cose_public_key
-            .filter(|k| (1..=crate::fido2::cose::MAX_COSE_KEY_LEN).contains(&k.len()))
+            .filter(|k| (1..=pam_mfa_fido2::cose::MAX_COSE_KEY_LEN).contains(&k.len()))
             .ok_or_else(|| corrupt("public key"))?;
         let sign_count = sign_count
             .and_then(|c| u32::try_from(c).ok())
             .ok_or_else(|| corrupt("sign count"))?;
         let rp_id = rp_id
-            .filter(|r| crate::fido2::check_rp_id(r).is_ok())
+            .filter(|r| check_rp_id(r).is_ok())
             .ok_or_else(|| corrupt("RP id"))?;
         let uv_required = match uv_required {
             Some(0) => false,
@@ -544,7 +560,7 @@ fn fido2_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Fido2Device>> {
         };
         Ok(Fido2Device {
             id,
-            credential: crate::fido2::ceremony::Credential {
+            credential: pam_mfa_fido2::ceremony::Credential {
                 name,
                 credential_id,
                 cose_public_key,
@@ -630,7 +646,7 @@ pub fn insert_fido2(
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE credential_id = ?1)")?
         .query_row([new.credential_id], |r| r.get(0))?;
     if taken {
-        return Err(crate::fido2::Fido2Error::AlreadyRegistered.into());
+        return Err(Fido2Error::AlreadyRegistered.into());
     }
     conn.prepare_cached(
         "INSERT INTO devices (user, name, kind, state, created_at, credential_id,
@@ -665,7 +681,7 @@ pub struct HotpDevice {
     pub id: i64,
     pub name: String,
     pub secret: Secret,
-    pub params: crate::hotp::HotpParams,
+    pub params: HotpParams,
     /// The counter value whose code the token should show next; every lower one is used.
     pub counter: i64,
 }
@@ -683,7 +699,7 @@ fn hotp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<HotpDevice>> {
         let secret = secret
             .filter(|s| !s.is_empty())
             .ok_or_else(|| corrupt("secret"))?;
-        let params = crate::hotp::HotpParams {
+        let params = HotpParams {
             algorithm: algorithm.ok_or_else(|| corrupt("algorithm"))?.parse()?,
             digits: digits
                 .and_then(|d| u8::try_from(d).ok())
@@ -693,7 +709,7 @@ fn hotp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<HotpDevice>> {
         // Refused here, like a TOTP device's extreme steps, so that look-ahead arithmetic
         // never meets a value no store we wrote can hold.
         let counter = counter
-            .filter(|c| (0..=crate::hotp::MAX_COUNTER).contains(c))
+            .filter(|c| (0..=MAX_COUNTER).contains(c))
             .ok_or_else(|| corrupt("counter"))?;
         Ok(HotpDevice {
             id,

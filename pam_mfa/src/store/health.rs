@@ -162,14 +162,14 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn add_active(store: &mut Store, user: &str, name: &str) {
-        let secret = crate::secret::Secret::from_bytes(vec![7; 20]);
+        let secret = crate::store::secret::Secret::from_bytes(vec![7; 20]);
         let tx = store.write().unwrap();
         devices::insert_pending_totp(
             &tx,
             user,
             name,
             &secret,
-            crate::otp::TotpParams::DEFAULT,
+            crate::store::params::TotpParams::DEFAULT,
             100,
             700,
         )
@@ -209,8 +209,8 @@ mod tests {
             &tx,
             "carol",
             "phone",
-            &crate::secret::Secret::from_bytes(vec![1; 20]),
-            crate::otp::TotpParams::DEFAULT,
+            &crate::store::secret::Secret::from_bytes(vec![1; 20]),
+            crate::store::params::TotpParams::DEFAULT,
             100,
             700,
         )

@@ -25,9 +25,11 @@ pub mod audit;
 pub mod auth_state;
 pub mod devices;
 pub mod health;
+pub mod params;
 pub mod policy;
 pub mod recovery_codes;
 pub mod remembered;
+pub mod secret;
 pub mod tokens;
 mod safety;
 mod schema;
@@ -634,8 +636,8 @@ mod tests {
                 &tx,
                 "alice",
                 "phone",
-                &crate::secret::Secret::from_bytes(vec![7; 20]),
-                crate::otp::TotpParams::DEFAULT,
+                &crate::store::secret::Secret::from_bytes(vec![7; 20]),
+                crate::store::params::TotpParams::DEFAULT,
                 100,
                 700,
             )
@@ -757,14 +759,14 @@ mod tests {
         let (_dir, path) = temp_store();
         let mut store = Store::open_or_create(&path).unwrap();
         let marker = b"SECRET-MARKER-0123456789".to_vec();
-        let secret = crate::secret::Secret::from_bytes(marker.clone());
+        let secret = crate::store::secret::Secret::from_bytes(marker.clone());
         let tx = store.write().unwrap();
         devices::insert_pending_totp(
             &tx,
             "alice",
             "phone",
             &secret,
-            crate::otp::TotpParams::DEFAULT,
+            crate::store::params::TotpParams::DEFAULT,
             100,
             700,
         )

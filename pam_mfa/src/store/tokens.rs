@@ -8,8 +8,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::otp::Algorithm;
-use crate::secret::Secret;
+use super::params::Algorithm;
+use super::secret::Secret;
 use crate::{Error, Result};
 
 /// How a token makes codes.
