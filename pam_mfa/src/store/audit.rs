@@ -2,7 +2,7 @@
 //! pruned by. Which changes are recorded, and as whom, is decided above the store (the
 //! library's `audit` module, whose per-connection triggers write into this table).
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::policy::DEFAULT_AUDIT_RETENTION_DAYS;
 use crate::Result;
@@ -83,4 +83,26 @@ pub fn list(conn: &Connection, user: Option<&str>, since: Option<i64>) -> Result
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The time of the `n`-th most recent row about `user` written by a non-root actor after
+/// `since` (of `action` only, if given), if there are that many: the registration limits
+/// count a caller's recent changes from the rows the changes already write.
+pub fn nth_recent_by_others(
+    conn: &Connection,
+    user: &str,
+    action: Option<&str>,
+    n: u32,
+    since: i64,
+) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT at FROM audit
+             WHERE user = ?1 AND at > ?2 AND actor_uid <> 0 AND (?4 IS NULL OR action = ?4)
+             ORDER BY at DESC LIMIT 1 OFFSET ?3",
+        )?
+        .query_row(params![user, since, n.saturating_sub(1), action], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }

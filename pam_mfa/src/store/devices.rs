@@ -260,6 +260,33 @@ pub fn list(conn: &Connection, user: &str, now: i64) -> Result<Vec<DeviceInfo>> 
         .collect()
 }
 
+/// How many unfinished registrations `user` has at `now` other than one named `name`
+/// (held for a login, or not, as `held` says), and when the first of them expires.
+pub fn pending_others(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    held: bool,
+    now: i64,
+) -> Result<(u32, Option<i64>)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*), min(expires_at) FROM devices
+             WHERE user = ?1 AND state = 'pending' AND expires_at > ?3 AND name <> ?2
+               AND (login_hold IS NOT NULL) = ?4",
+        )?
+        .query_row(params![user, name, now, held], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
+}
+
+/// Every user with a device row (pending or active), by name.
+pub fn users(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT user FROM devices ORDER BY user")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Drops pending registrations that were never finished in time.
 pub fn purge_expired(conn: &Connection, now: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM devices WHERE state = 'pending' AND expires_at <= ?1")?
