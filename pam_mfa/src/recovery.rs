@@ -16,9 +16,9 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::store::auth_state;
 use crate::store::recovery_codes::{self as rows, NewRow};
 pub use crate::store::recovery_codes::{Bypass, Kind, Outstanding, outstanding, remaining};
-use crate::store::auth_state;
 use crate::{Error, Result};
 
 /// How many recovery codes a set has.
@@ -125,8 +125,9 @@ fn insert(conn: &Connection, new: &NewCode<'_>, code: &str) -> Result<()> {
 }
 
 /// Replaces `user`'s recovery codes with a new set of [`SET_SIZE`], in the caller's
-/// transaction; returns the codes (ungrouped) to show once.
-pub fn generate_set(
+/// transaction, for tests: `mfa` itself shows a set before storing it ([`new_set`]).
+#[cfg(test)]
+pub(crate) fn generate_set(
     conn: &Connection,
     user: &str,
     now: i64,
