@@ -13,8 +13,8 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::Result;
-pub use crate::store::audit::{Entry, list, prune_before, prune_expired, record};
 use crate::store::audit::retention_cutoff_sql;
+pub use crate::store::audit::{Entry, list, prune_before, prune_expired, record};
 
 /// The uid that [`attach`] records device changes on `conn` as, if it was called: the
 /// caller whose registrations [`crate::limits`] rate-limits.

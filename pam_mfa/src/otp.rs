@@ -88,7 +88,7 @@ impl TotpKey {
 /// first `t` in `range` where `first` is the code of `t` and `second` that of `t + 1`, or
 /// failing that `second` the code of `t` and `first` that of `t + 1`. Two codes in a row
 /// prove the person holds the device in either order, so a pair typed the other way
-/// round is taken as it is meant (issue 20: it used to be told "not consecutive"); `t` is
+/// round is taken as it is meant rather than refused as "not consecutive"; `t` is
 /// always the step of the earlier code, so the caller's "used up to `t + 1`" holds. When
 /// neither order fits, it says which of the two codes gave the person away, so the
 /// message can say so.

@@ -8,8 +8,8 @@
 
 use rusqlite::Connection;
 
-pub use crate::store::policy::{DEFAULT_AUDIT_RETENTION_DAYS, MAX_AUDIT_RETENTION_DAYS};
 use crate::store::policy as row;
+pub use crate::store::policy::{DEFAULT_AUDIT_RETENTION_DAYS, MAX_AUDIT_RETENTION_DAYS};
 use crate::{Error, MAX_DEVICES, Result};
 
 /// Whether users may register and change their own devices with `mfa`.
@@ -253,7 +253,8 @@ mod tests {
         assert_eq!(load(store.conn()).unwrap().window, None);
     }
 
-    // Issue 16, finding 3: the audit retention is a policy key, from 1 day to 100 years.
+    // The audit retention is a policy key, from 1 day to 100 years: the table must not
+    // grow without end, and audit rules ask for different periods.
     #[test]
     fn audit_retention_days_is_checked_and_defaults_to_a_year() {
         let mut ts = crate::test_support::temp_store();
@@ -271,7 +272,7 @@ mod tests {
         assert!(KEYS.contains(&"audit_retention_days"));
     }
 
-    /// Issue 21: remembering is off unless the administrator sets it, at most 12 hours,
+    /// Remembering skips a factor, so it is off unless the administrator sets it, at most 12 hours,
     /// and local logins need their own explicit yes.
     #[test]
     fn remembering_is_off_by_default_and_bounded() {

@@ -9,7 +9,7 @@
 //! logins queue instead of failing.
 //!
 //! A login opens the store, commits one transaction and closes it, once per process, so
-//! what opening and closing cost matters as much as what committing does (issue 7). By
+//! what opening and closing cost matters as much as what committing does. By
 //! default SQLite's last connection checkpoints the WAL into the database and deletes it on
 //! close: two more fsyncs, and the next login re-creates the WAL file and syncs the
 //! directory. So the WAL file is never removed ([`wal`]: the directory is synced only when
@@ -29,10 +29,10 @@ pub mod params;
 pub mod policy;
 pub mod recovery_codes;
 pub mod remembered;
-pub mod secret;
-pub mod tokens;
 mod safety;
 mod schema;
+pub mod secret;
+pub mod tokens;
 mod wal;
 
 use std::io;

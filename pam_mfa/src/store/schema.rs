@@ -200,7 +200,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN login_hold BLOB
         CHECK (login_hold IS NULL OR (length(login_hold) = 32 AND state = 'pending'));
     ",
-    // 7: remembered login contexts (issue 21): a successful second factor of `user` at
+    // 7: remembered login contexts: a successful second factor of `user` at
     // `service` from `rhost` lets the same user, service and host in without a code until
     // `until`, where the policy allows it (`remember_seconds`, 0 by default: off; local
     // logins only with `remember_local allow`).
