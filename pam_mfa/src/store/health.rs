@@ -241,7 +241,10 @@ mod tests {
         let Ok(Inspection::Open(store)) = open_for_inspection(&path) else {
             panic!("not opened");
         };
-        assert_eq!(schema_version(store.conn()).unwrap(), schema::CURRENT_VERSION);
+        assert_eq!(
+            schema_version(store.conn()).unwrap(),
+            schema::CURRENT_VERSION
+        );
         assert!(integrity_problems(store.conn(), 10).unwrap().is_empty());
         assert_eq!(
             users_with_active_devices(store.conn()).unwrap(),
