@@ -76,8 +76,7 @@ impl Policy {
 }
 
 /// The message a non-root user gets when `self_service` is `deny` (the "greyed-out" case).
-pub const MANAGED_BY_ADMIN: &str =
-    "Device registration is managed by your administrator; contact them";
+pub use crate::error::MANAGED_BY_ADMIN;
 
 /// The keys `mfa admin policy set` accepts, in the order `show` prints them.
 pub const KEYS: &[&str] = &[
