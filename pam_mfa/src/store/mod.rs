@@ -1,6 +1,12 @@
 //! The device store: one root-owned SQLite file holding every user's devices and
 //! authentication state.
 //!
+//! The store is the library's bottom layer: every table has its module here (its SQL and
+//! the types its rows are read into), the rules that decide what to write stay above, and
+//! nothing here names a module above it. A number a rule owns is passed in by the caller;
+//! a type or bound the store must check is defined here and re-exported above.
+//! `scripts/check-layers.py` checks this.
+//!
 //! Opening always checks who can reach the file first ([`safety`]), refuses files that are
 //! not ours or are newer than this code ([`schema`]), and sets the connection up for
 //! concurrent, durable use: WAL so readers never block the writer, `synchronous=FULL` so a
