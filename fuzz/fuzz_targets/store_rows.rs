@@ -172,7 +172,8 @@ fn fixture() -> &'static Fixture {
             // rows.
             let tx = store.write().unwrap();
             pam_mfa::policy::set(&tx, "window", "2").unwrap();
-            pam_mfa::recovery::generate_set(&tx, "alice", NOW, 0).unwrap();
+            let codes = pam_mfa::recovery::new_set().unwrap();
+            pam_mfa::recovery::replace_set(&tx, "alice", &codes, NOW, 0).unwrap();
             pam_mfa::recovery::issue_bypass(&tx, "alice", 3, NOW + 3600, NOW, 0).unwrap();
             pam_mfa::audit::record(&tx, NOW, 0, "alice", "bypass", None, Some("3 use(s)")).unwrap();
             tx.commit().unwrap();

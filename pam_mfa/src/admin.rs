@@ -89,18 +89,15 @@ pub struct AccountOverview {
     pub user: String,
     pub devices: Vec<DeviceInfo>,
     pub codes: Outstanding,
-    /// Logins remembered without a code (issue 21).
+    /// Logins remembered without a code, so an administrator sees who can come back
+    /// without one.
     pub remembered: Vec<crate::store::remembered::Remembered>,
 }
 
 /// Every account with a device or an outstanding recovery or bypass code, by name.
 pub fn overview(conn: &Connection, now: i64) -> Result<Vec<AccountOverview>> {
     let mut codes: BTreeMap<String, Outstanding> = recovery::outstanding(conn, now)?;
-    let mut users: Vec<String> = {
-        let mut stmt = conn.prepare_cached("SELECT DISTINCT user FROM devices ORDER BY user")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    let mut users = devices::users(conn)?;
     users.extend(codes.keys().cloned());
     users.sort();
     users.dedup();

@@ -1,46 +1,20 @@
-//! The audit trail in the store (`audit`, schema version 3): who did what to whose
-//! device, when, and from which uid.
+//! The audit trail: who did what to whose device, when, and from which uid. The table is
+//! [`crate::store::audit`]; here is what gets recorded, and as whom.
 //!
 //! Rows are written with the connection of the change's own transaction, so a change and
 //! its record commit or vanish together; syslog lines are a convenience on top, the
 //! table is what `mfa admin audit` shows. Never a secret or a code.
 //!
-//! Rows are kept for the policy's `audit_retention_days` (issue 16, finding 3: any user
-//! could add rows without end, and a full disk stops every login): every write of a row
+//! Rows are kept for the policy's `audit_retention_days` (otherwise any user could add
+//! rows without end, and a full disk stops every login): every write of a row
 //! also deletes the rows older than that, through the `audit_by_time` index, so the table
 //! never holds more than the retention's worth and pruning never needs a job of its own.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::Result;
-use crate::policy::DEFAULT_AUDIT_RETENTION_DAYS;
-
-/// The oldest time still kept when a row is written at `now_expr` (an SQL expression):
-/// the policy's retention, or the default. One definition, for [`record`] and for the
-/// trigger [`attach`] adds.
-fn retention_cutoff_sql(now_expr: &str) -> String {
-    format!(
-        "{now_expr} - 86400 * coalesce((SELECT audit_retention_days FROM main.policy \
-         WHERE id = 1), {DEFAULT_AUDIT_RETENTION_DAYS})"
-    )
-}
-
-/// Deletes the rows older than the retention at `now`; how many went.
-pub fn prune_expired(conn: &Connection, now: i64) -> Result<usize> {
-    let sql = format!(
-        "DELETE FROM main.audit WHERE at < {}",
-        retention_cutoff_sql("?1")
-    );
-    Ok(conn.prepare_cached(&sql)?.execute([now])?)
-}
-
-/// Deletes the rows from before `cutoff` (`mfa admin audit prune --older-than`); how
-/// many went.
-pub fn prune_before(conn: &Connection, cutoff: i64) -> Result<usize> {
-    Ok(conn
-        .prepare_cached("DELETE FROM main.audit WHERE at < ?1")?
-        .execute([cutoff])?)
-}
+use crate::store::audit::retention_cutoff_sql;
+pub use crate::store::audit::{Entry, list, prune_before, prune_expired, record};
 
 /// The uid that [`attach`] records device changes on `conn` as, if it was called: the
 /// caller whose registrations [`crate::limits`] rate-limits.
@@ -58,37 +32,6 @@ pub fn actor(conn: &Connection) -> Result<Option<u32>> {
         .prepare_cached("SELECT uid FROM temp.audit_actor")?
         .query_row([], |r| r.get(0))
         .optional()?)
-}
-
-/// One audit row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub at: i64,
-    pub actor_uid: u32,
-    pub user: String,
-    pub action: String,
-    pub device: Option<String>,
-    pub detail: Option<String>,
-}
-
-/// Appends a row inside the caller's transaction, and deletes the rows past the
-/// retention.
-pub fn record(
-    conn: &Connection,
-    at: i64,
-    actor_uid: u32,
-    user: &str,
-    action: &str,
-    device: Option<&str>,
-    detail: Option<&str>,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO audit (at, actor_uid, user, action, device, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![at, actor_uid, user, action, device, detail])?;
-    prune_expired(conn, at)?;
-    Ok(())
 }
 
 /// Makes every later change to devices through `conn` write its audit row, as `actor_uid`,
@@ -205,26 +148,6 @@ pub fn as_actor<T>(
     result
 }
 
-/// Rows for `user` (all users when `None`) at or after `since`, oldest first.
-pub fn list(conn: &Connection, user: Option<&str>, since: Option<i64>) -> Result<Vec<Entry>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at, actor_uid, user, action, device, detail FROM audit
-         WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR at >= ?2)
-         ORDER BY at, id",
-    )?;
-    let rows = stmt.query_map(params![user, since], |r| {
-        Ok(Entry {
-            at: r.get(0)?,
-            actor_uid: r.get(1)?,
-            user: r.get(2)?,
-            action: r.get(3)?,
-            device: r.get(4)?,
-            detail: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -250,8 +173,8 @@ mod tests {
         assert_eq!(list(store.conn(), None, Some(15)).unwrap().len(), 1);
     }
 
-    // Issue 17 (mfad serves many callers on one connection): the actor of one request
-    // must never be written into the rows of the next.
+    // mfad serves many callers on one connection: the actor of one request must never be
+    // written into the rows of the next.
     #[test]
     fn as_actor_records_its_changes_only() {
         use crate::enrollment;
@@ -278,8 +201,7 @@ mod tests {
         assert_eq!(rows[0].device.as_deref(), Some("phone"));
     }
 
-    // Issue 16, finding 3: audit rows were never removed, so anyone could grow the table
-    // without end.
+    // Rows that were never removed would let anyone grow the table without end.
     #[test]
     fn rows_past_the_retention_go_at_the_next_write() {
         const DAY: i64 = 86_400;

@@ -31,7 +31,7 @@ pub const CONFIRM_STEPS_BEFORE: i64 = 10;
 /// …or one step ahead of this host's clock.
 pub const CONFIRM_STEPS_AFTER: i64 = 1;
 /// Resync searches about ±12 hours (at 30 s steps) for the device's clock.
-pub const RESYNC_STEPS: i64 = 1500;
+pub use crate::store::devices::RESYNC_STEPS;
 /// How far a hardware token's clock may be off when it is registered, in seconds: the
 /// same ±12 hours whatever its time step (a 300 s token must not get ±125 hours).
 pub const TOKEN_DRIFT_SECS: i64 = 12 * 3600;

@@ -1,9 +1,18 @@
 //! The library's one error type. Messages are written for the person reading them (an
 //! administrator in syslog, a user at the `mfa` prompt) and never include a secret or code.
 
+use std::fmt;
 use std::path::PathBuf;
 
+use pam_mfa_fido2::{TransportError, verify};
+
 use crate::code::CodeError;
+
+/// The message a non-root user gets when the policy's `self_service` is `deny` (the
+/// "greyed-out" case). Here because [`Error::ManagedByAdmin`] says it; the policy
+/// re-exports it.
+pub const MANAGED_BY_ADMIN: &str =
+    "Device registration is managed by your administrator; contact them";
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -99,7 +108,7 @@ pub enum Error {
         retry_at: i64,
     },
     /// The administrator turned self-service off (the "greyed-out" case).
-    #[error("{}", crate::policy::MANAGED_BY_ADMIN)]
+    #[error("{}", MANAGED_BY_ADMIN)]
     ManagedByAdmin,
     #[error("--issuer must be 1 to 64 printable characters")]
     InvalidIssuer,
@@ -156,13 +165,13 @@ pub enum Error {
     )]
     CodesAlreadyUsed,
     #[error("{0}")]
-    Fido2(#[from] crate::fido2::Fido2Error),
+    Fido2(#[from] Fido2Error),
     #[error("invalid policy setting: {0}")]
     InvalidPolicy(String),
     #[error("device \"{name}\" is a security key; only code devices can be {action}")]
     NotTotp { name: String, action: &'static str },
     #[error("{0}")]
-    TokenFile(#[from] crate::tokens::FileError),
+    TokenFile(#[from] FileError),
     #[error(
         "token {serial} is already in the inventory; nothing was imported (--replace loads \
          the file's seeds over the ones there)"
@@ -262,4 +271,101 @@ fn describe_sqlite(e: &rusqlite::Error) -> String {
         _ => return e.to_string(),
     };
     format!("{what}; nothing can be recorded ({e})")
+}
+
+/// What can go wrong registering a key, worded for the person at the terminal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fido2Error {
+    #[error("no security key found; plug it in and try again")]
+    NoKey,
+    #[error("the security key was not touched in time")]
+    Timeout,
+    #[error("this security key is already registered for this user")]
+    AlreadyRegistered,
+    #[error("the security key asks for its PIN")]
+    PinRequired,
+    #[error("wrong security key PIN")]
+    PinInvalid,
+    #[error(
+        "the security key's PIN is blocked (too many wrong PINs); reset the key or use \
+         another one"
+    )]
+    PinBlocked,
+    #[error(
+        "the security key has no PIN set; set one with the key maker's tool first, or \
+         register it without --pin/--uv"
+    )]
+    NoPinSet,
+    #[error("invalid RP id (1 to 255 printable ASCII characters, no spaces)")]
+    InvalidRpId,
+    #[error("the security key refused: {0}")]
+    Device(String),
+    #[error("the security key's answer does not verify: {0}")]
+    Rejected(verify::Rejection),
+}
+
+impl From<TransportError> for Fido2Error {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::NoKey => Self::NoKey,
+            TransportError::Timeout => Self::Timeout,
+            TransportError::Excluded => Self::AlreadyRegistered,
+            TransportError::PinRequired => Self::PinRequired,
+            TransportError::PinInvalid => Self::PinInvalid,
+            TransportError::PinBlocked => Self::PinBlocked,
+            TransportError::NoCredentials => {
+                Self::Device("it holds no credential for this request".to_owned())
+            }
+            TransportError::Device(d) => Self::Device(d),
+        }
+    }
+}
+
+/// Where in a seed file something is wrong, for the message that rejects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The file as a whole (its size, its encoding, its XML syntax, its encryption keys);
+    /// the message names no place then.
+    File,
+    /// A CSV line (1-based).
+    Line(usize),
+    /// The n-th `<KeyPackage>` (1-based) of a PSKC file, which starts at `line`.
+    KeyPackage { index: usize, line: u32 },
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File => f.write_str("the file"),
+            Self::Line(n) => write!(f, "line {n}"),
+            Self::KeyPackage { index, line } => write!(f, "KeyPackage {index} (line {line})"),
+        }
+    }
+}
+
+/// Why a seed file was rejected. Never quotes a secret: problems name fields, not values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    pub location: Location,
+    pub problem: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.location != Location::File {
+            write!(f, "{}: ", self.location)?;
+        }
+        write!(f, "{}; nothing was imported", self.problem)
+    }
+}
+
+impl std::error::Error for FileError {}
+
+impl FileError {
+    pub fn new(location: Location, problem: impl Into<String>) -> Self {
+        Self {
+            location,
+            problem: problem.into(),
+        }
+    }
 }

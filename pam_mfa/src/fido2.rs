@@ -12,12 +12,13 @@ pub use pam_mfa_fido2::{
     is_remote, plugin, timeout, transport, verify,
 };
 
+pub use crate::error::Fido2Error;
+/// What is stored of an RP id is checked with the store, which refuses rows outside it.
+pub use crate::store::devices::{MAX_RP_ID_LEN, check_rp_id};
+
 use std::fmt;
 
 use crate::names::UserName;
-
-/// Longest RP id accepted (DNS names are at most 253 characters).
-pub const MAX_RP_ID_LEN: usize = 255;
 
 /// The RP id a credential is registered under when none is given: fixed at registration
 /// and stored with the credential, so renaming the host later locks nobody out.
@@ -25,69 +26,9 @@ pub fn default_rp_id(host: &str) -> String {
     format!("pam://{host}")
 }
 
-/// An RP id we accept: 1 to 255 printable ASCII characters without spaces. (CTAP keys
-/// accept any string; this keeps what is stored and logged plain.)
-pub fn check_rp_id(rp_id: &str) -> Result<(), Fido2Error> {
-    if rp_id.is_empty()
-        || rp_id.len() > MAX_RP_ID_LEN
-        || !rp_id.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(Fido2Error::InvalidRpId);
-    }
-    Ok(())
-}
-
 /// 32 random bytes from the kernel: challenges and user handles.
 pub fn random32() -> crate::Result<[u8; 32]> {
     pam_mfa_fido2::random32().map_err(|e| crate::Error::Random(e.to_string()))
-}
-
-/// What can go wrong registering a key, worded for the person at the terminal.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Fido2Error {
-    #[error("no security key found; plug it in and try again")]
-    NoKey,
-    #[error("the security key was not touched in time")]
-    Timeout,
-    #[error("this security key is already registered for this user")]
-    AlreadyRegistered,
-    #[error("the security key asks for its PIN")]
-    PinRequired,
-    #[error("wrong security key PIN")]
-    PinInvalid,
-    #[error(
-        "the security key's PIN is blocked (too many wrong PINs); reset the key or use \
-         another one"
-    )]
-    PinBlocked,
-    #[error(
-        "the security key has no PIN set; set one with the key maker's tool first, or \
-         register it without --pin/--uv"
-    )]
-    NoPinSet,
-    #[error("invalid RP id (1 to 255 printable ASCII characters, no spaces)")]
-    InvalidRpId,
-    #[error("the security key refused: {0}")]
-    Device(String),
-    #[error("the security key's answer does not verify: {0}")]
-    Rejected(verify::Rejection),
-}
-
-impl From<TransportError> for Fido2Error {
-    fn from(e: TransportError) -> Self {
-        match e {
-            TransportError::NoKey => Self::NoKey,
-            TransportError::Timeout => Self::Timeout,
-            TransportError::Excluded => Self::AlreadyRegistered,
-            TransportError::PinRequired => Self::PinRequired,
-            TransportError::PinInvalid => Self::PinInvalid,
-            TransportError::PinBlocked => Self::PinBlocked,
-            TransportError::NoCredentials => {
-                Self::Device("it holds no credential for this request".to_owned())
-            }
-            TransportError::Device(d) => Self::Device(d),
-        }
-    }
 }
 
 /// The syslog wording of a security-key failure (never a PIN): it may say more than

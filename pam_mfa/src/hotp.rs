@@ -18,28 +18,7 @@ use crate::otp::{Algorithm, PairError};
 use crate::secret::Secret;
 use crate::{Error, Result};
 
-/// The largest counter value stored: far beyond what a token's battery lasts (a press a
-/// second for 8 million years), and small enough that a look-ahead can never overflow.
-pub const MAX_COUNTER: i64 = 1 << 48;
-
-/// The public parameters of an HOTP token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HotpParams {
-    pub algorithm: Algorithm,
-    pub digits: u8,
-}
-
-impl HotpParams {
-    pub fn validate(self) -> Result<Self> {
-        if !(6..=8).contains(&self.digits) {
-            return Err(Error::InvalidParameters(format!(
-                "{} digits (6 to 8 are supported)",
-                self.digits
-            )));
-        }
-        Ok(self)
-    }
-}
+pub use crate::store::params::{HotpParams, MAX_COUNTER};
 
 /// An HOTP key ready to check codes.
 pub struct HotpKey {

@@ -3,7 +3,8 @@
 //! The library: device store, OTP checking, enrollment, lock-out, policy. `mfad` (which
 //! alone opens the store) and `mfa --db` run every check through it. The PAM module is a
 //! crate of its own (`pam_mfa/module`, `pam_mfa_module`) that links neither this library
-//! nor SQLite: it asks `mfad` over its socket (issue 17).
+//! nor SQLite: it asks `mfad` over its socket, so that a login needs no access to the
+//! store and every check runs in one process.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod admin;
@@ -26,7 +27,6 @@ pub mod policy;
 pub mod qr;
 pub mod recovery;
 pub mod remembered;
-pub mod secret;
 pub mod selfservice;
 pub mod settings;
 pub mod store;
@@ -35,6 +35,6 @@ mod test_support;
 pub mod tokens;
 
 pub use error::{Error, Result};
-
-/// The most devices a user may have active at once (the cloud consoles' limit).
-pub const MAX_DEVICES: u32 = 8;
+pub use store::devices::MAX_DEVICES;
+/// Secrets are defined with the store, which keeps them; the path `crate::secret` stays.
+pub use store::secret;

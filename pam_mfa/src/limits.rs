@@ -1,6 +1,6 @@
-//! Bounds on how fast and how far registrations can grow the store (issue 16, finding
-//! 3: 500 runs of `mfa enroll totp NAME --begin` by an ordinary user added 205 KB in
-//! 3.8 s, and a full disk stops every login on the host).
+//! Bounds on how fast and how far registrations can grow the store: without them, 500
+//! runs of `mfa enroll totp NAME --begin` by an ordinary user added 205 KB in 3.8 s, and
+//! a full disk stops every login on the host.
 //!
 //! Two rules, both checked inside the write transaction that inserts the pending row, so
 //! that simultaneous registrations cannot slip past them together:
@@ -19,8 +19,9 @@
 //!   only root can write root's rows. Registrations at login are recorded as the service's
 //!   uid (root for sshd), so only the cap applies to them.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
+use crate::store::devices;
 use crate::{Error, Result, audit};
 
 /// Unfinished registrations a user may have at once. One is the usual case; a second and
@@ -45,8 +46,8 @@ pub const BEGUN_WINDOW_SECS: i64 = 3600;
 pub const MAX_CHANGES: u32 = 60;
 
 /// Refuses a non-root caller's change to their own devices at `now` when their commands
-/// already wrote [`MAX_CHANGES`] audit rows within the hour (issue 16, finding 3: any
-/// write a user can cause, not only a registration's start, grows the root-owned store).
+/// already wrote [`MAX_CHANGES`] audit rows within the hour: any write a user can cause,
+/// not only a registration's start, grows the root-owned store.
 pub fn check_changes(conn: &Connection, user: &str, now: i64) -> Result<()> {
     match nth_recent(conn, user, None, MAX_CHANGES, now)? {
         Some(at) => Err(Error::TooManyChanges {
@@ -68,17 +69,7 @@ fn nth_recent(
     n: u32,
     now: i64,
 ) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT at FROM audit
-             WHERE user = ?1 AND at > ?2 AND actor_uid <> 0 AND (?4 IS NULL OR action = ?4)
-             ORDER BY at DESC LIMIT 1 OFFSET ?3",
-        )?
-        .query_row(
-            params![user, now - BEGUN_WINDOW_SECS, n.saturating_sub(1), action],
-            |r| r.get(0),
-        )
-        .optional()?)
+    crate::store::audit::nth_recent_by_others(conn, user, action, n, now - BEGUN_WINDOW_SECS)
 }
 
 /// Refuses to begin registering `name` for `user` at `now` when that would exceed either
@@ -94,15 +85,7 @@ pub fn check_begin(conn: &Connection, user: &str, name: &str, held: bool, now: i
 }
 
 fn check_pending(conn: &Connection, user: &str, name: &str, held: bool, now: i64) -> Result<()> {
-    let (count, next_expiry): (u32, Option<i64>) = conn
-        .prepare_cached(
-            "SELECT COUNT(*), min(expires_at) FROM devices
-             WHERE user = ?1 AND state = 'pending' AND expires_at > ?3 AND name <> ?2
-               AND (login_hold IS NOT NULL) = ?4",
-        )?
-        .query_row(params![user, name, now, held], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    let (count, next_expiry) = devices::pending_others(conn, user, name, held, now)?;
     if count >= MAX_PENDING {
         return Err(Error::TooManyPending {
             user: user.to_owned(),
@@ -135,7 +118,7 @@ mod tests {
             .map(|p| p.secret.to_base32().to_string())
     }
 
-    // Issue 16, finding 3: pending registrations were unlimited.
+    // Unlimited pending registrations would let anyone fill the disk.
     #[test]
     fn a_fourth_pending_registration_is_refused_until_one_is_finished_or_expires() {
         let mut ts = temp_store();
@@ -182,7 +165,7 @@ mod tests {
 
     #[test]
     fn registrations_held_for_a_login_never_use_up_the_users_own_slots() {
-        // Issue 16, findings 2 and 3: whoever reaches a registration at login (behind a
+        // Whoever reaches a registration at login (behind a
         // first factor that did not end the stack) holds rows for the victim; they are
         // capped too, but apart, so the victim's own `mfa enroll` still has its slots.
         let mut ts = temp_store();
@@ -219,7 +202,7 @@ mod tests {
     /// Writes `n` begin rows for `who` by `uid` at `at`, as the audit trigger does.
     #[test]
     fn a_non_root_caller_makes_at_most_sixty_changes_an_hour() {
-        // Issue 16, finding 3: every write a user can cause grows the store, not only a
+        // Every write a user can cause grows the store, not only a
         // registration's start (a loop of `mfa recovery generate`, or of renames).
         let mut ts = temp_store();
         let now = T0;
@@ -274,7 +257,7 @@ mod tests {
         tx.commit().unwrap();
     }
 
-    // Issue 16, finding 3: a non-root user could begin registrations without end.
+    // Without a bound a non-root user could begin registrations without end.
     #[test]
     fn a_non_root_caller_begins_at_most_ten_an_hour() {
         let mut ts = temp_store();

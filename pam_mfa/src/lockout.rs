@@ -50,13 +50,9 @@ impl Default for LockoutPolicy {
     }
 }
 
-/// One user's recent failures, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FailureState {
-    pub failures: u32,
-    pub window_start: i64,
-    pub locked_until: Option<i64>,
-}
+/// One user's recent failures, as stored (defined with their table; the rules that move
+/// them are here).
+pub use crate::store::auth_state::FailureState;
 
 impl FailureState {
     /// When the user is locked out at `now`, the time the lock ends.
@@ -156,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_lock_past_max_failures_lasts_in_proportion() {
-        // Issue 16, finding 1 (guessing budget): one guess against 8 devices at window 10
+        // The guessing budget: one guess against 8 devices at window 10
         // (168 codes, 56 failures) with max_failures 5 locks for 56/5 of `lockout`.
         let p = LockoutPolicy {
             max_failures: 5,
@@ -208,7 +204,7 @@ mod tests {
 
     #[test]
     fn the_guessing_budget_holds_whatever_the_devices_and_windows() {
-        // Issue 16, finding 1 (guessing budget): per `lockout` seconds an attacker gets at
+        // The guessing budget: per `lockout` seconds an attacker gets at
         // most CODES_PER_FAILURE × max_failures codes compared on average, however many
         // devices the user has and however wide their windows, so the README can state
         // one number per day. Allow one lock period's worth on top for the edges.

@@ -4,9 +4,7 @@
 //! time steps to try. Every comparison goes through `totp-rs`'s constant-time token
 //! equality, so how much of a wrong code matched is not observable.
 
-use std::fmt;
 use std::ops::RangeInclusive;
-use std::str::FromStr;
 
 use totp_rs::Builder;
 
@@ -14,23 +12,9 @@ use crate::code::Code;
 use crate::secret::Secret;
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Sha1,
-    Sha256,
-    Sha512,
-}
+pub use crate::store::params::{Algorithm, TotpParams};
 
 impl Algorithm {
-    /// The spelling used in `otpauth://` URIs and in the store.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sha1 => "SHA1",
-            Self::Sha256 => "SHA256",
-            Self::Sha512 => "SHA512",
-        }
-    }
-
     fn to_totp_rs(self) -> totp_rs::Algorithm {
         match self {
             Self::Sha1 => totp_rs::Algorithm::SHA1,
@@ -40,56 +24,7 @@ impl Algorithm {
     }
 }
 
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Algorithm {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_uppercase().as_str() {
-            "SHA1" => Ok(Self::Sha1),
-            "SHA256" => Ok(Self::Sha256),
-            "SHA512" => Ok(Self::Sha512),
-            _ => Err(Error::InvalidParameters(format!("unknown algorithm {s:?}"))),
-        }
-    }
-}
-
-/// The public parameters of a TOTP device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TotpParams {
-    pub algorithm: Algorithm,
-    pub digits: u8,
-    pub period: u32,
-}
-
 impl TotpParams {
-    /// What every authenticator app supports; anything else breaks some of them.
-    pub const DEFAULT: Self = Self {
-        algorithm: Algorithm::Sha1,
-        digits: 6,
-        period: 30,
-    };
-
-    pub fn validate(self) -> Result<Self> {
-        if !(6..=8).contains(&self.digits) {
-            return Err(Error::InvalidParameters(format!(
-                "{} digits (6 to 8 are supported)",
-                self.digits
-            )));
-        }
-        if !(1..=300).contains(&self.period) {
-            return Err(Error::InvalidParameters(format!(
-                "a period of {} s (1 to 300 are supported)",
-                self.period
-            )));
-        }
-        Ok(self)
-    }
-
     /// The time step that contains `unix` (RFC 6238 T = floor(unix / period)).
     pub fn step_at(self, unix: i64) -> i64 {
         unix.div_euclid(i64::from(self.period.max(1)))
@@ -153,7 +88,7 @@ impl TotpKey {
 /// first `t` in `range` where `first` is the code of `t` and `second` that of `t + 1`, or
 /// failing that `second` the code of `t` and `first` that of `t + 1`. Two codes in a row
 /// prove the person holds the device in either order, so a pair typed the other way
-/// round is taken as it is meant (issue 20: it used to be told "not consecutive"); `t` is
+/// round is taken as it is meant rather than refused as "not consecutive"; `t` is
 /// always the step of the earlier code, so the caller's "used up to `t + 1`" holds. When
 /// neither order fits, it says which of the two codes gave the person away, so the
 /// message can say so.

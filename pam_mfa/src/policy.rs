@@ -1,12 +1,15 @@
-//! The administrator's policy, one row in the store (`policy`, schema version 3).
+//! The administrator's policy: what the one row in the store ([`crate::store::policy`])
+//! means, its defaults, and which values may be set.
 //!
 //! It lives in the store rather than in a configuration file so that the module, `mfa`
 //! and every service read the same decision, it changes atomically with everything else,
 //! and only root (who alone can write the store) changes it. The module reads it once per
 //! login with a single primary-key query ([`load`]).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
+use crate::store::policy as row;
+pub use crate::store::policy::{DEFAULT_AUDIT_RETENTION_DAYS, MAX_AUDIT_RETENTION_DAYS};
 use crate::{Error, MAX_DEVICES, Result};
 
 /// Whether users may register and change their own devices with `mfa`.
@@ -48,13 +51,6 @@ pub struct Policy {
     pub remember_local: bool,
 }
 
-/// How long audit rows are kept unless the administrator says otherwise: a year covers
-/// the yearly access reviews most audit rules ask for, and bounds the table (at the
-/// registration rate limit, a user adds at most a few thousand rows a year).
-pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
-/// The longest retention that may be set (the schema's bound): a hundred years.
-pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
-
 impl Default for Policy {
     fn default() -> Self {
         Self {
@@ -80,8 +76,7 @@ impl Policy {
 }
 
 /// The message a non-root user gets when `self_service` is `deny` (the "greyed-out" case).
-pub const MANAGED_BY_ADMIN: &str =
-    "Device registration is managed by your administrator; contact them";
+pub use crate::error::MANAGED_BY_ADMIN;
 
 /// The keys `mfa admin policy set` accepts, in the order `show` prints them.
 pub const KEYS: &[&str] = &[
@@ -122,64 +117,28 @@ impl NoDevice {
 /// Reads the policy; a store that predates it (impossible after migration, but cheap to
 /// allow) has the defaults.
 pub fn load(conn: &Connection) -> Result<Policy> {
-    let row = conn
-        .prepare_cached(
-            "SELECT self_service, max_devices, no_device, max_failures, lockout_seconds, window,
-                    audit_retention_days, remember_seconds, remember_local
-             FROM policy WHERE id = 1",
-        )?
-        .query_row([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<u32>>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, Option<u32>>(5)?,
-                r.get::<_, Option<u32>>(6)?,
-                r.get::<_, u32>(7)?,
-                r.get::<_, String>(8)?,
-            ))
-        })
-        .optional()?;
-    let Some((
-        self_service,
-        max_devices,
-        no_device,
-        max_failures,
-        lockout_seconds,
-        window,
-        audit_retention_days,
-        remember_seconds,
-        remember_local,
-    )) = row
-    else {
+    let Some(row) = row::load(conn)? else {
         return Ok(Policy::default());
     };
     Ok(Policy {
-        self_service: if self_service == "deny" {
+        self_service: if row.self_service == "deny" {
             SelfService::Deny
         } else {
             SelfService::Allow
         },
-        max_devices: max_devices.clamp(1, MAX_DEVICES),
-        no_device: match no_device.as_str() {
+        max_devices: row.device_limit(),
+        no_device: match row.no_device.as_str() {
             "allow" => NoDevice::Allow,
             "enroll" => NoDevice::Enroll,
             _ => NoDevice::Deny,
         },
-        max_failures,
-        lockout_seconds,
-        window,
-        audit_retention_days,
-        remember_seconds: remember_seconds.min(MAX_REMEMBER_SECONDS),
-        remember_local: remember_local == "allow",
+        max_failures: row.max_failures,
+        lockout_seconds: row.lockout_seconds,
+        window: row.window,
+        audit_retention_days: row.audit_retention_days,
+        remember_seconds: row.remember_seconds.min(MAX_REMEMBER_SECONDS),
+        remember_local: row.remember_local == "allow",
     })
-}
-
-/// The device limit for everyone: the policy's `max_devices` (never above 8).
-pub fn device_limit(conn: &Connection) -> Result<u32> {
-    Ok(load(conn)?.max_devices)
 }
 
 fn bad(key: &str, problem: &str) -> Error {
@@ -253,15 +212,7 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
             )));
         }
     };
-    conn.execute(
-        "INSERT INTO policy (id) VALUES (1) ON CONFLICT (id) DO NOTHING",
-        [],
-    )?;
-    conn.execute(
-        &format!("UPDATE policy SET {column} = ?1 WHERE id = 1"),
-        params![sql_value],
-    )?;
-    Ok(())
+    row::set(conn, column, sql_value)
 }
 
 #[cfg(test)]
@@ -301,7 +252,8 @@ mod tests {
         assert_eq!(load(store.conn()).unwrap().window, None);
     }
 
-    // Issue 16, finding 3: the audit retention is a policy key, from 1 day to 100 years.
+    // The audit retention is a policy key, from 1 day to 100 years: the table must not
+    // grow without end, and audit rules ask for different periods.
     #[test]
     fn audit_retention_days_is_checked_and_defaults_to_a_year() {
         let mut ts = crate::test_support::temp_store();
@@ -319,7 +271,7 @@ mod tests {
         assert!(KEYS.contains(&"audit_retention_days"));
     }
 
-    /// Issue 21: remembering is off unless the administrator sets it, at most 12 hours,
+    /// Remembering skips a factor, so it is off unless the administrator sets it, at most 12 hours,
     /// and local logins need their own explicit yes.
     #[test]
     fn remembering_is_off_by_default_and_bounded() {

@@ -1,5 +1,5 @@
 //! Recovery codes and administrator-issued bypass codes: the only ways back in for a user
-//! who lost every device (ARCHITECTURE.md).
+//! who lost every device. Their rows are [`crate::store::recovery_codes`].
 //!
 //! Both are 12 characters from a 32-letter alphabet without look-alikes (60 bits),
 //! shown as `abcd-efgh-jkmn`, shown once, and stored only as SHA-256 over a per-code
@@ -12,11 +12,13 @@
 //! A recovery code works once; `mfa recovery generate` replaces the whole set. A bypass
 //! code works `uses` times until it expires.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::store::auth_state;
+use crate::store::recovery_codes::{self as rows, NewRow};
+pub use crate::store::recovery_codes::{Bypass, Kind, Outstanding, outstanding, remaining};
 use crate::{Error, Result};
 
 /// How many recovery codes a set has.
@@ -26,22 +28,6 @@ pub const CODE_CHARS: usize = 12;
 /// Lower-case letters and digits without the look-alikes 0/o and 1/l: codes are read
 /// aloud and typed from paper.
 const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
-
-/// The kinds of row in `recovery_codes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Recovery,
-    Bypass,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Recovery => "recovery",
-            Self::Bypass => "bypass",
-        }
-    }
-}
 
 /// What a login with a recovery or bypass code found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,30 +105,29 @@ struct NewCode<'a> {
     by_uid: u32,
 }
 
+/// Stores `code` as a salted hash.
 fn insert(conn: &Connection, new: &NewCode<'_>, code: &str) -> Result<()> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| Error::Random(e.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO recovery_codes (user, kind, salt, hash, uses_left, expires_at,
-                                     created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        new.user,
-        new.kind.as_str(),
-        &salt[..],
-        &hash(&salt, code)[..],
-        new.uses,
-        new.expires_at,
-        new.now,
-        new.by_uid
-    ])?;
-    Ok(())
+    rows::insert(
+        conn,
+        &NewRow {
+            user: new.user,
+            kind: new.kind,
+            salt: &salt,
+            hash: &hash(&salt, code),
+            uses: new.uses,
+            expires_at: new.expires_at,
+            now: new.now,
+            by_uid: new.by_uid,
+        },
+    )
 }
 
 /// Replaces `user`'s recovery codes with a new set of [`SET_SIZE`], in the caller's
-/// transaction; returns the codes (ungrouped) to show once.
-pub fn generate_set(
+/// transaction, for tests: `mfa` itself shows a set before storing it ([`new_set`]).
+#[cfg(test)]
+pub(crate) fn generate_set(
     conn: &Connection,
     user: &str,
     now: i64,
@@ -155,7 +140,7 @@ pub fn generate_set(
 
 /// A new set of [`SET_SIZE`] codes (ungrouped), not yet stored: `mfa` shows them first and
 /// stores them with [`replace_set`] only once they were written out in full, so a set
-/// nobody saw never replaces one that works (issue 16, finding 9).
+/// nobody saw (the terminal closed, the disk full) never replaces one that works.
 pub fn new_set() -> Result<Vec<Zeroizing<String>>> {
     (0..SET_SIZE).map(|_| generate()).collect()
 }
@@ -169,10 +154,7 @@ pub fn replace_set(
     now: i64,
     by_uid: u32,
 ) -> Result<()> {
-    conn.execute(
-        "DELETE FROM recovery_codes WHERE user = ?1 AND kind = 'recovery'",
-        [user],
-    )?;
+    rows::delete_recovery_set(conn, user)?;
     let new = NewCode {
         user,
         kind: Kind::Recovery,
@@ -211,133 +193,28 @@ pub fn issue_bypass(
     Ok(code)
 }
 
-/// How many unused recovery codes `user` has.
-pub fn remaining(conn: &Connection, user: &str) -> Result<u32> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM recovery_codes
-             WHERE user = ?1 AND kind = 'recovery' AND uses_left > 0",
-        )?
-        .query_row([user], |r| r.get(0))?)
-}
-
 /// Uses up `code` for `user` if it is one of their valid recovery or bypass codes, in the
 /// caller's transaction. Expired and used-up rows are deleted on the way.
 pub fn consume(conn: &Connection, user: &str, code: &str, now: i64) -> Result<Used> {
-    conn.prepare_cached(
-        "DELETE FROM recovery_codes
-         WHERE user = ?1 AND (uses_left <= 0 OR (expires_at IS NOT NULL AND expires_at <= ?2))",
-    )?
-    .execute(params![user, now])?;
-    type Row = (i64, String, Vec<u8>, Vec<u8>, u32);
-    let rows: Vec<Row> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, kind, salt, hash, uses_left FROM recovery_codes WHERE user = ?1",
-        )?;
-        let mapped = stmt.query_map([user], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?;
-        mapped.collect::<rusqlite::Result<_>>()?
-    };
+    rows::purge_spent(conn, user, now)?;
+    let stored = rows::of_user(conn, user)?;
     // Every row is hashed, match or not, so the time taken does not say which matched.
     let mut found = None;
-    for (id, kind, salt, stored, uses_left) in &rows {
-        if same(&hash(salt, code), stored) && found.is_none() {
-            found = Some((*id, kind.clone(), *uses_left));
+    for row in &stored {
+        if same(&hash(&row.salt, code), &row.hash) && found.is_none() {
+            found = Some((row.id, row.kind, row.uses_left));
         }
     }
     let Some((id, kind, uses_left)) = found else {
         return Ok(Used::NotFound);
     };
     let left = uses_left.saturating_sub(1);
-    if left == 0 {
-        conn.execute("DELETE FROM recovery_codes WHERE id = ?1", [id])?;
-    } else {
-        conn.execute(
-            "UPDATE recovery_codes SET uses_left = ?2 WHERE id = ?1",
-            params![id, left],
-        )?;
-    }
-    let kind = if kind == "bypass" {
-        Kind::Bypass
-    } else {
-        Kind::Recovery
-    };
+    rows::set_uses_left(conn, id, left)?;
     let remaining = match kind {
         Kind::Recovery => remaining(conn, user)?,
         Kind::Bypass => left,
     };
     Ok(Used::Accepted { kind, remaining })
-}
-
-/// A live bypass code, as `mfa admin list` shows it (never the code or its hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bypass {
-    pub uses_left: u32,
-    pub expires_at: i64,
-    pub created_at: i64,
-    pub created_by: u32,
-}
-
-/// One user's outstanding ways back in.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Outstanding {
-    /// Unused codes of the user's recovery set.
-    pub recovery_left: u32,
-    /// Bypass codes that can still be used, oldest first.
-    pub bypass: Vec<Bypass>,
-}
-
-/// Every user's unused recovery codes and live bypass codes at `now`, by user: an
-/// administrator must be able to see that a temporary way in is still open.
-pub fn outstanding(
-    conn: &Connection,
-    now: i64,
-) -> Result<std::collections::BTreeMap<String, Outstanding>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT user, kind, uses_left, expires_at, created_at, created_by FROM recovery_codes
-         WHERE uses_left > 0 AND (expires_at IS NULL OR expires_at > ?1)
-         ORDER BY user, created_at, id",
-    )?;
-    let rows = stmt.query_map([now], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, u32>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, u32>(5)?,
-        ))
-    })?;
-    let mut by_user = std::collections::BTreeMap::<String, Outstanding>::new();
-    for row in rows {
-        let (user, kind, uses_left, expires_at, created_at, created_by) = row?;
-        let entry = by_user.entry(user).or_default();
-        match (kind.as_str(), expires_at) {
-            ("bypass", Some(expires_at)) => entry.bypass.push(Bypass {
-                uses_left,
-                expires_at,
-                created_at,
-                created_by,
-            }),
-            ("recovery", _) => entry.recovery_left = entry.recovery_left.saturating_add(1),
-            _ => {
-                return Err(Error::CorruptRecord(format!(
-                    "recovery code of kind {kind:?}"
-                )));
-            }
-        }
-    }
-    Ok(by_user)
-}
-
-/// Whether the row exists at all (for tests and `admin list`).
-pub fn has_any(conn: &Connection, user: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM recovery_codes WHERE user = ?1 LIMIT 1")?
-        .query_row([user], |_| Ok(()))
-        .optional()?
-        .is_some())
 }
 
 #[cfg(test)]
@@ -429,6 +306,6 @@ mod tests {
         assert_eq!(consume(&tx, "alice", &code, 103).unwrap(), Used::NotFound);
         let late = issue_bypass(&tx, "alice", 5, 1000, 100, 0).unwrap();
         assert_eq!(consume(&tx, "alice", &late, 1000).unwrap(), Used::NotFound);
-        assert!(!has_any(&tx, "alice").unwrap());
+        assert!(rows::of_user(&tx, "alice").unwrap().is_empty());
     }
 }

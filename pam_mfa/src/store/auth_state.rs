@@ -3,7 +3,15 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Result;
-use crate::lockout::FailureState;
+
+/// One user's recent failures, as stored. What a failure does to them, and when they
+/// lock the user out, is the library's `lockout` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureState {
+    pub failures: u32,
+    pub window_start: i64,
+    pub locked_until: Option<i64>,
+}
 
 /// Rows for users who have not failed for a day and are not locked carry no information;
 /// deleting them bounds the table even when attackers try endless made-up user names.

@@ -4,9 +4,10 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::otp::{TotpParams, TotpParams as P};
-use crate::secret::Secret;
-use crate::{Error, MAX_DEVICES, Result};
+use super::params::{HotpParams, MAX_COUNTER, TotpParams, TotpParams as P};
+use super::secret::Secret;
+use crate::error::Fido2Error;
+use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
@@ -90,6 +91,16 @@ pub struct TotpDevice {
     pub last_step: Option<i64>,
 }
 
+/// The most devices a user may have active at once (the cloud consoles' limit). It lives
+/// with the store because the schema's triggers and the policy row's check enforce the same
+/// number, so that no code path can exceed it.
+pub const MAX_DEVICES: u32 = 8;
+
+/// Resync searches about ±12 hours (at 30 s steps) for the device's clock. It lives with
+/// the store because it also bounds the drift a stored device may have: anything larger
+/// was never written by us and is refused as corruption.
+pub const RESYNC_STEPS: i64 = 1500;
+
 /// No time step is larger: 2^40 one-second steps is about 35,000 years.
 pub const MAX_STEP: i64 = 1 << 40;
 
@@ -137,7 +148,7 @@ fn totp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TotpDevice>> {
         .validate()?;
         // Bounds that every value we write respects; anything else is corruption, refused
         // here so that step arithmetic never has to cope with extreme values.
-        let max_drift = crate::enrollment::RESYNC_STEPS + 1;
+        let max_drift = RESYNC_STEPS + 1;
         if !(-max_drift..=max_drift).contains(&drift) {
             return Err(corrupt("drift"));
         }
@@ -249,6 +260,33 @@ pub fn list(conn: &Connection, user: &str, now: i64) -> Result<Vec<DeviceInfo>> 
         .collect()
 }
 
+/// How many unfinished registrations `user` has at `now` other than one named `name`
+/// (held for a login, or not, as `held` says), and when the first of them expires.
+pub fn pending_others(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    held: bool,
+    now: i64,
+) -> Result<(u32, Option<i64>)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*), min(expires_at) FROM devices
+             WHERE user = ?1 AND state = 'pending' AND expires_at > ?3 AND name <> ?2
+               AND (login_hold IS NOT NULL) = ?4",
+        )?
+        .query_row(params![user, name, now, held], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
+}
+
+/// Every user with a device row (pending or active), by name.
+pub fn users(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT user FROM devices ORDER BY user")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Drops pending registrations that were never finished in time.
 pub fn purge_expired(conn: &Connection, now: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM devices WHERE state = 'pending' AND expires_at <= ?1")?
@@ -312,7 +350,7 @@ pub fn insert_pending_totp(
 /// Refuses when `user` already has as many active devices as the policy's `max_devices`
 /// (never more than [`MAX_DEVICES`], which the schema's triggers enforce as well).
 pub fn check_room(conn: &Connection, user: &str) -> Result<()> {
-    let max = crate::policy::device_limit(conn)?.min(MAX_DEVICES);
+    let max = super::policy::device_limit(conn)?.min(MAX_DEVICES);
     if count_active(conn, user)? >= max {
         return Err(Error::TooManyDevices {
             user: user.to_owned(),
@@ -474,12 +512,27 @@ pub fn kind_of(conn: &Connection, user: &str, name: &str, now: i64) -> Result<Op
     kind.as_deref().map(DeviceKind::parse).transpose()
 }
 
+/// Longest RP id accepted (DNS names are at most 253 characters).
+pub const MAX_RP_ID_LEN: usize = 255;
+
+/// An RP id we accept: 1 to 255 printable ASCII characters without spaces. (CTAP keys
+/// accept any string; this keeps what is stored and logged plain.)
+pub fn check_rp_id(rp_id: &str) -> Result<(), Fido2Error> {
+    if rp_id.is_empty()
+        || rp_id.len() > MAX_RP_ID_LEN
+        || !rp_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Fido2Error::InvalidRpId);
+    }
+    Ok(())
+}
+
 /// A registered FIDO2 credential: its row, and the credential as the relying party
 /// checks it (the COSE key's length is checked when read; it is parsed where it is used).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fido2Device {
     pub id: i64,
-    pub credential: crate::fido2::ceremony::Credential,
+    pub credential: pam_mfa_fido2::ceremony::Credential,
 }
 
 /// What registration stores for a new FIDO2 credential.
@@ -513,19 +566,19 @@ fn fido2_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Fido2Device>> {
         }
         let corrupt = |what: &str| Error::CorruptRecord(format!("device {name:?}: bad {what}"));
         let credential_id = credential_id
-            .filter(|c| (1..=crate::fido2::MAX_CREDENTIAL_ID_LEN).contains(&c.len()))
+            .filter(|c| (1..=pam_mfa_fido2::MAX_CREDENTIAL_ID_LEN).contains(&c.len()))
             .ok_or_else(|| corrupt("credential id"))?;
         // Only its length here: parsing it needs the relying party's code, which the
         // module does not carry (crate::fido2). A key that does not parse is refused
         // where it is used, like a wrong signature.
         let cose_public_key = cose_public_key
-            .filter(|k| (1..=crate::fido2::cose::MAX_COSE_KEY_LEN).contains(&k.len()))
+            .filter(|k| (1..=pam_mfa_fido2::cose::MAX_COSE_KEY_LEN).contains(&k.len()))
             .ok_or_else(|| corrupt("public key"))?;
         let sign_count = sign_count
             .and_then(|c| u32::try_from(c).ok())
             .ok_or_else(|| corrupt("sign count"))?;
         let rp_id = rp_id
-            .filter(|r| crate::fido2::check_rp_id(r).is_ok())
+            .filter(|r| check_rp_id(r).is_ok())
             .ok_or_else(|| corrupt("RP id"))?;
         let uv_required = match uv_required {
             Some(0) => false,
@@ -534,7 +587,7 @@ fn fido2_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Fido2Device>> {
         };
         Ok(Fido2Device {
             id,
-            credential: crate::fido2::ceremony::Credential {
+            credential: pam_mfa_fido2::ceremony::Credential {
                 name,
                 credential_id,
                 cose_public_key,
@@ -620,7 +673,7 @@ pub fn insert_fido2(
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE credential_id = ?1)")?
         .query_row([new.credential_id], |r| r.get(0))?;
     if taken {
-        return Err(crate::fido2::Fido2Error::AlreadyRegistered.into());
+        return Err(Fido2Error::AlreadyRegistered.into());
     }
     conn.prepare_cached(
         "INSERT INTO devices (user, name, kind, state, created_at, credential_id,
@@ -655,7 +708,7 @@ pub struct HotpDevice {
     pub id: i64,
     pub name: String,
     pub secret: Secret,
-    pub params: crate::hotp::HotpParams,
+    pub params: HotpParams,
     /// The counter value whose code the token should show next; every lower one is used.
     pub counter: i64,
 }
@@ -673,7 +726,7 @@ fn hotp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<HotpDevice>> {
         let secret = secret
             .filter(|s| !s.is_empty())
             .ok_or_else(|| corrupt("secret"))?;
-        let params = crate::hotp::HotpParams {
+        let params = HotpParams {
             algorithm: algorithm.ok_or_else(|| corrupt("algorithm"))?.parse()?,
             digits: digits
                 .and_then(|d| u8::try_from(d).ok())
@@ -683,7 +736,7 @@ fn hotp_from_row(r: &Row<'_>) -> rusqlite::Result<Result<HotpDevice>> {
         // Refused here, like a TOTP device's extreme steps, so that look-ahead arithmetic
         // never meets a value no store we wrote can hold.
         let counter = counter
-            .filter(|c| (0..=crate::hotp::MAX_COUNTER).contains(c))
+            .filter(|c| (0..=MAX_COUNTER).contains(c))
             .ok_or_else(|| corrupt("counter"))?;
         Ok(HotpDevice {
             id,

@@ -110,11 +110,6 @@ pub fn free_space(path: &Path) -> Result<u64> {
     Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
 }
 
-/// The schema version this code writes and understands.
-pub fn current_version() -> i64 {
-    schema::CURRENT_VERSION
-}
-
 /// The store's schema version (`PRAGMA user_version`).
 pub fn schema_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
@@ -162,14 +157,14 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn add_active(store: &mut Store, user: &str, name: &str) {
-        let secret = crate::secret::Secret::from_bytes(vec![7; 20]);
+        let secret = crate::store::secret::Secret::from_bytes(vec![7; 20]);
         let tx = store.write().unwrap();
         devices::insert_pending_totp(
             &tx,
             user,
             name,
             &secret,
-            crate::otp::TotpParams::DEFAULT,
+            crate::store::params::TotpParams::DEFAULT,
             100,
             700,
         )
@@ -209,8 +204,8 @@ mod tests {
             &tx,
             "carol",
             "phone",
-            &crate::secret::Secret::from_bytes(vec![1; 20]),
-            crate::otp::TotpParams::DEFAULT,
+            &crate::store::secret::Secret::from_bytes(vec![1; 20]),
+            crate::store::params::TotpParams::DEFAULT,
             100,
             700,
         )
@@ -240,13 +235,16 @@ mod tests {
             before.contains(&("devices.db-wal".to_owned(), 0)),
             "mfa's close leaves an empty WAL: {before:?}"
         );
-        assert_eq!(peek_version(&path), Some(current_version()));
+        assert_eq!(peek_version(&path), Some(schema::CURRENT_VERSION));
         assert_eq!(files(&path), before, "peeking changed the store's files");
 
         let Ok(Inspection::Open(store)) = open_for_inspection(&path) else {
             panic!("not opened");
         };
-        assert_eq!(schema_version(store.conn()).unwrap(), current_version());
+        assert_eq!(
+            schema_version(store.conn()).unwrap(),
+            schema::CURRENT_VERSION
+        );
         assert!(integrity_problems(store.conn(), 10).unwrap().is_empty());
         assert_eq!(
             users_with_active_devices(store.conn()).unwrap(),

@@ -1,6 +1,12 @@
 //! The device store: one root-owned SQLite file holding every user's devices and
 //! authentication state.
 //!
+//! The store is the library's bottom layer: every table has its module here (its SQL and
+//! the types its rows are read into), the rules that decide what to write stay above, and
+//! nothing here names a module above it. A number a rule owns is passed in by the caller;
+//! a type or bound the store must check is defined here and re-exported above.
+//! `scripts/check-layers.py` checks this.
+//!
 //! Opening always checks who can reach the file first ([`safety`]), refuses files that are
 //! not ours or are newer than this code ([`schema`]), and sets the connection up for
 //! concurrent, durable use: WAL so readers never block the writer, `synchronous=FULL` so a
@@ -9,7 +15,7 @@
 //! logins queue instead of failing.
 //!
 //! A login opens the store, commits one transaction and closes it, once per process, so
-//! what opening and closing cost matters as much as what committing does (issue 7). By
+//! what opening and closing cost matters as much as what committing does. By
 //! default SQLite's last connection checkpoints the WAL into the database and deletes it on
 //! close: two more fsyncs, and the next login re-creates the WAL file and syncs the
 //! directory. So the WAL file is never removed ([`wal`]: the directory is synced only when
@@ -21,12 +27,18 @@
 //! with SQLite's checkpoint and then truncates the WAL, so after `mfa` the database file
 //! alone holds everything (and a removed device's secret is in no WAL frame).
 
+pub mod audit;
 pub mod auth_state;
 pub mod devices;
 pub mod health;
+pub mod params;
+pub mod policy;
+pub mod recovery_codes;
 pub mod remembered;
 mod safety;
 mod schema;
+pub mod secret;
+pub mod tokens;
 mod wal;
 
 use std::io;
@@ -630,8 +642,8 @@ mod tests {
                 &tx,
                 "alice",
                 "phone",
-                &crate::secret::Secret::from_bytes(vec![7; 20]),
-                crate::otp::TotpParams::DEFAULT,
+                &crate::store::secret::Secret::from_bytes(vec![7; 20]),
+                crate::store::params::TotpParams::DEFAULT,
                 100,
                 700,
             )
@@ -753,14 +765,14 @@ mod tests {
         let (_dir, path) = temp_store();
         let mut store = Store::open_or_create(&path).unwrap();
         let marker = b"SECRET-MARKER-0123456789".to_vec();
-        let secret = crate::secret::Secret::from_bytes(marker.clone());
+        let secret = crate::store::secret::Secret::from_bytes(marker.clone());
         let tx = store.write().unwrap();
         devices::insert_pending_totp(
             &tx,
             "alice",
             "phone",
             &secret,
-            crate::otp::TotpParams::DEFAULT,
+            crate::store::params::TotpParams::DEFAULT,
             100,
             700,
         )

@@ -200,7 +200,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN login_hold BLOB
         CHECK (login_hold IS NULL OR (length(login_hold) = 32 AND state = 'pending'));
     ",
-    // 7: remembered login contexts (issue 21): a successful second factor of `user` at
+    // 7: remembered login contexts: a successful second factor of `user` at
     // `service` from `rhost` lets the same user, service and host in without a code until
     // `until`, where the policy allows it (`remember_seconds`, 0 by default: off; local
     // logins only with `remember_local allow`).
@@ -303,10 +303,21 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         assert_eq!(read_header(&conn).unwrap().user_version, CURRENT_VERSION);
         assert_eq!(CURRENT_VERSION, 7);
-        // Version 3 starts with the default policy row.
+        // Version 3 starts with the default policy row (that it means the default policy
+        // is checked with the policy, on a new store, which goes through the same steps).
         assert_eq!(
-            crate::policy::load(&conn).unwrap(),
-            crate::policy::Policy::default()
+            super::super::policy::load(&conn).unwrap(),
+            Some(super::super::policy::Row {
+                self_service: "allow".into(),
+                max_devices: 8,
+                no_device: "deny".into(),
+                max_failures: None,
+                lockout_seconds: None,
+                window: None,
+                audit_retention_days: None,
+                remember_seconds: 0,
+                remember_local: "deny".into(),
+            })
         );
         let row: (String, Vec<u8>, i64, Option<Vec<u8>>, Option<i64>) = conn
             .query_row(

@@ -1,133 +1,22 @@
-//! The inventory of hardware tokens in the store (`tokens`, schema version 5): seeds by
-//! serial number, waiting to be given to a user, or assigned to one as a device.
+//! The inventory of hardware tokens: what an import may replace and what it keeps. The
+//! table is [`crate::store::tokens`].
 //!
 //! Functions take a `&Connection` so that the caller decides the transaction (an import
-//! and its audit row commit together); only [`by_serial`] hands out a secret, to the
-//! registration that checks a token's codes.
+//! and its audit row commit together).
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::Connection;
 use subtle::ConstantTimeEq;
 
 use super::{Mode, TokenSeed};
-use crate::otp::Algorithm;
-use crate::secret::Secret;
+use crate::store::tokens::{self as rows, NewToken};
+pub use crate::store::tokens::{Assignment, InventoryToken, TokenInfo, by_serial, list};
 use crate::{Error, Result};
-
-/// Who has a token, if anyone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    pub user: String,
-    pub device: String,
-}
-
-/// What may be shown about a token: everything but its secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenInfo {
-    pub serial: String,
-    pub mode: Mode,
-    pub algorithm: Algorithm,
-    pub digits: u8,
-    pub imported_at: i64,
-    pub assigned: Option<Assignment>,
-}
-
-/// A token with what registering it needs.
-#[derive(Debug)]
-pub struct InventoryToken {
-    pub id: i64,
-    pub serial: String,
-    pub secret: Secret,
-    pub algorithm: Algorithm,
-    pub digits: u8,
-    /// For an HOTP token, the counter value after the last code ever accepted from it.
-    pub mode: Mode,
-    /// For a TOTP token, the last step ever accepted from it (under any owner).
-    pub last_step: Option<i64>,
-    pub assigned: Option<Assignment>,
-}
 
 /// How many tokens an import added, and how many it loaded over existing ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Imported {
     pub added: usize,
     pub replaced: usize,
-}
-
-const COLUMNS: &str = "t.id, t.serial, t.type, t.algorithm, t.digits, t.period, t.counter,
-    t.imported_at, d.user, d.name, t.last_step";
-const FROM: &str = "tokens t LEFT JOIN devices d ON d.token_id = t.id";
-
-/// The columns every query reads, secret aside; anything no import could have written is
-/// corruption.
-fn info_from_row(r: &Row<'_>) -> rusqlite::Result<Result<(i64, TokenInfo, Option<i64>)>> {
-    let id: i64 = r.get(0)?;
-    let serial: String = r.get(1)?;
-    let (kind, algorithm): (String, String) = (r.get(2)?, r.get(3)?);
-    let (digits, period, counter): (i64, Option<i64>, Option<i64>) =
-        (r.get(4)?, r.get(5)?, r.get(6)?);
-    let imported_at: i64 = r.get(7)?;
-    let (user, device): (Option<String>, Option<String>) = (r.get(8)?, r.get(9)?);
-    let last_step: Option<i64> = r.get(10)?;
-    Ok((|| {
-        let corrupt = || Error::CorruptRecord(format!("token {serial:?}"));
-        let mode = match (kind.as_str(), period, counter) {
-            ("totp", Some(p), None) => Mode::Totp {
-                period: u32::try_from(p).map_err(|_| corrupt())?,
-            },
-            ("hotp", None, Some(c)) => Mode::Hotp { counter: c },
-            _ => return Err(corrupt()),
-        };
-        let info = TokenInfo {
-            algorithm: algorithm.parse()?,
-            digits: u8::try_from(digits).map_err(|_| corrupt())?,
-            mode,
-            imported_at,
-            assigned: user
-                .zip(device)
-                .map(|(user, device)| Assignment { user, device }),
-            serial,
-        };
-        Ok((id, info, last_step))
-    })())
-}
-
-/// Every token, by serial number.
-pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} ORDER BY t.serial"))?;
-    let rows = stmt
-        .query_map([], info_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
-        .map(|row| row.map(|(_, info, _)| info))
-        .collect()
-}
-
-/// One token with its secret, assigned or not.
-pub fn by_serial(conn: &Connection, serial: &str) -> Result<Option<InventoryToken>> {
-    let row = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS}, t.secret FROM {FROM} WHERE t.serial = ?1"
-        ))?
-        .query_row([serial], |r| {
-            let secret = zeroize::Zeroizing::new(r.get::<_, Vec<u8>>(11)?);
-            Ok(info_from_row(r)?.map(|info| (info, secret)))
-        })
-        .optional()?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let ((id, info, last_step), secret) = row?;
-    Ok(Some(InventoryToken {
-        id,
-        serial: info.serial,
-        secret: Secret::from_bytes(secret.to_vec()),
-        algorithm: info.algorithm,
-        digits: info.digits,
-        mode: info.mode,
-        last_step,
-        assigned: info.assigned,
-    }))
 }
 
 fn assigned_error(serial: &str, a: Assignment) -> Error {
@@ -148,9 +37,9 @@ fn assigned_error(serial: &str, a: Assignment) -> Error {
 pub fn import(conn: &Connection, seeds: &[TokenSeed], replace: bool, now: i64) -> Result<Imported> {
     let mut done = Imported::default();
     for seed in seeds {
-        let (kind, period, counter) = match seed.mode {
-            Mode::Totp { period } => ("totp", Some(period), None),
-            Mode::Hotp { counter } => ("hotp", None, Some(counter)),
+        let (kind, counter) = match seed.mode {
+            Mode::Totp { .. } => ("totp", None),
+            Mode::Hotp { counter } => ("hotp", Some(counter)),
         };
         // What the store knows about codes already used: nothing for a new token.
         let (counter, last_step) = match by_serial(conn, &seed.serial)? {
@@ -186,27 +75,22 @@ pub fn import(conn: &Connection, seeds: &[TokenSeed], replace: bool, now: i64) -
                 }
             }
         };
-        conn.prepare_cached(
-            "INSERT INTO tokens (serial, type, secret, algorithm, digits, period, counter,
-                                 last_step, imported_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (serial) DO UPDATE SET
-                 type = excluded.type, secret = excluded.secret,
-                 algorithm = excluded.algorithm, digits = excluded.digits,
-                 period = excluded.period, counter = excluded.counter,
-                 last_step = excluded.last_step, imported_at = excluded.imported_at",
-        )?
-        .execute(params![
-            seed.serial,
-            kind,
-            seed.secret.as_bytes(),
-            seed.algorithm.as_str(),
-            seed.digits,
-            period,
-            counter,
-            last_step,
-            now
-        ])?;
+        let mode = match (seed.mode, counter) {
+            (Mode::Hotp { .. }, Some(counter)) => Mode::Hotp { counter },
+            (mode, _) => mode,
+        };
+        rows::upsert(
+            conn,
+            &NewToken {
+                serial: &seed.serial,
+                secret: &seed.secret,
+                algorithm: seed.algorithm,
+                digits: seed.digits,
+                mode,
+                last_step,
+                imported_at: now,
+            },
+        )?;
     }
     Ok(done)
 }
@@ -222,18 +106,17 @@ pub fn remove(conn: &Connection, serial: &str) -> Result<()> {
         Some(InventoryToken {
             assigned: Some(a), ..
         }) => Err(assigned_error(serial, a)),
-        Some(t) => {
-            conn.prepare_cached("DELETE FROM tokens WHERE id = ?1")?
-                .execute([t.id])?;
-            Ok(())
-        }
+        Some(t) => rows::delete(conn, t.id),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otp::Algorithm;
+    use crate::secret::Secret;
     use crate::test_support::*;
+    use rusqlite::params;
 
     fn seed(serial: &str, secret: &[u8], mode: Mode) -> TokenSeed {
         TokenSeed::new(

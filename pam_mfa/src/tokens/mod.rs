@@ -11,8 +11,6 @@ pub mod csv;
 pub mod inventory;
 pub mod pskc;
 
-use std::fmt;
-
 use crate::hotp::MAX_COUNTER;
 use crate::otp::Algorithm;
 use crate::secret::Secret;
@@ -48,23 +46,8 @@ impl Format {
     }
 }
 
-/// How a token makes codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Time-based (RFC 6238), a code every `period` seconds.
-    Totp { period: u32 },
-    /// Event-based (RFC 4226): `counter` is the value whose code the token shows next.
-    Hotp { counter: i64 },
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Totp { .. } => "totp",
-            Self::Hotp { .. } => "hotp",
-        }
-    }
-}
+/// How a token makes codes (stored as such, so defined with the table).
+pub use crate::store::tokens::Mode;
 
 /// One token's entry from a seed file, checked.
 #[derive(Debug, Clone)]
@@ -76,54 +59,9 @@ pub struct TokenSeed {
     pub mode: Mode,
 }
 
-/// Where in a seed file something is wrong, for the message that rejects it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    /// The file as a whole (its size, its encoding, its XML syntax, its encryption keys);
-    /// the message names no place then.
-    File,
-    /// A CSV line (1-based).
-    Line(usize),
-    /// The n-th `<KeyPackage>` (1-based) of a PSKC file, which starts at `line`.
-    KeyPackage { index: usize, line: u32 },
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File => f.write_str("the file"),
-            Self::Line(n) => write!(f, "line {n}"),
-            Self::KeyPackage { index, line } => write!(f, "KeyPackage {index} (line {line})"),
-        }
-    }
-}
-
-/// Why a seed file was rejected. Never quotes a secret: problems name fields, not values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileError {
-    pub location: Location,
-    pub problem: String,
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.location != Location::File {
-            write!(f, "{}: ", self.location)?;
-        }
-        write!(f, "{}; nothing was imported", self.problem)
-    }
-}
-
-impl std::error::Error for FileError {}
-
-impl FileError {
-    pub fn new(location: Location, problem: impl Into<String>) -> Self {
-        Self {
-            location,
-            problem: problem.into(),
-        }
-    }
-}
+/// Where a seed file is wrong and why: defined with the library's error type, which
+/// wraps them, so that the error type needs nothing from the modules that use it.
+pub use crate::error::{FileError, Location};
 
 /// Serial numbers are typed by people from the back of a token: letters, digits and
 /// `-._:/`, which also keeps them safe in logs, shell commands and CSV.

@@ -1,5 +1,7 @@
 //! OTP shared secrets: generated from the OS random source, wiped from memory on drop,
-//! and never shown except in the forms a person registering a device needs.
+//! and never shown except in the forms a person registering a device needs. Defined with
+//! the store, which keeps them, so that the store needs nothing from above it; the rest of
+//! the library reaches them as `crate::secret`.
 
 use std::fmt;
 
