@@ -13,6 +13,8 @@ apt_install $BUILD_PACKAGES passwd oathtool pamtester libpam-wrapper faketime zb
 ensure_cargo
 
 cargo fmt --all --check
+# The library's layers: nothing under pam_mfa/src/store/ names a module above it.
+python3 scripts/check-layers.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests load target/debug/libpam_mfa_module.so and run target/debug/mfa, which
 # `cargo test` alone does not rebuild.

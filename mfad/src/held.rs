@@ -87,7 +87,7 @@ fn run(store: &mut Store, uid: u32, work: AtLogin) -> pam_mfa::Result<Response> 
             };
             let qr = match pam_mfa::qr::terminal(&p.uri, false) {
                 Ok(text) => zeroize::Zeroizing::new(text),
-                Err(e) => return refusal(Error::QrCode(e)),
+                Err(e) => return refusal(Error::QrCode(e.to_string())),
             };
             Ok(Response::HeldTotp(HeldTotpReply {
                 pending: pending_reply(&p, issuer),

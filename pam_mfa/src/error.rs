@@ -114,8 +114,9 @@ pub enum Error {
     InvalidIssuer,
     /// The registration's URI cannot be drawn as a QR code (only a far too long
     /// issuer or account name does that, and the issuer is checked before).
+    /// (What `crate::qr::QrError` said: the error type names nothing above the store.)
     #[error("{0}")]
-    QrCode(#[from] crate::qr::QrError),
+    QrCode(String),
     #[error(
         "{user} made {max} changes to their devices in the last hour, the most allowed; \
          try again after {}",
