@@ -6,7 +6,7 @@
 //! (`FinishFido2`). This only talks to the person: the PIN prompt (echo off), the "touch
 //! your key" cue, and the result.
 
-use pam_mfa::fido2::transport::MakeCredentialRequest;
+use pam_mfa::fido2::registration::{Registering, register_over};
 use pam_mfa::fido2::{self, Fido2Error};
 use pam_mfa_protocol::{KeyAttestation, PublicBytes, Request, Response, SecretBytes};
 
@@ -53,40 +53,23 @@ pub fn fido2(
         )),
         other => pam_mfa::Error::from(other).into(),
     };
-    let transport = fido2::transport();
-    if !transport.present() {
-        return Err(key_error(Fido2Error::NoKey));
-    }
-    let info = transport
-        .info()
-        .map_err(|e| key_error(Fido2Error::from(e)))?;
-    if begun.needs_pin && !info.pin_set {
-        return Err(key_error(Fido2Error::NoPinSet));
-    }
-    let pin = if info.pin_set {
-        Some(keys::ask_pin()?.ok_or_else(|| key_error(Fido2Error::PinRequired))?)
-    } else if begun.needs_uv && !info.builtin_uv {
-        return Err(key_error(Fido2Error::NoPinSet));
-    } else {
-        None
-    };
-    let user_id = keys::challenge_bytes(&begun.user_id)?;
     let exclude: Vec<Vec<u8>> = begun.exclude.iter().map(|c| c.0.clone()).collect();
-    let request = MakeCredentialRequest {
+    let registering = Registering {
         rp_id: &begun.rp_id,
         challenge: keys::challenge_bytes(&begun.challenge)?,
-        user_id,
+        user_id: keys::challenge_bytes(&begun.user_id)?,
         user_name: &begun.user_name,
         exclude: &exclude,
-        pin: pin.as_ref().map(|p| p.as_str()),
-        uv: begun.needs_uv && pin.is_none(),
+        needs_pin: begun.needs_pin,
+        needs_uv: begun.needs_uv,
         timeout: fido2::timeout(timeout),
     };
-    eprintln!("Touch your security key now (waiting {timeout} seconds).");
-    let attestation = transport
-        .make_credential(&request)
-        .map_err(|e| key_error(Fido2Error::from(e)))?;
-    drop(pin);
+    let attestation = register_over(
+        fido2::transport().as_ref(),
+        &registering,
+        &mut keys::AtTerminal::waiting(timeout),
+    )?
+    .map_err(|e| key_error(Fido2Error::from(e)))?;
     let done = match link.ask(Request::FinishFido2 {
         user,
         ticket: begun.ticket,

@@ -20,8 +20,21 @@ pub fn challenge_bytes(challenge: &PublicBytes) -> Result<[u8; 32], CliError> {
         .map_err(|_| CliError::msg("mfad sent a challenge of the wrong size"))
 }
 
-/// The person at the key, at this terminal: the PIN with echo off, the cue on stderr.
-struct AtTerminal;
+/// The person at the key, at this terminal: the PIN with echo off, the cue on stderr
+/// (with how long the key waits, when that is said).
+#[derive(Default)]
+pub struct AtTerminal {
+    waits_secs: Option<u32>,
+}
+
+impl AtTerminal {
+    /// The cue says how many seconds the key waits for the touch.
+    pub fn waiting(secs: u32) -> Self {
+        Self {
+            waits_secs: Some(secs),
+        }
+    }
+}
 
 impl ceremony::Person<CliError> for AtTerminal {
     fn pin(&mut self) -> Result<Option<Pin>, CliError> {
@@ -29,7 +42,10 @@ impl ceremony::Person<CliError> for AtTerminal {
     }
 
     fn touch_cue(&mut self) {
-        eprintln!("Touch your security key now.");
+        match self.waits_secs {
+            Some(secs) => eprintln!("Touch your security key now (waiting {secs} seconds)."),
+            None => eprintln!("Touch your security key now."),
+        }
     }
 }
 
@@ -62,7 +78,7 @@ pub fn assert(
         &credentials,
         challenge,
         timeout,
-        &mut AtTerminal,
+        &mut AtTerminal::default(),
     )? {
         Ok(answered) => answered,
         Err(failure) => return Ok(Err(failure)),

@@ -488,22 +488,10 @@ fn find_hotp_pair(key: &HotpKey, c1: &Code, c2: &Code, next: i64) -> Result<i64>
     }
 }
 
-/// How to register a security key.
-#[derive(Debug, Clone, Copy)]
-pub struct Fido2Options<'a> {
-    /// Stored with the credential; `pam://HOSTNAME` unless the administrator chose one.
-    pub rp_id: &'a str,
-    /// `--pin`: the key must have a PIN, and logging in will ask for it.
-    pub require_pin: bool,
-    /// `--uv`: logging in requires user verification (the PIN, or the key's own).
-    pub require_uv: bool,
-    pub timeout: std::time::Duration,
-}
-
 /// The first half of a key registration, before anything is asked of the key: the RP id
 /// is one we accept, there is room for another active device named `name`, and the
-/// credential ids the key must not register again (the user's active keys). Used by
-/// [`register_fido2`] and by `mfad`, whose client carries the request to the key.
+/// credential ids the key must not register again (the user's active keys). `mfad` runs
+/// it and its client asks the key (`pam_mfa_fido2::registration::register_over`).
 pub fn begin_fido2(
     store: &Store,
     user: &UserName,
@@ -552,69 +540,6 @@ pub fn finish_fido2(
     )?;
     tx.commit()?;
     Ok(registration)
-}
-
-/// Registers a FIDO2 key for `user`: makeCredential with a fresh challenge and user
-/// handle and the user's existing credentials excluded, the answer verified, and the
-/// device activated in one transaction ([`begin_fido2`], the key, [`finish_fido2`]).
-///
-/// `ask_pin` is called when the key has a PIN (`None`: nothing was typed); `cue` just
-/// before the key waits for a touch.
-#[allow(clippy::too_many_arguments)]
-pub fn register_fido2(
-    store: &mut Store,
-    transport: &dyn fido2::Transport,
-    user: &UserName,
-    name: &DeviceName,
-    options: Fido2Options<'_>,
-    ask_pin: &mut dyn FnMut() -> Option<fido2::Pin>,
-    cue: &mut dyn FnMut(),
-    now: i64,
-) -> Result<fido2::verify::Registration> {
-    // The cheap refusals first, so nobody touches a key for nothing.
-    let exclude = begin_fido2(store, user, name, options.rp_id, now)?;
-    if !transport.present() {
-        return Err(Fido2Error::NoKey.into());
-    }
-    let info = transport.info().map_err(Fido2Error::from)?;
-    let needs_uv = options.require_pin || options.require_uv;
-    if options.require_pin && !info.pin_set {
-        return Err(Fido2Error::NoPinSet.into());
-    }
-    let pin = if info.pin_set {
-        Some(ask_pin().ok_or(Fido2Error::PinRequired)?)
-    } else if needs_uv && !info.builtin_uv {
-        return Err(Fido2Error::NoPinSet.into());
-    } else {
-        None
-    };
-    let challenge = fido2::random32()?;
-    let user_id = fido2::random32()?;
-    let request = fido2::transport::MakeCredentialRequest {
-        rp_id: options.rp_id,
-        challenge,
-        user_id,
-        user_name: user.as_str(),
-        exclude: &exclude,
-        pin: pin.as_ref().map(|p| p.as_str()),
-        uv: needs_uv && pin.is_none(),
-        timeout: options.timeout,
-    };
-    cue();
-    let attestation = transport
-        .make_credential(&request)
-        .map_err(Fido2Error::from)?;
-    drop(pin);
-    finish_fido2(
-        store,
-        user,
-        name,
-        options.rp_id,
-        needs_uv,
-        &challenge,
-        &attestation,
-        now,
-    )
 }
 
 fn pair_error(e: PairError) -> Error {

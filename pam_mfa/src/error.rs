@@ -322,6 +322,17 @@ impl From<TransportError> for Fido2Error {
     }
 }
 
+impl From<pam_mfa_fido2::registration::RegisterFailure> for Fido2Error {
+    fn from(e: pam_mfa_fido2::registration::RegisterFailure) -> Self {
+        use pam_mfa_fido2::registration::RegisterFailure;
+        match e {
+            RegisterFailure::NoPinSet => Self::NoPinSet,
+            RegisterFailure::PinRequired => Self::PinRequired,
+            RegisterFailure::Key(t) => Self::from(t),
+        }
+    }
+}
+
 /// Where in a seed file something is wrong, for the message that rejects it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {

@@ -1,15 +1,16 @@
 //! FIDO2 security keys: what pam_mfa itself decides about them (RP ids, whether a login
 //! is remote, what a failure is called), over the relying party of [`pam_mfa_fido2`].
 //!
-//! The relying party (transports, ceremony, checks) is a crate of its own that pam_mfa.so
-//! reaches only through `libpam_mfa_keys.so` ([`crate::pam::keys_library`]), so that the
-//! module every login loads does not carry it; `mfa` links it. Its modules are re-exported
+//! The relying party (transports, the login and registration ceremonies, checks) is a
+//! crate of its own that pam_mfa.so reaches only through `libpam_mfa_keys.so` (the
+//! module's `keys_library`), so that the module every login loads does not carry it;
+//! `mfa` links it. Its modules are re-exported
 //! here so that the rest of pam_mfa names them in one place.
 
 pub use pam_mfa_fido2::{
     DEFAULT_TIMEOUT_SECS, KeyFailure, MAX_CREDENTIAL_ID_LEN, MAX_TIMEOUT_SECS, Pin,
     SOFT_FIDO2_BUILT, SOFT_STATE_VAR, Transport, TransportError, auth_data, ceremony, cose,
-    is_remote, plugin, timeout, transport, verify,
+    is_remote, plugin, registration, timeout, transport, verify,
 };
 
 pub use crate::error::Fido2Error;

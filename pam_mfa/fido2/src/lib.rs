@@ -24,6 +24,7 @@ pub mod cose;
 pub mod hid;
 pub use pam_mfa_keys_abi::{is_remote, panic_guard};
 pub mod plugin;
+pub mod registration;
 #[cfg(feature = "soft-fido2")]
 pub mod soft;
 pub mod transport;
