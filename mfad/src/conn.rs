@@ -49,14 +49,14 @@ enum Holder {
 }
 
 impl Holder {
-    /// From the peer's effective uid and pid (SO_PEERCRED) and, for a root peer, the real
-    /// uid in /proc. The pid may be gone or reused by then: this decides only whose
-    /// allowance a connection uses, never what it may ask (that is the effective uid).
-    fn of(euid: u32, pid: i32) -> Self {
+    /// From the peer's effective uid and pid (SO_PEERCRED) and, for a root peer, its real
+    /// uid ([`peer_real_uid`]). This decides only whose allowance a connection uses,
+    /// never what it may ask (that is the effective uid).
+    fn of(euid: u32, pid: i32, stream: &UnixStream) -> Self {
         if euid != 0 {
             return Self::User(euid);
         }
-        match real_uid(pid) {
+        match peer_real_uid(stream, pid) {
             Some(ruid) if ruid != 0 => Self::RootFor(ruid),
             _ => Self::Root,
         }
@@ -69,6 +69,94 @@ impl Holder {
             Self::RootFor(uid) | Self::User(uid) => uid,
         }
     }
+}
+
+/// The real uid of the process at the other end of `stream` (whose pid SO_PEERCRED gave
+/// as `pid`): asked of the kernel through a pidfd of the peer (SO_PEERPIDFD, Linux 6.5;
+/// PIDFD_GET_INFO, Linux 6.13), which names that very process and costs half as much as
+/// reading /proc/PID/status (the kernel formats the whole file for one field); on an
+/// older kernel, from /proc, where the pid may be gone or reused by then. `None`: the
+/// peer is gone.
+fn peer_real_uid(stream: &UnixStream, pid: i32) -> Option<u32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
+    if !NO_PIDFD_INFO.load(Ordering::Relaxed) {
+        match pidfd_real_uid(stream) {
+            Ok(ruid) => return ruid,
+            Err(()) => NO_PIDFD_INFO.store(true, Ordering::Relaxed),
+        }
+    }
+    real_uid(pid)
+}
+
+/// `struct pidfd_info` of <linux/pidfd.h>, as of Linux 6.13 (PIDFD_INFO_SIZE_VER0).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    spare0: u32,
+}
+
+/// `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: u64 =
+    (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as u64) << 16) | (0xFF << 8) | 11;
+/// Always answered, even unasked; asked anyway.
+const PIDFD_INFO_CREDS: u64 = 1 << 1;
+
+/// The peer's real uid through its pidfd: `Ok(None)` when the peer is gone, `Err(())`
+/// when this kernel cannot tell this way.
+fn pidfd_real_uid(stream: &UnixStream) -> Result<Option<u32>, ()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut raw: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `raw` and `len` are valid for writes and `len` is `raw`'s size; the
+    // descriptor is the stream's, open for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            (&raw mut raw).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 || raw < 0 {
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => Ok(None),
+            _ => Err(()),
+        };
+    }
+    // SAFETY: the kernel just made this descriptor for us; nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_CREDS,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: `info` is a `struct pidfd_info` of the size the request number encodes,
+    // valid for reads and writes during the call.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO as _, &raw mut info) };
+    if rc != 0 {
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => Ok(None),
+            _ => Err(()),
+        };
+    }
+    if info.mask & PIDFD_INFO_CREDS == 0 {
+        return Err(());
+    }
+    Ok(Some(info.ruid))
 }
 
 /// The real uid of process `pid` (the first field of /proc/PID/status's `Uid:` line).
@@ -196,7 +284,7 @@ pub fn accept_loop(listener: &UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) 
         let (uid, holder) =
             match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
             {
-                Ok(cred) => (cred.uid(), Holder::of(cred.uid(), cred.pid())),
+                Ok(cred) => (cred.uid(), Holder::of(cred.uid(), cred.pid(), &stream)),
                 // Nobody we can name: nothing to serve.
                 Err(_) => continue,
             };
@@ -481,16 +569,55 @@ mod tests {
         // This test process: root's own (real uid 0) when the tests run as root.
         let me = i32::try_from(std::process::id()).unwrap();
         let ruid = nix::unistd::getuid().as_raw();
+        let (a, _b) = UnixStream::pair().unwrap();
         assert_eq!(
-            Holder::of(0, me),
+            Holder::of(0, me, &a),
             if ruid == 0 {
                 Holder::Root
             } else {
                 Holder::RootFor(ruid)
             }
         );
-        assert_eq!(Holder::of(1234, me), Holder::User(1234));
-        assert_eq!(Holder::of(0, 0), Holder::Root, "no pid: root's");
+        assert_eq!(Holder::of(1234, me, &a), Holder::User(1234));
         assert_eq!(real_uid(-1), None);
+        // Both ways of asking agree (the pidfd one where the kernel has it).
+        assert_eq!(real_uid(me), Some(ruid));
+        if let Ok(by_pidfd) = pidfd_real_uid(&a) {
+            assert_eq!(by_pidfd, Some(ruid));
+        }
+    }
+
+    /// A peer that is really started by another user (a real uid that is not root):
+    /// seen as such through its pidfd and through /proc.
+    #[test]
+    fn the_real_uid_of_a_peer_is_its_own() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        // A child that takes real uid 4242 (keeping euid 0, as su does), connects, and
+        // holds the connection until we are done.
+        let path = std::env::temp_dir().join(format!("mfad_conn_ruid_{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut child = std::process::Command::new("perl")
+            .args([
+                "-MSocket",
+                "-e",
+                "$< = 4242; die unless $< == 4242; socket(S, AF_UNIX, SOCK_STREAM, 0) or die; \
+                 connect(S, pack_sockaddr_un($ARGV[0])) or die; sysread(S, $x, 1)",
+            ])
+            .arg(&path)
+            .spawn()
+            .unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        assert_eq!(real_uid(pid), Some(4242));
+        if let Ok(by_pidfd) = pidfd_real_uid(&ours) {
+            assert_eq!(by_pidfd, Some(4242));
+        }
+        assert_eq!(Holder::of(0, pid, &ours), Holder::RootFor(4242));
+        drop(ours);
+        child.wait().unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 }
