@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -260,18 +261,79 @@ impl Drop for Slot {
     }
 }
 
-/// Accepts connections for ever.
-pub fn accept_loop(listener: &UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) {
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let workers = Arc::new(Workers::default());
-    let busy = encode_response(&Response::Error(ErrorReply::new(
-        ErrorKind::Busy,
-        "too many connections from this user; try again later",
-    )))
-    .ok();
+/// How long a connection thread waits in `accept` for a connection before it ends, if
+/// another thread is waiting there too: starting a thread costs more than a request does,
+/// and every login opens a connection or two.
+const THREAD_KEEP: Duration = Duration::from_secs(30);
+
+/// What the connection threads share.
+struct Shared {
+    listener: UnixListener,
+    counts: Arc<Mutex<Counts>>,
+    /// Threads waiting in `accept` (or about to): never left at zero while a thread can
+    /// be started.
+    idle: AtomicUsize,
+    turns: Arc<Turns>,
+    log: Arc<Log>,
+    /// The answer to a connection over the caps.
+    busy: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+/// Accepts and serves connections for ever. Every connection thread waits in `accept`
+/// itself and serves what it accepts (the kernel wakes one waiter per connection), so a
+/// connection costs no hand-over from an accepting thread to a serving one; a thread
+/// that takes the last waiting place starts another, so one thread per open connection
+/// plus one is always waiting, as before.
+pub fn accept_loop(listener: UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) {
+    // A spare thread ends after THREAD_KEEP without a connection: `accept` returns
+    // EAGAIN then. Without the timeout, spare threads only stay.
+    let _ = nix::sys::socket::setsockopt(
+        &listener,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(
+            libc::time_t::try_from(THREAD_KEEP.as_secs()).unwrap_or(30),
+            0,
+        ),
+    );
+    let shared = Arc::new(Shared {
+        listener,
+        counts: Arc::new(Mutex::new(Counts::default())),
+        idle: AtomicUsize::new(1),
+        turns: turns.clone(),
+        log: log.clone(),
+        busy: encode_response(&Response::Error(ErrorReply::new(
+            ErrorKind::Busy,
+            "too many connections from this user; try again later",
+        )))
+        .ok(),
+    });
+    connection_thread(&shared, true);
+}
+
+/// One connection thread: accepts, serves, and accepts again; a thread that is not
+/// `lasting` ends when it has waited [`THREAD_KEEP`] and another thread is waiting too.
+fn connection_thread(shared: &Arc<Shared>, lasting: bool) {
     loop {
-        let stream = match listener.accept() {
+        let stream = match shared.listener.accept() {
             Ok((stream, _)) => stream,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !lasting
+                    && shared
+                        .idle
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                            (n > 1).then(|| n - 1)
+                        })
+                        .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
             Err(e) => {
                 // Out of descriptors or memory: wait a moment rather than spin; the
                 // connections being served will give theirs back.
@@ -281,125 +343,71 @@ pub fn accept_loop(listener: &UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) 
                 continue;
             }
         };
-        let (uid, holder) =
-            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-            {
-                Ok(cred) => (cred.uid(), Holder::of(cred.uid(), cred.pid(), &stream)),
-                // Nobody we can name: nothing to serve.
-                Err(_) => continue,
-            };
-        let admitted = {
-            let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
-            if c.admit(holder) {
-                true
-            } else {
-                let by = holder.uid();
-                if c.should_log_refusal(by, Instant::now()) {
-                    log.log(
-                        Level::Notice,
-                        &format!(
-                            "refused connections from uid {by}{}: over the limit of open \
-                             connections (logged once a minute)",
-                            if matches!(holder, Holder::RootFor(_)) {
-                                " (its su or sudo)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    );
-                }
-                false
-            }
-        };
-        if !admitted {
-            refuse_now(stream, busy.as_ref().map(|b| &b[..]));
-            continue;
+        if shared.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
+            start_thread(shared);
         }
-        let conn = Conn {
-            stream,
-            uid,
-            slot: Slot {
-                counts: counts.clone(),
-                holder,
-            },
-        };
-        workers.hand_over(conn, turns, log);
+        // A bug that panics in a request ends that connection (its slot and the store's
+        // turn are given back as the stack unwinds), never the thread: one of them is
+        // the daemon's main thread.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take(shared, stream)));
+        shared.idle.fetch_add(1, Ordering::AcqRel);
     }
 }
 
-/// An admitted connection, with the slot it holds until it ends.
-struct Conn {
-    stream: UnixStream,
-    uid: u32,
-    slot: Slot,
+/// Starts a connection thread to wait in `accept`. If none can start, the threads
+/// serving connections accept again when they are done.
+fn start_thread(shared: &Arc<Shared>) {
+    shared.idle.fetch_add(1, Ordering::AcqRel);
+    let spare = shared.clone();
+    let started = std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || connection_thread(&spare, false));
+    if started.is_err() {
+        shared.idle.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
-/// How long a connection thread that has served its connection waits for another before
-/// it ends: starting a thread costs more than a request does, and every login opens a
-/// connection or two.
-const THREAD_KEEP: Duration = Duration::from_secs(30);
-
-/// The connection threads: one per open connection, as before, but a thread whose
-/// connection ended takes the next new one instead of ending, for [`THREAD_KEEP`].
-#[derive(Default)]
-struct Workers {
-    state: Mutex<WorkersState>,
-    ready: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct WorkersState {
-    waiting: std::collections::VecDeque<Conn>,
-    idle: usize,
-}
-
-impl Workers {
-    /// Gives `conn` to an idle thread, or to a new one. If no thread can start, the
-    /// connection is dropped: closed, and its slot given back.
-    fn hand_over(self: &Arc<Self>, conn: Conn, turns: &Arc<Turns>, log: &Arc<Log>) {
-        {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if state.idle > state.waiting.len() {
-                state.waiting.push_back(conn);
-                self.ready.notify_one();
-                return;
+/// Admits a connection within the caps and serves it, or refuses it.
+fn take(shared: &Shared, stream: UnixStream) {
+    let (uid, holder) =
+        match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
+            Ok(cred) => (cred.uid(), Holder::of(cred.uid(), cred.pid(), &stream)),
+            // Nobody we can name: nothing to serve.
+            Err(_) => return,
+        };
+    let admitted = {
+        let mut c = shared.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.admit(holder) {
+            true
+        } else {
+            let by = holder.uid();
+            if c.should_log_refusal(by, Instant::now()) {
+                shared.log.log(
+                    Level::Notice,
+                    &format!(
+                        "refused connections from uid {by}{}: over the limit of open \
+                         connections (logged once a minute)",
+                        if matches!(holder, Holder::RootFor(_)) {
+                            " (its su or sudo)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
             }
+            false
         }
-        let (workers, turns, log) = (self.clone(), turns.clone(), log.clone());
-        let _ = std::thread::Builder::new()
-            .stack_size(STACK)
-            .spawn(move || {
-                let mut next = Some(conn);
-                while let Some(conn) = next {
-                    serve(conn.stream, conn.uid, &turns, &log);
-                    drop(conn.slot);
-                    next = workers.next();
-                }
-            });
+    };
+    if !admitted {
+        refuse_now(stream, shared.busy.as_ref().map(|b| &b[..]));
+        return;
     }
-
-    /// The next connection for a thread that is free, `None` after [`THREAD_KEEP`].
-    fn next(&self) -> Option<Conn> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.idle += 1;
-        let until = Instant::now() + THREAD_KEEP;
-        let conn = loop {
-            if let Some(conn) = state.waiting.pop_front() {
-                break Some(conn);
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break None;
-            }
-            state = self
-                .ready
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        };
-        state.idle -= 1;
-        conn
-    }
+    let slot = Slot {
+        counts: shared.counts.clone(),
+        holder,
+    };
+    serve(stream, uid, &shared.turns, &shared.log);
+    drop(slot);
 }
 
 /// Sends the short `Busy` answer if the socket takes it without waiting, then closes.
