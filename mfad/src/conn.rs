@@ -285,6 +285,9 @@ struct Shared {
 /// that takes the last waiting place starts another, so one thread per open connection
 /// plus one is always waiting, as before.
 pub fn accept_loop(listener: UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) {
+    // Waiting in `accept` is how a thread is idle: a socket handed over non-blocking
+    // (systemd's NonBlocking=) would have the threads spin.
+    let _ = listener.set_nonblocking(false);
     // A spare thread ends after THREAD_KEEP without a connection: `accept` returns
     // EAGAIN then. Without the timeout, spare threads only stay.
     let _ = nix::sys::socket::setsockopt(
