@@ -300,6 +300,14 @@ fn the_module_links_no_sqlite_and_no_fido2_stack() {
         );
     }
     assert!(needed.contains("libpam"), "{needed}");
+    // GCC's unwinder is linked in (pam_mfa/module/build.rs): sshd, sudo, su and login do
+    // not have libgcc_s loaded, and loading it with the module at every login doubled
+    // the module's load time.
+    assert!(
+        !needed.contains("libgcc_s"),
+        "{} needs libgcc_s:\n{needed}",
+        module.display()
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -49,14 +50,14 @@ enum Holder {
 }
 
 impl Holder {
-    /// From the peer's effective uid and pid (SO_PEERCRED) and, for a root peer, the real
-    /// uid in /proc. The pid may be gone or reused by then: this decides only whose
-    /// allowance a connection uses, never what it may ask (that is the effective uid).
-    fn of(euid: u32, pid: i32) -> Self {
+    /// From the peer's effective uid and pid (SO_PEERCRED) and, for a root peer, its real
+    /// uid ([`peer_real_uid`]). This decides only whose allowance a connection uses,
+    /// never what it may ask (that is the effective uid).
+    fn of(euid: u32, pid: i32, stream: &UnixStream) -> Self {
         if euid != 0 {
             return Self::User(euid);
         }
-        match real_uid(pid) {
+        match peer_real_uid(stream, pid) {
             Some(ruid) if ruid != 0 => Self::RootFor(ruid),
             _ => Self::Root,
         }
@@ -69,6 +70,94 @@ impl Holder {
             Self::RootFor(uid) | Self::User(uid) => uid,
         }
     }
+}
+
+/// The real uid of the process at the other end of `stream` (whose pid SO_PEERCRED gave
+/// as `pid`): asked of the kernel through a pidfd of the peer (SO_PEERPIDFD, Linux 6.5;
+/// PIDFD_GET_INFO, Linux 6.13), which names that very process and costs half as much as
+/// reading /proc/PID/status (the kernel formats the whole file for one field); on an
+/// older kernel, from /proc, where the pid may be gone or reused by then. `None`: the
+/// peer is gone.
+fn peer_real_uid(stream: &UnixStream, pid: i32) -> Option<u32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
+    if !NO_PIDFD_INFO.load(Ordering::Relaxed) {
+        match pidfd_real_uid(stream) {
+            Ok(ruid) => return ruid,
+            Err(()) => NO_PIDFD_INFO.store(true, Ordering::Relaxed),
+        }
+    }
+    real_uid(pid)
+}
+
+/// `struct pidfd_info` of <linux/pidfd.h>, as of Linux 6.13 (PIDFD_INFO_SIZE_VER0).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    spare0: u32,
+}
+
+/// `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: u64 =
+    (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as u64) << 16) | (0xFF << 8) | 11;
+/// Always answered, even unasked; asked anyway.
+const PIDFD_INFO_CREDS: u64 = 1 << 1;
+
+/// The peer's real uid through its pidfd: `Ok(None)` when the peer is gone, `Err(())`
+/// when this kernel cannot tell this way.
+fn pidfd_real_uid(stream: &UnixStream) -> Result<Option<u32>, ()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut raw: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `raw` and `len` are valid for writes and `len` is `raw`'s size; the
+    // descriptor is the stream's, open for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            (&raw mut raw).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 || raw < 0 {
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => Ok(None),
+            _ => Err(()),
+        };
+    }
+    // SAFETY: the kernel just made this descriptor for us; nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_CREDS,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: `info` is a `struct pidfd_info` of the size the request number encodes,
+    // valid for reads and writes during the call.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO as _, &raw mut info) };
+    if rc != 0 {
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => Ok(None),
+            _ => Err(()),
+        };
+    }
+    if info.mask & PIDFD_INFO_CREDS == 0 {
+        return Err(());
+    }
+    Ok(Some(info.ruid))
 }
 
 /// The real uid of process `pid` (the first field of /proc/PID/status's `Uid:` line).
@@ -172,18 +261,82 @@ impl Drop for Slot {
     }
 }
 
-/// Accepts connections for ever.
-pub fn accept_loop(listener: &UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) {
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let workers = Arc::new(Workers::default());
-    let busy = encode_response(&Response::Error(ErrorReply::new(
-        ErrorKind::Busy,
-        "too many connections from this user; try again later",
-    )))
-    .ok();
+/// How long a connection thread waits in `accept` for a connection before it ends, if
+/// another thread is waiting there too: starting a thread costs more than a request does,
+/// and every login opens a connection or two.
+const THREAD_KEEP: Duration = Duration::from_secs(30);
+
+/// What the connection threads share.
+struct Shared {
+    listener: UnixListener,
+    counts: Arc<Mutex<Counts>>,
+    /// Threads waiting in `accept` (or about to): never left at zero while a thread can
+    /// be started.
+    idle: AtomicUsize,
+    turns: Arc<Turns>,
+    log: Arc<Log>,
+    /// The answer to a connection over the caps.
+    busy: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+/// Accepts and serves connections for ever. Every connection thread waits in `accept`
+/// itself and serves what it accepts (the kernel wakes one waiter per connection), so a
+/// connection costs no hand-over from an accepting thread to a serving one; a thread
+/// that takes the last waiting place starts another, so one thread per open connection
+/// plus one is always waiting, as before.
+pub fn accept_loop(listener: UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) {
+    // Waiting in `accept` is how a thread is idle: a socket handed over non-blocking
+    // (systemd's NonBlocking=) would have the threads spin.
+    let _ = listener.set_nonblocking(false);
+    // A spare thread ends after THREAD_KEEP without a connection: `accept` returns
+    // EAGAIN then. Without the timeout, spare threads only stay.
+    let _ = nix::sys::socket::setsockopt(
+        &listener,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(
+            libc::time_t::try_from(THREAD_KEEP.as_secs()).unwrap_or(30),
+            0,
+        ),
+    );
+    let shared = Arc::new(Shared {
+        listener,
+        counts: Arc::new(Mutex::new(Counts::default())),
+        idle: AtomicUsize::new(1),
+        turns: turns.clone(),
+        log: log.clone(),
+        busy: encode_response(&Response::Error(ErrorReply::new(
+            ErrorKind::Busy,
+            "too many connections from this user; try again later",
+        )))
+        .ok(),
+    });
+    connection_thread(&shared, true);
+}
+
+/// One connection thread: accepts, serves, and accepts again; a thread that is not
+/// `lasting` ends when it has waited [`THREAD_KEEP`] and another thread is waiting too.
+fn connection_thread(shared: &Arc<Shared>, lasting: bool) {
     loop {
-        let stream = match listener.accept() {
+        let stream = match shared.listener.accept() {
             Ok((stream, _)) => stream,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !lasting
+                    && shared
+                        .idle
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                            (n > 1).then(|| n - 1)
+                        })
+                        .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
             Err(e) => {
                 // Out of descriptors or memory: wait a moment rather than spin; the
                 // connections being served will give theirs back.
@@ -193,125 +346,71 @@ pub fn accept_loop(listener: &UnixListener, turns: &Arc<Turns>, log: &Arc<Log>) 
                 continue;
             }
         };
-        let (uid, holder) =
-            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-            {
-                Ok(cred) => (cred.uid(), Holder::of(cred.uid(), cred.pid())),
-                // Nobody we can name: nothing to serve.
-                Err(_) => continue,
-            };
-        let admitted = {
-            let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
-            if c.admit(holder) {
-                true
-            } else {
-                let by = holder.uid();
-                if c.should_log_refusal(by, Instant::now()) {
-                    log.log(
-                        Level::Notice,
-                        &format!(
-                            "refused connections from uid {by}{}: over the limit of open \
-                             connections (logged once a minute)",
-                            if matches!(holder, Holder::RootFor(_)) {
-                                " (its su or sudo)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    );
-                }
-                false
-            }
-        };
-        if !admitted {
-            refuse_now(stream, busy.as_ref().map(|b| &b[..]));
-            continue;
+        if shared.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
+            start_thread(shared);
         }
-        let conn = Conn {
-            stream,
-            uid,
-            slot: Slot {
-                counts: counts.clone(),
-                holder,
-            },
-        };
-        workers.hand_over(conn, turns, log);
+        // A bug that panics in a request ends that connection (its slot and the store's
+        // turn are given back as the stack unwinds), never the thread: one of them is
+        // the daemon's main thread.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take(shared, stream)));
+        shared.idle.fetch_add(1, Ordering::AcqRel);
     }
 }
 
-/// An admitted connection, with the slot it holds until it ends.
-struct Conn {
-    stream: UnixStream,
-    uid: u32,
-    slot: Slot,
+/// Starts a connection thread to wait in `accept`. If none can start, the threads
+/// serving connections accept again when they are done.
+fn start_thread(shared: &Arc<Shared>) {
+    shared.idle.fetch_add(1, Ordering::AcqRel);
+    let spare = shared.clone();
+    let started = std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || connection_thread(&spare, false));
+    if started.is_err() {
+        shared.idle.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
-/// How long a connection thread that has served its connection waits for another before
-/// it ends: starting a thread costs more than a request does, and every login opens a
-/// connection or two.
-const THREAD_KEEP: Duration = Duration::from_secs(30);
-
-/// The connection threads: one per open connection, as before, but a thread whose
-/// connection ended takes the next new one instead of ending, for [`THREAD_KEEP`].
-#[derive(Default)]
-struct Workers {
-    state: Mutex<WorkersState>,
-    ready: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct WorkersState {
-    waiting: std::collections::VecDeque<Conn>,
-    idle: usize,
-}
-
-impl Workers {
-    /// Gives `conn` to an idle thread, or to a new one. If no thread can start, the
-    /// connection is dropped: closed, and its slot given back.
-    fn hand_over(self: &Arc<Self>, conn: Conn, turns: &Arc<Turns>, log: &Arc<Log>) {
-        {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if state.idle > state.waiting.len() {
-                state.waiting.push_back(conn);
-                self.ready.notify_one();
-                return;
+/// Admits a connection within the caps and serves it, or refuses it.
+fn take(shared: &Shared, stream: UnixStream) {
+    let (uid, holder) =
+        match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
+            Ok(cred) => (cred.uid(), Holder::of(cred.uid(), cred.pid(), &stream)),
+            // Nobody we can name: nothing to serve.
+            Err(_) => return,
+        };
+    let admitted = {
+        let mut c = shared.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.admit(holder) {
+            true
+        } else {
+            let by = holder.uid();
+            if c.should_log_refusal(by, Instant::now()) {
+                shared.log.log(
+                    Level::Notice,
+                    &format!(
+                        "refused connections from uid {by}{}: over the limit of open \
+                         connections (logged once a minute)",
+                        if matches!(holder, Holder::RootFor(_)) {
+                            " (its su or sudo)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
             }
+            false
         }
-        let (workers, turns, log) = (self.clone(), turns.clone(), log.clone());
-        let _ = std::thread::Builder::new()
-            .stack_size(STACK)
-            .spawn(move || {
-                let mut next = Some(conn);
-                while let Some(conn) = next {
-                    serve(conn.stream, conn.uid, &turns, &log);
-                    drop(conn.slot);
-                    next = workers.next();
-                }
-            });
+    };
+    if !admitted {
+        refuse_now(stream, shared.busy.as_ref().map(|b| &b[..]));
+        return;
     }
-
-    /// The next connection for a thread that is free, `None` after [`THREAD_KEEP`].
-    fn next(&self) -> Option<Conn> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.idle += 1;
-        let until = Instant::now() + THREAD_KEEP;
-        let conn = loop {
-            if let Some(conn) = state.waiting.pop_front() {
-                break Some(conn);
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break None;
-            }
-            state = self
-                .ready
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        };
-        state.idle -= 1;
-        conn
-    }
+    let slot = Slot {
+        counts: shared.counts.clone(),
+        holder,
+    };
+    serve(stream, uid, &shared.turns, &shared.log);
+    drop(slot);
 }
 
 /// Sends the short `Busy` answer if the socket takes it without waiting, then closes.
@@ -481,16 +580,55 @@ mod tests {
         // This test process: root's own (real uid 0) when the tests run as root.
         let me = i32::try_from(std::process::id()).unwrap();
         let ruid = nix::unistd::getuid().as_raw();
+        let (a, _b) = UnixStream::pair().unwrap();
         assert_eq!(
-            Holder::of(0, me),
+            Holder::of(0, me, &a),
             if ruid == 0 {
                 Holder::Root
             } else {
                 Holder::RootFor(ruid)
             }
         );
-        assert_eq!(Holder::of(1234, me), Holder::User(1234));
-        assert_eq!(Holder::of(0, 0), Holder::Root, "no pid: root's");
+        assert_eq!(Holder::of(1234, me, &a), Holder::User(1234));
         assert_eq!(real_uid(-1), None);
+        // Both ways of asking agree (the pidfd one where the kernel has it).
+        assert_eq!(real_uid(me), Some(ruid));
+        if let Ok(by_pidfd) = pidfd_real_uid(&a) {
+            assert_eq!(by_pidfd, Some(ruid));
+        }
+    }
+
+    /// A peer that is really started by another user (a real uid that is not root):
+    /// seen as such through its pidfd and through /proc.
+    #[test]
+    fn the_real_uid_of_a_peer_is_its_own() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        // A child that takes real uid 4242 (keeping euid 0, as su does), connects, and
+        // holds the connection until we are done.
+        let path = std::env::temp_dir().join(format!("mfad_conn_ruid_{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut child = std::process::Command::new("perl")
+            .args([
+                "-MSocket",
+                "-e",
+                "$< = 4242; die unless $< == 4242; socket(S, AF_UNIX, SOCK_STREAM, 0) or die; \
+                 connect(S, pack_sockaddr_un($ARGV[0])) or die; sysread(S, $x, 1)",
+            ])
+            .arg(&path)
+            .spawn()
+            .unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        assert_eq!(real_uid(pid), Some(4242));
+        if let Ok(by_pidfd) = pidfd_real_uid(&ours) {
+            assert_eq!(by_pidfd, Some(4242));
+        }
+        assert_eq!(Holder::of(0, pid, &ours), Holder::RootFor(4242));
+        drop(ours);
+        child.wait().unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 }

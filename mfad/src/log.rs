@@ -3,6 +3,7 @@
 //! systemd).
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
@@ -15,8 +16,37 @@ pub enum Level {
 
 type Backend = Logger<LoggerBackend, Formatter3164>;
 
+/// How long after failing to reach syslog a line goes straight to stderr, before the
+/// next attempt: trying costs a socket and a failed connect per path the syslog crate
+/// knows (three), at every line, on a host without a syslog socket.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The connection to syslog, or when the last attempt to make one failed.
+struct Sink {
+    logger: Option<Backend>,
+    failed_at: Option<Instant>,
+}
+
+impl Sink {
+    fn new() -> Self {
+        let logger = connect();
+        let failed_at = logger.is_none().then(Instant::now);
+        Self { logger, failed_at }
+    }
+
+    /// Connects again, unless an attempt failed less than [`RETRY_AFTER`] ago.
+    fn reconnect(&mut self) {
+        if self.failed_at.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
+            self.logger = None;
+            return;
+        }
+        self.logger = connect();
+        self.failed_at = self.logger.is_none().then(Instant::now);
+    }
+}
+
 pub struct Log {
-    logger: Mutex<Option<Backend>>,
+    logger: Mutex<Sink>,
     /// Whether a line syslog does not take goes to stderr: the daemon's (the journal
     /// keeps it), not `mfa --db`'s, whose stderr is the person's terminal.
     stderr_fallback: bool,
@@ -44,7 +74,7 @@ fn send(logger: &mut Backend, level: Level, message: &str) -> bool {
 impl Log {
     pub fn open() -> Self {
         Self {
-            logger: Mutex::new(connect()),
+            logger: Mutex::new(Sink::new()),
             stderr_fallback: true,
         }
     }
@@ -52,7 +82,7 @@ impl Log {
     /// A log for the daemon's handlers run inside `mfa --db`: syslog only.
     pub fn syslog_only() -> Self {
         Self {
-            logger: Mutex::new(connect()),
+            logger: Mutex::new(Sink::new()),
             stderr_fallback: false,
         }
     }
@@ -62,20 +92,23 @@ impl Log {
             .logger
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(logger) = guard.as_mut()
+        if let Some(logger) = guard.logger.as_mut()
             && send(logger, level, message)
         {
             return;
         }
-        // The syslog daemon may have restarted: one new connection, then stderr.
-        *guard = connect();
-        if let Some(logger) = guard.as_mut()
+        // The syslog daemon may have restarted: one new connection (if the last attempt
+        // was not just now), then stderr.
+        guard.reconnect();
+        if let Some(logger) = guard.logger.as_mut()
             && send(logger, level, message)
         {
             return;
         }
         if self.stderr_fallback {
-            eprintln!("mfad: {message}");
+            // One write for the line (eprintln! writes its pieces one by one).
+            let line = format!("mfad: {message}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
         }
     }
 }

@@ -68,7 +68,7 @@ fn start(args: &Args, log: &Arc<log::Log>) -> Result<(), String> {
         log::Level::Info,
         &format!("serving {} on {from}", args.db.display()),
     );
-    conn::accept_loop(&listener, &turns, log);
+    conn::accept_loop(listener, &turns, log);
     Ok(())
 }
 

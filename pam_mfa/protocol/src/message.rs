@@ -1013,8 +1013,35 @@ struct VersionProbe {
 /// (a code passes through it).
 const SCRATCH: usize = 4096;
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, DecodeError> {
+/// A message that carries its sender's protocol version.
+trait Versioned {
+    fn version(&self) -> u32;
+}
+
+impl Versioned for RequestMessage {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Versioned for ResponseMessage {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+/// Decodes a message of this version in one pass; anything else (another version, or
+/// not a message) is looked at again, the version first, to say which it is.
+fn decode<T: serde::de::DeserializeOwned + Versioned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, DecodeError> {
     let mut scratch = Zeroizing::new([0u8; SCRATCH]);
+    if let Ok(message) = ciborium::de::from_reader_with_buffer::<T, _>(body, &mut scratch[..])
+        && message.version() == PROTOCOL_VERSION
+    {
+        return Ok(message);
+    }
     let probe: VersionProbe = ciborium::de::from_reader_with_buffer(body, &mut scratch[..])
         .map_err(|e| DecodeError::Malformed(format!("{what}: {e}")))?;
     if probe.version != PROTOCOL_VERSION {

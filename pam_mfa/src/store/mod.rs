@@ -41,10 +41,11 @@ pub mod secret;
 pub mod tokens;
 mod wal;
 
+use std::cell::Cell;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -69,6 +70,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
 /// some logins slower more often.
 pub const LOGIN_CHECKPOINT_WAL_BYTES: u64 = 64 * 1024;
 
+/// How long [`Store::revalidate`] trusts its last look at the directories above the
+/// store's (while the store's directory is the same one): the file and its directory are
+/// looked at in every request. Whoever could write to an ancestor could swap the store's
+/// directory, but a swap shows up at once as another file at the path (a new identity),
+/// which is opened again only after the full check; what this delays is the refusal of a
+/// store under an ancestor made writable, by at most this long.
+const ANCESTORS_RECHECK: Duration = Duration::from_secs(1);
+
 /// What a connection is for, which decides how it closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
@@ -89,6 +98,9 @@ pub struct Store {
     usage: Use,
     /// Device and inode of the file when it was opened (see [`Store::revalidate`]).
     identity: (u64, u64),
+    /// When [`Store::revalidate`] last found the directories above the store's sound,
+    /// and the store's directory (device, inode) then.
+    ancestors_sound: Cell<Option<(Instant, (u64, u64))>>,
 }
 
 impl Drop for Store {
@@ -160,6 +172,7 @@ impl Store {
             path: path.to_owned(),
             usage,
             identity,
+            ancestors_sound: Cell::new(None),
         };
         store
             .conn
@@ -279,9 +292,21 @@ impl Store {
     /// when it became unsafe (readable by others, another owner) or was truncated. Every
     /// request of the daemon starts with this, so that a store spoiled under a running
     /// daemon is refused exactly as it was when every login opened it.
+    /// The directories above the store's directory are walked again at most every
+    /// [`ANCESTORS_RECHECK`] (or when the directory is another one).
     pub fn revalidate(&self) -> Result<bool> {
         use std::os::unix::fs::MetadataExt;
-        let Presence::Present(meta) = safety::check(&self.path)? else {
+        let recent = self
+            .ancestors_sound
+            .get()
+            .filter(|(at, _)| at.elapsed() < ANCESTORS_RECHECK)
+            .map(|(_, dir)| dir);
+        let checked = safety::check_with(&self.path, recent)?;
+        if checked.ancestors_checked {
+            self.ancestors_sound
+                .set(Some((Instant::now(), checked.dir)));
+        }
+        let Presence::Present(meta) = checked.presence else {
             return Ok(false);
         };
         if (meta.dev(), meta.ino()) != self.identity {
@@ -610,6 +635,29 @@ mod tests {
         ));
         store.abandon();
         assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    /// The store's directory is looked at in every request; the directories above it,
+    /// at most [`ANCESTORS_RECHECK`] later.
+    #[test]
+    fn revalidate_sees_the_directories_above_the_store() {
+        let (dir, path) = temp_store();
+        drop(Store::open_or_create(&path).unwrap());
+        let store = Store::open_existing(&path).unwrap().unwrap();
+        assert!(store.revalidate().unwrap());
+        let store_dir = path.parent().unwrap();
+        fs::set_permissions(store_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(store.revalidate(), Err(Error::UnsafeStore { .. })));
+        fs::set_permissions(store_dir, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(store.revalidate().unwrap());
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        std::thread::sleep(ANCESTORS_RECHECK);
+        assert!(matches!(
+            store.revalidate(),
+            Err(Error::UnsafeStore { reason, .. }) if reason.contains("above its directory")
+        ));
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(store.revalidate().unwrap());
     }
 
     #[test]

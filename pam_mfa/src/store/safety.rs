@@ -83,6 +83,24 @@ fn check_ancestors(path: &Path, dir: &Path) -> Result<()> {
 /// an error (installation creates it, so its absence means a wrong `db=` path or a broken
 /// installation); a missing file in a sound directory means nobody has a device yet.
 pub(crate) fn check(path: &Path) -> Result<Presence> {
+    check_with(path, None).map(|c| c.presence)
+}
+
+/// What [`check_with`] found.
+pub(crate) struct Checked {
+    pub(crate) presence: Presence,
+    /// Device and inode of the directory the path's parent resolves to.
+    pub(crate) dir: (u64, u64),
+    /// Whether the directories above it were checked this time.
+    pub(crate) ancestors_checked: bool,
+}
+
+/// [`check`], for a process that checks the same store at every request (`mfad`): the
+/// file and its directory are looked at every time, the directories above it only when
+/// the directory is not `ancestors_sound_for` (the device and inode of a directory whose
+/// ancestors the caller found sound a moment ago). The walk up (resolving every symlink
+/// of the path, then one `stat` per ancestor) was most of the check's system calls.
+pub(crate) fn check_with(path: &Path, ancestors_sound_for: Option<(u64, u64)>) -> Result<Checked> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -110,11 +128,20 @@ pub(crate) fn check(path: &Path) -> Result<Presence> {
         ));
     }
     check_owner_and_mode(path, "its directory", &dir_meta)?;
-    check_ancestors(path, dir)?;
+    let dir_id = (dir_meta.dev(), dir_meta.ino());
+    let ancestors_checked = ancestors_sound_for != Some(dir_id);
+    if ancestors_checked {
+        check_ancestors(path, dir)?;
+    }
+    let checked = |presence| Checked {
+        presence,
+        dir: dir_id,
+        ancestors_checked,
+    };
 
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Presence::Absent),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(checked(Presence::Absent)),
         Err(e) => return Err(io_err(e)),
     };
     let ft = meta.file_type();
@@ -125,7 +152,7 @@ pub(crate) fn check(path: &Path) -> Result<Presence> {
         return Err(unsafe_store(path, "it is not a regular file".to_owned()));
     }
     check_owner_and_mode(path, "the file", &meta)?;
-    Ok(Presence::Present(meta))
+    Ok(checked(Presence::Present(meta)))
 }
 
 #[cfg(test)]
