@@ -4,7 +4,7 @@
 //!
 //! Every user of the host can read every process's command line (`ps`, /proc/PID/cmdline)
 //! for as long as it runs, and `mfa` may wait at its re-authentication prompt for minutes
-//! (issue 16, finding 5). So a non-root caller's codes on the command line are refused
+//! So a non-root caller's codes on the command line are refused
 //! before anything else happens; root, whose scripts run where nobody else looks, keeps
 //! the positional form.
 

@@ -17,7 +17,7 @@ pub fn devices(link: &mut Link, target: &Target) -> Result<Vec<DeviceEntry>, Cli
     }
 }
 
-/// The account's logins remembered without a code (issue 21).
+/// The account's logins remembered without a code.
 pub fn remembered(link: &mut Link, target: &Target) -> Result<Vec<RememberedEntry>, CliError> {
     match link.ask(Request::ListRemembered {
         user: target.user.as_str().to_owned(),

@@ -1,4 +1,4 @@
-//! Proving an existing device before changing devices (issue 5, as the cloud consoles do).
+//! Proving an existing device before changing devices (as the cloud consoles do).
 //!
 //! Someone who finds a user's terminal unlocked must not be able to add their own phone,
 //! or remove the user's, with nothing but the open session. So a non-root caller who has
@@ -8,7 +8,7 @@
 //! proof that the change request then carries; it refuses a change without one. Root
 //! acts for users who lost their devices and skips this.
 //!
-//! A recovery or bypass code is accepted too (issue 16, finding 7): a person who lost
+//! A recovery or bypass code is accepted too: a person who lost
 //! their phone and logged in with a recovery code must be able to register a new phone
 //! and remove the lost one.
 

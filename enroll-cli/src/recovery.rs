@@ -1,6 +1,6 @@
 //! `mfa recovery generate`: one-time codes for logging in after losing every device.
 //!
-//! The new set takes effect only once it was written out in full (issue 16, finding 9):
+//! The new set takes effect only once it was written out in full:
 //! the codes are made in memory, printed and flushed, and only then stored, replacing the
 //! old set, in one transaction. If the output fails (a closed or full standard output),
 //! nothing is stored and the old codes keep working. The store is not held while

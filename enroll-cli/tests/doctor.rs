@@ -339,7 +339,7 @@ fn a_clean_configuration_is_all_ok() {
     );
 }
 
-// Issue 16, finding 3: a full disk stops every login, and nothing showed how much the
+// A full disk stops every login, and nothing showed how much the
 // store takes. The store check now says (file and WAL); a warning about low free space
 // is in tests/faults.rs, and a clean configuration on a roomy disk gets none (above).
 #[test]
@@ -571,7 +571,7 @@ fn messages_with<'a>(r: &'a Report, status: &str, check: &str, needle: &str) -> 
 const WRONG_PASSWORD: &str = "does not end the stack";
 const PLANTING: &str = "enroll_at_login registers a device during the login";
 
-// Issue 16, finding 1: the guide's old SSH stack (`required pam_unix.so` before pam_mfa)
+// The guide's old SSH stack (`required pam_unix.so` before pam_mfa)
 // let a wrong password reach the code prompt, so anyone could lock anyone out. The doctor
 // warns about a first factor that does not end the stack before pam_mfa and says to use
 // `requisite`.
@@ -654,7 +654,7 @@ fn a_password_line_that_does_not_end_the_stack_before_pam_mfa_is_a_warning() {
     );
 }
 
-// Issue 16, finding 2: `enroll_at_login` registers a device for an account without one,
+// `enroll_at_login` registers a device for an account without one,
 // so a line with it that someone who knows no password reaches lets anyone plant their
 // authenticator on other accounts. The doctor flags it as a problem unless a first factor
 // that ends the stack, or sshd's demand for a key, comes first.
@@ -1034,7 +1034,7 @@ fn bad_options_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a directory"));
 }
 
-// ----- remembered logins (issue 21) -----
+// ----- remembered logins -----
 
 #[test]
 fn remembered_logins_for_sshd_without_a_key_first_are_a_warning() {

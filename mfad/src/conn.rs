@@ -509,7 +509,7 @@ fn serve(stream: UnixStream, uid: u32, turns: &Turns, log: &Log) {
             }
         };
         // A user's token registration that fails is answered after a fixed time, whatever
-        // the serial (issue 16, finding 4): waited out here, after the turn is given back,
+        // the serial: waited out here, after the turn is given back,
         // never while holding the store that serves everyone.
         let started = Instant::now();
         let token_registration = uid != 0 && work.is_token_registration();

@@ -1,8 +1,8 @@
 //! Registration at login (`enroll_at_login`) for the PAM module, which runs as root: an
 //! authenticator app registered during a login stays pending, held by the hash of a value
 //! only that login knows, until the same login presents the value again from
-//! `pam_sm_setcred` (issue 16, finding 2; [`pam_mfa::login_hold`], one implementation with
-//! the module). [`crate::authorise`] refuses these requests to anyone but root.
+//! `pam_sm_setcred`, so that a login that fails as a whole keeps nothing
+//! ([`pam_mfa::login_hold`], one implementation with the module). [`crate::authorise`] refuses these requests to anyone but root.
 //!
 //! The value travels as 32 raw bytes; the library's [`LoginHold`] reads and writes it in
 //! hex, so it is converted here and nowhere else.

@@ -1,4 +1,4 @@
-//! Remembered login contexts in the daemon (issue 21): letting a remembered login in,
+//! Remembered login contexts in the daemon: letting a remembered login in,
 //! remembering a successful one, and the user's list and `mfa forget`. The rules are
 //! [`pam_mfa::remembered`]'s; a context reaches here only from root
 //! ([`crate::authorise`]).

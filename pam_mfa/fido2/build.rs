@@ -1,6 +1,6 @@
 //! The native part of pam_mfa: libudev loaded on demand (`native/udev_lazy.c`), so that
-//! loading pam_mfa.so, which every login does, no longer loads libudev too (issue 7,
-//! README "Performance").
+//! loading pam_mfa.so, which every login does, no longer loads libudev too (see
+//! docs/performance.md).
 
 fn main() {
     println!("cargo:rerun-if-changed=native/udev_lazy.c");

@@ -746,7 +746,7 @@ mod tests {
 
     #[test]
     fn recovery_codes_work_while_locked_and_wrong_ones_count_nothing() {
-        // Issue 16, finding 1: the lock-out limits guessing of short codes only; a
+        // The lock-out limits guessing of short codes only; a
         // recovery code (60 random bits) is the way back in for someone locked out.
         let mut ts = temp_store();
         enrolled(&mut ts, "alice", "phone");
@@ -809,7 +809,7 @@ mod tests {
 
     #[test]
     fn users_without_a_device_are_never_locked_out() {
-        // Issue 16, finding 8: made-up names are never locked out (nothing is stored for
+        // Made-up names are never locked out (nothing is stored for
         // them), so neither is a real account without a device, or the lock-out message
         // would tell which names are accounts.
         let mut ts = temp_store();
@@ -847,7 +847,7 @@ mod tests {
 
     #[test]
     fn a_wrong_code_is_charged_by_the_codes_it_was_compared_with() {
-        // Issue 16, finding 1 (guessing budget): 8 devices at window 10 give one guess
+        // 8 devices at window 10 give one guess
         // 168 chances; it costs 56 failures, so with max_failures 5 the first wrong code
         // locks for 56/5 of the lock-out time.
         let mut ts = temp_store();
@@ -1323,7 +1323,7 @@ mod key_tests {
 
     #[test]
     fn keys_are_neither_counted_nor_stopped_by_the_lock_out() {
-        // Issue 16, finding 1: the lock-out limits guessing of short codes only. A key
+        // The lock-out limits guessing of short codes only. A key
         // failure counts nothing, and a locked-out user's key still logs them in.
         let mut ts = temp_store();
         let key = TestKey::register(&mut ts, "alice", "yubi", 3);

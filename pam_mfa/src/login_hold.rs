@@ -2,7 +2,7 @@
 //!
 //! libpam runs every `required` module even after one has failed, so a module that
 //! registered a device as soon as its codes were right would keep a device planted by
-//! someone who got the password wrong (issue 16, finding 2). A registration at login is
+//! someone who got the password wrong. A registration at login is
 //! therefore held: its pending row carries the SHA-256 of a random value only that login
 //! holds ([`LoginHold`]), its two codes are checked (and used up) during
 //! `pam_sm_authenticate` exactly as `mfa enroll finish` checks them, and it becomes active
@@ -133,7 +133,7 @@ mod tests {
             .map(|d| d.state)
     }
 
-    // Issue 16, finding 2: a device registered during a login stays pending until that
+    // A device registered during a login stays pending until that
     // login's own value activates it; nothing else can.
     #[test]
     fn a_held_registration_is_activated_only_by_its_login() {
@@ -204,7 +204,7 @@ mod tests {
         assert!(activate_held(&mut ts.store, &user("alice"), &hold, T0 + 2).is_err());
     }
 
-    // Issue 16, finding 2: a held registration whose login failed neither counts nor stands
+    // A held registration whose login failed neither counts nor stands
     // in the way of the user's own registrations, and it expires.
     #[test]
     fn a_held_registration_blocks_nothing_and_expires() {

@@ -2,7 +2,7 @@
 //!
 //! Both end up in terminal output, JSON and syslog, so control characters (which could
 //! forge log lines or rewrite a terminal) are refused outright rather than escaped later;
-//! device names must moreover be made of characters that render visibly (issue 16).
+//! device names must moreover be made of characters that render visibly.
 
 use std::fmt;
 
@@ -247,7 +247,7 @@ mod tests {
         }
     }
 
-    // Issue 16, finding 6: these six rendered as nothing (or blank) and were accepted, so
+    // These six rendered as nothing (or blank) and were accepted, so
     // "pho\u{34F}ne" looked like "phone". Each is refused alone, inside a name and at
     // either end, and the message names the code point instead of printing it.
     #[test]
@@ -274,7 +274,7 @@ mod tests {
         }
     }
 
-    // Issue 16, finding 6: other characters that draw nothing or look like a space.
+    // Other characters that draw nothing or look like a space.
     #[test]
     fn other_invisible_and_blank_characters_are_refused() {
         for c in [
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn names_that_differ_only_in_their_normal_form_are_one_name() {
-        // Issue 16, finding 6 (look-alike names): "café" with a precomposed é and with a
+        // "café" with a precomposed é and with a
         // combining accent looked the same and were two names.
         let composed = DeviceName::parse("caf\u{e9}").unwrap();
         let decomposed = DeviceName::parse("cafe\u{301}").unwrap();

@@ -1,4 +1,4 @@
-//! Remembered login contexts (issue 21): where the administrator allows it, a successful
+//! Remembered login contexts: where the administrator allows it, a successful
 //! second factor lets the same user in again at the same PAM service from the same remote
 //! host without a code, for a while.
 //!

@@ -172,7 +172,7 @@ pub fn remove(store: &mut Store, user: &UserName, name: &DeviceName, now: i64) -
 
 /// Replaces `user`'s recovery codes with `codes` and records it in the audit trail as
 /// `by_uid`, in one write transaction. Called only once the person has the codes written
-/// out in full (issue 16, finding 9): until then the earlier codes keep working.
+/// out in full: until then the earlier codes keep working.
 pub fn commit_recovery_codes(
     store: &mut Store,
     user: &UserName,

@@ -305,7 +305,7 @@ const ENROLL_AT_LOGIN: &str = "enroll_at_login";
 /// the first factor.
 const SSHD_SERVICE: &str = "sshd";
 
-/// Issue 16, findings 1 and 2: a pam_mfa auth line that someone who knows no password
+/// A pam_mfa auth line that someone who knows no password
 /// reaches. Behind a first factor that does not end the stack (a `required` password
 /// line), wrong codes typed after wrong passwords lock the user out: a warning. With
 /// `enroll_at_login`, whoever reaches the line registers a device on an account without

@@ -3,7 +3,7 @@
 //! pam_mfa counts wrong codes towards a lock-out and, with `enroll_at_login`, registers a
 //! device for an account that has none. Both are safe only behind a first factor that
 //! ends the stack when it fails: otherwise anyone who knows a user name can lock that user
-//! out, or plant their own authenticator on the account (issue 16, findings 1 and 2).
+//! out, or plant their own authenticator on the account.
 //!
 //! So this walks a service's auth stack the way libpam does (controls, jumps, `die`,
 //! `done`, substacks) for an outsider: every module that checks a credential fails, every

@@ -1,4 +1,4 @@
-//! The remembered-logins check (issue 21): where the policy lets a login be remembered
+//! The remembered-logins check: where the policy lets a login be remembered
 //! for sshd, a public key must come first. The exemption is keyed on the remote address,
 //! and everyone behind one NAT address (an office, a mobile carrier) shares an address:
 //! without `AuthenticationMethods publickey,…` any of them with the user's password

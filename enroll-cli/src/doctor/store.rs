@@ -7,7 +7,7 @@
 //! checked, since that is the one those logins read.
 //!
 //! It also shows how much disk the store takes and warns when the file system holding it
-//! runs low (issue 16, finding 3): every login writes to the store, so a full disk
+//! runs low: every login writes to the store, so a full disk
 //! refuses every login with pam_mfa.
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! key that could not be used is told to the person and to the log.
 //!
 //! Every login loads the module afresh and most never touch a security key; the USB HID
-//! stack (pam_mfa_fido2) is most of what made the module slow to load (issue 7). So the
+//! stack (pam_mfa_fido2) is most of what made the module slow to load. So the
 //! module does not carry it: a key login loads `libpam_mfa_keys.so` from next to the
 //! module, calls its one entry point [`ENTRY_SYMBOL`] with the challenge `mfad` issued and
 //! the user's credentials (ids and RP ids only: no public key, no sign count), and gets

@@ -323,7 +323,7 @@ fn run(
             // Only short codes are held back: the person is told, and may still use a
             // security key, a recovery code or an administrator's bypass code.
             Notice::Locked { until } => tell_locked(pamh, until, silent),
-            // Issue 16, finding 2: registering at login is safe only behind a first
+            // Registering at login is safe only behind a first
             // factor that ends the stack, which only the administrator can vouch for,
             // line by line.
             Notice::EnrollNotOnThisLine => log_line(

@@ -29,7 +29,7 @@
 //! Proofs live in the daemon's memory only: a restarted daemon asks again.
 //!
 //! # Recovery codes
-//! A new set takes effect only once the person has it (issue 16, finding 9): the codes
+//! A new set takes effect only once the person has it: the codes
 //! come back in a [`RecoveryCodesReply`] and are held, not stored, in the daemon's memory
 //! under a random single-use ticket for [`PROOF_LIFETIME_SECS`], bound to the caller's uid
 //! and the account. Only [`Request::RecoveryCommit`] with that ticket, sent by the client
@@ -56,7 +56,7 @@
 //!
 //! # Registration at login
 //! `BeginHeld`, `ConfirmHeld` and `ActivateHeld` carry the module's `enroll_at_login`
-//! (issue 16, finding 2): the registration stays pending, held by the hash of a value only
+//! (only safe behind a first factor that ends the stack): the registration stays pending, held by the hash of a value only
 //! that login knows, and becomes active only from `pam_sm_setcred`.
 //!
 //! This crate is deliberately small and depends on neither the store nor the PAM layer,

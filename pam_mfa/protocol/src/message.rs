@@ -144,7 +144,7 @@ pub enum Request {
     /// Register a hardware token from the inventory as a device of `user`, with two
     /// consecutive codes of it (`mfa enroll token`). Root is told exactly what is wrong; a
     /// non-root caller gets one answer for every refusal, and each counts toward their
-    /// lock-out (issue 16, finding 4), and needs a proof when the account has an active
+    /// lock-out, and needs a proof when the account has an active
     /// device. Answered with [`Response::TokenRegistered`].
     EnrollToken {
         user: String,
@@ -1143,7 +1143,7 @@ mod tests {
 
     const SECRET: &[u8] = b"JBSWY3DPEHPK3PXPJBSWY3DP";
 
-    /// The requests of `mfa`'s self-service (issue 17, second step).
+    /// The requests of `mfa`'s self-service.
     fn self_service_requests() -> Vec<Request> {
         let proof = Some(SecretBytes::from_slice(b"proof-token-bytes"));
         vec![
@@ -1192,7 +1192,7 @@ mod tests {
         ]
     }
 
-    /// The administrator's requests and token registration (issue 17, third step).
+    /// The administrator's requests and token registration.
     fn admin_requests() -> Vec<Request> {
         vec![
             Request::EnrollToken {
@@ -1293,7 +1293,7 @@ mod tests {
         ]
     }
 
-    // Issue 17, third step: the administrator's messages and token registration survive
+    // The administrator's messages and token registration survive
     // a frame unchanged, and optional fields left out by a client decode as `None`.
     #[test]
     fn admin_messages_round_trip() {

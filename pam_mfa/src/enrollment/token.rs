@@ -210,8 +210,8 @@ pub fn register_own_token(
 
 /// `mfa enroll token`'s rule, for `mfa` and `mfad` alike: root, who holds the inventory,
 /// is told exactly what is wrong ([`register_token`]); anyone else registering a token for
-/// themselves gets the one answer that counts ([`register_own_token`], issue 16, finding
-/// 4), checked under the policy's lock-out (module arguments do not apply here). The
+/// themselves gets the one answer that counts ([`register_own_token`]: which serials
+/// exist is nobody else's business), checked under the policy's lock-out (module arguments do not apply here). The
 /// serial's form is checked first: it says nothing about the inventory.
 #[allow(clippy::too_many_arguments)]
 pub fn register_token_as(

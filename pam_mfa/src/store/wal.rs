@@ -5,7 +5,7 @@
 //! itself is still found after a power cut: a WAL created since the directory was last
 //! synced could vanish with everything committed into it. SQLite's answer is to sync the
 //! directory at the first commit of every connection, whether the WAL is new or not, which
-//! was the second `fdatasync` of every login (issue 7). pam_mfa's SQLite is built with
+//! was the second `fdatasync` of every login. pam_mfa's SQLite is built with
 //! `SQLITE_DISABLE_DIRSYNC` (`.cargo/config.toml`) and does it here instead, only when the
 //! WAL is new:
 //!
