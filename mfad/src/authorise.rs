@@ -8,7 +8,7 @@
 //! another account.
 
 use pam_mfa::names::{self, UserName};
-use pam_mfa::settings::Overrides;
+use pam_mfa::settings::{Effective, Overrides};
 use pam_mfa::tokens::{self, Format, TokenSeed, pskc::PreSharedKey};
 use pam_mfa_protocol::{
     ErrorKind, ErrorReply, KeyAssertion, KeyAttestation, KeyPurpose, LineRules, LoginContext,
@@ -447,15 +447,10 @@ pub fn authorise(uid: u32, request: Request) -> Result<Work, Refused> {
         } => {
             let account = account_for(uid, name, &user)?;
             let overrides = if uid == 0 {
-                let o = Overrides {
-                    window: overrides.window,
-                    hotp_window: overrides.hotp_window,
-                    max_failures: overrides.max_failures,
-                    lockout_secs: overrides.lockout_secs,
-                };
-                o.check()
+                overrides
+                    .check()
                     .map_err(|e| refused(ErrorKind::Invalid, e.to_string()))?;
-                o
+                overrides
             } else {
                 // A user is held to the policy, whatever they send.
                 Overrides::default()

@@ -293,7 +293,7 @@ fn run_work(
                 }
                 (Some(user), Some(store)) => {
                     let policy = policy::load(store.conn())?;
-                    let settings = overrides.settings(&policy);
+                    let settings = pam_mfa::settings::Effective::settings(&overrides, &policy);
                     let outcome = login::verify(store, &user, answer.as_bytes(), settings, now)?;
                     log_outcome(log, &outcome, &who(&user, uid));
                     if matches!(outcome, login::Outcome::Accepted { .. }) {

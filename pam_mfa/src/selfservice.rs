@@ -81,7 +81,8 @@ pub fn prove(
         );
     }
     let policy = policy::load(store.conn())?;
-    let settings = crate::settings::Overrides::default().settings(&policy);
+    let settings =
+        crate::settings::Effective::settings(&crate::settings::Overrides::default(), &policy);
     let outcome = login::verify(store, user, answer, settings, now)?;
     Ok(judge(outcome, user))
 }

@@ -15,13 +15,9 @@ use crate::policy::Policy;
 pub use pam_mfa_protocol::limits::{MAX_LOCKOUT_SECS, MAX_MAX_FAILURES};
 
 /// Numbers a caller sets for its own logins; `None` leaves the policy's (or the default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Overrides {
-    pub window: Option<u32>,
-    pub hotp_window: Option<u32>,
-    pub max_failures: Option<u32>,
-    pub lockout_secs: Option<i64>,
-}
+/// One type with the protocol's, which carries them from the module to the daemon; the
+/// rules for them are [`Effective`]'s.
+pub use pam_mfa_protocol::Overrides;
 
 /// An override outside its bounds: which one, and the bounds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,19 +49,26 @@ fn check<T: Copy + PartialOrd + Into<i64>>(
     }
 }
 
-impl Overrides {
+/// What overrides mean: their bounds, and the settings they give with a policy.
+pub trait Effective {
     /// Refuses values outside the bounds the module arguments allow.
-    pub fn check(&self) -> Result<(), OutOfRange> {
+    fn check(&self) -> Result<(), OutOfRange>;
+
+    /// The settings in effect: each override given, else the policy's number, else the
+    /// built-in default. Values are clamped to their bounds, so even an unchecked
+    /// override or a hand-edited policy row cannot widen the window past its limit.
+    fn settings(&self, policy: &Policy) -> LoginSettings;
+}
+
+impl Effective for Overrides {
+    fn check(&self) -> Result<(), OutOfRange> {
         check("window", self.window, WINDOW_RANGE)?;
         check("hotp_window", self.hotp_window, HOTP_WINDOW_RANGE)?;
         check("max_failures", self.max_failures, MAX_FAILURES_RANGE)?;
         check("lockout", self.lockout_secs, LOCKOUT_RANGE)
     }
 
-    /// The settings in effect: each override given, else the policy's number, else the
-    /// built-in default. Values are clamped to their bounds, so even an unchecked
-    /// override or a hand-edited policy row cannot widen the window past its limit.
-    pub fn settings(&self, policy: &Policy) -> LoginSettings {
+    fn settings(&self, policy: &Policy) -> LoginSettings {
         let default = LoginSettings::default();
         LoginSettings {
             window: self

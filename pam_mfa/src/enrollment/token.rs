@@ -229,7 +229,8 @@ pub fn register_token_as(
         return register_token(store, user, name, serial, first, second, now);
     }
     let policy = crate::policy::load(store.conn())?;
-    let settings = crate::settings::Overrides::default().settings(&policy);
+    let settings =
+        crate::settings::Effective::settings(&crate::settings::Overrides::default(), &policy);
     register_own_token(store, user, name, serial, first, second, settings, now)
 }
 
