@@ -6,6 +6,7 @@
 //! Views of a store that does not exist yet show the defaults; a change creates it, as
 //! `mfa` does.
 
+use pam_mfa::clock::UnixTime;
 use std::path::Path;
 
 use pam_mfa::names::DeviceName;
@@ -235,7 +236,7 @@ fn tokens_import(
     format: pam_mfa::tokens::Format,
     replace: bool,
     log: &Log,
-    now: i64,
+    now: UnixTime,
 ) -> pam_mfa::Result<Response> {
     let format_name = match format {
         pam_mfa::tokens::Format::Pskc => "pskc",
@@ -287,7 +288,7 @@ fn tokens_remove(
     uid: u32,
     serial: &str,
     log: &Log,
-    now: i64,
+    now: UnixTime,
 ) -> pam_mfa::Result<Response> {
     let removed = (|| {
         let tx = store.write()?;

@@ -11,6 +11,7 @@
 //! again and checks its sign count again inside its write transaction: a key revoked, or
 //! used by another login, in the meantime does not count.
 
+use pam_mfa::clock::UnixTime;
 use std::path::Path;
 
 use pam_mfa::fido2::ceremony::{self, Credential};
@@ -179,7 +180,7 @@ fn proof(
     outcome: Outcome,
     tickets: &mut Tickets,
     log: &Log,
-    now: i64,
+    now: UnixTime,
 ) -> pam_mfa::Result<Response> {
     match outcome {
         Outcome::Accepted { .. } => match tickets.proofs.issue(uid, account.as_str(), (), now) {

@@ -3,6 +3,7 @@
 //! [`pam_mfa::remembered`]'s; a context reaches here only from root
 //! ([`crate::authorise`]).
 
+use pam_mfa::clock::UnixTime;
 use pam_mfa::names::UserName;
 use pam_mfa::store::Store;
 use pam_mfa::{audit, clock, policy, remembered};
@@ -36,7 +37,7 @@ pub fn let_in(
     account: &UserName,
     ctx: &LoginContext,
     uid: u32,
-    now: i64,
+    now: UnixTime,
     log: &Log,
 ) -> pam_mfa::Result<Option<i64>> {
     let policy = policy::load(store.conn())?;
@@ -76,7 +77,7 @@ pub fn after_success(
     account: &UserName,
     ctx: Option<&LoginContext>,
     uid: u32,
-    now: i64,
+    now: UnixTime,
     log: &Log,
 ) -> pam_mfa::Result<()> {
     let Some(ctx) = ctx else { return Ok(()) };
@@ -102,7 +103,11 @@ pub fn after_success(
 }
 
 /// The account's remembered logins.
-pub fn list(store: Option<&mut Store>, account: &UserName, now: i64) -> pam_mfa::Result<Response> {
+pub fn list(
+    store: Option<&mut Store>,
+    account: &UserName,
+    now: UnixTime,
+) -> pam_mfa::Result<Response> {
     let rows = match store {
         Some(store) => pam_mfa::store::remembered::list(store.conn(), account.as_str(), now)?,
         None => Vec::new(),
@@ -124,7 +129,7 @@ pub fn forget(
     store: Option<&mut Store>,
     account: &UserName,
     uid: u32,
-    now: i64,
+    now: UnixTime,
     log: &Log,
 ) -> pam_mfa::Result<Response> {
     let Some(store) = store else {

@@ -12,6 +12,7 @@
 //!   detached afterwards; if it is not, the connection is dropped and reopened, so one
 //!   request's actor can never be written into another's rows.
 
+use pam_mfa::clock::UnixTime;
 use std::path::Path;
 
 use pam_mfa::fido2::transport::RawAttestation;
@@ -342,7 +343,7 @@ fn change_now(
     change: Change,
     tickets: &mut Tickets,
     log: &Log,
-    now: i64,
+    now: UnixTime,
 ) -> pam_mfa::Result<Response> {
     let done = match change {
         Change::BeginTotp { name, issuer } => {

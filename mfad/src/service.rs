@@ -2,6 +2,7 @@
 //! end through the library (the same functions the module calls), and logs each login's
 //! outcome.
 
+use pam_mfa::clock::UnixTime;
 use std::path::{Path, PathBuf};
 
 use pam_mfa::fido2::KeyFailure;
@@ -367,7 +368,7 @@ fn verify_recovery(
     code: &[u8],
     context: Option<&LoginContext>,
     uid: u32,
-    now: i64,
+    now: UnixTime,
     log: &Log,
 ) -> pam_mfa::Result<Response> {
     let outcome = match (account, store, recovery::normalize(code)) {
@@ -427,7 +428,7 @@ pub fn entry(d: devices::DeviceInfo) -> DeviceEntry {
 /// The syslog line of a login's outcome, in the module's words. A security key whose
 /// sign count went backwards (what a cloned key looks like) is logged as an error.
 pub(crate) fn log_outcome(log: &Log, outcome: &login::Outcome, who: &str) {
-    let lock_note = |until: Option<i64>| match until {
+    let lock_note = |until: Option<UnixTime>| match until {
         Some(t) => format!("; locked out until {}", clock::format_local(t)),
         None => String::new(),
     };

@@ -14,6 +14,7 @@
 //! key challenge must not be pushed out by the next few logins while its user touches the
 //! key.
 
+use pam_mfa::clock::UnixTime;
 use std::collections::HashMap;
 
 use pam_mfa_protocol::PROOF_LIFETIME_SECS;
@@ -27,7 +28,7 @@ pub type Token = Zeroizing<[u8; 32]>;
 struct Entry<T> {
     uid: u32,
     user: String,
-    issued: i64,
+    issued: UnixTime,
     value: T,
 }
 
@@ -58,7 +59,7 @@ impl<T> Held<T> {
         }
     }
 
-    fn expired(&self, issued: i64, now: i64) -> bool {
+    fn expired(&self, issued: UnixTime, now: UnixTime) -> bool {
         now >= issued + self.lifetime || now < issued - 60
     }
 
@@ -68,7 +69,7 @@ impl<T> Held<T> {
         uid: u32,
         user: &str,
         value: T,
-        now: i64,
+        now: UnixTime,
     ) -> Result<(Token, i64), IssueError> {
         let lifetime = self.lifetime;
         self.entries
@@ -105,7 +106,7 @@ impl<T> Held<T> {
 
     /// The value held under `token` for `uid` and `user`, taken out: a ticket works once.
     /// A ticket of another uid or account is left alone (and not given).
-    pub fn take(&mut self, token: &[u8], uid: u32, user: &str, now: i64) -> Option<T> {
+    pub fn take(&mut self, token: &[u8], uid: u32, user: &str, now: UnixTime) -> Option<T> {
         let key: [u8; 32] = token.try_into().ok()?;
         let entry = self.entries.get(&key)?;
         if entry.uid != uid || entry.user != user {

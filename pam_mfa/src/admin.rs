@@ -6,6 +6,7 @@
 //! a change and its record commit or vanish together. The parsers return the sentence the
 //! administrator reads, the same from either front end.
 
+use crate::clock::UnixTime;
 use std::collections::BTreeMap;
 
 use rusqlite::Connection;
@@ -48,7 +49,7 @@ pub fn bypass_lifetime(expires: &str) -> std::result::Result<i64, String> {
 }
 
 /// `--since`: unix seconds, or an age (`30m`, `12h`, `7d`, `90s`) before `now`.
-pub fn parse_since(text: &str, now: i64) -> std::result::Result<i64, String> {
+pub fn parse_since(text: &str, now: UnixTime) -> std::result::Result<i64, String> {
     if let Ok(t) = text.parse::<i64>() {
         return Ok(t);
     }
@@ -67,7 +68,13 @@ pub fn prune_age(text: &str) -> std::result::Result<i64, String> {
 }
 
 /// Sets one policy key and records it, as `by_uid`.
-pub fn set_policy(store: &mut Store, key: &str, value: &str, by_uid: u32, now: i64) -> Result<()> {
+pub fn set_policy(
+    store: &mut Store,
+    key: &str,
+    value: &str,
+    by_uid: u32,
+    now: UnixTime,
+) -> Result<()> {
     let tx = store.write()?;
     policy::set(&tx, key, value)?;
     audit::record(
@@ -95,7 +102,7 @@ pub struct AccountOverview {
 }
 
 /// Every account with a device or an outstanding recovery or bypass code, by name.
-pub fn overview(conn: &Connection, now: i64) -> Result<Vec<AccountOverview>> {
+pub fn overview(conn: &Connection, now: UnixTime) -> Result<Vec<AccountOverview>> {
     let mut codes: BTreeMap<String, Outstanding> = recovery::outstanding(conn, now)?;
     let mut users = devices::users(conn)?;
     users.extend(codes.keys().cloned());
@@ -122,7 +129,7 @@ pub fn remove_device(
     store: &mut Store,
     user: &UserName,
     name: &DeviceName,
-    now: i64,
+    now: UnixTime,
 ) -> Result<()> {
     let tx = store.write()?;
     devices::remove(&tx, user.as_str(), name.as_str(), now)?;
@@ -132,7 +139,7 @@ pub fn remove_device(
 }
 
 /// Ends `user`'s lock-out and records it, as `by_uid`.
-pub fn unlock(store: &mut Store, user: &UserName, by_uid: u32, now: i64) -> Result<()> {
+pub fn unlock(store: &mut Store, user: &UserName, by_uid: u32, now: UnixTime) -> Result<()> {
     let tx = store.write()?;
     auth_state::clear(&tx, user.as_str())?;
     crate::remembered::forget(&tx, user.as_str())?;
@@ -152,7 +159,7 @@ pub fn issue_bypass(
     secs: i64,
     expires: &str,
     by_uid: u32,
-    now: i64,
+    now: UnixTime,
 ) -> Result<(Zeroizing<String>, i64)> {
     let expires_at = now.saturating_add(secs);
     let tx = store.write()?;
@@ -177,7 +184,7 @@ pub fn prune_audit(
     store: &mut Store,
     older_than: Option<(i64, &str)>,
     by_uid: u32,
-    now: i64,
+    now: UnixTime,
 ) -> Result<(usize, String)> {
     let tx = store.write()?;
     let (removed, rule) = match older_than {

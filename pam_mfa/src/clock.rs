@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::{Error, Result};
 
 /// Seconds since the Unix epoch.
-pub fn now() -> Result<i64> {
+pub fn now() -> Result<UnixTime> {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|_| Error::Clock)?;
@@ -18,7 +18,7 @@ pub fn now() -> Result<i64> {
 
 /// Formats a Unix time in the local time zone for people (one implementation with the
 /// module's, which links only the protocol crate).
-pub use pam_mfa_protocol::format_local;
+pub use pam_mfa_protocol::{UnixTime, format_local};
 
 #[cfg(test)]
 mod tests {

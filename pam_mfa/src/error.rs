@@ -1,6 +1,7 @@
 //! The library's one error type. Messages are written for the person reading them (an
 //! administrator in syslog, a user at the `mfa` prompt) and never include a secret or code.
 
+use crate::clock::UnixTime;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -105,7 +106,7 @@ pub enum Error {
     TooManyBegun {
         user: String,
         max: u32,
-        retry_at: i64,
+        retry_at: UnixTime,
     },
     /// The administrator turned self-service off (the "greyed-out" case).
     #[error("{}", MANAGED_BY_ADMIN)]
@@ -125,7 +126,7 @@ pub enum Error {
     TooManyChanges {
         user: String,
         max: u32,
-        retry_at: i64,
+        retry_at: UnixTime,
     },
     #[error("{which} code: {problem}")]
     MalformedCode {
@@ -214,7 +215,7 @@ pub enum Error {
         "too many failed attempts: locked until {}; nothing was changed",
         crate::clock::format_local(*until)
     )]
-    LockedOut { until: i64 },
+    LockedOut { until: UnixTime },
     #[error(
         "no two consecutive codes found within the next {lookahead} codes of the token; \
          check the codes (press the button once for each)"

@@ -19,6 +19,7 @@
 //!   only root can write root's rows. Registrations at login are recorded as the service's
 //!   uid (root for sshd), so only the cap applies to them.
 
+use crate::clock::UnixTime;
 use rusqlite::Connection;
 
 use crate::store::devices;
@@ -48,7 +49,7 @@ pub const MAX_CHANGES: u32 = 60;
 /// Refuses a non-root caller's change to their own devices at `now` when their commands
 /// already wrote [`MAX_CHANGES`] audit rows within the hour: any write a user can cause,
 /// not only a registration's start, grows the root-owned store.
-pub fn check_changes(conn: &Connection, user: &str, now: i64) -> Result<()> {
+pub fn check_changes(conn: &Connection, user: &str, now: UnixTime) -> Result<()> {
     match nth_recent(conn, user, None, MAX_CHANGES, now)? {
         Some(at) => Err(Error::TooManyChanges {
             user: user.to_owned(),
@@ -67,7 +68,7 @@ fn nth_recent(
     user: &str,
     action: Option<&str>,
     n: u32,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Option<i64>> {
     crate::store::audit::nth_recent_by_others(conn, user, action, n, now - BEGUN_WINDOW_SECS)
 }
@@ -76,7 +77,13 @@ fn nth_recent(
 /// bound; `held`: the new row is held for a login. Runs inside the transaction that then
 /// inserts the pending row; an attempt of the same name is replaced by the new one, so it
 /// does not count.
-pub fn check_begin(conn: &Connection, user: &str, name: &str, held: bool, now: i64) -> Result<()> {
+pub fn check_begin(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    held: bool,
+    now: UnixTime,
+) -> Result<()> {
     check_pending(conn, user, name, held, now)?;
     if audit::actor(conn)?.is_some_and(|uid| uid != 0) {
         check_begun(conn, user, now)?;
@@ -84,7 +91,13 @@ pub fn check_begin(conn: &Connection, user: &str, name: &str, held: bool, now: i
     Ok(())
 }
 
-fn check_pending(conn: &Connection, user: &str, name: &str, held: bool, now: i64) -> Result<()> {
+fn check_pending(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    held: bool,
+    now: UnixTime,
+) -> Result<()> {
     let (count, next_expiry) = devices::pending_others(conn, user, name, held, now)?;
     if count >= MAX_PENDING {
         return Err(Error::TooManyPending {
@@ -96,7 +109,7 @@ fn check_pending(conn: &Connection, user: &str, name: &str, held: bool, now: i64
     Ok(())
 }
 
-fn check_begun(conn: &Connection, user: &str, now: i64) -> Result<()> {
+fn check_begun(conn: &Connection, user: &str, now: UnixTime) -> Result<()> {
     match nth_recent(conn, user, Some("begin"), MAX_BEGUN, now)? {
         Some(at) => Err(Error::TooManyBegun {
             user: user.to_owned(),
@@ -113,7 +126,7 @@ mod tests {
     use crate::enrollment::{PENDING_LIFETIME_SECS, begin_totp, finish_totp};
     use crate::test_support::*;
 
-    fn begin(ts: &mut TempStore, who: &str, name: &str, now: i64) -> Result<String> {
+    fn begin(ts: &mut TempStore, who: &str, name: &str, now: UnixTime) -> Result<String> {
         begin_totp(&mut ts.store, &user(who), &device(name), "host", now)
             .map(|p| p.secret.to_base32().to_string())
     }
@@ -206,7 +219,7 @@ mod tests {
         // registration's start (a loop of `mfa recovery generate`, or of renames).
         let mut ts = temp_store();
         let now = T0;
-        let changed = |ts: &mut TempStore, who: &str, uid: u32, at: i64, n: u32| {
+        let changed = |ts: &mut TempStore, who: &str, uid: u32, at: UnixTime, n: u32| {
             let tx = ts.store.write().unwrap();
             for _ in 0..n {
                 crate::audit::record(&tx, at, uid, who, "rename", Some("a"), None).unwrap();
@@ -248,7 +261,7 @@ mod tests {
         );
     }
 
-    fn begun(ts: &mut TempStore, who: &str, uid: u32, at: i64, n: u32) {
+    fn begun(ts: &mut TempStore, who: &str, uid: u32, at: UnixTime, n: u32) {
         let tx = ts.store.write().unwrap();
         for i in 0..n {
             let name = format!("x{i}");

@@ -23,6 +23,8 @@
 //! Codes typed while locked are refused without being checked, and do not extend the lock
 //! (so a stream of attackers' attempts cannot keep the real user out forever).
 
+use crate::clock::UnixTime;
+
 /// Codes compared that make one failure: those of one device at the default window of 1
 /// (the expected step and one either side), so that the common case, one device at the
 /// default window, counts one failure per wrong code as it always has.
@@ -56,13 +58,13 @@ pub use crate::store::auth_state::FailureState;
 
 impl FailureState {
     /// When the user is locked out at `now`, the time the lock ends.
-    pub fn locked_at(&self, now: i64) -> Option<i64> {
+    pub fn locked_at(&self, now: UnixTime) -> Option<i64> {
         self.locked_until.filter(|&until| now < until)
     }
 
     /// The state after a wrong answer that counts `charge` failures (see [`charge`]) at
     /// `now`.
-    pub fn after_failure(self, now: i64, policy: LockoutPolicy, charge: u32) -> Self {
+    pub fn after_failure(self, now: UnixTime, policy: LockoutPolicy, charge: u32) -> Self {
         let window_open =
             self.failures > 0 && now.saturating_sub(self.window_start) < policy.lockout_secs;
         let (failures, window_start) = if window_open {

@@ -11,6 +11,7 @@
 //! count nothing. A user without a device is never locked out either, so a made-up user
 //! name and a real account without a device look the same to whoever types at the prompt.
 
+use crate::clock::UnixTime;
 use crate::code::{self, Code, CodeError};
 use crate::fido2;
 use crate::fido2::ceremony::Verified;
@@ -52,13 +53,13 @@ pub enum Readiness {
     /// Too many recent failures: short codes are refused until this time (security keys,
     /// recovery and bypass codes still work).
     Locked {
-        until: i64,
+        until: UnixTime,
     },
     Ready,
 }
 
 /// Read-only look before the prompt; the decision itself is re-made in [`verify`].
-pub fn readiness(store: &Store, user: &UserName, now: i64) -> Result<Readiness> {
+pub fn readiness(store: &Store, user: &UserName, now: UnixTime) -> Result<Readiness> {
     if !devices::has_active(store.conn(), user.as_str())? {
         return Ok(Readiness::NoDevices);
     }
@@ -71,7 +72,7 @@ pub fn readiness(store: &Store, user: &UserName, now: i64) -> Result<Readiness> 
 
 /// When `user` is locked out at `now`, the time the lock ends, whether or not they have a
 /// device (a user's own token registrations count failures before they have one).
-pub fn locked_until(store: &Store, user: &UserName, now: i64) -> Result<Option<i64>> {
+pub fn locked_until(store: &Store, user: &UserName, now: UnixTime) -> Result<Option<i64>> {
     Ok(auth_state::load(store.conn(), user.as_str())?.locked_at(now))
 }
 
@@ -83,10 +84,10 @@ pub enum Outcome {
     Refused {
         reason: Refusal,
         /// Set when this failure started a lock-out.
-        locked_until: Option<i64>,
+        locked_until: Option<UnixTime>,
     },
     Locked {
-        until: i64,
+        until: UnixTime,
     },
 }
 
@@ -153,7 +154,7 @@ pub struct BeforePrompt {
 pub fn before_prompt(
     store: &Store,
     user: &UserName,
-    now: i64,
+    now: UnixTime,
     with_keys: bool,
 ) -> Result<BeforePrompt> {
     let active = devices::active(store.conn(), user.as_str(), with_keys)?;
@@ -193,7 +194,7 @@ pub fn record_key_login(
     user: &UserName,
     credentials: &[devices::Fido2Device],
     verified: Verified,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Outcome> {
     let attempt = Attempt::begin(store, user.as_str())?;
     let asked = credentials.get(verified.index);
@@ -242,7 +243,7 @@ pub fn count_refusal(
     user: &UserName,
     reason: Refusal,
     settings: LoginSettings,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Outcome> {
     let attempt = Attempt::begin(store, user.as_str())?;
     if let Some(until) = attempt.state.locked_at(now) {
@@ -273,7 +274,7 @@ pub fn verify_recovery(
     user: &UserName,
     code: &str,
     actor_uid: u32,
-    now: i64,
+    now: UnixTime,
 ) -> Result<RecoveryOutcome> {
     let attempt = Attempt::begin(store, user.as_str())?;
     match crate::recovery::consume(&attempt.tx, attempt.user, code, now)? {
@@ -306,7 +307,7 @@ pub fn verify(
     user: &UserName,
     answer: &[u8],
     settings: LoginSettings,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Outcome> {
     let attempt = Attempt::begin(store, user.as_str())?;
     let (tx, user) = (&attempt.tx, attempt.user);
@@ -387,7 +388,7 @@ fn steps_in(lo: i64, hi: i64) -> u32 {
 
 /// The steps a login may match for `device`: `window` either side of now plus its drift;
 /// `None` only for values no store we wrote can hold.
-fn search_range(device: &devices::TotpDevice, now: i64, window: i64) -> Option<(i64, i64)> {
+fn search_range(device: &devices::TotpDevice, now: UnixTime, window: i64) -> Option<(i64, i64)> {
     let centre = device.params.step_at(now).checked_add(device.drift)?;
     Some((centre.checked_sub(window)?, centre.checked_add(window)?))
 }
@@ -450,7 +451,7 @@ impl<'s> Attempt<'s> {
         self,
         reason: Refusal,
         settings: LoginSettings,
-        now: i64,
+        now: UnixTime,
         charge: u32,
     ) -> Result<Outcome> {
         let next = self.state.after_failure(now, settings.lockout, charge);
@@ -518,7 +519,7 @@ mod tests {
         s
     }
 
-    fn try_code(ts: &mut TempStore, who: &str, code: &str, at: i64, window: u32) -> Outcome {
+    fn try_code(ts: &mut TempStore, who: &str, code: &str, at: UnixTime, window: u32) -> Outcome {
         let settings = LoginSettings {
             window,
             ..LoginSettings::default()

@@ -12,6 +12,7 @@
 //! counts, never logs anyone in, expires after 10 minutes, gives way to the user's own
 //! registration of the same name, and `mfa enroll finish` cannot finish it.
 
+use crate::clock::UnixTime;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -67,7 +68,7 @@ pub fn begin_totp(
     name: &DeviceName,
     issuer: &str,
     hold: &LoginHold,
-    now: i64,
+    now: UnixTime,
 ) -> Result<PendingTotp> {
     enrollment::begin_totp_held(store, user, name, issuer, Some(&hold.digest()), now)
 }
@@ -82,7 +83,7 @@ pub fn hold_totp(
     hold: &LoginHold,
     first: &[u8],
     second: &[u8],
-    now: i64,
+    now: UnixTime,
 ) -> Result<()> {
     let (id, t) = enrollment::pending_pair(store, user, name, first, second, true, now)?;
     let tx = store.write()?;
@@ -104,7 +105,7 @@ pub fn activate_held(
     store: &mut Store,
     user: &UserName,
     hold: &LoginHold,
-    now: i64,
+    now: UnixTime,
 ) -> Result<String> {
     let tx = store.write()?;
     let name = devices::activate_held(&tx, user.as_str(), &hold.digest(), now)?
@@ -120,12 +121,12 @@ mod tests {
     use crate::store::devices::DeviceState;
     use crate::test_support::*;
 
-    fn codes(p: &PendingTotp, at: i64) -> (String, String) {
+    fn codes(p: &PendingTotp, at: UnixTime) -> (String, String) {
         let s = p.secret.to_base32().to_string();
         (oathtool(&s, at - 30), oathtool(&s, at))
     }
 
-    fn state(ts: &TempStore, who: &str, name: &str, at: i64) -> Option<DeviceState> {
+    fn state(ts: &TempStore, who: &str, name: &str, at: UnixTime) -> Option<DeviceState> {
         devices::list(ts.store.conn(), who, at)
             .unwrap()
             .into_iter()

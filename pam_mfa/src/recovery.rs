@@ -12,6 +12,7 @@
 //! A recovery code works once; `mfa recovery generate` replaces the whole set. A bypass
 //! code works `uses` times until it expires.
 
+use crate::clock::UnixTime;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -100,8 +101,8 @@ struct NewCode<'a> {
     user: &'a str,
     kind: Kind,
     uses: u32,
-    expires_at: Option<i64>,
-    now: i64,
+    expires_at: Option<UnixTime>,
+    now: UnixTime,
     by_uid: u32,
 }
 
@@ -130,7 +131,7 @@ fn insert(conn: &Connection, new: &NewCode<'_>, code: &str) -> Result<()> {
 pub(crate) fn generate_set(
     conn: &Connection,
     user: &str,
-    now: i64,
+    now: UnixTime,
     by_uid: u32,
 ) -> Result<Vec<Zeroizing<String>>> {
     let codes = new_set()?;
@@ -151,7 +152,7 @@ pub fn replace_set(
     conn: &Connection,
     user: &str,
     codes: &[Zeroizing<String>],
-    now: i64,
+    now: UnixTime,
     by_uid: u32,
 ) -> Result<()> {
     rows::delete_recovery_set(conn, user)?;
@@ -175,8 +176,8 @@ pub fn issue_bypass(
     conn: &Connection,
     user: &str,
     uses: u32,
-    expires_at: i64,
-    now: i64,
+    expires_at: UnixTime,
+    now: UnixTime,
     by_uid: u32,
 ) -> Result<Zeroizing<String>> {
     let code = generate()?;
@@ -195,7 +196,7 @@ pub fn issue_bypass(
 
 /// Uses up `code` for `user` if it is one of their valid recovery or bypass codes, in the
 /// caller's transaction. Expired and used-up rows are deleted on the way.
-pub fn consume(conn: &Connection, user: &str, code: &str, now: i64) -> Result<Used> {
+pub fn consume(conn: &Connection, user: &str, code: &str, now: UnixTime) -> Result<Used> {
     rows::purge_spent(conn, user, now)?;
     let stored = rows::of_user(conn, user)?;
     // Every row is hashed, match or not, so the time taken does not say which matched.

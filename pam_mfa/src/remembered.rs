@@ -10,6 +10,7 @@
 //! administrator's unlock or the user's own `mfa forget` ends every context of the user.
 //! The table is [`crate::store::remembered`].
 
+use crate::clock::UnixTime;
 use std::net::IpAddr;
 
 use rusqlite::Connection;
@@ -77,7 +78,7 @@ pub fn let_in_until(
     policy: &Policy,
     user: &UserName,
     ctx: &LoginContext<'_>,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Option<i64>> {
     let seconds = period(policy, ctx);
     if seconds == 0 {
@@ -97,7 +98,7 @@ pub fn remember(
     policy: &Policy,
     user: &UserName,
     ctx: &LoginContext<'_>,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Option<i64>> {
     let seconds = period(policy, ctx);
     if seconds == 0 {

@@ -11,6 +11,7 @@
 //! * [`rename`], [`remove`], [`commit_recovery_codes`]: the changes themselves, each one
 //!   write transaction.
 
+use crate::clock::UnixTime;
 use zeroize::Zeroizing;
 
 use crate::login::{self, Outcome, Refusal};
@@ -20,7 +21,7 @@ use crate::{Error, Result, clock, fido2, policy, recovery};
 
 /// Refuses a non-root caller's change when the administrator turned self-service off, or
 /// when their changes within the hour reached [`crate::limits::MAX_CHANGES`].
-pub fn check_allowed(store: &Store, user: &UserName, caller_uid: u32, now: i64) -> Result<()> {
+pub fn check_allowed(store: &Store, user: &UserName, caller_uid: u32, now: UnixTime) -> Result<()> {
     if caller_uid == 0 {
         return Ok(());
     }
@@ -65,7 +66,7 @@ pub fn prove(
     user: &UserName,
     answer: &[u8],
     actor_uid: u32,
-    now: i64,
+    now: UnixTime,
 ) -> Result<std::result::Result<Proved, NotProved>> {
     if let Some(code) = recovery::normalize(answer) {
         return Ok(
@@ -110,7 +111,7 @@ pub fn judge(outcome: Outcome, user: &UserName) -> std::result::Result<Proved, N
 }
 
 /// "WHY; nothing was changed", and the lock-out this failure started, if it did.
-fn refused(why: &str, locked_until: Option<i64>) -> NotProved {
+fn refused(why: &str, locked_until: Option<UnixTime>) -> NotProved {
     NotProved(format!(
         "{why}; nothing was changed{}",
         locked_until.map_or_else(String::new, |t| format!(
@@ -153,7 +154,7 @@ pub fn rename(
     user: &UserName,
     old: &DeviceName,
     new: &DeviceName,
-    now: i64,
+    now: UnixTime,
 ) -> Result<()> {
     let tx = store.write()?;
     devices::rename(&tx, user.as_str(), old.as_str(), new.as_str(), now)?;
@@ -162,7 +163,7 @@ pub fn rename(
 }
 
 /// Removes `user`'s device `name`, in one write transaction.
-pub fn remove(store: &mut Store, user: &UserName, name: &DeviceName, now: i64) -> Result<()> {
+pub fn remove(store: &mut Store, user: &UserName, name: &DeviceName, now: UnixTime) -> Result<()> {
     let tx = store.write()?;
     devices::remove(&tx, user.as_str(), name.as_str(), now)?;
     // A device gone (lost, stolen) ends every login remembered with any of them.
@@ -179,7 +180,7 @@ pub fn commit_recovery_codes(
     user: &UserName,
     codes: &[Zeroizing<String>],
     by_uid: u32,
-    now: i64,
+    now: UnixTime,
 ) -> Result<()> {
     let tx = store.write()?;
     recovery::replace_set(&tx, user.as_str(), codes, now, by_uid)?;

@@ -1,6 +1,7 @@
 //! Helpers for the library's own tests: temporary stores, and codes from `oathtool` (an
 //! independent implementation) so the tests never check our TOTP code against itself.
 
+use crate::clock::UnixTime;
 use std::process::Command;
 
 use crate::names::{DeviceName, UserName};
@@ -19,12 +20,12 @@ pub fn temp_store() -> TempStore {
 }
 
 /// The TOTP code of `secret_b32` at Unix time `at`, from oathtool.
-pub fn oathtool(secret_b32: &str, at: i64) -> String {
+pub fn oathtool(secret_b32: &str, at: UnixTime) -> String {
     oathtool_with(secret_b32, at, &["--totp"])
 }
 
 /// `options` must include the `--totp[=ALG]` option.
-pub fn oathtool_with(secret_b32: &str, at: i64, options: &[&str]) -> String {
+pub fn oathtool_with(secret_b32: &str, at: UnixTime, options: &[&str]) -> String {
     let now = format!("@{at}");
     let mut args = vec!["-b", "-N", &now];
     args.extend_from_slice(options);

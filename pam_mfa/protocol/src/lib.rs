@@ -80,6 +80,11 @@ pub use message::{
     TokensImportedReply, VerifyOutcome, decode_request, decode_response, encode_request,
     encode_response, read_request, read_response, write_request, write_response,
 };
+/// A moment as Unix time: whole seconds since 1970-01-01 00:00 UTC (the store's, the
+/// daemon's and every message's clock). A name for readers, not a new type: the values
+/// go to SQLite and CBOR as plain integers.
+pub type UnixTime = i64;
+
 pub use secret::{PublicBytes, SecretBytes};
 
 /// How long a proof (and a recovery-code ticket) stays valid, in seconds.
@@ -116,7 +121,7 @@ pub mod limits {
 /// messages and log lines of the module and the daemon. The C library's `localtime_r`
 /// honours `TZ` and `/etc/localtime` as every other tool on the host does; a time it
 /// cannot convert is shown as seconds since the epoch.
-pub fn format_local(unix: i64) -> String {
+pub fn format_local(unix: UnixTime) -> String {
     let t: libc::time_t = unix;
     // SAFETY: `tm` is plain old data; an all-zero value is a valid (if meaningless) tm
     // that localtime_r overwrites completely on success.

@@ -1,5 +1,6 @@
 //! The requests and responses, and their encoding in a frame.
 
+use crate::UnixTime;
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -489,7 +490,7 @@ pub struct Decision {
 #[non_exhaustive]
 pub enum Notice {
     /// Short codes are locked until then: the person is told what still works.
-    Locked { until: i64 },
+    Locked { until: UnixTime },
     /// The policy asks for registration at login, but this line does not allow it: as
     /// `no_device deny`, and syslog says so.
     EnrollNotOnThisLine,
@@ -502,7 +503,7 @@ pub enum Notice {
 #[non_exhaustive]
 pub enum NextStep {
     /// A remembered login: let in without a code (the daemon audited it).
-    LetInRemembered { until: i64 },
+    LetInRemembered { until: UnixTime },
     /// No active device and `nullok` (or the policy's `no_device allow`): `PAM_IGNORE`.
     LetThrough {
         by_nullok: bool,
@@ -556,8 +557,8 @@ pub struct RememberedEntry {
     pub service: String,
     /// Empty for a local login.
     pub rhost: String,
-    pub since: i64,
-    pub until: i64,
+    pub since: UnixTime,
+    pub until: UnixTime,
 }
 
 /// The policy key `no_device`.
@@ -581,7 +582,7 @@ pub enum AccountState {
     /// Short codes are refused until this unix time (keys, recovery and bypass codes
     /// still work).
     Locked {
-        until: i64,
+        until: UnixTime,
     },
     Ready,
 }
@@ -595,11 +596,11 @@ pub enum VerifyOutcome {
     Refused {
         reason: RefusalKind,
         /// Set when this failure started a lock-out.
-        locked_until: Option<i64>,
+        locked_until: Option<UnixTime>,
     },
     /// Refused without being checked: locked out until this unix time.
     Locked {
-        until: i64,
+        until: UnixTime,
     },
 }
 
@@ -653,7 +654,7 @@ pub struct ProofReply {
     /// Random, single-use, bound to the caller's uid and the account.
     pub proof: SecretBytes,
     /// Unix time after which the daemon no longer takes it.
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
     /// Set when a recovery or bypass code proved it: which kind, and how many are left
     /// (to tell the person, as at a login).
     #[serde(default)]
@@ -683,7 +684,7 @@ pub struct PendingTotpReply {
     pub digits: u8,
     pub period: u32,
     /// Unix time after which the registration is gone unless finished.
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -703,7 +704,7 @@ pub struct RecoveryCodesReply {
     /// The codes, ungrouped (each in the form a login accepts).
     pub codes: Vec<SecretBytes>,
     /// Unix time after which the ticket is no longer taken (the set is then dropped).
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
 }
 
 /// What a security-key challenge is for.
@@ -735,7 +736,7 @@ pub struct KeyChallengeReply {
     /// 32 random bytes, the key signs over them (as the client data hash).
     pub challenge: PublicBytes,
     pub credentials: Vec<KeyCredential>,
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
 }
 
 /// A key's getAssertion answer, as the key sent it.
@@ -766,7 +767,7 @@ pub struct Fido2ChallengeReply {
     pub needs_uv: bool,
     /// The key must have a PIN set (`require_pin`).
     pub needs_pin: bool,
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
 }
 
 /// A key's attestation object, as the key sent it.
@@ -839,9 +840,9 @@ pub struct DeviceEntry {
     pub kind: String,
     /// `pending` or `active`.
     pub state: String,
-    pub created: i64,
-    pub last_used: Option<i64>,
-    pub expires: Option<i64>,
+    pub created: UnixTime,
+    pub last_used: Option<UnixTime>,
+    pub expires: Option<UnixTime>,
 }
 
 /// A hardware token now active for `user`.
@@ -894,15 +895,15 @@ pub struct AccountEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BypassEntry {
     pub uses_left: u32,
-    pub expires: i64,
-    pub issued: i64,
+    pub expires: UnixTime,
+    pub issued: UnixTime,
     pub issued_by_uid: u32,
 }
 
 /// One audit row, as `mfa admin audit --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
-    pub at: i64,
+    pub at: UnixTime,
     pub uid: u32,
     pub user: String,
     pub action: String,
@@ -917,7 +918,7 @@ pub struct BypassReply {
     pub user: String,
     pub code: SecretBytes,
     pub uses: u32,
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! attestation verified and the key stored.
 
 use super::*;
+use crate::clock::UnixTime;
 
 /// The first half of a key registration, before anything is asked of the key: the RP id
 /// is one we accept, there is room for another active device named `name`, and the
@@ -13,7 +14,7 @@ pub fn begin_fido2(
     user: &UserName,
     name: &DeviceName,
     rp_id: &str,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Vec<Vec<u8>>> {
     crate::fido2::check_rp_id(rp_id)?;
     check_room_for(store, user, name, now)?;
@@ -36,7 +37,7 @@ pub fn finish_fido2(
     needs_uv: bool,
     challenge: &[u8; 32],
     attestation: &crate::fido2::transport::RawAttestation,
-    now: i64,
+    now: UnixTime,
 ) -> Result<crate::fido2::verify::Registration> {
     let registration =
         crate::fido2::verify::verify_registration(attestation, rp_id, challenge, needs_uv)

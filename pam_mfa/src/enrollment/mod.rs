@@ -7,6 +7,7 @@
 //! secret in a working authenticator right now. Only then is the device active, and the
 //! step of the second code is recorded as used so neither code can log in afterwards.
 
+use crate::clock::UnixTime;
 use zeroize::Zeroizing;
 
 use subtle::ConstantTimeEq;
@@ -75,7 +76,7 @@ pub(super) fn check_room_for(
     store: &Store,
     user: &UserName,
     name: &DeviceName,
-    now: i64,
+    now: UnixTime,
 ) -> Result<()> {
     devices::check_room(store.conn(), user.as_str())?;
     if devices::list(store.conn(), user.as_str(), now)?

@@ -2,6 +2,7 @@
 
 use super::token::find_hotp_pair;
 use super::*;
+use crate::clock::UnixTime;
 
 /// What a resync found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub fn resync(
     name: &DeviceName,
     first: &[u8],
     second: &[u8],
-    now: i64,
+    now: UnixTime,
 ) -> Result<Resynced> {
     let (c1, c2) = parse_pair(first, second)?;
     if devices::kind_of(store.conn(), user.as_str(), name.as_str(), now)?

@@ -4,7 +4,7 @@ use super::*;
 use crate::store::devices::{self, DeviceState};
 use crate::test_support::*;
 
-fn begin(ts: &mut TempStore, who: &str, name: &str, now: i64) -> String {
+fn begin(ts: &mut TempStore, who: &str, name: &str, now: UnixTime) -> String {
     let p = begin_totp(&mut ts.store, &user(who), &device(name), "host", now).unwrap();
     p.secret.to_base32().to_string()
 }

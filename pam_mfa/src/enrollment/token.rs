@@ -4,6 +4,7 @@
 
 use super::totp::{ClockFix, confirm_totp};
 use super::*;
+use crate::clock::UnixTime;
 
 /// Assigns the inventory token `serial` to `user` as device `name` once `first` and
 /// `second` are two consecutive codes of it: consecutive time steps near now for a TOTP
@@ -24,7 +25,7 @@ pub fn register_token(
     serial: &str,
     first: &[u8],
     second: &[u8],
-    now: i64,
+    now: UnixTime,
 ) -> Result<Mode> {
     let (c1, c2) = parse_pair(first, second)?;
     let unavailable = || Error::TokenUnavailable {
@@ -91,7 +92,7 @@ pub(super) fn token_start(
     token: &inventory::InventoryToken,
     c1: &Code,
     c2: &Code,
-    now: i64,
+    now: UnixTime,
 ) -> Result<TokenStart> {
     Ok(match token.mode {
         Mode::Totp { period } => {
@@ -145,7 +146,12 @@ pub(super) enum Kind {
 /// the other (both for a serial that is not in the inventory): refusing at once would
 /// answer in microseconds where a real token takes milliseconds, and tell serials apart by
 /// time alone. The result is dropped.
-pub(super) fn search_without_a_token(kind: Kind, c1: &Code, c2: &Code, now: i64) -> Result<()> {
+pub(super) fn search_without_a_token(
+    kind: Kind,
+    c1: &Code,
+    c2: &Code,
+    now: UnixTime,
+) -> Result<()> {
     let digits = u8::try_from(c1.len()).unwrap_or(6).clamp(6, 8);
     match kind {
         Kind::Totp => {
@@ -186,7 +192,7 @@ pub fn register_own_token(
     first: &[u8],
     second: &[u8],
     settings: LoginSettings,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Mode> {
     parse_pair(first, second)?;
     // Locked: not even the right codes of a free token are looked at.
@@ -222,7 +228,7 @@ pub fn register_token_as(
     serial: &str,
     first: &[u8],
     second: &[u8],
-    now: i64,
+    now: UnixTime,
 ) -> Result<Mode> {
     crate::tokens::check_serial(serial).map_err(Error::InvalidSerial)?;
     if caller_uid == 0 {

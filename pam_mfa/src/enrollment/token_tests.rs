@@ -11,7 +11,7 @@ fn register(
     serial: &str,
     c1: &str,
     c2: &str,
-    at: i64,
+    at: UnixTime,
 ) -> Result<Mode> {
     register_token(
         &mut ts.store,

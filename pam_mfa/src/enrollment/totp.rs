@@ -2,6 +2,7 @@
 //! that activate it (and the same two codes for a registration held by a login).
 
 use super::*;
+use crate::clock::UnixTime;
 
 /// A registration waiting for its two codes. Holds the secret, to show it once.
 pub struct PendingTotp {
@@ -10,7 +11,7 @@ pub struct PendingTotp {
     pub secret: Secret,
     pub params: TotpParams,
     pub uri: Zeroizing<String>,
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
 }
 
 /// Creates a pending TOTP device with a new random secret, within the bounds of
@@ -20,7 +21,7 @@ pub fn begin_totp(
     user: &UserName,
     name: &DeviceName,
     issuer: &str,
-    now: i64,
+    now: UnixTime,
 ) -> Result<PendingTotp> {
     begin_totp_held(store, user, name, issuer, None, now)
 }
@@ -33,7 +34,7 @@ pub(crate) fn begin_totp_held(
     name: &DeviceName,
     issuer: &str,
     hold: Option<&[u8; 32]>,
-    now: i64,
+    now: UnixTime,
 ) -> Result<PendingTotp> {
     let secret = Secret::generate()?;
     let params = TotpParams::DEFAULT;
@@ -74,7 +75,7 @@ pub fn finish_totp(
     name: &DeviceName,
     first: &[u8],
     second: &[u8],
-    now: i64,
+    now: UnixTime,
 ) -> Result<()> {
     // A registration held for a login is that login's alone (see crate::login_hold).
     let (id, t) = pending_pair(store, user, name, first, second, false, now)?;
@@ -103,7 +104,7 @@ pub(crate) fn pending_pair(
     first: &[u8],
     second: &[u8],
     held: bool,
-    now: i64,
+    now: UnixTime,
 ) -> Result<(i64, i64)> {
     let (c1, c2) = parse_pair(first, second)?;
     let no_pending = || Error::NoPendingDevice {
@@ -144,7 +145,7 @@ pub(super) fn confirm_totp(
     key: &TotpKey,
     c1: &Code,
     c2: &Code,
-    now: i64,
+    now: UnixTime,
     fix: ClockFix,
 ) -> Result<(i64, i64)> {
     let now_step = key.params().step_at(now);

@@ -2,6 +2,7 @@
 //! pruned by. Which changes are recorded, and as whom, is decided above the store (the
 //! library's `audit` module, whose per-connection triggers write into this table).
 
+use crate::clock::UnixTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::policy::DEFAULT_AUDIT_RETENTION_DAYS;
@@ -18,7 +19,7 @@ pub fn retention_cutoff_sql(now_expr: &str) -> String {
 }
 
 /// Deletes the rows older than the retention at `now`; how many went.
-pub fn prune_expired(conn: &Connection, now: i64) -> Result<usize> {
+pub fn prune_expired(conn: &Connection, now: UnixTime) -> Result<usize> {
     let sql = format!(
         "DELETE FROM main.audit WHERE at < {}",
         retention_cutoff_sql("?1")
@@ -37,7 +38,7 @@ pub fn prune_before(conn: &Connection, cutoff: i64) -> Result<usize> {
 /// One audit row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub at: i64,
+    pub at: UnixTime,
     pub actor_uid: u32,
     pub user: String,
     pub action: String,
@@ -49,7 +50,7 @@ pub struct Entry {
 /// retention.
 pub fn record(
     conn: &Connection,
-    at: i64,
+    at: UnixTime,
     actor_uid: u32,
     user: &str,
     action: &str,
@@ -66,7 +67,7 @@ pub fn record(
 }
 
 /// Rows for `user` (all users when `None`) at or after `since`, oldest first.
-pub fn list(conn: &Connection, user: Option<&str>, since: Option<i64>) -> Result<Vec<Entry>> {
+pub fn list(conn: &Connection, user: Option<&str>, since: Option<UnixTime>) -> Result<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT at, actor_uid, user, action, device, detail FROM audit
          WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR at >= ?2)
@@ -93,7 +94,7 @@ pub fn nth_recent_by_others(
     user: &str,
     action: Option<&str>,
     n: u32,
-    since: i64,
+    since: UnixTime,
 ) -> Result<Option<i64>> {
     Ok(conn
         .prepare_cached(

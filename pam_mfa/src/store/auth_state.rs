@@ -1,5 +1,6 @@
 //! Per-user failure counters in the store (the rules live in [`crate::lockout`]).
 
+use crate::clock::UnixTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Result;
@@ -9,8 +10,8 @@ use crate::Result;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FailureState {
     pub failures: u32,
-    pub window_start: i64,
-    pub locked_until: Option<i64>,
+    pub window_start: UnixTime,
+    pub locked_until: Option<UnixTime>,
 }
 
 /// Rows for users who have not failed for a day and are not locked carry no information;
@@ -33,7 +34,7 @@ pub fn load(conn: &Connection, user: &str) -> Result<FailureState> {
     Ok(row.unwrap_or_default())
 }
 
-pub fn save(conn: &Connection, user: &str, state: &FailureState, now: i64) -> Result<()> {
+pub fn save(conn: &Connection, user: &str, state: &FailureState, now: UnixTime) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO auth_state (user, failures, window_start, locked_until)
          VALUES (?1, ?2, ?3, ?4)

@@ -2,6 +2,7 @@
 //! checking devices. Functions take a `&Connection` so callers decide the transaction;
 //! anything that reads then writes is called inside [`super::Store::write`].
 
+use crate::clock::UnixTime;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::params::{HotpParams, MAX_COUNTER, TotpParams, TotpParams as P};
@@ -72,9 +73,9 @@ pub struct DeviceInfo {
     pub name: String,
     pub kind: DeviceKind,
     pub state: DeviceState,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-    pub expires_at: Option<i64>,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+    pub expires_at: Option<UnixTime>,
 }
 
 /// A TOTP device with what is needed to check its codes.
@@ -214,7 +215,7 @@ pub fn totp_by_name(
     conn: &Connection,
     user: &str,
     name: &str,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Option<TotpDevice>> {
     let row = conn
         .prepare_cached(&format!(
@@ -227,7 +228,7 @@ pub fn totp_by_name(
 }
 
 /// All of the user's devices (pending ones until they expire), oldest first.
-pub fn list(conn: &Connection, user: &str, now: i64) -> Result<Vec<DeviceInfo>> {
+pub fn list(conn: &Connection, user: &str, now: UnixTime) -> Result<Vec<DeviceInfo>> {
     let mut stmt = conn.prepare_cached(
         "SELECT name, kind, state, created_at, last_used_at, expires_at FROM devices
          WHERE user = ?1 AND (state = 'active' OR expires_at > ?2) ORDER BY id",
@@ -267,7 +268,7 @@ pub fn pending_others(
     user: &str,
     name: &str,
     held: bool,
-    now: i64,
+    now: UnixTime,
 ) -> Result<(u32, Option<i64>)> {
     Ok(conn
         .prepare_cached(
@@ -288,7 +289,7 @@ pub fn users(conn: &Connection) -> Result<Vec<String>> {
 }
 
 /// Drops pending registrations that were never finished in time.
-pub fn purge_expired(conn: &Connection, now: i64) -> Result<()> {
+pub fn purge_expired(conn: &Connection, now: UnixTime) -> Result<()> {
     conn.prepare_cached("DELETE FROM devices WHERE state = 'pending' AND expires_at <= ?1")?
         .execute([now])?;
     Ok(())
@@ -297,7 +298,7 @@ pub fn purge_expired(conn: &Connection, now: i64) -> Result<()> {
 /// Makes `name` free for a new device of `user`: an unfinished registration of that name
 /// is replaced (starting over is what a person does after closing the terminal by
 /// mistake), an active device keeps it.
-fn claim_name(conn: &Connection, user: &str, name: &str, now: i64) -> Result<()> {
+fn claim_name(conn: &Connection, user: &str, name: &str, now: UnixTime) -> Result<()> {
     purge_expired(conn, now)?;
     let existing: Option<String> = conn
         .prepare_cached("SELECT state FROM devices WHERE user = ?1 AND name = ?2")?
@@ -325,8 +326,8 @@ pub fn insert_pending_totp(
     name: &str,
     secret: &Secret,
     params: TotpParams,
-    now: i64,
-    expires_at: i64,
+    now: UnixTime,
+    expires_at: UnixTime,
 ) -> Result<()> {
     claim_name(conn, user, name, now)?;
     conn.prepare_cached(
@@ -364,7 +365,13 @@ pub fn check_room(conn: &Connection, user: &str) -> Result<()> {
 /// transaction. `last_step` burns the codes used to confirm it. `false` when the pending
 /// device is gone (expired, or replaced by a new registration of the same name) or is held
 /// for a login, which only that login's success activates ([`activate_held`]).
-pub fn activate(conn: &Connection, user: &str, id: i64, last_step: i64, now: i64) -> Result<bool> {
+pub fn activate(
+    conn: &Connection,
+    user: &str,
+    id: i64,
+    last_step: i64,
+    now: UnixTime,
+) -> Result<bool> {
     check_room(conn, user)?;
     let n = conn
         .prepare_cached(
@@ -401,7 +408,7 @@ pub fn confirm_held(
     id: i64,
     hold: &[u8; 32],
     last_step: i64,
-    now: i64,
+    now: UnixTime,
 ) -> Result<bool> {
     let n = conn
         .prepare_cached(
@@ -420,7 +427,7 @@ pub fn activate_held(
     conn: &Connection,
     user: &str,
     hold: &[u8; 32],
-    now: i64,
+    now: UnixTime,
 ) -> Result<Option<String>> {
     let found: Option<(i64, String)> = conn
         .prepare_cached(
@@ -446,13 +453,13 @@ pub fn activate_held(
 }
 
 /// Records an accepted code: its step (for the replay check) and when it was used.
-pub fn record_use(conn: &Connection, id: i64, step: i64, now: i64) -> Result<()> {
+pub fn record_use(conn: &Connection, id: i64, step: i64, now: UnixTime) -> Result<()> {
     conn.prepare_cached("UPDATE devices SET last_step = ?2, last_used_at = ?3 WHERE id = ?1")?
         .execute(params![id, step, now])?;
     Ok(())
 }
 
-pub fn rename(conn: &Connection, user: &str, old: &str, new: &str, now: i64) -> Result<()> {
+pub fn rename(conn: &Connection, user: &str, old: &str, new: &str, now: UnixTime) -> Result<()> {
     purge_expired(conn, now)?;
     let taken: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE user = ?1 AND name = ?2)")?
@@ -475,7 +482,7 @@ pub fn rename(conn: &Connection, user: &str, old: &str, new: &str, now: i64) -> 
     Ok(())
 }
 
-pub fn remove(conn: &Connection, user: &str, name: &str, now: i64) -> Result<()> {
+pub fn remove(conn: &Connection, user: &str, name: &str, now: UnixTime) -> Result<()> {
     purge_expired(conn, now)?;
     let n = conn
         .prepare_cached("DELETE FROM devices WHERE user = ?1 AND name = ?2")?
@@ -501,7 +508,12 @@ pub fn resync(conn: &Connection, id: i64, drift: i64, used_step: i64) -> Result<
 }
 
 /// The kind of the user's device `name` (active, or pending and not expired), if any.
-pub fn kind_of(conn: &Connection, user: &str, name: &str, now: i64) -> Result<Option<DeviceKind>> {
+pub fn kind_of(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    now: UnixTime,
+) -> Result<Option<DeviceKind>> {
     let kind: Option<String> = conn
         .prepare_cached(
             "SELECT kind FROM devices WHERE user = ?1 AND name = ?2
@@ -665,7 +677,7 @@ pub fn insert_fido2(
     user: &str,
     name: &str,
     new: &NewFido2<'_>,
-    now: i64,
+    now: UnixTime,
 ) -> Result<()> {
     claim_name(conn, user, name, now)?;
     check_room(conn, user)?;
@@ -694,7 +706,7 @@ pub fn insert_fido2(
 }
 
 /// Records an accepted assertion: the new sign count and when the key was used.
-pub fn record_fido2_use(conn: &Connection, id: i64, sign_count: u32, now: i64) -> Result<()> {
+pub fn record_fido2_use(conn: &Connection, id: i64, sign_count: u32, now: UnixTime) -> Result<()> {
     conn.prepare_cached(
         "UPDATE devices SET sign_count = ?2, last_used_at = ?3 WHERE id = ?1 AND kind = 'fido2'",
     )?
@@ -804,7 +816,7 @@ pub fn insert_token(
     name: &str,
     token_id: i64,
     start: TokenStart,
-    now: i64,
+    now: UnixTime,
 ) -> Result<()> {
     claim_name(conn, user, name, now)?;
     check_room(conn, user)?;

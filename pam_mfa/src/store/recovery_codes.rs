@@ -2,6 +2,7 @@
 //! code. Making codes, hashing and comparing them, and deciding what a use does are the
 //! library's `recovery` module's business; here is only the table.
 
+use crate::clock::UnixTime;
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};
@@ -31,8 +32,8 @@ pub struct NewRow<'a> {
     pub salt: &'a [u8],
     pub hash: &'a [u8],
     pub uses: u32,
-    pub expires_at: Option<i64>,
-    pub now: i64,
+    pub expires_at: Option<UnixTime>,
+    pub now: UnixTime,
     pub by_uid: u32,
 }
 
@@ -75,7 +76,7 @@ pub fn remaining(conn: &Connection, user: &str) -> Result<u32> {
 }
 
 /// Deletes `user`'s rows that are used up or expired at `now`.
-pub fn purge_spent(conn: &Connection, user: &str, now: i64) -> Result<()> {
+pub fn purge_spent(conn: &Connection, user: &str, now: UnixTime) -> Result<()> {
     conn.prepare_cached(
         "DELETE FROM recovery_codes
          WHERE user = ?1 AND (uses_left <= 0 OR (expires_at IS NOT NULL AND expires_at <= ?2))",
@@ -134,8 +135,8 @@ pub fn set_uses_left(conn: &Connection, id: i64, left: u32) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bypass {
     pub uses_left: u32,
-    pub expires_at: i64,
-    pub created_at: i64,
+    pub expires_at: UnixTime,
+    pub created_at: UnixTime,
     pub created_by: u32,
 }
 
@@ -150,7 +151,7 @@ pub struct Outstanding {
 
 /// Every user's unused recovery codes and live bypass codes at `now`, by user: an
 /// administrator must be able to see that a temporary way in is still open.
-pub fn outstanding(conn: &Connection, now: i64) -> Result<BTreeMap<String, Outstanding>> {
+pub fn outstanding(conn: &Connection, now: UnixTime) -> Result<BTreeMap<String, Outstanding>> {
     let mut stmt = conn.prepare_cached(
         "SELECT user, kind, uses_left, expires_at, created_at, created_by FROM recovery_codes
          WHERE uses_left > 0 AND (expires_at IS NULL OR expires_at > ?1)

@@ -1,6 +1,7 @@
 //! The `remembered_logins` table: which user was let in, at which PAM service, from which
 //! remote host, until when (the rules are [`crate::remembered`]'s).
 
+use crate::clock::UnixTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Result;
@@ -11,8 +12,8 @@ pub struct Remembered {
     pub service: String,
     /// The remote host as the service gave it (`PAM_RHOST`); empty for a local login.
     pub rhost: String,
-    pub since: i64,
-    pub until: i64,
+    pub since: UnixTime,
+    pub until: UnixTime,
 }
 
 /// Since and until when the context is remembered, if it still is at `now`.
@@ -21,7 +22,7 @@ pub fn get(
     user: &str,
     service: &str,
     rhost: &str,
-    now: i64,
+    now: UnixTime,
 ) -> Result<Option<(i64, i64)>> {
     Ok(conn
         .prepare_cached(
@@ -41,8 +42,8 @@ pub fn remember(
     user: &str,
     service: &str,
     rhost: &str,
-    now: i64,
-    until: i64,
+    now: UnixTime,
+    until: UnixTime,
 ) -> Result<()> {
     conn.prepare_cached("DELETE FROM remembered_logins WHERE until <= ?1")?
         .execute([now])?;
@@ -64,7 +65,7 @@ pub fn forget_all(conn: &Connection, user: &str) -> Result<usize> {
 }
 
 /// The contexts of `user` still remembered at `now`, soonest to end first.
-pub fn list(conn: &Connection, user: &str, now: i64) -> Result<Vec<Remembered>> {
+pub fn list(conn: &Connection, user: &str, now: UnixTime) -> Result<Vec<Remembered>> {
     let mut stmt = conn.prepare_cached(
         "SELECT service, rhost, since, until FROM remembered_logins
          WHERE user = ?1 AND until > ?2 ORDER BY until, service, rhost",

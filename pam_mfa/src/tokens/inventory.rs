@@ -4,6 +4,7 @@
 //! Functions take a `&Connection` so that the caller decides the transaction (an import
 //! and its audit row commit together).
 
+use crate::clock::UnixTime;
 use rusqlite::Connection;
 use subtle::ConstantTimeEq;
 
@@ -34,7 +35,12 @@ fn assigned_error(serial: &str, a: Assignment) -> Error {
 /// someone is never replaced (its owner's logins would silently stop working). Loading
 /// the same seed again keeps what the store knows about codes already used, so that
 /// re-importing a file never makes an old code valid again; a new seed starts afresh.
-pub fn import(conn: &Connection, seeds: &[TokenSeed], replace: bool, now: i64) -> Result<Imported> {
+pub fn import(
+    conn: &Connection,
+    seeds: &[TokenSeed],
+    replace: bool,
+    now: UnixTime,
+) -> Result<Imported> {
     let mut done = Imported::default();
     for seed in seeds {
         let (kind, counter) = match seed.mode {
