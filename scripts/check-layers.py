@@ -17,6 +17,9 @@ store back to a module above it, so there is no dependency circle through the st
 Every `crate::` path counts, in `use` lines and in code, tests included; comments do not
 (a doc comment may point to the layer above). Exits 1 and names each offending path.
 
+It also fails on any dependency circle among the library's top-level modules (tests
+aside), so that the layers above the store stay a hierarchy too.
+
 Usage: scripts/check-layers.py [repository root]
 """
 
@@ -93,17 +96,74 @@ def violations(root: pathlib.Path) -> list[str]:
     return found
 
 
+def top_module(src: pathlib.Path, path: pathlib.Path) -> str:
+    """The library's top-level module a file belongs to (`store/devices.rs` → `store`)."""
+    parts = path.relative_to(src).with_suffix("").parts
+    return parts[0] if parts[0] not in ("lib", "mod") else "lib"
+
+
+def circles(root: pathlib.Path) -> list[list[str]]:
+    """Dependency circles among the library's top-level modules, from every
+    `crate::<module>` a file names outside its test modules (a test may use anything)."""
+    src = root / "pam_mfa" / "src"
+    graph: dict[str, set[str]] = {}
+    for path in sorted(src.rglob("*.rs")):
+        if path.name in ("tests.rs", "test_support.rs") or path.name.endswith("_tests.rs"):
+            continue
+        text = strip_comments(path.read_text(encoding="utf-8"))
+        text = re.split(r"#\[cfg\(test\)\]\s*(?:#\[allow[^\]]*\]\s*)?mod \w+ \{", text)[0]
+        here = top_module(src, path)
+        node = graph.setdefault(here, set())
+        for m in PATH.finditer(text):
+            heads = group_heads(text, m.start(1)) if m.group(1) == "{" else [m.group(1)]
+            node.update(h for h in heads if h not in ("self", "Error", "Result", here))
+    # Tarjan's strongly connected components; any with two or more modules is a circle.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    sys.setrecursionlimit(10_000)
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
 def main() -> int:
     root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
     found = violations(root)
     for v in found:
         print(f"store imports from above it: {v}", file=sys.stderr)
-    if found:
+    loops = circles(root)
+    for c in loops:
+        print(f"dependency circle among the library's modules: {' -> '.join(c)}", file=sys.stderr)
+    if found or loops:
         return 1
     n = len(list((root / "pam_mfa" / "src" / "store").rglob("*.rs")))
     print(
         f"ok: {n} files under pam_mfa/src/store name nothing of the library above the store, "
-        f"and {', '.join(sorted(pathlib.Path(p).name for p in BELOW_THE_STORE))} lead nowhere above it"
+        f"and {', '.join(sorted(pathlib.Path(p).name for p in BELOW_THE_STORE))} lead nowhere above it; "
+        "no dependency circle among the library's modules"
     )
     return 0
 

@@ -189,7 +189,13 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
         "lockout_seconds" => ("lockout_seconds", number(key, value, 1, 7 * 86_400)?.into()),
         "window" => (
             "window",
-            number(key, value, 0, i64::from(crate::login::MAX_WINDOW))?.into(),
+            number(
+                key,
+                value,
+                0,
+                i64::from(pam_mfa_protocol::limits::MAX_WINDOW),
+            )?
+            .into(),
         ),
         "audit_retention_days" => (
             "audit_retention_days",

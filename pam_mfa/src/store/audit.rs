@@ -2,7 +2,7 @@
 //! pruned by. Which changes are recorded, and as whom, is decided above the store (the
 //! library's `audit` module, whose per-connection triggers write into this table).
 
-use crate::clock::UnixTime;
+use pam_mfa_protocol::UnixTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::policy::DEFAULT_AUDIT_RETENTION_DAYS;

@@ -1,6 +1,6 @@
 //! Per-user failure counters in the store (the rules live in [`crate::lockout`]).
 
-use crate::clock::UnixTime;
+use pam_mfa_protocol::UnixTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Result;

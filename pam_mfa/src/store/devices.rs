@@ -2,7 +2,7 @@
 //! checking devices. Functions take a `&Connection` so callers decide the transaction;
 //! anything that reads then writes is called inside [`super::Store::write`].
 
-use crate::clock::UnixTime;
+use pam_mfa_protocol::UnixTime;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::params::{HotpParams, MAX_COUNTER, TotpParams, TotpParams as P};

@@ -2,7 +2,7 @@
 //! code. Making codes, hashing and comparing them, and deciding what a use does are the
 //! library's `recovery` module's business; here is only the table.
 
-use crate::clock::UnixTime;
+use pam_mfa_protocol::UnixTime;
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};

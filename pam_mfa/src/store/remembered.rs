@@ -1,7 +1,7 @@
 //! The `remembered_logins` table: which user was let in, at which PAM service, from which
 //! remote host, until when (the rules are [`crate::remembered`]'s).
 
-use crate::clock::UnixTime;
+use pam_mfa_protocol::UnixTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Result;
