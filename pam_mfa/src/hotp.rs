@@ -204,6 +204,13 @@ mod tests {
         );
         assert!(!k.matches(&c("755224"), -1));
         assert!(!k.matches(&c("755224"), MAX_COUNTER + 1));
+        // The cap refuses a code that is right for a counter past it (a code that would
+        // not match anyway proves nothing about the cap).
+        let past = MAX_COUNTER + 1;
+        let right = k.code(past as u64).unwrap();
+        assert!(!k.matches(&c(&right), past));
+        let at_cap = k.code(MAX_COUNTER as u64).unwrap();
+        assert!(k.matches(&c(&at_cap), MAX_COUNTER));
         assert!(!k.matches(&c("755224"), i64::MAX));
         assert!(
             HotpKey::new(

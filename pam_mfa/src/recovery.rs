@@ -92,8 +92,11 @@ fn hash(salt: &[u8], code: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Whether two hashes are equal, in constant time (`subtle`, not a hand-written loop:
+/// one wrong operator in such a loop let about one made-up code in 28 through).
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }
 
 /// One row to store: whose, which kind, how many uses, until when.
@@ -286,6 +289,29 @@ mod tests {
             consume(&tx, "alice", &again[0], 201).unwrap(),
             Used::Accepted { .. }
         ));
+    }
+
+    /// Made-up codes never pass for one of a user's set (a comparison that let a few
+    /// differing bytes through would accept some of 1,000), and the comparison itself
+    /// tells equal from unequal hashes of any length.
+    #[test]
+    fn made_up_codes_are_refused() {
+        assert!(same(&[7; 32], &[7; 32]));
+        assert!(!same(&[7; 32], &[6; 32]));
+        let mut one_off = [7; 32];
+        one_off[31] ^= 0x80;
+        assert!(!same(&[7; 32], &one_off));
+        assert!(!same(&[7; 32], &[7; 31]));
+        let mut ts = crate::test_support::temp_store();
+        let tx = ts.store.write().unwrap();
+        let set = generate_set(&tx, "alice", 100, 0).unwrap();
+        for _ in 0..1000 {
+            let guess = generate().unwrap();
+            if set.contains(&guess) {
+                continue;
+            }
+            assert_eq!(consume(&tx, "alice", &guess, 101).unwrap(), Used::NotFound);
+        }
     }
 
     #[test]

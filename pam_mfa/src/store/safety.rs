@@ -173,6 +173,29 @@ mod tests {
         }
     }
 
+    /// Only a store that is not there reads as "no store" (and so "nobody has a device",
+    /// which `nullok` lets through): any other failure to look at it is an error.
+    #[test]
+    fn a_store_that_cannot_be_looked_at_is_an_error_not_absent() {
+        assert!(is_root(), "store safety tests must run as root");
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s");
+        fs::create_dir(&store).unwrap();
+        fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+        // A name longer than NAME_MAX: ENAMETOOLONG, not ENOENT.
+        let too_long = store.join("d".repeat(300));
+        assert!(check(&too_long).is_err(), "{:?}", reason(check(&too_long)));
+        // A file where a directory is expected: ENOTDIR.
+        let file = store.join("f");
+        fs::write(&file, b"").unwrap();
+        assert!(check(&file.join("devices.db")).is_err());
+        // And what is missing is still absent.
+        assert!(matches!(
+            check(&store.join("devices.db")),
+            Ok(Presence::Absent)
+        ));
+    }
+
     #[test]
     fn modes_and_kinds() {
         // Ownership by root can only be arranged as root; the suite runs as root in CI.
