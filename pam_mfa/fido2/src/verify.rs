@@ -471,6 +471,91 @@ mod tests {
         }
     }
 
+    /// An Ed25519 public key as a SubjectPublicKeyInfo (RFC 8410): the OID 1.3.101.112
+    /// and the 32 key bytes.
+    fn ed25519_spki(k: &ed25519_dalek::VerifyingKey) -> Vec<u8> {
+        let mut spki = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        spki.extend_from_slice(k.as_bytes());
+        spki
+    }
+
+    /// An attestation certificate with an Ed25519 key is used with that key (and its
+    /// algorithm must be the one the attestation names); one with an Ed25519 OID but not
+    /// 32 key bytes is refused.
+    #[test]
+    fn x5c_attestation_with_an_ed25519_certificate() {
+        let credential = Signer::P256(p256_signing_key(1));
+        let attester = Signer::Ed(ed_signing_key(5));
+        let Signer::Ed(attester_key) = &attester else {
+            unreachable!()
+        };
+        let mut att = attestation(&credential, RP, FLAG_UP);
+        att.x5c = vec![certificate(&ed25519_spki(&attester_key.verifying_key()))];
+        att.alg = Some(attester.cose().alg());
+        att.sig = attester.sign(&signed_message(&att.auth_data, &CH));
+        assert_eq!(
+            verify_registration(&att, RP, &CH, false)
+                .unwrap()
+                .attestation,
+            "packed x5c"
+        );
+        // The algorithm the attestation names must be the certificate key's.
+        let mut wrong_alg = att.clone();
+        wrong_alg.alg = Some(credential.cose().alg());
+        assert_eq!(
+            verify_registration(&wrong_alg, RP, &CH, false),
+            Err(Rejection::AttestationAlgorithm)
+        );
+        // Signed by another key: refused.
+        let mut forged = att.clone();
+        forged.sig = Signer::Ed(ed_signing_key(6)).sign(&signed_message(&att.auth_data, &CH));
+        assert!(matches!(
+            verify_registration(&forged, RP, &CH, false),
+            Err(Rejection::AttestationSignature(_))
+        ));
+        // An Ed25519 OID with 31 key bytes.
+        let mut short = ed25519_spki(&attester_key.verifying_key());
+        short.pop();
+        short[1] -= 1;
+        short[10] -= 1;
+        let mut bad = att.clone();
+        bad.x5c = vec![certificate(&short)];
+        assert_eq!(
+            verify_registration(&bad, RP, &CH, false),
+            Err(Rejection::Certificate("invalid Ed25519 key"))
+        );
+    }
+
+    /// The size limits: more than MAX_X5C certificates, a certificate over MAX_CERT_LEN,
+    /// an assertion signature over the COSE limit: refused before anything is parsed.
+    #[test]
+    fn oversized_attestations_and_signatures_are_refused() {
+        let credential = Signer::P256(p256_signing_key(1));
+        let attester = Signer::P256(p256_signing_key(9));
+        let Signer::P256(attester_key) = &attester else {
+            unreachable!()
+        };
+        let mut att = attestation(&credential, RP, FLAG_UP);
+        let cert = certificate(&p256_spki(attester_key.verifying_key()));
+        att.sig = attester.sign(&signed_message(&att.auth_data, &CH));
+        att.x5c = vec![cert.clone(); MAX_X5C];
+        assert!(verify_registration(&att, RP, &CH, false).is_ok());
+        att.x5c = vec![cert.clone(); MAX_X5C + 1];
+        assert_eq!(
+            verify_registration(&att, RP, &CH, false),
+            Err(Rejection::Certificate("too many certificates"))
+        );
+        let mut long = cert.clone();
+        long.resize(MAX_CERT_LEN + 1, 0);
+        att.x5c = vec![long];
+        assert_eq!(
+            verify_registration(&att, RP, &CH, false),
+            Err(Rejection::Certificate("too long"))
+        );
+    }
+
     fn assertion(signer: &Signer, rp: &str, flags: u8, count: u32) -> RawAssertion {
         let ad = build(&rp_id_hash(rp), flags, count, None);
         let signature = signer.sign(&signed_message(&ad, &CH));
