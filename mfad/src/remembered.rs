@@ -5,6 +5,7 @@
 
 use pam_mfa::clock::UnixTime;
 use pam_mfa::names::UserName;
+use pam_mfa::policy::Policy;
 use pam_mfa::store::Store;
 use pam_mfa::{audit, clock, policy, remembered};
 use pam_mfa_protocol::{LoginContext, RememberedEntry, Response};
@@ -30,22 +31,19 @@ fn describe(ctx: &LoginContext) -> String {
     )
 }
 
-/// Until when a ready account is let in without a code in `ctx`; the letting in is logged
-/// and audited as such here, since the module will ask nothing more.
+/// Until when a ready account is let in without a code in `ctx`, under `policy` (the
+/// one the request already read); the letting in is logged and audited as such here,
+/// since the module will ask nothing more.
 pub fn let_in(
     store: &mut Store,
+    policy: &Policy,
     account: &UserName,
     ctx: &LoginContext,
-    uid: u32,
-    now: UnixTime,
+    (uid, now): (u32, UnixTime),
     log: &Log,
-) -> pam_mfa::Result<Option<i64>> {
-    let policy = policy::load(store.conn())?;
-    if policy.remember_seconds == 0 {
-        return Ok(None);
-    }
+) -> pam_mfa::Result<Option<UnixTime>> {
     let rules = rules_context(ctx);
-    let Some(until) = remembered::let_in_until(store.conn(), &policy, account, &rules, now)? else {
+    let Some(until) = remembered::let_in_until(store.conn(), policy, account, &rules, now)? else {
         return Ok(None);
     };
     let detail = format!("{} until {}", describe(ctx), clock::format_local(until));

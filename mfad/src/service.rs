@@ -233,7 +233,7 @@ fn run_work(
                         (Some(user), Some(ctx), Readiness::Ready)
                             if policy.remember_seconds > 0 =>
                         {
-                            crate::remembered::let_in(store, user, ctx, uid, now, log)?
+                            crate::remembered::let_in(store, &policy, user, ctx, (uid, now), log)?
                         }
                         _ => None,
                     },

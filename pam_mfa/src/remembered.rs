@@ -79,7 +79,7 @@ pub fn let_in_until(
     user: &UserName,
     ctx: &LoginContext<'_>,
     now: UnixTime,
-) -> Result<Option<i64>> {
+) -> Result<Option<UnixTime>> {
     let seconds = period(policy, ctx);
     if seconds == 0 {
         return Ok(None);
@@ -99,7 +99,7 @@ pub fn remember(
     user: &UserName,
     ctx: &LoginContext<'_>,
     now: UnixTime,
-) -> Result<Option<i64>> {
+) -> Result<Option<UnixTime>> {
     let seconds = period(policy, ctx);
     if seconds == 0 {
         return Ok(None);
