@@ -1,0 +1,1 @@
+-- placeholder; the real file comes from branch fleet-sql
