@@ -185,7 +185,9 @@ impl FleetConfig {
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
         if raw.role.is_empty() || raw.role.len() > 63 {
-            return Err(err("[fleet] role must be the host's database role, e.g. mfa_host_web1".into()));
+            return Err(err(
+                "[fleet] role must be the host's database role, e.g. mfa_host_web1".into(),
+            ));
         }
         let database = raw.database.unwrap_or_else(|| "pam_mfa".to_owned());
         if database.is_empty() || database.len() > 63 {
@@ -222,8 +224,14 @@ impl FleetConfig {
         };
         let connect_timeout = seconds("connect_timeout_seconds", raw.connect_timeout_seconds)?;
         let query_timeout = seconds("query_timeout_seconds", raw.query_timeout_seconds)?;
-        if let Some(u) = raw.local_users.iter().find(|u| u.is_empty() || u.len() > 256) {
-            return Err(err(format!("[fleet] local_users has an invalid user name {u:?}")));
+        if let Some(u) = raw
+            .local_users
+            .iter()
+            .find(|u| u.is_empty() || u.len() > 256)
+        {
+            return Err(err(format!(
+                "[fleet] local_users has an invalid user name {u:?}"
+            )));
         }
         Ok(Some(Self {
             hosts,
@@ -350,7 +358,9 @@ local_users = ["root", "breakglass"]
         );
         assert_eq!(c.database, "pam_mfa");
         assert_eq!(c.role, "mfa_host_web1");
-        assert!(matches!(&c.credential, Credential::Password(p) if p.as_str() == "s3cret-pass-word"));
+        assert!(
+            matches!(&c.credential, Credential::Password(p) if p.as_str() == "s3cret-pass-word")
+        );
         assert_eq!(c.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.query_timeout, Duration::from_secs(3));
         assert!(c.is_local_user("breakglass"));
@@ -371,7 +381,11 @@ local_users = ["root", "breakglass"]
     #[test]
     fn missing_file_or_section_means_sqlite_only() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(load_owned_by(&dir.path().join("nope"), euid()).unwrap().is_none());
+        assert!(
+            load_owned_by(&dir.path().join("nope"), euid())
+                .unwrap()
+                .is_none()
+        );
         assert!(parse("").unwrap().is_none());
     }
 
@@ -382,7 +396,10 @@ local_users = ["root", "breakglass"]
             let p = write(dir.path(), GOOD, mode);
             let e = load_owned_by(&p, euid()).unwrap_err().to_string();
             assert!(e.contains(&format!("mode {mode:04o}")), "{e}");
-            assert!(e.contains("chmod 0600") && e.contains(&p.display().to_string()), "{e}");
+            assert!(
+                e.contains("chmod 0600") && e.contains(&p.display().to_string()),
+                "{e}"
+            );
         }
     }
 
@@ -390,8 +407,13 @@ local_users = ["root", "breakglass"]
     fn owner_other_than_root_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), GOOD, 0o600);
-        let e = load_owned_by(&p, euid().wrapping_add(1)).unwrap_err().to_string();
-        assert!(e.contains("not root") && e.contains("chown root:root"), "{e}");
+        let e = load_owned_by(&p, euid().wrapping_add(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not root") && e.contains("chown root:root"),
+            "{e}"
+        );
         // The real entry point requires root itself.
         if euid() == 0 {
             std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
@@ -454,7 +476,15 @@ local_users = ["root", "breakglass"]
     fn hosts_and_deadlines_checked() {
         let empty = GOOD.replace(r#"["db1.example.com:5432", "db2:5433"]"#, "[]");
         assert!(parse_err(&empty).contains("hosts is empty"));
-        for bad in ["db1:0", "db1:99999", "db1:x", "", "a b:5432", "::1:5432", "[::1"] {
+        for bad in [
+            "db1:0",
+            "db1:99999",
+            "db1:x",
+            "",
+            "a b:5432",
+            "::1:5432",
+            "[::1",
+        ] {
             let text = GOOD.replace("db2:5433", bad);
             assert!(parse_err(&text).contains("is not NAME:PORT"), "{bad}");
         }
@@ -466,7 +496,10 @@ local_users = ["root", "breakglass"]
             }
         );
         assert_eq!(HostPort::parse("db").unwrap().port, 5432);
-        assert_eq!(HostPort::parse("[::1]:6543").unwrap().to_string(), "[::1]:6543");
+        assert_eq!(
+            HostPort::parse("[::1]:6543").unwrap().to_string(),
+            "[::1]:6543"
+        );
         let t = GOOD.replace("role =", "connect_timeout_seconds = 0\nrole =");
         assert!(parse_err(&t).contains("connect_timeout_seconds = 0 is out of range"));
         let t = GOOD.replace("role =", "query_timeout_seconds = 61\nrole =");
