@@ -55,6 +55,7 @@ impl fmt::Debug for HostCredential {
 
 /// An administrator's connection.
 pub struct Admin {
+    database: String,
     runtime: Runtime,
     client: Client,
     task: JoinHandle<()>,
@@ -272,6 +273,7 @@ impl Admin {
     pub fn connect(conninfo: Option<&str>) -> Result<Admin> {
         let (config, tls) = admin_config(conninfo, &|var| std::env::var(var).ok())
             .map_err(FleetError::Unavailable)?;
+        let database = config.get_dbname().unwrap_or("pam_mfa").to_owned();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -311,10 +313,16 @@ impl Admin {
             FleetError::Unavailable(format!("cannot connect as administrator: {e}"))
         })?;
         Ok(Admin {
+            database,
             runtime,
             client,
             task,
         })
+    }
+
+    /// The database connected to (the one hosts name in their mfad.conf).
+    pub fn database(&self) -> &str {
+        &self.database
     }
 
     /// Installs or upgrades the schema, roles and functions ([`FLEET_SQL`], one batch:
