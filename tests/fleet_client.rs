@@ -1,0 +1,341 @@
+//! The fleet client (crate pam_mfa_fleet) against a real PostgreSQL (the harness's, TLS
+//! only over TCP): verify-full TLS, password and client-certificate logins, a writable
+//! server chosen over a standby, reconnection, and `mfa admin fleet`'s host roles.
+//!
+//! The schema here is a throwaway of this test's own (one function, `policy()`), not
+//! sql/fleet.sql: what is tested is the connection, not the functions.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pam_mfa::policy::{NoDevice, SelfService};
+use pam_mfa_fleet::admin::Admin;
+use pam_mfa_fleet::{Fleet, FleetConfig, FleetError, FleetPolicy};
+use pam_mfa_tests::postgres::{CERT_GROUP, Postgres};
+
+/// The throwaway schema: the roles of CONTRACT.md and one host function.
+const SCHEMA: &str = "
+CREATE ROLE pam_mfa_host NOLOGIN;
+CREATE SCHEMA pam_mfa_fleet;
+CREATE FUNCTION pam_mfa_fleet.policy()
+  RETURNS TABLE(self_service text, max_devices int, no_device text, max_failures int,
+                lockout_seconds int, \"window\" int)
+  LANGUAGE sql SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+  AS $$ SELECT 'allow'::text, 8, 'deny'::text, 5, 300, 1 $$;
+REVOKE ALL ON FUNCTION pam_mfa_fleet.policy() FROM PUBLIC;
+GRANT USAGE ON SCHEMA pam_mfa_fleet TO pam_mfa_host;
+GRANT EXECUTE ON FUNCTION pam_mfa_fleet.policy() TO pam_mfa_host;
+";
+
+const EXPECTED: FleetPolicy = FleetPolicy {
+    self_service: SelfService::Allow,
+    max_devices: 8,
+    no_device: NoDevice::Deny,
+    max_failures: 5,
+    lockout_seconds: 300,
+    window: 1,
+};
+
+fn server() -> Postgres {
+    let pg = Postgres::start();
+    pg.create_database("pam_mfa");
+    pg.psql("pam_mfa", SCHEMA);
+    pg
+}
+
+fn admin(pg: &Postgres) -> Admin {
+    Admin::connect(Some(&pg.superuser("pam_mfa"))).unwrap()
+}
+
+/// A host's config for `hosts`, with `credential` lines (password or certificate).
+fn config(hosts: &[String], role: &str, credential: &str, ca: &Path) -> FleetConfig {
+    let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+    let text = format!(
+        "[fleet]\nhosts = [{}]\nrole = {role:?}\n{credential}\nca_certificate = {ca:?}\n\
+         connect_timeout_seconds = 3\nquery_timeout_seconds = 3\n",
+        hosts.join(", ")
+    );
+    FleetConfig::parse(Path::new("test.conf"), &text)
+        .unwrap()
+        .unwrap()
+}
+
+fn password(p: &str) -> String {
+    format!("password = {p:?}")
+}
+
+fn unavailable<T: std::fmt::Debug>(r: Result<T, FleetError>) -> String {
+    match r {
+        Err(FleetError::Unavailable(m)) => m,
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+/// A CA of its own that signed nothing the server has.
+fn other_ca(dir: &Path) -> PathBuf {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=another CA",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("other.crt")
+}
+
+/// Forwards 127.0.0.2:PORT to `target`: the same server under a name (an address) its
+/// certificate does not carry.
+fn forwarder(target: String) -> String {
+    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || pipe(&mut c2, &mut s2));
+            std::thread::spawn(move || pipe(&mut { server }, &mut { client }));
+        }
+    });
+    addr
+}
+
+fn pipe(from: &mut TcpStream, to: &mut TcpStream) {
+    let mut buf = [0u8; 16384];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn password_login_over_verify_full_tls_and_what_it_refuses() {
+    let pg = server();
+    let mut db = admin(&pg);
+    let cred = db.add_host("web1").unwrap();
+    assert_eq!(cred.role, "mfa_host_web1");
+    assert_eq!(db.list_hosts().unwrap(), vec!["web1".to_owned()]);
+    let secret = cred.password.as_str().to_owned();
+
+    // Under both names the certificate carries.
+    for host in [pg.address(), format!("localhost:{}", pg.port())] {
+        let mut fleet = Fleet::new(config(
+            std::slice::from_ref(&host),
+            &cred.role,
+            &password(&secret),
+            &pg.ca_file(),
+        ));
+        assert_eq!(fleet.policy().unwrap(), EXPECTED, "{host}");
+    }
+
+    // A name the certificate does not carry: refused by the host name check.
+    let tmp = tempfile::tempdir().unwrap();
+    let other = forwarder(pg.address());
+    let m = unavailable(
+        Fleet::new(config(
+            std::slice::from_ref(&other),
+            &cred.role,
+            &password(&secret),
+            &pg.ca_file(),
+        ))
+        .policy(),
+    );
+    assert!(
+        m.contains(&other) && m.to_lowercase().contains("certificate"),
+        "{m}"
+    );
+
+    // Another CA: the server's certificate is not trusted.
+    let m = unavailable(
+        Fleet::new(config(
+            &[pg.address()],
+            &cred.role,
+            &password(&secret),
+            &other_ca(tmp.path()),
+        ))
+        .policy(),
+    );
+    assert!(m.to_lowercase().contains("certificate"), "{m}");
+
+    // A wrong password: unavailable, and neither password is in the message.
+    let m = unavailable(
+        Fleet::new(config(
+            &[pg.address()],
+            &cred.role,
+            &password("wrong-password-x"),
+            &pg.ca_file(),
+        ))
+        .policy(),
+    );
+    assert!(m.contains("password authentication failed"), "{m}");
+    assert!(
+        !m.contains("wrong-password-x") && !m.contains(&secret),
+        "{m}"
+    );
+
+    // Refused names, and a host added twice.
+    assert!(db.add_host("Web-1").is_err());
+    assert!(matches!(
+        db.add_host("web1"),
+        Err(FleetError::Refused {
+            code: pam_mfa_fleet::RefusalCode::NameTaken,
+            ..
+        })
+    ));
+
+    // Removed: its open session ends and it cannot log in again.
+    let mut fleet = Fleet::new(config(
+        &[pg.address()],
+        &cred.role,
+        &password(&secret),
+        &pg.ca_file(),
+    ));
+    assert_eq!(fleet.policy().unwrap(), EXPECTED);
+    db.remove_host("web1").unwrap();
+    assert!(db.list_hosts().unwrap().is_empty());
+    assert!(fleet.policy().is_err());
+    assert!(fleet.policy().is_err());
+    assert!(
+        db.remove_host("web1").is_err(),
+        "an unknown host is refused"
+    );
+    assert!(db.remove_host("postgres").is_err());
+}
+
+#[test]
+fn client_certificate_login() {
+    let pg = server();
+    pg.psql(
+        "pam_mfa",
+        &format!(
+            "CREATE ROLE {CERT_GROUP} NOLOGIN; \
+             CREATE ROLE mfa_host_certy LOGIN IN ROLE pam_mfa_host, {CERT_GROUP};"
+        ),
+    );
+    let (crt, key) = pg.client_certificate("mfa_host_certy");
+    let cert = format!("client_certificate = {crt:?}\nclient_key = {key:?}");
+    let mut fleet = Fleet::new(config(
+        &[pg.address()],
+        "mfa_host_certy",
+        &cert,
+        &pg.ca_file(),
+    ));
+    assert_eq!(fleet.policy().unwrap(), EXPECTED);
+    // Another role's certificate does not log in as this one.
+    let (crt2, key2) = pg.client_certificate("mfa_host_other");
+    let cert2 = format!("client_certificate = {crt2:?}\nclient_key = {key2:?}");
+    let m = unavailable(
+        Fleet::new(config(
+            &[pg.address()],
+            "mfa_host_certy",
+            &cert2,
+            &pg.ca_file(),
+        ))
+        .policy(),
+    );
+    assert!(m.contains("certificate authentication failed"), "{m}");
+}
+
+#[test]
+fn a_standby_is_passed_over_and_a_dropped_connection_replaced() {
+    let pg = server();
+    let cred = admin(&pg).add_host("web2").unwrap();
+    let standby = pg.start_standby();
+    let pw = password(cred.password.as_str());
+    // The standby alone: read-only, so no server.
+    let m = unavailable(
+        Fleet::new(config(&[standby.address()], &cred.role, &pw, &pg.ca_file())).policy(),
+    );
+    assert!(m.contains(&standby.address()), "{m}");
+    // Standby first, primary second: the primary is used.
+    let mut fleet = Fleet::new(config(
+        &[standby.address(), pg.address()],
+        &cred.role,
+        &pw,
+        &pg.ca_file(),
+    ));
+    assert_eq!(fleet.policy().unwrap(), EXPECTED);
+    // The server ends the session while the client is idle: the next call reconnects.
+    pg.psql(
+        "pam_mfa",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'mfa_host_web2'",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    assert_eq!(fleet.policy().unwrap(), EXPECTED);
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+/// `mfa admin fleet add-host` prints a config that works as printed (with the CA's real
+/// path), `hosts` lists the host, `remove-host` takes it away.
+#[test]
+fn mfa_admin_fleet_commands() {
+    let pg = server();
+    let mfa = |args: &[&str]| {
+        let out = Command::new(pam_mfa_tests::paths::mfa_bin())
+            .args(["admin", "fleet"])
+            .args(args)
+            .args(["--connection", &pg.superuser("pam_mfa")])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = mfa(&["add-host", "web3", "--server", &pg.address()]);
+    assert!(ok, "{out}{err}");
+    let snippet = &out[out.find("[fleet]").unwrap()..];
+    let snippet = snippet.replace(
+        "/etc/pam_mfa/fleet-ca.pem\"",
+        &format!("{}\"", pg.ca_file().display()),
+    );
+    let config = FleetConfig::parse(Path::new("mfad.conf"), &snippet)
+        .unwrap()
+        .unwrap();
+    assert_eq!(config.role, "mfa_host_web3");
+    assert_eq!(Fleet::new(config).policy().unwrap(), EXPECTED);
+
+    let (ok, out, _) = mfa(&["hosts", "--json"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!([{"name": "web3", "role": "mfa_host_web3"}])
+    );
+    let (ok, _, err) = mfa(&["add-host", "Bad-Name"]);
+    assert!(!ok && err.contains("1-40 characters"), "{err}");
+    let (ok, _, err) = mfa(&["remove-host", "nobody"]);
+    assert!(!ok && err.contains("no host nobody"), "{err}");
+    assert!(mfa(&["remove-host", "web3"]).0);
+    let (ok, out, _) = mfa(&["hosts"]);
+    assert!(ok && out.contains("No hosts yet"), "{out}");
+    // init runs the schema file (idempotent; the real one comes with the SQL functions).
+    let (ok, out, err) = mfa(&["init"]);
+    assert!(ok, "{out}{err}");
+}
