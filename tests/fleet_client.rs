@@ -34,9 +34,9 @@ const EXPECTED: FleetPolicy = FleetPolicy {
     self_service: SelfService::Allow,
     max_devices: 8,
     no_device: NoDevice::Deny,
-    max_failures: 5,
-    lockout_seconds: 300,
-    window: 1,
+    max_failures: Some(5),
+    lockout_seconds: Some(300),
+    window: Some(1),
 };
 
 fn server() -> Postgres {
@@ -338,4 +338,148 @@ fn mfa_admin_fleet_commands() {
     // init runs the schema file (idempotent; the real one comes with the SQL functions).
     let (ok, out, err) = mfa(&["init"]);
     assert!(ok, "{out}{err}");
+}
+
+/// Every typed call of `Fleet` against the real host functions (sql/fleet.sql), as a host
+/// role over TLS: the column types and answers of CONTRACT.md as the client reads them.
+/// (Runs once the branch with the real fleet.sql is merged; the placeholder file this
+/// branch builds with has no functions to call.)
+#[test]
+fn every_call_against_the_real_functions() {
+    use pam_mfa::otp::Algorithm;
+    use pam_mfa_fleet::{CodeOutcome, FinishOutcome, RefusalCode, RenameOutcome, ResyncOutcome};
+    if pam_mfa_fleet::admin::FLEET_SQL.starts_with("-- placeholder") {
+        eprintln!("skipped: sql/fleet.sql is the placeholder");
+        return;
+    }
+    let pg = Postgres::start();
+    pg.create_database("pam_mfa");
+    let mut db = admin(&pg);
+    db.init().unwrap();
+    db.init().unwrap();
+    let cred = db.add_host("web4").unwrap();
+    let mut fleet = Fleet::new(config(
+        &[pg.address()],
+        &cred.role,
+        &password(cred.password.as_str()),
+        &pg.ca_file(),
+    ));
+    let policy = fleet.policy().unwrap();
+    assert_eq!((policy.max_devices, policy.window), (8, None), "{policy:?}");
+    let state = fleet.login_state("alice").unwrap();
+    assert_eq!(
+        (state.code_devices, state.keys, state.locked_until),
+        (0, 0, None)
+    );
+    assert_eq!(
+        fleet.check_code("alice", 1000, "123456", None, 10).unwrap(),
+        CodeOutcome::NoDevices
+    );
+
+    let secret = fleet
+        .begin_totp("alice", 1000, "phone", Algorithm::Sha1, 6, 30)
+        .unwrap();
+    assert_eq!(secret.len(), 20);
+    let devices = fleet.list_devices("alice").unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].name, "phone");
+    assert_eq!(
+        devices[0].state,
+        pam_mfa::store::devices::DeviceState::Pending
+    );
+    assert!(devices[0].expires.is_some());
+
+    let b32 = pam_mfa::secret::Secret::from_bytes(secret.to_vec()).to_base32();
+    let now = fleet.login_state("alice").unwrap().now;
+    let code = |at: i64| pam_mfa_tests::clock::totp(&b32, at);
+    assert_eq!(
+        fleet
+            .finish_totp("alice", 1000, "phone", &code(now - 30), &code(now))
+            .unwrap(),
+        FinishOutcome::Activated
+    );
+    assert_eq!(
+        fleet
+            .finish_totp("alice", 1000, "phone", &code(now - 30), &code(now))
+            .unwrap(),
+        FinishOutcome::AlreadyActive
+    );
+    // An active device's name is taken (MF001).
+    match fleet.begin_totp("alice", 1000, "phone", Algorithm::Sha1, 6, 30) {
+        Err(FleetError::Refused { code, .. }) => assert_eq!(code, RefusalCode::NameTaken),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        fleet
+            .finish_totp("alice", 1000, "nope", "111111", "222222")
+            .unwrap(),
+        FinishOutcome::NoSuchDevice
+    );
+    let next = code(now + 30);
+    assert_eq!(
+        fleet.check_code("alice", 1000, &next, None, 10).unwrap(),
+        CodeOutcome::Accepted {
+            device: "phone".into()
+        }
+    );
+    assert!(matches!(
+        fleet.check_code("alice", 1000, &next, None, 10).unwrap(),
+        CodeOutcome::Replayed { device, .. } if device == "phone"
+    ));
+    assert!(matches!(
+        fleet.check_code("alice", 1000, "", None, 10).unwrap(),
+        CodeOutcome::Malformed { .. }
+    ));
+    assert!(
+        !fleet.unlock("alice", 0).unwrap(),
+        "two failures lock no one"
+    );
+    // Wrong codes until the lock-out (default: 5 failures), then Locked, then unlocked.
+    let wrong = pam_mfa_tests::clock::wrong_code(&b32, now, 3);
+    let mut locked = None;
+    for _ in 0..5 {
+        match fleet.check_code("alice", 1000, &wrong, None, 10).unwrap() {
+            CodeOutcome::Wrong { locked_until } => locked = locked_until,
+            other => panic!("{other:?}"),
+        }
+    }
+    let until = locked.expect("the fifth failure locks");
+    assert_eq!(
+        fleet.check_code("alice", 1000, &next, None, 10).unwrap(),
+        CodeOutcome::Locked { until }
+    );
+    assert_eq!(
+        fleet.login_state("alice").unwrap().locked_until,
+        Some(until)
+    );
+    assert!(fleet.unlock("alice", 0).unwrap());
+    assert_eq!(fleet.login_state("alice").unwrap().locked_until, None);
+    assert_eq!(
+        fleet
+            .resync("alice", 1000, "nope", "111111", "222222")
+            .unwrap(),
+        ResyncOutcome::NoSuchDevice
+    );
+    assert_eq!(
+        fleet
+            .rename_device("alice", 1000, "phone", "phone2")
+            .unwrap(),
+        RenameOutcome::Renamed
+    );
+    assert_eq!(
+        fleet
+            .rename_device("alice", 1000, "phone", "phone3")
+            .unwrap(),
+        RenameOutcome::NoSuchDevice
+    );
+    assert_eq!(fleet.login_state("alice").unwrap().code_devices, 1);
+    assert!(fleet.remove_device("alice", 1000, "phone2").unwrap());
+    assert!(!fleet.remove_device("alice", 1000, "phone2").unwrap());
+    assert!(matches!(
+        fleet.check_code("alice", u32::MAX, "123456", None, 10),
+        Err(FleetError::Refused {
+            code: RefusalCode::BadArgument,
+            ..
+        })
+    ));
 }

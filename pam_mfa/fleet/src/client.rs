@@ -98,15 +98,16 @@ pub struct FleetDevice {
     pub expires: Option<i64>,
 }
 
-/// `policy()`.
+/// `policy()`. As in `pam_mfa::policy::Policy`, `None` for a number means "the built-in
+/// default" (the row holds NULL), so mfad applies the same defaults to both stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetPolicy {
     pub self_service: SelfService,
     pub max_devices: u32,
     pub no_device: NoDevice,
-    pub max_failures: u32,
-    pub lockout_seconds: u32,
-    pub window: u32,
+    pub max_failures: Option<u32>,
+    pub lockout_seconds: Option<u32>,
+    pub window: Option<u32>,
 }
 
 /// The host's handle on the fleet database. Connects lazily, at the first call.
@@ -379,15 +380,15 @@ impl Fleet {
                         .ok_or_else(|| unknown("policy self_service", &self_service))?,
                     max_devices: count(&row, 1)?,
                     no_device: no_device(&get::<String>(&row, 2)?)?,
-                    max_failures: count(&row, 3)?,
-                    lockout_seconds: count(&row, 4)?,
-                    window: count(&row, 5)?,
+                    max_failures: optional_count(&row, 3)?,
+                    lockout_seconds: optional_count(&row, 4)?,
+                    window: optional_count(&row, 5)?,
                 })
             },
         )
     }
 
-    /// `Ok(true)` if there was a lock-out or failure count to clear.
+    /// Clears the failures and any lock-out; `Ok(true)` if the user was locked out.
     pub fn unlock(&mut self, user: &str, actor: u32) -> Result<bool> {
         let actor = int(actor, "actor")?;
         self.call(
@@ -522,8 +523,22 @@ fn one_row(name: &str, rows: Vec<Row>) -> Result<Row> {
 }
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
-    row.try_get(i)
-        .map_err(|e| FleetError::Database(format!("unexpected column {i}: {e}")))
+    row.try_get(i).map_err(|e| {
+        let name = row.columns().get(i).map_or("?", |c| c.name());
+        FleetError::Database(format!(
+            "unexpected column {i} ({name}): {}",
+            connect::describe(e)
+        ))
+    })
+}
+
+/// A non-negative int column that may be NULL.
+fn optional_count(row: &Row, i: usize) -> Result<Option<u32>> {
+    let v: Option<i32> = get(row, i)?;
+    v.map(|v| {
+        u32::try_from(v).map_err(|_| FleetError::Database(format!("negative value in column {i}")))
+    })
+    .transpose()
 }
 
 /// A non-negative int column (a count, a policy number).
