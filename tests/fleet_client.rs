@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pam_mfa::policy::{NoDevice, SelfService};
@@ -105,10 +107,10 @@ fn other_ca(dir: &Path) -> PathBuf {
     dir.join("other.crt")
 }
 
-/// Forwards 127.0.0.2:PORT to `target`: the same server under a name (an address) its
-/// certificate does not carry.
-fn forwarder(target: String) -> String {
-    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
+/// Forwards `bind`:PORT to `target`, unless `frozen`: then it holds what it reads (a
+/// server that stopped answering without closing anything).
+fn forwarder_on(bind: &str, target: String, frozen: Arc<AtomicBool>) -> String {
+    let listener = TcpListener::bind(format!("{bind}:0")).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
@@ -116,16 +118,26 @@ fn forwarder(target: String) -> String {
                 continue;
             };
             let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || pipe(&mut c2, &mut s2));
-            std::thread::spawn(move || pipe(&mut { server }, &mut { client }));
+            let f2 = frozen.clone();
+            std::thread::spawn(move || pipe(&mut c2, &mut s2, &f2));
+            let f3 = frozen.clone();
+            std::thread::spawn(move || pipe(&mut { server }, &mut { client }, &f3));
         }
     });
     addr
 }
 
-fn pipe(from: &mut TcpStream, to: &mut TcpStream) {
+/// The same server under a name (an address, 127.0.0.2) its certificate does not carry.
+fn forwarder(target: String) -> String {
+    forwarder_on("127.0.0.2", target, Arc::new(AtomicBool::new(false)))
+}
+
+fn pipe(from: &mut TcpStream, to: &mut TcpStream, frozen: &AtomicBool) {
     let mut buf = [0u8; 16384];
     while let Ok(n) = from.read(&mut buf) {
+        while frozen.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if n == 0 || to.write_all(&buf[..n]).is_err() {
             break;
         }
@@ -482,4 +494,48 @@ fn every_call_against_the_real_functions() {
             ..
         })
     ));
+}
+
+/// A server that stops answering in the middle of a session (and one that stops during
+/// the connection) costs a call its deadline, never more; once it answers again the next
+/// call reconnects.
+#[test]
+fn a_server_that_stops_answering_costs_the_deadline() {
+    let pg = server();
+    let cred = admin(&pg).add_host("web5").unwrap();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let via = forwarder_on("127.0.0.1", pg.address(), frozen.clone());
+    let mut c = config(
+        std::slice::from_ref(&via),
+        &cred.role,
+        &password(cred.password.as_str()),
+        &pg.ca_file(),
+    );
+    c.connect_timeout = Duration::from_secs(2);
+    c.query_timeout = Duration::from_secs(1);
+    let mut fleet = Fleet::new(c);
+    assert_eq!(fleet.policy().unwrap(), EXPECTED);
+
+    frozen.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    let m = unavailable(fleet.unlock("alice", 0));
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_millis(1600), "{took:?}: {m}");
+    // Now the connection itself stalls: the connect deadline (2 s) plus nothing.
+    let start = Instant::now();
+    let m = unavailable(fleet.policy());
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(2600), "{took:?}: {m}");
+    assert!(m.contains(&via), "{m}");
+
+    frozen.store(false, Ordering::SeqCst);
+    assert_eq!(fleet.policy().unwrap(), EXPECTED);
+}
+
+/// mfad keeps its `Fleet` in whichever thread serves requests.
+#[test]
+fn fleet_is_send() {
+    fn send<T: Send>() {}
+    send::<Fleet>();
 }
