@@ -59,4 +59,5 @@ ensure_cargo() {
     export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 }
 
-BUILD_PACKAGES="gcc libc6-dev make pkg-config libpam0g-dev libudev-dev"
+# libssl-dev: the fleet client (pam_mfa/fleet) verifies the database's TLS with the system's OpenSSL.
+BUILD_PACKAGES="gcc libc6-dev make pkg-config libpam0g-dev libudev-dev libssl-dev"

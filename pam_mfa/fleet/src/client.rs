@@ -437,7 +437,7 @@ impl Fleet {
         let Some(runtime) = runtime.as_ref() else {
             return Err(FleetError::Unavailable("no runtime".into()));
         };
-        let total = config.connect_timeout + config.query_timeout;
+        let total = call_deadline(config);
         let query_timeout = config.query_timeout;
         let config = &*config;
         let attempt = async {
@@ -487,7 +487,8 @@ impl Fleet {
                     total.as_millis()
                 )))
             });
-        if rows.is_err() && matches!(rows, Err(FleetError::Unavailable(_))) {
+        // Whatever state a connection was left in by a deadline, it is not reused.
+        if matches!(rows, Err(FleetError::Unavailable(_))) {
             self.conn = None;
         }
         map(rows?)
@@ -568,7 +569,8 @@ fn unknown(what: &str, value: &str) -> FleetError {
     FleetError::Database(format!("{what}: unexpected answer {value:?}"))
 }
 
-/// How long a whole call may take at most.
+/// How long a whole call may take at most (mfad's own deadline towards its clients
+/// must be longer).
 pub fn call_deadline(config: &FleetConfig) -> Duration {
     config.connect_timeout + config.query_timeout
 }
