@@ -9,7 +9,7 @@ require_root "creates test users" "$@"
 apt_install $BUILD_PACKAGES passwd oathtool pamtester libpam-wrapper faketime zbar-tools \
     libmagickcore-6.q16-6-extra librsvg2-common \
     openssh-server openssh-client sudo util-linux mount libpam-runtime valgrind openssl \
-    systemd python3-paramiko
+    systemd python3-paramiko postgresql
 ensure_cargo
 
 cargo fmt --all --check

@@ -424,3 +424,79 @@ mod terminal_qr {
         assert!(decode_terminal_qr("no code here\n▀▀\n", scratch().path()).is_err());
     }
 }
+
+/// The fleet tests' PostgreSQL: a real cluster on 127.0.0.1 that takes only TLS over TCP,
+/// with a streaming standby that is read-only until promoted.
+#[test]
+fn postgres_cluster_with_a_standby_that_can_be_promoted() {
+    use pam_mfa_tests::postgres::Postgres;
+    let primary = Postgres::start();
+    primary.create_database("harness");
+    primary.psql(
+        "harness",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    );
+    assert_eq!(
+        primary
+            .psql(
+                "harness",
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            )
+            .trim(),
+        "f",
+        "the socket connection is not TLS"
+    );
+    assert_eq!(primary.psql("harness", "SHOW ssl").trim(), "on");
+    assert_eq!(
+        primary
+            .psql("postgres", "SELECT pg_is_in_recovery()")
+            .trim(),
+        "f"
+    );
+
+    let standby = primary.start_standby();
+    assert_eq!(
+        standby
+            .psql("postgres", "SELECT pg_is_in_recovery()")
+            .trim(),
+        "t"
+    );
+    assert_eq!(standby.psql("harness", "SELECT x FROM t").trim(), "1");
+    let refused = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-d",
+            &standby.superuser("harness"),
+            "-c",
+            "INSERT INTO t VALUES (2)",
+        ])
+        .output()
+        .expect("run psql");
+    assert!(!refused.status.success(), "a standby took a write");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("read-only"));
+
+    standby.promote();
+    standby.psql("harness", "INSERT INTO t VALUES (2)");
+    assert_eq!(
+        standby.psql("harness", "SELECT count(*) FROM t").trim(),
+        "2"
+    );
+
+    // Over TCP without TLS: refused by pg_hba, whatever the password.
+    let plain = std::process::Command::new("psql")
+        .args(["-X", "-d"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user=postgres dbname=harness sslmode=disable",
+            primary.port()
+        ))
+        .args(["-c", "SELECT 1"])
+        .env("PGPASSWORD", "x")
+        .output()
+        .expect("run psql");
+    assert!(!plain.status.success(), "plain TCP was accepted");
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("no encryption"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+}

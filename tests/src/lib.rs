@@ -44,6 +44,7 @@ pub mod namespace;
 pub mod pam_code;
 pub mod pam_run;
 pub mod paths;
+pub mod postgres;
 pub mod process;
 pub mod pty;
 pub mod qr;
