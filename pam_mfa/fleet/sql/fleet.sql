@@ -1,1 +1,906 @@
--- placeholder; the real file comes from branch fleet-sql
+-- pam_mfa fleet database (issue 19): roles, schema `pam_mfa_fleet`, tables, functions and
+-- grants, as fixed by the fleet contract (CONTRACT.md). Run as a superuser:
+--
+--     psql -v ON_ERROR_STOP=1 -d pam_mfa -f fleet.sql
+--
+-- It installs or upgrades in one transaction and can be run any number of times: roles and
+-- the schema are created when missing, tables come from numbered migrations recorded in
+-- `schema_version` (like the local store's `PRAGMA user_version`), functions are
+-- `CREATE OR REPLACE`d and their grants set again each time. No psql meta-command is used,
+-- so a client can also send the whole file as one simple-protocol batch.
+--
+-- Hosts (roles `mfa_host_<name>`, members of `pam_mfa_host`) have no table privileges at all:
+-- only EXECUTE on the SECURITY DEFINER host functions, each a thin wrapper that reads the
+-- server's clock and calls an owner-only `*_at(..., p_now)` function holding the logic (the
+-- same semantics as the Rust library's login.rs, lockout.rs, otp.rs, hotp.rs and
+-- enrollment/). Everything a user's codes touch serialises on that user's `auth_state` row
+-- (see `lock_user`), so each check-and-record is atomic across every host.
+
+BEGIN;
+
+SET LOCAL client_min_messages = warning;
+-- Two inits at once wait for each other instead of racing on the same objects.
+DO $lock$ BEGIN PERFORM pg_advisory_xact_lock(7236975162386410803); END $lock$;
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pam_mfa_owner') THEN
+        CREATE ROLE pam_mfa_owner NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pam_mfa_host') THEN
+        CREATE ROLE pam_mfa_host NOLOGIN;
+    END IF;
+END
+$roles$;
+-- Whatever an earlier hand-made setup did: the owner logs in never, and neither group role
+-- is a member of the other (a host must never be able to SET ROLE pam_mfa_owner).
+ALTER ROLE pam_mfa_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+ALTER ROLE pam_mfa_host NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+DO $members$
+BEGIN
+    IF pg_has_role('pam_mfa_host', 'pam_mfa_owner', 'MEMBER') THEN
+        RAISE EXCEPTION 'pam_mfa_host is a member of pam_mfa_owner: hosts could read secrets'
+            USING ERRCODE = 'MF005';
+    END IF;
+END
+$members$;
+
+CREATE SCHEMA IF NOT EXISTS pam_mfa_fleet AUTHORIZATION pam_mfa_owner;
+ALTER SCHEMA pam_mfa_fleet OWNER TO pam_mfa_owner;
+REVOKE ALL ON SCHEMA pam_mfa_fleet FROM PUBLIC;
+GRANT USAGE ON SCHEMA pam_mfa_fleet TO pam_mfa_host;
+
+-- HMAC and random bytes. Installed in our schema when missing; when the database already
+-- has pgcrypto elsewhere, that copy is used, always called schema-qualified (see
+-- `hmac_` and `random_bytes_` below), never found through a search_path.
+CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA pam_mfa_fleet;
+
+SET LOCAL ROLE pam_mfa_owner;
+
+CREATE TABLE IF NOT EXISTS pam_mfa_fleet.schema_version (version int NOT NULL);
+INSERT INTO pam_mfa_fleet.schema_version (version)
+SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.schema_version);
+
+-- The store's hard ceiling of 8 active devices per user (the local store's triggers),
+-- so that no function, present or future, exceeds it.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.devices_at_most_8() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    IF NEW.state = 'active' AND (TG_OP = 'INSERT' OR OLD.state <> 'active')
+       AND (SELECT count(*) FROM pam_mfa_fleet.devices
+            WHERE user_name = NEW.user_name AND state = 'active') >= 8 THEN
+        RAISE EXCEPTION 'pam_mfa: at most 8 active devices per user' USING ERRCODE = 'MF002';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- Migrations: step i takes the schema from version i - 1 to i. Applied in order, once.
+DO $migrate$
+DECLARE
+    v int;
+    known CONSTANT int := 1;
+BEGIN
+    SELECT version INTO v FROM pam_mfa_fleet.schema_version FOR UPDATE;
+    IF v > known THEN
+        RAISE EXCEPTION 'pam_mfa_fleet schema version % is newer than this file (%)', v, known;
+    END IF;
+
+    IF v < 1 THEN
+        -- Code devices (authenticator apps, kind 'totp'; hardware tokens, kind 'token', whose
+        -- seed is held here too) and security keys (kind 'fido2': public key and sign count
+        -- only). A TOTP device has a period; an event-based (HOTP) token has a counter
+        -- instead: the next value expected.
+        CREATE TABLE pam_mfa_fleet.devices (
+            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            user_name       text    NOT NULL CHECK (octet_length(user_name) BETWEEN 1 AND 256),
+            name            text    NOT NULL CHECK (char_length(name) BETWEEN 1 AND 64),
+            kind            text    NOT NULL CHECK (kind IN ('totp', 'token', 'fido2')),
+            state           text    NOT NULL CHECK (state IN ('pending', 'active')),
+            secret          bytea   CHECK (secret IS NULL OR length(secret) BETWEEN 1 AND 128),
+            algorithm       text    CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
+            digits          int     CHECK (digits BETWEEN 6 AND 8),
+            period          int     CHECK (period BETWEEN 1 AND 300),
+            drift           bigint  NOT NULL DEFAULT 0 CHECK (drift BETWEEN -1501 AND 1501),
+            last_step       bigint  CHECK (last_step BETWEEN 0 AND 1099511627776),
+            counter         bigint  CHECK (counter BETWEEN 0 AND 281474976710656),
+            created_at      bigint  NOT NULL,
+            last_used_at    bigint,
+            expires_at      bigint,
+            token_serial    text    CHECK (token_serial IS NULL OR length(token_serial) BETWEEN 1 AND 64),
+            credential_id   bytea   CHECK (credential_id IS NULL OR length(credential_id) BETWEEN 1 AND 1023),
+            cose_public_key bytea   CHECK (cose_public_key IS NULL OR length(cose_public_key) BETWEEN 1 AND 1024),
+            sign_count      bigint  CHECK (sign_count IS NULL OR sign_count BETWEEN 0 AND 4294967295),
+            rp_id           text    CHECK (rp_id IS NULL OR length(rp_id) BETWEEN 1 AND 255),
+            uv_required     boolean,
+            UNIQUE (user_name, name),
+            CHECK (kind = 'fido2' OR (secret IS NOT NULL AND algorithm IS NOT NULL
+                                      AND digits IS NOT NULL
+                                      AND (period IS NULL) <> (counter IS NULL))),
+            CHECK (kind = 'token' OR counter IS NULL),
+            CHECK (kind <> 'fido2' OR (secret IS NULL AND credential_id IS NOT NULL
+                                       AND cose_public_key IS NOT NULL AND sign_count IS NOT NULL
+                                       AND rp_id IS NOT NULL AND uv_required IS NOT NULL)),
+            CHECK (state <> 'pending' OR expires_at IS NOT NULL)
+        );
+        CREATE UNIQUE INDEX devices_by_credential_id ON pam_mfa_fleet.devices (credential_id)
+            WHERE credential_id IS NOT NULL;
+        CREATE INDEX devices_pending_expiry ON pam_mfa_fleet.devices (expires_at)
+            WHERE state = 'pending';
+        CREATE TRIGGER devices_at_most_8 BEFORE INSERT OR UPDATE OF state
+            ON pam_mfa_fleet.devices FOR EACH ROW
+            EXECUTE FUNCTION pam_mfa_fleet.devices_at_most_8();
+
+        -- Per-user failure counting (lockout.rs). The row is also the user's lock: every
+        -- function that reads or changes a user's codes takes it FOR UPDATE first.
+        CREATE TABLE pam_mfa_fleet.auth_state (
+            user_name       text    PRIMARY KEY CHECK (octet_length(user_name) BETWEEN 1 AND 256),
+            failures        bigint  NOT NULL DEFAULT 0 CHECK (failures >= 0),
+            window_start    bigint  NOT NULL DEFAULT 0,
+            locked_until    bigint
+        );
+        CREATE INDEX auth_state_by_window ON pam_mfa_fleet.auth_state (window_start);
+
+        -- The administrator's policy: one row; NULL numbers mean the built-in default.
+        CREATE TABLE pam_mfa_fleet.policy (
+            id              int     PRIMARY KEY CHECK (id = 1),
+            self_service    text    NOT NULL DEFAULT 'allow' CHECK (self_service IN ('allow', 'deny')),
+            max_devices     int     NOT NULL DEFAULT 8 CHECK (max_devices BETWEEN 1 AND 8),
+            no_device       text    NOT NULL DEFAULT 'deny'
+                                    CHECK (no_device IN ('allow', 'deny', 'enroll')),
+            max_failures    int     CHECK (max_failures IS NULL OR max_failures BETWEEN 1 AND 1000),
+            lockout_seconds int     CHECK (lockout_seconds IS NULL
+                                           OR lockout_seconds BETWEEN 1 AND 604800),
+            "window"        int     CHECK ("window" IS NULL OR "window" BETWEEN 0 AND 10)
+        );
+        INSERT INTO pam_mfa_fleet.policy (id) VALUES (1);
+
+        -- Every change and every code login, with the host that made it (its login role).
+        CREATE TABLE pam_mfa_fleet.audit (
+            id              bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at              bigint  NOT NULL,
+            actor_uid       bigint  NOT NULL,
+            user_name       text    NOT NULL,
+            action          text    NOT NULL,
+            device          text,
+            detail          text,
+            host            text    NOT NULL DEFAULT session_user
+        );
+        CREATE INDEX audit_by_user ON pam_mfa_fleet.audit (user_name, at);
+        CREATE INDEX audit_by_time ON pam_mfa_fleet.audit (at);
+
+        UPDATE pam_mfa_fleet.schema_version SET version = 1;
+    END IF;
+END
+$migrate$;
+
+-- Superuser work again (the pgcrypto copy may not be ours), then back to the owner.
+RESET ROLE;
+
+-- hmac_ and random_bytes_: pgcrypto, wherever this database has it, schema-qualified.
+DO $crypto$
+DECLARE
+    ext_schema text;
+BEGIN
+    SELECT n.nspname INTO STRICT ext_schema
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'pgcrypto';
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION pam_mfa_fleet.hmac_(p_data bytea, p_key bytea, p_alg text)
+         RETURNS bytea LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+         RETURN %I.hmac(p_data, p_key, p_alg)', ext_schema);
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION pam_mfa_fleet.random_bytes_(p_n int)
+         RETURNS bytea LANGUAGE sql VOLATILE STRICT
+         RETURN %I.gen_random_bytes(p_n)', ext_schema);
+    ALTER FUNCTION pam_mfa_fleet.hmac_(bytea, bytea, text) OWNER TO pam_mfa_owner;
+    ALTER FUNCTION pam_mfa_fleet.random_bytes_(int) OWNER TO pam_mfa_owner;
+    -- The owner calls pgcrypto through these, whatever PUBLIC may do there.
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO pam_mfa_owner', ext_schema);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %I.hmac(bytea, bytea, text) TO pam_mfa_owner',
+                   ext_schema);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %I.gen_random_bytes(int) TO pam_mfa_owner',
+                   ext_schema);
+END
+$crypto$;
+
+SET LOCAL ROLE pam_mfa_owner;
+
+------------------------------------------------------------------------------------------
+-- Building blocks (owner only)
+------------------------------------------------------------------------------------------
+
+-- The server's clock, one clock for the fleet.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.now_() RETURNS bigint
+LANGUAGE sql VOLATILE
+RETURN floor(extract(epoch FROM clock_timestamp()))::bigint;
+
+-- RFC 4226 §5.3: HMAC of the 8-byte big-endian counter, dynamic truncation, low digits.
+-- A TOTP code is this with the time step as the counter (RFC 6238). NULL for values no
+-- code exists for (negative, or past the HOTP counter cap of 2^48; steps stay far below).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.otp_code(
+    p_secret bytea, p_alg text, p_digits int, p_counter bigint)
+RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (
+    -- (Parenthesised throughout: PostgreSQL gives &, | and << one precedence.)
+    SELECT lpad(((((get_byte(m, o) & 127)::bigint << 24)
+                  | (get_byte(m, o + 1)::bigint << 16)
+                  | (get_byte(m, o + 2)::bigint << 8)
+                  | get_byte(m, o + 3)::bigint)
+                 % power(10, p_digits)::bigint)::text, p_digits, '0')
+    FROM (SELECT m, get_byte(m, length(m) - 1) & 15 AS o
+          FROM (SELECT pam_mfa_fleet.hmac_(int8send(p_counter), p_secret, lower(p_alg)) AS m) h) t
+    WHERE p_counter BETWEEN 0 AND 281474976710656 AND p_digits BETWEEN 6 AND 8
+);
+
+-- The first value in lo..=hi whose code is p_code (NULL: none, or an empty range).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.otp_find(
+    p_secret bytea, p_alg text, p_digits int, p_code text, p_lo bigint, p_hi bigint)
+RETURNS bigint LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (
+    SELECT min(s) FROM generate_series(greatest(p_lo, 0), p_hi) s
+    WHERE pam_mfa_fleet.otp_code(p_secret, p_alg, p_digits, s) = p_code
+);
+
+-- otp::find_consecutive: the first t in lo..=hi where p_first is the code of t and
+-- p_second that of t + 1, failing that the other way round (t is always the earlier
+-- code's value); NULL when neither order fits.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.otp_find_consecutive(
+    p_secret bytea, p_alg text, p_digits int, p_first text, p_second text,
+    p_lo bigint, p_hi bigint)
+RETURNS bigint LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    codes text[];
+    n int;
+BEGIN
+    IF p_hi < p_lo THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(pam_mfa_fleet.otp_code(p_secret, p_alg, p_digits, s) ORDER BY s)
+    INTO codes FROM generate_series(p_lo, p_hi + 1) s;
+    n := p_hi - p_lo + 1;
+    FOR i IN 1..n LOOP
+        IF codes[i] = p_first AND codes[i + 1] = p_second THEN
+            RETURN p_lo + i - 1;
+        END IF;
+    END LOOP;
+    FOR i IN 1..n LOOP
+        IF codes[i] = p_second AND codes[i + 1] = p_first THEN
+            RETURN p_lo + i - 1;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- Raises MF005 for names outside the lengths the library allows (they arrive canonical).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_user(p_user text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    IF p_user IS NULL OR octet_length(p_user) NOT BETWEEN 1 AND 256 THEN
+        RAISE EXCEPTION 'user name must be 1 to 256 bytes' USING ERRCODE = 'MF005';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_device_name(p_name text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    IF p_name IS NULL OR char_length(p_name) NOT BETWEEN 1 AND 64 THEN
+        RAISE EXCEPTION 'device name must be 1 to 64 characters' USING ERRCODE = 'MF005';
+    END IF;
+END
+$$;
+
+-- Takes the user's lock: their auth_state row, made if missing, FOR UPDATE. Every function
+-- that checks or changes a user's codes or devices calls this first, so they serialise per
+-- user across all hosts. (A row deleted by another user's clean-up between the insert and
+-- the lock is simply made again.)
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.lock_user(p_user text)
+RETURNS pam_mfa_fleet.auth_state
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    s pam_mfa_fleet.auth_state;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    LOOP
+        INSERT INTO pam_mfa_fleet.auth_state (user_name) VALUES (p_user)
+        ON CONFLICT (user_name) DO NOTHING;
+        SELECT * INTO s FROM pam_mfa_fleet.auth_state WHERE user_name = p_user FOR UPDATE;
+        IF FOUND THEN
+            RETURN s;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.audit_(
+    p_now bigint, p_actor int, p_user text, p_action text, p_device text, p_detail text)
+RETURNS void LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    INSERT INTO pam_mfa_fleet.audit (at, actor_uid, user_name, action, device, detail, host)
+    VALUES (p_now, coalesce(p_actor, -1), p_user, p_action, p_device, p_detail, session_user);
+END;
+
+-- Drops pending registrations of p_user that were never finished in time.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.purge_expired(p_user text, p_now bigint)
+RETURNS void LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    DELETE FROM pam_mfa_fleet.devices
+    WHERE user_name = p_user AND state = 'pending' AND expires_at <= p_now;
+END;
+
+------------------------------------------------------------------------------------------
+-- Logic at a given time (owner only; the host functions below call these at the server's now)
+------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.login_state_at(p_user text, p_now bigint)
+RETURNS TABLE(code_devices int, keys int, locked_until bigint, no_device text, now bigint)
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    RETURN QUERY SELECT
+        (SELECT count(*)::int FROM pam_mfa_fleet.devices d
+         WHERE d.user_name = p_user AND d.state = 'active' AND d.kind <> 'fido2'),
+        (SELECT count(*)::int FROM pam_mfa_fleet.devices d
+         WHERE d.user_name = p_user AND d.state = 'active' AND d.kind = 'fido2'),
+        (SELECT a.locked_until FROM pam_mfa_fleet.auth_state a
+         WHERE a.user_name = p_user AND p_now < a.locked_until),
+        (SELECT p.no_device FROM pam_mfa_fleet.policy p WHERE p.id = 1),
+        p_now;
+END
+$$;
+
+-- login.rs `verify`, with the lock-out rules of lockout.rs and the settings rule of
+-- settings.rs (the window given, else the policy's, else 1; the HOTP look-ahead given,
+-- else 10; the policy's lock-out numbers, else 5 failures and 300 s).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_code_at(
+    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int, p_now bigint)
+RETURNS TABLE(outcome text, device text, locked_until bigint)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    pol pam_mfa_fleet.policy;
+    st pam_mfa_fleet.auth_state;
+    d record;
+    win bigint;
+    hwin bigint;
+    max_failures bigint;
+    lockout bigint;
+    centre bigint;
+    lo bigint;
+    hi bigint;
+    fresh_from bigint;
+    hit bigint;
+    compared bigint := 0;
+    replayed text;
+    refusal text;
+    charge bigint;
+    window_open boolean;
+    n_failures bigint;
+    n_window_start bigint;
+    n_until bigint;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL OR (p_window IS NOT NULL AND p_window < 0)
+       OR (p_hotp_window IS NOT NULL AND p_hotp_window < 0) THEN
+        RAISE EXCEPTION 'window and hotp window must not be negative' USING ERRCODE = 'MF005';
+    END IF;
+    -- Nothing to guess, nothing counted, nothing stored: a user without a code device looks
+    -- like a made-up name. (Looked at again under the lock below.)
+    IF NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.devices x
+                   WHERE x.user_name = p_user AND x.state = 'active' AND x.kind <> 'fido2') THEN
+        RETURN QUERY SELECT 'no_devices'::text, NULL::text, NULL::bigint;
+        RETURN;
+    END IF;
+    st := pam_mfa_fleet.lock_user(p_user);
+    IF NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.devices x
+                   WHERE x.user_name = p_user AND x.state = 'active' AND x.kind <> 'fido2') THEN
+        RETURN QUERY SELECT 'no_devices'::text, NULL::text, NULL::bigint;
+        RETURN;
+    END IF;
+    IF st.locked_until IS NOT NULL AND p_now < st.locked_until THEN
+        PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-refused', NULL, 'locked');
+        RETURN QUERY SELECT 'locked'::text, NULL::text, st.locked_until;
+        RETURN;
+    END IF;
+    SELECT * INTO STRICT pol FROM pam_mfa_fleet.policy WHERE id = 1;
+    win := least(coalesce(p_window, pol."window", 1), 10);
+    hwin := least(coalesce(p_hotp_window, 10), 100);
+    max_failures := least(greatest(coalesce(pol.max_failures, 5), 1), 1000);
+    lockout := least(greatest(coalesce(pol.lockout_seconds, 300), 1), 604800);
+
+    IF p_code IS NULL OR p_code !~ '^[0-9]{6,8}$' THEN
+        refusal := 'malformed';
+    ELSE
+        -- Time-based devices (apps and tokens), oldest first.
+        FOR d IN SELECT x.id, x.name, x.secret, x.algorithm, x.digits, x.period, x.drift,
+                        x.last_step
+                 FROM pam_mfa_fleet.devices x
+                 WHERE x.user_name = p_user AND x.state = 'active' AND x.kind <> 'fido2'
+                   AND x.period IS NOT NULL
+                 ORDER BY x.id LOOP
+            centre := floor(p_now::numeric / d.period)::bigint + d.drift;
+            lo := centre - win;
+            hi := centre + win;
+            -- The replay check: only steps after the last accepted one are searched.
+            fresh_from := CASE WHEN d.last_step IS NULL THEN lo
+                               ELSE greatest(lo, d.last_step + 1) END;
+            hit := pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code,
+                                          fresh_from, hi);
+            IF hit IS NOT NULL THEN
+                UPDATE pam_mfa_fleet.devices SET last_step = hit, last_used_at = p_now
+                WHERE id = d.id;
+                UPDATE pam_mfa_fleet.auth_state
+                SET failures = 0, window_start = 0, locked_until = NULL
+                WHERE user_name = p_user;
+                PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-accepted', d.name,
+                                             'accepted');
+                RETURN QUERY SELECT 'accepted'::text, d.name, NULL::bigint;
+                RETURN;
+            END IF;
+            compared := compared + greatest(hi - fresh_from + 1, 0);
+            IF fresh_from > lo AND replayed IS NULL
+               AND pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code, lo,
+                                          least(fresh_from - 1, hi)) IS NOT NULL THEN
+                replayed := d.name;
+            END IF;
+        END LOOP;
+        -- Event-based tokens: the next value expected and hwin presses beyond it.
+        FOR d IN SELECT x.id, x.name, x.secret, x.algorithm, x.digits, x.counter
+                 FROM pam_mfa_fleet.devices x
+                 WHERE x.user_name = p_user AND x.state = 'active' AND x.kind = 'token'
+                   AND x.counter IS NOT NULL
+                 ORDER BY x.id LOOP
+            compared := compared + hwin + 1;
+            hit := pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code,
+                                          d.counter, d.counter + hwin);
+            IF hit IS NOT NULL THEN
+                UPDATE pam_mfa_fleet.devices
+                SET counter = greatest(counter, hit + 1), last_used_at = p_now
+                WHERE id = d.id;
+                UPDATE pam_mfa_fleet.auth_state
+                SET failures = 0, window_start = 0, locked_until = NULL
+                WHERE user_name = p_user;
+                PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-accepted', d.name,
+                                             'accepted');
+                RETURN QUERY SELECT 'accepted'::text, d.name, NULL::bigint;
+                RETURN;
+            END IF;
+            IF d.counter > 0 AND replayed IS NULL
+               AND pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code,
+                                          greatest(d.counter - 1 - hwin, 0),
+                                          d.counter - 1) IS NOT NULL THEN
+                replayed := d.name;
+            END IF;
+        END LOOP;
+        refusal := CASE WHEN replayed IS NULL THEN 'wrong' ELSE 'replayed' END;
+    END IF;
+
+    -- lockout::charge and FailureState::after_failure.
+    charge := greatest((compared + 2) / 3, 1);
+    window_open := st.failures > 0 AND p_now - st.window_start < lockout;
+    IF window_open THEN
+        n_failures := st.failures + charge;
+        n_window_start := st.window_start;
+    ELSE
+        n_failures := charge;
+        n_window_start := p_now;
+    END IF;
+    n_until := CASE WHEN n_failures >= max_failures
+                    THEN p_now + lockout * n_failures / max_failures END;
+    -- auth_state::save, with its clean-up of rows that say nothing any more (a day without
+    -- a failure, not locked): this user's row is reset rather than deleted (it is the
+    -- lock), other users' rows are deleted unless someone holds them.
+    IF n_window_start < p_now - 86400 AND (n_until IS NULL OR n_until < p_now) THEN
+        UPDATE pam_mfa_fleet.auth_state a
+        SET failures = 0, window_start = 0, locked_until = NULL WHERE a.user_name = p_user;
+    ELSE
+        UPDATE pam_mfa_fleet.auth_state a
+        SET failures = n_failures, window_start = n_window_start, locked_until = n_until
+        WHERE a.user_name = p_user;
+    END IF;
+    DELETE FROM pam_mfa_fleet.auth_state a WHERE a.user_name IN (
+        SELECT o.user_name FROM pam_mfa_fleet.auth_state o
+        WHERE o.window_start < p_now - 86400
+          AND (o.locked_until IS NULL OR o.locked_until < p_now)
+          AND o.user_name <> p_user
+        FOR UPDATE SKIP LOCKED);
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-refused',
+                                 replayed, refusal);
+    RETURN QUERY SELECT refusal, replayed, n_until;
+END
+$$;
+
+-- enrollment::begin_totp: a pending device with a new random secret, returned once.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp_at(
+    p_user text, p_actor int, p_name text, p_algorithm text, p_digits int, p_period int,
+    p_now bigint)
+RETURNS bytea
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    alg text := upper(p_algorithm);
+    max_devices int;
+    pending int;
+    existing text;
+    new_secret bytea;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    IF alg IS NULL OR alg NOT IN ('SHA1', 'SHA256', 'SHA512') THEN
+        RAISE EXCEPTION 'unknown algorithm' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_digits IS NULL OR p_digits NOT BETWEEN 6 AND 8 THEN
+        RAISE EXCEPTION '% digits (6 to 8 are supported)', p_digits USING ERRCODE = 'MF005';
+    END IF;
+    IF p_period IS NULL OR p_period NOT BETWEEN 1 AND 300 THEN
+        RAISE EXCEPTION 'a period of % s (1 to 300 are supported)', p_period
+            USING ERRCODE = 'MF005';
+    END IF;
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
+    -- devices::check_room, then limits::check_pending, then devices::claim_name, in the
+    -- library's order.
+    SELECT least(p.max_devices, 8) INTO STRICT max_devices FROM pam_mfa_fleet.policy p
+    WHERE p.id = 1;
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices
+        WHERE user_name = p_user AND state = 'active') >= max_devices THEN
+        RAISE EXCEPTION 'user has the most devices allowed (%)', max_devices
+            USING ERRCODE = 'MF002';
+    END IF;
+    SELECT count(*) INTO pending FROM pam_mfa_fleet.devices
+    WHERE user_name = p_user AND state = 'pending' AND expires_at > p_now AND name <> p_name;
+    IF pending >= 3 THEN
+        RAISE EXCEPTION 'too many unfinished registrations (3)' USING ERRCODE = 'MF003';
+    END IF;
+    SELECT state INTO existing FROM pam_mfa_fleet.devices
+    WHERE user_name = p_user AND name = p_name;
+    IF existing = 'pending' THEN
+        DELETE FROM pam_mfa_fleet.devices WHERE user_name = p_user AND name = p_name;
+    ELSIF existing IS NOT NULL THEN
+        RAISE EXCEPTION 'device name taken' USING ERRCODE = 'MF001';
+    END IF;
+    -- As long as the hash's output (RFC 6238's reference seeds); 160 bits for SHA-1, as
+    -- the library's Secret::generate.
+    new_secret := pam_mfa_fleet.random_bytes_(CASE alg WHEN 'SHA1' THEN 20
+                                                   WHEN 'SHA256' THEN 32 ELSE 64 END);
+    INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, secret, algorithm,
+                                       digits, period, created_at, expires_at)
+    VALUES (p_user, p_name, 'totp', 'pending', new_secret, alg, p_digits, p_period, p_now,
+            p_now + 600);
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'begin', p_name, 'totp');
+    RETURN new_secret;
+END
+$$;
+
+-- enrollment::finish_totp: two consecutive codes near now (10 steps back, 1 ahead)
+-- activate the pending device and burn both codes.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.finish_totp_at(
+    p_user text, p_actor int, p_name text, p_code1 text, p_code2 text, p_now bigint)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    d pam_mfa_fleet.devices;
+    now_step bigint;
+    t bigint;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    SELECT * INTO d FROM pam_mfa_fleet.devices x
+    WHERE x.user_name = p_user AND x.name = p_name AND x.period IS NOT NULL
+      AND (x.state = 'active' OR x.expires_at > p_now);
+    IF NOT FOUND THEN
+        RETURN 'no_such_device';
+    END IF;
+    IF d.state = 'active' THEN
+        RETURN 'already_active';
+    END IF;
+    IF p_code1 IS NULL OR p_code2 IS NULL
+       OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
+        RETURN 'wrong';
+    END IF;
+    now_step := floor(p_now::numeric / d.period)::bigint;
+    t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1, p_code2,
+                                            now_step - 10, now_step + 1);
+    IF t IS NULL THEN
+        RETURN 'wrong';
+    END IF;
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices
+        WHERE user_name = p_user AND state = 'active')
+       >= (SELECT least(p.max_devices, 8) FROM pam_mfa_fleet.policy p WHERE p.id = 1) THEN
+        RAISE EXCEPTION 'user has the most devices allowed' USING ERRCODE = 'MF002';
+    END IF;
+    UPDATE pam_mfa_fleet.devices SET state = 'active', last_step = t + 1, expires_at = NULL
+    WHERE id = d.id;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'finish', p_name, NULL);
+    RETURN 'activated';
+END
+$$;
+
+-- enrollment::resync: a time-based device's clock searched for within ±1500 steps and its
+-- drift stored; an event-based token's counter within the next 1000 values and moved past.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.resync_at(
+    p_user text, p_actor int, p_name text, p_code1 text, p_code2 text, p_now bigint)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    d pam_mfa_fleet.devices;
+    now_step bigint;
+    t bigint;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    SELECT * INTO d FROM pam_mfa_fleet.devices x
+    WHERE x.user_name = p_user AND x.name = p_name AND x.kind <> 'fido2'
+      AND (x.state = 'active' OR x.expires_at > p_now);
+    IF NOT FOUND OR d.state <> 'active' THEN
+        RETURN 'no_such_device';
+    END IF;
+    IF p_code1 IS NULL OR p_code2 IS NULL
+       OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
+        RETURN 'wrong';
+    END IF;
+    IF d.counter IS NOT NULL THEN
+        t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
+                                                p_code2, d.counter, d.counter + 1000);
+        IF t IS NULL OR t < d.counter THEN
+            RETURN 'wrong';
+        END IF;
+        UPDATE pam_mfa_fleet.devices SET counter = greatest(counter, t + 2) WHERE id = d.id;
+    ELSE
+        now_step := floor(p_now::numeric / d.period)::bigint;
+        t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
+                                                p_code2, now_step - 1500, now_step + 1500);
+        -- Resync codes are codes like any other: never accepted twice.
+        IF t IS NULL OR (d.last_step IS NOT NULL AND t <= d.last_step) THEN
+            RETURN 'wrong';
+        END IF;
+        UPDATE pam_mfa_fleet.devices
+        SET drift = t + 1 - now_step, last_step = greatest(coalesce(last_step, t + 1), t + 1)
+        WHERE id = d.id;
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'resync', p_name, NULL);
+    RETURN 'resynced';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.list_devices_at(p_user text, p_now bigint)
+RETURNS TABLE(name text, kind text, state text, created bigint, last_used bigint, expires bigint)
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    RETURN QUERY
+    SELECT d.name, d.kind, d.state, d.created_at, d.last_used_at, d.expires_at
+    FROM pam_mfa_fleet.devices d
+    WHERE d.user_name = p_user AND (d.state = 'active' OR d.expires_at > p_now)
+    ORDER BY d.created_at, d.name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remove_device_at(
+    p_user text, p_actor int, p_name text, p_now bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    n int;
+BEGIN
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
+    DELETE FROM pam_mfa_fleet.devices WHERE user_name = p_user AND name = p_name;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 THEN
+        RETURN false;
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'remove', p_name, NULL);
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.rename_device_at(
+    p_user text, p_actor int, p_old text, p_new text, p_now bigint)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    n int;
+BEGIN
+    PERFORM pam_mfa_fleet.check_device_name(p_old);
+    PERFORM pam_mfa_fleet.check_device_name(p_new);
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
+    IF p_old <> p_new AND EXISTS (SELECT 1 FROM pam_mfa_fleet.devices
+                                  WHERE user_name = p_user AND name = p_new) THEN
+        RETURN 'name_taken';
+    END IF;
+    UPDATE pam_mfa_fleet.devices SET name = p_new WHERE user_name = p_user AND name = p_old;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 THEN
+        RETURN 'no_such_device';
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'rename', p_old, p_new);
+    RETURN 'renamed';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.unlock_at(p_user text, p_actor int, p_now bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    st pam_mfa_fleet.auth_state;
+BEGIN
+    st := pam_mfa_fleet.lock_user(p_user);
+    UPDATE pam_mfa_fleet.auth_state SET failures = 0, window_start = 0, locked_until = NULL
+    WHERE user_name = p_user;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'unlock', NULL, NULL);
+    -- Whether the user was locked out.
+    RETURN st.locked_until IS NOT NULL AND p_now < st.locked_until;
+END
+$$;
+
+-- The policy as stored: NULL numbers mean the built-in default (the caller combines them
+-- with its overrides as settings.rs does).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.policy_at(p_now bigint)
+RETURNS TABLE(self_service text, max_devices int, no_device text, max_failures int,
+              lockout_seconds int, "window" int)
+LANGUAGE sql STABLE
+AS $$
+SELECT p.self_service, p.max_devices, p.no_device, p.max_failures,
+                    p.lockout_seconds, p."window"
+             FROM pam_mfa_fleet.policy p WHERE p.id = 1
+$$;
+
+-- Owner only: policy::set's keys and values ('default' for the built-in default).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.set_policy(p_key text, p_value text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    v int;
+BEGIN
+    IF p_key IN ('max_failures', 'lockout_seconds', 'window', 'max_devices') THEN
+        IF p_value = 'default' THEN
+            v := NULL;
+        ELSIF p_value ~ '^[0-9]{1,7}$' THEN
+            v := p_value::int;
+        ELSE
+            RAISE EXCEPTION 'policy %: not a number', p_key USING ERRCODE = 'MF005';
+        END IF;
+    END IF;
+    CASE p_key
+        WHEN 'self_service' THEN
+            UPDATE pam_mfa_fleet.policy SET self_service = coalesce(nullif(p_value, 'default'), 'allow');
+        WHEN 'no_device' THEN
+            UPDATE pam_mfa_fleet.policy SET no_device = coalesce(nullif(p_value, 'default'), 'deny');
+        WHEN 'max_devices' THEN
+            UPDATE pam_mfa_fleet.policy SET max_devices = coalesce(v, 8);
+        WHEN 'max_failures' THEN
+            UPDATE pam_mfa_fleet.policy SET max_failures = v;
+        WHEN 'lockout_seconds' THEN
+            UPDATE pam_mfa_fleet.policy SET lockout_seconds = v;
+        WHEN 'window' THEN
+            UPDATE pam_mfa_fleet.policy SET "window" = v;
+        ELSE
+            RAISE EXCEPTION 'unknown policy key %', p_key USING ERRCODE = 'MF005';
+    END CASE;
+EXCEPTION
+    WHEN check_violation THEN
+        RAISE EXCEPTION 'policy %: % is out of range', p_key, p_value USING ERRCODE = 'MF005';
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Host functions (the contract): SECURITY DEFINER wrappers at the server's clock
+------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.login_state(p_user text)
+RETURNS TABLE(code_devices int, keys int, locked_until bigint, no_device text, now bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.login_state_at(p_user, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_code(
+    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int)
+RETURNS TABLE(outcome text, device text, locked_until bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.check_code_at(p_user, p_actor, p_code, p_window,
+                                                       p_hotp_window, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp(
+    p_user text, p_actor int, p_name text, p_algorithm text, p_digits int, p_period int)
+RETURNS bytea
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.begin_totp_at(p_user, p_actor, p_name, p_algorithm, p_digits, p_period,
+                                   pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.finish_totp(
+    p_user text, p_actor int, p_name text, p_code1 text, p_code2 text)
+RETURNS text
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.finish_totp_at(p_user, p_actor, p_name, p_code1, p_code2,
+                                    pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.resync(
+    p_user text, p_actor int, p_name text, p_code1 text, p_code2 text)
+RETURNS text
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.resync_at(p_user, p_actor, p_name, p_code1, p_code2,
+                               pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.list_devices(p_user text)
+RETURNS TABLE(name text, kind text, state text, created bigint, last_used bigint, expires bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.list_devices_at(p_user, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remove_device(p_user text, p_actor int, p_name text)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.remove_device_at(p_user, p_actor, p_name, pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.rename_device(
+    p_user text, p_actor int, p_old text, p_new text)
+RETURNS text
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.rename_device_at(p_user, p_actor, p_old, p_new, pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.policy()
+RETURNS TABLE(self_service text, max_devices int, no_device text, max_failures int,
+              lockout_seconds int, "window" int)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.policy_at(pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.unlock(p_user text, p_actor int)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.unlock_at(p_user, p_actor, pam_mfa_fleet.now_());
+
+------------------------------------------------------------------------------------------
+-- Privileges, set again at every run
+------------------------------------------------------------------------------------------
+
+RESET ROLE;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA pam_mfa_fleet FROM PUBLIC, pam_mfa_host;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pam_mfa_fleet FROM PUBLIC, pam_mfa_host;
+DO $grants$
+DECLARE
+    f regprocedure;
+BEGIN
+    -- Every function of ours: nobody but the owner, then EXECUTE for hosts on the host
+    -- functions alone (a function that stopped being one loses it here).
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             WHERE p.pronamespace = 'pam_mfa_fleet'::regnamespace
+               AND p.proowner = 'pam_mfa_owner'::regrole LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, pam_mfa_host', f);
+    END LOOP;
+END
+$grants$;
+GRANT EXECUTE ON FUNCTION
+    pam_mfa_fleet.login_state(text),
+    pam_mfa_fleet.check_code(text, int, text, int, int),
+    pam_mfa_fleet.begin_totp(text, int, text, text, int, int),
+    pam_mfa_fleet.finish_totp(text, int, text, text, text),
+    pam_mfa_fleet.resync(text, int, text, text, text),
+    pam_mfa_fleet.list_devices(text),
+    pam_mfa_fleet.remove_device(text, int, text),
+    pam_mfa_fleet.rename_device(text, int, text, text),
+    pam_mfa_fleet.policy(),
+    pam_mfa_fleet.unlock(text, int)
+TO pam_mfa_host;
+
+COMMIT;

@@ -1,0 +1,1175 @@
+//! The fleet database's SQL (`pam_mfa/fleet/sql/fleet.sql`, issue 19) on a real PostgreSQL:
+//! its codes against the RFC vectors, its answers against the Rust library's on the same
+//! random devices, codes and times, what a host role can and cannot do, concurrent logins
+//! with one code, a lock-out shared by two hosts, and an init run twice.
+//!
+//! The superuser drives the owner-only `*_at` functions at chosen times over the cluster's
+//! Unix socket; hosts log in over TLS with their own roles (the harness refuses plain TCP),
+//! as `mfad` does. Needs root and Debian's `postgresql` (the harness's requirements).
+//! `FLEET_SQL_SEED` replays a differential run; `FLEET_SQL_CASES` sizes it (default 300).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+
+use openssl::ssl::{SslConnector, SslMethod};
+use pam_mfa::hotp::{HotpKey, HotpParams};
+use pam_mfa::lockout::LockoutPolicy;
+use pam_mfa::login::{self, LoginSettings, Outcome, Refusal};
+use pam_mfa::names::UserName;
+use pam_mfa::otp::Algorithm;
+use pam_mfa::secret::Secret;
+use pam_mfa::store::{Store, auth_state};
+use pam_mfa_tests::postgres::Postgres;
+use pam_mfa_tests::random::{Rng, env_number, random_seed};
+use postgres::{Client, NoTls};
+use postgres_openssl::MakeTlsConnector;
+
+const DB: &str = "pam_mfa";
+
+/// The host functions of the contract, with arguments that make each do something.
+const HOST_CALLS: &[&str] = &[
+    "SELECT * FROM pam_mfa_fleet.login_state('alice')",
+    "SELECT * FROM pam_mfa_fleet.check_code('alice', 0, '123456', NULL, NULL)",
+    "SELECT * FROM pam_mfa_fleet.finish_totp('alice', 0, 'phone', '123456', '654321')",
+    "SELECT * FROM pam_mfa_fleet.resync('alice', 0, 'phone', '123456', '654321')",
+    "SELECT * FROM pam_mfa_fleet.list_devices('alice')",
+    "SELECT * FROM pam_mfa_fleet.rename_device('alice', 0, 'nothing', 'other')",
+    "SELECT * FROM pam_mfa_fleet.remove_device('alice', 0, 'nothing')",
+    "SELECT * FROM pam_mfa_fleet.policy()",
+    "SELECT * FROM pam_mfa_fleet.unlock('alice', 0)",
+];
+
+const TABLES: &[&str] = &["devices", "auth_state", "audit", "policy", "schema_version"];
+
+/// A cluster with the fleet schema installed in database [`DB`].
+struct Fleet {
+    pg: Postgres,
+}
+
+impl Fleet {
+    fn new() -> Self {
+        let pg = Postgres::start();
+        pg.create_database(DB);
+        let fleet = Self { pg };
+        fleet.init();
+        fleet
+    }
+
+    /// Runs fleet.sql as the superuser, as an administrator would.
+    fn init(&self) {
+        let sql = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pam_mfa/fleet/sql/fleet.sql");
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.pg.superuser(DB))
+            .arg("-f")
+            .arg(&sql)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "fleet.sql failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn admin(&self) -> Client {
+        Client::connect(&self.pg.superuser(DB), NoTls).expect("superuser connection")
+    }
+
+    /// Creates the host role `mfa_host_NAME` and returns its password.
+    fn add_host(&self, name: &str) -> String {
+        let password = pam_mfa_tests::users::random_hex(24);
+        self.admin()
+            .batch_execute(&format!(
+                "CREATE ROLE mfa_host_{name} LOGIN PASSWORD '{password}' IN ROLE pam_mfa_host"
+            ))
+            .expect("create host role");
+        password
+    }
+
+    /// A host's connection: TLS to 127.0.0.1, the server's certificate verified.
+    fn host(&self, name: &str, password: &str) -> Client {
+        let mut tls = SslConnector::builder(SslMethod::tls()).expect("TLS connector");
+        tls.set_ca_file(self.pg.ca_file()).expect("CA file");
+        Client::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=mfa_host_{name} password={password} dbname={DB} \
+                 sslmode=require",
+                self.pg.port()
+            ),
+            MakeTlsConnector::new(tls.build()),
+        )
+        .expect("host connection")
+    }
+}
+
+/// The code of `secret` for counter (or time step) `counter`, from the library's HOTP.
+fn code(secret: &[u8], alg: Algorithm, digits: u8, counter: i64) -> String {
+    let key = HotpKey::new(
+        &Secret::from_bytes(secret.to_vec()),
+        HotpParams {
+            algorithm: alg,
+            digits,
+        },
+    )
+    .expect("HOTP key");
+    key.code(u64::try_from(counter).expect("counter"))
+        .expect("code")
+        .as_str()
+        .to_owned()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_totp(
+    c: &mut Client,
+    user: &str,
+    name: &str,
+    secret: &[u8],
+    alg: Algorithm,
+    digits: u8,
+    period: u32,
+    drift: i64,
+    last_step: Option<i64>,
+) {
+    c.execute(
+        "INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, secret, algorithm,
+                                            digits, period, drift, last_step, created_at)
+         VALUES ($1, $2, 'totp', 'active', $3, $4, $5, $6, $7, $8, 0)",
+        &[
+            &user,
+            &name,
+            &secret,
+            &alg.as_str(),
+            &i32::from(digits),
+            &(period as i32),
+            &drift,
+            &last_step,
+        ],
+    )
+    .expect("insert TOTP device");
+}
+
+fn add_hotp(
+    c: &mut Client,
+    user: &str,
+    name: &str,
+    secret: &[u8],
+    alg: Algorithm,
+    digits: u8,
+    counter: i64,
+) {
+    c.execute(
+        "INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, secret, algorithm,
+                                            digits, counter, created_at)
+         VALUES ($1, $2, 'token', 'active', $3, $4, $5, $6, 0)",
+        &[
+            &user,
+            &name,
+            &secret,
+            &alg.as_str(),
+            &i32::from(digits),
+            &counter,
+        ],
+    )
+    .expect("insert HOTP token");
+}
+
+/// What check_code(_at) answered: outcome, device, locked_until.
+type Answer = (String, Option<String>, Option<i64>);
+
+fn check_at(
+    c: &mut Client,
+    user: &str,
+    code: &str,
+    window: Option<i32>,
+    hotp_window: Option<i32>,
+    now: i64,
+) -> Answer {
+    let row = c
+        .query_one(
+            "SELECT outcome, device, locked_until
+             FROM pam_mfa_fleet.check_code_at($1, 0, $2, $3, $4, $5)",
+            &[&user, &code, &window, &hotp_window, &now],
+        )
+        .expect("check_code_at");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+fn check(c: &mut Client, user: &str, code: &str) -> Answer {
+    let row = c
+        .query_one(
+            "SELECT outcome, device, locked_until
+             FROM pam_mfa_fleet.check_code($1, 0, $2, NULL, NULL)",
+            &[&user, &code],
+        )
+        .expect("check_code");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+fn server_now(c: &mut Client) -> i64 {
+    c.query_one("SELECT pam_mfa_fleet.now_()", &[])
+        .expect("now")
+        .get(0)
+}
+
+fn sqlstate(e: &postgres::Error) -> String {
+    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
+}
+
+const ALGORITHMS: [Algorithm; 3] = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512];
+
+/// RFC 6238 Appendix B (8 digits, 30 s) and RFC 4226 Appendix D, through check_code_at:
+/// the right code is accepted once, at its time only.
+#[test]
+fn rfc_vectors_through_check_code_at() {
+    let fleet = Fleet::new();
+    let mut c = fleet.admin();
+    let seeds: [&[u8]; 3] = [
+        b"12345678901234567890",
+        b"12345678901234567890123456789012",
+        b"1234567890123456789012345678901234567890123456789012345678901234",
+    ];
+    let vectors: &[(i64, [&str; 3])] = &[
+        (59, ["94287082", "46119246", "90693936"]),
+        (1111111109, ["07081804", "68084774", "25091201"]),
+        (1111111111, ["14050471", "67062674", "99943326"]),
+        (1234567890, ["89005924", "91819424", "93441116"]),
+        (2000000000, ["69279037", "90698825", "38618901"]),
+        (20000000000, ["65353130", "77737706", "47863826"]),
+    ];
+    for (i, (time, codes)) in vectors.iter().enumerate() {
+        for (a, alg) in ALGORITHMS.iter().enumerate() {
+            let user = format!("rfc{i}-{alg}");
+            add_totp(&mut c, &user, "app", seeds[a], *alg, 8, 30, 0, None);
+            // Another time's code is wrong here (window 0: this step only).
+            let other = vectors[(i + 1) % vectors.len()].1[a];
+            assert_eq!(
+                check_at(&mut c, &user, other, Some(0), None, *time).0,
+                "wrong",
+                "{alg} at {time}"
+            );
+            // One step later, the right code is out of a window of 0.
+            assert_eq!(
+                check_at(&mut c, &user, codes[a], Some(0), None, time + 30).0,
+                "wrong",
+                "{alg} at {time} + 30"
+            );
+            assert_eq!(
+                check_at(&mut c, &user, codes[a], Some(0), None, *time),
+                ("accepted".to_owned(), Some("app".to_owned()), None),
+                "{alg} at {time}"
+            );
+            assert_eq!(
+                check_at(&mut c, &user, codes[a], Some(0), None, *time),
+                ("replayed".to_owned(), Some("app".to_owned()), None),
+                "{alg} at {time}, again"
+            );
+        }
+    }
+    // Six digits are the low digits; an 8-digit answer to a 6-digit device is wrong.
+    add_totp(
+        &mut c,
+        "six",
+        "app",
+        seeds[0],
+        Algorithm::Sha1,
+        6,
+        30,
+        0,
+        None,
+    );
+    assert_eq!(
+        check_at(&mut c, "six", "94287082", Some(0), None, 59).0,
+        "wrong"
+    );
+    assert_eq!(
+        check_at(&mut c, "six", "287082", Some(0), None, 59).0,
+        "accepted"
+    );
+    // RFC 4226 Appendix D: counters 0..9 one after the other, with no look-ahead.
+    let hotp = [
+        "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871",
+        "520489",
+    ];
+    add_hotp(&mut c, "fob", "fob", seeds[0], Algorithm::Sha1, 6, 0);
+    assert_eq!(
+        check_at(&mut c, "fob", hotp[1], None, Some(0), 1).0,
+        "wrong"
+    );
+    for (counter, want) in hotp.iter().enumerate() {
+        assert_eq!(
+            check_at(&mut c, "fob", want, None, Some(0), 1).0,
+            "accepted",
+            "HOTP counter {counter}"
+        );
+    }
+    assert_eq!(
+        check_at(&mut c, "fob", hotp[9], None, Some(0), 1).0,
+        "replayed"
+    );
+    // And the SQL's codes agree with the library's for every algorithm and length.
+    for alg in ALGORITHMS {
+        for digits in 6..=8u8 {
+            for counter in [0i64, 1, 59_999_999, 1 << 40] {
+                let sql: String = c
+                    .query_one(
+                        "SELECT pam_mfa_fleet.otp_code($1, $2, $3, $4)",
+                        &[&seeds[1], &alg.as_str(), &i32::from(digits), &counter],
+                    )
+                    .expect("otp_code")
+                    .get(0);
+                assert_eq!(sql, code(seeds[1], alg, digits, counter), "{alg} {digits}");
+            }
+        }
+    }
+}
+
+/// One random case's device, as both stores hold it.
+struct Dev {
+    name: String,
+    secret: Vec<u8>,
+    alg: Algorithm,
+    digits: u8,
+    /// Some(period) for a time-based device, None for an HOTP token.
+    period: Option<u32>,
+    drift: i64,
+}
+
+fn local_add(store: &Store, user: &str, d: &Dev, last_step: Option<i64>, counter: i64) {
+    let conn = store.conn();
+    match d.period {
+        Some(period) => {
+            conn.execute(
+                "INSERT INTO devices (user, name, kind, state, secret, algorithm, digits, period,
+                                      drift, last_step, created_at)
+                 VALUES (?1, ?2, 'totp', 'active', ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+                rusqlite::params![
+                    user,
+                    d.name,
+                    d.secret,
+                    d.alg.as_str(),
+                    d.digits,
+                    period,
+                    d.drift,
+                    last_step
+                ],
+            )
+            .expect("local TOTP device");
+        }
+        None => {
+            conn.execute(
+                "INSERT INTO tokens (serial, type, secret, algorithm, digits, counter, imported_at)
+                 VALUES (?1, 'hotp', ?2, ?3, ?4, 0, 0)",
+                rusqlite::params![
+                    format!("{user}.{}", d.name),
+                    d.secret,
+                    d.alg.as_str(),
+                    d.digits
+                ],
+            )
+            .expect("local token");
+            conn.execute(
+                "INSERT INTO devices (user, name, kind, state, created_at, token_id, counter)
+                 VALUES (?1, ?2, 'token', 'active', 0, last_insert_rowid(), ?3)",
+                rusqlite::params![user, d.name, counter],
+            )
+            .expect("local token device");
+        }
+    }
+}
+
+/// The library's outcome in the SQL's terms.
+fn local_answer(o: &Outcome) -> Answer {
+    match o {
+        Outcome::Accepted { device } => ("accepted".into(), Some(device.clone()), None),
+        Outcome::Locked { until } => ("locked".into(), None, Some(*until)),
+        Outcome::Refused {
+            reason,
+            locked_until,
+        } => match reason {
+            Refusal::Malformed(_) => ("malformed".into(), None, *locked_until),
+            Refusal::WrongCode => ("wrong".into(), None, *locked_until),
+            Refusal::Replayed { device } => {
+                ("replayed".into(), Some(device.clone()), *locked_until)
+            }
+            Refusal::NoDevices => ("no_devices".into(), None, None),
+            Refusal::Key(_) => ("key".into(), None, *locked_until),
+        },
+    }
+}
+
+/// Failure state and each device's replay state, from either store.
+type State = (
+    (i64, i64, Option<i64>),
+    Vec<(String, Option<i64>, Option<i64>, Option<i64>)>,
+);
+
+fn local_state(store: &Store, user: &str) -> State {
+    let s = auth_state::load(store.conn(), user).expect("local auth state");
+    let mut stmt = store
+        .conn()
+        .prepare(
+            "SELECT name, last_step, counter, last_used_at FROM devices WHERE user = ?1
+             ORDER BY id",
+        )
+        .expect("prepare");
+    let devices = stmt
+        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .expect("rows");
+    (
+        (i64::from(s.failures), s.window_start, s.locked_until),
+        devices,
+    )
+}
+
+fn sql_state(c: &mut Client, user: &str) -> State {
+    let failures = c
+        .query_opt(
+            "SELECT failures, window_start, locked_until FROM pam_mfa_fleet.auth_state
+             WHERE user_name = $1",
+            &[&user],
+        )
+        .expect("auth_state")
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap_or((0, 0, None));
+    let devices = c
+        .query(
+            "SELECT name, last_step, counter, last_used_at FROM pam_mfa_fleet.devices
+             WHERE user_name = $1 ORDER BY id",
+            &[&user],
+        )
+        .expect("devices")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    (failures, devices)
+}
+
+/// The same random devices, codes and times to the SQL and to `pam_mfa::login::verify` on
+/// a real SQLite store: the same answers, failure counts, lock-outs and replay marks.
+#[test]
+fn sql_and_library_agree_on_random_logins() {
+    let fleet = Fleet::new();
+    let mut c = fleet.admin();
+    let seed = env_number("FLEET_SQL_SEED", random_seed());
+    let cases = env_number("FLEET_SQL_CASES", 300);
+    eprintln!("fleet_sql differential: FLEET_SQL_SEED={seed} FLEET_SQL_CASES={cases}");
+    let mut rng = Rng::seeded(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store =
+        Store::open_or_create(&dir.path().join("store/devices.db")).expect("local store");
+    let mut tally: BTreeMap<String, u32> = BTreeMap::new();
+    let mut now = 1_800_000_005i64;
+    for case in 0..cases {
+        let user = format!("u{case}");
+        let uname = UserName::parse(&user).expect("user name");
+        // The policy's lock-out numbers, and the window from the caller or the policy.
+        let max_failures = 1 + rng.below(10) as u32;
+        let lockout_secs = [30i64, 300, 300, 100_000][rng.below(4) as usize];
+        let policy_window = rng.chance(50).then(|| rng.below(4) as u32);
+        let given_window = rng.chance(70).then(|| rng.below(4) as u32);
+        let hotp_window = rng.below(13) as u32;
+        for (key, value) in [
+            ("max_failures", max_failures.to_string()),
+            ("lockout_seconds", lockout_secs.to_string()),
+            (
+                "window",
+                policy_window.map_or("default".to_owned(), |w| w.to_string()),
+            ),
+        ] {
+            c.execute("SELECT pam_mfa_fleet.set_policy($1, $2)", &[&key, &value])
+                .expect("set_policy");
+        }
+        let settings = LoginSettings {
+            window: given_window.or(policy_window).unwrap_or(1),
+            hotp_window,
+            lockout: LockoutPolicy {
+                max_failures,
+                lockout_secs,
+            },
+        };
+        // Time moves on between cases (sometimes past a day, so old failures are forgotten).
+        now += [1, 40, 400, 90_000][rng.below(4) as usize];
+        let mut devices = Vec::new();
+        for i in 0..1 + rng.below(3) {
+            let alg = ALGORITHMS[rng.below(3) as usize];
+            let digits = 6 + rng.below(3) as u8;
+            let secret: Vec<u8> = (0..16 + rng.below(49))
+                .map(|_| rng.next_u64() as u8)
+                .collect();
+            let totp = rng.chance(70);
+            let period = totp.then(|| [30u32, 30, 60, 15, 5][rng.below(5) as usize]);
+            let drift = if rng.chance(10) {
+                [-1500i64, 1500][rng.below(2) as usize]
+            } else {
+                rng.below(7) as i64 - 3
+            };
+            let d = Dev {
+                name: format!("d{i}"),
+                secret,
+                alg,
+                digits,
+                period,
+                drift: if totp { drift } else { 0 },
+            };
+            let last_step = period
+                .filter(|_| rng.chance(60))
+                .map(|p| now.div_euclid(i64::from(p)) + d.drift + rng.below(6) as i64 - 3);
+            let counter = rng.below(40) as i64;
+            match d.period {
+                Some(p) => add_totp(
+                    &mut c, &user, &d.name, &d.secret, alg, digits, p, d.drift, last_step,
+                ),
+                None => add_hotp(&mut c, &user, &d.name, &d.secret, alg, digits, counter),
+            }
+            local_add(&store, &user, &d, last_step, counter);
+            devices.push(d);
+        }
+        let mut used: Vec<String> = Vec::new();
+        for attempt in 0..8 {
+            now += [0i64, 1, 7, 30, 200, 400][rng.below(6) as usize];
+            let d = &devices[rng.below(devices.len() as u64) as usize];
+            let w = i64::from(settings.window);
+            let answer = match rng.below(10) {
+                0 => format!(
+                    "{:0width$}",
+                    rng.below(100_000_000),
+                    width = 6 + rng.below(3) as usize
+                ),
+                1 => ["12a456", "", "12345", "123456789", "1234567890"][rng.below(5) as usize]
+                    .to_owned(),
+                2 if !used.is_empty() => used[rng.below(used.len() as u64) as usize].clone(),
+                _ => match d.period {
+                    Some(p) => {
+                        let centre = now.div_euclid(i64::from(p)) + d.drift;
+                        let step = centre + rng.below(2 * w as u64 + 5) as i64 - w - 2;
+                        code(&d.secret, d.alg, d.digits, step.max(0))
+                    }
+                    None => {
+                        // The stored counter moves; ask the SQL store for it.
+                        let now_counter: i64 = c
+                            .query_one(
+                                "SELECT counter FROM pam_mfa_fleet.devices
+                                 WHERE user_name = $1 AND name = $2",
+                                &[&user, &d.name],
+                            )
+                            .expect("counter")
+                            .get(0);
+                        let at = now_counter + rng.below(u64::from(hotp_window) + 6) as i64 - 3;
+                        code(&d.secret, d.alg, d.digits, at.max(0))
+                    }
+                },
+            };
+            let sql = c
+                .query_one(
+                    "SELECT outcome, device, locked_until
+                     FROM pam_mfa_fleet.check_code_at($1, 1000, $2, $3, $4, $5)",
+                    &[
+                        &user,
+                        &answer,
+                        &given_window.map(|w| w as i32),
+                        &(hotp_window as i32),
+                        &now,
+                    ],
+                )
+                .map(|r| -> Answer { (r.get(0), r.get(1), r.get(2)) })
+                .expect("check_code_at");
+            let local = local_answer(
+                &login::verify(&mut store, &uname, answer.as_bytes(), settings, now)
+                    .expect("library verify"),
+            );
+            let context = format!(
+                "seed {seed}, case {case}, attempt {attempt}, answer {answer:?}, now {now}, \
+                 {settings:?}, given window {given_window:?}"
+            );
+            assert_eq!(sql, local, "{context}");
+            assert_eq!(
+                sql_state(&mut c, &user),
+                local_state(&store, &user),
+                "{context}"
+            );
+            if sql.0 == "accepted" {
+                used.push(answer);
+            }
+            *tally.entry(sql.0).or_default() += 1;
+        }
+    }
+    eprintln!("outcomes: {tally:?}");
+    // The random cases reached every outcome a code can have.
+    for outcome in ["accepted", "replayed", "wrong", "malformed", "locked"] {
+        assert!(
+            tally.get(outcome).copied().unwrap_or(0) > 0,
+            "no {outcome} in {tally:?}"
+        );
+    }
+}
+
+/// A host role reads no table, changes none, calls no owner-only function, cannot become
+/// the owner or another host, and gets no secret back from any function but begin_totp.
+#[test]
+fn a_host_role_reaches_the_data_only_through_the_host_functions() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    let secret = b"the-secret-of-alice-phone".to_vec();
+    add_totp(
+        &mut admin,
+        "alice",
+        "phone",
+        &secret,
+        Algorithm::Sha1,
+        6,
+        30,
+        0,
+        None,
+    );
+    let password = fleet.add_host("a");
+    fleet.add_host("b");
+    let mut host = fleet.host("a", &password);
+    // Tables: every statement refused (42501 insufficient_privilege).
+    for table in TABLES {
+        let column: String = admin
+            .query_one(
+                "SELECT column_name::text FROM information_schema.columns
+                 WHERE table_schema = 'pam_mfa_fleet' AND table_name = $1
+                 ORDER BY ordinal_position DESC LIMIT 1",
+                &[table],
+            )
+            .expect("a column")
+            .get(0);
+        for sql in [
+            format!("SELECT * FROM pam_mfa_fleet.{table}"),
+            format!("SELECT count(*) FROM pam_mfa_fleet.{table}"),
+            format!("UPDATE pam_mfa_fleet.{table} SET \"{column}\" = \"{column}\""),
+            format!("DELETE FROM pam_mfa_fleet.{table}"),
+            format!("INSERT INTO pam_mfa_fleet.{table} DEFAULT VALUES"),
+            format!("TRUNCATE pam_mfa_fleet.{table}"),
+            format!("COPY pam_mfa_fleet.{table} TO STDOUT"),
+        ] {
+            let e = host.batch_execute(&sql).expect_err(&sql);
+            assert_eq!(sqlstate(&e), "42501", "{sql}: {e}");
+        }
+    }
+    // Every function of ours that is not a host function: EXECUTE refused.
+    let host_functions = [
+        "login_state",
+        "check_code",
+        "begin_totp",
+        "finish_totp",
+        "resync",
+        "list_devices",
+        "remove_device",
+        "rename_device",
+        "policy",
+        "unlock",
+    ];
+    let functions = admin
+        .query(
+            "SELECT p.proname::text,
+                    array(SELECT format_type(t, NULL) FROM unnest(p.proargtypes) t)
+             FROM pg_proc p
+             WHERE p.pronamespace = 'pam_mfa_fleet'::regnamespace
+               AND p.proowner = 'pam_mfa_owner'::regrole",
+            &[],
+        )
+        .expect("functions");
+    let mut owner_only = 0;
+    for f in &functions {
+        let (name, args): (String, Vec<String>) = (f.get(0), f.get(1));
+        if host_functions.contains(&name.as_str()) {
+            continue;
+        }
+        let call = format!(
+            "SELECT pam_mfa_fleet.{name}({})",
+            args.iter()
+                // Not NULL: a STRICT function with a NULL argument is folded away
+                // before its privileges are looked at.
+                .map(|t| match t.as_str() {
+                    "bytea" => "'\\x00'::bytea".to_owned(),
+                    "text" => "'x'::text".to_owned(),
+                    other => format!("1::{other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let e = host.batch_execute(&call).expect_err(&call);
+        assert_eq!(sqlstate(&e), "42501", "{call}: {e}");
+        owner_only += 1;
+    }
+    assert!(
+        owner_only >= 15,
+        "only {owner_only} owner-only functions found"
+    );
+    for name in [
+        "check_code_at",
+        "begin_totp_at",
+        "set_policy",
+        "otp_code",
+        "lock_user",
+    ] {
+        assert!(
+            functions.iter().any(|f| f.get::<_, String>(0) == name),
+            "{name} not found"
+        );
+    }
+    // The host functions' results hold no bytea but begin_totp's.
+    let bytea = admin
+        .query(
+            "SELECT p.proname::text FROM pg_proc p
+             WHERE p.pronamespace = 'pam_mfa_fleet'::regnamespace
+               AND p.proname = ANY($1)
+               AND (p.prorettype = 'bytea'::regtype
+                    OR 'bytea'::regtype = ANY(coalesce(p.proallargtypes, '{}')))",
+            &[&host_functions.to_vec()],
+        )
+        .expect("bytea results")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>();
+    assert_eq!(bytea, ["begin_totp"]);
+    // Each host function runs for the host, and nothing it prints holds the secret.
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    for sql in HOST_CALLS {
+        for message in host.simple_query(sql).expect(sql) {
+            if let postgres::SimpleQueryMessage::Row(row) = message {
+                for i in 0..row.len() {
+                    let value = row.get(i).unwrap_or("");
+                    assert!(
+                        !value.contains(&hex) && !value.contains("the-secret"),
+                        "{sql} returned a secret"
+                    );
+                }
+            }
+        }
+    }
+    // begin_totp returns the new secret once; it is the one stored.
+    let new: Vec<u8> = host
+        .query_one(
+            "SELECT pam_mfa_fleet.begin_totp('alice', 0, 'tablet', 'SHA1', 6, 30)",
+            &[],
+        )
+        .expect("begin_totp")
+        .get(0);
+    assert_eq!(new.len(), 20);
+    let stored: Vec<u8> = admin
+        .query_one(
+            "SELECT secret FROM pam_mfa_fleet.devices WHERE user_name = 'alice' AND name = 'tablet'",
+            &[],
+        )
+        .expect("stored")
+        .get(0);
+    assert_eq!(new, stored);
+    // Nor can a host become the owner, another host or anyone else.
+    for sql in [
+        "SET ROLE pam_mfa_owner",
+        "SET ROLE mfa_host_b",
+        "SET ROLE postgres",
+        "SET SESSION AUTHORIZATION pam_mfa_owner",
+        "SET SESSION AUTHORIZATION mfa_host_b",
+        "CREATE TABLE pam_mfa_fleet.mine (x int)",
+        "CREATE FUNCTION pam_mfa_fleet.mine() RETURNS int LANGUAGE sql RETURN 1",
+        "GRANT pam_mfa_owner TO mfa_host_a",
+        "ALTER ROLE mfa_host_a SUPERUSER",
+    ] {
+        let e = host.batch_execute(sql).expect_err(sql);
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e}");
+    }
+    // The audit names the host by its login role.
+    let hosts: Vec<String> = admin
+        .query(
+            "SELECT DISTINCT host FROM pam_mfa_fleet.audit ORDER BY host",
+            &[],
+        )
+        .expect("audit")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(hosts, ["mfa_host_a"]);
+}
+
+/// 16 logins at once over 16 connections of two hosts with one right code: one accepted.
+#[test]
+fn sixteen_concurrent_logins_with_one_code_accept_it_once() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    let hosts = [("a", fleet.add_host("a")), ("b", fleet.add_host("b"))];
+    let secret = b"0123456789abcdef0123".to_vec();
+    for round in 0..3 {
+        let user = format!("race{round}");
+        add_totp(
+            &mut admin,
+            &user,
+            "phone",
+            &secret,
+            Algorithm::Sha1,
+            6,
+            30,
+            0,
+            None,
+        );
+        let mut clients: Vec<Client> = (0..16)
+            .map(|i| {
+                let (name, password) = &hosts[i % 2];
+                fleet.host(name, password)
+            })
+            .collect();
+        let step = server_now(&mut admin).div_euclid(30);
+        let right = code(&secret, Algorithm::Sha1, 6, step);
+        let barrier = Arc::new(Barrier::new(16));
+        let threads: Vec<_> = clients
+            .drain(..)
+            .map(|mut client| {
+                let (barrier, user, right) = (barrier.clone(), user.clone(), right.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    check(&mut client, &user, &right)
+                })
+            })
+            .collect();
+        let answers: Vec<Answer> = threads
+            .into_iter()
+            .map(|t| t.join().expect("login thread"))
+            .collect();
+        let accepted = answers.iter().filter(|a| a.0 == "accepted").count();
+        assert_eq!(accepted, 1, "{answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| ["accepted", "replayed", "locked"].contains(&a.0.as_str())),
+            "{answers:?}"
+        );
+    }
+}
+
+/// Failures on two hosts count toward one lock-out, which then holds on both.
+#[test]
+fn failures_on_two_hosts_lock_the_user_on_both() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    let (pa, pb) = (fleet.add_host("a"), fleet.add_host("b"));
+    let (mut a, mut b) = (fleet.host("a", &pa), fleet.host("b", &pb));
+    let secret = b"lock-out-secret-0123".to_vec();
+    add_totp(
+        &mut admin,
+        "carol",
+        "phone",
+        &secret,
+        Algorithm::Sha1,
+        6,
+        30,
+        0,
+        None,
+    );
+    // The server's time as a host sees it.
+    let right = |c: &mut Client| {
+        let now: i64 = c
+            .query_one("SELECT now FROM pam_mfa_fleet.login_state('carol')", &[])
+            .expect("login_state")
+            .get(0);
+        code(&secret, Algorithm::Sha1, 6, now.div_euclid(30))
+    };
+    // The default policy: 5 failures lock for 300 s. A code no window holds (far away).
+    let wrong = code(&secret, Algorithm::Sha1, 6, 1000);
+    for i in 0..4 {
+        let host = if i % 2 == 0 { &mut a } else { &mut b };
+        let answer = check(host, "carol", &wrong);
+        assert_eq!(
+            (answer.0.as_str(), answer.2),
+            ("wrong", None),
+            "failure {i}"
+        );
+    }
+    let fifth = check(&mut b, "carol", &wrong);
+    assert_eq!(fifth.0, "wrong");
+    let until = fifth.2.expect("the fifth failure locks");
+    let now = server_now(&mut admin);
+    assert!((now + 295..=now + 300).contains(&until), "{until} {now}");
+    // Locked on both hosts, even with the right code, which is not checked.
+    for host in [&mut a, &mut b] {
+        let code = right(host);
+        assert_eq!(
+            check(host, "carol", &code),
+            ("locked".into(), None, Some(until))
+        );
+        let state = host
+            .query_one(
+                "SELECT locked_until FROM pam_mfa_fleet.login_state('carol')",
+                &[],
+            )
+            .expect("login_state");
+        assert_eq!(state.get::<_, Option<i64>>(0), Some(until));
+    }
+    // The audit has each host's refusals under its own name.
+    let per_host: Vec<(String, i64)> = admin
+        .query(
+            "SELECT host, count(*) FROM pam_mfa_fleet.audit
+             WHERE action = 'login-refused' GROUP BY host ORDER BY host",
+            &[],
+        )
+        .expect("audit")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        per_host,
+        [("mfa_host_a".to_owned(), 3), ("mfa_host_b".to_owned(), 4)]
+    );
+    // An unlock on one host ends it for both.
+    assert!(
+        a.query_one("SELECT pam_mfa_fleet.unlock('carol', 0)", &[])
+            .expect("unlock")
+            .get::<_, bool>(0)
+    );
+    let code = right(&mut b);
+    assert_eq!(check(&mut b, "carol", &code).0, "accepted");
+    assert_eq!(check(&mut a, "carol", &code).0, "replayed");
+}
+
+/// fleet.sql run again (and again) keeps every row and every grant.
+#[test]
+fn init_twice_keeps_the_data() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    let password = fleet.add_host("a");
+    let secret = b"kept-across-inits-01".to_vec();
+    add_totp(
+        &mut admin,
+        "dave",
+        "phone",
+        &secret,
+        Algorithm::Sha1,
+        6,
+        30,
+        0,
+        Some(5),
+    );
+    admin
+        .execute("SELECT pam_mfa_fleet.set_policy('max_failures', '7')", &[])
+        .expect("policy");
+    let mut host = fleet.host("a", &password);
+    assert_eq!(check(&mut host, "dave", "000000").0, "wrong");
+    let snapshot = |c: &mut Client| -> Vec<String> {
+        [
+            "SELECT string_agg(format('%s', d), ';' ORDER BY id) FROM pam_mfa_fleet.devices d",
+            "SELECT string_agg(format('%s', a), ';') FROM pam_mfa_fleet.auth_state a",
+            "SELECT string_agg(format('%s', a), ';' ORDER BY id) FROM pam_mfa_fleet.audit a",
+            "SELECT string_agg(format('%s', p), ';') FROM pam_mfa_fleet.policy p",
+            "SELECT string_agg(format('%s', v), ';') FROM pam_mfa_fleet.schema_version v",
+        ]
+        .iter()
+        .map(|sql| {
+            c.query_one(*sql, &[])
+                .expect(sql)
+                .get::<_, Option<String>>(0)
+                .unwrap_or_default()
+        })
+        .collect()
+    };
+    let before = snapshot(&mut admin);
+    assert_eq!(before[4], "(1)");
+    fleet.init();
+    fleet.init();
+    assert_eq!(snapshot(&mut admin), before);
+    // The host keeps its rights (and no more), on a new connection and the old one.
+    let mut again = fleet.host("a", &password);
+    for host in [&mut host, &mut again] {
+        let policy = host
+            .query_one("SELECT max_failures FROM pam_mfa_fleet.policy()", &[])
+            .expect("policy");
+        assert_eq!(policy.get::<_, Option<i32>>(0), Some(7));
+        let e = host
+            .batch_execute("SELECT * FROM pam_mfa_fleet.devices")
+            .expect_err("table read");
+        assert_eq!(sqlstate(&e), "42501");
+    }
+    let now = server_now(&mut admin);
+    let right = code(&secret, Algorithm::Sha1, 6, now.div_euclid(30));
+    assert_eq!(check(&mut again, "dave", &right).0, "accepted");
+}
+
+/// Registration, resync, rename and removal through the `_at` functions at chosen times,
+/// and the errors the contract names.
+#[test]
+fn registration_and_device_changes() {
+    let fleet = Fleet::new();
+    let mut c = fleet.admin();
+    let t = 1_800_000_005i64;
+    let step = t.div_euclid(30);
+    let begin = |c: &mut Client, name: &str, at: i64| -> Result<Vec<u8>, String> {
+        c.query_one(
+            "SELECT pam_mfa_fleet.begin_totp_at('erin', 1000, $1, 'SHA1', 6, 30, $2)",
+            &[&name, &at],
+        )
+        .map(|r| r.get(0))
+        .map_err(|e| sqlstate(&e))
+    };
+    let text = |c: &mut Client,
+                sql: &str,
+                args: &[&(dyn postgres::types::ToSql + Sync)]|
+     -> String { c.query_one(sql, args).expect(sql).get(0) };
+    let finish = "SELECT pam_mfa_fleet.finish_totp_at('erin', 1000, $1, $2, $3, $4)";
+    let phone = begin(&mut c, "phone", t).expect("begin");
+    assert_eq!(phone.len(), 20);
+    let (c1, c2) = (
+        code(&phone, Algorithm::Sha1, 6, step - 1),
+        code(&phone, Algorithm::Sha1, 6, step),
+    );
+    assert_eq!(text(&mut c, finish, &[&"phone", &c1, &c1, &t]), "wrong");
+    assert_eq!(
+        text(&mut c, finish, &[&"none", &c1, &c2, &t]),
+        "no_such_device"
+    );
+    // Either order; the later step is burnt.
+    assert_eq!(text(&mut c, finish, &[&"phone", &c2, &c1, &t]), "activated");
+    assert_eq!(
+        text(&mut c, finish, &[&"phone", &c1, &c2, &t]),
+        "already_active"
+    );
+    assert_eq!(check_at(&mut c, "erin", &c2, None, None, t).0, "replayed");
+    let next = code(&phone, Algorithm::Sha1, 6, step + 1);
+    assert_eq!(check_at(&mut c, "erin", &next, None, None, t).0, "accepted");
+    // Names: taken by an active device; a pending one of the same name is replaced.
+    assert_eq!(begin(&mut c, "phone", t), Err("MF001".into()));
+    for name in ["p1", "p2", "p3"] {
+        begin(&mut c, name, t).expect(name);
+    }
+    begin(&mut c, "p3", t + 1).expect("starting over");
+    assert_eq!(begin(&mut c, "p4", t), Err("MF003".into()));
+    // Pending ones expire after 600 s.
+    assert_eq!(
+        text(&mut c, finish, &[&"p1", &c1, &c2, &(t + 600)]),
+        "no_such_device"
+    );
+    begin(&mut c, "p4", t + 600).expect("after expiry");
+    let listed: Vec<(String, String, String)> = c
+        .query(
+            "SELECT name, kind, state FROM pam_mfa_fleet.list_devices_at('erin', $1)",
+            &[&(t + 600)],
+        )
+        .expect("list")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("phone".into(), "totp".into(), "active".into()),
+            ("p3".into(), "totp".into(), "pending".into()),
+            ("p4".into(), "totp".into(), "pending".into())
+        ]
+    );
+    // The policy's device limit.
+    c.execute("SELECT pam_mfa_fleet.set_policy('max_devices', '1')", &[])
+        .expect("policy");
+    assert_eq!(begin(&mut c, "p5", t + 600), Err("MF002".into()));
+    c.execute(
+        "SELECT pam_mfa_fleet.set_policy('max_devices', 'default')",
+        &[],
+    )
+    .expect("policy");
+    // Bad arguments.
+    for (sql, state) in [
+        (
+            "SELECT pam_mfa_fleet.begin_totp_at('erin', 0, 'x', 'MD5', 6, 30, 0)",
+            "MF005",
+        ),
+        (
+            "SELECT pam_mfa_fleet.begin_totp_at('erin', 0, 'x', 'SHA1', 9, 30, 0)",
+            "MF005",
+        ),
+        (
+            "SELECT pam_mfa_fleet.begin_totp_at('erin', 0, '', 'SHA1', 6, 30, 0)",
+            "MF005",
+        ),
+        (
+            "SELECT pam_mfa_fleet.begin_totp_at('', 0, 'x', 'SHA1', 6, 30, 0)",
+            "MF005",
+        ),
+        (
+            "SELECT * FROM pam_mfa_fleet.check_code_at('erin', 0, '123456', -1, 0, 0)",
+            "MF005",
+        ),
+    ] {
+        let e = c.batch_execute(sql).expect_err(sql);
+        assert_eq!(sqlstate(&e), state, "{sql}");
+    }
+    // Resync: the phone's clock 2 hours ahead (240 steps).
+    let resync = "SELECT pam_mfa_fleet.resync_at('erin', 1000, $1, $2, $3, $4)";
+    let later = t + 3600;
+    let ls = later.div_euclid(30);
+    let (r1, r2) = (
+        code(&phone, Algorithm::Sha1, 6, ls + 240),
+        code(&phone, Algorithm::Sha1, 6, ls + 241),
+    );
+    assert_eq!(check_at(&mut c, "erin", &r2, None, None, later).0, "wrong");
+    assert_eq!(
+        text(&mut c, resync, &[&"phone", &r1, &"000000", &later]),
+        "wrong"
+    );
+    assert_eq!(
+        text(&mut c, resync, &[&"none", &r1, &r2, &later]),
+        "no_such_device"
+    );
+    assert_eq!(
+        text(&mut c, resync, &[&"p4", &r1, &r2, &later]),
+        "no_such_device"
+    );
+    assert_eq!(
+        text(&mut c, resync, &[&"phone", &r1, &r2, &later]),
+        "resynced"
+    );
+    assert_eq!(text(&mut c, resync, &[&"phone", &r1, &r2, &later]), "wrong");
+    let ahead = code(&phone, Algorithm::Sha1, 6, ls + 242);
+    assert_eq!(
+        check_at(&mut c, "erin", &ahead, None, None, later).0,
+        "accepted"
+    );
+    // Rename and remove.
+    let rename = "SELECT pam_mfa_fleet.rename_device_at('erin', 1000, $1, $2, $3)";
+    assert_eq!(text(&mut c, rename, &[&"phone", &"p4", &later]), "renamed");
+    assert_eq!(text(&mut c, rename, &[&"p4", &"p4", &later]), "renamed");
+    assert_eq!(
+        text(&mut c, rename, &[&"none", &"x", &later]),
+        "no_such_device"
+    );
+    begin(&mut c, "pending", later).expect("begin");
+    assert_eq!(
+        text(&mut c, rename, &[&"p4", &"pending", &later]),
+        "name_taken"
+    );
+    let remove = "SELECT pam_mfa_fleet.remove_device_at('erin', 1000, $1, $2)";
+    let removed = |c: &mut Client, name: &str| -> bool {
+        c.query_one(remove, &[&name, &later])
+            .expect("remove")
+            .get(0)
+    };
+    assert!(removed(&mut c, "p4"));
+    assert!(!removed(&mut c, "p4"));
+    assert_eq!(
+        check_at(&mut c, "erin", &ahead, None, None, later).0,
+        "no_devices"
+    );
+    let actions: Vec<String> = c
+        .query(
+            "SELECT action FROM pam_mfa_fleet.audit WHERE user_name = 'erin' ORDER BY id",
+            &[],
+        )
+        .expect("audit")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for action in [
+        "begin",
+        "finish",
+        "login-accepted",
+        "resync",
+        "rename",
+        "remove",
+    ] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
+}
