@@ -2,8 +2,9 @@
 //! only over TCP): verify-full TLS, password and client-certificate logins, a writable
 //! server chosen over a standby, reconnection, and `mfa admin fleet`'s host roles.
 //!
-//! The schema here is a throwaway of this test's own (one function, `policy()`), not
-//! sql/fleet.sql: what is tested is the connection, not the functions.
+//! Where the connection is what is tested, the schema is a throwaway of this test's own
+//! (one function, `policy()`, with known answers); `mfa admin fleet` and the typed calls
+//! run on the real sql/fleet.sql.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -307,7 +308,8 @@ fn a_standby_is_passed_over_and_a_dropped_connection_replaced() {
 /// path), `hosts` lists the host, `remove-host` takes it away.
 #[test]
 fn mfa_admin_fleet_commands() {
-    let pg = server();
+    let pg = Postgres::start();
+    pg.create_database("pam_mfa");
     let mfa = |args: &[&str]| {
         let out = Command::new(pam_mfa_tests::paths::mfa_bin())
             .args(["admin", "fleet"])
@@ -321,6 +323,11 @@ fn mfa_admin_fleet_commands() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // init installs the real schema, and again (idempotent).
+    for _ in 0..2 {
+        let (ok, out, err) = mfa(&["init"]);
+        assert!(ok && out.contains("installed"), "{out}{err}");
+    }
     let (ok, out, err) = mfa(&["add-host", "web3", "--server", &pg.address()]);
     assert!(ok, "{out}{err}");
     let snippet = &out[out.find("[fleet]").unwrap()..];
@@ -332,7 +339,7 @@ fn mfa_admin_fleet_commands() {
         .unwrap()
         .unwrap();
     assert_eq!(config.role, "mfa_host_web3");
-    assert_eq!(Fleet::new(config).policy().unwrap(), EXPECTED);
+    Fleet::new(config).policy().unwrap();
 
     let (ok, out, _) = mfa(&["hosts", "--json"]);
     assert!(ok);
@@ -347,23 +354,14 @@ fn mfa_admin_fleet_commands() {
     assert!(mfa(&["remove-host", "web3"]).0);
     let (ok, out, _) = mfa(&["hosts"]);
     assert!(ok && out.contains("No hosts yet"), "{out}");
-    // init runs the schema file (idempotent; the real one comes with the SQL functions).
-    let (ok, out, err) = mfa(&["init"]);
-    assert!(ok, "{out}{err}");
 }
 
 /// Every typed call of `Fleet` against the real host functions (sql/fleet.sql), as a host
 /// role over TLS: the column types and answers of CONTRACT.md as the client reads them.
-/// (Runs once the branch with the real fleet.sql is merged; the placeholder file this
-/// branch builds with has no functions to call.)
 #[test]
 fn every_call_against_the_real_functions() {
     use pam_mfa::otp::Algorithm;
     use pam_mfa_fleet::{CodeOutcome, FinishOutcome, RefusalCode, RenameOutcome, ResyncOutcome};
-    if pam_mfa_fleet::admin::FLEET_SQL.starts_with("-- placeholder") {
-        eprintln!("skipped: sql/fleet.sql is the placeholder");
-        return;
-    }
     let pg = Postgres::start();
     pg.create_database("pam_mfa");
     let mut db = admin(&pg);
