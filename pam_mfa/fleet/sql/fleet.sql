@@ -220,18 +220,30 @@ RETURN floor(extract(epoch FROM clock_timestamp()))::bigint;
 -- code exists for (negative, or past the HOTP counter cap of 2^48; steps stay far below).
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.otp_code(
     p_secret bytea, p_alg text, p_digits int, p_counter bigint)
-RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN (
+RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+-- PL/pgSQL rather than SQL: ten times faster per code (a SQL function with a FROM is not
+-- inlined). No SET search_path either (that costs more than the HMAC): every name here is
+-- qualified or pg_catalog's, and only the owner's functions, with their fixed search_path,
+-- call it.
+DECLARE
+    m bytea;
+    o int;
+BEGIN
+    IF p_counter < 0 OR p_counter > 281474976710656 OR p_digits < 6 OR p_digits > 8 THEN
+        RETURN NULL;
+    END IF;
+    m := pam_mfa_fleet.hmac_(pg_catalog.int8send(p_counter), p_secret, pg_catalog.lower(p_alg));
+    o := pg_catalog.get_byte(m, pg_catalog.length(m) - 1) & 15;
     -- (Parenthesised throughout: PostgreSQL gives &, | and << one precedence.)
-    SELECT lpad(((((get_byte(m, o) & 127)::bigint << 24)
-                  | (get_byte(m, o + 1)::bigint << 16)
-                  | (get_byte(m, o + 2)::bigint << 8)
-                  | get_byte(m, o + 3)::bigint)
-                 % power(10, p_digits)::bigint)::text, p_digits, '0')
-    FROM (SELECT m, get_byte(m, length(m) - 1) & 15 AS o
-          FROM (SELECT pam_mfa_fleet.hmac_(int8send(p_counter), p_secret, lower(p_alg)) AS m) h) t
-    WHERE p_counter BETWEEN 0 AND 281474976710656 AND p_digits BETWEEN 6 AND 8
-);
+    RETURN pg_catalog.lpad(
+        ((((pg_catalog.get_byte(m, o) & 127)::bigint << 24)
+          | (pg_catalog.get_byte(m, o + 1)::bigint << 16)
+          | (pg_catalog.get_byte(m, o + 2)::bigint << 8)
+          | pg_catalog.get_byte(m, o + 3)::bigint)
+         % pg_catalog.power(10, p_digits)::bigint)::text,
+        p_digits, '0');
+END
+$$;
 
 -- The first value in lo..=hi whose code is p_code (NULL: none, or an empty range).
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.otp_find(
