@@ -460,7 +460,8 @@ fn sql_and_library_agree_on_random_logins() {
     let cases = env_number("FLEET_SQL_CASES", 300);
     eprintln!("fleet_sql differential: FLEET_SQL_SEED={seed} FLEET_SQL_CASES={cases}");
     let mut rng = Rng::seeded(seed);
-    let dir = tempfile::tempdir().expect("temp dir");
+    // In memory: thousands of commits, each synced, would make this a disk benchmark.
+    let dir = tempfile::tempdir_in("/dev/shm").expect("temp dir");
     let mut store =
         Store::open_or_create(&dir.path().join("store/devices.db")).expect("local store");
     let mut tally: BTreeMap<String, u32> = BTreeMap::new();
@@ -1219,7 +1220,8 @@ fn sql_and_library_agree_on_registrations_and_resyncs() {
         cases * 2
     );
     let mut rng = Rng::seeded(seed ^ 0x5eed);
-    let dir = tempfile::tempdir().expect("temp dir");
+    // In memory: thousands of commits, each synced, would make this a disk benchmark.
+    let dir = tempfile::tempdir_in("/dev/shm").expect("temp dir");
     let mut store =
         Store::open_or_create(&dir.path().join("store/devices.db")).expect("local store");
     let mut tally: BTreeMap<String, u32> = BTreeMap::new();
