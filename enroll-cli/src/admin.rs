@@ -35,6 +35,8 @@ pub fn run(link: &mut Link, cmd: Admin) -> Result<(), CliError> {
             since,
             json,
         }) => show_audit(link, user, since, json),
+        // Dispatched before the daemon is reached (main.rs); here for completeness.
+        Admin::Fleet(cmd) => crate::fleet::run(cmd),
     }
 }
 

@@ -141,6 +141,57 @@ pub enum Admin {
     },
     /// Who changed what, when and from which uid; `audit prune` removes old rows
     Audit(Audit),
+    /// The fleet database (PostgreSQL) that many hosts share: install its schema, add
+    /// and remove hosts. Connects to PostgreSQL directly as its administrator, not
+    /// through the daemon
+    #[command(subcommand)]
+    Fleet(Fleet),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Fleet {
+    /// Install or upgrade the schema, roles and functions (safe to run again)
+    Init(FleetConnection),
+    /// Create the database role of host NAME (mfa_host_NAME) and print its password once,
+    /// with a ready-to-paste /etc/pam_mfa/mfad.conf
+    AddHost {
+        /// The host's name: 1-40 characters of a-z, 0-9 and _
+        name: String,
+        /// A database server for the printed mfad.conf, as HOST:PORT (repeat for a
+        /// standby) [default: an example to edit]
+        #[arg(long, value_name = "HOST:PORT")]
+        server: Vec<String>,
+        #[command(flatten)]
+        connection: FleetConnection,
+    },
+    /// Drop host NAME's role: it can no longer reach the fleet, and its open sessions
+    /// end now
+    RemoveHost {
+        name: String,
+        #[command(flatten)]
+        connection: FleetConnection,
+    },
+    /// Every host that has a role
+    Hosts {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: FleetConnection,
+    },
+}
+
+/// How `mfa admin fleet` reaches PostgreSQL as its administrator.
+#[derive(Debug, Args)]
+pub struct FleetConnection {
+    /// A libpq connection string, e.g. "host=db1.example.com user=postgres
+    /// sslrootcert=/etc/pam_mfa/fleet-ca.pem" (TCP needs sslrootcert, checked as
+    /// verify-full, or sslmode=disable). Keys left out come from PGHOST, PGPORT, PGUSER,
+    /// PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY [default:
+    /// the local socket, user postgres, database pam_mfa]. Give a password in PGPASSWORD,
+    /// not here: other users can read a command line
+    #[arg(long, value_name = "CONNINFO")]
+    pub connection: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod daemon;
 mod doctor;
 mod enroll;
 mod enroll_fido2;
+mod fleet;
 mod hardening;
 mod identity;
 mod keys;
@@ -104,6 +105,15 @@ fn run(cli: cli::Cli) -> Result<ExitCode, CliError> {
             cli.user.as_deref(),
             args,
         );
+    }
+    // The fleet's administration talks to PostgreSQL itself: no daemon, no store.
+    if let cli::Command::Admin(cli::Admin::Fleet(cmd)) = cli.command {
+        if !is_root || cli.user.is_some() || cli.db.is_some() || cli.socket.is_some() {
+            return Err(CliError::msg(
+                "mfa admin fleet is for root only, and takes none of --user, --db, --socket",
+            ));
+        }
+        return fleet::run(cmd).map(|()| ExitCode::SUCCESS);
     }
     let mut link = daemon::Link::open(cli.socket.as_deref(), cli.db.as_deref(), is_root)?;
     let target = identity::resolve(cli.user.as_deref())?;

@@ -1,0 +1,559 @@
+//! [`Fleet`]: mfad's handle on the fleet database, one typed method per host function of
+//! `sql/fleet.sql`.
+//!
+//! The client owns a current-thread tokio runtime and blocks on it, so mfad stays
+//! synchronous; every call is bounded by `connect_timeout + query_timeout` at most (the
+//! connect only when there is no live connection), so a stalled or unreachable server
+//! costs a login a few seconds and an `Unavailable`, never a hang.
+//!
+//! A connection found closed at the start of a call is replaced within that call. A call
+//! whose connection is lost or times out after it was sent is not sent again (the server
+//! may have run it: a code counted twice, a registration begun twice), except for the
+//! calls that only read; the next call connects anew.
+
+use std::time::Duration;
+
+use pam_mfa::otp::Algorithm;
+use pam_mfa::policy::{NoDevice, SelfService};
+use pam_mfa::store::devices::{DeviceKind, DeviceState};
+use tokio::runtime::Runtime;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use zeroize::Zeroizing;
+
+use crate::config::FleetConfig;
+use crate::connect::{self, Conn};
+use crate::error::{FleetError, Result};
+
+/// `login_state(p_user)`: what a login needs to know before asking anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginState {
+    /// Active TOTP and HOTP devices.
+    pub code_devices: u32,
+    /// Active FIDO2 security keys.
+    pub keys: u32,
+    /// The end of the lock-out (unix seconds, the server's clock) if locked now.
+    pub locked_until: Option<i64>,
+    pub no_device: NoDevice,
+    /// The server's clock, the fleet's one time.
+    pub now: i64,
+}
+
+/// `check_code(...)`: one row, the same outcomes as the local store's login check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// The code matched `device`; its step or counter is recorded, failures cleared.
+    Accepted { device: String },
+    /// Matched no device; counted. `locked_until` is set if this failure locked the user.
+    Wrong { locked_until: Option<i64> },
+    /// A code already used on `device` (on any host); counted.
+    Replayed {
+        device: String,
+        locked_until: Option<i64>,
+    },
+    /// Not 6-8 digits; counted.
+    Malformed { locked_until: Option<i64> },
+    /// Locked until `until`; the code was not looked at.
+    Locked { until: i64 },
+    /// No active code device; nothing counted.
+    NoDevices,
+}
+
+/// `finish_totp(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishOutcome {
+    Activated,
+    /// Not two consecutive codes within the window.
+    Wrong,
+    AlreadyActive,
+    /// No such pending device, or it expired.
+    NoSuchDevice,
+}
+
+/// `resync(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncOutcome {
+    Resynced,
+    Wrong,
+    NoSuchDevice,
+}
+
+/// `rename_device(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameOutcome {
+    Renamed,
+    NoSuchDevice,
+    NameTaken,
+}
+
+/// One row of `list_devices(p_user)`: never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetDevice {
+    pub name: String,
+    pub kind: DeviceKind,
+    pub state: DeviceState,
+    pub created: i64,
+    pub last_used: Option<i64>,
+    /// When a pending registration expires.
+    pub expires: Option<i64>,
+}
+
+/// `policy()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetPolicy {
+    pub self_service: SelfService,
+    pub max_devices: u32,
+    pub no_device: NoDevice,
+    pub max_failures: u32,
+    pub lockout_seconds: u32,
+    pub window: u32,
+}
+
+/// The host's handle on the fleet database. Connects lazily, at the first call.
+pub struct Fleet {
+    config: FleetConfig,
+    runtime: Option<Runtime>,
+    conn: Option<Conn>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("config", &self.config)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+/// Whether a call may be sent again after its connection was lost: only those that
+/// change nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ReadOnly,
+    Changes,
+}
+
+impl Fleet {
+    pub fn new(config: FleetConfig) -> Fleet {
+        Fleet {
+            config,
+            runtime: None,
+            conn: None,
+        }
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.config
+    }
+
+    /// Connects now if not connected (mfad's start-up check and `mfa doctor`).
+    pub fn ping(&mut self) -> Result<()> {
+        self.call("ping", "SELECT 1", &[], Kind::ReadOnly, |_| Ok(()))
+    }
+
+    pub fn login_state(&mut self, user: &str) -> Result<LoginState> {
+        self.call(
+            "login_state",
+            "SELECT code_devices, keys, locked_until, no_device, now \
+             FROM pam_mfa_fleet.login_state($1)",
+            &[&user],
+            Kind::ReadOnly,
+            |rows| {
+                let row = one_row("login_state", rows)?;
+                Ok(LoginState {
+                    code_devices: count(&row, 0)?,
+                    keys: count(&row, 1)?,
+                    locked_until: get(&row, 2)?,
+                    no_device: no_device(&get::<String>(&row, 3)?)?,
+                    now: get(&row, 4)?,
+                })
+            },
+        )
+    }
+
+    /// `window`: None for the policy's window; `hotp_window`: the HOTP look-ahead. `code`
+    /// is sent as given ('' when mfad's own parser refused the answer: still counted).
+    pub fn check_code(
+        &mut self,
+        user: &str,
+        actor: u32,
+        code: &str,
+        window: Option<u32>,
+        hotp_window: u32,
+    ) -> Result<CodeOutcome> {
+        let actor = int(actor, "actor")?;
+        let window = window.map(|w| int(w, "window")).transpose()?;
+        let hotp_window = int(hotp_window, "hotp_window")?;
+        self.call(
+            "check_code",
+            "SELECT outcome, device, locked_until \
+             FROM pam_mfa_fleet.check_code($1, $2, $3, $4, $5)",
+            &[&user, &actor, &code, &window, &hotp_window],
+            Kind::Changes,
+            |rows| {
+                let row = one_row("check_code", rows)?;
+                let outcome: String = get(&row, 0)?;
+                let device: Option<String> = get(&row, 1)?;
+                let locked_until: Option<i64> = get(&row, 2)?;
+                let named = |device: Option<String>| {
+                    device.ok_or_else(|| {
+                        FleetError::Database(format!("check_code: {outcome} without a device"))
+                    })
+                };
+                Ok(match outcome.as_str() {
+                    "accepted" => CodeOutcome::Accepted {
+                        device: named(device)?,
+                    },
+                    "wrong" => CodeOutcome::Wrong { locked_until },
+                    "replayed" => CodeOutcome::Replayed {
+                        device: named(device)?,
+                        locked_until,
+                    },
+                    "malformed" => CodeOutcome::Malformed { locked_until },
+                    "locked" => CodeOutcome::Locked {
+                        until: locked_until.ok_or_else(|| {
+                            FleetError::Database("check_code: locked without an end".into())
+                        })?,
+                    },
+                    "no_devices" => CodeOutcome::NoDevices,
+                    other => return Err(unknown("check_code", other)),
+                })
+            },
+        )
+    }
+
+    /// Creates the pending device and returns its secret, once (the database keeps it;
+    /// this host only shows it to the person registering).
+    pub fn begin_totp(
+        &mut self,
+        user: &str,
+        actor: u32,
+        name: &str,
+        algorithm: Algorithm,
+        digits: u32,
+        period: u32,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let actor = int(actor, "actor")?;
+        let digits = int(digits, "digits")?;
+        let period = int(period, "period")?;
+        self.call(
+            "begin_totp",
+            "SELECT pam_mfa_fleet.begin_totp($1, $2, $3, $4, $5, $6)",
+            &[&user, &actor, &name, &algorithm.as_str(), &digits, &period],
+            Kind::Changes,
+            |rows| {
+                let row = one_row("begin_totp", rows)?;
+                let secret: Vec<u8> = get(&row, 0)?;
+                if secret.is_empty() {
+                    return Err(FleetError::Database("begin_totp: empty secret".into()));
+                }
+                Ok(Zeroizing::new(secret))
+            },
+        )
+    }
+
+    pub fn finish_totp(
+        &mut self,
+        user: &str,
+        actor: u32,
+        name: &str,
+        code1: &str,
+        code2: &str,
+    ) -> Result<FinishOutcome> {
+        let actor = int(actor, "actor")?;
+        let text = self.text_call(
+            "finish_totp",
+            "SELECT pam_mfa_fleet.finish_totp($1, $2, $3, $4, $5)",
+            &[&user, &actor, &name, &code1, &code2],
+        )?;
+        Ok(match text.as_str() {
+            "activated" => FinishOutcome::Activated,
+            "wrong" => FinishOutcome::Wrong,
+            "already_active" => FinishOutcome::AlreadyActive,
+            "no_such_device" => FinishOutcome::NoSuchDevice,
+            other => return Err(unknown("finish_totp", other)),
+        })
+    }
+
+    pub fn resync(
+        &mut self,
+        user: &str,
+        actor: u32,
+        name: &str,
+        code1: &str,
+        code2: &str,
+    ) -> Result<ResyncOutcome> {
+        let actor = int(actor, "actor")?;
+        let text = self.text_call(
+            "resync",
+            "SELECT pam_mfa_fleet.resync($1, $2, $3, $4, $5)",
+            &[&user, &actor, &name, &code1, &code2],
+        )?;
+        Ok(match text.as_str() {
+            "resynced" => ResyncOutcome::Resynced,
+            "wrong" => ResyncOutcome::Wrong,
+            "no_such_device" => ResyncOutcome::NoSuchDevice,
+            other => return Err(unknown("resync", other)),
+        })
+    }
+
+    pub fn list_devices(&mut self, user: &str) -> Result<Vec<FleetDevice>> {
+        self.call(
+            "list_devices",
+            "SELECT name, kind, state, created, last_used, expires \
+             FROM pam_mfa_fleet.list_devices($1)",
+            &[&user],
+            Kind::ReadOnly,
+            |rows| {
+                rows.iter()
+                    .map(|row| {
+                        let kind: String = get(row, 1)?;
+                        let state: String = get(row, 2)?;
+                        Ok(FleetDevice {
+                            name: get(row, 0)?,
+                            kind: [DeviceKind::Totp, DeviceKind::Fido2, DeviceKind::Token]
+                                .into_iter()
+                                .find(|k| k.as_str() == kind)
+                                .ok_or_else(|| unknown("list_devices kind", &kind))?,
+                            state: [DeviceState::Pending, DeviceState::Active]
+                                .into_iter()
+                                .find(|s| s.as_str() == state)
+                                .ok_or_else(|| unknown("list_devices state", &state))?,
+                            created: get(row, 3)?,
+                            last_used: get(row, 4)?,
+                            expires: get(row, 5)?,
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// `Ok(false)`: the user has no device by that name.
+    pub fn remove_device(&mut self, user: &str, actor: u32, name: &str) -> Result<bool> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "remove_device",
+            "SELECT pam_mfa_fleet.remove_device($1, $2, $3)",
+            &[&user, &actor, &name],
+            Kind::Changes,
+            |rows| get(&one_row("remove_device", rows)?, 0),
+        )
+    }
+
+    pub fn rename_device(
+        &mut self,
+        user: &str,
+        actor: u32,
+        old: &str,
+        new: &str,
+    ) -> Result<RenameOutcome> {
+        let actor = int(actor, "actor")?;
+        let text = self.text_call(
+            "rename_device",
+            "SELECT pam_mfa_fleet.rename_device($1, $2, $3, $4)",
+            &[&user, &actor, &old, &new],
+        )?;
+        Ok(match text.as_str() {
+            "renamed" => RenameOutcome::Renamed,
+            "no_such_device" => RenameOutcome::NoSuchDevice,
+            "name_taken" => RenameOutcome::NameTaken,
+            other => return Err(unknown("rename_device", other)),
+        })
+    }
+
+    pub fn policy(&mut self) -> Result<FleetPolicy> {
+        self.call(
+            "policy",
+            "SELECT self_service, max_devices, no_device, max_failures, lockout_seconds, \"window\" \
+             FROM pam_mfa_fleet.policy()",
+            &[],
+            Kind::ReadOnly,
+            |rows| {
+                let row = one_row("policy", rows)?;
+                let self_service: String = get(&row, 0)?;
+                Ok(FleetPolicy {
+                    self_service: [SelfService::Allow, SelfService::Deny]
+                        .into_iter()
+                        .find(|s| s.as_str() == self_service)
+                        .ok_or_else(|| unknown("policy self_service", &self_service))?,
+                    max_devices: count(&row, 1)?,
+                    no_device: no_device(&get::<String>(&row, 2)?)?,
+                    max_failures: count(&row, 3)?,
+                    lockout_seconds: count(&row, 4)?,
+                    window: count(&row, 5)?,
+                })
+            },
+        )
+    }
+
+    /// `Ok(true)` if there was a lock-out or failure count to clear.
+    pub fn unlock(&mut self, user: &str, actor: u32) -> Result<bool> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "unlock",
+            "SELECT pam_mfa_fleet.unlock($1, $2)",
+            &[&user, &actor],
+            Kind::Changes,
+            |rows| get(&one_row("unlock", rows)?, 0),
+        )
+    }
+
+    fn text_call(
+        &mut self,
+        name: &'static str,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<String> {
+        self.call(name, sql, params, Kind::Changes, |rows| {
+            get(&one_row(name, rows)?, 0)
+        })
+    }
+
+    /// Runs `sql` (prepared once per connection) within the call's deadline, connecting
+    /// first if needed; see the module's notes for when it is sent again.
+    fn call<T>(
+        &mut self,
+        name: &'static str,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        kind: Kind,
+        map: impl FnOnce(Vec<Row>) -> Result<T>,
+    ) -> Result<T> {
+        if self.runtime.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+                .map_err(|e| FleetError::Unavailable(format!("cannot start the runtime: {e}")))?;
+            self.runtime = Some(rt);
+        }
+        let Self {
+            config,
+            runtime,
+            conn,
+        } = self;
+        let Some(runtime) = runtime.as_ref() else {
+            return Err(FleetError::Unavailable("no runtime".into()));
+        };
+        let total = config.connect_timeout + config.query_timeout;
+        let query_timeout = config.query_timeout;
+        let config = &*config;
+        let attempt = async {
+            // Let the connection's task see an end-of-file the server sent while idle
+            // (a restart, a fail-over), so the call connects anew instead of failing.
+            for _ in 0..2 {
+                tokio::task::yield_now().await;
+            }
+            if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+                *conn = None;
+            }
+            let mut retried = false;
+            loop {
+                let fresh = conn.is_none();
+                if fresh {
+                    *conn = Some(connect::connect(config).await?);
+                }
+                let Some(c) = conn.as_mut() else {
+                    return Err(FleetError::Unavailable("not connected".into()));
+                };
+                match tokio::time::timeout(query_timeout, run(c, name, sql, params)).await {
+                    Err(_) => {
+                        *conn = None;
+                        return Err(FleetError::Unavailable(format!(
+                            "no answer to {name} within {} ms",
+                            query_timeout.as_millis()
+                        )));
+                    }
+                    Ok(Err(e)) if e.is_closed() => {
+                        *conn = None;
+                        if !fresh && !retried && kind == Kind::ReadOnly {
+                            retried = true;
+                            continue;
+                        }
+                        return Err(FleetError::from_call(name, &e));
+                    }
+                    Ok(Err(e)) => return Err(FleetError::from_call(name, &e)),
+                    Ok(Ok(rows)) => return Ok(rows),
+                }
+            }
+        };
+        let rows = runtime
+            .block_on(async { tokio::time::timeout(total, attempt).await })
+            .unwrap_or_else(|_| {
+                Err(FleetError::Unavailable(format!(
+                    "no answer to {name} within {} ms",
+                    total.as_millis()
+                )))
+            });
+        if rows.is_err() && matches!(rows, Err(FleetError::Unavailable(_))) {
+            self.conn = None;
+        }
+        map(rows?)
+    }
+}
+
+async fn run(
+    c: &mut Conn,
+    name: &'static str,
+    sql: &'static str,
+    params: &[&(dyn ToSql + Sync)],
+) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = match c.statements.get(name) {
+        Some(s) => s.clone(),
+        None => {
+            let s = c.client.prepare(sql).await?;
+            c.statements.insert(name, s.clone());
+            s
+        }
+    };
+    c.client.query(&statement, params).await
+}
+
+fn one_row(name: &str, rows: Vec<Row>) -> Result<Row> {
+    let n = rows.len();
+    let mut rows = rows.into_iter();
+    match (rows.next(), n) {
+        (Some(row), 1) => Ok(row),
+        _ => Err(FleetError::Database(format!(
+            "{name} returned {n} rows, not one"
+        ))),
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i)
+        .map_err(|e| FleetError::Database(format!("unexpected column {i}: {e}")))
+}
+
+/// A non-negative int column (a count, a policy number).
+fn count(row: &Row, i: usize) -> Result<u32> {
+    let v: i32 = get(row, i)?;
+    u32::try_from(v).map_err(|_| FleetError::Database(format!("negative value in column {i}")))
+}
+
+/// A value this side sends as SQL `int`: larger ones are refused here as the database
+/// would (MF005), not wrapped around.
+fn int(v: u32, what: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| FleetError::Refused {
+        code: crate::RefusalCode::BadArgument,
+        message: format!("{what} {v} is out of range"),
+    })
+}
+
+fn no_device(s: &str) -> Result<NoDevice> {
+    [NoDevice::Allow, NoDevice::Deny, NoDevice::Enroll]
+        .into_iter()
+        .find(|n| n.as_str() == s)
+        .ok_or_else(|| unknown("no_device", s))
+}
+
+/// An answer outside the contract: the SQL and this crate disagree, so fail closed.
+fn unknown(what: &str, value: &str) -> FleetError {
+    FleetError::Database(format!("{what}: unexpected answer {value:?}"))
+}
+
+/// How long a whole call may take at most.
+pub fn call_deadline(config: &FleetConfig) -> Duration {
+    config.connect_timeout + config.query_timeout
+}
