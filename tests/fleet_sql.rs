@@ -1107,6 +1107,16 @@ fn registration_and_device_changes() {
         let e = c.batch_execute(sql).expect_err(sql);
         assert_eq!(sqlstate(&e), state, "{sql}");
     }
+    // Only READ COMMITTED transactions (what is read after the user's lock must be what
+    // its previous holder committed).
+    let e = c
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ;
+             SELECT * FROM pam_mfa_fleet.check_code_at('erin', 0, '123456', 1, 0, 0)",
+        )
+        .expect_err("repeatable read");
+    assert_eq!(sqlstate(&e), "MF005", "{e}");
+    c.batch_execute("ROLLBACK").expect("rollback");
     // Resync: the phone's clock 2 hours ahead (240 steps).
     let resync = "SELECT pam_mfa_fleet.resync_at('erin', 1000, $1, $2, $3, $4)";
     let later = t + 3600;

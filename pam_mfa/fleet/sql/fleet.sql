@@ -33,11 +33,25 @@ BEGIN
 END
 $roles$;
 -- Whatever an earlier hand-made setup did: the owner logs in never, and neither group role
--- is a member of the other (a host must never be able to SET ROLE pam_mfa_owner).
-ALTER ROLE pam_mfa_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
-ALTER ROLE pam_mfa_host NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+-- is a member of the other (a host must never be able to SET ROLE pam_mfa_owner). Altered
+-- only when needed, so that an administrator who is not a superuser (CREATEROLE, owner of
+-- the database) can run this file too; such an administrator is made a member of the
+-- owner role, which the SET ROLE below needs.
 DO $members$
 BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles
+               WHERE rolname IN ('pam_mfa_owner', 'pam_mfa_host')
+                 AND (rolcanlogin OR rolsuper OR rolcreatedb OR rolcreaterole
+                      OR rolreplication OR rolbypassrls)) THEN
+        ALTER ROLE pam_mfa_owner
+            NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+        ALTER ROLE pam_mfa_host
+            NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+    END IF;
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND NOT pg_has_role(current_user, 'pam_mfa_owner', 'MEMBER') THEN
+        EXECUTE format('GRANT pam_mfa_owner TO %I', current_user);
+    END IF;
     IF pg_has_role('pam_mfa_host', 'pam_mfa_owner', 'MEMBER') THEN
         RAISE EXCEPTION 'pam_mfa_host is a member of pam_mfa_owner: hosts could read secrets'
             USING ERRCODE = 'MF005';
@@ -196,11 +210,19 @@ BEGIN
     ALTER FUNCTION pam_mfa_fleet.hmac_(bytea, bytea, text) OWNER TO pam_mfa_owner;
     ALTER FUNCTION pam_mfa_fleet.random_bytes_(int) OWNER TO pam_mfa_owner;
     -- The owner calls pgcrypto through these, whatever PUBLIC may do there.
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO pam_mfa_owner', ext_schema);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %I.hmac(bytea, bytea, text) TO pam_mfa_owner',
-                   ext_schema);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %I.gen_random_bytes(int) TO pam_mfa_owner',
-                   ext_schema);
+    IF NOT has_schema_privilege('pam_mfa_owner', ext_schema, 'USAGE') THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO pam_mfa_owner', ext_schema);
+    END IF;
+    IF NOT has_function_privilege('pam_mfa_owner',
+                                  format('%I.hmac(bytea, bytea, text)', ext_schema), 'EXECUTE') THEN
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.hmac(bytea, bytea, text) TO pam_mfa_owner',
+                       ext_schema);
+    END IF;
+    IF NOT has_function_privilege('pam_mfa_owner',
+                                  format('%I.gen_random_bytes(int)', ext_schema), 'EXECUTE') THEN
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.gen_random_bytes(int) TO pam_mfa_owner',
+                       ext_schema);
+    END IF;
 END
 $crypto$;
 
@@ -315,6 +337,13 @@ DECLARE
     s pam_mfa_fleet.auth_state;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
+    -- What is read after the lock must be what the previous holder committed: each
+    -- statement's own snapshot, as READ COMMITTED gives. (Under REPEATABLE READ or
+    -- SERIALIZABLE a waiter would fail with a serialisation error anyway; say why at once.)
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'pam_mfa_fleet functions run in READ COMMITTED transactions only'
+            USING ERRCODE = 'MF005';
+    END IF;
     LOOP
         INSERT INTO pam_mfa_fleet.auth_state (user_name) VALUES (p_user)
         ON CONFLICT (user_name) DO NOTHING;
