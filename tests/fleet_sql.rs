@@ -747,6 +747,25 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
             }
         }
     }
+    // The policy in effect, numbers and all (the built-in defaults here).
+    let p = host
+        .query_one(
+            "SELECT self_service, max_devices, no_device, max_failures, lockout_seconds, \"window\"
+             FROM pam_mfa_fleet.policy()",
+            &[],
+        )
+        .expect("policy");
+    assert_eq!(
+        (
+            p.get::<_, String>(0),
+            p.get::<_, i32>(1),
+            p.get::<_, String>(2),
+            p.get::<_, i32>(3),
+            p.get::<_, i32>(4),
+            p.get::<_, i32>(5)
+        ),
+        ("allow".to_owned(), 8, "deny".to_owned(), 5, 300, 1)
+    );
     // begin_totp returns the new secret once; it is the one stored.
     let new: Vec<u8> = host
         .query_one(
@@ -928,9 +947,14 @@ fn failures_on_two_hosts_lock_the_user_on_both() {
         per_host,
         [("mfa_host_a".to_owned(), 3), ("mfa_host_b".to_owned(), 4)]
     );
-    // An unlock on one host ends it for both.
+    // An unlock on one host ends it for both (true: there was something to clear).
     assert!(
         a.query_one("SELECT pam_mfa_fleet.unlock('carol', 0)", &[])
+            .expect("unlock")
+            .get::<_, bool>(0)
+    );
+    assert!(
+        !b.query_one("SELECT pam_mfa_fleet.unlock('carol', 0)", &[])
             .expect("unlock")
             .get::<_, bool>(0)
     );

@@ -783,21 +783,22 @@ BEGIN
     UPDATE pam_mfa_fleet.auth_state SET failures = 0, window_start = 0, locked_until = NULL
     WHERE user_name = p_user;
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'unlock', NULL, NULL);
-    -- Whether the user was locked out.
-    RETURN st.locked_until IS NOT NULL AND p_now < st.locked_until;
+    -- Whether there was a lock-out or a failure count to clear.
+    RETURN st.failures > 0 OR st.locked_until IS NOT NULL;
 END
 $$;
 
--- The policy as stored: NULL numbers mean the built-in default (the caller combines them
--- with its overrides as settings.rs does).
+-- The policy in effect: the built-in default where the stored number is NULL (5 failures,
+-- 300 s, a window of 1), so the caller always gets numbers. A caller's own override still
+-- wins over these, as in settings.rs.
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.policy_at(p_now bigint)
 RETURNS TABLE(self_service text, max_devices int, no_device text, max_failures int,
               lockout_seconds int, "window" int)
 LANGUAGE sql STABLE
 AS $$
-SELECT p.self_service, p.max_devices, p.no_device, p.max_failures,
-                    p.lockout_seconds, p."window"
-             FROM pam_mfa_fleet.policy p WHERE p.id = 1
+SELECT p.self_service, least(p.max_devices, 8), p.no_device, coalesce(p.max_failures, 5),
+       coalesce(p.lockout_seconds, 300), coalesce(p."window", 1)
+FROM pam_mfa_fleet.policy p WHERE p.id = 1
 $$;
 
 -- Owner only: policy::set's keys and values ('default' for the built-in default).
