@@ -17,4 +17,9 @@ pub struct Args {
     /// The socket to listen on (ignored when systemd passes one).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// The fleet configuration: when this file exists, accounts other than its
+    /// `local_users` are kept in the fleet's PostgreSQL database (root-owned, mode 0600,
+    /// or the daemon does not start).
+    #[arg(long, value_name = "PATH", default_value = crate::DEFAULT_CONFIG)]
+    pub config: PathBuf,
 }

@@ -45,6 +45,9 @@
 //!   only carries them to and from the key.
 //! * **Registration at login** ([`held`]): the module's `enroll_at_login`, root only,
 //!   through `pam_mfa::login_hold`.
+//! * **A fleet** ([`fleet`]): with a fleet configuration (`--config`), the accounts not
+//!   kept locally are answered by the fleet's PostgreSQL database, whose functions check
+//!   and record every code; this host never holds their secrets.
 //! * **Logs** go to syslog, facility authpriv, like the module's ([`log`]): outcomes of
 //!   logins and refusals, never a code or a secret.
 //!
@@ -63,6 +66,7 @@ pub mod args;
 pub mod authorise;
 pub mod conn;
 mod direct;
+pub mod fleet;
 mod held;
 mod keys;
 pub mod log;
@@ -74,6 +78,9 @@ pub mod turns;
 
 pub use args::Args;
 pub use direct::Direct;
+
+/// The fleet configuration's place unless `--config` says otherwise (see docs/fleet.md).
+pub use pam_mfa_fleet::config::DEFAULT_PATH as DEFAULT_CONFIG;
 
 /// Where the daemon listens unless told otherwise (systemd's `mfad.socket` uses it too).
 pub use pam_mfa_protocol::DEFAULT_SOCKET;

@@ -50,15 +50,38 @@ fn start(args: &Args, log: &Arc<log::Log>) -> Result<(), String> {
             args.db.display()
         );
     }
+    let fleet = match pam_mfa_fleet::FleetConfig::load(&args.config) {
+        Ok(None) => None,
+        Ok(Some(config)) => {
+            let servers: Vec<String> = config.hosts.iter().map(ToString::to_string).collect();
+            let shown = format!(
+                "role {} at {} database {}",
+                config.role,
+                servers.join(", "),
+                config.database
+            );
+            let locals = config.local_users.clone();
+            Some((
+                mfad::fleet::Side::new(pam_mfa_fleet::Fleet::new(config), locals),
+                shown,
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", args.config.display())),
+    };
     raise_fd_limit();
     let (listener, from) = match activation::listener()? {
         Some(l) => (l, "the socket from systemd".to_owned()),
         None => (bind(&args.socket)?, args.socket.display().to_string()),
     };
-    let turns = Arc::new(turns::Turns::new(service::Service::new(
-        store,
-        args.db.clone(),
-    )));
+    let mut turns = turns::Turns::new(service::Service::new(store, args.db.clone()));
+    if let Some((side, shown)) = fleet {
+        let line =
+            format!("accounts other than the local ones are kept in the fleet database ({shown})");
+        eprintln!("mfad: {line}");
+        log.log(log::Level::Info, &line);
+        turns = turns.with_fleet(side);
+    }
+    let turns = Arc::new(turns);
     eprintln!(
         "mfad {}: serving {} on {from}",
         env!("CARGO_PKG_VERSION"),

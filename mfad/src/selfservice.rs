@@ -173,24 +173,10 @@ fn run(
             if let Err(e) = rules::check_allowed(store, &account, uid, now) {
                 return refusal(e);
             }
-            if rules::needs_proof(store, &account, uid)? {
-                // A proof is used up when it is presented, whatever the change does.
-                let proved = proof.is_some_and(|p| {
-                    tickets
-                        .proofs
-                        .take(p.as_bytes(), uid, account.as_str(), now)
-                        .is_some()
-                });
-                if !proved {
-                    log.log(
-                        Level::Notice,
-                        &format!(
-                            "refused a change without a valid proof of a device ({})",
-                            who(&account, uid)
-                        ),
-                    );
-                    return Ok(error(ErrorKind::Denied, rules::NEEDED));
-                }
+            if rules::needs_proof(store, &account, uid)?
+                && let Some(refused) = proof_refused(tickets, proof, uid, &account, now, log)
+            {
+                return Ok(refused);
             }
             change_now(store, uid, &account, *change, tickets, log, now)
         }
@@ -326,6 +312,36 @@ fn run(
         }
         _ => Ok(error(ErrorKind::UnknownRequest, "not served here")),
     }
+}
+
+/// Takes the proof of a device a change carries (used up when presented, whatever the
+/// change does); `Some` refusal, logged, when there is none or it is not valid for this
+/// caller and account.
+pub(crate) fn proof_refused(
+    tickets: &mut Tickets,
+    proof: Option<SecretBytes>,
+    uid: u32,
+    account: &UserName,
+    now: UnixTime,
+    log: &Log,
+) -> Option<Response> {
+    let proved = proof.is_some_and(|p| {
+        tickets
+            .proofs
+            .take(p.as_bytes(), uid, account.as_str(), now)
+            .is_some()
+    });
+    if proved {
+        return None;
+    }
+    log.log(
+        Level::Notice,
+        &format!(
+            "refused a change without a valid proof of a device ({})",
+            who(account, uid)
+        ),
+    );
+    Some(error(ErrorKind::Denied, rules::NEEDED))
 }
 
 /// A syslog line for a change, as `mfa` writes one (never a secret or a code).

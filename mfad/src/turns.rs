@@ -6,6 +6,11 @@
 //! login costs no hand-over to another thread and back (the daemon's latency is most of a
 //! login's), and the order among waiters is this gate's, not the scheduler's. The store
 //! itself is only ever touched by the holder of the turn.
+//!
+//! With a fleet database ([`crate::fleet`]), requests about its accounts take their turn
+//! at a second gate, with the same rules, and never the store's: a database that is slow
+//! or down (each request waits for it up to the configured deadline) cannot delay the
+//! logins of the accounts kept in the local store, the way back in for an administrator.
 
 use std::sync::{Condvar, Mutex, PoisonError};
 
@@ -40,14 +45,21 @@ struct State {
 }
 
 pub struct Turns {
+    gate: Gate,
+    service: Mutex<Service>,
+    fleet: Option<(Gate, crate::fleet::Side)>,
+}
+
+/// One line of requests, root's first: whose turn it is.
+#[derive(Default)]
+struct Gate {
     state: Mutex<State>,
     turn: Condvar,
-    service: Mutex<Service>,
 }
 
 /// Holding the turn; giving it back however the request ends (a panic included, so that
 /// one request's bug cannot stop every later login).
-struct Held<'a>(&'a Turns);
+struct Held<'a>(&'a Gate);
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
@@ -59,12 +71,46 @@ impl Drop for Held<'_> {
 impl Turns {
     pub fn new(service: Service) -> Self {
         Self {
-            state: Mutex::new(State::default()),
-            turn: Condvar::new(),
+            gate: Gate::default(),
             service: Mutex::new(service),
+            fleet: None,
         }
     }
 
+    /// Serves the fleet's accounts from its database, at their own gate.
+    pub fn with_fleet(mut self, side: crate::fleet::Side) -> Self {
+        self.fleet = Some((Gate::default(), side));
+        self
+    }
+
+    /// Runs `work` for a peer of `uid` when its turn comes, to its end.
+    pub fn run(&self, uid: u32, work: Work, log: &Log) -> Response {
+        if let Some((gate, side)) = &self.fleet
+            && side.serves(&work)
+        {
+            let Some(_turn) = gate.take(uid) else {
+                return busy();
+            };
+            return side.answer(uid, work, log);
+        }
+        let Some(_turn) = self.gate.take(uid) else {
+            return busy();
+        };
+        self.service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .answer(uid, work, log)
+    }
+}
+
+fn busy() -> Response {
+    Response::Error(ErrorReply::new(
+        ErrorKind::Busy,
+        "too many requests waiting; try again later",
+    ))
+}
+
+impl Gate {
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -103,20 +149,6 @@ impl Turns {
         state.busy = true;
         Some(Held(self))
     }
-
-    /// Runs `work` for a peer of `uid` when its turn comes, to its end.
-    pub fn run(&self, uid: u32, work: Work, log: &Log) -> Response {
-        let Some(_turn) = self.take(uid) else {
-            return Response::Error(ErrorReply::new(
-                ErrorKind::Busy,
-                "too many requests waiting; try again later",
-            ));
-        };
-        self.service
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .answer(uid, work, log)
-    }
 }
 
 #[cfg(test)]
@@ -137,22 +169,22 @@ mod tests {
     #[test]
     fn root_first() {
         let t = turns();
-        let held = t.take(1000).unwrap();
+        let held = t.gate.take(1000).unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let spawn = |uid: u32| {
             let (t, order) = (t.clone(), order.clone());
             std::thread::spawn(move || {
-                let turn = t.take(uid).unwrap();
+                let turn = t.gate.take(uid).unwrap();
                 order.lock().unwrap().push(uid);
                 drop(turn);
             })
         };
         let user = spawn(1001);
-        while t.lock_state().users.waiting() == 0 {
+        while t.gate.lock_state().users.waiting() == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
         let root = spawn(0);
-        while t.lock_state().root.waiting() == 0 {
+        while t.gate.lock_state().root.waiting() == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
         drop(held);
@@ -164,26 +196,26 @@ mod tests {
     #[test]
     fn users_waiting_are_bounded_and_root_is_never_turned_away() {
         let t = turns();
-        t.lock_state().users.issued = USERS_WAITING as u64;
-        assert!(t.take(1000).is_none(), "the users' lane is bounded");
-        assert!(t.take(0).is_some(), "root is never turned away");
+        t.gate.lock_state().users.issued = USERS_WAITING as u64;
+        assert!(t.gate.take(1000).is_none(), "the users' lane is bounded");
+        assert!(t.gate.take(0).is_some(), "root is never turned away");
     }
 
     /// Root's requests are served in the order they came.
     #[test]
     fn first_come_first_served() {
         let t = turns();
-        let held = t.take(0).unwrap();
+        let held = t.gate.take(0).unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for i in 0..5u32 {
             let (t2, order) = (t.clone(), order.clone());
             threads.push(std::thread::spawn(move || {
-                let turn = t2.take(0).unwrap();
+                let turn = t2.gate.take(0).unwrap();
                 order.lock().unwrap().push(i);
                 drop(turn);
             }));
-            while t.lock_state().root.waiting() < u64::from(i) + 1 {
+            while t.gate.lock_state().root.waiting() < u64::from(i) + 1 {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -200,11 +232,11 @@ mod tests {
         let t = turns();
         let t2 = t.clone();
         let _ = std::thread::spawn(move || {
-            let _turn = t2.take(0).unwrap();
+            let _turn = t2.gate.take(0).unwrap();
             panic!("a bug in a request");
         })
         .join();
-        assert!(!t.lock_state().busy);
-        assert!(t.take(1000).is_some());
+        assert!(!t.gate.lock_state().busy);
+        assert!(t.gate.take(1000).is_some());
     }
 }

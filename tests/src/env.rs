@@ -53,6 +53,8 @@ pub struct TestEnv {
     halted: Cell<bool>,
     /// Whether the test has used its daemon at all.
     started: Cell<bool>,
+    /// More arguments for the test's `mfad` ([`TestEnv::set_mfad_args`]).
+    mfad_args: RefCell<Vec<OsString>>,
 }
 
 impl TestEnv {
@@ -86,6 +88,7 @@ impl TestEnv {
             mfad: RefCell::new(None),
             halted: Cell::new(false),
             started: Cell::new(false),
+            mfad_args: RefCell::new(Vec::new()),
         };
         env.write_clock(env.now());
         // A service name the tests did not configure must not fall back to anything lax.
@@ -172,6 +175,7 @@ impl TestEnv {
                 .arg(&self.db)
                 .arg("--socket")
                 .arg(&socket)
+                .args(self.mfad_args.borrow().iter())
                 .current_dir(self.root());
             for (k, v) in clock::fake_clock_file_env(&self.clock_file()) {
                 cmd.env(k, v);
@@ -187,6 +191,11 @@ impl TestEnv {
             *daemon = Some(run);
         }
         socket
+    }
+
+    /// More arguments for the test's `mfad` (say `--config PATH`), from its next start on.
+    pub fn set_mfad_args(&self, args: &[&std::ffi::OsStr]) {
+        *self.mfad_args.borrow_mut() = args.iter().map(|a| a.to_os_string()).collect();
     }
 
     /// What the test's `mfad` wrote on stderr so far (empty if it never started).

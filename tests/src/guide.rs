@@ -22,6 +22,13 @@ pub fn guide_path() -> PathBuf {
     workspace_root().join("docs").join("deployment.md")
 }
 
+/// The fleet's deployment guide, `docs/fleet.md` (its snippets are read with
+/// [`snippet_in`]).
+pub fn fleet_guide_text() -> String {
+    let p = workspace_root().join("docs").join("fleet.md");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
 /// The guide's text.
 pub fn guide_text() -> String {
     let p = guide_path();

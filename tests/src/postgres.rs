@@ -93,8 +93,19 @@ fn openssl(args: &str, dir: &Path) {
 const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
 
 impl Postgres {
-    /// Makes and starts a new cluster.
+    /// Makes and starts a new cluster whose TCP rules are the harness's own: TLS only,
+    /// certificates for [`CERT_GROUP`], SCRAM passwords for every other role.
     pub fn start() -> Self {
+        Self::start_with_hba(&format!(
+            "hostssl all +{CERT_GROUP} 127.0.0.1/32 cert\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             host all all 0.0.0.0/0 reject\n"
+        ))
+    }
+
+    /// Makes and starts a new cluster with `tcp_rules` as its `pg_hba.conf` lines for TCP
+    /// (the superuser's Unix-socket lines come first).
+    pub fn start_with_hba(tcp_rules: &str) -> Self {
         require_root();
         let bin = server_bin();
         let dir = tempfile::Builder::new()
@@ -122,7 +133,7 @@ impl Postgres {
             ])
             .arg(pg.data());
         run(initdb, "initdb");
-        pg.write_hba();
+        pg.write_hba(tcp_rules);
         pg.started()
     }
 
@@ -186,12 +197,13 @@ impl Postgres {
             .expect("chmod server key");
     }
 
-    /// A CA and a server certificate for `localhost` and 127.0.0.1 signed by it.
+    /// A CA and a server certificate for `localhost` and 127.0.0.1 signed by it. They are
+    /// valid for ten years: the tests' daemons run on a fake clock years ahead.
     fn make_certificates(&self) {
         let d = self.dir.path();
         openssl(
             &format!(
-                "req -x509 {NEW_KEY} -keyout ca.key -out ca.crt -days 2 -subj /CN=pam_mfa-test-CA"
+                "req -x509 {NEW_KEY} -keyout ca.key -out ca.crt -days 3650 -subj /CN=pam_mfa-test-CA"
             ),
             d,
         );
@@ -206,7 +218,7 @@ impl Postgres {
         .expect("write server.ext");
         openssl(
             "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-             -out server.crt -days 2 -extfile server.ext",
+             -out server.crt -days 3650 -extfile server.ext",
             d,
         );
         self.chown_certificates();
@@ -227,21 +239,19 @@ impl Postgres {
         openssl(
             &format!(
                 "x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-                 -out {crt} -days 2"
+                 -out {crt} -days 3650"
             ),
             d,
         );
         (d.join(crt), d.join(key))
     }
 
-    fn write_hba(&self) {
+    fn write_hba(&self, tcp_rules: &str) {
         let hba = format!(
-            "# pam_mfa test cluster: superuser on the socket only; TCP only with TLS.\n\
+            "# pam_mfa test cluster: the superuser on the socket only.\n\
              local   all          postgres                  trust\n\
              local   replication  postgres                  trust\n\
-             hostssl all          +{CERT_GROUP} 127.0.0.1/32 cert\n\
-             hostssl all          all          127.0.0.1/32 scram-sha-256\n\
-             host    all          all          0.0.0.0/0    reject\n"
+             {tcp_rules}"
         );
         fs::write(self.data().join("pg_hba.conf"), hba).expect("write pg_hba.conf");
     }
@@ -286,6 +296,11 @@ impl Postgres {
     /// `127.0.0.1:PORT`, as the fleet configuration's `hosts` names a server.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The directory of the server's Unix socket (libpq's `host` for the superuser).
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The CA certificate that signed the server's (and the clients') certificates.

@@ -674,6 +674,7 @@ DECLARE
     d pam_mfa_fleet.devices;
     now_step bigint;
     t bigint;
+    outcome text;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
     PERFORM pam_mfa_fleet.check_device_name(p_name);
@@ -698,6 +699,7 @@ BEGIN
             RETURN 'wrong';
         END IF;
         UPDATE pam_mfa_fleet.devices SET counter = greatest(counter, t + 2) WHERE id = d.id;
+        outcome := 'resynced counter ' || (t - d.counter);
     ELSE
         now_step := floor(p_now::numeric / d.period)::bigint;
         t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
@@ -709,9 +711,12 @@ BEGIN
         UPDATE pam_mfa_fleet.devices
         SET drift = t + 1 - now_step, last_step = greatest(coalesce(last_step, t + 1), t + 1)
         WHERE id = d.id;
+        outcome := 'resynced clock ' || ((t + 1 - now_step) * d.period);
     END IF;
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'resync', p_name, NULL);
-    RETURN 'resynced';
+    -- What changed, as the local store reports it: the clock's offset in seconds, or how
+    -- many codes a token had made unused.
+    RETURN outcome;
 END
 $$;
 

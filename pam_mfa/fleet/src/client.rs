@@ -73,7 +73,14 @@ pub enum FinishOutcome {
 /// `resync(...)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResyncOutcome {
-    Resynced,
+    /// A time-based device's clock offset, in seconds (positive: it runs ahead).
+    Clock {
+        drift_secs: i64,
+    },
+    /// How many codes an event-based token had made without being used.
+    Counter {
+        skipped: i64,
+    },
     Wrong,
     NoSuchDevice,
 }
@@ -290,11 +297,25 @@ impl Fleet {
             "SELECT pam_mfa_fleet.resync($1, $2, $3, $4, $5)",
             &[&user, &actor, &name, &code1, &code2],
         )?;
-        Ok(match text.as_str() {
-            "resynced" => ResyncOutcome::Resynced,
-            "wrong" => ResyncOutcome::Wrong,
-            "no_such_device" => ResyncOutcome::NoSuchDevice,
-            other => return Err(unknown("resync", other)),
+        let number = |n: &str| {
+            n.parse::<i64>()
+                .map_err(|_| unknown("resync", text.as_str()))
+        };
+        Ok(match text.split_once(' ') {
+            Some(("resynced", rest)) => match rest.split_once(' ') {
+                Some(("clock", n)) => ResyncOutcome::Clock {
+                    drift_secs: number(n)?,
+                },
+                Some(("counter", n)) => ResyncOutcome::Counter {
+                    skipped: number(n)?,
+                },
+                _ => return Err(unknown("resync", &text)),
+            },
+            _ => match text.as_str() {
+                "wrong" => ResyncOutcome::Wrong,
+                "no_such_device" => ResyncOutcome::NoSuchDevice,
+                other => return Err(unknown("resync", other)),
+            },
         })
     }
 

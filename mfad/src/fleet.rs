@@ -1,0 +1,648 @@
+//! Requests about accounts kept in the fleet's PostgreSQL database (issue 19): the same
+//! requests the local store answers ([`crate::service`]), answered by the database's
+//! functions through [`pam_mfa_fleet::Fleet`]. The database checks every code, records
+//! every use and failure and writes the audit row, in one transaction on the primary
+//! with the database's clock; this host never holds a device's secret (it passes one
+//! through, once, to the person registering the device).
+//!
+//! What is decided here, from the peer's credentials, is the same as for the local store:
+//! a non-root caller acts only on its own account (checked before this point, by
+//! [`crate::authorise`]), is held to the fleet's self-service switch, and needs a proof of
+//! a device (a code checked by the database) for a change once the account has one.
+//!
+//! A database that cannot answer within the configured deadline is "unavailable" to the
+//! caller, which the module turns into `PAM_AUTHINFO_UNAVAIL`: never a success.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pam_mfa::clock::{self, UnixTime};
+use pam_mfa::enrollment::{self, PENDING_LIFETIME_SECS};
+use pam_mfa::names::{DeviceName, UserName};
+use pam_mfa::otp::TotpParams;
+use pam_mfa::policy::{NoDevice, SelfService};
+use pam_mfa::selfservice as rules;
+use pam_mfa::store::secret::Secret;
+use pam_mfa::{code, otpauth, recovery};
+use pam_mfa_fleet::{CodeOutcome, Fleet, FleetError, RefusalCode};
+use pam_mfa_protocol::{
+    AccountState, BeforePromptReply, DeviceEntry, ErrorKind, ErrorReply, NoDeviceRule, ProofReply,
+    RecoveryOutcome, RefusalKind, Response, ResyncReply, SecretBytes, VerifyOutcome,
+};
+
+use crate::authorise::{Admin, Change, Work};
+use crate::log::{Level, Log};
+use crate::selfservice::{Tickets, issue_failed, pending_reply, proof_refused};
+use crate::service::who;
+
+/// The fleet's side of the daemon: its database connection and its own tickets (proofs
+/// of a device), behind their own lock, and which accounts it keeps.
+pub struct Side {
+    /// The accounts this host keeps in its own SQLite store while the others are in the
+    /// fleet's database (root and a break-glass administrator, say): they log in when the
+    /// database is down.
+    local_users: Vec<String>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    fleet: Fleet,
+    tickets: Tickets,
+    /// Set when the database could not be reached within its deadline: until then, the
+    /// requests waiting behind that one are answered "unavailable" at once instead of
+    /// each waiting out a deadline of its own (which would outlast the module's).
+    down_until: Option<Instant>,
+}
+
+/// How long a database that could not be reached is not tried again.
+const DOWN_FOR: Duration = Duration::from_secs(1);
+
+impl Side {
+    pub fn new(fleet: Fleet, local_users: Vec<String>) -> Self {
+        Self {
+            local_users,
+            inner: Mutex::new(Inner {
+                fleet,
+                tickets: Tickets::new(),
+                down_until: None,
+            }),
+        }
+    }
+
+    /// Whether `work` is about an account kept in the fleet's database. Requests about no
+    /// account, or about several (the administrator's listings), stay local.
+    pub fn serves(&self, work: &Work) -> bool {
+        match account_of(work) {
+            Some(user) => !self.local_users.iter().any(|u| u == user.as_str()),
+            None => false,
+        }
+    }
+
+    /// Runs one authorised request about a fleet account to its end (the caller holds
+    /// the fleet's turn).
+    pub fn answer(&self, uid: u32, work: Work, log: &Log) -> Response {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.down_until.is_some_and(|t| Instant::now() < t) {
+            return error(
+                ErrorKind::Unavailable,
+                "the fleet database cannot answer (it could not be reached a moment ago)",
+            );
+        }
+        let Inner { fleet, tickets, .. } = &mut *inner;
+        let result = run(fleet, uid, work, tickets, log);
+        inner.down_until = match &result {
+            Err(FleetError::Unavailable(_)) => Some(Instant::now() + DOWN_FOR),
+            _ => None,
+        };
+        match result {
+            Ok(r) => r,
+            Err(e) => failed(log, &e),
+        }
+    }
+}
+
+/// The one account a request is about, if it is about exactly one.
+fn account_of(work: &Work) -> Option<&UserName> {
+    match work {
+        Work::BeforePrompt { account, .. }
+        | Work::VerifyCode { account, .. }
+        | Work::VerifyRecovery { account, .. } => account.as_ref(),
+        Work::ListDevices { account }
+        | Work::ListRemembered { account }
+        | Work::Forget { account }
+        | Work::MayChange { account }
+        | Work::Reauth { account, .. }
+        | Work::Change { account, .. }
+        | Work::FinishTotp { account, .. }
+        | Work::RecoveryCommit { account, .. }
+        | Work::KeyChallenge { account, .. }
+        | Work::KeyAnswer { account, .. }
+        | Work::FinishFido2 { account, .. } => Some(account),
+        Work::Admin(admin) => match &**admin {
+            Admin::Unlock { account } | Admin::Remove { account, .. } => Some(account),
+            Admin::Bypass { account, .. } => Some(account),
+            _ => None,
+        },
+        Work::AtLogin(_) | Work::Hello => None,
+    }
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+    Response::Error(ErrorReply::new(kind, message))
+}
+
+/// The answer to a request the fleet does not serve (yet): a clear refusal, never a
+/// silent fallback to the local store (which would split an account over two stores).
+fn not_served(what: &str) -> Response {
+    error(
+        ErrorKind::Invalid,
+        format!("{what} is not available for accounts in the fleet database yet"),
+    )
+}
+
+/// The answer when the database fails: logged, and "unavailable" to the caller.
+fn failed(log: &Log, e: &FleetError) -> Response {
+    match e {
+        FleetError::Refused { code, message } => {
+            let kind = match code {
+                RefusalCode::TooManyDevices | RefusalCode::TooManyPending => ErrorKind::Busy,
+                _ => ErrorKind::Invalid,
+            };
+            error(kind, message.clone())
+        }
+        other => {
+            log.log(
+                Level::Error,
+                &format!("fleet database error: {other}; refusing"),
+            );
+            error(
+                ErrorKind::Unavailable,
+                format!("the fleet database cannot answer: {other}"),
+            )
+        }
+    }
+}
+
+fn run(
+    fleet: &mut Fleet,
+    uid: u32,
+    work: Work,
+    tickets: &mut Tickets,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    Ok(match work {
+        Work::BeforePrompt { account, line, .. } => {
+            let Some(user) = account else {
+                return Ok(not_served("a login without an account"));
+            };
+            let state = fleet.login_state(user.as_str())?;
+            let mut reply = BeforePromptReply {
+                state: match (state.locked_until, state.code_devices + state.keys) {
+                    (_, 0) => AccountState::NoDevice,
+                    (Some(until), _) => AccountState::Locked { until },
+                    (None, _) => AccountState::Ready,
+                },
+                has_code_device: state.code_devices > 0,
+                // Security keys of fleet accounts are not served yet: a key login is not
+                // offered, so the person is asked for a code.
+                keys: 0,
+                no_device: match state.no_device {
+                    NoDevice::Allow => NoDeviceRule::Allow,
+                    NoDevice::Enroll => NoDeviceRule::Enroll,
+                    NoDevice::Deny => NoDeviceRule::Deny,
+                },
+                store_exists: true,
+                remembered_until: None,
+                decision: None,
+            };
+            reply.decision = line.map(|l| pam_mfa::decision::decide(&l, &reply));
+            Response::BeforePrompt(reply)
+        }
+        Work::VerifyCode {
+            account,
+            answer,
+            overrides,
+            ..
+        } => {
+            let Some(user) = account else {
+                log.log(
+                    Level::Notice,
+                    &format!("authentication failure: no such account (by uid {uid})"),
+                );
+                return Ok(Response::Verified(VerifyOutcome::Refused {
+                    reason: RefusalKind::NoAccount,
+                    locked_until: None,
+                }));
+            };
+            if recovery::normalize(answer.as_bytes()).is_some() {
+                return Ok(recovery_refused(log, uid));
+            }
+            // Only digits ever reach the database: what is not a code is sent as nothing,
+            // which the database counts as a malformed answer.
+            let parsed = code::parse(answer.as_bytes());
+            let digits = parsed.as_ref().map(|c| c.as_str()).unwrap_or("");
+            let outcome = fleet.check_code(
+                user.as_str(),
+                uid,
+                digits,
+                overrides.window,
+                overrides
+                    .hotp_window
+                    .unwrap_or(pam_mfa::login::LoginSettings::default().hotp_window),
+            )?;
+            Response::Verified(verified(log, &user, uid, outcome, parsed.err()))
+        }
+        Work::VerifyRecovery { .. } => recovery_refused(log, uid),
+        Work::ListDevices { account } => Response::Devices(
+            fleet
+                .list_devices(account.as_str())?
+                .into_iter()
+                .map(|d| DeviceEntry {
+                    name: d.name,
+                    kind: d.kind.as_str().to_owned(),
+                    state: d.state.as_str().to_owned(),
+                    created: d.created,
+                    last_used: d.last_used,
+                    expires: d.expires,
+                })
+                .collect(),
+        ),
+        Work::ListRemembered { .. } => Response::Remembered(Vec::new()),
+        Work::Forget { .. } => Response::Forgotten { removed: 0 },
+        Work::MayChange { .. } => match allowed(fleet, uid)? {
+            Ok(()) => Response::Done,
+            Err(refused) => refused,
+        },
+        Work::Reauth { account, answer } => {
+            if let Err(refused) = allowed(fleet, uid)? {
+                return Ok(refused);
+            }
+            let parsed = code::parse(answer.as_bytes());
+            let digits = parsed.as_ref().map(|c| c.as_str()).unwrap_or("");
+            let outcome = fleet.check_code(
+                account.as_str(),
+                uid,
+                digits,
+                None,
+                pam_mfa::login::LoginSettings::default().hotp_window,
+            )?;
+            if !matches!(outcome, CodeOutcome::Accepted { .. }) {
+                log.log(
+                    Level::Notice,
+                    &format!(
+                        "refused a change: no device proved ({})",
+                        who(&account, uid)
+                    ),
+                );
+                return Ok(error(
+                    ErrorKind::Denied,
+                    "that is not a current code of one of your devices",
+                ));
+            }
+            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+            match tickets.proofs.issue(uid, account.as_str(), (), now) {
+                Ok((token, expires_at)) => Response::Proof(ProofReply {
+                    proof: SecretBytes::from_slice(&token[..]),
+                    expires_at,
+                    code: None,
+                }),
+                Err(e) => match issue_failed(e) {
+                    Ok(r) => r,
+                    Err(e) => return Err(FleetError::Database(e.to_string())),
+                },
+            }
+        }
+        Work::Change {
+            account,
+            proof,
+            change,
+        } => {
+            if let Err(refused) = allowed(fleet, uid)? {
+                return Ok(refused);
+            }
+            // As for the local store: a non-root caller whose account has an active
+            // device proves one before any change.
+            if uid != 0 {
+                let state = fleet.login_state(account.as_str())?;
+                if state.code_devices + state.keys > 0 {
+                    let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+                    if let Some(refused) = proof_refused(tickets, proof, uid, &account, now, log) {
+                        return Ok(refused);
+                    }
+                }
+            }
+            change_now(fleet, uid, &account, *change, log)?
+        }
+        Work::FinishTotp {
+            account,
+            name,
+            code1,
+            code2,
+        } => {
+            if let Err(refused) = allowed(fleet, uid)? {
+                return Ok(refused);
+            }
+            let name = match DeviceName::parse(&name) {
+                Ok(n) => n,
+                Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
+            };
+            let (c1, c2) = (digits_of(code1.as_bytes()), digits_of(code2.as_bytes()));
+            match fleet.finish_totp(account.as_str(), uid, name.as_str(), &c1, &c2)? {
+                pam_mfa_fleet::FinishOutcome::Activated => {
+                    changed(
+                        log,
+                        uid,
+                        &account,
+                        &format!("activated device {:?}", name.as_str()),
+                    );
+                    Response::Done
+                }
+                pam_mfa_fleet::FinishOutcome::Wrong => error(
+                    ErrorKind::Invalid,
+                    "those are not two consecutive codes of this device; nothing was changed",
+                ),
+                pam_mfa_fleet::FinishOutcome::AlreadyActive => error(
+                    ErrorKind::Invalid,
+                    format!(
+                        "device {:?} is already registered and active: there is nothing to \
+                         finish",
+                        name.as_str()
+                    ),
+                ),
+                pam_mfa_fleet::FinishOutcome::NoSuchDevice => error(
+                    ErrorKind::Invalid,
+                    format!(
+                        "no registration of {:?} is waiting (it may have expired): begin it \
+                         again",
+                        name.as_str()
+                    ),
+                ),
+            }
+        }
+        Work::Admin(admin) => match *admin {
+            Admin::Unlock { account } => {
+                if fleet.unlock(account.as_str(), uid)? {
+                    changed(log, uid, &account, "unlocked the account");
+                }
+                Response::Done
+            }
+            Admin::Remove { account, name } => remove(fleet, uid, &account, &name, log)?,
+            _ => not_served("this administrative command"),
+        },
+        Work::RecoveryCommit { .. } => not_served("recovery codes"),
+        Work::KeyChallenge { .. } | Work::KeyAnswer { .. } | Work::FinishFido2 { .. } => {
+            not_served("a security key")
+        }
+        Work::AtLogin(_) => not_served("registering a device at login"),
+        Work::Hello => not_served("this request"),
+    })
+}
+
+/// A code as it goes to the database: its digits, or nothing when it is not a code.
+fn digits_of(answer: &[u8]) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(
+        code::parse(answer)
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+/// The fleet's self-service switch for a non-root caller (root is never held to it).
+fn allowed(fleet: &mut Fleet, uid: u32) -> Result<Result<(), Response>, FleetError> {
+    if uid == 0 {
+        return Ok(Ok(()));
+    }
+    let policy = fleet.policy()?;
+    if policy.self_service == SelfService::Allow {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(error(
+            ErrorKind::Denied,
+            pam_mfa::Error::ManagedByAdmin.to_string(),
+        )))
+    }
+}
+
+fn change_now(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+    change: Change,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    Ok(match change {
+        Change::BeginTotp { name, issuer } => {
+            let issuer = match issuer {
+                Some(i) => rules::check_issuer(&i),
+                None => Ok(rules::default_issuer()),
+            };
+            let (issuer, name) = match issuer.and_then(|i| Ok((i, DeviceName::parse(&name)?))) {
+                Ok(x) => x,
+                Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
+            };
+            let params = TotpParams::DEFAULT;
+            let secret = fleet.begin_totp(
+                account.as_str(),
+                uid,
+                name.as_str(),
+                params.algorithm,
+                u32::from(params.digits),
+                params.period,
+            )?;
+            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+            let secret = Secret::from_bytes(secret.to_vec());
+            let pending = enrollment::PendingTotp {
+                user: account.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+                uri: otpauth::build_totp_uri(&issuer, account.as_str(), &secret, params),
+                secret,
+                params,
+                expires_at: now + PENDING_LIFETIME_SECS,
+            };
+            changed(
+                log,
+                uid,
+                account,
+                &format!("began registering device {:?}", name.as_str()),
+            );
+            Response::PendingTotp(pending_reply(&pending, issuer))
+        }
+        Change::Rename { name, new_name } => {
+            let (old, new) = match DeviceName::existing(&name)
+                .and_then(|old| Ok((old, DeviceName::parse(&new_name)?)))
+            {
+                Ok(x) => x,
+                Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
+            };
+            match fleet.rename_device(account.as_str(), uid, old.as_str(), new.as_str())? {
+                pam_mfa_fleet::RenameOutcome::Renamed => {
+                    changed(
+                        log,
+                        uid,
+                        account,
+                        &format!("renamed device {:?} to {:?}", old.as_str(), new.as_str()),
+                    );
+                    Response::Done
+                }
+                pam_mfa_fleet::RenameOutcome::NoSuchDevice => {
+                    error(ErrorKind::Invalid, no_such_device(account, old.as_str()))
+                }
+                pam_mfa_fleet::RenameOutcome::NameTaken => error(
+                    ErrorKind::Invalid,
+                    format!("a device named {:?} already exists", new.as_str()),
+                ),
+            }
+        }
+        Change::Remove { name } => remove(fleet, uid, account, &name, log)?,
+        Change::Resync { name, code1, code2 } => {
+            let name = match DeviceName::existing(&name) {
+                Ok(n) => n,
+                Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
+            };
+            let (c1, c2) = (digits_of(code1.as_bytes()), digits_of(code2.as_bytes()));
+            match fleet.resync(account.as_str(), uid, name.as_str(), &c1, &c2)? {
+                pam_mfa_fleet::ResyncOutcome::Clock { drift_secs } => {
+                    changed(
+                        log,
+                        uid,
+                        account,
+                        &format!("resynced device {:?} (drift {drift_secs} s)", name.as_str()),
+                    );
+                    Response::Resynced(ResyncReply::Clock { drift_secs })
+                }
+                pam_mfa_fleet::ResyncOutcome::Counter { skipped } => {
+                    changed(
+                        log,
+                        uid,
+                        account,
+                        &format!(
+                            "resynced device {:?} ({skipped} codes skipped)",
+                            name.as_str()
+                        ),
+                    );
+                    Response::Resynced(ResyncReply::Counter { skipped })
+                }
+                pam_mfa_fleet::ResyncOutcome::Wrong => error(
+                    ErrorKind::Invalid,
+                    "those are not two consecutive codes of this device; nothing was changed",
+                ),
+                pam_mfa_fleet::ResyncOutcome::NoSuchDevice => {
+                    error(ErrorKind::Invalid, no_such_device(account, name.as_str()))
+                }
+            }
+        }
+        Change::RecoveryGenerate => not_served("recovery codes"),
+        Change::BeginFido2 { .. } => not_served("a security key"),
+        Change::EnrollToken { .. } => not_served("a hardware token"),
+    })
+}
+
+fn remove(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+    name: &str,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    let name = match DeviceName::existing(name) {
+        Ok(n) => n,
+        Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
+    };
+    Ok(
+        if fleet.remove_device(account.as_str(), uid, name.as_str())? {
+            changed(
+                log,
+                uid,
+                account,
+                &format!("removed device {:?}", name.as_str()),
+            );
+            Response::Done
+        } else {
+            error(ErrorKind::Invalid, no_such_device(account, name.as_str()))
+        },
+    )
+}
+
+/// The refusal for a device the account does not have, in the local store's words.
+fn no_such_device(account: &UserName, name: &str) -> String {
+    pam_mfa::Error::NoSuchDevice {
+        user: account.as_str().to_owned(),
+        name: name.to_owned(),
+    }
+    .to_string()
+}
+
+/// Recovery and bypass codes of fleet accounts are not served yet: refused and logged,
+/// never let through.
+fn recovery_refused(log: &Log, uid: u32) -> Response {
+    log.log(
+        Level::Notice,
+        &format!(
+            "authentication failure: recovery and bypass codes are not available for fleet \
+             accounts yet (by uid {uid})"
+        ),
+    );
+    Response::Recovery(RecoveryOutcome::Refused)
+}
+
+/// A code check's outcome, logged in the module's words and carried to the caller.
+fn verified(
+    log: &Log,
+    user: &UserName,
+    uid: u32,
+    outcome: CodeOutcome,
+    malformed: Option<code::CodeError>,
+) -> VerifyOutcome {
+    let who = who(user, uid);
+    let lock_note = |until: Option<UnixTime>| match until {
+        Some(t) => format!("; locked out until {}", clock::format_local(t)),
+        None => String::new(),
+    };
+    let refused = |reason: RefusalKind, text: String, locked_until: Option<UnixTime>| {
+        log.log(
+            Level::Notice,
+            &format!(
+                "authentication failure: {text}{} ({who})",
+                lock_note(locked_until)
+            ),
+        );
+        VerifyOutcome::Refused {
+            reason,
+            locked_until,
+        }
+    };
+    match outcome {
+        CodeOutcome::Accepted { device } => {
+            log.log(
+                Level::Info,
+                &format!(
+                    "authenticated with device \"{}\" ({who})",
+                    device.escape_debug()
+                ),
+            );
+            VerifyOutcome::Accepted { device }
+        }
+        CodeOutcome::Locked { until } => {
+            log.log(
+                Level::Notice,
+                &format!(
+                    "refused: locked out until {} ({who})",
+                    clock::format_local(until)
+                ),
+            );
+            VerifyOutcome::Locked { until }
+        }
+        CodeOutcome::NoDevices => refused(RefusalKind::NoDevices, "no active device".into(), None),
+        CodeOutcome::Wrong { locked_until } => {
+            refused(RefusalKind::WrongCode, "wrong code".into(), locked_until)
+        }
+        CodeOutcome::Replayed {
+            device,
+            locked_until,
+        } => refused(
+            RefusalKind::Replayed {
+                device: device.clone(),
+            },
+            format!("code already used (device \"{}\")", device.escape_debug()),
+            locked_until,
+        ),
+        CodeOutcome::Malformed { locked_until } => {
+            let why = malformed
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "not a code".to_owned());
+            refused(
+                RefusalKind::Malformed { why: why.clone() },
+                format!("malformed answer: {why}"),
+                locked_until,
+            )
+        }
+    }
+}
+
+/// A syslog line for a change, as for the local store (never a secret or a code).
+fn changed(log: &Log, uid: u32, user: &UserName, what: &str) {
+    log.log(
+        Level::Notice,
+        &format!("uid {uid} {what} for user {}", user.as_str().escape_debug()),
+    );
+}

@@ -1,0 +1,481 @@
+//! A fleet of hosts on one PostgreSQL database (issue 19): two hosts, each its own `mfad`
+//! with its own host role and its own PAM service, on one real PostgreSQL server (TLS,
+//! the harness's CA, `localhost` verified), driven through the real `pam_mfa.so` and the
+//! real `mfa`. The database's functions check and record every code with the database's
+//! clock, so the codes here are the real time's (from `oathtool`).
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pam_mfa_tests::guide::{fleet_guide_text, snippet_in};
+use pam_mfa_tests::postgres::Postgres;
+use pam_mfa_tests::{PamCode, TestEnv, TestUser, mfa_bin, race, totp};
+
+/// The database the fleet lives in.
+const DB: &str = "pam_mfa";
+
+/// The real time, in whole seconds.
+fn real_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Waits, if needed, until the current 30-second step has at least `secs` seconds left,
+/// so that codes taken now are still the current step's when the database checks them.
+fn with_time_left_in_step(secs: i64) {
+    let left = 30 - real_now().rem_euclid(30);
+    if left < secs {
+        std::thread::sleep(Duration::from_secs(left as u64 + 1));
+    }
+}
+
+/// The guide's snippet `name`.
+fn guide(name: &str) -> String {
+    snippet_in(&fleet_guide_text(), name)
+}
+
+/// Runs the guide's shell snippet `name` as root with `sh -e`, with `mfa` the built one
+/// and the guide's connection string (`--connection '…'`, if any) replaced by the test
+/// server's superuser's, the example host `web1` by `host`; its stdout (asserts success).
+fn run_guide(pg: &Postgres, name: &str, host: &str) -> String {
+    let text = guide(name);
+    let mut script = text.replace(" web1 ", &format!(" {host} "));
+    if let Some(conn) = text
+        .split("--connection '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+    {
+        script = script.replace(conn, &pg.superuser(DB));
+    }
+    let bin_dir = mfa_bin().parent().expect("mfa's directory").to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-e", "-c", &script])
+        .env("PATH", path)
+        .env("PGHOST", pg.socket_dir())
+        .env("PGPORT", pg.port().to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", "postgres")
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "the guide's {name} failed: {script}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The password `add-host` printed (in its `password = "…"` line).
+fn printed_password(out: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("password")?.trim_start().strip_prefix('=')?;
+            Some(rest.trim().trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| panic!("add-host printed no password line:\n{out}"))
+}
+
+/// One host of the fleet: its own environment (store, PAM service, `mfad`) with a fleet
+/// configuration for the role `mfa_host_<name>`.
+struct Host {
+    env: TestEnv,
+    role: String,
+}
+
+impl Host {
+    fn new(pg: &Postgres, name: &str, local_users: &[&str]) -> Self {
+        Self::with_servers(pg, name, local_users, &[format!("localhost:{}", pg.port())])
+    }
+
+    fn with_servers(pg: &Postgres, name: &str, local_users: &[&str], servers: &[String]) -> Self {
+        let out = run_guide(pg, "fleet-add-host", name);
+        let password = printed_password(&out);
+        let env = TestEnv::new();
+        let role = format!("mfa_host_{name}");
+        let config = env.path("mfad.conf");
+        write_config(&config, &role, &password, pg, local_users, servers);
+        env.set_mfad_args(&[OsStr::new("--config"), config.as_os_str()]);
+        env.write_service(&[]);
+        Self { env, role }
+    }
+}
+
+fn write_config(
+    path: &PathBuf,
+    role: &str,
+    password: &str,
+    pg: &Postgres,
+    local_users: &[&str],
+    servers: &[String],
+) {
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let locals: Vec<String> = local_users.iter().map(|s| s.to_string()).collect();
+    // The guide's configuration, with this fleet's values in place of its examples.
+    let text = guide("fleet-mfad-conf");
+    let mut replaced = text.clone();
+    for (example, value) in [
+        (
+            "\"db1.example.com:5432\", \"db2.example.com:5432\"".to_owned(),
+            quoted(servers),
+        ),
+        ("mfa_host_web1".to_owned(), role.to_owned()),
+        (
+            "PASSWORD-PRINTED-BY-ADD-HOST".to_owned(),
+            password.to_owned(),
+        ),
+        (
+            "/etc/pam_mfa/fleet-ca.pem".to_owned(),
+            pg.ca_file().display().to_string(),
+        ),
+        ("\"root\", \"breakglass\"".to_owned(), quoted(&locals)),
+    ] {
+        assert!(
+            replaced.contains(&example),
+            "the guide's mfad.conf lost {example}"
+        );
+        replaced = replaced.replace(&example, &value);
+    }
+    std::fs::write(path, replaced).expect("write mfad.conf");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// A database with the fleet's schema installed, the guide's way: its `pg_hba.conf`
+/// lines (for 127.0.0.1 instead of the example network), its `CREATE DATABASE`, its
+/// `mfa admin fleet init`.
+fn fleet_database() -> Postgres {
+    let pg = Postgres::start_with_hba(&guide("fleet-pg-hba").replace("10.0.0.0/8", "127.0.0.1/32"));
+    // The server runs with the guide's postgresql.conf settings (its certificate files
+    // are the harness's, of the same names).
+    for line in guide("fleet-postgresql-conf").lines() {
+        let (key, value) = line.split_once('=').expect("a `key = value` line");
+        let (key, value) = (key.trim(), value.trim().trim_matches('\''));
+        let shown = pg.psql("postgres", &format!("SHOW {key}"));
+        let file_name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+        assert_eq!(file_name(shown.trim()), file_name(value), "{key}");
+    }
+    run_guide(&pg, "fleet-create-database", "");
+    run_guide(&pg, "fleet-init", "");
+    pg
+}
+
+/// The fleet guide has no block the tests do not run or check.
+#[test]
+fn every_block_of_the_fleet_guide_is_a_snippet_the_tests_use() {
+    let text = fleet_guide_text();
+    let this_file = include_str!("fleet.rs");
+    for block in pam_mfa_tests::guide::blocks(&text) {
+        let name = block.name.unwrap_or_else(|| {
+            panic!(
+                "docs/fleet.md line {}: a block without a snippet marker",
+                block.line
+            )
+        });
+        assert!(
+            this_file.contains(&format!("\"{name}\"")),
+            "docs/fleet.md's snippet {name} is used by no test"
+        );
+    }
+}
+
+/// Registers `user`'s app through `host` (root's `mfa`), finished with the codes of the
+/// real previous and current steps; returns the secret.
+fn enroll(host: &Host, user: &str, name: &str) -> String {
+    with_time_left_in_step(5);
+    let dev = host.env.begin(user, name, &[]);
+    let now = real_now();
+    let (c1, c2) = (totp(&dev.secret, now - 30), totp(&dev.secret, now));
+    host.env.finish(user, name, &c1, &c2).assert_success();
+    dev.secret
+}
+
+/// A code no login has used yet of a device registered (or last used) at the current real
+/// step or the one before: the next step's, which the window of 1 accepts now.
+fn fresh_code(secret: &str) -> String {
+    totp(secret, real_now() + 30)
+}
+
+#[test]
+fn one_registration_serves_every_host_and_a_code_is_used_once_in_the_fleet() {
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let b = Host::new(&pg, "b", &["root"]);
+    let alice = TestUser::new();
+    let secret = enroll(&a, alice.name(), "phone");
+
+    // Host B knows the device it never saw registered, and never shows its secret.
+    let listed = b.env.list(alice.name());
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["name"], "phone");
+    assert_eq!(listed[0]["state"], "active");
+    assert!(!format!("{listed:?}").contains(&secret));
+
+    // A fresh code (the next step's: within the window, after the steps the registration
+    // used) logs in on B, and is refused on A afterwards as used.
+    let code = fresh_code(&secret);
+    b.env
+        .login(alice.name(), &code)
+        .assert_result(PamCode::Success);
+    let again = a.env.login(alice.name(), &code);
+    again.assert_result(PamCode::AuthErr);
+    assert!(
+        a.env.mfad_stderr().contains("already used") || again.transcript().contains("already used"),
+        "the replay was not named: {}\n{}",
+        again.transcript(),
+        a.env.mfad_stderr()
+    );
+    // Audited in the database with the host's role that saw it.
+    let audit = pg.psql(
+        DB,
+        &format!(
+            "SELECT host || ' ' || action FROM pam_mfa_fleet.audit WHERE user_name = '{}' \
+             ORDER BY id",
+            alice.name()
+        ),
+    );
+    assert!(
+        audit.contains(&format!("{} login-accepted", b.role)),
+        "{audit}"
+    );
+    assert!(
+        audit.contains(&format!("{} login-refused", a.role)),
+        "{audit}"
+    );
+}
+
+#[test]
+fn failures_on_two_hosts_lock_the_account_on_both_and_sixteen_logins_with_one_code_win_once() {
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let b = Host::new(&pg, "b", &["root"]);
+    let bob = TestUser::new();
+    let secret = enroll(&a, bob.name(), "phone");
+
+    // Sixteen logins at once, eight on each host, all with the same fresh code.
+    let code = fresh_code(&secret);
+    let runs: Vec<_> = (0..16)
+        .map(|i| {
+            let host = if i % 2 == 0 { &a } else { &b };
+            host.env.pam(bob.name()).answer(&code)
+        })
+        .collect();
+    let outcomes: Vec<PamCode> = race(&runs).into_iter().map(|o| o.result).collect();
+    let won = outcomes.iter().filter(|c| **c == PamCode::Success).count();
+    assert_eq!(won, 1, "one code let in {won} of 16 logins: {outcomes:?}");
+
+    // Five wrong codes (the default limit), split over the two hosts: locked on both.
+    pg.psql(
+        DB,
+        &format!("SELECT pam_mfa_fleet.unlock_at('{}', 0, 0)", bob.name()),
+    );
+    for i in 0..5 {
+        let host = if i % 2 == 0 { &a } else { &b };
+        host.env
+            .login(
+                bob.name(),
+                &pam_mfa_tests::wrong_code(&secret, real_now(), 2),
+            )
+            .assert_result(PamCode::AuthErr);
+    }
+    let right = totp(&secret, real_now() + 30);
+    for host in [&a, &b] {
+        host.env
+            .pam(bob.name())
+            .answer(&right)
+            .run()
+            .assert_locked_out();
+    }
+}
+
+#[test]
+fn with_the_database_down_fleet_logins_are_unavailable_and_local_accounts_still_log_in() {
+    let mut pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let carol = TestUser::new();
+    enroll(&a, carol.name(), "phone");
+    // A break-glass administrator kept in the host's own store.
+    let admin = TestUser::new();
+    let a2 = Host::new(&pg, "a2", &[admin.name()]);
+    let admin_secret = {
+        let dev = a2.env.enroll(admin.name(), "token");
+        dev.secret
+    };
+    a2.env.advance_steps(1);
+
+    pg.stop();
+    let started = Instant::now();
+    let out = a.env.login(carol.name(), "123456");
+    out.assert_result(PamCode::AuthinfoUnavail);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "a database that is down held the login for {:?} (deadline 3 s)",
+        started.elapsed()
+    );
+    // The local account is in the host's own store, on the test's clock.
+    a2.env
+        .login(admin.name(), &a2.env.code(&admin_secret))
+        .assert_result(PamCode::Success);
+}
+
+#[test]
+fn a_promoted_standby_takes_over_and_with_every_server_down_logins_are_unavailable() {
+    let mut primary = fleet_database();
+    let mut standby = primary.start_standby();
+    let admin = TestUser::new();
+    let a = Host::with_servers(
+        &primary,
+        "a",
+        &["root", admin.name()],
+        &[
+            format!("localhost:{}", primary.port()),
+            format!("localhost:{}", standby.port()),
+        ],
+    );
+    let erin = TestUser::new();
+    let phones = [
+        enroll(&a, erin.name(), "phone1"),
+        enroll(&a, erin.name(), "phone2"),
+    ];
+    let admin_secret = a.env.enroll(admin.name(), "token").secret;
+    a.env.advance_steps(1);
+    a.env
+        .login(erin.name(), &fresh_code(&phones[0]))
+        .assert_result(PamCode::Success);
+
+    // The primary goes away: the standby is read-only, so it is not used.
+    primary.stop();
+    a.env
+        .login(erin.name(), &fresh_code(&phones[1]))
+        .assert_result(PamCode::AuthinfoUnavail);
+    let rows = standby.psql(DB, "SELECT count(*) FROM pam_mfa_fleet.audit");
+
+    // Promoted, it serves the next login (after the second mfad waits before trying a
+    // database that could not be reached).
+    standby.promote();
+    let promoted = Instant::now();
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let out = a.env.login(erin.name(), &fresh_code(&phones[1]));
+        if out.result == PamCode::Success {
+            break;
+        }
+        out.assert_result(PamCode::AuthinfoUnavail);
+        assert!(tries < 10, "no login succeeded after the promotion");
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    eprintln!(
+        "logins went on {:?} after the promotion, at try {tries}",
+        promoted.elapsed()
+    );
+    assert_ne!(
+        standby.psql(DB, "SELECT count(*) FROM pam_mfa_fleet.audit"),
+        rows,
+        "the login was not recorded by the new primary"
+    );
+
+    // Every server down: unavailable, within the deadline; the local administrator
+    // still logs in.
+    standby.stop();
+    std::thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    a.env
+        .login(erin.name(), &fresh_code(&phones[0]))
+        .assert_result(PamCode::AuthinfoUnavail);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "every server down held the login for {:?} (deadline 3 s)",
+        started.elapsed()
+    );
+    a.env
+        .login(admin.name(), &a.env.code(&admin_secret))
+        .assert_result(PamCode::Success);
+}
+
+#[test]
+fn a_removed_host_cannot_reach_the_fleet_any_more() {
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let b = Host::new(&pg, "b", &["root"]);
+    let dave = TestUser::new();
+    let secret = enroll(&a, dave.name(), "phone");
+    run_guide(&pg, "fleet-remove-host", "a");
+    std::thread::sleep(Duration::from_millis(1100));
+    a.env
+        .login(dave.name(), &fresh_code(&secret))
+        .assert_result(PamCode::AuthinfoUnavail);
+    // The other host goes on, and the removed host's audit rows stay.
+    b.env
+        .login(dave.name(), &fresh_code(&secret))
+        .assert_result(PamCode::Success);
+    let hosts = pg.psql(
+        DB,
+        "SELECT DISTINCT host FROM pam_mfa_fleet.audit ORDER BY 1",
+    );
+    assert!(hosts.contains("mfa_host_a"), "{hosts}");
+}
+
+/// The guide's systemd drop-in gives `mfad` the network (and only the allowed addresses),
+/// and the unit stays rated "OK" or better by `systemd-analyze security`.
+#[test]
+fn the_guides_systemd_drop_in_opens_the_network_and_keeps_the_unit_rated_ok() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let units = root.path().join("etc/systemd/system");
+    std::fs::create_dir_all(units.join("mfad.service.d")).expect("mkdir");
+    let packaged = pam_mfa_tests::workspace_root().join("packaging/systemd");
+    for unit in ["mfad.service", "mfad.socket"] {
+        std::fs::copy(packaged.join(unit), units.join(unit)).expect("copy the unit");
+    }
+    let rated = |root: &std::path::Path| {
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(format!("--root={}", root.display()))
+            .arg("mfad.service")
+            .output()
+            .expect("run systemd-analyze (Debian package systemd)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let without = rated(root.path());
+    assert!(
+        !without.contains("may allocate Internet sockets"),
+        "{without}"
+    );
+    std::fs::write(
+        units.join("mfad.service.d/fleet.conf"),
+        guide("fleet-systemd-dropin"),
+    )
+    .expect("write the drop-in");
+    let with = rated(root.path());
+    assert!(
+        with.contains("Service may allocate Internet sockets"),
+        "{with}"
+    );
+    assert!(
+        with.contains("Service has access to the host's network"),
+        "{with}"
+    );
+    let overall = with
+        .lines()
+        .find(|l| l.contains("Overall exposure level for mfad.service"))
+        .unwrap_or_else(|| panic!("no overall rating in:\n{with}"));
+    assert!(
+        overall.contains(" OK") || overall.contains(" SAFE"),
+        "the fleet's unit is rated worse than OK: {overall}"
+    );
+}
