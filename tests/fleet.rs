@@ -479,3 +479,119 @@ fn the_guides_systemd_drop_in_opens_the_network_and_keeps_the_unit_rated_ok() {
         "the fleet's unit is rated worse than OK: {overall}"
     );
 }
+
+/// `mfad` killed (SIGKILL) and its database session ended (`pg_terminate_backend`) at
+/// random moments while logins go on: no code is ever accepted twice, every accepted code
+/// is recorded in the database, and the host serves again after each kill.
+#[test]
+fn killing_mfad_or_its_database_session_loses_nothing_and_accepts_no_code_twice() {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let seconds: u64 = std::env::var("PAM_MFA_FLEET_KILL_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let users: Vec<TestUser> = (0..12).map(|_| TestUser::new()).collect();
+    let secrets: Vec<String> = users
+        .iter()
+        .map(|u| enroll(&a, u.name(), "phone"))
+        .collect();
+    let mfad_db = a.env.db().display().to_string();
+
+    let stop = AtomicBool::new(false);
+    let (mut kills, mut ended_sessions) = (0u32, 0u32);
+    let mut accepted: HashMap<usize, HashSet<i64>> = HashMap::new();
+    let mut refused_replays = 0u32;
+    std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+            let mut next = || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let (mut k, mut e) = (0u32, 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50 + next() % 400));
+                if next() % 2 == 0 {
+                    // The test's own mfad: its command line names this test's store.
+                    let _ = std::process::Command::new("pkill")
+                        .args(["-KILL", "-f", &format!("mfad --db {mfad_db} ")])
+                        .status();
+                    k += 1;
+                } else {
+                    pg.psql(
+                        "postgres",
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                         WHERE usename = 'mfa_host_a'",
+                    );
+                    e += 1;
+                }
+            }
+            (k, e)
+        });
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut turn = 0usize;
+        while Instant::now() < deadline {
+            let who = turn % users.len();
+            turn += 1;
+            let at = real_now() + 30;
+            let step = at.div_euclid(30);
+            // A code already accepted is only tried once more, right after (below): every
+            // replay counts a failure, and enough of them would lock the user out.
+            if accepted.get(&who).is_some_and(|s| s.contains(&step)) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let out = a.env.login(users[who].name(), &totp(&secrets[who], at));
+            match out.result {
+                PamCode::Success => {
+                    assert!(
+                        accepted.entry(who).or_default().insert(step),
+                        "the code of step {step} was accepted twice for user {who}"
+                    );
+                    // The same code again, at once: refused, whatever was killed.
+                    let again = a.env.login(users[who].name(), &totp(&secrets[who], at));
+                    assert_ne!(again.result, PamCode::Success, "a code was accepted twice");
+                    refused_replays += 1;
+                }
+                // A kill in the middle of this login: refused, never let in. The next run
+                // starts a new mfad, as socket activation would.
+                PamCode::AuthinfoUnavail | PamCode::AuthErr => a.env.stop_mfad(),
+                other => panic!("unexpected outcome {other}:\n{}", out.transcript()),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        (kills, ended_sessions) = killer.join().expect("killer thread");
+    });
+    eprintln!(
+        "{kills} mfad kills, {ended_sessions} database sessions ended, {} codes accepted, \
+         {refused_replays} replays refused",
+        accepted.values().map(HashSet::len).sum::<usize>()
+    );
+    assert!(kills > 0 && ended_sessions > 0, "nothing was killed");
+    assert!(!accepted.is_empty(), "no login succeeded between the kills");
+    // Every accepted code is recorded: the device's last step is at least its step.
+    for (who, steps) in &accepted {
+        let last: i64 = pg
+            .psql(
+                DB,
+                &format!(
+                    "SELECT last_step FROM pam_mfa_fleet.devices WHERE user_name = '{}'",
+                    users[*who].name()
+                ),
+            )
+            .trim()
+            .parse()
+            .expect("a last step");
+        let highest = steps.iter().max().copied().unwrap_or(i64::MIN);
+        assert!(
+            last >= highest,
+            "user {who}: accepted step {highest}, recorded {last}"
+        );
+    }
+}
