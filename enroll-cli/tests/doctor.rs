@@ -1086,3 +1086,57 @@ fn remembered_logins_for_sshd_without_a_key_first_are_a_warning() {
         r.stdout
     );
 }
+
+// ----- the fleet -----
+
+const FLEET_CONF: &str = "[fleet]\nhosts = [\"db1.example.com:5432\"]\ndatabase = \"pam_mfa\"\n\
+    role = \"mfa_host_web1\"\npassword = \"not-a-real-password\"\n\
+    ca_certificate = \"/etc/pam_mfa/fleet-ca.pem\"\nlocal_users = [\"root\"]\n";
+
+#[test]
+fn the_fleet_configuration_is_checked_as_mfad_reads_it() {
+    let sys = System::with_device();
+    // No configuration: one host's store, nothing to say about a fleet.
+    let r = sys.doctor();
+    assert!(r.with("ok", "fleet").is_empty() && r.with("problem", "fleet").is_empty());
+
+    // Readable by others: mfad would refuse to start.
+    sys.write("etc/pam_mfa/mfad.conf", FLEET_CONF);
+    chmod(&sys.path("etc/pam_mfa/mfad.conf"), 0o644);
+    let r = sys.doctor();
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    r.assert_problem("fleet", "mfad does not start");
+    assert!(!r.stdout.contains("not-a-real-password"), "{}", r.stdout);
+
+    // Right: which accounts are local, where the database is.
+    chmod(&sys.path("etc/pam_mfa/mfad.conf"), 0o600);
+    let r = sys.doctor();
+    r.find(
+        "ok",
+        "fleet",
+        "accounts other than root are kept in the fleet database",
+    );
+
+    // Root not kept locally: a warning.
+    sys.write(
+        "etc/pam_mfa/mfad.conf",
+        &FLEET_CONF.replace("local_users = [\"root\"]", "local_users = [\"breakglass\"]"),
+    );
+    chmod(&sys.path("etc/pam_mfa/mfad.conf"), 0o600);
+    sys.doctor()
+        .find("warning", "fleet", "root is not among local_users");
+
+    // The packaged unit without the network drop-in: a problem, gone with the drop-in.
+    sys.write(
+        "usr/lib/systemd/system/mfad.service",
+        "[Service]\nPrivateNetwork=yes\n",
+    );
+    let r = sys.doctor();
+    r.assert_problem("fleet", "mfad.service has no network");
+    sys.write(
+        "etc/systemd/system/mfad.service.d/fleet.conf",
+        "[Service]\nPrivateNetwork=no\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n",
+    );
+    let r = sys.doctor();
+    assert!(r.with("problem", "fleet").is_empty(), "{}", r.stdout);
+}

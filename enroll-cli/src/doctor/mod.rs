@@ -16,6 +16,7 @@
 mod clock;
 mod command;
 mod daemon;
+mod fleet;
 mod pam;
 mod pam_flow;
 mod pam_syntax;
@@ -174,6 +175,7 @@ pub fn run(
         ));
     }
     findings.extend(daemon::obsolete_db_arguments(&pam.lines));
+    findings.extend(fleet::check(&root));
 
     print(&findings, args.json)?;
     Ok(if findings.iter().any(|f| f.status == Status::Problem) {
