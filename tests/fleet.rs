@@ -302,6 +302,49 @@ fn failures_on_two_hosts_lock_the_account_on_both_and_sixteen_logins_with_one_co
     }
 }
 
+/// `mfa admin fleet policy …` as the database's administrator (asserts nothing).
+fn fleet_policy(pg: &Postgres, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(mfa_bin())
+        .args(["admin", "fleet", "policy"])
+        .args(args)
+        .arg("--connection")
+        .arg(pg.superuser(DB))
+        .output()
+        .expect("run mfa admin fleet policy")
+}
+
+#[test]
+fn the_fleets_policy_is_set_once_and_every_host_follows_it() {
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let b = Host::new(&pg, "b", &["root"]);
+    let frank = TestUser::new();
+    let secret = enroll(&a, frank.name(), "phone");
+
+    let set = fleet_policy(&pg, &["set", "max_failures", "2"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let shown = fleet_policy(&pg, &["show", "--json"]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&shown.stdout).expect("policy show --json prints JSON");
+    assert_eq!(json["max_failures"], 2, "{json}");
+    assert_eq!(json["lockout_seconds"], 300, "{json}");
+    for bad in [&["set", "max_failures", "0"][..], &["set", "no_such_key", "1"]] {
+        let out = fleet_policy(&pg, bad);
+        assert!(!out.status.success(), "{bad:?} was taken");
+        assert!(!out.stderr.is_empty(), "{bad:?} failed without a word");
+    }
+
+    // Two wrong codes, one on each host: locked on both, as the fleet's policy says.
+    let wrong = pam_mfa_tests::wrong_code(&secret, real_now(), 2);
+    a.env.login(frank.name(), &wrong).assert_result(PamCode::AuthErr);
+    b.env.login(frank.name(), &wrong).assert_result(PamCode::AuthErr);
+    a.env
+        .pam(frank.name())
+        .answer(&fresh_code(&secret))
+        .run()
+        .assert_locked_out();
+}
+
 #[test]
 fn with_the_database_down_fleet_logins_are_unavailable_and_local_accounts_still_log_in() {
     let mut pg = fleet_database();

@@ -171,11 +171,36 @@ pub enum Fleet {
         #[command(flatten)]
         connection: FleetConnection,
     },
+    /// The fleet's policy, which every host follows for the fleet's accounts:
+    /// self_service allow|deny, max_devices 1..8, no_device allow|deny|enroll,
+    /// max_failures 1..1000, lockout_seconds 1..604800, window 0..10 ("default" for the
+    /// built-in value)
+    #[command(subcommand)]
+    Policy(FleetPolicy),
     /// Every host that has a role
     Hosts {
         /// Print JSON for scripts
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        connection: FleetConnection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetPolicy {
+    /// Print every setting
+    Show {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: FleetConnection,
+    },
+    /// Change one setting
+    Set {
+        key: String,
+        value: String,
         #[command(flatten)]
         connection: FleetConnection,
     },

@@ -6,7 +6,7 @@ use pam_mfa_fleet::admin::{self, Admin};
 use serde_json::json;
 
 use crate::CliError;
-use crate::cli::{Fleet, FleetConnection};
+use crate::cli::{Fleet, FleetConnection, FleetPolicy};
 
 pub fn run(cmd: Fleet) -> Result<(), CliError> {
     match cmd {
@@ -46,6 +46,40 @@ pub fn run(cmd: Fleet) -> Result<(), CliError> {
             let mut db = connect(&connection)?;
             db.remove_host(&name).map_err(err)?;
             println!("Host {name} was removed: its role is dropped and its sessions ended.");
+            Ok(())
+        }
+        Fleet::Policy(FleetPolicy::Show { json, connection }) => {
+            let mut db = connect(&connection)?;
+            let policy = db.policy().map_err(err)?;
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> = policy
+                    .iter()
+                    .map(|(k, v)| {
+                        let value = v
+                            .parse::<u64>()
+                            .map(serde_json::Value::from)
+                            .unwrap_or_else(|_| serde_json::Value::from(v.as_str()));
+                        ((*k).to_owned(), value)
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Object(map));
+            } else {
+                for (key, value) in policy {
+                    println!("{key:<16} {value}");
+                }
+            }
+            Ok(())
+        }
+        Fleet::Policy(FleetPolicy::Set {
+            key,
+            value,
+            connection,
+        }) => {
+            let mut db = connect(&connection)?;
+            db.set_policy(&key, &value).map_err(err)?;
+            println!(
+                "The fleet's {key} is now {value}; every host follows it from its next login."
+            );
             Ok(())
         }
         Fleet::Hosts { json, connection } => {

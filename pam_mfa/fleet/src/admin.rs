@@ -268,6 +268,16 @@ fn admin_config(
     Ok((config, tls))
 }
 
+/// The fleet policy's keys, in the order `policy` gives them.
+pub const POLICY_KEYS: [&str; 6] = [
+    "self_service",
+    "max_devices",
+    "no_device",
+    "max_failures",
+    "lockout_seconds",
+    "window",
+];
+
 impl Admin {
     /// Connects as described in the module's notes.
     pub fn connect(conninfo: Option<&str>) -> Result<Admin> {
@@ -407,6 +417,48 @@ impl Admin {
             }
         }
         Ok(hosts)
+    }
+
+    /// The fleet's policy as every host's logins of fleet accounts follow it: each key
+    /// with its value in effect (the built-in defaults filled in).
+    pub fn policy(&mut self) -> Result<Vec<(&'static str, String)>> {
+        if !self.group_exists()? {
+            return Err(not_initialised());
+        }
+        let rows = self.query(
+            "policy",
+            "SELECT self_service, max_devices::text, no_device, max_failures::text, \
+             lockout_seconds::text, \"window\"::text \
+             FROM pam_mfa_fleet.policy_at(pam_mfa_fleet.now_())",
+            &[],
+        )?;
+        let row = rows
+            .first()
+            .ok_or_else(|| FleetError::Database("policy: no row".into()))?;
+        POLICY_KEYS
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let value: String = row
+                    .try_get(i)
+                    .map_err(|e| FleetError::Database(e.to_string()))?;
+                Ok((*key, value))
+            })
+            .collect()
+    }
+
+    /// Changes one key of the fleet's policy (`default` restores the built-in value); the
+    /// database checks the key and the range.
+    pub fn set_policy(&mut self, key: &str, value: &str) -> Result<()> {
+        if !self.group_exists()? {
+            return Err(not_initialised());
+        }
+        self.query(
+            "policy set",
+            "SELECT pam_mfa_fleet.set_policy($1, $2)",
+            &[&key, &value],
+        )?;
+        Ok(())
     }
 
     fn group_exists(&mut self) -> Result<bool> {
