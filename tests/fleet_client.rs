@@ -492,6 +492,62 @@ fn every_call_against_the_real_functions() {
             ..
         })
     ));
+    // Recovery and bypass codes: made and hashed by the library, found by the database.
+    use pam_mfa::recovery::{self, Kind, Used};
+    let codes = recovery::new_set().unwrap();
+    let hashed: Vec<_> = codes
+        .iter()
+        .map(|c| recovery::salted_hash(c).unwrap())
+        .collect();
+    fleet.set_recovery_codes("alice", 1000, &hashed).unwrap();
+    assert_eq!(fleet.recovery_codes_left("alice").unwrap(), 10);
+    assert_eq!(
+        fleet.use_recovery_code("alice", 1000, &codes[2]).unwrap(),
+        Used::Accepted {
+            kind: Kind::Recovery,
+            remaining: 9
+        }
+    );
+    assert_eq!(
+        fleet.use_recovery_code("alice", 1000, &codes[2]).unwrap(),
+        Used::NotFound
+    );
+    assert_eq!(
+        fleet.use_recovery_code("bob", 1000, &codes[3]).unwrap(),
+        Used::NotFound
+    );
+    let bypass = recovery::new_code().unwrap();
+    let (salt, hash) = recovery::salted_hash(&bypass).unwrap();
+    let now = fleet.login_state("alice").unwrap().now;
+    fleet
+        .add_bypass_code("alice", 0, &salt, &hash, 2, now + 600)
+        .unwrap();
+    assert_eq!(
+        fleet.use_recovery_code("alice", 1000, &bypass).unwrap(),
+        Used::Accepted {
+            kind: Kind::Bypass,
+            remaining: 1
+        }
+    );
+    assert!(matches!(
+        fleet.add_bypass_code("alice", 0, &salt, &hash, 0, now + 600),
+        Err(FleetError::Refused {
+            code: RefusalCode::BadArgument,
+            ..
+        })
+    ));
+    // A new set replaces the old one; the bypass code stays.
+    fleet
+        .set_recovery_codes("alice", 1000, &hashed[..4])
+        .unwrap();
+    assert_eq!(fleet.recovery_codes_left("alice").unwrap(), 4);
+    assert!(matches!(
+        fleet.use_recovery_code("alice", 1000, &bypass).unwrap(),
+        Used::Accepted {
+            kind: Kind::Bypass,
+            remaining: 0
+        }
+    ));
 }
 
 /// A server that stops answering in the middle of a session (and one that stops during
