@@ -322,13 +322,20 @@ fn the_fleets_policy_is_set_once_and_every_host_follows_it() {
     let secret = enroll(&a, frank.name(), "phone");
 
     let set = fleet_policy(&pg, &["set", "max_failures", "2"]);
-    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
     let shown = fleet_policy(&pg, &["show", "--json"]);
     let json: serde_json::Value =
         serde_json::from_slice(&shown.stdout).expect("policy show --json prints JSON");
     assert_eq!(json["max_failures"], 2, "{json}");
     assert_eq!(json["lockout_seconds"], 300, "{json}");
-    for bad in [&["set", "max_failures", "0"][..], &["set", "no_such_key", "1"]] {
+    for bad in [
+        &["set", "max_failures", "0"][..],
+        &["set", "no_such_key", "1"],
+    ] {
         let out = fleet_policy(&pg, bad);
         assert!(!out.status.success(), "{bad:?} was taken");
         assert!(!out.stderr.is_empty(), "{bad:?} failed without a word");
@@ -336,8 +343,12 @@ fn the_fleets_policy_is_set_once_and_every_host_follows_it() {
 
     // Two wrong codes, one on each host: locked on both, as the fleet's policy says.
     let wrong = pam_mfa_tests::wrong_code(&secret, real_now(), 2);
-    a.env.login(frank.name(), &wrong).assert_result(PamCode::AuthErr);
-    b.env.login(frank.name(), &wrong).assert_result(PamCode::AuthErr);
+    a.env
+        .login(frank.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
+    b.env
+        .login(frank.name(), &wrong)
+        .assert_result(PamCode::AuthErr);
     a.env
         .pam(frank.name())
         .answer(&fresh_code(&secret))
@@ -637,4 +648,122 @@ fn killing_mfad_or_its_database_session_loses_nothing_and_accepts_no_code_twice(
             "user {who}: accepted step {highest}, recorded {last}"
         );
     }
+}
+
+/// Recovery and bypass codes of a fleet account: made on one host, used on another, used
+/// up fleet-wide; the database keeps only their salted hashes.
+#[test]
+fn recovery_and_bypass_codes_made_on_one_host_work_once_on_any() {
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let b = Host::new(&pg, "b", &["root"]);
+    let alice = TestUser::new();
+    enroll(&a, alice.name(), "phone");
+
+    let out = a.env.mfa(&["--user", alice.name(), "recovery", "generate"]);
+    out.assert_success();
+    let codes = pam_mfa_tests::recovery::codes_in(&out.stdout);
+    assert_eq!(codes.len(), 10, "{}", out.stdout);
+    // Only salted hashes in the database: no code in any column of any row.
+    let dump = pg.psql(
+        DB,
+        "SELECT string_agg(encode(salt, 'hex') || encode(hash, 'hex') || user_name, ' ') \
+         FROM pam_mfa_fleet.recovery_codes",
+    );
+    for code in &codes {
+        let plain = code.replace('-', "");
+        assert!(
+            !dump.contains(&plain),
+            "a recovery code is stored in the clear"
+        );
+        let hex: String = plain.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !dump.contains(&hex),
+            "a recovery code is stored in the clear"
+        );
+    }
+
+    // Used on B, upper case without dashes as typed from paper...
+    let typed = codes[0].replace('-', "").to_uppercase();
+    let out = b.env.login(alice.name(), &typed);
+    out.assert_result(PamCode::Success);
+    assert!(
+        out.infos()
+            .iter()
+            .any(|i| i.contains("9 recovery codes left")),
+        "{}",
+        out.transcript()
+    );
+    assert!(
+        b.env
+            .mfad_stderr()
+            .contains("authenticated with a recovery code; 9 left"),
+        "{}",
+        b.env.mfad_stderr()
+    );
+    // ...and then refused on A: used up in the whole fleet.
+    a.env
+        .login(alice.name(), &codes[0])
+        .assert_result(PamCode::AuthErr);
+    // A made-up code of the same shape is refused.
+    let out = a.env.login(alice.name(), "abcd-efgh-jkmn");
+    out.assert_result(PamCode::AuthErr);
+    assert!(
+        a.env
+            .mfad_stderr()
+            .contains("not a valid recovery or bypass code"),
+        "{}",
+        a.env.mfad_stderr()
+    );
+    // Another code of the set still works on A.
+    a.env
+        .login(alice.name(), &codes[1])
+        .assert_result(PamCode::Success);
+
+    // A bypass code issued on A works on B for its two uses, then no more.
+    let out = a.env.mfa(&[
+        "admin",
+        "bypass",
+        alice.name(),
+        "--uses",
+        "2",
+        "--expires",
+        "10m",
+    ]);
+    out.assert_success();
+    let bypass = pam_mfa_tests::recovery::codes_in(&out.stdout);
+    assert_eq!(bypass.len(), 1, "{}", out.stdout);
+    b.env
+        .login(alice.name(), &bypass[0])
+        .assert_result(PamCode::Success);
+    a.env
+        .login(alice.name(), &bypass[0])
+        .assert_result(PamCode::Success);
+    b.env
+        .login(alice.name(), &bypass[0])
+        .assert_result(PamCode::AuthErr);
+
+    // Every use is in the database's audit trail, with the host that saw it.
+    let audit = pg.psql(
+        DB,
+        &format!(
+            "SELECT host || ' ' || action FROM pam_mfa_fleet.audit WHERE user_name = '{}' \
+             AND action IN ('recovery-generate', 'recovery-login', 'bypass', 'bypass-login') \
+             ORDER BY id",
+            alice.name()
+        ),
+    );
+    let lines: Vec<&str> = audit.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{} recovery-generate", a.role),
+            format!("{} recovery-login", b.role),
+            format!("{} recovery-login", a.role),
+            format!("{} bypass", a.role),
+            format!("{} bypass-login", b.role),
+            format!("{} bypass-login", a.role),
+        ],
+        "{audit}"
+    );
 }

@@ -39,9 +39,22 @@ const HOST_CALLS: &[&str] = &[
     "SELECT * FROM pam_mfa_fleet.remove_device('alice', 0, 'nothing')",
     "SELECT * FROM pam_mfa_fleet.policy()",
     "SELECT * FROM pam_mfa_fleet.unlock('alice', 0)",
+    "SELECT * FROM pam_mfa_fleet.set_recovery_codes('alice', 0, \
+     ARRAY[decode(repeat('01', 16), 'hex')], ARRAY[decode(repeat('02', 32), 'hex')])",
+    "SELECT * FROM pam_mfa_fleet.recovery_codes_left('alice')",
+    "SELECT * FROM pam_mfa_fleet.use_recovery_code('alice', 0, 'abcdefghijkm')",
+    "SELECT * FROM pam_mfa_fleet.add_bypass_code('alice', 0, decode(repeat('03', 16), 'hex'), \
+     decode(repeat('04', 32), 'hex'), 1, 4000000000)",
 ];
 
-const TABLES: &[&str] = &["devices", "auth_state", "audit", "policy", "schema_version"];
+const TABLES: &[&str] = &[
+    "devices",
+    "auth_state",
+    "audit",
+    "policy",
+    "schema_version",
+    "recovery_codes",
+];
 
 /// A cluster with the fleet schema installed in database [`DB`].
 struct Fleet {
@@ -667,6 +680,10 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
         "rename_device",
         "policy",
         "unlock",
+        "use_recovery_code",
+        "set_recovery_codes",
+        "add_bypass_code",
+        "recovery_codes_left",
     ];
     let functions = admin
         .query(
@@ -691,6 +708,7 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
                 // before its privileges are looked at.
                 .map(|t| match t.as_str() {
                     "bytea" => "'\\x00'::bytea".to_owned(),
+                    "bytea[]" => "ARRAY['\\x00'::bytea]".to_owned(),
                     "text" => "'x'::text".to_owned(),
                     other => format!("1::{other}"),
                 })
@@ -874,6 +892,119 @@ fn sixteen_concurrent_logins_with_one_code_accept_it_once() {
     }
 }
 
+/// Recovery codes hashed by the library (`recovery::salted_hash`) are found by the
+/// database's SHA-256: 16 uses at once of one code over two hosts accept it once, for
+/// each of three codes; a made-up code counts no failure, and a lock-out does not stop a
+/// right code, which clears nothing either (lockout.rs).
+#[test]
+fn sixteen_concurrent_uses_of_one_recovery_code_accept_it_once() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    let hosts = [("a", fleet.add_host("a")), ("b", fleet.add_host("b"))];
+    let mut clients: Vec<Client> = (0..16)
+        .map(|i| {
+            let (name, password) = &hosts[i % 2];
+            fleet.host(name, password)
+        })
+        .collect();
+    let codes = pam_mfa::recovery::new_set().expect("codes");
+    let hashed: Vec<([u8; 16], [u8; 32])> = codes
+        .iter()
+        .map(|c| pam_mfa::recovery::salted_hash(c).expect("hash"))
+        .collect();
+    let salts: Vec<&[u8]> = hashed.iter().map(|(s, _)| &s[..]).collect();
+    let hashes: Vec<&[u8]> = hashed.iter().map(|(_, h)| &h[..]).collect();
+    clients[0]
+        .execute(
+            "SELECT pam_mfa_fleet.set_recovery_codes('rec', 0, $1, $2)",
+            &[&salts, &hashes],
+        )
+        .expect("set_recovery_codes");
+    let use_code = |c: &mut Client, code: &str| -> Option<(String, i32)> {
+        c.query(
+            "SELECT kind, remaining FROM pam_mfa_fleet.use_recovery_code('rec', 7, $1)",
+            &[&code],
+        )
+        .expect("use_recovery_code")
+        .first()
+        .map(|r| (r.get(0), r.get(1)))
+    };
+    for (round, code) in codes.iter().take(3).enumerate() {
+        let code = code.as_str().to_owned();
+        let barrier = Arc::new(Barrier::new(16));
+        let threads: Vec<_> = clients
+            .drain(..)
+            .map(|mut client| {
+                let (barrier, code) = (barrier.clone(), code.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let answer = use_code(&mut client, &code);
+                    (client, answer)
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in threads {
+            let (client, answer) = t.join().expect("use thread");
+            clients.push(client);
+            answers.push(answer);
+        }
+        let accepted: Vec<_> = answers.iter().flatten().collect();
+        let left = 9 - i32::try_from(round).expect("round");
+        assert_eq!(accepted, [&("recovery".to_owned(), left)], "{answers:?}");
+    }
+    let left: i32 = clients[1]
+        .query_one("SELECT pam_mfa_fleet.recovery_codes_left('rec')", &[])
+        .expect("left")
+        .get(0);
+    assert_eq!(left, 7);
+    // Made-up codes and things that are not codes: refused, nothing counted.
+    for made_up in [
+        "abcdefghijkm",
+        "ABCDEFGHIJKM",
+        "abcd-efgh-jkmn",
+        "123456",
+        "",
+    ] {
+        assert_eq!(use_code(&mut clients[0], made_up), None, "{made_up}");
+    }
+    let failures = |admin: &mut Client| -> (i64, Option<i64>) {
+        let r = admin
+            .query_one(
+                "SELECT failures, locked_until FROM pam_mfa_fleet.auth_state
+                 WHERE user_name = 'rec'",
+                &[],
+            )
+            .expect("auth_state");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(failures(&mut admin), (0, None));
+    // Locked out: a right code still gets in, and the lock stays.
+    let until = server_now(&mut admin) + 300;
+    admin
+        .execute(
+            "UPDATE pam_mfa_fleet.auth_state SET failures = 5, window_start = $1,              locked_until = $2 WHERE user_name = 'rec'",
+            &[&(until - 300), &until],
+        )
+        .expect("lock");
+    assert_eq!(
+        use_code(&mut clients[1], &codes[5]),
+        Some(("recovery".to_owned(), 6))
+    );
+    assert_eq!(failures(&mut admin), (5, Some(until)));
+    // Every use is audited once, by the host that made it.
+    let logins: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pam_mfa_fleet.audit
+             WHERE user_name = 'rec' AND action = 'recovery-login' AND actor_uid = 7
+               AND host IN ('mfa_host_a', 'mfa_host_b')",
+            &[],
+        )
+        .expect("audit")
+        .get(0);
+    assert_eq!(logins, 4);
+}
+
 /// Failures on two hosts count toward one lock-out, which then holds on both.
 #[test]
 fn failures_on_two_hosts_lock_the_user_on_both() {
@@ -1004,7 +1135,7 @@ fn init_twice_keeps_the_data() {
         .collect()
     };
     let before = snapshot(&mut admin);
-    assert_eq!(before[4], "(1)");
+    assert_eq!(before[4], "(2)");
     fleet.init();
     fleet.init();
     assert_eq!(snapshot(&mut admin), before);

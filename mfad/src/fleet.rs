@@ -21,18 +21,23 @@ use pam_mfa::enrollment::{self, PENDING_LIFETIME_SECS};
 use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::otp::TotpParams;
 use pam_mfa::policy::{NoDevice, SelfService};
+use pam_mfa::recovery::Used;
 use pam_mfa::selfservice as rules;
 use pam_mfa::store::secret::Secret;
 use pam_mfa::{code, otpauth, recovery};
 use pam_mfa_fleet::{CodeOutcome, Fleet, FleetError, RefusalCode};
 use pam_mfa_protocol::{
-    AccountState, BeforePromptReply, DeviceEntry, ErrorKind, ErrorReply, NoDeviceRule, ProofReply,
-    RecoveryOutcome, RefusalKind, Response, ResyncReply, SecretBytes, VerifyOutcome,
+    AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
+    ErrorReply, NoDeviceRule, ProofReply, RecoveryOutcome, RefusalKind, Response, ResyncReply,
+    SecretBytes, VerifyOutcome,
 };
 
 use crate::authorise::{Admin, Change, Work};
 use crate::log::{Level, Log};
-use crate::selfservice::{Tickets, issue_failed, pending_reply, proof_refused};
+use crate::selfservice::{
+    Tickets, issue_failed, new_recovery_set, pending_reply, proof_refused, recovery_set_gone,
+    take_recovery_set,
+};
 use crate::service::who;
 
 /// The fleet's side of the daemon: its database connection and its own tickets (proofs
@@ -215,7 +220,7 @@ fn run(
                 }));
             };
             if recovery::normalize(answer.as_bytes()).is_some() {
-                return Ok(recovery_refused(log, uid));
+                return verify_recovery(fleet, Some(user), answer.as_bytes(), uid, log);
             }
             // Only digits ever reach the database: what is not a code is sent as nothing,
             // which the database counts as a malformed answer.
@@ -232,7 +237,10 @@ fn run(
             )?;
             Response::Verified(verified(log, &user, uid, outcome, parsed.err()))
         }
-        Work::VerifyRecovery { .. } => recovery_refused(log, uid),
+        // Remembered logins are not kept for fleet accounts, so the context is not used.
+        Work::VerifyRecovery { account, code, .. } => {
+            verify_recovery(fleet, account, code.as_bytes(), uid, log)?
+        }
         Work::ListDevices { account } => Response::Devices(
             fleet
                 .list_devices(account.as_str())?
@@ -257,16 +265,55 @@ fn run(
             if let Err(refused) = allowed(fleet, uid)? {
                 return Ok(refused);
             }
-            let parsed = code::parse(answer.as_bytes());
-            let digits = parsed.as_ref().map(|c| c.as_str()).unwrap_or("");
-            let outcome = fleet.check_code(
-                account.as_str(),
-                uid,
-                digits,
-                None,
-                pam_mfa::login::LoginSettings::default().hotp_window,
-            )?;
-            if !matches!(outcome, CodeOutcome::Accepted { .. }) {
+            // A recovery or bypass code proves the account too, as rules::prove has it.
+            let mut code_used = None;
+            if let Some(typed) = recovery::normalize(answer.as_bytes()) {
+                match fleet.use_recovery_code(account.as_str(), uid, &typed)? {
+                    Used::Accepted { kind, remaining } => {
+                        log.log(
+                            Level::Notice,
+                            &format!(
+                                "uid {uid} confirmed a change with a {} code ({remaining} \
+                                 left) for user {account}",
+                                kind.as_str()
+                            ),
+                        );
+                        code_used = Some(CodeUsed {
+                            kind: code_kind(kind),
+                            remaining,
+                        });
+                    }
+                    Used::NotFound => {
+                        log.log(
+                            Level::Notice,
+                            &format!(
+                                "refused a change: no device proved ({})",
+                                who(&account, uid)
+                            ),
+                        );
+                        return Ok(error(
+                            ErrorKind::Denied,
+                            "that is not a valid recovery code (or it was already used); \
+                             nothing was changed",
+                        ));
+                    }
+                }
+            }
+            let outcome = match code_used {
+                Some(_) => None,
+                None => {
+                    let parsed = code::parse(answer.as_bytes());
+                    let digits = parsed.as_ref().map(|c| c.as_str()).unwrap_or("");
+                    Some(fleet.check_code(
+                        account.as_str(),
+                        uid,
+                        digits,
+                        None,
+                        pam_mfa::login::LoginSettings::default().hotp_window,
+                    )?)
+                }
+            };
+            if outcome.is_some_and(|o| !matches!(o, CodeOutcome::Accepted { .. })) {
                 log.log(
                     Level::Notice,
                     &format!(
@@ -284,7 +331,7 @@ fn run(
                 Ok((token, expires_at)) => Response::Proof(ProofReply {
                     proof: SecretBytes::from_slice(&token[..]),
                     expires_at,
-                    code: None,
+                    code: code_used,
                 }),
                 Err(e) => match issue_failed(e) {
                     Ok(r) => r,
@@ -311,7 +358,7 @@ fn run(
                     }
                 }
             }
-            change_now(fleet, uid, &account, *change, log)?
+            change_now(fleet, uid, &account, *change, tickets, log)?
         }
         Work::FinishTotp {
             account,
@@ -367,9 +414,31 @@ fn run(
                 Response::Done
             }
             Admin::Remove { account, name } => remove(fleet, uid, &account, &name, log)?,
+            Admin::Bypass {
+                account,
+                uses,
+                expires_in,
+            } => bypass(fleet, uid, &account, uses, &expires_in, log)?,
             _ => not_served("this administrative command"),
         },
-        Work::RecoveryCommit { .. } => not_served("recovery codes"),
+        Work::RecoveryCommit { account, ticket } => {
+            if let Err(refused) = allowed(fleet, uid)? {
+                return Ok(refused);
+            }
+            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+            let Some(codes) = take_recovery_set(tickets, &ticket, uid, &account, now) else {
+                return Ok(recovery_set_gone());
+            };
+            // Only salted hashes leave this host, made as the local store makes them.
+            let hashed = codes
+                .iter()
+                .map(|c| recovery::salted_hash(c))
+                .collect::<pam_mfa::Result<Vec<_>>>()
+                .map_err(|e| FleetError::Database(e.to_string()))?;
+            fleet.set_recovery_codes(account.as_str(), uid, &hashed)?;
+            changed(log, uid, &account, "generated new recovery codes");
+            Response::Done
+        }
         Work::KeyChallenge { .. } | Work::KeyAnswer { .. } | Work::FinishFido2 { .. } => {
             not_served("a security key")
         }
@@ -408,6 +477,7 @@ fn change_now(
     uid: u32,
     account: &UserName,
     change: Change,
+    tickets: &mut Tickets,
     log: &Log,
 ) -> Result<Response, FleetError> {
     Ok(match change {
@@ -511,7 +581,11 @@ fn change_now(
                 }
             }
         }
-        Change::RecoveryGenerate => not_served("recovery codes"),
+        Change::RecoveryGenerate => {
+            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+            new_recovery_set(tickets, uid, account, now)
+                .map_err(|e| FleetError::Database(e.to_string()))?
+        }
         Change::BeginFido2 { .. } => not_served("a security key"),
         Change::EnrollToken { .. } => not_served("a hardware token"),
     })
@@ -552,17 +626,89 @@ fn no_such_device(account: &UserName, name: &str) -> String {
     .to_string()
 }
 
-/// Recovery and bypass codes of fleet accounts are not served yet: refused and logged,
-/// never let through.
-fn recovery_refused(log: &Log, uid: u32) -> Response {
-    log.log(
-        Level::Notice,
+/// A recovery or bypass code typed at a login (sent as such, or as the answer to the
+/// code prompt, told apart by `recovery::normalize` as for the local store), used up
+/// fleet-wide by the database with its audit row as the caller's uid; logged as
+/// service.rs logs it.
+fn verify_recovery(
+    fleet: &mut Fleet,
+    account: Option<UserName>,
+    code: &[u8],
+    uid: u32,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    let outcome = match (account, recovery::normalize(code)) {
+        (Some(user), Some(code)) => match fleet.use_recovery_code(user.as_str(), uid, &code)? {
+            Used::Accepted { kind, remaining } => {
+                log.log(
+                    Level::Notice,
+                    &format!(
+                        "authenticated with a {} code; {remaining} left ({})",
+                        kind.as_str(),
+                        who(&user, uid)
+                    ),
+                );
+                RecoveryOutcome::Accepted {
+                    kind: code_kind(kind),
+                    remaining,
+                }
+            }
+            Used::NotFound => RecoveryOutcome::Refused,
+        },
+        _ => RecoveryOutcome::Refused,
+    };
+    if outcome == RecoveryOutcome::Refused {
+        log.log(
+            Level::Notice,
+            &format!("authentication failure: not a valid recovery or bypass code (by uid {uid})"),
+        );
+    }
+    Ok(Response::Recovery(outcome))
+}
+
+fn code_kind(kind: recovery::Kind) -> CodeKind {
+    match kind {
+        recovery::Kind::Recovery => CodeKind::Recovery,
+        recovery::Kind::Bypass => CodeKind::Bypass,
+    }
+}
+
+/// `mfa admin bypass` for a fleet account: the code is made here, shown once to root, and
+/// only its salted hash goes to the database, which also clears the lock-out. Its expiry
+/// is counted from the database's clock, the fleet's one time.
+fn bypass(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+    uses: u32,
+    expires_in: &str,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    let secs = match pam_mfa::admin::bypass_lifetime(expires_in) {
+        Ok(s) => s,
+        Err(message) => return Ok(error(ErrorKind::Invalid, message)),
+    };
+    let now = fleet.login_state(account.as_str())?.now;
+    let expires_at = now.saturating_add(secs);
+    let code = recovery::new_code().map_err(|e| FleetError::Database(e.to_string()))?;
+    let (salt, hash) =
+        recovery::salted_hash(&code).map_err(|e| FleetError::Database(e.to_string()))?;
+    fleet.add_bypass_code(account.as_str(), uid, &salt, &hash, uses, expires_at)?;
+    changed(
+        log,
+        uid,
+        account,
         &format!(
-            "authentication failure: recovery and bypass codes are not available for fleet \
-             accounts yet (by uid {uid})"
+            "issued a bypass code ({uses} use(s), expires in {})",
+            expires_in.escape_debug()
         ),
     );
-    Response::Recovery(RecoveryOutcome::Refused)
+    Ok(Response::BypassCode(BypassReply {
+        user: account.as_str().to_owned(),
+        code: SecretBytes::from_slice(code.as_bytes()),
+        uses,
+        expires_at,
+    }))
 }
 
 /// A code check's outcome, logged in the module's words and carried to the caller.

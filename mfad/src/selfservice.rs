@@ -219,15 +219,8 @@ fn run(
             if let Err(e) = rules::check_allowed(store, &account, uid, now) {
                 return refusal(e);
             }
-            let Some(codes) = tickets
-                .codes
-                .take(ticket.as_bytes(), uid, account.as_str(), now)
-            else {
-                return Ok(error(
-                    ErrorKind::Invalid,
-                    "these recovery codes expired or were already saved; nothing was changed, \
-                     the earlier codes still work: run mfa recovery generate again",
-                ));
+            let Some(codes) = take_recovery_set(tickets, &ticket, uid, &account, now) else {
+                return Ok(recovery_set_gone());
             };
             match rules::commit_recovery_codes(store, &account, &codes, uid, now) {
                 Ok(()) => {
@@ -528,21 +521,7 @@ fn change_now(
                 Err(e) => issue_failed(e),
             };
         }
-        Change::RecoveryGenerate => {
-            let codes = recovery::new_set()?;
-            let shown: Vec<SecretBytes> = codes
-                .iter()
-                .map(|c| SecretBytes::from_slice(c.as_bytes()))
-                .collect();
-            return match tickets.codes.issue(uid, account.as_str(), codes, now) {
-                Ok((ticket, expires_at)) => Ok(Response::RecoveryCodes(RecoveryCodesReply {
-                    ticket: SecretBytes::from_slice(&ticket[..]),
-                    codes: shown,
-                    expires_at,
-                })),
-                Err(e) => issue_failed(e),
-            };
-        }
+        Change::RecoveryGenerate => return new_recovery_set(tickets, uid, account, now),
     };
     match done {
         Ok(what) => {
@@ -551,6 +530,52 @@ fn change_now(
         }
         Err(e) => refusal(e),
     }
+}
+
+/// A new recovery set, shown to the caller and held under a ticket until the caller says
+/// it was written out ([`Work::RecoveryCommit`]): the same for both stores, which differ
+/// only in how the set is then stored.
+pub(crate) fn new_recovery_set(
+    tickets: &mut Tickets,
+    uid: u32,
+    account: &UserName,
+    now: UnixTime,
+) -> pam_mfa::Result<Response> {
+    let codes = recovery::new_set()?;
+    let shown: Vec<SecretBytes> = codes
+        .iter()
+        .map(|c| SecretBytes::from_slice(c.as_bytes()))
+        .collect();
+    match tickets.codes.issue(uid, account.as_str(), codes, now) {
+        Ok((ticket, expires_at)) => Ok(Response::RecoveryCodes(RecoveryCodesReply {
+            ticket: SecretBytes::from_slice(&ticket[..]),
+            codes: shown,
+            expires_at,
+        })),
+        Err(e) => issue_failed(e),
+    }
+}
+
+/// The set held under `ticket` for this caller and account, once ([`new_recovery_set`]).
+pub(crate) fn take_recovery_set(
+    tickets: &mut Tickets,
+    ticket: &SecretBytes,
+    uid: u32,
+    account: &UserName,
+    now: UnixTime,
+) -> Option<Vec<Zeroizing<String>>> {
+    tickets
+        .codes
+        .take(ticket.as_bytes(), uid, account.as_str(), now)
+}
+
+/// The answer to a commit whose set is no longer held.
+pub(crate) fn recovery_set_gone() -> Response {
+    error(
+        ErrorKind::Invalid,
+        "these recovery codes expired or were already saved; nothing was changed, the \
+         earlier codes still work: run mfa recovery generate again",
+    )
 }
 
 /// A registration waiting for its two codes, as the person registering gets it (the

@@ -85,6 +85,22 @@ pub fn normalize(answer: &[u8]) -> Option<Zeroizing<String>> {
     (out.len() == CODE_CHARS).then_some(out)
 }
 
+/// A new random code (ungrouped) that no store of this host keeps: a bypass code for the
+/// fleet's database, which is sent only [`salted_hash`] of it.
+pub fn new_code() -> Result<Zeroizing<String>> {
+    generate()
+}
+
+/// A new random 16-byte salt and the code's hash over it: what a store keeps of a code,
+/// the local one ([`insert`]) or the fleet's database (which compares hashes made the
+/// same way, SHA-256 over the salt then the code).
+pub fn salted_hash(code: &str) -> Result<([u8; 16], [u8; 32])> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| Error::Random(e.to_string()))?;
+    let hash = hash(&salt, code);
+    Ok((salt, hash))
+}
+
 fn hash(salt: &[u8], code: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(salt);
@@ -111,15 +127,14 @@ struct NewCode<'a> {
 
 /// Stores `code` as a salted hash.
 fn insert(conn: &Connection, new: &NewCode<'_>, code: &str) -> Result<()> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| Error::Random(e.to_string()))?;
+    let (salt, hash) = salted_hash(code)?;
     rows::insert(
         conn,
         &NewRow {
             user: new.user,
             kind: new.kind,
             salt: &salt,
-            hash: &hash(&salt, code),
+            hash: &hash,
             uses: new.uses,
             expires_at: new.expires_at,
             now: new.now,

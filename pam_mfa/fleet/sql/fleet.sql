@@ -93,7 +93,7 @@ $$;
 DO $migrate$
 DECLARE
     v int;
-    known CONSTANT int := 1;
+    known CONSTANT int := 2;
 BEGIN
     SELECT version INTO v FROM pam_mfa_fleet.schema_version FOR UPDATE;
     IF v > known THEN
@@ -184,6 +184,28 @@ BEGIN
         CREATE INDEX audit_by_time ON pam_mfa_fleet.audit (at);
 
         UPDATE pam_mfa_fleet.schema_version SET version = 1;
+    END IF;
+
+    IF v < 2 THEN
+        -- Recovery codes and bypass codes (recovery.rs): only SHA-256 over a per-code
+        -- random 16-byte salt and the code, never a code. The codes are made by the host's
+        -- mfad, shown once to the person (or to root), and sent here already hashed.
+        CREATE TABLE pam_mfa_fleet.recovery_codes (
+            id              bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            user_name       text    NOT NULL CHECK (octet_length(user_name) BETWEEN 1 AND 256),
+            kind            text    NOT NULL CHECK (kind IN ('recovery', 'bypass')),
+            salt            bytea   NOT NULL CHECK (length(salt) = 16),
+            hash            bytea   NOT NULL CHECK (length(hash) = 32),
+            uses_left       int     NOT NULL CHECK (uses_left BETWEEN 0 AND 100),
+            expires_at      bigint,
+            created_at      bigint  NOT NULL,
+            created_by      bigint  NOT NULL,
+            host            text    NOT NULL DEFAULT session_user,
+            CHECK (kind <> 'bypass' OR expires_at IS NOT NULL)
+        );
+        CREATE INDEX recovery_codes_by_user ON pam_mfa_fleet.recovery_codes (user_name);
+
+        UPDATE pam_mfa_fleet.schema_version SET version = 2;
     END IF;
 END
 $migrate$;
@@ -793,6 +815,164 @@ BEGIN
 END
 $$;
 
+-- recovery::consume with login::verify_recovery: a recovery or bypass code (canonical, as
+-- recovery::normalize gives it) compared with every unused, unexpired code of the user;
+-- the first match is used up and audited. No row: refused. A lock-out does not stop it
+-- and a wrong one counts no failure, nor does a right one clear the failures of short
+-- codes (lockout.rs: 60 random bits cannot be guessed; it is the way back in for someone
+-- locked out).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.use_recovery_code_at(
+    p_user text, p_actor int, p_code text, p_now bigint)
+RETURNS TABLE(kind text, remaining int)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    r record;
+    typed bytea;
+    hit_id bigint;
+    hit_kind text;
+    hit_left int;
+    left_now int;
+    rem int;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    -- Only what recovery::normalize can give (12 characters of its alphabet, lower case)
+    -- can be a code; anything else is refused without being looked at.
+    IF p_code IS NULL OR p_code !~ '^[a-km-np-z2-9]{12}$' THEN
+        RETURN;
+    END IF;
+    -- Nothing to compare with: refused without taking the lock or storing anything (a
+    -- made-up name gets no auth_state row). Looked at again under the lock below.
+    IF NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.recovery_codes x WHERE x.user_name = p_user) THEN
+        RETURN;
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    -- recovery_codes::purge_spent.
+    DELETE FROM pam_mfa_fleet.recovery_codes x
+    WHERE x.user_name = p_user
+      AND (x.uses_left <= 0 OR (x.expires_at IS NOT NULL AND x.expires_at <= p_now));
+    typed := pg_catalog.convert_to(p_code, 'UTF8');
+    -- Every row is hashed, match or not, as recovery.rs does. The digests are compared
+    -- with `=`, which is not constant-time (SQL has nothing that is): what it could leak
+    -- is how much of a stored digest matches the digest of the typed code, and the
+    -- digest is of a salt the caller does not know (hosts cannot read this table), so
+    -- it says nothing about which code would match.
+    FOR r IN SELECT x.id, x.kind, x.salt, x.hash, x.uses_left
+             FROM pam_mfa_fleet.recovery_codes x
+             WHERE x.user_name = p_user ORDER BY x.id LOOP
+        IF pg_catalog.sha256(r.salt || typed) = r.hash AND hit_id IS NULL THEN
+            hit_id := r.id;
+            hit_kind := r.kind;
+            hit_left := r.uses_left;
+        END IF;
+    END LOOP;
+    IF hit_id IS NULL THEN
+        RETURN;
+    END IF;
+    -- recovery_codes::set_uses_left: a row with no use left is deleted, not kept.
+    left_now := greatest(hit_left - 1, 0);
+    IF left_now = 0 THEN
+        DELETE FROM pam_mfa_fleet.recovery_codes WHERE id = hit_id;
+    ELSE
+        UPDATE pam_mfa_fleet.recovery_codes SET uses_left = left_now WHERE id = hit_id;
+    END IF;
+    IF hit_kind = 'recovery' THEN
+        SELECT count(*)::int INTO rem FROM pam_mfa_fleet.recovery_codes x
+        WHERE x.user_name = p_user AND x.kind = 'recovery' AND x.uses_left > 0;
+        PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'recovery-login', NULL,
+                                     rem || ' recovery codes left');
+    ELSE
+        rem := left_now;
+        PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'bypass-login', NULL,
+                                     rem || ' uses of this bypass code left');
+    END IF;
+    RETURN QUERY SELECT hit_kind, rem;
+END
+$$;
+
+-- selfservice::commit_recovery_codes: the user's recovery set replaced (bypass codes
+-- stay) by the salted hashes of a set mfad made and showed.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.set_recovery_codes_at(
+    p_user text, p_actor int, p_salts bytea[], p_hashes bytea[], p_now bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    n int := coalesce(pg_catalog.cardinality(p_salts), 0);
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    IF n NOT BETWEEN 1 AND 100 OR pg_catalog.array_ndims(p_salts) <> 1
+       OR pg_catalog.array_ndims(p_hashes) <> 1
+       OR coalesce(pg_catalog.cardinality(p_hashes), 0) <> n THEN
+        RAISE EXCEPTION 'a recovery set is 1 to 100 salts and as many hashes'
+            USING ERRCODE = 'MF005';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(p_salts, p_hashes) AS u(salt, hash)
+               WHERE u.salt IS NULL OR u.hash IS NULL OR pg_catalog.length(u.salt) <> 16
+                  OR pg_catalog.length(u.hash) <> 32) THEN
+        RAISE EXCEPTION 'a salt is 16 bytes and a hash 32' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    DELETE FROM pam_mfa_fleet.recovery_codes WHERE user_name = p_user AND kind = 'recovery';
+    INSERT INTO pam_mfa_fleet.recovery_codes (user_name, kind, salt, hash, uses_left,
+                                              expires_at, created_at, created_by)
+    SELECT p_user, 'recovery', u.salt, u.hash, 1, NULL, p_now, coalesce(p_actor, -1)
+    FROM unnest(p_salts, p_hashes) AS u(salt, hash);
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'recovery-generate', NULL,
+                                 n || ' codes; earlier codes no longer work');
+END
+$$;
+
+-- admin::issue_bypass: a bypass code (made and shown once by mfad) good for p_uses logins
+-- until p_expires_at, and the user's lock-out cleared, as recovery::issue_bypass does.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.add_bypass_code_at(
+    p_user text, p_actor int, p_salt bytea, p_hash bytea, p_uses int, p_expires_at bigint,
+    p_now bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_salt IS NULL OR p_hash IS NULL OR pg_catalog.length(p_salt) <> 16
+       OR pg_catalog.length(p_hash) <> 32 THEN
+        RAISE EXCEPTION 'a salt is 16 bytes and a hash 32' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_uses IS NULL OR p_uses NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'a bypass code has 1 to 100 uses' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_expires_at IS NULL OR p_expires_at <= p_now THEN
+        RAISE EXCEPTION 'a bypass code must expire in the future' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    INSERT INTO pam_mfa_fleet.recovery_codes (user_name, kind, salt, hash, uses_left,
+                                              expires_at, created_at, created_by)
+    VALUES (p_user, 'bypass', p_salt, p_hash, p_uses, p_expires_at, p_now,
+            coalesce(p_actor, -1));
+    UPDATE pam_mfa_fleet.auth_state SET failures = 0, window_start = 0, locked_until = NULL
+    WHERE user_name = p_user;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'bypass', NULL,
+                                 p_uses || ' use(s), expires in '
+                                 || (p_expires_at - p_now) || ' s');
+END
+$$;
+
+-- recovery_codes::remaining: the unused codes of the user's recovery set.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.recovery_codes_left_at(p_user text, p_now bigint)
+RETURNS int
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    RETURN (SELECT count(*)::int FROM pam_mfa_fleet.recovery_codes x
+            WHERE x.user_name = p_user AND x.kind = 'recovery' AND x.uses_left > 0);
+END
+$$;
+
 -- The policy in effect: the built-in default where the stored number is NULL (5 failures,
 -- 300 s, a window of 1), so the caller always gets numbers. A caller's own override still
 -- wins over these, as in settings.rs.
@@ -916,6 +1096,37 @@ RETURNS boolean
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
 RETURN pam_mfa_fleet.unlock_at(p_user, p_actor, pam_mfa_fleet.now_());
 
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.use_recovery_code(
+    p_user text, p_actor int, p_code text)
+RETURNS TABLE(kind text, remaining int)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.use_recovery_code_at(p_user, p_actor, p_code, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.set_recovery_codes(
+    p_user text, p_actor int, p_salts bytea[], p_hashes bytea[])
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT pam_mfa_fleet.set_recovery_codes_at(p_user, p_actor, p_salts, p_hashes,
+                                           pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.add_bypass_code(
+    p_user text, p_actor int, p_salt bytea, p_hash bytea, p_uses int, p_expires_at bigint)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT pam_mfa_fleet.add_bypass_code_at(p_user, p_actor, p_salt, p_hash, p_uses, p_expires_at,
+                                        pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.recovery_codes_left(p_user text)
+RETURNS int
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.recovery_codes_left_at(p_user, pam_mfa_fleet.now_());
+
 ------------------------------------------------------------------------------------------
 -- Privileges, set again at every run
 ------------------------------------------------------------------------------------------
@@ -947,7 +1158,11 @@ GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.remove_device(text, int, text),
     pam_mfa_fleet.rename_device(text, int, text, text),
     pam_mfa_fleet.policy(),
-    pam_mfa_fleet.unlock(text, int)
+    pam_mfa_fleet.unlock(text, int),
+    pam_mfa_fleet.use_recovery_code(text, int, text),
+    pam_mfa_fleet.set_recovery_codes(text, int, bytea[], bytea[]),
+    pam_mfa_fleet.add_bypass_code(text, int, bytea, bytea, int, bigint),
+    pam_mfa_fleet.recovery_codes_left(text)
 TO pam_mfa_host;
 
 COMMIT;

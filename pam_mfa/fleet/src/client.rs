@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use pam_mfa::otp::Algorithm;
 use pam_mfa::policy::{NoDevice, SelfService};
+use pam_mfa::recovery::{Kind as RecoveryKind, Used};
 use pam_mfa::store::devices::{DeviceKind, DeviceState};
 use tokio::runtime::Runtime;
 use tokio_postgres::Row;
@@ -418,6 +419,95 @@ impl Fleet {
             &[&user, &actor],
             Kind::Changes,
             |rows| get(&one_row("unlock", rows)?, 0),
+        )
+    }
+
+    /// A recovery or bypass code (canonical, from `recovery::normalize`) checked and, if
+    /// it is one of the user's, used up fleet-wide: `NotFound` when it is not (nothing is
+    /// counted either way).
+    pub fn use_recovery_code(&mut self, user: &str, actor: u32, code: &str) -> Result<Used> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "use_recovery_code",
+            "SELECT kind, remaining FROM pam_mfa_fleet.use_recovery_code($1, $2, $3)",
+            &[&user, &actor, &code],
+            Kind::Changes,
+            |rows| {
+                let Some(row) = rows.first() else {
+                    return Ok(Used::NotFound);
+                };
+                if rows.len() > 1 {
+                    return Err(FleetError::Database(format!(
+                        "use_recovery_code returned {} rows",
+                        rows.len()
+                    )));
+                }
+                let kind: Option<String> = get(row, 0)?;
+                let kind = match kind.as_deref() {
+                    None => return Ok(Used::NotFound),
+                    Some("recovery") => RecoveryKind::Recovery,
+                    Some("bypass") => RecoveryKind::Bypass,
+                    Some(other) => return Err(unknown("use_recovery_code kind", other)),
+                };
+                Ok(Used::Accepted {
+                    kind,
+                    remaining: count(row, 1)?,
+                })
+            },
+        )
+    }
+
+    /// Replaces the user's recovery set with these (salt, hash) pairs, from
+    /// `recovery::salted_hash` of codes this host made and showed once.
+    pub fn set_recovery_codes(
+        &mut self,
+        user: &str,
+        actor: u32,
+        codes: &[([u8; 16], [u8; 32])],
+    ) -> Result<()> {
+        let actor = int(actor, "actor")?;
+        let salts: Vec<&[u8]> = codes.iter().map(|(s, _)| &s[..]).collect();
+        let hashes: Vec<&[u8]> = codes.iter().map(|(_, h)| &h[..]).collect();
+        self.call(
+            "set_recovery_codes",
+            "SELECT pam_mfa_fleet.set_recovery_codes($1, $2, $3, $4)",
+            &[&user, &actor, &salts, &hashes],
+            Kind::Changes,
+            |rows| one_row("set_recovery_codes", rows).map(|_| ()),
+        )
+    }
+
+    /// Adds a bypass code (its salt and hash) good for `uses` logins until `expires_at`
+    /// (unix seconds), and clears the user's lock-out.
+    pub fn add_bypass_code(
+        &mut self,
+        user: &str,
+        actor: u32,
+        salt: &[u8; 16],
+        hash: &[u8; 32],
+        uses: u32,
+        expires_at: i64,
+    ) -> Result<()> {
+        let actor = int(actor, "actor")?;
+        let uses = int(uses, "uses")?;
+        let (salt, hash) = (&salt[..], &hash[..]);
+        self.call(
+            "add_bypass_code",
+            "SELECT pam_mfa_fleet.add_bypass_code($1, $2, $3, $4, $5, $6)",
+            &[&user, &actor, &salt, &hash, &uses, &expires_at],
+            Kind::Changes,
+            |rows| one_row("add_bypass_code", rows).map(|_| ()),
+        )
+    }
+
+    /// How many unused codes the user's recovery set has.
+    pub fn recovery_codes_left(&mut self, user: &str) -> Result<u32> {
+        self.call(
+            "recovery_codes_left",
+            "SELECT pam_mfa_fleet.recovery_codes_left($1)",
+            &[&user],
+            Kind::ReadOnly,
+            |rows| count(&one_row("recovery_codes_left", rows)?, 0),
         )
     }
 
