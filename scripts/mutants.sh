@@ -111,7 +111,11 @@ if ! git diff --quiet HEAD -- $FILES; then
 fi
 
 out="$work/mutants.out"
-[ -d "$out" ] || die "cargo-mutants wrote no results (exit status $status)"
+if [ ! -d "$out" ]; then
+    # Nothing to mutate in the changed lines (only comments or tests, say).
+    [ "$status" -eq 0 ] && echo "mutants: no mutants in the changed lines" && exit 0
+    die "cargo-mutants wrote no results (exit status $status)"
+fi
 case $status in
 0 | 2 | 3) ;; # all caught / some missed / some timed out (a timeout counts as caught)
 124 | 130) echo "mutants: time limit of $limit s reached" ;;
