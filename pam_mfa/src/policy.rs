@@ -340,6 +340,10 @@ mod tests {
         }
         set(&tx, "max_failures", "5").unwrap();
         assert_eq!(load(&tx).unwrap().max_failures, Some(5));
+        // A lock-out lasts at most a week.
+        set(&tx, "lockout_seconds", "604800").unwrap();
+        assert_eq!(load(&tx).unwrap().lockout_seconds, Some(604_800));
+        assert!(set(&tx, "lockout_seconds", "604801").is_err());
     }
 
     #[test]
