@@ -738,4 +738,144 @@ mod tests {
             }
         }
     }
+
+    fn ok(r: Result<Work, Refused>) -> Work {
+        match r {
+            Ok(w) => w,
+            Err(e) => panic!("refused: {:?} {:?}", e.reply, e.log),
+        }
+    }
+
+    /// The account a request names, as a string ("" when the work names none).
+    fn account_of(w: &Work) -> String {
+        match w {
+            Work::BeforePrompt { account, .. } => account
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            Work::ListDevices { account } => account.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Accounts of this machine: root (uid 0) and daemon (uid 1) are in every passwd.
+    #[test]
+    fn root_may_name_any_account_and_a_user_only_its_own() {
+        let list = |user: &str| Request::ListDevices { user: user.into() };
+        assert_eq!(account_of(&ok(authorise(0, list("daemon")))), "daemon");
+        assert_eq!(account_of(&ok(authorise(0, list("root")))), "root");
+        assert_eq!(account_of(&ok(authorise(1, list("daemon")))), "daemon");
+        for (uid, user) in [(1, "root"), (65_534, "daemon"), (1, "no-such-user-here")] {
+            match authorise(uid, list(user)) {
+                Err(Refused { reply, log }) => {
+                    assert_eq!(reply.kind, ErrorKind::Denied, "uid {uid}: {user}");
+                    assert!(log.is_some_and(|l| l.contains(&format!("uid {uid} asked"))));
+                }
+                Ok(w) => panic!("uid {uid} may act on {user}: {w:?}"),
+            }
+        }
+        // Root's login for a name that is no account goes on (to be refused after the
+        // prompt, like everyone's).
+        let before = Request::BeforePrompt {
+            user: "no-such-user-here".into(),
+            want_keys: false,
+            context: None,
+            line: None,
+        };
+        assert_eq!(account_of(&ok(authorise(0, before))), "");
+    }
+
+    #[test]
+    fn a_login_context_counts_only_from_root() {
+        let before = || Request::BeforePrompt {
+            user: "daemon".into(),
+            want_keys: false,
+            context: Some(LoginContext {
+                service: "sshd".into(),
+                rhost: "192.0.2.1".into(),
+                remember_secs: None,
+            }),
+            line: None,
+        };
+        let context = |uid| match ok(authorise(uid, before())) {
+            Work::BeforePrompt { context, .. } => context,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(context(0).unwrap().service, "sshd");
+        assert!(
+            context(1).is_none(),
+            "daemon's own request carries no context"
+        );
+    }
+
+    #[test]
+    fn only_a_token_enrollment_is_a_token_registration() {
+        let token = Request::EnrollToken {
+            user: "daemon".into(),
+            name: "token".into(),
+            serial: "SN-1".into(),
+            code1: SecretBytes::from_slice(b"123456"),
+            code2: SecretBytes::from_slice(b"654321"),
+            proof: None,
+        };
+        assert!(ok(authorise(0, token)).is_token_registration());
+        let recovery = Request::RecoveryGenerate {
+            user: "daemon".into(),
+            proof: None,
+        };
+        assert!(!ok(authorise(0, recovery)).is_token_registration());
+        assert!(!ok(authorise(0, Request::Hello)).is_token_registration());
+    }
+
+    #[test]
+    fn each_administrator_request_becomes_its_own_work() {
+        let admin = |r| match ok(authorise(0, r)) {
+            Work::Admin(a) => *a,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(admin(Request::PolicyShow), Admin::PolicyShow));
+        assert!(matches!(
+            admin(Request::PolicySet {
+                key: "window".into(),
+                value: "1".into()
+            }),
+            Admin::PolicySet { .. }
+        ));
+        assert!(matches!(admin(Request::AdminList), Admin::List));
+        assert!(matches!(
+            admin(Request::Audit {
+                user: Some("daemon".into()),
+                since: None
+            }),
+            Admin::Audit {
+                account: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            admin(Request::AuditPrune { older_than: None }),
+            Admin::AuditPrune { .. }
+        ));
+        assert!(matches!(
+            admin(Request::Bypass {
+                user: "daemon".into(),
+                uses: 1,
+                expires_in: "1h".into()
+            }),
+            Admin::Bypass { uses: 1, .. }
+        ));
+        assert!(matches!(
+            admin(Request::Unlock {
+                user: "daemon".into()
+            }),
+            Admin::Unlock { .. }
+        ));
+        assert!(matches!(
+            admin(Request::AdminRemove {
+                user: "daemon".into(),
+                name: "phone".into()
+            }),
+            Admin::Remove { .. }
+        ));
+    }
 }
