@@ -157,7 +157,10 @@ mod tests {
         let s = cleared.after_failure(1100, P, 1);
         assert_eq!((s.failures, s.window_start), (1, 1100));
         let s = s.after_failure(1350, P, 1);
-        assert_eq!(s.failures, 2, "1350 is 250 s after the window opened at 1100");
+        assert_eq!(
+            s.failures, 2,
+            "1350 is 250 s after the window opened at 1100"
+        );
     }
 
     #[test]

@@ -174,14 +174,19 @@ mod tests {
             write_frame(&mut buf, body).unwrap();
             buf
         };
-        assert_eq!(read_frame(&mut &framed(&big[..65_536])[..]).unwrap().len(), 65_536);
+        assert_eq!(
+            read_frame(&mut &framed(&big[..65_536])[..]).unwrap().len(),
+            65_536
+        );
         assert!(matches!(
             read_frame(&mut &framed(&big[..65_537])[..]),
             Err(FrameError::TooLarge(65_537))
         ));
         let root = framed(&big[..17 * 1024 * 1024]);
         assert_eq!(
-            read_frame_limited(&mut &root[..], usize::MAX).unwrap().len(),
+            read_frame_limited(&mut &root[..], usize::MAX)
+                .unwrap()
+                .len(),
             17 * 1024 * 1024
         );
         assert!(matches!(
