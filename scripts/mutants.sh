@@ -8,7 +8,7 @@
 #                                  (what scripts/test.sh runs); skips with a message when
 #                                  the commit touches none of them or there is no previous
 #                                  commit (a shallow clone)
-#   ./scripts/mutants.sh --full    every mutant of those files (about 75 minutes on two
+#   ./scripts/mutants.sh --full    every mutant of those files (about 3 hours on two
 #                                  cores; docs/testing.md, "Mutation testing")
 #
 # Fails when a missed mutant is not in scripts/mutants-accepted.txt (equivalent or harmless

@@ -1084,7 +1084,7 @@ mod tests {
         let verify = || Request::VerifyCode {
             user: "daemon".into(),
             answer: SecretBytes::from_slice(b"123456"),
-            overrides: loose.clone(),
+            overrides: loose,
             context: None,
         };
         let overrides = |uid| match ok(authorise(uid, verify())) {
