@@ -725,6 +725,12 @@ mod tests {
             readiness(&ts.store, &u, T0 + 10).unwrap(),
             Readiness::Locked { until: T0 + 302 }
         );
+        // The same lock as a user's own token registration sees it.
+        assert_eq!(
+            locked_until(&ts.store, &u, T0 + 10).unwrap(),
+            Some(T0 + 302)
+        );
+        assert_eq!(locked_until(&ts.store, &u, T0 + 302).unwrap(), None);
         // The right code while locked is refused without being checked or counted.
         let right = oathtool(&s, T0 + 60);
         assert_eq!(
