@@ -697,6 +697,25 @@ mod tests {
         );
     }
 
+    /// The syslog line says why, in words an administrator can act on, and never a code.
+    #[test]
+    fn refusals_are_logged_by_their_reason() {
+        assert_eq!(Refusal::WrongCode.log_text(), "wrong code");
+        assert_eq!(Refusal::NoDevices.log_text(), "no active device");
+        assert_eq!(
+            Refusal::Replayed {
+                device: "phone\n".into()
+            }
+            .log_text(),
+            "replayed code of device \"phone\\n\" (already used)"
+        );
+        let malformed = Refusal::Malformed(crate::code::CodeError::Letters).log_text();
+        assert!(
+            malformed.starts_with("malformed code: it has letters"),
+            "{malformed}"
+        );
+    }
+
     #[test]
     fn lockout_counts_refuses_and_releases() {
         let mut ts = temp_store();
