@@ -1287,6 +1287,18 @@ mod key_tests {
         )
         .unwrap();
         assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
+        // The row the prompt saw now holds another credential or another public key
+        // (replaced meanwhile): not the key that answered.
+        for change in [0, 1] {
+            let mut replaced = snapshot.clone();
+            if change == 0 {
+                replaced[0].credential.credential_id.push(0);
+            } else {
+                replaced[0].credential.cose_public_key.push(0);
+            }
+            let o = record_key_login(&mut ts.store, &u, &replaced, v(10), T0).unwrap();
+            assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
+        }
         // Revoked meanwhile.
         ts.store.conn().execute("DELETE FROM devices", []).unwrap();
         let o = record_key_login(&mut ts.store, &u, &snapshot, v(10), T0).unwrap();
