@@ -125,8 +125,9 @@ esac
 count() { if [ -f "$out/$1" ]; then wc -l <"$out/$1"; else echo 0; fi; }
 echo "mutants: $(count caught.txt) caught, $(count missed.txt) missed," \
     "$(count timeout.txt) timed out, $(count unviable.txt) unviable in $elapsed s"
-if [ -f "$out/outcomes.json" ]; then
-    total=$(sed -n 's/.*"total_mutants": *\([0-9]*\).*/\1/p' "$out/outcomes.json" | head -n 1)
+if [ -f "$out/mutants.json" ]; then
+    # mutants.json lists every mutant found, written before any is tested.
+    total=$(grep -c '"genre"' "$out/mutants.json" || true)
     tested=$(($(count caught.txt) + $(count missed.txt) + $(count timeout.txt) + $(count unviable.txt)))
     if [ -n "$total" ] && [ "$tested" -lt "$total" ]; then
         echo "mutants: $((total - tested)) of $total mutants not tested within the time limit"
