@@ -658,6 +658,21 @@ mod tests {
                 ..
             }
         ));
+        // A day later, nothing of alice's window was used yet: still a wrong code, not
+        // a replay.
+        let later = T0 + 86_400;
+        let bobs = oathtool(&bob, later);
+        let o = try_code(&mut ts, "alice", &bobs, later, 1);
+        assert!(
+            matches!(
+                o,
+                Outcome::Refused {
+                    reason: Refusal::WrongCode,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
         for junk in ["", "abcdef", "12345", "123456789", "12 34 5x"] {
             assert!(matches!(
                 try_code(&mut ts, "bob", junk, T0, 1),
