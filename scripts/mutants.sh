@@ -36,10 +36,7 @@ pam_mfa/fido2/src/verify.rs pam_mfa/fido2/src/auth_data.rs"
 ACCEPTED=scripts/mutants-accepted.txt
 CARGO_MUTANTS_VERSION=27.1.0
 
-die() {
-    echo "$0: $*" >&2
-    exit 1
-}
+. scripts/common.sh
 
 full=false
 case "${1:-}" in
@@ -72,6 +69,7 @@ if ! git diff --quiet HEAD -- $FILES; then
     die "uncommitted changes in the mutation-tested files; commit or stash them first (the mutants are tested in place)"
 fi
 
+ensure_cargo
 if [ -x "${HOME:-/root}/.cargo/bin/cargo-mutants" ]; then
     PATH="${HOME:-/root}/.cargo/bin:$PATH"
 fi
