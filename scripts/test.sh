@@ -22,6 +22,9 @@ cargo build --workspace --locked
 cargo test --workspace --locked
 scripts/fuzz.sh 60
 scripts/bench.sh --smoke  # the login benchmark (issue 7), once at 20 users: a smoke check of a few seconds
+# Mutation testing (issue 22) of the last commit's changes to the code that decides a login
+# or guards the store: at most 5 minutes; docs/testing.md, "Mutation testing".
+scripts/mutants.sh
 # The .deb and .rpm (issue 9): built, lintian, rpm checks, and installed, used, removed
 # and purged in a fresh debootstrap chroot (the machine's own configuration untouched).
 scripts/package-test.sh

@@ -738,4 +738,360 @@ mod tests {
             }
         }
     }
+
+    fn ok(r: Result<Work, Refused>) -> Work {
+        match r {
+            Ok(w) => w,
+            Err(e) => panic!("refused: {:?} {:?}", e.reply, e.log),
+        }
+    }
+
+    /// The account a request names, as a string ("" when the work names none).
+    fn account_of(w: &Work) -> String {
+        match w {
+            Work::BeforePrompt { account, .. } => account
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            Work::ListDevices { account } => account.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Accounts of this machine: root (uid 0) and daemon (uid 1) are in every passwd.
+    #[test]
+    fn root_may_name_any_account_and_a_user_only_its_own() {
+        let list = |user: &str| Request::ListDevices { user: user.into() };
+        assert_eq!(account_of(&ok(authorise(0, list("daemon")))), "daemon");
+        assert_eq!(account_of(&ok(authorise(0, list("root")))), "root");
+        assert_eq!(account_of(&ok(authorise(1, list("daemon")))), "daemon");
+        for (uid, user) in [(1, "root"), (65_534, "daemon"), (1, "no-such-user-here")] {
+            match authorise(uid, list(user)) {
+                Err(Refused { reply, log }) => {
+                    assert_eq!(reply.kind, ErrorKind::Denied, "uid {uid}: {user}");
+                    assert!(log.is_some_and(|l| l.contains(&format!("uid {uid} asked"))));
+                }
+                Ok(w) => panic!("uid {uid} may act on {user}: {w:?}"),
+            }
+        }
+        // Root's login for a name that is no account goes on (to be refused after the
+        // prompt, like everyone's).
+        let before = Request::BeforePrompt {
+            user: "no-such-user-here".into(),
+            want_keys: false,
+            context: None,
+            line: None,
+        };
+        assert_eq!(account_of(&ok(authorise(0, before))), "");
+    }
+
+    #[test]
+    fn a_login_context_counts_only_from_root() {
+        let before = || Request::BeforePrompt {
+            user: "daemon".into(),
+            want_keys: false,
+            context: Some(LoginContext {
+                service: "sshd".into(),
+                rhost: "192.0.2.1".into(),
+                remember_secs: None,
+            }),
+            line: None,
+        };
+        let context = |uid| match ok(authorise(uid, before())) {
+            Work::BeforePrompt { context, .. } => context,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(context(0).unwrap().service, "sshd");
+        assert!(
+            context(1).is_none(),
+            "daemon's own request carries no context"
+        );
+    }
+
+    #[test]
+    fn only_a_token_enrollment_is_a_token_registration() {
+        let token = Request::EnrollToken {
+            user: "daemon".into(),
+            name: "token".into(),
+            serial: "SN-1".into(),
+            code1: SecretBytes::from_slice(b"123456"),
+            code2: SecretBytes::from_slice(b"654321"),
+            proof: None,
+        };
+        assert!(ok(authorise(0, token)).is_token_registration());
+        let recovery = Request::RecoveryGenerate {
+            user: "daemon".into(),
+            proof: None,
+        };
+        assert!(!ok(authorise(0, recovery)).is_token_registration());
+        assert!(!ok(authorise(0, Request::Hello)).is_token_registration());
+    }
+
+    #[test]
+    fn each_administrator_request_becomes_its_own_work() {
+        let admin = |r| match ok(authorise(0, r)) {
+            Work::Admin(a) => *a,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(admin(Request::PolicyShow), Admin::PolicyShow));
+        assert!(matches!(
+            admin(Request::PolicySet {
+                key: "window".into(),
+                value: "1".into()
+            }),
+            Admin::PolicySet { .. }
+        ));
+        assert!(matches!(admin(Request::AdminList), Admin::List));
+        assert!(matches!(
+            admin(Request::Audit {
+                user: Some("daemon".into()),
+                since: None
+            }),
+            Admin::Audit {
+                account: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            admin(Request::AuditPrune { older_than: None }),
+            Admin::AuditPrune { .. }
+        ));
+        assert!(matches!(
+            admin(Request::Bypass {
+                user: "daemon".into(),
+                uses: 1,
+                expires_in: "1h".into()
+            }),
+            Admin::Bypass { uses: 1, .. }
+        ));
+        assert!(matches!(
+            admin(Request::Unlock {
+                user: "daemon".into()
+            }),
+            Admin::Unlock { .. }
+        ));
+        assert!(matches!(
+            admin(Request::AdminRemove {
+                user: "daemon".into(),
+                name: "phone".into()
+            }),
+            Admin::Remove { .. }
+        ));
+    }
+
+    /// One request of every kind a user may send about their own account (`user`).
+    fn user_requests(user: &str) -> Vec<Request> {
+        let u = || user.to_owned();
+        let secret = || SecretBytes::from_slice(b"123456");
+        vec![
+            Request::Hello,
+            Request::BeforePrompt {
+                user: u(),
+                want_keys: true,
+                context: None,
+                line: None,
+            },
+            Request::VerifyCode {
+                user: u(),
+                answer: secret(),
+                overrides: Overrides::default(),
+                context: None,
+            },
+            Request::VerifyRecovery {
+                user: u(),
+                code: secret(),
+                context: None,
+            },
+            Request::ListDevices { user: u() },
+            Request::ListRemembered { user: u() },
+            Request::Forget { user: u() },
+            Request::MayChange { user: u() },
+            Request::Reauth {
+                user: u(),
+                answer: secret(),
+            },
+            Request::BeginTotp {
+                user: u(),
+                name: "phone".into(),
+                issuer: None,
+                proof: None,
+            },
+            Request::FinishTotp {
+                user: u(),
+                name: "phone".into(),
+                code1: secret(),
+                code2: secret(),
+            },
+            Request::Rename {
+                user: u(),
+                name: "phone".into(),
+                new_name: "old phone".into(),
+                proof: None,
+            },
+            Request::Remove {
+                user: u(),
+                name: "phone".into(),
+                proof: None,
+            },
+            Request::Resync {
+                user: u(),
+                name: "phone".into(),
+                code1: secret(),
+                code2: secret(),
+                proof: None,
+            },
+            Request::RecoveryGenerate {
+                user: u(),
+                proof: None,
+            },
+            Request::RecoveryCommit {
+                user: u(),
+                ticket: secret(),
+            },
+            Request::EnrollToken {
+                user: u(),
+                name: "token".into(),
+                serial: "SN-1".into(),
+                code1: secret(),
+                code2: secret(),
+                proof: None,
+            },
+            Request::KeyChallenge {
+                user: u(),
+                purpose: pam_mfa_protocol::KeyPurpose::Login,
+            },
+            Request::KeyAnswer {
+                user: u(),
+                ticket: secret(),
+                assertion: KeyAssertion {
+                    rp_id: "pam://host".into(),
+                    credential_id: None,
+                    auth_data: Default::default(),
+                    signature: Default::default(),
+                },
+                context: None,
+            },
+            Request::BeginFido2 {
+                user: u(),
+                name: "key".into(),
+                rp_id: None,
+                require_pin: false,
+                require_uv: false,
+                proof: None,
+            },
+            Request::FinishFido2 {
+                user: u(),
+                ticket: secret(),
+                attestation: KeyAttestation {
+                    fmt: "none".into(),
+                    auth_data: Default::default(),
+                    alg: None,
+                    sig: Default::default(),
+                    x5c: vec![],
+                },
+            },
+        ]
+    }
+
+    // Every request is served: for a user about their own account and for root about
+    // anyone's, each becomes work of its own kind (none is turned away as unknown).
+    #[test]
+    fn every_request_is_served_for_its_own_account_and_for_root() {
+        for (uid, user) in [(1, "daemon"), (0, "daemon"), (0, "root")] {
+            for request in user_requests(user) {
+                let name = request.name();
+                let kind = |w: &Work| format!("{w:?}").to_lowercase().replace(['-', '_'], "");
+                let work = ok(authorise(uid, request));
+                let want = match name {
+                    "recovery-generate" | "rename" | "remove" | "resync" | "enroll-token"
+                    | "begin-totp" | "begin-fido2" => "change".to_owned(),
+                    other => other.replace('-', ""),
+                };
+                assert!(kind(&work).starts_with(&want), "uid {uid} {name}: {work:?}");
+            }
+        }
+        let hold = || SecretBytes::new(vec![0; 32]);
+        let code = || SecretBytes::from_slice(b"123456");
+        for request in [
+            Request::BeginHeld {
+                user: "daemon".into(),
+                name: "phone".into(),
+                issuer: None,
+            },
+            Request::ConfirmHeld {
+                user: "daemon".into(),
+                name: "phone".into(),
+                hold: hold(),
+                code1: code(),
+                code2: code(),
+            },
+            Request::ActivateHeld {
+                user: "daemon".into(),
+                hold: hold(),
+            },
+        ] {
+            assert!(matches!(ok(authorise(0, request)), Work::AtLogin(_)));
+        }
+        assert!(matches!(
+            ok(authorise(0, Request::TokensRemove { serial: "SN-1".into() })),
+            Work::Admin(a) if matches!(*a, Admin::TokensRemove { .. })
+        ));
+    }
+
+    #[test]
+    fn a_named_seed_file_format_is_the_one_read() {
+        let csv = b"SN-1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n";
+        let import = |format: &str| {
+            authorise(
+                0,
+                Request::TokensImport {
+                    data: SecretBytes::from_slice(csv),
+                    format: Some(format.into()),
+                    key: None,
+                    replace: false,
+                },
+            )
+        };
+        match ok(import("CSV")) {
+            Work::Admin(a) => assert!(matches!(
+                *a,
+                Admin::TokensImport {
+                    format: Format::Csv,
+                    ..
+                }
+            )),
+            other => panic!("{other:?}"),
+        }
+        // Read as PSKC, as asked: a CSV file is then a bad seed file, not an unknown format.
+        match import("pskc") {
+            Err(r) => assert!(
+                r.reply.message.starts_with("the seed file"),
+                "{:?}",
+                r.reply
+            ),
+            Ok(w) => panic!("{w:?}"),
+        }
+    }
+
+    #[test]
+    fn a_users_overrides_are_dropped_and_roots_kept() {
+        let loose = pam_mfa_protocol::Overrides {
+            window: Some(3),
+            hotp_window: None,
+            max_failures: Some(100),
+            lockout_secs: Some(1),
+        };
+        let verify = || Request::VerifyCode {
+            user: "daemon".into(),
+            answer: SecretBytes::from_slice(b"123456"),
+            overrides: loose,
+            context: None,
+        };
+        let overrides = |uid| match ok(authorise(uid, verify())) {
+            Work::VerifyCode { overrides, .. } => overrides,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(overrides(0), loose);
+        assert_eq!(overrides(1), Overrides::default());
+    }
 }

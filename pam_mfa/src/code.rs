@@ -171,5 +171,16 @@ mod tests {
     fn debug_never_shows_the_code() {
         let c = parse(b"987654").unwrap();
         assert!(!format!("{c:?}").contains("987654"));
+        // It still says what it is, so a log line or a failed assertion is readable.
+        assert!(format!("{c:?}").contains("Code"));
+    }
+
+    #[test]
+    fn a_code_is_never_empty() {
+        for answer in [&b"123456"[..], b"1234567", b"1 2 3 4 5 6 7 8"] {
+            let c = parse(answer).unwrap();
+            assert!(!c.is_empty());
+            assert_eq!(c.len(), c.as_str().len());
+        }
     }
 }

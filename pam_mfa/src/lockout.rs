@@ -133,6 +133,37 @@ mod tests {
     }
 
     #[test]
+    fn the_window_lasts_exactly_lockout_seconds_from_the_first_failure() {
+        // A failure 299 s after the first one is in the same window...
+        let s = FailureState::default().after_failure(1000, P, 1);
+        let inside = s.after_failure(1299, P, 1);
+        assert_eq!((inside.failures, inside.window_start), (2, 1000));
+        // ...one 300 s after it starts a new window of its own.
+        let outside = s.after_failure(1300, P, 1);
+        assert_eq!((outside.failures, outside.window_start), (1, 1300));
+        assert_eq!(outside.after_failure(1599, P, 1).failures, 2);
+    }
+
+    #[test]
+    fn a_state_with_no_failures_starts_its_window_at_the_next_failure() {
+        // No failures counted (a right code cleared them) but an old window start kept:
+        // the next failure opens a window of its own, so failures `lockout` seconds apart
+        // from it are still counted together.
+        let cleared = FailureState {
+            failures: 0,
+            window_start: 1000,
+            locked_until: None,
+        };
+        let s = cleared.after_failure(1100, P, 1);
+        assert_eq!((s.failures, s.window_start), (1, 1100));
+        let s = s.after_failure(1350, P, 1);
+        assert_eq!(
+            s.failures, 2,
+            "1350 is 250 s after the window opened at 1100"
+        );
+    }
+
+    #[test]
     fn max_failures_of_one_locks_at_once() {
         let p = LockoutPolicy {
             max_failures: 1,

@@ -658,6 +658,21 @@ mod tests {
                 ..
             }
         ));
+        // A day later, nothing of alice's window was used yet: still a wrong code, not
+        // a replay.
+        let later = T0 + 86_400;
+        let bobs = oathtool(&bob, later);
+        let o = try_code(&mut ts, "alice", &bobs, later, 1);
+        assert!(
+            matches!(
+                o,
+                Outcome::Refused {
+                    reason: Refusal::WrongCode,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
         for junk in ["", "abcdef", "12345", "123456789", "12 34 5x"] {
             assert!(matches!(
                 try_code(&mut ts, "bob", junk, T0, 1),
@@ -697,6 +712,25 @@ mod tests {
         );
     }
 
+    /// The syslog line says why, in words an administrator can act on, and never a code.
+    #[test]
+    fn refusals_are_logged_by_their_reason() {
+        assert_eq!(Refusal::WrongCode.log_text(), "wrong code");
+        assert_eq!(Refusal::NoDevices.log_text(), "no active device");
+        assert_eq!(
+            Refusal::Replayed {
+                device: "phone\n".into()
+            }
+            .log_text(),
+            "replayed code of device \"phone\\n\" (already used)"
+        );
+        let malformed = Refusal::Malformed(crate::code::CodeError::Letters).log_text();
+        assert!(
+            malformed.starts_with("malformed code: it has letters"),
+            "{malformed}"
+        );
+    }
+
     #[test]
     fn lockout_counts_refuses_and_releases() {
         let mut ts = temp_store();
@@ -725,6 +759,12 @@ mod tests {
             readiness(&ts.store, &u, T0 + 10).unwrap(),
             Readiness::Locked { until: T0 + 302 }
         );
+        // The same lock as a user's own token registration sees it.
+        assert_eq!(
+            locked_until(&ts.store, &u, T0 + 10).unwrap(),
+            Some(T0 + 302)
+        );
+        assert_eq!(locked_until(&ts.store, &u, T0 + 302).unwrap(), None);
         // The right code while locked is refused without being checked or counted.
         let right = oathtool(&s, T0 + 60);
         assert_eq!(
@@ -1262,6 +1302,18 @@ mod key_tests {
         )
         .unwrap();
         assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
+        // The row the prompt saw now holds another credential or another public key
+        // (replaced meanwhile): not the key that answered.
+        for change in [0, 1] {
+            let mut replaced = snapshot.clone();
+            if change == 0 {
+                replaced[0].credential.credential_id.push(0);
+            } else {
+                replaced[0].credential.cose_public_key.push(0);
+            }
+            let o = record_key_login(&mut ts.store, &u, &replaced, v(10), T0).unwrap();
+            assert_eq!(refused_with(&o), Some(&KeyFailure::UnknownCredential));
+        }
         // Revoked meanwhile.
         ts.store.conn().execute("DELETE FROM devices", []).unwrap();
         let o = record_key_login(&mut ts.store, &u, &snapshot, v(10), T0).unwrap();

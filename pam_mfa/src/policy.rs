@@ -304,6 +304,48 @@ mod tests {
         assert_eq!(load(&tx).unwrap().remember_seconds, 0);
     }
 
+    /// Every value of the named settings is stored and read back as itself, under the
+    /// name `mfa admin policy show` prints (as_str) and `set` takes.
+    #[test]
+    fn every_named_value_is_stored_and_read_back() {
+        let mut ts = crate::test_support::temp_store();
+        let store = &mut ts.store;
+        let tx = store.write().unwrap();
+        for (v, name) in [
+            (NoDevice::Allow, "allow"),
+            (NoDevice::Deny, "deny"),
+            (NoDevice::Enroll, "enroll"),
+        ] {
+            assert_eq!(v.as_str(), name);
+            set(&tx, "no_device", v.as_str()).unwrap();
+            assert_eq!(load(&tx).unwrap().no_device, v, "{name}");
+        }
+        for (v, name) in [(SelfService::Deny, "deny"), (SelfService::Allow, "allow")] {
+            assert_eq!(v.as_str(), name);
+            set(&tx, "self_service", v.as_str()).unwrap();
+            assert_eq!(load(&tx).unwrap().self_service, v, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_number_is_digits_only() {
+        let mut ts = crate::test_support::temp_store();
+        let store = &mut ts.store;
+        let tx = store.write().unwrap();
+        for v in ["+5", " 5", "5 ", "0x5", "５"] {
+            assert!(
+                matches!(set(&tx, "max_failures", v), Err(Error::InvalidPolicy(_))),
+                "{v:?}"
+            );
+        }
+        set(&tx, "max_failures", "5").unwrap();
+        assert_eq!(load(&tx).unwrap().max_failures, Some(5));
+        // A lock-out lasts at most a week.
+        set(&tx, "lockout_seconds", "604800").unwrap();
+        assert_eq!(load(&tx).unwrap().lockout_seconds, Some(604_800));
+        assert!(set(&tx, "lockout_seconds", "604801").is_err());
+    }
+
     #[test]
     fn invalid_values_are_refused() {
         let mut ts = crate::test_support::temp_store();

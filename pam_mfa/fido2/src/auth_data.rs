@@ -221,6 +221,21 @@ mod tests {
     }
 
     #[test]
+    fn authenticator_data_of_exactly_the_limit_parses() {
+        // 37 fixed bytes and an extensions map {"x": 4,053 bytes}: 4,096 in all.
+        let mut raw = build(&[1; 32], FLAG_UP | FLAG_ED, 0, None);
+        raw.extend_from_slice(&[0xa1, 0x61, b'x', 0x59, 0x0f, 0xd5]);
+        raw.resize(4096, 0);
+        assert_eq!(raw.len(), MAX_AUTH_DATA_LEN);
+        assert!(AuthData::parse(&raw).unwrap().has_extensions);
+        raw.push(0);
+        assert_eq!(
+            AuthData::parse(&raw),
+            Err(ParseError::TooLong("authenticatorData"))
+        );
+    }
+
+    #[test]
     fn malformed_data_is_an_error_never_a_panic() {
         let good = with_credential(32);
         for n in 0..good.len() {

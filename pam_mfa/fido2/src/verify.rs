@@ -349,6 +349,21 @@ mod tests {
         let mut none = ok.clone();
         none.fmt = "none".into();
         assert!(verify_registration(&none, RP, &CH, false).is_err());
+        // "none" with any one of a signature, a certificate or an algorithm is refused.
+        let attester = p256_signing_key(9);
+        let cert = certificate(&p256_spki(attester.verifying_key()));
+        for (sig, x5c, alg) in [
+            (ok.sig.clone(), vec![], None),
+            (vec![], vec![cert], None),
+            (vec![], vec![], ok.alg),
+        ] {
+            let mut one = none.clone();
+            (one.sig, one.x5c, one.alg) = (sig, x5c, alg);
+            assert!(matches!(
+                verify_registration(&one, RP, &CH, false),
+                Err(Rejection::AttestationFormat(_))
+            ));
+        }
         none.alg = None;
         none.sig.clear();
         assert_eq!(
@@ -381,6 +396,11 @@ mod tests {
     /// A certificate built by hand (DER) around `spki`; only its key is used, so the
     /// certificate's own signature is a placeholder.
     fn certificate(spki: &[u8]) -> Vec<u8> {
+        certificate_by(spki, b"test attestation")
+    }
+
+    /// [`certificate`] with the issuer's common name `issuer` (which makes it any size).
+    fn certificate_by(spki: &[u8], issuer: &[u8]) -> Vec<u8> {
         fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
             let mut out = vec![tag];
             let n = body.len();
@@ -399,19 +419,15 @@ mod tests {
             0x30,
             &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
         );
-        let name = tlv(
-            0x30,
-            &tlv(
-                0x31,
+        let name = |cn: &[u8]| {
+            tlv(
+                0x30,
                 &tlv(
-                    0x30,
-                    &cat(&[
-                        tlv(0x06, &[0x55, 0x04, 0x03]),
-                        tlv(0x0c, b"test attestation"),
-                    ]),
+                    0x31,
+                    &tlv(0x30, &cat(&[tlv(0x06, &[0x55, 0x04, 0x03]), tlv(0x0c, cn)])),
                 ),
-            ),
-        );
+            )
+        };
         let validity = tlv(
             0x30,
             &cat(&[tlv(0x17, b"200101000000Z"), tlv(0x17, b"400101000000Z")]),
@@ -422,9 +438,9 @@ mod tests {
                 tlv(0xa0, &tlv(0x02, &[2])),
                 tlv(0x02, &[1]),
                 ecdsa_sha256.clone(),
-                name.clone(),
+                name(issuer),
                 validity,
-                name,
+                name(b"test attestation"),
                 spki.to_vec(),
             ]),
         );
@@ -546,6 +562,19 @@ mod tests {
         assert_eq!(
             verify_registration(&att, RP, &CH, false),
             Err(Rejection::Certificate("too many certificates"))
+        );
+        // A certificate of exactly 8 KiB is taken, one byte more is not.
+        let spki = p256_spki(attester_key.verifying_key());
+        let exactly = (1..8192)
+            .map(|n| certificate_by(&spki, &vec![b'a'; n]))
+            .find(|c| c.len() == 8192)
+            .unwrap();
+        att.x5c = vec![exactly];
+        assert_eq!(
+            verify_registration(&att, RP, &CH, false)
+                .unwrap()
+                .attestation,
+            "packed x5c"
         );
         let mut long = cert.clone();
         long.resize(MAX_CERT_LEN + 1, 0);

@@ -165,6 +165,108 @@ mod tests {
     }
 
     #[test]
+    fn the_limits_are_64_kib_and_17_mib() {
+        // The sizes the protocol promises, written out: a 64 KiB frame is ordinary, a
+        // 17 MiB one (a 16 MiB seed file and its envelope) only for root's connections.
+        let big = vec![7u8; 17 * 1024 * 1024 + 1];
+        let framed = |body: &[u8]| {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, body).unwrap();
+            buf
+        };
+        assert_eq!(
+            read_frame(&mut &framed(&big[..65_536])[..]).unwrap().len(),
+            65_536
+        );
+        assert!(matches!(
+            read_frame(&mut &framed(&big[..65_537])[..]),
+            Err(FrameError::TooLarge(65_537))
+        ));
+        let root = framed(&big[..17 * 1024 * 1024]);
+        assert_eq!(
+            read_frame_limited(&mut &root[..], usize::MAX)
+                .unwrap()
+                .len(),
+            17 * 1024 * 1024
+        );
+        assert!(matches!(
+            write_frame(&mut Vec::new(), &big),
+            Err(FrameError::TooLarge(_))
+        ));
+        let mut over = (17u32 * 1024 * 1024 + 1).to_be_bytes().to_vec();
+        over.extend_from_slice(&big);
+        assert!(matches!(
+            read_frame_limited(&mut &over[..], usize::MAX),
+            Err(FrameError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn is_timeout_only_for_a_passed_deadline() {
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
+            assert!(FrameError::Io(kind.into()).is_timeout(), "{kind:?}");
+        }
+        for e in [
+            FrameError::Io(io::ErrorKind::ConnectionReset.into()),
+            FrameError::Truncated,
+            FrameError::Closed,
+        ] {
+            assert!(!e.is_timeout(), "{e:?}");
+        }
+    }
+
+    /// Hands out `data` one byte a call, failing once with `kind` after `fail_at` bytes.
+    struct Flaky<'a> {
+        data: &'a [u8],
+        fail_at: usize,
+        kind: Option<io::ErrorKind>,
+        read: usize,
+    }
+    impl Read for Flaky<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.read == self.fail_at
+                && let Some(kind) = self.kind.take()
+            {
+                return Err(kind.into());
+            }
+            let n = out.len().min(self.data.len()).min(1);
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_and_any_other_error_ends_the_frame() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"hello").unwrap();
+        let read_failing = |fail_at, kind| {
+            read_frame(&mut Flaky {
+                data: &buf,
+                fail_at,
+                kind: Some(kind),
+                read: 0,
+            })
+        };
+        // In the length (after 2 bytes) and in the body (after 6).
+        for at in [2, 6] {
+            assert_eq!(
+                &read_failing(at, io::ErrorKind::Interrupted).unwrap()[..],
+                b"hello",
+                "interrupted after {at} bytes"
+            );
+            assert!(
+                matches!(
+                    read_failing(at, io::ErrorKind::ConnectionReset),
+                    Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset
+                ),
+                "reset after {at} bytes"
+            );
+        }
+    }
+
+    #[test]
     fn truncated_and_empty() {
         assert!(matches!(read_frame(&mut &b""[..]), Err(FrameError::Closed)));
         assert!(matches!(

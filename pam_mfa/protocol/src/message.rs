@@ -1111,6 +1111,17 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
+    #[test]
+    fn request_names_for_log_lines_say_the_kind_and_are_distinct() {
+        let names: Vec<&str> = requests().iter().map(Request::name).collect();
+        assert_eq!(names[0], "hello");
+        assert_eq!(names[2], "verify-code");
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
     fn requests() -> Vec<Request> {
         vec![
             Request::Hello,
