@@ -485,11 +485,10 @@ fn check_hotp(device: &devices::HotpDevice, code: &Code, window: i64) -> Result<
     if let Some(counter) = key.find(code, next..=next + window) {
         return Ok(HotpMatch::Fresh(counter));
     }
-    if next > 0
-        && key
-            .find(code, (next - 1 - window).max(0)..=next - 1)
-            .is_some()
-    {
+    // The values before `next` a replay may be: none before the first press (the range
+    // is then empty).
+    let used = (next - 1 - window).max(0)..=next.saturating_sub(1);
+    if key.find(code, used).is_some() {
         return Ok(HotpMatch::Used);
     }
     Ok(HotpMatch::No)
@@ -782,6 +781,45 @@ mod tests {
         assert_eq!(
             readiness(&ts.store, &user("bob"), T0 + 10).unwrap(),
             Readiness::NoDevices
+        );
+    }
+
+    /// Remembered logins end when guessing starts a lock-out, not at every wrong code (a
+    /// typo must not cost the user every remembered host).
+    #[test]
+    fn only_the_refusal_that_starts_a_lock_out_forgets_remembered_logins() {
+        let mut ts = temp_store();
+        enrolled(&mut ts, "alice", "phone");
+        crate::store::remembered::remember(
+            ts.store.conn(),
+            "alice",
+            "sshd",
+            "192.0.2.7",
+            T0,
+            T0 + 3600,
+        )
+        .unwrap();
+        let remembered = |ts: &TempStore, at| {
+            crate::store::remembered::get(ts.store.conn(), "alice", "sshd", "192.0.2.7", at)
+                .unwrap()
+                .is_some()
+        };
+        let settings = LoginSettings {
+            lockout: LockoutPolicy {
+                max_failures: 3,
+                lockout_secs: 300,
+            },
+            ..LoginSettings::default()
+        };
+        let u = user("alice");
+        for i in 0..2 {
+            verify(&mut ts.store, &u, b"000000", settings, T0 + i).unwrap();
+            assert!(remembered(&ts, T0 + i), "forgotten after wrong code {i}");
+        }
+        verify(&mut ts.store, &u, b"000000", settings, T0 + 2).unwrap();
+        assert!(
+            !remembered(&ts, T0 + 2),
+            "still remembered after the lock-out began"
         );
     }
 
@@ -1571,6 +1609,39 @@ mod hotp_tests {
             auth_state::load(ts.store.conn(), "alice").unwrap().failures,
             crate::lockout::charge(11)
         );
+    }
+
+    /// A used code is named a replay as far back as the window before the next counter
+    /// (`window + 1` values), and only a code older than that is merely wrong.
+    #[test]
+    fn a_used_code_is_a_replay_back_to_the_window_before_the_next_counter() {
+        let mut ts = with_token();
+        // Registered with counters 0 and 1; the code of 4 moves the next counter to 5.
+        assert!(matches!(
+            try_code(&mut ts, &hotp(4), 3),
+            Outcome::Accepted { .. }
+        ));
+        assert_eq!(counter(&ts), 5);
+        // With hotp_window 3, the values 1..=4 before 5 are replays, the oldest included.
+        for used in [1, 4] {
+            assert!(
+                matches!(
+                    try_code(&mut ts, &hotp(used), 3),
+                    Outcome::Refused {
+                        reason: Refusal::Replayed { .. },
+                        ..
+                    }
+                ),
+                "counter {used}"
+            );
+        }
+        assert!(matches!(
+            try_code(&mut ts, &hotp(0), 3),
+            Outcome::Refused {
+                reason: Refusal::WrongCode,
+                ..
+            }
+        ));
     }
 
     #[test]
