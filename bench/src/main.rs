@@ -960,3 +960,36 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_fleet_backend_and_its_options() {
+        let c = parse_args(&args(&[])).unwrap();
+        assert!(c.backend == Backend::Local);
+        let c = parse_args(&args(&["--backend", "fleet"])).unwrap();
+        assert!(c.backend == Backend::Fleet);
+        assert_eq!(c.fleet_users, vec![1_000, 100_000]);
+        assert_eq!(c.fleet_logins, 5_000);
+        let c = parse_args(&args(&[
+            "--fleet",
+            "--smoke",
+            "--fleet-users",
+            "10,1_000",
+            "--fleet-logins",
+            "0",
+        ]))
+        .unwrap();
+        assert!(c.backend == Backend::Fleet);
+        assert_eq!(c.fleet_users, vec![10, 1_000]);
+        assert_eq!(c.fleet_logins, 0);
+        assert_eq!(c.race_procs, 4);
+        assert!(parse_args(&args(&["--backend", "postgres"])).is_err());
+    }
+}

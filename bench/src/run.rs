@@ -717,8 +717,10 @@ pub fn race(
         children.push(Running::spawn(cmd, &format!("race-{p}"), &env.logs)?);
     }
     // Everyone answers with the code of the same step, so a second acceptance can only
-    // mean a replay got through (the module's window accepts it for the next step too).
-    let step = crate::codes::unix_now()? / crate::codes::PERIOD;
+    // mean a replay got through. The next step's: with the window of one step either
+    // side it is accepted from now until two steps on, so a run as slow as the fleet's
+    // under load (half a minute) has 60 to 90 s, not whatever is left of this step + 30.
+    let step = crate::codes::unix_now()? / crate::codes::PERIOD + 1;
     let started = Instant::now();
     for child in &mut children {
         child.release(&format!("step={step}"))?;
