@@ -40,8 +40,9 @@ impl Fleet {
         env: &ChildEnv<'_>,
         daemons: &mut Daemons,
         keep: bool,
+        settings: &[String],
     ) -> Result<Self, String> {
-        let pg = Postgres::start(work, keep)?;
+        let pg = Postgres::start(work, keep, settings)?;
         let mut admin = Admin::connect(Some(&pg.superuser()))
             .map_err(|e| format!("fleet administrator: {e}"))?;
         admin.init().map_err(|e| format!("fleet init: {e}"))?;

@@ -88,6 +88,8 @@ struct Config {
     fleet_users: Vec<usize>,
     /// Logins per fleet series (users `0..k` of the N, shuffled); 0: every user.
     fleet_logins: usize,
+    /// `name=value` settings for the fleet's PostgreSQL server.
+    pg_settings: Vec<String>,
     mfa_users: Vec<usize>,
     other_users: Vec<usize>,
     modules: BTreeSet<String>,
@@ -110,6 +112,7 @@ impl Config {
             backend: Backend::Local,
             fleet_users: vec![1_000, 100_000],
             fleet_logins: 5_000,
+            pg_settings: Vec::new(),
             mfa_users: vec![100, 1_000, 10_000, 100_000],
             other_users: vec![100, 1_000, 4_000],
             modules: MODULE_KEYS.map(str::to_owned).into(),
@@ -168,7 +171,9 @@ usage: login-bench [OPTIONS]          (as root; see README.md, \"Performance\")
   --fleet-users LIST        users in the fleet's database, a series at each
                             (default 1000,100000)
   --fleet-logins N          logins per fleet series, users 0..N of them shuffled
-                            (default 5000; 0: every user)";
+                            (default 5000; 0: every user)
+  --pg-setting NAME=VALUE   a setting for the fleet's PostgreSQL server, repeatable (e.g.
+                            synchronous_commit=off, log_min_duration_statement=0 with --keep)";
 
 fn parse_list(v: &str) -> Result<Vec<usize>, String> {
     v.split(',')
@@ -245,6 +250,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             }
             "--fleet-users" => c.fleet_users = parse_list(v)?,
             "--fleet-logins" => c.fleet_logins = num(v)?,
+            "--pg-setting" => c.pg_settings.push(v.clone()),
             "--dir" => c.dir = PathBuf::from(v),
             "--module" => c.module = Some(PathBuf::from(v)),
             _ => return Err(format!("unknown argument {flag:?} (login-bench --help)")),
@@ -635,9 +641,13 @@ fn orchestrate_fleet(c: &Config) -> Result<bool, String> {
     println!("\n## setup");
     let mut daemons = run::Daemons::default();
     let started = Instant::now();
-    let mut fleet = fleet::Fleet::start(w, &env, &mut daemons, c.keep)?;
+    let mut fleet = fleet::Fleet::start(w, &env, &mut daemons, c.keep, &c.pg_settings)?;
     println!(
-        "PostgreSQL cluster (TLS, fsync on), fleet init, hosts {} and their mfads: {:.1} s",
+        "PostgreSQL cluster (TLS, fsync on{}), fleet init, hosts {} and their mfads: {:.1} s",
+        c.pg_settings
+            .iter()
+            .map(|s| format!(", {s}"))
+            .collect::<String>(),
         fleet::HOSTS.join(" and "),
         started.elapsed().as_secs_f64()
     );

@@ -69,8 +69,16 @@ const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
 impl Postgres {
     /// Makes a cluster in a new directory `<work>.pg` and starts it: TLS on with a CA of
     /// its own and a certificate for `localhost`; the hosts' roles (`+pam_mfa_host`) log
-    /// in over TLS with SCRAM, the superuser over the Unix socket only.
-    pub fn start(work: &Path, keep: bool) -> Result<Self, String> {
+    /// in over TLS with SCRAM, the superuser over the Unix socket only. `settings`
+    /// (`name=value`) are given to the server after its own (`--pg-setting`), e.g.
+    /// `synchronous_commit=off` to see what the commit's WAL flush costs.
+    pub fn start(work: &Path, keep: bool, settings: &[String]) -> Result<Self, String> {
+        if let Some(bad) = settings
+            .iter()
+            .find(|s| !s.contains('=') || s.contains(char::is_whitespace))
+        {
+            return Err(format!("--pg-setting {bad:?}: name=value, without spaces"));
+        }
         let bin = server_bin()?;
         let mut name = work.as_os_str().to_owned();
         name.push(".pg");
@@ -112,12 +120,15 @@ impl Postgres {
         )
         .map_err(|e| format!("pg_hba.conf: {e}"))?;
         let d = pg.dir.display().to_string();
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={d} \
              -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key \
              -c password_encryption=scram-sha-256 -c max_connections=50 \
              -c log_min_messages=warning"
         );
+        for s in settings {
+            options.push_str(&format!(" -c {s}"));
+        }
         let mut ctl = as_postgres(&pg.bin.join("pg_ctl"));
         ctl.args(["-w", "-t", "120", "-D"])
             .arg(pg.data())

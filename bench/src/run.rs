@@ -651,7 +651,7 @@ impl RaceResult {
                 self.hosts
             )
         } else {
-            "on one store (every user's current code is tried by two processes at about the \
+            "on one store (every user's code is tried by two processes at about the \
              same moment)"
                 .to_owned()
         };
