@@ -163,7 +163,7 @@ usage: login-bench [OPTIONS]          (as root; see README.md, \"Performance\")
   --keep                    keep the working directory
   --setup-only              set everything up, keep it, measure nothing
   --smoke                   20 users everywhere, 4 concurrent processes: a few seconds
-                            (with --backend fleet: 20 and 200 users, about 15 s)
+                            (with --backend fleet: 20 and 200 users, 10-20 s)
   --backend local|fleet     local (default): the modules above, pam_mfa on its SQLite store;
                             fleet (or --fleet): pam_mfa's accounts in the fleet's PostgreSQL
                             database (a cluster started on this machine, two hosts, two
