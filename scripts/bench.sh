@@ -8,6 +8,10 @@
 #                                        any login-bench option (login-bench --help)
 #   sudo ./scripts/bench.sh --smoke      the smoke check scripts/test.sh runs: the debug
 #                                        build, 20 users, a few seconds
+#   sudo ./scripts/bench.sh --backend fleet [--smoke]
+#                                        pam_mfa with its accounts in the fleet's PostgreSQL
+#                                        database (issue 19): a cluster on this machine, two
+#                                        hosts (docs/performance.md, "The fleet on PostgreSQL")
 #
 # Needs root: the store must be root's, and pam_google_authenticator checks owners.
 set -eu
@@ -16,6 +20,9 @@ cd "$(dirname "$0")/.."
 require_root "the benchmark's stores must be root's" "$@"
 apt_install $BUILD_PACKAGES oathtool libpam-wrapper libnss-wrapper \
     libpam-google-authenticator libpam-oath
+case " $* " in
+*" --fleet "* | *" --backend fleet "*) apt_install postgresql postgresql-client openssl ;;
+esac
 ensure_cargo
 
 case " $* " in

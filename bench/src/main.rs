@@ -8,7 +8,14 @@
 //!             [--race-users-per-proc 50] [--load-iters 2000] [--dsync-iters 300]
 //!             [--code-steps 40] [--dir /var/tmp] [--module PATH] [--keep] [--setup-only]
 //!             [--smoke]
+//! login-bench --backend fleet [--fleet-users 1000,100000] [--fleet-logins 5000]
+//!             [--race-procs 32] [--race-users-per-proc 50] [--floor-users 1000] [--smoke] …
 //! ```
+//!
+//! `--backend fleet` (issue 19) measures pam_mfa with its accounts in the fleet's
+//! PostgreSQL database instead: a cluster on this machine, two hosts (two `mfad`s with
+//! their own roles), the same login series and concurrent run, the latter spread over
+//! both hosts (`fleet.rs`).
 //!
 //! One invocation sets up the same N users with the same secrets for every module, then
 //! times logins the way a PAM application makes them: `pam_start` → `pam_authenticate` →
@@ -36,7 +43,9 @@ mod accounts;
 mod codes;
 mod ffi;
 mod fixtures;
+mod fleet;
 mod machine;
+mod postgres;
 mod run;
 mod stats;
 
@@ -53,14 +62,34 @@ use stats::{Summary, group_thousands, micros};
 const MODULE_KEYS: [&str; 4] = ["mfa", "sqlite", "ga", "oath"];
 
 /// The modules' names, in the order series at one N run and rows are printed.
-const MODULE_ORDER: [&str; 4] = [
+const MODULE_ORDER: [&str; 5] = [
     "pam_mfa",
+    FLEET_MODULE,
     "pam_sqlite_floor",
     "pam_google_authenticator",
     "pam_oath",
 ];
 
+/// The series' name for pam_mfa through a fleet host.
+const FLEET_MODULE: &str = "pam_mfa (fleet)";
+
+/// Where pam_mfa's accounts are kept.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// The host's own SQLite store (and the other modules beside it).
+    Local,
+    /// The fleet's PostgreSQL database, through two hosts.
+    Fleet,
+}
+
 struct Config {
+    backend: Backend,
+    /// Users in the fleet's database, one series each (ascending; the database grows).
+    fleet_users: Vec<usize>,
+    /// Logins per fleet series (users `0..k` of the N, shuffled); 0: every user.
+    fleet_logins: usize,
+    /// `name=value` settings for the fleet's PostgreSQL server.
+    pg_settings: Vec<String>,
     mfa_users: Vec<usize>,
     other_users: Vec<usize>,
     modules: BTreeSet<String>,
@@ -80,6 +109,10 @@ struct Config {
 impl Config {
     fn default_full() -> Self {
         Self {
+            backend: Backend::Local,
+            fleet_users: vec![1_000, 100_000],
+            fleet_logins: 5_000,
+            pg_settings: Vec::new(),
             mfa_users: vec![100, 1_000, 10_000, 100_000],
             other_users: vec![100, 1_000, 4_000],
             modules: MODULE_KEYS.map(str::to_owned).into(),
@@ -98,6 +131,8 @@ impl Config {
 
     fn smoke(mut self) -> Self {
         self.mfa_users = vec![20];
+        self.fleet_users = vec![20, 200];
+        self.fleet_logins = 20;
         self.other_users = vec![20];
         self.floor_users = 20;
         self.race_procs = 4;
@@ -127,7 +162,18 @@ usage: login-bench [OPTIONS]          (as root; see README.md, \"Performance\")
   --module PATH             the pam_mfa.so to measure (default: libpam_mfa_module.so next to this)
   --keep                    keep the working directory
   --setup-only              set everything up, keep it, measure nothing
-  --smoke                   20 users everywhere, 4 concurrent processes: a few seconds";
+  --smoke                   20 users everywhere, 4 concurrent processes: a few seconds
+                            (with --backend fleet: 20 and 200 users, 10-20 s)
+  --backend local|fleet     local (default): the modules above, pam_mfa on its SQLite store;
+                            fleet (or --fleet): pam_mfa's accounts in the fleet's PostgreSQL
+                            database (a cluster started on this machine, two hosts, two
+                            mfads), the floor and the concurrent run spread over both hosts
+  --fleet-users LIST        users in the fleet's database, a series at each
+                            (default 1000,100000)
+  --fleet-logins N          logins per fleet series, users 0..N of them shuffled
+                            (default 5000; 0: every user)
+  --pg-setting NAME=VALUE   a setting for the fleet's PostgreSQL server, repeatable (e.g.
+                            synchronous_commit=off, log_min_duration_statement=0 with --keep)";
 
 fn parse_list(v: &str) -> Result<Vec<usize>, String> {
     v.split(',')
@@ -149,6 +195,10 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--smoke" => continue,
+            "--fleet" => {
+                c.backend = Backend::Fleet;
+                continue;
+            }
             "--keep" => {
                 c.keep = true;
                 continue;
@@ -191,6 +241,16 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--load-iters" => c.load_iters = num(v)?,
             "--dsync-iters" => c.dsync_iters = num(v)?,
             "--code-steps" => c.code_steps = u32::try_from(num(v)?).map_err(|e| e.to_string())?,
+            "--backend" => {
+                c.backend = match v.as_str() {
+                    "local" => Backend::Local,
+                    "fleet" => Backend::Fleet,
+                    _ => return Err(format!("--backend {v:?}: local or fleet")),
+                }
+            }
+            "--fleet-users" => c.fleet_users = parse_list(v)?,
+            "--fleet-logins" => c.fleet_logins = num(v)?,
+            "--pg-setting" => c.pg_settings.push(v.clone()),
             "--dir" => c.dir = PathBuf::from(v),
             "--module" => c.module = Some(PathBuf::from(v)),
             _ => return Err(format!("unknown argument {flag:?} (login-bench --help)")),
@@ -268,6 +328,9 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err("run as root: the store must be root's, and the modules check owners".into());
+    }
+    if c.backend == Backend::Fleet {
+        return orchestrate_fleet(c);
     }
     let libs = Libraries::find(c.module.as_deref())?;
     let info = machine::describe(&c.dir);
@@ -350,7 +413,7 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
         let line = format!(
             "{} socket={}",
             libs.pam_mfa.display(),
-            daemons.serve(&env, &db)?.display()
+            daemons.serve(&env, &db, None)?.display()
         );
         if mfa_ns.contains(&n) {
             planned.push((
@@ -369,7 +432,7 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
             let line = format!(
                 "{} socket={}",
                 libs.pam_mfa.display(),
-                daemons.serve(&env, &race_db)?.display()
+                daemons.serve(&env, &race_db, None)?.display()
             );
             race_dir = Some(fixtures::service_dir(w, "mfa-race", &line)?);
         }
@@ -496,17 +559,30 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
     }
 
     if c.floor_users > 0 {
-        let r = run::logins(&env, "pam_permit", &floor_dir, &codes_path, c.floor_users)?;
+        let r = run::logins(
+            &env,
+            "pam_permit",
+            &floor_dir,
+            &codes_path,
+            c.floor_users,
+            c.floor_users,
+        )?;
         println!("{}", r.line());
         results.floor = Some(r);
     }
     for (module, n, dir) in &planned {
-        let r = run::logins(&env, module, dir, &codes_path, *n)?;
+        let r = run::logins(&env, module, dir, &codes_path, *n, *n)?;
         println!("{}", r.line());
         results.logins.push(r);
     }
     if let Some(dir) = &race_dir {
-        let r = run::race(&env, dir, &codes_path, c.race_procs, c.race_users_per_proc)?;
+        let r = run::race(
+            &env,
+            std::slice::from_ref(dir),
+            &codes_path,
+            c.race_procs,
+            c.race_users_per_proc,
+        )?;
         println!("{}", r.line());
         results.race = Some(r);
     }
@@ -516,6 +592,156 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
     );
 
     Ok(report(&results, &all_ns, &info))
+}
+
+/// `--backend fleet`: the fleet's database and two hosts, then the floor, one `O_DSYNC`
+/// write, one series per `--fleet-users` (the database growing between them) through the
+/// first host, and the concurrent run spread over both hosts; the same table and targets.
+fn orchestrate_fleet(c: &Config) -> Result<bool, String> {
+    let libs = Libraries::find(c.module.as_deref())?;
+    let info = machine::describe(&c.dir);
+    println!("# login-bench --backend fleet");
+    println!("{info}");
+    println!("libraries: {}", libs.describe());
+
+    let work = make_work_dir(&c.dir, c.keep)?;
+    let w = &work.path;
+    let libs = libs.installed_in(&w.join("modules"))?;
+    let (passwd, group) = fixtures::nss_files(w)?;
+    let env = run::ChildEnv {
+        libs: &libs,
+        passwd,
+        group,
+        logs: w.join("logs"),
+    };
+    fixtures::private_dir(&env.logs)?;
+
+    let mut sizes = c.fleet_users.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let race_users = c.race_procs * c.race_users_per_proc;
+    let logins_at = |n: usize| {
+        if c.fleet_logins == 0 {
+            n
+        } else {
+            c.fleet_logins.min(n)
+        }
+    };
+    let max_users = sizes.iter().copied().chain([race_users]).max().unwrap_or(0);
+    // Codes only for the users who log in: users 0..k of each series, the concurrent
+    // run's, the floor's.
+    let coded = sizes
+        .iter()
+        .map(|&n| logins_at(n))
+        .chain([race_users, c.floor_users])
+        .max()
+        .unwrap_or(0);
+    let secrets = Secrets::generate(max_users.max(coded))?;
+
+    println!("\n## setup");
+    let mut daemons = run::Daemons::default();
+    let started = Instant::now();
+    let mut fleet = fleet::Fleet::start(w, &env, &mut daemons, c.keep, &c.pg_settings)?;
+    println!(
+        "PostgreSQL cluster (TLS, fsync on{}), fleet init, hosts {} and their mfads: {:.1} s",
+        c.pg_settings
+            .iter()
+            .map(|s| format!(", {s}"))
+            .collect::<String>(),
+        fleet::HOSTS.join(" and "),
+        started.elapsed().as_secs_f64()
+    );
+    let floor_dir = fixtures::service_dir(w, "permit", &libs.permit.display().to_string())?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    let (codes, took) = Codes::compute(&secrets, coded, c.code_steps, threads)?;
+    let codes_path = w.join("codes.bin");
+    codes.save(&codes_path)?;
+    println!(
+        "codes from oathtool, {} users x {} steps: {:.1} s",
+        group_thousands(coded as u128),
+        c.code_steps,
+        took.as_secs_f64()
+    );
+    if c.setup_only {
+        let took = fleet.fill(&secrets, max_users, codes::unix_now()?)?;
+        println!(
+            "setup only: {} users in the fleet's database ({:.1} s); everything is in {}",
+            group_thousands(max_users as u128),
+            took.as_secs_f64(),
+            w.display()
+        );
+        return Ok(true);
+    }
+
+    let mut results = Results {
+        floor: None,
+        dsync: None,
+        logins: Vec::new(),
+        loads: Vec::new(),
+        race: None,
+    };
+    let started = Instant::now();
+    println!("\n## measurements");
+    results.dsync = Some(run::dsync_writes(w, c.dsync_iters)?);
+    println!("4 KiB O_DSYNC write: {}", show(results.dsync.as_ref()));
+    if c.floor_users > 0 {
+        let r = run::logins(
+            &env,
+            "pam_permit",
+            &floor_dir,
+            &codes_path,
+            c.floor_users,
+            c.floor_users,
+        )?;
+        println!("{}", r.line());
+        results.floor = Some(r);
+    }
+    let first_host = fleet.services.first().ok_or("no fleet host")?.clone();
+    for &n in &sizes {
+        let now = codes::unix_now()?;
+        let took = fleet.fill(&secrets, n, now)?;
+        fleet.forget_steps(now)?;
+        println!(
+            "fleet database: {} users with a device ({:.1} s, COPY and VACUUM ANALYZE)",
+            group_thousands(n as u128),
+            took.as_secs_f64()
+        );
+        let r = run::logins(
+            &env,
+            FLEET_MODULE,
+            &first_host,
+            &codes_path,
+            n,
+            logins_at(n),
+        )?;
+        println!("{}", r.line());
+        results.logins.push(r);
+    }
+    if race_users > 0 {
+        let now = codes::unix_now()?;
+        if fleet.users < race_users {
+            fleet.fill(&secrets, race_users, now)?;
+        }
+        fleet.forget_steps(now)?;
+        let r = run::race(
+            &env,
+            &fleet.services,
+            &codes_path,
+            c.race_procs,
+            c.race_users_per_proc,
+        )?;
+        println!("{}", r.line());
+        results.race = Some(r);
+    }
+    println!(
+        "(measurements took {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let ns: BTreeSet<usize> = sizes.into_iter().collect();
+    let ok = report(&results, &ns, &info);
+    drop(daemons);
+    drop(fleet);
+    Ok(ok)
 }
 
 fn module_rank(m: &str) -> usize {
@@ -598,6 +824,10 @@ fn report(r: &Results, ns: &BTreeSet<usize>, info: &machine::Info) -> bool {
             .collect();
         let label = match module {
             "pam_mfa" => "**pam_mfa** (through mfad: SQLite, WAL, synchronous=FULL)",
+            FLEET_MODULE => {
+                "**pam_mfa**, accounts in the fleet (a host's mfad → PostgreSQL on this \
+                 machine: TLS, fsync on)"
+            }
             "pam_sqlite_floor" => {
                 "pam_sqlite_floor (the design's floor: same SQLite, one table, one write)"
             }
@@ -634,7 +864,22 @@ fn report(r: &Results, ns: &BTreeSet<usize>, info: &machine::Info) -> bool {
         }
     }
 
-    println!("\n## targets (issue 17: through mfad)");
+    let fleet_median = |n: usize| median_of(FLEET_MODULE, n);
+    if ns.iter().any(|&n| fleet_median(n).is_some()) {
+        println!("\n## targets (issue 19: through a fleet host's mfad to PostgreSQL)");
+        for &n in ns {
+            if let Some(m) = fleet_median(n) {
+                println!(
+                    "- median per successful login ≤ 2 ms at {} users: {} µs — {}",
+                    group_thousands(n as u128),
+                    micros(m),
+                    verdict(m <= Duration::from_millis(2))
+                );
+            }
+        }
+    } else {
+        println!("\n## targets (issue 17: through mfad)");
+    }
     let first = ns.iter().copied().find(|&n| mfa_median(n).is_some());
     let last = ns
         .iter()
@@ -685,10 +930,13 @@ fn report(r: &Results, ns: &BTreeSet<usize>, info: &machine::Info) -> bool {
     }
     if let Some(race) = &r.race {
         println!(
-            "- {} concurrent processes: {} errors, {} codes accepted twice — {}",
+            "- {} concurrent processes over {} host(s): {} errors, {} codes accepted twice, \
+             {:.0} successful logins/s — {}",
             race.procs,
+            race.hosts,
             race.errors,
             race.accepted_twice,
+            race.logins_per_second(),
             verdict(race.clean())
         );
     }
@@ -721,4 +969,37 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_fleet_backend_and_its_options() {
+        let c = parse_args(&args(&[])).unwrap();
+        assert!(c.backend == Backend::Local);
+        let c = parse_args(&args(&["--backend", "fleet"])).unwrap();
+        assert!(c.backend == Backend::Fleet);
+        assert_eq!(c.fleet_users, vec![1_000, 100_000]);
+        assert_eq!(c.fleet_logins, 5_000);
+        let c = parse_args(&args(&[
+            "--fleet",
+            "--smoke",
+            "--fleet-users",
+            "10,1_000",
+            "--fleet-logins",
+            "0",
+        ]))
+        .unwrap();
+        assert!(c.backend == Backend::Fleet);
+        assert_eq!(c.fleet_users, vec![10, 1_000]);
+        assert_eq!(c.fleet_logins, 0);
+        assert_eq!(c.race_procs, 4);
+        assert!(parse_args(&args(&["--backend", "postgres"])).is_err());
+    }
 }

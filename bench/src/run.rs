@@ -223,15 +223,26 @@ pub struct Daemons(Vec<std::process::Child>);
 
 impl Daemons {
     /// Starts `mfad` on `db` (its socket beside it) with the benchmark's accounts, and
-    /// waits until it answers; the socket for the module's `socket=`.
-    pub fn serve(&mut self, env: &ChildEnv<'_>, db: &Path) -> Result<PathBuf, String> {
+    /// waits until it answers; the socket for the module's `socket=`. With `config`, the
+    /// daemon is a fleet host (`--config`: its accounts are in the fleet's database);
+    /// without, it reads a file that does not exist, so the machine's own
+    /// `/etc/pam_mfa/mfad.conf` never changes what is measured.
+    pub fn serve(
+        &mut self,
+        env: &ChildEnv<'_>,
+        db: &Path,
+        config: Option<&Path>,
+    ) -> Result<PathBuf, String> {
         let bin = ChildEnv::exe()?.with_file_name("mfad");
         let socket = db.with_file_name("mfad.sock");
+        let no_config = db.with_file_name("no-mfad.conf");
         let mut cmd = Command::new(&bin);
         cmd.arg("--db")
             .arg(db)
             .arg("--socket")
             .arg(&socket)
+            .arg("--config")
+            .arg(config.unwrap_or(&no_config))
             .env("LD_PRELOAD", &env.libs.nss_wrapper)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -397,10 +408,12 @@ fn result_line(
         .ok_or_else(|| format!("{label}: no RESULT line"))
 }
 
-/// One measured series: `users` users logging in once each through `module`.
+/// One measured series: `logins` of the `users` users with a device logging in once
+/// each through `module`.
 pub struct LoginRun {
     pub module: String,
     pub users: usize,
+    pub logins: usize,
     /// Per successful login; `None` if none succeeded.
     pub summary: Option<Summary>,
     pub failed: usize,
@@ -420,8 +433,16 @@ impl LoginRun {
         let timing = self.summary.map_or("no successful login".to_owned(), |s| {
             format!("median {} µs, p99 {} µs", micros(s.median), micros(s.p99))
         });
+        let some = if self.logins < self.users {
+            format!(
+                " ({} of them logging in)",
+                group_thousands(self.logins as u128)
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{}, {} users: {timing}, CPU {} µs and {:.1} page faults per login ({}; {:.1} s)",
+            "{}, {} users{some}: {timing}, CPU {} µs and {:.1} page faults per login ({}; {:.1} s)",
             self.module,
             group_thousands(self.users as u128),
             micros(self.cpu_per_login),
@@ -455,20 +476,24 @@ fn outcomes_text(rcs: &str) -> (usize, String) {
     (failed, parts.join(", "))
 }
 
+/// Users `0..logins` (of the `users` that have a device) log in once each, in a shuffled
+/// order, one after the other in one process.
 pub fn logins(
     env: &ChildEnv<'_>,
     module: &str,
     service_dir: &Path,
     codes: &Path,
     users: usize,
+    logins: usize,
 ) -> Result<LoginRun, String> {
     let label = format!("{module}-{users}");
+    let logins = logins.min(users);
     let mut cmd = env.wrapped(service_dir)?;
     cmd.arg("child-logins")
         .arg("--codes")
         .arg(codes)
         .arg("--range")
-        .arg(format!("0+{users}"))
+        .arg(format!("0+{logins}"))
         .arg("--shuffle");
     let started = Instant::now();
     let mut child = Running::spawn(cmd, &label, &env.logs)?;
@@ -489,15 +514,16 @@ pub fn logins(
     Ok(LoginRun {
         module: module.to_owned(),
         users,
+        logins,
         summary,
         failed,
         outcomes,
         wall,
-        cpu_per_login: cpu / u32::try_from(users.max(1)).unwrap_or(u32::MAX),
+        cpu_per_login: cpu / u32::try_from(logins.max(1)).unwrap_or(u32::MAX),
         faults_per_login: fields
             .get("faults")
             .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |f| f / users.max(1) as f64),
+            .map_or(0.0, |f| f / logins.max(1) as f64),
     })
 }
 
@@ -577,6 +603,8 @@ pub fn dsync_writes(dir: &Path, iters: usize) -> Result<Summary, String> {
 /// The concurrent run: `procs` processes released at once on one store.
 pub struct RaceResult {
     pub procs: usize,
+    /// The services (hosts) the processes were spread over, in turn: 1 for a local store.
+    pub hosts: usize,
     pub users: usize,
     pub attempts: usize,
     pub accepted: usize,
@@ -609,8 +637,24 @@ impl RaceResult {
         )
     }
 
+    /// Successful logins per second of the whole run.
+    pub fn logins_per_second(&self) -> f64 {
+        self.accepted as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
     pub fn report(&self) -> String {
         let rate = self.attempts as f64 / self.wall.as_secs_f64().max(1e-9);
+        let place = if self.hosts > 1 {
+            format!(
+                "spread over {} hosts on one fleet database (each user's code tried on two \
+                 hosts at about the same moment)",
+                self.hosts
+            )
+        } else {
+            "on one store (every user's code is tried by two processes at about the \
+             same moment)"
+                .to_owned()
+        };
         let timing = self.per_attempt.map_or(String::new(), |s| {
             format!(
                 "; per attempt under contention: median {} µs, p99 {} µs",
@@ -619,15 +663,15 @@ impl RaceResult {
             )
         });
         format!(
-            "{} concurrent login processes on one store ({} users; every user's current code \
-             is tried by two processes at about the same moment): {} attempts in {:.2} s \
-             ({:.0}/s); accepted {}, refused {} (replays), errors {}{}, codes accepted twice {}, \
-             right codes never accepted {}{timing}",
+            "{} concurrent login processes {place}, {} users: {} attempts in {:.2} s \
+             ({:.0}/s; {:.0} successful logins/s); accepted {}, refused {} (replays), errors \
+             {}{}, codes accepted twice {}, right codes never accepted {}{timing}",
             self.procs,
             group_thousands(self.users as u128),
             group_thousands(self.attempts as u128),
             self.wall.as_secs_f64(),
             rate,
+            self.logins_per_second(),
             group_thousands(self.accepted as u128),
             group_thousands(self.refused as u128),
             self.errors,
@@ -645,19 +689,23 @@ impl RaceResult {
 /// Process `p` owns users `p*k .. p*k+k` and also tries, interleaved with its own, the
 /// users of process `p+1`, who try them at about the same time: each user's code is
 /// tried twice at once. Every code must be accepted exactly once, and nothing but an
-/// acceptance or a refusal may come back.
+/// acceptance or a refusal may come back. Process `p` logs in through service
+/// `service_dirs[p % len]`: with two fleet hosts, `p` and `p+1` are on different hosts.
 pub fn race(
     env: &ChildEnv<'_>,
-    service_dir: &Path,
+    service_dirs: &[PathBuf],
     codes: &Path,
     procs: usize,
     per_proc: usize,
 ) -> Result<RaceResult, String> {
+    if service_dirs.is_empty() {
+        return Err("race: no service".to_owned());
+    }
     let users = procs * per_proc;
     let mut children = Vec::with_capacity(procs);
     for p in 0..procs {
         let neighbour = (p + 1) % procs;
-        let mut cmd = env.wrapped(service_dir)?;
+        let mut cmd = env.wrapped(&service_dirs[p % service_dirs.len()])?;
         cmd.arg("child-logins")
             .arg("--codes")
             .arg(codes)
@@ -669,8 +717,10 @@ pub fn race(
         children.push(Running::spawn(cmd, &format!("race-{p}"), &env.logs)?);
     }
     // Everyone answers with the code of the same step, so a second acceptance can only
-    // mean a replay got through (the module's window accepts it for the next step too).
-    let step = crate::codes::unix_now()? / crate::codes::PERIOD;
+    // mean a replay got through. The next step's: with the window of one step either
+    // side it is accepted from now until two steps on, so a run as slow as the fleet's
+    // under load (half a minute) has 60 to 90 s, not whatever is left of this step + 30.
+    let step = crate::codes::unix_now()? / crate::codes::PERIOD + 1;
     let started = Instant::now();
     for child in &mut children {
         child.release(&format!("step={step}"))?;
@@ -711,6 +761,7 @@ pub fn race(
         .join(", ");
     Ok(RaceResult {
         procs,
+        hosts: service_dirs.len(),
         users,
         attempts,
         accepted,
