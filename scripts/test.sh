@@ -22,6 +22,7 @@ cargo build --workspace --locked
 cargo test --workspace --locked
 scripts/fuzz.sh 60
 scripts/bench.sh --smoke  # the login benchmark (issue 7), once at 20 users: a smoke check of a few seconds
+scripts/bench.sh --backend fleet --smoke  # the same through a fleet host's mfad to PostgreSQL (issue 19)
 # Mutation testing (issue 22) of the last commit's changes to the code that decides a login
 # or guards the store: at most 5 minutes; docs/testing.md, "Mutation testing".
 scripts/mutants.sh
