@@ -4,181 +4,19 @@
 //! real `mfa`. The database's functions check and record every code with the database's
 //! clock, so the codes here are the real time's (from `oathtool`).
 
-use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use pam_mfa_tests::guide::{fleet_guide_text, snippet_in};
+use pam_mfa_tests::fleet::{DB, Host, enroll, fleet_database, guide, run_guide};
+use pam_mfa_tests::guide::fleet_guide_text;
 use pam_mfa_tests::postgres::Postgres;
-use pam_mfa_tests::{PamCode, TestEnv, TestUser, mfa_bin, race, totp};
-
-/// The database the fleet lives in.
-const DB: &str = "pam_mfa";
-
-/// The real time, in whole seconds.
-fn real_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Waits, if needed, until the current 30-second step has at least `secs` seconds left,
-/// so that codes taken now are still the current step's when the database checks them.
-fn with_time_left_in_step(secs: i64) {
-    let left = 30 - real_now().rem_euclid(30);
-    if left < secs {
-        std::thread::sleep(Duration::from_secs(left as u64 + 1));
-    }
-}
-
-/// The guide's snippet `name`.
-fn guide(name: &str) -> String {
-    snippet_in(&fleet_guide_text(), name)
-}
-
-/// Runs the guide's shell snippet `name` as root with `sh -e`, with `mfa` the built one
-/// and the guide's connection string (`--connection '…'`, if any) replaced by the test
-/// server's superuser's, the example host `web1` by `host`; its stdout (asserts success).
-fn run_guide(pg: &Postgres, name: &str, host: &str) -> String {
-    let text = guide(name);
-    let mut script = text.replace(" web1 ", &format!(" {host} "));
-    if let Some(conn) = text
-        .split("--connection '")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-    {
-        script = script.replace(conn, &pg.superuser(DB));
-    }
-    let bin_dir = mfa_bin().parent().expect("mfa's directory").to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = std::process::Command::new("sh")
-        .args(["-e", "-c", &script])
-        .env("PATH", path)
-        .env("PGHOST", pg.socket_dir())
-        .env("PGPORT", pg.port().to_string())
-        .env("PGUSER", "postgres")
-        .env("PGDATABASE", "postgres")
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "the guide's {name} failed: {script}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The password `add-host` printed (in its `password = "…"` line).
-fn printed_password(out: &str) -> String {
-    out.lines()
-        .find_map(|l| {
-            let l = l.trim();
-            let rest = l.strip_prefix("password")?.trim_start().strip_prefix('=')?;
-            Some(rest.trim().trim_matches('"').to_owned())
-        })
-        .unwrap_or_else(|| panic!("add-host printed no password line:\n{out}"))
-}
-
-/// One host of the fleet: its own environment (store, PAM service, `mfad`) with a fleet
-/// configuration for the role `mfa_host_<name>`.
-struct Host {
-    env: TestEnv,
-    role: String,
-}
-
-impl Host {
-    fn new(pg: &Postgres, name: &str, local_users: &[&str]) -> Self {
-        Self::with_servers(pg, name, local_users, &[format!("localhost:{}", pg.port())])
-    }
-
-    fn with_servers(pg: &Postgres, name: &str, local_users: &[&str], servers: &[String]) -> Self {
-        let out = run_guide(pg, "fleet-add-host", name);
-        let password = printed_password(&out);
-        let env = TestEnv::new();
-        let role = format!("mfa_host_{name}");
-        let config = env.path("mfad.conf");
-        write_config(&config, &role, &password, pg, local_users, servers);
-        env.set_mfad_args(&[OsStr::new("--config"), config.as_os_str()]);
-        env.write_service(&[]);
-        Self { env, role }
-    }
-}
-
-fn write_config(
-    path: &PathBuf,
-    role: &str,
-    password: &str,
-    pg: &Postgres,
-    local_users: &[&str],
-    servers: &[String],
-) {
-    let quoted = |v: &[String]| {
-        v.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let locals: Vec<String> = local_users.iter().map(|s| s.to_string()).collect();
-    // The guide's configuration, with this fleet's values in place of its examples.
-    let text = guide("fleet-mfad-conf");
-    let mut replaced = text.clone();
-    for (example, value) in [
-        (
-            "\"db1.example.com:5432\", \"db2.example.com:5432\"".to_owned(),
-            quoted(servers),
-        ),
-        ("mfa_host_web1".to_owned(), role.to_owned()),
-        (
-            "PASSWORD-PRINTED-BY-ADD-HOST".to_owned(),
-            password.to_owned(),
-        ),
-        (
-            "/etc/pam_mfa/fleet-ca.pem".to_owned(),
-            pg.ca_file().display().to_string(),
-        ),
-        ("\"root\", \"breakglass\"".to_owned(), quoted(&locals)),
-    ] {
-        assert!(
-            replaced.contains(&example),
-            "the guide's mfad.conf lost {example}"
-        );
-        replaced = replaced.replace(&example, &value);
-    }
-    std::fs::write(path, replaced).expect("write mfad.conf");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
-
-/// A database with the fleet's schema installed, the guide's way: its `pg_hba.conf`
-/// lines (for 127.0.0.1 instead of the example network), its `CREATE DATABASE`, its
-/// `mfa admin fleet init`.
-fn fleet_database() -> Postgres {
-    let pg = Postgres::start_with_hba(&guide("fleet-pg-hba").replace("10.0.0.0/8", "127.0.0.1/32"));
-    // The server runs with the guide's postgresql.conf settings (its certificate files
-    // are the harness's, of the same names).
-    for line in guide("fleet-postgresql-conf").lines() {
-        let (key, value) = line.split_once('=').expect("a `key = value` line");
-        let (key, value) = (key.trim(), value.trim().trim_matches('\''));
-        let shown = pg.psql("postgres", &format!("SHOW {key}"));
-        let file_name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
-        assert_eq!(file_name(shown.trim()), file_name(value), "{key}");
-    }
-    run_guide(&pg, "fleet-create-database", "");
-    run_guide(&pg, "fleet-init", "");
-    pg
-}
+use pam_mfa_tests::{PamCode, TestUser, mfa_bin, next_code as fresh_code, race, real_now, totp};
 
 /// The fleet guide has no block the tests do not run or check.
 #[test]
 fn every_block_of_the_fleet_guide_is_a_snippet_the_tests_use() {
     let text = fleet_guide_text();
-    let this_file = include_str!("fleet.rs");
+    // This file's tests and the fleet harness they share.
+    let this_file = [include_str!("fleet.rs"), include_str!("src/fleet.rs")].concat();
     for block in pam_mfa_tests::guide::blocks(&text) {
         let name = block.name.unwrap_or_else(|| {
             panic!(
@@ -191,23 +29,6 @@ fn every_block_of_the_fleet_guide_is_a_snippet_the_tests_use() {
             "docs/fleet.md's snippet {name} is used by no test"
         );
     }
-}
-
-/// Registers `user`'s app through `host` (root's `mfa`), finished with the codes of the
-/// real previous and current steps; returns the secret.
-fn enroll(host: &Host, user: &str, name: &str) -> String {
-    with_time_left_in_step(5);
-    let dev = host.env.begin(user, name, &[]);
-    let now = real_now();
-    let (c1, c2) = (totp(&dev.secret, now - 30), totp(&dev.secret, now));
-    host.env.finish(user, name, &c1, &c2).assert_success();
-    dev.secret
-}
-
-/// A code no login has used yet of a device registered (or last used) at the current real
-/// step or the one before: the next step's, which the window of 1 accepts now.
-fn fresh_code(secret: &str) -> String {
-    totp(secret, real_now() + 30)
 }
 
 #[test]

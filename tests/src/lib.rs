@@ -37,6 +37,7 @@
 pub mod accounts;
 pub mod clock;
 pub mod env;
+pub mod fleet;
 pub mod guide;
 pub mod mfa_run;
 pub mod mfad;
