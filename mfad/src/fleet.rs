@@ -25,7 +25,7 @@ use pam_mfa::recovery::Used;
 use pam_mfa::selfservice as rules;
 use pam_mfa::store::secret::Secret;
 use pam_mfa::{code, otpauth, recovery};
-use pam_mfa_fleet::{CodeOutcome, Fleet, FleetError, RefusalCode};
+use pam_mfa_fleet::{CheckSettings, CodeOutcome, Fleet, FleetError, RefusalCode};
 use pam_mfa_protocol::{
     AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
     ErrorReply, NoDeviceRule, ProofReply, RecoveryOutcome, RefusalKind, Response, ResyncReply,
@@ -226,15 +226,13 @@ fn run(
             // which the database counts as a malformed answer.
             let parsed = code::parse(answer.as_bytes());
             let digits = parsed.as_ref().map(|c| c.as_str()).unwrap_or("");
-            let outcome = fleet.check_code(
-                user.as_str(),
-                uid,
-                digits,
-                overrides.window,
-                overrides
-                    .hotp_window
-                    .unwrap_or(pam_mfa::login::LoginSettings::default().hotp_window),
-            )?;
+            let settings = CheckSettings {
+                window: overrides.window,
+                hotp_window: overrides.hotp_window,
+                max_failures: overrides.max_failures,
+                lockout_secs: overrides.lockout_secs,
+            };
+            let outcome = fleet.check_code(user.as_str(), uid, digits, &settings)?;
             Response::Verified(verified(log, &user, uid, outcome, parsed.err()))
         }
         // Remembered logins are not kept for fleet accounts, so the context is not used.
@@ -308,8 +306,7 @@ fn run(
                         account.as_str(),
                         uid,
                         digits,
-                        None,
-                        pam_mfa::login::LoginSettings::default().hotp_window,
+                        &CheckSettings::default(),
                     )?)
                 }
             };

@@ -415,10 +415,14 @@ END
 $$;
 
 -- login.rs `verify`, with the lock-out rules of lockout.rs and the settings rule of
--- settings.rs (the window given, else the policy's, else 1; the HOTP look-ahead given,
--- else 10; the policy's lock-out numbers, else 5 failures and 300 s).
+-- settings.rs: each setting the module's arguments give, else the policy's, else the
+-- default (window 1, HOTP look-ahead 10, lock-out after 5 failures for 300 s).
+-- (Schema version 2 had no lock-out arguments: that signature is replaced.)
+DROP FUNCTION IF EXISTS pam_mfa_fleet.check_code(text, int, text, int, int);
+DROP FUNCTION IF EXISTS pam_mfa_fleet.check_code_at(text, int, text, int, int, bigint);
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_code_at(
-    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int, p_now bigint)
+    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int,
+    p_max_failures int, p_lockout_secs bigint, p_now bigint)
 RETURNS TABLE(outcome text, device text, locked_until bigint)
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
@@ -445,8 +449,11 @@ DECLARE
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
     IF p_now IS NULL OR (p_window IS NOT NULL AND p_window < 0)
-       OR (p_hotp_window IS NOT NULL AND p_hotp_window < 0) THEN
-        RAISE EXCEPTION 'window and hotp window must not be negative' USING ERRCODE = 'MF005';
+       OR (p_hotp_window IS NOT NULL AND p_hotp_window < 0)
+       OR (p_max_failures IS NOT NULL AND p_max_failures < 1)
+       OR (p_lockout_secs IS NOT NULL AND p_lockout_secs < 1) THEN
+        RAISE EXCEPTION 'windows must not be negative, lock-out numbers must be positive'
+            USING ERRCODE = 'MF005';
     END IF;
     -- Nothing to guess, nothing counted, nothing stored: a user without a code device looks
     -- like a made-up name. (Looked at again under the lock below.)
@@ -469,8 +476,8 @@ BEGIN
     SELECT * INTO STRICT pol FROM pam_mfa_fleet.policy WHERE id = 1;
     win := least(coalesce(p_window, pol."window", 1), 10);
     hwin := least(coalesce(p_hotp_window, 10), 100);
-    max_failures := least(greatest(coalesce(pol.max_failures, 5), 1), 1000);
-    lockout := least(greatest(coalesce(pol.lockout_seconds, 300), 1), 604800);
+    max_failures := least(greatest(coalesce(p_max_failures, pol.max_failures, 5), 1), 1000);
+    lockout := least(greatest(coalesce(p_lockout_secs, pol.lockout_seconds, 300), 1), 604800);
 
     IF p_code IS NULL OR p_code !~ '^[0-9]{6,8}$' THEN
         refusal := 'malformed';
@@ -1036,12 +1043,13 @@ SELECT * FROM pam_mfa_fleet.login_state_at(p_user, pam_mfa_fleet.now_())
 $$;
 
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_code(
-    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int)
+    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int,
+    p_max_failures int, p_lockout_secs bigint)
 RETURNS TABLE(outcome text, device text, locked_until bigint)
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
 AS $$
-SELECT * FROM pam_mfa_fleet.check_code_at(p_user, p_actor, p_code, p_window,
-                                                       p_hotp_window, pam_mfa_fleet.now_())
+SELECT * FROM pam_mfa_fleet.check_code_at(p_user, p_actor, p_code, p_window, p_hotp_window,
+                                          p_max_failures, p_lockout_secs, pam_mfa_fleet.now_())
 $$;
 
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp(
@@ -1150,7 +1158,7 @@ END
 $grants$;
 GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.login_state(text),
-    pam_mfa_fleet.check_code(text, int, text, int, int),
+    pam_mfa_fleet.check_code(text, int, text, int, int, int, bigint),
     pam_mfa_fleet.begin_totp(text, int, text, text, int, int),
     pam_mfa_fleet.finish_totp(text, int, text, text, text),
     pam_mfa_fleet.resync(text, int, text, text, text),

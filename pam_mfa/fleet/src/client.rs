@@ -118,6 +118,16 @@ pub struct FleetPolicy {
     pub window: Option<u32>,
 }
 
+/// What a PAM line's arguments set for one code check (settings.rs's overrides): each
+/// `None` is the fleet policy's value, or the default when the policy has none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckSettings {
+    pub window: Option<u32>,
+    pub hotp_window: Option<u32>,
+    pub max_failures: Option<u32>,
+    pub lockout_secs: Option<i64>,
+}
+
 /// The host's handle on the fleet database. Connects lazily, at the first call.
 pub struct Fleet {
     config: FleetConfig,
@@ -180,24 +190,39 @@ impl Fleet {
         )
     }
 
-    /// `window`: None for the policy's window; `hotp_window`: the HOTP look-ahead. `code`
-    /// is sent as given ('' when mfad's own parser refused the answer: still counted).
+    /// `code` is sent as given ('' when mfad's own parser refused the answer: still
+    /// counted); `settings` are the module's arguments, each overriding the fleet's policy.
     pub fn check_code(
         &mut self,
         user: &str,
         actor: u32,
         code: &str,
-        window: Option<u32>,
-        hotp_window: u32,
+        settings: &CheckSettings,
     ) -> Result<CodeOutcome> {
         let actor = int(actor, "actor")?;
-        let window = window.map(|w| int(w, "window")).transpose()?;
-        let hotp_window = int(hotp_window, "hotp_window")?;
+        let window = settings.window.map(|w| int(w, "window")).transpose()?;
+        let hotp_window = settings
+            .hotp_window
+            .map(|w| int(w, "hotp_window"))
+            .transpose()?;
+        let max_failures = settings
+            .max_failures
+            .map(|n| int(n, "max_failures"))
+            .transpose()?;
+        let lockout_secs = settings.lockout_secs;
         self.call(
             "check_code",
             "SELECT outcome, device, locked_until \
-             FROM pam_mfa_fleet.check_code($1, $2, $3, $4, $5)",
-            &[&user, &actor, &code, &window, &hotp_window],
+             FROM pam_mfa_fleet.check_code($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &user,
+                &actor,
+                &code,
+                &window,
+                &hotp_window,
+                &max_failures,
+                &lockout_secs,
+            ],
             Kind::Changes,
             |rows| {
                 let row = one_row("check_code", rows)?;
