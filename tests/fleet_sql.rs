@@ -763,7 +763,10 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
     // tests/fleet_keys.rs for what they return.)
     let mut bytea = bytea;
     bytea.sort();
-    assert_eq!(bytea, ["begin_key", "begin_totp", "keys", "record_key_login"]);
+    assert_eq!(
+        bytea,
+        ["begin_key", "begin_totp", "keys", "record_key_login"]
+    );
     // Each host function runs for the host, and nothing it prints holds the secret.
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     for sql in HOST_CALLS {
