@@ -40,8 +40,8 @@ use pam_mfa_protocol::{
 use crate::authorise::{Admin, Change, Work};
 use crate::log::{Level, Log};
 use crate::selfservice::{
-    Tickets, fido2_refused, fido2_registered, issue_failed, issue_fido2, new_recovery_set,
-    pending_reply, proof_refused, raw_attestation, recovery_set_gone, take_fido2,
+    Tickets, fido2_gone, fido2_refused, fido2_registered, issue_failed, issue_fido2,
+    new_recovery_set, pending_reply, proof_refused, raw_attestation, recovery_set_gone, take_fido2,
     take_recovery_set,
 };
 use crate::service::{convert, log_outcome, who};
@@ -469,9 +469,8 @@ fn run(
                 return Ok(refused);
             }
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
-            let held = match take_fido2(tickets, &ticket, uid, &account, now) {
-                Ok(held) => held,
-                Err(gone) => return Ok(gone),
+            let Some(held) = take_fido2(tickets, &ticket, uid, &account, now) else {
+                return Ok(fido2_gone());
             };
             let raw = raw_attestation(&attestation);
             let r =
@@ -538,9 +537,8 @@ fn key_answer(
     log: &Log,
 ) -> Result<Response, FleetError> {
     let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
-    let held = match crate::keys::take_challenge(tickets, ticket, uid, account, now, log) {
-        Ok(held) => held,
-        Err(refused) => return Ok(refused),
+    let Some(held) = crate::keys::take_challenge(tickets, ticket, uid, account, now, log) else {
+        return Ok(crate::keys::challenge_gone());
     };
     if held.purpose() == KeyPurpose::Proof
         && let Err(refused) = allowed(fleet, uid)?

@@ -108,7 +108,8 @@ pub(crate) fn issue_challenge(
 }
 
 /// Takes the challenge held under `ticket` (used up here, whatever the answer turns out
-/// to be); the logged refusal when it expired, was answered or is not this caller's.
+/// to be); `None`, logged, when it expired, was answered or is not this caller's (then
+/// the answer is [`challenge_gone`]).
 pub(crate) fn take_challenge(
     tickets: &mut Tickets,
     ticket: &SecretBytes,
@@ -116,25 +117,28 @@ pub(crate) fn take_challenge(
     account: &UserName,
     now: UnixTime,
     log: &Log,
-) -> Result<KeyTicket, Response> {
-    tickets
+) -> Option<KeyTicket> {
+    let held = tickets
         .keys
-        .take(ticket.as_bytes(), uid, account.as_str(), now)
-        .ok_or_else(|| {
-            log.log(
-                Level::Notice,
-                &format!(
-                    "authentication failure: a security key answer to a challenge that \
-                     expired, was already answered or is not this caller's ({})",
-                    who(account, uid)
-                ),
-            );
-            error(
-                ErrorKind::Invalid,
-                "the security key's challenge expired or was already answered; ask for a new \
-                 one",
-            )
-        })
+        .take(ticket.as_bytes(), uid, account.as_str(), now);
+    if held.is_none() {
+        log.log(
+            Level::Notice,
+            &format!(
+                "authentication failure: a security key answer to a challenge that \
+                 expired, was already answered or is not this caller's ({})",
+                who(account, uid)
+            ),
+        );
+    }
+    held
+}
+
+pub(crate) fn challenge_gone() -> Response {
+    error(
+        ErrorKind::Invalid,
+        "the security key's challenge expired or was already answered; ask for a new one",
+    )
 }
 
 impl KeyTicket {
@@ -193,9 +197,8 @@ pub fn answer(
 ) -> Response {
     let mut run = || -> pam_mfa::Result<Response> {
         let now = clock::now()?;
-        let held = match take_challenge(tickets, ticket, uid, account, now, log) {
-            Ok(held) => held,
-            Err(refused) => return Ok(refused),
+        let Some(held) = take_challenge(tickets, ticket, uid, account, now, log) else {
+            return Ok(challenge_gone());
         };
         let Some(store) = store_now(store, db)? else {
             return Ok(no_keys(account));

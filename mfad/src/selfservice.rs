@@ -238,9 +238,8 @@ fn run(
             if let Err(e) = rules::check_allowed(store, &account, uid, now) {
                 return refusal(e);
             }
-            let held = match take_fido2(tickets, &ticket, uid, &account, now) {
-                Ok(held) => held,
-                Err(gone) => return Ok(gone),
+            let Some(held) = take_fido2(tickets, &ticket, uid, &account, now) else {
+                return Ok(fido2_gone());
             };
             let raw = raw_attestation(&attestation);
             let registered = audit::as_actor(store, uid, |s| {
@@ -511,24 +510,26 @@ pub(crate) fn issue_fido2(
     }
 }
 
-/// Takes a key registration's ticket (used up here); the refusal when it is gone.
+/// Takes a key registration's ticket (used up here); `None` when it is gone (then the
+/// answer is [`fido2_gone`]).
 pub(crate) fn take_fido2(
     tickets: &mut Tickets,
     ticket: &SecretBytes,
     uid: u32,
     account: &UserName,
     now: UnixTime,
-) -> Result<Fido2Ticket, Response> {
+) -> Option<Fido2Ticket> {
     tickets
         .fido2
         .take(ticket.as_bytes(), uid, account.as_str(), now)
-        .ok_or_else(|| {
-            error(
-                ErrorKind::Invalid,
-                "this security key registration expired or was already finished; nothing \
-                 was registered: begin it again",
-            )
-        })
+}
+
+pub(crate) fn fido2_gone() -> Response {
+    error(
+        ErrorKind::Invalid,
+        "this security key registration expired or was already finished; nothing was \
+         registered: begin it again",
+    )
 }
 
 pub(crate) fn raw_attestation(attestation: &KeyAttestation) -> RawAttestation {
