@@ -15,7 +15,7 @@ use pam_mfa_protocol::{KeyPurpose, Request, Response, VerifyOutcome};
 use pam_mfa_tests::fleet::{DB, Host, enroll, fleet_database};
 use pam_mfa_tests::mfad::{SoftKey, ask_at};
 use pam_mfa_tests::postgres::Postgres;
-use pam_mfa_tests::{MfaOutput, PamCode, PamOutcome, PamRun, TestEnv, TestUser};
+use pam_mfa_tests::{MfaOutput, PamCode, PamOutcome, PamRun, TestEnv, TestUser, real_now, totp};
 use serde_json::{Value, json};
 
 const SOFT_VAR: &str = "PAM_MFA_SOFT_FIDO2";
@@ -239,7 +239,8 @@ fn a_key_registered_through_one_host_logs_in_on_another_and_a_clone_is_refused_e
 }
 
 #[test]
-fn a_wrong_signature_is_refused_and_audited_and_like_the_local_store_counts_no_failure() {
+fn a_wrong_signature_is_refused_and_audited_and_keys_are_neither_counted_nor_stopped_by_the_lock_out()
+ {
     let pg = fleet_database();
     let a = Host::new(&pg, "a", &["root"]);
     let b = Host::new(&pg, "b", &["root"]);
@@ -287,6 +288,34 @@ fn a_wrong_signature_is_refused_and_audited_and_like_the_local_store_counts_no_f
     assert_eq!(locked.trim(), "f");
     key.knob("tamper_signature", false);
     assert_touched_and_accepted(&at_console(&b, bob.name(), &key).run());
+
+    // Locked out by wrong codes typed from afar (where codes are asked for), on both
+    // hosts: the key still logs in at either console, and the codes stay locked.
+    let secret = enroll(&a, bob.name(), "phone");
+    for i in 0..5 {
+        let host = if i % 2 == 0 { &a } else { &b };
+        host.env
+            .pam(bob.name())
+            .rhost("192.0.2.7")
+            .answer(&pam_mfa_tests::wrong_code(&secret, real_now(), 2))
+            .run()
+            .assert_result(PamCode::AuthErr);
+    }
+    for host in [&a, &b] {
+        let out = at_console(host, bob.name(), &key).run();
+        out.assert_success();
+        assert!(
+            out.infos().iter().any(|i| i.contains("locked until")),
+            "{}",
+            out.transcript()
+        );
+    }
+    b.env
+        .pam(bob.name())
+        .rhost("192.0.2.7")
+        .answer(&totp(&secret, real_now() + 30))
+        .run()
+        .assert_locked_out();
 }
 
 #[test]
