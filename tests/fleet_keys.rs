@@ -543,4 +543,23 @@ fn an_answer_overtaken_by_a_later_login_on_another_host_is_refused_by_the_databa
         "{}",
         b.env.mfad_stderr()
     );
+
+    // A touch also proves the account before a change (KeyPurpose::Proof), on any host,
+    // recorded as a key login is (the key's count moves on).
+    let proof = match ask(
+        &b,
+        &Request::KeyChallenge {
+            user: dave.name().to_owned(),
+            purpose: KeyPurpose::Proof,
+        },
+    ) {
+        Response::KeyChallenge(c) => c,
+        other => panic!("no proof challenge: {other:?}"),
+    };
+    let touched = key.answer(&proof);
+    match answer(&b, &proof, touched) {
+        Response::Proof(p) => assert!(!p.proof.as_bytes().is_empty()),
+        other => panic!("a touch gave no proof: {other:?}"),
+    }
+    assert!(stored_count(&pg, dave.name(), "yubi") > stored);
 }
