@@ -563,3 +563,77 @@ fn an_answer_overtaken_by_a_later_login_on_another_host_is_refused_by_the_databa
     }
     assert!(stored_count(&pg, dave.name(), "yubi") > stored);
 }
+
+/// The database's sign-count rule is the library's (`check_counter`, which the local
+/// store applies): the same stored and reported counts, edge cases and random ones, give
+/// the same verdict, and an accepted count is the one stored.
+#[test]
+fn the_databases_sign_count_rule_is_the_librarys() {
+    let pg = fleet_database();
+    let user = "counter-user";
+    pg.psql(
+        DB,
+        &format!(
+            "SELECT pam_mfa_fleet.add_key_at('{user}', 0, 'yubi', '\\x0102', '\\x0304', 0, \
+             'pam://fleet', false, 1)"
+        ),
+    );
+    let max = u64::from(u32::MAX);
+    let mut cases: Vec<(u64, u64)> = vec![
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (5, 4),
+        (max - 1, max),
+        (max, max),
+        (max, 0),
+    ];
+    let seed = pam_mfa_tests::random::random_seed();
+    eprintln!("seed {seed}");
+    let mut rng = pam_mfa_tests::random::Rng::seeded(seed);
+    for _ in 0..200 {
+        let pick = |rng: &mut pam_mfa_tests::random::Rng| match rng.below(4) {
+            0 => rng.below(3),
+            1 => max - rng.below(3),
+            _ => rng.below(max + 1),
+        };
+        let stored = pick(&mut rng);
+        // Often near the stored count, where the rule decides.
+        let got = if rng.chance(50) {
+            (stored + rng.below(3)).saturating_sub(1).min(max)
+        } else {
+            pick(&mut rng)
+        };
+        cases.push((stored, got));
+    }
+    let sql: String = cases
+        .iter()
+        .map(|(stored, got)| {
+            format!(
+                "UPDATE pam_mfa_fleet.devices SET sign_count = {stored} WHERE user_name = '{user}';
+                 SELECT outcome || ' ' || sign_count
+                 FROM pam_mfa_fleet.record_key_login_at('{user}', 0, '\\x0102', '\\x0304',
+                                                        {got}, 2);
+                 SELECT 'stored ' || sign_count FROM pam_mfa_fleet.devices
+                 WHERE user_name = '{user}';\n"
+            )
+        })
+        .collect();
+    let out = pg.psql(DB, &sql);
+    let answers: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(answers.len(), 2 * cases.len(), "{out}");
+    for ((stored, got), answer) in cases.iter().zip(answers.chunks(2)) {
+        let library =
+            pam_mfa::fido2::verify::check_counter(*stored as u32, *got as u32).map(u64::from);
+        let expected = match library {
+            Ok(count) => [format!("accepted {count}"), format!("stored {count}")],
+            Err(_) => [
+                format!("counter_regression {stored}"),
+                format!("stored {stored}"),
+            ],
+        };
+        assert_eq!(answer, expected, "seed {seed}: stored {stored}, got {got}");
+    }
+}
