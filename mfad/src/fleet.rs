@@ -3,7 +3,10 @@
 //! functions through [`pam_mfa_fleet::Fleet`]. The database checks every code, records
 //! every use and failure and writes the audit row, in one transaction on the primary
 //! with the database's clock; this host never holds a device's secret (it passes one
-//! through, once, to the person registering the device).
+//! through, once, to the person registering the device). For security keys this host is
+//! the relying party, as for a local account ([`crate::keys`]): it reads a key's public
+//! key and sign count, checks the answer itself, and the database records the login,
+//! refusing a sign count that did not grow past the one any host stored.
 //!
 //! What is decided here, from the peer's credentials, is the same as for the local store:
 //! a non-root caller acts only on its own account (checked before this point, by

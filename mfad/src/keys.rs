@@ -10,6 +10,10 @@
 //! makes today), then recorded with [`login::record_key_login`], which looks the key up
 //! again and checks its sign count again inside its write transaction: a key revoked, or
 //! used by another login, in the meantime does not count.
+//!
+//! The same challenge, ticket and checks serve accounts kept in the fleet's database
+//! ([`crate::fleet`]): only the keys come from the database, and the login is recorded by
+//! its `record_key_login`, which checks the sign count again under the user's lock.
 
 use pam_mfa::clock::UnixTime;
 use std::path::Path;
@@ -175,7 +179,7 @@ impl KeyTicket {
     }
 }
 
-pub(crate) fn no_keys(account: &UserName) -> Response {
+fn no_keys(account: &UserName) -> Response {
     error(
         ErrorKind::Invalid,
         format!("{account} has no security key registered"),
