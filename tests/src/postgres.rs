@@ -14,7 +14,6 @@
 //! Requirements: the Debian packages `postgresql` (15 or later, with pgcrypto) and
 //! `openssl`; run as root (the cluster's files belong to `postgres`).
 
-use std::ffi::OsString;
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -340,7 +339,7 @@ impl Postgres {
         let mut ctl = as_postgres(Path::new("/usr/bin/env"));
         if let Some(clock) = &self.clock {
             for (k, v) in crate::clock::fake_clock_file_env(clock) {
-                let mut pair = OsString::from(k);
+                let mut pair = k;
                 pair.push("=");
                 pair.push(v);
                 ctl.arg(pair);
