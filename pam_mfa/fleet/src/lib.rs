@@ -17,7 +17,7 @@ mod error;
 
 pub use client::{
     CodeOutcome, FinishOutcome, Fleet, FleetDevice, FleetPolicy, LoginState, RenameOutcome,
-    ResyncOutcome, call_deadline,
+    ResyncOutcome, TokenEnrollment, TokenImport, TokenRemoval, FleetToken, call_deadline,
 };
 pub use config::{Credential, FleetConfig, HostPort};
 pub use error::{FleetError, RefusalCode, Result};
