@@ -691,9 +691,14 @@ pub fn call_deadline(config: &FleetConfig) -> Duration {
 /// `import_tokens(...)`: the whole file was loaded, or the first entry that stopped it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenImport {
-    Imported { added: u32, replaced: u32 },
+    Imported {
+        added: u32,
+        replaced: u32,
+    },
     /// Already in the inventory, and the import does not replace.
-    Duplicate { serial: String },
+    Duplicate {
+        serial: String,
+    },
     /// Someone's device: never replaced.
     Assigned {
         serial: String,
@@ -727,19 +732,27 @@ pub enum TokenRemoval {
 /// database as a failure toward the lock-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenEnrollment {
-    Registered { event_based: bool },
+    Registered {
+        event_based: bool,
+    },
     TooManyDevices,
     NameTaken,
     /// Not in the inventory, or assigned (not said which).
     Unavailable,
     /// The two codes are not consecutive codes of the token within its search.
-    CodesNotFound { event_based: bool },
+    CodesNotFound {
+        event_based: bool,
+    },
     /// Codes at or before one the token had accepted already.
     AlreadyUsed,
     /// Locked until `until`; nothing looked at.
-    Locked { until: i64 },
+    Locked {
+        until: i64,
+    },
     /// A user's refusal, whatever it was; `locked_until` when this one locked them.
-    NotRegistered { locked_until: Option<i64> },
+    NotRegistered {
+        locked_until: Option<i64>,
+    },
 }
 
 impl Fleet {

@@ -16,8 +16,8 @@ pub mod connect;
 mod error;
 
 pub use client::{
-    CodeOutcome, FinishOutcome, Fleet, FleetDevice, FleetPolicy, LoginState, RenameOutcome,
-    ResyncOutcome, TokenEnrollment, TokenImport, TokenRemoval, FleetToken, call_deadline,
+    CodeOutcome, FinishOutcome, Fleet, FleetDevice, FleetPolicy, FleetToken, LoginState,
+    RenameOutcome, ResyncOutcome, TokenEnrollment, TokenImport, TokenRemoval, call_deadline,
 };
 pub use config::{Credential, FleetConfig, HostPort};
 pub use error::{FleetError, RefusalCode, Result};
