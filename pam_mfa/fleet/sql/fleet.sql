@@ -239,8 +239,10 @@ BEGIN
             ADD COLUMN token_id bigint REFERENCES pam_mfa_fleet.tokens (id);
         CREATE UNIQUE INDEX devices_by_token ON pam_mfa_fleet.devices (token_id)
             WHERE token_id IS NOT NULL;
+        -- Only a token device points at a token. (A token device without one has no
+        -- inventory entry to return to: a token whose seed came with its device.)
         ALTER TABLE pam_mfa_fleet.devices ADD CONSTRAINT devices_token_from_inventory
-            CHECK ((kind = 'token') = (token_id IS NOT NULL)) NOT VALID;
+            CHECK (kind = 'token' OR token_id IS NULL);
 
         UPDATE pam_mfa_fleet.schema_version SET version = 3;
     END IF;
@@ -835,7 +837,9 @@ BEGIN
                            ELSE greatest(t.counter, gone.counter) END
         WHERE t.id = gone.token_id;
     END IF;
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'remove', p_name, NULL);
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'remove', p_name,
+                                 (SELECT 'token ' || t.serial FROM pam_mfa_fleet.tokens t
+                                  WHERE t.id = gone.token_id));
     RETURN true;
 END
 $$;
