@@ -4,10 +4,20 @@
 //! real PostgreSQL, driven through the real `mfa` and the real `pam_mfa.so`; token codes
 //! from `oathtool` (HOTP by counter; TOTP at the real time, the database's clock).
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
+use pam_mfa::enrollment;
+use pam_mfa::hotp::{HotpKey, HotpParams};
+use pam_mfa::names::{DeviceName, UserName};
+use pam_mfa::otp::Algorithm;
+use pam_mfa::secret::Secret;
+use pam_mfa::store::Store;
+use pam_mfa::tokens::{Mode, TokenSeed, inventory};
 use pam_mfa_tests::fleet::{DB, Host, fleet_database, with_time_left_in_step};
+use pam_mfa_tests::random::{Rng, env_number, random_seed};
 use pam_mfa_tests::{PamCode, TestEnv, TestUser, real_now, tool, totp};
+use postgres::{Client, NoTls};
 use serde_json::Value;
 
 /// The RFC 4226 test secret "12345678901234567890" in hex, and in base32.
@@ -295,4 +305,209 @@ fn a_users_failed_token_registrations_are_one_answer_and_lock_them_out() {
         ),
     );
     assert_eq!(root.trim(), "unavailable");
+}
+
+/// The code of `secret` for counter (or time step) `value`, from the library's HOTP.
+fn code_of(secret: &[u8], alg: Algorithm, digits: u8, value: i64) -> String {
+    let key = HotpKey::new(
+        &Secret::from_bytes(secret.to_vec()),
+        HotpParams {
+            algorithm: alg,
+            digits,
+        },
+    )
+    .expect("HOTP key");
+    key.code(u64::try_from(value).expect("a value of 0 or more"))
+        .expect("code")
+        .as_str()
+        .to_owned()
+}
+
+/// The library's registration outcome in the SQL's words.
+fn local_outcome(r: &pam_mfa::Result<Mode>) -> &'static str {
+    match r {
+        Ok(_) => "registered",
+        Err(pam_mfa::Error::CodesAlreadyUsed) => "already_used",
+        Err(
+            pam_mfa::Error::NotConsecutive
+            | pam_mfa::Error::FirstCodeWrong
+            | pam_mfa::Error::SecondCodeWrong
+            | pam_mfa::Error::CounterNotFound { .. },
+        ) => "codes_not_found",
+        Err(e) => panic!("unexpected local refusal: {e:?}"),
+    }
+}
+
+/// The same random tokens, codes and times to the SQL's `enroll_token_at` and to the
+/// library's `enrollment::register_token` (root's rule) on a real SQLite store: the same
+/// answers, and the same replay state (drift, last step, counter) for the new device.
+/// Then each device is removed and the token registered again with codes around its
+/// high-water mark: the same answers again.
+#[test]
+fn sql_and_library_agree_on_token_registrations() {
+    let pg = fleet_database();
+    let mut c = Client::connect(&pg.superuser(DB), NoTls).expect("superuser connection");
+    let seed = env_number("FLEET_TOKENS_SEED", random_seed());
+    let cases = env_number("FLEET_TOKENS_CASES", 150);
+    eprintln!("fleet_tokens differential: FLEET_TOKENS_SEED={seed} FLEET_TOKENS_CASES={cases}");
+    let mut rng = Rng::seeded(seed);
+    let dir = tempfile::tempdir_in("/dev/shm").expect("temp dir");
+    let mut store =
+        Store::open_or_create(&dir.path().join("store/devices.db")).expect("local store");
+    let mut tally: BTreeMap<&str, u32> = BTreeMap::new();
+    for case in 0..cases {
+        let serial = format!("S-{case}");
+        let secret: Vec<u8> = (0..20).map(|_| rng.below(256) as u8).collect();
+        let alg = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512][rng.below(3) as usize];
+        let digits = 6 + rng.below(3) as u8;
+        let event_based = rng.chance(50);
+        let period = [30u32, 60][rng.below(2) as usize];
+        let start = rng.below(50) as i64;
+        let mode = if event_based {
+            Mode::Hotp { counter: start }
+        } else {
+            Mode::Totp { period }
+        };
+        let now = 1_800_000_000 + rng.below(10_000_000) as i64;
+        let seed_entry = TokenSeed::new(
+            &serial,
+            Secret::from_bytes(secret.clone()),
+            alg,
+            digits,
+            mode,
+        )
+        .expect("a token");
+        let tx = store.write().expect("write");
+        inventory::import(&tx, std::slice::from_ref(&seed_entry), false, now).expect("import");
+        tx.commit().expect("commit");
+        let imported: String = c
+            .query_one(
+                "SELECT outcome FROM pam_mfa_fleet.import_tokens_at(0, 'csv', false, \
+                 ARRAY[$1], ARRAY[$2], ARRAY[$3::bytea], ARRAY[$4], ARRAY[$5::int], \
+                 ARRAY[$6::int], ARRAY[$7::bigint], $8)",
+                &[
+                    &serial,
+                    &mode.as_str(),
+                    &secret,
+                    &alg.as_str(),
+                    &i32::from(digits),
+                    &(!event_based).then_some(period as i32),
+                    &event_based.then_some(start),
+                    &now,
+                ],
+            )
+            .expect("import_tokens_at")
+            .get(0);
+        assert_eq!(imported, "imported");
+        let user = format!("u{case}");
+        let uname = UserName::parse(&user).expect("user name");
+        let name = DeviceName::parse("fob").expect("device name");
+        // Twice: a fresh token, then (its device removed) the same token again.
+        let mut at = now;
+        for round in 0..2 {
+            // Where the first code is: around the counter, or around now in steps (near,
+            // at the edges of the near and the 12-hour searches, and beyond), and the
+            // second code after it, before it, or not next to it.
+            let first = if event_based {
+                let counter: Option<i64> = c
+                    .query_one(
+                        "SELECT counter FROM pam_mfa_fleet.tokens WHERE serial = $1",
+                        &[&serial],
+                    )
+                    .expect("token")
+                    .get(0);
+                let counter = counter.expect("an HOTP token's counter");
+                counter + [-3, -2, -1, 0, 0, 1, 7, 999, 1000, 1001][rng.below(10) as usize]
+            } else {
+                let span = 43_200 / i64::from(period);
+                let now_step = at.div_euclid(i64::from(period));
+                now_step
+                    + [
+                        -12,
+                        -11,
+                        -10,
+                        -3,
+                        -1,
+                        0,
+                        0,
+                        1,
+                        2,
+                        40,
+                        -span,
+                        span - 1,
+                        span,
+                        -span - 1,
+                    ][rng.below(14) as usize]
+            };
+            let second = first + [1, 1, 1, -1, 2][rng.below(5) as usize];
+            if first < 0 || second < 0 {
+                continue;
+            }
+            let (c1, c2) = (
+                code_of(&secret, alg, digits, first),
+                code_of(&secret, alg, digits, second),
+            );
+            let local = enrollment::register_token(
+                &mut store,
+                &uname,
+                &name,
+                &serial,
+                c1.as_bytes(),
+                c2.as_bytes(),
+                at,
+            );
+            let sql: String = c
+                .query_one(
+                    "SELECT outcome FROM pam_mfa_fleet.enroll_token_at($1, 0, 'fob', $2, $3, \
+                     $4, $5)",
+                    &[&user, &serial, &c1, &c2, &at],
+                )
+                .expect("enroll_token_at")
+                .get(0);
+            let what = format!(
+                "case {case} round {round} (seed {seed}): {mode:?} at {at}, codes of {first} \
+                 and {second}: library {local:?}, SQL {sql}"
+            );
+            assert_eq!(local_outcome(&local), sql, "{what}");
+            *tally.entry(local_outcome(&local)).or_default() += 1;
+            if local.is_ok() {
+                let local_state: (i64, Option<i64>, Option<i64>) = store
+                    .conn()
+                    .query_row(
+                        "SELECT drift, last_step, counter FROM devices \
+                         WHERE user = ?1 AND name = 'fob'",
+                        [&user],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .expect("local device");
+                let row = c
+                    .query_one(
+                        "SELECT drift, last_step, counter FROM pam_mfa_fleet.devices \
+                         WHERE user_name = $1 AND name = 'fob'",
+                        &[&user],
+                    )
+                    .expect("SQL device");
+                let sql_state: (i64, Option<i64>, Option<i64>) =
+                    (row.get(0), row.get(1), row.get(2));
+                assert_eq!(local_state, sql_state, "{what}");
+                pam_mfa::admin::remove_device(&mut store, &uname, &name, at).expect("local remove");
+                let removed: bool = c
+                    .query_one(
+                        "SELECT pam_mfa_fleet.remove_device_at($1, 0, 'fob', $2)",
+                        &[&user, &at],
+                    )
+                    .expect("remove_device_at")
+                    .get(0);
+                assert!(removed, "{what}");
+            }
+            at += [0, 30, 600][rng.below(3) as usize];
+        }
+    }
+    eprintln!("fleet_tokens differential outcomes: {tally:?}");
+    for outcome in ["registered", "codes_not_found", "already_used"] {
+        assert!(
+            tally.get(outcome).copied().unwrap_or(0) > 0,
+            "no case ended {outcome}: {tally:?}"
+        );
+    }
 }

@@ -1262,7 +1262,10 @@ BEGIN
     -- local store's write transaction): what is looked at below stays so until the end.
     LOCK TABLE pam_mfa_fleet.tokens IN SHARE ROW EXCLUSIVE MODE;
     FOR i IN 1..n LOOP
-        SELECT * INTO old FROM pam_mfa_fleet.tokens t WHERE t.serial = p_serials[i];
+        -- Held to the end: a registration of this token under way is waited for, and its
+        -- device then seen below.
+        SELECT * INTO old FROM pam_mfa_fleet.tokens t WHERE t.serial = p_serials[i]
+        FOR UPDATE;
         CONTINUE WHEN NOT FOUND;
         IF NOT p_replace THEN
             RETURN QUERY SELECT 'duplicate'::text, p_serials[i], NULL::text, NULL::text, 0, 0;
