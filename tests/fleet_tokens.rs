@@ -2,7 +2,9 @@
 //! keeps the fleet's inventory in its database, and `mfa enroll token` registers a token
 //! for a fleet account there, its two codes checked by the database. Two hosts on one
 //! real PostgreSQL, driven through the real `mfa` and the real `pam_mfa.so`; token codes
-//! from `oathtool` (HOTP by counter; TOTP at the real time, the database's clock).
+//! from `oathtool` (HOTP by counter; TOTP at the real time, the database's clock). And
+//! the database's registration rule against the library's, on the same random tokens,
+//! codes and times (`FLEET_TOKENS_SEED` replays a run, `FLEET_TOKENS_CASES` sizes it).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -348,7 +350,7 @@ fn sql_and_library_agree_on_token_registrations() {
     let pg = fleet_database();
     let mut c = Client::connect(&pg.superuser(DB), NoTls).expect("superuser connection");
     let seed = env_number("FLEET_TOKENS_SEED", random_seed());
-    let cases = env_number("FLEET_TOKENS_CASES", 150);
+    let cases = env_number("FLEET_TOKENS_CASES", 60);
     eprintln!("fleet_tokens differential: FLEET_TOKENS_SEED={seed} FLEET_TOKENS_CASES={cases}");
     let mut rng = Rng::seeded(seed);
     let dir = tempfile::tempdir_in("/dev/shm").expect("temp dir");
