@@ -33,11 +33,14 @@ use pam_mfa::selfservice as rules;
 use pam_mfa::store::devices::Fido2Device;
 use pam_mfa::store::secret::Secret;
 use pam_mfa::{code, otpauth, recovery};
-use pam_mfa_fleet::{CheckSettings, CodeOutcome, Fleet, FleetError, KeyLogin, RefusalCode};
+use pam_mfa_fleet::{
+    CheckSettings, CodeOutcome, Fleet, FleetError, KeyLogin, RefusalCode, TokenEnrollment,
+    TokenImport, TokenRemoval,
+};
 use pam_mfa_protocol::{
     AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
     ErrorReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome, RefusalKind,
-    Response, ResyncReply, SecretBytes, VerifyOutcome,
+    Response, ResyncReply, SecretBytes, TokenEntry, VerifyOutcome,
 };
 
 use crate::authorise::{Admin, Change, Work};
@@ -45,7 +48,7 @@ use crate::log::{Level, Log};
 use crate::selfservice::{
     Tickets, fido2_gone, fido2_refused, fido2_registered, issue_failed, issue_fido2,
     new_recovery_set, pending_reply, proof_refused, raw_attestation, recovery_set_gone, take_fido2,
-    take_recovery_set,
+    take_recovery_set, token_refused, token_registered,
 };
 use crate::service::{convert, log_outcome, who};
 
@@ -84,8 +87,20 @@ impl Side {
     }
 
     /// Whether `work` is about an account kept in the fleet's database. Requests about no
-    /// account, or about several (the administrator's listings), stay local.
+    /// account, or about several (the administrator's listings), stay local, except the
+    /// hardware token inventory's (`mfa admin tokens …`): with a fleet configured, the
+    /// inventory is the fleet's, so that a token loaded through any host can be registered
+    /// through every other. (Accounts kept locally register tokens from the host's own
+    /// inventory, which is then no longer filled through `mfad`.)
     pub fn serves(&self, work: &Work) -> bool {
+        if let Work::Admin(admin) = work
+            && matches!(
+                **admin,
+                Admin::TokensImport { .. } | Admin::TokensList | Admin::TokensRemove { .. }
+            )
+        {
+            return true;
+        }
         match account_of(work) {
             Some(user) => !self.local_users.iter().any(|u| u == user.as_str()),
             None => false,
@@ -423,6 +438,26 @@ fn run(
                 uses,
                 expires_in,
             } => bypass(fleet, uid, &account, uses, &expires_in, log)?,
+            Admin::TokensImport {
+                seeds,
+                format,
+                replace,
+            } => tokens_import(fleet, uid, &seeds, format, replace, log)?,
+            Admin::TokensList => Response::Tokens(
+                fleet
+                    .list_tokens()?
+                    .into_iter()
+                    .map(|t| TokenEntry {
+                        serial: t.serial,
+                        kind: t.kind,
+                        digits: t.digits,
+                        assigned_to: t.assigned_to,
+                        device: t.device,
+                        imported: t.imported,
+                    })
+                    .collect(),
+            ),
+            Admin::TokensRemove { serial } => tokens_remove(fleet, uid, &serial, log)?,
             _ => not_served("this administrative command"),
         },
         Work::RecoveryCommit { account, ticket } => {
@@ -757,7 +792,12 @@ fn change_now(
             )
             .map_err(|e| FleetError::Database(e.to_string()))?
         }
-        Change::EnrollToken { .. } => not_served("a hardware token"),
+        Change::EnrollToken {
+            name,
+            serial,
+            code1,
+            code2,
+        } => enroll_token(fleet, uid, account, &name, serial, &code1, &code2, log)?,
     })
 }
 
@@ -961,4 +1001,138 @@ fn changed(log: &Log, uid: u32, user: &UserName, what: &str) {
         Level::Notice,
         &format!("uid {uid} {what} for user {}", user.as_str().escape_debug()),
     );
+}
+
+// ----- Hardware tokens: the fleet's inventory (`mfa admin tokens`) and `mfa enroll token` -----
+
+/// A library error as the administrator reads it, for a refusal the database reported.
+fn admin_refusal(e: pam_mfa::Error) -> Response {
+    error(ErrorKind::Invalid, e.to_string())
+}
+
+/// `mfa admin tokens import` into the fleet's inventory: the whole file in one call (the
+/// database writes its audit row), logged and answered as for the local inventory.
+fn tokens_import(
+    fleet: &mut Fleet,
+    uid: u32,
+    seeds: &[pam_mfa::tokens::TokenSeed],
+    format: pam_mfa::tokens::Format,
+    replace: bool,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    Ok(match fleet.import_tokens(uid, seeds, format, replace)? {
+        TokenImport::Imported { added, replaced } => {
+            let done = pam_mfa::tokens::inventory::Imported {
+                added: added as usize,
+                replaced: replaced as usize,
+            };
+            crate::admin::tokens_imported(log, uid, done, format)
+        }
+        TokenImport::Duplicate { serial } => {
+            admin_refusal(pam_mfa::Error::DuplicateSerial { serial })
+        }
+        TokenImport::Assigned {
+            serial,
+            user,
+            device,
+        } => admin_refusal(pam_mfa::Error::TokenAssigned {
+            serial,
+            user,
+            device,
+        }),
+    })
+}
+
+/// `mfa admin tokens remove` from the fleet's inventory.
+fn tokens_remove(
+    fleet: &mut Fleet,
+    uid: u32,
+    serial: &str,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    Ok(match fleet.remove_token(uid, serial)? {
+        TokenRemoval::Removed => crate::admin::token_removed(log, uid, serial),
+        TokenRemoval::NoSuchToken => admin_refusal(pam_mfa::Error::NoSuchToken {
+            serial: serial.to_owned(),
+        }),
+        TokenRemoval::Assigned { user, device } => admin_refusal(pam_mfa::Error::TokenAssigned {
+            serial: serial.to_owned(),
+            user,
+            device,
+        }),
+    })
+}
+
+/// `mfa enroll token` for a fleet account: the name, serial and codes checked for their
+/// form here as `enrollment::register_token_as` does (in its order: they say nothing
+/// about the inventory), the token and its codes in the database. Root is told exactly
+/// what is wrong; anyone else gets the one answer, counted by the database toward the
+/// lock-out, and (in `conn`) only after the fixed time every refusal takes.
+#[allow(clippy::too_many_arguments)]
+fn enroll_token(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+    name: &str,
+    serial: String,
+    code1: &SecretBytes,
+    code2: &SecretBytes,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    let checked = DeviceName::parse(name).and_then(|name| {
+        pam_mfa::tokens::check_serial(&serial).map_err(pam_mfa::Error::InvalidSerial)?;
+        let parse = |which: &'static str, answer: &SecretBytes| {
+            code::parse(answer.as_bytes())
+                .map_err(|problem| pam_mfa::Error::MalformedCode { which, problem })
+        };
+        Ok((name, parse("first", code1)?, parse("second", code2)?))
+    });
+    let (name, c1, c2) = match checked {
+        Ok(x) => x,
+        Err(e) => return system(token_refused(log, uid, account, e)),
+    };
+    let user = account.as_str();
+    let refused =
+        match fleet.enroll_token(user, uid, name.as_str(), &serial, c1.as_str(), c2.as_str())? {
+            TokenEnrollment::Registered { event_based } => {
+                return Ok(token_registered(
+                    log,
+                    uid,
+                    account,
+                    &name,
+                    serial,
+                    event_based,
+                ));
+            }
+            TokenEnrollment::TooManyDevices => pam_mfa::Error::TooManyDevices {
+                user: user.to_owned(),
+                max: fleet.policy()?.max_devices,
+            },
+            TokenEnrollment::NameTaken => pam_mfa::Error::DuplicateName {
+                user: user.to_owned(),
+                name: name.as_str().to_owned(),
+            },
+            TokenEnrollment::Unavailable => pam_mfa::Error::TokenUnavailable { serial },
+            TokenEnrollment::CodesNotFound { event_based: true } => {
+                pam_mfa::Error::CounterNotFound {
+                    lookahead: enrollment::HOTP_RESYNC_LOOKAHEAD,
+                }
+            }
+            // Searched for within 12 hours of the database's clock, as a token's are locally.
+            TokenEnrollment::CodesNotFound { event_based: false } => pam_mfa::Error::ResyncFailed,
+            TokenEnrollment::AlreadyUsed => pam_mfa::Error::CodesAlreadyUsed,
+            TokenEnrollment::Locked { until }
+            | TokenEnrollment::NotRegistered {
+                locked_until: Some(until),
+            } => pam_mfa::Error::LockedOut { until },
+            TokenEnrollment::NotRegistered { locked_until: None } => {
+                pam_mfa::Error::TokenNotRegistered
+            }
+        };
+    system(token_refused(log, uid, account, refused))
+}
+
+/// A library error that is the system's (none of the above is) as the database's.
+fn system(r: pam_mfa::Result<Response>) -> Result<Response, FleetError> {
+    r.map_err(|e| FleetError::Database(e.to_string()))
 }

@@ -93,7 +93,7 @@ $$;
 DO $migrate$
 DECLARE
     v int;
-    known CONSTANT int := 2;
+    known CONSTANT int := 3;
 BEGIN
     SELECT version INTO v FROM pam_mfa_fleet.schema_version FOR UPDATE;
     IF v > known THEN
@@ -206,6 +206,45 @@ BEGIN
         CREATE INDEX recovery_codes_by_user ON pam_mfa_fleet.recovery_codes (user_name);
 
         UPDATE pam_mfa_fleet.schema_version SET version = 2;
+    END IF;
+
+    IF v < 3 THEN
+        -- Hardware OTP tokens (tokens/inventory.rs, the local store's migration 5): the
+        -- fleet's inventory of seeds by serial number. A token given to a user is a
+        -- device of kind 'token' pointing at it (one device per token at most), holding a
+        -- copy of its seed and, while assigned, its replay state (TOTP: drift and
+        -- last_step; HOTP: counter, the next value expected), so logins and resync treat
+        -- it like any code device; removing the device hands the high-water mark back
+        -- here, so that no code is ever accepted again under a new owner either.
+        CREATE TABLE pam_mfa_fleet.tokens (
+            id              bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            serial          text    NOT NULL UNIQUE
+                                    CHECK (char_length(serial) BETWEEN 1 AND 64
+                                           AND serial ~ '^[A-Za-z0-9._:/-]+$'),
+            type            text    NOT NULL CHECK (type IN ('totp', 'hotp')),
+            secret          bytea   NOT NULL CHECK (length(secret) BETWEEN 16 AND 128),
+            algorithm       text    NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
+            digits          int     NOT NULL CHECK (digits BETWEEN 6 AND 8),
+            period          int     CHECK (period BETWEEN 1 AND 300),
+            counter         bigint  CHECK (counter BETWEEN 0 AND 281474976710656),
+            last_step       bigint  CHECK (last_step BETWEEN 0 AND 1099511627776),
+            imported_at     bigint  NOT NULL,
+            CHECK ((type = 'totp') = (period IS NOT NULL)),
+            CHECK ((type = 'hotp') = (counter IS NOT NULL)),
+            CHECK (type = 'totp' OR last_step IS NULL)
+        );
+        -- Who has a token: the device pointing at it (so an assignment cannot disagree
+        -- with the devices), and a token cannot leave the inventory while one does.
+        ALTER TABLE pam_mfa_fleet.devices
+            ADD COLUMN token_id bigint REFERENCES pam_mfa_fleet.tokens (id);
+        CREATE UNIQUE INDEX devices_by_token ON pam_mfa_fleet.devices (token_id)
+            WHERE token_id IS NOT NULL;
+        -- Only a token device points at a token. (A token device without one has no
+        -- inventory entry to return to: a token whose seed came with its device.)
+        ALTER TABLE pam_mfa_fleet.devices ADD CONSTRAINT devices_token_from_inventory
+            CHECK (kind = 'token' OR token_id IS NULL);
+
+        UPDATE pam_mfa_fleet.schema_version SET version = 3;
     END IF;
 END
 $migrate$;
@@ -414,6 +453,52 @@ BEGIN
 END
 $$;
 
+-- lockout::charge's result counted with FailureState::after_failure: p_charge failures
+-- added to the user's row `st` (already locked by lock_user), the lock-out set when they
+-- reach p_max_failures; returns its end, if any. One implementation for a wrong code at a
+-- login and for a user's failed token registration (login::count_refusal).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.count_failure_(
+    p_user text, st pam_mfa_fleet.auth_state, p_charge bigint, p_max_failures bigint,
+    p_lockout bigint, p_now bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    window_open boolean;
+    n_failures bigint;
+    n_window_start bigint;
+    n_until bigint;
+BEGIN
+    window_open := st.failures > 0 AND p_now - st.window_start < p_lockout;
+    IF window_open THEN
+        n_failures := st.failures + p_charge;
+        n_window_start := st.window_start;
+    ELSE
+        n_failures := p_charge;
+        n_window_start := p_now;
+    END IF;
+    n_until := CASE WHEN n_failures >= p_max_failures
+                    THEN p_now + p_lockout * n_failures / p_max_failures END;
+    -- auth_state::save, with its clean-up of rows that say nothing any more (a day without
+    -- a failure, not locked): this user's row is reset rather than deleted (it is the
+    -- lock), other users' rows are deleted unless someone holds them.
+    IF n_window_start < p_now - 86400 AND (n_until IS NULL OR n_until < p_now) THEN
+        UPDATE pam_mfa_fleet.auth_state a
+        SET failures = 0, window_start = 0, locked_until = NULL WHERE a.user_name = p_user;
+    ELSE
+        UPDATE pam_mfa_fleet.auth_state a
+        SET failures = n_failures, window_start = n_window_start, locked_until = n_until
+        WHERE a.user_name = p_user;
+    END IF;
+    DELETE FROM pam_mfa_fleet.auth_state a WHERE a.user_name IN (
+        SELECT o.user_name FROM pam_mfa_fleet.auth_state o
+        WHERE o.window_start < p_now - 86400
+          AND (o.locked_until IS NULL OR o.locked_until < p_now)
+          AND o.user_name <> p_user
+        FOR UPDATE SKIP LOCKED);
+    RETURN n_until;
+END
+$$;
+
 -- login.rs `verify`, with the lock-out rules of lockout.rs and the settings rule of
 -- settings.rs: each setting the module's arguments give, else the policy's, else the
 -- default (window 1, HOTP look-ahead 10, lock-out after 5 failures for 300 s).
@@ -441,10 +526,6 @@ DECLARE
     compared bigint := 0;
     replayed text;
     refusal text;
-    charge bigint;
-    window_open boolean;
-    n_failures bigint;
-    n_window_start bigint;
     n_until bigint;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
@@ -546,35 +627,8 @@ BEGIN
         refusal := CASE WHEN replayed IS NULL THEN 'wrong' ELSE 'replayed' END;
     END IF;
 
-    -- lockout::charge and FailureState::after_failure.
-    charge := greatest((compared + 2) / 3, 1);
-    window_open := st.failures > 0 AND p_now - st.window_start < lockout;
-    IF window_open THEN
-        n_failures := st.failures + charge;
-        n_window_start := st.window_start;
-    ELSE
-        n_failures := charge;
-        n_window_start := p_now;
-    END IF;
-    n_until := CASE WHEN n_failures >= max_failures
-                    THEN p_now + lockout * n_failures / max_failures END;
-    -- auth_state::save, with its clean-up of rows that say nothing any more (a day without
-    -- a failure, not locked): this user's row is reset rather than deleted (it is the
-    -- lock), other users' rows are deleted unless someone holds them.
-    IF n_window_start < p_now - 86400 AND (n_until IS NULL OR n_until < p_now) THEN
-        UPDATE pam_mfa_fleet.auth_state a
-        SET failures = 0, window_start = 0, locked_until = NULL WHERE a.user_name = p_user;
-    ELSE
-        UPDATE pam_mfa_fleet.auth_state a
-        SET failures = n_failures, window_start = n_window_start, locked_until = n_until
-        WHERE a.user_name = p_user;
-    END IF;
-    DELETE FROM pam_mfa_fleet.auth_state a WHERE a.user_name IN (
-        SELECT o.user_name FROM pam_mfa_fleet.auth_state o
-        WHERE o.window_start < p_now - 86400
-          AND (o.locked_until IS NULL OR o.locked_until < p_now)
-          AND o.user_name <> p_user
-        FOR UPDATE SKIP LOCKED);
+    n_until := pam_mfa_fleet.count_failure_(p_user, st, greatest((compared + 2) / 3, 1),
+                                            max_failures, lockout, p_now);
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-refused',
                                  replayed, refusal);
     RETURN QUERY SELECT refusal, replayed, n_until;
@@ -768,16 +822,31 @@ RETURNS boolean
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
     n int;
+    gone record;
 BEGIN
     PERFORM pam_mfa_fleet.check_device_name(p_name);
     PERFORM pam_mfa_fleet.lock_user(p_user);
     PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
-    DELETE FROM pam_mfa_fleet.devices WHERE user_name = p_user AND name = p_name;
+    DELETE FROM pam_mfa_fleet.devices WHERE user_name = p_user AND name = p_name
+    RETURNING token_id, last_step, counter INTO gone;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = 0 THEN
         RETURN false;
     END IF;
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'remove', p_name, NULL);
+    -- A hardware token goes back to the inventory with its high-water mark (the local
+    -- store's devices_token_returned): its used codes stay used under its next owner.
+    IF gone.token_id IS NOT NULL THEN
+        UPDATE pam_mfa_fleet.tokens t SET
+            last_step = CASE WHEN gone.last_step IS NULL OR t.type <> 'totp' THEN t.last_step
+                             ELSE greatest(coalesce(t.last_step, gone.last_step),
+                                           gone.last_step) END,
+            counter = CASE WHEN gone.counter IS NULL OR t.type <> 'hotp' THEN t.counter
+                           ELSE greatest(t.counter, gone.counter) END
+        WHERE t.id = gone.token_id;
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'remove', p_name,
+                                 (SELECT 'token ' || t.serial FROM pam_mfa_fleet.tokens t
+                                  WHERE t.id = gone.token_id));
     RETURN true;
 END
 $$;
@@ -1136,6 +1205,322 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
 RETURN pam_mfa_fleet.recovery_codes_left_at(p_user, pam_mfa_fleet.now_());
 
 ------------------------------------------------------------------------------------------
+-- Hardware OTP tokens: the fleet's inventory (tokens/inventory.rs) and a user's token
+-- registered by serial number and two codes (enrollment/token.rs). Owner-only logic
+-- first, then the host functions. No function here returns a seed.
+------------------------------------------------------------------------------------------
+
+-- tokens::inventory::import: one entry per array index, in the file's order (mfad parsed
+-- and checked the file with tokens::parse; checked again here). The whole file or none of
+-- it: every entry is looked at before anything is written, and the first refused one is
+-- the answer ('duplicate': its serial is in the inventory and p_replace is false;
+-- 'assigned': it is someone's device, never replaced). Loading the same seed again keeps
+-- what the inventory knows about codes used; a new seed starts afresh.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_tokens_at(
+    p_actor int, p_format text, p_replace boolean, p_serials text[], p_types text[],
+    p_secrets bytea[], p_algorithms text[], p_digits int[], p_periods int[],
+    p_counters bigint[], p_now bigint)
+RETURNS TABLE(outcome text, serial text, holder text, holder_device text, added int,
+              replaced int)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    n int := coalesce(pg_catalog.cardinality(p_serials), 0);
+    old pam_mfa_fleet.tokens;
+    who record;
+    same boolean;
+    n_added int := 0;
+    n_replaced int := 0;
+BEGIN
+    IF p_now IS NULL OR p_replace IS NULL OR p_format IS NULL
+       OR p_format NOT IN ('pskc', 'csv') THEN
+        RAISE EXCEPTION 'an import needs its format (pskc or csv) and whether it replaces'
+            USING ERRCODE = 'MF005';
+    END IF;
+    IF n NOT BETWEEN 1 AND 100000
+       OR coalesce(pg_catalog.cardinality(p_types), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_secrets), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_algorithms), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_digits), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_periods), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_counters), 0) <> n
+       OR pg_catalog.array_ndims(p_serials) <> 1 THEN
+        RAISE EXCEPTION 'an import is 1 to 100000 tokens, every field given for each'
+            USING ERRCODE = 'MF005';
+    END IF;
+    FOR i IN 1..n LOOP
+        IF p_serials[i] IS NULL OR char_length(p_serials[i]) NOT BETWEEN 1 AND 64
+           OR p_serials[i] !~ '^[A-Za-z0-9._:/-]+$'
+           OR p_types[i] IS NULL OR p_types[i] NOT IN ('totp', 'hotp')
+           OR p_secrets[i] IS NULL OR pg_catalog.length(p_secrets[i]) NOT BETWEEN 16 AND 128
+           OR p_algorithms[i] IS NULL OR p_algorithms[i] NOT IN ('SHA1', 'SHA256', 'SHA512')
+           OR p_digits[i] IS NULL OR p_digits[i] NOT BETWEEN 6 AND 8
+           OR (p_types[i] = 'totp' AND (p_periods[i] IS NULL OR p_counters[i] IS NOT NULL
+                                        OR p_periods[i] NOT BETWEEN 1 AND 300))
+           OR (p_types[i] = 'hotp' AND (p_counters[i] IS NULL OR p_periods[i] IS NOT NULL
+                                        OR p_counters[i] NOT BETWEEN 0 AND 281474976710656))
+        THEN
+            RAISE EXCEPTION 'entry % is not a token this schema can hold', i
+                USING ERRCODE = 'MF005';
+        END IF;
+    END LOOP;
+    IF (SELECT count(DISTINCT s) FROM unnest(p_serials) s) <> n THEN
+        RAISE EXCEPTION 'a serial number appears twice' USING ERRCODE = 'MF005';
+    END IF;
+    -- One import at a time, and none while a token is being registered or removed (the
+    -- local store's write transaction): what is looked at below stays so until the end.
+    LOCK TABLE pam_mfa_fleet.tokens IN SHARE ROW EXCLUSIVE MODE;
+    FOR i IN 1..n LOOP
+        -- Held to the end: a registration of this token under way is waited for, and its
+        -- device then seen below.
+        SELECT * INTO old FROM pam_mfa_fleet.tokens t WHERE t.serial = p_serials[i]
+        FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
+        IF NOT p_replace THEN
+            RETURN QUERY SELECT 'duplicate'::text, p_serials[i], NULL::text, NULL::text, 0, 0;
+            RETURN;
+        END IF;
+        SELECT d.user_name, d.name INTO who FROM pam_mfa_fleet.devices d
+        WHERE d.token_id = old.id;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'assigned'::text, p_serials[i], who.user_name, who.name, 0, 0;
+            RETURN;
+        END IF;
+    END LOOP;
+    FOR i IN 1..n LOOP
+        SELECT * INTO old FROM pam_mfa_fleet.tokens t WHERE t.serial = p_serials[i];
+        IF NOT FOUND THEN
+            INSERT INTO pam_mfa_fleet.tokens (serial, type, secret, algorithm, digits, period,
+                                              counter, last_step, imported_at)
+            VALUES (p_serials[i], p_types[i], p_secrets[i], p_algorithms[i], p_digits[i],
+                    p_periods[i], p_counters[i], NULL, p_now);
+            n_added := n_added + 1;
+        ELSE
+            -- The same token again only when every parameter is the same: a stored step
+            -- or counter means nothing under another period, digits or hash. (Digests
+            -- compared, not the seeds.)
+            same := old.type = p_types[i] AND old.algorithm = p_algorithms[i]
+                    AND old.digits = p_digits[i]
+                    AND old.period IS NOT DISTINCT FROM p_periods[i]
+                    AND pg_catalog.sha256(old.secret) = pg_catalog.sha256(p_secrets[i]);
+            UPDATE pam_mfa_fleet.tokens t
+            SET type = p_types[i], secret = p_secrets[i], algorithm = p_algorithms[i],
+                digits = p_digits[i], period = p_periods[i],
+                counter = CASE WHEN same AND p_types[i] = 'hotp'
+                               THEN greatest(p_counters[i], old.counter)
+                               ELSE p_counters[i] END,
+                last_step = CASE WHEN same THEN old.last_step END,
+                imported_at = p_now
+            WHERE t.id = old.id;
+            n_replaced := n_replaced + 1;
+        END IF;
+    END LOOP;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, '*', 'token-import', NULL,
+                                 n_added || ' added, ' || n_replaced || ' replaced ('
+                                 || upper(p_format) || ')');
+    RETURN QUERY SELECT 'imported'::text, NULL::text, NULL::text, NULL::text, n_added,
+                        n_replaced;
+END
+$$;
+
+-- tokens::inventory::list: every token by serial number, with whoever has it; no seed.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.list_tokens_at(p_now bigint)
+RETURNS TABLE(serial text, kind text, digits int, imported bigint, assigned_to text,
+              device text)
+LANGUAGE sql STABLE SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT t.serial, t.type, t.digits, t.imported_at, d.user_name, d.name
+FROM pam_mfa_fleet.tokens t LEFT JOIN pam_mfa_fleet.devices d ON d.token_id = t.id
+ORDER BY t.serial COLLATE "C"
+$$;
+
+-- tokens::inventory::remove: a token out of the inventory for good; refused while it is
+-- someone's device ('assigned', with whose), 'no_such_token' when there is none.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remove_token_at(
+    p_actor int, p_serial text, p_now bigint)
+RETURNS TABLE(outcome text, holder text, holder_device text)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    tid bigint;
+    who record;
+BEGIN
+    IF p_now IS NULL OR p_serial IS NULL THEN
+        RAISE EXCEPTION 'no serial number' USING ERRCODE = 'MF005';
+    END IF;
+    SELECT t.id INTO tid FROM pam_mfa_fleet.tokens t WHERE t.serial = p_serial FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'no_such_token'::text, NULL::text, NULL::text;
+        RETURN;
+    END IF;
+    SELECT d.user_name, d.name INTO who FROM pam_mfa_fleet.devices d WHERE d.token_id = tid;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'assigned'::text, who.user_name, who.name;
+        RETURN;
+    END IF;
+    DELETE FROM pam_mfa_fleet.tokens WHERE id = tid;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, '*', 'token-remove', NULL,
+                                 'serial ' || p_serial);
+    RETURN QUERY SELECT 'removed'::text, NULL::text, NULL::text;
+END
+$$;
+
+-- enrollment::register_token_as: the inventory token p_serial becomes p_user's active
+-- device p_name once p_code1, p_code2 are two consecutive codes of it: consecutive time
+-- steps near now (10 back, 1 ahead; failing that within 12 hours, at most 1,500 steps,
+-- its clock's offset then remembered as drift) for a TOTP token, consecutive counter
+-- values within 1,000 of its counter for an HOTP one; never at or before a code it ever
+-- had accepted. The device row holds a copy of the seed (check_code and resync read
+-- it there) and the replay state.
+--
+-- Root (p_actor 0), who holds the inventory, is told what is wrong: 'too_many_devices',
+-- 'name_taken', 'unavailable' (no such token, or assigned: not said which),
+-- 'codes_not_found' (with the token's kind), 'already_used'. Anyone else registering for
+-- themselves is refused while locked out ('locked'), and otherwise gets the one answer
+-- 'not_registered', counted as one failure toward the lock-out (login::count_refusal;
+-- locked_until set when it locked the user), so that which serials exist, which are
+-- free and which code was right stay unsaid.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.enroll_token_at(
+    p_user text, p_actor int, p_name text, p_serial text, p_code1 text, p_code2 text,
+    p_now bigint)
+RETURNS TABLE(outcome text, mode text, locked_until bigint)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    st pam_mfa_fleet.auth_state;
+    pol pam_mfa_fleet.policy;
+    tok pam_mfa_fleet.tokens;
+    refusal text;
+    now_step bigint;
+    span bigint;
+    t bigint;
+    drift bigint := 0;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    IF p_now IS NULL OR p_actor IS NULL THEN
+        RAISE EXCEPTION 'no time or no actor' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_serial IS NULL OR char_length(p_serial) NOT BETWEEN 1 AND 64
+       OR p_serial !~ '^[A-Za-z0-9._:/-]+$' THEN
+        RAISE EXCEPTION 'not a serial number' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_code1 IS NULL OR p_code2 IS NULL
+       OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
+        RAISE EXCEPTION 'a code is 6 to 8 digits' USING ERRCODE = 'MF005';
+    END IF;
+    st := pam_mfa_fleet.lock_user(p_user);
+    PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
+    -- Locked: not even the right codes of a free token are looked at.
+    IF p_actor <> 0 AND st.locked_until IS NOT NULL AND p_now < st.locked_until THEN
+        RETURN QUERY SELECT 'locked'::text, NULL::text, st.locked_until;
+        RETURN;
+    END IF;
+    SELECT * INTO STRICT pol FROM pam_mfa_fleet.policy WHERE id = 1;
+    -- The cheap refusals first (enrollment::check_room_for), then the token and its codes.
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices d
+        WHERE d.user_name = p_user AND d.state = 'active') >= least(pol.max_devices, 8) THEN
+        refusal := 'too_many_devices';
+    ELSIF EXISTS (SELECT 1 FROM pam_mfa_fleet.devices d
+                  WHERE d.user_name = p_user AND d.name = p_name AND d.state = 'active') THEN
+        refusal := 'name_taken';
+    ELSE
+        -- The token's row is held to the end: one owner, and no import over it meanwhile.
+        SELECT * INTO tok FROM pam_mfa_fleet.tokens x WHERE x.serial = p_serial FOR UPDATE;
+        IF NOT FOUND OR EXISTS (SELECT 1 FROM pam_mfa_fleet.devices d
+                                WHERE d.token_id = tok.id) THEN
+            refusal := 'unavailable';
+        ELSIF tok.type = 'totp' THEN
+            now_step := floor(p_now::numeric / tok.period)::bigint;
+            t := pam_mfa_fleet.otp_find_consecutive(tok.secret, tok.algorithm, tok.digits,
+                                                    p_code1, p_code2, now_step - 10,
+                                                    now_step + 1);
+            IF t IS NULL THEN
+                -- A token's clock cannot be set: its offset is found and remembered.
+                span := least(43200 / tok.period, 1500);
+                t := pam_mfa_fleet.otp_find_consecutive(tok.secret, tok.algorithm,
+                                                        tok.digits, p_code1, p_code2,
+                                                        now_step - span, now_step + span);
+                drift := t + 1 - now_step;
+            END IF;
+            IF t IS NULL THEN
+                refusal := 'codes_not_found';
+            ELSIF tok.last_step IS NOT NULL AND t <= tok.last_step THEN
+                refusal := 'already_used';
+            END IF;
+        ELSE
+            t := pam_mfa_fleet.otp_find_consecutive(tok.secret, tok.algorithm, tok.digits,
+                                                    p_code1, p_code2, tok.counter,
+                                                    tok.counter + 1000);
+            IF t IS NULL THEN
+                refusal := 'codes_not_found';
+            END IF;
+        END IF;
+    END IF;
+    IF refusal IS NULL THEN
+        -- devices::claim_name: a pending registration of that name gives way.
+        DELETE FROM pam_mfa_fleet.devices d
+        WHERE d.user_name = p_user AND d.name = p_name AND d.state = 'pending';
+        INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, secret, algorithm,
+                                           digits, period, drift, last_step, counter,
+                                           created_at, token_id)
+        VALUES (p_user, p_name, 'token', 'active', tok.secret, tok.algorithm, tok.digits,
+                tok.period, drift,
+                CASE WHEN tok.type = 'totp' THEN t + 1 END,
+                CASE WHEN tok.type = 'hotp' THEN t + 2 END,
+                p_now, tok.id);
+        PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'register', p_name,
+                                     'token ' || p_serial);
+        RETURN QUERY SELECT 'registered'::text, tok.type, NULL::bigint;
+        RETURN;
+    END IF;
+    IF p_actor = 0 THEN
+        RETURN QUERY SELECT refusal, tok.type, NULL::bigint;
+        RETURN;
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'register-refused', p_name, NULL);
+    RETURN QUERY SELECT 'not_registered'::text, NULL::text,
+        pam_mfa_fleet.count_failure_(
+            p_user, st, 1, least(greatest(coalesce(pol.max_failures, 5), 1), 1000),
+            least(greatest(coalesce(pol.lockout_seconds, 300), 1), 604800), p_now);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_tokens(
+    p_actor int, p_format text, p_replace boolean, p_serials text[], p_types text[],
+    p_secrets bytea[], p_algorithms text[], p_digits int[], p_periods int[],
+    p_counters bigint[])
+RETURNS TABLE(outcome text, serial text, holder text, holder_device text, added int,
+              replaced int)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.import_tokens_at(p_actor, p_format, p_replace, p_serials,
+                                             p_types, p_secrets, p_algorithms, p_digits,
+                                             p_periods, p_counters, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.list_tokens()
+RETURNS TABLE(serial text, kind text, digits int, imported bigint, assigned_to text,
+              device text)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.list_tokens_at(pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remove_token(p_actor int, p_serial text)
+RETURNS TABLE(outcome text, holder text, holder_device text)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.remove_token_at(p_actor, p_serial, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.enroll_token(
+    p_user text, p_actor int, p_name text, p_serial text, p_code1 text, p_code2 text)
+RETURNS TABLE(outcome text, mode text, locked_until bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.enroll_token_at(p_user, p_actor, p_name, p_serial, p_code1,
+                                            p_code2, pam_mfa_fleet.now_())
+$$;
+
+------------------------------------------------------------------------------------------
 -- Privileges, set again at every run
 ------------------------------------------------------------------------------------------
 
@@ -1170,7 +1555,13 @@ GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.use_recovery_code(text, int, text),
     pam_mfa_fleet.set_recovery_codes(text, int, bytea[], bytea[]),
     pam_mfa_fleet.add_bypass_code(text, int, bytea, bytea, int, bigint),
-    pam_mfa_fleet.recovery_codes_left(text)
+    pam_mfa_fleet.recovery_codes_left(text),
+    -- Hardware tokens.
+    pam_mfa_fleet.import_tokens(int, text, boolean, text[], text[], bytea[], text[], int[],
+                                int[], bigint[]),
+    pam_mfa_fleet.list_tokens(),
+    pam_mfa_fleet.remove_token(int, text),
+    pam_mfa_fleet.enroll_token(text, int, text, text, text, text)
 TO pam_mfa_host;
 
 ------------------------------------------------------------------------------------------
