@@ -34,8 +34,8 @@ use pam_mfa::store::devices::Fido2Device;
 use pam_mfa::store::secret::Secret;
 use pam_mfa::{code, otpauth, recovery};
 use pam_mfa_fleet::{
-    CheckSettings, CodeOutcome, Fleet, FleetError, KeyLogin, RefusalCode, TokenEnrollment,
-    TokenImport, TokenRemoval,
+    CheckSettings, CodeOutcome, FinishOutcome, Fleet, FleetError, KeyLogin, RefusalCode,
+    ResyncOutcome, TokenEnrollment, TokenImport, TokenRemoval,
 };
 use pam_mfa_protocol::{
     AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
@@ -47,8 +47,8 @@ use crate::authorise::{Admin, Change, Work};
 use crate::log::{Level, Log};
 use crate::selfservice::{
     Tickets, fido2_gone, fido2_refused, fido2_registered, issue_failed, issue_fido2,
-    new_recovery_set, pending_reply, proof_refused, raw_attestation, recovery_set_gone, take_fido2,
-    take_recovery_set, token_refused, token_registered,
+    new_recovery_set, pending_reply, proof_refused, raw_attestation, recovery_set_gone, refusal,
+    take_fido2, take_recovery_set, token_refused, token_registered,
 };
 use crate::service::{convert, log_outcome, who};
 
@@ -167,6 +167,47 @@ fn not_served(what: &str) -> Response {
         ErrorKind::Invalid,
         format!("{what} is not available for accounts in the fleet database yet"),
     )
+}
+
+/// A refusal in the library's words (the same as for a local account).
+fn refused(e: pam_mfa::Error) -> Response {
+    refusal(e).unwrap_or_else(|e| error(ErrorKind::Unavailable, e.to_string()))
+}
+
+/// A refusal the database raised about a registration, in the library's words for the
+/// same refusal of a local account (the numbers it names read back from the database);
+/// any other error is passed on.
+fn in_library_words(
+    fleet: &mut Fleet,
+    account: &UserName,
+    name: &DeviceName,
+    e: FleetError,
+) -> Result<Response, FleetError> {
+    let user = account.to_string();
+    let code = match &e {
+        FleetError::Refused { code, .. } => *code,
+        _ => return Err(e),
+    };
+    Ok(refused(match code {
+        RefusalCode::TooManyPending => {
+            let pending = fleet.list_devices(account.as_str())?;
+            let next_expiry = pending.iter().filter_map(|d| d.expires).min();
+            pam_mfa::Error::TooManyPending {
+                user,
+                max: pam_mfa::limits::MAX_PENDING,
+                next_expiry: next_expiry.unwrap_or_default(),
+            }
+        }
+        RefusalCode::TooManyDevices => pam_mfa::Error::TooManyDevices {
+            user,
+            max: fleet.policy()?.max_devices,
+        },
+        RefusalCode::NameTaken => pam_mfa::Error::DuplicateName {
+            user,
+            name: name.to_string(),
+        },
+        _ => return Err(e),
+    }))
 }
 
 /// The answer when the database fails: logged, and "unavailable" to the caller.
@@ -392,38 +433,43 @@ fn run(
                 Ok(n) => n,
                 Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
             };
-            let (c1, c2) = (digits_of(code1.as_bytes()), digits_of(code2.as_bytes()));
-            match fleet.finish_totp(account.as_str(), uid, name.as_str(), &c1, &c2)? {
-                pam_mfa_fleet::FinishOutcome::Activated => {
+            let (c1, c2) = match enrollment::parse_pair(code1.as_bytes(), code2.as_bytes()) {
+                Ok(pair) => pair,
+                Err(e) => return Ok(refused(e)),
+            };
+            let finished = fleet.finish_totp(
+                account.as_str(),
+                uid,
+                name.as_str(),
+                c1.as_str(),
+                c2.as_str(),
+            );
+            let finished = match finished {
+                Ok(f) => f,
+                Err(e) => return in_library_words(fleet, &account, &name, e),
+            };
+            let not_finished = match finished {
+                FinishOutcome::Activated => {
                     changed(
                         log,
                         uid,
                         &account,
                         &format!("activated device {:?}", name.as_str()),
                     );
-                    Response::Done
+                    return Ok(Response::Done);
                 }
-                pam_mfa_fleet::FinishOutcome::Wrong => error(
-                    ErrorKind::Invalid,
-                    "those are not two consecutive codes of this device; nothing was changed",
-                ),
-                pam_mfa_fleet::FinishOutcome::AlreadyActive => error(
-                    ErrorKind::Invalid,
-                    format!(
-                        "device {:?} is already registered and active: there is nothing to \
-                         finish",
-                        name.as_str()
-                    ),
-                ),
-                pam_mfa_fleet::FinishOutcome::NoSuchDevice => error(
-                    ErrorKind::Invalid,
-                    format!(
-                        "no registration of {:?} is waiting (it may have expired): begin it \
-                         again",
-                        name.as_str()
-                    ),
-                ),
-            }
+                FinishOutcome::Wrong(why) => enrollment::pair_error(why),
+                FinishOutcome::ClockSkew { secs } => enrollment::clock_skew(secs),
+                FinishOutcome::AlreadyActive => pam_mfa::Error::AlreadyActive {
+                    user: account.to_string(),
+                    name: name.to_string(),
+                },
+                FinishOutcome::NoSuchDevice => pam_mfa::Error::NoPendingDevice {
+                    user: account.to_string(),
+                    name: name.to_string(),
+                },
+            };
+            refused(not_finished)
         }
         Work::Admin(admin) => match *admin {
             Admin::Unlock { account } => {
@@ -625,15 +671,6 @@ fn key_answer(
     Ok(Response::Verified(convert(outcome, account)))
 }
 
-/// A code as it goes to the database: its digits, or nothing when it is not a code.
-fn digits_of(answer: &[u8]) -> zeroize::Zeroizing<String> {
-    zeroize::Zeroizing::new(
-        code::parse(answer)
-            .map(|c| c.as_str().to_owned())
-            .unwrap_or_default(),
-    )
-}
-
 /// The fleet's self-service switch for a non-root caller (root is never held to it).
 fn allowed(fleet: &mut Fleet, uid: u32) -> Result<Result<(), Response>, FleetError> {
     if uid == 0 {
@@ -669,14 +706,17 @@ fn change_now(
                 Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
             };
             let params = TotpParams::DEFAULT;
-            let secret = fleet.begin_totp(
+            let secret = match fleet.begin_totp(
                 account.as_str(),
                 uid,
                 name.as_str(),
                 params.algorithm,
                 u32::from(params.digits),
                 params.period,
-            )?;
+            ) {
+                Ok(secret) => secret,
+                Err(e) => return in_library_words(fleet, account, &name, e),
+            };
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
             let secret = Secret::from_bytes(secret.to_vec());
             let pending = enrollment::PendingTotp {
@@ -727,18 +767,27 @@ fn change_now(
                 Ok(n) => n,
                 Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
             };
-            let (c1, c2) = (digits_of(code1.as_bytes()), digits_of(code2.as_bytes()));
-            match fleet.resync(account.as_str(), uid, name.as_str(), &c1, &c2)? {
-                pam_mfa_fleet::ResyncOutcome::Clock { drift_secs } => {
+            let (c1, c2) = match enrollment::parse_pair(code1.as_bytes(), code2.as_bytes()) {
+                Ok(pair) => pair,
+                Err(e) => return Ok(refused(e)),
+            };
+            let not_resynced = match fleet.resync(
+                account.as_str(),
+                uid,
+                name.as_str(),
+                c1.as_str(),
+                c2.as_str(),
+            )? {
+                ResyncOutcome::Clock { drift_secs } => {
                     changed(
                         log,
                         uid,
                         account,
                         &format!("resynced device {:?} (drift {drift_secs} s)", name.as_str()),
                     );
-                    Response::Resynced(ResyncReply::Clock { drift_secs })
+                    return Ok(Response::Resynced(ResyncReply::Clock { drift_secs }));
                 }
-                pam_mfa_fleet::ResyncOutcome::Counter { skipped } => {
+                ResyncOutcome::Counter { skipped } => {
                     changed(
                         log,
                         uid,
@@ -748,16 +797,28 @@ fn change_now(
                             name.as_str()
                         ),
                     );
-                    Response::Resynced(ResyncReply::Counter { skipped })
+                    return Ok(Response::Resynced(ResyncReply::Counter { skipped }));
                 }
-                pam_mfa_fleet::ResyncOutcome::Wrong => error(
-                    ErrorKind::Invalid,
-                    "those are not two consecutive codes of this device; nothing was changed",
-                ),
-                pam_mfa_fleet::ResyncOutcome::NoSuchDevice => {
-                    error(ErrorKind::Invalid, no_such_device(account, name.as_str()))
-                }
-            }
+                // The library's refusals, as enrollment::resync makes them.
+                ResyncOutcome::NotFound => pam_mfa::Error::ResyncFailed,
+                ResyncOutcome::CounterNotFound => pam_mfa::Error::CounterNotFound {
+                    lookahead: enrollment::HOTP_RESYNC_LOOKAHEAD,
+                },
+                ResyncOutcome::NotConsecutive => pam_mfa::Error::NotConsecutive,
+                ResyncOutcome::AlreadyUsed => pam_mfa::Error::CodesAlreadyUsed,
+                ResyncOutcome::NoSuchDevice => pam_mfa::Error::NoSuchDevice {
+                    user: account.to_string(),
+                    name: name.to_string(),
+                },
+                ResyncOutcome::NotActive => pam_mfa::Error::DeviceNotActive {
+                    name: name.to_string(),
+                },
+                ResyncOutcome::NotTotp => pam_mfa::Error::NotTotp {
+                    name: name.to_string(),
+                    action: "resynced",
+                },
+            };
+            refused(not_resynced)
         }
         Change::RecoveryGenerate => {
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;

@@ -725,15 +725,30 @@ BEGIN
     IF d.state = 'active' THEN
         RETURN 'already_active';
     END IF;
+    -- (mfad refuses malformed codes in the library's words before asking.)
     IF p_code1 IS NULL OR p_code2 IS NULL
        OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
-        RETURN 'wrong';
+        RETURN 'first_wrong';
     END IF;
     now_step := floor(p_now::numeric / d.period)::bigint;
     t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1, p_code2,
                                             now_step - 10, now_step + 1);
     IF t IS NULL THEN
-        RETURN 'wrong';
+        -- As enrollment::confirm_totp says it: a pair of another time within the resync
+        -- range is the phone's clock being off (by this many seconds); otherwise which
+        -- code gave the person away (otp::find_consecutive's PairError).
+        t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
+                                                p_code2, now_step - 1500, now_step + 1500);
+        IF t IS NOT NULL THEN
+            RETURN 'clock_skew ' || ((t - now_step) * d.period);
+        ELSIF pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code1,
+                                     now_step - 10, now_step + 1) IS NULL THEN
+            RETURN 'first_wrong';
+        ELSIF pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code2,
+                                     now_step - 10, now_step + 2) IS NULL THEN
+            RETURN 'second_wrong';
+        END IF;
+        RETURN 'not_consecutive';
     END IF;
     IF (SELECT count(*) FROM pam_mfa_fleet.devices
         WHERE user_name = p_user AND state = 'active')
@@ -765,21 +780,34 @@ BEGIN
         RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
     END IF;
     PERFORM pam_mfa_fleet.lock_user(p_user);
+    -- The refusals of enrollment::resync, in its order.
     SELECT * INTO d FROM pam_mfa_fleet.devices x
-    WHERE x.user_name = p_user AND x.name = p_name AND x.kind <> 'fido2'
+    WHERE x.user_name = p_user AND x.name = p_name
       AND (x.state = 'active' OR x.expires_at > p_now);
-    IF NOT FOUND OR d.state <> 'active' THEN
+    IF NOT FOUND THEN
         RETURN 'no_such_device';
+    ELSIF d.kind = 'fido2' THEN
+        RETURN 'not_totp';
+    ELSIF d.state <> 'active' THEN
+        RETURN 'not_active';
     END IF;
+    -- (mfad refuses malformed codes in the library's words before asking.)
     IF p_code1 IS NULL OR p_code2 IS NULL
        OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
-        RETURN 'wrong';
+        RETURN CASE WHEN d.counter IS NULL THEN 'not_found' ELSE 'counter_not_found' END;
     END IF;
     IF d.counter IS NOT NULL THEN
         t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
                                                 p_code2, d.counter, d.counter + 1000);
-        IF t IS NULL OR t < d.counter THEN
-            RETURN 'wrong';
+        IF t IS NULL THEN
+            -- token::find_hotp_pair: both codes ahead but not in a row, or not found.
+            IF pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code1,
+                                      d.counter, d.counter + 1000) IS NOT NULL
+               AND pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code2,
+                                          d.counter, d.counter + 1001) IS NOT NULL THEN
+                RETURN 'not_consecutive';
+            END IF;
+            RETURN 'counter_not_found';
         END IF;
         UPDATE pam_mfa_fleet.devices SET counter = greatest(counter, t + 2) WHERE id = d.id;
         outcome := 'resynced counter ' || (t - d.counter);
@@ -787,9 +815,12 @@ BEGIN
         now_step := floor(p_now::numeric / d.period)::bigint;
         t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
                                                 p_code2, now_step - 1500, now_step + 1500);
+        IF t IS NULL THEN
+            RETURN 'not_found';
+        END IF;
         -- Resync codes are codes like any other: never accepted twice.
-        IF t IS NULL OR (d.last_step IS NOT NULL AND t <= d.last_step) THEN
-            RETURN 'wrong';
+        IF d.last_step IS NOT NULL AND t <= d.last_step THEN
+            RETURN 'already_used';
         END IF;
         UPDATE pam_mfa_fleet.devices
         SET drift = t + 1 - now_step, last_step = greatest(coalesce(last_step, t + 1), t + 1)

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use pam_mfa::fido2::ceremony::Credential;
-use pam_mfa::otp::Algorithm;
+use pam_mfa::otp::{Algorithm, PairError};
 use pam_mfa::policy::{NoDevice, SelfService};
 use pam_mfa::recovery::{Kind as RecoveryKind, Used};
 use pam_mfa::store::devices::{DeviceKind, DeviceState};
@@ -65,8 +65,13 @@ pub enum CodeOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishOutcome {
     Activated,
-    /// Not two consecutive codes within the window.
-    Wrong,
+    /// Not two consecutive codes near now, and which code gave the person away.
+    Wrong(PairError),
+    /// Two consecutive codes of a time this many seconds from the database's clock (within
+    /// the resync range): the phone's clock is off.
+    ClockSkew {
+        secs: i64,
+    },
     AlreadyActive,
     /// No such pending device, or it expired.
     NoSuchDevice,
@@ -83,8 +88,19 @@ pub enum ResyncOutcome {
     Counter {
         skipped: i64,
     },
-    Wrong,
+    /// A time-based device's codes were not found within the resync range.
+    NotFound,
+    /// A token's codes were not found within the look-ahead.
+    CounterNotFound,
+    /// A token's two codes are both ahead, but not one after the other.
+    NotConsecutive,
+    /// The codes are not newer than the last one accepted.
+    AlreadyUsed,
     NoSuchDevice,
+    /// Still pending: finish its registration first.
+    NotActive,
+    /// A security key, which has no codes.
+    NotTotp,
 }
 
 /// `rename_device(...)`.
@@ -313,12 +329,21 @@ impl Fleet {
             "SELECT pam_mfa_fleet.finish_totp($1, $2, $3, $4, $5)",
             &[&user, &actor, &name, &code1, &code2],
         )?;
-        Ok(match text.as_str() {
-            "activated" => FinishOutcome::Activated,
-            "wrong" => FinishOutcome::Wrong,
-            "already_active" => FinishOutcome::AlreadyActive,
-            "no_such_device" => FinishOutcome::NoSuchDevice,
-            other => return Err(unknown("finish_totp", other)),
+        Ok(match text.split_once(' ') {
+            Some(("clock_skew", secs)) => FinishOutcome::ClockSkew {
+                secs: secs
+                    .parse()
+                    .map_err(|_| unknown("finish_totp", text.as_str()))?,
+            },
+            _ => match text.as_str() {
+                "activated" => FinishOutcome::Activated,
+                "first_wrong" => FinishOutcome::Wrong(PairError::FirstWrong),
+                "second_wrong" => FinishOutcome::Wrong(PairError::SecondWrong),
+                "not_consecutive" => FinishOutcome::Wrong(PairError::NotConsecutive),
+                "already_active" => FinishOutcome::AlreadyActive,
+                "no_such_device" => FinishOutcome::NoSuchDevice,
+                other => return Err(unknown("finish_totp", other)),
+            },
         })
     }
 
@@ -351,8 +376,13 @@ impl Fleet {
                 _ => return Err(unknown("resync", &text)),
             },
             _ => match text.as_str() {
-                "wrong" => ResyncOutcome::Wrong,
+                "not_found" => ResyncOutcome::NotFound,
+                "counter_not_found" => ResyncOutcome::CounterNotFound,
+                "not_consecutive" => ResyncOutcome::NotConsecutive,
+                "already_used" => ResyncOutcome::AlreadyUsed,
                 "no_such_device" => ResyncOutcome::NoSuchDevice,
+                "not_active" => ResyncOutcome::NotActive,
+                "not_totp" => ResyncOutcome::NotTotp,
                 other => return Err(unknown("resync", other)),
             },
         })
