@@ -1132,7 +1132,7 @@ RETURN pam_mfa_fleet.recovery_codes_left_at(p_user, pam_mfa_fleet.now_());
 -- granted to hosts)
 ------------------------------------------------------------------------------------------
 
--- p_accounts is a JSON array of accounts as pam_mfa_fleet's import module builds them from
+-- p_accounts is (the text of) a JSON array of accounts as pam_mfa_fleet's import module builds them from
 -- the host's SQLite store: {"user", "devices": [...], "codes": [...]}, binary values in
 -- hex, each device with everything that keeps it working (its replay state: last step,
 -- drift, counter, sign count). An account is moved whole, or, when the fleet has a device
@@ -1143,22 +1143,27 @@ RETURN pam_mfa_fleet.recovery_codes_left_at(p_user, pam_mfa_fleet.now_());
 -- account: 'moved' ('would_move' in a dry run) or 'skipped', with its numbers of devices
 -- and codes. Each moved account is audited with the importing role.
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_accounts_at(
-    p_actor int, p_accounts jsonb, p_dry_run boolean, p_now bigint)
+    p_actor int, p_accounts text, p_dry_run boolean, p_now bigint)
 RETURNS TABLE(account text, outcome text, n_devices int, n_codes int)
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
+    doc jsonb;
     a jsonb;
     d jsonb;
     u text;
     nd int;
     nc int;
 BEGIN
-    IF p_now IS NULL OR p_dry_run IS NULL OR p_accounts IS NULL
-       OR jsonb_typeof(p_accounts) <> 'array' THEN
+    BEGIN
+        doc := p_accounts::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        doc := NULL;
+    END;
+    IF p_now IS NULL OR p_dry_run IS NULL OR doc IS NULL OR jsonb_typeof(doc) <> 'array' THEN
         RAISE EXCEPTION 'import: an array of accounts, a time and whether it is a dry run'
             USING ERRCODE = 'MF005';
     END IF;
-    FOR a IN SELECT e.value FROM jsonb_array_elements(p_accounts) e LOOP
+    FOR a IN SELECT e.value FROM jsonb_array_elements(doc) e LOOP
         u := a->>'user';
         PERFORM pam_mfa_fleet.check_user(u);
         IF jsonb_typeof(a->'devices') IS DISTINCT FROM 'array'
@@ -1228,7 +1233,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_accounts(
-    p_actor int, p_accounts jsonb, p_dry_run boolean)
+    p_actor int, p_accounts text, p_dry_run boolean)
 RETURNS TABLE(account text, outcome text, n_devices int, n_codes int)
 LANGUAGE sql VOLATILE SET search_path = pam_mfa_fleet, pg_temp
 AS $$

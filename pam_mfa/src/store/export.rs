@@ -236,3 +236,128 @@ pub fn remove_moved(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::tests::temp_store;
+
+    #[test]
+    fn reads_every_kind_of_device_with_its_state_and_removes_all_of_a_user() {
+        let (_dir, path) = temp_store();
+        let mut store = Store::open_or_create(&path).unwrap();
+        let tx = store.write().unwrap();
+        tx.execute_batch(
+            "INSERT INTO devices (user, name, kind, state, secret, algorithm, digits, period,
+                                  drift, last_step, created_at, last_used_at)
+             VALUES ('alice', 'phone', 'totp', 'active', x'0102', 'SHA256', 8, 60, -2, 77,
+                     10, 11);
+             INSERT INTO devices (user, name, kind, state, secret, algorithm, digits, period,
+                                  created_at, expires_at)
+             VALUES ('alice', 'half', 'totp', 'pending', x'03', 'SHA1', 6, 30, 10, 500);
+             INSERT INTO tokens (serial, type, secret, algorithm, digits, counter, imported_at)
+             VALUES ('H-1', 'hotp', x'31323334353637383930313233343536', 'SHA1', 6, 0, 1);
+             INSERT INTO tokens (serial, type, secret, algorithm, digits, period, imported_at)
+             VALUES ('T-1', 'totp', x'41424344454647484950515253545556', 'SHA1', 6, 30, 1);
+             INSERT INTO tokens (serial, type, secret, algorithm, digits, counter, imported_at)
+             VALUES ('SPARE', 'hotp', x'61626364656667686970717273747576', 'SHA1', 6, 0, 1);
+             INSERT INTO devices (user, name, kind, state, created_at, token_id, counter)
+             VALUES ('alice', 'fob', 'token', 'active', 12, 1, 42);
+             INSERT INTO devices (user, name, kind, state, created_at, token_id, drift, last_step)
+             VALUES ('alice', 'clock', 'token', 'active', 13, 2, 1, 88);
+             INSERT INTO devices (user, name, kind, state, created_at, credential_id,
+                                  cose_public_key, sign_count, rp_id, uv_required)
+             VALUES ('alice', 'key', 'fido2', 'active', 14, x'c0', x'a5', 9, 'pam://h', 1);
+             INSERT INTO recovery_codes (user, kind, salt, hash, uses_left, expires_at,
+                                         created_at, created_by)
+             VALUES ('alice', 'recovery', zeroblob(16), zeroblob(32), 1, NULL, 5, 0),
+                    ('alice', 'recovery', zeroblob(16), zeroblob(32), 0, NULL, 5, 0),
+                    ('alice', 'bypass', zeroblob(16), zeroblob(32), 2, 1000, 5, 0),
+                    ('bob', 'bypass', zeroblob(16), zeroblob(32), 2, 50, 5, 0);
+             INSERT INTO devices (user, name, kind, state, secret, algorithm, digits, period,
+                                  created_at, expires_at)
+             VALUES ('carol', 'half', 'totp', 'pending', x'03', 'SHA1', 6, 30, 10, 500);",
+        )
+        .unwrap();
+        // bob's bypass code expired at 50; carol has only an unfinished registration.
+        assert_eq!(users(&tx, 100).unwrap(), ["alice"]);
+        assert_eq!(users(&tx, 10).unwrap(), ["alice", "bob"]);
+
+        let a = account(&tx, "alice", 100).unwrap();
+        let names: Vec<&str> = a.devices.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["phone", "fob", "clock", "key"]);
+        match &a.devices[0].factor {
+            Factor::Totp {
+                secret,
+                algorithm,
+                digits,
+                period,
+                drift,
+                last_step,
+            } => {
+                assert_eq!(secret.as_bytes(), [1, 2]);
+                assert_eq!(
+                    (*algorithm, *digits, *period, *drift, *last_step),
+                    (Algorithm::Sha256, 8, 60, -2, Some(77))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(a.devices[0].last_used_at, Some(11));
+        assert_eq!(a.devices[1].token_serial.as_deref(), Some("H-1"));
+        assert!(matches!(
+            &a.devices[1].factor,
+            Factor::Hotp { counter: 42, secret, .. } if secret.as_bytes() == b"1234567890123456"
+        ));
+        assert_eq!(a.devices[2].kind, DeviceKind::Token);
+        assert!(matches!(
+            &a.devices[2].factor,
+            Factor::Totp {
+                drift: 1,
+                last_step: Some(88),
+                period: 30,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &a.devices[3].factor,
+            Factor::Fido2(c) if c.sign_count == 9 && c.uv_required && c.credential_id == [0xc0]
+        ));
+        // The used-up recovery code is not moved.
+        let kinds: Vec<_> = a.codes.iter().map(|c| (c.kind, c.uses_left)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (recovery_codes::Kind::Recovery, 1),
+                (recovery_codes::Kind::Bypass, 2)
+            ]
+        );
+
+        remove_moved(&tx, &["alice".to_owned()], 0, "elsewhere", 100).unwrap();
+        let count = |sql: &str| -> i64 { tx.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count("SELECT count(*) FROM devices WHERE user = 'alice'"),
+            0
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM recovery_codes WHERE user = 'alice'"),
+            0
+        );
+        // The moved tokens left the inventory; the spare one stays.
+        assert_eq!(count("SELECT count(*) FROM tokens"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM devices WHERE user = 'carol'"),
+            1
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM recovery_codes WHERE user = 'bob'"),
+            1
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM audit WHERE user = 'alice' AND action = 'moved'"),
+            1
+        );
+        tx.commit().unwrap();
+    }
+}

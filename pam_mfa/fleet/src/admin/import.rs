@@ -59,7 +59,7 @@ impl Admin {
                     let rows = tx
                         .query(
                             "SELECT account, outcome, n_devices, n_codes \
-                             FROM pam_mfa_fleet.import_accounts($1, $2::text::jsonb, $3)",
+                             FROM pam_mfa_fleet.import_accounts($1, $2, $3)",
                             &[&actor, &document.as_str(), &dry_run],
                         )
                         .await?;
