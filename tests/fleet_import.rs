@@ -388,3 +388,56 @@ fn without_the_hosts_fleet_configuration_nothing_is_moved() {
         "0"
     );
 }
+
+#[test]
+fn a_device_the_fleet_cannot_take_fails_the_whole_import_and_nothing_is_removed() {
+    let pg = fleet_database();
+    let env = TestEnv::new();
+    env.write_service(&[]);
+    let alice = TestUser::new();
+    let dave = TestUser::new();
+    env.enroll(alice.name(), "phone");
+    env.stop_mfad();
+    rusqlite::Connection::open(env.db())
+        .expect("open the store")
+        .execute(
+            "INSERT INTO devices (user, name, kind, state, created_at, credential_id,
+                                  cose_public_key, sign_count, rp_id, uv_required)
+             VALUES (?1, 'key', 'fido2', 'active', 1, x'c0ffee', x'a501', 7, 'pam://h', 0)",
+            [dave.name()],
+        )
+        .expect("insert a key");
+    // The fleet has dave's key under another account already.
+    pg.psql(
+        DB,
+        "INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, created_at, \
+         credential_id, cose_public_key, sign_count, rp_id, uv_required) \
+         VALUES ('zed', 'key', 'fido2', 'active', 1, '\\xc0ffee', '\\xa501', 0, 'pam://h', false)",
+    );
+    // (The import never connects as the host: its configuration is read for local_users.)
+    let config = env.path("mfad.conf");
+    write_config(
+        &config,
+        "mfa_host_a",
+        "unused",
+        &pg,
+        &["root"],
+        &[format!("localhost:{}", pg.port())],
+    );
+    let out = import(&pg, &env, &config, &[]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("registered in the fleet already"),
+        "{stderr}"
+    );
+    // Nothing moved, nothing removed: alice's app went neither in nor out.
+    assert_eq!(fleet_rows(&pg, alice.name()).trim(), "");
+    assert_eq!(local_rows(&env, alice.name()).0, 1);
+    assert_eq!(local_rows(&env, dave.name()).0, 1);
+    assert_eq!(
+        pg.psql(DB, "SELECT count(*) FROM pam_mfa_fleet.audit")
+            .trim(),
+        "0"
+    );
+}
