@@ -144,30 +144,34 @@ fn import(
         return Ok(());
     };
     let now = pam_mfa::clock::now()?;
-    let tx = local.write()?;
-    let mut accounts = Vec::new();
-    let mut kept_local = Vec::new();
-    for user in export::users(&tx, now)? {
-        if fleet.is_local_user(&user) {
-            kept_local.push(user);
-        } else {
-            accounts.push(export::account(&tx, &user, now)?);
-        }
-    }
-    let mut admin = connect(connection)?;
-    let results = admin.import_accounts(&accounts, 0, dry_run).map_err(err)?;
-    let destination = format!("the fleet database {}", admin.database());
-    let moved: Vec<String> = results
-        .iter()
-        .filter(|r| r.outcome == Outcome::Moved)
-        .map(|r| r.user.clone())
-        .collect();
-    if !dry_run && !moved.is_empty() {
-        export::remove_moved(&tx, &moved, 0, &destination, now)?;
-        tx.commit().map_err(pam_mfa::Error::from)?;
+    // A dry run only reads (no lock that would hold up the host's logins).
+    let (results, kept_local, destination) = if dry_run {
+        let (accounts, kept_local) =
+            local.read(|s| export::accounts(s.conn(), now, |u| fleet.is_local_user(u)))?;
+        let mut admin = connect(connection)?;
+        let results = admin.import_accounts(&accounts, 0, true).map_err(err)?;
+        (
+            results,
+            kept_local,
+            format!("the fleet database {}", admin.database()),
+        )
     } else {
-        drop(tx);
-    }
+        let tx = local.write()?;
+        let (accounts, kept_local) = export::accounts(&tx, now, |u| fleet.is_local_user(u))?;
+        let mut admin = connect(connection)?;
+        let results = admin.import_accounts(&accounts, 0, false).map_err(err)?;
+        let destination = format!("the fleet database {}", admin.database());
+        let moved: Vec<String> = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Moved)
+            .map(|r| r.user.clone())
+            .collect();
+        if !moved.is_empty() {
+            export::remove_moved(&tx, &moved, 0, &destination, now)?;
+            tx.commit().map_err(pam_mfa::Error::from)?;
+        }
+        (results, kept_local, destination)
+    };
     let (mut n_moved, mut n_skipped, mut n_devices, mut n_codes) = (0, 0, 0, 0);
     for r in &results {
         let what = format!(

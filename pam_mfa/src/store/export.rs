@@ -88,6 +88,25 @@ pub fn users(conn: &Connection, now: UnixTime) -> Result<Vec<String>> {
     Ok(set.into_iter().collect())
 }
 
+/// Each of [`users`] that `stays` does not keep in this store, read whole with
+/// [`account`]; and, apart, those it keeps.
+pub fn accounts(
+    conn: &Connection,
+    now: UnixTime,
+    stays: impl Fn(&str) -> bool,
+) -> Result<(Vec<Account>, Vec<String>)> {
+    let mut moving = Vec::new();
+    let mut staying = Vec::new();
+    for user in users(conn, now)? {
+        if stays(&user) {
+            staying.push(user);
+        } else {
+            moving.push(account(conn, &user, now)?);
+        }
+    }
+    Ok((moving, staying))
+}
+
 /// `user`'s active devices and usable codes at `now`.
 pub fn account(conn: &Connection, user: &str, now: UnixTime) -> Result<Account> {
     // id -> (name, kind, created, last used, serial) of every active device.
