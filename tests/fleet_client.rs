@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use pam_mfa::policy::{NoDevice, SelfService};
 use pam_mfa_fleet::admin::Admin;
-use pam_mfa_fleet::{Fleet, FleetConfig, FleetError, FleetPolicy};
+use pam_mfa_fleet::{CheckSettings, Fleet, FleetConfig, FleetError, FleetPolicy};
 use pam_mfa_tests::postgres::{CERT_GROUP, Postgres};
 
 /// The throwaway schema: the roles of CONTRACT.md and one host function.
@@ -386,7 +386,9 @@ fn every_call_against_the_real_functions() {
         (0, 0, None)
     );
     assert_eq!(
-        fleet.check_code("alice", 1000, "123456", None, 10).unwrap(),
+        fleet
+            .check_code("alice", 1000, "123456", &CheckSettings::default())
+            .unwrap(),
         CodeOutcome::NoDevices
     );
 
@@ -431,17 +433,21 @@ fn every_call_against_the_real_functions() {
     );
     let next = code(now + 30);
     assert_eq!(
-        fleet.check_code("alice", 1000, &next, None, 10).unwrap(),
+        fleet
+            .check_code("alice", 1000, &next, &CheckSettings::default())
+            .unwrap(),
         CodeOutcome::Accepted {
             device: "phone".into()
         }
     );
     assert!(matches!(
-        fleet.check_code("alice", 1000, &next, None, 10).unwrap(),
+        fleet.check_code("alice", 1000, &next, &CheckSettings::default()).unwrap(),
         CodeOutcome::Replayed { device, .. } if device == "phone"
     ));
     assert!(matches!(
-        fleet.check_code("alice", 1000, "", None, 10).unwrap(),
+        fleet
+            .check_code("alice", 1000, "", &CheckSettings::default())
+            .unwrap(),
         CodeOutcome::Malformed { .. }
     ));
     // Two failures lock no one, but there were failures to clear.
@@ -453,14 +459,19 @@ fn every_call_against_the_real_functions() {
     let wrong = pam_mfa_tests::clock::wrong_code(&b32, now, 3);
     let mut locked = None;
     for _ in 0..5 {
-        match fleet.check_code("alice", 1000, &wrong, None, 10).unwrap() {
+        match fleet
+            .check_code("alice", 1000, &wrong, &CheckSettings::default())
+            .unwrap()
+        {
             CodeOutcome::Wrong { locked_until } => locked = locked_until,
             other => panic!("{other:?}"),
         }
     }
     let until = locked.expect("the fifth failure locks");
     assert_eq!(
-        fleet.check_code("alice", 1000, &next, None, 10).unwrap(),
+        fleet
+            .check_code("alice", 1000, &next, &CheckSettings::default())
+            .unwrap(),
         CodeOutcome::Locked { until }
     );
     assert_eq!(
@@ -491,7 +502,7 @@ fn every_call_against_the_real_functions() {
     assert!(fleet.remove_device("alice", 1000, "phone2").unwrap());
     assert!(!fleet.remove_device("alice", 1000, "phone2").unwrap());
     assert!(matches!(
-        fleet.check_code("alice", u32::MAX, "123456", None, 10),
+        fleet.check_code("alice", u32::MAX, "123456", &CheckSettings::default()),
         Err(FleetError::Refused {
             code: RefusalCode::BadArgument,
             ..

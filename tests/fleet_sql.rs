@@ -31,7 +31,7 @@ const DB: &str = "pam_mfa";
 /// The host functions of the contract, with arguments that make each do something.
 const HOST_CALLS: &[&str] = &[
     "SELECT * FROM pam_mfa_fleet.login_state('alice')",
-    "SELECT * FROM pam_mfa_fleet.check_code('alice', 0, '123456', NULL, NULL)",
+    "SELECT * FROM pam_mfa_fleet.check_code('alice', 0, '123456', NULL, NULL, NULL, NULL)",
     "SELECT * FROM pam_mfa_fleet.finish_totp('alice', 0, 'phone', '123456', '654321')",
     "SELECT * FROM pam_mfa_fleet.resync('alice', 0, 'phone', '123456', '654321')",
     "SELECT * FROM pam_mfa_fleet.list_devices('alice')",
@@ -45,6 +45,11 @@ const HOST_CALLS: &[&str] = &[
     "SELECT * FROM pam_mfa_fleet.use_recovery_code('alice', 0, 'abcdefghijkm')",
     "SELECT * FROM pam_mfa_fleet.add_bypass_code('alice', 0, decode(repeat('03', 16), 'hex'), \
      decode(repeat('04', 32), 'hex'), 1, 4000000000)",
+    // Security keys (tests/fleet_keys.rs): public keys and sign counts only.
+    "SELECT * FROM pam_mfa_fleet.keys('alice')",
+    "SELECT * FROM pam_mfa_fleet.begin_key('alice', 'key')",
+    "SELECT * FROM pam_mfa_fleet.record_key_login('alice', 0, '\\x01', '\\x02', 1)",
+    "SELECT * FROM pam_mfa_fleet.key_refused('alice', 0, NULL, 'a test')",
 ];
 
 const TABLES: &[&str] = &[
@@ -204,7 +209,7 @@ fn check_at(
     let row = c
         .query_one(
             "SELECT outcome, device, locked_until
-             FROM pam_mfa_fleet.check_code_at($1, 0, $2, $3, $4, $5)",
+             FROM pam_mfa_fleet.check_code_at($1, 0, $2, $3, $4, NULL, NULL, $5)",
             &[&user, &code, &window, &hotp_window, &now],
         )
         .expect("check_code_at");
@@ -215,7 +220,7 @@ fn check(c: &mut Client, user: &str, code: &str) -> Answer {
     let row = c
         .query_one(
             "SELECT outcome, device, locked_until
-             FROM pam_mfa_fleet.check_code($1, 0, $2, NULL, NULL)",
+             FROM pam_mfa_fleet.check_code($1, 0, $2, NULL, NULL, NULL, NULL)",
             &[&user, &code],
         )
         .expect("check_code");
@@ -488,6 +493,9 @@ fn sql_and_library_agree_on_random_logins() {
         let policy_window = rng.chance(50).then(|| rng.below(4) as u32);
         let given_window = rng.chance(70).then(|| rng.below(4) as u32);
         let hotp_window = rng.below(13) as u32;
+        // The PAM line's lock-out arguments, when given, override the policy's.
+        let given_max_failures = rng.chance(30).then(|| 1 + rng.below(10) as u32);
+        let given_lockout_secs = rng.chance(30).then(|| [60i64, 600][rng.below(2) as usize]);
         for (key, value) in [
             ("max_failures", max_failures.to_string()),
             ("lockout_seconds", lockout_secs.to_string()),
@@ -503,8 +511,8 @@ fn sql_and_library_agree_on_random_logins() {
             window: given_window.or(policy_window).unwrap_or(1),
             hotp_window,
             lockout: LockoutPolicy {
-                max_failures,
-                lockout_secs,
+                max_failures: given_max_failures.unwrap_or(max_failures),
+                lockout_secs: given_lockout_secs.unwrap_or(lockout_secs),
             },
         };
         // Time moves on between cases (sometimes past a day, so old failures are forgotten).
@@ -582,12 +590,14 @@ fn sql_and_library_agree_on_random_logins() {
             let sql = c
                 .query_one(
                     "SELECT outcome, device, locked_until
-                     FROM pam_mfa_fleet.check_code_at($1, 1000, $2, $3, $4, $5)",
+                     FROM pam_mfa_fleet.check_code_at($1, 1000, $2, $3, $4, $5, $6, $7)",
                     &[
                         &user,
                         &answer,
                         &given_window.map(|w| w as i32),
                         &(hotp_window as i32),
+                        &given_max_failures.map(|n| n as i32),
+                        &given_lockout_secs,
                         &now,
                     ],
                 )
@@ -684,6 +694,11 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
         "set_recovery_codes",
         "add_bypass_code",
         "recovery_codes_left",
+        "keys",
+        "begin_key",
+        "add_key",
+        "record_key_login",
+        "key_refused",
     ];
     let functions = admin
         .query(
@@ -749,7 +764,14 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
         .iter()
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>();
-    assert_eq!(bytea, ["begin_totp"]);
+    // (The security-key functions' bytea are credential ids and public keys: see
+    // tests/fleet_keys.rs for what they return.)
+    let mut bytea = bytea;
+    bytea.sort();
+    assert_eq!(
+        bytea,
+        ["begin_key", "begin_totp", "keys", "record_key_login"]
+    );
     // Each host function runs for the host, and nothing it prints holds the secret.
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     for sql in HOST_CALLS {
@@ -1255,7 +1277,7 @@ fn registration_and_device_changes() {
             "MF005",
         ),
         (
-            "SELECT * FROM pam_mfa_fleet.check_code_at('erin', 0, '123456', -1, 0, 0)",
+            "SELECT * FROM pam_mfa_fleet.check_code_at('erin', 0, '123456', -1, 0, NULL, NULL, 0)",
             "MF005",
         ),
     ] {
@@ -1267,7 +1289,7 @@ fn registration_and_device_changes() {
     let e = c
         .batch_execute(
             "BEGIN ISOLATION LEVEL REPEATABLE READ;
-             SELECT * FROM pam_mfa_fleet.check_code_at('erin', 0, '123456', 1, 0, 0)",
+             SELECT * FROM pam_mfa_fleet.check_code_at('erin', 0, '123456', 1, 0, NULL, NULL, 0)",
         )
         .expect_err("repeatable read");
     assert_eq!(sqlstate(&e), "MF005", "{e}");

@@ -3,7 +3,10 @@
 //! functions through [`pam_mfa_fleet::Fleet`]. The database checks every code, records
 //! every use and failure and writes the audit row, in one transaction on the primary
 //! with the database's clock; this host never holds a device's secret (it passes one
-//! through, once, to the person registering the device).
+//! through, once, to the person registering the device). For security keys this host is
+//! the relying party, as for a local account ([`crate::keys`]): it reads a key's public
+//! key and sign count, checks the answer itself, and the database records the login,
+//! refusing a sign count that did not grow past the one any host stored.
 //!
 //! What is decided here, from the peer's credentials, is the same as for the local store:
 //! a non-root caller acts only on its own account (checked before this point, by
@@ -18,27 +21,33 @@ use std::time::{Duration, Instant};
 
 use pam_mfa::clock::{self, UnixTime};
 use pam_mfa::enrollment::{self, PENDING_LIFETIME_SECS};
+use pam_mfa::fido2::ceremony::Credential;
+use pam_mfa::fido2::verify::Rejection;
+use pam_mfa::fido2::{self, KeyFailure};
+use pam_mfa::login::{self, Outcome};
 use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::otp::TotpParams;
 use pam_mfa::policy::{NoDevice, SelfService};
 use pam_mfa::recovery::Used;
 use pam_mfa::selfservice as rules;
+use pam_mfa::store::devices::Fido2Device;
 use pam_mfa::store::secret::Secret;
 use pam_mfa::{code, otpauth, recovery};
-use pam_mfa_fleet::{CodeOutcome, Fleet, FleetError, RefusalCode};
+use pam_mfa_fleet::{CheckSettings, CodeOutcome, Fleet, FleetError, KeyLogin, RefusalCode};
 use pam_mfa_protocol::{
     AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
-    ErrorReply, NoDeviceRule, ProofReply, RecoveryOutcome, RefusalKind, Response, ResyncReply,
-    SecretBytes, VerifyOutcome,
+    ErrorReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome, RefusalKind,
+    Response, ResyncReply, SecretBytes, VerifyOutcome,
 };
 
 use crate::authorise::{Admin, Change, Work};
 use crate::log::{Level, Log};
 use crate::selfservice::{
-    Tickets, issue_failed, new_recovery_set, pending_reply, proof_refused, recovery_set_gone,
+    Tickets, fido2_gone, fido2_refused, fido2_registered, issue_failed, issue_fido2,
+    new_recovery_set, pending_reply, proof_refused, raw_attestation, recovery_set_gone, take_fido2,
     take_recovery_set,
 };
-use crate::service::who;
+use crate::service::{convert, log_outcome, who};
 
 /// The fleet's side of the daemon: its database connection and its own tickets (proofs
 /// of a device), behind their own lock, and which accounts it keeps.
@@ -188,9 +197,7 @@ fn run(
                     (None, _) => AccountState::Ready,
                 },
                 has_code_device: state.code_devices > 0,
-                // Security keys of fleet accounts are not served yet: a key login is not
-                // offered, so the person is asked for a code.
-                keys: 0,
+                keys: state.keys,
                 no_device: match state.no_device {
                     NoDevice::Allow => NoDeviceRule::Allow,
                     NoDevice::Enroll => NoDeviceRule::Enroll,
@@ -226,15 +233,13 @@ fn run(
             // which the database counts as a malformed answer.
             let parsed = code::parse(answer.as_bytes());
             let digits = parsed.as_ref().map(|c| c.as_str()).unwrap_or("");
-            let outcome = fleet.check_code(
-                user.as_str(),
-                uid,
-                digits,
-                overrides.window,
-                overrides
-                    .hotp_window
-                    .unwrap_or(pam_mfa::login::LoginSettings::default().hotp_window),
-            )?;
+            let settings = CheckSettings {
+                window: overrides.window,
+                hotp_window: overrides.hotp_window,
+                max_failures: overrides.max_failures,
+                lockout_secs: overrides.lockout_secs,
+            };
+            let outcome = fleet.check_code(user.as_str(), uid, digits, &settings)?;
             Response::Verified(verified(log, &user, uid, outcome, parsed.err()))
         }
         // Remembered logins are not kept for fleet accounts, so the context is not used.
@@ -308,8 +313,7 @@ fn run(
                         account.as_str(),
                         uid,
                         digits,
-                        None,
-                        pam_mfa::login::LoginSettings::default().hotp_window,
+                        &CheckSettings::default(),
                     )?)
                 }
             };
@@ -439,12 +443,151 @@ fn run(
             changed(log, uid, &account, "generated new recovery codes");
             Response::Done
         }
-        Work::KeyChallenge { .. } | Work::KeyAnswer { .. } | Work::FinishFido2 { .. } => {
-            not_served("a security key")
+        Work::KeyChallenge { account, purpose } => {
+            if purpose == KeyPurpose::Proof
+                && let Err(refused) = allowed(fleet, uid)?
+            {
+                return Ok(refused);
+            }
+            let keys = fleet_keys(fleet, &account)?;
+            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+            crate::keys::issue_challenge(tickets, uid, &account, purpose, keys, now)
+                .map_err(|e| FleetError::Database(e.to_string()))?
+        }
+        Work::KeyAnswer {
+            account,
+            ticket,
+            assertion,
+            ..
+        } => key_answer(fleet, uid, &account, &ticket, &assertion, tickets, log)?,
+        Work::FinishFido2 {
+            account,
+            ticket,
+            attestation,
+        } => {
+            if let Err(refused) = allowed(fleet, uid)? {
+                return Ok(refused);
+            }
+            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+            let Some(held) = take_fido2(tickets, &ticket, uid, &account, now) else {
+                return Ok(fido2_gone());
+            };
+            let raw = raw_attestation(&attestation);
+            let r =
+                match enrollment::verify_fido2(&held.rp_id, held.needs_uv, &held.challenge, &raw) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return fido2_refused(log, uid, &account, e)
+                            .map_err(|e| FleetError::Database(e.to_string()));
+                    }
+                };
+            let added = fleet.add_key(
+                account.as_str(),
+                uid,
+                &Credential {
+                    name: held.name.as_str().to_owned(),
+                    credential_id: r.credential_id.clone(),
+                    cose_public_key: r.cose_public_key.clone(),
+                    sign_count: r.sign_count,
+                    rp_id: held.rp_id.clone(),
+                    uv_required: held.needs_uv,
+                },
+            );
+            if let Err(FleetError::Refused { message, .. }) = &added {
+                // Logged as the local store's refusals of a registration are.
+                log.log(
+                    Level::Notice,
+                    &format!(
+                        "refused a security key registration: {message} ({})",
+                        who(&account, uid)
+                    ),
+                );
+            }
+            added?;
+            fido2_registered(log, uid, &account, &held, &r)
         }
         Work::AtLogin(_) => not_served("registering a device at login"),
         Work::Hello => not_served("this request"),
     })
+}
+
+/// The account's active keys in the database, as the local store's rows would carry
+/// them. The fleet's rows have no id here: the database finds the key again by its
+/// credential id and public key when the login is recorded.
+fn fleet_keys(fleet: &mut Fleet, account: &UserName) -> Result<Vec<Fido2Device>, FleetError> {
+    Ok(fleet
+        .keys(account.as_str())?
+        .into_iter()
+        .map(|credential| Fido2Device { id: 0, credential })
+        .collect())
+}
+
+/// A key's answer to a challenge of this host, checked here with the local store's
+/// code ([`crate::keys`]), then recorded by the database, which refuses a sign count
+/// that did not grow (under the user's lock, on every host). As in the local store, a
+/// refusal counts no failure and a lock-out does not stop a key; logged as service.rs
+/// logs a key login.
+fn key_answer(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+    ticket: &SecretBytes,
+    assertion: &KeyAssertion,
+    tickets: &mut Tickets,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+    let Some(held) = crate::keys::take_challenge(tickets, ticket, uid, account, now, log) else {
+        return Ok(crate::keys::challenge_gone());
+    };
+    if held.purpose() == KeyPurpose::Proof
+        && let Err(refused) = allowed(fleet, uid)?
+    {
+        return Ok(refused);
+    }
+    let outcome = match held.check(assertion) {
+        Ok(verified) => match held.keys().get(verified.index) {
+            None => login::key_failure(KeyFailure::UnknownCredential),
+            Some(key) => {
+                let key = &key.credential;
+                match fleet.record_key_login(
+                    account.as_str(),
+                    uid,
+                    &key.credential_id,
+                    &key.cose_public_key,
+                    verified.sign_count,
+                )? {
+                    KeyLogin::Accepted { device } => Outcome::Accepted { device },
+                    KeyLogin::CounterRegression { device, stored } => {
+                        login::key_failure(KeyFailure::Rejected {
+                            device,
+                            why: Rejection::CounterRegression {
+                                stored,
+                                got: verified.sign_count,
+                            },
+                        })
+                    }
+                    KeyLogin::UnknownCredential => {
+                        login::key_failure(KeyFailure::UnknownCredential)
+                    }
+                }
+            }
+        },
+        Err(failure) => {
+            let device = match &failure {
+                KeyFailure::Rejected { device, .. } => Some(device.as_str()),
+                _ => None,
+            };
+            fleet.key_refused(account.as_str(), uid, device, &fido2::failure_log(&failure))?;
+            login::key_failure(failure)
+        }
+    };
+    log_outcome(log, &outcome, &who(account, uid));
+    if held.purpose() == KeyPurpose::Proof {
+        return crate::keys::proof(uid, account, outcome, tickets, log, now)
+            .map_err(|e| FleetError::Database(e.to_string()));
+    }
+    Ok(Response::Verified(convert(outcome, account)))
 }
 
 /// A code as it goes to the database: its digits, or nothing when it is not a code.
@@ -586,7 +729,34 @@ fn change_now(
             new_recovery_set(tickets, uid, account, now)
                 .map_err(|e| FleetError::Database(e.to_string()))?
         }
-        Change::BeginFido2 { .. } => not_served("a security key"),
+        Change::BeginFido2 {
+            name,
+            rp_id,
+            require_pin,
+            require_uv,
+        } => {
+            // As enrollment::begin_fido2 checks it, with the database's room and names.
+            let rp_id = rp_id.unwrap_or_else(|| fido2::default_rp_id(&rules::default_issuer()));
+            let name = match fido2::check_rp_id(&rp_id)
+                .map_err(pam_mfa::Error::from)
+                .and_then(|()| DeviceName::parse(&name))
+            {
+                Ok(n) => n,
+                Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
+            };
+            let exclude = fleet.begin_key(account.as_str(), name.as_str())?;
+            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+            issue_fido2(
+                tickets,
+                uid,
+                account,
+                (name, rp_id, exclude),
+                (require_pin, require_uv),
+                now,
+                log,
+            )
+            .map_err(|e| FleetError::Database(e.to_string()))?
+        }
         Change::EnrollToken { .. } => not_served("a hardware token"),
     })
 }

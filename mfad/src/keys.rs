@@ -10,6 +10,10 @@
 //! makes today), then recorded with [`login::record_key_login`], which looks the key up
 //! again and checks its sign count again inside its write transaction: a key revoked, or
 //! used by another login, in the meantime does not count.
+//!
+//! The same challenge, ticket and checks serve accounts kept in the fleet's database
+//! ([`crate::fleet`]): only the keys come from the database, and the login is recorded by
+//! its `record_key_login`, which checks the sign count again under the user's lock.
 
 use pam_mfa::clock::UnixTime;
 use std::path::Path;
@@ -63,35 +67,116 @@ pub fn challenge(
             return crate::selfservice::refusal(e);
         }
         let keys = login::factors(store, account)?.fido2;
-        if keys.is_empty() {
-            return Ok(no_keys(account));
-        }
-        let credentials = keys
-            .iter()
-            .map(|d| KeyCredential {
-                name: d.credential.name.clone(),
-                credential_id: PublicBytes(d.credential.credential_id.clone()),
-                rp_id: d.credential.rp_id.clone(),
-                uv_required: d.credential.uv_required,
-            })
-            .collect();
-        let challenge = fido2::random32()?;
-        let held = KeyTicket {
-            purpose,
-            challenge,
-            keys,
-        };
-        match tickets.keys.issue(uid, account.as_str(), held, now) {
-            Ok((ticket, expires_at)) => Ok(Response::KeyChallenge(KeyChallengeReply {
-                ticket: SecretBytes::from_slice(&ticket[..]),
-                challenge: PublicBytes(challenge.to_vec()),
-                credentials,
-                expires_at,
-            })),
-            Err(e) => issue_failed(e),
-        }
+        issue_challenge(tickets, uid, account, purpose, keys, now)
     };
     run().unwrap_or_else(|e| unavailable(log, &e))
+}
+
+/// A fresh challenge for a touch of one of `keys` (the account's active keys, in either
+/// store), held under a single-use ticket with that snapshot of them.
+pub(crate) fn issue_challenge(
+    tickets: &mut Tickets,
+    uid: u32,
+    account: &UserName,
+    purpose: KeyPurpose,
+    keys: Vec<Fido2Device>,
+    now: UnixTime,
+) -> pam_mfa::Result<Response> {
+    if keys.is_empty() {
+        return Ok(no_keys(account));
+    }
+    let credentials = keys
+        .iter()
+        .map(|d| KeyCredential {
+            name: d.credential.name.clone(),
+            credential_id: PublicBytes(d.credential.credential_id.clone()),
+            rp_id: d.credential.rp_id.clone(),
+            uv_required: d.credential.uv_required,
+        })
+        .collect();
+    let challenge = fido2::random32()?;
+    let held = KeyTicket {
+        purpose,
+        challenge,
+        keys,
+    };
+    match tickets.keys.issue(uid, account.as_str(), held, now) {
+        Ok((ticket, expires_at)) => Ok(Response::KeyChallenge(KeyChallengeReply {
+            ticket: SecretBytes::from_slice(&ticket[..]),
+            challenge: PublicBytes(challenge.to_vec()),
+            credentials,
+            expires_at,
+        })),
+        Err(e) => issue_failed(e),
+    }
+}
+
+/// Takes the challenge held under `ticket` (used up here, whatever the answer turns out
+/// to be); `None`, logged, when it expired, was answered or is not this caller's (then
+/// the answer is [`challenge_gone`]).
+pub(crate) fn take_challenge(
+    tickets: &mut Tickets,
+    ticket: &SecretBytes,
+    uid: u32,
+    account: &UserName,
+    now: UnixTime,
+    log: &Log,
+) -> Option<KeyTicket> {
+    let held = tickets
+        .keys
+        .take(ticket.as_bytes(), uid, account.as_str(), now);
+    if held.is_none() {
+        log.log(
+            Level::Notice,
+            &format!(
+                "authentication failure: a security key answer to a challenge that \
+                 expired, was already answered or is not this caller's ({})",
+                who(account, uid)
+            ),
+        );
+    }
+    held
+}
+
+pub(crate) fn challenge_gone() -> Response {
+    error(
+        ErrorKind::Invalid,
+        "the security key's challenge expired or was already answered; ask for a new one",
+    )
+}
+
+impl KeyTicket {
+    pub(crate) fn purpose(&self) -> KeyPurpose {
+        self.purpose
+    }
+
+    /// The keys the challenge was issued for.
+    pub(crate) fn keys(&self) -> &[Fido2Device] {
+        &self.keys
+    }
+
+    /// The relying party's checks of `assertion` against the challenge and the keys as
+    /// they were when it was issued ([`ceremony::check_answer`]); the sign count is
+    /// checked again by whichever store records the login.
+    pub(crate) fn check(
+        &self,
+        assertion: &KeyAssertion,
+    ) -> Result<ceremony::Verified, fido2::KeyFailure> {
+        let credentials: Vec<Credential> = self.keys.iter().map(|d| d.credential.clone()).collect();
+        // The allow list of the request the key answered: the challenge's credentials
+        // under the RP id it names.
+        let allow: Vec<Vec<u8>> = credentials
+            .iter()
+            .filter(|c| c.rp_id == assertion.rp_id)
+            .map(|c| c.credential_id.clone())
+            .collect();
+        let raw = RawAssertion {
+            credential_id: assertion.credential_id.as_ref().map(|c| c.0.clone()),
+            auth_data: assertion.auth_data.0.clone(),
+            signature: assertion.signature.0.clone(),
+        };
+        ceremony::check_answer(&credentials, &allow, &raw, &self.challenge)
+    }
 }
 
 fn no_keys(account: &UserName) -> Response {
@@ -116,24 +201,8 @@ pub fn answer(
 ) -> Response {
     let mut run = || -> pam_mfa::Result<Response> {
         let now = clock::now()?;
-        // The ticket is used up here, whatever the answer turns out to be.
-        let Some(held) = tickets
-            .keys
-            .take(ticket.as_bytes(), uid, account.as_str(), now)
-        else {
-            log.log(
-                Level::Notice,
-                &format!(
-                    "authentication failure: a security key answer to a challenge that \
-                     expired, was already answered or is not this caller's ({})",
-                    who(account, uid)
-                ),
-            );
-            return Ok(error(
-                ErrorKind::Invalid,
-                "the security key's challenge expired or was already answered; ask for a new \
-                 one",
-            ));
+        let Some(held) = take_challenge(tickets, ticket, uid, account, now, log) else {
+            return Ok(challenge_gone());
         };
         let Some(store) = store_now(store, db)? else {
             return Ok(no_keys(account));
@@ -143,20 +212,7 @@ pub fn answer(
         {
             return crate::selfservice::refusal(e);
         }
-        let credentials: Vec<Credential> = held.keys.iter().map(|d| d.credential.clone()).collect();
-        // The allow list of the request the key answered: the challenge's credentials
-        // under the RP id it names.
-        let allow: Vec<Vec<u8>> = credentials
-            .iter()
-            .filter(|c| c.rp_id == assertion.rp_id)
-            .map(|c| c.credential_id.clone())
-            .collect();
-        let raw = RawAssertion {
-            credential_id: assertion.credential_id.as_ref().map(|c| c.0.clone()),
-            auth_data: assertion.auth_data.0.clone(),
-            signature: assertion.signature.0.clone(),
-        };
-        let outcome = match ceremony::check_answer(&credentials, &allow, &raw, &held.challenge) {
+        let outcome = match held.check(assertion) {
             Ok(verified) => login::record_key_login(store, account, &held.keys, verified, now)?,
             Err(failure) => login::key_failure(failure),
         };
@@ -174,7 +230,7 @@ pub fn answer(
 
 /// A proof of a device, as [`pam_mfa_protocol::Request::Reauth`] gives one, for a touch
 /// that counted; the person's message otherwise.
-fn proof(
+pub(crate) fn proof(
     uid: u32,
     account: &UserName,
     outcome: Outcome,

@@ -22,8 +22,8 @@ use pam_mfa::store::Store;
 use pam_mfa::{Error, audit, clock, enrollment, fido2, recovery};
 use pam_mfa_protocol::{
     CodeKind, CodeUsed, ErrorKind, ErrorReply, Fido2ChallengeReply, Fido2Reply,
-    KEY_CHALLENGE_LIFETIME_SECS, PendingTotpReply, ProofReply, PublicBytes, RecoveryCodesReply,
-    Response, ResyncReply, SecretBytes, TokenReply,
+    KEY_CHALLENGE_LIFETIME_SECS, KeyAttestation, PendingTotpReply, ProofReply, PublicBytes,
+    RecoveryCodesReply, Response, ResyncReply, SecretBytes, TokenReply,
 };
 use zeroize::Zeroizing;
 
@@ -56,11 +56,11 @@ impl Tickets {
 
 /// A key registration begun ([`Change::BeginFido2`]) and waiting for the key's
 /// attestation: what the attestation must match.
-struct Fido2Ticket {
-    name: DeviceName,
-    rp_id: String,
-    needs_uv: bool,
-    challenge: [u8; 32],
+pub(crate) struct Fido2Ticket {
+    pub(crate) name: DeviceName,
+    pub(crate) rp_id: String,
+    pub(crate) needs_uv: bool,
+    pub(crate) challenge: [u8; 32],
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
@@ -238,23 +238,10 @@ fn run(
             if let Err(e) = rules::check_allowed(store, &account, uid, now) {
                 return refusal(e);
             }
-            let Some(held) = tickets
-                .fido2
-                .take(ticket.as_bytes(), uid, account.as_str(), now)
-            else {
-                return Ok(error(
-                    ErrorKind::Invalid,
-                    "this security key registration expired or was already finished; nothing \
-                     was registered: begin it again",
-                ));
+            let Some(held) = take_fido2(tickets, &ticket, uid, &account, now) else {
+                return Ok(fido2_gone());
             };
-            let raw = RawAttestation {
-                fmt: attestation.fmt.clone(),
-                auth_data: attestation.auth_data.0.clone(),
-                alg: attestation.alg,
-                sig: attestation.sig.0.clone(),
-                x5c: attestation.x5c.iter().map(|c| c.0.clone()).collect(),
-            };
+            let raw = raw_attestation(&attestation);
             let registered = audit::as_actor(store, uid, |s| {
                 enrollment::finish_fido2(
                     s,
@@ -268,39 +255,8 @@ fn run(
                 )
             });
             match registered {
-                Ok(r) => {
-                    changed(
-                        log,
-                        uid,
-                        &account,
-                        &format!(
-                            "registered security key {:?} ({}, {} attestation, relying party \
-                             {})",
-                            held.name.as_str(),
-                            r.algorithm,
-                            r.attestation,
-                            held.rp_id.escape_debug()
-                        ),
-                    );
-                    Ok(Response::Fido2Registered(Fido2Reply {
-                        user: account.as_str().to_owned(),
-                        name: held.name.as_str().to_owned(),
-                        attestation: r.attestation.to_owned(),
-                        uv_required: held.needs_uv,
-                    }))
-                }
-                Err(e) => {
-                    if !e.is_system() {
-                        log.log(
-                            Level::Notice,
-                            &format!(
-                                "refused a security key registration: {e} ({})",
-                                who(&account, uid)
-                            ),
-                        );
-                    }
-                    refusal(e)
-                }
+                Ok(r) => Ok(fido2_registered(log, uid, &account, &held, &r)),
+                Err(e) => fido2_refused(log, uid, &account, e),
             }
         }
         _ => Ok(error(ErrorKind::UnknownRequest, "not served here")),
@@ -488,38 +444,15 @@ fn change_now(
                 Ok(b) => b,
                 Err(e) => return refusal(e),
             };
-            let challenge = fido2::random32()?;
-            let user_id = fido2::random32()?;
-            let needs_uv = require_pin || require_uv;
-            let shown = name.as_str().to_owned();
-            let held = Fido2Ticket {
-                name,
-                rp_id: rp_id.clone(),
-                needs_uv,
-                challenge,
-            };
-            return match tickets.fido2.issue(uid, account.as_str(), held, now) {
-                Ok((ticket, expires_at)) => {
-                    changed(
-                        log,
-                        uid,
-                        account,
-                        &format!("began registering security key {shown:?}"),
-                    );
-                    Ok(Response::Fido2Challenge(Fido2ChallengeReply {
-                        ticket: SecretBytes::from_slice(&ticket[..]),
-                        rp_id,
-                        challenge: PublicBytes(challenge.to_vec()),
-                        user_id: PublicBytes(user_id.to_vec()),
-                        user_name: account.as_str().to_owned(),
-                        exclude: exclude.into_iter().map(PublicBytes).collect(),
-                        needs_uv,
-                        needs_pin: require_pin,
-                        expires_at,
-                    }))
-                }
-                Err(e) => issue_failed(e),
-            };
+            return issue_fido2(
+                tickets,
+                uid,
+                account,
+                (name, rp_id, exclude),
+                (require_pin, require_uv),
+                now,
+                log,
+            );
         }
         Change::RecoveryGenerate => return new_recovery_set(tickets, uid, account, now),
     };
@@ -530,6 +463,130 @@ fn change_now(
         }
         Err(e) => refusal(e),
     }
+}
+
+/// A key registration's ticket and the challenge the person's key is to answer, for a
+/// registration begun in either store (`exclude`: the credential ids already registered).
+pub(crate) fn issue_fido2(
+    tickets: &mut Tickets,
+    uid: u32,
+    account: &UserName,
+    (name, rp_id, exclude): (DeviceName, String, Vec<Vec<u8>>),
+    (require_pin, require_uv): (bool, bool),
+    now: UnixTime,
+    log: &Log,
+) -> Result<Response, Error> {
+    let challenge = fido2::random32()?;
+    let user_id = fido2::random32()?;
+    let needs_uv = require_pin || require_uv;
+    let shown = name.as_str().to_owned();
+    let held = Fido2Ticket {
+        name,
+        rp_id: rp_id.clone(),
+        needs_uv,
+        challenge,
+    };
+    match tickets.fido2.issue(uid, account.as_str(), held, now) {
+        Ok((ticket, expires_at)) => {
+            changed(
+                log,
+                uid,
+                account,
+                &format!("began registering security key {shown:?}"),
+            );
+            Ok(Response::Fido2Challenge(Fido2ChallengeReply {
+                ticket: SecretBytes::from_slice(&ticket[..]),
+                rp_id,
+                challenge: PublicBytes(challenge.to_vec()),
+                user_id: PublicBytes(user_id.to_vec()),
+                user_name: account.as_str().to_owned(),
+                exclude: exclude.into_iter().map(PublicBytes).collect(),
+                needs_uv,
+                needs_pin: require_pin,
+                expires_at,
+            }))
+        }
+        Err(e) => issue_failed(e),
+    }
+}
+
+/// Takes a key registration's ticket (used up here); `None` when it is gone (then the
+/// answer is [`fido2_gone`]).
+pub(crate) fn take_fido2(
+    tickets: &mut Tickets,
+    ticket: &SecretBytes,
+    uid: u32,
+    account: &UserName,
+    now: UnixTime,
+) -> Option<Fido2Ticket> {
+    tickets
+        .fido2
+        .take(ticket.as_bytes(), uid, account.as_str(), now)
+}
+
+pub(crate) fn fido2_gone() -> Response {
+    error(
+        ErrorKind::Invalid,
+        "this security key registration expired or was already finished; nothing was \
+         registered: begin it again",
+    )
+}
+
+pub(crate) fn raw_attestation(attestation: &KeyAttestation) -> RawAttestation {
+    RawAttestation {
+        fmt: attestation.fmt.clone(),
+        auth_data: attestation.auth_data.0.clone(),
+        alg: attestation.alg,
+        sig: attestation.sig.0.clone(),
+        x5c: attestation.x5c.iter().map(|c| c.0.clone()).collect(),
+    }
+}
+
+/// The log line and the reply for a key registration stored (in either store).
+pub(crate) fn fido2_registered(
+    log: &Log,
+    uid: u32,
+    account: &UserName,
+    held: &Fido2Ticket,
+    r: &fido2::verify::Registration,
+) -> Response {
+    changed(
+        log,
+        uid,
+        account,
+        &format!(
+            "registered security key {:?} ({}, {} attestation, relying party {})",
+            held.name.as_str(),
+            r.algorithm,
+            r.attestation,
+            held.rp_id.escape_debug()
+        ),
+    );
+    Response::Fido2Registered(Fido2Reply {
+        user: account.as_str().to_owned(),
+        name: held.name.as_str().to_owned(),
+        attestation: r.attestation.to_owned(),
+        uv_required: held.needs_uv,
+    })
+}
+
+/// The log line and the reply for a key registration refused (in either store).
+pub(crate) fn fido2_refused(
+    log: &Log,
+    uid: u32,
+    account: &UserName,
+    e: Error,
+) -> Result<Response, Error> {
+    if !e.is_system() {
+        log.log(
+            Level::Notice,
+            &format!(
+                "refused a security key registration: {e} ({})",
+                who(account, uid)
+            ),
+        );
+    }
+    refusal(e)
 }
 
 /// A new recovery set, shown to the caller and held under a ticket until the caller says

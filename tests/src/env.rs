@@ -13,6 +13,7 @@ use std::process::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::backend::{Backend, FleetStore};
 use crate::clock::{self, BASE_STEP, STEP, at_step, step_of};
 use crate::paths;
 use crate::process::Running;
@@ -55,11 +56,20 @@ pub struct TestEnv {
     started: Cell<bool>,
     /// More arguments for the test's `mfad` ([`TestEnv::set_mfad_args`]).
     mfad_args: RefCell<Vec<OsString>>,
+    /// The fleet database every account but root is kept in, when the suites run with
+    /// the fleet backend ([`crate::backend`]). Dropped after the daemon.
+    fleet: Option<FleetStore>,
 }
 
 impl TestEnv {
-    /// A fresh environment (requires root).
+    /// A fresh environment (requires root) on the backend the suites run with
+    /// ([`Backend::from_env`]).
     pub fn new() -> Self {
+        Self::with_backend(Backend::from_env())
+    }
+
+    /// A fresh environment on `backend` (requires root).
+    pub fn with_backend(backend: Backend) -> Self {
         paths::require_root();
         let dir = tempfile::Builder::new()
             .prefix("pam_mfa_tests-")
@@ -79,7 +89,7 @@ impl TestEnv {
             .expect("cannot chmod the store directory");
         let pam_dir = dir.path().join("pam.d");
         std::fs::create_dir(&pam_dir).expect("cannot create the PAM service directory");
-        let env = Self {
+        let mut env = Self {
             db: store.join("devices.db"),
             store,
             pam_dir,
@@ -89,8 +99,14 @@ impl TestEnv {
             halted: Cell::new(false),
             started: Cell::new(false),
             mfad_args: RefCell::new(Vec::new()),
+            fleet: None,
         };
         env.write_clock(env.now());
+        if backend == Backend::Fleet {
+            let config = env.path("mfad.conf");
+            env.fleet = Some(FleetStore::start(&env.now().to_string(), &config));
+            env.set_mfad_args(&[std::ffi::OsStr::new("--config"), config.as_os_str()]);
+        }
         // A service name the tests did not configure must not fall back to anything lax.
         env.write_file_in_pam_dir(
             "other",
@@ -160,6 +176,37 @@ impl TestEnv {
         let tmp = self.dir.path().join("mfad-clock.new");
         std::fs::write(&tmp, format!("{spec}\n")).expect("cannot write the daemon's clock");
         std::fs::rename(&tmp, self.clock_file()).expect("cannot replace the daemon's clock");
+        if let Some(fleet) = &self.fleet {
+            fleet.write_clock(spec);
+        }
+    }
+
+    /// The backend this environment's accounts are kept in.
+    pub fn backend(&self) -> Backend {
+        match self.fleet {
+            Some(_) => Backend::Fleet,
+            None => Backend::Local,
+        }
+    }
+
+    /// The fleet database, when this environment runs on the fleet backend.
+    pub fn fleet(&self) -> Option<&FleetStore> {
+        self.fleet.as_ref()
+    }
+
+    /// Sets the policy the test's accounts follow, the administrator's way for the
+    /// backend: `mfa admin policy set` for the local store, `mfa admin fleet policy set`
+    /// (with the fleet administrator's connection) for the fleet.
+    pub fn set_policy(&self, key: &str, value: &str) {
+        let out = match &self.fleet {
+            None => self.mfa(&["admin", "policy", "set", key, value]),
+            Some(fleet) => {
+                let conn = fleet.postgres().superuser(crate::fleet::DB);
+                let args = ["admin", "fleet", "policy", "set", key, value];
+                self.mfa(&[&args[..], &["--connection", &conn]].concat())
+            }
+        };
+        out.assert_success();
     }
 
     /// The socket of the test's own `mfad` (started, on the test's store and fake clock,

@@ -101,7 +101,7 @@ impl Host {
     ) -> Self {
         let out = run_guide(pg, "fleet-add-host", name);
         let password = printed_password(&out);
-        let env = TestEnv::new();
+        let env = TestEnv::with_backend(crate::backend::Backend::Local);
         let role = format!("mfa_host_{name}");
         let config = env.path("mfad.conf");
         write_config(&config, &role, &password, pg, local_users, servers);

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod accounts;
+pub mod backend;
 pub mod clock;
 pub mod env;
 pub mod fleet;

@@ -33,6 +33,8 @@ pub struct Postgres {
     port: u16,
     bin: PathBuf,
     stopped: bool,
+    /// Set for a cluster on a test's fake clock ([`Postgres::start_copy_on_clock`]).
+    clock: Option<PathBuf>,
 }
 
 /// The newest installed server's binaries (`/usr/lib/postgresql/N/bin`, N ≥ 15).
@@ -117,6 +119,7 @@ impl Postgres {
             port: free_port(),
             bin,
             stopped: true,
+            clock: None,
         };
         pg.own_directory();
         pg.make_certificates();
@@ -148,6 +151,7 @@ impl Postgres {
             port: free_port(),
             bin: self.bin.clone(),
             stopped: true,
+            clock: None,
         };
         standby.own_directory();
         // The same certificates, so that one CA file verifies both servers.
@@ -174,6 +178,63 @@ impl Postgres {
             .arg(standby.data());
         run(backup, "pg_basebackup");
         standby.started()
+    }
+
+    /// Copies this stopped cluster (data and certificates) to `to`, a directory that does
+    /// not exist yet: a template for [`Postgres::start_copy_on_clock`].
+    pub fn copy_stopped_to(&self, to: &Path) {
+        assert!(self.stopped, "copy a stopped cluster only");
+        let mut cp = Command::new("cp");
+        cp.arg("-a").arg(self.dir.path()).arg(to);
+        run(cp, "copy the cluster");
+    }
+
+    /// A new cluster copied from `template` (made by [`Postgres::copy_stopped_to`]) and
+    /// started on its own port with its clock read from a file of its own
+    /// ([`Postgres::clock_file`], libfaketime's timestamp file, read at every clock call)
+    /// that first holds `clock_spec`: `now()` in the database is then the test's time, as
+    /// the test's `mfad` sees it, and the fleet's functions check codes at that time.
+    ///
+    /// Such a server's `pg_sleep` and its own timeouts do not run while the clock stands
+    /// still; nothing the fleet does uses them.
+    pub fn start_copy_on_clock(template: &Path, clock_spec: &str) -> Self {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("pam_mfa-pg-")
+            .tempdir()
+            .expect("temporary directory for PostgreSQL");
+        let mut cp = Command::new("cp");
+        cp.arg("-a")
+            .arg(format!("{}/.", template.display()))
+            .arg(dir.path());
+        run(cp, "copy the template cluster");
+        let clock = dir.path().join("clock");
+        let pg = Self {
+            dir,
+            port: free_port(),
+            bin: server_bin(),
+            stopped: true,
+            clock: Some(clock),
+        };
+        pg.own_directory();
+        pg.write_clock(clock_spec);
+        pg.started()
+    }
+
+    /// The file the server reads its clock from, if it runs on a test's clock.
+    pub fn clock_file(&self) -> Option<&Path> {
+        self.clock.as_deref()
+    }
+
+    /// Sets the clock of a server on a test's clock (atomically: the server never reads
+    /// half a file): a unix time at which it stands, or `+0` for the real clock.
+    pub fn write_clock(&self, spec: &str) {
+        let Some(clock) = &self.clock else {
+            panic!("this server runs on the real clock");
+        };
+        let tmp = clock.with_extension("new");
+        fs::write(&tmp, format!("{spec}\n")).expect("write the server's clock");
+        fs::rename(&tmp, clock).expect("replace the server's clock");
     }
 
     fn own_directory(&self) {
@@ -269,8 +330,23 @@ impl Postgres {
              -c log_min_messages=warning",
             port = self.port
         );
-        let mut ctl = as_postgres(&self.bin.join("pg_ctl"));
-        ctl.args(["-w", "-t", "60", "-D"])
+        // On a clock that stands still, nothing scheduled by time would ever run (or, worse,
+        // would run at every turn): the tests' short-lived clusters need no autovacuum.
+        let options = match self.clock {
+            Some(_) => format!("{options} -c autovacuum=off"),
+            None => options,
+        };
+        let mut ctl = as_postgres(Path::new("/usr/bin/env"));
+        if let Some(clock) = &self.clock {
+            for (k, v) in crate::clock::fake_clock_file_env(clock) {
+                let mut pair = k;
+                pair.push("=");
+                pair.push(v);
+                ctl.arg(pair);
+            }
+        }
+        ctl.arg(self.bin.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
             .arg(self.data())
             .args(["-l"])
             .arg(self.dir.path().join("server.log"))

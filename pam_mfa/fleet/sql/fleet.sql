@@ -415,10 +415,14 @@ END
 $$;
 
 -- login.rs `verify`, with the lock-out rules of lockout.rs and the settings rule of
--- settings.rs (the window given, else the policy's, else 1; the HOTP look-ahead given,
--- else 10; the policy's lock-out numbers, else 5 failures and 300 s).
+-- settings.rs: each setting the module's arguments give, else the policy's, else the
+-- default (window 1, HOTP look-ahead 10, lock-out after 5 failures for 300 s).
+-- (Schema version 2 had no lock-out arguments: that signature is replaced.)
+DROP FUNCTION IF EXISTS pam_mfa_fleet.check_code(text, int, text, int, int);
+DROP FUNCTION IF EXISTS pam_mfa_fleet.check_code_at(text, int, text, int, int, bigint);
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_code_at(
-    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int, p_now bigint)
+    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int,
+    p_max_failures int, p_lockout_secs bigint, p_now bigint)
 RETURNS TABLE(outcome text, device text, locked_until bigint)
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
@@ -445,8 +449,11 @@ DECLARE
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
     IF p_now IS NULL OR (p_window IS NOT NULL AND p_window < 0)
-       OR (p_hotp_window IS NOT NULL AND p_hotp_window < 0) THEN
-        RAISE EXCEPTION 'window and hotp window must not be negative' USING ERRCODE = 'MF005';
+       OR (p_hotp_window IS NOT NULL AND p_hotp_window < 0)
+       OR (p_max_failures IS NOT NULL AND p_max_failures < 1)
+       OR (p_lockout_secs IS NOT NULL AND p_lockout_secs < 1) THEN
+        RAISE EXCEPTION 'windows must not be negative, lock-out numbers must be positive'
+            USING ERRCODE = 'MF005';
     END IF;
     -- Nothing to guess, nothing counted, nothing stored: a user without a code device looks
     -- like a made-up name. (Looked at again under the lock below.)
@@ -469,8 +476,8 @@ BEGIN
     SELECT * INTO STRICT pol FROM pam_mfa_fleet.policy WHERE id = 1;
     win := least(coalesce(p_window, pol."window", 1), 10);
     hwin := least(coalesce(p_hotp_window, 10), 100);
-    max_failures := least(greatest(coalesce(pol.max_failures, 5), 1), 1000);
-    lockout := least(greatest(coalesce(pol.lockout_seconds, 300), 1), 604800);
+    max_failures := least(greatest(coalesce(p_max_failures, pol.max_failures, 5), 1), 1000);
+    lockout := least(greatest(coalesce(p_lockout_secs, pol.lockout_seconds, 300), 1), 604800);
 
     IF p_code IS NULL OR p_code !~ '^[0-9]{6,8}$' THEN
         refusal := 'malformed';
@@ -1036,12 +1043,13 @@ SELECT * FROM pam_mfa_fleet.login_state_at(p_user, pam_mfa_fleet.now_())
 $$;
 
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_code(
-    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int)
+    p_user text, p_actor int, p_code text, p_window int, p_hotp_window int,
+    p_max_failures int, p_lockout_secs bigint)
 RETURNS TABLE(outcome text, device text, locked_until bigint)
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
 AS $$
-SELECT * FROM pam_mfa_fleet.check_code_at(p_user, p_actor, p_code, p_window,
-                                                       p_hotp_window, pam_mfa_fleet.now_())
+SELECT * FROM pam_mfa_fleet.check_code_at(p_user, p_actor, p_code, p_window, p_hotp_window,
+                                          p_max_failures, p_lockout_secs, pam_mfa_fleet.now_())
 $$;
 
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp(
@@ -1264,7 +1272,7 @@ END
 $grants$;
 GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.login_state(text),
-    pam_mfa_fleet.check_code(text, int, text, int, int),
+    pam_mfa_fleet.check_code(text, int, text, int, int, int, bigint),
     pam_mfa_fleet.begin_totp(text, int, text, text, int, int),
     pam_mfa_fleet.finish_totp(text, int, text, text, text),
     pam_mfa_fleet.resync(text, int, text, text, text),
@@ -1277,6 +1285,240 @@ GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.set_recovery_codes(text, int, bytea[], bytea[]),
     pam_mfa_fleet.add_bypass_code(text, int, bytea, bytea, int, bigint),
     pam_mfa_fleet.recovery_codes_left(text)
+TO pam_mfa_host;
+
+------------------------------------------------------------------------------------------
+-- Security keys (FIDO2): the host's mfad is the relying party. It reads the public keys
+-- and sign counts (never a secret: a key has none here), checks the assertion itself with
+-- the library's code, and records the login through record_key_login, which checks the
+-- sign count again under the user's lock. Self-contained (own grants) so that it can be
+-- merged beside other blocks.
+------------------------------------------------------------------------------------------
+
+SET LOCAL ROLE pam_mfa_owner;
+
+-- devices::active_fido2: the user's active keys, oldest first; public values only.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.keys_at(p_user text, p_now bigint)
+RETURNS TABLE(name text, credential_id bytea, cose_public_key bytea, sign_count bigint,
+              rp_id text, uv_required boolean)
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    RETURN QUERY SELECT d.name, d.credential_id, d.cose_public_key, d.sign_count, d.rp_id,
+                        d.uv_required
+                 FROM pam_mfa_fleet.devices d
+                 WHERE d.user_name = p_user AND d.state = 'active' AND d.kind = 'fido2'
+                 ORDER BY d.id;
+END
+$$;
+
+-- enrollment::begin_fido2: room for one more device and the name free among active ones
+-- (check_room_for), and the credential ids the key must not register again.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_key_at(p_user text, p_name text, p_now bigint)
+RETURNS SETOF bytea
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    max_devices int;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    SELECT least(p.max_devices, 8) INTO STRICT max_devices FROM pam_mfa_fleet.policy p
+    WHERE p.id = 1;
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices
+        WHERE user_name = p_user AND state = 'active') >= max_devices THEN
+        RAISE EXCEPTION 'user has the most devices allowed (%)', max_devices
+            USING ERRCODE = 'MF002';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pam_mfa_fleet.devices
+               WHERE user_name = p_user AND name = p_name AND state = 'active') THEN
+        RAISE EXCEPTION 'device name taken' USING ERRCODE = 'MF001';
+    END IF;
+    RETURN QUERY SELECT d.credential_id FROM pam_mfa_fleet.devices d
+                 WHERE d.user_name = p_user AND d.state = 'active' AND d.kind = 'fido2'
+                 ORDER BY d.id;
+END
+$$;
+
+-- devices::insert_fido2: a verified registration stored as an active key, under the
+-- user's lock: an unfinished registration of the same name is replaced (claim_name), the
+-- device limit (check_room) and a credential id registered already are refused.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.add_key_at(
+    p_user text, p_actor int, p_name text, p_credential_id bytea, p_cose_public_key bytea,
+    p_sign_count bigint, p_rp_id text, p_uv_required boolean, p_now bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    max_devices int;
+    existing text;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_credential_id IS NULL OR pg_catalog.length(p_credential_id) NOT BETWEEN 1 AND 1023
+       OR p_cose_public_key IS NULL
+       OR pg_catalog.length(p_cose_public_key) NOT BETWEEN 1 AND 1024
+       OR p_sign_count IS NULL OR p_sign_count NOT BETWEEN 0 AND 4294967295
+       OR p_rp_id IS NULL OR pg_catalog.length(p_rp_id) NOT BETWEEN 1 AND 255
+       OR p_uv_required IS NULL THEN
+        RAISE EXCEPTION 'not a security key registration' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
+    SELECT state INTO existing FROM pam_mfa_fleet.devices
+    WHERE user_name = p_user AND name = p_name;
+    IF existing = 'pending' THEN
+        DELETE FROM pam_mfa_fleet.devices WHERE user_name = p_user AND name = p_name;
+    ELSIF existing IS NOT NULL THEN
+        RAISE EXCEPTION 'device name taken' USING ERRCODE = 'MF001';
+    END IF;
+    SELECT least(p.max_devices, 8) INTO STRICT max_devices FROM pam_mfa_fleet.policy p
+    WHERE p.id = 1;
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices
+        WHERE user_name = p_user AND state = 'active') >= max_devices THEN
+        RAISE EXCEPTION 'user has the most devices allowed (%)', max_devices
+            USING ERRCODE = 'MF002';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pam_mfa_fleet.devices WHERE credential_id = p_credential_id) THEN
+        RAISE EXCEPTION 'this security key is already registered for this user'
+            USING ERRCODE = 'MF001';
+    END IF;
+    INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, created_at, credential_id,
+                                       cose_public_key, sign_count, rp_id, uv_required)
+    VALUES (p_user, p_name, 'fido2', 'active', p_now, p_credential_id, p_cose_public_key,
+            p_sign_count, p_rp_id, p_uv_required);
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'finish', p_name, 'fido2');
+END
+$$;
+
+-- login::record_key_login: an assertion the host verified against the key as keys()
+-- returned it, recorded under the user's lock. The key is looked up again (it may have
+-- been removed, or replaced, meanwhile) and its count checked again with the rule of
+-- pam_mfa_fido2::verify::check_counter: a count that did not grow is refused, unless both
+-- the stored and the new count are 0 (a key that does not count). As in the local store,
+-- a lock-out does not stop a key, and a refusal counts no failure (a signature cannot be
+-- guessed); the audit row is written either way.
+-- Outcomes: ('accepted', name, new count), ('counter_regression', name, stored count),
+-- ('unknown_credential', NULL, NULL).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.record_key_login_at(
+    p_user text, p_actor int, p_credential_id bytea, p_cose_public_key bytea,
+    p_sign_count bigint, p_now bigint)
+RETURNS TABLE(outcome text, device text, sign_count bigint)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    d pam_mfa_fleet.devices;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL OR p_credential_id IS NULL OR p_cose_public_key IS NULL
+       OR p_sign_count IS NULL OR p_sign_count NOT BETWEEN 0 AND 4294967295 THEN
+        RAISE EXCEPTION 'a credential id, its public key and a sign count of 0 to 2^32 - 1'
+            USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    SELECT * INTO d FROM pam_mfa_fleet.devices x
+    WHERE x.user_name = p_user AND x.state = 'active' AND x.kind = 'fido2'
+      AND x.credential_id = p_credential_id AND x.cose_public_key = p_cose_public_key;
+    IF NOT FOUND THEN
+        PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-refused', NULL,
+                                     'unknown credential');
+        RETURN QUERY SELECT 'unknown_credential'::text, NULL::text, NULL::bigint;
+        RETURN;
+    END IF;
+    IF (d.sign_count <> 0 OR p_sign_count <> 0) AND p_sign_count <= d.sign_count THEN
+        PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-refused', d.name,
+                                     'sign count ' || p_sign_count || ' did not grow past '
+                                     || d.sign_count);
+        RETURN QUERY SELECT 'counter_regression'::text, d.name, d.sign_count;
+        RETURN;
+    END IF;
+    UPDATE pam_mfa_fleet.devices SET sign_count = p_sign_count, last_used_at = p_now
+    WHERE id = d.id;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-accepted', d.name,
+                                 'security key');
+    RETURN QUERY SELECT 'accepted'::text, d.name, p_sign_count;
+END
+$$;
+
+-- A key login refused by the host itself (a bad signature, a wrong challenge...): an
+-- audit row only, as the local store counts no failure for it.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.key_refused_at(
+    p_user text, p_actor int, p_device text, p_why text, p_now bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-refused',
+                                 left(p_device, 64), left(coalesce(p_why, 'security key'), 200));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.keys(p_user text)
+RETURNS TABLE(name text, credential_id bytea, cose_public_key bytea, sign_count bigint,
+              rp_id text, uv_required boolean)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.keys_at(p_user, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_key(p_user text, p_name text)
+RETURNS SETOF bytea
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.begin_key_at(p_user, p_name, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.add_key(
+    p_user text, p_actor int, p_name text, p_credential_id bytea, p_cose_public_key bytea,
+    p_sign_count bigint, p_rp_id text, p_uv_required boolean)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT pam_mfa_fleet.add_key_at(p_user, p_actor, p_name, p_credential_id, p_cose_public_key,
+                                p_sign_count, p_rp_id, p_uv_required, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.record_key_login(
+    p_user text, p_actor int, p_credential_id bytea, p_cose_public_key bytea,
+    p_sign_count bigint)
+RETURNS TABLE(outcome text, device text, sign_count bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.record_key_login_at(p_user, p_actor, p_credential_id,
+                                                p_cose_public_key, p_sign_count,
+                                                pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.key_refused(
+    p_user text, p_actor int, p_device text, p_why text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT pam_mfa_fleet.key_refused_at(p_user, p_actor, p_device, p_why, pam_mfa_fleet.now_())
+$$;
+
+RESET ROLE;
+
+-- New functions are executable by PUBLIC until revoked: nobody but the owner, then the
+-- host functions for hosts.
+REVOKE ALL ON FUNCTION
+    pam_mfa_fleet.keys_at(text, bigint),
+    pam_mfa_fleet.begin_key_at(text, text, bigint),
+    pam_mfa_fleet.add_key_at(text, int, text, bytea, bytea, bigint, text, boolean, bigint),
+    pam_mfa_fleet.record_key_login_at(text, int, bytea, bytea, bigint, bigint),
+    pam_mfa_fleet.key_refused_at(text, int, text, text, bigint),
+    pam_mfa_fleet.keys(text),
+    pam_mfa_fleet.begin_key(text, text),
+    pam_mfa_fleet.add_key(text, int, text, bytea, bytea, bigint, text, boolean),
+    pam_mfa_fleet.record_key_login(text, int, bytea, bytea, bigint),
+    pam_mfa_fleet.key_refused(text, int, text, text)
+FROM PUBLIC, pam_mfa_host;
+GRANT EXECUTE ON FUNCTION
+    pam_mfa_fleet.keys(text),
+    pam_mfa_fleet.begin_key(text, text),
+    pam_mfa_fleet.add_key(text, int, text, bytea, bytea, bigint, text, boolean),
+    pam_mfa_fleet.record_key_login(text, int, bytea, bytea, bigint),
+    pam_mfa_fleet.key_refused(text, int, text, text)
 TO pam_mfa_host;
 
 COMMIT;

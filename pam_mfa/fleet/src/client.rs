@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use pam_mfa::fido2::ceremony::Credential;
 use pam_mfa::otp::Algorithm;
 use pam_mfa::policy::{NoDevice, SelfService};
 use pam_mfa::recovery::{Kind as RecoveryKind, Used};
@@ -94,6 +95,18 @@ pub enum RenameOutcome {
     NameTaken,
 }
 
+/// `record_key_login(...)`: what became of a security-key login this host verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLogin {
+    /// Recorded: the key's new count and last use are stored.
+    Accepted { device: String },
+    /// The key's count did not grow past `stored` (a cloned key, or a replayed answer):
+    /// refused, nothing stored.
+    CounterRegression { device: String, stored: u32 },
+    /// The credential is no longer one of the user's active keys.
+    UnknownCredential,
+}
+
 /// One row of `list_devices(p_user)`: never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetDevice {
@@ -116,6 +129,16 @@ pub struct FleetPolicy {
     pub max_failures: Option<u32>,
     pub lockout_seconds: Option<u32>,
     pub window: Option<u32>,
+}
+
+/// What a PAM line's arguments set for one code check (settings.rs's overrides): each
+/// `None` is the fleet policy's value, or the default when the policy has none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckSettings {
+    pub window: Option<u32>,
+    pub hotp_window: Option<u32>,
+    pub max_failures: Option<u32>,
+    pub lockout_secs: Option<i64>,
 }
 
 /// The host's handle on the fleet database. Connects lazily, at the first call.
@@ -180,24 +203,39 @@ impl Fleet {
         )
     }
 
-    /// `window`: None for the policy's window; `hotp_window`: the HOTP look-ahead. `code`
-    /// is sent as given ('' when mfad's own parser refused the answer: still counted).
+    /// `code` is sent as given ('' when mfad's own parser refused the answer: still
+    /// counted); `settings` are the module's arguments, each overriding the fleet's policy.
     pub fn check_code(
         &mut self,
         user: &str,
         actor: u32,
         code: &str,
-        window: Option<u32>,
-        hotp_window: u32,
+        settings: &CheckSettings,
     ) -> Result<CodeOutcome> {
         let actor = int(actor, "actor")?;
-        let window = window.map(|w| int(w, "window")).transpose()?;
-        let hotp_window = int(hotp_window, "hotp_window")?;
+        let window = settings.window.map(|w| int(w, "window")).transpose()?;
+        let hotp_window = settings
+            .hotp_window
+            .map(|w| int(w, "hotp_window"))
+            .transpose()?;
+        let max_failures = settings
+            .max_failures
+            .map(|n| int(n, "max_failures"))
+            .transpose()?;
+        let lockout_secs = settings.lockout_secs;
         self.call(
             "check_code",
             "SELECT outcome, device, locked_until \
-             FROM pam_mfa_fleet.check_code($1, $2, $3, $4, $5)",
-            &[&user, &actor, &code, &window, &hotp_window],
+             FROM pam_mfa_fleet.check_code($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &user,
+                &actor,
+                &code,
+                &window,
+                &hotp_window,
+                &max_failures,
+                &lockout_secs,
+            ],
             Kind::Changes,
             |rows| {
                 let row = one_row("check_code", rows)?;
@@ -511,6 +549,128 @@ impl Fleet {
         )
     }
 
+    /// `keys(p_user)`: the user's active security keys as the relying party checks them,
+    /// oldest first: public keys and sign counts, never a secret.
+    pub fn keys(&mut self, user: &str) -> Result<Vec<Credential>> {
+        self.call(
+            "keys",
+            "SELECT name, credential_id, cose_public_key, sign_count, rp_id, uv_required \
+             FROM pam_mfa_fleet.keys($1)",
+            &[&user],
+            Kind::ReadOnly,
+            |rows| {
+                rows.iter()
+                    .map(|row| {
+                        Ok(Credential {
+                            name: get(row, 0)?,
+                            credential_id: get(row, 1)?,
+                            cose_public_key: get(row, 2)?,
+                            sign_count: sign_count(row, 3)?,
+                            rp_id: get(row, 4)?,
+                            uv_required: get(row, 5)?,
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// `begin_key(p_user, p_name)`: refuses as a registration would (the name taken by an
+    /// active device, no room for another) and returns the credential ids the new key must
+    /// not register again. Changes nothing.
+    pub fn begin_key(&mut self, user: &str, name: &str) -> Result<Vec<Vec<u8>>> {
+        self.call(
+            "begin_key",
+            "SELECT pam_mfa_fleet.begin_key($1, $2)",
+            &[&user, &name],
+            Kind::ReadOnly,
+            |rows| rows.iter().map(|row| get(row, 0)).collect(),
+        )
+    }
+
+    /// `add_key(...)`: a registration this host verified, stored as an active key named
+    /// `key.name` (an unfinished registration of that name is replaced; a name in use,
+    /// no room, or a credential id registered already are refused).
+    pub fn add_key(&mut self, user: &str, actor: u32, key: &Credential) -> Result<()> {
+        let actor = int(actor, "actor")?;
+        let count = i64::from(key.sign_count);
+        self.call(
+            "add_key",
+            "SELECT pam_mfa_fleet.add_key($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &user,
+                &actor,
+                &key.name,
+                &key.credential_id,
+                &key.cose_public_key,
+                &count,
+                &key.rp_id,
+                &key.uv_required,
+            ],
+            Kind::Changes,
+            |rows| one_row("add_key", rows).map(|_| ()),
+        )
+    }
+
+    /// `record_key_login(...)`: an assertion this host verified, recorded fleet-wide;
+    /// refused when the key's count did not grow past the stored one (the rule of
+    /// `pam_mfa::fido2::verify::check_counter`) or the key is no longer the user's.
+    pub fn record_key_login(
+        &mut self,
+        user: &str,
+        actor: u32,
+        credential_id: &[u8],
+        cose_public_key: &[u8],
+        new_count: u32,
+    ) -> Result<KeyLogin> {
+        let actor = int(actor, "actor")?;
+        let new_count = i64::from(new_count);
+        self.call(
+            "record_key_login",
+            "SELECT outcome, device, sign_count \
+             FROM pam_mfa_fleet.record_key_login($1, $2, $3, $4, $5)",
+            &[&user, &actor, &credential_id, &cose_public_key, &new_count],
+            Kind::Changes,
+            |rows| {
+                let row = one_row("record_key_login", rows)?;
+                let outcome: String = get(&row, 0)?;
+                let device = || -> Result<String> {
+                    get::<Option<String>>(&row, 1)?.ok_or_else(|| {
+                        FleetError::Database(format!("record_key_login: {outcome} without a key"))
+                    })
+                };
+                Ok(match outcome.as_str() {
+                    "accepted" => KeyLogin::Accepted { device: device()? },
+                    "counter_regression" => KeyLogin::CounterRegression {
+                        device: device()?,
+                        stored: sign_count(&row, 2)?,
+                    },
+                    "unknown_credential" => KeyLogin::UnknownCredential,
+                    other => return Err(unknown("record_key_login", other)),
+                })
+            },
+        )
+    }
+
+    /// `key_refused(...)`: the audit row of a key login this host refused itself (its
+    /// answer did not verify); like the local store, it counts no failure.
+    pub fn key_refused(
+        &mut self,
+        user: &str,
+        actor: u32,
+        device: Option<&str>,
+        why: &str,
+    ) -> Result<()> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "key_refused",
+            "SELECT pam_mfa_fleet.key_refused($1, $2, $3, $4)",
+            &[&user, &actor, &device, &why],
+            Kind::Changes,
+            |rows| one_row("key_refused", rows).map(|_| ()),
+        )
+    }
+
     fn text_call(
         &mut self,
         name: &'static str,
@@ -651,6 +811,13 @@ fn optional_count(row: &Row, i: usize) -> Result<Option<u32>> {
         u32::try_from(v).map_err(|_| FleetError::Database(format!("negative value in column {i}")))
     })
     .transpose()
+}
+
+/// A sign count column (bigint, 0 to 2^32 - 1).
+fn sign_count(row: &Row, i: usize) -> Result<u32> {
+    let v: i64 = get(row, i)?;
+    u32::try_from(v)
+        .map_err(|_| FleetError::Database(format!("sign count out of range in column {i}")))
 }
 
 /// A non-negative int column (a count, a policy number).

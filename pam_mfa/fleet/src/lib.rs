@@ -16,8 +16,8 @@ pub mod connect;
 mod error;
 
 pub use client::{
-    CodeOutcome, FinishOutcome, Fleet, FleetDevice, FleetPolicy, LoginState, RenameOutcome,
-    ResyncOutcome, call_deadline,
+    CheckSettings, CodeOutcome, FinishOutcome, Fleet, FleetDevice, FleetPolicy, KeyLogin,
+    LoginState, RenameOutcome, ResyncOutcome, call_deadline,
 };
 pub use config::{Credential, FleetConfig, HostPort};
 pub use error::{FleetError, RefusalCode, Result};

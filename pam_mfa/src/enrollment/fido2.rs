@@ -24,6 +24,21 @@ pub fn begin_fido2(
         .collect())
 }
 
+/// The check half of [`finish_fido2`], for a store that keeps the key elsewhere (the
+/// fleet's database): the key's `attestation` of `challenge` for `rp_id` verified, with
+/// the UV flag when `needs_uv`.
+pub fn verify_fido2(
+    rp_id: &str,
+    needs_uv: bool,
+    challenge: &[u8; 32],
+    attestation: &crate::fido2::transport::RawAttestation,
+) -> Result<crate::fido2::verify::Registration> {
+    Ok(
+        crate::fido2::verify::verify_registration(attestation, rp_id, challenge, needs_uv)
+            .map_err(Fido2Error::Rejected)?,
+    )
+}
+
 /// The second half of a key registration: the key's `attestation` of `challenge` for
 /// `rp_id` verified (with the UV flag when `needs_uv`), and the key stored as an active
 /// device in one transaction (which checks the name, the room and the credential id
@@ -39,9 +54,7 @@ pub fn finish_fido2(
     attestation: &crate::fido2::transport::RawAttestation,
     now: UnixTime,
 ) -> Result<crate::fido2::verify::Registration> {
-    let registration =
-        crate::fido2::verify::verify_registration(attestation, rp_id, challenge, needs_uv)
-            .map_err(Fido2Error::Rejected)?;
+    let registration = verify_fido2(rp_id, needs_uv, challenge, attestation)?;
     let tx = store.write()?;
     devices::insert_fido2(
         &tx,

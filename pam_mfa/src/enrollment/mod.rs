@@ -48,7 +48,7 @@ mod resync;
 mod token;
 mod totp;
 
-pub use fido2::{begin_fido2, finish_fido2};
+pub use fido2::{begin_fido2, finish_fido2, verify_fido2};
 pub use resync::{Resynced, resync};
 pub use token::{
     TOKEN_REFUSAL_TIME, register_own_token, register_token, register_token_as,
