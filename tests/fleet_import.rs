@@ -441,3 +441,71 @@ fn a_device_the_fleet_cannot_take_fails_the_whole_import_and_nothing_is_removed(
         "0"
     );
 }
+
+/// Selects the software authenticator of the workspace's debug build (tests/fido2.rs).
+const SOFT_VAR: &str = "PAM_MFA_SOFT_FIDO2";
+
+fn key_counter(path: &Path) -> i64 {
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("key state")).expect("JSON");
+    s["counter"].as_i64().expect("a counter")
+}
+
+fn key_login(env: &TestEnv, user: &str, key: &Path) -> pam_mfa_tests::PamOutcome {
+    env.pam(user)
+        .env(SOFT_VAR, key)
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT")
+        .run()
+}
+
+#[test]
+fn a_security_key_registered_on_the_host_logs_in_through_the_fleet_with_its_sign_count() {
+    let pg = fleet_database();
+    let env = TestEnv::new();
+    env.write_service(&[]);
+    let alice = TestUser::new();
+    let key = env.path("key-alice.json");
+    env.mfa_cmd(&["--user", alice.name(), "enroll", "fido2", "yubi"])
+        .env(SOFT_VAR, &key)
+        .run()
+        .assert_success();
+    key_login(&env, alice.name(), &key).assert_success();
+    let count = key_counter(&key);
+    assert!(count > 0, "the key counts");
+    env.stop_mfad();
+
+    let password = printed_password(&run_guide(&pg, "fleet-add-host", "a"));
+    let config = env.path("mfad.conf");
+    write_config(
+        &config,
+        "mfa_host_a",
+        &password,
+        &pg,
+        &["root"],
+        &[format!("localhost:{}", pg.port())],
+    );
+    env.set_mfad_args(&[OsStr::new("--config"), config.as_os_str()]);
+    stdout_of(&import(&pg, &env, &config, &[]));
+    assert_eq!(
+        fleet_rows(&pg, alice.name()).trim(),
+        format!("yubi fido2 - - - {count}")
+    );
+    assert_eq!(local_rows(&env, alice.name()), (0, 0));
+
+    // A touch logs in through the fleet, and the database's count follows the key's.
+    key_login(&env, alice.name(), &key).assert_success();
+    let now_count = key_counter(&key);
+    assert!(now_count > count);
+    assert_eq!(
+        fleet_rows(&pg, alice.name()).trim(),
+        format!("yubi fido2 - - - {now_count}")
+    );
+    // A clone that signs with the count the host had before the import is refused: the
+    // count moved with the key.
+    let mut s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key).expect("key state")).expect("JSON");
+    s["counter"] = serde_json::json!(count - 1);
+    std::fs::write(&key, serde_json::to_vec(&s).expect("JSON")).expect("write");
+    key_login(&env, alice.name(), &key).assert_result(PamCode::AuthErr);
+}
