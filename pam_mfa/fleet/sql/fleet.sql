@@ -1829,4 +1829,129 @@ GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.key_refused(text, int, text, text)
 TO pam_mfa_host;
 
+------------------------------------------------------------------------------------------
+-- Moving a host's local store into the fleet (`mfa admin fleet import`; owner only, never
+-- granted to hosts). Self-contained (own revokes) so that it can be merged beside other
+-- blocks.
+------------------------------------------------------------------------------------------
+
+SET LOCAL ROLE pam_mfa_owner;
+
+-- p_accounts is (the text of) a JSON array of accounts as pam_mfa_fleet's import module builds them from
+-- the host's SQLite store: {"user", "devices": [...], "codes": [...]}, binary values in
+-- hex, each device with everything that keeps it working (its replay state: last step,
+-- drift, counter, sign count). An account is moved whole, or, when the fleet has a device
+-- or a usable recovery or bypass code of it already, skipped untouched (nothing is
+-- merged). Everything happens in the caller's one transaction; a device that cannot be
+-- moved (too many, a security key or a token that another account of the fleet has)
+-- fails the whole call. With p_dry_run only the outcomes are worked out. One row per
+-- account: 'moved' ('would_move' in a dry run) or 'skipped', with its numbers of devices
+-- and codes. Each moved account is audited with the importing role.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_accounts_at(
+    p_actor int, p_accounts text, p_dry_run boolean, p_now bigint)
+RETURNS TABLE(account text, outcome text, n_devices int, n_codes int)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    doc jsonb;
+    a jsonb;
+    d jsonb;
+    u text;
+    nd int;
+    nc int;
+BEGIN
+    BEGIN
+        doc := p_accounts::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        doc := NULL;
+    END;
+    IF p_now IS NULL OR p_dry_run IS NULL OR doc IS NULL OR jsonb_typeof(doc) <> 'array' THEN
+        RAISE EXCEPTION 'import: an array of accounts, a time and whether it is a dry run'
+            USING ERRCODE = 'MF005';
+    END IF;
+    FOR a IN SELECT e.value FROM jsonb_array_elements(doc) e LOOP
+        u := a->>'user';
+        PERFORM pam_mfa_fleet.check_user(u);
+        IF jsonb_typeof(a->'devices') IS DISTINCT FROM 'array'
+           OR jsonb_typeof(a->'codes') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'import: % has no list of devices or codes', u
+                USING ERRCODE = 'MF005';
+        END IF;
+        nd := jsonb_array_length(a->'devices');
+        nc := jsonb_array_length(a->'codes');
+        IF nd > 8 THEN
+            RAISE EXCEPTION 'pam_mfa: at most 8 active devices per user (% has %)', u, nd
+                USING ERRCODE = 'MF002';
+        END IF;
+        PERFORM pam_mfa_fleet.lock_user(u);
+        PERFORM pam_mfa_fleet.purge_expired(u, p_now);
+        IF EXISTS (SELECT 1 FROM pam_mfa_fleet.devices x WHERE x.user_name = u)
+           OR EXISTS (SELECT 1 FROM pam_mfa_fleet.recovery_codes x
+                      WHERE x.user_name = u AND x.uses_left > 0
+                        AND (x.expires_at IS NULL OR x.expires_at > p_now)) THEN
+            RETURN QUERY SELECT u, 'skipped'::text, nd, nc;
+            CONTINUE;
+        END IF;
+        FOR d IN SELECT e.value FROM jsonb_array_elements(a->'devices') e LOOP
+            PERFORM pam_mfa_fleet.check_device_name(d->>'name');
+            IF d->>'credential_id' IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM pam_mfa_fleet.devices x
+                   WHERE x.credential_id = decode(d->>'credential_id', 'hex')) THEN
+                RAISE EXCEPTION 'import: the security key % of % is registered in the fleet already',
+                    d->>'name', u USING ERRCODE = 'MF005';
+            END IF;
+            IF d->>'token_serial' IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM pam_mfa_fleet.devices x
+                   WHERE x.token_serial = d->>'token_serial') THEN
+                RAISE EXCEPTION 'import: the token % of % is assigned in the fleet already',
+                    d->>'token_serial', u USING ERRCODE = 'MF005';
+            END IF;
+            IF NOT p_dry_run THEN
+                INSERT INTO pam_mfa_fleet.devices (
+                    user_name, name, kind, state, secret, algorithm, digits, period, drift,
+                    last_step, counter, created_at, last_used_at, token_serial,
+                    credential_id, cose_public_key, sign_count, rp_id, uv_required)
+                VALUES (
+                    u, d->>'name', d->>'kind', 'active', decode(d->>'secret', 'hex'),
+                    d->>'algorithm', (d->>'digits')::int, (d->>'period')::int,
+                    coalesce((d->>'drift')::bigint, 0), (d->>'last_step')::bigint,
+                    (d->>'counter')::bigint, (d->>'created_at')::bigint,
+                    (d->>'last_used_at')::bigint, d->>'token_serial',
+                    decode(d->>'credential_id', 'hex'), decode(d->>'cose_public_key', 'hex'),
+                    (d->>'sign_count')::bigint, d->>'rp_id', (d->>'uv_required')::boolean);
+            END IF;
+        END LOOP;
+        IF NOT p_dry_run THEN
+            INSERT INTO pam_mfa_fleet.recovery_codes (
+                user_name, kind, salt, hash, uses_left, expires_at, created_at, created_by)
+            SELECT u, c.value->>'kind', decode(c.value->>'salt', 'hex'),
+                   decode(c.value->>'hash', 'hex'), (c.value->>'uses_left')::int,
+                   (c.value->>'expires_at')::bigint, (c.value->>'created_at')::bigint,
+                   (c.value->>'created_by')::bigint
+            FROM jsonb_array_elements(a->'codes') c;
+            PERFORM pam_mfa_fleet.audit_(p_now, p_actor, u, 'import', NULL,
+                                         nd || ' devices, ' || nc
+                                         || ' recovery and bypass codes from a host''s store');
+        END IF;
+        RETURN QUERY SELECT u, CASE WHEN p_dry_run THEN 'would_move' ELSE 'moved' END, nd, nc;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_accounts(
+    p_actor int, p_accounts text, p_dry_run boolean)
+RETURNS TABLE(account text, outcome text, n_devices int, n_codes int)
+LANGUAGE sql VOLATILE SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.import_accounts_at(p_actor, p_accounts, p_dry_run,
+                                               pam_mfa_fleet.now_())
+$$;
+
+RESET ROLE;
+
+-- New functions are executable by PUBLIC until revoked: the owner's alone.
+REVOKE ALL ON FUNCTION
+    pam_mfa_fleet.import_accounts_at(int, text, boolean, bigint),
+    pam_mfa_fleet.import_accounts(int, text, boolean)
+FROM PUBLIC, pam_mfa_host;
+
 COMMIT;
