@@ -220,12 +220,19 @@ impl TestEnv {
     /// backend: `mfa admin policy set` for the local store, `mfa admin fleet policy set`
     /// (with the fleet administrator's connection) for the fleet.
     pub fn set_policy(&self, key: &str, value: &str) {
+        // At the time the test's daemon runs on (the real one, beside real logins).
+        fn at_its_time(real: bool, run: MfaRun<'_>) -> MfaRun<'_> {
+            if real { run.real_time() } else { run }
+        }
+        let real = self.fleet_real_time.get();
         let out = match &self.fleet {
-            None => self.mfa(&["admin", "policy", "set", key, value]),
+            None => at_its_time(real, self.mfa_cmd(&["admin", "policy", "set", key, value])).run(),
             Some(fleet) => {
                 let conn = fleet.postgres().superuser(crate::fleet::DB);
                 let args = ["admin", "fleet", "policy", "set", key, value];
-                self.mfa(&[&args[..], &["--connection", &conn]].concat())
+                self.mfa_cmd(&[&args[..], &["--connection", &conn]].concat())
+                    .no_link()
+                    .run()
             }
         };
         out.assert_success();
