@@ -269,9 +269,7 @@ fn the_policy_sets_window_no_device_and_device_limits_and_arguments_override() {
         out.stderr
     );
 
-    let out = env.mfa(&["admin", "policy", "show", "--json"]);
-    out.assert_success();
-    let p = out.json();
+    let p = env.policy_json();
     assert_eq!(p["window"], 0);
     assert_eq!(p["no_device"], "allow");
     assert_eq!(p["max_devices"], 1);

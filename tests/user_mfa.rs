@@ -1047,13 +1047,7 @@ fn a_recovery_code_gets_a_person_back_in_fully() {
 
 /// How many failed attempts the store holds against `user`.
 fn failures(env: &TestEnv, user: &str) -> i64 {
-    let db = rusqlite::Connection::open(env.db()).expect("open the store");
-    db.query_row(
-        "SELECT COALESCE((SELECT failures FROM auth_state WHERE user = ?1), 0)",
-        [user],
-        |r| r.get(0),
-    )
-    .expect("read auth_state")
+    env.failures(user)
 }
 
 // Issue 16, finding 4: at the device limit, `mfa enroll token` run by a user said

@@ -238,6 +238,56 @@ impl TestEnv {
         out.assert_success();
     }
 
+    /// The policy the test's accounts follow as `--json` shows it, the administrator's way
+    /// for the backend (`mfa admin policy show` or `mfa admin fleet policy show`).
+    pub fn policy_json(&self) -> Value {
+        let out = match &self.fleet {
+            None => self.mfa(&["admin", "policy", "show", "--json"]),
+            Some(fleet) => {
+                let conn = fleet.postgres().superuser(crate::fleet::DB);
+                let args = ["admin", "fleet", "policy", "show", "--json"];
+                self.mfa_cmd(&[&args[..], &["--connection", &conn]].concat())
+                    .no_link()
+                    .run()
+            }
+        };
+        out.assert_success();
+        out.json()
+    }
+
+    /// How many failed attempts count against `user` now, read from the backend's store.
+    pub fn failures(&self, user: &str) -> i64 {
+        match &self.fleet {
+            None => rusqlite::Connection::open(&self.db)
+                .and_then(|db| {
+                    db.query_row(
+                        "SELECT COALESCE((SELECT failures FROM auth_state WHERE user = ?1), 0)",
+                        [user],
+                        |r| r.get(0),
+                    )
+                })
+                .expect("read auth_state"),
+            Some(fleet) => {
+                assert!(
+                    user.bytes().all(|b| b.is_ascii_alphanumeric()),
+                    "a plain test user name"
+                );
+                fleet
+                    .postgres()
+                    .psql(
+                        crate::fleet::DB,
+                        &format!(
+                            "SELECT COALESCE((SELECT failures FROM pam_mfa_fleet.auth_state \
+                             WHERE user_name = '{user}'), 0)"
+                        ),
+                    )
+                    .trim()
+                    .parse()
+                    .expect("a number of failures")
+            }
+        }
+    }
+
     /// The socket of the test's own `mfad` (started, on the test's store and fake clock,
     /// the first time it is asked for).
     pub fn socket(&self) -> PathBuf {
