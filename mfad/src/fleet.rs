@@ -25,6 +25,7 @@ use pam_mfa::fido2::ceremony::Credential;
 use pam_mfa::fido2::verify::Rejection;
 use pam_mfa::fido2::{self, KeyFailure};
 use pam_mfa::login::{self, Outcome};
+use pam_mfa::login_hold::LoginHold;
 use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::otp::TotpParams;
 use pam_mfa::policy::{NoDevice, SelfService};
@@ -36,11 +37,12 @@ use pam_mfa::{code, otpauth, recovery};
 use pam_mfa_fleet::{CheckSettings, CodeOutcome, Fleet, FleetError, KeyLogin, RefusalCode};
 use pam_mfa_protocol::{
     AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
-    ErrorReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome, RefusalKind,
-    Response, ResyncReply, SecretBytes, VerifyOutcome,
+    ErrorReply, HeldTotpReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome,
+    RefusalKind, Response, ResyncReply, SecretBytes, VerifyOutcome,
 };
 
-use crate::authorise::{Admin, Change, Work};
+use crate::authorise::{Admin, AtLogin, Change, Work};
+use crate::held::{bytes_of, hold_of};
 use crate::log::{Level, Log};
 use crate::selfservice::{
     Tickets, fido2_gone, fido2_refused, fido2_registered, issue_failed, issue_fido2,
@@ -137,7 +139,12 @@ fn account_of(work: &Work) -> Option<&UserName> {
             Admin::Bypass { account, .. } => Some(account),
             _ => None,
         },
-        Work::AtLogin(_) | Work::Hello => None,
+        Work::AtLogin(work) => match &**work {
+            AtLogin::Begin { account, .. }
+            | AtLogin::Confirm { account, .. }
+            | AtLogin::Activate { account, .. } => Some(account),
+        },
+        Work::Hello => None,
     }
 }
 
@@ -506,7 +513,7 @@ fn run(
             added?;
             fido2_registered(log, uid, &account, &held, &r)
         }
-        Work::AtLogin(_) => not_served("registering a device at login"),
+        Work::AtLogin(work) => at_login(fleet, uid, *work)?,
         Work::Hello => not_served("this request"),
     })
 }
@@ -625,40 +632,18 @@ fn change_now(
 ) -> Result<Response, FleetError> {
     Ok(match change {
         Change::BeginTotp { name, issuer } => {
-            let issuer = match issuer {
-                Some(i) => rules::check_issuer(&i),
-                None => Ok(rules::default_issuer()),
-            };
-            let (issuer, name) = match issuer.and_then(|i| Ok((i, DeviceName::parse(&name)?))) {
-                Ok(x) => x,
-                Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
-            };
-            let params = TotpParams::DEFAULT;
-            let secret = fleet.begin_totp(
-                account.as_str(),
-                uid,
-                name.as_str(),
-                params.algorithm,
-                u32::from(params.digits),
-                params.period,
-            )?;
-            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
-            let secret = Secret::from_bytes(secret.to_vec());
-            let pending = enrollment::PendingTotp {
-                user: account.as_str().to_owned(),
-                name: name.as_str().to_owned(),
-                uri: otpauth::build_totp_uri(&issuer, account.as_str(), &secret, params),
-                secret,
-                params,
-                expires_at: now + PENDING_LIFETIME_SECS,
-            };
-            changed(
-                log,
-                uid,
-                account,
-                &format!("began registering device {:?}", name.as_str()),
-            );
-            Response::PendingTotp(pending_reply(&pending, issuer))
+            match begin(fleet, uid, account, &name, issuer, None)? {
+                Ok((pending, issuer)) => {
+                    changed(
+                        log,
+                        uid,
+                        account,
+                        &format!("began registering device {:?}", pending.name),
+                    );
+                    Response::PendingTotp(pending_reply(&pending, issuer))
+                }
+                Err(refused) => refused,
+            }
         }
         Change::Rename { name, new_name } => {
             let (old, new) = match DeviceName::existing(&name)
@@ -759,6 +744,160 @@ fn change_now(
         }
         Change::EnrollToken { .. } => not_served("a hardware token"),
     })
+}
+
+/// enrollment::begin_totp for a fleet account (held for a login when `hold` is given):
+/// the database makes the secret; the pending registration as the local store's, and
+/// its issuer. A refusal is the answer to send.
+fn begin(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+    name: &str,
+    issuer: Option<String>,
+    hold: Option<&LoginHold>,
+) -> Result<Result<(enrollment::PendingTotp, String), Response>, FleetError> {
+    let issuer = match issuer {
+        Some(i) => rules::check_issuer(&i),
+        None => Ok(rules::default_issuer()),
+    };
+    let (issuer, name) = match issuer.and_then(|i| Ok((i, DeviceName::parse(name)?))) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(error(ErrorKind::Invalid, e.to_string()))),
+    };
+    let params = TotpParams::DEFAULT;
+    let (alg, digits) = (params.algorithm, u32::from(params.digits));
+    let begun = match hold {
+        None => fleet.begin_totp(
+            account.as_str(),
+            uid,
+            name.as_str(),
+            alg,
+            digits,
+            params.period,
+        ),
+        Some(hold) => fleet.begin_totp_held(
+            account.as_str(),
+            uid,
+            name.as_str(),
+            alg,
+            digits,
+            params.period,
+            &hold.digest(),
+        ),
+    };
+    let secret = match begun {
+        Err(FleetError::Refused {
+            code: RefusalCode::TooManyBegun,
+            message,
+        }) => {
+            // The database says from when there is room again; worded as the library's.
+            let retry_at = message
+                .rsplit(' ')
+                .next()
+                .and_then(|t| t.parse::<UnixTime>().ok())
+                .ok_or_else(|| FleetError::Database(format!("begin_totp: {message}")))?;
+            return Ok(Err(error(
+                ErrorKind::Busy,
+                pam_mfa::Error::TooManyBegun {
+                    user: account.as_str().to_owned(),
+                    max: pam_mfa::limits::MAX_BEGUN,
+                    retry_at,
+                }
+                .to_string(),
+            )));
+        }
+        other => other?,
+    };
+    let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+    let secret = Secret::from_bytes(secret.to_vec());
+    Ok(Ok((
+        enrollment::PendingTotp {
+            user: account.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+            uri: otpauth::build_totp_uri(&issuer, account.as_str(), &secret, params),
+            secret,
+            params,
+            expires_at: now + PENDING_LIFETIME_SECS,
+        },
+        issuer,
+    )))
+}
+
+/// Registration at login (`enroll_at_login`) for a fleet account, as [`crate::held`]
+/// does it for a local one: begun and confirmed during the login's authentication, held
+/// in the database for that login, and made active only by the same login's value.
+fn at_login(fleet: &mut Fleet, uid: u32, work: AtLogin) -> Result<Response, FleetError> {
+    let system = |e: pam_mfa::Error| FleetError::Database(e.to_string());
+    let refusal = |e: pam_mfa::Error| crate::selfservice::refusal(e).map_err(system);
+    match work {
+        AtLogin::Begin {
+            account,
+            name,
+            issuer,
+        } => {
+            let hold = LoginHold::generate().map_err(system)?;
+            let (p, issuer) = match begin(fleet, uid, &account, &name, issuer, Some(&hold))? {
+                Ok(b) => b,
+                Err(refused) => return Ok(refused),
+            };
+            let qr = match pam_mfa::qr::terminal(&p.uri, false) {
+                Ok(text) => zeroize::Zeroizing::new(text),
+                Err(e) => return refusal(pam_mfa::Error::QrCode(e.to_string())),
+            };
+            Ok(Response::HeldTotp(HeldTotpReply {
+                pending: pending_reply(&p, issuer),
+                hold: bytes_of(&hold).map_err(system)?,
+                qr: SecretBytes::from_slice(qr.as_bytes()),
+                secret_grouped: SecretBytes::from_slice(p.secret.to_base32_grouped().as_bytes()),
+            }))
+        }
+        AtLogin::Confirm {
+            account,
+            name,
+            hold,
+            code1,
+            code2,
+        } => {
+            let Some(hold) = hold_of(&hold) else {
+                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+            };
+            let name = match DeviceName::parse(&name) {
+                Ok(n) => n,
+                Err(e) => return refusal(e),
+            };
+            let (c1, c2) = (digits_of(code1.as_bytes()), digits_of(code2.as_bytes()));
+            let user = account.as_str();
+            match fleet.hold_totp(user, uid, name.as_str(), &hold.digest(), &c1, &c2)? {
+                pam_mfa_fleet::FinishOutcome::Activated => Ok(Response::Done),
+                pam_mfa_fleet::FinishOutcome::Wrong => Ok(error(
+                    ErrorKind::Invalid,
+                    "those are not two consecutive codes of this device; nothing was changed",
+                )),
+                pam_mfa_fleet::FinishOutcome::AlreadyActive => {
+                    refusal(pam_mfa::Error::AlreadyActive {
+                        user: user.to_owned(),
+                        name: name.as_str().to_owned(),
+                    })
+                }
+                pam_mfa_fleet::FinishOutcome::NoSuchDevice => {
+                    refusal(pam_mfa::Error::NoPendingDevice {
+                        user: user.to_owned(),
+                        name: name.as_str().to_owned(),
+                    })
+                }
+            }
+        }
+        AtLogin::Activate { account, hold } => {
+            let Some(hold) = hold_of(&hold) else {
+                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+            };
+            match fleet.activate_held(account.as_str(), uid, &hold.digest())? {
+                Some(name) => Ok(Response::Activated { name }),
+                None => refusal(pam_mfa::Error::HeldRegistrationGone),
+            }
+        }
+    }
 }
 
 fn remove(

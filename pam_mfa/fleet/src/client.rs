@@ -671,6 +671,109 @@ impl Fleet {
         )
     }
 
+    /// `begin_totp_held(...)`: [`Fleet::begin_totp`] for a registration at login, held
+    /// for the login whose value hashes to `hold` (`pam_mfa::login_hold`): only that
+    /// login's [`Fleet::activate_held`] makes it active.
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin_totp_held(
+        &mut self,
+        user: &str,
+        actor: u32,
+        name: &str,
+        algorithm: Algorithm,
+        digits: u32,
+        period: u32,
+        hold: &[u8; 32],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let actor = int(actor, "actor")?;
+        let digits = int(digits, "digits")?;
+        let period = int(period, "period")?;
+        let hold = hold.as_slice();
+        self.call(
+            "begin_totp_held",
+            "SELECT pam_mfa_fleet.begin_totp_held($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &user,
+                &actor,
+                &name,
+                &algorithm.as_str(),
+                &digits,
+                &period,
+                &hold,
+            ],
+            Kind::Changes,
+            |rows| {
+                let row = one_row("begin_totp_held", rows)?;
+                let secret: Vec<u8> = get(&row, 0)?;
+                if secret.is_empty() {
+                    return Err(FleetError::Database("begin_totp_held: empty secret".into()));
+                }
+                Ok(Zeroizing::new(secret))
+            },
+        )
+    }
+
+    /// `hold_totp(...)`: the two codes of the registration held for `hold`, checked and
+    /// used up; it stays pending until [`Fleet::activate_held`].
+    pub fn hold_totp(
+        &mut self,
+        user: &str,
+        actor: u32,
+        name: &str,
+        hold: &[u8; 32],
+        code1: &str,
+        code2: &str,
+    ) -> Result<FinishOutcome> {
+        let actor = int(actor, "actor")?;
+        let hold = hold.as_slice();
+        let text = self.text_call(
+            "hold_totp",
+            "SELECT pam_mfa_fleet.hold_totp($1, $2, $3, $4, $5, $6)",
+            &[&user, &actor, &name, &hold, &code1, &code2],
+        )?;
+        Ok(match text.as_str() {
+            // Confirmed and held: active once the login's activate_held comes.
+            "held" => FinishOutcome::Activated,
+            "wrong" => FinishOutcome::Wrong,
+            "already_active" => FinishOutcome::AlreadyActive,
+            "no_such_device" => FinishOutcome::NoSuchDevice,
+            other => return Err(unknown("hold_totp", other)),
+        })
+    }
+
+    /// `activate_held(...)`: the registration held for `hold` whose codes were right,
+    /// made active; its name, `None` when there is none (expired or replaced).
+    pub fn activate_held(
+        &mut self,
+        user: &str,
+        actor: u32,
+        hold: &[u8; 32],
+    ) -> Result<Option<String>> {
+        let actor = int(actor, "actor")?;
+        let hold = hold.as_slice();
+        self.call(
+            "activate_held",
+            "SELECT pam_mfa_fleet.activate_held($1, $2, $3)",
+            &[&user, &actor, &hold],
+            Kind::Changes,
+            |rows| get(&one_row("activate_held", rows)?, 0),
+        )
+    }
+
+    /// `change_room(...)`: `None` when `actor` may make another change to `user`'s
+    /// devices now, else the time from which it may (`pam_mfa::limits::MAX_CHANGES`
+    /// within the hour, counted over every host; root is never limited).
+    pub fn change_room(&mut self, user: &str, actor: u32) -> Result<Option<i64>> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "change_room",
+            "SELECT pam_mfa_fleet.change_room($1, $2)",
+            &[&user, &actor],
+            Kind::Changes,
+            |rows| get(&one_row("change_room", rows)?, 0),
+        )
+    }
+
     fn text_call(
         &mut self,
         name: &'static str,
