@@ -4,21 +4,23 @@
 //! hosts on one real PostgreSQL server, driven through the real `pam_mfa.so` and `mfa`;
 //! the database's clock is the real one, so codes are the real time's.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use pam_mfa_tests::accounts::as_user;
 use pam_mfa_tests::fleet::{DB, Host, enroll, fleet_database, with_time_left_in_step};
 use pam_mfa_tests::postgres::Postgres;
 use pam_mfa_tests::{
-    PamCode, PamOutcome, PamRun, SERVICE, TestUser, next_code, pam_wrapper_module, real_now,
-    totp,
+    PamCode, PamOutcome, PamRun, SERVICE, TestUser, mfa_bin, next_code, pam_wrapper_module,
+    real_now, totp,
 };
 
 const PASSWORD: &str = "correct horse";
 
 /// The policy `no_device enroll`, set in the database (one policy for the fleet).
 fn enroll_at_login_policy(pg: &Postgres) {
-    pg.psql(
-        DB,
-        "SELECT pam_mfa_fleet.set_policy('no_device', 'enroll')",
-    );
+    pg.psql(DB, "SELECT pam_mfa_fleet.set_policy('no_device', 'enroll')");
 }
 
 /// Host `host`'s service: `auth CONTROL pam_matrix.so` (the password) then
@@ -134,7 +136,11 @@ fn a_device_registered_during_a_failed_login_is_not_kept_in_the_fleet() {
     enroll_at_login_policy(&pg);
     let victim = TestUser::new();
     password_then_mfa(&a, &victim, "required");
-    let attempt = a.env.pam(victim.name()).answer("wrong password").answer("phone");
+    let attempt = a
+        .env
+        .pam(victim.name())
+        .answer("wrong password")
+        .answer("phone");
     let (out, secret) = register_at_login(attempt);
     assert_eq!(out.result, PamCode::AuthErr, "{}", out.transcript());
     assert_eq!(out.setcred, None);
@@ -159,5 +165,154 @@ fn a_device_registered_during_a_failed_login_is_not_kept_in_the_fleet() {
         .assert_result(PamCode::AuthErr);
     b.env
         .login(victim.name(), &next_code(&own))
+        .assert_success();
+}
+
+/// `mfa`, copied where every user can run it (no setuid bit), run as a test user against
+/// a host's socket: the daemon knows the caller from the socket's peer credentials.
+struct UserMfa {
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl UserMfa {
+    fn install(hosts: &[&Host]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let bin = dir.path().join("mfa");
+        std::fs::copy(mfa_bin(), &bin).expect("copy mfa");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // The hosts' sockets (0666) reachable by the test users; their stores stay in
+        // their own 0700 directories.
+        for host in hosts {
+            host.env.socket();
+            std::fs::set_permissions(host.env.root(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        Self { _dir: dir, bin }
+    }
+
+    /// `mfa --socket HOST'S-SOCKET ARGS…` as `user`.
+    fn run(&self, host: &Host, user: &TestUser, args: &[&str]) -> Output {
+        let prefix = as_user(user);
+        let mut cmd = Command::new(&prefix[0]);
+        cmd.args(&prefix[1..])
+            .arg(&self.bin)
+            .arg("--socket")
+            .arg(host.env.socket())
+            .args(args)
+            .current_dir("/")
+            .env("TZ", "UTC")
+            .stdin(Stdio::null());
+        cmd.output().expect("run mfa")
+    }
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn assert_refused(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(needle),
+        "expected a refusal with {needle:?}: {stderr}"
+    );
+}
+
+/// The audit rows of `user` in the fleet's database.
+fn audit_rows(pg: &Postgres, user: &TestUser) -> i64 {
+    pg.psql(
+        DB,
+        &format!(
+            "SELECT count(*) FROM pam_mfa_fleet.audit WHERE user_name = '{}'",
+            user.name()
+        ),
+    )
+    .trim()
+    .parse()
+    .expect("a count")
+}
+
+// Issue 16, finding 3, for a fleet account: ten registrations begun an hour, counted over
+// every host (five on A and five on B leave none for either), root not limited, room
+// again once they are an hour old.
+#[test]
+fn registrations_begun_are_limited_over_the_whole_fleet() {
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let b = Host::new(&pg, "b", &["root"]);
+    let mfa = UserMfa::install(&[&a, &b]);
+    let alice = TestUser::new();
+    // Starting "c" over replaces it (no more than one unfinished), but counts as begun.
+    for run in 0..10 {
+        let host = if run % 2 == 0 { &a } else { &b };
+        assert_ok(&mfa.run(host, &alice, &["enroll", "totp", "c", "--begin", "--json"]));
+    }
+    for host in [&a, &b] {
+        let out = mfa.run(host, &alice, &["enroll", "totp", "c", "--begin"]);
+        assert_refused(&out, "began 10 registrations in the last hour");
+        assert_refused(&out, "try again after");
+    }
+    // Root is not rate-limited.
+    a.env
+        .mfa_cmd(&["--user", alice.name(), "enroll", "totp", "c", "--begin"])
+        .real_time()
+        .run()
+        .assert_success();
+    // An hour later (her begins moved an hour into the past) she may begin again.
+    pg.psql(
+        DB,
+        &format!(
+            "UPDATE pam_mfa_fleet.audit SET at = at - 3600 \
+             WHERE user_name = '{}' AND action = 'begin'",
+            alice.name()
+        ),
+    );
+    assert_ok(&mfa.run(&b, &alice, &["enroll", "totp", "c", "--begin"]));
+}
+
+// Issue 16, finding 3 (the second review), for a fleet account: sixty changes an hour by a
+// person's own commands, whatever they are and on whichever host; a refused change
+// writes nothing; root is not limited.
+#[test]
+fn changes_are_limited_over_the_whole_fleet() {
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let b = Host::new(&pg, "b", &["root"]);
+    let mfa = UserMfa::install(&[&a, &b]);
+    let alice = TestUser::new();
+    for run in 0..60 {
+        let host = if run % 2 == 0 { &a } else { &b };
+        let out = mfa.run(host, &alice, &["recovery", "generate"]);
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(audit_rows(&pg, &alice), 60);
+    for host in [&a, &b] {
+        for change in [
+            &["recovery", "generate"][..],
+            &["enroll", "totp", "x", "--begin"],
+        ] {
+            let out = mfa.run(host, &alice, change);
+            assert_refused(&out, "changes to their devices in the last hour");
+            assert_refused(&out, "try again after");
+        }
+    }
+    assert_eq!(audit_rows(&pg, &alice), 60, "a refused change wrote a row");
+    // Root is not limited.
+    b.env
+        .mfa_cmd(&["--user", alice.name(), "recovery", "generate"])
+        .real_time()
+        .run()
         .assert_success();
 }

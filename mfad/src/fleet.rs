@@ -269,12 +269,12 @@ fn run(
         ),
         Work::ListRemembered { .. } => Response::Remembered(Vec::new()),
         Work::Forget { .. } => Response::Forgotten { removed: 0 },
-        Work::MayChange { .. } => match allowed(fleet, uid)? {
+        Work::MayChange { account } => match allowed(fleet, uid, &account)? {
             Ok(()) => Response::Done,
             Err(refused) => refused,
         },
         Work::Reauth { account, answer } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             // A recovery or bypass code proves the account too, as rules::prove has it.
@@ -355,7 +355,7 @@ fn run(
             proof,
             change,
         } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             // As for the local store: a non-root caller whose account has an active
@@ -377,7 +377,7 @@ fn run(
             code1,
             code2,
         } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             let name = match DeviceName::parse(&name) {
@@ -433,7 +433,7 @@ fn run(
             _ => not_served("this administrative command"),
         },
         Work::RecoveryCommit { account, ticket } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
@@ -452,7 +452,7 @@ fn run(
         }
         Work::KeyChallenge { account, purpose } => {
             if purpose == KeyPurpose::Proof
-                && let Err(refused) = allowed(fleet, uid)?
+                && let Err(refused) = allowed(fleet, uid, &account)?
             {
                 return Ok(refused);
             }
@@ -472,7 +472,7 @@ fn run(
             ticket,
             attestation,
         } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
@@ -548,7 +548,7 @@ fn key_answer(
         return Ok(crate::keys::challenge_gone());
     };
     if held.purpose() == KeyPurpose::Proof
-        && let Err(refused) = allowed(fleet, uid)?
+        && let Err(refused) = allowed(fleet, uid, account)?
     {
         return Ok(refused);
     }
@@ -606,20 +606,36 @@ fn digits_of(answer: &[u8]) -> zeroize::Zeroizing<String> {
     )
 }
 
-/// The fleet's self-service switch for a non-root caller (root is never held to it).
-fn allowed(fleet: &mut Fleet, uid: u32) -> Result<Result<(), Response>, FleetError> {
+/// pam_mfa::selfservice::check_allowed for a fleet account: the fleet's self-service
+/// switch, then the hourly limit on a person's changes, counted by the database over every
+/// host (root is held to neither).
+fn allowed(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+) -> Result<Result<(), Response>, FleetError> {
     if uid == 0 {
         return Ok(Ok(()));
     }
     let policy = fleet.policy()?;
-    if policy.self_service == SelfService::Allow {
-        Ok(Ok(()))
-    } else {
-        Ok(Err(error(
+    if policy.self_service != SelfService::Allow {
+        return Ok(Err(error(
             ErrorKind::Denied,
             pam_mfa::Error::ManagedByAdmin.to_string(),
-        )))
+        )));
     }
+    Ok(match fleet.change_room(account.as_str(), uid)? {
+        None => Ok(()),
+        Some(retry_at) => Err(error(
+            ErrorKind::Busy,
+            pam_mfa::Error::TooManyChanges {
+                user: account.as_str().to_owned(),
+                max: pam_mfa::limits::MAX_CHANGES,
+                retry_at,
+            }
+            .to_string(),
+        )),
+    })
 }
 
 fn change_now(
