@@ -316,3 +316,107 @@ fn changes_are_limited_over_the_whole_fleet() {
         .run()
         .assert_success();
 }
+
+const HOST: &str = "192.0.2.7";
+
+/// A login from `rhost` that answers no prompt: it succeeds only when nothing is asked.
+fn login_without_answer(host: &Host, user: &TestUser, rhost: &str) -> PamOutcome {
+    host.env.pam(user.name()).rhost(rhost).run()
+}
+
+#[track_caller]
+fn assert_let_in_without_prompt(out: &PamOutcome) {
+    out.assert_success();
+    assert!(out.prompts().is_empty(), "{}", out.transcript());
+    out.assert_logged(&["let through: remembered login"]);
+}
+
+#[track_caller]
+fn assert_asked(out: &PamOutcome, after: &str) {
+    assert_eq!(
+        out.prompts().len(),
+        1,
+        "after {after}: {}",
+        out.transcript()
+    );
+    assert_ne!(out.result, PamCode::Success, "{}", out.transcript());
+}
+
+/// A login on `host` from HOST with the next code of a device registered for it now, so
+/// that each login has a code no other login used.
+fn login_with_a_new_device(host: &Host, via: &Host, user: &TestUser, name: &str) {
+    let secret = enroll(via, user.name(), name);
+    host.env
+        .pam(user.name())
+        .rhost(HOST)
+        .answer(&next_code(&secret))
+        .run()
+        .assert_success();
+}
+
+// Remembered logins of a fleet account are the host's own (this host remembers the
+// logins it saw, by its own policy), but a device removal, `mfa forget` or an unlock on
+// any host ends them on every host.
+#[test]
+fn a_host_remembers_its_own_logins_and_the_fleet_ends_them() {
+    let pg = fleet_database();
+    let a = Host::new(&pg, "a", &["root"]);
+    let b = Host::new(&pg, "b", &["root"]);
+    for host in [&a, &b] {
+        host.env
+            .mfa(&["admin", "policy", "set", "remember_seconds", "3600"])
+            .assert_success();
+    }
+    let alice = TestUser::new();
+    login_with_a_new_device(&a, &a, &alice, "phone");
+
+    // A lets her in again without a code; B never saw that login and asks.
+    assert_let_in_without_prompt(&login_without_answer(&a, &alice, HOST));
+    assert_asked(&login_without_answer(&b, &alice, HOST), "a login on A only");
+    let listed = a.env.mfa(&["--user", alice.name(), "list"]);
+    listed.assert_success();
+    assert!(
+        listed.stdout.contains("Remembered logins") && listed.stdout.contains(HOST),
+        "{listed:?}"
+    );
+    let listed = b.env.mfa(&["--user", alice.name(), "list"]);
+    listed.assert_success();
+    assert!(!listed.stdout.contains(HOST), "{listed:?}");
+
+    // A device removed through B ends A's remembered login.
+    enroll(&b, alice.name(), "spare");
+    b.env
+        .mfa(&["--user", alice.name(), "remove", "spare", "--yes"])
+        .assert_success();
+    assert_asked(&login_without_answer(&a, &alice, HOST), "a removal on B");
+    let listed = a.env.mfa(&["--user", alice.name(), "list"]);
+    assert!(!listed.stdout.contains(HOST), "{listed:?}");
+
+    // `mfa forget` on B ends it too (B itself remembered nothing).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    login_with_a_new_device(&a, &b, &alice, "tablet");
+    assert_let_in_without_prompt(&login_without_answer(&a, &alice, HOST));
+    let out = b.env.mfa(&["--user", alice.name(), "forget"]);
+    out.assert_success();
+    assert_asked(&login_without_answer(&a, &alice, HOST), "mfa forget on B");
+
+    // And `mfa admin unlock` on B.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    login_with_a_new_device(&a, &b, &alice, "laptop");
+    assert_let_in_without_prompt(&login_without_answer(&a, &alice, HOST));
+    b.env
+        .mfa(&["admin", "unlock", alice.name()])
+        .assert_success();
+    assert_asked(
+        &login_without_answer(&a, &alice, HOST),
+        "mfa admin unlock on B",
+    );
+
+    // On A itself, `mfa forget` says how many A forgot.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    login_with_a_new_device(&a, &b, &alice, "watch");
+    let out = a.env.mfa(&["--user", alice.name(), "forget"]);
+    out.assert_success();
+    assert!(out.stdout.contains("Forgot 1 remembered login"), "{out:?}");
+    assert_asked(&login_without_answer(&a, &alice, HOST), "mfa forget on A");
+}

@@ -28,7 +28,7 @@ use pam_mfa::login::{self, Outcome};
 use pam_mfa::login_hold::LoginHold;
 use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::otp::TotpParams;
-use pam_mfa::policy::{NoDevice, SelfService};
+use pam_mfa::policy::{self, NoDevice, SelfService};
 use pam_mfa::recovery::Used;
 use pam_mfa::selfservice as rules;
 use pam_mfa::store::devices::Fido2Device;
@@ -50,6 +50,7 @@ use crate::selfservice::{
     take_recovery_set,
 };
 use crate::service::{convert, log_outcome, who};
+use crate::turns::LocalStore;
 
 /// The fleet's side of the daemon: its database connection and its own tickets (proofs
 /// of a device), behind their own lock, and which accounts it keeps.
@@ -96,7 +97,7 @@ impl Side {
 
     /// Runs one authorised request about a fleet account to its end (the caller holds
     /// the fleet's turn).
-    pub fn answer(&self, uid: u32, work: Work, log: &Log) -> Response {
+    pub fn answer(&self, uid: u32, work: Work, log: &Log, local: &LocalStore<'_>) -> Response {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.down_until.is_some_and(|t| Instant::now() < t) {
             return error(
@@ -105,7 +106,7 @@ impl Side {
             );
         }
         let Inner { fleet, tickets, .. } = &mut *inner;
-        let result = run(fleet, uid, work, tickets, log);
+        let result = run(fleet, uid, work, tickets, log, local);
         inner.down_until = match &result {
             Err(FleetError::Unavailable(_)) => Some(Instant::now() + DOWN_FOR),
             _ => None,
@@ -190,9 +191,15 @@ fn run(
     work: Work,
     tickets: &mut Tickets,
     log: &Log,
+    local: &LocalStore<'_>,
 ) -> Result<Response, FleetError> {
     Ok(match work {
-        Work::BeforePrompt { account, line, .. } => {
+        Work::BeforePrompt {
+            account,
+            line,
+            context,
+            ..
+        } => {
             let Some(user) = account else {
                 return Ok(not_served("a login without an account"));
             };
@@ -214,6 +221,10 @@ fn run(
                 remembered_until: None,
                 decision: None,
             };
+            // Only an account ready for a code is let in by a remembered login.
+            if let (AccountState::Ready, Some(ctx)) = (&reply.state, &context) {
+                reply.remembered_until = let_in(fleet, local, &user, ctx, (uid, state.now), log)?;
+            }
             reply.decision = line.map(|l| pam_mfa::decision::decide(&l, &reply));
             Response::BeforePrompt(reply)
         }
@@ -221,7 +232,7 @@ fn run(
             account,
             answer,
             overrides,
-            ..
+            context,
         } => {
             let Some(user) = account else {
                 log.log(
@@ -234,7 +245,8 @@ fn run(
                 }));
             };
             if recovery::normalize(answer.as_bytes()).is_some() {
-                return verify_recovery(fleet, Some(user), answer.as_bytes(), uid, log);
+                let r = verify_recovery(fleet, Some(user.clone()), answer.as_bytes(), uid, log)?;
+                return remembered_after(fleet, local, r, &user, context.as_ref(), uid, log);
             }
             // Only digits ever reach the database: what is not a code is sent as nothing,
             // which the database counts as a malformed answer.
@@ -247,11 +259,19 @@ fn run(
                 lockout_secs: overrides.lockout_secs,
             };
             let outcome = fleet.check_code(user.as_str(), uid, digits, &settings)?;
-            Response::Verified(verified(log, &user, uid, outcome, parsed.err()))
+            let r = Response::Verified(verified(log, &user, uid, outcome, parsed.err()));
+            remembered_after(fleet, local, r, &user, context.as_ref(), uid, log)?
         }
-        // Remembered logins are not kept for fleet accounts, so the context is not used.
-        Work::VerifyRecovery { account, code, .. } => {
-            verify_recovery(fleet, account, code.as_bytes(), uid, log)?
+        Work::VerifyRecovery {
+            account,
+            code,
+            context,
+        } => {
+            let r = verify_recovery(fleet, account.clone(), code.as_bytes(), uid, log)?;
+            match account {
+                Some(user) => remembered_after(fleet, local, r, &user, context.as_ref(), uid, log)?,
+                None => r,
+            }
         }
         Work::ListDevices { account } => Response::Devices(
             fleet
@@ -267,8 +287,23 @@ fn run(
                 })
                 .collect(),
         ),
-        Work::ListRemembered { .. } => Response::Remembered(Vec::new()),
-        Work::Forget { .. } => Response::Forgotten { removed: 0 },
+        Work::ListRemembered { account } => {
+            let (ended, now) = fleet.remembered_ended(account.as_str())?;
+            local_store(local, log, |mut store| {
+                if let Some(store) = store.as_deref_mut() {
+                    drop_ended(store, &account, ended, now)?;
+                }
+                crate::remembered::list(store, &account, now)
+            })?
+        }
+        Work::Forget { account } => {
+            // Every host's, through the database's row; this host's, at once.
+            fleet.forget_remembered(account.as_str(), uid, "mfa forget")?;
+            let (_, now) = fleet.remembered_ended(account.as_str())?;
+            local_store(local, log, |store| {
+                crate::remembered::forget(store, &account, uid, now, log)
+            })?
+        }
         Work::MayChange { account } => match allowed(fleet, uid, &account)? {
             Ok(()) => Response::Done,
             Err(refused) => refused,
@@ -465,8 +500,11 @@ fn run(
             account,
             ticket,
             assertion,
-            ..
-        } => key_answer(fleet, uid, &account, &ticket, &assertion, tickets, log)?,
+            context,
+        } => {
+            let r = key_answer(fleet, uid, &account, &ticket, &assertion, tickets, log)?;
+            remembered_after(fleet, local, r, &account, context.as_ref(), uid, log)?
+        }
         Work::FinishFido2 {
             account,
             ticket,
@@ -516,6 +554,127 @@ fn run(
         Work::AtLogin(work) => at_login(fleet, uid, *work)?,
         Work::Hello => not_served("this request"),
     })
+}
+
+/// The host's store, for a fleet account's remembered logins: "busy" when too many
+/// requests wait for it, "unavailable" when it fails.
+fn local_store(
+    local: &LocalStore<'_>,
+    log: &Log,
+    f: impl FnOnce(Option<&mut pam_mfa::store::Store>) -> pam_mfa::Result<Response>,
+) -> Result<Response, FleetError> {
+    match local.with(f) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Ok(error(
+            ErrorKind::Busy,
+            "too many requests waiting; try again later",
+        )),
+        Err(e) => Ok(crate::service::unavailable(log, &e)),
+    }
+}
+
+/// Ends this host's remembered logins of `user` that began at or before `ended`, when
+/// something ended them on some host of the fleet (see `remembered_ended` in fleet.sql).
+fn drop_ended(
+    store: &mut pam_mfa::store::Store,
+    user: &UserName,
+    ended: Option<UnixTime>,
+    now: UnixTime,
+) -> pam_mfa::Result<()> {
+    let Some(ended) = ended else { return Ok(()) };
+    let rows = pam_mfa::store::remembered::list(store.conn(), user.as_str(), now)?;
+    if rows.iter().any(|r| r.since <= ended) {
+        let tx = store.write()?;
+        pam_mfa::remembered::forget(&tx, user.as_str())?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Until when a remembered login lets `user` in without a code on this host in `ctx`
+/// (remembered.rs with this host's policy and store, in the database's time `now`):
+/// asked of the database only when this host remembers something of the user. `None`
+/// whenever the store cannot say.
+fn let_in(
+    fleet: &mut Fleet,
+    local: &LocalStore<'_>,
+    user: &UserName,
+    ctx: &pam_mfa_protocol::LoginContext,
+    (uid, now): (u32, UnixTime),
+    log: &Log,
+) -> Result<Option<UnixTime>, FleetError> {
+    let remembers = local.with(|store| {
+        let Some(store) = store else { return Ok(false) };
+        Ok(policy::load(store.conn())?.remember_seconds > 0
+            && !pam_mfa::store::remembered::list(store.conn(), user.as_str(), now)?.is_empty())
+    });
+    if !matches!(remembers, Ok(Some(true))) {
+        return Ok(None);
+    }
+    let (ended, now) = fleet.remembered_ended(user.as_str())?;
+    let until = local.with(|store| {
+        let Some(store) = store else { return Ok(None) };
+        let policy = policy::load(store.conn())?;
+        drop_ended(store, user, ended, now)?;
+        crate::remembered::let_in(store, &policy, user, ctx, (uid, now), log)
+    });
+    Ok(match until {
+        Ok(until) => until.flatten(),
+        Err(e) => {
+            log.log(
+                Level::Error,
+                &format!("device store error: {e}; not letting a remembered login in"),
+            );
+            None
+        }
+    })
+}
+
+/// After a login's answer `r`: a success (a code, a key, a recovery code; never a bypass
+/// code) is remembered on this host in `ctx` where its policy allows it, as for a local
+/// account; a lock-out it started ends `user`'s remembered logins on every host.
+fn remembered_after(
+    fleet: &mut Fleet,
+    local: &LocalStore<'_>,
+    r: Response,
+    user: &UserName,
+    ctx: Option<&pam_mfa_protocol::LoginContext>,
+    uid: u32,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    let success = match &r {
+        Response::Verified(VerifyOutcome::Accepted { .. }) => true,
+        Response::Recovery(RecoveryOutcome::Accepted { kind, .. }) => *kind == CodeKind::Recovery,
+        Response::Verified(VerifyOutcome::Refused {
+            locked_until: Some(_),
+            ..
+        }) => {
+            fleet.forget_remembered(user.as_str(), uid, "locked out")?;
+            false
+        }
+        _ => false,
+    };
+    let remembers = |store: Option<&mut pam_mfa::store::Store>| match store {
+        Some(store) => Ok(policy::load(store.conn())?.remember_seconds > 0),
+        None => Ok(false),
+    };
+    if success
+        && let Some(ctx) = ctx
+        && matches!(local.with(remembers), Ok(Some(true)))
+    {
+        let (_, now) = fleet.remembered_ended(user.as_str())?;
+        let remembered = local.with(|store| match store {
+            Some(store) => crate::remembered::after_success(store, user, Some(ctx), uid, now, log),
+            None => Ok(()),
+        });
+        if let Err(e) = remembered {
+            log.log(
+                Level::Error,
+                &format!("device store error: {e}; the login is not remembered"),
+            );
+        }
+    }
+    Ok(r)
 }
 
 /// The account's active keys in the database, as the local store's rows would carry

@@ -1585,6 +1585,54 @@ BEGIN
 END
 $$;
 
+-- Remembered logins (remembered.rs) are kept by each host in its own store, for the fleet
+-- account: a host remembers the logins it saw. What ends them ends them on every host: a
+-- device removed, an unlock, the start of a lock-out or the person's `mfa forget`, on any
+-- host, leave an audit row here, and a host lets no login in that it remembered at or
+-- before the latest of them. Hosts keep a fleet account's remembered logins in the
+-- database's time, so that they compare with these rows on one clock.
+-- remembered_ended_at: that time (NULL: never), and now.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remembered_ended_at(p_user text, p_now bigint)
+RETURNS TABLE(ended bigint, now bigint)
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    RETURN QUERY SELECT (SELECT max(a.at) FROM pam_mfa_fleet.audit a
+                         WHERE a.user_name = p_user
+                           AND a.action IN ('remove', 'unlock', 'forget')),
+                        p_now;
+END
+$$;
+
+-- The 'forget' row that ends p_user's remembered logins on every host (`mfa forget`, or a
+-- lock-out a host saw start), with why.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.forget_remembered_at(
+    p_user text, p_actor int, p_why text, p_now bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'forget', NULL,
+                                 left(coalesce(p_why, ''), 200));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remembered_ended(p_user text)
+RETURNS TABLE(ended bigint, now bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.remembered_ended_at(p_user, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.forget_remembered(
+    p_user text, p_actor int, p_why text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.forget_remembered_at(p_user, p_actor, p_why, pam_mfa_fleet.now_());
+
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp_held(
     p_user text, p_actor int, p_name text, p_algorithm text, p_digits int, p_period int,
     p_hold bytea)
@@ -1621,13 +1669,19 @@ REVOKE ALL ON FUNCTION
     pam_mfa_fleet.begin_totp_held(text, int, text, text, int, int, bytea),
     pam_mfa_fleet.hold_totp(text, int, text, bytea, text, text),
     pam_mfa_fleet.activate_held(text, int, bytea),
-    pam_mfa_fleet.change_room(text, int)
+    pam_mfa_fleet.change_room(text, int),
+    pam_mfa_fleet.remembered_ended_at(text, bigint),
+    pam_mfa_fleet.forget_remembered_at(text, int, text, bigint),
+    pam_mfa_fleet.remembered_ended(text),
+    pam_mfa_fleet.forget_remembered(text, int, text)
 FROM PUBLIC, pam_mfa_host;
 GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.begin_totp_held(text, int, text, text, int, int, bytea),
     pam_mfa_fleet.hold_totp(text, int, text, bytea, text, text),
     pam_mfa_fleet.activate_held(text, int, bytea),
-    pam_mfa_fleet.change_room(text, int)
+    pam_mfa_fleet.change_room(text, int),
+    pam_mfa_fleet.remembered_ended(text),
+    pam_mfa_fleet.forget_remembered(text, int, text)
 TO pam_mfa_host;
 
 COMMIT;

@@ -774,6 +774,36 @@ impl Fleet {
         )
     }
 
+    /// `remembered_ended(p_user)`: when something last ended `user`'s remembered logins
+    /// on every host (a device removed, an unlock, a lock-out, `mfa forget`; `None`:
+    /// never), and the database's time now, in which hosts keep a fleet account's
+    /// remembered logins: a host lets in no login it remembered at or before then.
+    pub fn remembered_ended(&mut self, user: &str) -> Result<(Option<i64>, i64)> {
+        self.call(
+            "remembered_ended",
+            "SELECT ended, now FROM pam_mfa_fleet.remembered_ended($1)",
+            &[&user],
+            Kind::ReadOnly,
+            |rows| {
+                let row = one_row("remembered_ended", rows)?;
+                Ok((get(&row, 0)?, get(&row, 1)?))
+            },
+        )
+    }
+
+    /// `forget_remembered(...)`: ends `user`'s remembered logins on every host (the audit
+    /// row [`Fleet::remembered_ended`] finds), saying `why`.
+    pub fn forget_remembered(&mut self, user: &str, actor: u32, why: &str) -> Result<()> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "forget_remembered",
+            "SELECT pam_mfa_fleet.forget_remembered($1, $2, $3)",
+            &[&user, &actor, &why],
+            Kind::Changes,
+            |rows| one_row("forget_remembered", rows).map(|_| ()),
+        )
+    }
+
     fn text_call(
         &mut self,
         name: &'static str,
