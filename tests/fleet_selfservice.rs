@@ -412,6 +412,23 @@ fn a_host_remembers_its_own_logins_and_the_fleet_ends_them() {
         "mfa admin unlock on B",
     );
 
+    // And a lock-out started on B (wrong codes from another address): A's remembered
+    // login is gone, and stays gone once the lock-out is over.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    login_with_a_new_device(&a, &b, &alice, "pager");
+    assert_let_in_without_prompt(&login_without_answer(&a, &alice, HOST));
+    b.env.write_service(&["max_failures=2", "lockout=2"]);
+    for _ in 0..2 {
+        b.env
+            .pam(alice.name())
+            .rhost("198.51.100.9")
+            .answer("000000")
+            .run()
+            .assert_result(PamCode::AuthErr);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_asked(&login_without_answer(&a, &alice, HOST), "a lock-out on B");
+
     // On A itself, `mfa forget` says how many A forgot.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     login_with_a_new_device(&a, &b, &alice, "watch");

@@ -359,6 +359,22 @@ fn run(
                     )?)
                 }
             };
+            // A lock-out this failure started ends the remembered logins, as at a login.
+            if let Some(
+                CodeOutcome::Wrong {
+                    locked_until: Some(_),
+                }
+                | CodeOutcome::Replayed {
+                    locked_until: Some(_),
+                    ..
+                }
+                | CodeOutcome::Malformed {
+                    locked_until: Some(_),
+                },
+            ) = &outcome
+            {
+                fleet.forget_remembered(account.as_str(), uid, "locked out")?;
+            }
             if outcome.is_some_and(|o| !matches!(o, CodeOutcome::Accepted { .. })) {
                 log.log(
                     Level::Notice,
