@@ -50,6 +50,13 @@ const HOST_CALLS: &[&str] = &[
     "SELECT * FROM pam_mfa_fleet.begin_key('alice', 'key')",
     "SELECT * FROM pam_mfa_fleet.record_key_login('alice', 0, '\\x01', '\\x02', 1)",
     "SELECT * FROM pam_mfa_fleet.key_refused('alice', 0, NULL, 'a test')",
+    // Hardware tokens: a seed loaded (it says "the-secret"), listed, registered, removed.
+    "SELECT * FROM pam_mfa_fleet.import_tokens(0, 'csv', false, ARRAY['SN-1'], ARRAY['hotp'], \
+     ARRAY[convert_to('the-secret-of-token-sn-1', 'UTF8')], ARRAY['SHA1'], ARRAY[6], \
+     ARRAY[NULL]::int[], ARRAY[0]::bigint[])",
+    "SELECT * FROM pam_mfa_fleet.list_tokens()",
+    "SELECT * FROM pam_mfa_fleet.enroll_token('alice', 0, 'fob', 'SN-1', '123456', '654321')",
+    "SELECT * FROM pam_mfa_fleet.remove_token(0, 'nothing')",
 ];
 
 const TABLES: &[&str] = &[
@@ -59,6 +66,7 @@ const TABLES: &[&str] = &[
     "policy",
     "schema_version",
     "recovery_codes",
+    "tokens",
 ];
 
 /// A cluster with the fleet schema installed in database [`DB`].
@@ -699,6 +707,10 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
         "add_key",
         "record_key_login",
         "key_refused",
+        "import_tokens",
+        "list_tokens",
+        "remove_token",
+        "enroll_token",
         "begin_totp_held",
         "hold_totp",
         "activate_held",
@@ -731,6 +743,12 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
                     "bytea" => "'\\x00'::bytea".to_owned(),
                     "bytea[]" => "ARRAY['\\x00'::bytea]".to_owned(),
                     "text" => "'x'::text".to_owned(),
+                    "text[]" => "ARRAY['x']::text[]".to_owned(),
+                    "integer[]" => "ARRAY[1]::integer[]".to_owned(),
+                    "bigint[]" => "ARRAY[1]::bigint[]".to_owned(),
+                    "boolean" => "true".to_owned(),
+                    // count_failure_'s row of the user's lock.
+                    "pam_mfa_fleet.auth_state" => "NULL::pam_mfa_fleet.auth_state".to_owned(),
                     other => format!("1::{other}"),
                 })
                 .collect::<Vec<_>>()

@@ -3,8 +3,13 @@
 //!
 //! Devices are registered with the real `mfa` (two-step enrollment), because that is how
 //! an administrator gets a device into the store.
+//!
+//! `scripts/test.sh` runs this suite twice: on the local SQLite store, and with
+//! `PAM_MFA_TEST_BACKEND=fleet` on a PostgreSQL fleet database ([`pam_mfa_tests::backend`]).
+//! The tests of the store file itself always run on a local store.
 
 use pam_mfa_tests::PamCode;
+use pam_mfa_tests::backend::Backend;
 use pam_mfa_tests::{Enrolled, TestEnv, TestUser, mode_of, totp, wrong_code};
 use std::os::unix::fs::PermissionsExt;
 
@@ -14,7 +19,10 @@ const DEFAULT_PROMPT: &str = "Verification code: ";
 /// A store with one active device "phone" for a new user, the service with no extra
 /// arguments, and the clock one step past enrollment (whose codes are used up).
 fn enrolled() -> (TestEnv, TestUser, Enrolled) {
-    let env = TestEnv::new();
+    enrolled_on(TestEnv::new())
+}
+
+fn enrolled_on(env: TestEnv) -> (TestEnv, TestUser, Enrolled) {
     let user = TestUser::new();
     env.write_service(&[]);
     let dev = env.enroll(user.name(), "phone");
@@ -609,9 +617,9 @@ fn prompt_with_spaces_without_brackets_is_an_unknown_argument() {
 
 /// Logs in with the right code while the store is made unsafe by `spoil`, expecting a
 /// refusal, then with `repair` applied expects the same code to work (so the refusal
-/// was about the store, and consumed nothing).
+/// was about the store, and consumed nothing). The store file is the local backend's.
 fn refused_while_unsafe(spoil: impl Fn(&TestEnv, &TestUser), repair: impl Fn(&TestEnv)) {
-    let (env, user, dev) = enrolled();
+    let (env, user, dev) = enrolled_on(TestEnv::with_backend(Backend::Local));
     let code = env.code(&dev.secret);
     spoil(&env, &user);
     env.login(user.name(), &code)
@@ -670,7 +678,7 @@ fn store_directory_not_owned_by_root_is_refused() {
 
 #[test]
 fn unsafe_store_fails_closed_even_with_nullok() {
-    let env = TestEnv::new();
+    let env = TestEnv::with_backend(Backend::Local);
     let user = TestUser::new();
     let other = TestUser::new();
     env.enroll(other.name(), "phone");
@@ -682,7 +690,7 @@ fn unsafe_store_fails_closed_even_with_nullok() {
 
 #[test]
 fn a_store_that_is_not_a_database_is_refused() {
-    let env = TestEnv::new();
+    let env = TestEnv::with_backend(Backend::Local);
     let user = TestUser::new();
     std::fs::write(env.db(), vec![b'x'; 4096]).unwrap();
     chmod(env.db(), 0o600);

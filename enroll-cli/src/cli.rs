@@ -177,6 +177,25 @@ pub enum Fleet {
     /// built-in value)
     #[command(subcommand)]
     Policy(FleetPolicy),
+    /// Move this host's local device store into the fleet: every account but mfad.conf's
+    /// local_users, with its devices (and their replay state), recovery and bypass codes,
+    /// in one transaction; then remove their local copies. An account the fleet has
+    /// devices or codes of already is skipped and kept here (nothing is merged).
+    /// Unfinished registrations are not moved
+    Import {
+        /// The local device store [default: /var/lib/pam_mfa/devices.db]
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// This host's mfad.conf, whose local_users stay local [default:
+        /// /etc/pam_mfa/mfad.conf]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Say what would be moved and skipped, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        connection: FleetConnection,
+    },
     /// Every host that has a role
     Hosts {
         /// Print JSON for scripts

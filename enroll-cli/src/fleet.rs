@@ -2,6 +2,11 @@
 //! database administrator's connection. Everything is done by `pam_mfa_fleet::admin`;
 //! this only prints.
 
+use std::path::PathBuf;
+
+use pam_mfa::store::{self, Store, export};
+use pam_mfa_fleet::FleetConfig;
+use pam_mfa_fleet::admin::import::Outcome;
 use pam_mfa_fleet::admin::{self, Admin};
 use serde_json::json;
 
@@ -82,6 +87,12 @@ pub fn run(cmd: Fleet) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Fleet::Import {
+            db,
+            config,
+            dry_run,
+            connection,
+        } => import(db, config, dry_run, &connection),
         Fleet::Hosts { json, connection } => {
             let mut db = connect(&connection)?;
             let hosts = db.list_hosts().map_err(err)?;
@@ -101,6 +112,122 @@ pub fn run(cmd: Fleet) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `mfa admin fleet import`: the store is read and its moved accounts removed under one
+/// SQLite write lock held across the database's commit, so that no local login changes
+/// an account between its copy and its removal. Should the removal fail after the commit,
+/// the accounts are in both places; the fleet's copy is the one mfad uses (they are not
+/// local_users), and a second run skips them and says so.
+fn import(
+    db: Option<PathBuf>,
+    config: Option<PathBuf>,
+    dry_run: bool,
+    connection: &FleetConnection,
+) -> Result<(), CliError> {
+    let config_path = config.unwrap_or_else(|| PathBuf::from(pam_mfa_fleet::config::DEFAULT_PATH));
+    let fleet = FleetConfig::load(&config_path)
+        .map_err(|e| CliError::msg(e.to_string()))?
+        .ok_or_else(|| {
+            CliError::msg(format!(
+                "{} has no [fleet] section: set this host up for the fleet first (its \
+                 local_users are the accounts that stay in the local store)",
+                config_path.display()
+            ))
+        })?;
+    let db_path = db.unwrap_or_else(|| PathBuf::from(store::DEFAULT_PATH));
+    let Some(mut local) = Store::open_existing(&db_path)? else {
+        println!(
+            "There is no device store at {}: nothing to move.",
+            db_path.display()
+        );
+        return Ok(());
+    };
+    let now = pam_mfa::clock::now()?;
+    // A dry run only reads (no lock that would hold up the host's logins).
+    let (results, kept_local, destination) = if dry_run {
+        let (accounts, kept_local) =
+            local.read(|s| export::accounts(s.conn(), now, |u| fleet.is_local_user(u)))?;
+        let mut admin = connect(connection)?;
+        let results = admin.import_accounts(&accounts, 0, true).map_err(err)?;
+        (
+            results,
+            kept_local,
+            format!("the fleet database {}", admin.database()),
+        )
+    } else {
+        let tx = local.write()?;
+        let (accounts, kept_local) = export::accounts(&tx, now, |u| fleet.is_local_user(u))?;
+        let mut admin = connect(connection)?;
+        let results = admin.import_accounts(&accounts, 0, false).map_err(err)?;
+        let destination = format!("the fleet database {}", admin.database());
+        let moved: Vec<String> = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Moved)
+            .map(|r| r.user.clone())
+            .collect();
+        if !moved.is_empty() {
+            export::remove_moved(&tx, &moved, 0, &destination, now)?;
+            tx.commit().map_err(pam_mfa::Error::from)?;
+        }
+        (results, kept_local, destination)
+    };
+    let (mut n_moved, mut n_skipped, mut n_devices, mut n_codes) = (0, 0, 0, 0);
+    for r in &results {
+        let what = format!(
+            "{} device{}, {} recovery and bypass code{}",
+            r.devices,
+            plural(r.devices),
+            r.codes,
+            plural(r.codes)
+        );
+        match r.outcome {
+            Outcome::Moved | Outcome::WouldMove => {
+                n_moved += 1;
+                n_devices += r.devices;
+                n_codes += r.codes;
+                let verb = if r.outcome == Outcome::Moved {
+                    "moved"
+                } else {
+                    "would move"
+                };
+                println!("{verb:<10} {}: {what}", r.user);
+            }
+            Outcome::Skipped => {
+                n_skipped += 1;
+                println!(
+                    "skipped    {}: the fleet has devices or codes of this account already; \
+                     nothing merged, the local copy is kept",
+                    r.user
+                );
+            }
+        }
+    }
+    for user in &kept_local {
+        println!("local      {user}: in local_users, stays in this host's store");
+    }
+    let summary = format!(
+        "{n_moved} account{} ({n_devices} device{}, {n_codes} code{}), {n_skipped} skipped, \
+         {} kept local",
+        plural(n_moved),
+        plural(n_devices),
+        plural(n_codes),
+        kept_local.len()
+    );
+    if dry_run {
+        println!("Dry run, nothing changed: would move {summary}.");
+    } else {
+        println!(
+            "Moved {summary} to {destination}; the moved accounts' devices and codes are \
+             removed from {}.",
+            db_path.display()
+        );
+    }
+    Ok(())
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 fn connect(connection: &FleetConnection) -> Result<Admin, CliError> {

@@ -238,10 +238,7 @@ fn tokens_import(
     log: &Log,
     now: UnixTime,
 ) -> pam_mfa::Result<Response> {
-    let format_name = match format {
-        pam_mfa::tokens::Format::Pskc => "pskc",
-        pam_mfa::tokens::Format::Csv => "csv",
-    };
+    let format_name = format_name(format);
     let imported = (|| {
         let tx = store.write()?;
         let done = inventory::import(&tx, seeds, replace, now)?;
@@ -263,24 +260,51 @@ fn tokens_import(
         Ok(done)
     })();
     match imported {
-        Ok(done) => {
-            changed(
-                log,
-                uid,
-                &format!(
-                    "imported {} hardware tokens ({} replaced)",
-                    done.added + done.replaced,
-                    done.replaced
-                ),
-            );
-            Ok(Response::TokensImported(TokensImportedReply {
-                added: u32::try_from(done.added).unwrap_or(u32::MAX),
-                replaced: u32::try_from(done.replaced).unwrap_or(u32::MAX),
-                format: format_name.to_owned(),
-            }))
-        }
+        Ok(done) => Ok(tokens_imported(log, uid, done, format)),
         Err(e) => refusal(e),
     }
+}
+
+/// A seed file's name in the audit row and the reply.
+pub(crate) fn format_name(format: pam_mfa::tokens::Format) -> &'static str {
+    match format {
+        pam_mfa::tokens::Format::Pskc => "pskc",
+        pam_mfa::tokens::Format::Csv => "csv",
+    }
+}
+
+/// An import done, logged and answered the same way for the local inventory and the
+/// fleet's.
+pub(crate) fn tokens_imported(
+    log: &Log,
+    uid: u32,
+    done: inventory::Imported,
+    format: pam_mfa::tokens::Format,
+) -> Response {
+    changed(
+        log,
+        uid,
+        &format!(
+            "imported {} hardware tokens ({} replaced)",
+            done.added + done.replaced,
+            done.replaced
+        ),
+    );
+    Response::TokensImported(TokensImportedReply {
+        added: u32::try_from(done.added).unwrap_or(u32::MAX),
+        replaced: u32::try_from(done.replaced).unwrap_or(u32::MAX),
+        format: format_name(format).to_owned(),
+    })
+}
+
+/// A token taken out of an inventory (local or the fleet's), logged and answered.
+pub(crate) fn token_removed(log: &Log, uid: u32, serial: &str) -> Response {
+    changed(
+        log,
+        uid,
+        &format!("removed hardware token {:?}", serial.escape_debug()),
+    );
+    Response::Done
 }
 
 fn tokens_remove(
@@ -306,14 +330,7 @@ fn tokens_remove(
         Ok(())
     })();
     match removed {
-        Ok(()) => {
-            changed(
-                log,
-                uid,
-                &format!("removed hardware token {:?}", serial.escape_debug()),
-            );
-            Ok(Response::Done)
-        }
+        Ok(()) => Ok(token_removed(log, uid, serial)),
         Err(e) => refusal(e),
     }
 }

@@ -34,11 +34,14 @@ use pam_mfa::selfservice as rules;
 use pam_mfa::store::devices::Fido2Device;
 use pam_mfa::store::secret::Secret;
 use pam_mfa::{code, otpauth, recovery};
-use pam_mfa_fleet::{CheckSettings, CodeOutcome, Fleet, FleetError, KeyLogin, RefusalCode};
+use pam_mfa_fleet::{
+    CheckSettings, CodeOutcome, FinishOutcome, Fleet, FleetError, KeyLogin, RefusalCode,
+    ResyncOutcome, TokenEnrollment, TokenImport, TokenRemoval,
+};
 use pam_mfa_protocol::{
     AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
     ErrorReply, HeldTotpReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome,
-    RefusalKind, Response, ResyncReply, SecretBytes, VerifyOutcome,
+    RefusalKind, Response, ResyncReply, SecretBytes, TokenEntry, VerifyOutcome,
 };
 
 use crate::authorise::{Admin, AtLogin, Change, Work};
@@ -46,8 +49,8 @@ use crate::held::{bytes_of, hold_of};
 use crate::log::{Level, Log};
 use crate::selfservice::{
     Tickets, fido2_gone, fido2_refused, fido2_registered, issue_failed, issue_fido2,
-    new_recovery_set, pending_reply, proof_refused, raw_attestation, recovery_set_gone, take_fido2,
-    take_recovery_set,
+    new_recovery_set, pending_reply, proof_refused, raw_attestation, recovery_set_gone, refusal,
+    take_fido2, take_recovery_set, token_refused, token_registered,
 };
 use crate::service::{convert, log_outcome, who};
 use crate::turns::LocalStore;
@@ -87,8 +90,20 @@ impl Side {
     }
 
     /// Whether `work` is about an account kept in the fleet's database. Requests about no
-    /// account, or about several (the administrator's listings), stay local.
+    /// account, or about several (the administrator's listings), stay local, except the
+    /// hardware token inventory's (`mfa admin tokens …`): with a fleet configured, the
+    /// inventory is the fleet's, so that a token loaded through any host can be registered
+    /// through every other. (Accounts kept locally register tokens from the host's own
+    /// inventory, which is then no longer filled through `mfad`.)
     pub fn serves(&self, work: &Work) -> bool {
+        if let Work::Admin(admin) = work
+            && matches!(
+                **admin,
+                Admin::TokensImport { .. } | Admin::TokensList | Admin::TokensRemove { .. }
+            )
+        {
+            return true;
+        }
         match account_of(work) {
             Some(user) => !self.local_users.iter().any(|u| u == user.as_str()),
             None => false,
@@ -160,6 +175,47 @@ fn not_served(what: &str) -> Response {
         ErrorKind::Invalid,
         format!("{what} is not available for accounts in the fleet database yet"),
     )
+}
+
+/// A refusal in the library's words (the same as for a local account).
+fn refused(e: pam_mfa::Error) -> Response {
+    refusal(e).unwrap_or_else(|e| error(ErrorKind::Unavailable, e.to_string()))
+}
+
+/// A refusal the database raised about a registration, in the library's words for the
+/// same refusal of a local account (the numbers it names read back from the database);
+/// any other error is passed on.
+fn in_library_words(
+    fleet: &mut Fleet,
+    account: &UserName,
+    name: &DeviceName,
+    e: FleetError,
+) -> Result<Response, FleetError> {
+    let user = account.to_string();
+    let code = match &e {
+        FleetError::Refused { code, .. } => *code,
+        _ => return Err(e),
+    };
+    Ok(refused(match code {
+        RefusalCode::TooManyPending => {
+            let pending = fleet.list_devices(account.as_str())?;
+            let next_expiry = pending.iter().filter_map(|d| d.expires).min();
+            pam_mfa::Error::TooManyPending {
+                user,
+                max: pam_mfa::limits::MAX_PENDING,
+                next_expiry: next_expiry.unwrap_or_default(),
+            }
+        }
+        RefusalCode::TooManyDevices => pam_mfa::Error::TooManyDevices {
+            user,
+            max: fleet.policy()?.max_devices,
+        },
+        RefusalCode::NameTaken => pam_mfa::Error::DuplicateName {
+            user,
+            name: name.to_string(),
+        },
+        _ => return Err(e),
+    }))
 }
 
 /// The answer when the database fails: logged, and "unavailable" to the caller.
@@ -435,38 +491,43 @@ fn run(
                 Ok(n) => n,
                 Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
             };
-            let (c1, c2) = (digits_of(code1.as_bytes()), digits_of(code2.as_bytes()));
-            match fleet.finish_totp(account.as_str(), uid, name.as_str(), &c1, &c2)? {
-                pam_mfa_fleet::FinishOutcome::Activated => {
+            let (c1, c2) = match enrollment::parse_pair(code1.as_bytes(), code2.as_bytes()) {
+                Ok(pair) => pair,
+                Err(e) => return Ok(refused(e)),
+            };
+            let finished = fleet.finish_totp(
+                account.as_str(),
+                uid,
+                name.as_str(),
+                c1.as_str(),
+                c2.as_str(),
+            );
+            let finished = match finished {
+                Ok(f) => f,
+                Err(e) => return in_library_words(fleet, &account, &name, e),
+            };
+            let not_finished = match finished {
+                FinishOutcome::Activated => {
                     changed(
                         log,
                         uid,
                         &account,
                         &format!("activated device {:?}", name.as_str()),
                     );
-                    Response::Done
+                    return Ok(Response::Done);
                 }
-                pam_mfa_fleet::FinishOutcome::Wrong => error(
-                    ErrorKind::Invalid,
-                    "those are not two consecutive codes of this device; nothing was changed",
-                ),
-                pam_mfa_fleet::FinishOutcome::AlreadyActive => error(
-                    ErrorKind::Invalid,
-                    format!(
-                        "device {:?} is already registered and active: there is nothing to \
-                         finish",
-                        name.as_str()
-                    ),
-                ),
-                pam_mfa_fleet::FinishOutcome::NoSuchDevice => error(
-                    ErrorKind::Invalid,
-                    format!(
-                        "no registration of {:?} is waiting (it may have expired): begin it \
-                         again",
-                        name.as_str()
-                    ),
-                ),
-            }
+                FinishOutcome::Wrong(why) => enrollment::pair_error(why),
+                FinishOutcome::ClockSkew { secs } => enrollment::clock_skew(secs),
+                FinishOutcome::AlreadyActive => pam_mfa::Error::AlreadyActive {
+                    user: account.to_string(),
+                    name: name.to_string(),
+                },
+                FinishOutcome::NoSuchDevice => pam_mfa::Error::NoPendingDevice {
+                    user: account.to_string(),
+                    name: name.to_string(),
+                },
+            };
+            refused(not_finished)
         }
         Work::Admin(admin) => match *admin {
             Admin::Unlock { account } => {
@@ -481,6 +542,26 @@ fn run(
                 uses,
                 expires_in,
             } => bypass(fleet, uid, &account, uses, &expires_in, log)?,
+            Admin::TokensImport {
+                seeds,
+                format,
+                replace,
+            } => tokens_import(fleet, uid, &seeds, format, replace, log)?,
+            Admin::TokensList => Response::Tokens(
+                fleet
+                    .list_tokens()?
+                    .into_iter()
+                    .map(|t| TokenEntry {
+                        serial: t.serial,
+                        kind: t.kind,
+                        digits: t.digits,
+                        assigned_to: t.assigned_to,
+                        device: t.device,
+                        imported: t.imported,
+                    })
+                    .collect(),
+            ),
+            Admin::TokensRemove { serial } => tokens_remove(fleet, uid, &serial, log)?,
             _ => not_served("this administrative command"),
         },
         Work::RecoveryCommit { account, ticket } => {
@@ -772,15 +853,6 @@ fn key_answer(
     Ok(Response::Verified(convert(outcome, account)))
 }
 
-/// A code as it goes to the database: its digits, or nothing when it is not a code.
-fn digits_of(answer: &[u8]) -> zeroize::Zeroizing<String> {
-    zeroize::Zeroizing::new(
-        code::parse(answer)
-            .map(|c| c.as_str().to_owned())
-            .unwrap_or_default(),
-    )
-}
-
 /// pam_mfa::selfservice::check_allowed for a fleet account: the fleet's self-service
 /// switch, then the hourly limit on a person's changes, counted by the database over every
 /// host (root is held to neither).
@@ -868,18 +940,27 @@ fn change_now(
                 Ok(n) => n,
                 Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
             };
-            let (c1, c2) = (digits_of(code1.as_bytes()), digits_of(code2.as_bytes()));
-            match fleet.resync(account.as_str(), uid, name.as_str(), &c1, &c2)? {
-                pam_mfa_fleet::ResyncOutcome::Clock { drift_secs } => {
+            let (c1, c2) = match enrollment::parse_pair(code1.as_bytes(), code2.as_bytes()) {
+                Ok(pair) => pair,
+                Err(e) => return Ok(refused(e)),
+            };
+            let not_resynced = match fleet.resync(
+                account.as_str(),
+                uid,
+                name.as_str(),
+                c1.as_str(),
+                c2.as_str(),
+            )? {
+                ResyncOutcome::Clock { drift_secs } => {
                     changed(
                         log,
                         uid,
                         account,
                         &format!("resynced device {:?} (drift {drift_secs} s)", name.as_str()),
                     );
-                    Response::Resynced(ResyncReply::Clock { drift_secs })
+                    return Ok(Response::Resynced(ResyncReply::Clock { drift_secs }));
                 }
-                pam_mfa_fleet::ResyncOutcome::Counter { skipped } => {
+                ResyncOutcome::Counter { skipped } => {
                     changed(
                         log,
                         uid,
@@ -889,16 +970,28 @@ fn change_now(
                             name.as_str()
                         ),
                     );
-                    Response::Resynced(ResyncReply::Counter { skipped })
+                    return Ok(Response::Resynced(ResyncReply::Counter { skipped }));
                 }
-                pam_mfa_fleet::ResyncOutcome::Wrong => error(
-                    ErrorKind::Invalid,
-                    "those are not two consecutive codes of this device; nothing was changed",
-                ),
-                pam_mfa_fleet::ResyncOutcome::NoSuchDevice => {
-                    error(ErrorKind::Invalid, no_such_device(account, name.as_str()))
-                }
-            }
+                // The library's refusals, as enrollment::resync makes them.
+                ResyncOutcome::NotFound => pam_mfa::Error::ResyncFailed,
+                ResyncOutcome::CounterNotFound => pam_mfa::Error::CounterNotFound {
+                    lookahead: enrollment::HOTP_RESYNC_LOOKAHEAD,
+                },
+                ResyncOutcome::NotConsecutive => pam_mfa::Error::NotConsecutive,
+                ResyncOutcome::AlreadyUsed => pam_mfa::Error::CodesAlreadyUsed,
+                ResyncOutcome::NoSuchDevice => pam_mfa::Error::NoSuchDevice {
+                    user: account.to_string(),
+                    name: name.to_string(),
+                },
+                ResyncOutcome::NotActive => pam_mfa::Error::DeviceNotActive {
+                    name: name.to_string(),
+                },
+                ResyncOutcome::NotTotp => pam_mfa::Error::NotTotp {
+                    name: name.to_string(),
+                    action: "resynced",
+                },
+            };
+            refused(not_resynced)
         }
         Change::RecoveryGenerate => {
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
@@ -933,7 +1026,12 @@ fn change_now(
             )
             .map_err(|e| FleetError::Database(e.to_string()))?
         }
-        Change::EnrollToken { .. } => not_served("a hardware token"),
+        Change::EnrollToken {
+            name,
+            serial,
+            code1,
+            code2,
+        } => enroll_token(fleet, uid, account, &name, serial, &code1, &code2, log)?,
     })
 }
 
@@ -998,7 +1096,8 @@ fn begin(
                 .to_string(),
             )));
         }
-        other => other?,
+        Ok(secret) => secret,
+        Err(e) => return in_library_words(fleet, account, &name, e).map(Err),
     };
     let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
     let secret = Secret::from_bytes(secret.to_vec());
@@ -1057,27 +1156,34 @@ fn at_login(fleet: &mut Fleet, uid: u32, work: AtLogin) -> Result<Response, Flee
                 Ok(n) => n,
                 Err(e) => return refusal(e),
             };
-            let (c1, c2) = (digits_of(code1.as_bytes()), digits_of(code2.as_bytes()));
+            let (c1, c2) = match enrollment::parse_pair(code1.as_bytes(), code2.as_bytes()) {
+                Ok(pair) => pair,
+                Err(e) => return refusal(e),
+            };
             let user = account.as_str();
-            match fleet.hold_totp(user, uid, name.as_str(), &hold.digest(), &c1, &c2)? {
-                pam_mfa_fleet::FinishOutcome::Activated => Ok(Response::Done),
-                pam_mfa_fleet::FinishOutcome::Wrong => Ok(error(
-                    ErrorKind::Invalid,
-                    "those are not two consecutive codes of this device; nothing was changed",
-                )),
-                pam_mfa_fleet::FinishOutcome::AlreadyActive => {
-                    refusal(pam_mfa::Error::AlreadyActive {
-                        user: user.to_owned(),
-                        name: name.as_str().to_owned(),
-                    })
-                }
-                pam_mfa_fleet::FinishOutcome::NoSuchDevice => {
-                    refusal(pam_mfa::Error::NoPendingDevice {
-                        user: user.to_owned(),
-                        name: name.as_str().to_owned(),
-                    })
-                }
-            }
+            let held = fleet.hold_totp(
+                user,
+                uid,
+                name.as_str(),
+                &hold.digest(),
+                c1.as_str(),
+                c2.as_str(),
+            );
+            let not_held = match held {
+                Ok(FinishOutcome::Activated) => return Ok(Response::Done),
+                Ok(FinishOutcome::Wrong(why)) => enrollment::pair_error(why),
+                Ok(FinishOutcome::ClockSkew { secs }) => enrollment::clock_skew(secs),
+                Ok(FinishOutcome::AlreadyActive) => pam_mfa::Error::AlreadyActive {
+                    user: user.to_owned(),
+                    name: name.to_string(),
+                },
+                Ok(FinishOutcome::NoSuchDevice) => pam_mfa::Error::NoPendingDevice {
+                    user: user.to_owned(),
+                    name: name.to_string(),
+                },
+                Err(e) => return in_library_words(fleet, &account, &name, e),
+            };
+            refusal(not_held)
         }
         AtLogin::Activate { account, hold } => {
             let Some(hold) = hold_of(&hold) else {
@@ -1291,4 +1397,138 @@ fn changed(log: &Log, uid: u32, user: &UserName, what: &str) {
         Level::Notice,
         &format!("uid {uid} {what} for user {}", user.as_str().escape_debug()),
     );
+}
+
+// ----- Hardware tokens: the fleet's inventory (`mfa admin tokens`) and `mfa enroll token` -----
+
+/// A library error as the administrator reads it, for a refusal the database reported.
+fn admin_refusal(e: pam_mfa::Error) -> Response {
+    error(ErrorKind::Invalid, e.to_string())
+}
+
+/// `mfa admin tokens import` into the fleet's inventory: the whole file in one call (the
+/// database writes its audit row), logged and answered as for the local inventory.
+fn tokens_import(
+    fleet: &mut Fleet,
+    uid: u32,
+    seeds: &[pam_mfa::tokens::TokenSeed],
+    format: pam_mfa::tokens::Format,
+    replace: bool,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    Ok(match fleet.import_tokens(uid, seeds, format, replace)? {
+        TokenImport::Imported { added, replaced } => {
+            let done = pam_mfa::tokens::inventory::Imported {
+                added: added as usize,
+                replaced: replaced as usize,
+            };
+            crate::admin::tokens_imported(log, uid, done, format)
+        }
+        TokenImport::Duplicate { serial } => {
+            admin_refusal(pam_mfa::Error::DuplicateSerial { serial })
+        }
+        TokenImport::Assigned {
+            serial,
+            user,
+            device,
+        } => admin_refusal(pam_mfa::Error::TokenAssigned {
+            serial,
+            user,
+            device,
+        }),
+    })
+}
+
+/// `mfa admin tokens remove` from the fleet's inventory.
+fn tokens_remove(
+    fleet: &mut Fleet,
+    uid: u32,
+    serial: &str,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    Ok(match fleet.remove_token(uid, serial)? {
+        TokenRemoval::Removed => crate::admin::token_removed(log, uid, serial),
+        TokenRemoval::NoSuchToken => admin_refusal(pam_mfa::Error::NoSuchToken {
+            serial: serial.to_owned(),
+        }),
+        TokenRemoval::Assigned { user, device } => admin_refusal(pam_mfa::Error::TokenAssigned {
+            serial: serial.to_owned(),
+            user,
+            device,
+        }),
+    })
+}
+
+/// `mfa enroll token` for a fleet account: the name, serial and codes checked for their
+/// form here as `enrollment::register_token_as` does (in its order: they say nothing
+/// about the inventory), the token and its codes in the database. Root is told exactly
+/// what is wrong; anyone else gets the one answer, counted by the database toward the
+/// lock-out, and (in `conn`) only after the fixed time every refusal takes.
+#[allow(clippy::too_many_arguments)]
+fn enroll_token(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+    name: &str,
+    serial: String,
+    code1: &SecretBytes,
+    code2: &SecretBytes,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    let checked = DeviceName::parse(name).and_then(|name| {
+        pam_mfa::tokens::check_serial(&serial).map_err(pam_mfa::Error::InvalidSerial)?;
+        let parse = |which: &'static str, answer: &SecretBytes| {
+            code::parse(answer.as_bytes())
+                .map_err(|problem| pam_mfa::Error::MalformedCode { which, problem })
+        };
+        Ok((name, parse("first", code1)?, parse("second", code2)?))
+    });
+    let (name, c1, c2) = match checked {
+        Ok(x) => x,
+        Err(e) => return system(token_refused(log, uid, account, e)),
+    };
+    let user = account.as_str();
+    let refused =
+        match fleet.enroll_token(user, uid, name.as_str(), &serial, c1.as_str(), c2.as_str())? {
+            TokenEnrollment::Registered { event_based } => {
+                return Ok(token_registered(
+                    log,
+                    uid,
+                    account,
+                    &name,
+                    serial,
+                    event_based,
+                ));
+            }
+            TokenEnrollment::TooManyDevices => pam_mfa::Error::TooManyDevices {
+                user: user.to_owned(),
+                max: fleet.policy()?.max_devices,
+            },
+            TokenEnrollment::NameTaken => pam_mfa::Error::DuplicateName {
+                user: user.to_owned(),
+                name: name.as_str().to_owned(),
+            },
+            TokenEnrollment::Unavailable => pam_mfa::Error::TokenUnavailable { serial },
+            TokenEnrollment::CodesNotFound { event_based: true } => {
+                pam_mfa::Error::CounterNotFound {
+                    lookahead: enrollment::HOTP_RESYNC_LOOKAHEAD,
+                }
+            }
+            // Searched for within 12 hours of the database's clock, as a token's are locally.
+            TokenEnrollment::CodesNotFound { event_based: false } => pam_mfa::Error::ResyncFailed,
+            TokenEnrollment::AlreadyUsed => pam_mfa::Error::CodesAlreadyUsed,
+            TokenEnrollment::Locked { until }
+            | TokenEnrollment::NotRegistered {
+                locked_until: Some(until),
+            } => pam_mfa::Error::LockedOut { until },
+            TokenEnrollment::NotRegistered { locked_until: None } => {
+                pam_mfa::Error::TokenNotRegistered
+            }
+        };
+    system(token_refused(log, uid, account, refused))
+}
+
+/// A library error that is the system's (none of the above is) as the database's.
+fn system(r: pam_mfa::Result<Response>) -> Result<Response, FleetError> {
+    r.map_err(|e| FleetError::Database(e.to_string()))
 }

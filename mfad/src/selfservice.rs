@@ -294,6 +294,53 @@ pub(crate) fn proof_refused(
 }
 
 /// A syslog line for a change, as `mfa` writes one (never a secret or a code).
+/// A hardware token registered (`mfa enroll token`): logged and answered the same way for
+/// the local store and the fleet's.
+pub(crate) fn token_registered(
+    log: &Log,
+    uid: u32,
+    account: &UserName,
+    name: &DeviceName,
+    serial: String,
+    event_based: bool,
+) -> Response {
+    changed(
+        log,
+        uid,
+        account,
+        &format!(
+            "registered hardware token {serial:?} as device {:?}",
+            name.as_str()
+        ),
+    );
+    Response::TokenRegistered(TokenReply {
+        user: account.as_str().to_owned(),
+        name: name.as_str().to_owned(),
+        serial,
+        event_based,
+    })
+}
+
+/// A hardware token registration refused: a user's is logged (never which check failed),
+/// and the answer is the library's words, for either store.
+pub(crate) fn token_refused(
+    log: &Log,
+    uid: u32,
+    account: &UserName,
+    e: Error,
+) -> Result<Response, Error> {
+    if uid != 0 && !e.is_system() {
+        log.log(
+            Level::Notice,
+            &format!(
+                "refused a hardware token registration ({})",
+                who(account, uid)
+            ),
+        );
+    }
+    refusal(e)
+}
+
 fn changed(log: &Log, uid: u32, user: &UserName, what: &str) {
     log.log(
         Level::Notice,
@@ -398,36 +445,17 @@ fn change_now(
                 })?;
                 Ok((name, mode))
             });
-            let (name, mode) = match registered {
-                Ok(r) => r,
-                Err(e) => {
-                    if uid != 0 && !e.is_system() {
-                        log.log(
-                            Level::Notice,
-                            &format!(
-                                "refused a hardware token registration ({})",
-                                who(account, uid)
-                            ),
-                        );
-                    }
-                    return refusal(e);
-                }
-            };
-            changed(
-                log,
-                uid,
-                account,
-                &format!(
-                    "registered hardware token {serial:?} as device {:?}",
-                    name.as_str()
+            return Ok(match registered {
+                Ok((name, mode)) => token_registered(
+                    log,
+                    uid,
+                    account,
+                    &name,
+                    serial,
+                    matches!(mode, pam_mfa::tokens::Mode::Hotp { .. }),
                 ),
-            );
-            return Ok(Response::TokenRegistered(TokenReply {
-                user: account.as_str().to_owned(),
-                name: name.as_str().to_owned(),
-                serial,
-                event_based: matches!(mode, pam_mfa::tokens::Mode::Hotp { .. }),
-            }));
+                Err(e) => token_refused(log, uid, account, e)?,
+            });
         }
         Change::BeginFido2 {
             name,

@@ -208,6 +208,45 @@ BEGIN
         UPDATE pam_mfa_fleet.schema_version SET version = 2;
     END IF;
 
+    IF v < 3 THEN
+        -- Hardware OTP tokens (tokens/inventory.rs, the local store's migration 5): the
+        -- fleet's inventory of seeds by serial number. A token given to a user is a
+        -- device of kind 'token' pointing at it (one device per token at most), holding a
+        -- copy of its seed and, while assigned, its replay state (TOTP: drift and
+        -- last_step; HOTP: counter, the next value expected), so logins and resync treat
+        -- it like any code device; removing the device hands the high-water mark back
+        -- here, so that no code is ever accepted again under a new owner either.
+        CREATE TABLE pam_mfa_fleet.tokens (
+            id              bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            serial          text    NOT NULL UNIQUE
+                                    CHECK (char_length(serial) BETWEEN 1 AND 64
+                                           AND serial ~ '^[A-Za-z0-9._:/-]+$'),
+            type            text    NOT NULL CHECK (type IN ('totp', 'hotp')),
+            secret          bytea   NOT NULL CHECK (length(secret) BETWEEN 16 AND 128),
+            algorithm       text    NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
+            digits          int     NOT NULL CHECK (digits BETWEEN 6 AND 8),
+            period          int     CHECK (period BETWEEN 1 AND 300),
+            counter         bigint  CHECK (counter BETWEEN 0 AND 281474976710656),
+            last_step       bigint  CHECK (last_step BETWEEN 0 AND 1099511627776),
+            imported_at     bigint  NOT NULL,
+            CHECK ((type = 'totp') = (period IS NOT NULL)),
+            CHECK ((type = 'hotp') = (counter IS NOT NULL)),
+            CHECK (type = 'totp' OR last_step IS NULL)
+        );
+        -- Who has a token: the device pointing at it (so an assignment cannot disagree
+        -- with the devices), and a token cannot leave the inventory while one does.
+        ALTER TABLE pam_mfa_fleet.devices
+            ADD COLUMN token_id bigint REFERENCES pam_mfa_fleet.tokens (id);
+        CREATE UNIQUE INDEX devices_by_token ON pam_mfa_fleet.devices (token_id)
+            WHERE token_id IS NOT NULL;
+        -- Only a token device points at a token. (A token device without one has no
+        -- inventory entry to return to: a token whose seed came with its device.)
+        ALTER TABLE pam_mfa_fleet.devices ADD CONSTRAINT devices_token_from_inventory
+            CHECK (kind = 'token' OR token_id IS NULL);
+
+        UPDATE pam_mfa_fleet.schema_version SET version = 3;
+    END IF;
+
     IF v < 4 THEN
         -- Registration at login (login_hold.rs): a pending device held for one login keeps
         -- the SHA-256 of a value only that login holds; only that login's success
@@ -424,6 +463,52 @@ BEGIN
 END
 $$;
 
+-- lockout::charge's result counted with FailureState::after_failure: p_charge failures
+-- added to the user's row `st` (already locked by lock_user), the lock-out set when they
+-- reach p_max_failures; returns its end, if any. One implementation for a wrong code at a
+-- login and for a user's failed token registration (login::count_refusal).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.count_failure_(
+    p_user text, st pam_mfa_fleet.auth_state, p_charge bigint, p_max_failures bigint,
+    p_lockout bigint, p_now bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    window_open boolean;
+    n_failures bigint;
+    n_window_start bigint;
+    n_until bigint;
+BEGIN
+    window_open := st.failures > 0 AND p_now - st.window_start < p_lockout;
+    IF window_open THEN
+        n_failures := st.failures + p_charge;
+        n_window_start := st.window_start;
+    ELSE
+        n_failures := p_charge;
+        n_window_start := p_now;
+    END IF;
+    n_until := CASE WHEN n_failures >= p_max_failures
+                    THEN p_now + p_lockout * n_failures / p_max_failures END;
+    -- auth_state::save, with its clean-up of rows that say nothing any more (a day without
+    -- a failure, not locked): this user's row is reset rather than deleted (it is the
+    -- lock), other users' rows are deleted unless someone holds them.
+    IF n_window_start < p_now - 86400 AND (n_until IS NULL OR n_until < p_now) THEN
+        UPDATE pam_mfa_fleet.auth_state a
+        SET failures = 0, window_start = 0, locked_until = NULL WHERE a.user_name = p_user;
+    ELSE
+        UPDATE pam_mfa_fleet.auth_state a
+        SET failures = n_failures, window_start = n_window_start, locked_until = n_until
+        WHERE a.user_name = p_user;
+    END IF;
+    DELETE FROM pam_mfa_fleet.auth_state a WHERE a.user_name IN (
+        SELECT o.user_name FROM pam_mfa_fleet.auth_state o
+        WHERE o.window_start < p_now - 86400
+          AND (o.locked_until IS NULL OR o.locked_until < p_now)
+          AND o.user_name <> p_user
+        FOR UPDATE SKIP LOCKED);
+    RETURN n_until;
+END
+$$;
+
 -- login.rs `verify`, with the lock-out rules of lockout.rs and the settings rule of
 -- settings.rs: each setting the module's arguments give, else the policy's, else the
 -- default (window 1, HOTP look-ahead 10, lock-out after 5 failures for 300 s).
@@ -451,10 +536,6 @@ DECLARE
     compared bigint := 0;
     replayed text;
     refusal text;
-    charge bigint;
-    window_open boolean;
-    n_failures bigint;
-    n_window_start bigint;
     n_until bigint;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
@@ -556,35 +637,8 @@ BEGIN
         refusal := CASE WHEN replayed IS NULL THEN 'wrong' ELSE 'replayed' END;
     END IF;
 
-    -- lockout::charge and FailureState::after_failure.
-    charge := greatest((compared + 2) / 3, 1);
-    window_open := st.failures > 0 AND p_now - st.window_start < lockout;
-    IF window_open THEN
-        n_failures := st.failures + charge;
-        n_window_start := st.window_start;
-    ELSE
-        n_failures := charge;
-        n_window_start := p_now;
-    END IF;
-    n_until := CASE WHEN n_failures >= max_failures
-                    THEN p_now + lockout * n_failures / max_failures END;
-    -- auth_state::save, with its clean-up of rows that say nothing any more (a day without
-    -- a failure, not locked): this user's row is reset rather than deleted (it is the
-    -- lock), other users' rows are deleted unless someone holds them.
-    IF n_window_start < p_now - 86400 AND (n_until IS NULL OR n_until < p_now) THEN
-        UPDATE pam_mfa_fleet.auth_state a
-        SET failures = 0, window_start = 0, locked_until = NULL WHERE a.user_name = p_user;
-    ELSE
-        UPDATE pam_mfa_fleet.auth_state a
-        SET failures = n_failures, window_start = n_window_start, locked_until = n_until
-        WHERE a.user_name = p_user;
-    END IF;
-    DELETE FROM pam_mfa_fleet.auth_state a WHERE a.user_name IN (
-        SELECT o.user_name FROM pam_mfa_fleet.auth_state o
-        WHERE o.window_start < p_now - 86400
-          AND (o.locked_until IS NULL OR o.locked_until < p_now)
-          AND o.user_name <> p_user
-        FOR UPDATE SKIP LOCKED);
+    n_until := pam_mfa_fleet.count_failure_(p_user, st, greatest((compared + 2) / 3, 1),
+                                            max_failures, lockout, p_now);
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'login-refused',
                                  replayed, refusal);
     RETURN QUERY SELECT refusal, replayed, n_until;
@@ -703,15 +757,17 @@ BEGIN
     IF d.login_hold IS NOT NULL THEN
         RETURN 'no_such_device';
     END IF;
+    -- (mfad refuses malformed codes in the library's words before asking.)
     IF p_code1 IS NULL OR p_code2 IS NULL
        OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
-        RETURN 'wrong';
+        RETURN 'first_wrong';
     END IF;
     now_step := floor(p_now::numeric / d.period)::bigint;
     t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1, p_code2,
                                             now_step - 10, now_step + 1);
     IF t IS NULL THEN
-        RETURN 'wrong';
+        RETURN pam_mfa_fleet.pair_refusal_(d.secret, d.algorithm, d.digits, d.period,
+                                           p_code1, p_code2, now_step);
     END IF;
     IF (SELECT count(*) FROM pam_mfa_fleet.devices
         WHERE user_name = p_user AND state = 'active')
@@ -722,6 +778,34 @@ BEGIN
     WHERE id = d.id;
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'finish', p_name, NULL);
     RETURN 'activated';
+END
+$$;
+
+-- Why two codes are not consecutive codes of a device near now (10 steps back, 1 ahead),
+-- as enrollment::confirm_totp says it: a pair of another time within the resync range is
+-- the phone's clock being off ('clock_skew SECONDS'); otherwise which code gave the
+-- person away (otp::find_consecutive's PairError: 'first_wrong', 'second_wrong',
+-- 'not_consecutive'). For finish_totp and hold_totp.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.pair_refusal_(
+    p_secret bytea, p_algorithm text, p_digits int, p_period int, p_code1 text, p_code2 text,
+    p_now_step bigint)
+RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    t bigint;
+BEGIN
+    t := pam_mfa_fleet.otp_find_consecutive(p_secret, p_algorithm, p_digits, p_code1, p_code2,
+                                            p_now_step - 1500, p_now_step + 1500);
+    IF t IS NOT NULL THEN
+        RETURN 'clock_skew ' || ((t - p_now_step) * p_period);
+    ELSIF pam_mfa_fleet.otp_find(p_secret, p_algorithm, p_digits, p_code1,
+                                 p_now_step - 10, p_now_step + 1) IS NULL THEN
+        RETURN 'first_wrong';
+    ELSIF pam_mfa_fleet.otp_find(p_secret, p_algorithm, p_digits, p_code2,
+                                 p_now_step - 10, p_now_step + 2) IS NULL THEN
+        RETURN 'second_wrong';
+    END IF;
+    RETURN 'not_consecutive';
 END
 $$;
 
@@ -743,21 +827,34 @@ BEGIN
         RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
     END IF;
     PERFORM pam_mfa_fleet.lock_user(p_user);
+    -- The refusals of enrollment::resync, in its order.
     SELECT * INTO d FROM pam_mfa_fleet.devices x
-    WHERE x.user_name = p_user AND x.name = p_name AND x.kind <> 'fido2'
+    WHERE x.user_name = p_user AND x.name = p_name
       AND (x.state = 'active' OR x.expires_at > p_now);
-    IF NOT FOUND OR d.state <> 'active' THEN
+    IF NOT FOUND THEN
         RETURN 'no_such_device';
+    ELSIF d.kind = 'fido2' THEN
+        RETURN 'not_totp';
+    ELSIF d.state <> 'active' THEN
+        RETURN 'not_active';
     END IF;
+    -- (mfad refuses malformed codes in the library's words before asking.)
     IF p_code1 IS NULL OR p_code2 IS NULL
        OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
-        RETURN 'wrong';
+        RETURN CASE WHEN d.counter IS NULL THEN 'not_found' ELSE 'counter_not_found' END;
     END IF;
     IF d.counter IS NOT NULL THEN
         t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
                                                 p_code2, d.counter, d.counter + 1000);
-        IF t IS NULL OR t < d.counter THEN
-            RETURN 'wrong';
+        IF t IS NULL THEN
+            -- token::find_hotp_pair: both codes ahead but not in a row, or not found.
+            IF pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code1,
+                                      d.counter, d.counter + 1000) IS NOT NULL
+               AND pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code2,
+                                          d.counter, d.counter + 1001) IS NOT NULL THEN
+                RETURN 'not_consecutive';
+            END IF;
+            RETURN 'counter_not_found';
         END IF;
         UPDATE pam_mfa_fleet.devices SET counter = greatest(counter, t + 2) WHERE id = d.id;
         outcome := 'resynced counter ' || (t - d.counter);
@@ -765,9 +862,12 @@ BEGIN
         now_step := floor(p_now::numeric / d.period)::bigint;
         t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
                                                 p_code2, now_step - 1500, now_step + 1500);
+        IF t IS NULL THEN
+            RETURN 'not_found';
+        END IF;
         -- Resync codes are codes like any other: never accepted twice.
-        IF t IS NULL OR (d.last_step IS NOT NULL AND t <= d.last_step) THEN
-            RETURN 'wrong';
+        IF d.last_step IS NOT NULL AND t <= d.last_step THEN
+            RETURN 'already_used';
         END IF;
         UPDATE pam_mfa_fleet.devices
         SET drift = t + 1 - now_step, last_step = greatest(coalesce(last_step, t + 1), t + 1)
@@ -800,16 +900,31 @@ RETURNS boolean
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
     n int;
+    gone record;
 BEGIN
     PERFORM pam_mfa_fleet.check_device_name(p_name);
     PERFORM pam_mfa_fleet.lock_user(p_user);
     PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
-    DELETE FROM pam_mfa_fleet.devices WHERE user_name = p_user AND name = p_name;
+    DELETE FROM pam_mfa_fleet.devices WHERE user_name = p_user AND name = p_name
+    RETURNING token_id, last_step, counter INTO gone;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = 0 THEN
         RETURN false;
     END IF;
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'remove', p_name, NULL);
+    -- A hardware token goes back to the inventory with its high-water mark (the local
+    -- store's devices_token_returned): its used codes stay used under its next owner.
+    IF gone.token_id IS NOT NULL THEN
+        UPDATE pam_mfa_fleet.tokens t SET
+            last_step = CASE WHEN gone.last_step IS NULL OR t.type <> 'totp' THEN t.last_step
+                             ELSE greatest(coalesce(t.last_step, gone.last_step),
+                                           gone.last_step) END,
+            counter = CASE WHEN gone.counter IS NULL OR t.type <> 'hotp' THEN t.counter
+                           ELSE greatest(t.counter, gone.counter) END
+        WHERE t.id = gone.token_id;
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'remove', p_name,
+                                 (SELECT 'token ' || t.serial FROM pam_mfa_fleet.tokens t
+                                  WHERE t.id = gone.token_id));
     RETURN true;
 END
 $$;
@@ -1168,6 +1283,322 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
 RETURN pam_mfa_fleet.recovery_codes_left_at(p_user, pam_mfa_fleet.now_());
 
 ------------------------------------------------------------------------------------------
+-- Hardware OTP tokens: the fleet's inventory (tokens/inventory.rs) and a user's token
+-- registered by serial number and two codes (enrollment/token.rs). Owner-only logic
+-- first, then the host functions. No function here returns a seed.
+------------------------------------------------------------------------------------------
+
+-- tokens::inventory::import: one entry per array index, in the file's order (mfad parsed
+-- and checked the file with tokens::parse; checked again here). The whole file or none of
+-- it: every entry is looked at before anything is written, and the first refused one is
+-- the answer ('duplicate': its serial is in the inventory and p_replace is false;
+-- 'assigned': it is someone's device, never replaced). Loading the same seed again keeps
+-- what the inventory knows about codes used; a new seed starts afresh.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_tokens_at(
+    p_actor int, p_format text, p_replace boolean, p_serials text[], p_types text[],
+    p_secrets bytea[], p_algorithms text[], p_digits int[], p_periods int[],
+    p_counters bigint[], p_now bigint)
+RETURNS TABLE(outcome text, serial text, holder text, holder_device text, added int,
+              replaced int)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    n int := coalesce(pg_catalog.cardinality(p_serials), 0);
+    old pam_mfa_fleet.tokens;
+    who record;
+    same boolean;
+    n_added int := 0;
+    n_replaced int := 0;
+BEGIN
+    IF p_now IS NULL OR p_replace IS NULL OR p_format IS NULL
+       OR p_format NOT IN ('pskc', 'csv') THEN
+        RAISE EXCEPTION 'an import needs its format (pskc or csv) and whether it replaces'
+            USING ERRCODE = 'MF005';
+    END IF;
+    IF n NOT BETWEEN 1 AND 100000
+       OR coalesce(pg_catalog.cardinality(p_types), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_secrets), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_algorithms), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_digits), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_periods), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_counters), 0) <> n
+       OR pg_catalog.array_ndims(p_serials) <> 1 THEN
+        RAISE EXCEPTION 'an import is 1 to 100000 tokens, every field given for each'
+            USING ERRCODE = 'MF005';
+    END IF;
+    FOR i IN 1..n LOOP
+        IF p_serials[i] IS NULL OR char_length(p_serials[i]) NOT BETWEEN 1 AND 64
+           OR p_serials[i] !~ '^[A-Za-z0-9._:/-]+$'
+           OR p_types[i] IS NULL OR p_types[i] NOT IN ('totp', 'hotp')
+           OR p_secrets[i] IS NULL OR pg_catalog.length(p_secrets[i]) NOT BETWEEN 16 AND 128
+           OR p_algorithms[i] IS NULL OR p_algorithms[i] NOT IN ('SHA1', 'SHA256', 'SHA512')
+           OR p_digits[i] IS NULL OR p_digits[i] NOT BETWEEN 6 AND 8
+           OR (p_types[i] = 'totp' AND (p_periods[i] IS NULL OR p_counters[i] IS NOT NULL
+                                        OR p_periods[i] NOT BETWEEN 1 AND 300))
+           OR (p_types[i] = 'hotp' AND (p_counters[i] IS NULL OR p_periods[i] IS NOT NULL
+                                        OR p_counters[i] NOT BETWEEN 0 AND 281474976710656))
+        THEN
+            RAISE EXCEPTION 'entry % is not a token this schema can hold', i
+                USING ERRCODE = 'MF005';
+        END IF;
+    END LOOP;
+    IF (SELECT count(DISTINCT s) FROM unnest(p_serials) s) <> n THEN
+        RAISE EXCEPTION 'a serial number appears twice' USING ERRCODE = 'MF005';
+    END IF;
+    -- One import at a time, and none while a token is being registered or removed (the
+    -- local store's write transaction): what is looked at below stays so until the end.
+    LOCK TABLE pam_mfa_fleet.tokens IN SHARE ROW EXCLUSIVE MODE;
+    FOR i IN 1..n LOOP
+        -- Held to the end: a registration of this token under way is waited for, and its
+        -- device then seen below.
+        SELECT * INTO old FROM pam_mfa_fleet.tokens t WHERE t.serial = p_serials[i]
+        FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
+        IF NOT p_replace THEN
+            RETURN QUERY SELECT 'duplicate'::text, p_serials[i], NULL::text, NULL::text, 0, 0;
+            RETURN;
+        END IF;
+        SELECT d.user_name, d.name INTO who FROM pam_mfa_fleet.devices d
+        WHERE d.token_id = old.id;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'assigned'::text, p_serials[i], who.user_name, who.name, 0, 0;
+            RETURN;
+        END IF;
+    END LOOP;
+    FOR i IN 1..n LOOP
+        SELECT * INTO old FROM pam_mfa_fleet.tokens t WHERE t.serial = p_serials[i];
+        IF NOT FOUND THEN
+            INSERT INTO pam_mfa_fleet.tokens (serial, type, secret, algorithm, digits, period,
+                                              counter, last_step, imported_at)
+            VALUES (p_serials[i], p_types[i], p_secrets[i], p_algorithms[i], p_digits[i],
+                    p_periods[i], p_counters[i], NULL, p_now);
+            n_added := n_added + 1;
+        ELSE
+            -- The same token again only when every parameter is the same: a stored step
+            -- or counter means nothing under another period, digits or hash. (Digests
+            -- compared, not the seeds.)
+            same := old.type = p_types[i] AND old.algorithm = p_algorithms[i]
+                    AND old.digits = p_digits[i]
+                    AND old.period IS NOT DISTINCT FROM p_periods[i]
+                    AND pg_catalog.sha256(old.secret) = pg_catalog.sha256(p_secrets[i]);
+            UPDATE pam_mfa_fleet.tokens t
+            SET type = p_types[i], secret = p_secrets[i], algorithm = p_algorithms[i],
+                digits = p_digits[i], period = p_periods[i],
+                counter = CASE WHEN same AND p_types[i] = 'hotp'
+                               THEN greatest(p_counters[i], old.counter)
+                               ELSE p_counters[i] END,
+                last_step = CASE WHEN same THEN old.last_step END,
+                imported_at = p_now
+            WHERE t.id = old.id;
+            n_replaced := n_replaced + 1;
+        END IF;
+    END LOOP;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, '*', 'token-import', NULL,
+                                 n_added || ' added, ' || n_replaced || ' replaced ('
+                                 || upper(p_format) || ')');
+    RETURN QUERY SELECT 'imported'::text, NULL::text, NULL::text, NULL::text, n_added,
+                        n_replaced;
+END
+$$;
+
+-- tokens::inventory::list: every token by serial number, with whoever has it; no seed.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.list_tokens_at(p_now bigint)
+RETURNS TABLE(serial text, kind text, digits int, imported bigint, assigned_to text,
+              device text)
+LANGUAGE sql STABLE SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT t.serial, t.type, t.digits, t.imported_at, d.user_name, d.name
+FROM pam_mfa_fleet.tokens t LEFT JOIN pam_mfa_fleet.devices d ON d.token_id = t.id
+ORDER BY t.serial COLLATE "C"
+$$;
+
+-- tokens::inventory::remove: a token out of the inventory for good; refused while it is
+-- someone's device ('assigned', with whose), 'no_such_token' when there is none.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remove_token_at(
+    p_actor int, p_serial text, p_now bigint)
+RETURNS TABLE(outcome text, holder text, holder_device text)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    tid bigint;
+    who record;
+BEGIN
+    IF p_now IS NULL OR p_serial IS NULL THEN
+        RAISE EXCEPTION 'no serial number' USING ERRCODE = 'MF005';
+    END IF;
+    SELECT t.id INTO tid FROM pam_mfa_fleet.tokens t WHERE t.serial = p_serial FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'no_such_token'::text, NULL::text, NULL::text;
+        RETURN;
+    END IF;
+    SELECT d.user_name, d.name INTO who FROM pam_mfa_fleet.devices d WHERE d.token_id = tid;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'assigned'::text, who.user_name, who.name;
+        RETURN;
+    END IF;
+    DELETE FROM pam_mfa_fleet.tokens WHERE id = tid;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, '*', 'token-remove', NULL,
+                                 'serial ' || p_serial);
+    RETURN QUERY SELECT 'removed'::text, NULL::text, NULL::text;
+END
+$$;
+
+-- enrollment::register_token_as: the inventory token p_serial becomes p_user's active
+-- device p_name once p_code1, p_code2 are two consecutive codes of it: consecutive time
+-- steps near now (10 back, 1 ahead; failing that within 12 hours, at most 1,500 steps,
+-- its clock's offset then remembered as drift) for a TOTP token, consecutive counter
+-- values within 1,000 of its counter for an HOTP one; never at or before a code it ever
+-- had accepted. The device row holds a copy of the seed (check_code and resync read
+-- it there) and the replay state.
+--
+-- Root (p_actor 0), who holds the inventory, is told what is wrong: 'too_many_devices',
+-- 'name_taken', 'unavailable' (no such token, or assigned: not said which),
+-- 'codes_not_found' (with the token's kind), 'already_used'. Anyone else registering for
+-- themselves is refused while locked out ('locked'), and otherwise gets the one answer
+-- 'not_registered', counted as one failure toward the lock-out (login::count_refusal;
+-- locked_until set when it locked the user), so that which serials exist, which are
+-- free and which code was right stay unsaid.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.enroll_token_at(
+    p_user text, p_actor int, p_name text, p_serial text, p_code1 text, p_code2 text,
+    p_now bigint)
+RETURNS TABLE(outcome text, mode text, locked_until bigint)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    st pam_mfa_fleet.auth_state;
+    pol pam_mfa_fleet.policy;
+    tok pam_mfa_fleet.tokens;
+    refusal text;
+    now_step bigint;
+    span bigint;
+    t bigint;
+    drift bigint := 0;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    IF p_now IS NULL OR p_actor IS NULL THEN
+        RAISE EXCEPTION 'no time or no actor' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_serial IS NULL OR char_length(p_serial) NOT BETWEEN 1 AND 64
+       OR p_serial !~ '^[A-Za-z0-9._:/-]+$' THEN
+        RAISE EXCEPTION 'not a serial number' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_code1 IS NULL OR p_code2 IS NULL
+       OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
+        RAISE EXCEPTION 'a code is 6 to 8 digits' USING ERRCODE = 'MF005';
+    END IF;
+    st := pam_mfa_fleet.lock_user(p_user);
+    PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
+    -- Locked: not even the right codes of a free token are looked at.
+    IF p_actor <> 0 AND st.locked_until IS NOT NULL AND p_now < st.locked_until THEN
+        RETURN QUERY SELECT 'locked'::text, NULL::text, st.locked_until;
+        RETURN;
+    END IF;
+    SELECT * INTO STRICT pol FROM pam_mfa_fleet.policy WHERE id = 1;
+    -- The cheap refusals first (enrollment::check_room_for), then the token and its codes.
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices d
+        WHERE d.user_name = p_user AND d.state = 'active') >= least(pol.max_devices, 8) THEN
+        refusal := 'too_many_devices';
+    ELSIF EXISTS (SELECT 1 FROM pam_mfa_fleet.devices d
+                  WHERE d.user_name = p_user AND d.name = p_name AND d.state = 'active') THEN
+        refusal := 'name_taken';
+    ELSE
+        -- The token's row is held to the end: one owner, and no import over it meanwhile.
+        SELECT * INTO tok FROM pam_mfa_fleet.tokens x WHERE x.serial = p_serial FOR UPDATE;
+        IF NOT FOUND OR EXISTS (SELECT 1 FROM pam_mfa_fleet.devices d
+                                WHERE d.token_id = tok.id) THEN
+            refusal := 'unavailable';
+        ELSIF tok.type = 'totp' THEN
+            now_step := floor(p_now::numeric / tok.period)::bigint;
+            t := pam_mfa_fleet.otp_find_consecutive(tok.secret, tok.algorithm, tok.digits,
+                                                    p_code1, p_code2, now_step - 10,
+                                                    now_step + 1);
+            IF t IS NULL THEN
+                -- A token's clock cannot be set: its offset is found and remembered.
+                span := least(43200 / tok.period, 1500);
+                t := pam_mfa_fleet.otp_find_consecutive(tok.secret, tok.algorithm,
+                                                        tok.digits, p_code1, p_code2,
+                                                        now_step - span, now_step + span);
+                drift := t + 1 - now_step;
+            END IF;
+            IF t IS NULL THEN
+                refusal := 'codes_not_found';
+            ELSIF tok.last_step IS NOT NULL AND t <= tok.last_step THEN
+                refusal := 'already_used';
+            END IF;
+        ELSE
+            t := pam_mfa_fleet.otp_find_consecutive(tok.secret, tok.algorithm, tok.digits,
+                                                    p_code1, p_code2, tok.counter,
+                                                    tok.counter + 1000);
+            IF t IS NULL THEN
+                refusal := 'codes_not_found';
+            END IF;
+        END IF;
+    END IF;
+    IF refusal IS NULL THEN
+        -- devices::claim_name: a pending registration of that name gives way.
+        DELETE FROM pam_mfa_fleet.devices d
+        WHERE d.user_name = p_user AND d.name = p_name AND d.state = 'pending';
+        INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, secret, algorithm,
+                                           digits, period, drift, last_step, counter,
+                                           created_at, token_id)
+        VALUES (p_user, p_name, 'token', 'active', tok.secret, tok.algorithm, tok.digits,
+                tok.period, drift,
+                CASE WHEN tok.type = 'totp' THEN t + 1 END,
+                CASE WHEN tok.type = 'hotp' THEN t + 2 END,
+                p_now, tok.id);
+        PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'register', p_name,
+                                     'token ' || p_serial);
+        RETURN QUERY SELECT 'registered'::text, tok.type, NULL::bigint;
+        RETURN;
+    END IF;
+    IF p_actor = 0 THEN
+        RETURN QUERY SELECT refusal, tok.type, NULL::bigint;
+        RETURN;
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'register-refused', p_name, NULL);
+    RETURN QUERY SELECT 'not_registered'::text, NULL::text,
+        pam_mfa_fleet.count_failure_(
+            p_user, st, 1, least(greatest(coalesce(pol.max_failures, 5), 1), 1000),
+            least(greatest(coalesce(pol.lockout_seconds, 300), 1), 604800), p_now);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_tokens(
+    p_actor int, p_format text, p_replace boolean, p_serials text[], p_types text[],
+    p_secrets bytea[], p_algorithms text[], p_digits int[], p_periods int[],
+    p_counters bigint[])
+RETURNS TABLE(outcome text, serial text, holder text, holder_device text, added int,
+              replaced int)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.import_tokens_at(p_actor, p_format, p_replace, p_serials,
+                                             p_types, p_secrets, p_algorithms, p_digits,
+                                             p_periods, p_counters, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.list_tokens()
+RETURNS TABLE(serial text, kind text, digits int, imported bigint, assigned_to text,
+              device text)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.list_tokens_at(pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remove_token(p_actor int, p_serial text)
+RETURNS TABLE(outcome text, holder text, holder_device text)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.remove_token_at(p_actor, p_serial, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.enroll_token(
+    p_user text, p_actor int, p_name text, p_serial text, p_code1 text, p_code2 text)
+RETURNS TABLE(outcome text, mode text, locked_until bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.enroll_token_at(p_user, p_actor, p_name, p_serial, p_code1,
+                                            p_code2, pam_mfa_fleet.now_())
+$$;
+
+------------------------------------------------------------------------------------------
 -- Privileges, set again at every run
 ------------------------------------------------------------------------------------------
 
@@ -1202,7 +1633,13 @@ GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.use_recovery_code(text, int, text),
     pam_mfa_fleet.set_recovery_codes(text, int, bytea[], bytea[]),
     pam_mfa_fleet.add_bypass_code(text, int, bytea, bytea, int, bigint),
-    pam_mfa_fleet.recovery_codes_left(text)
+    pam_mfa_fleet.recovery_codes_left(text),
+    -- Hardware tokens.
+    pam_mfa_fleet.import_tokens(int, text, boolean, text[], text[], bytea[], text[], int[],
+                                int[], bigint[]),
+    pam_mfa_fleet.list_tokens(),
+    pam_mfa_fleet.remove_token(int, text),
+    pam_mfa_fleet.enroll_token(text, int, text, text, text, text)
 TO pam_mfa_host;
 
 ------------------------------------------------------------------------------------------
@@ -1440,9 +1877,135 @@ GRANT EXECUTE ON FUNCTION
 TO pam_mfa_host;
 
 ------------------------------------------------------------------------------------------
+-- Moving a host's local store into the fleet (`mfa admin fleet import`; owner only, never
+-- granted to hosts). Self-contained (own revokes) so that it can be merged beside other
+-- blocks.
+------------------------------------------------------------------------------------------
+
+SET LOCAL ROLE pam_mfa_owner;
+
+-- p_accounts is (the text of) a JSON array of accounts as pam_mfa_fleet's import module builds them from
+-- the host's SQLite store: {"user", "devices": [...], "codes": [...]}, binary values in
+-- hex, each device with everything that keeps it working (its replay state: last step,
+-- drift, counter, sign count). An account is moved whole, or, when the fleet has a device
+-- or a usable recovery or bypass code of it already, skipped untouched (nothing is
+-- merged). Everything happens in the caller's one transaction; a device that cannot be
+-- moved (too many, a security key or a token that another account of the fleet has)
+-- fails the whole call. With p_dry_run only the outcomes are worked out. One row per
+-- account: 'moved' ('would_move' in a dry run) or 'skipped', with its numbers of devices
+-- and codes. Each moved account is audited with the importing role.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_accounts_at(
+    p_actor int, p_accounts text, p_dry_run boolean, p_now bigint)
+RETURNS TABLE(account text, outcome text, n_devices int, n_codes int)
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    doc jsonb;
+    a jsonb;
+    d jsonb;
+    u text;
+    nd int;
+    nc int;
+BEGIN
+    BEGIN
+        doc := p_accounts::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        doc := NULL;
+    END;
+    IF p_now IS NULL OR p_dry_run IS NULL OR doc IS NULL OR jsonb_typeof(doc) <> 'array' THEN
+        RAISE EXCEPTION 'import: an array of accounts, a time and whether it is a dry run'
+            USING ERRCODE = 'MF005';
+    END IF;
+    FOR a IN SELECT e.value FROM jsonb_array_elements(doc) e LOOP
+        u := a->>'user';
+        PERFORM pam_mfa_fleet.check_user(u);
+        IF jsonb_typeof(a->'devices') IS DISTINCT FROM 'array'
+           OR jsonb_typeof(a->'codes') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'import: % has no list of devices or codes', u
+                USING ERRCODE = 'MF005';
+        END IF;
+        nd := jsonb_array_length(a->'devices');
+        nc := jsonb_array_length(a->'codes');
+        IF nd > 8 THEN
+            RAISE EXCEPTION 'pam_mfa: at most 8 active devices per user (% has %)', u, nd
+                USING ERRCODE = 'MF002';
+        END IF;
+        PERFORM pam_mfa_fleet.lock_user(u);
+        PERFORM pam_mfa_fleet.purge_expired(u, p_now);
+        IF EXISTS (SELECT 1 FROM pam_mfa_fleet.devices x WHERE x.user_name = u)
+           OR EXISTS (SELECT 1 FROM pam_mfa_fleet.recovery_codes x
+                      WHERE x.user_name = u AND x.uses_left > 0
+                        AND (x.expires_at IS NULL OR x.expires_at > p_now)) THEN
+            RETURN QUERY SELECT u, 'skipped'::text, nd, nc;
+            CONTINUE;
+        END IF;
+        FOR d IN SELECT e.value FROM jsonb_array_elements(a->'devices') e LOOP
+            PERFORM pam_mfa_fleet.check_device_name(d->>'name');
+            IF d->>'credential_id' IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM pam_mfa_fleet.devices x
+                   WHERE x.credential_id = decode(d->>'credential_id', 'hex')) THEN
+                RAISE EXCEPTION 'import: the security key % of % is registered in the fleet already',
+                    d->>'name', u USING ERRCODE = 'MF005';
+            END IF;
+            IF d->>'token_serial' IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM pam_mfa_fleet.devices x
+                   WHERE x.token_serial = d->>'token_serial') THEN
+                RAISE EXCEPTION 'import: the token % of % is assigned in the fleet already',
+                    d->>'token_serial', u USING ERRCODE = 'MF005';
+            END IF;
+            IF NOT p_dry_run THEN
+                INSERT INTO pam_mfa_fleet.devices (
+                    user_name, name, kind, state, secret, algorithm, digits, period, drift,
+                    last_step, counter, created_at, last_used_at, token_serial,
+                    credential_id, cose_public_key, sign_count, rp_id, uv_required)
+                VALUES (
+                    u, d->>'name', d->>'kind', 'active', decode(d->>'secret', 'hex'),
+                    d->>'algorithm', (d->>'digits')::int, (d->>'period')::int,
+                    coalesce((d->>'drift')::bigint, 0), (d->>'last_step')::bigint,
+                    (d->>'counter')::bigint, (d->>'created_at')::bigint,
+                    (d->>'last_used_at')::bigint, d->>'token_serial',
+                    decode(d->>'credential_id', 'hex'), decode(d->>'cose_public_key', 'hex'),
+                    (d->>'sign_count')::bigint, d->>'rp_id', (d->>'uv_required')::boolean);
+            END IF;
+        END LOOP;
+        IF NOT p_dry_run THEN
+            INSERT INTO pam_mfa_fleet.recovery_codes (
+                user_name, kind, salt, hash, uses_left, expires_at, created_at, created_by)
+            SELECT u, c.value->>'kind', decode(c.value->>'salt', 'hex'),
+                   decode(c.value->>'hash', 'hex'), (c.value->>'uses_left')::int,
+                   (c.value->>'expires_at')::bigint, (c.value->>'created_at')::bigint,
+                   (c.value->>'created_by')::bigint
+            FROM jsonb_array_elements(a->'codes') c;
+            PERFORM pam_mfa_fleet.audit_(p_now, p_actor, u, 'import', NULL,
+                                         nd || ' devices, ' || nc
+                                         || ' recovery and bypass codes from a host''s store');
+        END IF;
+        RETURN QUERY SELECT u, CASE WHEN p_dry_run THEN 'would_move' ELSE 'moved' END, nd, nc;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.import_accounts(
+    p_actor int, p_accounts text, p_dry_run boolean)
+RETURNS TABLE(account text, outcome text, n_devices int, n_codes int)
+LANGUAGE sql VOLATILE SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.import_accounts_at(p_actor, p_accounts, p_dry_run,
+                                               pam_mfa_fleet.now_())
+$$;
+
+RESET ROLE;
+
+-- New functions are executable by PUBLIC until revoked: the owner's alone.
+REVOKE ALL ON FUNCTION
+    pam_mfa_fleet.import_accounts_at(int, text, boolean, bigint),
+    pam_mfa_fleet.import_accounts(int, text, boolean)
+FROM PUBLIC, pam_mfa_host;
+
+------------------------------------------------------------------------------------------
 -- Self-service as on one host: registration at login (login_hold.rs), the hourly limits
--- of limits.rs counted fleet-wide from the audit rows, under the user's lock.
--- Self-contained (own grants) so that it can be merged beside other blocks.
+-- of limits.rs counted fleet-wide from the audit rows, under the user's lock, and what
+-- ends the hosts' remembered logins. Self-contained (own grants) so that it can be merged
+-- beside other blocks.
 ------------------------------------------------------------------------------------------
 
 SET LOCAL ROLE pam_mfa_owner;
@@ -1498,8 +2061,8 @@ $$;
 -- login_hold::hold_totp: the two consecutive codes of the registration p_name held for
 -- the login whose value hashes to p_hold, checked as finish_totp checks them and used up
 -- (its last step set), leaving it pending: only activate_held makes it active.
--- 'held', 'wrong', 'already_active' or 'no_such_device' (none, expired, held for another
--- login or none, or already confirmed).
+-- 'held', finish_totp's refusals of the codes, 'already_active' or 'no_such_device'
+-- (none, expired, held for another login or for none, or already confirmed).
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.hold_totp_at(
     p_user text, p_actor int, p_name text, p_hold bytea, p_code1 text, p_code2 text,
     p_now bigint)
@@ -1528,15 +2091,17 @@ BEGIN
     IF d.login_hold IS DISTINCT FROM p_hold THEN
         RETURN 'no_such_device';
     END IF;
+    -- (mfad refuses malformed codes in the library's words before asking.)
     IF p_code1 IS NULL OR p_code2 IS NULL
        OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
-        RETURN 'wrong';
+        RETURN 'first_wrong';
     END IF;
     now_step := floor(p_now::numeric / d.period)::bigint;
     t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1, p_code2,
                                             now_step - 10, now_step + 1);
     IF t IS NULL THEN
-        RETURN 'wrong';
+        RETURN pam_mfa_fleet.pair_refusal_(d.secret, d.algorithm, d.digits, d.period,
+                                           p_code1, p_code2, now_step);
     END IF;
     IF (SELECT count(*) FROM pam_mfa_fleet.devices
         WHERE user_name = p_user AND state = 'active')
@@ -1661,6 +2226,7 @@ RETURN pam_mfa_fleet.change_room_at(p_user, p_actor, pam_mfa_fleet.now_());
 RESET ROLE;
 
 REVOKE ALL ON FUNCTION
+    pam_mfa_fleet.pair_refusal_(bytea, text, int, int, text, text, bigint),
     pam_mfa_fleet.nth_recent_(text, text, int, bigint),
     pam_mfa_fleet.check_begun_(text, bigint),
     pam_mfa_fleet.change_room_at(text, int, bigint),

@@ -25,6 +25,9 @@ use zeroize::Zeroizing;
 use crate::connect::{describe, tls_connector};
 use crate::error::{FleetError, Result};
 
+/// `mfa admin fleet import`: a host's SQLite store moved into the fleet.
+pub mod import;
+
 /// The schema, roles and functions (idempotent; see CONTRACT.md).
 pub const FLEET_SQL: &str = include_str!("../sql/fleet.sql");
 /// Host roles are `mfa_host_<name>`.

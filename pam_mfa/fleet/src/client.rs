@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use pam_mfa::fido2::ceremony::Credential;
-use pam_mfa::otp::Algorithm;
+use pam_mfa::otp::{Algorithm, PairError};
 use pam_mfa::policy::{NoDevice, SelfService};
 use pam_mfa::recovery::{Kind as RecoveryKind, Used};
 use pam_mfa::store::devices::{DeviceKind, DeviceState};
@@ -65,8 +65,13 @@ pub enum CodeOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishOutcome {
     Activated,
-    /// Not two consecutive codes within the window.
-    Wrong,
+    /// Not two consecutive codes near now, and which code gave the person away.
+    Wrong(PairError),
+    /// Two consecutive codes of a time this many seconds from the database's clock (within
+    /// the resync range): the phone's clock is off.
+    ClockSkew {
+        secs: i64,
+    },
     AlreadyActive,
     /// No such pending device, or it expired.
     NoSuchDevice,
@@ -83,8 +88,19 @@ pub enum ResyncOutcome {
     Counter {
         skipped: i64,
     },
-    Wrong,
+    /// A time-based device's codes were not found within the resync range.
+    NotFound,
+    /// A token's codes were not found within the look-ahead.
+    CounterNotFound,
+    /// A token's two codes are both ahead, but not one after the other.
+    NotConsecutive,
+    /// The codes are not newer than the last one accepted.
+    AlreadyUsed,
     NoSuchDevice,
+    /// Still pending: finish its registration first.
+    NotActive,
+    /// A security key, which has no codes.
+    NotTotp,
 }
 
 /// `rename_device(...)`.
@@ -313,13 +329,7 @@ impl Fleet {
             "SELECT pam_mfa_fleet.finish_totp($1, $2, $3, $4, $5)",
             &[&user, &actor, &name, &code1, &code2],
         )?;
-        Ok(match text.as_str() {
-            "activated" => FinishOutcome::Activated,
-            "wrong" => FinishOutcome::Wrong,
-            "already_active" => FinishOutcome::AlreadyActive,
-            "no_such_device" => FinishOutcome::NoSuchDevice,
-            other => return Err(unknown("finish_totp", other)),
-        })
+        finish_outcome("finish_totp", &text)
     }
 
     pub fn resync(
@@ -351,8 +361,13 @@ impl Fleet {
                 _ => return Err(unknown("resync", &text)),
             },
             _ => match text.as_str() {
-                "wrong" => ResyncOutcome::Wrong,
+                "not_found" => ResyncOutcome::NotFound,
+                "counter_not_found" => ResyncOutcome::CounterNotFound,
+                "not_consecutive" => ResyncOutcome::NotConsecutive,
+                "already_used" => ResyncOutcome::AlreadyUsed,
                 "no_such_device" => ResyncOutcome::NoSuchDevice,
+                "not_active" => ResyncOutcome::NotActive,
+                "not_totp" => ResyncOutcome::NotTotp,
                 other => return Err(unknown("resync", other)),
             },
         })
@@ -731,14 +746,12 @@ impl Fleet {
             "SELECT pam_mfa_fleet.hold_totp($1, $2, $3, $4, $5, $6)",
             &[&user, &actor, &name, &hold, &code1, &code2],
         )?;
-        Ok(match text.as_str() {
+        match text.as_str() {
             // Confirmed and held: active once the login's activate_held comes.
-            "held" => FinishOutcome::Activated,
-            "wrong" => FinishOutcome::Wrong,
-            "already_active" => FinishOutcome::AlreadyActive,
-            "no_such_device" => FinishOutcome::NoSuchDevice,
-            other => return Err(unknown("hold_totp", other)),
-        })
+            "held" => Ok(FinishOutcome::Activated),
+            "activated" => Err(unknown("hold_totp", &text)),
+            _ => finish_outcome("hold_totp", &text),
+        }
     }
 
     /// `activate_held(...)`: the registration held for `hold` whose codes were right,
@@ -984,4 +997,277 @@ fn unknown(what: &str, value: &str) -> FleetError {
 /// must be longer).
 pub fn call_deadline(config: &FleetConfig) -> Duration {
     config.connect_timeout + config.query_timeout
+}
+
+// ----- Hardware tokens: the fleet's inventory and a user's token -----
+
+/// `import_tokens(...)`: the whole file was loaded, or the first entry that stopped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenImport {
+    Imported {
+        added: u32,
+        replaced: u32,
+    },
+    /// Already in the inventory, and the import does not replace.
+    Duplicate {
+        serial: String,
+    },
+    /// Someone's device: never replaced.
+    Assigned {
+        serial: String,
+        user: String,
+        device: String,
+    },
+}
+
+/// One row of `list_tokens()`: never a seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetToken {
+    pub serial: String,
+    /// How the token makes codes: `totp` or `hotp` (`tokens::Mode::as_str`).
+    pub kind: String,
+    pub digits: u8,
+    pub imported: i64,
+    pub assigned_to: Option<String>,
+    pub device: Option<String>,
+}
+
+/// `remove_token(...)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRemoval {
+    Removed,
+    NoSuchToken,
+    Assigned { user: String, device: String },
+}
+
+/// `enroll_token(...)`. The precise refusals are only ever given for root (actor 0); a
+/// user registering for themselves gets `Locked` or `NotRegistered`, counted by the
+/// database as a failure toward the lock-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEnrollment {
+    Registered {
+        event_based: bool,
+    },
+    TooManyDevices,
+    NameTaken,
+    /// Not in the inventory, or assigned (not said which).
+    Unavailable,
+    /// The two codes are not consecutive codes of the token within its search.
+    CodesNotFound {
+        event_based: bool,
+    },
+    /// Codes at or before one the token had accepted already.
+    AlreadyUsed,
+    /// Locked until `until`; nothing looked at.
+    Locked {
+        until: i64,
+    },
+    /// A user's refusal, whatever it was; `locked_until` when this one locked them.
+    NotRegistered {
+        locked_until: Option<i64>,
+    },
+}
+
+impl Fleet {
+    /// Loads `seeds` (from `tokens::parse`) into the fleet's inventory, all or none;
+    /// `replace` overwrites unassigned tokens of the same serial, as locally.
+    pub fn import_tokens(
+        &mut self,
+        actor: u32,
+        seeds: &[pam_mfa::tokens::TokenSeed],
+        format: pam_mfa::tokens::Format,
+        replace: bool,
+    ) -> Result<TokenImport> {
+        use pam_mfa::tokens::{Format, Mode};
+        let actor = int(actor, "actor")?;
+        let format = match format {
+            Format::Pskc => "pskc",
+            Format::Csv => "csv",
+        };
+        let serials: Vec<&str> = seeds.iter().map(|s| s.serial.as_str()).collect();
+        let types: Vec<&str> = seeds.iter().map(|s| s.mode.as_str()).collect();
+        // Borrowed from the seeds (which zeroize themselves), never copied here.
+        let secrets: Vec<&[u8]> = seeds.iter().map(|s| s.secret.as_bytes()).collect();
+        let algorithms: Vec<&str> = seeds.iter().map(|s| s.algorithm.as_str()).collect();
+        let digits: Vec<i32> = seeds.iter().map(|s| i32::from(s.digits)).collect();
+        let periods = seeds
+            .iter()
+            .map(|s| match s.mode {
+                Mode::Totp { period } => int(period, "period").map(Some),
+                Mode::Hotp { .. } => Ok(None),
+            })
+            .collect::<Result<Vec<Option<i32>>>>()?;
+        let counters: Vec<Option<i64>> = seeds
+            .iter()
+            .map(|s| match s.mode {
+                Mode::Totp { .. } => None,
+                Mode::Hotp { counter } => Some(counter),
+            })
+            .collect();
+        self.call(
+            "import_tokens",
+            "SELECT outcome, serial, holder, holder_device, added, replaced \
+             FROM pam_mfa_fleet.import_tokens($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &actor,
+                &format,
+                &replace,
+                &serials,
+                &types,
+                &secrets,
+                &algorithms,
+                &digits,
+                &periods,
+                &counters,
+            ],
+            Kind::Changes,
+            |rows| {
+                let row = one_row("import_tokens", rows)?;
+                let outcome: String = get(&row, 0)?;
+                let text = |i: usize| -> Result<String> {
+                    get::<Option<String>>(&row, i)?
+                        .ok_or_else(|| unknown("import_tokens", &outcome))
+                };
+                Ok(match outcome.as_str() {
+                    "imported" => TokenImport::Imported {
+                        added: count(&row, 4)?,
+                        replaced: count(&row, 5)?,
+                    },
+                    "duplicate" => TokenImport::Duplicate { serial: text(1)? },
+                    "assigned" => TokenImport::Assigned {
+                        serial: text(1)?,
+                        user: text(2)?,
+                        device: text(3)?,
+                    },
+                    other => return Err(unknown("import_tokens", other)),
+                })
+            },
+        )
+    }
+
+    /// The fleet's inventory, by serial number.
+    pub fn list_tokens(&mut self) -> Result<Vec<FleetToken>> {
+        self.call(
+            "list_tokens",
+            "SELECT serial, kind, digits, imported, assigned_to, device \
+             FROM pam_mfa_fleet.list_tokens()",
+            &[],
+            Kind::ReadOnly,
+            |rows| {
+                rows.iter()
+                    .map(|row| {
+                        let kind: String = get(row, 1)?;
+                        if kind != "totp" && kind != "hotp" {
+                            return Err(unknown("list_tokens kind", &kind));
+                        }
+                        Ok(FleetToken {
+                            serial: get(row, 0)?,
+                            kind,
+                            digits: u8::try_from(count(row, 2)?)
+                                .map_err(|_| unknown("list_tokens digits", "out of range"))?,
+                            imported: get(row, 3)?,
+                            assigned_to: get(row, 4)?,
+                            device: get(row, 5)?,
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// Takes an unassigned token out of the inventory for good.
+    pub fn remove_token(&mut self, actor: u32, serial: &str) -> Result<TokenRemoval> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "remove_token",
+            "SELECT outcome, holder, holder_device FROM pam_mfa_fleet.remove_token($1, $2)",
+            &[&actor, &serial],
+            Kind::Changes,
+            |rows| {
+                let row = one_row("remove_token", rows)?;
+                let outcome: String = get(&row, 0)?;
+                Ok(match outcome.as_str() {
+                    "removed" => TokenRemoval::Removed,
+                    "no_such_token" => TokenRemoval::NoSuchToken,
+                    "assigned" => {
+                        let (user, device): (Option<String>, Option<String>) =
+                            (get(&row, 1)?, get(&row, 2)?);
+                        let (user, device) = user
+                            .zip(device)
+                            .ok_or_else(|| unknown("remove_token", &outcome))?;
+                        TokenRemoval::Assigned { user, device }
+                    }
+                    other => return Err(unknown("remove_token", other)),
+                })
+            },
+        )
+    }
+
+    /// Registers inventory token `serial` as `user`'s device `name` with two consecutive
+    /// codes (digits only: `code::parse`d by the caller), checked in the database.
+    pub fn enroll_token(
+        &mut self,
+        user: &str,
+        actor: u32,
+        name: &str,
+        serial: &str,
+        code1: &str,
+        code2: &str,
+    ) -> Result<TokenEnrollment> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "enroll_token",
+            "SELECT outcome, mode, locked_until \
+             FROM pam_mfa_fleet.enroll_token($1, $2, $3, $4, $5, $6)",
+            &[&user, &actor, &name, &serial, &code1, &code2],
+            Kind::Changes,
+            |rows| {
+                let row = one_row("enroll_token", rows)?;
+                let outcome: String = get(&row, 0)?;
+                let mode: Option<String> = get(&row, 1)?;
+                let locked_until: Option<i64> = get(&row, 2)?;
+                let event_based = || match mode.as_deref() {
+                    Some("hotp") => Ok(true),
+                    Some("totp") => Ok(false),
+                    _ => Err(unknown("enroll_token mode", &outcome)),
+                };
+                Ok(match outcome.as_str() {
+                    "registered" => TokenEnrollment::Registered {
+                        event_based: event_based()?,
+                    },
+                    "too_many_devices" => TokenEnrollment::TooManyDevices,
+                    "name_taken" => TokenEnrollment::NameTaken,
+                    "unavailable" => TokenEnrollment::Unavailable,
+                    "codes_not_found" => TokenEnrollment::CodesNotFound {
+                        event_based: event_based()?,
+                    },
+                    "already_used" => TokenEnrollment::AlreadyUsed,
+                    "locked" => TokenEnrollment::Locked {
+                        until: locked_until
+                            .ok_or_else(|| unknown("enroll_token", "locked without an end"))?,
+                    },
+                    "not_registered" => TokenEnrollment::NotRegistered { locked_until },
+                    other => return Err(unknown("enroll_token", other)),
+                })
+            },
+        )
+    }
+}
+
+/// What `finish_totp` (and `hold_totp`, but for its 'held') answers.
+fn finish_outcome(name: &str, text: &str) -> Result<FinishOutcome> {
+    Ok(match text.split_once(' ') {
+        Some(("clock_skew", secs)) => FinishOutcome::ClockSkew {
+            secs: secs.parse().map_err(|_| unknown(name, text))?,
+        },
+        _ => match text {
+            "activated" => FinishOutcome::Activated,
+            "first_wrong" => FinishOutcome::Wrong(PairError::FirstWrong),
+            "second_wrong" => FinishOutcome::Wrong(PairError::SecondWrong),
+            "not_consecutive" => FinishOutcome::Wrong(PairError::NotConsecutive),
+            "already_active" => FinishOutcome::AlreadyActive,
+            "no_such_device" => FinishOutcome::NoSuchDevice,
+            other => return Err(unknown(name, other)),
+        },
+    })
 }

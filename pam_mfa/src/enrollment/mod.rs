@@ -57,7 +57,7 @@ pub use token::{
 pub use totp::{PendingTotp, begin_totp, finish_totp};
 pub(crate) use totp::{begin_totp_held, pending_pair};
 
-pub(super) fn parse_pair(first: &[u8], second: &[u8]) -> Result<(Code, Code)> {
+pub fn parse_pair(first: &[u8], second: &[u8]) -> Result<(Code, Code)> {
     let c1 = code::parse(first).map_err(|problem| Error::MalformedCode {
         which: "first",
         problem,
@@ -91,7 +91,17 @@ pub(super) fn check_room_for(
     Ok(())
 }
 
-pub(super) fn pair_error(e: PairError) -> Error {
+/// The refusal of two codes that are a pair of another time, `secs` seconds from the
+/// clock: the phone's clock is off by about that much, and saying so saves retyping codes
+/// that can never work.
+pub fn clock_skew(secs: i64) -> Error {
+    Error::ClockSkew {
+        minutes: (secs.abs() + 30) / 60,
+        direction: if secs > 0 { "ahead of" } else { "behind" },
+    }
+}
+
+pub fn pair_error(e: PairError) -> Error {
     match e {
         PairError::FirstWrong => Error::FirstCodeWrong,
         PairError::SecondWrong => Error::SecondCodeWrong,

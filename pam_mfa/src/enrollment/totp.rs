@@ -161,13 +161,9 @@ pub(super) fn confirm_totp(
     let wide = now_step - span..=now_step + span;
     match key.find_consecutive(c1, c2, wide) {
         Ok(t) if fix == ClockFix::Nobody => Ok((t, t + 1 - now_step)),
-        Ok(t) => {
-            let secs = (t - now_step) * i64::from(key.params().period);
-            Err(Error::ClockSkew {
-                minutes: (secs.abs() + 30) / 60,
-                direction: if secs > 0 { "ahead of" } else { "behind" },
-            })
-        }
+        Ok(t) => Err(super::clock_skew(
+            (t - now_step) * i64::from(key.params().period),
+        )),
         Err(_) => Err(pair_error(e)),
     }
 }

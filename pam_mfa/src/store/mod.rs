@@ -30,6 +30,7 @@
 pub mod audit;
 pub mod auth_state;
 pub mod devices;
+pub mod export;
 pub mod health;
 pub mod params;
 pub mod policy;
