@@ -1236,7 +1236,10 @@ fn registration_and_device_changes() {
         code(&phone, Algorithm::Sha1, 6, step - 1),
         code(&phone, Algorithm::Sha1, 6, step),
     );
-    assert_eq!(text(&mut c, finish, &[&"phone", &c1, &c1, &t]), "wrong");
+    assert_eq!(
+        text(&mut c, finish, &[&"phone", &c1, &c1, &t]),
+        "not_consecutive"
+    );
     assert_eq!(
         text(&mut c, finish, &[&"none", &c1, &c2, &t]),
         "no_such_device"
@@ -1336,7 +1339,7 @@ fn registration_and_device_changes() {
     assert_eq!(check_at(&mut c, "erin", &r2, None, None, later).0, "wrong");
     assert_eq!(
         text(&mut c, resync, &[&"phone", &r1, &"000000", &later]),
-        "wrong"
+        "not_found"
     );
     assert_eq!(
         text(&mut c, resync, &[&"none", &r1, &r2, &later]),
@@ -1351,7 +1354,10 @@ fn registration_and_device_changes() {
         resynced.starts_with("resynced clock "),
         "resync answered {resynced:?}"
     );
-    assert_eq!(text(&mut c, resync, &[&"phone", &r1, &r2, &later]), "wrong");
+    assert_eq!(
+        text(&mut c, resync, &[&"phone", &r1, &r2, &later]),
+        "already_used"
+    );
     let ahead = code(&phone, Algorithm::Sha1, 6, ls + 242);
     assert_eq!(
         check_at(&mut c, "erin", &ahead, None, None, later).0,
@@ -1403,26 +1409,38 @@ fn registration_and_device_changes() {
     }
 }
 
-/// A registration or resync answer of the library in the SQL's terms.
+/// A registration or resync answer of the library in the SQL's terms, refusal by refusal
+/// (mfad turns each SQL refusal back into the library's error: tests/mfa_cli.rs checks
+/// the words).
 fn local_change(r: pam_mfa::Result<impl Into<String>>) -> String {
     use pam_mfa::Error as E;
     match r {
         Ok(done) => done.into(),
-        Err(E::NoPendingDevice { .. } | E::NoSuchDevice { .. } | E::DeviceNotActive { .. }) => {
-            "no_such_device".to_owned()
-        }
+        Err(E::NoPendingDevice { .. } | E::NoSuchDevice { .. }) => "no_such_device".to_owned(),
+        Err(E::DeviceNotActive { .. }) => "not_active".to_owned(),
         Err(E::AlreadyActive { .. }) => "already_active".to_owned(),
-        Err(
-            E::MalformedCode { .. }
-            | E::FirstCodeWrong
-            | E::SecondCodeWrong
-            | E::NotConsecutive
-            | E::ClockSkew { .. }
-            | E::ResyncFailed
-            | E::CodesAlreadyUsed
-            | E::CounterNotFound { .. },
-        ) => "wrong".to_owned(),
+        Err(E::FirstCodeWrong) => "first_wrong".to_owned(),
+        Err(E::SecondCodeWrong) => "second_wrong".to_owned(),
+        Err(E::NotConsecutive) => "not_consecutive".to_owned(),
+        Err(E::ClockSkew { minutes, direction }) => {
+            format!("clock_skew {minutes} minutes {direction}")
+        }
+        Err(E::ResyncFailed) => "not_found".to_owned(),
+        Err(E::CodesAlreadyUsed) => "already_used".to_owned(),
+        Err(E::CounterNotFound { .. }) => "counter_not_found".to_owned(),
+        Err(E::NotTotp { .. }) => "not_totp".to_owned(),
         Err(other) => panic!("unexpected library error: {other:?}"),
+    }
+}
+
+/// The SQL's answer in [`local_change`]'s terms: `clock_skew SECONDS` as the library's
+/// `enrollment::clock_skew` words it, the rest as it is.
+fn sql_change(answer: String) -> String {
+    match answer.strip_prefix("clock_skew ") {
+        Some(secs) => local_change(Err::<String, _>(pam_mfa::enrollment::clock_skew(
+            secs.parse().expect("clock_skew's seconds"),
+        ))),
+        None => answer,
     }
 }
 
@@ -1549,12 +1567,14 @@ fn sql_and_library_agree_on_registrations_and_resyncs() {
             };
             let (sql, local) = match op {
                 "finish" => (
-                    c.query_one(
-                        "SELECT pam_mfa_fleet.finish_totp_at($1, 0, 'app', $2, $3, $4)",
-                        &[&user, &c1, &c2, &now],
-                    )
-                    .expect("finish_totp_at")
-                    .get::<_, String>(0),
+                    sql_change(
+                        c.query_one(
+                            "SELECT pam_mfa_fleet.finish_totp_at($1, 0, 'app', $2, $3, $4)",
+                            &[&user, &c1, &c2, &now],
+                        )
+                        .expect("finish_totp_at")
+                        .get::<_, String>(0),
+                    ),
                     local_change(
                         pam_mfa::enrollment::finish_totp(
                             &mut store,
@@ -1578,12 +1598,14 @@ fn sql_and_library_agree_on_registrations_and_resyncs() {
                 _ => {
                     let name = if op == "resync fob" { "fob" } else { "app" };
                     (
-                        c.query_one(
-                            "SELECT pam_mfa_fleet.resync_at($1, 0, $2, $3, $4, $5)",
-                            &[&user, &name, &c1, &c2, &now],
-                        )
-                        .expect("resync_at")
-                        .get::<_, String>(0),
+                        sql_change(
+                            c.query_one(
+                                "SELECT pam_mfa_fleet.resync_at($1, 0, $2, $3, $4, $5)",
+                                &[&user, &name, &c1, &c2, &now],
+                            )
+                            .expect("resync_at")
+                            .get::<_, String>(0),
+                        ),
                         local_change(
                             pam_mfa::enrollment::resync(
                                 &mut store,
@@ -1639,10 +1661,12 @@ fn sql_and_library_agree_on_registrations_and_resyncs() {
     eprintln!("outcomes: {tally:?}");
     for outcome in [
         "finish: activated",
-        "finish: wrong",
+        "finish: not_consecutive",
+        "finish: second_wrong",
+        "finish: clock_skew",
         "finish: already_active",
         "resync app: resynced",
-        "resync app: wrong",
+        "resync app: not_found",
         "login: accepted",
     ] {
         assert!(
