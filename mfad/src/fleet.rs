@@ -13,6 +13,11 @@
 //! [`crate::authorise`]), is held to the fleet's self-service switch, and needs a proof of
 //! a device (a code checked by the database) for a change once the account has one.
 //!
+//! Remembered logins are this host's own, as for a local account: kept in the host's store
+//! under its policy, in the database's time, and reached between calls to the database
+//! ([`LocalStore`]); what ends them (a removal, an unlock, a lock-out, `mfa forget`) is
+//! recorded in the database and ends them on every host.
+//!
 //! A database that cannot answer within the configured deadline is "unavailable" to the
 //! caller, which the module turns into `PAM_AUTHINFO_UNAVAIL`: never a success.
 
