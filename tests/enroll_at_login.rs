@@ -5,6 +5,7 @@
 //! reading a test password file.
 
 use pam_mfa_tests::PamCode;
+use pam_mfa_tests::backend::Backend;
 use pam_mfa_tests::{PamOutcome, PamRun, SERVICE, TestEnv, TestUser, pam_wrapper_module};
 
 const PASSWORD: &str = "correct horse";
@@ -23,8 +24,7 @@ fn password_then_mfa(env: &TestEnv, user: &TestUser, control: &str, args: &[&str
         ),
         env.module_line("required", args),
     ]);
-    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
-        .assert_success();
+    env.set_policy("no_device", "enroll");
 }
 
 /// Runs `run` (whose answers go to the password and the device name) through the
@@ -58,8 +58,7 @@ fn a_line_without_enroll_at_login_does_not_offer_registration() {
     let env = TestEnv::new();
     let user = TestUser::new();
     env.write_service(&[]);
-    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
-        .assert_success();
+    env.set_policy("no_device", "enroll");
     let out = env.pam(user.name()).answer("phone").answer("").run();
     assert!(!out.succeeded(), "{}", out.transcript());
     out.assert_prompted("Verification code: ", false);
@@ -156,8 +155,12 @@ fn a_device_registered_at_login_is_active_only_after_setcred() {
         out.transcript()
     );
     assert_eq!(env.names_in_state(user.name(), "active"), vec!["phone"]);
-    let audit = env.mfa(&["admin", "audit", "--user", user.name(), "--json"]);
-    assert!(audit.stdout.contains("\"activate\""), "{}", audit.stdout);
+    // (A fleet account's audit rows are in the fleet's database, which `mfa admin audit`
+    // does not read yet: tests/fleet_selfservice.rs checks them there.)
+    if env.backend() == Backend::Local {
+        let audit = env.mfa(&["admin", "audit", "--user", user.name(), "--json"]);
+        assert!(audit.stdout.contains("\"activate\""), "{}", audit.stdout);
+    }
 
     // From now on the device is asked for, like any other.
     env.advance_steps(1);

@@ -13,6 +13,11 @@
 //! [`crate::authorise`]), is held to the fleet's self-service switch, and needs a proof of
 //! a device (a code checked by the database) for a change once the account has one.
 //!
+//! Remembered logins are this host's own, as for a local account: kept in the host's store
+//! under its policy, in the database's time, and reached between calls to the database
+//! ([`LocalStore`]); what ends them (a removal, an unlock, a lock-out, `mfa forget`) is
+//! recorded in the database and ends them on every host.
+//!
 //! A database that cannot answer within the configured deadline is "unavailable" to the
 //! caller, which the module turns into `PAM_AUTHINFO_UNAVAIL`: never a success.
 
@@ -25,9 +30,10 @@ use pam_mfa::fido2::ceremony::Credential;
 use pam_mfa::fido2::verify::Rejection;
 use pam_mfa::fido2::{self, KeyFailure};
 use pam_mfa::login::{self, Outcome};
+use pam_mfa::login_hold::LoginHold;
 use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::otp::TotpParams;
-use pam_mfa::policy::{NoDevice, SelfService};
+use pam_mfa::policy::{self, NoDevice, SelfService};
 use pam_mfa::recovery::Used;
 use pam_mfa::selfservice as rules;
 use pam_mfa::store::devices::Fido2Device;
@@ -39,11 +45,12 @@ use pam_mfa_fleet::{
 };
 use pam_mfa_protocol::{
     AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
-    ErrorReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome, RefusalKind,
-    Response, ResyncReply, SecretBytes, TokenEntry, VerifyOutcome,
+    ErrorReply, HeldTotpReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome,
+    RefusalKind, Response, ResyncReply, SecretBytes, TokenEntry, VerifyOutcome,
 };
 
-use crate::authorise::{Admin, Change, Work};
+use crate::authorise::{Admin, AtLogin, Change, Work};
+use crate::held::{bytes_of, hold_of};
 use crate::log::{Level, Log};
 use crate::selfservice::{
     Tickets, fido2_gone, fido2_refused, fido2_registered, issue_failed, issue_fido2,
@@ -51,6 +58,7 @@ use crate::selfservice::{
     take_fido2, take_recovery_set, token_refused, token_registered,
 };
 use crate::service::{convert, log_outcome, who};
+use crate::turns::LocalStore;
 
 /// The fleet's side of the daemon: its database connection and its own tickets (proofs
 /// of a device), behind their own lock, and which accounts it keeps.
@@ -109,7 +117,7 @@ impl Side {
 
     /// Runs one authorised request about a fleet account to its end (the caller holds
     /// the fleet's turn).
-    pub fn answer(&self, uid: u32, work: Work, log: &Log) -> Response {
+    pub fn answer(&self, uid: u32, work: Work, log: &Log, local: &LocalStore<'_>) -> Response {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.down_until.is_some_and(|t| Instant::now() < t) {
             return error(
@@ -118,7 +126,7 @@ impl Side {
             );
         }
         let Inner { fleet, tickets, .. } = &mut *inner;
-        let result = run(fleet, uid, work, tickets, log);
+        let result = run(fleet, uid, work, tickets, log, local);
         inner.down_until = match &result {
             Err(FleetError::Unavailable(_)) => Some(Instant::now() + DOWN_FOR),
             _ => None,
@@ -152,7 +160,12 @@ fn account_of(work: &Work) -> Option<&UserName> {
             Admin::Bypass { account, .. } => Some(account),
             _ => None,
         },
-        Work::AtLogin(_) | Work::Hello => None,
+        Work::AtLogin(work) => match &**work {
+            AtLogin::Begin { account, .. }
+            | AtLogin::Confirm { account, .. }
+            | AtLogin::Activate { account, .. } => Some(account),
+        },
+        Work::Hello => None,
     }
 }
 
@@ -239,9 +252,15 @@ fn run(
     work: Work,
     tickets: &mut Tickets,
     log: &Log,
+    local: &LocalStore<'_>,
 ) -> Result<Response, FleetError> {
     Ok(match work {
-        Work::BeforePrompt { account, line, .. } => {
+        Work::BeforePrompt {
+            account,
+            line,
+            context,
+            ..
+        } => {
             let Some(user) = account else {
                 return Ok(not_served("a login without an account"));
             };
@@ -263,6 +282,10 @@ fn run(
                 remembered_until: None,
                 decision: None,
             };
+            // Only an account ready for a code is let in by a remembered login.
+            if let (AccountState::Ready, Some(ctx)) = (&reply.state, &context) {
+                reply.remembered_until = let_in(fleet, local, &user, ctx, (uid, state.now), log)?;
+            }
             reply.decision = line.map(|l| pam_mfa::decision::decide(&l, &reply));
             Response::BeforePrompt(reply)
         }
@@ -270,7 +293,7 @@ fn run(
             account,
             answer,
             overrides,
-            ..
+            context,
         } => {
             let Some(user) = account else {
                 log.log(
@@ -283,7 +306,8 @@ fn run(
                 }));
             };
             if recovery::normalize(answer.as_bytes()).is_some() {
-                return verify_recovery(fleet, Some(user), answer.as_bytes(), uid, log);
+                let r = verify_recovery(fleet, Some(user.clone()), answer.as_bytes(), uid, log)?;
+                return remembered_after(fleet, local, r, &user, context.as_ref(), uid, log);
             }
             // Only digits ever reach the database: what is not a code is sent as nothing,
             // which the database counts as a malformed answer.
@@ -296,11 +320,19 @@ fn run(
                 lockout_secs: overrides.lockout_secs,
             };
             let outcome = fleet.check_code(user.as_str(), uid, digits, &settings)?;
-            Response::Verified(verified(log, &user, uid, outcome, parsed.err()))
+            let r = Response::Verified(verified(log, &user, uid, outcome, parsed.err()));
+            remembered_after(fleet, local, r, &user, context.as_ref(), uid, log)?
         }
-        // Remembered logins are not kept for fleet accounts, so the context is not used.
-        Work::VerifyRecovery { account, code, .. } => {
-            verify_recovery(fleet, account, code.as_bytes(), uid, log)?
+        Work::VerifyRecovery {
+            account,
+            code,
+            context,
+        } => {
+            let r = verify_recovery(fleet, account.clone(), code.as_bytes(), uid, log)?;
+            match account {
+                Some(user) => remembered_after(fleet, local, r, &user, context.as_ref(), uid, log)?,
+                None => r,
+            }
         }
         Work::ListDevices { account } => Response::Devices(
             fleet
@@ -316,14 +348,29 @@ fn run(
                 })
                 .collect(),
         ),
-        Work::ListRemembered { .. } => Response::Remembered(Vec::new()),
-        Work::Forget { .. } => Response::Forgotten { removed: 0 },
-        Work::MayChange { .. } => match allowed(fleet, uid)? {
+        Work::ListRemembered { account } => {
+            let (ended, now) = fleet.remembered_ended(account.as_str())?;
+            local_store(local, log, |mut store| {
+                if let Some(store) = store.as_deref_mut() {
+                    drop_ended(store, &account, ended, now)?;
+                }
+                crate::remembered::list(store, &account, now)
+            })?
+        }
+        Work::Forget { account } => {
+            // Every host's, through the database's row; this host's, at once.
+            fleet.forget_remembered(account.as_str(), uid, "mfa forget")?;
+            let (_, now) = fleet.remembered_ended(account.as_str())?;
+            local_store(local, log, |store| {
+                crate::remembered::forget(store, &account, uid, now, log)
+            })?
+        }
+        Work::MayChange { account } => match allowed(fleet, uid, &account)? {
             Ok(()) => Response::Done,
             Err(refused) => refused,
         },
         Work::Reauth { account, answer } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             // A recovery or bypass code proves the account too, as rules::prove has it.
@@ -373,6 +420,22 @@ fn run(
                     )?)
                 }
             };
+            // A lock-out this failure started ends the remembered logins, as at a login.
+            if let Some(
+                CodeOutcome::Wrong {
+                    locked_until: Some(_),
+                }
+                | CodeOutcome::Replayed {
+                    locked_until: Some(_),
+                    ..
+                }
+                | CodeOutcome::Malformed {
+                    locked_until: Some(_),
+                },
+            ) = &outcome
+            {
+                fleet.forget_remembered(account.as_str(), uid, "locked out")?;
+            }
             if outcome.is_some_and(|o| !matches!(o, CodeOutcome::Accepted { .. })) {
                 log.log(
                     Level::Notice,
@@ -404,7 +467,7 @@ fn run(
             proof,
             change,
         } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             // As for the local store: a non-root caller whose account has an active
@@ -426,7 +489,7 @@ fn run(
             code1,
             code2,
         } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             let name = match DeviceName::parse(&name) {
@@ -507,7 +570,7 @@ fn run(
             _ => not_served("this administrative command"),
         },
         Work::RecoveryCommit { account, ticket } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
@@ -526,7 +589,7 @@ fn run(
         }
         Work::KeyChallenge { account, purpose } => {
             if purpose == KeyPurpose::Proof
-                && let Err(refused) = allowed(fleet, uid)?
+                && let Err(refused) = allowed(fleet, uid, &account)?
             {
                 return Ok(refused);
             }
@@ -539,14 +602,17 @@ fn run(
             account,
             ticket,
             assertion,
-            ..
-        } => key_answer(fleet, uid, &account, &ticket, &assertion, tickets, log)?,
+            context,
+        } => {
+            let r = key_answer(fleet, uid, &account, &ticket, &assertion, tickets, log)?;
+            remembered_after(fleet, local, r, &account, context.as_ref(), uid, log)?
+        }
         Work::FinishFido2 {
             account,
             ticket,
             attestation,
         } => {
-            if let Err(refused) = allowed(fleet, uid)? {
+            if let Err(refused) = allowed(fleet, uid, &account)? {
                 return Ok(refused);
             }
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
@@ -587,9 +653,130 @@ fn run(
             added?;
             fido2_registered(log, uid, &account, &held, &r)
         }
-        Work::AtLogin(_) => not_served("registering a device at login"),
+        Work::AtLogin(work) => at_login(fleet, uid, *work)?,
         Work::Hello => not_served("this request"),
     })
+}
+
+/// The host's store, for a fleet account's remembered logins: "busy" when too many
+/// requests wait for it, "unavailable" when it fails.
+fn local_store(
+    local: &LocalStore<'_>,
+    log: &Log,
+    f: impl FnOnce(Option<&mut pam_mfa::store::Store>) -> pam_mfa::Result<Response>,
+) -> Result<Response, FleetError> {
+    match local.with(f) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Ok(error(
+            ErrorKind::Busy,
+            "too many requests waiting; try again later",
+        )),
+        Err(e) => Ok(crate::service::unavailable(log, &e)),
+    }
+}
+
+/// Ends this host's remembered logins of `user` that began at or before `ended`, when
+/// something ended them on some host of the fleet (see `remembered_ended` in fleet.sql).
+fn drop_ended(
+    store: &mut pam_mfa::store::Store,
+    user: &UserName,
+    ended: Option<UnixTime>,
+    now: UnixTime,
+) -> pam_mfa::Result<()> {
+    let Some(ended) = ended else { return Ok(()) };
+    let rows = pam_mfa::store::remembered::list(store.conn(), user.as_str(), now)?;
+    if rows.iter().any(|r| r.since <= ended) {
+        let tx = store.write()?;
+        pam_mfa::remembered::forget(&tx, user.as_str())?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Until when a remembered login lets `user` in without a code on this host in `ctx`
+/// (remembered.rs with this host's policy and store, in the database's time `now`):
+/// asked of the database only when this host remembers something of the user. `None`
+/// whenever the store cannot say.
+fn let_in(
+    fleet: &mut Fleet,
+    local: &LocalStore<'_>,
+    user: &UserName,
+    ctx: &pam_mfa_protocol::LoginContext,
+    (uid, now): (u32, UnixTime),
+    log: &Log,
+) -> Result<Option<UnixTime>, FleetError> {
+    let remembers = local.with(|store| {
+        let Some(store) = store else { return Ok(false) };
+        Ok(policy::load(store.conn())?.remember_seconds > 0
+            && !pam_mfa::store::remembered::list(store.conn(), user.as_str(), now)?.is_empty())
+    });
+    if !matches!(remembers, Ok(Some(true))) {
+        return Ok(None);
+    }
+    let (ended, now) = fleet.remembered_ended(user.as_str())?;
+    let until = local.with(|store| {
+        let Some(store) = store else { return Ok(None) };
+        let policy = policy::load(store.conn())?;
+        drop_ended(store, user, ended, now)?;
+        crate::remembered::let_in(store, &policy, user, ctx, (uid, now), log)
+    });
+    Ok(match until {
+        Ok(until) => until.flatten(),
+        Err(e) => {
+            log.log(
+                Level::Error,
+                &format!("device store error: {e}; not letting a remembered login in"),
+            );
+            None
+        }
+    })
+}
+
+/// After a login's answer `r`: a success (a code, a key, a recovery code; never a bypass
+/// code) is remembered on this host in `ctx` where its policy allows it, as for a local
+/// account; a lock-out it started ends `user`'s remembered logins on every host.
+fn remembered_after(
+    fleet: &mut Fleet,
+    local: &LocalStore<'_>,
+    r: Response,
+    user: &UserName,
+    ctx: Option<&pam_mfa_protocol::LoginContext>,
+    uid: u32,
+    log: &Log,
+) -> Result<Response, FleetError> {
+    let success = match &r {
+        Response::Verified(VerifyOutcome::Accepted { .. }) => true,
+        Response::Recovery(RecoveryOutcome::Accepted { kind, .. }) => *kind == CodeKind::Recovery,
+        Response::Verified(VerifyOutcome::Refused {
+            locked_until: Some(_),
+            ..
+        }) => {
+            fleet.forget_remembered(user.as_str(), uid, "locked out")?;
+            false
+        }
+        _ => false,
+    };
+    let remembers = |store: Option<&mut pam_mfa::store::Store>| match store {
+        Some(store) => Ok(policy::load(store.conn())?.remember_seconds > 0),
+        None => Ok(false),
+    };
+    if success
+        && let Some(ctx) = ctx
+        && matches!(local.with(remembers), Ok(Some(true)))
+    {
+        let (_, now) = fleet.remembered_ended(user.as_str())?;
+        let remembered = local.with(|store| match store {
+            Some(store) => crate::remembered::after_success(store, user, Some(ctx), uid, now, log),
+            None => Ok(()),
+        });
+        if let Err(e) = remembered {
+            log.log(
+                Level::Error,
+                &format!("device store error: {e}; the login is not remembered"),
+            );
+        }
+    }
+    Ok(r)
 }
 
 /// The account's active keys in the database, as the local store's rows would carry
@@ -622,7 +809,7 @@ fn key_answer(
         return Ok(crate::keys::challenge_gone());
     };
     if held.purpose() == KeyPurpose::Proof
-        && let Err(refused) = allowed(fleet, uid)?
+        && let Err(refused) = allowed(fleet, uid, account)?
     {
         return Ok(refused);
     }
@@ -671,20 +858,36 @@ fn key_answer(
     Ok(Response::Verified(convert(outcome, account)))
 }
 
-/// The fleet's self-service switch for a non-root caller (root is never held to it).
-fn allowed(fleet: &mut Fleet, uid: u32) -> Result<Result<(), Response>, FleetError> {
+/// pam_mfa::selfservice::check_allowed for a fleet account: the fleet's self-service
+/// switch, then the hourly limit on a person's changes, counted by the database over every
+/// host (root is held to neither).
+fn allowed(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+) -> Result<Result<(), Response>, FleetError> {
     if uid == 0 {
         return Ok(Ok(()));
     }
     let policy = fleet.policy()?;
-    if policy.self_service == SelfService::Allow {
-        Ok(Ok(()))
-    } else {
-        Ok(Err(error(
+    if policy.self_service != SelfService::Allow {
+        return Ok(Err(error(
             ErrorKind::Denied,
             pam_mfa::Error::ManagedByAdmin.to_string(),
-        )))
+        )));
     }
+    Ok(match fleet.change_room(account.as_str(), uid)? {
+        None => Ok(()),
+        Some(retry_at) => Err(error(
+            ErrorKind::Busy,
+            pam_mfa::Error::TooManyChanges {
+                user: account.as_str().to_owned(),
+                max: pam_mfa::limits::MAX_CHANGES,
+                retry_at,
+            }
+            .to_string(),
+        )),
+    })
 }
 
 fn change_now(
@@ -697,43 +900,18 @@ fn change_now(
 ) -> Result<Response, FleetError> {
     Ok(match change {
         Change::BeginTotp { name, issuer } => {
-            let issuer = match issuer {
-                Some(i) => rules::check_issuer(&i),
-                None => Ok(rules::default_issuer()),
-            };
-            let (issuer, name) = match issuer.and_then(|i| Ok((i, DeviceName::parse(&name)?))) {
-                Ok(x) => x,
-                Err(e) => return Ok(error(ErrorKind::Invalid, e.to_string())),
-            };
-            let params = TotpParams::DEFAULT;
-            let secret = match fleet.begin_totp(
-                account.as_str(),
-                uid,
-                name.as_str(),
-                params.algorithm,
-                u32::from(params.digits),
-                params.period,
-            ) {
-                Ok(secret) => secret,
-                Err(e) => return in_library_words(fleet, account, &name, e),
-            };
-            let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
-            let secret = Secret::from_bytes(secret.to_vec());
-            let pending = enrollment::PendingTotp {
-                user: account.as_str().to_owned(),
-                name: name.as_str().to_owned(),
-                uri: otpauth::build_totp_uri(&issuer, account.as_str(), &secret, params),
-                secret,
-                params,
-                expires_at: now + PENDING_LIFETIME_SECS,
-            };
-            changed(
-                log,
-                uid,
-                account,
-                &format!("began registering device {:?}", name.as_str()),
-            );
-            Response::PendingTotp(pending_reply(&pending, issuer))
+            match begin(fleet, uid, account, &name, issuer, None)? {
+                Ok((pending, issuer)) => {
+                    changed(
+                        log,
+                        uid,
+                        account,
+                        &format!("began registering device {:?}", pending.name),
+                    );
+                    Response::PendingTotp(pending_reply(&pending, issuer))
+                }
+                Err(refused) => refused,
+            }
         }
         Change::Rename { name, new_name } => {
             let (old, new) = match DeviceName::existing(&name)
@@ -860,6 +1038,168 @@ fn change_now(
             code2,
         } => enroll_token(fleet, uid, account, &name, serial, &code1, &code2, log)?,
     })
+}
+
+/// enrollment::begin_totp for a fleet account (held for a login when `hold` is given):
+/// the database makes the secret; the pending registration as the local store's, and
+/// its issuer. A refusal is the answer to send.
+fn begin(
+    fleet: &mut Fleet,
+    uid: u32,
+    account: &UserName,
+    name: &str,
+    issuer: Option<String>,
+    hold: Option<&LoginHold>,
+) -> Result<Result<(enrollment::PendingTotp, String), Response>, FleetError> {
+    let issuer = match issuer {
+        Some(i) => rules::check_issuer(&i),
+        None => Ok(rules::default_issuer()),
+    };
+    let (issuer, name) = match issuer.and_then(|i| Ok((i, DeviceName::parse(name)?))) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(error(ErrorKind::Invalid, e.to_string()))),
+    };
+    let params = TotpParams::DEFAULT;
+    let (alg, digits) = (params.algorithm, u32::from(params.digits));
+    let begun = match hold {
+        None => fleet.begin_totp(
+            account.as_str(),
+            uid,
+            name.as_str(),
+            alg,
+            digits,
+            params.period,
+        ),
+        Some(hold) => fleet.begin_totp_held(
+            account.as_str(),
+            uid,
+            name.as_str(),
+            alg,
+            digits,
+            params.period,
+            &hold.digest(),
+        ),
+    };
+    let secret = match begun {
+        Err(FleetError::Refused {
+            code: RefusalCode::TooManyBegun,
+            message,
+        }) => {
+            // The database says from when there is room again; worded as the library's.
+            let retry_at = message
+                .rsplit(' ')
+                .next()
+                .and_then(|t| t.parse::<UnixTime>().ok())
+                .ok_or_else(|| FleetError::Database(format!("begin_totp: {message}")))?;
+            return Ok(Err(error(
+                ErrorKind::Busy,
+                pam_mfa::Error::TooManyBegun {
+                    user: account.as_str().to_owned(),
+                    max: pam_mfa::limits::MAX_BEGUN,
+                    retry_at,
+                }
+                .to_string(),
+            )));
+        }
+        Ok(secret) => secret,
+        Err(e) => return in_library_words(fleet, account, &name, e).map(Err),
+    };
+    let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+    let secret = Secret::from_bytes(secret.to_vec());
+    Ok(Ok((
+        enrollment::PendingTotp {
+            user: account.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+            uri: otpauth::build_totp_uri(&issuer, account.as_str(), &secret, params),
+            secret,
+            params,
+            expires_at: now + PENDING_LIFETIME_SECS,
+        },
+        issuer,
+    )))
+}
+
+/// Registration at login (`enroll_at_login`) for a fleet account, as [`crate::held`]
+/// does it for a local one: begun and confirmed during the login's authentication, held
+/// in the database for that login, and made active only by the same login's value.
+fn at_login(fleet: &mut Fleet, uid: u32, work: AtLogin) -> Result<Response, FleetError> {
+    let system = |e: pam_mfa::Error| FleetError::Database(e.to_string());
+    let refusal = |e: pam_mfa::Error| crate::selfservice::refusal(e).map_err(system);
+    match work {
+        AtLogin::Begin {
+            account,
+            name,
+            issuer,
+        } => {
+            let hold = LoginHold::generate().map_err(system)?;
+            let (p, issuer) = match begin(fleet, uid, &account, &name, issuer, Some(&hold))? {
+                Ok(b) => b,
+                Err(refused) => return Ok(refused),
+            };
+            let qr = match pam_mfa::qr::terminal(&p.uri, false) {
+                Ok(text) => zeroize::Zeroizing::new(text),
+                Err(e) => return refusal(pam_mfa::Error::QrCode(e.to_string())),
+            };
+            Ok(Response::HeldTotp(HeldTotpReply {
+                pending: pending_reply(&p, issuer),
+                hold: bytes_of(&hold).map_err(system)?,
+                qr: SecretBytes::from_slice(qr.as_bytes()),
+                secret_grouped: SecretBytes::from_slice(p.secret.to_base32_grouped().as_bytes()),
+            }))
+        }
+        AtLogin::Confirm {
+            account,
+            name,
+            hold,
+            code1,
+            code2,
+        } => {
+            let Some(hold) = hold_of(&hold) else {
+                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+            };
+            let name = match DeviceName::parse(&name) {
+                Ok(n) => n,
+                Err(e) => return refusal(e),
+            };
+            let (c1, c2) = match enrollment::parse_pair(code1.as_bytes(), code2.as_bytes()) {
+                Ok(pair) => pair,
+                Err(e) => return refusal(e),
+            };
+            let user = account.as_str();
+            let held = fleet.hold_totp(
+                user,
+                uid,
+                name.as_str(),
+                &hold.digest(),
+                c1.as_str(),
+                c2.as_str(),
+            );
+            let not_held = match held {
+                Ok(FinishOutcome::Activated) => return Ok(Response::Done),
+                Ok(FinishOutcome::Wrong(why)) => enrollment::pair_error(why),
+                Ok(FinishOutcome::ClockSkew { secs }) => enrollment::clock_skew(secs),
+                Ok(FinishOutcome::AlreadyActive) => pam_mfa::Error::AlreadyActive {
+                    user: user.to_owned(),
+                    name: name.to_string(),
+                },
+                Ok(FinishOutcome::NoSuchDevice) => pam_mfa::Error::NoPendingDevice {
+                    user: user.to_owned(),
+                    name: name.to_string(),
+                },
+                Err(e) => return in_library_words(fleet, &account, &name, e),
+            };
+            refusal(not_held)
+        }
+        AtLogin::Activate { account, hold } => {
+            let Some(hold) = hold_of(&hold) else {
+                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+            };
+            match fleet.activate_held(account.as_str(), uid, &hold.digest())? {
+                Some(name) => Ok(Response::Activated { name }),
+                None => refusal(pam_mfa::Error::HeldRegistrationGone),
+            }
+        }
+    }
 }
 
 fn remove(

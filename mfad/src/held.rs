@@ -27,7 +27,7 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
 }
 
 /// The login's value from the 32 bytes a request carries; `None` for anything else.
-fn hold_of(bytes: &SecretBytes) -> Option<LoginHold> {
+pub(crate) fn hold_of(bytes: &SecretBytes) -> Option<LoginHold> {
     if bytes.as_bytes().len() != 32 {
         return None;
     }
@@ -36,7 +36,7 @@ fn hold_of(bytes: &SecretBytes) -> Option<LoginHold> {
 }
 
 /// The 32 bytes of a login's value, as a reply carries them.
-fn bytes_of(hold: &LoginHold) -> pam_mfa::Result<SecretBytes> {
+pub(crate) fn bytes_of(hold: &LoginHold) -> pam_mfa::Result<SecretBytes> {
     let hex = hold.to_hex();
     let bytes = Zeroizing::new(
         data_encoding::HEXLOWER

@@ -114,6 +114,29 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The store as it is now, for the fleet's side: a fleet account's remembered logins
+    /// are this host's ([`crate::fleet`]). `None` when there is no store.
+    pub(crate) fn with_store<T>(
+        &mut self,
+        f: impl FnOnce(Option<&mut Store>) -> pam_mfa::Result<T>,
+    ) -> pam_mfa::Result<T> {
+        if let Some(store) = &self.store
+            && !matches!(store.revalidate(), Ok(true))
+            && let Some(old) = self.store.take()
+        {
+            old.abandon();
+        }
+        let result = f(store_now(&mut self.store, &self.db)?);
+        if result.is_err()
+            && let Some(old) = self.store.take()
+        {
+            old.abandon();
+        }
+        result
+    }
+}
+
 /// The answer when the store cannot answer: what is wrong is in the daemon's log and in
 /// the answer (a path and a reason, never a secret), so that the module's log line and
 /// `mfa`'s error say it where the administrator looks.

@@ -91,7 +91,12 @@ impl Turns {
             let Some(_turn) = gate.take(uid) else {
                 return busy();
             };
-            return side.answer(uid, work, log);
+            let local = LocalStore {
+                gate: &self.gate,
+                service: &self.service,
+                uid,
+            };
+            return side.answer(uid, work, log, &local);
         }
         let Some(_turn) = self.gate.take(uid) else {
             return busy();
@@ -100,6 +105,33 @@ impl Turns {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .answer(uid, work, log)
+    }
+}
+
+/// The host's own store, for a request about a fleet account that needs it (the host's
+/// remembered logins): reached at the store's gate, like any request of the store, and
+/// only between calls to the database, so that a slow database never holds the store.
+pub struct LocalStore<'a> {
+    gate: &'a Gate,
+    service: &'a Mutex<Service>,
+    uid: u32,
+}
+
+impl LocalStore<'_> {
+    /// Runs `f` on the store (`None`: there is none) when the store's turn comes;
+    /// `Ok(None)` when too many requests are waiting for it.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(Option<&mut pam_mfa::store::Store>) -> pam_mfa::Result<T>,
+    ) -> pam_mfa::Result<Option<T>> {
+        let Some(_turn) = self.gate.take(self.uid) else {
+            return Ok(None);
+        };
+        self.service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .with_store(f)
+            .map(Some)
     }
 }
 

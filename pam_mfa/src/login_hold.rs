@@ -56,7 +56,9 @@ impl LoginHold {
         Some(Self(bytes))
     }
 
-    fn digest(&self) -> [u8; 32] {
+    /// What a store keeps of the value (the local store's row, or the fleet database's,
+    /// which mfad sends it): enough to recognise the login, not to act as it.
+    pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.0.as_slice()).into()
     }
 }

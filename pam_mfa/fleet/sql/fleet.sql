@@ -93,7 +93,7 @@ $$;
 DO $migrate$
 DECLARE
     v int;
-    known CONSTANT int := 3;
+    known CONSTANT int := 4;
 BEGIN
     SELECT version INTO v FROM pam_mfa_fleet.schema_version FOR UPDATE;
     IF v > known THEN
@@ -245,6 +245,16 @@ BEGIN
             CHECK (kind = 'token' OR token_id IS NULL);
 
         UPDATE pam_mfa_fleet.schema_version SET version = 3;
+    END IF;
+
+    IF v < 4 THEN
+        -- Registration at login (login_hold.rs): a pending device held for one login keeps
+        -- the SHA-256 of a value only that login holds; only that login's success
+        -- activates it, and `mfa enroll finish` never does.
+        ALTER TABLE pam_mfa_fleet.devices ADD COLUMN login_hold bytea
+            CHECK (login_hold IS NULL OR length(login_hold) = 32);
+
+        UPDATE pam_mfa_fleet.schema_version SET version = 4;
     END IF;
 END
 $migrate$;
@@ -635,10 +645,11 @@ BEGIN
 END
 $$;
 
--- enrollment::begin_totp: a pending device with a new random secret, returned once.
-CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp_at(
+-- enrollment::begin_totp_held: a pending device with a new random secret, returned once;
+-- held for a login when p_hold (the SHA-256 of that login's value, login_hold.rs) is given.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp_hold_at(
     p_user text, p_actor int, p_name text, p_algorithm text, p_digits int, p_period int,
-    p_now bigint)
+    p_hold bytea, p_now bigint)
 RETURNS bytea
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
@@ -663,9 +674,13 @@ BEGIN
     IF p_now IS NULL THEN
         RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
     END IF;
+    IF p_hold IS NOT NULL AND length(p_hold) <> 32 THEN
+        RAISE EXCEPTION 'not a login''s hold' USING ERRCODE = 'MF005';
+    END IF;
     PERFORM pam_mfa_fleet.lock_user(p_user);
     PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
-    -- devices::check_room, then limits::check_pending, then devices::claim_name, in the
+    -- devices::check_room, then limits::check_pending (held registrations counted apart
+    -- from the others) and limits::check_begun, then devices::claim_name, in the
     -- library's order.
     SELECT least(p.max_devices, 8) INTO STRICT max_devices FROM pam_mfa_fleet.policy p
     WHERE p.id = 1;
@@ -675,9 +690,13 @@ BEGIN
             USING ERRCODE = 'MF002';
     END IF;
     SELECT count(*) INTO pending FROM pam_mfa_fleet.devices
-    WHERE user_name = p_user AND state = 'pending' AND expires_at > p_now AND name <> p_name;
+    WHERE user_name = p_user AND state = 'pending' AND expires_at > p_now AND name <> p_name
+      AND (login_hold IS NULL) = (p_hold IS NULL);
     IF pending >= 3 THEN
         RAISE EXCEPTION 'too many unfinished registrations (3)' USING ERRCODE = 'MF003';
+    END IF;
+    IF p_actor IS DISTINCT FROM 0 THEN
+        PERFORM pam_mfa_fleet.check_begun_(p_user, p_now);
     END IF;
     SELECT state INTO existing FROM pam_mfa_fleet.devices
     WHERE user_name = p_user AND name = p_name;
@@ -691,13 +710,22 @@ BEGIN
     new_secret := pam_mfa_fleet.random_bytes_(CASE alg WHEN 'SHA1' THEN 20
                                                    WHEN 'SHA256' THEN 32 ELSE 64 END);
     INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, secret, algorithm,
-                                       digits, period, created_at, expires_at)
+                                       digits, period, created_at, expires_at, login_hold)
     VALUES (p_user, p_name, 'totp', 'pending', new_secret, alg, p_digits, p_period, p_now,
-            p_now + 600);
+            p_now + 600, p_hold);
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'begin', p_name, 'totp');
     RETURN new_secret;
 END
 $$;
+
+-- enrollment::begin_totp: the same, held for no login.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp_at(
+    p_user text, p_actor int, p_name text, p_algorithm text, p_digits int, p_period int,
+    p_now bigint)
+RETURNS bytea
+LANGUAGE sql VOLATILE SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.begin_totp_hold_at(p_user, p_actor, p_name, p_algorithm, p_digits,
+                                        p_period, NULL, p_now);
 
 -- enrollment::finish_totp: two consecutive codes near now (10 steps back, 1 ahead)
 -- activate the pending device and burn both codes.
@@ -725,6 +753,10 @@ BEGIN
     IF d.state = 'active' THEN
         RETURN 'already_active';
     END IF;
+    -- A registration held for a login is that login's alone (login_hold.rs).
+    IF d.login_hold IS NOT NULL THEN
+        RETURN 'no_such_device';
+    END IF;
     -- (mfad refuses malformed codes in the library's words before asking.)
     IF p_code1 IS NULL OR p_code2 IS NULL
        OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
@@ -734,21 +766,8 @@ BEGIN
     t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1, p_code2,
                                             now_step - 10, now_step + 1);
     IF t IS NULL THEN
-        -- As enrollment::confirm_totp says it: a pair of another time within the resync
-        -- range is the phone's clock being off (by this many seconds); otherwise which
-        -- code gave the person away (otp::find_consecutive's PairError).
-        t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
-                                                p_code2, now_step - 1500, now_step + 1500);
-        IF t IS NOT NULL THEN
-            RETURN 'clock_skew ' || ((t - now_step) * d.period);
-        ELSIF pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code1,
-                                     now_step - 10, now_step + 1) IS NULL THEN
-            RETURN 'first_wrong';
-        ELSIF pam_mfa_fleet.otp_find(d.secret, d.algorithm, d.digits, p_code2,
-                                     now_step - 10, now_step + 2) IS NULL THEN
-            RETURN 'second_wrong';
-        END IF;
-        RETURN 'not_consecutive';
+        RETURN pam_mfa_fleet.pair_refusal_(d.secret, d.algorithm, d.digits, d.period,
+                                           p_code1, p_code2, now_step);
     END IF;
     IF (SELECT count(*) FROM pam_mfa_fleet.devices
         WHERE user_name = p_user AND state = 'active')
@@ -759,6 +778,34 @@ BEGIN
     WHERE id = d.id;
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'finish', p_name, NULL);
     RETURN 'activated';
+END
+$$;
+
+-- Why two codes are not consecutive codes of a device near now (10 steps back, 1 ahead),
+-- as enrollment::confirm_totp says it: a pair of another time within the resync range is
+-- the phone's clock being off ('clock_skew SECONDS'); otherwise which code gave the
+-- person away (otp::find_consecutive's PairError: 'first_wrong', 'second_wrong',
+-- 'not_consecutive'). For finish_totp and hold_totp.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.pair_refusal_(
+    p_secret bytea, p_algorithm text, p_digits int, p_period int, p_code1 text, p_code2 text,
+    p_now_step bigint)
+RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    t bigint;
+BEGIN
+    t := pam_mfa_fleet.otp_find_consecutive(p_secret, p_algorithm, p_digits, p_code1, p_code2,
+                                            p_now_step - 1500, p_now_step + 1500);
+    IF t IS NOT NULL THEN
+        RETURN 'clock_skew ' || ((t - p_now_step) * p_period);
+    ELSIF pam_mfa_fleet.otp_find(p_secret, p_algorithm, p_digits, p_code1,
+                                 p_now_step - 10, p_now_step + 1) IS NULL THEN
+        RETURN 'first_wrong';
+    ELSIF pam_mfa_fleet.otp_find(p_secret, p_algorithm, p_digits, p_code2,
+                                 p_now_step - 10, p_now_step + 2) IS NULL THEN
+        RETURN 'second_wrong';
+    END IF;
+    RETURN 'not_consecutive';
 END
 $$;
 
@@ -1953,5 +2000,254 @@ REVOKE ALL ON FUNCTION
     pam_mfa_fleet.import_accounts_at(int, text, boolean, bigint),
     pam_mfa_fleet.import_accounts(int, text, boolean)
 FROM PUBLIC, pam_mfa_host;
+
+------------------------------------------------------------------------------------------
+-- Self-service as on one host: registration at login (login_hold.rs), the hourly limits
+-- of limits.rs counted fleet-wide from the audit rows, under the user's lock, and what
+-- ends the hosts' remembered logins. Self-contained (own grants) so that it can be merged
+-- beside other blocks.
+------------------------------------------------------------------------------------------
+
+SET LOCAL ROLE pam_mfa_owner;
+
+-- limits::nth_recent: the time of the p_n-th most recent audit row of p_user written by a
+-- non-root actor since p_since (of p_action only, if given), on any host.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.nth_recent_(
+    p_user text, p_action text, p_n int, p_since bigint)
+RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pam_mfa_fleet, pg_temp
+RETURN (SELECT a.at FROM pam_mfa_fleet.audit a
+        WHERE a.user_name = p_user AND a.at > p_since AND a.actor_uid <> 0
+          AND (p_action IS NULL OR a.action = p_action)
+        ORDER BY a.at DESC LIMIT 1 OFFSET greatest(p_n - 1, 0));
+
+-- limits::check_begun (MAX_BEGUN = 10 an hour): raised with SQLSTATE MF020, whose message
+-- ends with the time from which there is room again (mfad words it as the library does).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.check_begun_(p_user text, p_now bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    at_ bigint := pam_mfa_fleet.nth_recent_(p_user, 'begin', 10, p_now - 3600);
+BEGIN
+    IF at_ IS NOT NULL THEN
+        RAISE EXCEPTION 'too many registrations begun in the last hour; room again at %',
+            at_ + 3600 USING ERRCODE = 'MF020';
+    END IF;
+END
+$$;
+
+-- limits::check_changes (MAX_CHANGES = 60 audit rows an hour by a non-root caller's own
+-- commands): the time from which there is room again, NULL when there is room now. Root
+-- is never limited. Taken under the user's lock, as every change is.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.change_room_at(p_user text, p_actor int, p_now bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    at_ bigint;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL OR p_actor IS NULL THEN
+        RAISE EXCEPTION 'no time or no actor' USING ERRCODE = 'MF005';
+    END IF;
+    IF p_actor = 0 THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    at_ := pam_mfa_fleet.nth_recent_(p_user, NULL, 60, p_now - 3600);
+    RETURN at_ + 3600;
+END
+$$;
+
+-- login_hold::hold_totp: the two consecutive codes of the registration p_name held for
+-- the login whose value hashes to p_hold, checked as finish_totp checks them and used up
+-- (its last step set), leaving it pending: only activate_held makes it active.
+-- 'held', finish_totp's refusals of the codes, 'already_active' or 'no_such_device'
+-- (none, expired, held for another login or for none, or already confirmed).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.hold_totp_at(
+    p_user text, p_actor int, p_name text, p_hold bytea, p_code1 text, p_code2 text,
+    p_now bigint)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    d pam_mfa_fleet.devices;
+    now_step bigint;
+    t bigint;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    PERFORM pam_mfa_fleet.check_device_name(p_name);
+    IF p_now IS NULL OR p_hold IS NULL OR length(p_hold) <> 32 THEN
+        RAISE EXCEPTION 'no time or not a login''s hold' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    SELECT * INTO d FROM pam_mfa_fleet.devices x
+    WHERE x.user_name = p_user AND x.name = p_name AND x.period IS NOT NULL
+      AND (x.state = 'active' OR x.expires_at > p_now);
+    IF NOT FOUND THEN
+        RETURN 'no_such_device';
+    END IF;
+    IF d.state = 'active' THEN
+        RETURN 'already_active';
+    END IF;
+    IF d.login_hold IS DISTINCT FROM p_hold THEN
+        RETURN 'no_such_device';
+    END IF;
+    -- (mfad refuses malformed codes in the library's words before asking.)
+    IF p_code1 IS NULL OR p_code2 IS NULL
+       OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
+        RETURN 'first_wrong';
+    END IF;
+    now_step := floor(p_now::numeric / d.period)::bigint;
+    t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1, p_code2,
+                                            now_step - 10, now_step + 1);
+    IF t IS NULL THEN
+        RETURN pam_mfa_fleet.pair_refusal_(d.secret, d.algorithm, d.digits, d.period,
+                                           p_code1, p_code2, now_step);
+    END IF;
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices
+        WHERE user_name = p_user AND state = 'active')
+       >= (SELECT least(p.max_devices, 8) FROM pam_mfa_fleet.policy p WHERE p.id = 1) THEN
+        RAISE EXCEPTION 'user has the most devices allowed' USING ERRCODE = 'MF002';
+    END IF;
+    UPDATE pam_mfa_fleet.devices SET last_step = t + 1
+    WHERE id = d.id AND last_step IS NULL;
+    IF NOT FOUND THEN
+        RETURN 'no_such_device';
+    END IF;
+    RETURN 'held';
+END
+$$;
+
+-- login_hold::activate_held: the registration held for p_hold whose codes were confirmed,
+-- made active within the device limit; its name, NULL when there is none (expired, or
+-- replaced by another of the same name).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.activate_held_at(
+    p_user text, p_actor int, p_hold bytea, p_now bigint)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+DECLARE
+    d pam_mfa_fleet.devices;
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL OR p_hold IS NULL OR length(p_hold) <> 32 THEN
+        RAISE EXCEPTION 'no time or not a login''s hold' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.lock_user(p_user);
+    SELECT * INTO d FROM pam_mfa_fleet.devices x
+    WHERE x.user_name = p_user AND x.login_hold = p_hold AND x.state = 'pending'
+      AND x.expires_at > p_now AND x.last_step IS NOT NULL;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices
+        WHERE user_name = p_user AND state = 'active')
+       >= (SELECT least(p.max_devices, 8) FROM pam_mfa_fleet.policy p WHERE p.id = 1) THEN
+        RAISE EXCEPTION 'user has the most devices allowed' USING ERRCODE = 'MF002';
+    END IF;
+    UPDATE pam_mfa_fleet.devices SET state = 'active', expires_at = NULL, login_hold = NULL
+    WHERE id = d.id;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'finish', d.name, 'at login');
+    RETURN d.name;
+END
+$$;
+
+-- Remembered logins (remembered.rs) are kept by each host in its own store, for the fleet
+-- account: a host remembers the logins it saw. What ends them ends them on every host: a
+-- device removed, an unlock, the start of a lock-out or the person's `mfa forget`, on any
+-- host, leave an audit row here, and a host lets no login in that it remembered at or
+-- before the latest of them. Hosts keep a fleet account's remembered logins in the
+-- database's time, so that they compare with these rows on one clock.
+-- remembered_ended_at: that time (NULL: never), and now.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remembered_ended_at(p_user text, p_now bigint)
+RETURNS TABLE(ended bigint, now bigint)
+LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    RETURN QUERY SELECT (SELECT max(a.at) FROM pam_mfa_fleet.audit a
+                         WHERE a.user_name = p_user
+                           AND a.action IN ('remove', 'unlock', 'forget')),
+                        p_now;
+END
+$$;
+
+-- The 'forget' row that ends p_user's remembered logins on every host (`mfa forget`, or a
+-- lock-out a host saw start), with why.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.forget_remembered_at(
+    p_user text, p_actor int, p_why text, p_now bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    PERFORM pam_mfa_fleet.check_user(p_user);
+    IF p_now IS NULL THEN
+        RAISE EXCEPTION 'no time' USING ERRCODE = 'MF005';
+    END IF;
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'forget', NULL,
+                                 left(coalesce(p_why, ''), 200));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.remembered_ended(p_user text)
+RETURNS TABLE(ended bigint, now bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.remembered_ended_at(p_user, pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.forget_remembered(
+    p_user text, p_actor int, p_why text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.forget_remembered_at(p_user, p_actor, p_why, pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.begin_totp_held(
+    p_user text, p_actor int, p_name text, p_algorithm text, p_digits int, p_period int,
+    p_hold bytea)
+RETURNS bytea
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.begin_totp_hold_at(p_user, p_actor, p_name, p_algorithm, p_digits,
+                                        p_period, p_hold, pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.hold_totp(
+    p_user text, p_actor int, p_name text, p_hold bytea, p_code1 text, p_code2 text)
+RETURNS text
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.hold_totp_at(p_user, p_actor, p_name, p_hold, p_code1, p_code2,
+                                  pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.activate_held(p_user text, p_actor int, p_hold bytea)
+RETURNS text
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.activate_held_at(p_user, p_actor, p_hold, pam_mfa_fleet.now_());
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.change_room(p_user text, p_actor int)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+RETURN pam_mfa_fleet.change_room_at(p_user, p_actor, pam_mfa_fleet.now_());
+
+RESET ROLE;
+
+REVOKE ALL ON FUNCTION
+    pam_mfa_fleet.pair_refusal_(bytea, text, int, int, text, text, bigint),
+    pam_mfa_fleet.nth_recent_(text, text, int, bigint),
+    pam_mfa_fleet.check_begun_(text, bigint),
+    pam_mfa_fleet.change_room_at(text, int, bigint),
+    pam_mfa_fleet.hold_totp_at(text, int, text, bytea, text, text, bigint),
+    pam_mfa_fleet.activate_held_at(text, int, bytea, bigint),
+    pam_mfa_fleet.begin_totp_held(text, int, text, text, int, int, bytea),
+    pam_mfa_fleet.hold_totp(text, int, text, bytea, text, text),
+    pam_mfa_fleet.activate_held(text, int, bytea),
+    pam_mfa_fleet.change_room(text, int),
+    pam_mfa_fleet.remembered_ended_at(text, bigint),
+    pam_mfa_fleet.forget_remembered_at(text, int, text, bigint),
+    pam_mfa_fleet.remembered_ended(text),
+    pam_mfa_fleet.forget_remembered(text, int, text)
+FROM PUBLIC, pam_mfa_host;
+GRANT EXECUTE ON FUNCTION
+    pam_mfa_fleet.begin_totp_held(text, int, text, text, int, int, bytea),
+    pam_mfa_fleet.hold_totp(text, int, text, bytea, text, text),
+    pam_mfa_fleet.activate_held(text, int, bytea),
+    pam_mfa_fleet.change_room(text, int),
+    pam_mfa_fleet.remembered_ended(text),
+    pam_mfa_fleet.forget_remembered(text, int, text)
+TO pam_mfa_host;
 
 COMMIT;

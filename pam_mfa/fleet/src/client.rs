@@ -329,22 +329,7 @@ impl Fleet {
             "SELECT pam_mfa_fleet.finish_totp($1, $2, $3, $4, $5)",
             &[&user, &actor, &name, &code1, &code2],
         )?;
-        Ok(match text.split_once(' ') {
-            Some(("clock_skew", secs)) => FinishOutcome::ClockSkew {
-                secs: secs
-                    .parse()
-                    .map_err(|_| unknown("finish_totp", text.as_str()))?,
-            },
-            _ => match text.as_str() {
-                "activated" => FinishOutcome::Activated,
-                "first_wrong" => FinishOutcome::Wrong(PairError::FirstWrong),
-                "second_wrong" => FinishOutcome::Wrong(PairError::SecondWrong),
-                "not_consecutive" => FinishOutcome::Wrong(PairError::NotConsecutive),
-                "already_active" => FinishOutcome::AlreadyActive,
-                "no_such_device" => FinishOutcome::NoSuchDevice,
-                other => return Err(unknown("finish_totp", other)),
-            },
-        })
+        finish_outcome("finish_totp", &text)
     }
 
     pub fn resync(
@@ -698,6 +683,137 @@ impl Fleet {
             &[&user, &actor, &device, &why],
             Kind::Changes,
             |rows| one_row("key_refused", rows).map(|_| ()),
+        )
+    }
+
+    /// `begin_totp_held(...)`: [`Fleet::begin_totp`] for a registration at login, held
+    /// for the login whose value hashes to `hold` (`pam_mfa::login_hold`): only that
+    /// login's [`Fleet::activate_held`] makes it active.
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin_totp_held(
+        &mut self,
+        user: &str,
+        actor: u32,
+        name: &str,
+        algorithm: Algorithm,
+        digits: u32,
+        period: u32,
+        hold: &[u8; 32],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let actor = int(actor, "actor")?;
+        let digits = int(digits, "digits")?;
+        let period = int(period, "period")?;
+        let hold = hold.as_slice();
+        self.call(
+            "begin_totp_held",
+            "SELECT pam_mfa_fleet.begin_totp_held($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &user,
+                &actor,
+                &name,
+                &algorithm.as_str(),
+                &digits,
+                &period,
+                &hold,
+            ],
+            Kind::Changes,
+            |rows| {
+                let row = one_row("begin_totp_held", rows)?;
+                let secret: Vec<u8> = get(&row, 0)?;
+                if secret.is_empty() {
+                    return Err(FleetError::Database("begin_totp_held: empty secret".into()));
+                }
+                Ok(Zeroizing::new(secret))
+            },
+        )
+    }
+
+    /// `hold_totp(...)`: the two codes of the registration held for `hold`, checked and
+    /// used up; it stays pending until [`Fleet::activate_held`].
+    pub fn hold_totp(
+        &mut self,
+        user: &str,
+        actor: u32,
+        name: &str,
+        hold: &[u8; 32],
+        code1: &str,
+        code2: &str,
+    ) -> Result<FinishOutcome> {
+        let actor = int(actor, "actor")?;
+        let hold = hold.as_slice();
+        let text = self.text_call(
+            "hold_totp",
+            "SELECT pam_mfa_fleet.hold_totp($1, $2, $3, $4, $5, $6)",
+            &[&user, &actor, &name, &hold, &code1, &code2],
+        )?;
+        match text.as_str() {
+            // Confirmed and held: active once the login's activate_held comes.
+            "held" => Ok(FinishOutcome::Activated),
+            "activated" => Err(unknown("hold_totp", &text)),
+            _ => finish_outcome("hold_totp", &text),
+        }
+    }
+
+    /// `activate_held(...)`: the registration held for `hold` whose codes were right,
+    /// made active; its name, `None` when there is none (expired or replaced).
+    pub fn activate_held(
+        &mut self,
+        user: &str,
+        actor: u32,
+        hold: &[u8; 32],
+    ) -> Result<Option<String>> {
+        let actor = int(actor, "actor")?;
+        let hold = hold.as_slice();
+        self.call(
+            "activate_held",
+            "SELECT pam_mfa_fleet.activate_held($1, $2, $3)",
+            &[&user, &actor, &hold],
+            Kind::Changes,
+            |rows| get(&one_row("activate_held", rows)?, 0),
+        )
+    }
+
+    /// `change_room(...)`: `None` when `actor` may make another change to `user`'s
+    /// devices now, else the time from which it may (`pam_mfa::limits::MAX_CHANGES`
+    /// within the hour, counted over every host; root is never limited).
+    pub fn change_room(&mut self, user: &str, actor: u32) -> Result<Option<i64>> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "change_room",
+            "SELECT pam_mfa_fleet.change_room($1, $2)",
+            &[&user, &actor],
+            Kind::Changes,
+            |rows| get(&one_row("change_room", rows)?, 0),
+        )
+    }
+
+    /// `remembered_ended(p_user)`: when something last ended `user`'s remembered logins
+    /// on every host (a device removed, an unlock, a lock-out, `mfa forget`; `None`:
+    /// never), and the database's time now, in which hosts keep a fleet account's
+    /// remembered logins: a host lets in no login it remembered at or before then.
+    pub fn remembered_ended(&mut self, user: &str) -> Result<(Option<i64>, i64)> {
+        self.call(
+            "remembered_ended",
+            "SELECT ended, now FROM pam_mfa_fleet.remembered_ended($1)",
+            &[&user],
+            Kind::ReadOnly,
+            |rows| {
+                let row = one_row("remembered_ended", rows)?;
+                Ok((get(&row, 0)?, get(&row, 1)?))
+            },
+        )
+    }
+
+    /// `forget_remembered(...)`: ends `user`'s remembered logins on every host (the audit
+    /// row [`Fleet::remembered_ended`] finds), saying `why`.
+    pub fn forget_remembered(&mut self, user: &str, actor: u32, why: &str) -> Result<()> {
+        let actor = int(actor, "actor")?;
+        self.call(
+            "forget_remembered",
+            "SELECT pam_mfa_fleet.forget_remembered($1, $2, $3)",
+            &[&user, &actor, &why],
+            Kind::Changes,
+            |rows| one_row("forget_remembered", rows).map(|_| ()),
         )
     }
 
@@ -1136,4 +1252,22 @@ impl Fleet {
             },
         )
     }
+}
+
+/// What `finish_totp` (and `hold_totp`, but for its 'held') answers.
+fn finish_outcome(name: &str, text: &str) -> Result<FinishOutcome> {
+    Ok(match text.split_once(' ') {
+        Some(("clock_skew", secs)) => FinishOutcome::ClockSkew {
+            secs: secs.parse().map_err(|_| unknown(name, text))?,
+        },
+        _ => match text {
+            "activated" => FinishOutcome::Activated,
+            "first_wrong" => FinishOutcome::Wrong(PairError::FirstWrong),
+            "second_wrong" => FinishOutcome::Wrong(PairError::SecondWrong),
+            "not_consecutive" => FinishOutcome::Wrong(PairError::NotConsecutive),
+            "already_active" => FinishOutcome::AlreadyActive,
+            "no_such_device" => FinishOutcome::NoSuchDevice,
+            other => return Err(unknown(name, other)),
+        },
+    })
 }

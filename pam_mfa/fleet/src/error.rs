@@ -37,6 +37,9 @@ pub enum RefusalCode {
     NoSuchDevice,
     /// MF005
     BadArgument,
+    /// MF020: too many registrations begun within the hour (`pam_mfa::limits::MAX_BEGUN`);
+    /// the message ends with the Unix time from which there is room again.
+    TooManyBegun,
 }
 
 impl RefusalCode {
@@ -47,6 +50,7 @@ impl RefusalCode {
             "MF003" => Self::TooManyPending,
             "MF004" => Self::NoSuchDevice,
             "MF005" => Self::BadArgument,
+            "MF020" => Self::TooManyBegun,
             _ => return None,
         })
     }
@@ -58,6 +62,7 @@ impl RefusalCode {
             Self::TooManyPending => "MF003",
             Self::NoSuchDevice => "MF004",
             Self::BadArgument => "MF005",
+            Self::TooManyBegun => "MF020",
         }
     }
 }
@@ -104,6 +109,7 @@ mod tests {
             RefusalCode::TooManyPending,
             RefusalCode::NoSuchDevice,
             RefusalCode::BadArgument,
+            RefusalCode::TooManyBegun,
         ] {
             assert_eq!(RefusalCode::from_sqlstate(c.sqlstate()), Some(c));
         }
