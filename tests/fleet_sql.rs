@@ -1380,7 +1380,7 @@ fn registration_and_device_changes() {
         .collect();
     for action in [
         "begin",
-        "finish",
+        "activate",
         "login-accepted",
         "resync",
         "rename",
