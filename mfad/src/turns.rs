@@ -93,6 +93,24 @@ impl Turns {
             };
             return side.answer(uid, work, log);
         }
+        if let Some((gate, side)) = &self.fleet
+            && let Some(fleet_work) = side.fleet_part(&work)
+        {
+            // Each store at its own gate, one after the other (never both turns at once).
+            let local = self.run_local(uid, work, log);
+            if matches!(local, Response::Error(_)) {
+                return local;
+            }
+            let Some(_turn) = gate.take(uid) else {
+                return busy();
+            };
+            return side.merge(local, side.answer(uid, fleet_work, log));
+        }
+        self.run_local(uid, work, log)
+    }
+
+    /// Runs `work` on the local store when its turn comes.
+    fn run_local(&self, uid: u32, work: Work, log: &Log) -> Response {
         let Some(_turn) = self.gate.take(uid) else {
             return busy();
         };
