@@ -57,6 +57,10 @@ const HOST_CALLS: &[&str] = &[
     "SELECT * FROM pam_mfa_fleet.list_tokens()",
     "SELECT * FROM pam_mfa_fleet.enroll_token('alice', 0, 'fob', 'SN-1', '123456', '654321')",
     "SELECT * FROM pam_mfa_fleet.remove_token(0, 'nothing')",
+    // The administrator's views (tests/fleet_admin.rs): no secret, salt or hash.
+    "SELECT * FROM pam_mfa_fleet.admin_accounts()",
+    "SELECT * FROM pam_mfa_fleet.audit_rows('alice', NULL)",
+    "SELECT * FROM pam_mfa_fleet.audit_rows(NULL, 0)",
 ];
 
 const TABLES: &[&str] = &[
@@ -711,6 +715,8 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
         "list_tokens",
         "remove_token",
         "enroll_token",
+        "admin_accounts",
+        "audit_rows",
     ];
     let functions = admin
         .query(

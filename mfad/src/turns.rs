@@ -106,7 +106,20 @@ impl Turns {
             };
             return side.merge(local, side.answer(uid, fleet_work, log));
         }
-        self.run_local(uid, work, log)
+        let prune = self.fleet.is_some()
+            && matches!(&work, Work::Admin(a) if matches!(**a, crate::authorise::Admin::AuditPrune { .. }));
+        let response = self.run_local(uid, work, log);
+        match response {
+            // The fleet's audit is not pruned through a host: say so, not "done".
+            Response::Pruned { removed, rule } if prune => Response::Pruned {
+                removed,
+                rule: format!(
+                    "{rule} in this host's store (the fleet database's audit rows are \
+                     pruned by its owner, not through a host)"
+                ),
+            },
+            other => other,
+        }
     }
 
     /// Runs `work` on the local store when its turn comes.
