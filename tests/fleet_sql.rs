@@ -1229,7 +1229,10 @@ fn registration_and_device_changes() {
         code(&phone, Algorithm::Sha1, 6, step - 1),
         code(&phone, Algorithm::Sha1, 6, step),
     );
-    assert_eq!(text(&mut c, finish, &[&"phone", &c1, &c1, &t]), "wrong");
+    assert_eq!(
+        text(&mut c, finish, &[&"phone", &c1, &c1, &t]),
+        "not_consecutive"
+    );
     assert_eq!(
         text(&mut c, finish, &[&"none", &c1, &c2, &t]),
         "no_such_device"
@@ -1329,7 +1332,7 @@ fn registration_and_device_changes() {
     assert_eq!(check_at(&mut c, "erin", &r2, None, None, later).0, "wrong");
     assert_eq!(
         text(&mut c, resync, &[&"phone", &r1, &"000000", &later]),
-        "wrong"
+        "not_found"
     );
     assert_eq!(
         text(&mut c, resync, &[&"none", &r1, &r2, &later]),
@@ -1344,7 +1347,10 @@ fn registration_and_device_changes() {
         resynced.starts_with("resynced clock "),
         "resync answered {resynced:?}"
     );
-    assert_eq!(text(&mut c, resync, &[&"phone", &r1, &r2, &later]), "wrong");
+    assert_eq!(
+        text(&mut c, resync, &[&"phone", &r1, &r2, &later]),
+        "already_used"
+    );
     let ahead = code(&phone, Algorithm::Sha1, 6, ls + 242);
     assert_eq!(
         check_at(&mut c, "erin", &ahead, None, None, later).0,
@@ -1394,6 +1400,38 @@ fn registration_and_device_changes() {
     ] {
         assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
     }
+    // The rows read as the local store's for the same changes (audit::attach's triggers).
+    let rows: Vec<(String, Option<String>, Option<String>)> = c
+        .query(
+            "SELECT action, device, detail FROM pam_mfa_fleet.audit
+             WHERE user_name = 'erin' AND action NOT LIKE 'login-%' ORDER BY id",
+            &[],
+        )
+        .expect("audit")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let row = |action: &str, device: &str, detail: &str| {
+        (
+            action.to_owned(),
+            Some(device.to_owned()),
+            Some(detail.to_owned()),
+        )
+    };
+    for expected in [
+        row("activate", "phone", "totp"),
+        row("resync", "phone", "drift 241 s"),
+        row("rename", "p4", "was phone"),
+        row("remove", "p4", "totp"),
+    ] {
+        assert!(rows.contains(&expected), "{expected:?}: {rows:?}");
+    }
+    // Keeping a name is no change, and writes no row.
+    assert_eq!(
+        rows.iter().filter(|r| r.0 == "rename").count(),
+        1,
+        "{rows:?}"
+    );
 }
 
 /// A registration or resync answer of the library in the SQL's terms.
