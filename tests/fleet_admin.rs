@@ -187,6 +187,23 @@ fn list_and_audit_on_one_host_show_the_fleet_accounts_another_host_changed() {
     // Root's rows are host B's own: host A's store never saw them.
     let on_a = array(&a.env, &["admin", "audit", "--user", "root", "--json"]);
     assert!(on_a.is_empty(), "{on_a:?}");
+
+    // A prune through a host is the host's store's alone, and says so; the fleet's rows
+    // stay.
+    let out = b
+        .env
+        .mfa(&["admin", "audit", "prune", "--older-than", "1d"]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains("in this host's store") && out.stdout.contains("by its owner"),
+        "{}",
+        out.stdout
+    );
+    let after = array(
+        &b.env,
+        &["admin", "audit", "--user", alice.name(), "--json"],
+    );
+    assert_eq!(after.len(), audit.len(), "{after:?}");
 }
 
 #[test]
