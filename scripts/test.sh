@@ -20,6 +20,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # `cargo test` alone does not rebuild.
 cargo build --workspace --locked
 cargo test --workspace --locked
+# One behaviour, two stores (issue 19): the end-to-end suites once more with every account
+# but root in a PostgreSQL fleet database of each test's own (tests/src/backend.rs).
+PAM_MFA_TEST_BACKEND=fleet cargo test --locked -p pam_mfa_tests --test pam_login \
+    --test mfa_cli --test hardware_tokens --test recovery --test user_mfa --test real_logins
 scripts/fuzz.sh 60
 scripts/bench.sh --smoke  # the login benchmark (issue 7), once at 20 users: a smoke check of a few seconds
 scripts/bench.sh --backend fleet --smoke  # the same through a fleet host's mfad to PostgreSQL (issue 19)

@@ -543,8 +543,7 @@ fn a_token_has_one_owner_and_removing_the_device_returns_it() {
 fn tokens_count_toward_the_device_limit() {
     let env = TestEnv::new();
     let user = TestUser::new();
-    env.mfa(&["admin", "policy", "set", "max_devices", "2"])
-        .assert_success();
+    env.set_policy("max_devices", "2");
     import_csv(
         &env,
         &format!("A,{KEY_HEX},hotp\nB,{KEY_HEX},hotp\nC,{KEY_HEX},hotp\n"),
@@ -555,8 +554,7 @@ fn tokens_count_toward_the_device_limit() {
     enroll_hotp(&env, user.name(), "c", "C", 0).assert_error(&["2 active devices"]);
     assert_eq!(token(&inventory(&env), "C")["user"], Value::Null);
     // Names are unique per user, across kinds.
-    env.mfa(&["admin", "policy", "set", "max_devices", "8"])
-        .assert_success();
+    env.set_policy("max_devices", "8");
     enroll_hotp(&env, user.name(), "a", "C", 0).assert_error(&["already has a device named"]);
 }
 

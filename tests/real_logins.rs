@@ -614,8 +614,7 @@ fn ssh_registration_at_login_is_kept_once_the_login_succeeds() {
         "auth       required     pam_mfa.so enroll_at_login",
     );
     let sshd = Sshd::start(&ns, "enroll", &snippet("sshd-config-pubkey"));
-    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
-        .assert_success();
+    env.set_policy("no_device", "enroll");
     let alice = Person::new();
     let key = with_key(&ns, &alice);
     let user = alice.name();
@@ -703,8 +702,7 @@ fn ssh_registration_during_a_failed_login_is_not_kept() {
          auth       required     pam_mfa.so enroll_at_login",
     );
     let sshd = Sshd::start(&ns, "enroll-fail", &snippet("sshd-config-password"));
-    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
-        .assert_success();
+    env.set_policy("no_device", "enroll");
     let alice = Person::new();
     ns.create_home(&alice.user);
     let user = alice.name();
@@ -774,8 +772,7 @@ fn ssh_password_method_cannot_register_at_login() {
         "enroll-password",
         "UsePAM yes\nPasswordAuthentication yes\n",
     );
-    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
-        .assert_success();
+    env.set_policy("no_device", "enroll");
     let alice = Person::new();
     ns.create_home(&alice.user);
     let user = alice.name();
@@ -1251,8 +1248,7 @@ fn ssh_remembered_login_asks_no_code_from_the_same_address() {
         .collect();
     let bobs = enroll_now(&env, bob.name(), "phone");
     let policy = |key: &str, value: &str| {
-        env.mfa(&["admin", "policy", "set", key, value])
-            .assert_success();
+        env.set_policy(key, value);
     };
     let with_code = |person: &Person, key: &SshKey, secret: &str, from: &str| {
         sshd.login(person.name())

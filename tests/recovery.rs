@@ -244,8 +244,7 @@ fn the_policy_sets_window_no_device_and_device_limits_and_arguments_override() {
     let dev = env.enroll(user.name(), "phone");
 
     // window=0 from the policy: a code of the next step is refused...
-    env.mfa(&["admin", "policy", "set", "window", "0"])
-        .assert_success();
+    env.set_policy("window", "0");
     let next = env.distinct_code_at_step(&dev.secret, 1, 1);
     assert!(!env.login(user.name(), &next).succeeded());
     // ...unless the service file says window=1.
@@ -255,16 +254,14 @@ fn the_policy_sets_window_no_device_and_device_limits_and_arguments_override() {
     // no_device=allow lets a user without devices through; the default refuses.
     env.write_service(&[]);
     assert!(!env.login(newcomer.name(), "123456").succeeded());
-    env.mfa(&["admin", "policy", "set", "no_device", "allow"])
-        .assert_success();
+    env.set_policy("no_device", "allow");
     env.write_service_observing_ignore(&[]);
     let out = env.pam(newcomer.name()).run();
     out.assert_ignored();
     out.assert_logged(&["policy no_device=allow"]);
 
     // max_devices=1: a second device cannot be activated.
-    env.mfa(&["admin", "policy", "set", "max_devices", "1"])
-        .assert_success();
+    env.set_policy("max_devices", "1");
     let out = env.mfa(&["--user", user.name(), "enroll", "totp", "tablet", "--begin"]);
     assert!(
         out.stderr.contains("1 active devices, the most allowed"),
@@ -272,9 +269,7 @@ fn the_policy_sets_window_no_device_and_device_limits_and_arguments_override() {
         out.stderr
     );
 
-    let out = env.mfa(&["admin", "policy", "show", "--json"]);
-    out.assert_success();
-    let p = out.json();
+    let p = env.policy_json();
     assert_eq!(p["window"], 0);
     assert_eq!(p["no_device"], "allow");
     assert_eq!(p["max_devices"], 1);
@@ -308,8 +303,7 @@ fn no_device_enroll_registers_a_device_during_the_login() {
     let env = TestEnv::new();
     let user = TestUser::new();
     env.write_service(&["enroll_at_login"]);
-    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
-        .assert_success();
+    env.set_policy("no_device", "enroll");
 
     let mut run = env
         .pam(user.name())
@@ -361,8 +355,7 @@ fn no_device_enroll_with_wrong_codes_registers_nothing_and_refuses() {
     let env = TestEnv::new();
     let user = TestUser::new();
     env.write_service(&["enroll_at_login"]);
-    env.mfa(&["admin", "policy", "set", "no_device", "enroll"])
-        .assert_success();
+    env.set_policy("no_device", "enroll");
     let out = env
         .pam(user.name())
         .answer("phone")

@@ -209,10 +209,7 @@ fn self_service_deny_greys_out_every_change_but_not_root() {
     let mfa = UserMfa::install();
     let alice = TestUser::new();
     let phone = enroll_now(&env, alice.name(), "alice-phone");
-    env.mfa_cmd(&["admin", "policy", "set", "self_service", "deny"])
-        .real_time()
-        .run()
-        .assert_success();
+    env.set_policy("self_service", "deny");
 
     const MESSAGE: &str = "Device registration is managed by your administrator; contact them";
     for change in [
@@ -243,10 +240,7 @@ fn self_service_deny_greys_out_every_change_but_not_root() {
     .run()
     .assert_success();
     // Allowed again, she may change her own devices.
-    env.mfa_cmd(&["admin", "policy", "set", "self_service", "allow"])
-        .real_time()
-        .run()
-        .assert_success();
+    env.set_policy("self_service", "allow");
     let out = mfa.run_with_input(
         &ns,
         &alice,
@@ -272,10 +266,7 @@ fn every_change_has_an_audit_row_with_the_callers_uid() {
         &format!("{}\n", next_code(&phone.secret)),
     );
     assert_ok(&out);
-    env.mfa_cmd(&["admin", "policy", "set", "window", "2"])
-        .real_time()
-        .run()
-        .assert_success();
+    env.set_policy("window", "2");
     env.mfa_cmd(&["admin", "remove", alice.name(), "alice-phone"])
         .real_time()
         .run()
@@ -811,10 +802,7 @@ fn a_user_registers_a_token_as_they_register_an_app() {
         .run()
         .assert_success();
     // Where self-service is off, tokens are greyed out like everything else.
-    env.mfa_cmd(&["admin", "policy", "set", "self_service", "deny"])
-        .real_time()
-        .run()
-        .assert_success();
+    env.set_policy("self_service", "deny");
     let out = token("H-2", &c0, &c1);
     assert_refused(&out, "managed by your administrator");
     assert!(names_now(&env, bob.name()).is_empty());
@@ -975,10 +963,7 @@ fn a_recovery_code_gets_a_person_back_in_fully() {
     env.write_service(&[]);
     // Three logins and changes follow within a few real seconds, each using up a step of
     // the new phone: a window of 2 accepts the third without waiting for the clock.
-    env.mfa_cmd(&["admin", "policy", "set", "window", "2"])
-        .real_time()
-        .run()
-        .assert_success();
+    env.set_policy("window", "2");
     let lost = enroll_now(&env, alice.name(), "phone");
     let out = mfa.run_with_input(
         &ns,
@@ -1062,13 +1047,7 @@ fn a_recovery_code_gets_a_person_back_in_fully() {
 
 /// How many failed attempts the store holds against `user`.
 fn failures(env: &TestEnv, user: &str) -> i64 {
-    let db = rusqlite::Connection::open(env.db()).expect("open the store");
-    db.query_row(
-        "SELECT COALESCE((SELECT failures FROM auth_state WHERE user = ?1), 0)",
-        [user],
-        |r| r.get(0),
-    )
-    .expect("read auth_state")
+    env.failures(user)
 }
 
 // Issue 16, finding 4: at the device limit, `mfa enroll token` run by a user said
@@ -1092,7 +1071,7 @@ fn a_user_at_the_device_limit_cannot_tell_serials_apart() {
     )
     .expect("write the seed file");
     root(&["admin", "tokens", "import", seeds.to_str().expect("path")]);
-    root(&["admin", "policy", "set", "max_devices", "1"]);
+    env.set_policy("max_devices", "1");
     // Her one device is token H-1 (event-based: each proof of it below takes a press, no
     // wait for a new time step).
     let (c0, c1) = (rfc4226_hotp(0), rfc4226_hotp(1));
@@ -1143,7 +1122,7 @@ fn a_user_at_the_device_limit_cannot_tell_serials_apart() {
     // Proving her token clears her failures as a login does, so here the lock-out is
     // shown at max_failures 1: the next try is the one that locks her out, and then even
     // the proof of her own device is refused.
-    root(&["admin", "policy", "set", "max_failures", "1"]);
+    env.set_policy("max_failures", "1");
     let out = try_token("NO-SUCH-2", &c0, &c1);
     assert_refused(&out, "too many failed attempts");
     let out = mfa.run_with_input(

@@ -59,6 +59,9 @@ pub struct TestEnv {
     /// The fleet database every account but root is kept in, when the suites run with
     /// the fleet backend ([`crate::backend`]). Dropped after the daemon.
     fleet: Option<FleetStore>,
+    /// Set for a test whose daemon runs on the real clock (in a [`crate::Namespace`]):
+    /// the fleet database's clock then stays real too.
+    fleet_real_time: Cell<bool>,
 }
 
 impl TestEnv {
@@ -100,6 +103,7 @@ impl TestEnv {
             started: Cell::new(false),
             mfad_args: RefCell::new(Vec::new()),
             fleet: None,
+            fleet_real_time: Cell::new(false),
         };
         env.write_clock(env.now());
         if backend == Backend::Fleet {
@@ -177,8 +181,26 @@ impl TestEnv {
         std::fs::write(&tmp, format!("{spec}\n")).expect("cannot write the daemon's clock");
         std::fs::rename(&tmp, self.clock_file()).expect("cannot replace the daemon's clock");
         if let Some(fleet) = &self.fleet {
-            fleet.write_clock(spec);
+            fleet.write_clock(if self.fleet_real_time.get() {
+                "+0"
+            } else {
+                spec
+            });
         }
+    }
+
+    /// Keeps the fleet database (if any) on the real clock from now on, for a test whose
+    /// daemon runs on the real clock.
+    pub fn keep_fleet_on_real_time(&self) {
+        self.fleet_real_time.set(true);
+        if let Some(fleet) = &self.fleet {
+            fleet.write_clock("+0");
+        }
+    }
+
+    /// The test's own arguments for `mfad` ([`TestEnv::set_mfad_args`]).
+    pub fn mfad_args(&self) -> Vec<OsString> {
+        self.mfad_args.borrow().clone()
     }
 
     /// The backend this environment's accounts are kept in.
@@ -198,15 +220,72 @@ impl TestEnv {
     /// backend: `mfa admin policy set` for the local store, `mfa admin fleet policy set`
     /// (with the fleet administrator's connection) for the fleet.
     pub fn set_policy(&self, key: &str, value: &str) {
+        // At the time the test's daemon runs on (the real one, beside real logins).
+        fn at_its_time(real: bool, run: MfaRun<'_>) -> MfaRun<'_> {
+            if real { run.real_time() } else { run }
+        }
+        let real = self.fleet_real_time.get();
         let out = match &self.fleet {
-            None => self.mfa(&["admin", "policy", "set", key, value]),
+            None => at_its_time(real, self.mfa_cmd(&["admin", "policy", "set", key, value])).run(),
             Some(fleet) => {
                 let conn = fleet.postgres().superuser(crate::fleet::DB);
                 let args = ["admin", "fleet", "policy", "set", key, value];
-                self.mfa(&[&args[..], &["--connection", &conn]].concat())
+                self.mfa_cmd(&[&args[..], &["--connection", &conn]].concat())
+                    .no_link()
+                    .run()
             }
         };
         out.assert_success();
+    }
+
+    /// The policy the test's accounts follow as `--json` shows it, the administrator's way
+    /// for the backend (`mfa admin policy show` or `mfa admin fleet policy show`).
+    pub fn policy_json(&self) -> Value {
+        let out = match &self.fleet {
+            None => self.mfa(&["admin", "policy", "show", "--json"]),
+            Some(fleet) => {
+                let conn = fleet.postgres().superuser(crate::fleet::DB);
+                let args = ["admin", "fleet", "policy", "show", "--json"];
+                self.mfa_cmd(&[&args[..], &["--connection", &conn]].concat())
+                    .no_link()
+                    .run()
+            }
+        };
+        out.assert_success();
+        out.json()
+    }
+
+    /// How many failed attempts count against `user` now, read from the backend's store.
+    pub fn failures(&self, user: &str) -> i64 {
+        match &self.fleet {
+            None => rusqlite::Connection::open(&self.db)
+                .and_then(|db| {
+                    db.query_row(
+                        "SELECT COALESCE((SELECT failures FROM auth_state WHERE user = ?1), 0)",
+                        [user],
+                        |r| r.get(0),
+                    )
+                })
+                .expect("read auth_state"),
+            Some(fleet) => {
+                assert!(
+                    user.bytes().all(|b| b.is_ascii_alphanumeric()),
+                    "a plain test user name"
+                );
+                fleet
+                    .postgres()
+                    .psql(
+                        crate::fleet::DB,
+                        &format!(
+                            "SELECT COALESCE((SELECT failures FROM pam_mfa_fleet.auth_state \
+                             WHERE user_name = '{user}'), 0)"
+                        ),
+                    )
+                    .trim()
+                    .parse()
+                    .expect("a number of failures")
+            }
+        }
     }
 
     /// The socket of the test's own `mfad` (started, on the test's store and fake clock,

@@ -162,6 +162,8 @@ impl Namespace {
     /// `<env root>/ns`. Panics with the setup script's output if any mount fails.
     pub fn new(env: &TestEnv) -> Self {
         paths::require_root();
+        // The real programs run on the real clock, and so does the daemon they ask.
+        env.keep_fleet_on_real_time();
         let dir = env.path("ns");
         std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         // The syslog socket lives outside `dir`'s overlay layers, next to them.
@@ -374,7 +376,10 @@ impl Namespace {
     /// which name no socket.
     pub fn with_daemon(env: &TestEnv) -> Self {
         let mut ns = Self::new(env);
-        let mut run = Running::spawn(ns.command(&paths::mfad_bin()), "mfad (in the namespace)");
+        // With the test's own arguments (a fleet configuration, say).
+        let mut daemon = ns.command(&paths::mfad_bin());
+        daemon.args(env.mfad_args());
+        let mut run = Running::spawn(daemon, "mfad (in the namespace)");
         let ready = run.wait_for("mfad to serve", |_, err| err.contains("serving"));
         assert!(
             ready,

@@ -849,7 +849,7 @@ BEGIN
     SELECT d.name, d.kind, d.state, d.created_at, d.last_used_at, d.expires_at
     FROM pam_mfa_fleet.devices d
     WHERE d.user_name = p_user AND (d.state = 'active' OR d.expires_at > p_now)
-    ORDER BY d.created_at, d.name;
+    ORDER BY d.id;  -- registration order, as the local store lists them
 END
 $$;
 
