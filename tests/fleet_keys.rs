@@ -232,7 +232,7 @@ fn a_key_registered_through_one_host_logs_in_on_another_and_a_clone_is_refused_e
     assert_eq!(stored_count(&pg, alice.name(), "yubi"), stored + 1);
     let rows = audit(&pg, alice.name());
     assert!(
-        rows.contains(&format!("{} finish yubi fido2", a.role))
+        rows.contains(&format!("{} register yubi fido2", a.role))
             && rows.contains(&format!("{} login-accepted yubi", b.role)),
         "{rows}"
     );

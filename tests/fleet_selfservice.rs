@@ -111,7 +111,7 @@ fn a_device_registered_at_login_on_one_host_logs_in_on_another() {
         ),
     );
     assert!(
-        audit.contains(&format!("{} finish at login", a.role)),
+        audit.contains(&format!("{} activate totp", a.role)),
         "{audit}"
     );
 

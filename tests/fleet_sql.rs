@@ -57,6 +57,10 @@ const HOST_CALLS: &[&str] = &[
     "SELECT * FROM pam_mfa_fleet.list_tokens()",
     "SELECT * FROM pam_mfa_fleet.enroll_token('alice', 0, 'fob', 'SN-1', '123456', '654321')",
     "SELECT * FROM pam_mfa_fleet.remove_token(0, 'nothing')",
+    // The administrator's views (tests/fleet_admin.rs): no secret, salt or hash.
+    "SELECT * FROM pam_mfa_fleet.admin_accounts()",
+    "SELECT * FROM pam_mfa_fleet.audit_rows('alice', NULL)",
+    "SELECT * FROM pam_mfa_fleet.audit_rows(NULL, 0)",
 ];
 
 const TABLES: &[&str] = &[
@@ -717,6 +721,8 @@ fn a_host_role_reaches_the_data_only_through_the_host_functions() {
         "change_room",
         "remembered_ended",
         "forget_remembered",
+        "admin_accounts",
+        "audit_rows",
     ];
     let functions = admin
         .query(
@@ -1399,7 +1405,7 @@ fn registration_and_device_changes() {
         .collect();
     for action in [
         "begin",
-        "finish",
+        "activate",
         "login-accepted",
         "resync",
         "rename",
@@ -1407,6 +1413,38 @@ fn registration_and_device_changes() {
     ] {
         assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
     }
+    // The rows read as the local store's for the same changes (audit::attach's triggers).
+    let rows: Vec<(String, Option<String>, Option<String>)> = c
+        .query(
+            "SELECT action, device, detail FROM pam_mfa_fleet.audit
+             WHERE user_name = 'erin' AND action NOT LIKE 'login-%' ORDER BY id",
+            &[],
+        )
+        .expect("audit")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let row = |action: &str, device: &str, detail: &str| {
+        (
+            action.to_owned(),
+            Some(device.to_owned()),
+            Some(detail.to_owned()),
+        )
+    };
+    for expected in [
+        row("activate", "phone", "totp"),
+        row("resync", "phone", "drift 241 s"),
+        row("rename", "p4", "was phone"),
+        row("remove", "p4", "totp"),
+    ] {
+        assert!(rows.contains(&expected), "{expected:?}: {rows:?}");
+    }
+    // Keeping a name is no change, and writes no row.
+    assert_eq!(
+        rows.iter().filter(|r| r.0 == "rename").count(),
+        1,
+        "{rows:?}"
+    );
 }
 
 /// A registration or resync answer of the library in the SQL's terms, refusal by refusal

@@ -80,27 +80,7 @@ fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::
         Admin::List => Ok(Response::Accounts(
             admin::overview(store.conn(), now)?
                 .into_iter()
-                .map(|a| AccountEntry {
-                    user: a.user,
-                    devices: a.devices.into_iter().map(crate::service::entry).collect(),
-                    recovery_codes_left: a.codes.recovery_left,
-                    bypass_codes: a
-                        .codes
-                        .bypass
-                        .into_iter()
-                        .map(|b| BypassEntry {
-                            uses_left: b.uses_left,
-                            expires: b.expires_at,
-                            issued: b.created_at,
-                            issued_by_uid: b.created_by,
-                        })
-                        .collect(),
-                    remembered: a
-                        .remembered
-                        .into_iter()
-                        .map(crate::remembered::entry)
-                        .collect(),
-                })
+                .map(account_entry)
                 .collect(),
         )),
         Admin::Audit { account, since } => {
@@ -110,16 +90,7 @@ fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::
             };
             let rows = audit::list(store.conn(), account.as_ref().map(|a| a.as_str()), since)?;
             Ok(Response::AuditRows(
-                rows.into_iter()
-                    .map(|r| AuditEntry {
-                        at: r.at,
-                        uid: r.actor_uid,
-                        user: r.user,
-                        action: r.action,
-                        device: r.device,
-                        detail: r.detail,
-                    })
-                    .collect(),
+                rows.into_iter().map(audit_entry).collect(),
             ))
         }
         Admin::AuditPrune { older_than } => {
@@ -225,6 +196,43 @@ fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::
                 Err(e) => refusal(e),
             }
         }
+    }
+}
+
+/// An account of `mfa admin list`, the same for the local store's and the fleet's.
+pub(crate) fn account_entry(a: admin::AccountOverview) -> AccountEntry {
+    AccountEntry {
+        user: a.user,
+        devices: a.devices.into_iter().map(crate::service::entry).collect(),
+        recovery_codes_left: a.codes.recovery_left,
+        bypass_codes: a
+            .codes
+            .bypass
+            .into_iter()
+            .map(|b| BypassEntry {
+                uses_left: b.uses_left,
+                expires: b.expires_at,
+                issued: b.created_at,
+                issued_by_uid: b.created_by,
+            })
+            .collect(),
+        remembered: a
+            .remembered
+            .into_iter()
+            .map(crate::remembered::entry)
+            .collect(),
+    }
+}
+
+/// A row of `mfa admin audit`, the same for the local store's and the fleet's.
+pub(crate) fn audit_entry(r: audit::Entry) -> AuditEntry {
+    AuditEntry {
+        at: r.at,
+        uid: r.actor_uid,
+        user: r.user,
+        action: r.action,
+        device: r.device,
+        detail: r.detail,
     }
 }
 

@@ -138,6 +138,60 @@ impl Side {
     }
 }
 
+impl Side {
+    /// For a view of every account (`mfa admin list`, `mfa admin audit` without
+    /// `--user`), the same request for the fleet's part of it: the caller asks both
+    /// stores and [`Side::merge`]s the answers.
+    pub fn fleet_part(&self, work: &Work) -> Option<Work> {
+        let Work::Admin(admin) = work else {
+            return None;
+        };
+        match &**admin {
+            Admin::List => Some(Work::Admin(Box::new(Admin::List))),
+            Admin::Audit {
+                account: None,
+                since,
+            } => Some(Work::Admin(Box::new(Admin::Audit {
+                account: None,
+                since: since.clone(),
+            }))),
+            _ => None,
+        }
+    }
+
+    /// One answer from the local store's and the fleet's: each account from the store
+    /// that keeps it (the local store's for `local_users`, the fleet's for the others:
+    /// an account is listed once, never from a store that does not serve it), audit rows
+    /// from both, in time order. Either failing fails the whole: an administrator must
+    /// not take a partial list for the whole one.
+    pub fn merge(&self, local: Response, fleet: Response) -> Response {
+        let local_user = |user: &str| self.local_users.iter().any(|u| u == user);
+        match (local, fleet) {
+            (Response::Accounts(local), Response::Accounts(fleet)) => {
+                let mut all: Vec<_> = local
+                    .into_iter()
+                    .filter(|a| local_user(&a.user))
+                    .chain(fleet.into_iter().filter(|a| !local_user(&a.user)))
+                    .collect();
+                all.sort_by(|a, b| a.user.cmp(&b.user));
+                Response::Accounts(all)
+            }
+            (Response::AuditRows(local), Response::AuditRows(fleet)) => {
+                let mut all: Vec<_> = local.into_iter().chain(fleet).collect();
+                // Stable: rows of one second keep each store's order.
+                all.sort_by_key(|r| r.at);
+                Response::AuditRows(all)
+            }
+            (local @ Response::Error(_), _) => local,
+            (_, fleet @ Response::Error(_)) => fleet,
+            _ => error(
+                ErrorKind::Unavailable,
+                "the local store and the fleet database gave answers of different kinds",
+            ),
+        }
+    }
+}
+
 /// The one account a request is about, if it is about exactly one.
 fn account_of(work: &Work) -> Option<&UserName> {
     match work {
@@ -158,6 +212,10 @@ fn account_of(work: &Work) -> Option<&UserName> {
         Work::Admin(admin) => match &**admin {
             Admin::Unlock { account } | Admin::Remove { account, .. } => Some(account),
             Admin::Bypass { account, .. } => Some(account),
+            Admin::Audit {
+                account: Some(account),
+                ..
+            } => Some(account),
             _ => None,
         },
         Work::AtLogin(work) => match &**work {
@@ -567,6 +625,38 @@ fn run(
                     .collect(),
             ),
             Admin::TokensRemove { serial } => tokens_remove(fleet, uid, &serial, log)?,
+            Admin::List => Response::Accounts(
+                fleet
+                    .admin_accounts()?
+                    .into_iter()
+                    .map(crate::admin::account_entry)
+                    .collect(),
+            ),
+            Admin::Audit { account, since } => {
+                let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
+                let since = match since
+                    .map(|s| pam_mfa::admin::parse_since(&s, now))
+                    .transpose()
+                {
+                    Ok(s) => s,
+                    Err(message) => return Ok(error(ErrorKind::Invalid, message)),
+                };
+                Response::AuditRows(
+                    fleet
+                        .audit_rows(account.as_ref().map(|a| a.as_str()), since)?
+                        .into_iter()
+                        .map(|r| {
+                            // The host that wrote the row, where the local JSON has room.
+                            let mut row = crate::admin::audit_entry(r.entry);
+                            row.detail = Some(match row.detail {
+                                Some(d) => format!("{d}; host {}", r.host),
+                                None => format!("host {}", r.host),
+                            });
+                            row
+                        })
+                        .collect(),
+                )
+            }
             _ => not_served("this administrative command"),
         },
         Work::RecoveryCommit { account, ticket } => {

@@ -91,13 +91,50 @@ impl Turns {
             let Some(_turn) = gate.take(uid) else {
                 return busy();
             };
-            let local = LocalStore {
-                gate: &self.gate,
-                service: &self.service,
-                uid,
-            };
+            let local = self.local_store(uid);
             return side.answer(uid, work, log, &local);
         }
+        if let Some((gate, side)) = &self.fleet
+            && let Some(fleet_work) = side.fleet_part(&work)
+        {
+            // Each store at its own gate, one after the other (never both turns at once).
+            let local = self.run_local(uid, work, log);
+            if matches!(local, Response::Error(_)) {
+                return local;
+            }
+            let Some(_turn) = gate.take(uid) else {
+                return busy();
+            };
+            let store = self.local_store(uid);
+            return side.merge(local, side.answer(uid, fleet_work, log, &store));
+        }
+        let prune = self.fleet.is_some()
+            && matches!(&work, Work::Admin(a) if matches!(**a, crate::authorise::Admin::AuditPrune { .. }));
+        let response = self.run_local(uid, work, log);
+        match response {
+            // The fleet's audit is not pruned through a host: say so, not "done".
+            Response::Pruned { removed, rule } if prune => Response::Pruned {
+                removed,
+                rule: format!(
+                    "{rule} in this host's store (the fleet database's audit rows are \
+                     pruned by its owner, not through a host)"
+                ),
+            },
+            other => other,
+        }
+    }
+
+    /// The local store, for a fleet request that needs it between its database calls.
+    fn local_store(&self, uid: u32) -> LocalStore<'_> {
+        LocalStore {
+            gate: &self.gate,
+            service: &self.service,
+            uid,
+        }
+    }
+
+    /// Runs `work` on the local store when its turn comes.
+    fn run_local(&self, uid: u32, work: Work, log: &Log) -> Response {
         let Some(_turn) = self.gate.take(uid) else {
             return busy();
         };

@@ -776,7 +776,8 @@ BEGIN
     END IF;
     UPDATE pam_mfa_fleet.devices SET state = 'active', last_step = t + 1, expires_at = NULL
     WHERE id = d.id;
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'finish', p_name, NULL);
+    -- The local store's row for the same event (audit::attach's audit_device_activate).
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'activate', p_name, d.kind);
     RETURN 'activated';
 END
 $$;
@@ -820,6 +821,7 @@ DECLARE
     now_step bigint;
     t bigint;
     outcome text;
+    detail text;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
     PERFORM pam_mfa_fleet.check_device_name(p_name);
@@ -858,6 +860,7 @@ BEGIN
         END IF;
         UPDATE pam_mfa_fleet.devices SET counter = greatest(counter, t + 2) WHERE id = d.id;
         outcome := 'resynced counter ' || (t - d.counter);
+        detail := 'counter ' || greatest(d.counter, t + 2);
     ELSE
         now_step := floor(p_now::numeric / d.period)::bigint;
         t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1,
@@ -873,8 +876,11 @@ BEGIN
         SET drift = t + 1 - now_step, last_step = greatest(coalesce(last_step, t + 1), t + 1)
         WHERE id = d.id;
         outcome := 'resynced clock ' || ((t + 1 - now_step) * d.period);
+        detail := 'drift ' || (t + 1 - now_step) || ' s';
     END IF;
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'resync', p_name, NULL);
+    -- The local store's detail for the same event (audit_device_resync and
+    -- audit_device_counter_resync).
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'resync', p_name, detail);
     -- What changed, as the local store reports it: the clock's offset in seconds, or how
     -- many codes a token had made unused.
     RETURN outcome;
@@ -906,7 +912,7 @@ BEGIN
     PERFORM pam_mfa_fleet.lock_user(p_user);
     PERFORM pam_mfa_fleet.purge_expired(p_user, p_now);
     DELETE FROM pam_mfa_fleet.devices WHERE user_name = p_user AND name = p_name
-    RETURNING token_id, last_step, counter INTO gone;
+    RETURNING token_id, last_step, counter, kind, state INTO gone;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = 0 THEN
         RETURN false;
@@ -922,9 +928,14 @@ BEGIN
                            ELSE greatest(t.counter, gone.counter) END
         WHERE t.id = gone.token_id;
     END IF;
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'remove', p_name,
-                                 (SELECT 'token ' || t.serial FROM pam_mfa_fleet.tokens t
-                                  WHERE t.id = gone.token_id));
+    -- As the local store's audit_device_delete writes it: 'discard' for a registration
+    -- never finished, the kind and a token's serial number as the detail.
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user,
+                                 CASE gone.state WHEN 'active' THEN 'remove' ELSE 'discard' END,
+                                 p_name,
+                                 gone.kind || coalesce(' ' || (SELECT t.serial
+                                                               FROM pam_mfa_fleet.tokens t
+                                                               WHERE t.id = gone.token_id), ''));
     RETURN true;
 END
 $$;
@@ -949,7 +960,11 @@ BEGIN
     IF n = 0 THEN
         RETURN 'no_such_device';
     END IF;
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'rename', p_old, p_new);
+    -- As the local store's audit_device_rename: the new name, and the old one; a name
+    -- kept is no change.
+    IF p_old <> p_new THEN
+        PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'rename', p_new, 'was ' || p_old);
+    END IF;
     RETURN 'renamed';
 END
 $$;
@@ -1172,6 +1187,10 @@ BEGIN
         ELSE
             RAISE EXCEPTION 'unknown policy key %', p_key USING ERRCODE = 'MF005';
     END CASE;
+    -- admin::set_policy's row ('mfa admin fleet policy' is run by root), with the
+    -- administrator's database role as the host.
+    PERFORM pam_mfa_fleet.audit_(pam_mfa_fleet.now_(), 0, '*', 'policy', NULL,
+                                 p_key || '=' || p_value);
 EXCEPTION
     WHEN check_violation THEN
         RAISE EXCEPTION 'policy %: % is out of range', p_key, p_value USING ERRCODE = 'MF005';
@@ -1743,7 +1762,8 @@ BEGIN
                                        cose_public_key, sign_count, rp_id, uv_required)
     VALUES (p_user, p_name, 'fido2', 'active', p_now, p_credential_id, p_cose_public_key,
             p_sign_count, p_rp_id, p_uv_required);
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'finish', p_name, 'fido2');
+    -- The local store's row for a key added active at once (audit_device_insert).
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'register', p_name, 'fido2');
 END
 $$;
 
@@ -2145,7 +2165,7 @@ BEGIN
     END IF;
     UPDATE pam_mfa_fleet.devices SET state = 'active', expires_at = NULL, login_hold = NULL
     WHERE id = d.id;
-    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'finish', d.name, 'at login');
+    PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'activate', d.name, d.kind);  -- as the local store's row
     RETURN d.name;
 END
 $$;
@@ -2248,6 +2268,83 @@ GRANT EXECUTE ON FUNCTION
     pam_mfa_fleet.change_room(text, int),
     pam_mfa_fleet.remembered_ended(text),
     pam_mfa_fleet.forget_remembered(text, int, text)
+TO pam_mfa_host;
+
+-- The administrator's views through a host (`mfa admin list`, `mfa admin audit` on a host
+-- whose accounts are in the fleet): every account's devices and outstanding codes, and
+-- the audit rows. Never a secret, a salt or a hash. Self-contained (own grants) so that
+-- it can be merged beside other blocks.
+------------------------------------------------------------------------------------------
+
+SET LOCAL ROLE pam_mfa_owner;
+
+-- admin::overview: one row per device (active, or pending and not yet expired) and per
+-- outstanding recovery or bypass code of every account, by account (byte order, as the
+-- local store sorts), devices by age, codes by issue. `what` is 'device', 'recovery' or
+-- 'bypass'; the device columns are NULL for a code and the code columns for a device.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.admin_accounts_at(p_now bigint)
+RETURNS TABLE(what text, user_name text, name text, kind text, state text, created bigint,
+              last_used bigint, expires bigint, uses_left int, created_by bigint)
+LANGUAGE sql STABLE SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT r.what, r.user_name, r.name, r.kind, r.state, r.created, r.last_used, r.expires,
+       r.uses_left, r.created_by
+FROM (
+    SELECT 'device'::text AS what, d.user_name, d.name, d.kind, d.state,
+           d.created_at AS created, d.last_used_at AS last_used, d.expires_at AS expires,
+           NULL::int AS uses_left, NULL::bigint AS created_by, 0 AS part, d.id
+    FROM pam_mfa_fleet.devices d
+    WHERE d.state = 'active' OR d.expires_at > p_now
+    UNION ALL
+    SELECT c.kind, c.user_name, NULL, NULL, NULL, c.created_at, NULL, c.expires_at,
+           c.uses_left, c.created_by, 1, c.id
+    FROM pam_mfa_fleet.recovery_codes c
+    WHERE c.uses_left > 0 AND (c.expires_at IS NULL OR c.expires_at > p_now)
+) r
+ORDER BY r.user_name COLLATE "C", r.part, r.created, r.id
+$$;
+
+-- audit::list: the rows about p_user (every row when NULL) at or after p_since (all when
+-- NULL), oldest first, with the role of the host that wrote each.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.audit_rows_at(
+    p_user text, p_since bigint, p_now bigint)
+RETURNS TABLE(at bigint, actor_uid bigint, user_name text, action text, device text,
+              detail text, host text)
+LANGUAGE sql STABLE SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT a.at, a.actor_uid, a.user_name, a.action, a.device, a.detail, a.host
+FROM pam_mfa_fleet.audit a
+WHERE (p_user IS NULL OR a.user_name = p_user) AND (p_since IS NULL OR a.at >= p_since)
+ORDER BY a.at, a.id
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.admin_accounts()
+RETURNS TABLE(what text, user_name text, name text, kind text, state text, created bigint,
+              last_used bigint, expires bigint, uses_left int, created_by bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.admin_accounts_at(pam_mfa_fleet.now_())
+$$;
+
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.audit_rows(p_user text, p_since bigint)
+RETURNS TABLE(at bigint, actor_uid bigint, user_name text, action text, device text,
+              detail text, host text)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
+AS $$
+SELECT * FROM pam_mfa_fleet.audit_rows_at(p_user, p_since, pam_mfa_fleet.now_())
+$$;
+
+RESET ROLE;
+
+REVOKE ALL ON FUNCTION
+    pam_mfa_fleet.admin_accounts_at(bigint),
+    pam_mfa_fleet.audit_rows_at(text, bigint, bigint),
+    pam_mfa_fleet.admin_accounts(),
+    pam_mfa_fleet.audit_rows(text, bigint)
+FROM PUBLIC, pam_mfa_host;
+GRANT EXECUTE ON FUNCTION
+    pam_mfa_fleet.admin_accounts(),
+    pam_mfa_fleet.audit_rows(text, bigint)
 TO pam_mfa_host;
 
 COMMIT;

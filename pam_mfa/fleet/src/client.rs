@@ -1271,3 +1271,130 @@ fn finish_outcome(name: &str, text: &str) -> Result<FinishOutcome> {
         },
     })
 }
+
+// ----- The administrator's views: `mfa admin list` and `mfa admin audit` -----
+
+/// One audit row of the fleet (`audit_rows`): the local store's row and the role of the
+/// host that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetAuditRow {
+    pub entry: pam_mfa::audit::Entry,
+    pub host: String,
+}
+
+impl Fleet {
+    /// `admin_accounts()`: every account with a device or an outstanding recovery or
+    /// bypass code, by name, as `pam_mfa::admin::overview` lists a local store's (no
+    /// remembered logins: the fleet keeps none). Never a secret.
+    pub fn admin_accounts(&mut self) -> Result<Vec<pam_mfa::admin::AccountOverview>> {
+        use pam_mfa::admin::AccountOverview;
+        use pam_mfa::recovery::Bypass;
+        use pam_mfa::store::devices::DeviceInfo;
+        self.call(
+            "admin_accounts",
+            "SELECT what, user_name, name, kind, state, created, last_used, expires, \
+             uses_left, created_by FROM pam_mfa_fleet.admin_accounts()",
+            &[],
+            Kind::ReadOnly,
+            |rows| {
+                let mut accounts: Vec<AccountOverview> = Vec::new();
+                for row in &rows {
+                    let what: String = get(row, 0)?;
+                    let user: String = get(row, 1)?;
+                    // Rows come grouped by account.
+                    if accounts.last().is_none_or(|a| a.user != user) {
+                        accounts.push(AccountOverview {
+                            user,
+                            devices: Vec::new(),
+                            codes: Default::default(),
+                            remembered: Vec::new(),
+                        });
+                    }
+                    let Some(account) = accounts.last_mut() else {
+                        return Err(unknown("admin_accounts", "no account"));
+                    };
+                    match what.as_str() {
+                        "device" => {
+                            let kind: String = get(row, 3)?;
+                            let state: String = get(row, 4)?;
+                            account.devices.push(DeviceInfo {
+                                name: get(row, 2)?,
+                                kind: device_kind(&kind)?,
+                                state: device_state(&state)?,
+                                created_at: get(row, 5)?,
+                                last_used_at: get(row, 6)?,
+                                expires_at: get(row, 7)?,
+                            });
+                        }
+                        "recovery" => {
+                            account.codes.recovery_left =
+                                account.codes.recovery_left.saturating_add(1);
+                        }
+                        "bypass" => account.codes.bypass.push(Bypass {
+                            uses_left: count(row, 8)?,
+                            expires_at: get::<Option<i64>>(row, 7)?
+                                .ok_or_else(|| unknown("admin_accounts bypass", "no expiry"))?,
+                            created_at: get(row, 5)?,
+                            created_by: uid(get(row, 9)?),
+                        }),
+                        other => return Err(unknown("admin_accounts", other)),
+                    }
+                }
+                Ok(accounts)
+            },
+        )
+    }
+
+    /// `audit_rows(p_user, p_since)`: the rows about `user` (all when `None`) at or after
+    /// `since`, oldest first, as `pam_mfa::audit::list` gives a local store's.
+    pub fn audit_rows(
+        &mut self,
+        user: Option<&str>,
+        since: Option<i64>,
+    ) -> Result<Vec<FleetAuditRow>> {
+        self.call(
+            "audit_rows",
+            "SELECT at, actor_uid, user_name, action, device, detail, host \
+             FROM pam_mfa_fleet.audit_rows($1, $2)",
+            &[&user, &since],
+            Kind::ReadOnly,
+            |rows| {
+                rows.iter()
+                    .map(|row| {
+                        Ok(FleetAuditRow {
+                            entry: pam_mfa::audit::Entry {
+                                at: get(row, 0)?,
+                                actor_uid: uid(get(row, 1)?),
+                                user: get(row, 2)?,
+                                action: get(row, 3)?,
+                                device: get(row, 4)?,
+                                detail: get(row, 5)?,
+                            },
+                            host: get(row, 6)?,
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
+}
+
+/// An actor's uid as the database keeps it (bigint; -1 when a call named none): one
+/// outside the uids shown as `u32::MAX`, which no account has.
+fn uid(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn device_kind(kind: &str) -> Result<DeviceKind> {
+    [DeviceKind::Totp, DeviceKind::Fido2, DeviceKind::Token]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+        .ok_or_else(|| unknown("device kind", kind))
+}
+
+fn device_state(state: &str) -> Result<DeviceState> {
+    [DeviceState::Pending, DeviceState::Active]
+        .into_iter()
+        .find(|s| s.as_str() == state)
+        .ok_or_else(|| unknown("device state", state))
+}

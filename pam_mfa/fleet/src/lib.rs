@@ -16,9 +16,9 @@ pub mod connect;
 mod error;
 
 pub use client::{
-    CheckSettings, CodeOutcome, FinishOutcome, Fleet, FleetDevice, FleetPolicy, FleetToken,
-    KeyLogin, LoginState, RenameOutcome, ResyncOutcome, TokenEnrollment, TokenImport, TokenRemoval,
-    call_deadline,
+    CheckSettings, CodeOutcome, FinishOutcome, Fleet, FleetAuditRow, FleetDevice, FleetPolicy,
+    FleetToken, KeyLogin, LoginState, RenameOutcome, ResyncOutcome, TokenEnrollment, TokenImport,
+    TokenRemoval, call_deadline,
 };
 pub use config::{Credential, FleetConfig, HostPort};
 pub use error::{FleetError, RefusalCode, Result};
