@@ -24,14 +24,28 @@ fn recovery_codes_work_once_each_and_a_new_set_replaces_the_old() {
     distinct.dedup();
     assert_eq!(distinct.len(), 10);
 
-    // Only salted hashes are stored: no code appears in the file.
-    let db = std::fs::read(env.db()).expect("read the store");
+    // Only salted hashes are stored: no code appears in the store (the file, or the fleet
+    // database's table as text, its bytes in hex).
+    let stored = match env.fleet() {
+        None => std::fs::read(env.db()).expect("read the store"),
+        Some(fleet) => fleet
+            .postgres()
+            .psql(
+                pam_mfa_tests::fleet::DB,
+                "COPY pam_mfa_fleet.recovery_codes TO STDOUT",
+            )
+            .into_bytes(),
+    };
+    assert!(!stored.is_empty(), "the store holds the codes somewhere");
     for code in &codes {
         let plain = code.replace('-', "");
-        assert!(
-            !db.windows(plain.len()).any(|w| w == plain.as_bytes()),
-            "a recovery code is stored in the clear"
-        );
+        let hex: String = plain.bytes().map(|b| format!("{b:02x}")).collect();
+        for needle in [plain, hex] {
+            assert!(
+                !stored.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "a recovery code is stored in the clear"
+            );
+        }
     }
 
     let out = env.login(user.name(), &codes[0]);

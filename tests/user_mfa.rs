@@ -11,6 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pam_mfa_tests::accounts::gid_of;
+use pam_mfa_tests::backend::Backend;
 use pam_mfa_tests::process::{self, Finished};
 use pam_mfa_tests::{
     Namespace, STEP, TestEnv, TestUser, enroll_now, mfa_bin, next_code, real_now, totp,
@@ -1141,7 +1142,9 @@ fn a_user_at_the_device_limit_cannot_tell_serials_apart() {
 /// registrations at once and begin ten an hour; root is not rate-limited.
 #[test]
 fn a_user_cannot_grow_the_store_with_registrations() {
-    let env = TestEnv::new();
+    // The hour is passed by moving the local store's audit rows back; the fleet's limits,
+    // counted over every host, are tested in fleet_selfservice.rs the same way.
+    let env = TestEnv::with_backend(Backend::Local);
     let ns = Namespace::with_daemon(&env);
     let mfa = UserMfa::install();
     let alice = TestUser::new();
@@ -1217,7 +1220,9 @@ fn a_user_cannot_grow_the_store_with_registrations() {
 /// (one audit row a run, kept for a year); now sixty changes an hour is the most.
 #[test]
 fn a_user_cannot_grow_the_store_with_any_change() {
-    let env = TestEnv::new();
+    // The hour is passed by moving the local store's audit rows back; the fleet's limits,
+    // counted over every host, are tested in fleet_selfservice.rs the same way.
+    let env = TestEnv::with_backend(Backend::Local);
     let ns = Namespace::with_daemon(&env);
     let mfa = UserMfa::install();
     let alice = TestUser::new();

@@ -35,7 +35,7 @@ use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::otp::TotpParams;
 use pam_mfa::policy::{self, NoDevice, SelfService};
 use pam_mfa::recovery::Used;
-use pam_mfa::selfservice as rules;
+use pam_mfa::selfservice::{self as rules, NotProved};
 use pam_mfa::store::devices::Fido2Device;
 use pam_mfa::store::secret::Secret;
 use pam_mfa::{code, otpauth, recovery};
@@ -378,7 +378,9 @@ fn run(
                 lockout_secs: overrides.lockout_secs,
             };
             let outcome = fleet.check_code(user.as_str(), uid, digits, &settings)?;
-            let r = Response::Verified(verified(log, &user, uid, outcome, parsed.err()));
+            let outcome = as_library(outcome, parsed.err());
+            log_outcome(log, &outcome, &who(&user, uid));
+            let r = Response::Verified(convert(outcome, &user));
             remembered_after(fleet, local, r, &user, context.as_ref(), uid, log)?
         }
         Work::VerifyRecovery {
@@ -465,10 +467,10 @@ fn run(
                     }
                 }
             }
+            let parsed = code::parse(answer.as_bytes());
             let outcome = match code_used {
                 Some(_) => None,
                 None => {
-                    let parsed = code::parse(answer.as_bytes());
                     let digits = parsed.as_ref().map(|c| c.as_str()).unwrap_or("");
                     Some(fleet.check_code(
                         account.as_str(),
@@ -494,7 +496,11 @@ fn run(
             {
                 fleet.forget_remembered(account.as_str(), uid, "locked out")?;
             }
-            if outcome.is_some_and(|o| !matches!(o, CodeOutcome::Accepted { .. })) {
+            // The library's verdict and words on the code as a proof, as for a local account.
+            if let Some(outcome) = outcome
+                && let Err(NotProved(why)) =
+                    rules::judge(as_library(outcome, parsed.err()), &account)
+            {
                 log.log(
                     Level::Notice,
                     &format!(
@@ -502,10 +508,7 @@ fn run(
                         who(&account, uid)
                     ),
                 );
-                return Ok(error(
-                    ErrorKind::Denied,
-                    "that is not a current code of one of your devices",
-                ));
+                return Ok(error(ErrorKind::Denied, why));
             }
             let now = clock::now().map_err(|e| FleetError::Database(e.to_string()))?;
             match tickets.proofs.issue(uid, account.as_str(), (), now) {
@@ -1412,77 +1415,27 @@ fn bypass(
     }))
 }
 
-/// A code check's outcome, logged in the module's words and carried to the caller.
-fn verified(
-    log: &Log,
-    user: &UserName,
-    uid: u32,
-    outcome: CodeOutcome,
-    malformed: Option<code::CodeError>,
-) -> VerifyOutcome {
-    let who = who(user, uid);
-    let lock_note = |until: Option<UnixTime>| match until {
-        Some(t) => format!("; locked out until {}", clock::format_local(t)),
-        None => String::new(),
-    };
-    let refused = |reason: RefusalKind, text: String, locked_until: Option<UnixTime>| {
-        log.log(
-            Level::Notice,
-            &format!(
-                "authentication failure: {text}{} ({who})",
-                lock_note(locked_until)
-            ),
-        );
-        VerifyOutcome::Refused {
-            reason,
-            locked_until,
-        }
+/// A fleet code check's outcome as the library's `login::verify` would have it (the
+/// parser's complaint for a malformed answer, which only digits left this host as).
+fn as_library(outcome: CodeOutcome, malformed: Option<code::CodeError>) -> login::Outcome {
+    use login::{Outcome, Refusal};
+    let refused = |reason, locked_until| Outcome::Refused {
+        reason,
+        locked_until,
     };
     match outcome {
-        CodeOutcome::Accepted { device } => {
-            log.log(
-                Level::Info,
-                &format!(
-                    "authenticated with device \"{}\" ({who})",
-                    device.escape_debug()
-                ),
-            );
-            VerifyOutcome::Accepted { device }
-        }
-        CodeOutcome::Locked { until } => {
-            log.log(
-                Level::Notice,
-                &format!(
-                    "refused: locked out until {} ({who})",
-                    clock::format_local(until)
-                ),
-            );
-            VerifyOutcome::Locked { until }
-        }
-        CodeOutcome::NoDevices => refused(RefusalKind::NoDevices, "no active device".into(), None),
-        CodeOutcome::Wrong { locked_until } => {
-            refused(RefusalKind::WrongCode, "wrong code".into(), locked_until)
-        }
+        CodeOutcome::Accepted { device } => Outcome::Accepted { device },
+        CodeOutcome::Locked { until } => Outcome::Locked { until },
+        CodeOutcome::Wrong { locked_until } => refused(Refusal::WrongCode, locked_until),
         CodeOutcome::Replayed {
             device,
             locked_until,
-        } => refused(
-            RefusalKind::Replayed {
-                device: device.clone(),
-            },
-            format!("code already used (device \"{}\")", device.escape_debug()),
+        } => refused(Refusal::Replayed { device }, locked_until),
+        CodeOutcome::Malformed { locked_until } => refused(
+            Refusal::Malformed(malformed.unwrap_or(code::CodeError::Empty)),
             locked_until,
         ),
-        CodeOutcome::Malformed { locked_until } => {
-            let why = malformed
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "not a code".to_owned());
-            refused(
-                RefusalKind::Malformed { why: why.clone() },
-                format!("malformed answer: {why}"),
-                locked_until,
-            )
-        }
+        CodeOutcome::NoDevices => refused(Refusal::NoDevices, None),
     }
 }
 

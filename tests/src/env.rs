@@ -225,15 +225,17 @@ impl TestEnv {
             if real { run.real_time() } else { run }
         }
         let real = self.fleet_real_time.get();
+        // Remembered logins are each host's own (docs/fleet.md): their policy is the host's.
+        let hosts_own = key.starts_with("remember");
         let out = match &self.fleet {
-            None => at_its_time(real, self.mfa_cmd(&["admin", "policy", "set", key, value])).run(),
-            Some(fleet) => {
+            Some(fleet) if !hosts_own => {
                 let conn = fleet.postgres().superuser(crate::fleet::DB);
                 let args = ["admin", "fleet", "policy", "set", key, value];
                 self.mfa_cmd(&[&args[..], &["--connection", &conn]].concat())
                     .no_link()
                     .run()
             }
+            _ => at_its_time(real, self.mfa_cmd(&["admin", "policy", "set", key, value])).run(),
         };
         out.assert_success();
     }
