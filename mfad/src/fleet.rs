@@ -139,22 +139,28 @@ impl Side {
 }
 
 impl Side {
-    /// For a view of every account (`mfa admin list`, `mfa admin audit` without
-    /// `--user`), the same request for the fleet's part of it: the caller asks both
-    /// stores and [`Side::merge`]s the answers.
+    /// For a view of every account (`mfa admin list`, `mfa admin audit`) or of one fleet
+    /// account's audit rows, the same request for the fleet's part of it: the caller asks
+    /// both stores and [`Side::merge`]s the answers.
     pub fn fleet_part(&self, work: &Work) -> Option<Work> {
         let Work::Admin(admin) = work else {
             return None;
         };
         match &**admin {
             Admin::List => Some(Work::Admin(Box::new(Admin::List))),
-            Admin::Audit {
-                account: None,
-                since,
-            } => Some(Work::Admin(Box::new(Admin::Audit {
-                account: None,
-                since: since.clone(),
-            }))),
+            // One fleet account's rows are in both stores too: the database's, and the
+            // host's own about its remembered logins (each host remembers for itself).
+            // A local account's are the host's alone, readable with the database down.
+            Admin::Audit { account, since }
+                if account
+                    .as_ref()
+                    .is_none_or(|a| !self.local_users.iter().any(|u| u == a.as_str())) =>
+            {
+                Some(Work::Admin(Box::new(Admin::Audit {
+                    account: account.clone(),
+                    since: since.clone(),
+                })))
+            }
             _ => None,
         }
     }
@@ -212,10 +218,6 @@ fn account_of(work: &Work) -> Option<&UserName> {
         Work::Admin(admin) => match &**admin {
             Admin::Unlock { account } | Admin::Remove { account, .. } => Some(account),
             Admin::Bypass { account, .. } => Some(account),
-            Admin::Audit {
-                account: Some(account),
-                ..
-            } => Some(account),
             _ => None,
         },
         Work::AtLogin(work) => match &**work {
