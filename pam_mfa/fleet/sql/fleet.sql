@@ -735,7 +735,7 @@ RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
     d pam_mfa_fleet.devices;
-    now_step bigint;
+    refusal text;
     t bigint;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
@@ -757,22 +757,11 @@ BEGIN
     IF d.login_hold IS NOT NULL THEN
         RETURN 'no_such_device';
     END IF;
-    -- (mfad refuses malformed codes in the library's words before asking.)
-    IF p_code1 IS NULL OR p_code2 IS NULL
-       OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
-        RETURN 'first_wrong';
-    END IF;
-    now_step := floor(p_now::numeric / d.period)::bigint;
-    t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1, p_code2,
-                                            now_step - 10, now_step + 1);
-    IF t IS NULL THEN
-        RETURN pam_mfa_fleet.pair_refusal_(d.secret, d.algorithm, d.digits, d.period,
-                                           p_code1, p_code2, now_step);
-    END IF;
-    IF (SELECT count(*) FROM pam_mfa_fleet.devices
-        WHERE user_name = p_user AND state = 'active')
-       >= (SELECT least(p.max_devices, 8) FROM pam_mfa_fleet.policy p WHERE p.id = 1) THEN
-        RAISE EXCEPTION 'user has the most devices allowed' USING ERRCODE = 'MF002';
+    SELECT pp.refusal, pp.t INTO refusal, t
+    FROM pam_mfa_fleet.pending_pair_(d.user_name, d.secret, d.algorithm, d.digits, d.period,
+                                     p_code1, p_code2, p_now) pp;
+    IF refusal IS NOT NULL THEN
+        RETURN refusal;
     END IF;
     UPDATE pam_mfa_fleet.devices SET state = 'active', last_step = t + 1, expires_at = NULL
     WHERE id = d.id;
@@ -782,31 +771,50 @@ BEGIN
 END
 $$;
 
--- Why two codes are not consecutive codes of a device near now (10 steps back, 1 ahead),
--- as enrollment::confirm_totp says it: a pair of another time within the resync range is
--- the phone's clock being off ('clock_skew SECONDS'); otherwise which code gave the
--- person away (otp::find_consecutive's PairError: 'first_wrong', 'second_wrong',
--- 'not_consecutive'). For finish_totp and hold_totp.
-CREATE OR REPLACE FUNCTION pam_mfa_fleet.pair_refusal_(
-    p_secret bytea, p_algorithm text, p_digits int, p_period int, p_code1 text, p_code2 text,
-    p_now_step bigint)
-RETURNS text
+-- enrollment::totp::pending_pair for finish_totp and hold_totp: the step of the earlier
+-- of two consecutive codes of the pending device d near now (10 steps back, 1 ahead), with
+-- room for one more active device; or why not, as enrollment::confirm_totp says it: a pair
+-- of another time within the resync range is the phone's clock being off ('clock_skew
+-- SECONDS'); otherwise which code gave the person away (otp::find_consecutive's
+-- PairError: 'first_wrong', 'second_wrong', 'not_consecutive'). No room raises MF002.
+DROP FUNCTION IF EXISTS pam_mfa_fleet.pair_refusal_(bytea, text, int, int, text, text, bigint);
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.pending_pair_(
+    p_user text, p_secret bytea, p_algorithm text, p_digits int, p_period int,
+    p_code1 text, p_code2 text, p_now bigint, OUT refusal text, OUT t bigint)
 LANGUAGE plpgsql STABLE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
-    t bigint;
+    now_step bigint := floor(p_now::numeric / p_period)::bigint;
+    other bigint;
 BEGIN
-    t := pam_mfa_fleet.otp_find_consecutive(p_secret, p_algorithm, p_digits, p_code1, p_code2,
-                                            p_now_step - 1500, p_now_step + 1500);
-    IF t IS NOT NULL THEN
-        RETURN 'clock_skew ' || ((t - p_now_step) * p_period);
-    ELSIF pam_mfa_fleet.otp_find(p_secret, p_algorithm, p_digits, p_code1,
-                                 p_now_step - 10, p_now_step + 1) IS NULL THEN
-        RETURN 'first_wrong';
-    ELSIF pam_mfa_fleet.otp_find(p_secret, p_algorithm, p_digits, p_code2,
-                                 p_now_step - 10, p_now_step + 2) IS NULL THEN
-        RETURN 'second_wrong';
+    -- (mfad refuses malformed codes in the library's words before asking.)
+    IF p_code1 IS NULL OR p_code2 IS NULL
+       OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
+        refusal := 'first_wrong';
+        RETURN;
     END IF;
-    RETURN 'not_consecutive';
+    t := pam_mfa_fleet.otp_find_consecutive(p_secret, p_algorithm, p_digits, p_code1, p_code2,
+                                            now_step - 10, now_step + 1);
+    IF t IS NULL THEN
+        other := pam_mfa_fleet.otp_find_consecutive(p_secret, p_algorithm, p_digits, p_code1,
+                                                    p_code2, now_step - 1500, now_step + 1500);
+        IF other IS NOT NULL THEN
+            refusal := 'clock_skew ' || ((other - now_step) * p_period);
+        ELSIF pam_mfa_fleet.otp_find(p_secret, p_algorithm, p_digits, p_code1,
+                                     now_step - 10, now_step + 1) IS NULL THEN
+            refusal := 'first_wrong';
+        ELSIF pam_mfa_fleet.otp_find(p_secret, p_algorithm, p_digits, p_code2,
+                                     now_step - 10, now_step + 2) IS NULL THEN
+            refusal := 'second_wrong';
+        ELSE
+            refusal := 'not_consecutive';
+        END IF;
+        RETURN;
+    END IF;
+    IF (SELECT count(*) FROM pam_mfa_fleet.devices
+        WHERE user_name = p_user AND state = 'active')
+       >= (SELECT least(p.max_devices, 8) FROM pam_mfa_fleet.policy p WHERE p.id = 1) THEN
+        RAISE EXCEPTION 'user has the most devices allowed' USING ERRCODE = 'MF002';
+    END IF;
 END
 $$;
 
@@ -2090,7 +2098,7 @@ RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
     d pam_mfa_fleet.devices;
-    now_step bigint;
+    refusal text;
     t bigint;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
@@ -2111,22 +2119,11 @@ BEGIN
     IF d.login_hold IS DISTINCT FROM p_hold THEN
         RETURN 'no_such_device';
     END IF;
-    -- (mfad refuses malformed codes in the library's words before asking.)
-    IF p_code1 IS NULL OR p_code2 IS NULL
-       OR p_code1 !~ '^[0-9]{6,8}$' OR p_code2 !~ '^[0-9]{6,8}$' THEN
-        RETURN 'first_wrong';
-    END IF;
-    now_step := floor(p_now::numeric / d.period)::bigint;
-    t := pam_mfa_fleet.otp_find_consecutive(d.secret, d.algorithm, d.digits, p_code1, p_code2,
-                                            now_step - 10, now_step + 1);
-    IF t IS NULL THEN
-        RETURN pam_mfa_fleet.pair_refusal_(d.secret, d.algorithm, d.digits, d.period,
-                                           p_code1, p_code2, now_step);
-    END IF;
-    IF (SELECT count(*) FROM pam_mfa_fleet.devices
-        WHERE user_name = p_user AND state = 'active')
-       >= (SELECT least(p.max_devices, 8) FROM pam_mfa_fleet.policy p WHERE p.id = 1) THEN
-        RAISE EXCEPTION 'user has the most devices allowed' USING ERRCODE = 'MF002';
+    SELECT pp.refusal, pp.t INTO refusal, t
+    FROM pam_mfa_fleet.pending_pair_(d.user_name, d.secret, d.algorithm, d.digits, d.period,
+                                     p_code1, p_code2, p_now) pp;
+    IF refusal IS NOT NULL THEN
+        RETURN refusal;
     END IF;
     UPDATE pam_mfa_fleet.devices SET last_step = t + 1
     WHERE id = d.id AND last_step IS NULL;
@@ -2246,7 +2243,7 @@ RETURN pam_mfa_fleet.change_room_at(p_user, p_actor, pam_mfa_fleet.now_());
 RESET ROLE;
 
 REVOKE ALL ON FUNCTION
-    pam_mfa_fleet.pair_refusal_(bytea, text, int, int, text, text, bigint),
+    pam_mfa_fleet.pending_pair_(text, bytea, text, int, int, text, text, bigint),
     pam_mfa_fleet.nth_recent_(text, text, int, bigint),
     pam_mfa_fleet.check_begun_(text, bigint),
     pam_mfa_fleet.change_room_at(text, int, bigint),
