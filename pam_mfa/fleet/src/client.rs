@@ -304,14 +304,7 @@ impl Fleet {
             "SELECT pam_mfa_fleet.begin_totp($1, $2, $3, $4, $5, $6)",
             &[&user, &actor, &name, &algorithm.as_str(), &digits, &period],
             Kind::Changes,
-            |rows| {
-                let row = one_row("begin_totp", rows)?;
-                let secret: Vec<u8> = get(&row, 0)?;
-                if secret.is_empty() {
-                    return Err(FleetError::Database("begin_totp: empty secret".into()));
-                }
-                Ok(Zeroizing::new(secret))
-            },
+            |rows| new_secret("begin_totp", rows),
         )
     }
 
@@ -717,14 +710,7 @@ impl Fleet {
                 &hold,
             ],
             Kind::Changes,
-            |rows| {
-                let row = one_row("begin_totp_held", rows)?;
-                let secret: Vec<u8> = get(&row, 0)?;
-                if secret.is_empty() {
-                    return Err(FleetError::Database("begin_totp_held: empty secret".into()));
-                }
-                Ok(Zeroizing::new(secret))
-            },
+            |rows| new_secret("begin_totp_held", rows),
         )
     }
 
@@ -1252,6 +1238,15 @@ impl Fleet {
             },
         )
     }
+}
+
+/// The secret a registration's beginning made in the database, returned this once.
+fn new_secret(name: &str, rows: Vec<Row>) -> Result<Zeroizing<Vec<u8>>> {
+    let secret: Zeroizing<Vec<u8>> = Zeroizing::new(get(&one_row(name, rows)?, 0)?);
+    if secret.is_empty() {
+        return Err(FleetError::Database(format!("{name}: empty secret")));
+    }
+    Ok(secret)
 }
 
 /// What `finish_totp` (and `hold_totp`, but for its 'held') answers.
