@@ -6,8 +6,10 @@
 use libfuzzer_sys::fuzz_target;
 use pam_mfa::tokens::{self, Format, Mode, TokenSeed};
 
+/// The seeds as CSV, after a header line: a token may be named `serial` on any line but
+/// the first, which the parser takes for a header when its serial is `serial`.
 fn canonical(seeds: &[TokenSeed]) -> String {
-    let mut out = String::new();
+    let mut out = String::from("serial,secret,type,digits,period\n");
     for s in seeds {
         let hex: String = s
             .secret
