@@ -45,12 +45,12 @@ use pam_mfa_fleet::{
 };
 use pam_mfa_protocol::{
     AccountState, BeforePromptReply, BypassReply, CodeKind, CodeUsed, DeviceEntry, ErrorKind,
-    ErrorReply, HeldTotpReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome,
-    RefusalKind, Response, ResyncReply, SecretBytes, TokenEntry, VerifyOutcome,
+    ErrorReply, KeyAssertion, KeyPurpose, NoDeviceRule, ProofReply, RecoveryOutcome, RefusalKind,
+    Response, ResyncReply, SecretBytes, TokenEntry, VerifyOutcome,
 };
 
 use crate::authorise::{Admin, AtLogin, Change, Work};
-use crate::held::{bytes_of, hold_of};
+use crate::held::{held_reply, hold_of, not_a_hold};
 use crate::log::{Level, Log};
 use crate::selfservice::{
     Tickets, fido2_gone, fido2_refused, fido2_registered, issue_failed, issue_fido2,
@@ -1227,20 +1227,10 @@ fn at_login(fleet: &mut Fleet, uid: u32, work: AtLogin) -> Result<Response, Flee
             issuer,
         } => {
             let hold = LoginHold::generate().map_err(system)?;
-            let (p, issuer) = match begin(fleet, uid, &account, &name, issuer, Some(&hold))? {
-                Ok(b) => b,
-                Err(refused) => return Ok(refused),
-            };
-            let qr = match pam_mfa::qr::terminal(&p.uri, false) {
-                Ok(text) => zeroize::Zeroizing::new(text),
-                Err(e) => return refusal(pam_mfa::Error::QrCode(e.to_string())),
-            };
-            Ok(Response::HeldTotp(HeldTotpReply {
-                pending: pending_reply(&p, issuer),
-                hold: bytes_of(&hold).map_err(system)?,
-                qr: SecretBytes::from_slice(qr.as_bytes()),
-                secret_grouped: SecretBytes::from_slice(p.secret.to_base32_grouped().as_bytes()),
-            }))
+            match begin(fleet, uid, &account, &name, issuer, Some(&hold))? {
+                Ok((p, issuer)) => held_reply(&p, issuer, &hold).map_err(system),
+                Err(refused) => Ok(refused),
+            }
         }
         AtLogin::Confirm {
             account,
@@ -1250,7 +1240,7 @@ fn at_login(fleet: &mut Fleet, uid: u32, work: AtLogin) -> Result<Response, Flee
             code2,
         } => {
             let Some(hold) = hold_of(&hold) else {
-                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+                return Ok(not_a_hold());
             };
             let name = match DeviceName::parse(&name) {
                 Ok(n) => n,
@@ -1287,7 +1277,7 @@ fn at_login(fleet: &mut Fleet, uid: u32, work: AtLogin) -> Result<Response, Flee
         }
         AtLogin::Activate { account, hold } => {
             let Some(hold) = hold_of(&hold) else {
-                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+                return Ok(not_a_hold());
             };
             match fleet.activate_held(account.as_str(), uid, &hold.digest())? {
                 Some(name) => Ok(Response::Activated { name }),

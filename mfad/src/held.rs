@@ -13,7 +13,7 @@ use pam_mfa::login_hold::{self, LoginHold};
 use pam_mfa::names::DeviceName;
 use pam_mfa::selfservice as rules;
 use pam_mfa::store::Store;
-use pam_mfa::{Error, audit, clock};
+use pam_mfa::{Error, audit, clock, enrollment};
 use pam_mfa_protocol::{ErrorKind, ErrorReply, HeldTotpReply, Response, SecretBytes};
 use zeroize::Zeroizing;
 
@@ -33,6 +33,31 @@ pub(crate) fn hold_of(bytes: &SecretBytes) -> Option<LoginHold> {
     }
     let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(bytes.as_bytes()));
     LoginHold::from_hex(hex.as_bytes())
+}
+
+/// The answer to a Confirm or Activate request whose value is not a login's.
+pub(crate) fn not_a_hold() -> Response {
+    error(ErrorKind::Invalid, "not a held registration's value")
+}
+
+/// The answer to a registration begun at a login, on either store: the pending device, the
+/// login's value and the QR code the module shows (drawn here, so that the module links no
+/// QR encoder), or the refusal when the code cannot be drawn.
+pub(crate) fn held_reply(
+    p: &enrollment::PendingTotp,
+    issuer: String,
+    hold: &LoginHold,
+) -> pam_mfa::Result<Response> {
+    let qr = match pam_mfa::qr::terminal(&p.uri, false) {
+        Ok(text) => Zeroizing::new(text),
+        Err(e) => return refusal(Error::QrCode(e.to_string())),
+    };
+    Ok(Response::HeldTotp(HeldTotpReply {
+        pending: pending_reply(p, issuer),
+        hold: bytes_of(hold)?,
+        qr: SecretBytes::from_slice(qr.as_bytes()),
+        secret_grouped: SecretBytes::from_slice(p.secret.to_base32_grouped().as_bytes()),
+    }))
 }
 
 /// The 32 bytes of a login's value, as a reply carries them.
@@ -81,20 +106,10 @@ fn run(store: &mut Store, uid: u32, work: AtLogin) -> pam_mfa::Result<Response> 
                 })?;
                 Ok((p, issuer))
             });
-            let (p, issuer) = match begun {
-                Ok(b) => b,
-                Err(e) => return refusal(e),
-            };
-            let qr = match pam_mfa::qr::terminal(&p.uri, false) {
-                Ok(text) => zeroize::Zeroizing::new(text),
-                Err(e) => return refusal(Error::QrCode(e.to_string())),
-            };
-            Ok(Response::HeldTotp(HeldTotpReply {
-                pending: pending_reply(&p, issuer),
-                hold: bytes_of(&hold)?,
-                qr: SecretBytes::from_slice(qr.as_bytes()),
-                secret_grouped: SecretBytes::from_slice(p.secret.to_base32_grouped().as_bytes()),
-            }))
+            match begun {
+                Ok((p, issuer)) => held_reply(&p, issuer, &hold),
+                Err(e) => refusal(e),
+            }
         }
         AtLogin::Confirm {
             account,
@@ -104,7 +119,7 @@ fn run(store: &mut Store, uid: u32, work: AtLogin) -> pam_mfa::Result<Response> 
             code2,
         } => {
             let Some(hold) = hold_of(&hold) else {
-                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+                return Ok(not_a_hold());
             };
             let held = DeviceName::parse(&name).and_then(|name| {
                 audit::as_actor(store, uid, |s| {
@@ -126,7 +141,7 @@ fn run(store: &mut Store, uid: u32, work: AtLogin) -> pam_mfa::Result<Response> 
         }
         AtLogin::Activate { account, hold } => {
             let Some(hold) = hold_of(&hold) else {
-                return Ok(error(ErrorKind::Invalid, "not a held registration's value"));
+                return Ok(not_a_hold());
             };
             match audit::as_actor(store, uid, |s| {
                 login_hold::activate_held(s, &account, &hold, now)
