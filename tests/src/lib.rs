@@ -55,6 +55,7 @@ pub mod realtime;
 pub mod recovery;
 pub mod sshd;
 pub mod syslog;
+pub mod tokens;
 pub mod uri;
 pub mod users;
 
