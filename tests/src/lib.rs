@@ -40,6 +40,7 @@ pub mod clock;
 pub mod env;
 pub mod fleet;
 pub mod guide;
+pub mod keys;
 pub mod mfa_run;
 pub mod mfad;
 pub mod namespace;
