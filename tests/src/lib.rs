@@ -35,6 +35,7 @@
 //! ```
 
 pub mod accounts;
+pub mod at_login;
 pub mod backend;
 pub mod clock;
 pub mod env;
