@@ -5,7 +5,7 @@
 //! reading a test password file.
 
 use pam_mfa_tests::PamCode;
-use pam_mfa_tests::at_login::{self, PASSWORD};
+use pam_mfa_tests::at_login::{self, PASSWORD, assert_registered_at_login};
 use pam_mfa_tests::backend::Backend;
 use pam_mfa_tests::{PamOutcome, PamRun, TestEnv, TestUser};
 
@@ -122,14 +122,7 @@ fn a_device_registered_at_login_is_active_only_after_setcred() {
     env.advance_steps(2);
     let run = env.pam(user.name()).answer(PASSWORD).answer("phone");
     let (out, secret) = register_at_login(&env, run);
-    out.assert_success();
-    assert_eq!(out.setcred.as_deref(), Some("PAM_SUCCESS"));
-    out.assert_logged(&["registered device \"phone\" at login"]);
-    assert!(
-        out.infos().contains(&"Device \"phone\" is registered."),
-        "{}",
-        out.transcript()
-    );
+    assert_registered_at_login(&out, "phone");
     assert_eq!(env.names_in_state(user.name(), "active"), vec!["phone"]);
     // (A fleet account's audit rows are in the fleet's database, which `mfa admin audit`
     // does not read yet: tests/fleet_selfservice.rs checks them there.)

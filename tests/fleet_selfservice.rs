@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use pam_mfa_tests::accounts::as_user;
-use pam_mfa_tests::at_login::{self, PASSWORD};
+use pam_mfa_tests::at_login::{self, PASSWORD, assert_registered_at_login};
 use pam_mfa_tests::fleet::{DB, Host, enroll, fleet_database, with_time_left_in_step};
 use pam_mfa_tests::postgres::Postgres;
 use pam_mfa_tests::{PamCode, PamOutcome, PamRun, TestUser, mfa_bin, next_code, real_now, totp};
@@ -64,14 +64,7 @@ fn a_device_registered_at_login_on_one_host_logs_in_on_another() {
     // Again, with pam_setcred: the new registration replaces the unfinished one.
     let run = a.env.pam(user.name()).answer(PASSWORD).answer("phone");
     let (out, secret) = register_at_login(run);
-    out.assert_success();
-    assert_eq!(out.setcred.as_deref(), Some("PAM_SUCCESS"));
-    out.assert_logged(&["registered device \"phone\" at login"]);
-    assert!(
-        out.infos().contains(&"Device \"phone\" is registered."),
-        "{}",
-        out.transcript()
-    );
+    assert_registered_at_login(&out, "phone");
     assert_eq!(names_in_state(&b, &user, "active"), vec!["phone"]);
     let audit = pg.psql(
         DB,

@@ -52,3 +52,15 @@ pub fn register_at_login(
     child.close_stdin();
     (PamOutcome::from_finished(child.wait()), secret)
 }
+
+/// Asserts a login that registered the device `name` and succeeded as a whole: the
+/// application's `pam_setcred` succeeded (which keeps the device), the module logged the
+/// registration and told the person.
+#[track_caller]
+pub fn assert_registered_at_login(out: &PamOutcome, name: &str) {
+    out.assert_success();
+    assert_eq!(out.setcred.as_deref(), Some("PAM_SUCCESS"));
+    out.assert_logged(&[&format!("registered device \"{name}\" at login")]);
+    let told = format!("Device \"{name}\" is registered.");
+    assert!(out.infos().contains(&told.as_str()), "{}", out.transcript());
+}
