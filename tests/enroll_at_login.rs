@@ -5,49 +5,25 @@
 //! reading a test password file.
 
 use pam_mfa_tests::PamCode;
+use pam_mfa_tests::at_login::{self, PASSWORD, assert_registered_at_login};
 use pam_mfa_tests::backend::Backend;
-use pam_mfa_tests::{PamOutcome, PamRun, SERVICE, TestEnv, TestUser, pam_wrapper_module};
-
-const PASSWORD: &str = "correct horse";
+use pam_mfa_tests::{PamOutcome, PamRun, TestEnv, TestUser};
 
 /// The service `auth CONTROL pam_matrix.so` (the password) then
 /// `auth required pam_mfa.so ARGS…`, and the policy `no_device enroll`.
 fn password_then_mfa(env: &TestEnv, user: &TestUser, control: &str, args: &[&str]) {
-    let passdb = env.path("passdb");
-    std::fs::write(&passdb, format!("{}:{PASSWORD}:{SERVICE}\n", user.name()))
-        .expect("write the password file");
-    env.write_service_lines(&[
-        format!(
-            "auth {control} {} passdb={}",
-            pam_wrapper_module("pam_matrix.so").display(),
-            passdb.display()
-        ),
-        env.module_line("required", args),
-    ]);
+    at_login::password_then_mfa(env, user, control, args);
     env.set_policy("no_device", "enroll");
 }
 
 /// Runs `run` (whose answers go to the password and the device name) through the
-/// registration dialogue, asking for the secret and typing two consecutive codes of it.
-/// The outcome and the secret.
+/// registration dialogue, asking for the secret and typing two consecutive codes of it
+/// (the previous and the current step of the test's fake clock). The outcome and the
+/// secret.
 fn register_at_login(env: &TestEnv, run: PamRun<'_>) -> (PamOutcome, String) {
-    let mut child = run.answer("secret").spawn_interactive();
-    assert!(
-        child.wait_for("the secret key", |out, _| out.contains("Secret key: ")),
-        "{}",
-        child.stdout()
-    );
-    let stdout = child.stdout();
-    let secret: String = stdout
-        .split("Secret key: ")
-        .nth(1)
-        .and_then(|rest| rest.split("\\n").next())
-        .expect("the secret line")
-        .replace(' ', "");
-    let (c1, c2) = (env.code_at_step(&secret, -1), env.code(&secret));
-    child.write_stdin(format!("{c1}\n{c2}\n").as_bytes());
-    child.close_stdin();
-    (PamOutcome::from_finished(child.wait()), secret)
+    at_login::register_at_login(run, |secret| {
+        (env.code_at_step(secret, -1), env.code(secret))
+    })
 }
 
 // Issue 16, finding 2: under `no_device enroll`, a line without `enroll_at_login` treats a
@@ -146,14 +122,7 @@ fn a_device_registered_at_login_is_active_only_after_setcred() {
     env.advance_steps(2);
     let run = env.pam(user.name()).answer(PASSWORD).answer("phone");
     let (out, secret) = register_at_login(&env, run);
-    out.assert_success();
-    assert_eq!(out.setcred.as_deref(), Some("PAM_SUCCESS"));
-    out.assert_logged(&["registered device \"phone\" at login"]);
-    assert!(
-        out.infos().contains(&"Device \"phone\" is registered."),
-        "{}",
-        out.transcript()
-    );
+    assert_registered_at_login(&out, "phone");
     assert_eq!(env.names_in_state(user.name(), "active"), vec!["phone"]);
     // (A fleet account's audit rows are in the fleet's database, which `mfa admin audit`
     // does not read yet: tests/fleet_selfservice.rs checks them there.)

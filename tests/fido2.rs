@@ -9,88 +9,18 @@
 //! refusal with a message and a syslog line, never a success.
 
 use pam_mfa_tests::PamCode;
-use std::path::PathBuf;
 
-use pam_mfa_tests::{MfaOutput, PamOutcome, PamRun, TestEnv, TestUser};
-use serde_json::{Value, json};
+use pam_mfa_tests::keys::{
+    SOFT_FIDO2_VAR, SoftFido2Key as Key, TOUCH_CUE, assert_refused_saying,
+    assert_touched_and_accepted, at_console, enroll_key, enroll_key_stdin,
+};
+use pam_mfa_tests::{MfaOutput, PamOutcome, TestEnv, TestUser};
+use serde_json::json;
 
-const SOFT_VAR: &str = "PAM_MFA_SOFT_FIDO2";
-const CUE: &str = "Touch your security key.";
 const PIN_PROMPT: &str = "Security key PIN: ";
 const CODE_PROMPT: &str = "Verification code: ";
 /// LOG_ERR.
 const ERR: u8 = 3;
-
-/// One software security key: its state file in the test's directory.
-struct Key {
-    path: PathBuf,
-}
-
-impl Key {
-    /// A fresh key (no file yet: no PIN, no credentials).
-    fn new(env: &TestEnv, name: &str) -> Self {
-        Self {
-            path: env.path(&format!("key-{name}.json")),
-        }
-    }
-
-    fn state(&self) -> Value {
-        match std::fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b).expect("state file is JSON"),
-            Err(_) => json!({}),
-        }
-    }
-
-    fn set(&self, field: &str, value: Value) -> &Self {
-        let mut s = self.state();
-        s[field] = value;
-        std::fs::write(&self.path, serde_json::to_vec_pretty(&s).unwrap()).unwrap();
-        self
-    }
-
-    fn knob(&self, name: &str, on: bool) -> &Self {
-        let mut s = self.state();
-        s["knobs"][name] = json!(on);
-        std::fs::write(&self.path, serde_json::to_vec_pretty(&s).unwrap()).unwrap();
-        self
-    }
-
-    fn credentials(&self) -> Vec<Value> {
-        self.state()["credentials"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Every private key the authenticator holds, in hex (must never leak).
-    fn private_keys(&self) -> Vec<String> {
-        self.credentials()
-            .iter()
-            .filter_map(|c| c["private_key"].as_str().map(str::to_owned))
-            .collect()
-    }
-}
-
-/// `mfa --user USER enroll fido2 NAME ARGS…` with `key` as the plugged-in key.
-fn enroll_key(env: &TestEnv, user: &str, name: &str, key: &Key, args: &[&str]) -> MfaOutput {
-    enroll_key_stdin(env, user, name, key, args, "")
-}
-
-fn enroll_key_stdin(
-    env: &TestEnv,
-    user: &str,
-    name: &str,
-    key: &Key,
-    args: &[&str],
-    stdin: &str,
-) -> MfaOutput {
-    let mut all = vec!["--user", user, "enroll", "fido2", name];
-    all.extend_from_slice(args);
-    env.mfa_cmd(&all)
-        .env(SOFT_VAR, &key.path)
-        .stdin(stdin)
-        .run()
-}
 
 /// Asserts `mfa` failed (exit 1) with its last stderr line the `mfa: …` error containing
 /// every one of `needles` (case-insensitive); the lines before it are the prompts and the
@@ -111,15 +41,6 @@ fn assert_fails_with(out: &MfaOutput, needles: &[&str]) {
     }
 }
 
-/// A login at this computer (no remote host, not inside an SSH session) with `key`
-/// plugged in.
-fn at_console<'a>(env: &'a TestEnv, user: &str, key: &Key) -> PamRun<'a> {
-    env.pam(user)
-        .env(SOFT_VAR, &key.path)
-        .env_remove("SSH_CONNECTION")
-        .env_remove("SSH_CLIENT")
-}
-
 /// A user with one registered key "yubi" (ES256, no PIN) and the service with `args`.
 fn with_key(args: &[&str]) -> (TestEnv, TestUser, Key) {
     let env = TestEnv::new();
@@ -131,20 +52,8 @@ fn with_key(args: &[&str]) -> (TestEnv, TestUser, Key) {
 }
 
 #[track_caller]
-fn assert_touched_and_accepted(out: &PamOutcome) {
-    out.assert_success().assert_not_prompted();
-    assert_eq!(out.infos(), [CUE], "{}", out.transcript());
-    out.assert_module_silent();
-}
-
-#[track_caller]
 fn assert_refused(out: &PamOutcome, message: &str, log: &str) {
-    out.assert_result(PamCode::AuthErr);
-    assert!(
-        out.errors().iter().any(|e| e.contains(message)),
-        "expected an error message with {message:?}\n{}",
-        out.transcript()
-    );
+    assert_refused_saying(out, message);
     out.assert_logged(&["authentication failure", log]);
     out.assert_module_silent();
 }
@@ -379,7 +288,7 @@ fn a_sign_count_going_backwards_is_refused_as_a_possible_clone() {
     key.knob("counter_backwards", false);
     let mut s = key.state();
     s["counter"] = json!(s["counter"].as_u64().unwrap() - 1);
-    std::fs::write(&key.path, serde_json::to_vec(&s).unwrap()).unwrap();
+    std::fs::write(key.path(), serde_json::to_vec(&s).unwrap()).unwrap();
     assert_refused(
         &at_console(&env, user.name(), &key).run(),
         "not accepted",
@@ -484,7 +393,7 @@ fn a_credential_registered_with_pin_asks_for_it_and_refuses_a_wrong_one() {
     // Right PIN: accepted.
     let out = at_console(&env, user.name(), &key).answer(pin).run();
     out.assert_success().assert_prompted(PIN_PROMPT, false);
-    assert_eq!(out.infos(), [CUE]);
+    assert_eq!(out.infos(), [TOUCH_CUE]);
     // Wrong PIN: refused.
     let out = at_console(&env, user.name(), &key).answer("1111").run();
     assert_refused(&out, "Wrong security key PIN", "wrong security key PIN");
@@ -630,7 +539,7 @@ fn fido2_require_never_falls_back_to_a_code() {
     // leaves no thread behind.
     let out = env
         .pam(user.name())
-        .env_remove(SOFT_VAR)
+        .env_remove(SOFT_FIDO2_VAR)
         .env_remove("SSH_CONNECTION")
         .env_remove("SSH_CLIENT")
         .run();

@@ -8,100 +8,33 @@
 //! real libpam, against the software authenticator of the workspace's debug build
 //! (selected by `PAM_MFA_SOFT_FIDO2`), on two hosts of one database (tests/src/fleet.rs).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use pam_mfa_protocol::{KeyPurpose, Request, Response, VerifyOutcome};
 use pam_mfa_tests::fleet::{DB, Host, enroll, fleet_database};
+use pam_mfa_tests::keys::{
+    self, SoftFido2Key as Key, assert_refused_saying, assert_touched_and_accepted,
+};
 use pam_mfa_tests::mfad::{SoftKey, ask_at};
 use pam_mfa_tests::postgres::Postgres;
-use pam_mfa_tests::{MfaOutput, PamCode, PamOutcome, PamRun, TestEnv, TestUser, real_now, totp};
-use serde_json::{Value, json};
-
-const SOFT_VAR: &str = "PAM_MFA_SOFT_FIDO2";
-const CUE: &str = "Touch your security key.";
-
-/// One software security key: its state file, in the directory of the host it was
-/// first plugged into (the file is the key: any host may be given it).
-struct Key {
-    path: PathBuf,
-}
-
-impl Key {
-    fn new(env: &TestEnv, name: &str) -> Self {
-        Self {
-            path: env.path(&format!("key-{name}.json")),
-        }
-    }
-
-    fn state(&self) -> Value {
-        match std::fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b).expect("state file is JSON"),
-            Err(_) => json!({}),
-        }
-    }
-
-    fn write(&self, s: &Value) {
-        std::fs::write(&self.path, serde_json::to_vec_pretty(s).unwrap()).unwrap();
-    }
-
-    fn knob(&self, name: &str, on: bool) -> &Self {
-        let mut s = self.state();
-        s["knobs"][name] = json!(on);
-        self.write(&s);
-        self
-    }
-
-    fn counter(&self) -> u64 {
-        self.state()["counter"].as_u64().expect("a counter")
-    }
-
-    /// Every private key the authenticator holds, in hex (never to be seen anywhere).
-    fn private_keys(&self) -> Vec<String> {
-        self.state()["credentials"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|c| c["private_key"].as_str().map(str::to_owned))
-            .collect()
-    }
-}
+use pam_mfa_tests::{MfaOutput, PamCode, PamOutcome, PamRun, TestUser, real_now, totp};
+use serde_json::json;
 
 /// Root's `mfa --user USER enroll fido2 NAME` on `host`, with `key` plugged in.
 fn enroll_key(host: &Host, user: &str, name: &str, key: &Key) -> MfaOutput {
-    host.env
-        .mfa_cmd(&["--user", user, "enroll", "fido2", name])
-        .env(SOFT_VAR, &key.path)
-        .run()
+    keys::enroll_key(&host.env, user, name, key, &[])
 }
 
 /// A login at `host`'s console with `key` plugged in.
 fn at_console<'a>(host: &'a Host, user: &str, key: &Key) -> PamRun<'a> {
-    host.env
-        .pam(user)
-        .env(SOFT_VAR, &key.path)
-        .env_remove("SSH_CONNECTION")
-        .env_remove("SSH_CLIENT")
-}
-
-#[track_caller]
-fn assert_touched_and_accepted(out: &PamOutcome) {
-    out.assert_success().assert_not_prompted();
-    assert_eq!(out.infos(), [CUE], "{}", out.transcript());
-    out.assert_module_silent();
+    keys::at_console(&host.env, user, key)
 }
 
 /// A refusal with the person's message `message`, and `log` in the host's log (the
 /// module's syslog or its daemon's).
 #[track_caller]
 fn assert_refused(host: &Host, out: &PamOutcome, message: &str, log: &str) {
-    out.assert_result(PamCode::AuthErr);
-    assert!(
-        out.errors().iter().any(|e| e.contains(message)),
-        "expected an error message with {message:?}\n{}",
-        out.transcript()
-    );
+    assert_refused_saying(out, message);
     assert!(
         out.syslog().iter().any(|(_, l)| l.contains(log)) || host.env.mfad_stderr().contains(log),
         "expected {log:?} logged\n{}\n{}",

@@ -9,14 +9,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use pam_mfa_tests::accounts::as_user;
+use pam_mfa_tests::at_login::{self, PASSWORD, assert_registered_at_login};
 use pam_mfa_tests::fleet::{DB, Host, enroll, fleet_database, with_time_left_in_step};
 use pam_mfa_tests::postgres::Postgres;
-use pam_mfa_tests::{
-    PamCode, PamOutcome, PamRun, SERVICE, TestUser, mfa_bin, next_code, pam_wrapper_module,
-    real_now, totp,
-};
-
-const PASSWORD: &str = "correct horse";
+use pam_mfa_tests::{PamCode, PamOutcome, PamRun, TestUser, mfa_bin, next_code, real_now, totp};
 
 /// The policy `no_device enroll`, set in the database (one policy for the fleet).
 fn enroll_at_login_policy(pg: &Postgres) {
@@ -26,18 +22,7 @@ fn enroll_at_login_policy(pg: &Postgres) {
 /// Host `host`'s service: `auth CONTROL pam_matrix.so` (the password) then
 /// `auth required pam_mfa.so enroll_at_login`.
 fn password_then_mfa(host: &Host, user: &TestUser, control: &str) {
-    let env = &host.env;
-    let passdb = env.path("passdb");
-    std::fs::write(&passdb, format!("{}:{PASSWORD}:{SERVICE}\n", user.name()))
-        .expect("write the password file");
-    env.write_service_lines(&[
-        format!(
-            "auth {control} {} passdb={}",
-            pam_wrapper_module("pam_matrix.so").display(),
-            passdb.display()
-        ),
-        env.module_line("required", &["enroll_at_login"]),
-    ]);
+    at_login::password_then_mfa(&host.env, user, control, &["enroll_at_login"]);
 }
 
 /// Runs `run` (whose answers go to the password and the device name) through the
@@ -45,24 +30,10 @@ fn password_then_mfa(host: &Host, user: &TestUser, control: &str) {
 /// and current steps. The outcome and the secret.
 fn register_at_login(run: PamRun<'_>) -> (PamOutcome, String) {
     with_time_left_in_step(8);
-    let mut child = run.answer("secret").spawn_interactive();
-    assert!(
-        child.wait_for("the secret key", |out, _| out.contains("Secret key: ")),
-        "{}",
-        child.stdout()
-    );
-    let stdout = child.stdout();
-    let secret: String = stdout
-        .split("Secret key: ")
-        .nth(1)
-        .and_then(|rest| rest.split("\\n").next())
-        .expect("the secret line")
-        .replace(' ', "");
-    let now = real_now();
-    let (c1, c2) = (totp(&secret, now - 30), totp(&secret, now));
-    child.write_stdin(format!("{c1}\n{c2}\n").as_bytes());
-    child.close_stdin();
-    (PamOutcome::from_finished(child.wait()), secret)
+    at_login::register_at_login(run, |secret| {
+        let now = real_now();
+        (totp(secret, now - 30), totp(secret, now))
+    })
 }
 
 fn names_in_state(host: &Host, user: &TestUser, state: &str) -> Vec<String> {
@@ -93,14 +64,7 @@ fn a_device_registered_at_login_on_one_host_logs_in_on_another() {
     // Again, with pam_setcred: the new registration replaces the unfinished one.
     let run = a.env.pam(user.name()).answer(PASSWORD).answer("phone");
     let (out, secret) = register_at_login(run);
-    out.assert_success();
-    assert_eq!(out.setcred.as_deref(), Some("PAM_SUCCESS"));
-    out.assert_logged(&["registered device \"phone\" at login"]);
-    assert!(
-        out.infos().contains(&"Device \"phone\" is registered."),
-        "{}",
-        out.transcript()
-    );
+    assert_registered_at_login(&out, "phone");
     assert_eq!(names_in_state(&b, &user, "active"), vec!["phone"]);
     let audit = pg.psql(
         DB,

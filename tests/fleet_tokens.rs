@@ -18,68 +18,32 @@ use pam_mfa::store::Store;
 use pam_mfa::tokens::{Mode, TokenSeed, inventory};
 use pam_mfa_tests::fleet::{DB, Host, fleet_database, with_time_left_in_step};
 use pam_mfa_tests::random::{Rng, env_number, random_seed};
-use pam_mfa_tests::{PamCode, TestEnv, TestUser, real_now, tool, totp};
+use pam_mfa_tests::tokens::{self, KEY_B32, KEY_HEX, enroll, token};
+use pam_mfa_tests::{PamCode, TestUser, real_now, totp};
 use postgres::{Client, NoTls};
 use serde_json::Value;
 
-/// The RFC 4226 test secret "12345678901234567890" in hex, and in base32.
-const KEY_HEX: &str = "3132333435363738393031323334353637383930";
-const KEY_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 /// Another seed (20 bytes), for the TOTP token.
 const KEY2_HEX: &str = "3031323334353637383930313233343536373839";
 const KEY2_B32: &str = "GAYTEMZUGU3DOOBZGAYTEMZUGU3DOOBZ";
 
 /// The HOTP code of the RFC secret for `counter`, from oathtool.
 fn hotp(counter: i64) -> String {
-    let out = Command::new(tool("oathtool", "oathtool"))
-        .args(["--hotp", "--digits=6", "-c", &counter.to_string(), KEY_HEX])
-        .output()
-        .expect("run oathtool");
-    assert!(out.status.success(), "oathtool: {out:?}");
-    String::from_utf8(out.stdout)
-        .expect("UTF-8")
-        .trim()
-        .to_owned()
+    tokens::hotp(KEY_HEX, counter, 6)
 }
 
 /// The fleet's inventory as a host's `mfa admin tokens list --json` shows it (asserting
 /// that no seed is in what it printed).
 fn inventory(host: &Host) -> Vec<Value> {
-    let out = host.env.mfa(&["admin", "tokens", "list", "--json"]);
-    out.assert_success();
-    for seed in [KEY_HEX, KEY_B32, KEY2_HEX, KEY2_B32, "12345678901234567890"] {
-        assert!(!out.stdout.contains(seed), "a seed listed: {}", out.stdout);
-    }
-    match out.json() {
-        Value::Array(items) => items,
-        other => panic!("tokens list --json printed {other}"),
-    }
-}
-
-fn token<'a>(list: &'a [Value], serial: &str) -> &'a Value {
-    list.iter()
-        .find(|t| t["serial"] == serial)
-        .unwrap_or_else(|| panic!("no token {serial} in {list:?}"))
-}
-
-fn enroll(
-    env: &TestEnv,
-    user: &str,
-    name: &str,
-    serial: &str,
-    c1: &str,
-    c2: &str,
-) -> pam_mfa_tests::MfaOutput {
-    env.mfa(&["--user", user, "enroll", "token", name, serial, c1, c2])
+    tokens::inventory_hiding(
+        &host.env,
+        &[KEY_HEX, KEY_B32, KEY2_HEX, KEY2_B32, "12345678901234567890"],
+    )
 }
 
 /// Imports the seed file `text` (named `file`) through `host`.
 fn import(host: &Host, file: &str, text: &str, extra: &[&str]) -> pam_mfa_tests::MfaOutput {
-    let path = host.env.path(file);
-    std::fs::write(&path, text).expect("write the seed file");
-    let mut args = vec!["admin", "tokens", "import", path.to_str().expect("path")];
-    args.extend_from_slice(extra);
-    host.env.mfa(&args)
+    tokens::import_text(&host.env, file, text, extra)
 }
 
 #[test]

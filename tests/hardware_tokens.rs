@@ -6,79 +6,21 @@
 //! implementation independent of the product's AES and HMAC.
 
 use pam_mfa_tests::PamCode;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pam_mfa_tests::tokens::{
+    KEY_B32, KEY_HEX, enroll, hotp, import, import_text, inventory, token, write,
+};
 use pam_mfa_tests::{TestEnv, TestUser, TotpParams, tool, totp_with};
 use serde_json::Value;
-
-/// The RFC 4226 test secret "12345678901234567890" in hex, and in base32.
-const KEY_HEX: &str = "3132333435363738393031323334353637383930";
-const KEY_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
 /// RFC 6030 Figure 6 and its pre-shared key (shared with the library's unit tests).
 const FIGURE6: &str = include_str!("../pam_mfa/src/tokens/testdata/rfc6030-figure6.pskc");
 const FIGURE6_PSK: &str = "12345678901234567890123456789012";
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {out:?}");
-    String::from_utf8(out.stdout)
-        .expect("UTF-8")
-        .trim()
-        .to_owned()
-}
-
-/// The HOTP code of `key_hex` for `counter`, from oathtool.
-fn hotp(key_hex: &str, counter: i64, digits: u32) -> String {
-    run(Command::new(tool("oathtool", "oathtool"))
-        .args(["--hotp", &format!("--digits={digits}"), "-c"])
-        .arg(counter.to_string())
-        .arg(key_hex))
-}
-
-fn write(env: &TestEnv, name: &str, contents: &[u8]) -> PathBuf {
-    let path = env.path(name);
-    std::fs::write(&path, contents).expect("write a test file");
-    path
-}
-
-fn import(env: &TestEnv, file: &Path, extra: &[&str]) -> pam_mfa_tests::MfaOutput {
-    let mut args = vec!["admin", "tokens", "import", file.to_str().expect("path")];
-    args.extend_from_slice(extra);
-    env.mfa(&args)
-}
-
 /// Writes `csv` as a seed file and imports it, asserting success.
 fn import_csv(env: &TestEnv, csv: &str) {
-    let file = write(env, "seeds.csv", csv.as_bytes());
-    import(env, &file, &[]).assert_success();
-}
-
-fn inventory(env: &TestEnv) -> Vec<Value> {
-    let out = env.mfa(&["admin", "tokens", "list", "--json"]);
-    out.assert_success();
-    match out.json() {
-        Value::Array(items) => items,
-        other => panic!("tokens list --json printed {other}"),
-    }
-}
-
-fn token<'a>(list: &'a [Value], serial: &str) -> &'a Value {
-    list.iter()
-        .find(|t| t["serial"] == serial)
-        .unwrap_or_else(|| panic!("no token {serial} in {list:?}"))
-}
-
-fn enroll(
-    env: &TestEnv,
-    user: &str,
-    name: &str,
-    serial: &str,
-    c1: &str,
-    c2: &str,
-) -> pam_mfa_tests::MfaOutput {
-    env.mfa(&["--user", user, "enroll", "token", name, serial, c1, c2])
+    import_text(env, "seeds.csv", csv, &[]).assert_success();
 }
 
 /// `mfa enroll token` for an HOTP token with the RFC 4226 secret, with the codes of

@@ -35,11 +35,13 @@
 //! ```
 
 pub mod accounts;
+pub mod at_login;
 pub mod backend;
 pub mod clock;
 pub mod env;
 pub mod fleet;
 pub mod guide;
+pub mod keys;
 pub mod mfa_run;
 pub mod mfad;
 pub mod namespace;
@@ -55,6 +57,7 @@ pub mod realtime;
 pub mod recovery;
 pub mod sshd;
 pub mod syslog;
+pub mod tokens;
 pub mod uri;
 pub mod users;
 
