@@ -14,13 +14,12 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 
 use openssl::ssl::{SslConnector, SslMethod};
-use pam_mfa::hotp::{HotpKey, HotpParams};
 use pam_mfa::lockout::LockoutPolicy;
 use pam_mfa::login::{self, LoginSettings, Outcome, Refusal};
 use pam_mfa::names::UserName;
 use pam_mfa::otp::Algorithm;
-use pam_mfa::secret::Secret;
 use pam_mfa::store::{Store, auth_state};
+use pam_mfa_tests::fleet::library_code;
 use pam_mfa_tests::postgres::Postgres;
 use pam_mfa_tests::random::{Rng, env_number, random_seed};
 use postgres::{Client, NoTls};
@@ -134,22 +133,6 @@ impl Fleet {
         )
         .expect("host connection")
     }
-}
-
-/// The code of `secret` for counter (or time step) `counter`, from the library's HOTP.
-fn code(secret: &[u8], alg: Algorithm, digits: u8, counter: i64) -> String {
-    let key = HotpKey::new(
-        &Secret::from_bytes(secret.to_vec()),
-        HotpParams {
-            algorithm: alg,
-            digits,
-        },
-    )
-    .expect("HOTP key");
-    key.code(u64::try_from(counter).expect("counter"))
-        .expect("code")
-        .as_str()
-        .to_owned()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -351,7 +334,11 @@ fn rfc_vectors_through_check_code_at() {
                     )
                     .expect("otp_code")
                     .get(0);
-                assert_eq!(sql, code(seeds[1], alg, digits, counter), "{alg} {digits}");
+                assert_eq!(
+                    sql,
+                    library_code(seeds[1], alg, digits, counter),
+                    "{alg} {digits}"
+                );
             }
         }
     }
@@ -582,7 +569,7 @@ fn sql_and_library_agree_on_random_logins() {
                     Some(p) => {
                         let centre = now.div_euclid(i64::from(p)) + d.drift;
                         let step = centre + rng.below(2 * w as u64 + 5) as i64 - w - 2;
-                        code(&d.secret, d.alg, d.digits, step.max(0))
+                        library_code(&d.secret, d.alg, d.digits, step.max(0))
                     }
                     None => {
                         // The stored counter moves; ask the SQL store for it.
@@ -595,7 +582,7 @@ fn sql_and_library_agree_on_random_logins() {
                             .expect("counter")
                             .get(0);
                         let at = now_counter + rng.below(u64::from(hotp_window) + 6) as i64 - 3;
-                        code(&d.secret, d.alg, d.digits, at.max(0))
+                        library_code(&d.secret, d.alg, d.digits, at.max(0))
                     }
                 },
             };
@@ -921,7 +908,7 @@ fn sixteen_concurrent_logins_with_one_code_accept_it_once() {
             assert_eq!(check(&mut admin, &user, "000000").0, "wrong");
         }
         let step = server_now(&mut admin).div_euclid(30);
-        let right = code(&secret, Algorithm::Sha1, 6, step);
+        let right = library_code(&secret, Algorithm::Sha1, 6, step);
         let barrier = Arc::new(Barrier::new(16));
         let threads: Vec<_> = clients
             .drain(..)
@@ -1089,10 +1076,10 @@ fn failures_on_two_hosts_lock_the_user_on_both() {
             .query_one("SELECT now FROM pam_mfa_fleet.login_state('carol')", &[])
             .expect("login_state")
             .get(0);
-        code(&secret, Algorithm::Sha1, 6, now.div_euclid(30))
+        library_code(&secret, Algorithm::Sha1, 6, now.div_euclid(30))
     };
     // The default policy: 5 failures lock for 300 s. A code no window holds (far away).
-    let wrong = code(&secret, Algorithm::Sha1, 6, 1000);
+    let wrong = library_code(&secret, Algorithm::Sha1, 6, 1000);
     for i in 0..4 {
         let host = if i % 2 == 0 { &mut a } else { &mut b };
         let answer = check(host, "carol", &wrong);
@@ -1211,7 +1198,7 @@ fn init_twice_keeps_the_data() {
         assert_eq!(sqlstate(&e), "42501");
     }
     let now = server_now(&mut admin);
-    let right = code(&secret, Algorithm::Sha1, 6, now.div_euclid(30));
+    let right = library_code(&secret, Algorithm::Sha1, 6, now.div_euclid(30));
     assert_eq!(check(&mut again, "dave", &right).0, "accepted");
 }
 
@@ -1239,8 +1226,8 @@ fn registration_and_device_changes() {
     let phone = begin(&mut c, "phone", t).expect("begin");
     assert_eq!(phone.len(), 20);
     let (c1, c2) = (
-        code(&phone, Algorithm::Sha1, 6, step - 1),
-        code(&phone, Algorithm::Sha1, 6, step),
+        library_code(&phone, Algorithm::Sha1, 6, step - 1),
+        library_code(&phone, Algorithm::Sha1, 6, step),
     );
     assert_eq!(
         text(&mut c, finish, &[&"phone", &c1, &c1, &t]),
@@ -1257,7 +1244,7 @@ fn registration_and_device_changes() {
         "already_active"
     );
     assert_eq!(check_at(&mut c, "erin", &c2, None, None, t).0, "replayed");
-    let next = code(&phone, Algorithm::Sha1, 6, step + 1);
+    let next = library_code(&phone, Algorithm::Sha1, 6, step + 1);
     assert_eq!(check_at(&mut c, "erin", &next, None, None, t).0, "accepted");
     // Names: taken by an active device; a pending one of the same name is replaced.
     assert_eq!(begin(&mut c, "phone", t), Err("MF001".into()));
@@ -1339,8 +1326,8 @@ fn registration_and_device_changes() {
     let later = t + 3600;
     let ls = later.div_euclid(30);
     let (r1, r2) = (
-        code(&phone, Algorithm::Sha1, 6, ls + 240),
-        code(&phone, Algorithm::Sha1, 6, ls + 241),
+        library_code(&phone, Algorithm::Sha1, 6, ls + 240),
+        library_code(&phone, Algorithm::Sha1, 6, ls + 241),
     );
     assert_eq!(check_at(&mut c, "erin", &r2, None, None, later).0, "wrong");
     assert_eq!(
@@ -1364,7 +1351,7 @@ fn registration_and_device_changes() {
         text(&mut c, resync, &[&"phone", &r1, &r2, &later]),
         "already_used"
     );
-    let ahead = code(&phone, Algorithm::Sha1, 6, ls + 242);
+    let ahead = library_code(&phone, Algorithm::Sha1, 6, ls + 242);
     assert_eq!(
         check_at(&mut c, "erin", &ahead, None, None, later).0,
         "accepted"
@@ -1561,7 +1548,7 @@ fn sql_and_library_agree_on_registrations_and_resyncs() {
             local_add(&store, &user, &d, None, counter);
             d
         });
-        let app_code = |step: i64| code(&secret, alg, digits, step.max(0));
+        let app_code = |step: i64| library_code(&secret, alg, digits, step.max(0));
         for attempt in 0..6 {
             now += [0i64, 5, 30, 120, 3600][rng.below(if attempt < 3 { 4 } else { 5 }) as usize];
             let now_step = now.div_euclid(i64::from(period));
@@ -1590,7 +1577,7 @@ fn sql_and_library_agree_on_registrations_and_resyncs() {
                         .get(0);
                     let at = (stored + [-3i64, 0, 5, 500, 999, 1000, 1001][rng.below(7) as usize])
                         .max(0);
-                    let cc = |n: i64| code(&d.secret, d.alg, d.digits, n);
+                    let cc = |n: i64| library_code(&d.secret, d.alg, d.digits, n);
                     ("resync fob", pair(cc(at), cc(at + 1)))
                 }
                 1 | 2 => {

@@ -10,13 +10,12 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use pam_mfa::enrollment;
-use pam_mfa::hotp::{HotpKey, HotpParams};
 use pam_mfa::names::{DeviceName, UserName};
 use pam_mfa::otp::Algorithm;
 use pam_mfa::secret::Secret;
 use pam_mfa::store::Store;
 use pam_mfa::tokens::{Mode, TokenSeed, inventory};
-use pam_mfa_tests::fleet::{DB, Host, fleet_database, with_time_left_in_step};
+use pam_mfa_tests::fleet::{DB, Host, fleet_database, library_code, with_time_left_in_step};
 use pam_mfa_tests::random::{Rng, env_number, random_seed};
 use pam_mfa_tests::tokens::{self, KEY_B32, KEY_HEX, enroll, token};
 use pam_mfa_tests::{PamCode, TestUser, real_now, totp};
@@ -273,22 +272,6 @@ fn a_users_failed_token_registrations_are_one_answer_and_lock_them_out() {
     assert_eq!(root.trim(), "unavailable");
 }
 
-/// The code of `secret` for counter (or time step) `value`, from the library's HOTP.
-fn code_of(secret: &[u8], alg: Algorithm, digits: u8, value: i64) -> String {
-    let key = HotpKey::new(
-        &Secret::from_bytes(secret.to_vec()),
-        HotpParams {
-            algorithm: alg,
-            digits,
-        },
-    )
-    .expect("HOTP key");
-    key.code(u64::try_from(value).expect("a value of 0 or more"))
-        .expect("code")
-        .as_str()
-        .to_owned()
-}
-
 /// The library's registration outcome in the SQL's words.
 fn local_outcome(r: &pam_mfa::Result<Mode>) -> &'static str {
     match r {
@@ -410,8 +393,8 @@ fn sql_and_library_agree_on_token_registrations() {
                 continue;
             }
             let (c1, c2) = (
-                code_of(&secret, alg, digits, first),
-                code_of(&secret, alg, digits, second),
+                library_code(&secret, alg, digits, first),
+                library_code(&secret, alg, digits, second),
             );
             let local = enrollment::register_token(
                 &mut store,

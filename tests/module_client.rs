@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use pam_mfa_tests::at_login::register_at_login;
 use pam_mfa_tests::env::{IGNORED, observing_ignore};
 use pam_mfa_tests::{Enrolled, Running, TestEnv, TestUser, paths, wrong_code};
 
@@ -377,27 +378,9 @@ fn registration_at_login_is_held_by_the_daemon_and_activated_at_setcred() {
     let daemon = Daemon::start(&env);
     service(&env, &daemon.spec(&["enroll_at_login"]));
     daemon.sync(&env);
-    let mut child = env
-        .pam(user.name())
-        .answer("phone")
-        .answer("secret")
-        .spawn_interactive();
-    assert!(
-        child.wait_for("the secret key", |out, _| out.contains("Secret key: ")),
-        "{}",
-        child.stdout()
-    );
-    let stdout = child.stdout();
-    let secret: String = stdout
-        .split("Secret key: ")
-        .nth(1)
-        .and_then(|rest| rest.split("\\n").next())
-        .expect("the secret line")
-        .replace(' ', "");
-    let (c1, c2) = (env.code_at_step(&secret, -1), env.code(&secret));
-    child.write_stdin(format!("{c1}\n{c2}\n").as_bytes());
-    child.close_stdin();
-    let out = pam_mfa_tests::PamOutcome::from_finished(child.wait());
+    let (out, secret) = register_at_login(env.pam(user.name()).answer("phone"), |s| {
+        (env.code_at_step(s, -1), env.code(s))
+    });
     out.assert_success();
     assert_eq!(
         out.setcred.as_deref(),

@@ -9,6 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use pam_mfa::hotp::{HotpKey, HotpParams};
+use pam_mfa::otp::Algorithm;
+use pam_mfa::secret::Secret;
+
 use crate::env::TestEnv;
 use crate::guide::{fleet_guide_text, snippet_in};
 use crate::paths::mfa_bin;
@@ -183,4 +187,21 @@ pub fn enroll(host: &Host, user: &str, name: &str) -> String {
     let (c1, c2) = (totp(&dev.secret, now - 30), totp(&dev.secret, now));
     host.env.finish(user, name, &c1, &c2).assert_success();
     dev.secret
+}
+
+/// The code of `secret` for counter (or time step) `value`, from the library's HOTP: what
+/// the database's codes are compared with.
+pub fn library_code(secret: &[u8], alg: Algorithm, digits: u8, value: i64) -> String {
+    let key = HotpKey::new(
+        &Secret::from_bytes(secret.to_vec()),
+        HotpParams {
+            algorithm: alg,
+            digits,
+        },
+    )
+    .expect("HOTP key");
+    key.code(u64::try_from(value).expect("a value of 0 or more"))
+        .expect("code")
+        .as_str()
+        .to_owned()
 }
