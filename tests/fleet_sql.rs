@@ -1140,6 +1140,134 @@ fn failures_on_two_hosts_lock_the_user_on_both() {
     assert_eq!(check(&mut a, "carol", &code).0, "replayed");
 }
 
+/// The devices table itself refuses a row no function writes, whichever rule it breaks
+/// (since schema version 5 the rules are the `devices_valid` trigger, not CHECK
+/// constraints: a CHECK is prepared again at every UPDATE, a login's included), with the
+/// rule's name; a login's own write (the last step and when) passes, and its range is
+/// still checked.
+#[test]
+fn the_devices_table_refuses_rows_that_break_its_rules() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    add_totp(
+        &mut admin,
+        "erin",
+        "phone",
+        b"a-secret-of-20-bytes",
+        Algorithm::Sha1,
+        6,
+        30,
+        0,
+        None,
+    );
+    add_hotp(
+        &mut admin,
+        "erin",
+        "fob",
+        b"a-secret-of-20-bytes",
+        Algorithm::Sha1,
+        6,
+        0,
+    );
+    admin
+        .execute(
+            "INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, credential_id,
+                 cose_public_key, sign_count, rp_id, uv_required, created_at)
+             VALUES ('erin', 'key', 'fido2', 'active', '\\x01', '\\x02', 0, 'host', false, 0)",
+            &[],
+        )
+        .expect("a valid key");
+    let device =
+        |name: &str| format!("(SELECT id FROM pam_mfa_fleet.devices WHERE name = '{name}')");
+    let cases: &[(&str, &str, &str)] = &[
+        ("phone", "user_name = ''", "devices_user_name_check"),
+        ("phone", "name = repeat('n', 65)", "devices_name_check"),
+        ("phone", "kind = 'sms'", "devices_kind_check"),
+        ("phone", "state = 'gone'", "devices_state_check"),
+        ("phone", "secret = ''", "devices_secret_check"),
+        ("phone", "algorithm = 'MD5'", "devices_algorithm_check"),
+        ("phone", "digits = 9", "devices_digits_check"),
+        ("phone", "period = 301", "devices_period_check"),
+        ("phone", "drift = 1502", "devices_drift_check"),
+        ("fob", "counter = -1", "devices_counter_check"),
+        ("phone", "token_serial = ''", "devices_token_serial_check"),
+        ("key", "credential_id = ''", "devices_credential_id_check"),
+        (
+            "key",
+            "cose_public_key = ''",
+            "devices_cose_public_key_check",
+        ),
+        ("key", "sign_count = 4294967296", "devices_sign_count_check"),
+        ("key", "rp_id = ''", "devices_rp_id_check"),
+        ("phone", "secret = NULL", "devices_check"),
+        ("phone", "period = NULL", "devices_check"),
+        (
+            "phone",
+            "kind = 'totp', period = 30, counter = 5",
+            "devices_check",
+        ),
+        ("fob", "kind = 'totp'", "devices_check1"),
+        ("key", "uv_required = NULL", "devices_check2"),
+        (
+            "phone",
+            "state = 'pending', expires_at = NULL",
+            "devices_check3",
+        ),
+        ("phone", "token_id = 1", "devices_token_from_inventory"),
+        ("phone", "login_hold = '\\x01'", "devices_login_hold_check"),
+        ("phone", "last_step = -1", "devices_last_step_check"),
+        (
+            "phone",
+            "last_step = 1099511627777, last_used_at = 1",
+            "devices_last_step_check",
+        ),
+    ];
+    for (name, set, rule) in cases {
+        let sql = format!(
+            "UPDATE pam_mfa_fleet.devices SET {set} WHERE id = {}",
+            device(name)
+        );
+        let e = admin.batch_execute(&sql).expect_err(&sql);
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(db.code().code(), "23514", "{sql}: {db}");
+        assert_eq!(db.constraint(), Some(*rule), "{sql}: {db}");
+    }
+    // A new row is held to the same rules.
+    let e = admin
+        .batch_execute(
+            "INSERT INTO pam_mfa_fleet.devices (user_name, name, kind, state, secret, algorithm,
+                 digits, period, created_at)
+             VALUES ('erin', 'tablet', 'totp', 'active', '\\x01', 'SHA1', 5, 30, 0)",
+        )
+        .expect_err("a 5-digit device");
+    assert_eq!(
+        e.as_db_error().and_then(|d| d.constraint()),
+        Some("devices_digits_check")
+    );
+    // What a login writes, and what the functions write, passes; nothing above was kept.
+    admin
+        .batch_execute(&format!(
+            "UPDATE pam_mfa_fleet.devices SET last_step = 5, last_used_at = 7 WHERE id = {};
+             UPDATE pam_mfa_fleet.devices SET counter = 3 WHERE id = {};
+             UPDATE pam_mfa_fleet.devices SET sign_count = 9 WHERE id = {}",
+            device("phone"),
+            device("fob"),
+            device("key")
+        ))
+        .expect("a login's writes");
+    let rows: Vec<String> = admin
+        .query(
+            "SELECT format('%s %s %s %s %s', name, digits, last_step, counter, sign_count)
+             FROM pam_mfa_fleet.devices ORDER BY name",
+            &[],
+        )
+        .expect("devices")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, ["fob 6  3 ", "key    9", "phone 6 5  "]);
+}
+
 /// fleet.sql run again (and again) keeps every row and every grant.
 #[test]
 fn init_twice_keeps_the_data() {
@@ -1181,7 +1309,7 @@ fn init_twice_keeps_the_data() {
         .collect()
     };
     let before = snapshot(&mut admin);
-    assert_eq!(before[4], "(4)");
+    assert_eq!(before[4], "(5)");
     fleet.init();
     fleet.init();
     assert_eq!(snapshot(&mut admin), before);
