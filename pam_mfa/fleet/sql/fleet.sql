@@ -550,15 +550,16 @@ RETURNS TABLE(code_devices int, keys int, locked_until bigint, no_device text, n
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
+    -- The user's active devices counted in one pass over their rows.
     RETURN QUERY SELECT
-        (SELECT count(*)::int FROM pam_mfa_fleet.devices d
-         WHERE d.user_name = p_user AND d.state = 'active' AND d.kind <> 'fido2'),
-        (SELECT count(*)::int FROM pam_mfa_fleet.devices d
-         WHERE d.user_name = p_user AND d.state = 'active' AND d.kind = 'fido2'),
+        (count(*) FILTER (WHERE d.kind <> 'fido2'))::int,
+        (count(*) FILTER (WHERE d.kind = 'fido2'))::int,
         (SELECT a.locked_until FROM pam_mfa_fleet.auth_state a
          WHERE a.user_name = p_user AND p_now < a.locked_until),
         (SELECT p.no_device FROM pam_mfa_fleet.policy p WHERE p.id = 1),
-        p_now;
+        p_now
+    FROM pam_mfa_fleet.devices d
+    WHERE d.user_name = p_user AND d.state = 'active';
 END
 $$;
 
