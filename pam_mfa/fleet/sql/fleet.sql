@@ -491,11 +491,9 @@ BEGIN
 END
 $$;
 
--- Takes the user's lock: their auth_state row, made if missing, FOR UPDATE. Every function
--- that checks or changes a user's codes or devices calls this first, so they serialise per
--- user across all hosts. (A row deleted by another user's clean-up between the insert and
--- the lock is simply made again.)
-CREATE OR REPLACE FUNCTION pam_mfa_fleet.lock_user(p_user text)
+-- The user's lock if they have one: their auth_state row FOR UPDATE, or a row of NULLs
+-- (and nothing made) when there is none.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.locked_row_(p_user text)
 RETURNS pam_mfa_fleet.auth_state
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -509,11 +507,25 @@ BEGIN
         RAISE EXCEPTION 'pam_mfa_fleet functions run in READ COMMITTED transactions only'
             USING ERRCODE = 'MF005';
     END IF;
-    -- The row is usually there (a login resets it rather than deleting it): locked at
-    -- once, with no insert tried first.
+    SELECT * INTO s FROM pam_mfa_fleet.auth_state WHERE user_name = p_user FOR UPDATE;
+    RETURN s;
+END
+$$;
+
+-- Takes the user's lock: their auth_state row, made if missing, FOR UPDATE. Every function
+-- that checks or changes a user's codes or devices calls this first, so they serialise per
+-- user across all hosts. The row is usually there (a login resets it rather than deleting
+-- it), so it is locked at once, with no insert tried first. (A row deleted by another
+-- user's clean-up between the insert and the lock is simply made again.)
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.lock_user(p_user text)
+RETURNS pam_mfa_fleet.auth_state
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    s pam_mfa_fleet.auth_state;
+BEGIN
     LOOP
-        SELECT * INTO s FROM pam_mfa_fleet.auth_state WHERE user_name = p_user FOR UPDATE;
-        IF FOUND THEN
+        s := pam_mfa_fleet.locked_row_(p_user);
+        IF s.user_name IS NOT NULL THEN
             RETURN s;
         END IF;
         INSERT INTO pam_mfa_fleet.auth_state (user_name) VALUES (p_user)
@@ -662,14 +674,19 @@ BEGIN
         RAISE EXCEPTION 'windows must not be negative, lock-out numbers must be positive'
             USING ERRCODE = 'MF005';
     END IF;
-    -- Nothing to guess, nothing counted, nothing stored: a user without a code device looks
-    -- like a made-up name. (Looked at again under the lock below.)
-    IF NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.devices x
-                   WHERE x.user_name = p_user AND x.state = 'active' AND x.kind <> 'fido2') THEN
-        RETURN QUERY SELECT 'no_devices'::text, NULL::text, NULL::bigint;
-        RETURN;
+    -- The user's lock: their row, there since their first login, locked at once.
+    st := pam_mfa_fleet.locked_row_(p_user);
+    IF st.user_name IS NULL THEN
+        -- Nothing to guess, nothing counted, nothing stored: a user without a code device
+        -- looks like a made-up name. (Looked at again under the lock below.)
+        IF NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.devices x
+                       WHERE x.user_name = p_user AND x.state = 'active'
+                         AND x.kind <> 'fido2') THEN
+            RETURN QUERY SELECT 'no_devices'::text, NULL::text, NULL::bigint;
+            RETURN;
+        END IF;
+        st := pam_mfa_fleet.lock_user(p_user);
     END IF;
-    st := pam_mfa_fleet.lock_user(p_user);
     -- The policy and the user's code devices, oldest first, in one statement (each
     -- statement a login runs costs tens of microseconds before it reads a row).
     SELECT p."window", p.max_failures, p.lockout_seconds,
