@@ -91,7 +91,7 @@ $$;
 
 -- The rules of a device row, checked when a row is written other than by a login (schema
 -- version 5 on; they were CHECK constraints, which PostgreSQL reads from the catalog and
--- prepares again at every UPDATE: a fifth of the database's work for an accepted code).
+-- prepares again at every UPDATE: 10-15% of the database's work for an accepted code).
 -- A TOTP login writes last_step and last_used_at only, so this trigger does not fire
 -- then; last_step keeps its CHECK constraint. Each rule is its former constraint's
 -- expression over NEW and fails only when false, as a CHECK does, with that constraint's
