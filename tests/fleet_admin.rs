@@ -48,7 +48,9 @@ fn administer(env: &TestEnv, user: &str, enrol: impl FnOnce(&TestEnv)) {
     let out = env.mfa(&["--user", user, "recovery", "generate"]);
     out.assert_success();
     assert_eq!(codes_in(&out.stdout).len(), 10, "{}", out.stdout);
-    env.mfa(&["admin", "bypass", user]).assert_success();
+    // Its lifetime spelled in minutes: both stores' audit rows say it in hours.
+    env.mfa(&["admin", "bypass", user, "--expires", "2160m"])
+        .assert_success();
     env.mfa(&["--user", user, "rename", "phone", "handy"])
         .assert_success();
     env.begin(user, "spare", &[]);
@@ -159,6 +161,19 @@ fn list_and_audit_on_one_host_show_the_fleet_accounts_another_host_changed() {
             .starts_with("was phone")
     );
     assert_eq!(row("activate")["uid"], 0);
+    // A bypass code's row in the same words on both stores.
+    let local_bypass = local_audit
+        .iter()
+        .find(|r| r["action"] == "bypass")
+        .unwrap_or_else(|| panic!("no bypass: {local_audit:?}"));
+    assert_eq!(local_bypass["detail"], "1 use(s), expires in 36h");
+    assert!(
+        row("bypass")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 use(s), expires in 36h"),
+        "{audit:?}"
+    );
     // --since: nothing from the future.
     let later = (pam_mfa_tests::real_now() + 3600).to_string();
     let none = array(

@@ -1269,6 +1269,54 @@ fn the_devices_table_refuses_rows_that_break_its_rules() {
 }
 
 /// fleet.sql run again (and again) keeps every row and every grant.
+/// A bypass code's audit row says its lifetime as the local store's does
+/// (`admin::duration_text`), also when the host's clock reading (from which it computed
+/// the expiry) was a few seconds before the database's. (The price of that: a lifetime
+/// typed as up to 5 s short of a whole minute, hour or day reads as that unit in the
+/// fleet's row.)
+#[test]
+fn a_bypass_codes_audit_row_says_its_lifetime_as_the_local_store_does() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    let now: i64 = 1_800_000_000;
+    for (lifetime, late, text) in [
+        (7 * 86_400, 0, "7d"),
+        (7 * 86_400, 1, "7d"),
+        (129_600, 3, "36h"),
+        (3600, 5, "1h"),
+        (5400, 2, "90m"),
+        (90, 0, "90s"),
+        (86_389, 0, "86389s"),
+        (1, 0, "1s"),
+    ] {
+        admin
+            .execute(
+                "SELECT pam_mfa_fleet.add_bypass_code_at('erin', 0, \
+                 decode(repeat('03', 16), 'hex'), decode(repeat('04', 32), 'hex'), 1, \
+                 $1::bigint, $2::bigint)",
+                &[&(now + lifetime), &(now + late)],
+            )
+            .expect("add a bypass code");
+        let detail: String = admin
+            .query_one(
+                "SELECT detail FROM pam_mfa_fleet.audit WHERE action = 'bypass' \
+                 ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .expect("audit row")
+            .get(0);
+        assert!(
+            detail.starts_with(&format!("1 use(s), expires in {text}")),
+            "{lifetime} s, {late} s late: {detail}"
+        );
+        assert_eq!(
+            pam_mfa::admin::duration_text(lifetime),
+            text,
+            "the local store's words"
+        );
+    }
+}
+
 #[test]
 fn init_twice_keeps_the_data() {
     let fleet = Fleet::new();

@@ -122,7 +122,7 @@ fn run(store: Option<&mut Store>, uid: u32, work: Admin, log: &Log) -> pam_mfa::
                 Ok(s) => s,
                 Err(message) => return Ok(error(ErrorKind::Invalid, message)),
             };
-            match admin::issue_bypass(store, &account, uses, secs, &expires_in, uid, now) {
+            match admin::issue_bypass(store, &account, uses, secs, uid, now) {
                 Ok((code, expires_at)) => {
                     changed(
                         log,

@@ -39,6 +39,20 @@ pub fn parse_duration(text: &str) -> Option<i64> {
     n.checked_mul(scale)
 }
 
+/// A length of time as [`parse_duration`] reads it, in its largest whole unit (`129600`
+/// is `36h`, `604800` is `7d`): what an audit row says, so that the local store and the
+/// fleet's database (whose `add_bypass_code_at` writes the same words from the same
+/// seconds) record a bypass code alike, however the administrator spelled its lifetime.
+pub fn duration_text(secs: i64) -> String {
+    match [(86_400, 'd'), (3600, 'h'), (60, 'm')]
+        .into_iter()
+        .find(|(scale, _)| secs != 0 && secs % scale == 0)
+    {
+        Some((scale, unit)) => format!("{}{unit}", secs / scale),
+        None => format!("{secs}s"),
+    }
+}
+
 /// A bypass code's lifetime (`--expires`), in seconds: at most [`MAX_BYPASS_SECS`].
 pub fn bypass_lifetime(expires: &str) -> std::result::Result<i64, String> {
     parse_duration(expires)
@@ -149,15 +163,13 @@ pub fn unlock(store: &mut Store, user: &UserName, by_uid: u32, now: UnixTime) ->
 }
 
 /// Issues a bypass code for `user`, good for `uses` logins during `secs` seconds (from
-/// [`bypass_lifetime`]; `expires` is the text it came from, for the audit row), clears
-/// their lock-out and records it, as `by_uid`. Returns the code, ungrouped, and when it
+/// [`bypass_lifetime`]), clears their lock-out and records it, as `by_uid`. Returns the code, ungrouped, and when it
 /// expires.
 pub fn issue_bypass(
     store: &mut Store,
     user: &UserName,
     uses: u32,
     secs: i64,
-    expires: &str,
     by_uid: u32,
     now: UnixTime,
 ) -> Result<(Zeroizing<String>, i64)> {
@@ -171,7 +183,10 @@ pub fn issue_bypass(
         user.as_str(),
         "bypass",
         None,
-        Some(&format!("{uses} use(s), expires in {expires}")),
+        Some(&format!(
+            "{uses} use(s), expires in {}",
+            duration_text(secs)
+        )),
     )?;
     tx.commit()?;
     Ok((code, expires_at))
@@ -240,5 +255,23 @@ mod tests {
         assert_eq!(bypass_lifetime("7d"), Ok(604_800));
         assert!(bypass_lifetime("8d").unwrap_err().contains("at most 7d"));
         assert!(prune_age("0d").is_err());
+    }
+
+    /// The audit's words for a lifetime: the largest whole unit, read back as the same
+    /// seconds (the fleet's SQL writes the same; see tests/fleet_admin.rs).
+    #[test]
+    fn durations_are_written_in_their_largest_whole_unit() {
+        for (secs, text) in [
+            (604_800, "7d"),
+            (129_600, "36h"),
+            (5400, "90m"),
+            (90, "90s"),
+            (3600, "1h"),
+            (86_399, "86399s"),
+            (0, "0s"),
+        ] {
+            assert_eq!(duration_text(secs), text);
+            assert_eq!(parse_duration(text), Some(secs), "{text}");
+        }
     }
 }

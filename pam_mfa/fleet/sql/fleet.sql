@@ -1239,6 +1239,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
     st pam_mfa_fleet.auth_state;
+    life bigint := p_expires_at - p_now;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
     IF p_now IS NULL THEN
@@ -1260,9 +1261,17 @@ BEGIN
     VALUES (p_user, 'bypass', p_salt, p_hash, p_uses, p_expires_at, p_now,
             coalesce(p_actor, -1));
     PERFORM pam_mfa_fleet.clear_failures_(st);
+    -- The lifetime in its largest whole unit, as the library's admin::duration_text
+    -- writes it for the local store's row. The host computed p_expires_at from the clock
+    -- of its previous call (login_state), a moment before p_now, so a lifetime up to 5 s
+    -- short of a whole minute, hour or day is that one.
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'bypass', NULL,
-                                 p_uses || ' use(s), expires in '
-                                 || (p_expires_at - p_now) || ' s');
+                                 p_uses || ' use(s), expires in ' || CASE
+                                     WHEN (life + 5) % 86400 <= 5 THEN (life + 5) / 86400 || 'd'
+                                     WHEN (life + 5) % 3600 <= 5 THEN (life + 5) / 3600 || 'h'
+                                     WHEN life >= 55 AND (life + 5) % 60 <= 5
+                                         THEN (life + 5) / 60 || 'm'
+                                     ELSE life || 's' END);
 END
 $$;
 
