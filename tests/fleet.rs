@@ -153,8 +153,23 @@ fn the_fleets_policy_is_set_once_and_every_host_follows_it() {
         serde_json::from_slice(&shown.stdout).expect("policy show --json prints JSON");
     assert_eq!(json["max_failures"], 2, "{json}");
     assert_eq!(json["lockout_seconds"], 300, "{json}");
+    assert_eq!(json["audit_retention_days"], 365, "{json}");
+    let set = fleet_policy(&pg, &["set", "audit_retention_days", "90"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let shown = fleet_policy(&pg, &["show"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["audit_retention_days", "90"])),
+        "{text}"
+    );
     for bad in [
         &["set", "max_failures", "0"][..],
+        &["set", "audit_retention_days", "36501"],
         &["set", "no_such_key", "1"],
     ] {
         let out = fleet_policy(&pg, bad);

@@ -43,7 +43,7 @@ const HOST_CALLS: &[&str] = &[
     "SELECT * FROM pam_mfa_fleet.recovery_codes_left('alice')",
     "SELECT * FROM pam_mfa_fleet.use_recovery_code('alice', 0, 'abcdefghijkm')",
     "SELECT * FROM pam_mfa_fleet.add_bypass_code('alice', 0, decode(repeat('03', 16), 'hex'), \
-     decode(repeat('04', 32), 'hex'), 1, 4000000000)",
+     decode(repeat('04', 32), 'hex'), 1, extract(epoch FROM now())::bigint + 3600)",
     // Security keys (tests/fleet_keys.rs): public keys and sign counts only.
     "SELECT * FROM pam_mfa_fleet.keys('alice')",
     "SELECT * FROM pam_mfa_fleet.begin_key('alice', 'key')",
@@ -1317,6 +1317,185 @@ fn a_bypass_codes_audit_row_says_its_lifetime_as_the_local_store_does() {
     }
 }
 
+/// How many audit rows are older than `age` seconds before `now`.
+fn audit_rows_older(c: &mut Client, now: i64, age: i64) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM pam_mfa_fleet.audit WHERE at < $1",
+        &[&(now - age)],
+    )
+    .expect("count audit rows")
+    .get(0)
+}
+
+/// The fleet keeps audit rows for the policy's `audit_retention_days` (365 by default),
+/// as a local store does: rows past it go as new rows are written, a thousand at most at
+/// a time (every 64th row written prunes), so that no login is held up by a backlog.
+#[test]
+fn audit_rows_past_the_retention_go_as_rows_are_written_in_bounded_batches() {
+    const DAY: i64 = 86_400;
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    let now = server_now(&mut admin);
+    let write = |c: &mut Client, n: usize| {
+        for _ in 0..n {
+            c.execute(
+                "SELECT pam_mfa_fleet.audit_($1, 0, 'erin', 'unlock', NULL, NULL)",
+                &[&now],
+            )
+            .expect("write an audit row");
+        }
+    };
+    let old = |c: &mut Client, n: i32, age: i64| {
+        c.execute(
+            "INSERT INTO pam_mfa_fleet.audit (at, actor_uid, user_name, action, host)
+             SELECT $1, 0, 'erin', 'unlock', 'old' FROM generate_series(1, $2)",
+            &[&(now - age), &n],
+        )
+        .expect("old audit rows");
+    };
+    let set = |c: &mut Client, value: &str| {
+        c.execute(
+            "SELECT pam_mfa_fleet.set_policy('audit_retention_days', $1)",
+            &[&value],
+        )
+    };
+
+    // The default keeps a year: rows of 300 days stay however many rows are written.
+    old(&mut admin, 20, 300 * DAY);
+    write(&mut admin, 130);
+    assert_eq!(audit_rows_older(&mut admin, now, 299 * DAY), 20);
+    let retention: i32 = admin
+        .query_one(
+            "SELECT audit_retention_days FROM pam_mfa_fleet.policy_at(0)",
+            &[],
+        )
+        .expect("policy")
+        .get(0);
+    assert_eq!(retention, 365);
+
+    // Five days: a prune deletes at most a thousand of the rows past it, oldest first,
+    // and leaves the rows within it.
+    set(&mut admin, "5").expect("retention 5 days");
+    old(&mut admin, 1500, 10 * DAY);
+    old(&mut admin, 7, 4 * DAY);
+    admin
+        .execute("SELECT pam_mfa_fleet.prune_audit_($1)", &[&now])
+        .expect("prune");
+    assert_eq!(
+        audit_rows_older(&mut admin, now, 5 * DAY),
+        20 + 1500 - 1000,
+        "the 300-day rows go first, then 980 of the 10-day ones"
+    );
+    assert_eq!(audit_rows_older(&mut admin, now, 299 * DAY), 0);
+    // Writing goes on: the rest go within the next 128 rows, and the 4-day rows stay.
+    write(&mut admin, 128);
+    assert_eq!(audit_rows_older(&mut admin, now, 5 * DAY), 0);
+    assert_eq!(audit_rows_older(&mut admin, now, 3 * DAY), 7);
+
+    // The policy's range is the local store's: 1 to 36500 days, or default.
+    for bad in ["0", "36501", "a year"] {
+        let e = set(&mut admin, bad).expect_err(bad);
+        assert_eq!(sqlstate(&e), "MF005", "{bad}: {e}");
+    }
+    set(&mut admin, "default").expect("back to the default");
+    old(&mut admin, 3, 10 * DAY);
+    write(&mut admin, 130);
+    assert_eq!(audit_rows_older(&mut admin, now, 5 * DAY), 3);
+}
+
+/// A wrong code deletes other users' stale failure rows (a day without a failure, not
+/// locked), as a local store does, but not the reset rows that are their users' locks,
+/// nor a lock-out still running.
+#[test]
+fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    let now = server_now(&mut admin);
+    add_totp(
+        &mut admin,
+        "dave",
+        "phone",
+        b"12345678901234567890",
+        Algorithm::Sha1,
+        6,
+        30,
+        0,
+        None,
+    );
+    admin
+        .execute(
+            "INSERT INTO pam_mfa_fleet.auth_state (user_name, failures, window_start,
+                                                   locked_until)
+             VALUES ('idle', 0, 0, NULL), ('stale', 2, $1, NULL),
+                    ('locked', 5, $1, $2), ('recent', 1, $3, NULL)",
+            &[&(now - 2 * 86_400), &(now + 1000), &(now - 60)],
+        )
+        .expect("auth_state rows");
+    let password = fleet.add_host("a");
+    let mut host = fleet.host("a", &password);
+    assert_eq!(check(&mut host, "dave", "000000").0, "wrong");
+    let users: Vec<String> = admin
+        .query(
+            "SELECT user_name FROM pam_mfa_fleet.auth_state ORDER BY user_name",
+            &[],
+        )
+        .expect("auth_state")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(users, ["dave", "idle", "locked", "recent"]);
+}
+
+/// A database initialised by the last version (5) is upgraded with its data: the
+/// policy gains audit_retention_days (the default), and hosts read the policy as before.
+#[test]
+fn init_upgrades_a_version_5_database() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    // Version 5 as it was: no retention column, policy_at without it.
+    admin
+        .batch_execute(
+            "SET ROLE pam_mfa_owner;
+             DROP FUNCTION pam_mfa_fleet.policy_at(bigint);
+             CREATE FUNCTION pam_mfa_fleet.policy_at(p_now bigint)
+             RETURNS TABLE(self_service text, max_devices int, no_device text,
+                           max_failures int, lockout_seconds int, \"window\" int)
+             LANGUAGE sql STABLE AS $$
+             SELECT p.self_service, least(p.max_devices, 8), p.no_device,
+                    coalesce(p.max_failures, 5), coalesce(p.lockout_seconds, 300),
+                    coalesce(p.\"window\", 1)
+             FROM pam_mfa_fleet.policy p WHERE p.id = 1 $$;
+             ALTER TABLE pam_mfa_fleet.policy DROP COLUMN audit_retention_days;
+             UPDATE pam_mfa_fleet.schema_version SET version = 5;
+             UPDATE pam_mfa_fleet.policy SET max_failures = 4;
+             RESET ROLE;",
+        )
+        .expect("make a version 5 database");
+    fleet.init();
+    let row = admin
+        .query_one(
+            "SELECT v.version, p.max_failures, p.audit_retention_days
+             FROM pam_mfa_fleet.schema_version v, pam_mfa_fleet.policy_at(0) p",
+            &[],
+        )
+        .expect("upgraded");
+    assert_eq!(
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, i32>(2)
+        ),
+        (6, 4, 365)
+    );
+    let password = fleet.add_host("a");
+    let mut host = fleet.host("a", &password);
+    let max_failures: Option<i32> = host
+        .query_one("SELECT max_failures FROM pam_mfa_fleet.policy()", &[])
+        .expect("policy for a host")
+        .get(0);
+    assert_eq!(max_failures, Some(4));
+}
+
 #[test]
 fn init_twice_keeps_the_data() {
     let fleet = Fleet::new();
@@ -1357,7 +1536,7 @@ fn init_twice_keeps_the_data() {
         .collect()
     };
     let before = snapshot(&mut admin);
-    assert_eq!(before[4], "(5)");
+    assert_eq!(before[4], "(6)");
     fleet.init();
     fleet.init();
     assert_eq!(snapshot(&mut admin), before);

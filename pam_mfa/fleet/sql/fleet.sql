@@ -154,7 +154,7 @@ DO $migrate$
 DECLARE
     v int;
     c name;
-    known CONSTANT int := 5;
+    known CONSTANT int := 6;
 BEGIN
     SELECT version INTO v FROM pam_mfa_fleet.schema_version FOR UPDATE;
     IF v > known THEN
@@ -336,6 +336,14 @@ BEGIN
             EXECUTE FUNCTION pam_mfa_fleet.devices_valid();
 
         UPDATE pam_mfa_fleet.schema_version SET version = 5;
+    END IF;
+
+    IF v < 6 THEN
+        -- The local store's audit_retention_days (NULL: the built-in 365 days); see audit_.
+        ALTER TABLE pam_mfa_fleet.policy ADD COLUMN audit_retention_days int
+            CHECK (audit_retention_days IS NULL OR audit_retention_days BETWEEN 1 AND 36500);
+
+        UPDATE pam_mfa_fleet.schema_version SET version = 6;
     END IF;
 END
 $migrate$;
@@ -534,14 +542,40 @@ BEGIN
 END
 $$;
 
+-- Deletes up to 1,000 of the oldest audit rows past the policy's audit_retention_days
+-- (365 when unset), skipping rows another transaction is deleting. Bounded, so that the
+-- login that happens to run it is not held up by a backlog (a retention just shortened,
+-- a table imported): the next runs take the rest.
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.prune_audit_(p_now bigint)
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    DELETE FROM pam_mfa_fleet.audit a WHERE a.id IN (
+        SELECT o.id FROM pam_mfa_fleet.audit o
+        WHERE o.at < p_now - 86400 * (SELECT coalesce(p.audit_retention_days, 365)::bigint
+                                      FROM pam_mfa_fleet.policy p WHERE p.id = 1)
+        ORDER BY o.at LIMIT 1000
+        FOR UPDATE SKIP LOCKED);
+END
+$$;
+
 -- PL/pgSQL, as every function a login calls, so that its statement is planned once per
 -- connection (a SQL function's body is read and planned again at each call).
+-- Rows are kept for the policy's audit_retention_days, as in the local store (audit.rs),
+-- where every row written deletes the older ones; here every 64th row written does it, in
+-- batches (prune_audit_), so that a login pays for it once in 64 and hosts do not queue
+-- on the same old rows.
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.audit_(
     p_now bigint, p_actor int, p_user text, p_action text, p_device text, p_detail text)
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    new_id bigint;
 BEGIN
     INSERT INTO pam_mfa_fleet.audit (at, actor_uid, user_name, action, device, detail, host)
-    VALUES (p_now, coalesce(p_actor, -1), p_user, p_action, p_device, p_detail, session_user);
+    VALUES (p_now, coalesce(p_actor, -1), p_user, p_action, p_device, p_detail, session_user)
+    RETURNING id INTO new_id;
+    IF new_id % 64 = 0 THEN
+        PERFORM pam_mfa_fleet.prune_audit_(p_now);
+    END IF;
 END
 $$;
 
@@ -615,7 +649,10 @@ BEGIN
                     THEN p_now + p_lockout * n_failures / p_max_failures END;
     -- auth_state::save, with its clean-up of rows that say nothing any more (a day without
     -- a failure, not locked): this user's row is reset rather than deleted (it is the
-    -- lock), other users' rows are deleted unless someone holds them.
+    -- lock), other users' stale failure rows are deleted unless someone holds them. Reset
+    -- rows (window_start 0) stay: they are their users' locks, which a login takes at
+    -- once when the row is there (locked_row_), and deleting them all at every wrong code
+    -- would be a write per idle user.
     IF n_window_start < p_now - 86400 AND (n_until IS NULL OR n_until < p_now) THEN
         UPDATE pam_mfa_fleet.auth_state a
         SET failures = 0, window_start = 0, locked_until = NULL WHERE a.user_name = p_user;
@@ -626,7 +663,7 @@ BEGIN
     END IF;
     DELETE FROM pam_mfa_fleet.auth_state a WHERE a.user_name IN (
         SELECT o.user_name FROM pam_mfa_fleet.auth_state o
-        WHERE o.window_start < p_now - 86400
+        WHERE o.window_start > 0 AND o.window_start < p_now - 86400
           AND (o.locked_until IS NULL OR o.locked_until < p_now)
           AND o.user_name <> p_user
         FOR UPDATE SKIP LOCKED);
@@ -690,7 +727,7 @@ BEGIN
     -- The policy and the user's code devices, oldest first, in one statement (each
     -- statement a login runs costs tens of microseconds before it reads a row).
     SELECT p."window", p.max_failures, p.lockout_seconds,
-           (SELECT array_agg(x ORDER BY x.id) FROM pam_mfa_fleet.devices x
+           (SELECT pg_catalog.array_agg(x ORDER BY x.id) FROM pam_mfa_fleet.devices x
             WHERE x.user_name = p_user AND x.state = 'active' AND x.kind <> 'fido2')
     INTO STRICT pol_window, pol_max_failures, pol_lockout, devs
     FROM pam_mfa_fleet.policy p WHERE p.id = 1;
@@ -714,7 +751,7 @@ BEGIN
         -- Time-based devices (apps and tokens), oldest first.
         FOREACH d IN ARRAY devs LOOP
             CONTINUE WHEN d.period IS NULL;
-            centre := floor(p_now::numeric / d.period)::bigint + d.drift;
+            centre := pg_catalog.floor(p_now::numeric / d.period::numeric)::bigint + d.drift;
             lo := centre - win;
             hi := centre + win;
             -- The replay check: only steps after the last accepted one are searched.
@@ -1239,7 +1276,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
     st pam_mfa_fleet.auth_state;
-    life bigint := p_expires_at - p_now;
+    life bigint;
 BEGIN
     PERFORM pam_mfa_fleet.check_user(p_user);
     IF p_now IS NULL THEN
@@ -1252,9 +1289,12 @@ BEGIN
     IF p_uses IS NULL OR p_uses NOT BETWEEN 1 AND 100 THEN
         RAISE EXCEPTION 'a bypass code has 1 to 100 uses' USING ERRCODE = 'MF005';
     END IF;
-    IF p_expires_at IS NULL OR p_expires_at <= p_now THEN
-        RAISE EXCEPTION 'a bypass code must expire in the future' USING ERRCODE = 'MF005';
+    IF p_expires_at IS NULL OR p_expires_at <= p_now
+       OR p_expires_at - p_now > 604800 + 60 THEN
+        RAISE EXCEPTION 'a bypass code must expire in the future, within 7 days'
+            USING ERRCODE = 'MF005';
     END IF;
+    life := p_expires_at - p_now;
     st := pam_mfa_fleet.lock_user(p_user);
     INSERT INTO pam_mfa_fleet.recovery_codes (user_name, kind, salt, hash, uses_left,
                                               expires_at, created_at, created_by)
@@ -1287,15 +1327,27 @@ END
 $$;
 
 -- The policy in effect: the built-in default where the stored number is NULL (5 failures,
--- 300 s, a window of 1), so the caller always gets numbers. A caller's own override still
--- wins over these, as in settings.rs.
+-- 300 s, a window of 1, audit rows kept 365 days), so the caller always gets numbers. A
+-- caller's own override still wins over these, as in settings.rs.
+-- (Before schema version 6 it had no audit_retention_days: a result type is not replaced,
+-- so the old function goes first. Only the owner's code and policy() call it.)
+DO $policy_at$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_proc p
+               WHERE p.oid = to_regprocedure('pam_mfa_fleet.policy_at(bigint)')
+                 AND NOT 'audit_retention_days' = ANY (p.proargnames)) THEN
+        DROP FUNCTION pam_mfa_fleet.policy_at(bigint);
+    END IF;
+END
+$policy_at$;
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.policy_at(p_now bigint)
 RETURNS TABLE(self_service text, max_devices int, no_device text, max_failures int,
-              lockout_seconds int, "window" int)
+              lockout_seconds int, "window" int, audit_retention_days int)
 LANGUAGE sql STABLE
 AS $$
 SELECT p.self_service, least(p.max_devices, 8), p.no_device, coalesce(p.max_failures, 5),
-       coalesce(p.lockout_seconds, 300), coalesce(p."window", 1)
+       coalesce(p.lockout_seconds, 300), coalesce(p."window", 1),
+       coalesce(p.audit_retention_days, 365)
 FROM pam_mfa_fleet.policy p WHERE p.id = 1
 $$;
 
@@ -1306,7 +1358,8 @@ LANGUAGE plpgsql VOLATILE SET search_path = pam_mfa_fleet, pg_temp AS $$
 DECLARE
     v int;
 BEGIN
-    IF p_key IN ('max_failures', 'lockout_seconds', 'window', 'max_devices') THEN
+    IF p_key IN ('max_failures', 'lockout_seconds', 'window', 'max_devices',
+                 'audit_retention_days') THEN
         IF p_value = 'default' THEN
             v := NULL;
         ELSIF p_value ~ '^[0-9]{1,7}$' THEN
@@ -1328,6 +1381,8 @@ BEGIN
             UPDATE pam_mfa_fleet.policy SET lockout_seconds = v;
         WHEN 'window' THEN
             UPDATE pam_mfa_fleet.policy SET "window" = v;
+        WHEN 'audit_retention_days' THEN
+            UPDATE pam_mfa_fleet.policy SET audit_retention_days = v;
         ELSE
             RAISE EXCEPTION 'unknown policy key %', p_key USING ERRCODE = 'MF005';
     END CASE;
@@ -1413,7 +1468,9 @@ RETURNS TABLE(self_service text, max_devices int, no_device text, max_failures i
               lockout_seconds int, "window" int)
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp
 AS $$
-SELECT * FROM pam_mfa_fleet.policy_at(pam_mfa_fleet.now_())
+SELECT p.self_service, p.max_devices, p.no_device, p.max_failures, p.lockout_seconds,
+       p."window"
+FROM pam_mfa_fleet.policy_at(pam_mfa_fleet.now_()) p
 $$;
 
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.unlock(p_user text, p_actor int)

@@ -272,13 +272,14 @@ fn admin_config(
 }
 
 /// The fleet policy's keys, in the order `policy` gives them.
-pub const POLICY_KEYS: [&str; 6] = [
+pub const POLICY_KEYS: [&str; 7] = [
     "self_service",
     "max_devices",
     "no_device",
     "max_failures",
     "lockout_seconds",
     "window",
+    "audit_retention_days",
 ];
 
 impl Admin {
@@ -431,7 +432,7 @@ impl Admin {
         let rows = self.query(
             "policy",
             "SELECT self_service, max_devices::text, no_device, max_failures::text, \
-             lockout_seconds::text, \"window\"::text \
+             lockout_seconds::text, \"window\"::text, audit_retention_days::text \
              FROM pam_mfa_fleet.policy_at(pam_mfa_fleet.now_())",
             &[],
         )?;
