@@ -78,13 +78,30 @@ pub fn after_success(
     now: UnixTime,
     log: &Log,
 ) -> pam_mfa::Result<()> {
-    let Some(ctx) = ctx else { return Ok(()) };
+    if ctx.is_none() {
+        return Ok(());
+    }
     let policy = policy::load(store.conn())?;
+    after_success_under(store, &policy, account, ctx, (uid, now), log)
+}
+
+/// [`after_success`] under `policy`, which the request read a moment ago (a code login
+/// reads it for its settings): with remembering off, as by default, a code login's
+/// answer then waits for no second read of the store.
+pub fn after_success_under(
+    store: &mut Store,
+    policy: &Policy,
+    account: &UserName,
+    ctx: Option<&LoginContext>,
+    (uid, now): (u32, UnixTime),
+    log: &Log,
+) -> pam_mfa::Result<()> {
+    let Some(ctx) = ctx else { return Ok(()) };
     if policy.remember_seconds == 0 {
         return Ok(());
     }
     let tx = store.write()?;
-    let until = remembered::remember(&tx, &policy, account, &rules_context(ctx), now)?;
+    let until = remembered::remember(&tx, policy, account, &rules_context(ctx), now)?;
     tx.commit()?;
     if let Some(until) = until {
         log.log(

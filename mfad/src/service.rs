@@ -321,12 +321,12 @@ fn run_work(
                     let outcome = login::verify(store, &user, answer.as_bytes(), settings, now)?;
                     log_outcome(log, &outcome, &who(&user, uid));
                     if matches!(outcome, login::Outcome::Accepted { .. }) {
-                        crate::remembered::after_success(
+                        crate::remembered::after_success_under(
                             store,
+                            &policy,
                             &user,
                             context.as_ref(),
-                            uid,
-                            now,
+                            (uid, now),
                             log,
                         )?;
                     }
