@@ -1268,7 +1268,6 @@ fn the_devices_table_refuses_rows_that_break_its_rules() {
     assert_eq!(rows, ["fob 6  3 ", "key    9", "phone 6 5  "]);
 }
 
-/// fleet.sql run again (and again) keeps every row and every grant.
 /// A bypass code's audit row says its lifetime as the local store's does
 /// (`admin::duration_text`), also when the host's clock reading (from which it computed
 /// the expiry) was a few seconds before the database's. (The price of that: a lifetime
@@ -1374,8 +1373,13 @@ fn audit_rows_past_the_retention_go_as_rows_are_written_in_bounded_batches() {
     assert_eq!(retention, 365);
 
     // Five days: a prune deletes at most a thousand of the rows past it, oldest first,
-    // and leaves the rows within it.
+    // and leaves the rows within it. (The old rows are written after the policy's own
+    // audit row, which may itself have pruned, so that what this prune finds is known.)
+    admin
+        .execute("DELETE FROM pam_mfa_fleet.audit WHERE host = 'old'", &[])
+        .expect("a clean start");
     set(&mut admin, "5").expect("retention 5 days");
+    old(&mut admin, 20, 300 * DAY);
     old(&mut admin, 1500, 10 * DAY);
     old(&mut admin, 7, 4 * DAY);
     admin
@@ -1447,11 +1451,40 @@ fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
 }
 
 /// A database initialised by the last version (5) is upgraded with its data: the
-/// policy gains audit_retention_days (the default), and hosts read the policy as before.
+/// policy gains audit_retention_days (long enough for the rows it kept), every host
+/// function keeps its signature, and hosts read the policy as before.
 #[test]
 fn init_upgrades_a_version_5_database() {
     let fleet = Fleet::new();
     let mut admin = fleet.admin();
+    // What a host of the previous version calls: every host function's arguments and
+    // result, which the upgrade must leave as they are.
+    let host_functions = |c: &mut Client| -> Vec<String> {
+        c.query(
+            "SELECT p.oid::regprocedure::text || ' -> ' || pg_get_function_result(p.oid)
+             FROM pg_proc p
+             WHERE p.pronamespace = 'pam_mfa_fleet'::regnamespace
+               AND has_function_privilege('pam_mfa_host', p.oid, 'EXECUTE')
+               AND p.proowner = 'pam_mfa_owner'::regrole
+             ORDER BY 1",
+            &[],
+        )
+        .expect("host functions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let before = host_functions(&mut admin);
+    assert!(before.len() > 20, "{before:?}");
+    let now = server_now(&mut admin);
+    // Rows older than the default retention, kept by a fleet that deleted none.
+    admin
+        .execute(
+            "INSERT INTO pam_mfa_fleet.audit (at, actor_uid, user_name, action, host)
+             VALUES ($1, 0, 'erin', 'unlock', 'old')",
+            &[&(now - 400 * 86_400)],
+        )
+        .expect("an old audit row");
     // Version 5 as it was: no retention column, policy_at without it.
     admin
         .batch_execute(
@@ -1471,7 +1504,25 @@ fn init_upgrades_a_version_5_database() {
              RESET ROLE;",
         )
         .expect("make a version 5 database");
+    // The administrator's newer mfa says what to do rather than failing on a new key.
+    let mut newer = pam_mfa_fleet::admin::Admin::connect(Some(&fleet.pg.superuser(DB)))
+        .expect("administrator connection");
+    for e in [
+        newer
+            .policy()
+            .map(|_| ())
+            .expect_err("policy of a version 5 database"),
+        newer
+            .set_policy("audit_retention_days", "30")
+            .expect_err("a key version 5 lacks"),
+    ] {
+        assert!(
+            e.to_string().contains("version 5") && e.to_string().contains("fleet init"),
+            "{e}"
+        );
+    }
     fleet.init();
+    assert!(newer.policy().is_ok());
     let row = admin
         .query_one(
             "SELECT v.version, p.max_failures, p.audit_retention_days
@@ -1479,14 +1530,20 @@ fn init_upgrades_a_version_5_database() {
             &[],
         )
         .expect("upgraded");
+    // The retention covers the 400-day row: the upgrade deletes nothing that was kept.
     assert_eq!(
         (
             row.get::<_, i32>(0),
             row.get::<_, i32>(1),
             row.get::<_, i32>(2)
         ),
-        (6, 4, 365)
+        (6, 4, 402)
     );
+    admin
+        .execute("SELECT pam_mfa_fleet.prune_audit_($1)", &[&now])
+        .expect("prune");
+    assert_eq!(audit_rows_older(&mut admin, now, 399 * 86_400), 1);
+    assert_eq!(host_functions(&mut admin), before);
     let password = fleet.add_host("a");
     let mut host = fleet.host("a", &password);
     let max_failures: Option<i32> = host
@@ -1496,6 +1553,7 @@ fn init_upgrades_a_version_5_database() {
     assert_eq!(max_failures, Some(4));
 }
 
+/// fleet.sql run again (and again) keeps every row and every grant.
 #[test]
 fn init_twice_keeps_the_data() {
     let fleet = Fleet::new();

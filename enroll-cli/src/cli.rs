@@ -173,8 +173,8 @@ pub enum Fleet {
     },
     /// The fleet's policy, which every host follows for the fleet's accounts:
     /// self_service allow|deny, max_devices 1..8, no_device allow|deny|enroll,
-    /// max_failures 1..1000, lockout_seconds 1..604800, window 0..10 ("default" for the
-    /// built-in value)
+    /// max_failures 1..1000, lockout_seconds 1..604800, window 0..10,
+    /// audit_retention_days 1..36500 ("default" for the built-in value)
     #[command(subcommand)]
     Policy(FleetPolicy),
     /// Move this host's local device store into the fleet: every account but mfad.conf's

@@ -69,8 +69,9 @@ pub fn run(cmd: Fleet) -> Result<(), CliError> {
                     .collect();
                 println!("{}", serde_json::Value::Object(map));
             } else {
+                let width = policy.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
                 for (key, value) in policy {
-                    println!("{key:<16} {value}");
+                    println!("{key:<width$} {value}");
                 }
             }
             Ok(())

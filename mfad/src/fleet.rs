@@ -1384,12 +1384,10 @@ fn bypass(
         Ok(s) => s,
         Err(message) => return Ok(error(ErrorKind::Invalid, message)),
     };
-    let now = fleet.login_state(account.as_str())?.now;
-    let expires_at = now.saturating_add(secs);
     let code = recovery::new_code().map_err(|e| FleetError::Database(e.to_string()))?;
     let (salt, hash) =
         recovery::salted_hash(&code).map_err(|e| FleetError::Database(e.to_string()))?;
-    fleet.add_bypass_code(account.as_str(), uid, &salt, &hash, uses, expires_at)?;
+    let expires_at = fleet.add_bypass_code(account.as_str(), uid, &salt, &hash, uses, secs)?;
     changed(
         log,
         uid,

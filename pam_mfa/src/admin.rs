@@ -24,7 +24,10 @@ pub const MAX_BYPASS_SECS: i64 = 7 * 86_400;
 
 /// `90s`, `30m`, `12h`, `7d` as seconds.
 pub fn parse_duration(text: &str) -> Option<i64> {
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    // The unit is the last byte; a text ending in a multi-byte character has no unit
+    // (and `split_at` would panic off a character boundary).
+    let at = text.len().checked_sub(1)?;
+    let (digits, unit) = (text.get(..at)?, text.get(at..)?);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -163,8 +166,8 @@ pub fn unlock(store: &mut Store, user: &UserName, by_uid: u32, now: UnixTime) ->
 }
 
 /// Issues a bypass code for `user`, good for `uses` logins during `secs` seconds (from
-/// [`bypass_lifetime`]), clears their lock-out and records it, as `by_uid`. Returns the code, ungrouped, and when it
-/// expires.
+/// [`bypass_lifetime`]), clears their lock-out and records it, as `by_uid`. Returns the
+/// code, ungrouped, and when it expires.
 pub fn issue_bypass(
     store: &mut Store,
     user: &UserName,
@@ -252,6 +255,11 @@ mod tests {
         assert_eq!(parse_duration("7d"), Some(604_800));
         assert_eq!(parse_duration("d"), None);
         assert_eq!(parse_duration("-5m"), None);
+        for odd in ["1é", "é", "5📱", "7d\u{301}"] {
+            assert_eq!(parse_duration(odd), None, "{odd}");
+            assert!(bypass_lifetime(odd).is_err(), "{odd}");
+            assert!(parse_since(odd, 0).is_err(), "{odd}");
+        }
         assert_eq!(bypass_lifetime("7d"), Ok(604_800));
         assert!(bypass_lifetime("8d").unwrap_err().contains("at most 7d"));
         assert!(prune_age("0d").is_err());

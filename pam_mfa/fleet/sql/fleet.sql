@@ -340,8 +340,18 @@ BEGIN
 
     IF v < 6 THEN
         -- The local store's audit_retention_days (NULL: the built-in 365 days); see audit_.
+        -- Its least value, a day, must stay above the longest remembered login (12 hours):
+        -- remembered_ended_at reads the audit rows that end them.
         ALTER TABLE pam_mfa_fleet.policy ADD COLUMN audit_retention_days int
             CHECK (audit_retention_days IS NULL OR audit_retention_days BETWEEN 1 AND 36500);
+        -- Until now nothing deleted the fleet's rows: an upgrade must not start deleting
+        -- what the administrator kept. Older rows than the default keeps set the retention
+        -- to cover them (the administrator may shorten it).
+        UPDATE pam_mfa_fleet.policy p
+        SET audit_retention_days = least(36500, ((t.now_ - o.oldest) / 86400 + 2)::int)
+        FROM (SELECT min(a.at) AS oldest FROM pam_mfa_fleet.audit a) o,
+             (SELECT floor(extract(epoch FROM clock_timestamp()))::bigint AS now_) t
+        WHERE p.id = 1 AND o.oldest < t.now_ - 365 * 86400;
 
         UPDATE pam_mfa_fleet.schema_version SET version = 6;
     END IF;
@@ -546,13 +556,15 @@ $$;
 -- (365 when unset), skipping rows another transaction is deleting. Bounded, so that the
 -- login that happens to run it is not held up by a backlog (a retention just shortened,
 -- a table imported): the next runs take the rest.
+-- (The retention is at least a day, longer than any remembered login, whose end
+-- remembered_ended_at reads from these rows.)
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.prune_audit_(p_now bigint)
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     DELETE FROM pam_mfa_fleet.audit a WHERE a.id IN (
         SELECT o.id FROM pam_mfa_fleet.audit o
-        WHERE o.at < p_now - 86400 * (SELECT coalesce(p.audit_retention_days, 365)::bigint
-                                      FROM pam_mfa_fleet.policy p WHERE p.id = 1)
+        WHERE o.at < p_now - 86400 * (SELECT p.audit_retention_days::bigint
+                                      FROM pam_mfa_fleet.policy_at(p_now) p)
         ORDER BY o.at LIMIT 1000
         FOR UPDATE SKIP LOCKED);
 END
@@ -1289,6 +1301,9 @@ BEGIN
     IF p_uses IS NULL OR p_uses NOT BETWEEN 1 AND 100 THEN
         RAISE EXCEPTION 'a bypass code has 1 to 100 uses' USING ERRCODE = 'MF005';
     END IF;
+    -- At most the library's 7 days (admin::MAX_BYPASS_SECS), and a minute more for a
+    -- host of the previous version, which reckoned the expiry from an earlier clock
+    -- reading of its own (this version's hosts reckon it in the call, from p_now's clock).
     IF p_expires_at IS NULL OR p_expires_at <= p_now
        OR p_expires_at - p_now > 604800 + 60 THEN
         RAISE EXCEPTION 'a bypass code must expire in the future, within 7 days'
@@ -1302,9 +1317,10 @@ BEGIN
             coalesce(p_actor, -1));
     PERFORM pam_mfa_fleet.clear_failures_(st);
     -- The lifetime in its largest whole unit, as the library's admin::duration_text
-    -- writes it for the local store's row. The host computed p_expires_at from the clock
-    -- of its previous call (login_state), a moment before p_now, so a lifetime up to 5 s
-    -- short of a whole minute, hour or day is that one.
+    -- writes it for the local store's row. A host reckons p_expires_at from this server's
+    -- clock a moment before p_now (in the same statement; the previous version, in its
+    -- previous call), so a lifetime up to 5 s short of a whole minute, hour or day is
+    -- that one.
     PERFORM pam_mfa_fleet.audit_(p_now, p_actor, p_user, 'bypass', NULL,
                                  p_uses || ' use(s), expires in ' || CASE
                                      WHEN (life + 5) % 86400 <= 5 THEN (life + 5) / 86400 || 'd'

@@ -30,6 +30,9 @@ pub mod import;
 
 /// The schema, roles and functions (idempotent; see CONTRACT.md).
 pub const FLEET_SQL: &str = include_str!("../sql/fleet.sql");
+/// The schema version [`FLEET_SQL`] installs (its `known` constant; a test holds them
+/// together): the administrator's commands that read what a version added check it.
+pub const SCHEMA_VERSION: i32 = 6;
 /// Host roles are `mfa_host_<name>`.
 pub const HOST_ROLE_PREFIX: &str = "mfa_host_";
 /// The group role every host role is in (made by [`Admin::init`]).
@@ -429,6 +432,7 @@ impl Admin {
         if !self.group_exists()? {
             return Err(not_initialised());
         }
+        self.check_schema()?;
         let rows = self.query(
             "policy",
             "SELECT self_service, max_devices::text, no_device, max_failures::text, \
@@ -457,12 +461,39 @@ impl Admin {
         if !self.group_exists()? {
             return Err(not_initialised());
         }
+        self.check_schema()?;
         self.query(
             "policy set",
             "SELECT pam_mfa_fleet.set_policy($1, $2)",
             &[&key, &value],
         )?;
         Ok(())
+    }
+
+    /// Refuses, saying what to do, a database whose schema is of another version than
+    /// this `mfa` knows (one not upgraded yet, after a package upgrade, answers the
+    /// policy's new keys with "unknown").
+    fn check_schema(&mut self) -> Result<()> {
+        let rows = self.query(
+            "schema version",
+            "SELECT version FROM pam_mfa_fleet.schema_version",
+            &[],
+        )?;
+        let version: i32 = rows
+            .first()
+            .and_then(|r| r.try_get(0).ok())
+            .ok_or_else(|| FleetError::Database("schema version: no row".into()))?;
+        match version.cmp(&SCHEMA_VERSION) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => Err(FleetError::Database(format!(
+                "the fleet database's schema is version {version}, older than this mfa's \
+                 ({SCHEMA_VERSION}): run `mfa admin fleet init` to upgrade it"
+            ))),
+            std::cmp::Ordering::Greater => Err(FleetError::Database(format!(
+                "the fleet database's schema is version {version}, newer than this mfa's \
+                 ({SCHEMA_VERSION}): upgrade pam_mfa on this host"
+            ))),
+        }
     }
 
     fn group_exists(&mut self) -> Result<bool> {
@@ -559,6 +590,14 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn the_schema_version_is_the_one_fleet_sql_installs() {
+        assert!(
+            FLEET_SQL.contains(&format!("known CONSTANT int := {SCHEMA_VERSION};")),
+            "fleet.sql's known version is not SCHEMA_VERSION"
+        );
     }
 
     #[test]

@@ -523,8 +523,11 @@ impl Fleet {
         )
     }
 
-    /// Adds a bypass code (its salt and hash) good for `uses` logins until `expires_at`
-    /// (unix seconds), and clears the user's lock-out.
+    /// Adds a bypass code (its salt and hash) good for `uses` logins during `lifetime`
+    /// seconds from the database's clock, and clears the user's lock-out; returns when it
+    /// expires (unix seconds). The expiry is reckoned in the same statement as the call,
+    /// so that the function sees the lifetime asked for (its audit row says it) however
+    /// far this host's earlier clock reading was.
     pub fn add_bypass_code(
         &mut self,
         user: &str,
@@ -532,17 +535,20 @@ impl Fleet {
         salt: &[u8; 16],
         hash: &[u8; 32],
         uses: u32,
-        expires_at: i64,
-    ) -> Result<()> {
+        lifetime: i64,
+    ) -> Result<i64> {
         let actor = int(actor, "actor")?;
         let uses = int(uses, "uses")?;
         let (salt, hash) = (&salt[..], &hash[..]);
         self.call(
             "add_bypass_code",
-            "SELECT pam_mfa_fleet.add_bypass_code($1, $2, $3, $4, $5, $6)",
-            &[&user, &actor, &salt, &hash, &uses, &expires_at],
+            "SELECT pam_mfa_fleet.add_bypass_code($1, $2, $3, $4, $5, x.expires_at), \
+             x.expires_at \
+             FROM (SELECT floor(extract(epoch FROM clock_timestamp()))::bigint + $6::bigint \
+                   AS expires_at) x",
+            &[&user, &actor, &salt, &hash, &uses, &lifetime],
             Kind::Changes,
-            |rows| one_row("add_bypass_code", rows).map(|_| ()),
+            |rows| get(&one_row("add_bypass_code", rows)?, 1),
         )
     }
 
