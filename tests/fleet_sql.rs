@@ -1409,7 +1409,7 @@ fn audit_rows_past_the_retention_go_as_rows_are_written_in_bounded_batches() {
 
 /// A wrong code deletes other users' stale failure rows (a day without a failure, not
 /// locked), as a local store does, but not the reset rows that are their users' locks,
-/// nor a lock-out still running.
+/// nor a lock-out still running; a reset row goes with its user's last device.
 #[test]
 fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
     let fleet = Fleet::new();
@@ -1438,6 +1438,46 @@ fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
     let password = fleet.add_host("a");
     let mut host = fleet.host("a", &password);
     assert_eq!(check(&mut host, "dave", "000000").0, "wrong");
+    let users: Vec<String> = admin
+        .query(
+            "SELECT user_name FROM pam_mfa_fleet.auth_state ORDER BY user_name",
+            &[],
+        )
+        .expect("auth_state")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(users, ["dave", "idle", "locked", "recent"]);
+
+    // Removing a user's last device takes their row with it when it counts nothing
+    // (erin), and keeps one that counts failures (dave, who just had a wrong code).
+    add_totp(
+        &mut admin,
+        "erin",
+        "phone",
+        b"12345678901234567890",
+        Algorithm::Sha1,
+        6,
+        30,
+        0,
+        None,
+    );
+    admin
+        .execute(
+            "INSERT INTO pam_mfa_fleet.auth_state (user_name) VALUES ('erin')",
+            &[],
+        )
+        .expect("erin's row");
+    for user in ["erin", "dave"] {
+        let removed: bool = host
+            .query_one(
+                "SELECT pam_mfa_fleet.remove_device($1, 0, 'phone')",
+                &[&user],
+            )
+            .expect("remove the device")
+            .get(0);
+        assert!(removed, "{user}");
+    }
     let users: Vec<String> = admin
         .query(
             "SELECT user_name FROM pam_mfa_fleet.auth_state ORDER BY user_name",

@@ -1120,6 +1120,15 @@ BEGIN
                                  gone.kind || coalesce(' ' || (SELECT t.serial
                                                                FROM pam_mfa_fleet.tokens t
                                                                WHERE t.id = gone.token_id), ''));
+    -- The user's last device gone, a row that counts nothing goes too (the wrong-code
+    -- clean-up keeps reset rows, the users' locks): a removed account's row does not stay
+    -- for good, and the next lock_user makes it again if it is needed. Failures and a
+    -- lock-out stay.
+    IF NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.devices d WHERE d.user_name = p_user) THEN
+        DELETE FROM pam_mfa_fleet.auth_state a
+        WHERE a.user_name = p_user AND a.failures = 0 AND a.window_start = 0
+          AND a.locked_until IS NULL;
+    END IF;
     RETURN true;
 END
 $$;
