@@ -1415,17 +1415,30 @@ fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
     let fleet = Fleet::new();
     let mut admin = fleet.admin();
     let now = server_now(&mut admin);
-    add_totp(
-        &mut admin,
-        "dave",
-        "phone",
-        b"12345678901234567890",
-        Algorithm::Sha1,
-        6,
-        30,
-        0,
-        None,
-    );
+    let phone = |c: &mut Client, user: &str| {
+        add_totp(
+            c,
+            user,
+            "phone",
+            b"12345678901234567890",
+            Algorithm::Sha1,
+            6,
+            30,
+            0,
+            None,
+        );
+    };
+    let rows = |c: &mut Client| -> Vec<String> {
+        c.query(
+            "SELECT user_name FROM pam_mfa_fleet.auth_state ORDER BY user_name",
+            &[],
+        )
+        .expect("auth_state")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    phone(&mut admin, "dave");
     admin
         .execute(
             "INSERT INTO pam_mfa_fleet.auth_state (user_name, failures, window_start,
@@ -1438,30 +1451,11 @@ fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
     let password = fleet.add_host("a");
     let mut host = fleet.host("a", &password);
     assert_eq!(check(&mut host, "dave", "000000").0, "wrong");
-    let users: Vec<String> = admin
-        .query(
-            "SELECT user_name FROM pam_mfa_fleet.auth_state ORDER BY user_name",
-            &[],
-        )
-        .expect("auth_state")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(users, ["dave", "idle", "locked", "recent"]);
+    assert_eq!(rows(&mut admin), ["dave", "idle", "locked", "recent"]);
 
     // Removing a user's last device takes their row with it when it counts nothing
     // (erin), and keeps one that counts failures (dave, who just had a wrong code).
-    add_totp(
-        &mut admin,
-        "erin",
-        "phone",
-        b"12345678901234567890",
-        Algorithm::Sha1,
-        6,
-        30,
-        0,
-        None,
-    );
+    phone(&mut admin, "erin");
     admin
         .execute(
             "INSERT INTO pam_mfa_fleet.auth_state (user_name) VALUES ('erin')",
@@ -1478,16 +1472,7 @@ fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
             .get(0);
         assert!(removed, "{user}");
     }
-    let users: Vec<String> = admin
-        .query(
-            "SELECT user_name FROM pam_mfa_fleet.auth_state ORDER BY user_name",
-            &[],
-        )
-        .expect("auth_state")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(users, ["dave", "idle", "locked", "recent"]);
+    assert_eq!(rows(&mut admin), ["dave", "idle", "locked", "recent"]);
 }
 
 /// A database initialised by the last version (5) is upgraded with its data: the
