@@ -1453,6 +1453,28 @@ fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
     assert_eq!(check(&mut host, "dave", "000000").0, "wrong");
     assert_eq!(rows(&mut admin), ["dave", "idle", "locked", "recent"]);
 
+    // A backlog goes at most 100 rows per wrong code, the oldest first.
+    admin
+        .execute(
+            "INSERT INTO pam_mfa_fleet.auth_state (user_name, failures, window_start)
+             SELECT 'stale' || lpad(g::text, 3, '0'), 1, $1::bigint - g FROM generate_series(1, 150) g",
+            &[&(now - 2 * 86_400)],
+        )
+        .expect("stale rows");
+    let stale = |c: &mut Client| -> Vec<String> {
+        rows(c)
+            .into_iter()
+            .filter(|u| u.starts_with("stale"))
+            .collect()
+    };
+    assert_eq!(check(&mut host, "dave", "000000").0, "wrong");
+    let left = stale(&mut admin);
+    let newest: Vec<String> = (1..=50).map(|g| format!("stale{g:03}")).collect();
+    assert_eq!(left, newest, "the 100 oldest go first");
+    assert_eq!(check(&mut host, "dave", "000000").0, "wrong");
+    assert!(stale(&mut admin).is_empty());
+    assert_eq!(rows(&mut admin), ["dave", "idle", "locked", "recent"]);
+
     // Removing a user's last device takes their row with it when it counts nothing
     // (erin), and keeps one that counts failures (dave, who just had a wrong code).
     phone(&mut admin, "erin");
