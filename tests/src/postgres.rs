@@ -321,7 +321,25 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
+    /// Starts a new cluster. Its port was free when chosen, but a client of another test
+    /// may take it as its own end of a connection before the server binds it: then the
+    /// cluster starts again on another free port (a restart keeps its port: see
+    /// [`Self::restart`]).
     fn started(mut self) -> Self {
+        for _ in 0..5 {
+            match self.start_once() {
+                Ok(()) => return self,
+                Err(log) if log.contains("Address already in use") => self.port = free_port(),
+                Err(log) => panic!("PostgreSQL did not start: {log}"),
+            }
+        }
+        panic!("PostgreSQL did not start: no free port in five tries");
+    }
+
+    /// Starts the cluster on its port; Err holds pg_ctl's output and what the server logged.
+    fn start_once(&mut self) -> Result<(), String> {
+        let log_file = self.dir.path().join("server.log");
+        let logged_before = fs::metadata(&log_file).map_or(0, |m| m.len());
         let d = self.dir.path().display().to_string();
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={d} \
@@ -349,19 +367,23 @@ impl Postgres {
             .args(["-w", "-t", "60", "-D"])
             .arg(self.data())
             .args(["-l"])
-            .arg(self.dir.path().join("server.log"))
+            .arg(&log_file)
             .args(["-o", &options, "start"]);
         let out = ctl.output().expect("run pg_ctl start");
         if !out.status.success() {
-            let log = fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-            panic!(
-                "PostgreSQL did not start: {}\n{}\n{log}",
+            let log = fs::read(&log_file).unwrap_or_default();
+            let new = log
+                .get(usize::try_from(logged_before).unwrap_or(0)..)
+                .unwrap_or_default();
+            return Err(format!(
+                "{}\n{}\n{}",
                 String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(new)
+            ));
         }
         self.stopped = false;
-        self
+        Ok(())
     }
 
     /// The TCP port on 127.0.0.1.
@@ -440,8 +462,11 @@ impl Postgres {
     }
 
     /// Starts a stopped server again on the same port.
-    pub fn restart(self) -> Self {
-        self.started()
+    pub fn restart(mut self) -> Self {
+        if let Err(log) = self.start_once() {
+            panic!("PostgreSQL did not start again: {log}");
+        }
+        self
     }
 
     /// The server's log so far (for a failing test's message).
