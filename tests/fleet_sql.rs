@@ -1439,6 +1439,8 @@ fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
         .collect()
     };
     phone(&mut admin, "dave");
+    // idle: a user with a device who has not logged in for long (their lock row).
+    phone(&mut admin, "idle");
     admin
         .execute(
             "INSERT INTO pam_mfa_fleet.auth_state (user_name, failures, window_start,
@@ -1497,6 +1499,84 @@ fn a_wrong_code_clears_stale_failures_but_keeps_other_users_locks() {
     assert_eq!(rows(&mut admin), ["dave", "idle", "locked", "recent"]);
 }
 
+/// Every host function called for a name that has nothing leaves no `auth_state` row that
+/// says nothing: a row stays only for a user with a device, a recovery or bypass code, or
+/// failures counted (a compromised host calling `unlock` for made-up names cannot grow
+/// the table). Rows of users who have something are kept.
+#[test]
+fn host_calls_for_a_name_with_nothing_leave_no_row() {
+    let fleet = Fleet::new();
+    let mut admin = fleet.admin();
+    add_totp(
+        &mut admin,
+        "alice",
+        "phone",
+        b"12345678901234567890",
+        Algorithm::Sha1,
+        6,
+        30,
+        0,
+        None,
+    );
+    let password = fleet.add_host("a");
+    let mut host = fleet.host("a", &password);
+    // A row that counts nothing for a user with nothing, or one made by the calls below.
+    let idle_rows = |c: &mut Client| -> Vec<String> {
+        c.query(
+            "SELECT a.user_name FROM pam_mfa_fleet.auth_state a
+             WHERE a.failures = 0 AND a.window_start = 0 AND a.locked_until IS NULL
+               AND NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.devices d
+                               WHERE d.user_name = a.user_name)
+               AND NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.recovery_codes r
+                               WHERE r.user_name = a.user_name)
+             ORDER BY 1",
+            &[],
+        )
+        .expect("auth_state")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let row_of = |c: &mut Client, user: &str| -> bool {
+        c.query_one(
+            "SELECT EXISTS (SELECT 1 FROM pam_mfa_fleet.auth_state WHERE user_name = $1)",
+            &[&user],
+        )
+        .expect("row")
+        .get(0)
+    };
+    for call in [
+        "SELECT * FROM pam_mfa_fleet.unlock('ghost', 0)",
+        "SELECT * FROM pam_mfa_fleet.rename_device('ghost', 0, 'nothing', 'other')",
+        "SELECT * FROM pam_mfa_fleet.remove_device('ghost', 0, 'nothing')",
+    ] {
+        host.batch_execute(call).expect(call);
+        assert!(!row_of(&mut admin, "ghost"), "{call} left a row");
+    }
+    // Alice's lock stays, whatever the calls (her row is made by the first).
+    for call in [
+        "SELECT * FROM pam_mfa_fleet.unlock('alice', 0)",
+        "SELECT * FROM pam_mfa_fleet.remove_device('alice', 0, 'nothing')",
+    ] {
+        host.batch_execute(call).expect(call);
+        assert!(row_of(&mut admin, "alice"), "{call}");
+    }
+    // Every host function, for a name that has nothing: rows stay only where the call
+    // gave the name something (a pending registration, recovery or bypass codes, a
+    // failure counted).
+    for call in HOST_CALLS {
+        let call = call.replace("'alice'", "'ghost'");
+        // Some refuse (no such token, a malformed answer): what they leave is looked at too.
+        let _ = host.batch_execute(&call);
+        assert_eq!(idle_rows(&mut admin), Vec::<String>::new(), "{call}");
+    }
+    assert!(
+        row_of(&mut admin, "ghost"),
+        "the codes set for ghost keep its row"
+    );
+    assert!(row_of(&mut admin, "alice"));
+}
+
 /// A database initialised by the last version (5) is upgraded with its data: the
 /// policy gains audit_retention_days (long enough for the rows it kept), every host
 /// function keeps its signature, and hosts read the policy as before.
@@ -1546,6 +1626,8 @@ fn init_upgrades_a_version_5_database() {
                     coalesce(p.\"window\", 1)
              FROM pam_mfa_fleet.policy p WHERE p.id = 1 $$;
              ALTER TABLE pam_mfa_fleet.policy DROP COLUMN audit_retention_days;
+             DROP TRIGGER auth_state_unused ON pam_mfa_fleet.auth_state;
+             INSERT INTO pam_mfa_fleet.auth_state (user_name) VALUES ('ghost');
              UPDATE pam_mfa_fleet.schema_version SET version = 5;
              UPDATE pam_mfa_fleet.policy SET max_failures = 4;
              RESET ROLE;",
@@ -1584,8 +1666,17 @@ fn init_upgrades_a_version_5_database() {
             row.get::<_, i32>(1),
             row.get::<_, i32>(2)
         ),
-        (6, 4, 402)
+        (7, 4, 402)
     );
+    // Version 7: the row an earlier version left for a name with nothing went.
+    let ghost: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pam_mfa_fleet.auth_state WHERE user_name = 'ghost'",
+            &[],
+        )
+        .expect("ghost")
+        .get(0);
+    assert_eq!(ghost, 0);
     admin
         .execute("SELECT pam_mfa_fleet.prune_audit_($1)", &[&now])
         .expect("prune");
@@ -1641,7 +1732,7 @@ fn init_twice_keeps_the_data() {
         .collect()
     };
     let before = snapshot(&mut admin);
-    assert_eq!(before[4], "(6)");
+    assert_eq!(before[4], "(7)");
     fleet.init();
     fleet.init();
     assert_eq!(snapshot(&mut admin), before);

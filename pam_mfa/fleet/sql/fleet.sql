@@ -149,12 +149,35 @@ BEGIN
 END
 $$;
 
+-- A user's auth_state row is their lock (lock_user) and their failure count. A host
+-- function takes the lock of whatever name it is given, so without this a host's unlock
+-- or rename for a name that has nothing (or a compromised host calling them for made-up
+-- names) would leave a row for good. A row made in a transaction that ends with its user
+-- holding no device, no recovery or bypass code and no failures goes when that
+-- transaction commits (a deferred trigger on INSERT, so the function's own lock is held to
+-- the end and nothing else is touched). It fires at commit, after the host function
+-- returned, so it runs with the owner's rights. Rows that already existed are the
+-- functions' to delete (remove_device_at, the clean-up of count_failure_).
+CREATE OR REPLACE FUNCTION pam_mfa_fleet.auth_state_unused_() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pam_mfa_fleet, pg_temp AS $$
+BEGIN
+    DELETE FROM pam_mfa_fleet.auth_state a
+    WHERE a.user_name = NEW.user_name
+      AND a.failures = 0 AND a.window_start = 0 AND a.locked_until IS NULL
+      AND NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.devices d
+                      WHERE d.user_name = NEW.user_name)
+      AND NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.recovery_codes r
+                      WHERE r.user_name = NEW.user_name);
+    RETURN NULL;
+END
+$$;
+
 -- Migrations: step i takes the schema from version i - 1 to i. Applied in order, once.
 DO $migrate$
 DECLARE
     v int;
     c name;
-    known CONSTANT int := 6;
+    known CONSTANT int := 7;
 BEGIN
     SELECT version INTO v FROM pam_mfa_fleet.schema_version FOR UPDATE;
     IF v > known THEN
@@ -355,6 +378,21 @@ BEGIN
 
         UPDATE pam_mfa_fleet.schema_version SET version = 6;
     END IF;
+
+    IF v < 7 THEN
+        -- See auth_state_unused_. Rows the earlier versions left for names that have
+        -- nothing go now, as they would have.
+        CREATE CONSTRAINT TRIGGER auth_state_unused AFTER INSERT ON pam_mfa_fleet.auth_state
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+            EXECUTE FUNCTION pam_mfa_fleet.auth_state_unused_();
+        DELETE FROM pam_mfa_fleet.auth_state a
+        WHERE a.failures = 0 AND a.window_start = 0 AND a.locked_until IS NULL
+          AND NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.devices d WHERE d.user_name = a.user_name)
+          AND NOT EXISTS (SELECT 1 FROM pam_mfa_fleet.recovery_codes r
+                          WHERE r.user_name = a.user_name);
+
+        UPDATE pam_mfa_fleet.schema_version SET version = 7;
+    END IF;
 END
 $migrate$;
 
@@ -404,7 +442,9 @@ SET LOCAL ROLE pam_mfa_owner;
 -- The functions a login runs (login_state_at, check_code_at and what they call) have no
 -- SET search_path of their own: every name in them is schema-qualified or pg_catalog's,
 -- and the host wrappers that call them fix the search_path for everything below. A SET
--- clause costs a settings save and restore at every call; a login made a dozen.
+-- clause costs a settings save and restore at every call; a login made a dozen. (One
+-- function a refused code runs, count_failure_, sets plan_cache_mode: that saves far more
+-- than it costs; see there.)
 
 -- The server's clock, one clock for the fleet.
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.now_() RETURNS bigint
@@ -642,9 +682,9 @@ $$;
 -- Generic plans: the clean-up's plan depends on p_now, so the plan cache would make a
 -- custom plan for it at every call (a custom plan expects no stale rows and always
 -- looks cheaper than the generic one): about 100 µs of planning per wrong code, more
--- than the rest of the function. Its generic plan (an index scan on window_start, at
--- most 100 rows, thanks to the LIMIT) is as good for every p_now; without the LIMIT the
--- generic plan would read the whole table.
+-- than the rest of the function. Its generic plan (with the LIMIT, an index scan on
+-- window_start that deletes at most 100 rows) is as good for every p_now; without the
+-- LIMIT the generic plan would read the whole table.
 CREATE OR REPLACE FUNCTION pam_mfa_fleet.count_failure_(
     p_user text, st pam_mfa_fleet.auth_state, p_charge bigint, p_max_failures bigint,
     p_lockout bigint, p_now bigint)

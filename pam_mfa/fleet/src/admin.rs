@@ -32,7 +32,7 @@ pub mod import;
 pub const FLEET_SQL: &str = include_str!("../sql/fleet.sql");
 /// The schema version [`FLEET_SQL`] installs (its `known` constant; a test holds them
 /// together): the administrator's commands that read what a version added check it.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 /// Host roles are `mfa_host_<name>`.
 pub const HOST_ROLE_PREFIX: &str = "mfa_host_";
 /// The group role every host role is in (made by [`Admin::init`]).
