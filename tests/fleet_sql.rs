@@ -1575,6 +1575,17 @@ fn host_calls_for_a_name_with_nothing_leave_no_row() {
         "the codes set for ghost keep its row"
     );
     assert!(row_of(&mut admin, "alice"));
+    // A host that makes the trigger immediate (anyone may) gets an error, not a function
+    // that makes and loses the row for ever.
+    let e = host
+        .batch_execute(
+            "BEGIN; SET LOCAL statement_timeout = '10s'; SET CONSTRAINTS ALL IMMEDIATE;
+             SELECT pam_mfa_fleet.unlock('nobody', 0); COMMIT;",
+        )
+        .expect_err("an unlock that cannot keep its row");
+    assert_eq!(sqlstate(&e), "55P03", "{e:?}");
+    host.batch_execute("ROLLBACK").expect("rollback");
+    assert!(!row_of(&mut admin, "nobody"));
 }
 
 /// A database initialised by the last version (5) is upgraded with its data: the

@@ -581,7 +581,9 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     s pam_mfa_fleet.auth_state;
 BEGIN
-    LOOP
+    -- Bounded: a row made here is deleted at once if the caller made the auth_state_unused
+    -- trigger immediate (SET CONSTRAINTS, which anyone may), which would loop for ever.
+    FOR attempt IN 1..10 LOOP
         s := pam_mfa_fleet.locked_row_(p_user);
         IF s.user_name IS NOT NULL THEN
             RETURN s;
@@ -589,6 +591,8 @@ BEGIN
         INSERT INTO pam_mfa_fleet.auth_state (user_name) VALUES (p_user)
         ON CONFLICT (user_name) DO NOTHING;
     END LOOP;
+    RAISE EXCEPTION 'cannot take the lock of a user (auth_state row)'
+        USING ERRCODE = 'lock_not_available';
 END
 $$;
 
