@@ -429,6 +429,7 @@ fn orchestrate(c: &Config) -> Result<bool, String> {
             fixtures::private_dir(&race_db_dir)?;
             let race_db = race_db_dir.join("devices.db");
             std::fs::copy(&db, &race_db).map_err(|e| format!("{}: {e}", race_db.display()))?;
+            fixtures::serving_wal(&race_db)?;
             let line = format!(
                 "{} socket={}",
                 libs.pam_mfa.display(),

@@ -517,7 +517,9 @@ fn serve(stream: UnixStream, uid: u32, turns: &Turns, log: &Log) {
         if token_registration && matches!(response, Response::Error(_)) {
             pam_mfa::enrollment::wait_out_token_refusal(started);
         }
-        if !answer(&stream, &response) {
+        let answered = answer(&stream, &response);
+        turns.tidy();
+        if !answered {
             return;
         }
     }

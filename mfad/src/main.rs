@@ -73,7 +73,7 @@ fn start(args: &Args, log: &Arc<log::Log>) -> Result<(), String> {
         Some(l) => (l, "the socket from systemd".to_owned()),
         None => (bind(&args.socket)?, args.socket.display().to_string()),
     };
-    let mut turns = turns::Turns::new(service::Service::new(store, args.db.clone()));
+    let mut turns = turns::Turns::new(service::Service::resident(store, args.db.clone()));
     if let Some((side, shown)) = fleet {
         let line =
             format!("accounts other than the local ones are kept in the fleet database ({shown})");

@@ -26,14 +26,64 @@ pub struct Service {
     store: Option<Store>,
     db: PathBuf,
     tickets: Tickets,
+    /// The daemon's: the store stays open from one request to the next, its WAL folded
+    /// between them ([`Service::tidy`]). `mfa --db` opens it for a few requests instead.
+    resident: bool,
 }
 
 impl Service {
+    /// For `mfa --db`: the store as a short-lived process uses it.
     pub fn new(store: Option<Store>, db: PathBuf) -> Self {
         Self {
             store,
             db,
             tickets: Tickets::new(),
+            resident: false,
+        }
+    }
+
+    /// For the daemon: the store kept open as long as it runs.
+    pub fn resident(store: Option<Store>, db: PathBuf) -> Self {
+        Self {
+            resident: true,
+            ..Self::new(store, db)
+        }
+    }
+
+    /// After a request, still in its turn: a store just opened (at start, by a request
+    /// that created it, or again after it was replaced) becomes the daemon's resident
+    /// connection. If it cannot, its connection is broken: closed like any store that
+    /// failed, and opened afresh by the next request.
+    fn settle(&mut self, log: &Log) {
+        if !self.resident {
+            return;
+        }
+        if let Some(store) = &mut self.store
+            && let Err(e) = store.make_resident()
+        {
+            log.log(
+                Level::Error,
+                &format!("device store error: {e}; closing it until the next request"),
+            );
+            if let Some(old) = self.store.take() {
+                old.abandon();
+            }
+        }
+    }
+
+    /// Between requests, in a turn of its own: folds the WAL of the resident store if it is
+    /// due ([`Store::fold_wal_if_due`]), so that no login's commit waits for a fold. The
+    /// store is checked again first, as before a request: pages folded into a file cut
+    /// short or swapped since then would leave it half-written.
+    pub fn tidy(&mut self) {
+        if let Some(store) = &self.store
+            && store.fold_due()
+        {
+            if matches!(store.revalidate(), Ok(true)) {
+                store.fold_wal_if_due();
+            } else if let Some(old) = self.store.take() {
+                old.abandon();
+            }
         }
     }
 
@@ -110,7 +160,13 @@ impl Service {
             );
             self.store = None;
         }
+        self.settle(log);
         response
+    }
+
+    /// Whether the resident store's WAL is due to be folded ([`Service::tidy`]).
+    pub fn wants_tidy(&self) -> bool {
+        self.resident && self.store.as_ref().is_some_and(Store::fold_due)
     }
 }
 

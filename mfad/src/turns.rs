@@ -12,6 +12,7 @@
 //! or down (each request waits for it up to the configured deadline) cannot delay the
 //! logins of the accounts kept in the local store, the way back in for an administrator.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 
 use pam_mfa_protocol::{ErrorKind, ErrorReply, Response};
@@ -48,6 +49,8 @@ pub struct Turns {
     gate: Gate,
     service: Mutex<Service>,
     fleet: Option<(Gate, crate::fleet::Side)>,
+    /// A request left the store's housekeeping due, to be done after its answer.
+    tidy_due: AtomicBool,
 }
 
 /// One line of requests, root's first: whose turn it is.
@@ -74,6 +77,7 @@ impl Turns {
             gate: Gate::default(),
             service: Mutex::new(service),
             fleet: None,
+            tidy_due: AtomicBool::new(false),
         }
     }
 
@@ -124,6 +128,23 @@ impl Turns {
         }
     }
 
+    /// After a connection's answer has gone out: the store's housekeeping
+    /// ([`Service::tidy`]) if the request before it left some due. It waits for a turn of
+    /// its own, as root's requests do: the answer is already out, no login's commit waits
+    /// for a fold, and a fold due is never skipped for a request that came first.
+    pub fn tidy(&self) {
+        if !self.tidy_due.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let Some(_turn) = self.gate.take(0) else {
+            return;
+        };
+        self.service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tidy();
+    }
+
     /// The local store, for a fleet request that needs it between its database calls.
     fn local_store(&self, uid: u32) -> LocalStore<'_> {
         LocalStore {
@@ -138,10 +159,12 @@ impl Turns {
         let Some(_turn) = self.gate.take(uid) else {
             return busy();
         };
-        self.service
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .answer(uid, work, log)
+        let mut service = self.service.lock().unwrap_or_else(PoisonError::into_inner);
+        let response = service.answer(uid, work, log);
+        if service.wants_tidy() {
+            self.tidy_due.store(true, Ordering::Release);
+        }
+        response
     }
 }
 

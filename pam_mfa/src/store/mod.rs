@@ -26,6 +26,12 @@
 //! database and truncates it, without waiting for anyone. `mfa` changing devices closes
 //! with SQLite's checkpoint and then truncates the WAL, so after `mfa` the database file
 //! alone holds everything (and a removed device's secret is in no WAL frame).
+//!
+//! The daemon, `mfad`, keeps one connection open instead ([`Store::make_resident`]): it
+//! folds the WAL into the database between requests, never inside a login's commit, and
+//! lets the next commit start the WAL over, so the WAL file keeps its size and every
+//! commit writes over blocks it already has ([`RESIDENT_FOLD_FRAMES`] says what that
+//! saves).
 
 pub mod audit;
 pub mod auth_state;
@@ -42,13 +48,18 @@ pub mod secret;
 pub mod tokens;
 mod wal;
 
+pub use wal::RESIDENT_FOLD_FRAMES;
+
 use std::cell::Cell;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
@@ -91,6 +102,9 @@ enum Use {
     /// `mfa` changing devices: SQLite's default close, which checkpoints when it is the
     /// last connection, and then empties the WAL (`journal_size_limit = 0`).
     Admin,
+    /// The daemon's connection, open as long as the daemon runs: the WAL is folded between
+    /// requests and written over again rather than emptied ([`Store::make_resident`]).
+    Resident,
 }
 
 pub struct Store {
@@ -102,6 +116,8 @@ pub struct Store {
     /// When [`Store::revalidate`] last found the directories above the store's sound,
     /// and the store's directory (device, inode) then.
     ancestors_sound: Cell<Option<(Instant, (u64, u64))>>,
+    /// Frames in the WAL after the last commit, counted for a resident connection.
+    wal_frames: Arc<AtomicU32>,
 }
 
 impl Drop for Store {
@@ -174,6 +190,7 @@ impl Store {
             usage,
             identity,
             ancestors_sound: Cell::new(None),
+            wal_frames: Arc::default(),
         };
         store
             .conn
@@ -350,6 +367,55 @@ impl Store {
             let _ = self
                 .conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
+
+    /// Makes this the connection of a process that keeps the store open and serves one
+    /// request after another (`mfad`): no checkpoint when it closes, and none inside a
+    /// commit while the WAL is short; instead the owner calls [`Store::fold_wal_if_due`]
+    /// when it has answered, so that folding the WAL into the database costs no login
+    /// its time, and the WAL file keeps its size, each commit writing over frames already
+    /// on disk (see [`wal::RESIDENT_FOLD_FRAMES`] for what that saves).
+    pub fn make_resident(&mut self) -> Result<()> {
+        if self.usage == Use::Resident {
+            return Ok(());
+        }
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        self.conn.execute_batch(&format!(
+            "PRAGMA journal_size_limit = {}",
+            wal::RESIDENT_WAL_LIMIT
+        ))?;
+        wal::count_frames(&mut self.conn, self.wal_frames.clone())?;
+        self.usage = Use::Resident;
+        Ok(())
+    }
+
+    /// Whether [`Store::fold_wal_if_due`] has anything to do: the owner checks the store
+    /// ([`Store::revalidate`]) before a fold, since a fold writes into the file.
+    pub fn fold_due(&self) -> bool {
+        self.usage == Use::Resident
+            && self.wal_frames.load(Ordering::Relaxed) >= wal::RESIDENT_FOLD_FRAMES
+    }
+
+    /// For a resident connection between requests: folds the WAL into the database once
+    /// it holds [`wal::RESIDENT_FOLD_FRAMES`] frames, without waiting for anyone (a reader
+    /// holding an older snapshot, `mfa doctor` say, leaves some frames for the next time).
+    /// Nothing is lost if it fails or is never called: the frames are durable in the WAL,
+    /// and a commit folds it itself at a backstop. `true` when the WAL was folded whole.
+    pub fn fold_wal_if_due(&self) -> bool {
+        if !self.fold_due() {
+            return false;
+        }
+        match self
+            .conn
+            .wal_checkpoint_v2(Some(rusqlite::MAIN_DB), CheckpointMode::PASSIVE)
+        {
+            Ok((frames, folded)) if frames == folded => {
+                self.wal_frames.store(0, Ordering::Relaxed);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -681,24 +747,28 @@ mod tests {
         );
     }
 
+    /// A new store holding one (pending) device, written by `mfa`'s kind of connection.
+    fn store_with_a_device() -> (tempfile::TempDir, PathBuf) {
+        let (dir, path) = temp_store();
+        let mut store = Store::open_or_create(&path).unwrap();
+        let tx = store.write().unwrap();
+        devices::insert_pending_totp(
+            &tx,
+            "alice",
+            "phone",
+            &crate::store::secret::Secret::from_bytes(vec![7; 20]),
+            crate::store::params::TotpParams::DEFAULT,
+            100,
+            700,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        (dir, path)
+    }
+
     #[test]
     fn logins_leave_their_commits_in_the_wal_until_it_is_long() {
-        let (_dir, path) = temp_store();
-        {
-            let mut store = Store::open_or_create(&path).unwrap();
-            let tx = store.write().unwrap();
-            devices::insert_pending_totp(
-                &tx,
-                "alice",
-                "phone",
-                &crate::store::secret::Secret::from_bytes(vec![7; 20]),
-                crate::store::params::TotpParams::DEFAULT,
-                100,
-                700,
-            )
-            .unwrap();
-            tx.commit().unwrap();
-        }
+        let (_dir, path) = store_with_a_device();
         let wal = path.with_file_name("devices.db-wal");
         let wal_len = || fs::metadata(&wal).unwrap().len();
         assert_eq!(wal_len(), 0, "mfa's close checkpoints and empties the WAL");
@@ -758,6 +828,107 @@ mod tests {
         login(n);
         assert_eq!(wal_len(), 0);
         assert_eq!(used(&Store::open_existing(&path).unwrap().unwrap()), n);
+    }
+
+    /// The daemon's connection folds the WAL when it is told to, once it is due, and then
+    /// writes over the same file instead of growing it; a reader holding an old snapshot
+    /// delays the fold without losing anything; and a connection never told to fold still
+    /// has its WAL bounded, by the commit that reaches the backstop.
+    #[test]
+    fn a_resident_connection_writes_over_its_wal_instead_of_growing_it() {
+        let (_dir, path) = store_with_a_device();
+        let wal = path.with_file_name("devices.db-wal");
+        let wal_len = || fs::metadata(&wal).unwrap().len();
+        let frame = 4096 + 24;
+        let commit = |store: &mut Store, n: i64| {
+            let tx = store.write().unwrap();
+            tx.execute("UPDATE devices SET last_used_at = ?1", [n])
+                .unwrap();
+            tx.commit().unwrap();
+        };
+        let used = || -> i64 {
+            Store::open_existing(&path)
+                .unwrap()
+                .unwrap()
+                .conn()
+                .query_row("SELECT last_used_at FROM devices", [], |r| r.get(0))
+                .unwrap()
+        };
+        let mut store = Store::open_existing(&path).unwrap().unwrap();
+        assert!(
+            !store.fold_wal_if_due(),
+            "not resident yet: nothing to fold"
+        );
+        store.make_resident().unwrap();
+        store.make_resident().unwrap();
+
+        // Not before it is due, and then at once.
+        let mut n = 0;
+        loop {
+            n += 1;
+            commit(&mut store, n);
+            if store.fold_wal_if_due() {
+                break;
+            }
+            assert!(n <= i64::from(RESIDENT_FOLD_FRAMES), "never folded");
+        }
+        assert!(wal_len() >= u64::from(RESIDENT_FOLD_FRAMES) * frame);
+        let size = wal_len();
+        assert!(!store.fold_wal_if_due(), "folded again with nothing new");
+
+        // Three more rounds: the file keeps its size (without starting over it would
+        // have four times as many frames), and nothing is lost.
+        for _ in 0..3 {
+            loop {
+                n += 1;
+                commit(&mut store, n);
+                if store.fold_wal_if_due() {
+                    break;
+                }
+            }
+            assert!(wal_len() <= size + 2 * frame, "{} after {size}", wal_len());
+            assert_eq!(used(), n);
+        }
+
+        // A reader on an old snapshot: the fold leaves what it still reads, and completes
+        // once the reader is done.
+        let reader = Store::open_existing(&path).unwrap().unwrap();
+        reader.conn().execute_batch("BEGIN").unwrap();
+        let seen: i64 = reader
+            .conn()
+            .query_row("SELECT last_used_at FROM devices", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, n);
+        for _ in 0..RESIDENT_FOLD_FRAMES {
+            n += 1;
+            commit(&mut store, n);
+        }
+        assert!(
+            !store.fold_wal_if_due(),
+            "folded frames a reader may still need"
+        );
+        reader.conn().execute_batch("COMMIT").unwrap();
+        drop(reader);
+        assert!(store.fold_wal_if_due());
+        assert_eq!(used(), n);
+        drop(store);
+
+        // Never told to fold: the commit at the backstop folds, and the WAL starts over.
+        let mut store = Store::open_existing(&path).unwrap().unwrap();
+        store.make_resident().unwrap();
+        let start = wal_len();
+        let backstop = u64::try_from(wal::RESIDENT_BACKSTOP_FRAMES).unwrap();
+        for _ in 0..backstop + 100 {
+            n += 1;
+            commit(&mut store, n);
+        }
+        assert!(
+            wal_len() <= start.max((backstop + 2) * frame),
+            "{} bytes of WAL after {} commits",
+            wal_len(),
+            backstop + 100
+        );
+        assert_eq!(used(), n);
     }
 
     /// The directory is synced when the WAL is new, and only then: not by every login.
