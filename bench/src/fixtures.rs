@@ -163,10 +163,19 @@ pub fn serving_wal(db: &Path) -> Result<(), String> {
                 set(&mut store, changed)?;
             }
             set(&mut store, original)?;
-            return store
+            let (busy, frames, folded): (i64, i64, i64) = store
                 .conn()
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                .map_err(sql_err);
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(sql_err)?;
+            if busy != 0 || frames != folded {
+                return Err(format!(
+                    "{}: {folded} of {frames} WAL frames folded",
+                    db.display()
+                ));
+            }
+            return Ok(());
         }
     }
     Err(format!("{}: the WAL was never folded", db.display()))

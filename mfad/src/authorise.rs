@@ -108,6 +108,27 @@ pub enum Work {
 }
 
 impl Work {
+    /// Whether this is a login's question or answer, or a look: what it writes (a replay
+    /// step, a failure count, a used recovery code, an audit row) never removes or
+    /// replaces a secret. Any other request that changes the store may (a device or
+    /// token removed, a registration replaced or expired), and the daemon empties the
+    /// WAL after it ([`crate::service::Service::tidy`]).
+    pub fn is_login_or_look(&self) -> bool {
+        matches!(
+            self,
+            Self::Hello
+                | Self::BeforePrompt { .. }
+                | Self::VerifyCode { .. }
+                | Self::VerifyRecovery { .. }
+                | Self::ListDevices { .. }
+                | Self::ListRemembered { .. }
+                | Self::MayChange { .. }
+                | Self::Reauth { .. }
+                | Self::KeyChallenge { .. }
+                | Self::KeyAnswer { .. }
+        )
+    }
+
     /// Whether this registers a hardware token (whose refusals are answered after a fixed
     /// time, see [`pam_mfa::enrollment::wait_out_token_refusal`]).
     pub fn is_token_registration(&self) -> bool {

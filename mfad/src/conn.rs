@@ -518,7 +518,7 @@ fn serve(stream: UnixStream, uid: u32, turns: &Turns, log: &Log) {
             pam_mfa::enrollment::wait_out_token_refusal(started);
         }
         let answered = answer(&stream, &response);
-        turns.tidy();
+        turns.tidy(log);
         if !answered {
             return;
         }

@@ -29,6 +29,9 @@ pub struct Service {
     /// The daemon's: the store stays open from one request to the next, its WAL folded
     /// between them ([`Service::tidy`]). `mfa --db` opens it for a few requests instead.
     resident: bool,
+    /// A change other than a login's was made since the WAL was last emptied: it may hold
+    /// a removed secret's old pages ([`Store::empty_wal`]).
+    scrub: bool,
 }
 
 impl Service {
@@ -39,6 +42,7 @@ impl Service {
             db,
             tickets: Tickets::new(),
             resident: false,
+            scrub: false,
         }
     }
 
@@ -61,29 +65,47 @@ impl Service {
         if let Some(store) = &mut self.store
             && let Err(e) = store.make_resident()
         {
+            self.give_up_store(log, Some(&e));
+        }
+    }
+
+    /// Closes the store, writing nothing, for the next request to open afresh; says why
+    /// when it failed (a store merely replaced is not an error).
+    fn give_up_store(&mut self, log: &Log, error: Option<&pam_mfa::Error>) {
+        if let Some(e) = error {
             log.log(
                 Level::Error,
                 &format!("device store error: {e}; closing it until the next request"),
             );
-            if let Some(old) = self.store.take() {
-                old.abandon();
-            }
+        }
+        if let Some(old) = self.store.take() {
+            old.abandon();
         }
     }
 
-    /// Between requests, in a turn of its own: folds the WAL of the resident store if it is
-    /// due ([`Store::fold_wal_if_due`]), so that no login's commit waits for a fold. The
-    /// store is checked again first, as before a request: pages folded into a file cut
-    /// short or swapped since then would leave it half-written.
-    pub fn tidy(&mut self) {
-        if let Some(store) = &self.store
-            && store.fold_due()
-        {
-            if matches!(store.revalidate(), Ok(true)) {
-                store.fold_wal_if_due();
-            } else if let Some(old) = self.store.take() {
-                old.abandon();
-            }
+    /// Between requests, in a turn of its own: empties the resident store's WAL after a
+    /// change that may have removed a secret ([`Store::empty_wal`]), or folds it when it
+    /// is due ([`Store::fold_wal_if_due`]), so that no login's commit waits for either.
+    /// The store is checked again first, as before a request: pages folded into a file
+    /// cut short or swapped since then would leave it half-written.
+    pub fn tidy(&mut self, log: &Log) {
+        let Some(store) = &self.store else {
+            self.scrub = false;
+            return;
+        };
+        if !self.scrub && !store.fold_due() {
+            return;
+        }
+        match store.revalidate() {
+            Ok(true) => {}
+            Ok(false) => return self.give_up_store(log, None),
+            Err(e) => return self.give_up_store(log, Some(&e)),
+        }
+        if self.scrub {
+            // A reader holding the WAL (`mfa doctor`) makes this wait for a later request.
+            self.scrub = !store.empty_wal();
+        } else {
+            store.fold_wal_if_due();
         }
     }
 
@@ -110,6 +132,8 @@ impl Service {
                 }
             }
         }
+        let changes_before = self.store.as_ref().map(|s| s.conn().total_changes());
+        let login_or_look = work.is_login_or_look();
         let (store, db) = (&mut self.store, self.db.as_path());
         let response = match work {
             Work::Reauth { .. } | Work::FinishTotp { .. } | Work::RecoveryCommit { .. } => {
@@ -160,13 +184,21 @@ impl Service {
             );
             self.store = None;
         }
+        if self.resident && !login_or_look {
+            let changes_after = self.store.as_ref().map(|s| s.conn().total_changes());
+            self.scrub |= changes_after.is_some() && changes_after != changes_before;
+        }
         self.settle(log);
         response
     }
 
-    /// Whether the resident store's WAL is due to be folded ([`Service::tidy`]).
+    /// Whether the resident store's WAL is due to be emptied or folded ([`Service::tidy`]).
     pub fn wants_tidy(&self) -> bool {
-        self.resident && self.store.as_ref().is_some_and(Store::fold_due)
+        self.resident
+            && self
+                .store
+                .as_ref()
+                .is_some_and(|s| self.scrub || s.fold_due())
     }
 }
 

@@ -132,7 +132,7 @@ impl Turns {
     /// ([`Service::tidy`]) if the request before it left some due. It waits for a turn of
     /// its own, as root's requests do: the answer is already out, no login's commit waits
     /// for a fold, and a fold due is never skipped for a request that came first.
-    pub fn tidy(&self) {
+    pub fn tidy(&self, log: &Log) {
         if !self.tidy_due.swap(false, Ordering::AcqRel) {
             return;
         }
@@ -142,7 +142,7 @@ impl Turns {
         self.service
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .tidy();
+            .tidy(log);
     }
 
     /// The local store, for a fleet request that needs it between its database calls.

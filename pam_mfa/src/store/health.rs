@@ -3,9 +3,9 @@
 //! An administrator checks a store before and after enabling the module, so nothing here
 //! may change what it holds: the store is judged by the very code a login uses
 //! ([`Store::open_existing`], with its safety checks and errors), but only when that
-//! cannot migrate it, and every query afterwards runs on a `query_only` connection. (As
-//! with any connection, closing it may checkpoint the write-ahead log into the file, which
-//! moves committed data without changing it.)
+//! cannot migrate it, every query afterwards runs on a `query_only` connection, and it
+//! closes without a checkpoint: it leaves the store's files as it found them, and the
+//! daemon's WAL at the size the daemon keeps it ([`Store::make_resident`]).
 
 use std::path::Path;
 
@@ -42,8 +42,9 @@ pub fn open_for_inspection(path: &Path) -> Result<Inspection> {
     }
     match Store::open_existing(path)? {
         None => Ok(Inspection::Absent),
-        Some(store) => {
+        Some(mut store) => {
             store.conn().pragma_update(None, "query_only", true)?;
+            store.close_without_writing()?;
             Ok(Inspection::Open(store))
         }
     }
@@ -188,6 +189,34 @@ mod tests {
         fs::set_permissions(&store_dir, fs::Permissions::from_mode(0o700)).unwrap();
         let path = store_dir.join("devices.db");
         assert!(matches!(open_for_inspection(&path), Ok(Inspection::Absent)));
+    }
+
+    /// A look leaves the store's files as it found them: a WAL the daemon keeps long is
+    /// neither folded nor cut when the look closes.
+    #[test]
+    fn a_look_leaves_the_wal_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store/devices.db");
+        drop(Store::open_or_create(&path).unwrap());
+        let mut daemon = Store::open_existing(&path).unwrap().unwrap();
+        daemon.make_resident().unwrap();
+        for n in 0..40 {
+            add_active(&mut daemon, "alice", &format!("phone-{n}"));
+            let tx = daemon.write().unwrap();
+            tx.execute("DELETE FROM devices", []).unwrap();
+            tx.commit().unwrap();
+        }
+        let wal = path.with_file_name("devices.db-wal");
+        let before = fs::read(&wal).unwrap();
+        assert!(before.len() as u64 > crate::store::LOGIN_CHECKPOINT_WAL_BYTES);
+        match open_for_inspection(&path).unwrap() {
+            Inspection::Open(look) => drop(look),
+            _ => panic!("not opened"),
+        }
+        assert!(
+            fs::read(&wal).unwrap() == before,
+            "the look changed the WAL"
+        );
     }
 
     #[test]

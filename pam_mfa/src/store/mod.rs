@@ -31,7 +31,8 @@
 //! folds the WAL into the database between requests, never inside a login's commit, and
 //! lets the next commit start the WAL over, so the WAL file keeps its size and every
 //! commit writes over blocks it already has ([`RESIDENT_FOLD_FRAMES`] says what that
-//! saves).
+//! saves). After a change other than a login's it empties the WAL instead
+//! ([`Store::empty_wal`]), as `mfa` did, so that a removed secret's old pages are in no file.
 
 pub mod audit;
 pub mod auth_state;
@@ -93,8 +94,9 @@ const ANCESTORS_RECHECK: Duration = Duration::from_secs(1);
 /// What a connection is for, which decides how it closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
-    /// A store found removed, replaced or spoiled under an open connection: closed
-    /// without writing anything back (see [`Store::abandon`]).
+    /// Closed without writing anything back: a store found removed, replaced or spoiled
+    /// under an open connection, or a look that leaves the files as they are (see
+    /// [`Store::close_without_writing`]).
     Abandoned,
     /// A login, or a look that changes nothing: no checkpoint on close (see the module
     /// documentation).
@@ -118,6 +120,10 @@ pub struct Store {
     ancestors_sound: Cell<Option<(Instant, (u64, u64))>>,
     /// Frames in the WAL after the last commit, counted for a resident connection.
     wal_frames: Arc<AtomicU32>,
+    /// The frame count at which a resident connection folds next: the fold size, or
+    /// further on after a fold that a reader kept from completing (so that it is not
+    /// tried again after every request while the reader lasts).
+    fold_at: Cell<u32>,
 }
 
 impl Drop for Store {
@@ -191,6 +197,7 @@ impl Store {
             identity,
             ancestors_sound: Cell::new(None),
             wal_frames: Arc::default(),
+            fold_at: Cell::new(wal::RESIDENT_FOLD_FRAMES),
         };
         store
             .conn
@@ -342,11 +349,20 @@ impl Store {
     /// writing nothing: no checkpoint may copy the WAL's pages into whatever file is at
     /// the path now (a truncated store would come back half-written).
     pub fn abandon(mut self) {
+        // Should SQLite refuse the setting, the usage alone still keeps pam_mfa's own
+        // fold from running; the close is then SQLite's, as it always was here.
+        let _ = self.close_without_writing();
+    }
+
+    /// Makes this connection close writing nothing: no fold of the WAL
+    /// ([`Store::fold_wal_if_long`]) and no checkpoint in SQLite's close
+    /// (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`). For a store given up ([`Store::abandon`]) and
+    /// for a look that must leave the store's files as it found them (`mfa doctor`).
+    pub(super) fn close_without_writing(&mut self) -> Result<()> {
         self.usage = Use::Abandoned;
-        // With SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE the close itself writes nothing either.
-        let _ = self
-            .conn
-            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -394,29 +410,58 @@ impl Store {
     /// Whether [`Store::fold_wal_if_due`] has anything to do: the owner checks the store
     /// ([`Store::revalidate`]) before a fold, since a fold writes into the file.
     pub fn fold_due(&self) -> bool {
-        self.usage == Use::Resident
-            && self.wal_frames.load(Ordering::Relaxed) >= wal::RESIDENT_FOLD_FRAMES
+        self.usage == Use::Resident && self.wal_frames.load(Ordering::Relaxed) >= self.fold_at.get()
     }
 
     /// For a resident connection between requests: folds the WAL into the database once
     /// it holds [`wal::RESIDENT_FOLD_FRAMES`] frames, without waiting for anyone (a reader
-    /// holding an older snapshot, `mfa doctor` say, leaves some frames for the next time).
-    /// Nothing is lost if it fails or is never called: the frames are durable in the WAL,
-    /// and a commit folds it itself at a backstop. `true` when the WAL was folded whole.
+    /// holding an older snapshot, `mfa doctor` say, leaves some frames for a later fold,
+    /// tried once a quarter of the fold size more has been written). Nothing is lost if it
+    /// fails or is never called: the frames are durable in the WAL, and a commit folds it
+    /// itself at a backstop. `true` when the WAL was folded whole.
     pub fn fold_wal_if_due(&self) -> bool {
         if !self.fold_due() {
             return false;
         }
-        match self
-            .conn
-            .wal_checkpoint_v2(Some(rusqlite::MAIN_DB), CheckpointMode::PASSIVE)
-        {
-            Ok((frames, folded)) if frames == folded => {
-                self.wal_frames.store(0, Ordering::Relaxed);
-                true
-            }
-            _ => false,
+        let folded = self.checkpoint(CheckpointMode::PASSIVE);
+        if !folded {
+            self.fold_at.set(
+                self.wal_frames
+                    .load(Ordering::Relaxed)
+                    .saturating_add(wal::RESIDENT_FOLD_FRAMES / 4),
+            );
         }
+        folded
+    }
+
+    /// For a resident connection, after a request that may have removed or replaced a
+    /// secret: folds the WAL into the database and empties it, without waiting for
+    /// anyone, so that the old pages it held (a removed device's secret among them) are in
+    /// no file of the store any more, as after `mfa --db` (the database file itself runs
+    /// with `secure_delete`). The next commits make the WAL grow again. `false` when a
+    /// reader held it; the caller tries again later.
+    pub fn empty_wal(&self) -> bool {
+        self.usage == Use::Resident && self.checkpoint(CheckpointMode::TRUNCATE)
+    }
+
+    /// Runs a checkpoint that never waits for a reader or writer; `true` when every frame
+    /// was folded (and, for TRUNCATE, the WAL emptied), which resets the frame count.
+    fn checkpoint(&self, mode: CheckpointMode) -> bool {
+        if self.conn.busy_timeout(Duration::ZERO).is_err() {
+            return false;
+        }
+        let done = matches!(
+            self.conn.wal_checkpoint_v2(Some(rusqlite::MAIN_DB), mode),
+            Ok((frames, folded)) if frames == folded
+        );
+        // Back to queueing behind another process's write. sqlite3_busy_timeout only
+        // records the value: it fails for no open connection.
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        if done {
+            self.wal_frames.store(0, Ordering::Relaxed);
+            self.fold_at.set(wal::RESIDENT_FOLD_FRAMES);
+        }
+        done
     }
 
     /// A read-only view for queries that need no transaction.
@@ -831,9 +876,10 @@ mod tests {
     }
 
     /// The daemon's connection folds the WAL when it is told to, once it is due, and then
-    /// writes over the same file instead of growing it; a reader holding an old snapshot
-    /// delays the fold without losing anything; and a connection never told to fold still
-    /// has its WAL bounded, by the commit that reaches the backstop.
+    /// writes over the same file instead of cutting or growing it; a reader holding an old
+    /// snapshot delays the fold without losing anything, and the fold is not tried again
+    /// at once; emptying the WAL leaves no page of it behind; and a connection never told
+    /// to fold still has its WAL bounded, by the commit that reaches the backstop.
     #[test]
     fn a_resident_connection_writes_over_its_wal_instead_of_growing_it() {
         let (_dir, path) = store_with_a_device();
@@ -846,19 +892,24 @@ mod tests {
                 .unwrap();
             tx.commit().unwrap();
         };
+        // Other connections close as the daemon's does (`abandon`: no fold of their own),
+        // so that every fold and cut seen here is the resident connection's.
+        let other = || Store::open_existing(&path).unwrap().unwrap();
         let used = || -> i64 {
-            Store::open_existing(&path)
-                .unwrap()
-                .unwrap()
+            let look = other();
+            let n = look
                 .conn()
                 .query_row("SELECT last_used_at FROM devices", [], |r| r.get(0))
-                .unwrap()
+                .unwrap();
+            look.abandon();
+            n
         };
         let mut store = Store::open_existing(&path).unwrap().unwrap();
         assert!(
             !store.fold_wal_if_due(),
             "not resident yet: nothing to fold"
         );
+        assert!(!store.empty_wal(), "not resident yet: not emptied");
         store.make_resident().unwrap();
         store.make_resident().unwrap();
 
@@ -874,25 +925,30 @@ mod tests {
         }
         assert!(wal_len() >= u64::from(RESIDENT_FOLD_FRAMES) * frame);
         let size = wal_len();
-        assert!(!store.fold_wal_if_due(), "folded again with nothing new");
+        assert!(!store.fold_due(), "due again with nothing new");
 
-        // Three more rounds: the file keeps its size (without starting over it would
-        // have four times as many frames), and nothing is lost.
+        // Three more rounds: the file keeps its size, written over from its start (cut,
+        // it would be shorter after the first commit; grown, four times as long), and
+        // nothing is lost.
         for _ in 0..3 {
-            loop {
+            n += 1;
+            commit(&mut store, n);
+            assert!(
+                wal_len() >= size,
+                "the WAL was cut: {} after {size}",
+                wal_len()
+            );
+            while !store.fold_wal_if_due() {
                 n += 1;
                 commit(&mut store, n);
-                if store.fold_wal_if_due() {
-                    break;
-                }
             }
             assert!(wal_len() <= size + 2 * frame, "{} after {size}", wal_len());
             assert_eq!(used(), n);
         }
 
-        // A reader on an old snapshot: the fold leaves what it still reads, and completes
-        // once the reader is done.
-        let reader = Store::open_existing(&path).unwrap().unwrap();
+        // A reader on an old snapshot: the fold leaves what it still reads, is not due
+        // again until more has been written, and completes once the reader is done.
+        let reader = other();
         reader.conn().execute_batch("BEGIN").unwrap();
         let seen: i64 = reader
             .conn()
@@ -907,23 +963,45 @@ mod tests {
             !store.fold_wal_if_due(),
             "folded frames a reader may still need"
         );
+        n += 1;
+        commit(&mut store, n);
+        assert!(!store.fold_due(), "tried again after one more commit");
         reader.conn().execute_batch("COMMIT").unwrap();
-        drop(reader);
-        assert!(store.fold_wal_if_due());
+        reader.abandon();
+        while !store.fold_wal_if_due() {
+            n += 1;
+            commit(&mut store, n);
+        }
+        assert_eq!(used(), n);
+
+        // Emptied: no frame left in the file, waiting for no one, and nothing lost.
+        n += 1;
+        commit(&mut store, n);
+        let reader = other();
+        reader.conn().execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .conn()
+            .query_row("SELECT last_used_at FROM devices", [], |r| r.get(0))
+            .unwrap();
+        assert!(!store.empty_wal(), "emptied under a reader");
+        reader.conn().execute_batch("COMMIT").unwrap();
+        reader.abandon();
+        assert!(store.empty_wal());
+        assert_eq!(wal_len(), 0);
         assert_eq!(used(), n);
         drop(store);
 
-        // Never told to fold: the commit at the backstop folds, and the WAL starts over.
+        // Never told to fold: the commit at the backstop folds, and the WAL starts over
+        // (and is cut back to its limit).
         let mut store = Store::open_existing(&path).unwrap().unwrap();
         store.make_resident().unwrap();
-        let start = wal_len();
         let backstop = u64::try_from(wal::RESIDENT_BACKSTOP_FRAMES).unwrap();
         for _ in 0..backstop + 100 {
             n += 1;
             commit(&mut store, n);
         }
         assert!(
-            wal_len() <= start.max((backstop + 2) * frame),
+            wal_len() <= u64::try_from(wal::RESIDENT_WAL_LIMIT).unwrap(),
             "{} bytes of WAL after {} commits",
             wal_len(),
             backstop + 100

@@ -117,10 +117,12 @@ pub const RESIDENT_FOLD_FRAMES: u32 = 256;
 /// requests for long (every moment taken by the next request).
 pub(super) const RESIDENT_BACKSTOP_FRAMES: c_int = 1000;
 
-/// What the WAL file of the daemon's connection is trimmed back to when it starts again
-/// after a burst made it longer (`journal_size_limit`): well above what the folds let it
-/// reach, so that in the usual course it keeps its size and is never cut and regrown.
-pub(super) const RESIDENT_WAL_LIMIT: i64 = 4 * 1024 * 1024;
+/// What the WAL file of the daemon's connection is cut back to when it starts over after
+/// growing past it (`journal_size_limit`): a little above what the folds let it reach
+/// (a fold waits for the requests that came first), so that in the usual course it keeps
+/// its size, while frames a burst or a long reader added beyond it, old pages that a cycle
+/// would never write over again, are cut off at the next start.
+pub(super) const RESIDENT_WAL_LIMIT: i64 = (RESIDENT_FOLD_FRAMES as i64 + 64) * (4096 + 24) + 32;
 
 /// Counts the WAL's frames after each commit into `frames`, in place of SQLite's automatic
 /// checkpoint (a connection has one WAL hook), and folds the WAL at the backstop. A fold's
