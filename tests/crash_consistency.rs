@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use pam_mfa::store::Store;
 use pam_mfa_tests::random::{Rng, env_number, random_seed};
-use pam_mfa_tests::{Finished, PamOutcome, Running, TestEnv, TestUser, wrong_code};
+use pam_mfa_tests::{
+    Finished, PamOutcome, Running, TestEnv, TestUser, valid_codes, wrong_code_for_all,
+};
 
 /// Kills in a default (CI) run.
 const DEFAULT_KILLS: usize = 1_000;
@@ -603,14 +605,35 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
             Kind::LoginRight | Kind::LoginWrong | Kind::LoginReplay => {
                 let r = active_known[rng.below(active_known.len() as u64) as usize].clone();
                 let secret = &known[&r.name].secret;
+                // A login checks the code against all of the user's devices: a wrong code
+                // is wrong for every one of them.
+                let secrets_of = |other: bool| -> Vec<&str> {
+                    active_known
+                        .iter()
+                        .filter(|x| x.user == r.user && (!other || x.id != r.id))
+                        .map(|x| known[&x.name].secret.as_str())
+                        .collect()
+                };
+                let wrong = wrong_code_for_all(&secrets_of(false), env.now(), 1);
                 let (code, step) = match kind {
                     Kind::LoginRight => (env.code(secret), Some(now)),
                     Kind::LoginReplay => match r.last_step {
                         // The last used step, if it is still inside the window of ±1.
                         Some(s) if s >= now - 1 => (env.code_at_step(secret, s - now), Some(s)),
-                        _ => (wrong_code(secret, env.now(), 1), None),
+                        _ => (wrong.clone(), None),
                     },
-                    _ => (wrong_code(secret, env.now(), 1), None),
+                    _ => (wrong.clone(), None),
+                };
+                // A code that another of the user's devices accepts too (a one in a few
+                // hundred thousand coincidence) would be that device's login: tried as a
+                // wrong code instead.
+                let (code, step) = if step.is_some()
+                    && valid_codes(&secrets_of(true), env.now(), 1).contains(&code)
+                {
+                    kind = Kind::LoginWrong;
+                    (wrong, None)
+                } else {
+                    (code, step)
                 };
                 let child = start_login(&env, &r.user, &code, &context);
                 let f = kill_after(&env, child, delay, victim, &mut took);
@@ -677,7 +700,16 @@ fn random_sigkills_never_corrupt_the_store_or_its_guarantees() {
                     out.transcript()
                 );
             } else {
-                out.assert_result(PamCode::AuthErr);
+                assert_eq!(
+                    out.result,
+                    PamCode::AuthErr,
+                    "{context}: {} of {} (last used step {:?} when it began, now {now}, \
+                     the code's step {login_step:?}; {victim:?} to be killed) was not refused\n{}",
+                    r.name,
+                    r.user,
+                    r.last_step,
+                    out.transcript()
+                );
             }
         }
         // A success (seen, or recorded by a killed login) used a step never used before.

@@ -160,9 +160,22 @@ pub fn totp_with(secret_b32: &str, at: i64, params: TotpParams) -> String {
 /// `±window` steps of `at` (so a "wrong code" test cannot pass by a one-in-a-million
 /// coincidence with a real code).
 pub fn wrong_code(secret_b32: &str, at: i64, window: i64) -> String {
-    let valid: Vec<String> = (-window..=window)
-        .map(|d| totp(secret_b32, at + d * STEP))
-        .collect();
+    wrong_code_for_all(&[secret_b32], at, window)
+}
+
+/// Every code valid for any of `secrets` at a step within `±window` steps of `at`: what a
+/// login of a user with these devices would accept then.
+pub fn valid_codes(secrets: &[&str], at: i64, window: i64) -> Vec<String> {
+    secrets
+        .iter()
+        .flat_map(|s| (-window..=window).map(move |d| totp(s, at + d * STEP)))
+        .collect()
+}
+
+/// A well-formed 6-digit code valid for none of `secrets` within `±window` steps of `at`:
+/// a wrong code for a user with several devices, which a login checks against all of them.
+pub fn wrong_code_for_all(secrets: &[&str], at: i64, window: i64) -> String {
+    let valid = valid_codes(secrets, at, window);
     (0..)
         .map(|n: u32| format!("{:06}", (n * 104_729 + 13) % 1_000_000))
         .find(|c| !valid.contains(c))

@@ -63,7 +63,7 @@ pub mod users;
 
 pub use clock::{
     BASE_STEP, STEP, STEP_OFFSET, TotpParams, at_step, fake_time_env, step_of, totp, totp_with,
-    unix_at, wrong_code,
+    unix_at, valid_codes, wrong_code, wrong_code_for_all,
 };
 pub use env::{
     Enrolled, IGNORED, MfaOutput, MfaRun, PamMessage, PamOutcome, PamRun, SERVICE, TestEnv,
