@@ -327,6 +327,22 @@ impl TestEnv {
     }
 
     /// What the test's `mfad` wrote on stderr so far (empty if it never started).
+    /// Whether the test's `mfad` wrote `needle` on stderr, waiting up to five seconds for
+    /// it: the daemon logs before it answers, but the test's reader of its stderr may
+    /// not have taken the line in yet when the answer's effects are checked.
+    pub fn mfad_logged(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if self.mfad_stderr().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn mfad_stderr(&self) -> String {
         self.mfad
             .borrow()
