@@ -105,8 +105,9 @@ pub(super) fn sync_directory(store: &Path) -> Result<()> {
 /// about 250 code logins (each commits one frame). The first commit after a complete fold
 /// starts the WAL again from its beginning, writing over frames already on disk, and a
 /// commit that writes over blocks the file has is the cheaper kind of `fdatasync`: one
-/// that makes the file longer also commits the file system's journal (on the development
-/// machine's ext4, 180–215 µs against 85–110 µs for the same frames written over). The
+/// that makes the file longer must also make its new size and blocks durable, the file
+/// system's metadata (on the development machine's ext4, 165–318 µs against 85–142 µs
+/// for the same frames written over). The
 /// folds' own fsyncs come once per this many frames, between requests; 64 frames made the
 /// median login as fast but put a fold before one login in sixty (its p99 went up by a
 /// fifth).
