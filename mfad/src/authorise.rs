@@ -112,7 +112,7 @@ impl Work {
     /// step, a failure count, a used recovery code, an audit row) never removes or
     /// replaces a secret. Any other request that changes the store may (a device or
     /// token removed, a registration replaced or expired), and the daemon empties the
-    /// WAL after it ([`crate::service::Service::tidy`]).
+    /// WAL after it, before answering ([`crate::service::Service::answer`]).
     pub fn is_login_or_look(&self) -> bool {
         matches!(
             self,

@@ -83,9 +83,10 @@ impl Service {
         }
     }
 
-    /// Between requests, in a turn of its own: empties the resident store's WAL after a
-    /// change that may have removed a secret ([`Store::empty_wal`]), or folds it when it
-    /// is due ([`Store::fold_wal_if_due`]), so that no login's commit waits for either.
+    /// Between requests, in a turn of its own: folds the resident store's WAL when it is
+    /// due ([`Store::fold_wal_if_due`]), so that no login's commit waits for it, or
+    /// empties it after a change that may have removed a secret, when a reader kept
+    /// [`Service::answer`] from doing so ([`Store::empty_wal`]).
     /// The store is checked again first, as before a request: pages folded into a file
     /// cut short or swapped since then would leave it half-written.
     pub fn tidy(&mut self, log: &Log) {
@@ -189,6 +190,14 @@ impl Service {
             self.scrub |= changes_after.is_some() && changes_after != changes_before;
         }
         self.settle(log);
+        // Emptied before the answer goes out, so that when `mfa remove` says done, the
+        // secret is in no file; such changes are rare, and no login waits for it. A
+        // reader holding the WAL (`mfa doctor`) leaves it to a later turn.
+        if self.scrub
+            && let Some(store) = &self.store
+        {
+            self.scrub = !store.empty_wal();
+        }
         response
     }
 
