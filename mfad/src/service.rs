@@ -213,9 +213,11 @@ impl Service {
 
 impl Service {
     /// The store as it is now, for the fleet's side: a fleet account's remembered logins
-    /// are this host's ([`crate::fleet`]). `None` when there is no store.
+    /// are this host's ([`crate::fleet`]). `None` when there is no store. Kept open and
+    /// folded between requests as after [`Service::answer`].
     pub(crate) fn with_store<T>(
         &mut self,
+        log: &Log,
         f: impl FnOnce(Option<&mut Store>) -> pam_mfa::Result<T>,
     ) -> pam_mfa::Result<T> {
         if let Some(store) = &self.store
@@ -230,6 +232,7 @@ impl Service {
         {
             old.abandon();
         }
+        self.settle(log);
         result
     }
 }

@@ -95,7 +95,7 @@ impl Turns {
             let Some(_turn) = gate.take(uid) else {
                 return busy();
             };
-            let local = self.local_store(uid);
+            let local = self.local_store(uid, log);
             return side.answer(uid, work, log, &local);
         }
         if let Some((gate, side)) = &self.fleet
@@ -109,7 +109,7 @@ impl Turns {
             let Some(_turn) = gate.take(uid) else {
                 return busy();
             };
-            let store = self.local_store(uid);
+            let store = self.local_store(uid, log);
             return side.merge(local, side.answer(uid, fleet_work, log, &store));
         }
         let prune = self.fleet.is_some()
@@ -146,10 +146,12 @@ impl Turns {
     }
 
     /// The local store, for a fleet request that needs it between its database calls.
-    fn local_store(&self, uid: u32) -> LocalStore<'_> {
+    fn local_store<'a>(&'a self, uid: u32, log: &'a Log) -> LocalStore<'a> {
         LocalStore {
             gate: &self.gate,
             service: &self.service,
+            tidy_due: &self.tidy_due,
+            log,
             uid,
         }
     }
@@ -174,6 +176,9 @@ impl Turns {
 pub struct LocalStore<'a> {
     gate: &'a Gate,
     service: &'a Mutex<Service>,
+    /// Set when what `with` wrote leaves the WAL due for a fold ([`Turns::tidy`]).
+    tidy_due: &'a AtomicBool,
+    log: &'a Log,
     uid: u32,
 }
 
@@ -187,11 +192,12 @@ impl LocalStore<'_> {
         let Some(_turn) = self.gate.take(self.uid) else {
             return Ok(None);
         };
-        self.service
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .with_store(f)
-            .map(Some)
+        let mut service = self.service.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = service.with_store(self.log, f);
+        if service.wants_tidy() {
+            self.tidy_due.store(true, Ordering::Release);
+        }
+        result.map(Some)
     }
 }
 
@@ -255,6 +261,48 @@ mod tests {
             None,
             "/nonexistent/devices.db".into(),
         )))
+    }
+
+    /// What a fleet request writes into the host's store (its remembered logins) goes
+    /// through the daemon's resident connection and is folded between requests, as a
+    /// local request's writes are: never left to a login's commit.
+    #[test]
+    fn the_fleets_writes_to_the_local_store_are_folded_between_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store/devices.db");
+        pam_mfa::store::Store::open_or_create(&db).unwrap();
+        let wal = db.with_file_name("devices.db-wal");
+        let t = Turns::new(Service::resident(None, db.clone()));
+        let log = Log::syslog_only();
+        let local = t.local_store(0, &log);
+        let write = |n: u32| {
+            local
+                .with(|store| {
+                    let tx = store.unwrap().write()?;
+                    if n == 0 {
+                        tx.execute_batch("CREATE TABLE scratch (n INTEGER)")?;
+                    }
+                    tx.execute("INSERT INTO scratch VALUES (?1)", [n])?;
+                    Ok(tx.commit()?)
+                })
+                .unwrap()
+                .unwrap();
+        };
+        let mut n = 0;
+        while !t.tidy_due.load(Ordering::Acquire) {
+            write(n);
+            n += 1;
+            assert!(n <= 300, "the fold was never scheduled");
+        }
+        assert!(n >= 200, "scheduled after {n} commits: before it was due");
+        let len = |path: &std::path::Path| std::fs::metadata(path).unwrap().len();
+        let (wal_before, db_before) = (len(&wal), len(&db));
+        t.tidy(&log);
+        assert!(!t.tidy_due.load(Ordering::Acquire));
+        assert!(len(&db) > db_before, "nothing was folded into the database");
+        // The next commit writes over the WAL from its start instead of growing it.
+        write(n);
+        assert_eq!(len(&wal), wal_before);
     }
 
     /// With the turn held, a user's request and then root's wait; root's goes first.
