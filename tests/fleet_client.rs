@@ -593,12 +593,15 @@ fn a_server_that_stops_answering_costs_the_deadline() {
     let m = unavailable(fleet.unlock("alice", 0));
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900), "{took:?}");
-    assert!(took < Duration::from_millis(1600), "{took:?}: {m}");
-    // Now the connection itself stalls: the connect deadline (2 s) plus nothing.
+    // Bounds below a deadline paid twice (or both paid), with room for a busy machine's
+    // late wake-up (other tests start PostgreSQL servers meanwhile).
+    assert!(took < Duration::from_millis(1900), "{took:?}: {m}");
+    // Now the connection itself stalls: the connect deadline (2 s) plus nothing (not
+    // the query's 1 s on top).
     let start = Instant::now();
     let m = unavailable(fleet.policy());
     let took = start.elapsed();
-    assert!(took < Duration::from_millis(2600), "{took:?}: {m}");
+    assert!(took < Duration::from_millis(2900), "{took:?}: {m}");
     assert!(m.contains(&via), "{m}");
 
     frozen.store(false, Ordering::SeqCst);

@@ -491,6 +491,17 @@ impl PamOutcome {
     }
 
     /// The whole run, for assertion messages.
+    /// How long the login took in pam-client, from `pam_start` (or the end of its
+    /// barrier) to the return of `pam_end`; `None` if it did not get that far.
+    pub fn login_took(&self) -> Option<std::time::Duration> {
+        self.stderr.lines().find_map(|line| {
+            let micros = line
+                .strip_prefix("pam-client: login took ")?
+                .strip_suffix(" us")?;
+            micros.parse().ok().map(std::time::Duration::from_micros)
+        })
+    }
+
     pub fn transcript(&self) -> String {
         format!(
             "result {} (exit {})\nstdout:\n{}stderr:\n{}",

@@ -490,6 +490,7 @@ fn main() -> ExitCode {
         appdata_ptr: std::ptr::from_mut::<ConvState>(&mut *state).cast(),
     };
     let mut pamh: *mut PamHandle = std::ptr::null_mut();
+    let mut login_started = std::time::Instant::now();
     // SAFETY: all strings are NUL-terminated and live until pam_end; `conv` and the state
     // it points to live until the end of `main`, after pam_end; `pamh` is a valid out-pointer.
     let rc = unsafe { pam_start(args.service.as_ptr(), args.user.as_ptr(), &conv, &mut pamh) };
@@ -534,6 +535,7 @@ fn main() -> ExitCode {
         if let Err(e) = std::io::stdin().read_to_end(&mut sink) {
             eprintln!("pam-client: reading stdin: {e}");
         }
+        login_started = std::time::Instant::now();
     }
     // SAFETY: `pamh` is a live handle; flags 0 as documented above.
     let rc = unsafe { pam_authenticate(pamh, 0) };
@@ -555,6 +557,13 @@ fn main() -> ExitCode {
     }
     // SAFETY: `pamh` is live and ended exactly once; the conversation state outlives it.
     unsafe { pam_end(pamh, rc) };
+    // The login as its host sees it, from pam_start (or the barrier) to pam_end's return:
+    // what a test that bounds a login's time measures, without this process's own start
+    // and exit.
+    eprintln!(
+        "pam-client: login took {} us",
+        login_started.elapsed().as_micros()
+    );
     drop(state);
     // A module must not leave threads running in its host; the tests check this count.
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
