@@ -12,7 +12,10 @@ use pam_mfa_tests::accounts::as_user;
 use pam_mfa_tests::at_login::{self, PASSWORD, assert_registered_at_login};
 use pam_mfa_tests::fleet::{DB, Host, enroll, fleet_database, with_time_left_in_step};
 use pam_mfa_tests::postgres::Postgres;
-use pam_mfa_tests::{PamCode, PamOutcome, PamRun, TestUser, mfa_bin, next_code, real_now, totp};
+use pam_mfa_tests::{
+    PamCode, PamOutcome, PamRun, TestUser, mfa_bin, next_code, real_now, totp,
+    wrong_code_now_for_all,
+};
 
 /// The policy `no_device enroll`, set in the database (one policy for the fleet).
 fn enroll_at_login_policy(pg: &Postgres) {
@@ -308,7 +311,8 @@ fn assert_asked(out: &PamOutcome, after: &str) {
 
 /// A login on `host` from HOST with the next code of a device registered for it now, so
 /// that each login has a code no other login used.
-fn login_with_a_new_device(host: &Host, via: &Host, user: &TestUser, name: &str) {
+/// Returns the device's secret.
+fn login_with_a_new_device(host: &Host, via: &Host, user: &TestUser, name: &str) -> String {
     let secret = enroll(via, user.name(), name);
     host.env
         .pam(user.name())
@@ -316,6 +320,7 @@ fn login_with_a_new_device(host: &Host, via: &Host, user: &TestUser, name: &str)
         .answer(&next_code(&secret))
         .run()
         .assert_success();
+    secret
 }
 
 // Remembered logins of a fleet account are the host's own (this host remembers the
@@ -332,7 +337,7 @@ fn a_host_remembers_its_own_logins_and_the_fleet_ends_them() {
             .assert_success();
     }
     let alice = TestUser::new();
-    login_with_a_new_device(&a, &a, &alice, "phone");
+    let phone = login_with_a_new_device(&a, &a, &alice, "phone");
 
     // A lets her in again without a code; B never saw that login and asks.
     assert_let_in_without_prompt(&login_without_answer(&a, &alice, HOST));
@@ -358,7 +363,7 @@ fn a_host_remembers_its_own_logins_and_the_fleet_ends_them() {
 
     // `mfa forget` on B ends it too (B itself remembered nothing).
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    login_with_a_new_device(&a, &b, &alice, "tablet");
+    let tablet = login_with_a_new_device(&a, &b, &alice, "tablet");
     assert_let_in_without_prompt(&login_without_answer(&a, &alice, HOST));
     let out = b.env.mfa(&["--user", alice.name(), "forget"]);
     out.assert_success();
@@ -366,7 +371,7 @@ fn a_host_remembers_its_own_logins_and_the_fleet_ends_them() {
 
     // And `mfa admin unlock` on B.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    login_with_a_new_device(&a, &b, &alice, "laptop");
+    let laptop = login_with_a_new_device(&a, &b, &alice, "laptop");
     assert_let_in_without_prompt(&login_without_answer(&a, &alice, HOST));
     b.env
         .mfa(&["admin", "unlock", alice.name()])
@@ -379,14 +384,14 @@ fn a_host_remembers_its_own_logins_and_the_fleet_ends_them() {
     // And a lock-out started on B (wrong codes from another address): A's remembered
     // login is gone, and stays gone once the lock-out is over.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    login_with_a_new_device(&a, &b, &alice, "pager");
+    let pager = login_with_a_new_device(&a, &b, &alice, "pager");
     assert_let_in_without_prompt(&login_without_answer(&a, &alice, HOST));
     b.env.write_service(&["max_failures=2", "lockout=2"]);
     for _ in 0..2 {
         b.env
             .pam(alice.name())
             .rhost("198.51.100.9")
-            .answer("000000")
+            .answer(&wrong_code_now_for_all(&[&phone, &tablet, &laptop, &pager]))
             .run()
             .assert_result(PamCode::AuthErr);
     }

@@ -500,3 +500,30 @@ fn postgres_cluster_with_a_standby_that_can_be_promoted() {
         String::from_utf8_lossy(&plain.stderr)
     );
 }
+
+/// The crash test's wait for a killed client's request (`wait_until_no_client`) sees a
+/// connection the daemon holds, and its end.
+#[test]
+fn waiting_for_the_daemons_clients_sees_a_held_connection_and_its_end() {
+    use pam_mfa_tests::mfad::wait_until_no_client;
+    use std::time::Duration;
+    let env = TestEnv::new();
+    let socket = env.socket();
+    assert!(wait_until_no_client(&socket, Duration::from_secs(10)));
+    let held = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    // Seen once the daemon has accepted it (at once, unless the machine is very busy).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wait_until_no_client(&socket, Duration::ZERO) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a held connection was not seen"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !wait_until_no_client(&socket, Duration::from_millis(300)),
+        "a held connection was seen, then not"
+    );
+    drop(held);
+    assert!(wait_until_no_client(&socket, Duration::from_secs(10)));
+}

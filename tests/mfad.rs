@@ -416,7 +416,8 @@ fn mfad_serves_the_socket_systemd_passes() {
     .unwrap_or_else(|e| panic!("{e}\n{}", run.stderr()));
     assert!(matches!(answer, Response::Devices(d) if d.len() == 1 && d[0].name == "phone"));
     assert!(
-        run.stderr().contains("the socket from systemd"),
+        run.wait_for("its startup line", |_, err| err
+            .contains("the socket from systemd")),
         "{}",
         run.stderr()
     );

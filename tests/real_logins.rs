@@ -17,7 +17,7 @@ use pam_mfa_tests::syslog::AUTHPRIV;
 use pam_mfa_tests::{
     Namespace, PtySession, SshKey, SshOutcome, Sshd, SyslogRecord, TestEnv, TestUser,
     assert_code_not_logged, enroll_now, give_password, give_shell, keygen, module_lines, next_code,
-    paths, wrong_code_now,
+    paths, wrong_code_now, wrong_code_now_for_all,
 };
 
 /// The module's default prompt.
@@ -833,7 +833,8 @@ fn sudo_asks_for_the_code_after_the_password() {
 
     // Piped (sudo -S): a wrong code, then the right one.
     let mark = log.mark();
-    let wrong = wrong_code_now(&devices[0].secret);
+    let secrets: Vec<&str> = devices.iter().map(|d| d.secret.as_str()).collect();
+    let wrong = wrong_code_now_for_all(&secrets);
     let out = sudo_piped(&ns, &alice, &format!("{}\n{wrong}\n", alice.password));
     assert!(
         !out.status.success() && !out.stdout.contains("root"),

@@ -15,7 +15,7 @@ use pam_mfa_tests::backend::Backend;
 use pam_mfa_tests::process::{self, Finished};
 use pam_mfa_tests::{
     Namespace, STEP, TestEnv, TestUser, enroll_now, mfa_bin, next_code, real_now, totp,
-    wrong_code_now,
+    wrong_code_now_for_all,
 };
 use serde_json::Value;
 
@@ -432,7 +432,10 @@ fn changing_devices_needs_a_current_code_which_is_then_used_up() {
         &alice,
         &rename,
         &[],
-        &format!("{}\n", wrong_code_now(&phone.secret)),
+        &format!(
+            "{}\n",
+            wrong_code_now_for_all(&[&phone.secret, &tablet.secret])
+        ),
     );
     assert_refused(&out, "not a current code");
     assert_eq!(names_now(&env, alice.name()), ["phone", "tablet"]);

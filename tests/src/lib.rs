@@ -84,6 +84,6 @@ pub use guide::{snippet, snippet_names, unmarked_blocks, workspace_root};
 pub use namespace::{Namespace, replace_line};
 pub use pam_code::PamCode;
 pub use pty::{PtyFinished, PtySession};
-pub use realtime::{enroll_now, next_code, real_now, wrong_code_now};
+pub use realtime::{enroll_now, next_code, real_now, wrong_code_now, wrong_code_now_for_all};
 pub use sshd::{SshKey, SshOutcome, Sshd, keygen};
 pub use syslog::{SyslogListener, SyslogRecord, assert_code_not_logged, module_lines};

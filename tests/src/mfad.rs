@@ -34,6 +34,33 @@ pub fn ask_at(socket: &Path, request: &Request) -> Result<Response, String> {
     pam_mfa_protocol::read_response(&mut s).map_err(|e| format!("answer: {e}"))
 }
 
+/// Waits (up to `limit`) until the daemon listening at `socket` holds no connection from
+/// a client; `false` if it still holds one then. A connection thread closes its
+/// connection only after the request on it has run to its end and been answered, so
+/// once none is left, every request sent before has been carried out. The daemon's end
+/// of an accepted connection carries the listening socket's path in `/proc/net/unix`
+/// (of the caller's network namespace: the daemon's must be the same), in state 03; a
+/// connection still waiting to be accepted is not listed there, so give the daemon's
+/// threads (waiting in `accept`) a moment first.
+pub fn wait_until_no_client(socket: &Path, limit: Duration) -> bool {
+    let path = socket.to_string_lossy();
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+        let held = table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() == 8 && fields[5] == "03" && fields[7] == path
+        });
+        if !held {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// A running `mfad` (ended when dropped; drop it before its namespace).
 pub struct Mfad {
     run: Running,

@@ -55,3 +55,9 @@ pub fn next_code(secret: &str) -> String {
 pub fn wrong_code_now(secret: &str) -> String {
     wrong_code(secret, real_now(), 3)
 }
+
+/// A well-formed code that is wrong for every one of `secrets` (a user's devices: a login
+/// checks them all) at every step within ±3 of now.
+pub fn wrong_code_now_for_all(secrets: &[&str]) -> String {
+    crate::clock::wrong_code_for_all(secrets, real_now(), 3)
+}
