@@ -163,10 +163,16 @@ impl Turns {
         };
         let mut service = self.service.lock().unwrap_or_else(PoisonError::into_inner);
         let response = service.answer(uid, work, log);
-        if service.wants_tidy() {
-            self.tidy_due.store(true, Ordering::Release);
-        }
+        schedule_tidy(&service, &self.tidy_due);
         response
+    }
+}
+
+/// After a turn at the store: marks its housekeeping due for [`Turns::tidy`] once the
+/// answer has gone out, if the turn left some.
+fn schedule_tidy(service: &Service, tidy_due: &AtomicBool) {
+    if service.wants_tidy() {
+        tidy_due.store(true, Ordering::Release);
     }
 }
 
@@ -194,9 +200,7 @@ impl LocalStore<'_> {
         };
         let mut service = self.service.lock().unwrap_or_else(PoisonError::into_inner);
         let result = service.with_store(self.log, f);
-        if service.wants_tidy() {
-            self.tidy_due.store(true, Ordering::Release);
-        }
+        schedule_tidy(&service, self.tidy_due);
         result.map(Some)
     }
 }
