@@ -211,10 +211,17 @@ fn root_manages_devices_through_the_daemon() {
     // path that is not a socket: one clear line, exit 1.
     let mut cmd = Command::new(&d.mfa);
     cmd.args(["--socket", "/nonexistent/mfad.sock", "list"]);
+    let hint = if std::path::Path::new("/run/systemd/system").is_dir() {
+        "systemctl status mfad.socket"
+    } else {
+        "without systemd, root starts /usr/sbin/mfad; mfa doctor says more"
+    };
     refused(
         &run(cmd, ""),
-        "cannot reach mfad at /nonexistent/mfad.sock: No such file or directory (os error 2); \
-         is it running? (systemctl status mfad.socket)",
+        &format!(
+            "cannot reach mfad at /nonexistent/mfad.sock: No such file or directory (os error 2); \
+             is it running? ({hint})"
+        ),
     );
     // --socket with --db is a usage error.
     let out = d.root(&["--db", "/tmp/x.db", "list"], "");

@@ -101,11 +101,22 @@ fn open_direct(db: &Path) -> Result<mfad::Direct, CliError> {
     mfad::Direct::open(db).map_err(CliError::msg)
 }
 
+/// Whether systemd manages this host (its runtime directory exists), which decides how
+/// mfad is started here and so what `mfa` advises when it cannot reach it.
+pub fn systemd_runs() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
 /// A connection to the daemon's socket, with deadlines.
 pub fn connect(path: &Path) -> Result<UnixStream, CliError> {
+    let hint = if systemd_runs() {
+        "systemctl status mfad.socket"
+    } else {
+        "without systemd, root starts /usr/sbin/mfad; mfa doctor says more"
+    };
     let unreachable = |e: std::io::Error| {
         CliError::msg(format!(
-            "cannot reach mfad at {}: {e}; is it running? (systemctl status mfad.socket)",
+            "cannot reach mfad at {}: {e}; is it running? ({hint})",
             path.display()
         ))
     };

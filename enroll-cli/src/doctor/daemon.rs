@@ -19,16 +19,25 @@ const CHECK: &str = "daemon";
 const HELLO_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Whether mfad answers at `socket` and serves `store`, the store this report checked.
-pub fn check(socket: &Path, store: &Path) -> Vec<Finding> {
+/// How to start it depends on whether systemd runs here (`systemd_runs`): a host without
+/// it has no unit to enable.
+pub fn check(socket: &Path, store: &Path, systemd_runs: bool) -> Vec<Finding> {
     let shown = socket.display();
     let stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => {
+            let fix = if systemd_runs {
+                "start it: systemctl enable --now mfad.socket (systemctl status mfad.socket \
+                 tells why it stopped)"
+            } else {
+                "start it: run /usr/sbin/mfad as root under this host's init system or \
+                 supervisor (scripts/install.sh starts it once, logging to \
+                 /var/log/pam_mfa-mfad.log)"
+            };
             return vec![Finding::problem(
                 CHECK,
                 format!("cannot reach mfad at {shown}: {e}; no login can check a code"),
-                "start it: systemctl enable --now mfad.socket (systemctl status mfad.socket \
-                 tells why it stopped)",
+                fix,
             )];
         }
     };
@@ -76,7 +85,11 @@ pub fn check(socket: &Path, store: &Path) -> Vec<Finding> {
         Err(e) => findings.push(Finding::problem(
             CHECK,
             format!("mfad at {shown} does not answer: {e}"),
-            "see systemctl status mfad and the system log; restart it",
+            if systemd_runs {
+                "see systemctl status mfad and the system log; restart it"
+            } else {
+                "see the system log (or /var/log/pam_mfa-mfad.log); restart mfad"
+            },
         )),
     }
     findings
@@ -229,5 +242,24 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].status, Status::Ok);
         assert!(f[0].message.contains("supervisor"));
+    }
+
+    #[test]
+    fn an_unreachable_daemon_is_a_problem_whose_fix_fits_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("mfad.sock");
+        let store = dir.path().join("devices.db");
+        let with_systemd = check(&socket, &store, true);
+        assert_eq!(with_systemd.len(), 1);
+        assert_eq!(with_systemd[0].status, Status::Problem);
+        assert!(with_systemd[0].message.contains("cannot reach mfad"));
+        let fix = with_systemd[0].fix.clone().unwrap();
+        assert!(fix.contains("systemctl enable --now mfad.socket"), "{fix}");
+        // Without systemd there is no unit to enable: the fix says what to run instead.
+        let without = check(&socket, &store, false);
+        assert_eq!(without[0].status, Status::Problem);
+        let fix = without[0].fix.clone().unwrap();
+        assert!(!fix.contains("systemctl"), "{fix}");
+        assert!(fix.contains("/usr/sbin/mfad"), "{fix}");
     }
 }

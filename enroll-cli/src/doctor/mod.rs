@@ -168,11 +168,9 @@ pub fn run(
     // The running daemon is the running system's: checked for `/`, or when named.
     if root.is_system() || socket.is_some() {
         let socket = socket.unwrap_or_else(|| PathBuf::from(mfad::DEFAULT_SOCKET));
-        findings.extend(daemon::check(&socket, &default_store));
-        findings.extend(daemon::units(
-            &root,
-            std::path::Path::new("/run/systemd/system").is_dir(),
-        ));
+        let systemd_runs = crate::daemon::systemd_runs();
+        findings.extend(daemon::check(&socket, &default_store, systemd_runs));
+        findings.extend(daemon::units(&root, systemd_runs));
     }
     findings.extend(daemon::obsolete_db_arguments(&pam.lines));
     findings.extend(fleet::check(&root));
