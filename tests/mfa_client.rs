@@ -214,7 +214,7 @@ fn root_manages_devices_through_the_daemon() {
     let hint = if std::path::Path::new("/run/systemd/system").is_dir() {
         "systemctl status mfad.socket"
     } else {
-        "without systemd, root starts /usr/sbin/mfad; mfa doctor says more"
+        "without systemd, root starts /usr/sbin/mfad; root's mfa doctor says more"
     };
     refused(
         &run(cmd, ""),
@@ -322,4 +322,65 @@ fn a_user_reaches_only_their_own_devices_without_setuid() {
     refused(&out, "cannot write /etc/qr.png");
     assert!(!Path::new("/etc/qr.png").exists());
     assert_eq!(names(&d.user(&bob, &["list", "--json"], "")), ["bob-phone"]);
+}
+
+/// `mfa --socket SOCK doctor` checks the store that daemon serves (its greeting names it),
+/// not the default path; `--db` names another store to check, and the report then says
+/// the daemon serves a different one.
+#[test]
+fn doctor_checks_the_store_the_daemon_serves() {
+    let d = Daemon::start();
+    let alice = TestUser::new();
+    enroll(&d, alice.name(), "phone");
+    // An empty system root: only the store and the daemon have something to report.
+    let root = tempfile::tempdir().expect("tempdir");
+    let root_dir = root.path().to_str().expect("utf-8 path");
+    let served = d.dir.path().join("store/devices.db");
+    let served_shown = served.display().to_string();
+    let findings = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = d.root(args, "");
+        let (stdout, stderr) = text(&out);
+        match json(&stdout) {
+            serde_json::Value::Array(items) => items,
+            other => panic!("doctor --json printed {other}; stderr: {stderr}"),
+        }
+    };
+    let with = |items: &[serde_json::Value], check: &str, needle: &str| -> Vec<String> {
+        items
+            .iter()
+            .filter(|f| f["check"] == check)
+            .filter_map(|f| {
+                let line = format!("{} {}", f["status"], f["message"]);
+                line.contains(needle).then_some(line)
+            })
+            .collect()
+    };
+
+    let report = findings(&["doctor", "--root", root_dir, "--json"]);
+    let store = with(&report, "store", &served_shown);
+    assert!(
+        store.len() == 1 && store[0].starts_with("\"ok\""),
+        "{report:#?}"
+    );
+    let users = with(&report, "users", "1 user has active devices");
+    assert_eq!(users.len(), 1, "{report:#?}");
+    let daemon = with(&report, "daemon", "the store checked above");
+    assert!(
+        daemon.len() == 1 && daemon[0].starts_with("\"ok\""),
+        "{report:#?}"
+    );
+
+    // --db names another store: that one is checked, and the daemon's line says so.
+    let other = root.path().join("other.db");
+    let other_shown = other.display().to_string();
+    let report = findings(&["--db", &other_shown, "doctor", "--root", root_dir, "--json"]);
+    assert!(
+        !with(&report, "store", &other_shown).is_empty(),
+        "{report:#?}"
+    );
+    let daemon = with(&report, "daemon", "but this report checked");
+    assert!(
+        daemon.len() == 1 && daemon[0].starts_with("\"warning\""),
+        "{report:#?}"
+    );
 }

@@ -112,7 +112,7 @@ pub fn connect(path: &Path) -> Result<UnixStream, CliError> {
     let hint = if systemd_runs() {
         "systemctl status mfad.socket"
     } else {
-        "without systemd, root starts /usr/sbin/mfad; mfa doctor says more"
+        "without systemd, root starts /usr/sbin/mfad; root's mfa doctor says more"
     };
     let unreachable = |e: std::io::Error| {
         CliError::msg(format!(

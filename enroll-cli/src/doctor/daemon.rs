@@ -5,7 +5,7 @@
 //! which the module no longer reads, is pointed out for removal.
 
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pam_mfa_protocol::{PROTOCOL_VERSION, Request, Response};
@@ -18,14 +18,64 @@ const CHECK: &str = "daemon";
 /// How long the daemon may take to answer `Hello`.
 const HELLO_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Whether mfad answers at `socket` and serves `store`, the store this report checked.
-/// How to start it depends on whether systemd runs here (`systemd_runs`): a host without
-/// it has no unit to enable.
-pub fn check(socket: &Path, store: &Path, systemd_runs: bool) -> Vec<Finding> {
-    let shown = socket.display();
-    let stream = match UnixStream::connect(socket) {
-        Ok(s) => s,
-        Err(e) => {
+/// What mfad at a socket answered to `Hello`, asked once: the report checks the store it
+/// names (when no `--db` was given) and then judges the answer.
+pub struct Greeting {
+    socket: PathBuf,
+    answer: Result<Response, Unanswered>,
+}
+
+/// Why there is no answer to judge.
+enum Unanswered {
+    /// Nothing accepted the connection.
+    Unreachable(std::io::Error),
+    /// Connected, but no well-formed answer came.
+    Silent(String),
+}
+
+impl Greeting {
+    /// Greets the daemon at `socket`.
+    pub fn ask(socket: &Path) -> Self {
+        let answer = match UnixStream::connect(socket) {
+            Err(e) => Err(Unanswered::Unreachable(e)),
+            Ok(stream) => stream
+                .set_read_timeout(Some(HELLO_DEADLINE))
+                .and_then(|()| stream.set_write_timeout(Some(HELLO_DEADLINE)))
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    let mut s = &stream;
+                    pam_mfa_protocol::write_request(&mut s, &Request::Hello)
+                        .map_err(|e| e.to_string())?;
+                    pam_mfa_protocol::read_response(&mut s).map_err(|e| e.to_string())
+                })
+                .map_err(Unanswered::Silent),
+        };
+        Self {
+            socket: socket.to_owned(),
+            answer,
+        }
+    }
+
+    /// The store the daemon serves, when it answered in this protocol's version.
+    pub fn served_store(&self) -> Option<PathBuf> {
+        match &self.answer {
+            Ok(Response::Hello {
+                protocol, store, ..
+            }) if *protocol == PROTOCOL_VERSION => Some(PathBuf::from(store)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the daemon that gave `greeting` answers and serves `store`, the store this
+/// report checked. How to start it depends on whether systemd runs here
+/// (`systemd_runs`): a host without it has no unit to enable.
+pub fn check(greeting: &Greeting, store: &Path, systemd_runs: bool) -> Vec<Finding> {
+    let shown = greeting.socket.display();
+    let answer = match &greeting.answer {
+        Ok(answer) => Ok(answer),
+        Err(Unanswered::Silent(e)) => Err(e.clone()),
+        Err(Unanswered::Unreachable(e)) => {
             let fix = if systemd_runs {
                 "start it: systemctl enable --now mfad.socket (systemctl status mfad.socket \
                  tells why it stopped)"
@@ -41,27 +91,18 @@ pub fn check(socket: &Path, store: &Path, systemd_runs: bool) -> Vec<Finding> {
             )];
         }
     };
-    let answer = stream
-        .set_read_timeout(Some(HELLO_DEADLINE))
-        .and_then(|()| stream.set_write_timeout(Some(HELLO_DEADLINE)))
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            let mut s = &stream;
-            pam_mfa_protocol::write_request(&mut s, &Request::Hello).map_err(|e| e.to_string())?;
-            pam_mfa_protocol::read_response(&mut s).map_err(|e| e.to_string())
-        });
     let mut findings = Vec::new();
     match answer {
         Ok(Response::Hello {
             protocol,
             daemon,
             store: served,
-        }) if protocol == PROTOCOL_VERSION => {
+        }) if *protocol == PROTOCOL_VERSION => {
             findings.push(Finding::ok(
                 CHECK,
                 format!("mfad {daemon} answers at {shown} (protocol {protocol})"),
             ));
-            findings.push(served_store(Path::new(&served), store));
+            findings.push(served_store(Path::new(served), store));
         }
         Ok(Response::Hello {
             protocol, daemon, ..
@@ -95,7 +136,8 @@ pub fn check(socket: &Path, store: &Path, systemd_runs: bool) -> Vec<Finding> {
     findings
 }
 
-/// Whether the store the daemon serves is `checked`, the store this report checked.
+/// Whether the store the daemon serves is `checked`, the store this report checked (they
+/// differ only when `--db` named another).
 fn served_store(served: &Path, checked: &Path) -> Finding {
     if same_file(served, checked) {
         Finding::ok(
@@ -110,10 +152,7 @@ fn served_store(served: &Path, checked: &Path) -> Finding {
                 served.display(),
                 checked.display()
             ),
-            format!(
-                "check the store mfad uses: mfa --db {} doctor",
-                served.display()
-            ),
+            "to check the store mfad uses, run the doctor without --db",
         )
     }
 }
@@ -249,14 +288,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("mfad.sock");
         let store = dir.path().join("devices.db");
-        let with_systemd = check(&socket, &store, true);
+        let greeting = Greeting::ask(&socket);
+        assert_eq!(greeting.served_store(), None);
+        let with_systemd = check(&greeting, &store, true);
         assert_eq!(with_systemd.len(), 1);
         assert_eq!(with_systemd[0].status, Status::Problem);
         assert!(with_systemd[0].message.contains("cannot reach mfad"));
         let fix = with_systemd[0].fix.clone().unwrap();
         assert!(fix.contains("systemctl enable --now mfad.socket"), "{fix}");
         // Without systemd there is no unit to enable: the fix says what to run instead.
-        let without = check(&socket, &store, false);
+        let without = check(&greeting, &store, false);
         assert_eq!(without[0].status, Status::Problem);
         let fix = without[0].fix.clone().unwrap();
         assert!(!fix.contains("systemctl"), "{fix}");

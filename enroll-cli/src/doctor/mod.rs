@@ -155,7 +155,14 @@ pub fn run(
         ));
     }
     let root = Root::new(args.root.as_deref())?;
-    let default_store = db.unwrap_or_else(|| root.path(DEFAULT_PATH));
+    // The running daemon is the running system's: asked for `/`, or when named. Without
+    // `--db`, the store checked is the one it serves.
+    let greeting = (root.is_system() || socket.is_some()).then(|| {
+        daemon::Greeting::ask(&socket.unwrap_or_else(|| PathBuf::from(mfad::DEFAULT_SOCKET)))
+    });
+    let default_store = db
+        .or_else(|| greeting.as_ref().and_then(daemon::Greeting::served_store))
+        .unwrap_or_else(|| root.path(DEFAULT_PATH));
 
     let pam = pam::scan(&root);
     let stores = store::check(&default_store, &root, &pam.lines);
@@ -165,11 +172,9 @@ pub fn run(
     findings.extend(sshd::check(&root, &pam.lines));
     findings.extend(remembered::check(&root, &default_store, &pam.lines));
     findings.extend(users::check(&root, &pam.lines, &stores));
-    // The running daemon is the running system's: checked for `/`, or when named.
-    if root.is_system() || socket.is_some() {
-        let socket = socket.unwrap_or_else(|| PathBuf::from(mfad::DEFAULT_SOCKET));
+    if let Some(greeting) = &greeting {
         let systemd_runs = crate::daemon::systemd_runs();
-        findings.extend(daemon::check(&socket, &default_store, systemd_runs));
+        findings.extend(daemon::check(greeting, &default_store, systemd_runs));
         findings.extend(daemon::units(&root, systemd_runs));
     }
     findings.extend(daemon::obsolete_db_arguments(&pam.lines));
