@@ -1982,7 +1982,7 @@ fn registration_and_device_changes() {
     };
     for expected in [
         row("activate", "phone", "totp"),
-        row("resync", "phone", "drift 241 s"),
+        row("resync", "phone", "drift 7230 s"),
         row("rename", "p4", "was phone"),
         row("remove", "p4", "totp"),
     ] {

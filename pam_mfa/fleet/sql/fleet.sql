@@ -1113,7 +1113,7 @@ BEGIN
         SET drift = t + 1 - now_step, last_step = greatest(coalesce(last_step, t + 1), t + 1)
         WHERE id = d.id;
         outcome := 'resynced clock ' || ((t + 1 - now_step) * d.period);
-        detail := 'drift ' || (t + 1 - now_step) || ' s';
+        detail := 'drift ' || ((t + 1 - now_step) * d.period) || ' s';
     END IF;
     -- The local store's detail for the same event (audit_device_resync and
     -- audit_device_counter_resync).
