@@ -79,7 +79,7 @@ pub fn totp(
 
     write_qr_files(&pending, args)?;
     if args.begin {
-        return print_begin(&pending, args.json);
+        return print_begin(&pending, &finish_command(target, &pending), args.json);
     }
 
     let mut out = std::io::stdout().lock();
@@ -119,17 +119,12 @@ pub fn totp(
     };
     // At the end of input the prompt's line is ended first, so the message stands on a
     // line of its own, and nothing more is asked.
-    let for_user = if target.is_root() && target.user.as_str() != "root" {
-        format!("--user {} ", shell_word(&pending.user))
-    } else {
-        String::new()
-    };
+    let finish = finish_command(target, &pending);
     let unfinished = || {
         eprintln!();
         CliError::msg(format!(
-            "registration not finished; within 10 minutes run `mfa {for_user}enroll finish {}` \
-             (it asks for two consecutive codes), or start again",
-            shell_word(&pending.name)
+            "registration not finished; within 10 minutes run `{finish}` (it asks for two \
+             consecutive codes), or start again"
         ))
     };
     for attempt in 1..=attempts {
@@ -219,7 +214,19 @@ struct BeginJson<'a> {
     expires_at: i64,
 }
 
-fn print_begin(p: &Pending, json: bool) -> Result<(), CliError> {
+/// The command that finishes `pending`, as whoever began it types it: root names the
+/// user whose registration it is.
+fn finish_command(target: &Target, pending: &Pending) -> String {
+    let for_user = if target.is_root() && target.user.as_str() != "root" {
+        format!("--user {} ", shell_word(&pending.user))
+    } else {
+        String::new()
+    };
+    format!("mfa {for_user}enroll finish {}", shell_word(&pending.name))
+}
+
+/// Prints a registration begun with `--begin`; `finish` is the command that activates it.
+fn print_begin(p: &Pending, finish: &str, json: bool) -> Result<(), CliError> {
     let secret = p.secret.to_base32();
     let mut text = Zeroizing::new(Vec::with_capacity(1024));
     if json {
@@ -251,13 +258,7 @@ fn print_begin(p: &Pending, json: bool) -> Result<(), CliError> {
         text.extend_from_slice(p.secret.to_base32_grouped().as_bytes());
         text.extend_from_slice(b"\nURI: ");
         text.extend_from_slice(p.uri.as_bytes());
-        text.extend_from_slice(
-            format!(
-                "\nActivate it with: mfa enroll finish {}\n",
-                shell_word(&p.name)
-            )
-            .as_bytes(),
-        );
+        text.extend_from_slice(format!("\nActivate it with: {finish}\n").as_bytes());
     }
     let mut out = std::io::stdout().lock();
     out.write_all(&text)
