@@ -853,6 +853,36 @@ fn resync_refuses_bad_codes_and_unknown_devices() {
     resync("phone", "12a456", &at(41)).assert_failure();
 }
 
+/// The audit row of a resync gives the device's offset in seconds, the figure `mfa resync`
+/// printed (the store keeps it in time steps).
+#[test]
+fn a_resyncs_audit_row_gives_the_offset_in_seconds() {
+    // The local store's audit: `mfa admin audit` does not show a fleet account's rows.
+    let env = TestEnv::with_backend(Backend::Local);
+    let user = TestUser::new();
+    let dev = env.enroll(user.name(), "phone");
+    env.advance_steps(1);
+    // The device's clock 20 steps (600 s) ahead.
+    let (c1, c2) = (
+        env.code_at_step(&dev.secret, 19),
+        env.code_at_step(&dev.secret, 20),
+    );
+    let out = env.mfa(&["--user", user.name(), "resync", "phone", &c1, &c2]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains("its clock is 600 seconds ahead"),
+        "{}",
+        out.stdout
+    );
+    let rows = audit_rows(&env);
+    let details: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["action"] == "resync")
+        .filter_map(|r| r["detail"].as_str())
+        .collect();
+    assert_eq!(details, ["drift 600 s"], "{rows:?}");
+}
+
 // ----- the store and the accounts -----
 
 #[test]
@@ -1110,6 +1140,40 @@ fn audit_rows_are_kept_for_the_retention_and_pruned_by_hand() {
 /// Issue 20 (6): the end of input at the first code prompt ends the registration there,
 /// with no second prompt, on a line of its own, saying how to finish it; the device stays
 /// pending and that advice works.
+/// `--begin` (not `--json`) run by root for a user says how to finish, naming the user:
+/// the command it prints, run as printed with the two codes, activates the device.
+#[test]
+fn a_begun_registration_names_the_command_that_finishes_it() {
+    let env = TestEnv::new();
+    let user = TestUser::new();
+    let out = env.mfa(&["--user", user.name(), "enroll", "totp", "pad", "--begin"]);
+    out.assert_success();
+    let wanted = format!(
+        "Activate it with: mfa --user {} enroll finish pad\n",
+        user.name()
+    );
+    assert!(out.stdout.contains(&wanted), "{}", out.stdout);
+    let secret = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Secret key: "))
+        .expect("the secret key line")
+        .replace(' ', "");
+    let printed: Vec<&str> = wanted
+        .trim_end()
+        .trim_start_matches("Activate it with: mfa ")
+        .split(' ')
+        .collect();
+    let (c1, c2) = (env.code_at_step(&secret, -1), env.code(&secret));
+    let mut args = printed.clone();
+    args.extend([c1.as_str(), c2.as_str()]);
+    env.mfa(&args).assert_success();
+    assert_eq!(
+        state_of(&env, user.name(), "pad").as_deref(),
+        Some("active")
+    );
+}
+
 #[test]
 fn interactive_enrollment_stops_at_the_first_end_of_input() {
     let env = TestEnv::new();

@@ -160,15 +160,24 @@ fn list(link: &mut Link, json: bool) -> Result<(), CliError> {
         if a.devices.is_empty() {
             println!("  no devices");
         }
-        for d in &a.devices {
-            println!(
-                "  {}  {}  {}  last used {}",
-                d.name,
-                d.kind,
-                d.state,
-                d.last_used
-                    .map_or_else(|| "never".to_owned(), clock::format_local)
-            );
+        let devices: Vec<[String; 4]> = a
+            .devices
+            .iter()
+            .map(|d| {
+                [
+                    d.name.clone(),
+                    d.kind.clone(),
+                    d.state.clone(),
+                    format!(
+                        "last used {}",
+                        d.last_used
+                            .map_or_else(|| "never".to_owned(), clock::format_local)
+                    ),
+                ]
+            })
+            .collect();
+        for line in crate::manage::aligned_lines(&devices) {
+            println!("  {line}");
         }
         if a.recovery_codes_left > 0 {
             println!("  {} unused recovery code(s)", a.recovery_codes_left);

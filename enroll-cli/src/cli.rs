@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand};
     name = "mfa",
     version,
     about = "Register and manage the devices pam_mfa asks for at login",
-    long_about = "Register and manage the devices (authenticator apps, security keys) that \
-                  pam_mfa asks for at login.\n\nWithout --user, mfa acts on the account that \
-                  runs it."
+    long_about = "Register and manage the devices (authenticator apps, hardware tokens, \
+                  security keys) that pam_mfa asks for at login.\n\nWithout --user, mfa acts \
+                  on the account that runs it."
 )]
 pub struct Cli {
     /// The daemon's socket [default: /run/pam_mfa/mfad.sock]

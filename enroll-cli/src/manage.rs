@@ -124,24 +124,32 @@ fn table(list: &[DeviceEntry]) -> String {
 
 /// A table with a header, each column as wide as its widest cell.
 pub fn aligned<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let header = header.map(str::to_owned);
-    let mut widths = header.clone().map(|h| h.chars().count());
+    let mut table = vec![header.map(str::to_owned)];
+    table.extend_from_slice(rows);
+    aligned_lines(&table)
+        .into_iter()
+        .map(|line| line + "\n")
+        .collect()
+}
+
+/// `rows` as lines whose columns line up, two spaces apart, without trailing blanks.
+pub fn aligned_lines<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = [0; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect()
 }
 
 /// Sends a change and expects [`Response::Done`].
@@ -244,4 +252,31 @@ pub fn resync(
     };
     println!("Device \"{name}\" is back in sync; {said}.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_whatever_the_widths_of_their_cells() {
+        let rows = [
+            ["phone".to_owned(), "totp".to_owned(), "active".to_owned()],
+            ["pixel-7".to_owned(), "fido2".to_owned(), String::new()],
+        ];
+        assert_eq!(
+            aligned_lines(&rows),
+            ["phone    totp   active", "pixel-7  fido2"]
+        );
+        assert_eq!(
+            aligned(["NAME", "KIND", "STATE"], &rows),
+            "NAME     KIND   STATE\nphone    totp   active\npixel-7  fido2\n"
+        );
+        // Widths count characters, not bytes.
+        let rows = [
+            ["é".to_owned(), "x".to_owned()],
+            ["ab".to_owned(), "y".to_owned()],
+        ];
+        assert_eq!(aligned_lines(&rows), ["é   x", "ab  y"]);
+    }
 }
