@@ -411,10 +411,29 @@ sqlite3 "$store" "PRAGMA user_version = $known" >/dev/null
 start_mfad
 in_root mfa --user bob list | grep -q phone || fail "bob's device after the refused downgrade"
 
-step "remove: profile out of common-auth, module, mfa and mfad gone, store kept"
+step "the deployment guide's strict profile (no nullok) in place of the package's"
+# docs/deployment.md, snippet pam-auth-update-strict: the administrator's own profile.
+in_root sh -e -c "sed -e '/^Name:/s/\$/, required for everyone/' -e 's/ nullok\$//' \
+    /usr/share/pam-configs/mfa > /usr/share/pam-configs/mfa-strict
+pam-auth-update --disable mfa --enable mfa-strict"
+grep -qE '^auth[[:space:]]+\[success=ok ignore=ignore default=die\][[:space:]]+pam_mfa\.so$' \
+    "$root/etc/pam.d/common-auth" || fail "common-auth lacks the strict profile's pam_mfa line"
+refused "common-auth (strict): carol has no device" mfa-common carol pw-carol-right
+in_root useradd -m frank
+echo "frank:pw-frank-right" | in_root chpasswd
+frank_code=$(enroll frank phone)
+ok "common-auth (strict): frank, right password, right code" mfa-common frank pw-frank-right "$frank_code"
+
+step "remove: profiles out of common-auth, module, mfa and mfad gone, store kept"
 stop_mfad
 in_root apt-get remove -y -q libpam-mfa >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "remove"; }
 grep -q pam_mfa "$root/etc/pam.d/common-auth" && fail "common-auth still loads pam_mfa"
+grep -q "disabling the pam-auth-update profile mfa-strict" "$work/apt.log" \
+    || { cat "$work/apt.log"; fail "remove did not say it disabled mfa-strict"; }
+# The administrator's profile file is theirs: kept, and disabled. Taken away here so that
+# the steps below start from a machine without it.
+[ -f "$root/usr/share/pam-configs/mfa-strict" ] || fail "remove deleted the administrator's profile"
+rm "$root/usr/share/pam-configs/mfa-strict"
 grep -q "still used in:.*/etc/pam.d/mfa-module" "$work/apt.log" \
     || { cat "$work/apt.log"; fail "remove did not warn about the hand-written /etc/pam.d/mfa-module"; }
 gone "$module" "$(dirname "$module")/libpam_mfa_keys.so" /usr/bin/mfa /usr/sbin/mfad /usr/share/pam-configs/mfa \
