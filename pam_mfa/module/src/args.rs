@@ -19,6 +19,8 @@ pub use pam_mfa_protocol::DEFAULT_STORE as DEFAULT_DB;
 /// How long the daemon has to accept the connection and to answer each request.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 5;
 pub const MAX_DAEMON_TIMEOUT_SECS: u32 = 60;
+/// The longest path a UNIX socket address holds (`sun_path`'s 108 bytes, less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// The longest a login may be remembered (the policy's bound too).
 pub const MAX_REMEMBER_SECS: u32 = 12 * 3600;
@@ -74,7 +76,7 @@ pub const ARGUMENTS: &[ArgumentDoc] = &[
         syntax: "socket=PATH",
         default: Some(DEFAULT_SOCKET),
         description: "The socket of mfad, the daemon that keeps the device store: an \
-                      absolute path.",
+                      absolute path of at most 107 bytes.",
     },
     ArgumentDoc {
         name: "timeout",
@@ -350,6 +352,15 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<ModuleArgs,
                 if !p.is_absolute() || p.file_name().is_none() {
                     return Err(invalid("socket", "must be an absolute path"));
                 }
+                // A path no socket address can hold is a mistake in the line, not a
+                // daemon that is away: refused here, never PAM_AUTHINFO_UNAVAIL (which
+                // an `authinfo_unavail=ignore` stack would let through).
+                if p.as_os_str().len() > MAX_SOCKET_PATH {
+                    return Err(invalid(
+                        "socket",
+                        "is longer than a socket address can be (107 bytes)",
+                    ));
+                }
                 out.socket = p;
             }
             "timeout" => {
@@ -544,6 +555,7 @@ mod tests {
 
     #[test]
     fn strictness() {
+        let too_long_socket = format!("socket=/{}", "s".repeat(MAX_SOCKET_PATH));
         let bad: &[&[&str]] = &[
             &["nulok"],
             &["frobnicate"],
@@ -562,6 +574,7 @@ mod tests {
             &["db=relative/devices.db"],
             &["db=/"],
             &["socket=relative.sock"],
+            &[too_long_socket.as_str()],
             &["socket="],
             &["socket"],
             &["timeout=0"],
@@ -595,6 +608,10 @@ mod tests {
         for args in bad {
             assert!(p(args).is_err(), "{args:?} accepted");
         }
+        // The longest socket path an address holds is accepted.
+        let longest = format!("/{}", "s".repeat(MAX_SOCKET_PATH - 1));
+        let a = p(&[format!("socket={longest}").as_str()]).expect("107 bytes");
+        assert_eq!(a.socket, PathBuf::from(longest));
         assert_eq!(parse([&b"\xff"[..]]), Err(ArgError::NotUtf8));
         assert_eq!(
             p(&["frobnicate"]),
