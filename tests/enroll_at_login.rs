@@ -44,7 +44,7 @@ fn a_line_without_enroll_at_login_does_not_offer_registration() {
         "{}",
         out.transcript()
     );
-    out.assert_logged(&["this line does not allow it", "enroll_at_login"]);
+    out.assert_logged(&["this line cannot register a device", "enroll_at_login"]);
     assert!(env.list(user.name()).is_empty());
 }
 

@@ -41,10 +41,10 @@ fn next_step(line: &LineRules, f: &BeforePromptReply, notices: &mut Vec<Notice>)
                 store_missing: !f.store_exists,
             };
         }
-        AccountState::NoDevice
-            if f.no_device == NoDeviceRule::Enroll && line.keys != KeyRule::Require =>
-        {
-            if !line.enroll_at_login {
+        // Registration at login makes an authenticator app, which a line accepting only
+        // security keys would not take: there, as without enroll_at_login, `deny`.
+        AccountState::NoDevice if f.no_device == NoDeviceRule::Enroll => {
+            if !line.enroll_at_login || line.keys == KeyRule::Require {
                 notices.push(Notice::EnrollNotOnThisLine);
             } else if f.store_exists {
                 return NextStep::Register;
@@ -226,6 +226,9 @@ mod tests {
                 why: KeyRefusal::NoneRegistered
             }
         );
+        // ...and says why `enroll` meant `deny` there.
+        let d = decide(&key_only, &enroll);
+        assert_eq!(d.notices, vec![Notice::EnrollNotOnThisLine]);
         // No store yet: nothing to register into; asked and refused.
         let no_store = BeforePromptReply {
             store_exists: false,

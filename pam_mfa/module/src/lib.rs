@@ -329,8 +329,9 @@ fn run(
             Notice::EnrollNotOnThisLine => log_line(
                 pamh,
                 Level::Notice,
-                "policy no_device=enroll asks for registration at login, but this line does \
-                 not allow it (no enroll_at_login): treated as no_device=deny",
+                "policy no_device=enroll asks for registration at login, but this line \
+                 cannot register a device (it has no enroll_at_login, or it accepts only \
+                 security keys: fido2=require): treated as no_device=deny",
             ),
             Notice::RemoteAsksCode => log_line(
                 pamh,

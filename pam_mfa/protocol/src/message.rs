@@ -491,8 +491,8 @@ pub struct Decision {
 pub enum Notice {
     /// Short codes are locked until then: the person is told what still works.
     Locked { until: UnixTime },
-    /// The policy asks for registration at login, but this line does not allow it: as
-    /// `no_device deny`, and syslog says so.
+    /// The policy asks for registration at login, but this line does not allow it (no
+    /// `enroll_at_login`, or `fido2=require`): as `no_device deny`, and syslog says so.
     EnrollNotOnThisLine,
     /// A remote login with a key and a code device: the code is asked (a debug line).
     RemoteAsksCode,
