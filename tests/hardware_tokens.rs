@@ -526,3 +526,37 @@ fn the_same_hotp_code_from_8_logins_at_once_succeeds_exactly_once() {
         );
     }
 }
+
+/// A time-based token's resync is audited with its offset in seconds, in its own period
+/// (60 s here), which the token's device row does not carry: the inventory's row has it.
+#[test]
+fn a_totp_tokens_resync_is_audited_in_seconds() {
+    // `mfa admin audit` shows the local store's rows.
+    let env = TestEnv::with_backend(pam_mfa_tests::backend::Backend::Local);
+    let user = TestUser::new();
+    import_csv(&env, &format!("T-60,{KEY_B32},totp,6,60\n"));
+    let params = TotpParams {
+        digits: 6,
+        algorithm: "SHA1",
+        period: 60,
+    };
+    let code = |delta: i64| totp_with(KEY_B32, env.now() + delta * 60, params);
+    enroll(&env, user.name(), "fob", "T-60", &code(-1), &code(0)).assert_success();
+    env.advance_steps(2);
+    // The token's clock 10 of its steps (600 s) ahead.
+    let out = env.mfa(&["--user", user.name(), "resync", "fob", &code(9), &code(10)]);
+    out.assert_success();
+    assert!(out.stdout.contains("600 seconds ahead"), "{}", out.stdout);
+    let audit = env.mfa(&["admin", "audit", "--json"]);
+    audit.assert_success();
+    let rows = match audit.json() {
+        Value::Array(rows) => rows,
+        other => panic!("audit --json printed {other}"),
+    };
+    let details: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["action"] == "resync")
+        .filter_map(|r| r["detail"].as_str())
+        .collect();
+    assert_eq!(details, ["drift 600 s"], "{rows:?}");
+}

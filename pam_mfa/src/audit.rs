@@ -78,7 +78,9 @@ pub fn attach(conn: &Connection, actor_uid: u32) -> Result<()> {
          BEGIN
            INSERT INTO main.audit (at, actor_uid, user, action, device, detail)
            SELECT unixepoch(), uid, NEW.user, 'resync', NEW.name,
-                  'drift ' || (NEW.drift * NEW.period) || ' s'
+                  'drift ' || (NEW.drift * coalesce(NEW.period,
+                                                    (SELECT period FROM main.tokens
+                                                     WHERE id = NEW.token_id))) || ' s'
            FROM temp.audit_actor;
          END;
          CREATE TEMP TRIGGER IF NOT EXISTS audit_device_delete AFTER DELETE ON main.devices
