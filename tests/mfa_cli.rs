@@ -1137,11 +1137,9 @@ fn audit_rows_are_kept_for_the_retention_and_pruned_by_hand() {
         .assert_error(&["--older-than"]);
 }
 
-/// Issue 20 (6): the end of input at the first code prompt ends the registration there,
-/// with no second prompt, on a line of its own, saying how to finish it; the device stays
-/// pending and that advice works.
-/// `--begin` (not `--json`) run by root for a user says how to finish, naming the user:
-/// the command it prints, run as printed with the two codes, activates the device.
+/// `--begin` (not `--json`) run by root for a user says how to finish, naming the daemon
+/// (the test's, not the default) and the user: the command it prints, run as printed
+/// with the two codes, activates the device.
 #[test]
 fn a_begun_registration_names_the_command_that_finishes_it() {
     let env = TestEnv::new();
@@ -1149,7 +1147,8 @@ fn a_begun_registration_names_the_command_that_finishes_it() {
     let out = env.mfa(&["--user", user.name(), "enroll", "totp", "pad", "--begin"]);
     out.assert_success();
     let wanted = format!(
-        "Activate it with: mfa --user {} enroll finish pad\n",
+        "Activate it with: mfa --socket {} --user {} enroll finish pad\n",
+        env.socket().display(),
         user.name()
     );
     assert!(out.stdout.contains(&wanted), "{}", out.stdout);
@@ -1167,13 +1166,16 @@ fn a_begun_registration_names_the_command_that_finishes_it() {
     let (c1, c2) = (env.code_at_step(&secret, -1), env.code(&secret));
     let mut args = printed.clone();
     args.extend([c1.as_str(), c2.as_str()]);
-    env.mfa(&args).assert_success();
+    env.mfa_cmd(&args).no_link().run().assert_success();
     assert_eq!(
         state_of(&env, user.name(), "pad").as_deref(),
         Some("active")
     );
 }
 
+/// Issue 20 (6): the end of input at the first code prompt ends the registration there,
+/// with no second prompt, on a line of its own, saying how to finish it; the device stays
+/// pending and that advice works.
 #[test]
 fn interactive_enrollment_stops_at_the_first_end_of_input() {
     let env = TestEnv::new();
@@ -1199,8 +1201,9 @@ fn interactive_enrollment_stops_at_the_first_end_of_input() {
         "a second prompt\n{out:?}"
     );
     let advice = format!(
-        "\nmfa: registration not finished; within 10 minutes run `mfa --user {} enroll finish \
-         phone`",
+        "\nmfa: registration not finished; within 10 minutes run `mfa --socket {} --user {} \
+         enroll finish phone`",
+        env.socket().display(),
         user.name()
     );
     assert!(out.stderr.contains(&advice), "{out:?}");

@@ -325,14 +325,14 @@ fn a_user_reaches_only_their_own_devices_without_setuid() {
 }
 
 /// `mfa --socket SOCK doctor` checks the store that daemon serves (its greeting names it),
-/// not the default path; `--db` names another store to check, and the report then says
-/// the daemon serves a different one.
+/// not the default path; `--db` names another store to check, and so does `--root DIR`
+/// (the system under DIR), and the report then says the daemon serves a different one.
 #[test]
 fn doctor_checks_the_store_the_daemon_serves() {
     let d = Daemon::start();
     let alice = TestUser::new();
     enroll(&d, alice.name(), "phone");
-    // An empty system root: only the store and the daemon have something to report.
+    // An empty system root, for the report on a system that is not this one.
     let root = tempfile::tempdir().expect("tempdir");
     let root_dir = root.path().to_str().expect("utf-8 path");
     let served = d.dir.path().join("store/devices.db");
@@ -356,7 +356,8 @@ fn doctor_checks_the_store_the_daemon_serves() {
             .collect()
     };
 
-    let report = findings(&["doctor", "--root", root_dir, "--json"]);
+    // This system (its PAM files are read too; only the lines below are asserted).
+    let report = findings(&["doctor", "--json"]);
     let store = with(&report, "store", &served_shown);
     assert!(
         store.len() == 1 && store[0].starts_with("\"ok\""),
@@ -381,6 +382,18 @@ fn doctor_checks_the_store_the_daemon_serves() {
     let daemon = with(&report, "daemon", "but this report checked");
     assert!(
         daemon.len() == 1 && daemon[0].starts_with("\"warning\""),
+        "{report:#?}"
+    );
+
+    // Another system's root: its own store is checked, not the one this daemon serves.
+    let report = findings(&["doctor", "--root", root_dir, "--json"]);
+    let under_root = root.path().join("var/lib/pam_mfa/devices.db");
+    assert!(
+        !with(&report, "store", &under_root.display().to_string()).is_empty(),
+        "{report:#?}"
+    );
+    assert!(
+        with(&report, "store", &served_shown).is_empty(),
         "{report:#?}"
     );
 }

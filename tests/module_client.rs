@@ -8,6 +8,7 @@
 //! Devices are registered with `mfa --db` (root, on the store file directly).
 
 use pam_mfa_tests::PamCode;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -717,4 +718,75 @@ fn a_registration_at_login_is_confirmed_then_activated_by_setcred() {
         *seen.lock().unwrap(),
         ["before-prompt", "begin-held", "confirm-held"]
     );
+}
+
+// ----- only root's daemon is asked -----
+
+/// `fake-mfad` (it approves every code) at `socket`, as root or, with `as_user`, as that
+/// user; ready when it listens.
+fn fake_daemon(socket: &Path, as_user: Option<&TestUser>) -> Running {
+    let mut cmd = match as_user {
+        None => Command::new(paths::fake_mfad_bin()),
+        Some(user) => {
+            let prefix = pam_mfa_tests::accounts::as_user(user);
+            let mut cmd = Command::new(&prefix[0]);
+            cmd.args(&prefix[1..]).arg(paths::fake_mfad_bin());
+            cmd
+        }
+    };
+    cmd.arg(socket);
+    let mut run = Running::spawn(cmd, "fake-mfad");
+    assert!(
+        run.wait_for("fake-mfad to listen", |out, _| out.contains("listening")),
+        "fake-mfad did not start: {}",
+        run.stderr()
+    );
+    run
+}
+
+/// A `socket=` where a user's own program listens (a mistyped path, a directory users
+/// can write) must not let that program decide: the module checks that root made the
+/// socket before it sends the user's name, and refuses. The same program run as root
+/// lets a wrong code in, so the refusal is the check's doing. `mfa` refuses it too.
+#[test]
+fn a_daemon_that_is_not_roots_is_never_asked() {
+    let env = TestEnv::new();
+    let victim = TestUser::new();
+    let squatter = TestUser::new();
+    // A directory the squatter owns, reachable by everyone.
+    let top = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let theirs = top.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(squatter.uid()), None).expect("chown");
+
+    // Control: root's fake daemon answers "accepted" to a wrong code.
+    let roots = top.path().join("root.sock");
+    let root_fake = fake_daemon(&roots, None);
+    service(&env, &module_spec(&roots, &[]));
+    env.login(victim.name(), "123456").assert_success();
+    assert!(root_fake.stdout().contains("request: verify-code"));
+
+    // The squatter's: refused before anything is sent.
+    let socket = theirs.join("mfad.sock");
+    let fake = fake_daemon(&socket, Some(&squatter));
+    service(&env, &module_spec(&socket, &[]));
+    let out = env.login(victim.name(), "123456");
+    out.assert_result(PamCode::AuthinfoUnavail);
+    let line = out.assert_logged(&["mfad.sock", &format!("uid {}, not root's", squatter.uid())]);
+    assert_eq!(priority_of(&out, &line), ERR);
+    assert!(out.prompts().is_empty(), "{}", out.transcript());
+    assert!(
+        !fake.stdout().contains("request:"),
+        "the module asked a user's program: {}",
+        fake.stdout()
+    );
+
+    // mfa, as root, sends it nothing either.
+    let listed = env
+        .mfa_cmd(&["--user", victim.name(), "list"])
+        .socket_path(&socket)
+        .run();
+    listed.assert_error(&["refusing", "not root's"]);
+    assert!(!fake.stdout().contains("request:"), "{}", fake.stdout());
 }

@@ -42,6 +42,22 @@ impl Drop for Link {
 }
 
 impl Link {
+    /// The options that reach this link again, for a command `mfa` tells the person to
+    /// run next: nothing for the default socket, else `--socket PATH ` or `--db PATH `.
+    pub fn options(&self) -> String {
+        let (option, path) = match self {
+            Self::Socket(path) if path == Path::new(mfad::DEFAULT_SOCKET) => {
+                return String::new();
+            }
+            Self::Socket(path) => ("--socket", path),
+            Self::Direct(_, path) => ("--db", path),
+        };
+        format!(
+            "{option} {} ",
+            crate::enroll::shell_word(&path.to_string_lossy())
+        )
+    }
+
     /// The link the command line asks for: `--db PATH` (root only) in-process, otherwise
     /// the socket (`--socket PATH`, or the daemon's default).
     pub fn open(socket: Option<&Path>, db: Option<&Path>, is_root: bool) -> Result<Self, CliError> {
@@ -121,6 +137,9 @@ pub fn connect(path: &Path) -> Result<UnixStream, CliError> {
         ))
     };
     let stream = UnixStream::connect(path).map_err(unreachable)?;
+    // Nothing (a code, a proof, a registration's secret) goes to anyone but root's mfad.
+    pam_mfa_protocol::require_root_daemon(&stream)
+        .map_err(|e| CliError::msg(format!("refusing {}: {e}", path.display())))?;
     stream
         .set_read_timeout(Some(ANSWER_DEADLINE))
         .and_then(|()| stream.set_write_timeout(Some(ANSWER_DEADLINE)))

@@ -79,7 +79,7 @@ pub fn totp(
 
     write_qr_files(&pending, args)?;
     if args.begin {
-        return print_begin(&pending, &finish_command(target, &pending), args.json);
+        return print_begin(&pending, &finish_command(link, target, &pending), args.json);
     }
 
     let mut out = std::io::stdout().lock();
@@ -119,7 +119,7 @@ pub fn totp(
     };
     // At the end of input the prompt's line is ended first, so the message stands on a
     // line of its own, and nothing more is asked.
-    let finish = finish_command(target, &pending);
+    let finish = finish_command(link, target, &pending);
     let unfinished = || {
         eprintln!();
         CliError::msg(format!(
@@ -214,15 +214,19 @@ struct BeginJson<'a> {
     expires_at: i64,
 }
 
-/// The command that finishes `pending`, as whoever began it types it: root names the
-/// user whose registration it is.
-fn finish_command(target: &Target, pending: &Pending) -> String {
+/// The command that finishes `pending`, as whoever began it types it: on the same
+/// daemon or store (`link`), and root names the user whose registration it is.
+fn finish_command(link: &Link, target: &Target, pending: &Pending) -> String {
     let for_user = if target.is_root() && target.user.as_str() != "root" {
         format!("--user {} ", shell_word(&pending.user))
     } else {
         String::new()
     };
-    format!("mfa {for_user}enroll finish {}", shell_word(&pending.name))
+    format!(
+        "mfa {}{for_user}enroll finish {}",
+        link.options(),
+        shell_word(&pending.name)
+    )
 }
 
 /// Prints a registration begun with `--begin`; `finish` is the command that activates it.

@@ -136,6 +136,11 @@ pub fn mfad_client_bin() -> PathBuf {
     artifact("mfad-client")
 }
 
+/// The `fake-mfad` test program of this crate (a stand-in daemon that approves everything).
+pub fn fake_mfad_bin() -> PathBuf {
+    artifact("fake-mfad")
+}
+
 /// The `pam-client` test program of this crate (cargo builds it before integration tests).
 pub fn pam_client_bin() -> PathBuf {
     artifact("pam-client")

@@ -29,30 +29,18 @@ pub struct Greeting {
 enum Unanswered {
     /// Nothing accepted the connection.
     Unreachable(std::io::Error),
+    /// Something not root's listens there: it was not asked.
+    NotRoot(String),
     /// Connected, but no well-formed answer came.
     Silent(String),
 }
 
 impl Greeting {
-    /// Greets the daemon at `socket`.
+    /// Greets the daemon at `socket`, if it is root's.
     pub fn ask(socket: &Path) -> Self {
-        let answer = match UnixStream::connect(socket) {
-            Err(e) => Err(Unanswered::Unreachable(e)),
-            Ok(stream) => stream
-                .set_read_timeout(Some(HELLO_DEADLINE))
-                .and_then(|()| stream.set_write_timeout(Some(HELLO_DEADLINE)))
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    let mut s = &stream;
-                    pam_mfa_protocol::write_request(&mut s, &Request::Hello)
-                        .map_err(|e| e.to_string())?;
-                    pam_mfa_protocol::read_response(&mut s).map_err(|e| e.to_string())
-                })
-                .map_err(Unanswered::Silent),
-        };
         Self {
             socket: socket.to_owned(),
-            answer,
+            answer: hello(socket),
         }
     }
 
@@ -67,6 +55,20 @@ impl Greeting {
     }
 }
 
+/// `Hello` asked of root's daemon at `socket`, within [`HELLO_DEADLINE`].
+fn hello(socket: &Path) -> Result<Response, Unanswered> {
+    let stream = UnixStream::connect(socket).map_err(Unanswered::Unreachable)?;
+    pam_mfa_protocol::require_root_daemon(&stream).map_err(Unanswered::NotRoot)?;
+    stream
+        .set_read_timeout(Some(HELLO_DEADLINE))
+        .and_then(|()| stream.set_write_timeout(Some(HELLO_DEADLINE)))
+        .map_err(|e| Unanswered::Silent(e.to_string()))?;
+    let mut s = &stream;
+    pam_mfa_protocol::write_request(&mut s, &Request::Hello)
+        .map_err(|e| Unanswered::Silent(e.to_string()))?;
+    pam_mfa_protocol::read_response(&mut s).map_err(|e| Unanswered::Silent(e.to_string()))
+}
+
 /// Whether the daemon that gave `greeting` answers and serves `store`, the store this
 /// report checked. How to start it depends on whether systemd runs here
 /// (`systemd_runs`): a host without it has no unit to enable.
@@ -75,6 +77,16 @@ pub fn check(greeting: &Greeting, store: &Path, systemd_runs: bool) -> Vec<Findi
     let answer = match &greeting.answer {
         Ok(answer) => Ok(answer),
         Err(Unanswered::Silent(e)) => Err(e.clone()),
+        Err(Unanswered::NotRoot(e)) => {
+            return vec![Finding::problem(
+                CHECK,
+                format!("refused {shown}: {e}; no login can check a code"),
+                format!(
+                    "find what listens there (ss -xlp | grep {shown}) and stop it, then start \
+                     mfad"
+                ),
+            )];
+        }
         Err(Unanswered::Unreachable(e)) => {
             let fix = if systemd_runs {
                 "start it: systemctl enable --now mfad.socket (systemctl status mfad.socket \

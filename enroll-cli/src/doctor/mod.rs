@@ -156,13 +156,16 @@ pub fn run(
     }
     let root = Root::new(args.root.as_deref())?;
     // The running daemon is the running system's: asked for `/`, or when named. Without
-    // `--db`, the store checked is the one it serves.
+    // `--db`, the store checked on the running system is the one it serves; under
+    // `--root`, the system's under DIR.
     let greeting = (root.is_system() || socket.is_some()).then(|| {
         daemon::Greeting::ask(&socket.unwrap_or_else(|| PathBuf::from(mfad::DEFAULT_SOCKET)))
     });
-    let default_store = db
-        .or_else(|| greeting.as_ref().and_then(daemon::Greeting::served_store))
-        .unwrap_or_else(|| root.path(DEFAULT_PATH));
+    let served = greeting
+        .as_ref()
+        .filter(|_| root.is_system())
+        .and_then(daemon::Greeting::served_store);
+    let default_store = db.or(served).unwrap_or_else(|| root.path(DEFAULT_PATH));
 
     let pam = pam::scan(&root);
     let stores = store::check(&default_store, &root, &pam.lines);

@@ -76,6 +76,10 @@ impl Daemon {
                 self.socket.display()
             ))
         })?;
+        // Only root's mfad decides a login: checked on every new connection, before the
+        // user's name or any code goes out.
+        pam_mfa_protocol::require_root_daemon(&stream)
+            .map_err(|e| Unavailable(format!("refused {}: {e}", self.socket.display())))?;
         self.exchange(stream, request)
             .map_err(Failed::into_unavailable)
     }

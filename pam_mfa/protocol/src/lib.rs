@@ -64,6 +64,7 @@
 
 mod frame;
 mod message;
+mod peer;
 mod secret;
 
 pub use frame::{
@@ -85,6 +86,7 @@ pub use message::{
 /// go to SQLite and CBOR as plain integers.
 pub type UnixTime = i64;
 
+pub use peer::{peer_uid, require_root_daemon};
 pub use secret::{PublicBytes, SecretBytes};
 
 /// How long a proof (and a recovery-code ticket) stays valid, in seconds.
