@@ -416,7 +416,7 @@ step "the deployment guide's strict profile (no nullok) in place of the package'
 in_root sh -e -c "sed -e '/^Name:/s/\$/, required for everyone/' -e 's/ nullok\$//' \
     /usr/share/pam-configs/mfa > /usr/share/pam-configs/mfa-strict
 pam-auth-update --disable mfa --enable mfa-strict"
-grep -qE '^auth[[:space:]]+\[success=ok ignore=ignore default=die\][[:space:]]+pam_mfa\.so$' \
+grep -qE '^auth[[:space:]]+\[success=ok ignore=ignore default=die\][[:space:]]+pam_mfa\.so[[:space:]]*$' \
     "$root/etc/pam.d/common-auth" || fail "common-auth lacks the strict profile's pam_mfa line"
 refused "common-auth (strict): carol has no device" mfa-common carol pw-carol-right
 in_root useradd -m frank
