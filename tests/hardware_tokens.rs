@@ -547,12 +547,7 @@ fn a_totp_tokens_resync_is_audited_in_seconds() {
     let out = env.mfa(&["--user", user.name(), "resync", "fob", &code(9), &code(10)]);
     out.assert_success();
     assert!(out.stdout.contains("600 seconds ahead"), "{}", out.stdout);
-    let audit = env.mfa(&["admin", "audit", "--json"]);
-    audit.assert_success();
-    let rows = match audit.json() {
-        Value::Array(rows) => rows,
-        other => panic!("audit --json printed {other}"),
-    };
+    let rows = env.audit_rows();
     let details: Vec<&str> = rows
         .iter()
         .filter(|r| r["action"] == "resync")

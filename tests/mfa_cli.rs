@@ -874,7 +874,7 @@ fn a_resyncs_audit_row_gives_the_offset_in_seconds() {
         "{}",
         out.stdout
     );
-    let rows = audit_rows(&env);
+    let rows = env.audit_rows();
     let details: Vec<&str> = rows
         .iter()
         .filter(|r| r["action"] == "resync")
@@ -1057,16 +1057,6 @@ fn at_most_three_unfinished_registrations_until_one_is_finished_or_expires() {
     env.begin(other.name(), "a", &[]);
 }
 
-/// `mfa admin audit --json` at the environment's time.
-fn audit_rows(env: &TestEnv) -> Vec<Value> {
-    let out = env.mfa(&["admin", "audit", "--json"]);
-    out.assert_success();
-    match out.json() {
-        Value::Array(rows) => rows,
-        other => panic!("audit --json printed {other}"),
-    }
-}
-
 fn actions(rows: &[Value]) -> Vec<&str> {
     rows.iter().filter_map(|r| r["action"].as_str()).collect()
 }
@@ -1100,17 +1090,17 @@ fn audit_rows_are_kept_for_the_retention_and_pruned_by_hand() {
         30
     );
     env.begin(u, "phone", &[]);
-    assert_eq!(actions(&audit_rows(&env)), ["policy", "begin"]);
+    assert_eq!(actions(&env.audit_rows()), ["policy", "begin"]);
 
     // 31 days later, the next change removes the rows older than 30 days.
     env.advance_secs(31 * DAY);
     env.mfa(&["admin", "unlock", u]).assert_success();
-    assert_eq!(actions(&audit_rows(&env)), ["unlock"]);
+    assert_eq!(actions(&env.audit_rows()), ["unlock"]);
 
     // By hand: the rows older than an age, counted, and the pruning itself recorded.
     // (Beginning "tablet" also discards the expired "phone": three rows.)
     env.begin(u, "tablet", &[]);
-    assert_eq!(actions(&audit_rows(&env)), ["unlock", "discard", "begin"]);
+    assert_eq!(actions(&env.audit_rows()), ["unlock", "discard", "begin"]);
     env.advance_secs(2 * DAY);
     let out = env.mfa(&["admin", "audit", "prune", "--older-than", "1d"]);
     out.assert_success();
@@ -1119,7 +1109,7 @@ fn audit_rows_are_kept_for_the_retention_and_pruned_by_hand() {
         "{}",
         out.stdout
     );
-    let rows = audit_rows(&env);
+    let rows = env.audit_rows();
     assert_eq!(actions(&rows), ["audit-prune"]);
     assert_eq!(rows[0]["detail"], "3 row(s) older than 1d", "{rows:?}");
     assert_eq!(rows[0]["uid"], 0, "{rows:?}");

@@ -548,6 +548,16 @@ impl TestEnv {
         self.mfa_cmd(args).run()
     }
 
+    /// `mfa admin audit --json` at the current fake time, asserting success: its rows.
+    pub fn audit_rows(&self) -> Vec<Value> {
+        let out = self.mfa(&["admin", "audit", "--json"]);
+        out.assert_success();
+        match out.json() {
+            Value::Array(rows) => rows,
+            other => panic!("audit --json printed {other}"),
+        }
+    }
+
     /// `mfa --user USER enroll totp NAME --begin --json EXTRA…`, asserting success, with the
     /// printed JSON taken apart.
     pub fn begin(&self, user: &str, name: &str, extra: &[&str]) -> Enrolled {
