@@ -558,6 +558,15 @@ impl TestEnv {
         }
     }
 
+    /// The details of the audit rows of `action`, oldest first (`None`: a row without one).
+    pub fn audit_details(&self, action: &str) -> Vec<Option<String>> {
+        self.audit_rows()
+            .iter()
+            .filter(|r| r["action"] == action)
+            .map(|r| r["detail"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// `mfa --user USER enroll totp NAME --begin --json EXTRA…`, asserting success, with the
     /// printed JSON taken apart.
     pub fn begin(&self, user: &str, name: &str, extra: &[&str]) -> Enrolled {
