@@ -5,13 +5,18 @@
 //! or is too slow is [`Unavailable`], which the login turns into `PAM_AUTHINFO_UNAVAIL`
 //! and a syslog line: never a success, never a hang.
 //!
-//! The connection is opened when the first question is asked and closed by
-//! [`Daemon::hang_up`] before every prompt that waits for the person (the code, the PIN,
-//! the touch, the questions of a registration), and at the end of the call. A person may
-//! sit at a prompt for minutes; the daemon drops connections idle for longer than a few
-//! seconds, and a connection slot held by someone's stopped `su` is one less for
-//! everyone else. The next question opens a new connection: nothing of a login lives in
-//! a connection (challenges and held registrations are the daemon's, under tickets).
+//! Every question has a connection of its own, closed once its answer is read. Nothing
+//! holds a connection while the person types (the code, the PIN, the touch, the
+//! questions of a registration): a person may sit at a prompt for minutes, the daemon
+//! drops connections idle for longer than a few seconds, and a connection slot held by
+//! someone's stopped `su` is one less for everyone else. Nothing of a login lives in a
+//! connection (challenges and held registrations are the daemon's, under tickets).
+//!
+//! The request goes out with the end of the connection's sending side (`shutdown`), so
+//! the daemon's thread sees that no other question follows as soon as it has answered
+//! and goes back to `accept`, instead of sleeping on the connection until the module
+//! closes it and being woken again for that: on a virtual machine, waking another
+//! process is the dearest thing a login does (docs/performance.md, "One wake-up fewer").
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,25 +25,16 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pam_mfa_protocol::{
-    DecodeError, ErrorReply, FrameError, Request, Response, read_response, write_request,
-};
+use pam_mfa_protocol::{ErrorReply, Request, Response, read_response, write_request};
 
 /// The daemon could not be asked, or did not answer: what, for the log.
 #[derive(Debug)]
 pub struct Unavailable(pub String);
 
-/// A connection kept for longer than this is not used again: the daemon drops idle
-/// connections after a few seconds (mfad's `conn::IDLE_WAIT`), and a courtesy message
-/// through the conversation may have kept this login waiting meanwhile.
-const REUSE_WITHIN: Duration = Duration::from_secs(2);
-
-/// A connection (opened lazily) to one daemon.
+/// Where and how patiently to ask one daemon.
 pub struct Daemon {
     socket: PathBuf,
     timeout: Duration,
-    /// The open connection and when its last answer came.
-    stream: Option<(UnixStream, Instant)>,
 }
 
 impl Daemon {
@@ -46,30 +42,12 @@ impl Daemon {
         Self {
             socket: socket.to_path_buf(),
             timeout: Duration::from_secs(u64::from(timeout_secs.max(1))),
-            stream: None,
         }
     }
 
-    /// Closes the connection, if open (before a prompt; see the module documentation).
-    pub fn hang_up(&mut self) {
-        self.stream = None;
-    }
-
-    /// Sends `request` and reads its answer. An error answer of the daemon comes back as
-    /// `Ok(Err(..))`: the caller decides what a refusal means. A kept connection that
-    /// fails (the daemon restarted meanwhile) is given up for one new connection, once.
-    pub fn ask(&mut self, request: &Request) -> Result<Result<Response, ErrorReply>, Unavailable> {
-        if let Some((stream, last)) = self.stream.take()
-            && last.elapsed() < REUSE_WITHIN
-        {
-            match self.exchange(stream, request) {
-                Ok(answer) => return Ok(answer),
-                // Closed before the request got through, or before any answer: a daemon
-                // that went away since (a restart) and answered nothing.
-                Err(Failed::Closed(_)) => {}
-                Err(Failed::Other(e)) => return Err(e),
-            }
-        }
+    /// Sends `request` on a new connection and reads its answer. An error answer of the
+    /// daemon comes back as `Ok(Err(..))`: the caller decides what a refusal means.
+    pub fn ask(&self, request: &Request) -> Result<Result<Response, ErrorReply>, Unavailable> {
         let stream = connect(&self.socket, self.timeout).map_err(|e| {
             Unavailable(format!(
                 "cannot connect to mfad at {}: {e}",
@@ -80,16 +58,15 @@ impl Daemon {
         // user's name or any code goes out.
         pam_mfa_protocol::require_root_daemon(&stream)
             .map_err(|e| Unavailable(format!("refused {}: {e}", self.socket.display())))?;
-        self.exchange(stream, request)
-            .map_err(Failed::into_unavailable)
+        self.exchange(&stream, request)
     }
 
-    /// One request and its answer on `stream`, which is kept for the next request.
+    /// The request and its answer on `stream`.
     fn exchange(
-        &mut self,
-        stream: UnixStream,
+        &self,
+        stream: &UnixStream,
         request: &Request,
-    ) -> Result<Result<Response, ErrorReply>, Failed> {
+    ) -> Result<Result<Response, ErrorReply>, Unavailable> {
         let unavailable = |e: &dyn std::fmt::Display| {
             Unavailable(format!(
                 "mfad at {} did not answer {}: {e}",
@@ -100,42 +77,16 @@ impl Daemon {
         stream
             .set_write_timeout(Some(self.timeout))
             .and_then(|()| stream.set_read_timeout(Some(self.timeout)))
-            .map_err(|e| Failed::Other(unavailable(&e)))?;
-        write_request(&mut NoSignal(&stream), request).map_err(|e| match e {
-            FrameError::Io(ref io)
-                if matches!(
-                    io.kind(),
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                Failed::Closed(unavailable(&e))
-            }
-            _ => Failed::Other(unavailable(&e)),
-        })?;
-        let response = read_response(&mut &stream).map_err(|e| match e {
-            DecodeError::Frame(FrameError::Closed) => Failed::Closed(unavailable(&e)),
-            _ => Failed::Other(unavailable(&e)),
-        })?;
-        self.stream = Some((stream, Instant::now()));
+            .map_err(|e| unavailable(&e))?;
+        write_request(&mut NoSignal(stream), request).map_err(|e| unavailable(&e))?;
+        // Only this side's sending ends; the answer still comes. Should the shutdown fail,
+        // the daemon sees the end when the stream is dropped, as it would have anyway.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let response = read_response(&mut &*stream).map_err(|e| unavailable(&e))?;
         Ok(match response {
             Response::Error(e) => Err(e),
             other => Ok(other),
         })
-    }
-}
-
-/// Why an exchange failed: the daemon had closed the connection (nothing was answered),
-/// or anything else (a timeout, garbage), which is never retried.
-enum Failed {
-    Closed(Unavailable),
-    Other(Unavailable),
-}
-
-impl Failed {
-    fn into_unavailable(self) -> Unavailable {
-        match self {
-            Self::Closed(e) | Self::Other(e) => e,
-        }
     }
 }
 
@@ -233,25 +184,25 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("pam_mfa_module_client_{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
-        let mut d = Daemon::new(&dir.join("none.sock"), 1);
+        let d = Daemon::new(&dir.join("none.sock"), 1);
         assert!(d.ask(&Request::Hello).is_err());
         // A daemon that accepts but never answers: refused within the deadline.
         let path = dir.join("silent.sock");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
         let started = Instant::now();
-        let mut d = Daemon::new(&path, 1);
+        let d = Daemon::new(&path, 1);
         let e = d.ask(&Request::Hello).unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(3), "{e:?}");
         drop(listener);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A kept connection the daemon has closed since (it restarted): the question goes
-    /// to a new connection, once, and is answered.
+    /// The daemon sees the end of the connection before it answers (no other question
+    /// follows on it), and the answer still arrives.
     #[test]
-    fn a_kept_connection_that_was_closed_is_replaced() {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_module_keep_{}", std::process::id()));
+    fn a_question_ends_its_connection_before_the_answer() {
+        let dir = std::env::temp_dir().join(format!("pam_mfa_module_end_{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("d.sock");
         let _ = std::fs::remove_file(&path);
@@ -259,6 +210,10 @@ mod tests {
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             pam_mfa_protocol::read_request(&mut s).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut byte = [0u8; 1];
+            // Ok(0) is the end of the connection; a timeout, a client that may ask again.
+            let ended = matches!(io::Read::read(&mut s, &mut byte), Ok(0));
             pam_mfa_protocol::write_response(
                 &mut s,
                 &Response::Hello {
@@ -268,16 +223,17 @@ mod tests {
                 },
             )
             .unwrap();
+            ended
         });
-        let (kept, gone) = UnixStream::pair().unwrap();
-        drop(gone);
-        let mut d = Daemon::new(&path, 2);
-        d.stream = Some((kept, Instant::now()));
+        let d = Daemon::new(&path, 5);
         assert!(matches!(
             d.ask(&Request::Hello),
             Ok(Ok(Response::Hello { .. }))
         ));
-        server.join().unwrap();
+        assert!(
+            server.join().unwrap(),
+            "the request came without the connection's end"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

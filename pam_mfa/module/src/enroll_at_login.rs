@@ -73,11 +73,10 @@ fn daemon_said(what: &str, e: &ErrorReply) -> Failure {
 /// were right, the device held for this login's `pam_sm_setcred`.
 pub(super) fn enroll(
     pamh: &mut PamHandle,
-    daemon: &mut Daemon,
+    daemon: &Daemon,
     user: &str,
     ctx: &Context,
 ) -> Result<PamResultCode, Failure> {
-    daemon.hang_up();
     say(
         pamh,
         "You have no verification device yet; your administrator asks you to register \
@@ -102,7 +101,6 @@ pub(super) fn enroll(
         Ok(_) => return Err(unexpected("begin-held")),
         Err(e) => return Err(daemon_said("begin-held", &e)),
     };
-    daemon.hang_up();
     let pending = &held.pending;
     let qr = std::str::from_utf8(held.qr.as_bytes())
         .ok()
@@ -150,7 +148,6 @@ pub(super) fn enroll(
         Ok(_) => return Err(unexpected("confirm-held")),
         Err(e) => return Err(daemon_said("confirm-held", &e)),
     }
-    daemon.hang_up();
     super::login_hold::remember(pamh, held.hold.as_bytes()).map_err(|code| {
         Failure::new(
             Level::Error,

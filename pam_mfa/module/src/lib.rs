@@ -141,8 +141,8 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         return PamResultCode::PAM_USER_UNKNOWN;
     };
     let silent = flags & PAM_SILENT != 0;
-    let mut daemon = Daemon::new(&args.socket, args.timeout);
-    let result = panic_guard::catch(|| run(pamh, &args, &mut daemon, &user, &ctx, silent))
+    let daemon = Daemon::new(&args.socket, args.timeout);
+    let result = panic_guard::catch(|| run(pamh, &args, &daemon, &user, &ctx, silent))
         .unwrap_or_else(|panic| {
             Err(Failure::new(
                 Level::Error,
@@ -150,7 +150,6 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
                 PamResultCode::PAM_AUTHINFO_UNAVAIL,
             ))
         });
-    daemon.hang_up();
     result.unwrap_or_else(
         |Failure {
              level,
@@ -269,7 +268,7 @@ fn check_obsolete_db(pamh: &PamHandle, args: &ModuleArgs) -> Result<(), Failure>
 fn run(
     pamh: &mut PamHandle,
     args: &ModuleArgs,
-    daemon: &mut Daemon,
+    daemon: &Daemon,
     user: &str,
     ctx: &Context,
     silent: bool,
@@ -403,8 +402,6 @@ fn run(
         _ => return Err(unexpected("before-prompt (an unknown step)")),
     };
 
-    // Nobody waits at a prompt holding a connection to the daemon.
-    daemon.hang_up();
     let answer = ask(pamh, args)?;
     let answer = answer.as_ref().map_or(&[][..], |a| a.as_slice());
     match then {

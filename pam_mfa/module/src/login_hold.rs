@@ -195,7 +195,7 @@ fn activate(raw_args: &[&CStr], raw_user: &[u8], text: &[u8]) -> Result<String, 
     let args =
         super::args::parse(raw_args.iter().map(|a| a.to_bytes())).map_err(|e| e.to_string())?;
     let user = super::user_for_daemon(raw_user).ok_or("invalid user name")?;
-    let mut daemon = Daemon::new(&args.socket, args.timeout);
+    let daemon = Daemon::new(&args.socket, args.timeout);
     match daemon
         .ask(&Request::ActivateHeld {
             user,

@@ -17,7 +17,7 @@ use super::*;
 pub(super) fn security_key(
     pamh: &mut PamHandle,
     args: &ModuleArgs,
-    daemon: &mut Daemon,
+    daemon: &Daemon,
     user: &str,
     ctx: &Context,
     code_fallback: bool,
@@ -90,8 +90,6 @@ pub(super) fn security_key(
             uv_required: c.uv_required,
         })
         .collect();
-    // Nobody waits for a touch holding a connection to the daemon.
-    daemon.hang_up();
     let answer = library.assert(
         &challenge_bytes,
         &credentials,
