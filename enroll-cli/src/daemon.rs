@@ -101,6 +101,9 @@ impl Link {
                     ))
                 };
                 pam_mfa_protocol::write_request(&mut stream, &request).map_err(|e| lost(&e))?;
+                // One request per connection, as the PAM module sends them: the daemon
+                // is told so and need not wait on the connection once it has answered.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
                 pam_mfa_protocol::read_response(&mut stream).map_err(|e| lost(&e))
             }
         }
