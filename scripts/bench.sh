@@ -17,7 +17,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
-require_root "the benchmark's stores must be root's" "$@"
+require_root "installs packages and makes the benchmark's root-owned stores" "$@"
 apt_install $BUILD_PACKAGES oathtool libpam-wrapper libnss-wrapper \
     libpam-google-authenticator libpam-oath
 case " $* " in

@@ -1,24 +1,25 @@
-# Shared by install.sh and test.sh: be root, find (or install) cargo, install Debian
-# packages that are missing. Sourced, not run.
+# Shared by the scripts: be root, find (or install) cargo, install Debian packages that
+# are missing; where install.sh puts things, which uninstall.sh removes. Sourced, not run.
 
 die() {
     echo "$0: $*" >&2
     exit 1
 }
 
-# require_root WHY "$@": the scripts need root. In a root shell they just run; a user with
-# sudo gets the script run again through sudo (with the same arguments; give environment
-# variables after sudo, e.g. `sudo FUZZ_JOBS=4 ./scripts/fuzz.sh`), so the README's
-# commands work as written for both. Called after the script's `cd` to the checkout.
+# require_root WHY "$@": the scripts need root (WHY says what for, following "it"). In a
+# root shell they just run; a user with sudo gets the script run again through sudo (with
+# the same arguments; give environment variables after sudo, e.g. `sudo FUZZ_JOBS=4
+# ./scripts/fuzz.sh`), so the README's commands work as written for both. Called after
+# the script's `cd` to the checkout.
 require_root() {
     [ "$(id -u)" -eq 0 ] && return 0
     why=$1
     shift
     if command -v sudo >/dev/null 2>&1; then
-        echo "$0: needs root (it installs packages and $why): running it again with sudo" >&2
+        echo "$0: needs root (it $why): running it again with sudo" >&2
         exec sudo -- sh "$PWD/scripts/$(basename "$0")" "$@"
     fi
-    die "run as root: it installs packages and $why (and there is no sudo here)"
+    die "run as root: it $why (and there is no sudo here)"
 }
 
 # apt-get install only what is missing, refreshing the package lists once if needed.
@@ -61,3 +62,43 @@ ensure_cargo() {
 
 # libssl-dev: the fleet client (pam_mfa/fleet) verifies the database's TLS with the system's OpenSSL.
 BUILD_PACKAGES="gcc libc6-dev make pkg-config libpam0g-dev libudev-dev libssl-dev"
+
+# Where install.sh starts mfad without systemd, and what it keeps of that process.
+MFAD_SOCKET=/run/pam_mfa/mfad.sock
+MFAD_PIDFILE=/run/pam_mfa/mfad.pid
+MFAD_LOG=/var/log/pam_mfa-mfad.log
+
+# The directory libpam loads modules from by name: where pam_unix.so lives.
+pam_module_dir() {
+    unix_so=$(find /usr/lib /lib /usr/lib64 /lib64 -name pam_unix.so -path '*/security/*' 2>/dev/null | head -n1)
+    [ -n "$unix_so" ] || die "cannot find the PAM module directory (no pam_unix.so)"
+    dirname "$unix_so"
+}
+
+# Whether process $1 runs (exists and has not ended: an ended one its parent has not
+# reaped yet is a zombie, state Z).
+process_runs() {
+    [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# Stops the mfad install.sh started without systemd (its pid in MFAD_PIDFILE, checked to
+# still be an mfad, so a reused pid is never killed) and waits up to 5 s for it to end.
+stop_started_mfad() {
+    [ -f "$MFAD_PIDFILE" ] || return 0
+    old=$(cat "$MFAD_PIDFILE")
+    case $old in
+    '' | *[!0-9]*) ;;
+    *)
+        if [ "$(cat "/proc/$old/comm" 2>/dev/null)" = mfad ] && process_runs "$old"; then
+            kill "$old"
+            i=0
+            while process_runs "$old" && [ $i -lt 50 ]; do
+                sleep 0.1
+                i=$((i + 1))
+            done
+            process_runs "$old" && die "mfad (process $old) did not stop within 5 seconds"
+        fi
+        ;;
+    esac
+    rm -f "$MFAD_PIDFILE"
+}

@@ -18,7 +18,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
-require_root "makes root-owned stores" "$@"
+require_root "installs packages and makes root-owned stores" "$@"
 
 secs="${1:-60}"
 jobs="${FUZZ_JOBS:-2}"

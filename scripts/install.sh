@@ -7,16 +7,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
-require_root "writes to the PAM module directory" "$@"
+require_root "installs packages and writes to the PAM module directory" "$@"
 apt_install $BUILD_PACKAGES
 ensure_cargo
 
 cargo build --release --locked -p pam_mfa_module -p pam_mfa_keys -p enroll-cli -p mfad
 
-# The directory libpam loads modules from by name is where pam_unix.so lives.
-unix_so=$(find /usr/lib /lib /usr/lib64 /lib64 -name pam_unix.so -path '*/security/*' 2>/dev/null | head -n1)
-[ -n "$unix_so" ] || die "cannot find the PAM module directory (no pam_unix.so)"
-moddir=$(dirname "$unix_so")
+moddir=$(pam_module_dir)
 
 install -d -m 0700 -o root -g root /var/lib/pam_mfa
 if [ -d /etc/tmpfiles.d ]; then
@@ -26,9 +23,8 @@ fi
 # The daemon first, so that it serves before the new module (which only asks it) is in
 # place: a host already using pam_mfa keeps logging in throughout.
 install -m 0755 -o root -g root target/release/mfad /usr/sbin/mfad
-socket=/run/pam_mfa/mfad.sock
-pidfile=/run/pam_mfa/mfad.pid
-log=/var/log/pam_mfa-mfad.log
+socket=$MFAD_SOCKET
+log=$MFAD_LOG
 if [ -d /run/systemd/system ]; then
     # systemd runs: socket activation. Local units live in /etc/systemd/system.
     install -m 0644 packaging/systemd/mfad.socket packaging/systemd/mfad.service /etc/systemd/system/
@@ -41,37 +37,21 @@ else
     # No systemd (a container): start mfad here, in its own session, its standard
     # output and errors (startup and fatal messages; it logs to syslog too) in $log.
     # An mfad this script started before is stopped first, so the new binary serves.
-    if [ -f "$pidfile" ]; then
-        old=$(cat "$pidfile")
-        case $old in
-        '' | *[!0-9]*) ;;
-        *)
-            if [ "$(cat "/proc/$old/comm" 2>/dev/null)" = mfad ]; then
-                kill "$old"
-                i=0
-                while [ -e "/proc/$old" ] && [ $i -lt 50 ]; do
-                    sleep 0.1
-                    i=$((i + 1))
-                done
-            fi
-            ;;
-        esac
-        rm -f "$pidfile"
-    fi
+    stop_started_mfad
     install -d -m 0755 -o root -g root /run/pam_mfa
     (umask 077 && touch "$log")
     setsid nohup /usr/sbin/mfad >>"$log" 2>&1 </dev/null &
     pid=$!
     i=0
-    while [ ! -S "$socket" ] && [ -e "/proc/$pid" ] && [ $i -lt 50 ]; do
+    while [ ! -S "$socket" ] && process_runs "$pid" && [ $i -lt 50 ]; do
         sleep 0.1
         i=$((i + 1))
     done
-    if [ ! -S "$socket" ] || [ ! -e "/proc/$pid" ]; then
+    if [ ! -S "$socket" ] || ! process_runs "$pid"; then
         tail -n 5 "$log" >&2
         die "mfad did not start (see $log)"
     fi
-    echo "$pid" >"$pidfile"
+    echo "$pid" >"$MFAD_PIDFILE"
     started="mfad runs as process $pid (no systemd here), listening on $socket, logging to $log.
 It is not supervised: it will not come back after a crash or a reboot, and while it is
 down every login through pam_mfa.so fails (PAM_AUTHINFO_UNAVAIL). Run /usr/sbin/mfad

@@ -39,7 +39,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
-require_root "makes a Debian root with debootstrap" "$@"
+require_root "installs packages and makes a Debian root with debootstrap" "$@"
 apt_install lintian rpm debootstrap oathtool sqlite3 python3
 begin=$(date +%s)
 

@@ -11,7 +11,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
-require_root "builds packages owned by root" "$@"
+require_root "installs packages and builds packages owned by root" "$@"
 # dpkg-dev: dpkg-architecture and dpkg-shlibdeps (the .deb's library dependencies);
 # binutils: strip; rpm: rpmbuild.
 apt_install $BUILD_PACKAGES dpkg-dev binutils rpm

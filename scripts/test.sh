@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/common.sh
-require_root "creates test users" "$@"
+require_root "installs packages and creates test users" "$@"
 apt_install $BUILD_PACKAGES passwd oathtool pamtester libpam-wrapper faketime zbar-tools \
     libmagickcore-6.q16-6-extra librsvg2-common \
     openssh-server openssh-client sudo util-linux mount libpam-runtime valgrind openssl \

@@ -110,12 +110,17 @@ impl Running {
         }
     }
 
-    /// Closes the child's stdin (it reads end-of-file).
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has ended (without waiting for it).
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_some()
     }
 
+    /// Closes the child's stdin (it reads end-of-file).
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
