@@ -31,6 +31,9 @@ if command -v dpkg-query >/dev/null 2>&1 && owner=$(dpkg-query -S /usr/sbin/mfad
     package=${owner%%:*}
     die "/usr/sbin/mfad belongs to the package $package: remove it with \`apt-get remove $package\` (\`apt-get purge $package\` deletes the store too)"
 fi
+if command -v rpm >/dev/null 2>&1 && package=$(rpm -qf --qf '%{NAME}' /usr/sbin/mfad 2>/dev/null); then
+    die "/usr/sbin/mfad belongs to the package $package: remove it with \`dnf remove $package\`"
+fi
 
 # Every PAM file with a line (not a comment) naming the module.
 in_use=$(grep -l -E '^[^#]*pam_mfa\.so' /etc/pam.d/* /etc/pam.conf 2>/dev/null || :)

@@ -113,7 +113,7 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 #[test]
-fn uninstall_refuses_bad_arguments_and_a_pam_file_that_names_the_module() {
+fn uninstall_refuses_bad_arguments_a_pam_file_that_names_the_module_and_a_package() {
     let env = TestEnv::new();
     let mut host = Installed::new(&env);
 
@@ -150,6 +150,27 @@ fn uninstall_refuses_bad_arguments_and_a_pam_file_that_names_the_module() {
     );
     host.assert_all_present("a refused uninstall");
     assert!(host.ns.path("/run/pam_mfa/mfad.sock").exists());
+
+    // Files a package owns are the package manager's to remove. dpkg's record of which
+    // package holds which file is in /var/lib, the namespace's overlay: passwd (which
+    // every test machine has, for useradd) is made to list /usr/sbin/mfad.
+    let list = "/var/lib/dpkg/info/passwd.list";
+    assert!(
+        host.ns.path(list).exists(),
+        "no {list}: is passwd installed?"
+    );
+    let mut files = host.ns.read(list);
+    files.push_str("/usr/sbin/mfad\n");
+    host.ns.write(list, &files, 0o644);
+    let packaged = host.uninstall(&[]);
+    assert!(!packaged.status.success(), "{packaged:?}");
+    assert!(
+        packaged
+            .stderr
+            .contains("belongs to the package passwd: remove it with `apt-get remove passwd`"),
+        "{packaged:?}"
+    );
+    host.assert_all_present("an uninstall of a package's files");
 }
 
 #[test]
