@@ -81,15 +81,29 @@ process_runs() {
     [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
 
-# Stops the mfad install.sh started without systemd (its pid in MFAD_PIDFILE, checked to
-# still be an mfad, so a reused pid is never killed) and waits up to 5 s for it to end.
+# When process $1 started (clock ticks after boot, /proc/PID/stat's 22nd field; the
+# fields after the name in parentheses, which could hold spaces, counted from the 3rd).
+process_start() {
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
+}
+
+# Records the mfad install.sh started: its pid and start time, so that a later run never
+# stops another process that got the same pid (a container restarted with /run kept).
+record_started_mfad() {
+    echo "$1 $(process_start "$1")" >"$MFAD_PIDFILE"
+}
+
+# Stops the mfad install.sh started without systemd (as MFAD_PIDFILE records it: still an
+# mfad, started when it was; a pidfile of an earlier install.sh has no start time) and
+# waits up to 5 s for it to end.
 stop_started_mfad() {
     [ -f "$MFAD_PIDFILE" ] || return 0
-    old=$(cat "$MFAD_PIDFILE")
+    read -r old started <"$MFAD_PIDFILE" || :
     case $old in
     '' | *[!0-9]*) ;;
     *)
-        if [ "$(cat "/proc/$old/comm" 2>/dev/null)" = mfad ] && process_runs "$old"; then
+        if [ "$(cat "/proc/$old/comm" 2>/dev/null)" = mfad ] && process_runs "$old" \
+            && { [ -z "${started:-}" ] || [ "$started" = "$(process_start "$old")" ]; }; then
             kill "$old"
             i=0
             while process_runs "$old" && [ $i -lt 50 ]; do

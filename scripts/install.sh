@@ -51,7 +51,7 @@ else
         tail -n 5 "$log" >&2
         die "mfad did not start (see $log)"
     fi
-    echo "$pid" >"$MFAD_PIDFILE"
+    record_started_mfad "$pid"
     started="mfad runs as process $pid (no systemd here), listening on $socket, logging to $log.
 It is not supervised: it will not come back after a crash or a reboot, and while it is
 down every login through pam_mfa.so fails (PAM_AUTHINFO_UNAVAIL). Run /usr/sbin/mfad

@@ -43,6 +43,15 @@ if [ -n "$in_use" ]; then
 Remove its lines there first (a line whose module is missing fails every login through
 that service: with 'required', nobody could log in), then run this again. Nothing was removed."
 fi
+# A pam-auth-update profile (docs/deployment.md has source installs copy them) writes
+# pam_mfa.so back into common-auth at the next pam-auth-update, module or no module.
+profiles=$(grep -l -E '^[^#]*pam_mfa\.so' /usr/share/pam-configs/* 2>/dev/null || :)
+if [ -n "$profiles" ]; then
+    # shellcheck disable=SC2086 # one line, the file names split by spaces
+    die "pam-auth-update profiles still add pam_mfa.so:" $profiles "
+Disable them (pam-auth-update --disable NAME, NAME being the file's name) and delete them
+first, or the next pam-auth-update puts pam_mfa.so back without its module. Nothing was removed."
+fi
 
 moddir=$(pam_module_dir)
 removed=""
@@ -57,9 +66,16 @@ remove() {
 
 # The daemon first stops, then its files go: no login is left asking a daemon that is
 # being removed under it (and none can, with pam_mfa.so in no PAM file).
-if [ -d /run/systemd/system ] && [ -e /etc/systemd/system/mfad.socket ]; then
-    systemctl disable --now mfad.socket mfad.service \
-        || die "systemctl could not stop mfad; nothing was removed"
+if [ -e /etc/systemd/system/mfad.socket ] || [ -e /etc/systemd/system/mfad.service ]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now mfad.socket mfad.service \
+            || die "systemctl could not stop mfad; nothing was removed"
+    elif command -v systemctl >/dev/null 2>&1; then
+        # systemd is not running (a chroot, an image being built): the enablement's links
+        # still go, or they would point at units that are gone.
+        systemctl disable mfad.socket mfad.service \
+            || die "systemctl could not disable mfad's units; nothing was removed"
+    fi
 fi
 stop_started_mfad
 remove /etc/systemd/system/mfad.socket /etc/systemd/system/mfad.service
