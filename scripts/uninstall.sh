@@ -36,19 +36,17 @@ if command -v rpm >/dev/null 2>&1 && package=$(rpm -qf --qf '%{NAME}' /usr/sbin/
 fi
 
 # Every PAM file with a line (not a comment) naming the module.
-in_use=$(grep -l -E '^[^#]*pam_mfa\.so' /etc/pam.d/* /etc/pam.conf 2>/dev/null || :)
+in_use=$(grep -l -E '^[^#]*pam_mfa\.so' /etc/pam.d/* /etc/pam.conf 2>/dev/null | tr '\n' ' ' || :)
 if [ -n "$in_use" ]; then
-    # shellcheck disable=SC2086 # one line, the file names split by spaces
-    die "pam_mfa.so is still in the PAM configuration of:" $in_use "
+    die "pam_mfa.so is still in the PAM configuration of: ${in_use% }
 Remove its lines there first (a line whose module is missing fails every login through
 that service: with 'required', nobody could log in), then run this again. Nothing was removed."
 fi
 # A pam-auth-update profile (docs/deployment.md has source installs copy them) writes
 # pam_mfa.so back into common-auth at the next pam-auth-update, module or no module.
-profiles=$(grep -l -E '^[^#]*pam_mfa\.so' /usr/share/pam-configs/* 2>/dev/null || :)
+profiles=$(grep -l -E '^[^#]*pam_mfa\.so' /usr/share/pam-configs/* 2>/dev/null | tr '\n' ' ' || :)
 if [ -n "$profiles" ]; then
-    # shellcheck disable=SC2086 # one line, the file names split by spaces
-    die "pam-auth-update profiles still add pam_mfa.so:" $profiles "
+    die "pam-auth-update profiles still add pam_mfa.so: ${profiles% }
 Disable them (pam-auth-update --disable NAME, NAME being the file's name) and delete them
 first, or the next pam-auth-update puts pam_mfa.so back without its module. Nothing was removed."
 fi
